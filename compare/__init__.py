@@ -1,0 +1,1 @@
+"""Benchmark scripts comparing NABLAPROX with other CVXPY solvers."""

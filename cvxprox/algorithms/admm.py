@@ -1,0 +1,310 @@
+"""ADMM with a cached sparse factorization of the KKT matrix (OSQP/COSMO style).
+
+For  minimize 1/2 x'Px + c'x + f(Ax - b)  the splitting z = Ax - b gives, with a
+diagonal penalty R = diag(rho) (constant on every cone block), relaxation alpha and
+a small proximal weight sigma on x:
+
+    [P + sigma I    A'    ] [x~]   [sigma x^k - c        ]
+    [A           -R^{-1}  ] [nu] = [b + z^k - R^{-1} y^k ]          (factored once)
+    z~      = z^k + R^{-1} (nu - y^k)                                (= A x~ - b)
+    x^{k+1} = alpha x~ + (1 - alpha) x^k
+    z^      = alpha z~ + (1 - alpha) z^k
+    z^{k+1} = prox_{f/R}(z^ + R^{-1} y^k)
+    y^{k+1} = y^k + R (z^ - z^{k+1})
+
+For a cone indicator the prox is the projection onto K, so z stays in K and y in the
+polar cone at every iteration. Equality rows get a 1e3 times larger penalty. The
+penalty is adapted from the ratio of the primal and dual residuals (refactoring with
+the same sparsity pattern). The differences y^{k+1} - y^k and x^{k+1} - x^k converge
+to infeasibility and unboundedness certificates when the problem has no solution
+(Banjac, Goulart, Stellato, Boyd 2019).
+"""
+
+from __future__ import annotations
+
+import time
+
+import cvxpy.settings as s
+import numpy as np
+import qdldl
+import scipy.sparse as sp
+
+from cvxprox.algorithms.anderson import AndersonAcceleration
+from cvxprox.algorithms.base import (
+    BestIterate,
+    IterationLog,
+    KKTChecker,
+    SolveResult,
+    limit_status,
+)
+from cvxprox.cones import ZeroCone
+from cvxprox.ir import ProxProgram
+from cvxprox.options import SolverOptions
+from cvxprox.scaling import RuizScaling
+
+_SIGMA = 1e-6
+_EQ_RHO_FACTOR = 1e3
+_RHO_MIN, _RHO_MAX = 1e-6, 1e6
+_RHO_UPDATE_RATIO = 5.0
+# Iterations between penalty updates: frequent updates make the iterates thrash.
+_RHO_ADAPT_EVERY = 100
+# Anderson acceleration: memory, and the factor by which an extrapolated point may
+# increase the fixed-point residual before it is rejected.
+_AA_MEMORY = 10
+_AA_SAFEGUARD = 1.0
+# When the fixed-point residual ||T(w) - w|| stops changing (to this relative tolerance
+# over this many iterations) it has converged to a nonzero displacement: the problem
+# is infeasible or unbounded. Acceleration is then switched off, because the plain
+# iteration's differences are what converge to the certificates.
+_AA_PLATEAU_WINDOW = 500
+_AA_PLATEAU_RTOL = 1e-5
+
+
+class ADMM:
+    """The ADMM solver for a ProxProgram whose terms are cone indicators.
+
+    Parameters
+    ----------
+    program : ProxProgram
+    options : SolverOptions
+    warm_start : dict, optional
+        Unscaled ``x``, ``z``, ``y`` (and ``rho``) of an earlier solve.
+    """
+
+    name = "admm"
+
+    def __init__(
+        self, program: ProxProgram, options: SolverOptions, warm_start: dict | None = None
+    ) -> None:
+        self.program = program
+        self.opts = options
+        self.warm_start = warm_start
+
+    def solve(self, reason: str = "") -> SolveResult:
+        t0 = time.perf_counter()
+        prog, opts = self.program, self.opts
+        n, m = prog.n, prog.m
+        scaling = RuizScaling(prog, opts.scaling_iters)
+        checker = KKTChecker(prog, scaling, opts)
+        A, P, c, b = scaling.A, scaling.P, scaling.c, scaling.b
+        At = sp.csc_array(A.T)
+        cone = prog.cone
+
+        eq_rows = np.zeros(m, dtype=bool)
+        for term in prog.terms:
+            if isinstance(term.function, ZeroCone):
+                eq_rows[term.rows] = True
+        rho_scale = np.where(eq_rows, _EQ_RHO_FACTOR, 1.0)
+
+        x, z, y = np.zeros(n), np.zeros(m), np.zeros(m)
+        rho = opts.rho
+        if self.warm_start is not None:
+            x = scaling.scale_x(self.warm_start["x"])
+            z = scaling.scale_z(self.warm_start["z"])
+            y = scaling.scale_y(self.warm_start["y"])
+            rho = float(self.warm_start.get("rho", rho))
+        rho_vec = rho * rho_scale
+        kkt = _KKTSystem(P, A, _SIGMA, rho_vec)
+        setup_time = time.perf_counter() - t0
+
+        log = IterationLog(opts.verbose)
+        log.header(
+            prog,
+            "ADMM",
+            reason,
+            [
+                f"scaling: Ruiz x{opts.scaling_iters}, cost scale {scaling.k:.2e}; "
+                f"KKT LDL' n+m={n + m}, nnz(L)={kkt.nnz_factor}",
+                f"eps_abs={opts.eps_abs:.1e} eps_rel={opts.eps_rel:.1e} "
+                f"eps_infeas={opts.eps_infeas:.1e} alpha={opts.alpha} rho={rho:.2e} "
+                f"max_iters={opts.max_iters} time_limit={opts.time_limit}",
+            ],
+        )
+
+        alpha = opts.alpha
+        best = BestIterate()
+        accel = AndersonAcceleration(n + m, _AA_MEMORY)
+        w = np.concatenate([x, z + y / rho_vec])  # fixed-point state (x, v), v = z + y/rho
+        f = np.empty(n + m)
+        f_plain = None  # T(w) of the last accepted point, the fallback of a rejected step
+        g_norm_accepted = np.inf
+        accelerate = True
+        plateau_ref = np.inf
+        status, cert, err = None, None, None
+        dx = dy = None
+        rhs = np.empty(n + m)
+        it = last_adapt = refactors = rejected = 0
+        z = cone.project(w[n:])
+        for it in range(1, opts.max_iters + 1):
+            x = w[:n]
+            y = rho_vec * (w[n:] - z)
+            rhs[:n] = _SIGMA * x - c
+            rhs[n:] = b + z - y / rho_vec
+            sol = kkt.solve(rhs)
+            f[:n] = alpha * sol[:n] + (1.0 - alpha) * x
+            # relaxed z~ plus y/rho: alpha (z + (nu - y)/rho) + (1 - alpha) z + y/rho
+            f[n:] = z + (alpha * (sol[n:] - y) + y) / rho_vec
+            g_norm = _norm2(f - w)
+            if accel.extrapolated and g_norm > _AA_SAFEGUARD * g_norm_accepted:
+                # The extrapolated point made things worse: fall back to the plain step.
+                w = f_plain.copy()
+                z = cone.project(w[n:])
+                accel.reset()
+                rejected += 1
+                continue
+            g_norm_accepted = g_norm
+            f_plain = f.copy()
+            z_next = cone.project(f[n:])
+
+            if it % opts.check_every == 0 or it == opts.max_iters:
+                x, v = f[:n], f[n:]
+                y_next = rho_vec * (v - z_next)
+                dx, dy = x - w[:n], y_next - y
+                xu, zu, yu = (
+                    scaling.unscale_x(x),
+                    scaling.unscale_z(z_next),
+                    scaling.unscale_y(y_next),
+                )
+                Ax_s, Aty_s = A @ x, At @ y_next
+                Px_s = None if P is None else P @ x
+                err = checker.kkt_error(
+                    xu,
+                    zu,
+                    yu,
+                    scaling.unscale_z(Ax_s),
+                    Aty_s / (scaling.D * scaling.k),
+                    None if Px_s is None else Px_s / (scaling.D * scaling.k),
+                )
+                best.offer(err, xu, zu, yu)
+                if it % (opts.check_every * 10) == 0 or err.converged:
+                    log.row(it, err, rho)
+                if err.converged:
+                    status = s.OPTIMAL
+                    break
+                cert = checker.primal_infeasibility(scaling.unscale_y(dy), opts.eps_infeas)
+                if cert is not None:
+                    status = s.INFEASIBLE
+                    break
+                cert = checker.dual_infeasibility(scaling.unscale_x(dx), opts.eps_infeas)
+                if cert is not None:
+                    status = s.UNBOUNDED
+                    break
+                if time.perf_counter() - t0 > opts.time_limit:
+                    break
+                if accelerate and it % _AA_PLATEAU_WINDOW == 0:
+                    accelerate = abs(g_norm - plateau_ref) > _AA_PLATEAU_RTOL * g_norm
+                    plateau_ref = g_norm
+                if opts.adaptive_rho and it - last_adapt >= _RHO_ADAPT_EVERY:
+                    last_adapt = it
+                    new_rho = _balanced_rho(rho, Ax_s - b - z_next, Ax_s, z_next, Px_s, Aty_s, c)
+                    if new_rho > rho * _RHO_UPDATE_RATIO or new_rho < rho / _RHO_UPDATE_RATIO:
+                        rho = new_rho
+                        rho_vec = rho * rho_scale
+                        kkt.update_rho(rho_vec)
+                        refactors += 1
+                        # Same (x, z, y), new penalty: restart the fixed-point iteration.
+                        f[n:] = z_next + y_next / rho_vec
+                        w = f.copy()
+                        z = z_next
+                        accel.reset()
+                        continue
+
+            if accelerate:
+                w = accel.extrapolate(w, f)
+                z = z_next if not accel.extrapolated else cone.project(w[n:])
+            else:
+                w, z = f.copy(), z_next
+                accel.extrapolated = False
+
+        solve_time = time.perf_counter() - t0
+        info = {
+            "rho": rho,
+            "refactorizations": refactors,
+            "rejected_accelerations": rejected,
+            "accelerated": accelerate,
+        }
+        if status is None:
+            status, cert = limit_status(checker, scaling.unscale_x(dx), scaling.unscale_y(dy))
+        if status in (s.OPTIMAL, s.OPTIMAL_INACCURATE):
+            if status == s.OPTIMAL_INACCURATE:
+                (xu, zu, yu), err = best.point, best.kkt
+            result = SolveResult(
+                status, xu, zu, yu, self.name, it, solve_time, setup_time, err, info
+            )
+            result.info["warm_start"] = {"x": xu, "z": zu, "y": yu, "rho": rho}
+        elif status in (s.INFEASIBLE, s.INFEASIBLE_INACCURATE):
+            result = SolveResult(
+                status, None, None, cert, self.name, it, solve_time, setup_time, None, info
+            )
+        else:
+            result = SolveResult(
+                status, cert, None, None, self.name, it, solve_time, setup_time, None, info
+            )
+        log.footer(result)
+        return result
+
+
+def _balanced_rho(
+    rho: float,
+    r_prim: np.ndarray,
+    Ax: np.ndarray,
+    z: np.ndarray,
+    Px: np.ndarray | None,
+    Aty: np.ndarray,
+    c: np.ndarray,
+) -> float:
+    """OSQP's rule: scale rho by sqrt(relative primal residual / relative dual residual)."""
+    eps = 1e-12
+    prim = _inf(r_prim) / (max(_inf(Ax), _inf(z)) + eps)
+    dual_vec = Aty + c if Px is None else Px + Aty + c
+    dual_scale = max(_inf(Aty), _inf(c), 0.0 if Px is None else _inf(Px)) + eps
+    dual = _inf(dual_vec) / dual_scale
+    new = rho * np.sqrt(prim / (dual + eps))
+    return float(np.clip(new, _RHO_MIN, _RHO_MAX))
+
+
+def _inf(v: np.ndarray) -> float:
+    return float(np.max(np.abs(v), initial=0.0))
+
+
+def _norm2(v: np.ndarray) -> float:
+    return float(np.sqrt(v @ v))
+
+
+class _KKTSystem:
+    """LDL' factorization of [[P + sigma I, A'], [A, -diag(1/rho)]] (quasi-definite)."""
+
+    def __init__(
+        self, P: sp.csc_array | None, A: sp.csc_array, sigma: float, rho: np.ndarray
+    ) -> None:
+        n = A.shape[1]
+        m = A.shape[0]
+        top_left = sigma * sp.eye_array(n, format="csc")
+        if P is not None:
+            top_left = top_left + sp.csc_array(P)
+        self._n = n
+        self._K = (
+            sp.block_array([[top_left, A.T], [A, -sp.diags_array(1.0 / rho)]], format="csc")
+            if m
+            else sp.csc_array(top_left)
+        )
+        self._K.sort_indices()
+        self._diag_rows = n + np.arange(m)
+        self._diag_pos = _diagonal_positions(self._K, self._diag_rows)
+        self._solver = qdldl.Solver(self._K)
+        L, _, _ = self._solver.factors()
+        self.nnz_factor = int(L.nnz)
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        return self._solver.solve(rhs)
+
+    def update_rho(self, rho: np.ndarray) -> None:
+        self._K.data[self._diag_pos] = -1.0 / rho
+        self._solver.update(self._K)
+
+
+def _diagonal_positions(K: sp.csc_array, rows: np.ndarray) -> np.ndarray:
+    """Indices into K.data of the diagonal entries K[r, r] for r in rows (all stored)."""
+    cols = np.repeat(np.arange(K.shape[1]), np.diff(K.indptr))
+    diag = np.flatnonzero(K.indices == cols)
+    return diag[cols[diag] >= rows[0]] if len(rows) else diag[:0]

@@ -1,0 +1,242 @@
+"""What every algorithm shares: termination tests, certificates, results and logging.
+
+All tests are made on the unscaled program (``cvxprox.ir`` conventions: z = Ax - b,
+y in the subdifferential of f at z, so y lies in the polar cone for cone indicators):
+
+    primal residual   ||A x - b - z||_inf <= eps_abs + eps_rel max(||Ax||, ||z||, ||b||)
+    dual residual     ||P x + c + A'y||_inf <= eps_abs + eps_rel max(||Px||, ||A'y||, ||c||)
+    duality gap       |pobj - dobj| <= eps_abs + eps_rel max(|pobj|, |dobj|),
+                      pobj = 1/2 x'Px + c'x,  dobj = -1/2 x'Px - b'y
+
+Infeasibility certificates (Farkas vectors, as in SCS and in Banjac et al. 2019):
+
+    primal infeasible:  y in K°, A'y = 0, b'y < 0   ->  ||A'y|| <= eps_infeas (-b'y)
+    unbounded:          d with P d = 0, A d in K, c'd < 0
+                        ->  max(||P d||, dist(A d, K)) <= eps_infeas (-c'd)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cvxpy.settings as s
+import numpy as np
+
+from cvxprox.ir import ProxProgram
+from cvxprox.options import SolverOptions
+from cvxprox.scaling import RuizScaling
+
+# A certificate that only passes at this looser tolerance marks an inaccurate status
+# when an iteration or time limit is reached.
+_LOOSE_CERTIFICATE = 1e-5
+
+
+@dataclass
+class KKTError:
+    """Residuals of the optimality conditions at one iterate (unscaled, inf-norms)."""
+
+    primal: float
+    dual: float
+    gap: float
+    primal_tol: float
+    dual_tol: float
+    gap_tol: float
+    primal_objective: float
+    dual_objective: float
+
+    @property
+    def converged(self) -> bool:
+        return (
+            self.primal <= self.primal_tol
+            and self.dual <= self.dual_tol
+            and (self.gap <= self.gap_tol)
+        )
+
+    @property
+    def normalized(self) -> float:
+        """max of residual / tolerance: below 1 means converged."""
+        return max(
+            self.primal / self.primal_tol, self.dual / self.dual_tol, self.gap / self.gap_tol
+        )
+
+
+@dataclass
+class SolveResult:
+    """The outcome of a solve, in unscaled IR variables.
+
+    ``x``, ``z``, ``y`` hold the solution when ``status`` is optimal or
+    optimal_inaccurate; for an infeasible status ``y`` holds the certificate
+    (b'y = -1); for an unbounded status ``x`` holds the direction (c'x = -1).
+    """
+
+    status: str
+    x: np.ndarray | None
+    z: np.ndarray | None
+    y: np.ndarray | None
+    algorithm: str
+    iterations: int
+    solve_time: float
+    setup_time: float
+    kkt: KKTError | None = None
+    info: dict = field(default_factory=dict)
+
+
+class KKTChecker:
+    """Evaluates KKT errors and certificates of a program from its scaled iterates."""
+
+    def __init__(self, program: ProxProgram, scaling: RuizScaling, options: SolverOptions) -> None:
+        self.program = program
+        self.scaling = scaling
+        self.opts = options
+        self._b_norm = _inf_norm(program.b)
+        self._c_norm = _inf_norm(program.c)
+
+    def kkt_error(
+        self,
+        x: np.ndarray,
+        z: np.ndarray,
+        y: np.ndarray,
+        Ax: np.ndarray,
+        Aty: np.ndarray,
+        Px: np.ndarray | None,
+    ) -> KKTError:
+        """KKT error of the unscaled iterate; Ax, Aty, Px are unscaled products."""
+        prog, eps_abs, eps_rel = self.program, self.opts.eps_abs, self.opts.eps_rel
+        pres = _inf_norm(Ax - prog.b - z)
+        pres_tol = eps_abs + eps_rel * max(_inf_norm(Ax), _inf_norm(z), self._b_norm)
+        dual_vec = prog.c + Aty
+        xPx = 0.0
+        Px_norm = 0.0
+        if Px is not None:
+            dual_vec = dual_vec + Px
+            xPx = float(x @ Px)
+            Px_norm = _inf_norm(Px)
+        dres = _inf_norm(dual_vec)
+        dres_tol = eps_abs + eps_rel * max(Px_norm, _inf_norm(Aty), self._c_norm)
+        cx = float(prog.c @ x)
+        by = float(prog.b @ y)
+        pobj, dobj = 0.5 * xPx + cx, -0.5 * xPx - by
+        gap = abs(pobj - dobj)
+        gap_tol = eps_abs + eps_rel * max(abs(pobj), abs(dobj))
+        return KKTError(
+            primal=pres,
+            dual=dres,
+            gap=gap,
+            primal_tol=pres_tol,
+            dual_tol=dres_tol,
+            gap_tol=gap_tol,
+            primal_objective=pobj + prog.offset,
+            dual_objective=dobj + prog.offset,
+        )
+
+    def primal_infeasibility(self, dy: np.ndarray, eps: float) -> np.ndarray | None:
+        """A Farkas certificate built from the dual direction dy, normalized to b'y = -1."""
+        prog = self.program
+        y = prog.cone.project_polar(dy)
+        by = float(prog.b @ y)
+        if not by < 0:
+            return None
+        if _inf_norm(prog.A.T @ y) <= eps * -by:
+            return y / -by
+        return None
+
+    def dual_infeasibility(self, dx: np.ndarray, eps: float) -> np.ndarray | None:
+        """An unboundedness direction built from dx, normalized to c'd = -1."""
+        prog = self.program
+        cd = float(prog.c @ dx)
+        if not cd < 0:
+            return None
+        Ad = prog.A @ dx
+        viol = _inf_norm(Ad - prog.cone.project(Ad))
+        if prog.has_quadratic:
+            viol = max(viol, _inf_norm(prog.P @ dx))
+        if viol <= eps * -cd:
+            return dx / -cd
+        return None
+
+
+class IterationLog:
+    """The verbose header, iteration table and footer, in the style of OSQP and SCS."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+        self._start = time.perf_counter()
+
+    def header(self, program: ProxProgram, algorithm: str, reason: str, lines: list[str]) -> None:
+        if not self.verbose:
+            return
+        bar = "-" * 78
+        print(bar)
+        print(f"  cvxprox {_version()}  NABLAPROX  ({algorithm}: {reason})".rstrip())
+        print(bar)
+        print(program.describe())
+        for line in lines:
+            print(line)
+        print(bar)
+        print(
+            f"{'iter':>7} {'pri res':>10} {'dua res':>10} {'gap':>10} {'obj':>12} "
+            f"{'step':>9} {'time(s)':>9}"
+        )
+
+    def row(self, it: int, kkt: KKTError, step: float) -> None:
+        if not self.verbose:
+            return
+        print(
+            f"{it:7d} {kkt.primal:10.2e} {kkt.dual:10.2e} {kkt.gap:10.2e} "
+            f"{kkt.primal_objective:12.4e} {step:9.2e} {time.perf_counter() - self._start:9.2e}"
+        )
+
+    def footer(self, result: SolveResult) -> None:
+        if not self.verbose:
+            return
+        print("-" * 78)
+        print(
+            f"status: {result.status}   iterations: {result.iterations}   "
+            f"solve time: {result.solve_time:.3e}s   setup time: {result.setup_time:.3e}s"
+        )
+        if result.kkt is not None:
+            print(
+                f"objective: {result.kkt.primal_objective:.8e}   primal res: "
+                f"{result.kkt.primal:.2e}   dual res: {result.kkt.dual:.2e}   "
+                f"gap: {result.kkt.gap:.2e}"
+            )
+        print("-" * 78)
+
+
+class BestIterate:
+    """Keeps the iterate with the smallest normalized KKT error seen so far."""
+
+    def __init__(self) -> None:
+        self.kkt: KKTError | None = None
+        self.point: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def offer(self, kkt: KKTError, x: np.ndarray, z: np.ndarray, y: np.ndarray) -> None:
+        if self.kkt is None or kkt.normalized < self.kkt.normalized:
+            self.kkt = kkt
+            self.point = (x.copy(), z.copy(), y.copy())
+
+
+def limit_status(
+    checker: KKTChecker, dx: np.ndarray | None, dy: np.ndarray | None
+) -> tuple[str, np.ndarray | None]:
+    """The inaccurate status at an iteration or time limit, and a loose certificate if any."""
+    if dy is not None:
+        cert = checker.primal_infeasibility(dy, _LOOSE_CERTIFICATE)
+        if cert is not None:
+            return s.INFEASIBLE_INACCURATE, cert
+    if dx is not None:
+        cert = checker.dual_infeasibility(dx, _LOOSE_CERTIFICATE)
+        if cert is not None:
+            return s.UNBOUNDED_INACCURATE, cert
+    return s.OPTIMAL_INACCURATE, None
+
+
+def _inf_norm(v: np.ndarray) -> float:
+    return float(np.max(np.abs(v), initial=0.0))
+
+
+def _version() -> str:
+    from cvxprox import __version__  # noqa: PLC0415
+
+    return __version__

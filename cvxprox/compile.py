@@ -1,0 +1,35 @@
+"""Choosing and running an algorithm for a ProxProgram."""
+
+from __future__ import annotations
+
+from cvxprox.algorithms.admm import ADMM
+from cvxprox.algorithms.base import SolveResult
+from cvxprox.algorithms.pdhg import PDHG
+from cvxprox.backends import get_backend
+from cvxprox.ir import ProxProgram
+from cvxprox.options import SolverOptions
+
+# Above this many nonzeros in the KKT matrix a sparse factorization is likely to be
+# slow or to run out of memory, and the matvec-only PDHG is preferred.
+FACTORIZATION_NNZ_LIMIT = 5_000_000
+
+
+def choose_algorithm(program: ProxProgram, options: SolverOptions) -> tuple[type, str]:
+    """The algorithm class to run and a one-line reason."""
+    if options.algorithm == "admm":
+        return ADMM, "forced by algorithm='admm'"
+    if options.algorithm == "pdhg":
+        return PDHG, "forced by algorithm='pdhg'"
+    nnz = program.A.nnz + (0 if program.P is None else program.P.nnz)
+    if nnz <= FACTORIZATION_NNZ_LIMIT:
+        return ADMM, f"auto: KKT matrix with {nnz} nonzeros is cheap to factor once"
+    return PDHG, f"auto: {nnz} nonzeros is too many to factor; matvec-only PDHG"
+
+
+def solve_program(
+    program: ProxProgram, options: SolverOptions, warm_start: dict | None = None
+) -> SolveResult:
+    """Solve a ProxProgram with the algorithm the options ask for (or the automatic choice)."""
+    get_backend(options.device, options.dtype)
+    algorithm, reason = choose_algorithm(program, options)
+    return algorithm(program, options, warm_start).solve(reason)

@@ -1,0 +1,767 @@
+"""Euclidean projections onto the convex cones of CVXPY's conic form.
+
+Every cone ``K`` here is a closed convex cone in ``R^dim`` stored as one contiguous block of a
+vector. ``Cone.project`` computes the Euclidean projection
+
+    Pi_K(v) = argmin_{p in K} ||p - v||_2,
+
+the proximal operator of the indicator of ``K``. By Moreau's decomposition
+``v = Pi_K(v) + Pi_{K°}(v)`` with ``Pi_K(v) ⟂ Pi_{K°}(v)``, where ``K° = -K*`` is the polar cone and
+``K* = {u : <u, p> >= 0 for all p in K}`` the dual cone; hence ``Pi_{K*}(v) = v + Pi_K(-v)`` and
+``Pi_{K°}(v) = v - Pi_K(v)``. A point ``p`` equals ``Pi_K(v)`` exactly when ``p in K``,
+``v - p in K°`` and ``<p, v - p> = 0``.
+
+Conventions follow CVXPY's ``ConicSolver`` row layout for SCS-like solvers: the product cone is
+ordered zero, nonneg, soc, psd, exp, p3d; PSD blocks are "svec" vectors (lower triangle in
+column-major order, off-diagonal entries times sqrt(2)); exponential and power cones are triples.
+
+All cones accept 1-D floating arrays of any namespace supported by ``array_api_compat`` (only
+NumPy is tested), compute in float64 and return the input's floating dtype. Many cones of one kind
+are projected at once with array operations; the iterative exponential- and power-cone projections
+run a safeguarded Newton iteration on all unresolved cones together.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace, device, is_numpy_namespace
+
+__all__ = [
+    "Cone",
+    "ZeroCone",
+    "NonnegCone",
+    "SecondOrderCone",
+    "PSDCone",
+    "ExpCone",
+    "PowCone3D",
+    "ProductCone",
+    "cones_from_dims",
+    "svec_to_mat",
+    "mat_to_svec",
+]
+
+Array = Any
+
+_SQRT2 = math.sqrt(2.0)
+# Root-finding controls shared by the exponential- and power-cone projections.
+_TOL = 1e-13  # relative accuracy of the scalar unknown
+_MAX_ITER = 100  # hard bound on Newton/bisection iterations
+_BISECT_AFTER = 60  # after this many iterations only bisection steps are taken
+_EXP_RHO_MAX = 1e100  # |rho| bound of the exponential-cone bracket (rho**2 must stay finite)
+_POW_U_MAX = 745.0  # |u| bound of the power-cone bracket (exp(-745) is the smallest double)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _prepare(v: Array, dim: int) -> tuple[Any, Array, Any]:
+    """Return ``(xp, v64, out_dtype)`` for a 1-D input of length ``dim``.
+
+    ``v64`` is ``v`` as float64 (not copied when already float64; never modified in place),
+    ``out_dtype`` the dtype of the result (the input's floating dtype, else float64).
+    """
+    xp = array_namespace(v)
+    if v.ndim != 1 or v.shape[0] != dim:
+        raise ValueError(f"expected a 1-D array of length {dim}, got shape {tuple(v.shape)}")
+    out_dtype = v.dtype if xp.isdtype(v.dtype, "real floating") else xp.float64
+    return xp, xp.astype(v, xp.float64, copy=False), out_dtype
+
+
+def _index(xp: Any, idx: np.ndarray, like: Array) -> Array:
+    """Convert a NumPy integer index array to the namespace and device of ``like``."""
+    if is_numpy_namespace(xp):
+        return idx
+    return xp.asarray(idx, device=device(like))
+
+
+def _row_norms(xp: Any, a: Array) -> Array:
+    """Euclidean norms of the rows of a 2-D array, without overflow or underflow."""
+    nrm = xp.sqrt(xp.sum(a * a, axis=1))
+    bad = ~(nrm < 1e150) | (nrm < 1e-150)
+    if a.shape[1] > 0 and bool(xp.any(bad)):
+        sub = a[bad]
+        scale = xp.max(xp.abs(sub), axis=1)
+        safe = xp.where(scale > 0, scale, 1.0)
+        nrm[bad] = scale * xp.sqrt(xp.sum((sub / safe[:, None]) ** 2, axis=1))
+    return nrm
+
+
+def _size_groups(sizes: np.ndarray, lengths: np.ndarray) -> list[tuple[int, np.ndarray | None]]:
+    """Group consecutive blocks of equal ``sizes``; ``lengths`` are the blocks' vector lengths.
+
+    Returns ``(size, idx)`` pairs where ``idx`` is a ``(count, length)`` integer array of the
+    positions of every block of that size, or ``None`` when those blocks fill the whole vector
+    contiguously (then a reshape suffices).
+    """
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    groups = []
+    for size in np.unique(sizes):
+        members = np.flatnonzero(sizes == size)
+        length = int(lengths[members[0]])
+        idx = offsets[members][:, None] + np.arange(length)[None, :]
+        whole = members.size == sizes.size
+        groups.append((int(size), None if whole else idx))
+    return groups
+
+
+def svec_to_mat(v: Array, n: int) -> Array:
+    """Unpack svec vectors into symmetric matrices.
+
+    ``v`` has shape ``(..., n(n+1)/2)``: the lower triangle of an ``n x n`` symmetric matrix in
+    column-major order with off-diagonal entries multiplied by sqrt(2) (so that
+    ``<svec(A), svec(B)> = trace(AB)``). Returns shape ``(..., n, n)``.
+    """
+    xp = array_namespace(v)
+    cols, rows = np.triu_indices(n)  # row-major upper == column-major lower, transposed
+    scale = np.where(rows == cols, 1.0, 1.0 / _SQRT2)
+    mat = xp.zeros((*v.shape[:-1], n, n), dtype=v.dtype, device=device(v))
+    vals = v * xp.asarray(scale, dtype=v.dtype, device=device(v))
+    rows_i, cols_i = _index(xp, rows, v), _index(xp, cols, v)
+    mat[..., rows_i, cols_i] = vals
+    mat[..., cols_i, rows_i] = vals
+    return mat
+
+
+def mat_to_svec(m: Array) -> Array:
+    """Pack symmetric matrices of shape ``(..., n, n)`` into svec vectors (see ``svec_to_mat``).
+
+    Only the lower triangle of ``m`` is read. Returns shape ``(..., n(n+1)/2)``.
+    """
+    xp = array_namespace(m)
+    n = m.shape[-1]
+    cols, rows = np.triu_indices(n)
+    scale = np.where(rows == cols, 1.0, _SQRT2)
+    vals = m[..., _index(xp, rows, m), _index(xp, cols, m)]
+    return vals * xp.asarray(scale, dtype=m.dtype, device=device(m))
+
+
+# --------------------------------------------------------------------------------------------
+# Base class and the polyhedral cones
+# --------------------------------------------------------------------------------------------
+
+
+class Cone:
+    """Base: a closed convex cone ``K`` in ``R^dim``, stored as one contiguous block.
+
+    Subclasses implement ``project`` and ``scaling_blocks``; ``project_dual`` and
+    ``project_polar`` follow from Moreau's decomposition and may be overridden when cheaper.
+    """
+
+    dim: int
+    name: str
+
+    def project(self, v: Array) -> Array:
+        """Euclidean projection of ``v`` (shape ``(dim,)``) onto ``K``; a new ``(dim,)`` array."""
+        raise NotImplementedError
+
+    def project_dual(self, v: Array) -> Array:
+        """Projection onto the dual cone ``K*``: ``Pi_{K*}(v) = v + Pi_K(-v)``."""
+        return v + self.project(-v)
+
+    def project_polar(self, v: Array) -> Array:
+        """Projection onto the polar cone ``K° = -K*``: ``Pi_{K°}(v) = v - Pi_K(v)``."""
+        return v - self.project(v)
+
+    def scaling_blocks(self) -> np.ndarray:
+        """Lengths of the consecutive sub-blocks inside which a diagonal scaling must be uniform.
+
+        A positive diagonal ``diag(e)`` maps ``K`` onto itself when ``e`` is constant on each
+        block. Integer array summing to ``dim``.
+        """
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dim={self.dim})"
+
+
+class ZeroCone(Cone):
+    """The zero cone ``{0} ⊂ R^dim``; its dual cone is ``R^dim``."""
+
+    name = "zero"
+
+    def __init__(self, dim: int) -> None:
+        if dim < 0:
+            raise ValueError("dim must be nonnegative")
+        self.dim = int(dim)
+
+    def project(self, v: Array) -> Array:
+        """Return zeros of shape ``(dim,)``."""
+        xp, _, dtype = _prepare(v, self.dim)
+        return xp.zeros((self.dim,), dtype=dtype, device=device(v))
+
+    def project_dual(self, v: Array) -> Array:
+        """The dual cone is ``R^dim``: return a copy of ``v``."""
+        xp, _, _ = _prepare(v, self.dim)
+        return xp.asarray(v, copy=True)
+
+    def project_polar(self, v: Array) -> Array:
+        """The polar cone is ``R^dim``: return a copy of ``v``."""
+        return self.project_dual(v)
+
+    def scaling_blocks(self) -> np.ndarray:
+        return np.ones(self.dim, dtype=np.int64)
+
+
+class NonnegCone(Cone):
+    """The nonnegative orthant ``R_+^dim`` (self-dual): ``Pi(v) = max(v, 0)``."""
+
+    name = "nonneg"
+
+    def __init__(self, dim: int) -> None:
+        if dim < 0:
+            raise ValueError("dim must be nonnegative")
+        self.dim = int(dim)
+
+    def project(self, v: Array) -> Array:
+        """Return ``max(v, 0)`` elementwise."""
+        xp, _, _ = _prepare(v, self.dim)
+        return xp.maximum(v, xp.zeros_like(v))
+
+    def project_dual(self, v: Array) -> Array:
+        """Self-dual: same as ``project``."""
+        return self.project(v)
+
+    def project_polar(self, v: Array) -> Array:
+        """Return ``min(v, 0)`` elementwise."""
+        xp, _, _ = _prepare(v, self.dim)
+        return xp.minimum(v, xp.zeros_like(v))
+
+    def scaling_blocks(self) -> np.ndarray:
+        return np.ones(self.dim, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# Second-order cones
+# --------------------------------------------------------------------------------------------
+
+
+class SecondOrderCone(Cone):
+    """Product of second-order cones ``{(t, x) in R x R^(m-1) : ||x||_2 <= t}`` (self-dual).
+
+    ``sizes`` lists the block lengths ``m >= 1`` in order; a block of size 1 is ``t >= 0``.
+    For one block, with ``s = ||x||``: ``Pi(t, x) = (t, x)`` if ``s <= t``, ``0`` if
+    ``s <= -t``, else ``(t + s)/2 * (1, x/s)``.
+    """
+
+    name = "soc"
+
+    def __init__(self, sizes: Sequence[int]) -> None:
+        self.sizes = np.asarray(sizes, dtype=np.int64).reshape(-1)
+        if np.any(self.sizes < 1):
+            raise ValueError("second-order cone sizes must be >= 1")
+        self.dim = int(self.sizes.sum())
+        self._groups = _size_groups(self.sizes, self.sizes)
+
+    def project(self, v: Array) -> Array:
+        """Project every block; returns shape ``(dim,)``."""
+        xp, w, dtype = _prepare(v, self.dim)
+        out = xp.zeros((self.dim,), dtype=xp.float64, device=device(v))
+        for size, idx in self._groups:
+            if idx is None:
+                out = xp.reshape(self._project_blocks(xp, xp.reshape(w, (-1, size))), (-1,))
+            else:
+                flat = _index(xp, idx.reshape(-1), w)
+                proj = self._project_blocks(xp, xp.reshape(w[flat], idx.shape))
+                out[flat] = xp.reshape(proj, (-1,))
+        return xp.astype(out, dtype, copy=False)
+
+    @staticmethod
+    def _project_blocks(xp: Any, blocks: Array) -> Array:
+        """Project the rows ``(t, x)`` of a ``(count, m)`` array onto the SOC of size ``m``."""
+        t, x = blocks[:, 0], blocks[:, 1:]
+        s = _row_norms(xp, x)
+        inside = s <= t
+        polar = s <= -t
+        half = 0.5 * (t + s)
+        safe_s = xp.where(s > 0, s, 1.0)
+        coef_t = xp.where(inside, t, xp.where(polar, 0.0, half))
+        coef_x = xp.where(inside, 1.0, xp.where(polar, 0.0, half / safe_s))
+        return xp.concat([coef_t[:, None], x * coef_x[:, None]], axis=1)
+
+    def project_dual(self, v: Array) -> Array:
+        """Self-dual: same as ``project``."""
+        return self.project(v)
+
+    def scaling_blocks(self) -> np.ndarray:
+        return self.sizes.copy()
+
+    def __repr__(self) -> str:
+        return f"SecondOrderCone(sizes={self.sizes.tolist()})"
+
+
+# --------------------------------------------------------------------------------------------
+# Positive semidefinite cones
+# --------------------------------------------------------------------------------------------
+
+
+class PSDCone(Cone):
+    """Product of PSD cones of ``n x n`` symmetric matrices, each stored as an svec vector.
+
+    ``sizes`` lists the matrix orders ``n``; a block has length ``n(n+1)/2`` (see
+    ``svec_to_mat``; the svec map is an isometry, so the projection is the matrix one). The cone is
+    self-dual. ``Pi(A) = Q diag(max(lambda, 0)) Q^T`` from the eigendecomposition ``A = Q diag
+    (lambda) Q^T``, computed with one batched ``eigh`` per distinct order ``n``.
+    """
+
+    name = "psd"
+
+    def __init__(self, sizes: Sequence[int]) -> None:
+        self.sizes = np.asarray(sizes, dtype=np.int64).reshape(-1)
+        if np.any(self.sizes < 1):
+            raise ValueError("PSD matrix orders must be >= 1")
+        self._lengths = self.sizes * (self.sizes + 1) // 2
+        self.dim = int(self._lengths.sum())
+        self._groups = _size_groups(self.sizes, self._lengths)
+
+    def project(self, v: Array) -> Array:
+        """Project every svec block onto the PSD cone; returns shape ``(dim,)``."""
+        xp, w, dtype = _prepare(v, self.dim)
+        out = xp.zeros((self.dim,), dtype=xp.float64, device=device(v))
+        for n, idx in self._groups:
+            if idx is None:
+                out = xp.reshape(self._project_blocks(xp, xp.reshape(w, (-1, n * (n + 1) // 2)), n),
+                                 (-1,))
+            else:
+                flat = _index(xp, idx.reshape(-1), w)
+                proj = self._project_blocks(xp, xp.reshape(w[flat], idx.shape), n)
+                out[flat] = xp.reshape(proj, (-1,))
+        return xp.astype(out, dtype, copy=False)
+
+    @staticmethod
+    def _project_blocks(xp: Any, blocks: Array, n: int) -> Array:
+        """Project the svec rows of a ``(count, n(n+1)/2)`` array onto the PSD cone."""
+        scale = xp.max(xp.abs(blocks), axis=1)
+        scale = xp.where(scale > 0, scale, 1.0)[:, None]
+        mats = svec_to_mat(blocks / scale, n)
+        lam, vecs = xp.linalg.eigh(mats)
+        lam_pos = xp.maximum(lam, 0.0)
+        proj = (vecs * lam_pos[:, None, :]) @ xp.matrix_transpose(vecs)
+        return mat_to_svec(proj) * scale
+
+    def project_dual(self, v: Array) -> Array:
+        """Self-dual: same as ``project``."""
+        return self.project(v)
+
+    def scaling_blocks(self) -> np.ndarray:
+        return self._lengths.copy()
+
+    def __repr__(self) -> str:
+        return f"PSDCone(sizes={self.sizes.tolist()})"
+
+
+# --------------------------------------------------------------------------------------------
+# Exponential cones
+# --------------------------------------------------------------------------------------------
+
+
+def _exp_residual(xp: Any, rho: Array, x: Array, y: Array, z: Array) -> tuple[Array, Array]:
+    """Scalar optimality residual ``G(rho)`` of the exponential-cone projection and ``G'(rho)``.
+
+    For a point ``v = (x, y, z)`` outside ``K ∪ K°``, write the projection ``p = s (rho, 1, e^rho)``
+    and the polar part ``v - p = mu (1, 1 - rho, -e^-rho)`` (the rays are orthogonal). The first
+    two coordinates give ``s = S/q`` and ``mu = M/q`` with ``S = (rho - 1) x + y``,
+    ``M = x - rho y``, ``q = rho^2 - rho + 1``; the third holds iff
+    ``S e^rho - M e^-rho - q z = 0``. On the bracket where ``S, M > 0`` this is equivalent to
+
+        G(rho) = log(S e^rho + q z_-) - log(M e^-rho + q z_+) = 0,
+
+    which is evaluated with ``e^{±rho}`` factored out (no overflow). ``G`` has one sign change
+    there, from negative to positive. Returns ``(G, G')``; ``G = -inf`` (``+inf``) where ``S``
+    (``M``) rounds to a nonpositive value.
+    """
+    e_a = xp.exp(-xp.maximum(rho, 0.0))
+    e_b = xp.exp(xp.minimum(rho, 0.0))
+    s_num = (rho - 1.0) * x + y
+    m_num = x - rho * y
+    q = rho * rho - rho + 1.0
+    dq = 2.0 * rho - 1.0
+    z_neg = xp.maximum(-z, 0.0)
+    z_pos = xp.maximum(z, 0.0)
+    t1 = s_num * e_b + q * z_neg * e_a
+    t2 = m_num * e_a + q * z_pos * e_b
+    ok1 = t1 > 0
+    ok2 = t2 > 0
+    t1s = xp.where(ok1, t1, 1.0)
+    t2s = xp.where(ok2, t2, 1.0)
+    g = rho + xp.log(t1s) - xp.log(t2s)
+    g = xp.where(ok1, xp.where(ok2, g, xp.inf), -xp.inf)
+    dg = ((x + s_num) * e_b + dq * z_neg * e_a) / t1s - (dq * z_pos * e_b - (y + m_num) * e_a) / t2s
+    return g, dg
+
+
+def _exp_solve(xp: Any, x: Array, y: Array, z: Array) -> Array:
+    """Find the root ``rho`` of ``_exp_residual`` for every point (unit-norm, general case).
+
+    The bracket is ``{S > 0, M > 0}``: ``rho > 1 - y/x`` when ``x > 0`` and ``rho < x/y`` when
+    ``y > 0`` (at least one holds since not both ``x, y <= 0``), clipped to
+    ``±_EXP_RHO_MAX``. Safeguarded Newton: a Newton step is taken when it stays inside the
+    bracket, otherwise a Newton step in ``log(distance to the bracket end)`` (exact for the
+    logarithmic singularities of ``G`` at the ends), otherwise bisection.
+    """
+    big = _EXP_RHO_MAX
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lo = xp.where(x > 0, 1.0 - y / xp.where(x > 0, x, 1.0), -big)
+        hi = xp.where(y > 0, x / xp.where(y > 0, y, 1.0), big)
+    lo = xp.minimum(xp.maximum(lo, -big), big)
+    hi = xp.minimum(xp.maximum(hi, -big), big)
+    # Start one unit inside the end of smaller magnitude (the other may be huge or unbounded).
+    mid = 0.5 * (lo + hi)
+    rho = xp.where(hi - lo <= 2.0, mid, xp.where(xp.abs(lo) < xp.abs(hi), lo + 1.0, hi - 1.0))
+
+    result = xp.asarray(rho, copy=True)
+    act = xp.arange(x.shape[0], device=device(x))
+    for it in range(_MAX_ITER):
+        if act.shape[0] == 0:
+            break
+        g, dg = _exp_residual(xp, rho, x, y, z)
+        lo = xp.where(g < 0, rho, lo)
+        hi = xp.where(g > 0, rho, hi)
+        scale = xp.maximum(xp.abs(rho), 1.0)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            step = g / dg
+            newton = rho - step
+            good = (dg > 0) & xp.isfinite(step)
+            d_lo = rho - lo
+            d_hi = hi - rho
+            floor = 0.5 * _TOL * scale
+            to_lo = lo + xp.maximum(d_lo * xp.exp(-step / d_lo), floor)
+            to_hi = hi - xp.maximum(d_hi * xp.exp(step / d_hi), floor)
+        inside = good & (newton > lo) & (newton < hi)
+        log_step = xp.where(g > 0, to_lo, to_hi)
+        log_ok = good & (log_step > lo) & (log_step < hi)
+        cand = xp.where(inside, newton, xp.where(log_ok, log_step, 0.5 * (lo + hi)))
+        if it >= _BISECT_AFTER:
+            cand = 0.5 * (lo + hi)
+        small = (g == 0) | (good & (xp.abs(step) <= _TOL * scale))
+        final = xp.where(g == 0, rho, xp.minimum(xp.maximum(newton, lo), hi))
+        rho = xp.where(small, final, cand)
+        done = small | (hi - lo <= _TOL * scale)
+        if bool(xp.any(done)):
+            result[act[done]] = rho[done]
+            keep = ~done
+            act, rho, lo, hi, x, y, z = (a[keep] for a in (act, rho, lo, hi, x, y, z))
+    if act.shape[0] > 0:
+        result[act] = rho
+    return result
+
+
+class ExpCone(Cone):
+    """Product of ``count`` exponential cones in CVXPY's order, laid out ``[x0,y0,z0, x1,...]``.
+
+    ``K = cl{(x, y, z) : y > 0, y exp(x/y) <= z}
+        = {y > 0, y exp(x/y) <= z} ∪ {x <= 0, y = 0, z >= 0}``, with polar cone
+    ``K° = {x > 0, x exp(y/x - 1) <= -z} ∪ {x = 0, y <= 0, z <= 0}``.
+
+    Projection of ``v = (x, y, z)`` (Friberg 2021, "Projection onto the exponential cone: a
+    univariate root-finding problem"): ``v`` itself if ``v in K``; ``0`` if ``v in K°``;
+    ``(x, 0, max(z, 0))`` if ``x <= 0`` and ``y <= 0``; otherwise the projection lies on the
+    curved boundary at ``p = s (rho, 1, e^rho)`` where ``rho`` is the root of a scalar equation
+    (see ``_exp_residual``), found by safeguarded Newton for all such cones at once, and ``p`` is
+    taken as the projection of ``v`` onto that ray (so ``p in K`` and ``p ⟂ v - p`` hold to
+    rounding). Each triple is scaled to unit norm first, so any finite magnitude is handled.
+    """
+
+    name = "exp"
+
+    def __init__(self, count: int) -> None:
+        if count < 0:
+            raise ValueError("count must be nonnegative")
+        self.count = int(count)
+        self.dim = 3 * self.count
+
+    def project(self, v: Array) -> Array:
+        """Project every triple onto the exponential cone; returns shape ``(dim,)``."""
+        xp, w, dtype = _prepare(v, self.dim)
+        trip = xp.reshape(w, (-1, 3))
+        nrm = _row_norms(xp, trip)
+        unit = trip / xp.where(nrm > 0, nrm, 1.0)[:, None]
+        x, y, z = unit[:, 0], unit[:, 1], unit[:, 2]
+        pos_y = xp.where(y > 0, y, 1.0)
+        pos_x = xp.where(x > 0, x, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            in_k = ((y > 0) & (z > 0) & (x <= y * (xp.log(xp.where(z > 0, z, 1.0)) - xp.log(pos_y))))
+            in_k = in_k | ((x <= 0) & (y == 0) & (z >= 0))
+            in_polar = (x > 0) & (z < 0)
+            in_polar = in_polar & (y <= x * (1.0 + xp.log(xp.where(z < 0, -z, 1.0)) - xp.log(pos_x)))
+            in_polar = in_polar | ((x == 0) & (y <= 0) & (z <= 0)) | (nrm == 0)
+        in_k = in_k & ~in_polar
+        face = (x <= 0) & (y <= 0) & ~in_k & ~in_polar
+        out = xp.where(in_k[:, None], unit, 0.0)
+        face_p = xp.stack([x, xp.zeros_like(y), xp.maximum(z, 0.0)], axis=1)
+        out = xp.where(face[:, None], face_p, out)
+        general = ~(in_k | in_polar | face)
+        if bool(xp.any(general)):
+            gx, gy, gz = x[general], y[general], z[general]
+            rho = _exp_solve(xp, gx, gy, gz)
+            cap = xp.maximum(rho, 0.0)
+            ray = xp.stack([rho * xp.exp(-cap), xp.exp(-cap), xp.exp(rho - cap)], axis=1)
+            ray = ray / _row_norms(xp, ray)[:, None]
+            coef = xp.maximum(gx * ray[:, 0] + gy * ray[:, 1] + gz * ray[:, 2], 0.0)
+            out[general] = coef[:, None] * ray
+        return xp.astype(xp.reshape(out * nrm[:, None], (-1,)), dtype, copy=False)
+
+    def scaling_blocks(self) -> np.ndarray:
+        return np.full(self.count, 3, dtype=np.int64)
+
+    def __repr__(self) -> str:
+        return f"ExpCone(count={self.count})"
+
+
+# --------------------------------------------------------------------------------------------
+# Power cones
+# --------------------------------------------------------------------------------------------
+
+
+def _pow_branch(xp: Any, c: Array, a: Array, r: Array, d: Array, log_r: Array, log_d: Array,
+                scale: Array) -> tuple[Array, Array, Array]:
+    """One coordinate of the power-cone KKT solution as a function of ``r`` (with ``d = |z|-r``).
+
+    ``x(r) = (c + sqrt(c^2 + 4 a r d)) / 2`` is the positive root of ``x^2 - c x - a r d = 0``.
+    Returns ``(x, log x, (dx/dr) / x * r d / |z|)``; the logarithm and the scaled logarithmic
+    derivative are computed without cancellation or underflow (``c <= 0`` uses
+    ``x = 2 a r d / (sqrt(c^2 + 4 a r d) - c)``).
+    """
+    t = 4.0 * a * r * d
+    sq = xp.sqrt(c * c + t)
+    pos = c > 0
+    neg = c < 0
+    arg = xp.where(pos, 0.5 * (c + sq), xp.where(neg, sq - c, 1.0))
+    log_arg = xp.log(arg)
+    log_x = xp.where(
+        pos,
+        log_arg,
+        xp.where(neg, xp.log(2.0 * a) + log_r + log_d - log_arg,
+                 0.5 * (xp.log(4.0 * a) + log_r + log_d) - math.log(2.0)),
+    )
+    x = xp.where(pos, arg, xp.where(neg, 2.0 * a * r * d / arg, 0.5 * sq))
+    safe_sq = xp.where(sq > 0, sq, 1.0)
+    dlog_pos = a * (d - r) * (r * d / scale) / (safe_sq * arg)
+    dlog_nonpos = (d - r) / scale * xp.where(neg, 0.5 - 0.5 * c / safe_sq, 0.5)
+    return x, log_x, xp.where(pos, dlog_pos, dlog_nonpos)
+
+
+def _pow_eval(xp: Any, u: Array, x0: Array, y0: Array, zz: Array, a: Array,
+              log_zz: Array) -> tuple[Array, Array, Array, Array, Array, Array]:
+    """Residual of the power-cone projection in the logistic variable ``u``.
+
+    ``r = |z| sigma(u)`` and ``d = |z| - r = |z| sigma(-u)`` (both with full relative accuracy).
+    ``g(u) = a log x(r) + (1-a) log y(r) - log r`` is positive left of the root, negative right of
+    it. Returns ``(g, dg/du, x, y, r, d)``.
+    """
+    e = xp.exp(-xp.abs(u))
+    soft = xp.log1p(e)
+    sig_p = xp.where(u >= 0, 1.0, e) / (1.0 + e)
+    sig_m = xp.where(u >= 0, e, 1.0) / (1.0 + e)
+    r = zz * sig_p
+    d = zz * sig_m
+    log_r = log_zz + xp.minimum(u, 0.0) - soft
+    log_d = log_zz - xp.maximum(u, 0.0) - soft
+    x, log_x, dx = _pow_branch(xp, x0, a, r, d, log_r, log_d, zz)
+    y, log_y, dy = _pow_branch(xp, y0, 1.0 - a, r, d, log_r, log_d, zz)
+    g = a * log_x + (1.0 - a) * log_y - log_r
+    dg = a * dx + (1.0 - a) * dy - sig_m
+    return g, dg, x, y, r, d
+
+
+def _pow_solve(xp: Any, x0: Array, y0: Array, zz: Array, a: Array) -> tuple[Array, Array, Array]:
+    """Solve the power-cone KKT equation for all points (unit-norm, general case).
+
+    The unknown ``r = |z_p| in (0, |z|)`` is parametrized as ``r = |z| sigma(u)``, which makes the
+    logarithmic singularities of ``g`` at both ends linear in ``u``. Safeguarded Newton in ``u``;
+    when ``x0 < 0`` and ``y0 < 0`` (then ``g`` is flat in ``u`` as ``r -> 0``) the Newton step is
+    taken in ``r`` instead, with the other variable as a fallback, then damped bisection.
+    Returns ``(x, y, r)`` of the projection.
+    """
+    big = _POW_U_MAX
+    trust = 16.0  # largest fallback move in u (a factor e^16 in r or |z| - r)
+    log_zz = xp.log(zz)
+    lin = (x0 < 0) & (y0 < 0)
+    u = xp.zeros_like(zz)
+    lo = xp.full(zz.shape, -big, dtype=zz.dtype, device=device(zz))
+    hi = xp.full(zz.shape, big, dtype=zz.dtype, device=device(zz))
+    result = xp.asarray(u, copy=True)
+    act = xp.arange(zz.shape[0], device=device(zz))
+    for it in range(_MAX_ITER):
+        if act.shape[0] == 0:
+            break
+        g, dg, _, _, r, d = _pow_eval(xp, u, x0, y0, zz, a, log_zz)
+        lo = xp.where(g > 0, u, lo)
+        hi = xp.where(g < 0, u, hi)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            step = g / dg
+            newton_u = u - step
+            dr = -step * r * d / zz
+            newton_r = xp.log(r + dr) - xp.log(d - dr)
+        first = xp.where(lin, newton_r, newton_u)
+        second = xp.where(lin, newton_u, newton_r)
+        ok1 = (first > lo) & (first < hi)
+        ok2 = (second > lo) & (second < hi)
+        toward = xp.where(g < 0, lo, hi)
+        move = 0.5 * (toward - u)
+        if it < _BISECT_AFTER:
+            move = xp.minimum(xp.maximum(move, -trust), trust)
+            # A Newton step past an end of the initial bracket means the root is (numerically) there.
+            beyond = ((g < 0) & (lo == -big) & ~(newton_u > -big)) | (
+                (g > 0) & (hi == big) & ~(newton_u < big))
+            fallback = xp.where(beyond, toward, u + move)
+            cand = xp.where(ok1, first, xp.where(ok2, second, fallback))
+        else:
+            cand = u + move
+        scale = xp.maximum(xp.abs(u), 1.0)
+        small = (g == 0) | (xp.isfinite(step) & (xp.abs(step) <= _TOL * scale))
+        at_end = ((u == -big) & (g > 0)) | ((u == big) & (g < 0))
+        final = xp.where(g == 0, u, xp.minimum(xp.maximum(newton_u, lo), hi))
+        u = xp.where(small, final, xp.where(at_end, u, cand))
+        done = small | at_end | (hi - lo <= _TOL * scale)
+        if bool(xp.any(done)):
+            result[act[done]] = u[done]
+            keep = ~done
+            act, u, lo, hi, x0, y0, zz, a, log_zz, lin = (
+                arr[keep] for arr in (act, u, lo, hi, x0, y0, zz, a, log_zz, lin))
+    if act.shape[0] > 0:
+        result[act] = u
+    return result
+
+
+class PowCone3D(Cone):
+    """Product of 3-D power cones in CVXPY's order, laid out as triples ``(x, y, z)``.
+
+    ``K_a = {(x, y, z) : x^a y^(1-a) >= |z|, x >= 0, y >= 0}`` with one ``a in (0, 1)`` per cone;
+    dual cone ``K_a* = {(u, v, w) : (u/a)^a (v/(1-a))^(1-a) >= |w|, u >= 0, v >= 0}``.
+
+    Projection of ``v = (x0, y0, z0)`` (Hien 2015, "Differential properties of Euclidean
+    projection onto power cone"): ``v`` if ``v in K``; ``0`` if ``v in K° = -K*``;
+    ``(max(x0,0), max(y0,0), 0)`` if ``z0 = 0``; otherwise ``(x(r), y(r), sign(z0) r)`` with
+    ``x(r) = (x0 + sqrt(x0^2 + 4 a r (|z0| - r)))/2``, ``y(r)`` likewise with ``1 - a``, and
+    ``r in (0, |z0|)`` the unique root of ``x(r)^a y(r)^(1-a) = r`` (safeguarded Newton for all
+    such cones at once, see ``_pow_solve``). Each triple is scaled to unit norm first.
+    """
+
+    name = "pow3d"
+
+    def __init__(self, alphas: Sequence[float]) -> None:
+        self.alphas = np.asarray(alphas, dtype=np.float64).reshape(-1)
+        if not np.all((self.alphas > 0) & (self.alphas < 1)):
+            raise ValueError("power cone exponents must lie in (0, 1)")
+        self.dim = 3 * self.alphas.size
+
+    def project(self, v: Array) -> Array:
+        """Project every triple onto its power cone; returns shape ``(dim,)``."""
+        xp, w, dtype = _prepare(v, self.dim)
+        alpha = xp.asarray(self.alphas, device=device(w))
+        trip = xp.reshape(w, (-1, 3))
+        nrm = _row_norms(xp, trip)
+        unit = trip / xp.where(nrm > 0, nrm, 1.0)[:, None]
+        x, y, z = unit[:, 0], unit[:, 1], unit[:, 2]
+        az = xp.abs(z)
+        safe_az = xp.where(az > 0, az, 1.0)
+        both_pos = (x > 0) & (y > 0)
+        both_neg = (x < 0) & (y < 0)
+        log_prod = alpha * xp.log(xp.where(both_pos, x, 1.0)) + (1.0 - alpha) * xp.log(
+            xp.where(both_pos, y, 1.0))
+        log_dual = alpha * xp.log(xp.where(both_neg, -x / alpha, 1.0)) + (1.0 - alpha) * xp.log(
+            xp.where(both_neg, -y / (1.0 - alpha), 1.0))
+        in_k = (x >= 0) & (y >= 0) & ((az == 0) | (both_pos & (log_prod >= xp.log(safe_az))))
+        in_polar = (x <= 0) & (y <= 0) & ((az == 0) | (both_neg & (log_dual >= xp.log(safe_az))))
+        in_polar = (in_polar | (nrm == 0)) & ~in_k
+        flat = (az == 0) & ~in_k & ~in_polar
+        out = xp.where(in_k[:, None], unit, 0.0)
+        flat_p = xp.stack([xp.maximum(x, 0.0), xp.maximum(y, 0.0), xp.zeros_like(z)], axis=1)
+        out = xp.where(flat[:, None], flat_p, out)
+        general = ~(in_k | in_polar | flat)
+        if bool(xp.any(general)):
+            gx, gy, gz, ga = x[general], y[general], z[general], alpha[general]
+            gzz = xp.abs(gz)
+            u = _pow_solve(xp, gx, gy, gzz, ga)
+            _, _, px, py, pr, _ = _pow_eval(xp, u, gx, gy, gzz, ga, xp.log(gzz))
+            out[general] = xp.stack([px, py, xp.where(gz > 0, pr, -pr)], axis=1)
+        return xp.astype(xp.reshape(out * nrm[:, None], (-1,)), dtype, copy=False)
+
+    def scaling_blocks(self) -> np.ndarray:
+        return np.full(self.alphas.size, 3, dtype=np.int64)
+
+    def __repr__(self) -> str:
+        return f"PowCone3D(alphas={self.alphas.tolist()})"
+
+
+# --------------------------------------------------------------------------------------------
+# Products
+# --------------------------------------------------------------------------------------------
+
+
+class ProductCone(Cone):
+    """Cartesian product of cones, concatenated in the given order.
+
+    ``offsets[i]:offsets[i+1]`` is the slice of member ``i``; every operation is applied member
+    by member on its slice and the results are concatenated.
+    """
+
+    name = "product"
+
+    def __init__(self, cones: Sequence[Cone]) -> None:
+        self.cones = list(cones)
+        self.offsets = np.concatenate([[0], np.cumsum([c.dim for c in self.cones])]).astype(
+            np.int64)
+        self.dim = int(self.offsets[-1])
+
+    def _apply(self, v: Array, method: str) -> Array:
+        xp, _, dtype = _prepare(v, self.dim)
+        parts = [getattr(c, method)(v[int(a):int(b)])
+                 for c, a, b in zip(self.cones, self.offsets[:-1], self.offsets[1:], strict=True)]
+        if not parts:
+            return xp.zeros((0,), dtype=dtype, device=device(v))
+        return xp.concat(parts)
+
+    def project(self, v: Array) -> Array:
+        """Project each member's slice onto that member; returns shape ``(dim,)``."""
+        return self._apply(v, "project")
+
+    def project_dual(self, v: Array) -> Array:
+        """Project each member's slice onto that member's dual cone."""
+        return self._apply(v, "project_dual")
+
+    def project_polar(self, v: Array) -> Array:
+        """Project each member's slice onto that member's polar cone."""
+        return self._apply(v, "project_polar")
+
+    def scaling_blocks(self) -> np.ndarray:
+        if not self.cones:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([c.scaling_blocks() for c in self.cones]).astype(np.int64)
+
+    def __repr__(self) -> str:
+        return f"ProductCone({self.cones!r})"
+
+
+def cones_from_dims(dims: Any) -> ProductCone:
+    """Build the product cone from a CVXPY ``ConeDims``-like object.
+
+    Reads ``zero`` (int), ``nonneg`` (int), ``soc`` (sizes), ``psd`` (matrix orders), ``exp``
+    (count) and ``p3d`` (alphas), in that order, which is the row order CVXPY's ``ConicSolver``
+    uses for SCS-like solvers; empty members are skipped. ``pnd`` (n-dimensional power cones) must
+    be empty, else ``ValueError``.
+    """
+    pnd = getattr(dims, "pnd", None)
+    if pnd is not None and len(pnd) > 0:
+        raise ValueError("n-dimensional power cones (pnd) are not supported")
+    members: list[Cone] = []
+    if dims.zero:
+        members.append(ZeroCone(dims.zero))
+    if dims.nonneg:
+        members.append(NonnegCone(dims.nonneg))
+    if len(dims.soc):
+        members.append(SecondOrderCone(dims.soc))
+    if len(dims.psd):
+        members.append(PSDCone(dims.psd))
+    if dims.exp:
+        members.append(ExpCone(dims.exp))
+    p3d = getattr(dims, "p3d", None)
+    if p3d is not None and len(p3d):
+        members.append(PowCone3D(p3d))
+    return ProductCone(members)

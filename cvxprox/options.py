@@ -1,0 +1,131 @@
+"""Solver options: names, defaults and validation.
+
+Every option a user can pass to ``prob.solve(solver="NABLAPROX", ...)`` is declared
+here once; an unknown option or a bad value raises a ValueError that names it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+ALGORITHMS = ("auto", "admm", "pdhg")
+DEVICES = ("cpu",)
+DTYPES = ("float64", "float32")
+
+# Options CVXPY itself may forward to a solver; accepted and ignored.
+_CVXPY_PASSTHROUGH = ("use_quad_obj",)
+
+
+@dataclass
+class SolverOptions:
+    """Options of the NABLAPROX solver.
+
+    Attributes
+    ----------
+    eps_abs, eps_rel : float
+        Absolute and relative tolerances on the primal residual, dual residual and
+        duality gap (all measured in the infinity norm on the unscaled problem).
+    eps_infeas : float
+        Tolerance of the infeasibility and unboundedness certificates.
+    max_iters : int
+        Iteration limit; reaching it gives an ``*_inaccurate`` status.
+    time_limit : float
+        Wall-clock limit in seconds (``inf``: none); reaching it gives an
+        ``*_inaccurate`` status.
+    algorithm : {"auto", "admm", "pdhg"}
+        ``auto`` picks from the problem's structure.
+    device : {"cpu"}
+    dtype : {"float64", "float32"}
+    verbose : bool
+    scaling_iters : int
+        Ruiz equilibration passes (0 disables scaling).
+    check_every : int
+        Iterations between residual checks.
+    rho : float
+        ADMM penalty (initial value, adapted during the solve when ``adaptive_rho``).
+    alpha : float
+        ADMM over-relaxation parameter in (0, 2).
+    adaptive_rho : bool
+    """
+
+    eps_abs: float = 1e-6
+    eps_rel: float = 1e-6
+    eps_infeas: float = 1e-7
+    max_iters: int = 100_000
+    time_limit: float = math.inf
+    algorithm: str = "auto"
+    device: str = "cpu"
+    dtype: str = "float64"
+    verbose: bool = False
+    scaling_iters: int = 15
+    check_every: int = 10
+    rho: float = 0.1
+    alpha: float = 1.6
+    adaptive_rho: bool = True
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> SolverOptions:
+        """Build options from keyword arguments, validating names and values."""
+        names = {f.name for f in fields(cls)}
+        given = {}
+        for key, value in kwargs.items():
+            if key in _CVXPY_PASSTHROUGH:
+                continue
+            if key not in names:
+                valid = ", ".join(sorted(names))
+                raise ValueError(f"unknown NABLAPROX option {key!r}; valid options are: {valid}")
+            given[key] = value
+        opts = cls(**given)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first option with a bad value."""
+        for name in ("eps_abs", "eps_rel", "eps_infeas"):
+            _check_real(name, getattr(self, name), low=0.0)
+        if self.eps_abs == 0 and self.eps_rel == 0:
+            raise ValueError("eps_abs and eps_rel cannot both be 0")
+        _check_int(name="max_iters", value=self.max_iters, low=1)
+        _check_real("time_limit", self.time_limit, low=0.0, allow_inf=True, strict=True)
+        _check_choice("algorithm", self.algorithm, ALGORITHMS)
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("dtype", self.dtype, DTYPES)
+        _check_bool("verbose", self.verbose)
+        _check_int(name="scaling_iters", value=self.scaling_iters, low=0)
+        _check_int(name="check_every", value=self.check_every, low=1)
+        _check_real("rho", self.rho, low=0.0, strict=True)
+        _check_real("alpha", self.alpha, low=0.0, strict=True)
+        if self.alpha >= 2:
+            raise ValueError(f"option 'alpha' must lie in (0, 2), got {self.alpha!r}")
+        _check_bool("adaptive_rho", self.adaptive_rho)
+
+
+def _check_real(
+    name: str, value: Any, low: float, allow_inf: bool = False, strict: bool = False
+) -> None:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if ok:
+        ok = not math.isnan(value) and (allow_inf or math.isfinite(value))
+        ok = ok and (value > low if strict else value >= low)
+    if not ok:
+        bound = f"> {low}" if strict else f">= {low}"
+        raise ValueError(f"option {name!r} must be a real number {bound}, got {value!r}")
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"option {name!r} must be an integer >= {low}, got {value!r}")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"option {name!r} must be True or False, got {value!r}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"option {name!r} must be one of {choices}, got {value!r}")

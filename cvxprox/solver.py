@@ -1,0 +1,218 @@
+"""The NABLAPROX solver as CVXPY sees it.
+
+CVXPY's conic chain (Dcp2Cone, CvxAttr2Constr, ConeMatrixStuffing) ends in a
+ParamConeProg; ``NablaProx.apply`` lowers it to the proximal-splitting IR with
+``ConeProgToProx`` (once per problem: re-solves only re-evaluate the parameter map),
+``solve_via_data`` runs an algorithm, and ``invert`` hands CVXPY its primal values,
+duals in CVXPY's sign conventions, status and statistics.
+
+CVXPY has no plugin entry point for solver names, so :func:`register` adds an
+instance to CVXPY's solver maps and wraps the chain builder for this solver only:
+it rejects integer problems with a clear message and puts ``ValidateData`` in front
+of the chain. Other solvers' chains are built by CVXPY's own function, untouched.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import cvxpy.settings as s
+import numpy as np
+from cvxpy.constraints import SOC, ExpCone, PowCone3D, SvecPSD
+from cvxpy.error import SolverError
+from cvxpy.reductions.dcp2cone.cone_matrix_stuffing import ParamConeProg
+from cvxpy.reductions.solution import Solution, failure_solution
+from cvxpy.reductions.solvers import utilities
+from cvxpy.reductions.solvers.conic_solvers.conic_solver import ConicSolver
+from cvxpy.utilities.psd_utils import TriangleKind
+
+from cvxprox.algorithms.base import SolveResult
+from cvxprox.compile import solve_program
+from cvxprox.options import SolverOptions
+from cvxprox.reductions import ConeProgToProx, ParamProxProgram
+
+NAME = "NABLAPROX"
+PROGRAM = "prox_program"
+
+CITATION = r"""@article{osqp,
+  author  = {Stellato, B. and Banjac, G. and Goulart, P. and Bemporad, A. and Boyd, S.},
+  title   = {{OSQP}: an operator splitting solver for quadratic programs},
+  journal = {Mathematical Programming Computation},
+  year    = {2020}, volume = {12}, number = {4}, pages = {637--672}
+}
+@inproceedings{pdlp,
+  author    = {Applegate, D. and D{\'\i}az, M. and Hinder, O. and Lu, H. and Lubin, M. and
+               O'Donoghue, B. and Schudy, W.},
+  title     = {Practical large-scale linear programming using primal-dual hybrid gradient},
+  booktitle = {Advances in Neural Information Processing Systems},
+  year      = {2021}
+}
+"""
+
+
+class NablaProx(ConicSolver):
+    """CVXPY conic-solver interface to cvxprox's proximal algorithms."""
+
+    MIP_CAPABLE = False
+    SUPPORTED_CONSTRAINTS = ConicSolver.SUPPORTED_CONSTRAINTS + [SOC, ExpCone, SvecPSD, PowCone3D]
+    REQUIRES_CONSTR = False
+    PSD_TRIANGLE_KIND = TriangleKind.LOWER
+    PSD_SQRT2_SCALING = True
+    EXP_CONE_ORDER = [0, 1, 2]
+    BOUNDED_VARIABLES = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lowered: weakref.WeakKeyDictionary[ParamConeProg, ParamProxProgram] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def name(self) -> str:
+        return NAME
+
+    def import_solver(self) -> None:
+        """Nothing to import: the algorithms are part of cvxprox."""
+
+    def supports_quad_obj(self) -> bool:
+        return True
+
+    def cite(self, data: dict) -> str:
+        """BibTeX of the methods NABLAPROX implements."""
+        return CITATION
+
+    def lower(self, problem: ParamConeProg) -> ParamProxProgram:
+        """The IR of a formatted cone program, computed once per program."""
+        param_ir = self._lowered.get(problem)
+        if param_ir is None:
+            param_ir, _ = ConeProgToProx().apply(problem)
+            self._lowered[problem] = param_ir
+        return param_ir
+
+    def apply(self, problem: ParamConeProg) -> tuple[dict, dict]:
+        problem, data, inv_data = self._prepare_data_and_inv_data(problem)
+        data[PROGRAM] = self.lower(problem).apply_parameters()
+        data[s.LOWER_BOUNDS] = problem.lower_bounds
+        data[s.UPPER_BOUNDS] = problem.upper_bounds
+        # Row counts in the conventions of CVXPY's QP interfaces (bounds not included).
+        data["n_eq"] = problem.cone_dims.zero
+        data["n_ineq"] = problem.cone_dims.nonneg
+        return data, inv_data
+
+    def solve_via_data(
+        self,
+        data: dict,
+        warm_start: bool,
+        verbose: bool,
+        solver_opts: dict,
+        solver_cache: dict | None = None,
+    ) -> SolveResult:
+        options = SolverOptions.from_kwargs({**solver_opts, "verbose": bool(verbose)})
+        program = data[PROGRAM]
+        warm = None
+        if warm_start and solver_cache is not None:
+            warm = solver_cache.get(self.name())
+            if warm is not None and (
+                warm["x"].shape != (program.n,) or warm["y"].shape != (program.m,)
+            ):
+                warm = None
+        result = solve_program(program, options, warm)
+        if solver_cache is not None and result.info.get("warm_start") is not None:
+            solver_cache[self.name()] = result.info["warm_start"]
+        return result
+
+    def invert(self, solution: SolveResult, inverse_data: dict) -> Solution:
+        result = solution
+        attr = {
+            s.SOLVE_TIME: result.solve_time,
+            s.SETUP_TIME: result.setup_time,
+            s.NUM_ITERS: result.iterations,
+            s.EXTRA_STATS: _extra_stats(result),
+        }
+        dual_vars = None
+        if result.y is not None:
+            # IR duals lie in the polar cone; CVXPY's lie in the dual cone.
+            dual_vars = _split_duals(-result.y, inverse_data)
+        if result.status in s.SOLUTION_PRESENT:
+            primal_vars = {inverse_data[self.VAR_ID]: result.x}
+            return Solution(
+                result.status, result.kkt.primal_objective, primal_vars, dual_vars, attr
+            )
+        return failure_solution(result.status, attr, dual_vars)
+
+
+def _split_duals(y: np.ndarray, inverse_data: dict) -> dict:
+    zero = inverse_data[ConicSolver.DIMS].zero
+    duals = utilities.get_dual_values(
+        y[:zero], utilities.extract_dual_value, inverse_data[ConicSolver.EQ_CONSTR]
+    )
+    duals.update(
+        utilities.get_dual_values(
+            y[zero:], utilities.extract_dual_value, inverse_data[ConicSolver.NEQ_CONSTR]
+        )
+    )
+    return duals
+
+
+def _extra_stats(result: SolveResult) -> dict:
+    stats = {
+        "algorithm": result.algorithm,
+        **{k: v for k, v in result.info.items() if k != "warm_start"},
+    }
+    if result.kkt is not None:
+        stats.update(
+            primal_residual=result.kkt.primal,
+            dual_residual=result.kkt.dual,
+            duality_gap=result.kkt.gap,
+            dual_objective=result.kkt.dual_objective,
+        )
+    return stats
+
+
+def _is_nablaprox(solver: object) -> bool:
+    if isinstance(solver, str):
+        return solver.upper() == NAME
+    return isinstance(solver, NablaProx)
+
+
+def register() -> None:
+    """Make ``solver="NABLAPROX"`` available to every CVXPY problem (idempotent)."""
+    import cvxpy.problems.problem as problem_module  # noqa: PLC0415
+    from cvxpy.reductions.solvers import defines  # noqa: PLC0415
+    from cvxpy.reductions.solvers.solving_chain import SolvingChain  # noqa: PLC0415
+
+    from cvxprox.reductions import ValidateData  # noqa: PLC0415
+
+    if NAME not in defines.SOLVER_MAP_CONIC:
+        defines.SOLVER_MAP_CONIC[NAME] = NablaProx()
+    for names in (
+        defines.CONIC_SOLVERS,
+        defines.INSTALLED_SOLVERS,
+        defines.INSTALLED_CONIC_SOLVERS,
+    ):
+        if NAME not in names:
+            names.append(NAME)
+
+    build = problem_module.resolve_and_build_chain
+    if getattr(build, "_cvxprox_wrapped", False):
+        return
+
+    def resolve_and_build_chain(problem, solver=None, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not _is_nablaprox(solver):
+            return build(problem, solver, *args, **kwargs)
+        if problem.is_mixed_integer():
+            names = sorted(
+                v.name()
+                for v in problem.variables()
+                if v.attributes["boolean"] or v.attributes["integer"]
+            )
+            raise SolverError(
+                f"{NAME} solves continuous problems only; integer or boolean variables are "
+                f"not supported (found: {', '.join(names)})"
+            )
+        chain = build(problem, solver, *args, **kwargs)
+        return SolvingChain(
+            reductions=[ValidateData(), *chain.reductions], solver_context=chain.solver_context
+        )
+
+    resolve_and_build_chain._cvxprox_wrapped = True  # type: ignore[attr-defined]
+    problem_module.resolve_and_build_chain = resolve_and_build_chain
