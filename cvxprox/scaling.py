@@ -6,7 +6,9 @@ The scaled program is
 
 with D (n,), E (m,) positive diagonals and k > 0 a cost scale. Its iterates map back by
 
-    x = D x^,   z = z^ / E,   y = E y^ / k.
+    x = D x^,   z = z^ / E,   y = E y^ / k,
+
+and a gradient-space vector (P x, A'y, c) maps back by g = g^ / (k D).
 
 A cone is invariant under diag(E) only if E is constant on each of its non-separable
 blocks (a second-order cone, a PSD matrix, an exponential or power triple), so the row
@@ -87,8 +89,8 @@ class RuizScaling:
         cost_norm = np.max(np.abs(c), initial=0.0)
         if P is not None and P.nnz:
             cost_norm = max(cost_norm, float(np.mean(_abs_max(P, axis=0))))
-        k = 1.0 / np.clip(cost_norm, _MIN_SCALE, _MAX_SCALE) if cost_norm > 0 else 1.0
-        self.D, self.E, self.k = D, E, float(k)
+        k = _inverse_clipped(cost_norm) if iters else 1.0
+        self.D, self.E, self.k = D, E, k
         self.c = k * c
         self.A = A
         self.P = None if P is None else sp.csc_array(k * P)
@@ -105,10 +107,15 @@ class RuizScaling:
         return self.D * x
 
     def unscale_z(self, z: np.ndarray) -> np.ndarray:
+        """Also maps a scaled row-space product A^ x^ back to A x."""
         return z / self.E
 
     def unscale_y(self, y: np.ndarray) -> np.ndarray:
         return self.E * y / self.k
+
+    def unscale_gradient(self, g: np.ndarray) -> np.ndarray:
+        """A scaled gradient-space vector (P^ x^, A^'y^, c^) back to the original one."""
+        return g / (self.k * self.D)
 
     def scale_x(self, x: np.ndarray) -> np.ndarray:
         return x / self.D
@@ -118,6 +125,11 @@ class RuizScaling:
 
     def scale_y(self, y: np.ndarray) -> np.ndarray:
         return self.k * y / self.E
+
+
+def _inverse_clipped(norm: float) -> float:
+    """1 / norm, with norm clipped to [1e-4, 1e4]; 1 when norm is zero."""
+    return 1.0 / float(np.clip(norm, _MIN_SCALE, _MAX_SCALE)) if norm > 0 else 1.0
 
 
 def _abs_max(M: sp.csc_array, axis: int) -> np.ndarray:

@@ -45,10 +45,10 @@ T(z^{n,k}). At a restart the primal weight follows PDLP's smoothed log rule
     log omega <- theta log(|dy| / |dx|) + (1 - theta) log omega,   theta = 1/2,
 
 with dx, dy the moves of the anchor over the epoch; when L_P > 0 omega is kept above
-0.3 beta L_P / ||A|| (``_primal_weight_floor``). Iterations keep A x, A'y and P x of
-every point (they are linear in the point), so a step costs one product with each of A,
-A' and P. The data are preconditioned by Ruiz equilibration followed by a Pock–Chambolle
-(alpha = 1) stage and a cost scaling (``cvxprox.scaling``).
+0.3 beta L_P / ||A|| (``_primal_weight_floor``). Iterations keep A x, A'y and (when P is
+linearized) P x of every point, as they are linear in the point, so a step costs one
+product with each of A, A' and P. The data are preconditioned by Ruiz equilibration
+followed by a Pock–Chambolle (alpha = 1) stage and a cost scaling (``cvxprox.scaling``).
 
 Termination is tested every ``check_every`` iterations on the PDHG output, unscaled, with
 z = proj_K(Ax - b). When the problem has no solution the steps z - T(z) converge to the
@@ -106,8 +106,8 @@ _POWER_SEED = 0
 
 @dataclass
 class _Point:
-    """A primal-dual point (x (n,), y (m,)) with its products A x (m,), A'y (n,) and, when
-    P is linearized, P x (n,)."""
+    """A primal-dual point (x (n,), y (m,)) with the products A x (m,), A'y (n,) and P x
+    (n,; None unless P is linearized)."""
 
     x: Any
     y: Any
@@ -131,10 +131,11 @@ class _Point:
 
 
 class _ScaledData:
-    """The scaled program on the backend: A and A' as CSR matrices, P, c, b, proj_{K°}.
+    """The scaled program on the backend and the PDHG step T on it.
 
-    A diagonal P = diag(p) is kept as the vector p (n,) and handled by its exact prox;
-    any other P as a CSR matrix, linearized.
+    A (m x n) and A' (n x m) are CSR matrices, c (n,) and b (m,) vectors in the backend's
+    dtype. A diagonal P = diag(p) is kept as the vector p (n,) and taken by its exact
+    prox; any other P as an n x n CSR matrix, linearized.
     """
 
     def __init__(self, program: ProxProgram, scaling: RuizScaling, backend: Backend) -> None:
@@ -203,6 +204,7 @@ class PDHG:
         self.warm_start = warm_start
 
     def solve(self, reason: str = "") -> SolveResult:
+        """Run the method; ``reason`` (why PDHG was chosen) goes into the verbose header."""
         t0 = time.perf_counter()
         prog, opts = self.program, self.opts
         n, m = prog.n, prog.m
@@ -278,15 +280,14 @@ class PDHG:
                 yu = scaling.unscale_y(backend.to_host(Tz.y))
                 Axu = scaling.unscale_z(backend.to_host(Tz.Ax))
                 zu = prog.cone.project(Axu - prog.b)
-                unscale_dual = 1.0 / (scaling.D * scaling.k)
                 Px = data.quadratic(Tz)
                 err = checker.kkt_error(
                     xu,
                     zu,
                     yu,
                     Axu,
-                    backend.to_host(Tz.Aty) * unscale_dual,
-                    None if Px is None else backend.to_host(Px) * unscale_dual,
+                    scaling.unscale_gradient(backend.to_host(Tz.Aty)),
+                    None if Px is None else scaling.unscale_gradient(backend.to_host(Px)),
                 )
                 best.offer(err, xu, zu, yu)
                 if it % (opts.check_every * 10) == 0 or err.converged:
@@ -297,13 +298,14 @@ class PDHG:
                     break
                 dx = scaling.unscale_x(backend.to_host(Tz.x - z.x))
                 dy = scaling.unscale_y(backend.to_host(Tz.y - z.y))
-                status, cert = _certificate(checker, opts.eps_infeas, dx, dy)
+                status, cert = _certificate(checker, opts.eps_infeas, dx, dy, xu)
                 if status is None and k > 0:
                     status, cert = _certificate(
                         checker,
                         opts.eps_infeas,
                         scaling.unscale_x(backend.to_host(Tz.x - anchor.x)),
                         scaling.unscale_y(backend.to_host(Tz.y - anchor.y)),
+                        xu,
                     )
                 if status is not None:
                     break
@@ -377,10 +379,13 @@ class PDHG:
 
 
 def _certificate(
-    checker: KKTChecker, eps: float, dx: np.ndarray, dy: np.ndarray
+    checker: KKTChecker, eps: float, dx: np.ndarray, dy: np.ndarray, x: np.ndarray
 ) -> tuple[str | None, np.ndarray | None]:
-    """INFEASIBLE or UNBOUNDED and the certificate if the unscaled (dx, dy) gives one."""
-    cert = checker.primal_infeasibility(dy, eps)
+    """INFEASIBLE or UNBOUNDED and the certificate if the unscaled (dx, dy) gives one.
+
+    x (n,) is the current unscaled primal iterate (the Farkas test's radius check).
+    """
+    cert = checker.primal_infeasibility(dy, eps, x)
     if cert is not None:
         return s.INFEASIBLE, cert
     cert = checker.dual_infeasibility(dx, eps)

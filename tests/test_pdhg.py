@@ -1,0 +1,218 @@
+"""The restarted Halpern PDHG algorithm (``algorithm="pdhg"``) against CLARABEL."""
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+import cvxprox  # noqa: F401  (registers NABLAPROX)
+from cvxprox.algorithms.pdhg import PDHG, _step_sizes
+from cvxprox.ir import ProxProgram
+from cvxprox.options import SolverOptions
+from cvxprox.scaling import RuizScaling
+from cvxprox.solver import PROGRAM
+
+TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
+PDHG_OPTS = {"algorithm": "pdhg", "eps_abs": 1e-6, "eps_rel": 1e-6, "warm_start": False}
+
+
+def _reference(prob: cp.Problem, x: cp.Variable) -> tuple[float, np.ndarray]:
+    prob.solve(solver="CLARABEL", **TIGHT)
+    assert prob.status == cp.OPTIMAL
+    return prob.value, np.array(x.value, copy=True)
+
+
+def _pdhg(prob: cp.Problem, **opts: object) -> None:
+    prob.solve(solver="NABLAPROX", **{**PDHG_OPTS, **opts})
+    assert prob.solver_stats.extra_stats["algorithm"] == "pdhg"
+
+
+def _compare(prob: cp.Problem, x: cp.Variable, obj_rtol: float, x_atol: float) -> None:
+    ref_value, ref_x = _reference(prob, x)
+    _pdhg(prob)
+    assert prob.status == cp.OPTIMAL
+    assert prob.value == pytest.approx(ref_value, rel=obj_rtol, abs=obj_rtol)
+    np.testing.assert_allclose(x.value, ref_x, atol=x_atol)
+
+
+def _lp(seed: int = 0, m: int = 30, n: int = 20) -> tuple[cp.Problem, cp.Variable, cp.Parameter]:
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((m, n))
+    b = cp.Parameter(m, value=A @ rng.random(n) + rng.random(m))
+    c = rng.standard_normal(n)
+    x = cp.Variable(n)
+    return cp.Problem(cp.Minimize(c @ x), [A @ x <= b, x >= -1, x <= 2]), x, b
+
+
+def _program(prob: cp.Problem) -> ProxProgram:
+    """The IR of a CVXPY problem, as NABLAPROX builds it."""
+    data, _, _ = prob.get_problem_data(solver="NABLAPROX")
+    return data[PROGRAM]
+
+
+def test_lp() -> None:
+    prob, x, _ = _lp()
+    _compare(prob, x, obj_rtol=1e-5, x_atol=1e-4)
+
+
+def test_equality_lp() -> None:
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((15, 40))
+    x = cp.Variable(40)
+    prob = cp.Problem(cp.Minimize(rng.random(40) @ x), [A @ x == A @ rng.random(40), x >= 0])
+    _compare(prob, x, obj_rtol=1e-5, x_atol=1e-4)
+
+
+def test_markowitz_qp() -> None:
+    rng = np.random.default_rng(2)
+    n = 30
+    F = rng.standard_normal((n, 5)) * 0.3
+    Sigma = F @ F.T + np.diag(rng.random(n) * 0.1)
+    mu = rng.random(n) * 0.1
+    w = cp.Variable(n)
+    prob = cp.Problem(
+        cp.Minimize(cp.quad_form(w, Sigma) - mu @ w), [cp.sum(w) == 1, w >= 0, w <= 0.2]
+    )
+    _compare(prob, w, obj_rtol=1e-5, x_atol=1e-4)
+
+
+def test_least_squares_exact_diagonal_prox(capsys: pytest.CaptureFixture[str]) -> None:
+    """sum_squares gives a diagonal P, which PDHG takes by its exact prox."""
+    rng = np.random.default_rng(14)
+    A, b = rng.standard_normal((60, 40)), rng.standard_normal(60)
+    x = cp.Variable(40)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(A @ x - b)), [x >= 0, cp.sum(x) <= 1])
+    ref_value, ref_x = _reference(prob, x)
+    _pdhg(prob, verbose=True)
+    assert "P diagonal (exact prox)" in capsys.readouterr().out
+    assert prob.status == cp.OPTIMAL
+    assert prob.value == pytest.approx(ref_value, rel=1e-5)
+    np.testing.assert_allclose(x.value, ref_x, atol=1e-4)
+
+
+def test_socp() -> None:
+    rng = np.random.default_rng(3)
+    n = 10
+    x = cp.Variable(n)
+    cons = [cp.norm(x) <= 3]
+    for _ in range(5):
+        Ai, bi, ci = rng.standard_normal((4, n)), rng.standard_normal(4), rng.standard_normal(n)
+        cons.append(cp.norm(Ai @ x + bi) <= ci @ x + 5)
+    prob = cp.Problem(cp.Minimize(rng.standard_normal(n) @ x), cons)
+    _compare(prob, x, obj_rtol=1e-5, x_atol=1e-4)
+
+
+def test_exponential_cone() -> None:
+    rng = np.random.default_rng(4)
+    n = 8
+    A = rng.random((3, n))
+    x = cp.Variable(n)
+    prob = cp.Problem(
+        cp.Maximize(cp.sum(cp.entr(x))), [A @ x == A @ np.full(n, 0.5), cp.sum(x) <= 5]
+    )
+    _compare(prob, x, obj_rtol=1e-5, x_atol=1e-4)
+
+
+def test_sdp() -> None:
+    rng = np.random.default_rng(5)
+    n = 5
+    M = rng.standard_normal((n, n))
+    M = (M + M.T) / 2
+    X = cp.Variable((n, n), symmetric=True)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(X - M)), [X >> 0, cp.diag(X) == 1])
+    _compare(prob, X, obj_rtol=1e-5, x_atol=1e-4)
+
+
+def test_infeasible_lp() -> None:
+    rng = np.random.default_rng(6)
+    A = rng.standard_normal((40, 30))
+    x = cp.Variable(30)
+    prob = cp.Problem(
+        cp.Minimize(rng.standard_normal(30) @ x),
+        [A @ x <= rng.random(40), x >= 0, cp.sum(x) >= 1, cp.sum(x) <= 0.5],
+    )
+    _pdhg(prob)
+    assert prob.status == cp.INFEASIBLE
+
+
+def test_unbounded_lp() -> None:
+    rng = np.random.default_rng(7)
+    A = np.abs(rng.standard_normal((20, 30)))
+    x = cp.Variable(30)
+    prob = cp.Problem(cp.Minimize(rng.standard_normal(30) @ x), [A @ x >= 1, x >= 0])
+    _pdhg(prob)
+    assert prob.status == cp.UNBOUNDED
+
+
+def test_float32() -> None:
+    prob, x, _ = _lp(seed=8)
+    ref_value, ref_x = _reference(prob, x)
+    _pdhg(prob, dtype="float32", eps_abs=1e-4, eps_rel=1e-4)
+    assert prob.status == cp.OPTIMAL
+    assert prob.value == pytest.approx(ref_value, rel=1e-3)
+    np.testing.assert_allclose(x.value, ref_x, atol=1e-2)
+
+
+def test_iteration_limit() -> None:
+    prob, _, _ = _lp(seed=9)
+    with pytest.warns(UserWarning, match="inaccurate"):
+        _pdhg(prob, max_iters=5)
+    assert prob.status in (cp.OPTIMAL_INACCURATE, cp.INFEASIBLE_INACCURATE, cp.UNBOUNDED_INACCURATE)
+    assert prob.solver_stats.num_iters == 5
+
+
+def test_warm_start_saves_iterations() -> None:
+    prob, x, b = _lp(seed=10)
+    _pdhg(prob, warm_start=True)
+    b.value = b.value + 1e-3 * np.random.default_rng(11).standard_normal(b.size)
+    _pdhg(prob, warm_start=True)
+    warm_iters, warm_x = prob.solver_stats.num_iters, x.value.copy()
+    _pdhg(prob, warm_start=False)
+    assert prob.status == cp.OPTIMAL
+    assert warm_iters < prob.solver_stats.num_iters
+    np.testing.assert_allclose(warm_x, x.value, atol=1e-4)
+
+
+def test_direct_call_and_resolve_from_solution() -> None:
+    """PDHG on the IR: unscaled warm-start data, and a re-solve from it stops at once."""
+    prob, _, _ = _lp(seed=12)
+    program = _program(prob)
+    opts = SolverOptions.from_kwargs({"eps_abs": 1e-6, "eps_rel": 1e-6})
+    result = PDHG(program, opts).solve()
+    assert result.status == cp.OPTIMAL and result.algorithm == "pdhg"
+    warm = result.info["warm_start"]
+    assert warm["x"].shape == (program.n,) and warm["y"].shape == (program.m,)
+    z = program.A @ warm["x"] - program.b
+    np.testing.assert_allclose(warm["z"], program.cone.project(z))
+    again = PDHG(program, opts, warm).solve()
+    assert again.status == cp.OPTIMAL
+    assert again.iterations == opts.check_every
+
+
+def test_step_sizes() -> None:
+    """tau sigma ||A||^2 < 1 for P = 0; 1/tau - sigma ||A||^2 >= L_P and gamma < 1 otherwise."""
+    tau, sigma, gamma = _step_sizes(omega=3.0, norm_A=2.0, L_P=0.0)
+    assert tau * sigma * 4.0 < 1.0 and sigma / tau == pytest.approx(9.0) and gamma == 1.0
+    tau, sigma, gamma = _step_sizes(omega=0.5, norm_A=2.0, L_P=5.0)
+    assert 1.0 / tau - sigma * 4.0 >= 5.0 and 0.0 < gamma < 1.0
+
+
+def test_pock_chambolle_scaling() -> None:
+    """The extra stage gives ||A^||_2 <= 1, keeps cone blocks uniform and is off by default."""
+    rng = np.random.default_rng(13)
+    x = cp.Variable(6)
+    M = rng.standard_normal((8, 6)) * np.logspace(-2, 2, 6)
+    prob = cp.Problem(cp.Minimize(cp.sum(x)), [cp.norm(M[:4] @ x) <= 1, M[4:] @ x <= 1])
+    program = _program(prob)
+    plain = RuizScaling(program, 0)
+    assert np.all(plain.D == 1.0) and np.all(plain.E == 1.0)
+    blocks = program.cone.scaling_blocks()
+    starts = np.cumsum([0, *blocks[:-1]])
+    assert max(blocks) > 1
+    for iters in (0, 15):
+        pc = RuizScaling(program, iters, pock_chambolle=True)
+        assert np.linalg.norm(pc.A.toarray(), 2) <= 1.0 + 1e-12
+        for start, size in zip(starts, blocks, strict=True):
+            assert np.ptp(pc.E[start : start + size]) == 0.0
+        np.testing.assert_allclose(
+            pc.A.toarray(), np.diag(pc.E) @ program.A.toarray() @ np.diag(pc.D), atol=1e-14
+        )
