@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
+
+from threadpoolctl import ThreadpoolController
+
 from cvxprox.algorithms.admm import ADMM
 from cvxprox.algorithms.base import SolveResult
 from cvxprox.algorithms.pdhg import PDHG
@@ -26,10 +30,21 @@ def choose_algorithm(program: ProxProgram, options: SolverOptions) -> tuple[type
     return PDHG, f"auto: {nnz} nonzeros is too many to factor; matvec-only PDHG"
 
 
+@cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
 def solve_program(
     program: ProxProgram, options: SolverOptions, warm_start: dict | None = None
 ) -> SolveResult:
-    """Solve a ProxProgram with the algorithm the options ask for (or the automatic choice)."""
+    """Solve a ProxProgram with the algorithm the options ask for (or the automatic choice).
+
+    The iterations are vector operations (dot products, axpys) for which a threaded BLAS
+    only adds synchronization; on a loaded machine its spinning threads can make a
+    single dot product a thousand times slower. BLAS runs single-threaded during the solve.
+    """
     get_backend(options.device, options.dtype)
     algorithm, reason = choose_algorithm(program, options)
-    return algorithm(program, options, warm_start).solve(reason)
+    with _blas().limit(limits=1, user_api="blas"):
+        return algorithm(program, options, warm_start).solve(reason)

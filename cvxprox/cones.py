@@ -23,8 +23,9 @@ run a safeguarded Newton iteration on all unresolved cones together.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,13 +52,33 @@ _SQRT2 = math.sqrt(2.0)
 _TOL = 1e-13  # relative accuracy of the scalar unknown
 _MAX_ITER = 100  # hard bound on Newton/bisection iterations
 _BISECT_AFTER = 60  # after this many iterations only bisection steps are taken
-_EXP_RHO_MAX = 1e100  # |rho| bound of the exponential-cone bracket (rho**2 must stay finite)
+# Exponential-cone bracket limits (inputs scaled to max-abs 1): for rho >= 745 the ray
+# (rho, 1, e^rho) is (0, 0, 1) in double precision; when x/y < _EXP_RHO_AT_HI the root equals x/y
+# to double precision, otherwise it lies above _EXP_RHO_DOWN; rho**2 must stay finite.
+_EXP_RHO_UP = 800.0
+_EXP_RHO_AT_HI = -800.0
+_EXP_RHO_DOWN = -1600.0
+_EXP_RHO_MIN = -1e100
+# Distance (inputs scaled to max-abs 1) within which a point counts as on the exponential cone or
+# on its polar; the root of the scalar equation is then at a bracket end to working accuracy.
+_EXP_EDGE = 1e-14
 _POW_U_MAX = 745.0  # |u| bound of the power-cone bracket (exp(-745) is the smallest double)
 
 
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
+
+
+def _quiet(func: Callable[..., Array]) -> Callable[..., Array]:
+    """Run ``func`` with NumPy floating-point warnings off (overflow/underflow are handled)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Array:
+        with np.errstate(all="ignore"):
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 def _prepare(v: Array, dim: int) -> tuple[Any, Array, Any]:
@@ -93,7 +114,7 @@ def _row_norms(xp: Any, a: Array) -> Array:
 
 
 def _size_groups(sizes: np.ndarray, lengths: np.ndarray) -> list[tuple[int, np.ndarray | None]]:
-    """Group consecutive blocks of equal ``sizes``; ``lengths`` are the blocks' vector lengths.
+    """Group the blocks by their ``sizes``; ``lengths`` are the blocks' vector lengths.
 
     Returns ``(size, idx)`` pairs where ``idx`` is a ``(count, length)`` integer array of the
     positions of every block of that size, or ``None`` when those blocks fill the whole vector
@@ -258,6 +279,7 @@ class SecondOrderCone(Cone):
         self.dim = int(self.sizes.sum())
         self._groups = _size_groups(self.sizes, self.sizes)
 
+    @_quiet
     def project(self, v: Array) -> Array:
         """Project every block; returns shape ``(dim,)``."""
         xp, w, dtype = _prepare(v, self.dim)
@@ -278,10 +300,9 @@ class SecondOrderCone(Cone):
         s = _row_norms(xp, x)
         inside = s <= t
         polar = s <= -t
-        half = 0.5 * (t + s)
         safe_s = xp.where(s > 0, s, 1.0)
-        coef_t = xp.where(inside, t, xp.where(polar, 0.0, half))
-        coef_x = xp.where(inside, 1.0, xp.where(polar, 0.0, half / safe_s))
+        coef_t = xp.where(inside, t, xp.where(polar, 0.0, 0.5 * t + 0.5 * s))
+        coef_x = xp.where(inside, 1.0, xp.where(polar, 0.0, 0.5 * (t / safe_s + 1.0)))
         return xp.concat([coef_t[:, None], x * coef_x[:, None]], axis=1)
 
     def project_dual(self, v: Array) -> Array:
@@ -319,14 +340,16 @@ class PSDCone(Cone):
         self.dim = int(self._lengths.sum())
         self._groups = _size_groups(self.sizes, self._lengths)
 
+    @_quiet
     def project(self, v: Array) -> Array:
         """Project every svec block onto the PSD cone; returns shape ``(dim,)``."""
         xp, w, dtype = _prepare(v, self.dim)
         out = xp.zeros((self.dim,), dtype=xp.float64, device=device(v))
         for n, idx in self._groups:
             if idx is None:
-                out = xp.reshape(self._project_blocks(xp, xp.reshape(w, (-1, n * (n + 1) // 2)), n),
-                                 (-1,))
+                out = xp.reshape(
+                    self._project_blocks(xp, xp.reshape(w, (-1, n * (n + 1) // 2)), n), (-1,)
+                )
             else:
                 flat = _index(xp, idx.reshape(-1), w)
                 proj = self._project_blocks(xp, xp.reshape(w[flat], idx.shape), n)
@@ -396,21 +419,22 @@ def _exp_residual(xp: Any, rho: Array, x: Array, y: Array, z: Array) -> tuple[Ar
 
 
 def _exp_solve(xp: Any, x: Array, y: Array, z: Array) -> Array:
-    """Find the root ``rho`` of ``_exp_residual`` for every point (unit-norm, general case).
+    """Find the root ``rho`` of ``_exp_residual`` for every point (general case, max-abs 1).
 
     The bracket is ``{S > 0, M > 0}``: ``rho > 1 - y/x`` when ``x > 0`` and ``rho < x/y`` when
-    ``y > 0`` (at least one holds since not both ``x, y <= 0``), clipped to
-    ``±_EXP_RHO_MAX``. Safeguarded Newton: a Newton step is taken when it stays inside the
-    bracket, otherwise a Newton step in ``log(distance to the bracket end)`` (exact for the
-    logarithmic singularities of ``G`` at the ends), otherwise bisection.
+    ``y > 0`` (at least one holds since not both ``x, y <= 0``), intersected with
+    ``[_EXP_RHO_DOWN, _EXP_RHO_UP]`` (see there). Safeguarded Newton: a Newton step is taken when
+    it stays inside the bracket, otherwise a Newton step in ``log(distance to the bracket end)``
+    (exact for the logarithmic singularities of ``G`` at the ends), otherwise bisection.
     """
-    big = _EXP_RHO_MAX
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        lo = xp.where(x > 0, 1.0 - y / xp.where(x > 0, x, 1.0), -big)
-        hi = xp.where(y > 0, x / xp.where(y > 0, y, 1.0), big)
-    lo = xp.minimum(xp.maximum(lo, -big), big)
-    hi = xp.minimum(xp.maximum(hi, -big), big)
-    # Start one unit inside the end of smaller magnitude (the other may be huge or unbounded).
+    inf = float("inf")
+    lo = xp.where(x > 0, 1.0 - y / xp.where(x > 0, x, 1.0), -inf)
+    hi = xp.where(y > 0, x / xp.where(y > 0, y, 1.0), inf)
+    # G is (nearly) logarithmically singular at the analytic ends when z is (nearly) 0 there.
+    end_lo, end_hi = lo, hi
+    hi = xp.minimum(xp.maximum(hi, _EXP_RHO_MIN), _EXP_RHO_UP)
+    lo = xp.minimum(xp.maximum(lo, xp.where(hi < _EXP_RHO_AT_HI, hi, _EXP_RHO_DOWN)), _EXP_RHO_UP)
+    # Start one unit inside the end of smaller magnitude (the other may be far away).
     mid = 0.5 * (lo + hi)
     rho = xp.where(hi - lo <= 2.0, mid, xp.where(xp.abs(lo) < xp.abs(hi), lo + 1.0, hi - 1.0))
 
@@ -423,29 +447,31 @@ def _exp_solve(xp: Any, x: Array, y: Array, z: Array) -> Array:
         lo = xp.where(g < 0, rho, lo)
         hi = xp.where(g > 0, rho, hi)
         scale = xp.maximum(xp.abs(rho), 1.0)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            step = g / dg
-            newton = rho - step
-            good = (dg > 0) & xp.isfinite(step)
-            d_lo = rho - lo
-            d_hi = hi - rho
-            floor = 0.5 * _TOL * scale
-            to_lo = lo + xp.maximum(d_lo * xp.exp(-step / d_lo), floor)
-            to_hi = hi - xp.maximum(d_hi * xp.exp(step / d_hi), floor)
+        step = g / dg
+        newton = rho - step
+        good = (dg > 0) & xp.isfinite(step)
+        # Newton step in log(distance to the end the root lies towards).
+        dist = xp.where(g > 0, rho - lo, hi - rho)
+        shrink = xp.maximum(dist * xp.exp(-xp.abs(step) / dist), 0.5 * _TOL * scale)
+        log_step = xp.where(g > 0, lo + shrink, hi - shrink)
         inside = good & (newton > lo) & (newton < hi)
-        log_step = xp.where(g > 0, to_lo, to_hi)
         log_ok = good & (log_step > lo) & (log_step < hi)
         cand = xp.where(inside, newton, xp.where(log_ok, log_step, 0.5 * (lo + hi)))
         if it >= _BISECT_AFTER:
             cand = 0.5 * (lo + hi)
-        small = (g == 0) | (good & (xp.abs(step) <= _TOL * scale))
+        # A short Newton step means convergence unless it is short only because G is steep near
+        # a (near) logarithmic singularity at an analytic end.
+        room = 0.5 * xp.minimum(rho - end_lo, end_hi - rho)
+        small = (g == 0) | (good & (xp.abs(step) <= xp.minimum(_TOL * scale, room)))
         final = xp.where(g == 0, rho, xp.minimum(xp.maximum(newton, lo), hi))
         rho = xp.where(small, final, cand)
         done = small | (hi - lo <= _TOL * scale)
         if bool(xp.any(done)):
             result[act[done]] = rho[done]
             keep = ~done
-            act, rho, lo, hi, x, y, z = (a[keep] for a in (act, rho, lo, hi, x, y, z))
+            act, rho, lo, hi, end_lo, end_hi, x, y, z = (
+                a[keep] for a in (act, rho, lo, hi, end_lo, end_hi, x, y, z)
+            )
     if act.shape[0] > 0:
         result[act] = rho
     return result
@@ -459,12 +485,14 @@ class ExpCone(Cone):
     ``K° = {x > 0, x exp(y/x - 1) <= -z} ∪ {x = 0, y <= 0, z <= 0}``.
 
     Projection of ``v = (x, y, z)`` (Friberg 2021, "Projection onto the exponential cone: a
-    univariate root-finding problem"): ``v`` itself if ``v in K``; ``0`` if ``v in K°``;
+    univariate root-finding problem"): ``v`` itself if ``v in K``; ``0`` if ``v in K°`` (points
+    within ``1e-14 max|v|`` of ``K`` or ``K°`` count as inside and are snapped onto it);
     ``(x, 0, max(z, 0))`` if ``x <= 0`` and ``y <= 0``; otherwise the projection lies on the
     curved boundary at ``p = s (rho, 1, e^rho)`` where ``rho`` is the root of a scalar equation
     (see ``_exp_residual``), found by safeguarded Newton for all such cones at once, and ``p`` is
     taken as the projection of ``v`` onto that ray (so ``p in K`` and ``p ⟂ v - p`` hold to
-    rounding). Each triple is scaled to unit norm first, so any finite magnitude is handled.
+    rounding). Each triple is divided by its largest magnitude first (the projection is
+    positively homogeneous), so any finite magnitude is handled.
     """
 
     name = "exp"
@@ -475,24 +503,29 @@ class ExpCone(Cone):
         self.count = int(count)
         self.dim = 3 * self.count
 
+    @_quiet
     def project(self, v: Array) -> Array:
         """Project every triple onto the exponential cone; returns shape ``(dim,)``."""
         xp, w, dtype = _prepare(v, self.dim)
         trip = xp.reshape(w, (-1, 3))
-        nrm = _row_norms(xp, trip)
-        unit = trip / xp.where(nrm > 0, nrm, 1.0)[:, None]
+        scale = xp.max(xp.abs(trip), axis=1)
+        unit = trip / xp.where(scale > 0, scale, 1.0)[:, None]
         x, y, z = unit[:, 0], unit[:, 1], unit[:, 2]
-        pos_y = xp.where(y > 0, y, 1.0)
-        pos_x = xp.where(x > 0, x, 1.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            in_k = ((y > 0) & (z > 0) & (x <= y * (xp.log(xp.where(z > 0, z, 1.0)) - xp.log(pos_y))))
-            in_k = in_k | ((x <= 0) & (y == 0) & (z >= 0))
-            in_polar = (x > 0) & (z < 0)
-            in_polar = in_polar & (y <= x * (1.0 + xp.log(xp.where(z < 0, -z, 1.0)) - xp.log(pos_x)))
-            in_polar = in_polar | ((x == 0) & (y <= 0) & (z <= 0)) | (nrm == 0)
+        # Membership up to a horizontal move of _EXP_EDGE: x <= y log(z/y) for K,
+        # y <= x (1 + log(-z/x)) for K°; such points are snapped onto the cone (resp. to 0).
+        x_bd = xp.where(y > 0, y, 1.0) * (
+            xp.log(xp.where(z > 0, z, 1.0)) - xp.log(xp.where(y > 0, y, 1.0))
+        )
+        y_bd = xp.where(x > 0, x, 1.0) * (
+            1.0 + xp.log(xp.where(z < 0, -z, 1.0)) - xp.log(xp.where(x > 0, x, 1.0))
+        )
+        in_k = ((y > 0) & (z > 0) & (x <= x_bd + _EXP_EDGE)) | ((x <= 0) & (y == 0) & (z >= 0))
+        in_polar = ((x > 0) & (z < 0) & (y <= y_bd + _EXP_EDGE)) | ((x == 0) & (y <= 0) & (z <= 0))
+        in_polar = in_polar | (scale == 0)
         in_k = in_k & ~in_polar
         face = (x <= 0) & (y <= 0) & ~in_k & ~in_polar
-        out = xp.where(in_k[:, None], unit, 0.0)
+        snapped = xp.stack([xp.where(y > 0, xp.minimum(x, x_bd), x), y, z], axis=1)
+        out = xp.where(in_k[:, None], snapped, 0.0)
         face_p = xp.stack([x, xp.zeros_like(y), xp.maximum(z, 0.0)], axis=1)
         out = xp.where(face[:, None], face_p, out)
         general = ~(in_k | in_polar | face)
@@ -504,7 +537,7 @@ class ExpCone(Cone):
             ray = ray / _row_norms(xp, ray)[:, None]
             coef = xp.maximum(gx * ray[:, 0] + gy * ray[:, 1] + gz * ray[:, 2], 0.0)
             out[general] = coef[:, None] * ray
-        return xp.astype(xp.reshape(out * nrm[:, None], (-1,)), dtype, copy=False)
+        return xp.astype(xp.reshape(out * scale[:, None], (-1,)), dtype, copy=False)
 
     def scaling_blocks(self) -> np.ndarray:
         return np.full(self.count, 3, dtype=np.int64)
@@ -518,8 +551,9 @@ class ExpCone(Cone):
 # --------------------------------------------------------------------------------------------
 
 
-def _pow_branch(xp: Any, c: Array, a: Array, r: Array, d: Array, log_r: Array, log_d: Array,
-                scale: Array) -> tuple[Array, Array, Array]:
+def _pow_branch(
+    xp: Any, c: Array, a: Array, r: Array, d: Array, log_r: Array, log_d: Array, scale: Array
+) -> tuple[Array, Array, Array]:
     """One coordinate of the power-cone KKT solution as a function of ``r`` (with ``d = |z|-r``).
 
     ``x(r) = (c + sqrt(c^2 + 4 a r d)) / 2`` is the positive root of ``x^2 - c x - a r d = 0``.
@@ -527,8 +561,7 @@ def _pow_branch(xp: Any, c: Array, a: Array, r: Array, d: Array, log_r: Array, l
     derivative are computed without cancellation or underflow (``c <= 0`` uses
     ``x = 2 a r d / (sqrt(c^2 + 4 a r d) - c)``).
     """
-    t = 4.0 * a * r * d
-    sq = xp.sqrt(c * c + t)
+    sq = xp.hypot(c, 2.0 * xp.sqrt(a * r) * xp.sqrt(d))  # sqrt(c^2 + 4 a r d), no underflow
     pos = c > 0
     neg = c < 0
     arg = xp.where(pos, 0.5 * (c + sq), xp.where(neg, sq - c, 1.0))
@@ -536,18 +569,25 @@ def _pow_branch(xp: Any, c: Array, a: Array, r: Array, d: Array, log_r: Array, l
     log_x = xp.where(
         pos,
         log_arg,
-        xp.where(neg, xp.log(2.0 * a) + log_r + log_d - log_arg,
-                 0.5 * (xp.log(4.0 * a) + log_r + log_d) - math.log(2.0)),
+        xp.where(
+            neg,
+            xp.log(2.0 * a) + log_r + log_d - log_arg,
+            0.5 * (xp.log(4.0 * a) + log_r + log_d) - math.log(2.0),
+        ),
     )
     x = xp.where(pos, arg, xp.where(neg, 2.0 * a * r * d / arg, 0.5 * sq))
     safe_sq = xp.where(sq > 0, sq, 1.0)
-    dlog_pos = a * (d - r) * (r * d / scale) / (safe_sq * arg)
+    # For c > 0: r d / (sq x) <= 1 / (2a) since sq >= 2 sqrt(a r d) and x >= sq / 2.
+    ratio = (r / safe_sq) * (d / arg)
+    ratio = xp.where(ratio < 0.5 / a, ratio, 0.5 / a)
+    dlog_pos = a * (d - r) / scale * ratio
     dlog_nonpos = (d - r) / scale * xp.where(neg, 0.5 - 0.5 * c / safe_sq, 0.5)
     return x, log_x, xp.where(pos, dlog_pos, dlog_nonpos)
 
 
-def _pow_eval(xp: Any, u: Array, x0: Array, y0: Array, zz: Array, a: Array,
-              log_zz: Array) -> tuple[Array, Array, Array, Array, Array, Array]:
+def _pow_eval(
+    xp: Any, u: Array, x0: Array, y0: Array, zz: Array, a: Array, log_zz: Array
+) -> tuple[Array, Array, Array, Array, Array, Array]:
     """Residual of the power-cone projection in the logistic variable ``u``.
 
     ``r = |z| sigma(u)`` and ``d = |z| - r = |z| sigma(-u)`` (both with full relative accuracy).
@@ -569,14 +609,14 @@ def _pow_eval(xp: Any, u: Array, x0: Array, y0: Array, zz: Array, a: Array,
     return g, dg, x, y, r, d
 
 
-def _pow_solve(xp: Any, x0: Array, y0: Array, zz: Array, a: Array) -> tuple[Array, Array, Array]:
-    """Solve the power-cone KKT equation for all points (unit-norm, general case).
+def _pow_solve(xp: Any, x0: Array, y0: Array, zz: Array, a: Array) -> Array:
+    """Solve the power-cone KKT equation for all points (general case, scaled to max-abs 1).
 
     The unknown ``r = |z_p| in (0, |z|)`` is parametrized as ``r = |z| sigma(u)``, which makes the
     logarithmic singularities of ``g`` at both ends linear in ``u``. Safeguarded Newton in ``u``;
     when ``x0 < 0`` and ``y0 < 0`` (then ``g`` is flat in ``u`` as ``r -> 0``) the Newton step is
     taken in ``r`` instead, with the other variable as a fallback, then damped bisection.
-    Returns ``(x, y, r)`` of the projection.
+    Returns ``u`` at the root (``_pow_eval`` maps it to the projection).
     """
     big = _POW_U_MAX
     trust = 16.0  # largest fallback move in u (a factor e^16 in r or |z| - r)
@@ -593,11 +633,10 @@ def _pow_solve(xp: Any, x0: Array, y0: Array, zz: Array, a: Array) -> tuple[Arra
         g, dg, _, _, r, d = _pow_eval(xp, u, x0, y0, zz, a, log_zz)
         lo = xp.where(g > 0, u, lo)
         hi = xp.where(g < 0, u, hi)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            step = g / dg
-            newton_u = u - step
-            dr = -step * r * d / zz
-            newton_r = xp.log(r + dr) - xp.log(d - dr)
+        step = g / dg
+        newton_u = u - step
+        dr = -step * r * d / zz
+        newton_r = xp.log(r + dr) - xp.log(d - dr)
         first = xp.where(lin, newton_r, newton_u)
         second = xp.where(lin, newton_u, newton_r)
         ok1 = (first > lo) & (first < hi)
@@ -606,9 +645,10 @@ def _pow_solve(xp: Any, x0: Array, y0: Array, zz: Array, a: Array) -> tuple[Arra
         move = 0.5 * (toward - u)
         if it < _BISECT_AFTER:
             move = xp.minimum(xp.maximum(move, -trust), trust)
-            # A Newton step past an end of the initial bracket means the root is (numerically) there.
+            # A Newton step past an end of the initial bracket: the root is (numerically) there.
             beyond = ((g < 0) & (lo == -big) & ~(newton_u > -big)) | (
-                (g > 0) & (hi == big) & ~(newton_u < big))
+                (g > 0) & (hi == big) & ~(newton_u < big)
+            )
             fallback = xp.where(beyond, toward, u + move)
             cand = xp.where(ok1, first, xp.where(ok2, second, fallback))
         else:
@@ -623,7 +663,8 @@ def _pow_solve(xp: Any, x0: Array, y0: Array, zz: Array, a: Array) -> tuple[Arra
             result[act[done]] = u[done]
             keep = ~done
             act, u, lo, hi, x0, y0, zz, a, log_zz, lin = (
-                arr[keep] for arr in (act, u, lo, hi, x0, y0, zz, a, log_zz, lin))
+                arr[keep] for arr in (act, u, lo, hi, x0, y0, zz, a, log_zz, lin)
+            )
     if act.shape[0] > 0:
         result[act] = u
     return result
@@ -640,7 +681,8 @@ class PowCone3D(Cone):
     ``(max(x0,0), max(y0,0), 0)`` if ``z0 = 0``; otherwise ``(x(r), y(r), sign(z0) r)`` with
     ``x(r) = (x0 + sqrt(x0^2 + 4 a r (|z0| - r)))/2``, ``y(r)`` likewise with ``1 - a``, and
     ``r in (0, |z0|)`` the unique root of ``x(r)^a y(r)^(1-a) = r`` (safeguarded Newton for all
-    such cones at once, see ``_pow_solve``). Each triple is scaled to unit norm first.
+    such cones at once, see ``_pow_solve``). Each triple is divided by its largest magnitude
+    first.
     """
 
     name = "pow3d"
@@ -651,25 +693,28 @@ class PowCone3D(Cone):
             raise ValueError("power cone exponents must lie in (0, 1)")
         self.dim = 3 * self.alphas.size
 
+    @_quiet
     def project(self, v: Array) -> Array:
         """Project every triple onto its power cone; returns shape ``(dim,)``."""
         xp, w, dtype = _prepare(v, self.dim)
         alpha = xp.asarray(self.alphas, device=device(w))
         trip = xp.reshape(w, (-1, 3))
-        nrm = _row_norms(xp, trip)
-        unit = trip / xp.where(nrm > 0, nrm, 1.0)[:, None]
+        scale = xp.max(xp.abs(trip), axis=1)
+        unit = trip / xp.where(scale > 0, scale, 1.0)[:, None]
         x, y, z = unit[:, 0], unit[:, 1], unit[:, 2]
         az = xp.abs(z)
         safe_az = xp.where(az > 0, az, 1.0)
         both_pos = (x > 0) & (y > 0)
         both_neg = (x < 0) & (y < 0)
         log_prod = alpha * xp.log(xp.where(both_pos, x, 1.0)) + (1.0 - alpha) * xp.log(
-            xp.where(both_pos, y, 1.0))
+            xp.where(both_pos, y, 1.0)
+        )
         log_dual = alpha * xp.log(xp.where(both_neg, -x / alpha, 1.0)) + (1.0 - alpha) * xp.log(
-            xp.where(both_neg, -y / (1.0 - alpha), 1.0))
+            xp.where(both_neg, -y / (1.0 - alpha), 1.0)
+        )
         in_k = (x >= 0) & (y >= 0) & ((az == 0) | (both_pos & (log_prod >= xp.log(safe_az))))
         in_polar = (x <= 0) & (y <= 0) & ((az == 0) | (both_neg & (log_dual >= xp.log(safe_az))))
-        in_polar = (in_polar | (nrm == 0)) & ~in_k
+        in_polar = (in_polar | (scale == 0)) & ~in_k
         flat = (az == 0) & ~in_k & ~in_polar
         out = xp.where(in_k[:, None], unit, 0.0)
         flat_p = xp.stack([xp.maximum(x, 0.0), xp.maximum(y, 0.0), xp.zeros_like(z)], axis=1)
@@ -681,7 +726,7 @@ class PowCone3D(Cone):
             u = _pow_solve(xp, gx, gy, gzz, ga)
             _, _, px, py, pr, _ = _pow_eval(xp, u, gx, gy, gzz, ga, xp.log(gzz))
             out[general] = xp.stack([px, py, xp.where(gz > 0, pr, -pr)], axis=1)
-        return xp.astype(xp.reshape(out * nrm[:, None], (-1,)), dtype, copy=False)
+        return xp.astype(xp.reshape(out * scale[:, None], (-1,)), dtype, copy=False)
 
     def scaling_blocks(self) -> np.ndarray:
         return np.full(self.alphas.size, 3, dtype=np.int64)
@@ -707,13 +752,16 @@ class ProductCone(Cone):
     def __init__(self, cones: Sequence[Cone]) -> None:
         self.cones = list(cones)
         self.offsets = np.concatenate([[0], np.cumsum([c.dim for c in self.cones])]).astype(
-            np.int64)
+            np.int64
+        )
         self.dim = int(self.offsets[-1])
 
     def _apply(self, v: Array, method: str) -> Array:
         xp, _, dtype = _prepare(v, self.dim)
-        parts = [getattr(c, method)(v[int(a):int(b)])
-                 for c, a, b in zip(self.cones, self.offsets[:-1], self.offsets[1:], strict=True)]
+        parts = [
+            getattr(c, method)(v[int(a) : int(b)])
+            for c, a, b in zip(self.cones, self.offsets[:-1], self.offsets[1:], strict=True)
+        ]
         if not parts:
             return xp.zeros((0,), dtype=dtype, device=device(v))
         return xp.concat(parts)

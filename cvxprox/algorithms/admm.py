@@ -50,12 +50,16 @@ _RHO_UPDATE_RATIO = 5.0
 _RHO_ADAPT_EVERY = 100
 # Anderson acceleration: memory, and the factor by which an extrapolated point may
 # increase the fixed-point residual before it is rejected.
-_AA_MEMORY = 10
+_AA_MEMORY = 30
+# Cap on the numbers Anderson acceleration stores (two dim x memory arrays): large
+# problems get a shorter memory.
+_AA_STORAGE = 20_000_000
 _AA_SAFEGUARD = 1.0
 # When the fixed-point residual ||T(w) - w|| stops changing (to this relative tolerance
 # over this many iterations) it has converged to a nonzero displacement: the problem
 # is infeasible or unbounded. Acceleration is then switched off, because the plain
 # iteration's differences are what converge to the certificates.
+_TINY = 1e-280
 _AA_PLATEAU_WINDOW = 500
 _AA_PLATEAU_RTOL = 1e-5
 
@@ -123,7 +127,8 @@ class ADMM:
 
         alpha = opts.alpha
         best = BestIterate()
-        accel = AndersonAcceleration(n + m, _AA_MEMORY)
+        memory = int(np.clip(_AA_STORAGE // (2 * (n + m)), 5, _AA_MEMORY))
+        accel = AndersonAcceleration(n + m, memory)
         w = np.concatenate([x, z + y / rho_vec])  # fixed-point state (x, v), v = z + y/rho
         f = np.empty(n + m)
         f_plain = None  # T(w) of the last accepted point, the fallback of a rejected step
@@ -144,6 +149,7 @@ class ADMM:
             f[:n] = alpha * sol[:n] + (1.0 - alpha) * x
             # relaxed z~ plus y/rho: alpha (z + (nu - y)/rho) + (1 - alpha) z + y/rho
             f[n:] = z + (alpha * (sol[n:] - y) + y) / rho_vec
+            _flush_tiny(f)
             g_norm = _norm2(f - w)
             if accel.extrapolated and g_norm > _AA_SAFEGUARD * g_norm_accepted:
                 # The extrapolated point made things worse: fall back to the plain step.
@@ -172,8 +178,8 @@ class ADMM:
                     zu,
                     yu,
                     scaling.unscale_z(Ax_s),
-                    Aty_s / (scaling.D * scaling.k),
-                    None if Px_s is None else Px_s / (scaling.D * scaling.k),
+                    scaling.unscale_gradient(Aty_s),
+                    None if Px_s is None else scaling.unscale_gradient(Px_s),
                 )
                 best.offer(err, xu, zu, yu)
                 if it % (opts.check_every * 10) == 0 or err.converged:
@@ -181,14 +187,17 @@ class ADMM:
                 if err.converged:
                     status = s.OPTIMAL
                     break
-                cert = checker.primal_infeasibility(scaling.unscale_y(dy), opts.eps_infeas)
+                dxu, dyu = scaling.unscale_x(dx), scaling.unscale_y(dy)
+                cert = checker.primal_infeasibility(dyu, opts.eps_infeas, xu)
                 if cert is not None:
                     status = s.INFEASIBLE
                     break
-                cert = checker.dual_infeasibility(scaling.unscale_x(dx), opts.eps_infeas)
+                cert = checker.dual_infeasibility(dxu, opts.eps_infeas)
                 if cert is not None:
                     status = s.UNBOUNDED
                     break
+                if accelerate and checker.suspects_infeasibility(dxu, dyu, opts.eps_infeas):
+                    accelerate = False
                 if time.perf_counter() - t0 > opts.time_limit:
                     break
                 if accelerate and it % _AA_PLATEAU_WINDOW == 0:
@@ -224,7 +233,9 @@ class ADMM:
             "accelerated": accelerate,
         }
         if status is None:
-            status, cert = limit_status(checker, scaling.unscale_x(dx), scaling.unscale_y(dy))
+            status, cert = limit_status(
+                checker, scaling.unscale_x(dx), scaling.unscale_y(dy), scaling.unscale_x(w[:n])
+            )
         if status in (s.OPTIMAL, s.OPTIMAL_INACCURATE):
             if status == s.OPTIMAL_INACCURATE:
                 (xu, zu, yu), err = best.point, best.kkt
@@ -268,7 +279,17 @@ def _inf(v: np.ndarray) -> float:
 
 
 def _norm2(v: np.ndarray) -> float:
-    return float(np.sqrt(v @ v))
+    return float(np.linalg.norm(v))
+
+
+def _flush_tiny(v: np.ndarray) -> None:
+    """Set entries below 1e-280 in magnitude to zero, in place.
+
+    Iterates that decay geometrically towards zero eventually become subnormal floats,
+    on which arithmetic is hundreds of times slower; such values are zero for any
+    problem.
+    """
+    v[np.abs(v) < _TINY] = 0.0
 
 
 class _KKTSystem:

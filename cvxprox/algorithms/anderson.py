@@ -6,6 +6,7 @@ S = [w_{i+1} - w_i], Y = [g_{i+1} - g_i] (columns), the accelerated point is
     gamma   = argmin ||g_k - Y gamma||_2        (regularized normal equations)
     w_{k+1} = T(w_k) - (S + Y) gamma.
 
+The Gram matrix Y'Y is updated one column at a time, so a step costs O(dim M).
 The caller safeguards: an extrapolated point whose residual grows is rejected and the
 memory is reset (as SCS does).
 """
@@ -23,6 +24,7 @@ class AndersonAcceleration:
     def __init__(self, dim: int, memory: int) -> None:
         self._S = np.zeros((dim, memory))
         self._Y = np.zeros((dim, memory))
+        self._gram = np.zeros((memory, memory))
         self._memory = memory
         self._count = 0
         self._head = 0
@@ -42,16 +44,20 @@ class AndersonAcceleration:
         """The next point from the current point w and its image f = T(w) (a new array)."""
         g = f - w
         if self._w_prev is not None:
-            self._S[:, self._head] = w - self._w_prev
-            self._Y[:, self._head] = g - self._g_prev
-            self._head = (self._head + 1) % self._memory
+            j = self._head
+            self._S[:, j] = w - self._w_prev
+            self._Y[:, j] = g - self._g_prev
             self._count = min(self._count + 1, self._memory)
+            row = self._Y[:, : self._count].T @ self._Y[:, j]
+            self._gram[j, : self._count] = row
+            self._gram[: self._count, j] = row
+            self._head = (j + 1) % self._memory
         self._w_prev, self._g_prev = w, g
         self.extrapolated = False
         if self._count == 0:
             return f.copy()
         S, Y = self._S[:, : self._count], self._Y[:, : self._count]
-        gram = Y.T @ Y
+        gram = self._gram[: self._count, : self._count].copy()
         gram[np.diag_indices_from(gram)] += _REGULARIZATION * (np.trace(gram) + 1.0)
         try:
             gamma = np.linalg.solve(gram, Y.T @ g)

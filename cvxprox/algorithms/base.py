@@ -29,7 +29,9 @@ from cvxprox.scaling import RuizScaling
 
 # A certificate that only passes at this looser tolerance marks an inaccurate status
 # when an iteration or time limit is reached.
-_LOOSE_CERTIFICATE = 1e-5
+_LOOSE_CERTIFICATE = 1e-6
+# The certificate tests on the equilibrated data use this multiple of eps_infeas.
+_SCALED_FACTOR = 100.0
 
 
 @dataclass
@@ -130,30 +132,73 @@ class KKTChecker:
             dual_objective=dobj + prog.offset,
         )
 
-    def primal_infeasibility(self, dy: np.ndarray, eps: float) -> np.ndarray | None:
-        """A Farkas certificate built from the dual direction dy, normalized to b'y = -1."""
+    def primal_infeasibility(
+        self, dy: np.ndarray, eps: float, x: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """A Farkas certificate built from the dual direction dy, normalized to b'y = -1.
+
+        Three tests must pass: SCS's ``||A'y|| <= eps (-b'y)`` on the original data;
+        OSQP's ``||A^'y^|| <= eps_s ||y^||`` on the equilibrated data (eps_s = 100 eps);
+        and, given the current primal iterate x, a radius test: with b'y = -1 the vector
+        rules out every x with ||x||_1 < 1 / ||A'y||_inf, and that radius must exceed
+        ``1 / eps_s`` times ||x||_1, so that a problem whose solution is merely large is
+        not declared infeasible.
+        """
+        y = self._farkas(dy, eps)
+        if y is None:
+            return None
+        scaled_eps = _SCALED_FACTOR * eps
+        y_scaled = self.scaling.scale_y(y)
+        if _inf_norm(self.scaling.A.T @ y_scaled) > scaled_eps * _inf_norm(y_scaled):
+            return None
+        if x is not None and _inf_norm(self.program.A.T @ y) * np.sum(np.abs(x)) > scaled_eps:
+            return None
+        return y
+
+    def dual_infeasibility(self, dx: np.ndarray, eps: float) -> np.ndarray | None:
+        """An unboundedness direction built from dx, normalized to c'd = -1.
+
+        As for the Farkas certificate, the tests are made both relative to c'd on the
+        original data and relative to ||d^|| on the equilibrated data.
+        """
+        d = self._ray(dx, eps)
+        if d is None:
+            return None
+        scaling = self.scaling
+        d_scaled = scaling.scale_x(d)
+        viol = _recession_violation(scaling.A, scaling.P, self.program.cone, d_scaled)
+        if viol > _SCALED_FACTOR * eps * _inf_norm(d_scaled):
+            return None
+        return d
+
+    def suspects_infeasibility(self, dx: np.ndarray, dy: np.ndarray, eps: float) -> bool:
+        """Whether the directions pass the tests on the original data (a certificate is
+        forming); accelerated methods then fall back to plain steps to confirm it."""
+        return self._farkas(dy, eps) is not None or self._ray(dx, eps) is not None
+
+    def _farkas(self, dy: np.ndarray, eps: float) -> np.ndarray | None:
         prog = self.program
         y = prog.cone.project_polar(dy)
         by = float(prog.b @ y)
-        if not by < 0:
+        if not by < 0 or _inf_norm(prog.A.T @ y) > eps * -by:
             return None
-        if _inf_norm(prog.A.T @ y) <= eps * -by:
-            return y / -by
-        return None
+        return y / -by
 
-    def dual_infeasibility(self, dx: np.ndarray, eps: float) -> np.ndarray | None:
-        """An unboundedness direction built from dx, normalized to c'd = -1."""
+    def _ray(self, dx: np.ndarray, eps: float) -> np.ndarray | None:
         prog = self.program
         cd = float(prog.c @ dx)
-        if not cd < 0:
+        if not cd < 0 or _recession_violation(prog.A, prog.P, prog.cone, dx) > eps * -cd:
             return None
-        Ad = prog.A @ dx
-        viol = _inf_norm(Ad - prog.cone.project(Ad))
-        if prog.has_quadratic:
-            viol = max(viol, _inf_norm(prog.P @ dx))
-        if viol <= eps * -cd:
-            return dx / -cd
-        return None
+        return dx / -cd
+
+
+def _recession_violation(A, P, cone, d: np.ndarray) -> float:  # noqa: ANN001
+    """max(dist(A d, K), ||P d||): zero exactly when d is a recession direction."""
+    Ad = A @ d
+    viol = _inf_norm(Ad - cone.project(Ad))
+    if P is not None and P.nnz:
+        viol = max(viol, _inf_norm(P @ d))
+    return viol
 
 
 class IterationLog:
@@ -218,11 +263,17 @@ class BestIterate:
 
 
 def limit_status(
-    checker: KKTChecker, dx: np.ndarray | None, dy: np.ndarray | None
+    checker: KKTChecker,
+    dx: np.ndarray | None,
+    dy: np.ndarray | None,
+    x: np.ndarray | None = None,
 ) -> tuple[str, np.ndarray | None]:
-    """The inaccurate status at an iteration or time limit, and a loose certificate if any."""
+    """The inaccurate status at an iteration or time limit, and a loose certificate if any.
+
+    ``x`` is the last primal iterate, for the radius test of the Farkas certificate.
+    """
     if dy is not None:
-        cert = checker.primal_infeasibility(dy, _LOOSE_CERTIFICATE)
+        cert = checker.primal_infeasibility(dy, _LOOSE_CERTIFICATE, x)
         if cert is not None:
             return s.INFEASIBLE_INACCURATE, cert
     if dx is not None:
