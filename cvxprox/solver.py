@@ -8,8 +8,9 @@ duals in CVXPY's sign conventions, status and statistics.
 
 CVXPY has no plugin entry point for solver names, so :func:`register` adds an
 instance to CVXPY's solver maps and wraps the chain builder for this solver only:
-it rejects integer problems with a clear message and puts ``ValidateData`` in front
-of the chain. Other solvers' chains are built by CVXPY's own function, untouched.
+it rejects integer problems with a clear message, puts ``ValidateData`` in front
+of the chain, and turns off the bound inference for auxiliary variables (see
+``register``). Other solvers' chains are built by CVXPY's own function, untouched.
 """
 
 from __future__ import annotations
@@ -210,6 +211,12 @@ def register() -> None:
                 f"not supported (found: {', '.join(names)})"
             )
         chain = build(problem, solver, *args, **kwargs)
+        # Keep the user's variable bounds as bounds, but do not let the canonicalizers
+        # give auxiliary variables bounds inferred by interval arithmetic: in CVXPY 1.9
+        # that inference can produce wrong bounds (inf * 0 in a matrix product), which
+        # silently changes the problem (e.g. a hinge-loss SVM gets fixed slacks).
+        if chain.solver_context is not None:
+            chain.solver_context.solver_supports_bounds = False
         return SolvingChain(
             reductions=[ValidateData(), *chain.reductions], solver_context=chain.solver_context
         )

@@ -73,6 +73,23 @@ def test_maximize_qp_and_duals() -> None:
         np.testing.assert_allclose(con.dual_value, ref, atol=1e-4)
 
 
+def test_hinge_loss_not_changed_by_bound_inference() -> None:
+    """CVXPY 1.9's bound inference for auxiliary variables (used for solvers that take
+    variable bounds) can fix the slacks of a hinge loss; NABLAPROX must not use it."""
+    rng = np.random.default_rng(0)
+    m, n = 200, 20
+    labels = rng.choice([-1.0, 1.0], m)
+    X = rng.standard_normal((m, n)) + 0.5 * labels[:, None] * rng.standard_normal(n)
+    w, b = cp.Variable(n), cp.Variable()
+    loss = cp.sum(cp.pos(1 - cp.multiply(labels, X @ w + b))) / m
+    prob = cp.Problem(cp.Minimize(loss + 0.1 * cp.sum_squares(w)))
+    prob.solve(solver="CLARABEL", **TIGHT)
+    ref = prob.value
+    prob.solve(solver="NABLAPROX")
+    assert prob.status == cp.OPTIMAL
+    assert prob.value == pytest.approx(ref, rel=1e-4)
+
+
 def test_solver_stats() -> None:
     prob, _ = _lp()
     prob.solve(solver="NABLAPROX")
