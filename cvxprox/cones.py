@@ -513,30 +513,29 @@ class ExpCone(Cone):
         x, y, z = unit[:, 0], unit[:, 1], unit[:, 2]
         # Membership up to a horizontal move of _EXP_EDGE: x <= y log(z/y) for K,
         # y <= x (1 + log(-z/x)) for K°; such points are snapped onto the cone (resp. to 0).
-        x_bd = xp.where(y > 0, y, 1.0) * (
-            xp.log(xp.where(z > 0, z, 1.0)) - xp.log(xp.where(y > 0, y, 1.0))
-        )
-        y_bd = xp.where(x > 0, x, 1.0) * (
-            1.0 + xp.log(xp.where(z < 0, -z, 1.0)) - xp.log(xp.where(x > 0, x, 1.0))
-        )
+        log_z = xp.log(xp.where(z != 0, xp.abs(z), 1.0))
+        pos_x = xp.where(x > 0, x, 1.0)
+        pos_y = xp.where(y > 0, y, 1.0)
+        x_bd = pos_y * (log_z - xp.log(pos_y))
+        y_bd = pos_x * (1.0 + log_z - xp.log(pos_x))
         in_k = ((y > 0) & (z > 0) & (x <= x_bd + _EXP_EDGE)) | ((x <= 0) & (y == 0) & (z >= 0))
         in_polar = ((x > 0) & (z < 0) & (y <= y_bd + _EXP_EDGE)) | ((x == 0) & (y <= 0) & (z <= 0))
         in_polar = in_polar | (scale == 0)
         in_k = in_k & ~in_polar
         face = (x <= 0) & (y <= 0) & ~in_k & ~in_polar
-        snapped = xp.stack([xp.where(y > 0, xp.minimum(x, x_bd), x), y, z], axis=1)
-        out = xp.where(in_k[:, None], snapped, 0.0)
-        face_p = xp.stack([x, xp.zeros_like(y), xp.maximum(z, 0.0)], axis=1)
-        out = xp.where(face[:, None], face_p, out)
+        px = xp.where(in_k & (y > 0), xp.minimum(x, x_bd), xp.where(in_k | face, x, 0.0))
+        py = xp.where(in_k, y, 0.0)
+        pz = xp.where(in_k, z, xp.where(face, xp.maximum(z, 0.0), 0.0))
         general = ~(in_k | in_polar | face)
         if bool(xp.any(general)):
             gx, gy, gz = x[general], y[general], z[general]
             rho = _exp_solve(xp, gx, gy, gz)
             cap = xp.maximum(rho, 0.0)
-            ray = xp.stack([rho * xp.exp(-cap), xp.exp(-cap), xp.exp(rho - cap)], axis=1)
-            ray = ray / _row_norms(xp, ray)[:, None]
-            coef = xp.maximum(gx * ray[:, 0] + gy * ray[:, 1] + gz * ray[:, 2], 0.0)
-            out[general] = coef[:, None] * ray
+            rx, ry, rz = rho * xp.exp(-cap), xp.exp(-cap), xp.exp(rho - cap)
+            nrm2 = rx * rx + ry * ry + rz * rz  # in [1, 1 + 1e200]: no overflow
+            coef = xp.maximum(gx * rx + gy * ry + gz * rz, 0.0) / nrm2
+            px[general], py[general], pz[general] = coef * rx, coef * ry, coef * rz
+        out = xp.stack([px, py, pz], axis=1)
         return xp.astype(xp.reshape(out * scale[:, None], (-1,)), dtype, copy=False)
 
     def scaling_blocks(self) -> np.ndarray:

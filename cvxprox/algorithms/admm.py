@@ -31,15 +31,15 @@ import scipy.sparse as sp
 
 from cvxprox.algorithms.anderson import AndersonAcceleration
 from cvxprox.algorithms.base import (
+    Algorithm,
     BestIterate,
     IterationLog,
     KKTChecker,
     SolveResult,
     limit_status,
+    package_result,
 )
 from cvxprox.cones import ZeroCone
-from cvxprox.ir import ProxProgram
-from cvxprox.options import SolverOptions
 from cvxprox.scaling import RuizScaling
 
 _SIGMA = 1e-6
@@ -64,7 +64,7 @@ _AA_PLATEAU_WINDOW = 500
 _AA_PLATEAU_RTOL = 1e-5
 
 
-class ADMM:
+class ADMM(Algorithm):
     """The ADMM solver for a ProxProgram whose terms are cone indicators.
 
     Parameters
@@ -76,13 +76,6 @@ class ADMM:
     """
 
     name = "admm"
-
-    def __init__(
-        self, program: ProxProgram, options: SolverOptions, warm_start: dict | None = None
-    ) -> None:
-        self.program = program
-        self.opts = options
-        self.warm_start = warm_start
 
     def solve(self, reason: str = "") -> SolveResult:
         t0 = time.perf_counter()
@@ -236,21 +229,17 @@ class ADMM:
             status, cert = limit_status(
                 checker, scaling.unscale_x(dx), scaling.unscale_y(dy), scaling.unscale_x(w[:n])
             )
-        if status in (s.OPTIMAL, s.OPTIMAL_INACCURATE):
-            if status == s.OPTIMAL_INACCURATE:
-                (xu, zu, yu), err = best.point, best.kkt
-            result = SolveResult(
-                status, xu, zu, yu, self.name, it, solve_time, setup_time, err, info
-            )
-            result.info["warm_start"] = {"x": xu, "z": zu, "y": yu, "rho": rho}
-        elif status in (s.INFEASIBLE, s.INFEASIBLE_INACCURATE):
-            result = SolveResult(
-                status, None, None, cert, self.name, it, solve_time, setup_time, None, info
-            )
-        else:
-            result = SolveResult(
-                status, cert, None, None, self.name, it, solve_time, setup_time, None, info
-            )
+        point = None if err is None else (xu, zu, yu)
+        result = package_result(
+            status,
+            point,
+            err,
+            cert,
+            best,
+            (self.name, it, solve_time, setup_time),
+            info,
+            {"rho": rho},
+        )
         log.footer(result)
         return result
 

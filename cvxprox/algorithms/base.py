@@ -84,6 +84,55 @@ class SolveResult:
     info: dict = field(default_factory=dict)
 
 
+class Algorithm:
+    """What every algorithm is built from: a program, options, an optional warm start.
+
+    Subclasses set ``name`` and implement ``solve(reason) -> SolveResult``.
+    """
+
+    name = ""
+
+    def __init__(
+        self, program: ProxProgram, options: SolverOptions, warm_start: dict | None = None
+    ) -> None:
+        self.program = program
+        self.opts = options
+        self.warm_start = warm_start
+
+
+def package_result(
+    status: str,
+    point: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    kkt: KKTError | None,
+    certificate: np.ndarray | None,
+    best: BestIterate,
+    timing: tuple[str, int, float, float],
+    info: dict,
+    warm_extra: dict,
+) -> SolveResult:
+    """The SolveResult of a finished run.
+
+    ``point``/``kkt`` are the last iterate and its error (used when optimal), ``best``
+    the best iterate (used at a limit), ``certificate`` the Farkas vector or the
+    unboundedness direction, ``timing`` = (algorithm, iterations, solve time, setup
+    time); ``warm_extra`` joins x, z, y in ``info["warm_start"]``.
+    """
+    name, iterations, solve_time, setup_time = timing
+    x = z = y = None
+    if status == s.OPTIMAL_INACCURATE:
+        point, kkt = best.point, best.kkt
+    if status in (s.OPTIMAL, s.OPTIMAL_INACCURATE):
+        x, z, y = point
+    elif status in (s.INFEASIBLE, s.INFEASIBLE_INACCURATE):
+        y, kkt = certificate, None
+    else:
+        x, kkt = certificate, None
+    result = SolveResult(status, x, z, y, name, iterations, solve_time, setup_time, kkt, info)
+    if status in (s.OPTIMAL, s.OPTIMAL_INACCURATE):
+        result.info["warm_start"] = {"x": x, "z": z, "y": y, **warm_extra}
+    return result
+
+
 class KKTChecker:
     """Evaluates KKT errors and certificates of a program from its scaled iterates."""
 

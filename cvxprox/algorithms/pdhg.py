@@ -70,16 +70,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.algorithms.base import (
+    Algorithm,
     BestIterate,
     IterationLog,
     KKTChecker,
     KKTError,
     SolveResult,
     limit_status,
+    package_result,
 )
 from cvxprox.backends import Backend, get_backend
 from cvxprox.ir import ProxProgram
-from cvxprox.options import SolverOptions
 from cvxprox.scaling import RuizScaling
 
 # Step rule: 1/tau - sigma ||A||^2 >= _BETA L_P, eta shrunk by _STEP_SAFETY (the power
@@ -182,7 +183,7 @@ class _ScaledData:
         return math.sqrt(max(r2, 0.0))
 
 
-class PDHG:
+class PDHG(Algorithm):
     """Restarted reflected-Halpern PDHG for a ProxProgram whose terms are cone indicators.
 
     Parameters
@@ -195,13 +196,6 @@ class PDHG:
     """
 
     name = "pdhg"
-
-    def __init__(
-        self, program: ProxProgram, options: SolverOptions, warm_start: dict | None = None
-    ) -> None:
-        self.program = program
-        self.opts = options
-        self.warm_start = warm_start
 
     def solve(self, reason: str = "") -> SolveResult:
         """Run the method; ``reason`` (why PDHG was chosen) goes into the verbose header."""
@@ -342,37 +336,18 @@ class PDHG:
             "sigma": sigma,
             "norm_A": norm_A,
         }
-        if status == s.OPTIMAL:
-            result = SolveResult(
-                status, xu, zu, yu, self.name, it, solve_time, setup_time, err, info
-            )
-        elif status == s.INFEASIBLE:
-            result = SolveResult(
-                status, None, None, cert, self.name, it, solve_time, setup_time, None, info
-            )
-        elif status == s.UNBOUNDED:
-            result = SolveResult(
-                status, cert, None, None, self.name, it, solve_time, setup_time, None, info
-            )
-        else:
-            status, cert = limit_status(checker, dx, dy)
-            if status == s.OPTIMAL_INACCURATE:
-                bx, bz, by = best.point
-                result = SolveResult(
-                    status, bx, bz, by, self.name, it, solve_time, setup_time, best.kkt, info
-                )
-            elif status == s.INFEASIBLE_INACCURATE:
-                result = SolveResult(
-                    status, None, None, cert, self.name, it, solve_time, setup_time, None, info
-                )
-            else:
-                result = SolveResult(
-                    status, cert, None, None, self.name, it, solve_time, setup_time, None, info
-                )
-        result.info["warm_start"] = (
-            None
-            if result.x is None or result.y is None
-            else {"x": result.x, "z": result.z, "y": result.y, "primal_weight": omega}
+        if status is None:
+            status, cert = limit_status(checker, dx, dy, xu)
+        point = None if err is None else (xu, zu, yu)
+        result = package_result(
+            status,
+            point,
+            err,
+            cert,
+            best,
+            (self.name, it, solve_time, setup_time),
+            info,
+            {"primal_weight": omega},
         )
         log.footer(result)
         return result
