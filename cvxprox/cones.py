@@ -48,6 +48,7 @@ __all__ = [
 Array = Any
 
 _SQRT2 = math.sqrt(2.0)
+_LOG2 = math.log(2.0)
 # Root-finding controls shared by the exponential- and power-cone projections.
 _TOL = 1e-13  # relative accuracy of the scalar unknown
 _MAX_ITER = 100  # hard bound on Newton/bisection iterations
@@ -550,62 +551,85 @@ class ExpCone(Cone):
 # --------------------------------------------------------------------------------------------
 
 
-def _pow_branch(
-    xp: Any, c: Array, a: Array, r: Array, d: Array, log_r: Array, log_d: Array, scale: Array
-) -> tuple[Array, Array, Array]:
-    """One coordinate of the power-cone KKT solution as a function of ``r`` (with ``d = |z|-r``).
+def _logistic(xp: Any, u: Array) -> tuple[Array, Array, Array]:
+    """Return ``(e^-|u|, sigma(u), sigma(-u))`` with ``sigma(u) = 1 / (1 + e^-u)``, no overflow."""
+    e = xp.exp(-xp.abs(u))
+    return e, xp.where(u >= 0, 1.0, e) / (1.0 + e), xp.where(u >= 0, e, 1.0) / (1.0 + e)
 
-    ``x(r) = (c + sqrt(c^2 + 4 a r d)) / 2`` is the positive root of ``x^2 - c x - a r d = 0``.
-    Returns ``(x, log x, (dx/dr) / x * r d / |z|)``; the logarithm and the scaled logarithmic
-    derivative are computed without cancellation or underflow (``c <= 0`` uses
-    ``x = 2 a r d / (sqrt(c^2 + 4 a r d) - c)``).
+
+def _pow_coordinate(xp: Any, c: Array, a: Array, r: Array, d: Array) -> Array:
+    """``x = (c + sqrt(c^2 + 4 a r d)) / 2``, the positive root of ``x^2 - c x - a r d = 0``.
+
+    Evaluated without cancellation (``x = 2 a r d / (sqrt(c^2 + 4 a r d) - c)`` when ``c < 0``).
     """
-    sq = xp.hypot(c, 2.0 * xp.sqrt(a * r) * xp.sqrt(d))  # sqrt(c^2 + 4 a r d), no underflow
+    sq = xp.hypot(c, 2.0 * xp.sqrt(a * r) * xp.sqrt(d))
+    return xp.where(c > 0, 0.5 * (c + sq), xp.where(c < 0, 2.0 * a * r * d / (sq - c), 0.5 * sq))
+
+
+def _pow_branch(
+    xp: Any,
+    c: Array,
+    a: Array,
+    log_a: Array,
+    r: Array,
+    d: Array,
+    sqrt_rd: Array,
+    log_rd: Array,
+    dmr: Array,
+) -> tuple[Array, Array]:
+    """``log x`` and its scaled derivative for ``x = _pow_coordinate(c, a, r, d)``.
+
+    ``sqrt_rd = sqrt(r) sqrt(d)``, ``log_rd = log(r d)`` and ``dmr = (d - r) / |z|`` are shared by
+    both coordinates. Returns ``(log x, (dx/dr) / x * r d / |z|)``, computed without cancellation
+    or underflow.
+    """
+    sq = xp.hypot(c, 2.0 * xp.sqrt(a) * sqrt_rd)  # sqrt(c^2 + 4 a r d)
     pos = c > 0
     neg = c < 0
     arg = xp.where(pos, 0.5 * (c + sq), xp.where(neg, sq - c, 1.0))
     log_arg = xp.log(arg)
     log_x = xp.where(
-        pos,
-        log_arg,
-        xp.where(
-            neg,
-            xp.log(2.0 * a) + log_r + log_d - log_arg,
-            0.5 * (xp.log(4.0 * a) + log_r + log_d) - math.log(2.0),
-        ),
+        pos, log_arg, xp.where(neg, _LOG2 + log_a + log_rd - log_arg, 0.5 * (log_a + log_rd))
     )
-    x = xp.where(pos, arg, xp.where(neg, 2.0 * a * r * d / arg, 0.5 * sq))
     safe_sq = xp.where(sq > 0, sq, 1.0)
     # For c > 0: r d / (sq x) <= 1 / (2a) since sq >= 2 sqrt(a r d) and x >= sq / 2.
     ratio = (r / safe_sq) * (d / arg)
     ratio = xp.where(ratio < 0.5 / a, ratio, 0.5 / a)
-    dlog_pos = a * (d - r) / scale * ratio
-    dlog_nonpos = (d - r) / scale * xp.where(neg, 0.5 - 0.5 * c / safe_sq, 0.5)
-    return x, log_x, xp.where(pos, dlog_pos, dlog_nonpos)
+    dlog = dmr * xp.where(pos, a * ratio, xp.where(neg, 0.5 - 0.5 * c / safe_sq, 0.5))
+    return log_x, dlog
 
 
 def _pow_eval(
-    xp: Any, u: Array, x0: Array, y0: Array, zz: Array, a: Array, log_zz: Array
-) -> tuple[Array, Array, Array, Array, Array, Array]:
+    xp: Any,
+    u: Array,
+    x0: Array,
+    y0: Array,
+    zz: Array,
+    a: Array,
+    log_zz: Array,
+    log_a: Array,
+    log_b: Array,
+) -> tuple[Array, Array, Array, Array]:
     """Residual of the power-cone projection in the logistic variable ``u``.
 
     ``r = |z| sigma(u)`` and ``d = |z| - r = |z| sigma(-u)`` (both with full relative accuracy).
     ``g(u) = a log x(r) + (1-a) log y(r) - log r`` is positive left of the root, negative right of
-    it. Returns ``(g, dg/du, x, y, r, d)``.
+    it; ``log_a, log_b`` are ``log a, log(1 - a)``. Returns ``(g, dg/du, r, d)``.
     """
-    e = xp.exp(-xp.abs(u))
+    e, sig_p, sig_m = _logistic(xp, u)
     soft = xp.log1p(e)
-    sig_p = xp.where(u >= 0, 1.0, e) / (1.0 + e)
-    sig_m = xp.where(u >= 0, e, 1.0) / (1.0 + e)
     r = zz * sig_p
     d = zz * sig_m
     log_r = log_zz + xp.minimum(u, 0.0) - soft
-    log_d = log_zz - xp.maximum(u, 0.0) - soft
-    x, log_x, dx = _pow_branch(xp, x0, a, r, d, log_r, log_d, zz)
-    y, log_y, dy = _pow_branch(xp, y0, 1.0 - a, r, d, log_r, log_d, zz)
-    g = a * log_x + (1.0 - a) * log_y - log_r
-    dg = a * dx + (1.0 - a) * dy - sig_m
-    return g, dg, x, y, r, d
+    log_rd = 2.0 * (log_zz - soft) - xp.abs(u)
+    sqrt_rd = xp.sqrt(r) * xp.sqrt(d)
+    dmr = sig_m - sig_p
+    b = 1.0 - a
+    log_x, dx = _pow_branch(xp, x0, a, log_a, r, d, sqrt_rd, log_rd, dmr)
+    log_y, dy = _pow_branch(xp, y0, b, log_b, r, d, sqrt_rd, log_rd, dmr)
+    g = a * log_x + b * log_y - log_r
+    dg = a * dx + b * dy - sig_m
+    return g, dg, r, d
 
 
 def _pow_solve(xp: Any, x0: Array, y0: Array, zz: Array, a: Array) -> Array:
@@ -615,11 +639,13 @@ def _pow_solve(xp: Any, x0: Array, y0: Array, zz: Array, a: Array) -> Array:
     logarithmic singularities of ``g`` at both ends linear in ``u``. Safeguarded Newton in ``u``;
     when ``x0 < 0`` and ``y0 < 0`` (then ``g`` is flat in ``u`` as ``r -> 0``) the Newton step is
     taken in ``r`` instead, with the other variable as a fallback, then damped bisection.
-    Returns ``u`` at the root (``_pow_eval`` maps it to the projection).
+    Returns ``u`` at the root.
     """
     big = _POW_U_MAX
     trust = 16.0  # largest fallback move in u (a factor e^16 in r or |z| - r)
     log_zz = xp.log(zz)
+    log_a = xp.log(a)
+    log_b = xp.log1p(-a)
     lin = (x0 < 0) & (y0 < 0)
     u = xp.zeros_like(zz)
     lo = xp.full(zz.shape, -big, dtype=zz.dtype, device=device(zz))
@@ -629,7 +655,7 @@ def _pow_solve(xp: Any, x0: Array, y0: Array, zz: Array, a: Array) -> Array:
     for it in range(_MAX_ITER):
         if act.shape[0] == 0:
             break
-        g, dg, _, _, r, d = _pow_eval(xp, u, x0, y0, zz, a, log_zz)
+        g, dg, r, d = _pow_eval(xp, u, x0, y0, zz, a, log_zz, log_a, log_b)
         lo = xp.where(g > 0, u, lo)
         hi = xp.where(g < 0, u, hi)
         step = g / dg
@@ -661,8 +687,8 @@ def _pow_solve(xp: Any, x0: Array, y0: Array, zz: Array, a: Array) -> Array:
         if bool(xp.any(done)):
             result[act[done]] = u[done]
             keep = ~done
-            act, u, lo, hi, x0, y0, zz, a, log_zz, lin = (
-                arr[keep] for arr in (act, u, lo, hi, x0, y0, zz, a, log_zz, lin)
+            act, u, lo, hi, x0, y0, zz, a, log_zz, log_a, log_b, lin = (
+                arr[keep] for arr in (act, u, lo, hi, x0, y0, zz, a, log_zz, log_a, log_b, lin)
             )
     if act.shape[0] > 0:
         result[act] = u
@@ -722,9 +748,10 @@ class PowCone3D(Cone):
         if bool(xp.any(general)):
             gx, gy, gz, ga = x[general], y[general], z[general], alpha[general]
             gzz = xp.abs(gz)
-            u = _pow_solve(xp, gx, gy, gzz, ga)
-            _, _, px, py, pr, _ = _pow_eval(xp, u, gx, gy, gzz, ga, xp.log(gzz))
-            out[general] = xp.stack([px, py, xp.where(gz > 0, pr, -pr)], axis=1)
+            _, sig_p, sig_m = _logistic(xp, _pow_solve(xp, gx, gy, gzz, ga))
+            r, d = gzz * sig_p, gzz * sig_m
+            px, py = _pow_coordinate(xp, gx, ga, r, d), _pow_coordinate(xp, gy, 1.0 - ga, r, d)
+            out[general] = xp.stack([px, py, xp.where(gz > 0, r, -r)], axis=1)
         return xp.astype(xp.reshape(out * scale[:, None], (-1,)), dtype, copy=False)
 
     def scaling_blocks(self) -> np.ndarray:
