@@ -94,6 +94,10 @@ class SolverOptions:
         _check_choice("algorithm", self.algorithm, ALGORITHMS)
         _check_choice("device", self.device, DEVICES)
         _check_choice("dtype", self.dtype, DTYPES)
+        if self.dtype == "float32" and self.algorithm == "admm":
+            raise ValueError(
+                "option dtype='float32' needs algorithm='pdhg' or 'auto' (ADMM factors in float64)"
+            )
         _check_bool("verbose", self.verbose)
         _check_int(name="scaling_iters", value=self.scaling_iters, low=0)
         _check_int(name="check_every", value=self.check_every, low=1)

@@ -123,6 +123,7 @@ def test_integer_variables_rejected() -> None:
         ({"dtype": "float16"}, "dtype"),
         ({"time_limit": 0}, "time_limit"),
         ({"alpha": 2.0}, "alpha"),
+        ({"dtype": "float32", "algorithm": "admm"}, "float32"),
     ],
 )
 def test_bad_options(options: dict, match: str) -> None:
