@@ -102,13 +102,6 @@ class ProxProgram:
     def has_quadratic(self) -> bool:
         return self.P is not None and self.P.nnz > 0
 
-    def objective(self, x: np.ndarray) -> float:
-        """c'x + 1/2 x'Px + offset (the terms f_i are indicators, zero when feasible)."""
-        val = float(self.c @ x) + self.offset
-        if self.has_quadratic:
-            val += 0.5 * float(x @ (self.P @ x))
-        return val
-
     def describe(self) -> str:
         """One line per term: function, rows, sizes."""
         lines = [

@@ -3,14 +3,17 @@
 Runs first in the NABLAPROX chain, on the user's problem: every constant and parameter
 of the objective and constraints is checked, and the error names the parameter (or
 shows the constant) and where it appears. Parameters are re-checked on every re-solve
-(``update_parameters``), when the rest of the chain is bypassed. Infinite constants are
-allowed in constraints, where they express absent bounds (``x <= np.inf``); the IR
-turns such vacuous rows into trivially satisfied ones and rejects any other infinity.
+(``update_parameters``), when the rest of the chain is bypassed. An infinite constant is
+allowed only where it can express an absent bound: added at the top level of a
+constraint (``x <= np.inf``, ``A @ x + lb <= 0``); the IR turns such vacuous rows into
+trivially satisfied ones and rejects any infinity that would make a row meaningless.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from cvxpy.atoms.affine.add_expr import AddExpression
+from cvxpy.atoms.affine.unary_operators import NegExpression
 from cvxpy.expressions.constants.parameter import Parameter
 from cvxpy.problems.problem import Problem
 from cvxpy.reductions.reduction import Reduction
@@ -39,7 +42,8 @@ class ValidateData(Reduction):
             (f"constraint {i} ({_one_line(str(c))})", c, True)
             for i, c in enumerate(problem.constraints)
         ]
-        for where, expr, inf_ok in places:
+        for where, expr, is_constraint in places:
+            bounds = _top_level_terms(expr) if is_constraint else set()
             for param in expr.parameters():
                 value = param.value
                 if value is not None and not np.all(np.isfinite(value)):
@@ -56,8 +60,20 @@ class ValidateData(Reduction):
                 data = value.data if hasattr(value, "nnz") else np.asarray(value)
                 if np.any(np.isnan(data)):
                     raise ValueError(f"a constant in {where} contains NaN: {_show(data)}")
-                if not inf_ok and np.any(np.isinf(data)):
+                if id(const) not in bounds and np.any(np.isinf(data)):
                     raise ValueError(f"a constant in {where} contains inf: {_show(data)}")
+
+
+def _top_level_terms(constraint: object) -> set[int]:
+    """ids of the expressions added at the top level of a constraint's sides."""
+    found: set[int] = set()
+    stack = list(constraint.args)
+    while stack:
+        expr = stack.pop()
+        found.add(id(expr))
+        if isinstance(expr, (AddExpression, NegExpression)):
+            stack.extend(expr.args)
+    return found
 
 
 def _one_line(text: str) -> str:

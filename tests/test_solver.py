@@ -147,6 +147,14 @@ def test_inf_in_objective_named() -> None:
         prob.solve(solver="NABLAPROX")
 
 
+def test_inf_coefficient_named() -> None:
+    x = cp.Variable(2)
+    A = np.array([[1.0, np.inf], [0.0, 1.0]])
+    prob = cp.Problem(cp.Minimize(cp.sum(x)), [x >= 0, A @ x <= 1])
+    with pytest.raises(ValueError, match=r"constraint 1 .* contains inf"):
+        prob.solve(solver="NABLAPROX")
+
+
 def test_inf_parameter_named_on_resolve() -> None:
     prob, mu, _ = _portfolio()
     prob.solve(solver="NABLAPROX")
