@@ -82,12 +82,20 @@ def _quiet(func: Callable[..., Array]) -> Callable[..., Array]:
     return wrapper
 
 
+_NUMPY = array_namespace(np.empty(0))
+
+
 def _prepare(v: Array, dim: int) -> tuple[Any, Array, Any]:
     """Return ``(xp, v64, out_dtype)`` for a 1-D input of length ``dim``.
 
     ``v64`` is ``v`` as float64 (not copied when already float64; never modified in place),
     ``out_dtype`` the dtype of the result (the input's floating dtype, else float64).
     """
+    if type(v) is np.ndarray and v.dtype == np.float64:
+        # The solvers' hot path: skip the namespace lookup and dtype dispatch.
+        if v.ndim != 1 or v.shape[0] != dim:
+            raise ValueError(f"expected a 1-D array of length {dim}, got shape {v.shape}")
+        return _NUMPY, v, v.dtype
     xp = array_namespace(v)
     if v.ndim != 1 or v.shape[0] != dim:
         raise ValueError(f"expected a 1-D array of length {dim}, got shape {tuple(v.shape)}")

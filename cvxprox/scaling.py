@@ -58,42 +58,44 @@ class RuizScaling:
         self._block_sizes = np.asarray(blocks, dtype=np.int64)
         self._separable = bool(np.all(self._block_sizes == 1))
 
-        A = sp.csc_array(program.A, dtype=np.float64)
-        P = None if program.P is None else sp.csc_array(program.P, dtype=np.float64)
+        A = _ScaledCSC(program.A)
+        P = None if program.P is None else _ScaledCSC(program.P)
         D = np.ones(n)
         E = np.ones(m)
         for _ in range(iters):
-            col = _abs_max(A, axis=0) if m else np.zeros(n)
+            col = A.col_max()
             if P is not None:
-                col = np.maximum(col, _abs_max(P, axis=0))
-            row = self._per_block(_abs_max(A, axis=1)) if m else np.zeros(0)
+                col = np.maximum(col, P.col_max())
             d = _safe_inverse_sqrt(col)
-            e = _safe_inverse_sqrt(row)
-            A = sp.csc_array(sp.diags_array(e) @ A @ sp.diags_array(d))
+            e = _safe_inverse_sqrt(self._per_block(A.row_max()))
+            A.scale(e, d)
             if P is not None:
-                P = sp.csc_array(sp.diags_array(d) @ P @ sp.diags_array(d))
+                P.scale(d, d)
             D *= d
             E *= e
         if pock_chambolle and m:
-            col = _abs_sum(A, axis=0)
+            col = A.col_sum()
             if P is not None:
-                col = col + _abs_sum(P, axis=0)
+                col = col + P.col_sum()
             d = _safe_inverse_sqrt(col)
-            e = _safe_inverse_sqrt(self._per_block(_abs_sum(A, axis=1)))
-            A = sp.csc_array(sp.diags_array(e) @ A @ sp.diags_array(d))
+            e = _safe_inverse_sqrt(self._per_block(A.row_sum()))
+            A.scale(e, d)
             if P is not None:
-                P = sp.csc_array(sp.diags_array(d) @ P @ sp.diags_array(d))
+                P.scale(d, d)
             D *= d
             E *= e
         c = D * program.c
         cost_norm = np.max(np.abs(c), initial=0.0)
-        if P is not None and P.nnz:
-            cost_norm = max(cost_norm, float(np.mean(_abs_max(P, axis=0))))
+        if P is not None and P.data.size:
+            cost_norm = max(cost_norm, float(np.mean(P.col_max())))
         k = _inverse_clipped(cost_norm) if iters else 1.0
         self.D, self.E, self.k = D, E, k
         self.c = k * c
-        self.A = A
-        self.P = None if P is None else sp.csc_array(k * P)
+        self.A = A.matrix()
+        self.P = None
+        if P is not None:
+            P.data *= k
+            self.P = P.matrix()
         self.b = E * program.b
 
     def _per_block(self, row_norms: np.ndarray) -> np.ndarray:
@@ -132,11 +134,46 @@ def _inverse_clipped(norm: float) -> float:
     return 1.0 / float(np.clip(norm, _MIN_SCALE, _MAX_SCALE)) if norm > 0 else 1.0
 
 
-def _abs_max(M: sp.csc_array, axis: int) -> np.ndarray:
-    """Infinity norms of the columns (axis=0) or rows (axis=1) of a sparse matrix."""
-    return np.asarray(abs(M).max(axis=axis).toarray()).ravel()
+class _ScaledCSC:
+    """A sparse matrix as CSC arrays, rescaled in place by row and column diagonals.
 
+    Each equilibration pass is then a few operations on the nonzeros instead of new
+    SciPy matrices (which dominated the setup time of small problems).
+    """
 
-def _abs_sum(M: sp.csc_array, axis: int) -> np.ndarray:
-    """1-norms of the columns (axis=0) or rows (axis=1) of a sparse matrix."""
-    return np.asarray(abs(M).sum(axis=axis)).ravel()
+    def __init__(self, M: sp.sparray | sp.spmatrix) -> None:
+        M = sp.csc_array(M, dtype=np.float64, copy=True)
+        M.sum_duplicates()
+        self.shape = M.shape
+        self.indptr, self.indices, self.data = M.indptr, M.indices, M.data
+        self._cols = np.repeat(np.arange(M.shape[1]), np.diff(M.indptr))
+        self._starts = M.indptr[:-1][np.diff(M.indptr) > 0]
+        self._nonempty = np.diff(M.indptr) > 0
+
+    def col_max(self) -> np.ndarray:
+        """Infinity norms of the columns."""
+        out = np.zeros(self.shape[1])
+        if self.data.size:
+            out[self._nonempty] = np.maximum.reduceat(np.abs(self.data), self._starts)
+        return out
+
+    def row_max(self) -> np.ndarray:
+        """Infinity norms of the rows."""
+        out = np.zeros(self.shape[0])
+        np.maximum.at(out, self.indices, np.abs(self.data))
+        return out
+
+    def col_sum(self) -> np.ndarray:
+        """1-norms of the columns."""
+        return np.bincount(self._cols, weights=np.abs(self.data), minlength=self.shape[1])
+
+    def row_sum(self) -> np.ndarray:
+        """1-norms of the rows."""
+        return np.bincount(self.indices, weights=np.abs(self.data), minlength=self.shape[0])
+
+    def scale(self, rows: np.ndarray, cols: np.ndarray) -> None:
+        """M <- diag(rows) M diag(cols)."""
+        self.data *= rows[self.indices] * cols[self._cols]
+
+    def matrix(self) -> sp.csc_array:
+        return sp.csc_array((self.data, self.indices, self.indptr), shape=self.shape)
