@@ -133,16 +133,16 @@ class ADMM(Algorithm):
         rhs = np.empty(n + m)
         it = last_adapt = refactors = rejected = 0
         z = cone.project(w[n:])
+        inv_rho = 1.0 / rho_vec
         for it in range(1, opts.max_iters + 1):
-            x = w[:n]
-            y = rho_vec * (w[n:] - z)
+            x, v = w[:n], w[n:]
+            y_over_rho = v - z  # y / rho, as z = prox(v) and y = rho (v - z)
             rhs[:n] = _SIGMA * x - c
-            rhs[n:] = b + z - y / rho_vec
+            rhs[n:] = b + z - y_over_rho
             sol = kkt.solve(rhs)
             f[:n] = alpha * sol[:n] + (1.0 - alpha) * x
             # relaxed z~ plus y/rho: alpha (z + (nu - y)/rho) + (1 - alpha) z + y/rho
-            f[n:] = z + (alpha * (sol[n:] - y) + y) / rho_vec
-            _flush_tiny(f)
+            f[n:] = z + alpha * sol[n:] * inv_rho + (1.0 - alpha) * y_over_rho
             g_norm = _norm2(f - w)
             if accel.extrapolated and g_norm > _AA_SAFEGUARD * g_norm_accepted:
                 # The extrapolated point made things worse: fall back to the plain step.
@@ -156,9 +156,10 @@ class ADMM(Algorithm):
             z_next = cone.project(f[n:])
 
             if it % opts.check_every == 0 or it == opts.max_iters:
+                _flush_tiny(f)
                 x, v = f[:n], f[n:]
                 y_next = rho_vec * (v - z_next)
-                dx, dy = x - w[:n], y_next - y
+                dx, dy = x - w[:n], y_next - rho_vec * y_over_rho
                 xu, zu, yu = (
                     scaling.unscale_x(x),
                     scaling.unscale_z(z_next),
@@ -202,6 +203,7 @@ class ADMM(Algorithm):
                     if new_rho > rho * _RHO_UPDATE_RATIO or new_rho < rho / _RHO_UPDATE_RATIO:
                         rho = new_rho
                         rho_vec = rho * rho_scale
+                        inv_rho = 1.0 / rho_vec
                         kkt.update_rho(rho_vec)
                         refactors += 1
                         # Same (x, z, y), new penalty: restart the fixed-point iteration.
