@@ -37,19 +37,15 @@ class ValidateData(Reduction):
 
     @staticmethod
     def _check(problem: Problem, parameters_only: bool) -> None:
-        places = [("the objective", problem.objective, False)]
-        places += [
-            (f"constraint {i} ({_one_line(str(c))})", c, True)
-            for i, c in enumerate(problem.constraints)
-        ]
-        for where, expr, is_constraint in places:
-            bounds = _top_level_terms(expr) if is_constraint else set()
+        places = [(-1, problem.objective), *enumerate(problem.constraints)]
+        for index, expr in places:
+            bounds = _top_level_terms(expr) if index >= 0 else set()
             for param in expr.parameters():
                 value = param.value
                 if value is not None and not np.all(np.isfinite(value)):
                     raise ValueError(
                         f"parameter {param.name()!r} has a NaN or infinite value; "
-                        f"it appears in {where}"
+                        f"it appears in {_where(index, expr)}"
                     )
             if parameters_only:
                 continue
@@ -59,9 +55,20 @@ class ValidateData(Reduction):
                     continue
                 data = value.data if hasattr(value, "nnz") else np.asarray(value)
                 if np.any(np.isnan(data)):
-                    raise ValueError(f"a constant in {where} contains NaN: {_show(data)}")
+                    raise ValueError(
+                        f"a constant in {_where(index, expr)} contains NaN: {_show(data)}"
+                    )
                 if id(const) not in bounds and np.any(np.isinf(data)):
-                    raise ValueError(f"a constant in {where} contains inf: {_show(data)}")
+                    raise ValueError(
+                        f"a constant in {_where(index, expr)} contains inf: {_show(data)}"
+                    )
+
+
+def _where(index: int, expr: object) -> str:
+    """'the objective' or 'constraint i (<the constraint>)', built only for an error."""
+    if index < 0:
+        return "the objective"
+    return f"constraint {index} ({_one_line(str(expr))})"
 
 
 def _top_level_terms(constraint: object) -> set[int]:
