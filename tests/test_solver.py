@@ -221,6 +221,16 @@ def test_iteration_limit_is_inaccurate() -> None:
     assert prob.value is not None
 
 
+@pytest.mark.parametrize("max_iters", [1, 2, 3, 7])
+@pytest.mark.parametrize("algorithm", ["admm", "pdhg"])
+def test_tiny_iteration_limits(max_iters: int, algorithm: str) -> None:
+    prob, _, w = _portfolio(seed=1)
+    prob.solve(solver="NABLAPROX", max_iters=max_iters, algorithm=algorithm)
+    assert prob.status in (cp.OPTIMAL_INACCURATE, cp.OPTIMAL)
+    assert prob.solver_stats.num_iters <= max_iters
+    assert w.value is not None
+
+
 def test_time_limit_is_inaccurate() -> None:
     prob, _ = _lp(2, m=60, n=40)
     prob.solve(solver="NABLAPROX", time_limit=1e-9, check_every=1)

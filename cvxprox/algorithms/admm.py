@@ -150,7 +150,8 @@ class ADMM(Algorithm):
                 z = cone.project(w[n:])
                 accel.reset()
                 rejected += 1
-                continue
+                if it < opts.max_iters:
+                    continue
             g_norm_accepted = g_norm
             f_plain = f.copy()
             z_next = cone.project(f[n:])
