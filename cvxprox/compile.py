@@ -7,16 +7,12 @@ from functools import cache
 from threadpoolctl import ThreadpoolController
 
 from cvxprox.algorithms.admm import ADMM
-from cvxprox.algorithms.base import SolveResult
+from cvxprox.algorithms.base import FACTORIZATION_NNZ_LIMIT, SolveResult
 from cvxprox.algorithms.pdhg import PDHG
 from cvxprox.backends import get_backend
 from cvxprox.cones import NonnegCone, ZeroCone
 from cvxprox.ir import ProxProgram
 from cvxprox.options import SolverOptions
-
-# Above this many nonzeros in the KKT matrix a sparse factorization is likely to be
-# slow or to run out of memory, and the matvec-only PDHG is preferred.
-FACTORIZATION_NNZ_LIMIT = 5_000_000
 
 
 def choose_algorithm(program: ProxProgram, options: SolverOptions) -> tuple[type, str]:

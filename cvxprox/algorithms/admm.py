@@ -39,6 +39,7 @@ from cvxprox.algorithms.base import (
     limit_status,
     package_result,
 )
+from cvxprox.algorithms.polish import PolishSchedule
 from cvxprox.cones import ZeroCone
 from cvxprox.scaling import RuizScaling
 
@@ -120,6 +121,7 @@ class ADMM(Algorithm):
 
         alpha = opts.alpha
         best = BestIterate()
+        polisher = PolishSchedule(prog, checker)
         memory = int(np.clip(_AA_STORAGE // (2 * (n + m)), 5, _AA_MEMORY))
         accel = AndersonAcceleration(n + m, memory)
         w = np.concatenate([x, z + y / rho_vec])  # fixed-point state (x, v), v = z + y/rho
@@ -182,6 +184,12 @@ class ADMM(Algorithm):
                 if err.converged:
                     status = s.OPTIMAL
                     break
+                if polisher.due(it):
+                    polished = polisher.attempt(it, zu, yu)
+                    if polished is not None:
+                        (xu, zu, yu), err = polished
+                        status = s.OPTIMAL
+                        break
                 dxu, dyu = scaling.unscale_x(dx), scaling.unscale_y(dy)
                 cert = checker.primal_infeasibility(dyu, opts.eps_infeas, xu)
                 if cert is not None:
@@ -227,7 +235,13 @@ class ADMM(Algorithm):
             "refactorizations": refactors,
             "rejected_accelerations": rejected,
             "accelerated": accelerate,
+            "polish_attempts": polisher.attempts,
         }
+        if status is None and polisher.enabled and best.point is not None:
+            polished = polisher.attempt(it, best.point[1], best.point[2])
+            if polished is not None:
+                (xu, zu, yu), err = polished
+                status = s.OPTIMAL
         if status is None:
             status, cert = limit_status(
                 checker, scaling.unscale_x(dx), scaling.unscale_y(dy), scaling.unscale_x(w[:n])

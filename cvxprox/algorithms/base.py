@@ -27,6 +27,10 @@ from cvxprox.ir import ProxProgram
 from cvxprox.options import SolverOptions
 from cvxprox.scaling import RuizScaling
 
+# Above this many nonzeros in the KKT matrix a sparse factorization is likely to be
+# slow or to run out of memory: the matvec-only PDHG is preferred, and no polishing.
+FACTORIZATION_NNZ_LIMIT = 5_000_000
+
 # A certificate that only passes at this looser tolerance marks an inaccurate status
 # when an iteration or time limit is reached.
 _LOOSE_CERTIFICATE = 1e-6

@@ -79,6 +79,7 @@ from cvxprox.algorithms.base import (
     limit_status,
     package_result,
 )
+from cvxprox.algorithms.polish import PolishSchedule
 from cvxprox.backends import Backend, get_backend
 from cvxprox.ir import ProxProgram
 from cvxprox.scaling import RuizScaling
@@ -253,6 +254,7 @@ class PDHG(Algorithm):
         )
 
         best = BestIterate()
+        polisher = PolishSchedule(prog, checker)
         status, cert = None, None
         err: KKTError | None = None
         xu = zu = yu = None
@@ -290,6 +292,12 @@ class PDHG(Algorithm):
                 if err.converged:
                     status = s.OPTIMAL
                     break
+                if polisher.due(it):
+                    polished = polisher.attempt(it, zu, yu)
+                    if polished is not None:
+                        (xu, zu, yu), err = polished
+                        status = s.OPTIMAL
+                        break
                 dx = scaling.unscale_x(backend.to_host(Tz.x - z.x))
                 dy = scaling.unscale_y(backend.to_host(Tz.y - z.y))
                 status, cert = _certificate(checker, opts.eps_infeas, dx, dy, xu)
@@ -335,7 +343,13 @@ class PDHG(Algorithm):
             "tau": tau,
             "sigma": sigma,
             "norm_A": norm_A,
+            "polish_attempts": polisher.attempts,
         }
+        if status is None and polisher.enabled and best.point is not None:
+            polished = polisher.attempt(it, best.point[1], best.point[2])
+            if polished is not None:
+                (xu, zu, yu), err = polished
+                status = s.OPTIMAL
         if status is None:
             status, cert = limit_status(checker, dx, dy, xu)
         point = None if err is None else (xu, zu, yu)
