@@ -427,8 +427,12 @@ def _exp_residual(xp: Any, rho: Array, x: Array, y: Array, z: Array) -> tuple[Ar
     return g, dg
 
 
-def _exp_solve(xp: Any, x: Array, y: Array, z: Array) -> Array:
+def _exp_solve(xp: Any, x: Array, y: Array, z: Array, start: Array | None = None) -> Array:
     """Find the root ``rho`` of ``_exp_residual`` for every point (general case, max-abs 1).
+
+    ``start`` (optional, NaN where unknown) is a guess per point, used where it lies
+    strictly inside the bracket: a solver projecting nearby points again and again passes
+    the previous roots, and Newton then converges in one or two steps.
 
     The bracket is ``{S > 0, M > 0}``: ``rho > 1 - y/x`` when ``x > 0`` and ``rho < x/y`` when
     ``y > 0`` (at least one holds since not both ``x, y <= 0``), intersected with
@@ -446,6 +450,8 @@ def _exp_solve(xp: Any, x: Array, y: Array, z: Array) -> Array:
     # Start one unit inside the end of smaller magnitude (the other may be far away).
     mid = 0.5 * (lo + hi)
     rho = xp.where(hi - lo <= 2.0, mid, xp.where(xp.abs(lo) < xp.abs(hi), lo + 1.0, hi - 1.0))
+    if start is not None:
+        rho = xp.where((start > lo) & (start < hi), start, rho)
 
     result = xp.asarray(rho, copy=True)
     act = xp.arange(x.shape[0], device=device(x))
@@ -511,6 +517,8 @@ class ExpCone(Cone):
             raise ValueError("count must be nonnegative")
         self.count = int(count)
         self.dim = 3 * self.count
+        # The last root found for each cone: the starting guess of the next projection.
+        self._last_rho = np.full(self.count, np.nan)
 
     @_quiet
     def project(self, v: Array) -> Array:
@@ -538,7 +546,12 @@ class ExpCone(Cone):
         general = ~(in_k | in_polar | face)
         if bool(xp.any(general)):
             gx, gy, gz = x[general], y[general], z[general]
-            rho = _exp_solve(xp, gx, gy, gz)
+            start = None
+            if is_numpy_namespace(xp):
+                start = self._last_rho[general]
+            rho = _exp_solve(xp, gx, gy, gz, start)
+            if start is not None:
+                self._last_rho[general] = rho
             cap = xp.maximum(rho, 0.0)
             rx, ry, rz = rho * xp.exp(-cap), xp.exp(-cap), xp.exp(rho - cap)
             nrm2 = rx * rx + ry * ry + rz * rz  # in [1, 1 + 1e200]: no overflow
