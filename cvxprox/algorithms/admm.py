@@ -112,7 +112,7 @@ class ADMM(Algorithm):
             reason,
             [
                 f"scaling: Ruiz x{opts.scaling_iters}, cost scale {scaling.k:.2e}; "
-                f"KKT LDL' n+m={n + m}, nnz(L)={kkt.nnz_factor}",
+                f"KKT LDL' n+m={n + m}, nnz(L)={kkt.nnz_factor if opts.verbose else '-'}",
                 f"eps_abs={opts.eps_abs:.1e} eps_rel={opts.eps_rel:.1e} "
                 f"eps_infeas={opts.eps_infeas:.1e} alpha={opts.alpha} rho={rho:.2e} "
                 f"max_iters={opts.max_iters} time_limit={opts.time_limit}",
@@ -319,8 +319,12 @@ class _KKTSystem:
         self._diag_rows = n + np.arange(m)
         self._diag_pos = _diagonal_positions(self._K, self._diag_rows)
         self._solver = qdldl.Solver(self._K)
+
+    @property
+    def nnz_factor(self) -> int:
+        """Nonzeros of the LDL' factor L (extracted on demand: it copies the factor)."""
         L, _, _ = self._solver.factors()
-        self.nnz_factor = int(L.nnz)
+        return int(L.nnz)
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         return self._solver.solve(rhs)

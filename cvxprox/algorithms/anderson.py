@@ -66,4 +66,4 @@ class AndersonAcceleration:
         if not np.all(np.isfinite(gamma)):
             return f.copy()
         self.extrapolated = True
-        return f - (S + Y) @ gamma
+        return f - S @ gamma - Y @ gamma
