@@ -236,6 +236,7 @@ class ADMM(Algorithm):
             "rejected_accelerations": rejected,
             "accelerated": accelerate,
             "polish_attempts": polisher.attempts,
+            "polished": polisher.succeeded,
         }
         if status is None and polisher.enabled and best.point is not None:
             polished = polisher.attempt(it, best.point[1], best.point[2])

@@ -344,6 +344,7 @@ class PDHG(Algorithm):
             "sigma": sigma,
             "norm_A": norm_A,
             "polish_attempts": polisher.attempts,
+            "polished": polisher.succeeded,
         }
         if status is None and polisher.enabled and best.point is not None:
             polished = polisher.attempt(it, best.point[1], best.point[2])

@@ -89,6 +89,7 @@ class PolishSchedule:
         self.checker = checker
         self.next = first
         self.attempts = 0
+        self.succeeded = False
 
     def due(self, iteration: int) -> bool:
         return self.enabled and iteration >= self.next
@@ -106,4 +107,5 @@ class PolishSchedule:
         prog = self.program
         Px = None if prog.P is None else prog.P @ x
         err = self.checker.kkt_error(x, z_new, y_new, prog.A @ x, prog.A.T @ y_new, Px)
+        self.succeeded = err.converged
         return (point, err) if err.converged else None
