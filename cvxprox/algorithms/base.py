@@ -289,8 +289,9 @@ class IterationLog:
         if not self.verbose:
             return
         print("-" * 78)
+        polished = " (polished)" if result.info.get("polished") else ""
         print(
-            f"status: {result.status}   iterations: {result.iterations}   "
+            f"status: {result.status}{polished}   iterations: {result.iterations}   "
             f"solve time: {result.solve_time:.3e}s   setup time: {result.setup_time:.3e}s"
         )
         if result.kkt is not None:
