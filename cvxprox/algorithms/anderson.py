@@ -6,7 +6,8 @@ S = [w_{i+1} - w_i], Y = [g_{i+1} - g_i] (columns), the accelerated point is
     gamma   = argmin ||g_k - Y gamma||_2        (regularized normal equations)
     w_{k+1} = T(w_k) - (S + Y) gamma.
 
-The Gram matrix Y'Y is updated one column at a time, so a step costs O(dim M).
+The Gram matrix Y'Y is updated one column at a time, so a step costs O(dim M); the
+small system is solved after scaling Y's columns to unit norm, with a tiny ridge.
 The caller safeguards: an extrapolated point whose residual grows is rejected and the
 memory is reset (as SCS does).
 """
@@ -57,10 +58,17 @@ class AndersonAcceleration:
         if self._count == 0:
             return f.copy()
         S, Y = self._S[:, : self._count], self._Y[:, : self._count]
-        gram = self._gram[: self._count, : self._count].copy()
-        gram[np.diag_indices_from(gram)] += _REGULARIZATION * (np.trace(gram) + 1.0)
+        # Normalize the columns before regularizing: recent differences are orders of
+        # magnitude smaller than old ones, and a regularization relative to the whole
+        # Gram matrix would erase exactly the directions that matter near convergence.
+        gram = self._gram[: self._count, : self._count]
+        scale = np.sqrt(np.diag(gram))
+        if not np.all(scale > 0):
+            return f.copy()
+        normalized = gram / np.outer(scale, scale)
+        normalized[np.diag_indices_from(normalized)] += _REGULARIZATION
         try:
-            gamma = np.linalg.solve(gram, Y.T @ g)
+            gamma = np.linalg.solve(normalized, (Y.T @ g) / scale) / scale
         except np.linalg.LinAlgError:
             return f.copy()
         if not np.all(np.isfinite(gamma)):
