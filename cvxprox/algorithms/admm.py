@@ -36,8 +36,7 @@ from cvxprox.algorithms.base import (
     IterationLog,
     KKTChecker,
     SolveResult,
-    limit_status,
-    package_result,
+    finish,
 )
 from cvxprox.algorithms.polish import PolishSchedule
 from cvxprox.cones import ZeroCone
@@ -235,31 +234,23 @@ class ADMM(Algorithm):
             "refactorizations": refactors,
             "rejected_accelerations": rejected,
             "accelerated": accelerate,
-            "polish_attempts": polisher.attempts,
-            "polished": polisher.succeeded,
         }
-        if status is None and polisher.enabled and best.point is not None:
-            polished = polisher.attempt(it, best.point[1], best.point[2])
-            if polished is not None:
-                (xu, zu, yu), err = polished
-                status = s.OPTIMAL
-        if status is None:
-            status, cert = limit_status(
-                checker, scaling.unscale_x(dx), scaling.unscale_y(dy), scaling.unscale_x(w[:n])
-            )
-        point = None if err is None else (xu, zu, yu)
-        result = package_result(
+        return finish(
             status,
-            point,
-            err,
             cert,
+            (None if err is None else (xu, zu, yu), err),
             best,
+            polisher,
+            (
+                scaling.unscale_x(dx) if dx is not None else None,
+                scaling.unscale_y(dy) if dy is not None else None,
+                scaling.unscale_x(w[:n]),
+            ),
             (self.name, it, solve_time, setup_time),
             info,
             {"rho": rho},
+            log,
         )
-        log.footer(result)
-        return result
 
 
 def _balanced_rho(

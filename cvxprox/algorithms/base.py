@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cvxpy.settings as s
 import numpy as np
 
 from cvxprox.ir import ProxProgram
+
+if TYPE_CHECKING:
+    from cvxprox.algorithms.polish import PolishSchedule
 from cvxprox.options import SolverOptions
 from cvxprox.scaling import RuizScaling
 
@@ -104,24 +108,36 @@ class Algorithm:
         self.warm_start = warm_start
 
 
-def package_result(
-    status: str,
-    point: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-    kkt: KKTError | None,
+def finish(
+    status: str | None,
     certificate: np.ndarray | None,
+    last: tuple[tuple[np.ndarray, np.ndarray, np.ndarray] | None, KKTError | None],
     best: BestIterate,
+    polisher: PolishSchedule,
+    directions: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None],
     timing: tuple[str, int, float, float],
     info: dict,
     warm_extra: dict,
+    log: IterationLog,
 ) -> SolveResult:
-    """The SolveResult of a finished run.
+    """The SolveResult of a finished run (and the verbose footer).
 
-    ``point``/``kkt`` are the last iterate and its error (used when optimal), ``best``
-    the best iterate (used at a limit), ``certificate`` the Farkas vector or the
-    unboundedness direction, ``timing`` = (algorithm, iterations, solve time, setup
-    time); ``warm_extra`` joins x, z, y in ``info["warm_start"]``.
+    ``status`` is None when the run stopped at a limit: the best iterate is then polished
+    once more if possible, else the inaccurate status is chosen by ``limit_status`` from
+    ``directions`` = (dx, dy, x). ``last`` is the last checked point and its KKT error
+    (used when optimal), ``certificate`` the Farkas vector or unboundedness direction,
+    ``timing`` = (algorithm, iterations, solve time, setup time); ``warm_extra`` joins
+    x, z, y in ``info["warm_start"]``.
     """
+    point, kkt = last
     name, iterations, solve_time, setup_time = timing
+    if status is None and polisher.enabled and best.point is not None:
+        polished = polisher.attempt(iterations, best.point[1], best.point[2])
+        if polished is not None:
+            (point, kkt), status = polished, s.OPTIMAL
+    info.update(polish_attempts=polisher.attempts, polished=polisher.succeeded)
+    if status is None:
+        status, certificate = limit_status(polisher.checker, *directions)
     x = z = y = None
     if status == s.OPTIMAL_INACCURATE:
         point, kkt = best.point, best.kkt
@@ -134,6 +150,7 @@ def package_result(
     result = SolveResult(status, x, z, y, name, iterations, solve_time, setup_time, kkt, info)
     if status in (s.OPTIMAL, s.OPTIMAL_INACCURATE):
         result.info["warm_start"] = {"x": x, "z": z, "y": y, **warm_extra}
+    log.footer(result)
     return result
 
 

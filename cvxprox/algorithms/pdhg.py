@@ -76,8 +76,7 @@ from cvxprox.algorithms.base import (
     KKTChecker,
     KKTError,
     SolveResult,
-    limit_status,
-    package_result,
+    finish,
 )
 from cvxprox.algorithms.polish import PolishSchedule
 from cvxprox.backends import Backend, get_backend
@@ -343,29 +342,19 @@ class PDHG(Algorithm):
             "tau": tau,
             "sigma": sigma,
             "norm_A": norm_A,
-            "polish_attempts": polisher.attempts,
-            "polished": polisher.succeeded,
         }
-        if status is None and polisher.enabled and best.point is not None:
-            polished = polisher.attempt(it, best.point[1], best.point[2])
-            if polished is not None:
-                (xu, zu, yu), err = polished
-                status = s.OPTIMAL
-        if status is None:
-            status, cert = limit_status(checker, dx, dy, xu)
-        point = None if err is None else (xu, zu, yu)
-        result = package_result(
+        return finish(
             status,
-            point,
-            err,
             cert,
+            (None if err is None else (xu, zu, yu), err),
             best,
+            polisher,
+            (dx, dy, xu),
             (self.name, it, solve_time, setup_time),
             info,
             {"primal_weight": omega},
+            log,
         )
-        log.footer(result)
-        return result
 
 
 def _certificate(
