@@ -140,6 +140,15 @@ def _size_groups(sizes: np.ndarray, lengths: np.ndarray) -> list[tuple[int, np.n
     return groups
 
 
+@functools.cache
+def _svec_layout(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Row and column of each svec entry (lower triangle, column-major), and the factors
+    that pack (sqrt 2 off the diagonal) and unpack (1 / sqrt 2) it; computed once per n."""
+    cols, rows = np.triu_indices(n)  # row-major upper == column-major lower, transposed
+    off = rows != cols
+    return rows, cols, np.where(off, _SQRT2, 1.0), np.where(off, 1.0 / _SQRT2, 1.0)
+
+
 def svec_to_mat(v: Array, n: int) -> Array:
     """Unpack svec vectors into symmetric matrices.
 
@@ -148,8 +157,7 @@ def svec_to_mat(v: Array, n: int) -> Array:
     ``<svec(A), svec(B)> = trace(AB)``). Returns shape ``(..., n, n)``.
     """
     xp = array_namespace(v)
-    cols, rows = np.triu_indices(n)  # row-major upper == column-major lower, transposed
-    scale = np.where(rows == cols, 1.0, 1.0 / _SQRT2)
+    rows, cols, _, scale = _svec_layout(n)
     mat = xp.zeros((*v.shape[:-1], n, n), dtype=v.dtype, device=device(v))
     vals = v * xp.asarray(scale, dtype=v.dtype, device=device(v))
     rows_i, cols_i = _index(xp, rows, v), _index(xp, cols, v)
@@ -164,9 +172,7 @@ def mat_to_svec(m: Array) -> Array:
     Only the lower triangle of ``m`` is read. Returns shape ``(..., n(n+1)/2)``.
     """
     xp = array_namespace(m)
-    n = m.shape[-1]
-    cols, rows = np.triu_indices(n)
-    scale = np.where(rows == cols, 1.0, _SQRT2)
+    rows, cols, scale, _ = _svec_layout(m.shape[-1])
     vals = m[..., _index(xp, rows, m), _index(xp, cols, m)]
     return vals * xp.asarray(scale, dtype=m.dtype, device=device(m))
 
