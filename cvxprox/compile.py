@@ -8,6 +8,7 @@ from threadpoolctl import ThreadpoolController
 
 from cvxprox.algorithms.admm import ADMM
 from cvxprox.algorithms.base import FACTORIZATION_NNZ_LIMIT, SolveResult
+from cvxprox.algorithms.hybrid import ADMMThenPDHG
 from cvxprox.algorithms.pdhg import PDHG
 from cvxprox.backends import get_backend
 from cvxprox.cones import NonnegCone, ZeroCone
@@ -18,10 +19,11 @@ from cvxprox.options import SolverOptions
 def choose_algorithm(program: ProxProgram, options: SolverOptions) -> tuple[type, str]:
     """The algorithm class to run and a one-line reason.
 
-    ``auto`` takes PDHG for linear programs (on Netlib it certifies or solves far more
-    problems than ADMM in the same time), for float32, and for problems too large to
-    factor; ADMM with its cached factorization for everything else (QPs and
-    non-polyhedral cones, where it needs far fewer iterations).
+    ``auto`` takes ADMM then PDHG for linear programs (ADMM is fastest on easy LPs,
+    restarted PDHG most robust on degenerate ones; see ``algorithms/hybrid.py``), PDHG
+    for float32 and for problems too large to factor, and ADMM with its cached
+    factorization for everything else (QPs and non-polyhedral cones, where it needs far
+    fewer iterations).
     """
     if options.algorithm == "admm":
         return ADMM, "forced by algorithm='admm'"
@@ -34,7 +36,7 @@ def choose_algorithm(program: ProxProgram, options: SolverOptions) -> tuple[type
         return PDHG, "auto: float32 iterations (ADMM factors in float64)"
     polyhedral = all(isinstance(t.function, (ZeroCone, NonnegCone)) for t in program.terms)
     if polyhedral and not program.has_quadratic:
-        return PDHG, "auto: a linear program; restarted PDHG is the most robust on LPs"
+        return ADMMThenPDHG, "auto: a linear program"
     return ADMM, f"auto: KKT matrix with {nnz} nonzeros is cheap to factor once"
 
 

@@ -98,7 +98,7 @@ def test_solver_stats() -> None:
     assert stats.num_iters > 0
     assert stats.solve_time > 0 and stats.setup_time >= 0
     extra = stats.extra_stats
-    assert extra["algorithm"] in ("admm", "pdhg")
+    assert extra["algorithm"] in ("admm", "pdhg", "admm+pdhg")
     for key in ("primal_residual", "dual_residual", "duality_gap"):
         assert extra[key] >= 0
 
@@ -229,6 +229,19 @@ def test_tiny_iteration_limits(max_iters: int, algorithm: str) -> None:
     assert prob.status in (cp.OPTIMAL_INACCURATE, cp.OPTIMAL)
     assert prob.solver_stats.num_iters <= max_iters
     assert w.value is not None
+
+
+def test_lp_continues_with_pdhg_after_the_admm_budget() -> None:
+    """An LP that ADMM does not settle within its budget is finished by PDHG."""
+    prob, x = _lp(3, m=80, n=60)
+    prob.solve(solver="CLARABEL", **TIGHT)
+    ref = prob.value
+    prob.solve(solver="NABLAPROX", eps_abs=1e-9, eps_rel=1e-9)
+    stats = prob.solver_stats
+    assert prob.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+    assert prob.value == pytest.approx(ref, rel=1e-6)
+    if stats.extra_stats["algorithm"] == "admm+pdhg":
+        assert stats.num_iters > stats.extra_stats["admm_iterations"]
 
 
 def test_time_limit_is_inaccurate() -> None:
