@@ -11,7 +11,6 @@ from cvxprox.algorithms.base import FACTORIZATION_NNZ_LIMIT, SolveResult
 from cvxprox.algorithms.hybrid import ADMMThenPDHG
 from cvxprox.algorithms.pdhg import PDHG
 from cvxprox.backends import get_backend
-from cvxprox.cones import NonnegCone, ZeroCone
 from cvxprox.ir import ProxProgram
 from cvxprox.options import SolverOptions
 
@@ -34,8 +33,7 @@ def choose_algorithm(program: ProxProgram, options: SolverOptions) -> tuple[type
         return PDHG, f"auto: {nnz} nonzeros is too many to factor; matvec-only PDHG"
     if options.dtype == "float32":
         return PDHG, "auto: float32 iterations (ADMM factors in float64)"
-    polyhedral = all(isinstance(t.function, (ZeroCone, NonnegCone)) for t in program.terms)
-    if polyhedral and not program.has_quadratic:
+    if program.is_polyhedral and not program.has_quadratic:
         return ADMMThenPDHG, "auto: a linear program"
     return ADMM, f"auto: KKT matrix with {nnz} nonzeros is cheap to factor once"
 

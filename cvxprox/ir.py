@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from cvxprox.cones import Cone, ProductCone
+from cvxprox.cones import Cone, NonnegCone, ProductCone, ZeroCone
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,11 @@ class ProxProgram:
     def m(self) -> int:
         """Number of rows of the stacked operator."""
         return self.A.shape[0]
+
+    @property
+    def is_polyhedral(self) -> bool:
+        """Whether every term is a zero or nonnegative cone (an LP or QP)."""
+        return all(isinstance(t.function, (ZeroCone, NonnegCone)) for t in self.terms)
 
     @property
     def has_quadratic(self) -> bool:

@@ -21,7 +21,7 @@ import qdldl
 import scipy.sparse as sp
 
 from cvxprox.algorithms.base import FACTORIZATION_NNZ_LIMIT, KKTChecker, KKTError
-from cvxprox.cones import NonnegCone, ZeroCone
+from cvxprox.cones import ZeroCone
 from cvxprox.ir import ProxProgram
 from cvxprox.scaling import RuizScaling
 
@@ -32,8 +32,7 @@ _REFINE_STEPS = 5
 def is_polishable(program: ProxProgram) -> bool:
     """Whether every term is a zero or nonnegative cone (a QP or LP) small enough to factor."""
     nnz = program.A.nnz + (0 if program.P is None else program.P.nnz)
-    polyhedral = all(isinstance(t.function, (ZeroCone, NonnegCone)) for t in program.terms)
-    return polyhedral and nnz <= FACTORIZATION_NNZ_LIMIT
+    return program.is_polyhedral and nnz <= FACTORIZATION_NNZ_LIMIT
 
 
 def polish(
