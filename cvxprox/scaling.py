@@ -62,28 +62,22 @@ class RuizScaling:
         P = None if program.P is None else _ScaledCSC(program.P)
         D = np.ones(n)
         E = np.ones(m)
+
+        def rescale(col: np.ndarray, row: np.ndarray) -> None:
+            """One pass: divide columns and rows by the square roots of their norms."""
+            d, e = _safe_inverse_sqrt(col), _safe_inverse_sqrt(self._per_block(row))
+            A.scale(e, d)
+            if P is not None:
+                P.scale(d, d)
+            D[:] *= d
+            E[:] *= e
+
         for _ in range(iters):
-            col = A.col_max()
-            if P is not None:
-                col = np.maximum(col, P.col_max())
-            d = _safe_inverse_sqrt(col)
-            e = _safe_inverse_sqrt(self._per_block(A.row_max()))
-            A.scale(e, d)
-            if P is not None:
-                P.scale(d, d)
-            D *= d
-            E *= e
+            col = A.col_max() if P is None else np.maximum(A.col_max(), P.col_max())
+            rescale(col, A.row_max())
         if pock_chambolle and m:
-            col = A.col_sum()
-            if P is not None:
-                col = col + P.col_sum()
-            d = _safe_inverse_sqrt(col)
-            e = _safe_inverse_sqrt(self._per_block(A.row_sum()))
-            A.scale(e, d)
-            if P is not None:
-                P.scale(d, d)
-            D *= d
-            E *= e
+            col = A.col_sum() if P is None else A.col_sum() + P.col_sum()
+            rescale(col, A.row_sum())
         c = D * program.c
         cost_norm = np.max(np.abs(c), initial=0.0)
         if P is not None and P.data.size:
