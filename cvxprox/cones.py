@@ -257,7 +257,7 @@ class NonnegCone(Cone):
     def project(self, v: Array) -> Array:
         """Return ``max(v, 0)`` elementwise."""
         xp, _, _ = _prepare(v, self.dim)
-        return xp.maximum(v, xp.zeros_like(v))
+        return xp.maximum(v, 0.0)
 
     def project_dual(self, v: Array) -> Array:
         """Self-dual: same as ``project``."""
@@ -266,7 +266,7 @@ class NonnegCone(Cone):
     def project_polar(self, v: Array) -> Array:
         """Return ``min(v, 0)`` elementwise."""
         xp, _, _ = _prepare(v, self.dim)
-        return xp.minimum(v, xp.zeros_like(v))
+        return xp.minimum(v, 0.0)
 
     def scaling_blocks(self) -> np.ndarray:
         return np.ones(self.dim, dtype=np.int64)
@@ -811,6 +811,8 @@ class ProductCone(Cone):
 
     def _apply(self, v: Array, method: str) -> Array:
         xp, _, dtype = _prepare(v, self.dim)
+        if len(self.cones) == 1:
+            return getattr(self.cones[0], method)(v)
         parts = [
             getattr(c, method)(v[int(a) : int(b)])
             for c, a, b in zip(self.cones, self.offsets[:-1], self.offsets[1:], strict=True)

@@ -61,12 +61,13 @@ class AndersonAcceleration:
         # Normalize the columns before regularizing: recent differences are orders of
         # magnitude smaller than old ones, and a regularization relative to the whole
         # Gram matrix would erase exactly the directions that matter near convergence.
-        gram = self._gram[: self._count, : self._count]
-        scale = np.sqrt(np.diag(gram))
-        if not np.all(scale > 0):
+        count = self._count
+        gram = self._gram[:count, :count]
+        scale = np.sqrt(gram.diagonal())
+        if not scale.min() > 0:
             return f.copy()
-        normalized = gram / np.outer(scale, scale)
-        normalized[np.diag_indices_from(normalized)] += _REGULARIZATION
+        normalized = gram / (scale[:, None] * scale[None, :])
+        normalized.flat[:: count + 1] += _REGULARIZATION
         try:
             gamma = np.linalg.solve(normalized, (Y.T @ g) / scale) / scale
         except np.linalg.LinAlgError:
