@@ -92,7 +92,11 @@ class SolverOptions:
         _check_int(name="max_iters", value=self.max_iters, low=1)
         _check_real("time_limit", self.time_limit, low=0.0, allow_inf=True, strict=True)
         _check_choice("algorithm", self.algorithm, ALGORITHMS)
-        _check_choice("device", self.device, DEVICES)
+        if self.device not in DEVICES:
+            raise ValueError(
+                f"option 'device' must be one of {DEVICES}, got {self.device!r}: this version "
+                "of cvxprox runs on the CPU only (the CUDA backend is not part of it yet)"
+            )
         _check_choice("dtype", self.dtype, DTYPES)
         if self.dtype == "float32" and self.algorithm == "admm":
             raise ValueError(
