@@ -190,13 +190,8 @@ class ADMM(Algorithm):
                         status = s.OPTIMAL
                         break
                 dxu, dyu = scaling.unscale_x(dx), scaling.unscale_y(dy)
-                cert = checker.primal_infeasibility(dyu, opts.eps_infeas, xu)
-                if cert is not None:
-                    status = s.INFEASIBLE
-                    break
-                cert = checker.dual_infeasibility(dxu, opts.eps_infeas)
-                if cert is not None:
-                    status = s.UNBOUNDED
+                status, cert = checker.certificate(dxu, dyu, opts.eps_infeas, xu)
+                if status is not None:
                     break
                 if accelerate and checker.suspects_infeasibility(dxu, dyu, opts.eps_infeas):
                     accelerate = False

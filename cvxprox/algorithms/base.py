@@ -241,6 +241,28 @@ class KKTChecker:
             return None
         return d
 
+    def certificate(
+        self,
+        dx: np.ndarray | None,
+        dy: np.ndarray | None,
+        eps: float,
+        x: np.ndarray | None = None,
+    ) -> tuple[str | None, np.ndarray | None]:
+        """INFEASIBLE and a Farkas vector, UNBOUNDED and a direction, or (None, None).
+
+        ``dy``/``dx`` are the unscaled dual and primal directions (either may be None),
+        ``x`` the current primal iterate for the radius test.
+        """
+        if dy is not None:
+            cert = self.primal_infeasibility(dy, eps, x)
+            if cert is not None:
+                return s.INFEASIBLE, cert
+        if dx is not None:
+            cert = self.dual_infeasibility(dx, eps)
+            if cert is not None:
+                return s.UNBOUNDED, cert
+        return None, None
+
     def suspects_infeasibility(self, dx: np.ndarray, dy: np.ndarray, eps: float) -> bool:
         """Whether the directions pass the tests on the original data (a certificate is
         forming); accelerated methods then fall back to plain steps to confirm it."""
@@ -343,15 +365,9 @@ def limit_status(
 
     ``x`` is the last primal iterate, for the radius test of the Farkas certificate.
     """
-    if dy is not None:
-        cert = checker.primal_infeasibility(dy, _LOOSE_CERTIFICATE, x)
-        if cert is not None:
-            return s.INFEASIBLE_INACCURATE, cert
-    if dx is not None:
-        cert = checker.dual_infeasibility(dx, _LOOSE_CERTIFICATE)
-        if cert is not None:
-            return s.UNBOUNDED_INACCURATE, cert
-    return s.OPTIMAL_INACCURATE, None
+    status, cert = checker.certificate(dx, dy, _LOOSE_CERTIFICATE, x)
+    inaccurate = {s.INFEASIBLE: s.INFEASIBLE_INACCURATE, s.UNBOUNDED: s.UNBOUNDED_INACCURATE}
+    return inaccurate.get(status, s.OPTIMAL_INACCURATE), cert
 
 
 def _inf_norm(v: np.ndarray) -> float:

@@ -299,13 +299,12 @@ class PDHG(Algorithm):
                         break
                 dx = scaling.unscale_x(backend.to_host(Tz.x - z.x))
                 dy = scaling.unscale_y(backend.to_host(Tz.y - z.y))
-                status, cert = _certificate(checker, opts.eps_infeas, dx, dy, xu)
+                status, cert = checker.certificate(dx, dy, opts.eps_infeas, xu)
                 if status is None and k > 0:
-                    status, cert = _certificate(
-                        checker,
-                        opts.eps_infeas,
+                    status, cert = checker.certificate(
                         scaling.unscale_x(backend.to_host(Tz.x - anchor.x)),
                         scaling.unscale_y(backend.to_host(Tz.y - anchor.y)),
+                        opts.eps_infeas,
                         xu,
                     )
                 if status is not None:
@@ -355,22 +354,6 @@ class PDHG(Algorithm):
             {"primal_weight": omega},
             log,
         )
-
-
-def _certificate(
-    checker: KKTChecker, eps: float, dx: np.ndarray, dy: np.ndarray, x: np.ndarray
-) -> tuple[str | None, np.ndarray | None]:
-    """INFEASIBLE or UNBOUNDED and the certificate if the unscaled (dx, dy) gives one.
-
-    x (n,) is the current unscaled primal iterate (the Farkas test's radius check).
-    """
-    cert = checker.primal_infeasibility(dy, eps, x)
-    if cert is not None:
-        return s.INFEASIBLE, cert
-    cert = checker.dual_infeasibility(dx, eps)
-    if cert is not None:
-        return s.UNBOUNDED, cert
-    return None, None
 
 
 def _max_eigenvalue(xp: Any, apply: Callable[[Any], Any], v: Any) -> float:
