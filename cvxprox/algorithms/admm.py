@@ -180,15 +180,11 @@ class ADMM(Algorithm):
                 best.offer(err, xu, zu, yu)
                 if it % (opts.check_every * 10) == 0 or err.converged:
                     log.row(it, err, rho)
-                if err.converged:
+                settled = polisher.settle(it, (xu, zu, yu), err)
+                if settled is not None:
+                    (xu, zu, yu), err = settled
                     status = s.OPTIMAL
                     break
-                if polisher.due(it):
-                    polished = polisher.attempt(it, zu, yu)
-                    if polished is not None:
-                        (xu, zu, yu), err = polished
-                        status = s.OPTIMAL
-                        break
                 dxu, dyu = scaling.unscale_x(dx), scaling.unscale_y(dy)
                 status, cert = checker.certificate(dxu, dyu, opts.eps_infeas, xu)
                 if status is not None:

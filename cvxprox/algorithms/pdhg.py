@@ -288,15 +288,11 @@ class PDHG(Algorithm):
                 if it % (opts.check_every * 10) == 0 or err.converged:
                     log.row(it, err, tau)
                     logged = it
-                if err.converged:
+                settled = polisher.settle(it, (xu, zu, yu), err)
+                if settled is not None:
+                    (xu, zu, yu), err = settled
                     status = s.OPTIMAL
                     break
-                if polisher.due(it):
-                    polished = polisher.attempt(it, zu, yu)
-                    if polished is not None:
-                        (xu, zu, yu), err = polished
-                        status = s.OPTIMAL
-                        break
                 dx = scaling.unscale_x(backend.to_host(Tz.x - z.x))
                 dy = scaling.unscale_y(backend.to_host(Tz.y - z.y))
                 status, cert = checker.certificate(dx, dy, opts.eps_infeas, xu)

@@ -93,6 +93,20 @@ class PolishSchedule:
     def due(self, iteration: int) -> bool:
         return self.enabled and iteration >= self.next
 
+    def settle(
+        self,
+        iteration: int,
+        point: tuple[np.ndarray, np.ndarray, np.ndarray],
+        kkt: KKTError,
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], KKTError] | None:
+        """Where a run may stop at a check: the iterate itself if it is converged, else a
+        polished point when one is due and converged, else None."""
+        if kkt.converged:
+            return point, kkt
+        if self.due(iteration):
+            return self.attempt(iteration, point[1], point[2])
+        return None
+
     def attempt(
         self, iteration: int, z: np.ndarray, y: np.ndarray
     ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], KKTError] | None:
