@@ -10,7 +10,6 @@ from cvxprox.algorithms.admm import ADMM
 from cvxprox.algorithms.base import FACTORIZATION_NNZ_LIMIT, SolveResult
 from cvxprox.algorithms.hybrid import ADMMThenPDHG
 from cvxprox.algorithms.pdhg import PDHG
-from cvxprox.backends import get_backend
 from cvxprox.ir import ProxProgram
 from cvxprox.options import SolverOptions
 
@@ -52,7 +51,6 @@ def solve_program(
     only adds synchronization; on a loaded machine its spinning threads can make a
     single dot product a thousand times slower. BLAS runs single-threaded during the solve.
     """
-    get_backend(options.device, options.dtype)
     algorithm, reason = choose_algorithm(program, options)
     with _blas().limit(limits=1, user_api="blas"):
         return algorithm(program, options, warm_start).solve(reason)
