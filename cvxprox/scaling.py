@@ -28,8 +28,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.ir import ProxProgram
-
-_MIN_SCALE, _MAX_SCALE = 1e-4, 1e4
+from cvxprox.jit.equilibrate import MAX_SCALE as _MAX_SCALE
+from cvxprox.jit.equilibrate import MIN_SCALE as _MIN_SCALE
+from cvxprox.jit.equilibrate import ruiz_passes
 
 
 def _safe_inverse_sqrt(norms: np.ndarray) -> np.ndarray:
@@ -56,6 +57,8 @@ class RuizScaling:
         blocks = program.cone.scaling_blocks()
         self._block_starts = np.concatenate(([0], np.cumsum(blocks)[:-1])).astype(np.int64)
         self._block_sizes = np.asarray(blocks, dtype=np.int64)
+        if self._block_sizes.sum() != m:
+            raise ValueError("the cone's blocks do not cover the rows of A")
         self._separable = bool(np.all(self._block_sizes == 1))
 
         A = _ScaledCSC(program.A)
@@ -63,21 +66,24 @@ class RuizScaling:
         D = np.ones(n)
         E = np.ones(m)
 
-        def rescale(col: np.ndarray, row: np.ndarray) -> None:
-            """One pass: divide columns and rows by the square roots of their norms."""
-            d, e = _safe_inverse_sqrt(col), _safe_inverse_sqrt(self._per_block(row))
+        no_p = (np.zeros(0, dtype=A.indptr.dtype), A.indices[:0], A.data[:0])
+        ruiz_passes(
+            (A.indptr, A.indices, A.data),
+            no_p if P is None else (P.indptr, P.indices, P.data),
+            self._block_sizes,
+            iters,
+            D,
+            E,
+        )
+        if pock_chambolle and m:
+            col = A.col_sum() if P is None else A.col_sum() + P.col_sum()
+            d = _safe_inverse_sqrt(col)
+            e = _safe_inverse_sqrt(self._per_block(A.row_sum()))
             A.scale(e, d)
             if P is not None:
                 P.scale(d, d)
-            D[:] *= d
-            E[:] *= e
-
-        for _ in range(iters):
-            col = A.col_max() if P is None else np.maximum(A.col_max(), P.col_max())
-            rescale(col, A.row_max())
-        if pock_chambolle and m:
-            col = A.col_sum() if P is None else A.col_sum() + P.col_sum()
-            rescale(col, A.row_sum())
+            D *= d
+            E *= e
         c = D * program.c
         cost_norm = np.max(np.abs(c), initial=0.0)
         if P is not None and P.data.size:
@@ -149,12 +155,6 @@ class _ScaledCSC:
         out = np.zeros(self.shape[1])
         if self.data.size:
             out[self._nonempty] = np.maximum.reduceat(np.abs(self.data), self._starts)
-        return out
-
-    def row_max(self) -> np.ndarray:
-        """Infinity norms of the rows."""
-        out = np.zeros(self.shape[0])
-        np.maximum.at(out, self.indices, np.abs(self.data))
         return out
 
     def col_sum(self) -> np.ndarray:

@@ -26,7 +26,6 @@ import time
 
 import cvxpy.settings as s
 import numpy as np
-import qdldl
 import scipy.sparse as sp
 
 from cvxprox.algorithms.anderson import AndersonAcceleration
@@ -39,7 +38,10 @@ from cvxprox.algorithms.base import (
     finish,
 )
 from cvxprox.algorithms.polish import PolishSchedule
-from cvxprox.cones import ZeroCone
+from cvxprox.cones import ProductCone, ZeroCone
+from cvxprox.jit.admm import G_ACCEPTED, PENDING, REJECTED, admm_iterations
+from cvxprox.jit.cones import cone_layout, project_cones
+from cvxprox.jit.ldl import LDLFactor, kkt_upper
 from cvxprox.scaling import RuizScaling
 
 _SIGMA = 1e-6
@@ -85,6 +87,7 @@ class ADMM(Algorithm):
         checker = KKTChecker(prog, scaling, opts)
         A, P, c, b = scaling.A, scaling.P, scaling.c, scaling.b
         At = sp.csc_array(A.T)
+        At.sort_indices()
         cone = prog.cone
 
         eq_rows = np.zeros(m, dtype=bool)
@@ -101,7 +104,7 @@ class ADMM(Algorithm):
             y = scaling.scale_y(self.warm_start["y"])
             rho = float(self.warm_start.get("rho", rho))
         rho_vec = rho * rho_scale
-        kkt = _KKTSystem(P, A, _SIGMA, rho_vec)
+        kkt = _KKTSystem(P, At, _SIGMA, rho_vec)
         setup_time = time.perf_counter() - t0
 
         log = IterationLog(opts.verbose)
@@ -111,119 +114,96 @@ class ADMM(Algorithm):
             reason,
             [
                 f"scaling: Ruiz x{opts.scaling_iters}, cost scale {scaling.k:.2e}; "
-                f"KKT LDL' n+m={n + m}, nnz(L)={kkt.nnz_factor if opts.verbose else '-'}",
+                f"KKT LDL' n+m={n + m}, nnz(L)={kkt.factor.nnz}",
                 f"eps_abs={opts.eps_abs:.1e} eps_rel={opts.eps_rel:.1e} "
                 f"eps_infeas={opts.eps_infeas:.1e} alpha={opts.alpha} rho={rho:.2e} "
                 f"max_iters={opts.max_iters} time_limit={opts.time_limit}",
             ],
         )
 
-        alpha = opts.alpha
         best = BestIterate()
         polisher = PolishSchedule(prog, checker)
         memory = int(np.clip(_AA_STORAGE // (2 * (n + m)), 5, _AA_MEMORY))
         accel = AndersonAcceleration(n + m, memory)
-        w = np.concatenate([x, z + y / rho_vec])  # fixed-point state (x, v), v = z + y/rho
-        f = np.empty(n + m)
-        f_plain = None  # T(w) of the last accepted point, the fallback of a rejected step
-        g_norm_accepted = np.inf
+        inv_rho = 1.0 / rho_vec
+        loop = _Loop(n, m, x, z + y / rho_vec, cone)
         accelerate = True
         plateau_ref = np.inf
         status, cert, err = None, None, None
         dx = dy = None
-        rhs = np.empty(n + m)
-        it = last_adapt = refactors = rejected = 0
-        z = cone.project(w[n:])
-        inv_rho = 1.0 / rho_vec
-        for it in range(1, opts.max_iters + 1):
-            x, v = w[:n], w[n:]
-            y_over_rho = v - z  # y / rho, as z = prox(v) and y = rho (v - z)
-            rhs[:n] = _SIGMA * x - c
-            rhs[n:] = b + z - y_over_rho
-            sol = kkt.solve(rhs)
-            f[:n] = alpha * sol[:n] + (1.0 - alpha) * x
-            # relaxed z~ plus y/rho: alpha (z + (nu - y)/rho) + (1 - alpha) z + y/rho
-            f[n:] = z + alpha * sol[n:] * inv_rho + (1.0 - alpha) * y_over_rho
-            g_norm = _norm2(f - w)
-            if accel.extrapolated and g_norm > _AA_SAFEGUARD * g_norm_accepted:
-                # The extrapolated point made things worse: fall back to the plain step.
-                w = f_plain.copy()
-                z = cone.project(w[n:])
-                accel.reset()
-                rejected += 1
-                if it < opts.max_iters:
-                    continue
-            g_norm_accepted = g_norm
-            f_plain = f.copy()
-            z_next = cone.project(f[n:])
-
-            if it % opts.check_every == 0 or it == opts.max_iters:
-                _flush_tiny(f)
-                x, v = f[:n], f[n:]
-                y_next = rho_vec * (v - z_next)
-                dx, dy = x - w[:n], y_next - rho_vec * y_over_rho
-                xu, zu, yu = (
-                    scaling.unscale_x(x),
-                    scaling.unscale_z(z_next),
-                    scaling.unscale_y(y_next),
-                )
-                Ax_s, Aty_s = A @ x, At @ y_next
-                Px_s = None if P is None else P @ x
-                err = checker.kkt_error(
-                    xu,
-                    zu,
-                    yu,
-                    scaling.unscale_z(Ax_s),
-                    scaling.unscale_gradient(Aty_s),
-                    None if Px_s is None else scaling.unscale_gradient(Px_s),
-                )
-                best.offer(err, xu, zu, yu)
-                if it % (opts.check_every * 10) == 0 or err.converged:
-                    log.row(it, err, rho)
-                settled = polisher.settle(it, (xu, zu, yu), err)
-                if settled is not None:
-                    (xu, zu, yu), err = settled
-                    status = s.OPTIMAL
-                    break
-                dxu, dyu = scaling.unscale_x(dx), scaling.unscale_y(dy)
-                status, cert = checker.certificate(dxu, dyu, opts.eps_infeas, xu)
-                if status is not None:
-                    break
-                if accelerate and checker.suspects_infeasibility(dxu, dyu, opts.eps_infeas):
-                    accelerate = False
-                if time.perf_counter() - t0 > opts.time_limit:
-                    break
-                if accelerate and it % _AA_PLATEAU_WINDOW == 0:
-                    accelerate = abs(g_norm - plateau_ref) > _AA_PLATEAU_RTOL * g_norm
-                    plateau_ref = g_norm
-                if opts.adaptive_rho and it - last_adapt >= _RHO_ADAPT_EVERY:
-                    last_adapt = it
-                    new_rho = _balanced_rho(rho, Ax_s - b - z_next, Ax_s, z_next, Px_s, Aty_s, c)
-                    if new_rho > rho * _RHO_UPDATE_RATIO or new_rho < rho / _RHO_UPDATE_RATIO:
-                        rho = new_rho
-                        rho_vec = rho * rho_scale
-                        inv_rho = 1.0 / rho_vec
-                        kkt.update_rho(rho_vec)
-                        refactors += 1
-                        # Same (x, z, y), new penalty: restart the fixed-point iteration.
-                        f[n:] = z_next + y_next / rho_vec
-                        w = f.copy()
-                        z = z_next
-                        accel.reset()
-                        continue
-
-            if accelerate:
-                w = accel.extrapolate(w, f)
-                z = z_next if not accel.extrapolated else cone.project(w[n:])
-            else:
-                w, z = f.copy(), z_next
-                accel.extrapolated = False
+        it = last_adapt = refactors = 0
+        while it < opts.max_iters:
+            it_end = min((it // opts.check_every + 1) * opts.check_every, opts.max_iters)
+            it, accepted = admm_iterations(
+                it,
+                it_end,
+                (c, b, inv_rho),
+                loop.state,
+                kkt.factor.arrays,
+                loop.cone,
+                accel.arrays,
+                (opts.alpha, _SIGMA, _AA_SAFEGUARD, accelerate),
+            )
+            if not accepted:
+                continue
+            f, w, z_next = loop.f, loop.w, loop.z_next
+            _flush_tiny(f)
+            x, v = f[:n], f[n:]
+            y_next = rho_vec * (v - z_next)
+            dx, dy = x - w[:n], y_next - rho_vec * loop.y_over_rho
+            xu, zu, yu = (
+                scaling.unscale_x(x),
+                scaling.unscale_z(z_next),
+                scaling.unscale_y(y_next),
+            )
+            Ax_s, Aty_s = A @ x, At @ y_next
+            Px_s = None if P is None else P @ x
+            err = checker.kkt_error(
+                xu,
+                zu,
+                yu,
+                scaling.unscale_z(Ax_s),
+                scaling.unscale_gradient(Aty_s),
+                None if Px_s is None else scaling.unscale_gradient(Px_s),
+            )
+            best.offer(err, xu, zu, yu)
+            if it % (opts.check_every * 10) == 0 or err.converged:
+                log.row(it, err, rho)
+            settled = polisher.settle(it, (xu, zu, yu), err)
+            if settled is not None:
+                (xu, zu, yu), err = settled
+                status = s.OPTIMAL
+                break
+            dxu, dyu = scaling.unscale_x(dx), scaling.unscale_y(dy)
+            status, cert = checker.certificate(dxu, dyu, opts.eps_infeas, xu)
+            if status is not None:
+                break
+            if accelerate and checker.suspects_infeasibility(dxu, dyu, opts.eps_infeas):
+                accelerate = False
+            if time.perf_counter() - t0 > opts.time_limit:
+                break
+            g_norm = loop.residual_norm
+            if accelerate and it % _AA_PLATEAU_WINDOW == 0:
+                accelerate = abs(g_norm - plateau_ref) > _AA_PLATEAU_RTOL * g_norm
+                plateau_ref = g_norm
+            if opts.adaptive_rho and it - last_adapt >= _RHO_ADAPT_EVERY:
+                last_adapt = it
+                new_rho = _balanced_rho(rho, Ax_s - b - z_next, Ax_s, z_next, Px_s, Aty_s, c)
+                if new_rho > rho * _RHO_UPDATE_RATIO or new_rho < rho / _RHO_UPDATE_RATIO:
+                    rho = new_rho
+                    rho_vec = rho * rho_scale
+                    inv_rho[:] = 1.0 / rho_vec
+                    kkt.update_rho(rho_vec)
+                    refactors += 1
+                    # Same (x, z, y), new penalty: restart the fixed-point iteration.
+                    loop.restart(z_next + y_next / rho_vec)
+                    accel.reset()
 
         solve_time = time.perf_counter() - t0
         info = {
             "rho": rho,
             "refactorizations": refactors,
-            "rejected_accelerations": rejected,
+            "rejected_accelerations": loop.rejected,
             "accelerated": accelerate,
         }
         return finish(
@@ -235,7 +215,7 @@ class ADMM(Algorithm):
             (
                 scaling.unscale_x(dx) if dx is not None else None,
                 scaling.unscale_y(dy) if dy is not None else None,
-                scaling.unscale_x(w[:n]),
+                scaling.unscale_x(loop.w[:n]),
             ),
             (self.name, it, solve_time, setup_time),
             info,
@@ -281,44 +261,73 @@ def _flush_tiny(v: np.ndarray) -> None:
     v[np.abs(v) < _TINY] = 0.0
 
 
-class _KKTSystem:
-    """LDL' factorization of [[P + sigma I, A'], [A, -diag(1/rho)]] (quasi-definite)."""
+class _Loop:
+    """The arrays of the compiled iteration (``cvxprox.jit.admm.admm_iterations``).
 
-    def __init__(
-        self, P: sp.csc_array | None, A: sp.csc_array, sigma: float, rho: np.ndarray
-    ) -> None:
-        n = A.shape[1]
-        m = A.shape[0]
-        top_left = sigma * sp.eye_array(n, format="csc")
-        if P is not None:
-            top_left = top_left + sp.csc_array(P)
-        self._n = n
-        self._K = (
-            sp.block_array([[top_left, A.T], [A, -sp.diags_array(1.0 / rho)]], format="csc")
-            if m
-            else sp.csc_array(top_left)
+    Starts from the scaled point x and v = z + y / rho, with z = Pi_K(v).
+    """
+
+    def __init__(self, n: int, m: int, x: np.ndarray, v: np.ndarray, cone: ProductCone) -> None:
+        self.cone = cone_layout(cone).arrays
+        self.w = np.concatenate([x, v])
+        self.z = np.empty(m)
+        project_cones(v, self.z, *self.cone)
+        self.f = self.w.copy()
+        self.z_next = self.z.copy()
+        self.y_over_rho = np.zeros(m)
+        self._fstate = np.zeros(1)
+        self._istate = np.zeros(2, dtype=np.int64)
+        self.state = (
+            self.w,
+            self.z,
+            self.f,
+            np.empty(n + m),
+            self.z_next,
+            self.y_over_rho,
+            np.empty(n + m),
+            np.empty(n + m),
+            self._fstate,
+            self._istate,
         )
-        self._K.sort_indices()
-        self._diag_rows = n + np.arange(m)
-        self._diag_pos = _diagonal_positions(self._K, self._diag_rows)
-        self._solver = qdldl.Solver(self._K)
+        self._n = n
 
     @property
-    def nnz_factor(self) -> int:
-        """Nonzeros of the LDL' factor L (extracted on demand: it copies the factor)."""
-        L, _, _ = self._solver.factors()
-        return int(L.nnz)
+    def residual_norm(self) -> float:
+        """||T(w) - w|| at the last accepted point."""
+        return float(self._fstate[G_ACCEPTED])
 
-    def solve(self, rhs: np.ndarray) -> np.ndarray:
-        return self._solver.solve(rhs)
+    @property
+    def rejected(self) -> int:
+        """How many extrapolated points were rejected."""
+        return int(self._istate[REJECTED])
+
+    def restart(self, v: np.ndarray) -> None:
+        """Continue from x = f_x and a new v (after a penalty change), z = z_next."""
+        n = self._n
+        self.w[:n] = self.f[:n]
+        self.w[n:] = v
+        self.z[:] = self.z_next
+        self._istate[PENDING] = 0
+
+
+class _KKTSystem:
+    """LDL' factorization of [[P + sigma I, A'], [A, -diag(1/rho)]] (quasi-definite).
+
+    ``At`` is A' in CSC form with sorted indices.
+    """
+
+    def __init__(
+        self, P: sp.csc_array | None, At: sp.csc_array, sigma: float, rho: np.ndarray
+    ) -> None:
+        no_p = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
+        p_arrays = no_p if P is None else (P.indptr, P.indices, P.data)
+        indptr, indices, data, self._diag_pos = kkt_upper(
+            At.shape[0], p_arrays, (At.indptr, At.indices, At.data), sigma, rho
+        )
+        dim = indptr.shape[0] - 1
+        self._K = sp.csc_array((data, indices, indptr), shape=(dim, dim))
+        self.factor = LDLFactor(self._K, upper=True)
 
     def update_rho(self, rho: np.ndarray) -> None:
         self._K.data[self._diag_pos] = -1.0 / rho
-        self._solver.update(self._K)
-
-
-def _diagonal_positions(K: sp.csc_array, rows: np.ndarray) -> np.ndarray:
-    """Indices into K.data of the diagonal entries K[r, r] for r in rows (all stored)."""
-    cols = np.repeat(np.arange(K.shape[1]), np.diff(K.indptr))
-    diag = np.flatnonzero(K.indices == cols)
-    return diag[cols[diag] >= rows[0]] if len(rows) else diag[:0]
+        self.factor.refactor(self._K)

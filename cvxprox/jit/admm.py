@@ -1,0 +1,114 @@
+"""The ADMM iteration of ``cvxprox.algorithms.admm``, compiled.
+
+One call runs iterations ``it + 1 .. it_end`` of the (Anderson-accelerated) fixed-point
+iteration w <- T(w) on the state w = (x, v), v = z + y / rho:
+
+    y/rho   = v - z
+    [x~; nu] = K^{-1} [sigma x - c; b + z - y/rho]                       (LDL' solve)
+    f       = T(w) = (alpha x~ + (1 - alpha) x,  z + alpha nu / rho + (1 - alpha) y/rho)
+    z_next  = Pi_K(f_v)
+
+then w <- AA(w, f) (or f), z <- Pi_K(w_v). An extrapolated point whose fixed-point
+residual ||f - w|| exceeds ``safeguard`` times that of the last accepted point is
+rejected: w falls back to the last plain image and the memory is reset.
+
+The call returns after computing f and z_next of iteration ``it_end`` (before the
+acceleration step, which the next call performs first), so that the caller can test
+convergence on (f, z_next); it reports whether that last iteration was accepted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from cvxprox.jit.anderson import EXTRAPOLATED, anderson_reset, anderson_step
+from cvxprox.jit.cones import project_cones
+from cvxprox.jit.ldl import ldl_solve
+
+# Indices into the state's float and integer vectors.
+G_ACCEPTED = 0
+PENDING, REJECTED = 0, 1
+
+
+@njit(cache=True)
+def _project(cone: tuple, v: np.ndarray, out: np.ndarray) -> None:
+    kinds, starts, lengths, params, warm, work = cone
+    project_cones(v, out, kinds, starts, lengths, params, warm, work)
+
+
+@njit(cache=True)
+def _advance(n: int, state: tuple, cone: tuple, memory: tuple, accelerate: bool) -> None:
+    """w <- AA(w, f) (or f when not accelerating) and z <- Pi_K(w_v)."""
+    w, z, f, _, z_next = state[0], state[1], state[2], state[3], state[4]
+    if accelerate and anderson_step(memory, w, f, w):
+        _project(cone, w[n:], z)
+        return
+    if not accelerate:
+        memory[-1][EXTRAPOLATED] = 0
+        w[:] = f
+    z[:] = z_next
+
+
+@njit(cache=True)
+def admm_iterations(
+    it: int,
+    it_end: int,
+    data: tuple,
+    state: tuple,
+    factor: tuple,
+    cone: tuple,
+    memory: tuple,
+    controls: tuple,
+) -> tuple:
+    """Run iterations it + 1 .. it_end; returns (last iteration, accepted).
+
+    ``data = (c, b, inv_rho)`` (scaled, lengths n, m, m); ``state = (w, z, f, f_plain,
+    z_next, y_over_rho, rhs, sol, fstate, istate)`` with w, f, f_plain, rhs, sol of
+    length n + m, z, z_next, y_over_rho of length m, ``fstate[G_ACCEPTED]`` the residual
+    of the last accepted point, ``istate[PENDING]`` set while an acceleration step is
+    owed, ``istate[REJECTED]`` counting rejections; ``factor`` as in ``ldl_solve``;
+    ``cone`` the ``ConeLayout`` arrays; ``memory`` as in ``anderson_step``;
+    ``controls = (alpha, sigma, safeguard, accelerate)``.
+    """
+    c, b, inv_rho = data
+    w, z, f, f_plain, z_next, yr, rhs, sol, fstate, istate = state
+    alpha, sigma, safeguard, accelerate = controls
+    n = c.shape[0]
+    m = b.shape[0]
+    if istate[PENDING]:
+        _advance(n, state, cone, memory, accelerate)
+        istate[PENDING] = 0
+    while it < it_end:
+        it += 1
+        for i in range(m):
+            yr[i] = w[n + i] - z[i]
+        for i in range(n):
+            rhs[i] = sigma * w[i] - c[i]
+        for i in range(m):
+            rhs[n + i] = b[i] + z[i] - yr[i]
+        ldl_solve(factor, rhs, sol)
+        g_norm = 0.0
+        for i in range(n):
+            f[i] = alpha * sol[i] + (1.0 - alpha) * w[i]
+            g_norm += (f[i] - w[i]) ** 2
+        for i in range(m):
+            f[n + i] = z[i] + alpha * sol[n + i] * inv_rho[i] + (1.0 - alpha) * yr[i]
+            g_norm += (f[n + i] - w[n + i]) ** 2
+        g_norm = np.sqrt(g_norm)
+        if memory[-1][EXTRAPOLATED] and g_norm > safeguard * fstate[G_ACCEPTED]:
+            w[:] = f_plain
+            _project(cone, w[n:], z)
+            anderson_reset(memory[-1])
+            istate[REJECTED] += 1
+            if it == it_end:
+                return it, False
+            continue
+        fstate[G_ACCEPTED] = g_norm
+        f_plain[:] = f
+        _project(cone, f[n:], z_next)
+        if it == it_end:
+            istate[PENDING] = 1
+            return it, True
+        _advance(n, state, cone, memory, accelerate)
+    return it, False
