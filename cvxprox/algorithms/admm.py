@@ -40,7 +40,7 @@ from cvxprox.algorithms.base import (
 from cvxprox.algorithms.polish import PolishSchedule
 from cvxprox.cones import ProductCone, ZeroCone
 from cvxprox.jit.admm import G_ACCEPTED, PENDING, REJECTED, admm_iterations
-from cvxprox.jit.cones import cone_layout, project_cones
+from cvxprox.jit.cones import cone_layout
 from cvxprox.jit.ldl import LDLFactor, kkt_upper
 from cvxprox.scaling import RuizScaling
 
@@ -159,16 +159,7 @@ class ADMM(Algorithm):
                 scaling.unscale_z(z_next),
                 scaling.unscale_y(y_next),
             )
-            Ax_s, Aty_s = A @ x, At @ y_next
-            Px_s = None if P is None else P @ x
-            err = checker.kkt_error(
-                xu,
-                zu,
-                yu,
-                scaling.unscale_z(Ax_s),
-                scaling.unscale_gradient(Aty_s),
-                None if Px_s is None else scaling.unscale_gradient(Px_s),
-            )
+            err = checker.evaluate(xu, zu, yu)
             best.offer(err, xu, zu, yu)
             if it % (opts.check_every * 10) == 0 or err.converged:
                 log.row(it, err, rho)
@@ -192,7 +183,9 @@ class ADMM(Algorithm):
                 plateau_ref = g_norm
             if opts.adaptive_rho and it - last_adapt >= _RHO_ADAPT_EVERY:
                 last_adapt = it
-                new_rho = _balanced_rho(rho, Ax_s - b - z_next, Ax_s, z_next, Px_s, Aty_s, c)
+                Ax_s = A @ x
+                Px_s = None if P is None else P @ x
+                new_rho = _balanced_rho(rho, Ax_s - b - z_next, Ax_s, z_next, Px_s, At @ y_next, c)
                 if new_rho > rho * _RHO_UPDATE_RATIO or new_rho < rho / _RHO_UPDATE_RATIO:
                     rho = new_rho
                     rho_vec = rho * rho_scale
@@ -268,22 +261,20 @@ def _flush_tiny(v: np.ndarray) -> None:
 class _Loop:
     """The arrays of the compiled iteration (``cvxprox.jit.admm.admm_iterations``).
 
-    Starts from the scaled point x and v = z + y / rho, with z = Pi_K(v).
+    Starts from the scaled point (x, v), v = z + y / rho.
     """
 
     def __init__(self, n: int, m: int, x: np.ndarray, v: np.ndarray, cone: ProductCone) -> None:
         self.cone = cone_layout(cone).arrays
         self.w = np.concatenate([x, v])
-        self.z = np.empty(m)
-        project_cones(v, self.z, *self.cone)
         self.f = self.w.copy()
-        self.z_next = self.z.copy()
+        self.z_next = np.zeros(m)
         self.y_over_rho = np.zeros(m)
         self._fstate = np.zeros(1)
         self._istate = np.zeros(2, dtype=np.int64)
         self.state = (
             self.w,
-            self.z,
+            np.empty(m),
             self.f,
             np.empty(n + m),
             self.z_next,
@@ -306,11 +297,10 @@ class _Loop:
         return int(self._istate[REJECTED])
 
     def restart(self, v: np.ndarray) -> None:
-        """Continue from x = f_x and a new v (after a penalty change), z = z_next."""
+        """Continue from x = f_x and a new v (after a penalty change)."""
         n = self._n
         self.w[:n] = self.f[:n]
         self.w[n:] = v
-        self.z[:] = self.z_next
         self._istate[PENDING] = 0
 
 

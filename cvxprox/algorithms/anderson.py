@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cvxprox.jit.anderson import EXTRAPOLATED, anderson_reset, anderson_step
+from cvxprox.jit.anderson import EXTRAPOLATED, ISTATE, anderson_reset, anderson_step
 
 
 class AndersonAcceleration:
@@ -27,16 +27,17 @@ class AndersonAcceleration:
             np.zeros(dim),
             np.zeros(dim),
             np.zeros(4, dtype=np.int64),
+            np.zeros((memory + 2, memory)),
         )
 
     @property
     def extrapolated(self) -> bool:
         """Whether the last step extrapolated (False after a reset or a plain step)."""
-        return bool(self.arrays[-1][EXTRAPOLATED])
+        return bool(self.arrays[ISTATE][EXTRAPOLATED])
 
     def reset(self) -> None:
         """Forget the stored differences."""
-        anderson_reset(self.arrays[-1])
+        anderson_reset(self.arrays[ISTATE])
 
     def extrapolate(self, w: np.ndarray, f: np.ndarray) -> np.ndarray:
         """The next point from the current point w and its image f = T(w) (a new array)."""

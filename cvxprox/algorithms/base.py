@@ -26,6 +26,7 @@ import numpy as np
 
 from cvxprox.ir import ProxProgram
 from cvxprox.jit.cones import cone_layout, project
+from cvxprox.jit.residuals import kkt_norms
 
 if TYPE_CHECKING:
     from cvxprox.algorithms.polish import PolishSchedule
@@ -167,6 +168,13 @@ class KKTChecker:
         # The certificate tests project onto K on every check: compiled, with their own
         # warm starts (separate from the iteration's).
         self._layout = cone_layout(program.cone)
+        A, P = program.A, program.P
+        self._A = (A.indptr, A.indices, A.data)
+        self._P = (
+            (A.indptr[:0], A.indices[:0], A.data[:0])
+            if P is None
+            else (P.indptr, P.indices, P.data)
+        )
 
     def project(self, v: np.ndarray) -> np.ndarray:
         """Pi_K(v) for the program's cone (a new float64 array)."""
@@ -182,32 +190,52 @@ class KKTChecker:
         Px: np.ndarray | None,
     ) -> KKTError:
         """KKT error of the unscaled iterate; Ax, Aty, Px are unscaled products."""
-        prog, eps_abs, eps_rel = self.program, self.opts.eps_abs, self.opts.eps_rel
-        pres = _inf_norm(Ax - prog.b - z)
-        pres_tol = eps_abs + eps_rel * max(_inf_norm(Ax), _inf_norm(z), self._b_norm)
+        prog = self.program
         dual_vec = prog.c + Aty
-        xPx = 0.0
-        Px_norm = 0.0
+        xPx = Px_norm = 0.0
         if Px is not None:
             dual_vec = dual_vec + Px
             xPx = float(x @ Px)
             Px_norm = _inf_norm(Px)
-        dres = _inf_norm(dual_vec)
-        dres_tol = eps_abs + eps_rel * max(Px_norm, _inf_norm(Aty), self._c_norm)
-        cx = float(prog.c @ x)
-        by = float(prog.b @ y)
+        return self._error(
+            _inf_norm(Ax - prog.b - z),
+            _inf_norm(Ax),
+            _inf_norm(z),
+            _inf_norm(dual_vec),
+            Px_norm,
+            _inf_norm(Aty),
+            xPx,
+            float(prog.c @ x),
+            float(prog.b @ y),
+        )
+
+    def evaluate(self, x: np.ndarray, z: np.ndarray, y: np.ndarray) -> KKTError:
+        """KKT error of the unscaled float64 NumPy iterate (products computed here, compiled)."""
+        return self._error(*kkt_norms(self._A, self._P, self.program.c, self.program.b, x, z, y))
+
+    def _error(
+        self,
+        pres: float,
+        Ax_norm: float,
+        z_norm: float,
+        dres: float,
+        Px_norm: float,
+        Aty_norm: float,
+        xPx: float,
+        cx: float,
+        by: float,
+    ) -> KKTError:
+        eps_abs, eps_rel, offset = self.opts.eps_abs, self.opts.eps_rel, self.program.offset
         pobj, dobj = 0.5 * xPx + cx, -0.5 * xPx - by
-        gap = abs(pobj - dobj)
-        gap_tol = eps_abs + eps_rel * max(abs(pobj), abs(dobj))
         return KKTError(
             primal=pres,
             dual=dres,
-            gap=gap,
-            primal_tol=pres_tol,
-            dual_tol=dres_tol,
-            gap_tol=gap_tol,
-            primal_objective=pobj + prog.offset,
-            dual_objective=dobj + prog.offset,
+            gap=abs(pobj - dobj),
+            primal_tol=eps_abs + eps_rel * max(Ax_norm, z_norm, self._b_norm),
+            dual_tol=eps_abs + eps_rel * max(Px_norm, Aty_norm, self._c_norm),
+            gap_tol=eps_abs + eps_rel * max(abs(pobj), abs(dobj)),
+            primal_objective=pobj + offset,
+            dual_objective=dobj + offset,
         )
 
     def primal_infeasibility(

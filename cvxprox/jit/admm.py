@@ -3,18 +3,17 @@
 One call runs iterations ``it + 1 .. it_end`` of the (Anderson-accelerated) fixed-point
 iteration w <- T(w) on the state w = (x, v), v = z + y / rho:
 
-    y/rho   = v - z
+    z       = Pi_K(v),  y/rho = v - z
     [x~; nu] = K^{-1} [sigma x - c; b + z - y/rho]                       (LDL' solve)
     f       = T(w) = (alpha x~ + (1 - alpha) x,  z + alpha nu / rho + (1 - alpha) y/rho)
-    z_next  = Pi_K(f_v)
 
-then w <- AA(w, f) (or f), z <- Pi_K(w_v). An extrapolated point whose fixed-point
-residual ||f - w|| exceeds ``safeguard`` times that of the last accepted point is
+then w <- AA(w, f) (or f): one projection per iteration. An extrapolated point
+whose fixed-point residual ||f - w|| exceeds ``safeguard`` times that of the last accepted point is
 rejected: w falls back to the last plain image and the memory is reset.
 
-The call returns after computing f and z_next of iteration ``it_end`` (before the
-acceleration step, which the next call performs first), so that the caller can test
-convergence on (f, z_next); it reports whether that last iteration was accepted.
+The call returns after computing f and z_next = Pi_K(f_v) of iteration ``it_end``
+(before the acceleration step, which the next call performs first), so that the caller
+can test convergence on (f, z_next); it reports whether that last iteration was accepted.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from cvxprox.jit.anderson import EXTRAPOLATED, anderson_reset, anderson_step
+from cvxprox.jit.anderson import EXTRAPOLATED, ISTATE, anderson_reset, anderson_step
 from cvxprox.jit.cones import project_cones
 from cvxprox.jit.ldl import ldl_solve
 
@@ -38,16 +37,14 @@ def _project(cone: tuple, v: np.ndarray, out: np.ndarray) -> None:
 
 
 @njit(cache=True)
-def _advance(n: int, state: tuple, cone: tuple, memory: tuple, accelerate: bool) -> None:
-    """w <- AA(w, f) (or f when not accelerating) and z <- Pi_K(w_v)."""
-    w, z, f, _, z_next = state[0], state[1], state[2], state[3], state[4]
-    if accelerate and anderson_step(memory, w, f, w):
-        _project(cone, w[n:], z)
-        return
-    if not accelerate:
-        memory[-1][EXTRAPOLATED] = 0
+def _advance(state: tuple, memory: tuple, accelerate: bool) -> None:
+    """w <- AA(w, f), or w <- f when not accelerating."""
+    w, f = state[0], state[2]
+    if accelerate:
+        anderson_step(memory, w, f, w)
+    else:
+        memory[ISTATE][EXTRAPOLATED] = 0
         w[:] = f
-    z[:] = z_next
 
 
 @njit(cache=True)
@@ -77,10 +74,11 @@ def admm_iterations(
     n = c.shape[0]
     m = b.shape[0]
     if istate[PENDING]:
-        _advance(n, state, cone, memory, accelerate)
+        _advance(state, memory, accelerate)
         istate[PENDING] = 0
     while it < it_end:
         it += 1
+        _project(cone, w[n:], z)
         for i in range(m):
             yr[i] = w[n + i] - z[i]
         for i in range(n):
@@ -96,19 +94,18 @@ def admm_iterations(
             f[n + i] = z[i] + alpha * sol[n + i] * inv_rho[i] + (1.0 - alpha) * yr[i]
             g_norm += (f[n + i] - w[n + i]) ** 2
         g_norm = np.sqrt(g_norm)
-        if memory[-1][EXTRAPOLATED] and g_norm > safeguard * fstate[G_ACCEPTED]:
+        if memory[ISTATE][EXTRAPOLATED] and g_norm > safeguard * fstate[G_ACCEPTED]:
             w[:] = f_plain
-            _project(cone, w[n:], z)
-            anderson_reset(memory[-1])
+            anderson_reset(memory[ISTATE])
             istate[REJECTED] += 1
             if it == it_end:
                 return it, False
             continue
         fstate[G_ACCEPTED] = g_norm
         f_plain[:] = f
-        _project(cone, f[n:], z_next)
         if it == it_end:
+            _project(cone, f[n:], z_next)
             istate[PENDING] = 1
             return it, True
-        _advance(n, state, cone, memory, accelerate)
+        _advance(state, memory, accelerate)
     return it, False

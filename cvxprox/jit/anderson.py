@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# Indices into the integer state vector.
+# Position of the integer state vector in the memory tuple, and indices into it.
+ISTATE = 5
 COUNT, HEAD, HAS_PREV, EXTRAPOLATED = 0, 1, 2, 3
 REGULARIZATION = 1e-10
 
@@ -32,30 +33,56 @@ def anderson_reset(istate: np.ndarray) -> None:
 
 
 @njit(cache=True)
+def _cholesky_solve(G: np.ndarray, rhs: np.ndarray, count: int) -> bool:
+    """Solve G[:count, :count] u = rhs[:count] in place (G overwritten by its Cholesky
+    factor, rhs by u); False when G is not numerically positive definite."""
+    for j in range(count):
+        d = G[j, j]
+        for k in range(j):
+            d -= G[j, k] * G[j, k]
+        if not d > 0.0:
+            return False
+        d = np.sqrt(d)
+        G[j, j] = d
+        for i in range(j + 1, count):
+            acc = G[i, j]
+            for k in range(j):
+                acc -= G[i, k] * G[j, k]
+            G[i, j] = acc / d
+    for i in range(count):
+        acc = rhs[i]
+        for k in range(i):
+            acc -= G[i, k] * rhs[k]
+        rhs[i] = acc / G[i, i]
+    for i in range(count - 1, -1, -1):
+        acc = rhs[i]
+        for k in range(i + 1, count):
+            acc -= G[k, i] * rhs[k]
+        rhs[i] = acc / G[i, i]
+    return True
+
+
+@njit(cache=True)
 def anderson_step(memory: tuple, w: np.ndarray, f: np.ndarray, out: np.ndarray) -> bool:
     """out = the accelerated successor of w given f = T(w); True when extrapolated.
 
-    ``memory = (S, Y, gram, w_prev, g_prev, istate)`` with S, Y of shape (M, dim),
-    gram (M, M), w_prev and g_prev (dim,) and istate the int64 vector indexed by
-    COUNT, HEAD, HAS_PREV, EXTRAPOLATED. ``out`` may be the same array as ``w``. When
-    the small system is singular or gives non-finite weights, out = f (not extrapolated).
+    ``memory = (S, Y, gram, w_prev, g_prev, istate, work)`` with S, Y of shape (M, dim),
+    gram (M, M), w_prev and g_prev (dim,), istate the int64 vector indexed by COUNT, HEAD,
+    HAS_PREV, EXTRAPOLATED and work (M + 2, M) scratch. ``out`` may be the same array as
+    ``w``. When the small system is not numerically positive definite or gives
+    non-finite weights, out = f (not extrapolated).
     """
-    S, Y, gram, w_prev, g_prev, istate = memory
+    S, Y, gram, w_prev, g_prev, istate, work = memory
     size, dim = S.shape
     if istate[HAS_PREV]:
         j = istate[HEAD]
         for i in range(dim):
-            g = f[i] - w[i]
             S[j, i] = w[i] - w_prev[i]
-            Y[j, i] = g - g_prev[i]
+            Y[j, i] = (f[i] - w[i]) - g_prev[i]
         count = min(istate[COUNT] + 1, size)
         istate[COUNT] = count
         for k in range(count):
-            acc = 0.0
-            for i in range(dim):
-                acc += Y[k, i] * Y[j, i]
-            gram[j, k] = acc
-            gram[k, j] = acc
+            gram[j, k] = gram[k, j] = np.dot(Y[k], Y[j])
         istate[HEAD] = (j + 1) % size
     for i in range(dim):
         w_prev[i] = w[i]
@@ -63,38 +90,26 @@ def anderson_step(memory: tuple, w: np.ndarray, f: np.ndarray, out: np.ndarray) 
     istate[HAS_PREV] = 1
     istate[EXTRAPOLATED] = 0
     count = istate[COUNT]
+    out[:] = f
     if count == 0:
-        out[:] = f
         return False
-    scale = np.empty(count)
+    normalized, scale, gamma = work[:size], work[size], work[size + 1]
     for k in range(count):
         if not gram[k, k] > 0.0:
-            out[:] = f
             return False
         scale[k] = np.sqrt(gram[k, k])
-    normalized = np.empty((count, count))
-    rhs = np.empty(count)
     for k in range(count):
         for l in range(count):
             normalized[k, l] = gram[k, l] / (scale[k] * scale[l])
         normalized[k, k] += REGULARIZATION
-        acc = 0.0
-        for i in range(dim):
-            acc += Y[k, i] * g_prev[i]
-        rhs[k] = acc / scale[k]
-    try:
-        gamma = np.linalg.solve(normalized, rhs)
-    except Exception:  # noqa: BLE001 - singular system: take the plain step
-        out[:] = f
+        gamma[k] = np.dot(Y[k], g_prev) / scale[k]
+    if not _cholesky_solve(normalized, gamma, count):
         return False
     for k in range(count):
-        gamma[k] /= scale[k]
-        if not np.isfinite(gamma[k]):
+        gk = gamma[k] / scale[k]
+        if not np.isfinite(gk):
             out[:] = f
             return False
-    out[:] = f
-    for k in range(count):
-        gk = gamma[k]
         for i in range(dim):
             out[i] -= gk * (S[k, i] + Y[k, i])
     istate[EXTRAPOLATED] = 1
