@@ -128,3 +128,19 @@ def test_ruiz_rows_uniform_on_cone_blocks() -> None:
         for block in term.function.scaling_blocks():
             assert np.ptp(E[offset : offset + block]) == 0
             offset += block
+
+
+def test_compiled_kkt_norms_match_the_numpy_evaluation() -> None:
+    prob, _ = _qp(3)
+    program = _program(prob)
+    checker = KKTChecker(program, RuizScaling(program, 0), SolverOptions())
+    rng = np.random.default_rng(5)
+    x, z, y = (
+        rng.standard_normal(program.n),
+        rng.standard_normal(program.m),
+        rng.standard_normal(program.m),
+    )
+    compiled = checker.evaluate(x, z, y)
+    reference = checker.kkt_error(x, z, y, program.A @ x, program.A.T @ y, program.P @ x)
+    for name in ("primal", "dual", "gap", "primal_tol", "dual_tol", "gap_tol", "primal_objective"):
+        assert getattr(compiled, name) == pytest.approx(getattr(reference, name), rel=1e-12)

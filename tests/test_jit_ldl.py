@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from cvxprox.jit.ldl import LDLFactor
+from cvxprox.jit.ldl import LDLFactor, kkt_upper
 
 
 def _quasi_definite(n: int, m: int, seed: int) -> sp.csc_array:
@@ -33,3 +33,28 @@ def test_refactor_with_new_values() -> None:
     rhs = np.arange(50, dtype=float)
     np.testing.assert_allclose(factor.solve(rhs), spla.spsolve(K2, rhs), rtol=1e-9, atol=1e-9)
     assert factor.nnz > 0
+
+
+@pytest.mark.parametrize("with_p", [True, False])
+def test_kkt_upper_is_the_upper_triangle_of_the_kkt_matrix(with_p: bool) -> None:
+    rng = np.random.default_rng(4)
+    n, m, sigma = 12, 9, 1e-3
+    A = sp.random_array((m, n), density=0.4, rng=rng, format="csc")
+    F = sp.random_array((n, n), density=0.3, rng=rng)
+    P = sp.csc_array(F @ F.T) if with_p else None
+    rho = rng.uniform(0.1, 2.0, m)
+    At = sp.csc_array(A.T)
+    At.sort_indices()
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
+    p_arrays = empty if P is None else (P.indptr, P.indices, P.data)
+    indptr, indices, data, diag_pos = kkt_upper(
+        n, p_arrays, (At.indptr, At.indices, At.data), sigma, rho
+    )
+    K = sp.csc_array((data, indices, indptr), shape=(n + m, n + m))
+    top_left = sigma * sp.eye_array(n) + (P if P is not None else sp.csc_array((n, n)))
+    full = sp.block_array([[top_left, A.T], [A, -sp.diags_array(1.0 / rho)]]).toarray()
+    np.testing.assert_allclose(K.toarray(), np.triu(full), rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(data[diag_pos], -1.0 / rho)
+    for j in range(n + m):  # sorted row indices in every column, diagonal last
+        column = indices[indptr[j] : indptr[j + 1]]
+        assert np.all(np.diff(column) > 0) and column[-1] == j
