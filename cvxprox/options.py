@@ -32,7 +32,9 @@ class SolverOptions:
     eps_infeas : float
         Tolerance of the infeasibility and unboundedness certificates.
     max_iters : int
-        Iteration limit; reaching it gives an ``*_inaccurate`` status.
+        Iteration limit; reaching it gives an ``*_inaccurate`` status. The compiled
+        ADMM iteration costs microseconds on small problems, so the default (1e6) lets
+        slowly converging problems finish; ``time_limit`` bounds the wall time.
     time_limit : float
         Wall-clock limit in seconds (``inf``: none); reaching it gives an
         ``*_inaccurate`` status.
@@ -55,7 +57,7 @@ class SolverOptions:
     eps_abs: float = 1e-6
     eps_rel: float = 1e-6
     eps_infeas: float = 1e-7
-    max_iters: int = 100_000
+    max_iters: int = 1_000_000
     time_limit: float = math.inf
     algorithm: str = "auto"
     device: str = "cpu"
