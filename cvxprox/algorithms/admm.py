@@ -147,7 +147,9 @@ class ADMM(Algorithm):
                 accel.arrays,
                 (opts.alpha, _SIGMA, _AA_SAFEGUARD, accelerate),
             )
-            if not accepted:
+            if not accepted:  # the check's iteration was a rejected extrapolation
+                if time.perf_counter() - t0 > opts.time_limit:
+                    break
                 continue
             f, w, z_next = loop.f, loop.w, loop.z_next
             _flush_tiny(f)
