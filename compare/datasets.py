@@ -102,6 +102,11 @@ def _netlib_dir(infeasible: bool) -> Path:
     return folder / "infeasible" if infeasible else folder
 
 
+def netlib_path(name: str, infeasible: bool = False) -> Path:
+    """The ``.npz`` file of one Netlib LP."""
+    return _netlib_dir(infeasible) / f"{name}.npz"
+
+
 def netlib_problems(infeasible: bool = False) -> list[str]:
     """Names of the Netlib LPs (92 feasible, or 28 infeasible), smallest file first.
 
@@ -126,7 +131,7 @@ def _netlib_bounds(raw: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def read_netlib(name: str, infeasible: bool = False) -> NetlibData:
     """Read one Netlib LP; the dense matrices in the files are converted to CSR."""
-    with np.load(_netlib_dir(infeasible) / f"{name}.npz", allow_pickle=True) as f:
+    with np.load(netlib_path(name, infeasible), allow_pickle=True) as f:
         c = np.asarray(f["c"], dtype=float)
         lb, ub = _netlib_bounds(f["bounds"], c.size)
         return NetlibData(
@@ -182,6 +187,11 @@ def maros_meszaros_problems() -> list[str]:
     return _by_file_size(list((data_dir() / "maros_meszaros").glob("*.mat")))
 
 
+def maros_meszaros_path(name: str) -> Path:
+    """The ``.mat`` file of one Maros-Meszaros QP."""
+    return data_dir() / "maros_meszaros" / f"{name}.mat"
+
+
 def read_maros_meszaros(name: str) -> dict[str, Any]:
     """Read one Maros-Meszaros QP in OSQP form.
 
@@ -189,7 +199,7 @@ def read_maros_meszaros(name: str) -> dict[str, Any]:
     ``m x n``), ``l``, ``u`` (``+-inf`` where ``|bound| >= 9e19``) and ``n``. The last
     ``n`` rows of ``A`` are the identity: they carry the variable bounds.
     """
-    mat = sio.loadmat(str(data_dir() / "maros_meszaros" / f"{name}.mat"))
+    mat = sio.loadmat(str(maros_meszaros_path(name)))
     l = np.asarray(mat["l"], dtype=float).ravel()
     u = np.asarray(mat["u"], dtype=float).ravel()
     l[l <= -MM_INFINITY] = -np.inf

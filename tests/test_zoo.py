@@ -1,15 +1,15 @@
-"""Every model of compare/zoo.py solved with default options, checked against Clarabel.
+"""Every model of the zoo suite solved with default options, checked against Clarabel.
 
-The zoo covers the everyday model types (LP, QP, SOCP, exponential, PSD and power
-cones); this keeps the 1e-4 objective accuracy that compare/zoo.py reports from
-regressing unnoticed.
+The zoo (compare/suites/zoo.py) covers the everyday model types (LP, QP, SOCP,
+exponential, PSD and power cones); this keeps the 1e-4 objective accuracy that the zoo
+benchmark reports from regressing unnoticed.
 """
 
 import cvxpy as cp
 import pytest
 
 import cvxprox  # noqa: F401
-from compare.zoo import MODELS, REFERENCE_OPTIONS
+from compare.suites.zoo import MODELS, REFERENCE_OPTIONS
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

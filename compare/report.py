@@ -1,0 +1,274 @@
+"""Reports of a suite's run: ``<suite>.md``, ``<suite>.csv``, ``<suite>_profile.png``.
+
+The Markdown report has a header (date, machine, package versions, settings), a summary
+per solver (attempted, successes, success rate, shifted geometric mean of the time with
+shift 10 s, failures charged the time limit, as in Mittelmann's benchmarks, and its
+ratio to the best solver), the median NABLAPROX / SCS time ratio, and a per-case table.
+The PNG is a Dolan-Moré performance profile: per solver, the fraction of cases solved
+within a factor tau of the fastest solver's time, against log2(tau).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import platform
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import cvxpy as cp
+import matplotlib
+import numpy as np
+
+from compare.harness import Record, RunConfig, Suite
+from compare.solvers import NABLAPROX, SOLVERS, version
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+#: Shift of the shifted geometric mean of times (seconds).
+SGM_SHIFT = 10.0
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the report says about the run besides its records."""
+
+    suite: Suite
+    config: RunConfig
+    solvers: Sequence[str]
+    unavailable: Mapping[str, str]
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def fmt(value: float | None, spec: str = ".2e") -> str:
+    """Format a number for a table; None and NaN become ``-``."""
+    return "-" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def shifted_geometric_mean(values: Iterable[float], shift: float = SGM_SHIFT) -> float:
+    """``exp(mean(log(v + shift))) - shift`` (NaN for no values)."""
+    v = np.asarray(list(values), dtype=float)
+    if v.size == 0:
+        return math.nan
+    return float(np.exp(np.mean(np.log(v + shift))) - shift)
+
+
+def charged_times(records: Iterable[Record], timeout: float) -> list[float]:
+    """Each record's time, or the time limit for a failure."""
+    return [r.time if r.success else timeout for r in records]
+
+
+def median_ratio(records: Sequence[Record], numerator: str, denominator: str) -> tuple[float, int]:
+    """Median of ``time(numerator) / time(denominator)`` over the cases both solved,
+    and the number of those cases (NaN, 0 when none)."""
+    solved = {(r.case, r.solver): r.time for r in records if r.success}
+    ratios = [
+        solved[(case, numerator)] / solved[(case, denominator)]
+        for case in dict.fromkeys(r.case for r in records)
+        if (case, numerator) in solved and (case, denominator) in solved
+    ]
+    return (float(np.median(ratios)), len(ratios)) if ratios else (math.nan, 0)
+
+
+def performance_ratios(records: Sequence[Record], solvers: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per solver, per case: time over the fastest successful time (inf if not solved)."""
+    cases = list(dict.fromkeys(r.case for r in records))
+    solved = {(r.case, r.solver): r.time for r in records if r.success}
+    ratios = {solver: np.full(len(cases), np.inf) for solver in solvers}
+    for i, case in enumerate(cases):
+        times = {s: solved[(case, s)] for s in solvers if (case, s) in solved}
+        if times:
+            best = min(times.values())
+            for solver, seconds in times.items():
+                ratios[solver][i] = seconds / best
+    return ratios
+
+
+# ------------------------------------------------------------------------- markdown
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table (``|`` in cells is escaped)."""
+
+    def line(cells: Sequence[Any]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join(
+        [line(headers), "|" + "|".join("---" for _ in headers) + "|"] + [line(row) for row in rows]
+    )
+
+
+def header_lines(info: RunInfo) -> list[str]:
+    """Bullet lines: date, machine, versions, settings, success test, suite notes."""
+    config, suite = info.config, info.suite
+    versions = ", ".join([f"cvxpy {cp.__version__}"] + [version(s) for s in info.solvers])
+    lines = [
+        f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- Machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
+        f"- Packages: {versions}",
+        f"- Solvers: {', '.join(info.solvers)}"
+        + "".join(f"; {name} unavailable ({why})" for name, why in info.unavailable.items()),
+        (
+            "- Accuracy asked: each solver's default tolerances"
+            if config.eps_abs is None
+            else f"- Accuracy asked: eps_abs = {config.eps_abs:g}, "
+            f"eps_rel = {config.eps_rel:g}, as "
+            + "; ".join(f"{s}: {SOLVERS[s].accuracy_note}" for s in info.solvers)
+        ),
+        f"- Time limit: {config.timeout:g} s (solver option; the child is killed after "
+        f"{config.hard_limit:g} s); memory limit {config.memory_gb:g} GB (address space; "
+        f"none on a GPU); NABLAPROX device: {config.device}.",
+        "- Each solve runs in a fresh process, after a warm-up solve of a tiny problem of "
+        f"the same class; best of {config.repeats} solve(s) of freshly built copies while "
+        "one takes under 1 s. Time = CVXPY compile + solve (wall time of `prob.solve`); "
+        f"shifted geometric mean with shift {SGM_SHIFT:g} s over the cases a solver "
+        "attempted, failures charged the time limit.",
+        f"- Success: status optimal (optimal_inaccurate counts if it passes too), "
+        f"|obj - ref| / max(1, |ref|) <= {config.tolerance:g} and worst constraint "
+        f"violation (relative to the constraint's own data) <= {config.tolerance:g}, within "
+        "the time limit.",
+    ]
+    if suite.reference_solver is not None:
+        lines.append(f"- Reference: {suite.reference_solver.description} (cached).")
+    return lines + [f"- {note}" for note in suite.notes]
+
+
+def summary_table(records: Sequence[Record], solvers: Sequence[str], timeout: float) -> str:
+    """Per solver: attempted, successes (per group too), success rate, time SGM, ratio."""
+    groups = [g for g in dict.fromkeys(r.group for r in records) if g]
+    by_solver = {s: [r for r in records if r.solver == s] for s in solvers}
+    means = {s: shifted_geometric_mean(charged_times(rs, timeout)) for s, rs in by_solver.items()}
+    best = min((m for m in means.values() if math.isfinite(m)), default=math.nan)
+    rows = []
+    for solver, mine in by_solver.items():
+        successes = sum(r.success for r in mine)
+        rate = 100.0 * successes / len(mine) if mine else math.nan
+        per_group = [
+            f"{sum(r.success for r in mine if r.group == g)}/{sum(r.group == g for r in mine)}"
+            for g in groups
+        ]
+        ratio = means[solver] / best if best > 0 else math.nan
+        rows.append(
+            [solver, len(mine), successes, *per_group, fmt(rate, ".1f")]
+            + [fmt(means[solver], ".3g"), fmt(ratio, ".2f")]
+        )
+    headers = ["Solver", "attempted", "successes", *[f"{g} solved" for g in groups]]
+    headers += ["success rate (%)", "time sgm (s)", "sgm / best"]
+    return markdown_table(headers, rows)
+
+
+def ladder_lines(records: Sequence[Record], solvers: Sequence[str]) -> list[str]:
+    """Per solver, the first size (in case order) where it failed, if any."""
+    lines = []
+    for solver in solvers:
+        mine = [r for r in records if r.solver == solver]
+        failure = next((r for r in mine if not r.success), None)
+        if failure is None:
+            lines.append(f"- {solver}: usable at every size attempted.")
+            continue
+        solved = [r.case for r in mine[: mine.index(failure)]]
+        below = f"; solved every smaller size (up to {solved[-1]})" if solved else ""
+        why = "; ".join(n for n in (failure.status, failure.note) if n)
+        lines.append(
+            f"- {solver}: stopped being usable at {failure.case} ({failure.variables:,} "
+            f"variables: {why}){below}."
+        )
+    return lines
+
+
+def case_table(records: Sequence[Record]) -> str:
+    """One row per solve: status (✓ for a success), error, violation, time, iterations."""
+    headers = ["Case", "class", "vars / cons", "reference", "solver", "status", "rel err"]
+    headers += ["violation", "time (s)", "iterations", "memory (MB)", "note"]
+    constraints = {r.case: r.constraints for r in records if math.isfinite(r.constraints)}
+    rows = [
+        [
+            r.case,
+            r.problem_class,
+            f"{r.variables} / {fmt(constraints.get(r.case), '.0f')}",
+            fmt(r.reference, ".8g"),
+            r.solver,
+            ("✓ " if r.success else "") + r.status,
+            fmt(r.rel_error),
+            fmt(r.violation),
+            fmt(r.time, ".3f"),
+            fmt(r.iterations, ".0f"),
+            fmt(r.memory_mb, ".0f"),
+            r.note,
+        ]
+        for r in records
+    ]
+    return markdown_table(headers, rows)
+
+
+def render_markdown(records: Sequence[Record], info: RunInfo) -> str:
+    """The whole Markdown report."""
+    lines = [f"# {info.suite.title}", "", *header_lines(info), "", "## Summary", ""]
+    lines += [summary_table(records, info.solvers, info.config.timeout), ""]
+    if NABLAPROX in info.solvers and "SCS" in info.solvers:
+        ratio, count = median_ratio(records, NABLAPROX, "SCS")
+        lines += [
+            f"Median time ratio NABLAPROX / SCS: {fmt(ratio, '.2f')} (over the {count} "
+            "cases both solved).",
+            "",
+        ]
+    if info.suite.ladder:
+        lines += ["## Where each solver stops", "", *ladder_lines(records, info.solvers), ""]
+    lines += ["## Cases", "", case_table(records), ""]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ files
+
+
+def write_csv(path: Path, records: Sequence[Record]) -> None:
+    """Write the records as CSV (one row per solve), creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=Record.columns())
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in records)
+
+
+def plot_profile(path: Path, records: Sequence[Record], solvers: Sequence[str], title: str) -> None:
+    """Write the Dolan-Moré performance profile of the records as a PNG."""
+    ratios = performance_ratios(records, solvers)
+    finite = np.concatenate([r[np.isfinite(r)] for r in ratios.values()] + [np.ones(1)])
+    right = max(1.0, 1.05 * float(np.log2(finite.max())))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for solver, r in ratios.items():
+        taus = np.log2(np.sort(r[np.isfinite(r)]))
+        fractions = np.arange(taus.size + 1) / max(r.size, 1)  # 0, 1/n, ..., k/n
+        ax.step(
+            np.r_[0.0, taus, right], np.r_[fractions, fractions[-1]], where="post", label=solver
+        )
+    ax.set_xlim(0.0, right)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("log2(tau): time within a factor tau of the fastest solver")
+    ax.set_ylabel("fraction of cases solved")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(records: Sequence[Record], info: RunInfo) -> list[Path]:
+    """Write ``<suite>.md``, ``<suite>.csv`` and ``<suite>_profile.png``; their paths."""
+    out, stem = info.config.out, info.suite.stem
+    paths = [out / f"{stem}.md", out / f"{stem}.csv", out / f"{stem}_profile.png"]
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    paths[0].write_text(render_markdown(records, info))
+    write_csv(paths[1], records)
+    plot_profile(paths[2], records, info.solvers, f"{info.suite.title}: performance profile")
+    return paths

@@ -1,0 +1,388 @@
+"""The benchmark harness (``compare/``): isolation, failure statuses, reports, suites.
+
+Children are real processes (``python -m compare.child``), so a few tests take seconds;
+the case builders they run are the module-level functions below.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import sys
+import time
+import types
+from pathlib import Path
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+from compare import cli, report
+from compare.cupdlpx_conif import CuPdlpx
+from compare.harness import (
+    Case,
+    Record,
+    RunConfig,
+    Suite,
+    _dead_child_outcome,
+    run_suite,
+)
+from compare.references import ReferenceCache, reference_key
+from compare.solve import ERROR, LICENCE_LIMIT, OUT_OF_MEMORY, classify_error
+from compare.solvers import SolveSettings, solver_options
+from compare.suites import energy
+
+# ------------------------------------------------------------------ case builders
+
+
+def small_lp() -> cp.Problem:
+    """min x0 + 2 x1 s.t. x0 + x1 >= 1, x >= 0: optimum 1."""
+    x = cp.Variable(2)
+    return cp.Problem(cp.Minimize(x[0] + 2 * x[1]), [x[0] + x[1] >= 1, x >= 0])
+
+
+def small_qp() -> cp.Problem:
+    """min |x - 1|^2 s.t. sum(x) <= 1 on 3 variables: optimum 4/3."""
+    x = cp.Variable(3)
+    return cp.Problem(cp.Minimize(cp.sum_squares(x - 1)), [cp.sum(x) <= 1])
+
+
+def dies() -> cp.Problem:
+    """Kills its own process."""
+    os._exit(3)
+
+
+def sleeps() -> cp.Problem:
+    """Outlives any time limit of these tests."""
+    time.sleep(120)
+    return small_lp()
+
+
+def hogs_memory() -> cp.Problem:
+    """Allocates 16 GB."""
+    np.ones(2**31)
+    return small_lp()
+
+
+def wide_lp() -> cp.Problem:
+    """An LP with 2500 variables, beyond a size-limited Gurobi licence."""
+    x = cp.Variable(2500)
+    return cp.Problem(cp.Minimize(cp.sum(x)), [x >= 1])
+
+
+def _case(name: str, build, reference: float = 1.0, problem_class: str = "LP") -> Case:
+    return Case(name=name, problem_class=problem_class, size=2, build=build, reference=reference)
+
+
+# ---------------------------------------------------------------- process isolation
+
+
+@pytest.fixture(scope="module")
+def failing_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Record]:
+    """One run of a suite whose cases crash, hang, exhaust memory, and then succeed."""
+    suite = Suite(
+        name="failures",
+        title="Failures",
+        cases=(
+            _case("dies", dies),
+            _case("sleeps", sleeps),
+            _case("hogs_memory", hogs_memory),
+            _case("fine", small_lp),
+        ),
+    )
+    config = RunConfig(
+        eps_abs=1e-6,
+        eps_rel=1e-6,
+        timeout=0.5,
+        memory_gb=2.0,
+        out=tmp_path_factory.mktemp("results"),
+        kill_factor=1.0,
+        kill_grace=4.0,
+    )
+    records = run_suite(suite, ["CLARABEL"], config, progress=False)
+    return {r.case: r for r in records}
+
+
+def test_crashing_child_is_recorded(failing_run: dict[str, Record]) -> None:
+    record = failing_run["dies"]
+    assert record.status == "crash"
+    assert "exit code 3" in record.note
+    assert not record.success
+
+
+def test_hanging_child_is_killed_as_timeout(failing_run: dict[str, Record]) -> None:
+    record = failing_run["sleeps"]
+    assert record.status == "timeout"
+    assert "killed after 4.5 s" in record.note
+
+
+def test_memory_limit_gives_out_of_memory(failing_run: dict[str, Record]) -> None:
+    record = failing_run["hogs_memory"]
+    assert record.status == OUT_OF_MEMORY
+    assert "MemoryError" in record.note
+
+
+def test_run_goes_on_after_failures(failing_run: dict[str, Record]) -> None:
+    record = failing_run["fine"]
+    assert record.status == cp.OPTIMAL and record.success
+    assert record.rel_error < 1e-6
+    assert record.memory_mb > 0 and record.iterations > 0
+    assert record.compile_time >= 0 and record.solve_time > 0
+
+
+def test_dead_child_classification() -> None:
+    assert _dead_child_outcome(-signal.SIGSEGV, "").status == "crash"
+    assert "SIGSEGV" in _dead_child_outcome(-signal.SIGSEGV, "").note
+    assert _dead_child_outcome(1, "MemoryError: ...\n").status == OUT_OF_MEMORY
+    assert _dead_child_outcome(-signal.SIGABRT, "std::bad_alloc").status == OUT_OF_MEMORY
+    assert _dead_child_outcome(-signal.SIGKILL, "").status == OUT_OF_MEMORY
+
+
+# -------------------------------------------------------------------- licence limit
+
+
+class FakeGurobiError(Exception):
+    """Stands in for gurobipy.GurobiError (which carries ``errno``)."""
+
+    def __init__(self, errno: int, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+def test_error_classification() -> None:
+    assert classify_error(FakeGurobiError(10010, "too large"))[0] == LICENCE_LIMIT
+    message = "Model too large for size-limited license; visit https://gurobi.com"
+    assert classify_error(RuntimeError(message))[0] == LICENCE_LIMIT
+    assert classify_error(MemoryError())[0] == OUT_OF_MEMORY
+    status, note = classify_error(ValueError("bad\n  value"))
+    assert status == ERROR and note == "ValueError: bad value"
+
+
+def test_gurobi_size_limited_licence(tmp_path: Path) -> None:
+    pytest.importorskip("gurobipy")
+    suite = Suite(name="wide", title="Wide", cases=(_case("wide", wide_lp, reference=2500.0),))
+    config = RunConfig(eps_abs=1e-6, eps_rel=1e-6, timeout=30.0, out=tmp_path)
+    (record,) = run_suite(suite, ["GUROBI"], config, progress=False)
+    if record.status != LICENCE_LIMIT:  # a full licence: the solve just works
+        assert record.success, record
+    else:
+        assert "size-limited license" in record.note
+
+
+# -------------------------------------------------------------------------- reports
+
+
+def test_tiny_suite_writes_reports(tmp_path: Path) -> None:
+    suite = Suite(
+        name="tiny",
+        title="Tiny",
+        cases=(_case("lp", small_lp), _case("qp", small_qp, 4 / 3, "QP")),
+    )
+    config = RunConfig(eps_abs=1e-6, eps_rel=1e-6, timeout=30.0, out=tmp_path)
+    solvers = ["CLARABEL", "SCS"]
+    records = run_suite(suite, solvers, config, progress=False)
+    info = report.RunInfo(suite, config, solvers, {"CUPDLPX": "no CUDA GPU"})
+    md, csv_path, png = report.write_report(records, info)
+
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4
+    assert set(Record.columns()) == set(rows[0])
+    assert {r["case"] for r in rows} == {"lp", "qp"}
+    assert all(r["success"] == "True" for r in rows), rows
+
+    text = md.read_text()
+    for column in ("attempted", "successes", "success rate (%)", "time sgm (s)", "sgm / best"):
+        assert column in text
+    assert "| CLARABEL | 2 | 2 | 100.0 |" in text
+    assert "CUPDLPX unavailable (no CUDA GPU)" in text
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 1000
+
+
+def _record(case: str, solver: str, seconds: float, success: bool, size: int = 10) -> Record:
+    return Record(
+        suite="s",
+        case=case,
+        group="",
+        problem_class="LP",
+        variables=size,
+        constraints=1,
+        solver=solver,
+        status=cp.OPTIMAL if success else "timeout",
+        objective=1.0,
+        reference=1.0,
+        rel_error=0.0,
+        violation=0.0,
+        compile_time=0.0,
+        solve_time=seconds,
+        iterations=1,
+        memory_mb=1.0,
+        success=success,
+        note="",
+    )
+
+
+def test_performance_ratios_and_summary_numbers() -> None:
+    records = [
+        _record("a", "NABLAPROX", 1.0, True),
+        _record("a", "SCS", 2.0, True),
+        _record("b", "NABLAPROX", 3.0, False),
+        _record("b", "SCS", 4.0, True),
+    ]
+    ratios = report.performance_ratios(records, ["NABLAPROX", "SCS"])
+    np.testing.assert_allclose(ratios["NABLAPROX"], [1.0, np.inf])
+    np.testing.assert_allclose(ratios["SCS"], [2.0, 1.0])
+    assert report.median_ratio(records, "NABLAPROX", "SCS") == (0.5, 1)
+    assert math.isclose(report.shifted_geometric_mean([0.0, 0.0]), 0.0, abs_tol=1e-12)
+    assert report.charged_times(records[2:3], timeout=60.0) == [60.0]
+
+
+def test_ladder_line_names_the_first_failing_size() -> None:
+    records = [
+        _record("2x24", "HIGHS", 1.0, True, 371),
+        _record("4x168", "HIGHS", 9.0, False, 5569),
+        _record("2x24", "SCS", 1.0, True, 371),
+    ]
+    first, second = report.ladder_lines(records, ["HIGHS", "SCS"])
+    assert "HIGHS: stopped being usable at 4x168 (5,569 variables: timeout)" in first
+    assert "up to 2x24" in first
+    assert "SCS: usable at every size" in second
+
+
+# ---------------------------------------------------------------- suites and options
+
+
+def test_select_takes_cases_and_a_subset_per_group() -> None:
+    cases = tuple(
+        Case(f"{g}{i}", "LP", i, small_lp, group=g)
+        for g in ("feasible", "infeasible")
+        for i in range(3)
+    )
+    suite = Suite(name="s", title="S", cases=cases)
+    assert [c.name for c in suite.select(subset=1).cases] == ["feasible0", "infeasible0"]
+    assert [c.name for c in suite.select(["infeasible2"]).cases] == ["infeasible2"]
+    with pytest.raises(ValueError, match="unknown case"):
+        suite.select(["nope"])
+
+
+def test_reference_cache_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "references.json"
+    key = reference_key("zoo", "lasso", 200)
+    ReferenceCache(path).put(key, 85.6, solver="CLARABEL")
+    assert key == "zoo/lasso/200"
+    assert ReferenceCache(path).get(key) == 85.6
+    assert ReferenceCache(path).get("zoo/lasso/201") is None
+
+
+def test_accuracy_maps_to_each_solvers_options() -> None:
+    settings = SolveSettings(eps_abs=1e-3, eps_rel=0.0, time_limit=10.0)
+    assert solver_options("CLARABEL", settings) == {
+        "tol_gap_abs": 1e-3,
+        "tol_gap_rel": 0.0,
+        "tol_feas": 1e-3,
+        "time_limit": 10.0,
+    }
+    assert "ipm_optimality_tolerance" not in solver_options("HIGHS", settings)
+    assert "BarConvTol" not in solver_options("GUROBI", settings)
+    tight = SolveSettings(eps_abs=1e-12, eps_rel=1e-12, time_limit=5.0, device="cuda")
+    assert solver_options("GUROBI", tight)["FeasibilityTol"] == 1e-9
+    assert solver_options("NABLAPROX", tight)["device"] == "cuda"
+    assert solver_options("ECOS", tight) == {"abstol": 1e-12, "reltol": 1e-12, "feastol": 1e-12}
+
+
+def test_default_solvers_follow_problem_classes() -> None:
+    lp_suite = Suite(name="s", title="S", cases=(_case("lp", small_lp),))
+    chosen, unavailable = cli.choose_solvers([], lp_suite)
+    assert "ECOS" not in chosen and "ECOS" not in unavailable
+    assert "CLARABEL" in chosen and "HIGHS" in chosen
+    assert "CUPDLPX" in chosen or "CUPDLPX" in unavailable
+    args = cli.build_parser().parse_args(["--suite", "netlib", "--time-limit", "10"])
+    assert args.timeout == 10.0
+
+
+STUB_ENERGY = """
+import cvxpy as cp
+
+
+def generate_system(nodes, hours, seed=0):
+    return (nodes, hours)
+
+
+def problem_size(nodes, hours):
+    return nodes * hours
+
+
+def build_capacity_expansion(system):
+    x = cp.Variable(problem_size(*system), nonneg=True)
+    return cp.Problem(cp.Minimize(cp.sum(x) + 1)), {"x": x}
+"""
+
+
+def test_energy_suite_against_a_stub_model(tmp_path: Path) -> None:
+    stub = tmp_path / "energy_stub.py"
+    stub.write_text(STUB_ENERGY)
+    suite = energy.suite(["4x48", "2x3"], example=stub)
+    assert [(c.name, c.size) for c in suite.cases] == [("2x3", 6), ("4x48", 192)]
+    assert suite.ladder and suite.reference_solver.solver == "HIGHS"
+    assert suite.cases[0].build().size_metrics.num_scalar_variables == 6
+    # The default ladder aims at 1e3 ... 1e6 variables: nodes * hours here.
+    assert energy.default_sizes(stub) == ["4x240", "8x1248", "16x6240", "32x8760"]
+    with pytest.raises(ValueError, match="NODESxHOURS"):
+        energy.parse_size("8by168")
+
+
+# ------------------------------------------------------------------------- cuPDLPx
+
+
+class FakeCupdlpxModel:
+    """``cupdlpx.Model`` on top of SciPy's HiGHS, for the interface's data mapping."""
+
+    def __init__(self, **data: object) -> None:
+        self.data = data
+
+    def setParams(self, **params: object) -> None:  # noqa: N802  (cuPDLPx's name)
+        self.params = params
+
+    def optimize(self) -> None:
+        from scipy.optimize import linprog
+
+        d = self.data
+        A, l, u = d["constraint_matrix"], d["constraint_lower_bound"], d["constraint_upper_bound"]
+        eq, up = l == u, np.isfinite(l) & (l != u)
+        result = linprog(
+            d["objective_vector"],
+            A_ub=-A[up],
+            b_ub=-l[up],
+            A_eq=A[eq],
+            b_eq=l[eq],
+            bounds=list(zip(d["variable_lower_bound"], d["variable_upper_bound"], strict=True)),
+        )
+        self.Status, self.X, self.IterCount, self.Runtime = 0, result.x, result.nit, 0.0
+        self.ObjVal = result.fun + d["objective_constant"]
+        self.Pi = np.zeros(A.shape[0])
+
+
+def test_cupdlpx_interface_maps_the_lp(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cupdlpx", types.SimpleNamespace(Model=FakeCupdlpxModel))
+    x = cp.Variable(3, bounds=[-1.0, 3.0])  # passed to cuPDLPx as variable bounds
+    constraints = [x[0] + x[1] == 2, x[0] - x[2] <= 1]
+    prob = cp.Problem(cp.Minimize(x[0] - x[1] + x[2] + 6), constraints)
+    prob.solve(solver=CuPdlpx(), TimeLimit=1.0)
+    expected = prob.value
+    prob.solve(solver="CLARABEL")
+    assert prob.status == cp.OPTIMAL
+    assert math.isclose(expected, prob.value, rel_tol=1e-6) and math.isclose(expected, 1.0)
+
+
+def test_cli_runs_one_zoo_case(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--suite", "zoo", "--cases", "lp", "--solvers", "clarabel", "--out", str(tmp_path)]
+    cli.main([*argv, "--timeout", "30"])
+    assert "| CLARABEL | 1 | 1 | 100.0 |" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "references.json",
+        "zoo.csv",
+        "zoo.md",
+        "zoo_profile.png",
+    ]
