@@ -32,6 +32,7 @@ from tqdm import tqdm
 from compare.references import ReferenceCache, reference_key
 from compare.solve import (
     CRASH,
+    LICENCE_LIMIT,
     OUT_OF_MEMORY,
     SOLVED,
     TIMEOUT,
@@ -42,6 +43,9 @@ from compare.solve import (
 from compare.solvers import NABLAPROX, SOLVERS, SolveSettings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+#: Statuses after which a ladder suite does not try the solver at larger sizes.
+OUT_OF_REACH = (TIMEOUT, OUT_OF_MEMORY, CRASH, LICENCE_LIMIT)
 
 #: Text in a dead child's stderr that means it ran out of memory.
 MEMORY_MARKERS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of memory")
@@ -90,8 +94,9 @@ class Suite:
     solver's own default tolerances), ``solvers`` the default solver set (empty: every
     default solver that applies), ``timeout`` the default time limit; ``notes`` are
     extra report lines; ``ladder`` marks a suite of one model at growing sizes, whose
-    report says at which size each solver stopped being usable (a solver that fails at
-    one size is not run at the larger ones: those are recorded as "skipped" failures).
+    report says at which size each solver stopped being usable (a solver that ran out of
+    time or memory, crashed or was refused by its licence at one size is not run at the
+    larger ones: those are recorded as "skipped" failures).
     """
 
     name: str
@@ -418,14 +423,21 @@ def iter_suite(
             for solver in chosen:
                 bar.set_postfix_str(f"{case.name} {solver}")
                 if solver in failed:
-                    skipped = Outcome("skipped", note="failed at a smaller size")
+                    skipped = Outcome("skipped", note="out of time or memory at a smaller size")
                     record = make_record(suite, case, solver, skipped, reference, config)
                 else:
                     record = run.solve(case, solver, reference)
-                if suite.ladder and not record.success:
+                if suite.ladder and out_of_reach(record, config.timeout):
                     failed.add(solver)
                 yield record
                 bar.update()
+
+
+def out_of_reach(record: Record, timeout: float) -> bool:
+    """Whether a ladder stops trying the solver: killed, out of memory, crashed, refused
+    by its licence, or not done within the time limit (an inaccurate answer in time is
+    no reason to stop)."""
+    return record.status in OUT_OF_REACH or not (record.solve_time < timeout)
 
 
 def run_suite(

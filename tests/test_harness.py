@@ -27,6 +27,7 @@ from compare.harness import (
     RunConfig,
     Suite,
     _dead_child_outcome,
+    out_of_reach,
     run_suite,
 )
 from compare.references import ReferenceCache, reference_key
@@ -251,7 +252,27 @@ def test_ladder_line_names_the_first_failing_size() -> None:
     assert "SCS: usable at every size" in second
 
 
+def test_ladder_stops_only_when_out_of_time_or_memory() -> None:
+    inaccurate = _record("2x24", "NABLAPROX", 1.0, False)
+    inaccurate.status = cp.OPTIMAL  # an answer in time, judged inaccurate
+    assert not out_of_reach(inaccurate, timeout=60.0)
+    assert out_of_reach(_record("2x24", "SCS", 1.0, False), timeout=60.0)  # killed
+    assert out_of_reach(_record("2x24", "SCS", 61.0, True), timeout=60.0)  # too slow
+
+
 # ---------------------------------------------------------------- suites and options
+
+
+def test_default_accuracy_passes_no_tolerances() -> None:
+    defaults = SolveSettings(eps_abs=None, eps_rel=None, time_limit=10.0)
+    assert solver_options("NABLAPROX", defaults) == {"time_limit": 10.0, "device": "cpu"}
+    assert solver_options("CLARABEL", defaults) == {"time_limit": 10.0}
+    assert solver_options("ECOS", defaults) == {}
+    assert solver_options("HIGHS_IPM", defaults) == {
+        "time_limit": 10.0,
+        "highs_options": {"solver": "ipm"},
+    }
+    assert solver_options("HIGHS_SIMPLEX", defaults)["highs_options"] == {"solver": "simplex"}
 
 
 def test_select_takes_cases_and_a_subset_per_group() -> None:
