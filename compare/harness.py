@@ -149,7 +149,8 @@ class RunConfig:
     success tolerance on relative objective error and relative constraint violation
     (default ``max(eps_abs, eps_rel, 1e-4)``). A child is killed after
     ``timeout * kill_factor + kill_grace`` seconds (the solver's own limit is
-    ``timeout``); reference solves get ``reference_timeout``. ``repeats`` solves of a
+    ``timeout``); reference solves get ``reference_factor`` times the time limit (a case
+    whose reference cannot be computed in that time has none). ``repeats`` solves of a
     case keep the fastest (see ``SolveTask``).
     """
 
@@ -163,7 +164,7 @@ class RunConfig:
     out: Path = RESULTS_DIR
     kill_factor: float = 1.5
     kill_grace: float = 15.0
-    reference_timeout: float = 3600.0
+    reference_factor: float = 2.0
 
     @property
     def tolerance(self) -> float:
@@ -368,7 +369,7 @@ class _SuiteRun:
         task = SolveTask(
             case.build, case.problem_class, ref.solver, self.config.settings, options=ref.options
         )
-        outcome = self._run(task, self.config.reference_timeout)
+        outcome = self._run(task, self.config.reference_factor * self.config.hard_limit)
         if outcome.status not in SOLVED:
             tqdm.write(f"{case.name}: reference solve {outcome.status} {outcome.note}")
             return math.nan
