@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.ir import ProxProgram
+from cvxprox.jit import csc_arrays
 from cvxprox.jit.equilibrate import MAX_SCALE as _MAX_SCALE
 from cvxprox.jit.equilibrate import MIN_SCALE as _MIN_SCALE
 from cvxprox.jit.equilibrate import ruiz_passes
@@ -66,15 +67,7 @@ class RuizScaling:
         D = np.ones(n)
         E = np.ones(m)
 
-        no_p = (np.zeros(0, dtype=A.indptr.dtype), A.indices[:0], A.data[:0])
-        ruiz_passes(
-            (A.indptr, A.indices, A.data),
-            no_p if P is None else (P.indptr, P.indices, P.data),
-            self._block_sizes,
-            iters,
-            D,
-            E,
-        )
+        ruiz_passes(csc_arrays(A), csc_arrays(P), self._block_sizes, iters, D, E)
         if pock_chambolle and m:
             col = A.col_sum() if P is None else A.col_sum() + P.col_sum()
             d = _safe_inverse_sqrt(col)

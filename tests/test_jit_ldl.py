@@ -5,6 +5,7 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from cvxprox.jit import csc_arrays
 from cvxprox.jit.ldl import LDLFactor, kkt_upper
 
 
@@ -45,11 +46,7 @@ def test_kkt_upper_is_the_upper_triangle_of_the_kkt_matrix(with_p: bool) -> None
     rho = rng.uniform(0.1, 2.0, m)
     At = sp.csc_array(A.T)
     At.sort_indices()
-    empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
-    p_arrays = empty if P is None else (P.indptr, P.indices, P.data)
-    indptr, indices, data, diag_pos = kkt_upper(
-        n, p_arrays, (At.indptr, At.indices, At.data), sigma, rho
-    )
+    indptr, indices, data, diag_pos = kkt_upper(n, csc_arrays(P), csc_arrays(At), sigma, rho)
     K = sp.csc_array((data, indices, indptr), shape=(n + m, n + m))
     top_left = sigma * sp.eye_array(n) + (P if P is not None else sp.csc_array((n, n)))
     full = sp.block_array([[top_left, A.T], [A, -sp.diags_array(1.0 / rho)]]).toarray()

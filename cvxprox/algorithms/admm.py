@@ -39,6 +39,7 @@ from cvxprox.algorithms.base import (
 )
 from cvxprox.algorithms.polish import PolishSchedule
 from cvxprox.cones import ProductCone, ZeroCone
+from cvxprox.jit import csc_arrays
 from cvxprox.jit.admm import G_ACCEPTED, PENDING, REJECTED, admm_iterations
 from cvxprox.jit.cones import cone_layout
 from cvxprox.jit.ldl import LDLFactor, kkt_upper
@@ -315,10 +316,8 @@ class _KKTSystem:
     def __init__(
         self, P: sp.csc_array | None, At: sp.csc_array, sigma: float, rho: np.ndarray
     ) -> None:
-        no_p = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
-        p_arrays = no_p if P is None else (P.indptr, P.indices, P.data)
         indptr, indices, data, self._diag_pos = kkt_upper(
-            At.shape[0], p_arrays, (At.indptr, At.indices, At.data), sigma, rho
+            At.shape[0], csc_arrays(P), csc_arrays(At), sigma, rho
         )
         dim = indptr.shape[0] - 1
         self._K = sp.csc_array((data, indices, indptr), shape=(dim, dim))

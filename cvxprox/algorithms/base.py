@@ -25,6 +25,7 @@ import cvxpy.settings as s
 import numpy as np
 
 from cvxprox.ir import ProxProgram
+from cvxprox.jit import csc_arrays
 from cvxprox.jit.cones import cone_layout, project
 from cvxprox.jit.residuals import kkt_norms
 
@@ -168,13 +169,7 @@ class KKTChecker:
         # The certificate tests project onto K on every check: compiled, with their own
         # warm starts (separate from the iteration's).
         self._layout = cone_layout(program.cone)
-        A, P = program.A, program.P
-        self._A = (A.indptr, A.indices, A.data)
-        self._P = (
-            (A.indptr[:0], A.indices[:0], A.data[:0])
-            if P is None
-            else (P.indptr, P.indices, P.data)
-        )
+        self._A, self._P = csc_arrays(program.A), csc_arrays(program.P)
 
     def project(self, v: np.ndarray) -> np.ndarray:
         """Pi_K(v) for the program's cone (a new float64 array)."""

@@ -7,3 +7,18 @@ arrays. Each has a NumPy reference elsewhere in cvxprox (``cvxprox.cones`` for t
 projections) that the tests compare it against. Compiled code is cached on disk
 (``cache=True``), so only the first solve after installation pays the compilation.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def csc_arrays(M: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(indptr, indices, data)`` of a CSC matrix, the form the kernels take (the arrays
+    themselves, not copies); for ``None``, empty arrays, which the kernels read as "no
+    matrix" (an indptr shorter than the number of columns plus one)."""
+    if M is None:
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32), np.zeros(0)
+    return M.indptr, M.indices, M.data
