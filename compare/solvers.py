@@ -13,6 +13,7 @@ import importlib
 import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 #: Problem classes, from the simplest cone to the richest.
@@ -72,7 +73,7 @@ def _clarabel(s: SolveSettings) -> dict[str, Any]:
     return options
 
 
-def _highs_options(s: SolveSettings, method: str | None = None) -> dict[str, Any]:
+def _highs(s: SolveSettings, method: str | None = None) -> dict[str, Any]:
     options: dict[str, Any] = {"time_limit": s.time_limit}
     if method is not None:  # HiGHS's own option "solver" (the name clashes with CVXPY's)
         options["highs_options"] = {"solver": method}
@@ -82,18 +83,6 @@ def _highs_options(s: SolveSettings, method: str | None = None) -> dict[str, Any
     if s.eps_rel > 0:  # a relative gap; HiGHS takes no 0, so eps_rel = 0 keeps its default
         options["ipm_optimality_tolerance"] = s.eps_rel
     return options
-
-
-def _highs(s: SolveSettings) -> dict[str, Any]:
-    return _highs_options(s)
-
-
-def _highs_ipm(s: SolveSettings) -> dict[str, Any]:
-    return _highs_options(s, "ipm")
-
-
-def _highs_simplex(s: SolveSettings) -> dict[str, Any]:
-    return _highs_options(s, "simplex")
 
 
 def _gurobi(s: SolveSettings) -> dict[str, Any]:
@@ -200,7 +189,7 @@ SOLVERS: dict[str, SolverSpec] = {
         SolverSpec(
             "HIGHS_IPM",
             _LP_QP,
-            _highs_ipm,
+            partial(_highs, method="ipm"),
             "highspy",
             "as HIGHS, with HiGHS's interior-point method",
             cvxpy_name="HIGHS",
@@ -209,7 +198,7 @@ SOLVERS: dict[str, SolverSpec] = {
         SolverSpec(
             "HIGHS_SIMPLEX",
             _LP_QP,
-            _highs_simplex,
+            partial(_highs, method="simplex"),
             "highspy",
             "as HIGHS, with HiGHS's simplex method",
             cvxpy_name="HIGHS",
