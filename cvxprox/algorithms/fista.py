@@ -1,0 +1,347 @@
+"""Accelerated proximal gradient (FISTA) for smooth-plus-one-prox StructuredPrograms.
+
+The program (``cvxprox.ir.StructuredProgram``, x in R^n)
+
+    minimize  h(x) + G(x),   h(x) = c'x + sum_{i in S} f_i(A_i x - b_i),   G(x) = g(P x - b_g),
+
+where every f_i (i in S) is smooth (SumSquares, Huber, Logistic) and at most one term g is
+not, with an operator P that is the identity or a permutation of x. Then
+
+    grad h(x) = c + sum_i A_i' grad f_i(A_i x - b_i),    L_h <= sum_i L_i ||A_i||^2,
+
+and, P being orthogonal, prox_{t G}(v) = P'(prox_{t g}(P v - b_g) + b_g).
+
+Iteration (FISTA with full backtracking, Scheinberg, Goldfarb & Bai 2014): from x_k,
+x_{k-1}, t_k and the accepted constant L_k, try L = d L_k (d = ``_DECREASE`` < 1: the
+constant may decrease after every step) and
+
+    theta   = L / L_k,    t_{k+1} = (1 + sqrt(1 + 4 theta t_k^2)) / 2
+    y       = x_k + (t_k - 1) / t_{k+1} (x_k - x_{k-1})
+    x_{k+1} = prox_{G/L}(y - grad h(y) / L),
+
+multiplying L by ``_BACKTRACK`` until the descent test
+
+    F(x_{k+1}) - F(y) - grad F(y)'(x_{k+1} - y) <= L/2 ||x_{k+1} - y||^2,   F = h - c'x,
+
+holds (the left side is a Bregman distance of the smooth terms, computed from the
+products A_i x; near the solution, where it is lost in round-off, the test compares
+gradients instead, see ``_descent``). The first L is sum_i L_i ||A_i||^2 (from the
+functions' ``lipschitz()`` and the operators' ``norm_bound()``), an upper bound; a test
+that never passes (NaN data) stops backtracking after ``_MAX_BACKTRACKS`` doublings.
+Adaptive restart (O'Donoghue & Candes 2015, gradient scheme): when the gradient mapping
+y - x_{k+1} makes a positive inner product with x_{k+1} - x_k, the momentum is reset
+(t_{k+1} = 1).
+
+Optimality at x = x_{k+1}: each smooth term has z_i = A_i x - b_i and y_i = grad f_i(z_i);
+the prox term has z_g = prox_{g/L}(w), w = P v - b_g with v = y - grad h(y) / L, and
+y_g = L (w - z_g), in dg(z_g), so P'y_g = L (v - x_{k+1}). The primal residual is zero
+and the dual residual c + sum_i A_i'y_i = grad h(x_{k+1}) - grad h(y) + L (y - x_{k+1})
+is the gradient-mapping optimality measure; both are tested by ``StructuredChecker``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import cvxpy.settings as s
+import numpy as np
+
+from cvxprox.algorithms.base import Algorithm, BestIterate, IterationLog, SolveResult
+from cvxprox.algorithms.structured import StructuredChecker, TermLayout, structured_result
+from cvxprox.ir import OperatorTerm, StructuredProgram
+from cvxprox.linops import Gather, Identity
+
+# The trial constant after an accepted step is _DECREASE L; a failed test multiplies it
+# by _BACKTRACK.
+_DECREASE = 0.9
+_BACKTRACK = 2.0
+_MAX_BACKTRACKS = 100
+# The descent test compares function values while L/2 ||dx||^2 exceeds _RELIABLE times
+# their round-off error, and gradients below (see _descent).
+_RELIABLE = 100.0
+_EPS = float(np.finfo(np.float64).eps)
+# The constant is kept above _L_FLOOR times its first value.
+_L_FLOOR = 1e-12
+
+
+class TermGroup:
+    """Some of a program's terms, stacked: rows, constants, products, values, gradients.
+
+    Parameters
+    ----------
+    terms : list of (int, OperatorTerm)
+        The terms with their positions in the program.
+    n : int
+        Number of variables.
+    """
+
+    def __init__(self, terms: list[tuple[int, OperatorTerm]], n: int) -> None:
+        self.positions = [k for k, _ in terms]
+        self.terms = [t for _, t in terms]
+        self.n = n
+        self.slices: list[slice] = []
+        start = 0
+        for term in self.terms:
+            self.slices.append(slice(start, start + term.size))
+            start += term.size
+        self.m = start
+        self.b = np.concatenate([t.b for t in self.terms]) if self.terms else np.zeros(0)
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        """The stacked products A_i x, shape (m,)."""
+        if not self.terms:
+            return np.zeros(0)
+        return np.concatenate([t.op.matvec(x) for t in self.terms])
+
+    def rmatvec(self, y: np.ndarray) -> np.ndarray:
+        """sum_i A_i' y_i, shape (n,)."""
+        out = np.zeros(self.n)
+        for term, rows in zip(self.terms, self.slices, strict=True):
+            out += term.op.rmatvec(y[rows])
+        return out
+
+    def value(self, z: np.ndarray) -> float:
+        """sum_i f_i(z_i)."""
+        return float(sum(t.function(z[r]) for t, r in zip(self.terms, self.slices, strict=True)))
+
+    def gradient(self, z: np.ndarray) -> np.ndarray:
+        """The stacked gradients grad f_i(z_i) (smooth terms only), shape (m,)."""
+        if not self.terms:
+            return np.zeros(0)
+        return np.concatenate(
+            [t.function.grad(z[r]) for t, r in zip(self.terms, self.slices, strict=True)]
+        )
+
+    def lipschitz(self) -> float:
+        """sum_i L_i ||A_i||^2, a Lipschitz constant of the gradient of the map
+        x -> sum_i f_i(A_i x - b_i)."""
+        return float(sum(t.function.lipschitz() * t.op.norm_bound() ** 2 for t in self.terms))
+
+
+class PermutedTerm:
+    """A term g(P x - b) whose operator P is the identity or a permutation of x.
+
+    Its prox in x is prox_{t g(P . - b)}(v) = P'(prox_{t g}(P v - b) + b), because P is
+    orthogonal.
+
+    Parameters
+    ----------
+    term : OperatorTerm
+        A term for which ``accepts`` holds.
+    position : int
+        Its position in the program.
+    """
+
+    def __init__(self, term: OperatorTerm, position: int) -> None:
+        self.term = term
+        self.position = position
+
+    @staticmethod
+    def accepts(term: OperatorTerm, n: int) -> bool:
+        """Whether the operator is ``Identity(n)`` or a ``Gather`` of a permutation of range(n)."""
+        op = term.op
+        if op.shape != (n, n):
+            return False
+        if isinstance(op, Identity):
+            return True
+        if isinstance(op, Gather):
+            index = np.asarray(op.index)
+            return bool(np.array_equal(np.sort(index), np.arange(n)))
+        return False
+
+    def prox(self, v: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x+, z, y): x+ = prox_{t g(P . - b)}(v), z = P x+ - b = prox_{t g}(w) with
+        w = P v - b, and y = (w - z) / t, which lies in dg(z)."""
+        term = self.term
+        w = term.op.matvec(v) - term.b
+        z = term.function.prox(w, t)
+        return term.op.rmatvec(z + term.b), z, (w - z) / t
+
+
+class FISTA(Algorithm):
+    """FISTA with backtracking and adaptive restart (module docstring).
+
+    Parameters
+    ----------
+    program : StructuredProgram
+        A program for which ``FISTA.applies`` holds.
+    options : SolverOptions
+    warm_start : dict, optional
+        ``x`` (n,) of an earlier solve and, optionally, its final ``lipschitz`` constant.
+    """
+
+    name = "fista"
+
+    @staticmethod
+    def applies(program: StructuredProgram) -> tuple[bool, str]:
+        """Whether FISTA can solve the program, and why (or why not)."""
+        if not program.terms:
+            return False, "the program has no terms (its objective is linear)"
+        nonsmooth = [t for t in program.terms if not t.function.smooth]
+        if len(nonsmooth) > 1:
+            names = ", ".join(f"{t.function.describe()} ({t.label})" for t in nonsmooth)
+            return False, f"{len(nonsmooth)} nonsmooth terms, FISTA takes at most one: {names}"
+        if not nonsmooth:
+            return True, "every term is smooth"
+        term = nonsmooth[0]
+        kind = "constraint" if term.function.is_indicator else "nonsmooth term"
+        if not PermutedTerm.accepts(term, program.n):
+            return False, (
+                f"the {kind} {term.function.describe()} ({term.label}) acts through "
+                f"{term.op.describe()}, not the identity or a permutation of x"
+            )
+        return True, f"smooth terms plus the prox of one {kind} ({term.function.describe()})"
+
+    def solve(self, reason: str = "") -> SolveResult:
+        """Run the method; ``reason`` (why FISTA was chosen) goes into the verbose header."""
+        t0 = time.perf_counter()
+        prog, opts = self.program, self.opts
+        ok, why = self.applies(prog)
+        if not ok:
+            raise ValueError(f"FISTA does not apply: {why}")
+        layout = TermLayout(prog)
+        checker = StructuredChecker(layout, opts)
+        smooth = TermGroup([(k, t) for k, t in enumerate(prog.terms) if t.function.smooth], prog.n)
+        prox = next(
+            (PermutedTerm(t, k) for k, t in enumerate(prog.terms) if not t.function.smooth), None
+        )
+        L0 = smooth.lipschitz()
+        L_min = _L_FLOOR * (L0 if L0 > 0 else 1.0)
+        L = L0 if L0 > 0 else 1.0
+        x = np.zeros(prog.n)
+        warm = self.warm_start or {}
+        if np.shape(warm.get("x")) == (prog.n,):
+            x = np.array(warm["x"], dtype=np.float64)
+            L = max(float(warm.get("lipschitz", L)), L_min)
+        Ax = smooth.matvec(x)
+        x_prev, Ax_prev = x, Ax
+        t = 1.0
+        setup_time = time.perf_counter() - t0
+
+        log = IterationLog(opts.verbose)
+        log.header(
+            prog,
+            "FISTA",
+            reason,
+            [
+                f"smooth terms: {len(smooth.terms)}, prox term: "
+                + (prox.term.function.describe() if prox else "none"),
+                f"L <= sum L_i ||A_i||^2 = {L0:.3e}, first step 1/L = {1.0 / L:.3e}; "
+                f"backtracking x{_BACKTRACK:g}, decrease x{_DECREASE:g} per step",
+                "adaptive restart (gradient scheme, O'Donoghue-Candes)",
+                f"eps_abs={opts.eps_abs:.1e} eps_rel={opts.eps_rel:.1e} "
+                f"max_iters={opts.max_iters} time_limit={opts.time_limit}",
+            ],
+        )
+
+        best = BestIterate()
+        status = None
+        err = point = None
+        z_g = y_g = None
+        restarts = backtracks = logged = it = 0
+        for it in range(1, opts.max_iters + 1):
+            L_try = max(_DECREASE * L, L_min)
+            for trial in range(_MAX_BACKTRACKS):
+                if trial:
+                    L_try *= _BACKTRACK
+                    backtracks += 1
+                t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * (L_try / L) * t * t))
+                beta = (t - 1.0) / t_next
+                y = x + beta * (x - x_prev)
+                Ay = Ax + beta * (Ax - Ax_prev)
+                f_y = smooth.value(Ay - smooth.b)
+                g_y = smooth.gradient(Ay - smooth.b)
+                v = y - (prog.c + smooth.rmatvec(g_y)) / L_try
+                if prox is None:
+                    x_new = v
+                else:
+                    x_new, z_g, y_g = prox.prox(v, 1.0 / L_try)
+                Ax_new = smooth.matvec(x_new)
+                if _descent(smooth, L_try, (x_new - y, Ax_new - Ay), (Ax_new, f_y, g_y)):
+                    break
+            if float((y - x_new) @ (x_new - x)) > 0.0:
+                t_next = 1.0
+                restarts += 1
+            x_prev, Ax_prev, x, Ax = x, Ax, x_new, Ax_new
+            t, L = t_next, L_try
+
+            if it % opts.check_every == 0 or it == opts.max_iters:
+                point, Ax_full, Aty = self._point(layout, smooth, prox, x, Ax, z_g, y_g)
+                err = checker.evaluate(*point, Ax=Ax_full, Aty=Aty)
+                best.offer(err, *point)
+                if err.converged:
+                    status = s.OPTIMAL
+                    break
+                if it % (opts.check_every * 10) == 0:
+                    log.row(it, err, 1.0 / L)
+                    logged = it
+                if time.perf_counter() - t0 > opts.time_limit:
+                    break
+
+        if err is not None and logged != it:
+            log.row(it, err, 1.0 / L)
+        if status is None:
+            status, point, err = s.OPTIMAL_INACCURATE, best.point, best.kkt
+        solve_time = time.perf_counter() - t0
+        info = {"restarts": restarts, "backtracks": backtracks, "step": 1.0 / L, "lipschitz": L}
+        result = structured_result(
+            status, point, err, (self.name, it, solve_time, setup_time), info
+        )
+        result.info["warm_start"]["lipschitz"] = L
+        log.footer(result)
+        return result
+
+    @staticmethod
+    def _point(
+        layout: TermLayout,
+        smooth: TermGroup,
+        prox: PermutedTerm | None,
+        x: np.ndarray,
+        Ax: np.ndarray,
+        z_g: np.ndarray | None,
+        y_g: np.ndarray | None,
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
+        """((x, z, y), A x, A'y) stacked in term order (module docstring)."""
+        z, y, Ax_full = np.zeros(layout.m), np.zeros(layout.m), np.zeros(layout.m)
+        z_s = Ax - smooth.b
+        y_s = smooth.gradient(z_s)
+        Aty = smooth.rmatvec(y_s)
+        for k, rows in zip(smooth.positions, smooth.slices, strict=True):
+            z[layout.slices[k]], y[layout.slices[k]] = z_s[rows], y_s[rows]
+            Ax_full[layout.slices[k]] = Ax[rows]
+        if prox is not None:
+            rows = layout.slices[prox.position]
+            z[rows], y[rows] = z_g, y_g
+            Ax_full[rows] = prox.term.op.matvec(x)
+            Aty += prox.term.op.rmatvec(y_g)
+        return (x, z, y), Ax_full, Aty
+
+
+def _descent(
+    smooth: TermGroup,
+    L: float,
+    move: tuple[np.ndarray, np.ndarray],
+    at_y: tuple[np.ndarray, float, np.ndarray],
+) -> bool:
+    """Whether the step passes the descent test with constant L.
+
+    ``move`` = (dx, A dx) = (x+ - y, A x+ - A y) and ``at_y`` = (A x+, F(y), grad f(A y - b))
+    for the smooth terms F(x) = sum_i f_i(A_i x - b_i). The test is
+
+        F(x+) - F(y) - grad F(y)'dx <= L/2 ||dx||^2,
+
+    with grad F(y)'dx = grad f(A y - b)'(A dx). Near the solution the left side is the
+    difference of nearly equal values; once L/2 ||dx||^2 falls below ``_RELIABLE`` times
+    its round-off error the test becomes (grad F(x+) - grad F(y))'dx <= L/2 ||dx||^2, which
+    implies the first for convex F (as in TFOCS's backtracking, Becker, Candes & Grant 2011).
+    """
+    dx, Adx = move
+    Ax_new, f_y, g_y = at_y
+    bound = 0.5 * L * float(dx @ dx)
+    linear = float(g_y @ Adx)
+    f_new = smooth.value(Ax_new - smooth.b)
+    if bound > _RELIABLE * _EPS * (abs(f_new) + abs(f_y) + abs(linear)):
+        return f_new - f_y - linear <= bound
+    g_new = smooth.gradient(Ax_new - smooth.b)
+    return float((g_new - g_y) @ Adx) <= bound

@@ -1,0 +1,141 @@
+"""What the algorithms for StructuredPrograms share: stacked products, residuals, results.
+
+A StructuredProgram (``cvxprox.ir``) is ``minimize c'x + sum_i f_i(A_i x - b_i)``. Its
+iterates are x (n,), and z, y (m,) stacked over the terms in order (term i owns the rows
+``layout.slices[i]``). The optimality conditions are
+
+    primal:  A x - b - z = 0
+    dual:    c + A'y = 0,        y_i in df_i(z_i),
+
+and the algorithms keep the last condition exactly (y_i comes out of a proximal step at
+z_i), so they stop, like OSQP, when
+
+    ||A x - b - z||_inf <= eps_abs + eps_rel max(||A x||_inf, ||z||_inf, ||b||_inf)
+    ||c + A'y||_inf     <= eps_abs + eps_rel max(||A'y||_inf, ||c||_inf).
+
+No duality gap is tested (it would need every f_i's conjugate): ``KKTError.gap`` is 0
+with an infinite tolerance.
+"""
+
+from __future__ import annotations
+
+import cvxpy.settings as s
+import numpy as np
+
+from cvxprox.algorithms.base import KKTError, SolveResult
+from cvxprox.ir import StructuredProgram
+from cvxprox.options import SolverOptions
+
+
+class TermLayout:
+    """Row slices of the stacked vectors z, y (one per term), and the stacked products.
+
+    Parameters
+    ----------
+    program : StructuredProgram
+    """
+
+    def __init__(self, program: StructuredProgram) -> None:
+        self.program = program
+        self.slices: list[slice] = []
+        start = 0
+        for term in program.terms:
+            self.slices.append(slice(start, start + term.size))
+            start += term.size
+        self.m = start
+        self.b = np.concatenate([t.b for t in program.terms]) if program.terms else np.zeros(0)
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        """A x for the stacked operator, shape (m,)."""
+        if not self.program.terms:
+            return np.zeros(0)
+        return np.concatenate([t.op.matvec(x) for t in self.program.terms])
+
+    def rmatvec(self, y: np.ndarray) -> np.ndarray:
+        """A'y = sum_i A_i' y_i, shape (n,)."""
+        out = np.zeros(self.program.n)
+        for term, rows in zip(self.program.terms, self.slices, strict=True):
+            out += term.op.rmatvec(y[rows])
+        return out
+
+    def split(self, v: np.ndarray) -> list[np.ndarray]:
+        """The per-term blocks of a stacked vector (views)."""
+        return [v[rows] for rows in self.slices]
+
+
+class StructuredChecker:
+    """KKT errors of StructuredProgram iterates (see the module docstring).
+
+    Parameters
+    ----------
+    layout : TermLayout
+    options : SolverOptions
+    """
+
+    def __init__(self, layout: TermLayout, options: SolverOptions) -> None:
+        self.layout = layout
+        self.opts = options
+        self._b_norm = _inf_norm(layout.b)
+        self._c_norm = _inf_norm(layout.program.c)
+
+    def evaluate(
+        self,
+        x: np.ndarray,
+        z: np.ndarray,
+        y: np.ndarray,
+        Ax: np.ndarray | None = None,
+        Aty: np.ndarray | None = None,
+    ) -> KKTError:
+        """KKT error at (x, z, y); pass the products A x and A'y when already computed."""
+        layout, program = self.layout, self.layout.program
+        Ax = layout.matvec(x) if Ax is None else Ax
+        Aty = layout.rmatvec(y) if Aty is None else Aty
+        eps_abs, eps_rel = self.opts.eps_abs, self.opts.eps_rel
+        pobj = self.objective(x, Ax)
+        return KKTError(
+            primal=_inf_norm(Ax - layout.b - z),
+            dual=_inf_norm(program.c + Aty),
+            gap=0.0,
+            primal_tol=eps_abs + eps_rel * max(_inf_norm(Ax), _inf_norm(z), self._b_norm),
+            dual_tol=eps_abs + eps_rel * max(_inf_norm(Aty), self._c_norm),
+            gap_tol=np.inf,
+            primal_objective=pobj,
+            dual_objective=np.nan,
+        )
+
+    def objective(self, x: np.ndarray, Ax: np.ndarray) -> float:
+        """c'x + offset + sum of the non-indicator f_i(A_i x - b_i) (indicators count 0).
+
+        Indicators hold only up to the primal tolerance at an approximate solution, so
+        they are left out: the value is the objective the user's expression has at x.
+        """
+        program, layout = self.layout.program, self.layout
+        value = float(program.c @ x) + program.offset
+        for term, rows in zip(program.terms, layout.slices, strict=True):
+            if not term.function.is_indicator:
+                value += term.function(Ax[rows] - term.b)
+        return value
+
+
+def structured_result(
+    status: str,
+    point: tuple[np.ndarray, np.ndarray, np.ndarray],
+    kkt: KKTError,
+    timing: tuple[str, int, float, float],
+    info: dict,
+) -> SolveResult:
+    """The SolveResult of a structured solve; ``timing`` = (algorithm, iterations, solve, setup).
+
+    ``status`` is optimal or optimal_inaccurate (a limit was reached: ``point`` is then
+    the best iterate seen). The point is kept for ``warm_start``.
+    """
+    name, iterations, solve_time, setup_time = timing
+    x, z, y = point
+    result = SolveResult(status, x, z, y, name, iterations, solve_time, setup_time, kkt, info)
+    if status in (s.OPTIMAL, s.OPTIMAL_INACCURATE):
+        result.info["warm_start"] = {"x": x, "z": z, "y": y}
+    return result
+
+
+def _inf_norm(v: np.ndarray) -> float:
+    return float(np.max(np.abs(v))) if v.size else 0.0
