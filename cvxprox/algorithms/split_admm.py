@@ -1,0 +1,649 @@
+"""ADMM and half-quadratic splitting (HQS) for StructuredPrograms.
+
+The program (``cvxprox.ir.StructuredProgram``, x in R^n) is
+
+    minimize  c'x + sum_k f_k(A_k x - b_k).
+
+Terms whose function is SumSquares, f_q(v) = sum_j w_qj v_j^2 (q in Q), are absorbed into
+the x-update exactly; every other term i in S is split by z_i = A_i x - b_i, with its own
+penalty rho_i and scaled dual u_i. One iteration of over-relaxed ADMM (Boyd et al. 2011,
+section 3.4.3) with relaxation alpha is
+
+    x+   = argmin_x c'x + sum_Q f_q(A_q x - b_q) + sum_S rho_i/2 ||A_i x - b_i - z_i + u_i||^2
+           (+ sigma/2 ||x - x_k||^2),  that is  H x+ = r  with
+           H = sum_Q 2 A_q' W_q A_q + sum_S rho_i A_i'A_i + sigma I,
+           r = -c + sum_Q 2 A_q' W_q b_q + sum_S rho_i A_i'(b_i + z_i - u_i) + sigma x_k,
+    v_i  = alpha (A_i x+ - b_i) + (1 - alpha) z_i + u_i
+    z_i+ = prox_{f_i / rho_i}(v_i)
+    u_i+ = v_i - z_i+,
+
+with H solved by the solver ``cvxprox.algorithms.xupdate.make_xupdate`` picks (exact Gram,
+Woodbury, dense or sparse Cholesky, or conjugate gradients). The duals are
+y_i = rho_i u_i+, which lies in df_i(z_i+) by the optimality condition of the prox, and
+for an absorbed term z_q = A_q x - b_q and y_q = grad f_q(z_q) = 2 W_q z_q. The
+StructuredChecker (``cvxprox.algorithms.structured``) tests these stacked in the program's
+term order. From the x-update's optimality condition (sigma = 0) the dual residual is
+
+    c + A'y+ = -sum_S s_i,    s_i = rho_i A_i'((z_i+ - z_i) + (1 - alpha)(A_i x+ - b_i - z_i)).
+
+Penalties start at rho_i = 10 rho kappa / ||A_i||^2, with ``rho`` the option (0.1 by
+default, tuned for the equilibrated cone programs; the factor 10 makes the default start
+at rho_i = kappa / ||A_i||^2), ||A_i|| the operator's norm (``xupdate.norm_estimate``) and
+kappa = sum_Q 2 max(w_q) ||A_q||^2 the curvature of the absorbed terms (1 without them).
+The start follows a rescaling of a term (A_i -> s A_i and f_i(v) -> f_i(v / s) give
+rho_i -> rho_i / s^2, the same iterates). The penalties are adapted by residual balancing
+(OSQP; Boyd et al. 2011, section 3.4.1) term by term, with relative residuals
+
+    rho_i <- rho_i sqrt(p_i / d_i),
+    p_i = ||A_i x - b_i - z_i|| / max(||A_i x||, ||z_i||, ||b_i||, e),
+    d_i = ||s_i|| / max(||c||, max_k ||A_k'y_k||, e),       e = eps_abs / eps_rel,
+
+(the scales have the floor e of the stopping test's tolerances eps_abs + eps_rel scale:
+without it a cold start, where y is still near 0, makes d_i large, and the penalty then
+shrinks and keeps y small), every ``_ADAPT_EVERY`` iterations at most, and only once the
+iterations since the last change took five times the refactorization's time, when some
+ratio sqrt(p_i / d_i) leaves [1/3, 3]; u_i is rescaled by rho_old / rho_new.
+
+The proximal term sigma > 0 is added only when H would be singular: a variable that
+appears in no term (with c nonzero there the problem is unbounded, which is reported with
+the direction -c restricted to those variables) or a factorization that meets a zero pivot.
+
+Infeasibility: when the indicator terms (Zero, Nonneg, Box, Simplex and the norm balls)
+cannot hold together, the successive differences dy of the duals converge to a Farkas
+certificate (Banjac et al. 2019): with sigma_C the support function of term i's set,
+
+    sum_i A_i' dy_i = 0,    sum_i sigma_{C_i}(dy_i) + b_i'dy_i < 0
+
+over the indicator terms proves that no x has A_i x - b_i in C_i for all of them (for
+such an x, sum_i dy_i'(A_i x - b_i) is at most sum_i sigma_{C_i}(dy_i) and equals
+-sum_i b_i'dy_i). It is tested every ``_CERTIFICATE_EVERY`` checks and returned
+normalized to sum_i sigma_{C_i}(y_i) + b_i'y_i = -1 (for cones sigma_C = 0 on the polar
+cone, and this is b'y = -1), zero on the other terms. Only the indicator terms take part,
+so no condition on the other terms' dy is needed: their A_i'dy_i would show in A'y.
+
+HQS is a penalty method (Geman & Yang 1995), meant mostly for plug-and-play priors, where
+the prox of f_i is replaced by a denoiser: no duals are carried (u = 0), the z-step comes
+first and the penalty grows geometrically between the z- and x-steps:
+
+    z_i  = prox_{f_i / rho_i}(A_i x - b_i),   y_i = rho_i (A_i x - b_i - z_i)  in df_i(z_i),
+    rho_i <- 1.5 rho_i,                       x = argmin (as above with u = 0).
+
+The sign makes y_i a subgradient: the prox's optimality condition is
+rho_i (v - z_i) in df_i(z_i) at v = A_i x - b_i. The iterate (x, z, y) is tested with the
+same KKT conditions, at every iteration: the primal residual is y_i / rho_i, which the
+growing penalty drives to zero, and the penalty grows only while the primal residual is
+the larger of the two (relative to its tolerance), so that x can catch up at a fixed
+penalty (at a fast-growing penalty the x-step stalls). It starts from a penalty 100 times
+smaller than ADMM's and stops growing at 1e10 times that start. A penalty method reaches
+tight tolerances slowly: it is meant for loose ones (around 1e-3 or 1e-4).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import cvxpy.settings as s
+import numpy as np
+
+from cvxprox.algorithms.base import Algorithm, BestIterate, IterationLog, KKTError, SolveResult
+from cvxprox.algorithms.structured import StructuredChecker, TermLayout, structured_result
+from cvxprox.algorithms.xupdate import (
+    SIGMA_RTOL,
+    NormalOperator,
+    XUpdate,
+    make_xupdate,
+    norm_estimate,
+)
+from cvxprox.ir import StructuredProgram
+from cvxprox.options import SolverOptions
+from cvxprox.prox import (
+    Box,
+    L1Ball,
+    L2Ball,
+    LinfBall,
+    Nonneg,
+    ProxFunction,
+    Simplex,
+    SumSquares,
+    Zero,
+)
+
+# The starting penalties are _RHO_FACTOR rho kappa / ||A_i||^2 (see the module docstring).
+_RHO_FACTOR = 10.0
+# Penalty adaptation: iterations between updates, the factor a balanced penalty must
+# differ by to be applied, the bound on one update's factor, and the range around the
+# starting penalty it keeps to.
+_ADAPT_EVERY = 50
+_ADAPT_TRIGGER = 3.0
+_ADAPT_STEP = 1e3
+_RHO_RANGE = 1e8
+# An adaptation waits until the iterations since the last one took this many times the
+# refactorization's time.
+_ADAPT_TIME_RATIO = 5.0
+# The Farkas test runs on every this many-th check; the radius test compares the
+# certificate with the iterate at this multiple of eps_infeas (as in ``base``).
+_CERTIFICATE_EVERY = 5
+_RADIUS_FACTOR = 100.0
+# Conjugate-gradient tolerance: this fraction of the current normalized KKT error times
+# the dual tolerance, and not below this fraction of the dual tolerance.
+_CG_FRACTION = 0.1
+_CG_FLOOR = 0.01
+# HQS: starting penalty relative to ADMM's, growth per iteration, and the cap on growth.
+_HQS_START = 1e-2
+_HQS_GROWTH = 1.5
+_HQS_MAX_GROWTH = 1e10
+# A probe entry of A'g below this fraction of the largest marks an unused variable.
+_UNUSED_RTOL = 1e-10
+_TINY = 1e-300
+
+
+class SplitSetup:
+    """The terms of a StructuredProgram sorted for the x-update, and what both methods share.
+
+    Parameters
+    ----------
+    program : StructuredProgram
+    options : SolverOptions
+
+    Attributes
+    ----------
+    absorbed, split : list of int
+        Positions of the SumSquares terms and of the split terms.
+    rho0 : ndarray, shape (len(split),)
+        The starting penalties 10 rho kappa / ||A_i||^2.
+    unused : ndarray of bool, shape (n,)
+        Variables that appear in no term.
+    """
+
+    def __init__(self, program: StructuredProgram, options: SolverOptions) -> None:
+        self.program = program
+        self.opts = options
+        self.layout = TermLayout(program)
+        self.checker = StructuredChecker(self.layout, options)
+        terms = program.terms
+        self.absorbed = [k for k, t in enumerate(terms) if isinstance(t.function, SumSquares)]
+        self.split = [k for k, t in enumerate(terms) if not isinstance(t.function, SumSquares)]
+        norms = [norm_estimate(t.op) for t in terms]
+        norms = np.array([nb if nb > 0 else 1.0 for nb in norms])
+        self._weights = {k: 2.0 * terms[k].function.weight for k in self.absorbed}
+        kappa = sum(float(np.max(self._weights[k])) * norms[k] ** 2 for k in self.absorbed)
+        self.rho0 = (
+            _RHO_FACTOR * options.rho * (kappa if kappa > 0 else 1.0) / norms[self.split] ** 2
+        )
+        self.unused = _unused_variables(program, self._weights)
+        self.rhs0 = -program.c.copy()
+        for k in self.absorbed:
+            t = terms[k]
+            self.rhs0 += t.op.rmatvec(self._weights[k] * t.b)
+
+    def unbounded_direction(self) -> np.ndarray | None:
+        """-c on the unused variables, scaled to c'd = -1, when c is nonzero there."""
+        c_unused = np.where(self.unused, self.program.c, 0.0)
+        cc = float(c_unused @ c_unused)
+        return -c_unused / cc if cc > 0 else None
+
+    def xupdate(self, rho: np.ndarray) -> XUpdate:
+        """The x-update solver for the penalties rho (with sigma when a variable is unused)."""
+        terms = self.program.terms
+        normal = NormalOperator(
+            self.program.n,
+            [terms[k].op for k in self.absorbed + self.split],
+            [self._weights[k] for k in self.absorbed] + [1.0] * len(self.split),
+            self.scales(rho),
+        )
+        if self.unused.any():
+            normal.sigma = SIGMA_RTOL * normal.norm_estimate()
+        return make_xupdate(normal)
+
+    def scales(self, rho: np.ndarray) -> np.ndarray:
+        """The NormalOperator's scales: 1 for the absorbed terms, then the penalties."""
+        return np.concatenate([np.ones(len(self.absorbed)), rho])
+
+    def rhs(
+        self,
+        x: np.ndarray,
+        z: list[np.ndarray],
+        u: list[np.ndarray] | None,
+        rho: np.ndarray,
+        sigma: float,
+    ) -> np.ndarray:
+        """r = rhs0 + sum_S rho_i A_i'(b_i + z_i - u_i) + sigma x (u = None: u = 0)."""
+        terms = self.program.terms
+        r = self.rhs0 + sigma * x if sigma > 0 else self.rhs0.copy()
+        for pos, k in enumerate(self.split):
+            t = terms[k]
+            w = t.b + z[pos] if u is None else t.b + z[pos] - u[pos]
+            r += rho[pos] * t.op.rmatvec(w)
+        return r
+
+    def point(
+        self,
+        x: np.ndarray,
+        ax: list[np.ndarray],
+        z: list[np.ndarray],
+        y: list[np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        """The stacked (z, y, A x, A'y) from the split terms' blocks and the absorbed terms.
+
+        Returns z, y, A x, A'y and max_k ||A_k'y_k||_inf.
+        """
+        terms, slices, m = self.program.terms, self.layout.slices, self.layout.m
+        Ax, zs, ys = np.empty(m), np.empty(m), np.empty(m)
+        for pos, k in enumerate(self.split):
+            rows = slices[k]
+            Ax[rows], zs[rows], ys[rows] = ax[pos], z[pos], y[pos]
+        for k in self.absorbed:
+            t, rows = terms[k], slices[k]
+            Ax[rows] = t.op.matvec(x)
+            zs[rows] = Ax[rows] - t.b
+            ys[rows] = t.function.grad(zs[rows])
+        Aty = np.zeros(self.program.n)
+        largest = 0.0
+        for t, rows in zip(terms, slices, strict=True):
+            part = t.op.rmatvec(ys[rows])
+            Aty += part
+            largest = max(largest, _inf_norm(part))
+        return zs, ys, Ax, Aty, largest
+
+    def unbounded_result(self, name: str, direction: np.ndarray, t0: float) -> SolveResult:
+        """UNBOUNDED with the direction of the unused variables."""
+        elapsed = time.perf_counter() - t0
+        return SolveResult(s.UNBOUNDED, direction, None, None, name, 0, 0.0, elapsed)
+
+    def warm_point(
+        self, warm: dict | None
+    ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], np.ndarray | None]:
+        """x, the split terms' z and y blocks, and the penalties of a warm start (zeros and
+        None when absent or of the wrong shapes)."""
+        n, m, slices = self.program.n, self.layout.m, self.layout.slices
+        zeros = [np.zeros(slices[k].stop - slices[k].start) for k in self.split]
+        if not warm or any(
+            np.shape(warm.get(key)) != shape
+            for key, shape in (("x", (n,)), ("z", (m,)), ("y", (m,)))
+        ):
+            return np.zeros(n), zeros, [z.copy() for z in zeros], None
+        x = np.array(warm["x"], dtype=np.float64)
+        z = [np.array(warm["z"][slices[k]], dtype=np.float64) for k in self.split]
+        y = [np.array(warm["y"][slices[k]], dtype=np.float64) for k in self.split]
+        rho = warm.get("rho")
+        if np.shape(rho) == (len(self.program.terms),):
+            rho = np.asarray(rho, dtype=np.float64)[self.split]
+            rho = rho if np.all(rho > 0) else None
+        else:
+            rho = None
+        return x, z, y, rho
+
+    def per_term_rho(self, rho: np.ndarray) -> np.ndarray:
+        """One penalty per program term, NaN for the absorbed terms."""
+        out = np.full(len(self.program.terms), np.nan)
+        out[self.split] = rho
+        return out
+
+    def header_lines(self, xup: XUpdate, rho: np.ndarray) -> list[str]:
+        opts = self.opts
+        rho_text = (
+            f"rho in [{np.min(rho):.2e}, {np.max(rho):.2e}] on {len(self.split)} split terms"
+            if len(rho)
+            else "no split terms"
+        )
+        return [
+            f"{xup.description}; {len(self.absorbed)} sum_squares terms absorbed",
+            f"{rho_text}; eps_abs={opts.eps_abs:.1e} eps_rel={opts.eps_rel:.1e} "
+            f"alpha={opts.alpha} max_iters={opts.max_iters} time_limit={opts.time_limit}",
+        ]
+
+
+def xupdate_description(program: StructuredProgram, options: SolverOptions) -> str:
+    """The one-line x-update choice ADMM and HQS make for the program (the solver is built,
+    so a factorization is computed)."""
+    setup = SplitSetup(program, options)
+    return setup.xupdate(setup.rho0).description
+
+
+class StructuredADMM(Algorithm):
+    """Over-relaxed ADMM with per-term adaptive penalties for a StructuredProgram.
+
+    Parameters
+    ----------
+    program : StructuredProgram
+    options : SolverOptions
+    warm_start : dict, optional
+        ``x`` (n,), ``z`` and ``y`` (m,) of an earlier solve, and optionally ``rho``
+        (one penalty per term, as in ``info["rho"]``); ignored when the shapes differ.
+    """
+
+    name = "admm"
+
+    def solve(self, reason: str = "") -> SolveResult:
+        """Run ADMM; the result's info holds "x_update", "cg_iterations", "rho" (per term,
+        NaN for absorbed terms), "rho_updates" and "sigma"."""
+        t0 = time.perf_counter()
+        prog, opts = self.program, self.opts
+        setup = SplitSetup(prog, opts)
+        direction = setup.unbounded_direction()
+        if direction is not None:
+            return setup.unbounded_result(self.name, direction, t0)
+        terms = [prog.terms[k] for k in setup.split]
+        x, z, y, rho = setup.warm_point(self.warm_start)
+        rho = setup.rho0.copy() if rho is None else rho
+        u = [yi / r for yi, r in zip(y, rho, strict=True)]
+        xup = setup.xupdate(rho)
+        sigma = xup.normal.sigma
+        farkas = FarkasTest(prog, setup.layout, setup.split, opts.eps_infeas)
+        setup_time = time.perf_counter() - t0
+
+        log = IterationLog(opts.verbose)
+        log.header(prog, "ADMM", reason, setup.header_lines(xup, rho))
+        alpha = opts.alpha
+        scale_floor = opts.eps_abs / opts.eps_rel if opts.eps_rel > 0 else np.inf
+        check_every = 1 if not setup.split else opts.check_every
+        best = BestIterate()
+        ax = [np.zeros(t.size) for t in terms]
+        status, cert, kkt, last = None, None, None, None
+        it = checks = last_adapt = rho_updates = 0
+        adapt_clock = time.perf_counter()
+        cg_atol = math.inf
+        while it < opts.max_iters:
+            it += 1
+            check = it % check_every == 0 or it == opts.max_iters
+            if check:
+                z_old, u_old = [zi.copy() for zi in z], [ui.copy() for ui in u]
+            x = xup.solve(setup.rhs(x, z, u, rho, sigma), x)
+            for pos, t in enumerate(terms):
+                ax[pos] = t.op.matvec(x)
+                v = alpha * (ax[pos] - t.b) + (1.0 - alpha) * z[pos] + u[pos]
+                z[pos] = t.function.prox(v, 1.0 / rho[pos])
+                u[pos] = v - z[pos]
+            timed_out = time.perf_counter() - t0 > opts.time_limit
+            if not (check or timed_out):
+                continue
+            y = [r * ui for r, ui in zip(rho, u, strict=True)]
+            zs, ys, Ax, Aty, aty_max = setup.point(x, ax, z, y)
+            kkt = setup.checker.evaluate(x, zs, ys, Ax, Aty)
+            last = (x.copy(), zs, ys)
+            best.offer(kkt, *last)
+            if it % (10 * check_every) == 0 or kkt.converged:
+                log.row(it, kkt, _geometric_mean(rho))
+            if kkt.converged:
+                status = s.OPTIMAL
+                break
+            if timed_out or not check:
+                break
+            checks += 1
+            if checks % _CERTIFICATE_EVERY == 0:
+                dy = [r * (ui - uo) for r, ui, uo in zip(rho, u, u_old, strict=True)]
+                cert = farkas.certificate(dy, x)
+                if cert is not None:
+                    status = s.INFEASIBLE
+                    break
+            cg_atol = min(cg_atol, kkt.dual_tol * max(_CG_FRACTION * kkt.normalized, _CG_FLOOR))
+            xup.set_tolerance(cg_atol)
+            elapsed = time.perf_counter() - adapt_clock
+            if (
+                opts.adaptive_rho
+                and setup.split
+                and it - last_adapt >= _ADAPT_EVERY
+                and elapsed >= _ADAPT_TIME_RATIO * xup.factor_time
+            ):
+                last_adapt = it
+                ratios = _balance_ratios(
+                    terms,
+                    rho,
+                    (ax, z, z_old),
+                    alpha,
+                    (max(_inf_norm(prog.c), aty_max), scale_floor),
+                )
+                if np.any((ratios > _ADAPT_TRIGGER) | (ratios < 1.0 / _ADAPT_TRIGGER)):
+                    new_rho = np.clip(
+                        rho * ratios, setup.rho0 / _RHO_RANGE, setup.rho0 * _RHO_RANGE
+                    )
+                    u = [ui * (r / nr) for ui, r, nr in zip(u, rho, new_rho, strict=True)]
+                    rho = new_rho
+                    xup.rescale(setup.scales(rho))
+                    rho_updates += 1
+                    adapt_clock = time.perf_counter()
+
+        info = {
+            "x_update": xup.description,
+            "cg_iterations": xup.iterations,
+            "rho": setup.per_term_rho(rho),
+            "rho_updates": rho_updates,
+            "sigma": sigma,
+        }
+        timing = (self.name, it, time.perf_counter() - t0, setup_time)
+        return _finish(status, cert, last, kkt, best, timing, info, setup.per_term_rho(rho), log)
+
+
+class HQS(Algorithm):
+    """Half-quadratic splitting (a penalty method; see the module docstring).
+
+    Meant mostly for plug-and-play priors: it reaches the KKT tolerances only as the
+    penalty grows, and each growth step refactors the x-update (cheap for the exact Gram
+    and conjugate-gradient solvers).
+
+    Parameters
+    ----------
+    program : StructuredProgram
+    options : SolverOptions
+    warm_start : dict, optional
+        ``x`` (n,), ``z``, ``y`` (m,) of an earlier solve (only x is used).
+    """
+
+    name = "hqs"
+
+    def solve(self, reason: str = "") -> SolveResult:
+        """Run HQS; the result's info holds "x_update", "cg_iterations", "rho" and "sigma"."""
+        t0 = time.perf_counter()
+        prog, opts = self.program, self.opts
+        setup = SplitSetup(prog, opts)
+        direction = setup.unbounded_direction()
+        if direction is not None:
+            return setup.unbounded_result(self.name, direction, t0)
+        terms = [prog.terms[k] for k in setup.split]
+        x, z, _, _ = setup.warm_point(self.warm_start)
+        rho = _HQS_START * setup.rho0
+        rho_cap = _HQS_MAX_GROWTH * rho
+        xup = setup.xupdate(rho)
+        sigma = xup.normal.sigma
+        setup_time = time.perf_counter() - t0
+
+        log = IterationLog(opts.verbose)
+        log.header(prog, "HQS", reason, setup.header_lines(xup, rho))
+        best = BestIterate()
+        ax = [np.zeros(t.size) for t in terms]
+        status, kkt, last = None, None, None
+        it = 0
+        cg_atol = math.inf
+        while it < opts.max_iters:
+            it += 1
+            y = []
+            for pos, t in enumerate(terms):
+                ax[pos] = t.op.matvec(x)
+                v = ax[pos] - t.b
+                z[pos] = t.function.prox(v, 1.0 / rho[pos])
+                y.append(rho[pos] * (v - z[pos]))
+            zs, ys, Ax, Aty, _ = setup.point(x, ax, z, y)
+            kkt = setup.checker.evaluate(x, zs, ys, Ax, Aty)
+            last = (x.copy(), zs, ys)
+            best.offer(kkt, *last)
+            if it % (10 * opts.check_every) == 0 or kkt.converged:
+                log.row(it, kkt, _geometric_mean(rho))
+            if kkt.converged:
+                status = s.OPTIMAL
+                break
+            if time.perf_counter() - t0 > opts.time_limit or it == opts.max_iters:
+                break
+            cg_atol = min(cg_atol, kkt.dual_tol * max(_CG_FRACTION * kkt.normalized, _CG_FLOOR))
+            xup.set_tolerance(cg_atol)
+            grow = kkt.primal / kkt.primal_tol >= kkt.dual / kkt.dual_tol
+            if setup.split and grow and np.all(rho < rho_cap):
+                rho = np.minimum(_HQS_GROWTH * rho, rho_cap)
+                xup.rescale(setup.scales(rho))
+            x = xup.solve(setup.rhs(x, z, None, rho, sigma), x)
+
+        info = {
+            "x_update": xup.description,
+            "cg_iterations": xup.iterations,
+            "rho": setup.per_term_rho(rho),
+            "sigma": sigma,
+        }
+        timing = (self.name, it, time.perf_counter() - t0, setup_time)
+        return _finish(status, None, last, kkt, best, timing, info, None, log)
+
+
+class FarkasTest:
+    """Farkas certificates from dual differences of the split indicator terms.
+
+    Only indicator terms whose support function is known (Zero, Nonneg, Box, Simplex,
+    L2Ball, LinfBall, L1Ball) take part; the certificate is zero on all other terms.
+
+    Parameters
+    ----------
+    program : StructuredProgram
+    layout : TermLayout
+    split : list of int
+        Positions of the split terms (the blocks of ``dy`` passed to ``certificate``).
+    eps : float
+        Tolerance: ||sum_i A_i'y_i||_inf <= eps once normalized.
+    """
+
+    def __init__(
+        self, program: StructuredProgram, layout: TermLayout, split: list[int], eps: float
+    ) -> None:
+        self.program = program
+        self.layout = layout
+        self.eps = eps
+        self.members = [
+            (pos, k)
+            for pos, k in enumerate(split)
+            if _support(program.terms[k].function, np.zeros(program.terms[k].size)) is not None
+        ]
+
+    def certificate(self, dy: list[np.ndarray], x: np.ndarray) -> np.ndarray | None:
+        """The normalized certificate y (m,) built from the split terms' dy, or None.
+
+        Besides ||A'y||_inf <= eps, the radius test of ``base``: y rules out every x with
+        ||x||_1 < 1 / ||A'y||_inf, which must exceed ||x||_1 / (100 eps) for the iterate x.
+        """
+        if not self.members:
+            return None
+        terms, slices = self.program.terms, self.layout.slices
+        y = np.zeros(self.layout.m)
+        value = 0.0
+        for pos, k in self.members:
+            projected, support = _support(terms[k].function, dy[pos])
+            y[slices[k]] = projected
+            value += support + float(terms[k].b @ projected)
+        if not value < 0 or not math.isfinite(value):
+            return None
+        y /= -value
+        Aty = np.zeros(self.program.n)
+        for _, k in self.members:
+            Aty += terms[k].op.rmatvec(y[slices[k]])
+        residual = _inf_norm(Aty)
+        if residual > self.eps or residual * float(np.sum(np.abs(x))) > _RADIUS_FACTOR * self.eps:
+            return None
+        return y
+
+
+def _support(function: ProxFunction, y: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(y', sigma_C(y')) with y' the projection of y onto the domain of the support
+    function of the function's set C, or None when it is not known."""
+    if isinstance(function, Zero):
+        return y, 0.0
+    if isinstance(function, Nonneg):
+        return np.minimum(y, 0.0), 0.0
+    if isinstance(function, Box):
+        lower = np.broadcast_to(function.lower, y.shape)
+        upper = np.broadcast_to(function.upper, y.shape)
+        yp = np.where((y > 0) & np.isinf(upper), 0.0, y)
+        yp = np.where((yp < 0) & np.isinf(lower), 0.0, yp)
+        value = np.where(yp > 0, yp * np.where(np.isinf(upper), 0.0, upper), 0.0)
+        value += np.where(yp < 0, yp * np.where(np.isinf(lower), 0.0, lower), 0.0)
+        return yp, float(np.sum(value))
+    if isinstance(function, Simplex):
+        return y, function.total * float(np.max(y, initial=0.0))
+    if isinstance(function, L2Ball):
+        return y, function.radius * float(np.linalg.norm(y))
+    if isinstance(function, LinfBall):
+        return y, function.radius * float(np.sum(np.abs(y)))
+    if isinstance(function, L1Ball):
+        return y, function.radius * _inf_norm(y)
+    return None
+
+
+def _balance_ratios(
+    terms: list,
+    rho: np.ndarray,
+    iterates: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]],
+    alpha: float,
+    scales: tuple[float, float],
+) -> np.ndarray:
+    """sqrt(p_i / d_i) per split term (see the module docstring); 1 where undefined.
+
+    ``iterates`` = (A_i x+, z_i+, z_i) per split term; ``scales`` = (the dual residual's
+    scale, the floor of both scales).
+    """
+    ax, z, z_old = iterates
+    dual_scale, floor = scales
+    ratios = np.ones(len(terms))
+    for pos, t in enumerate(terms):
+        r = ax[pos] - t.b
+        scale = max(_inf_norm(ax[pos]), _inf_norm(z[pos]), _inf_norm(t.b))
+        primal = _inf_norm(r - z[pos]) / max(scale, floor, _TINY)
+        move = (z[pos] - z_old[pos]) + (1.0 - alpha) * (r - z_old[pos])
+        dual = rho[pos] * _inf_norm(t.op.rmatvec(move)) / max(dual_scale, floor, _TINY)
+        if primal > 0 and dual > 0:
+            ratios[pos] = np.clip(np.sqrt(primal / dual), 1.0 / _ADAPT_STEP, _ADAPT_STEP)
+    return ratios
+
+
+def _finish(
+    status: str | None,
+    cert: np.ndarray | None,
+    last: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    kkt: KKTError | None,
+    best: BestIterate,
+    timing: tuple[str, int, float, float],
+    info: dict,
+    rho: np.ndarray | None,
+    log: IterationLog,
+) -> SolveResult:
+    """The SolveResult: optimal at the last point, infeasible with the certificate, or
+    (a limit was reached) optimal_inaccurate at the best point seen."""
+    if status == s.INFEASIBLE:
+        name, iterations, solve_time, setup_time = timing
+        result = SolveResult(
+            status, None, None, cert, name, iterations, solve_time, setup_time, None, info
+        )
+    elif status == s.OPTIMAL:
+        result = structured_result(status, last, kkt, timing, info)
+    else:
+        result = structured_result(s.OPTIMAL_INACCURATE, best.point, best.kkt, timing, info)
+    if rho is not None and "warm_start" in result.info:
+        result.info["warm_start"]["rho"] = rho
+    log.footer(result)
+    return result
+
+
+def _unused_variables(program: StructuredProgram, weights: dict[int, object]) -> np.ndarray:
+    """Variables j with A_k e_j = 0 in every term (rows of zero weight left out).
+
+    Found with two random probes g: (A'g)_j is zero for such a j and almost surely not
+    otherwise."""
+    rng = np.random.default_rng(0)
+    coverage = np.zeros(program.n)
+    for k, t in enumerate(program.terms):
+        w = weights.get(k, 1.0)
+        for _ in range(2):
+            coverage += np.abs(t.op.rmatvec(w * rng.standard_normal(t.size)))
+    return coverage <= _UNUSED_RTOL * np.max(coverage, initial=0.0)
+
+
+def _geometric_mean(rho: np.ndarray) -> float:
+    return float(np.exp(np.mean(np.log(rho)))) if len(rho) else 0.0
+
+
+def _inf_norm(v: np.ndarray) -> float:
+    return float(np.max(np.abs(v), initial=0.0))
