@@ -6,13 +6,27 @@ Importing cvxprox registers the CVXPY solver ``"NABLAPROX"``::
     import cvxprox
 
     prob.solve(solver="NABLAPROX")
+    print(cvxprox.compile(prob))   # the IR terms, the algorithm and why
+
+``cvxprox.atoms`` adds linear atoms for imaging (``conv2d``, ``fourier_sample``).
 """
 
+from cvxprox import atoms
+from cvxprox.compile import CompiledProblem, compile
 from cvxprox.options import SolverOptions
 from cvxprox.solver import NAME as NABLAPROX
 from cvxprox.solver import NablaProx, register
 
 __version__ = "0.1.0"
-__all__ = ["NABLAPROX", "NablaProx", "SolverOptions", "__version__", "register"]
+__all__ = [
+    "NABLAPROX",
+    "CompiledProblem",
+    "NablaProx",
+    "SolverOptions",
+    "__version__",
+    "atoms",
+    "compile",
+    "register",
+]
 
 register()

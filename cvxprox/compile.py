@@ -1,21 +1,39 @@
-"""Choosing and running an algorithm for a ProxProgram."""
+"""Choosing and running an algorithm for a program; ``cvxprox.compile`` for inspection."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
+import cvxpy as cp
 from threadpoolctl import ThreadpoolController
 
 from cvxprox.algorithms.admm import ADMM
 from cvxprox.algorithms.base import FACTORIZATION_NNZ_LIMIT, SolveResult
+from cvxprox.algorithms.fista import FISTA
 from cvxprox.algorithms.hybrid import ADMMThenPDHG
+from cvxprox.algorithms.ladmm import LinearizedADMM
 from cvxprox.algorithms.pdhg import PDHG
-from cvxprox.ir import ProxProgram
+from cvxprox.algorithms.split_admm import HQS, StructuredADMM
+from cvxprox.ir import ProxProgram, StructuredProgram
+from cvxprox.linops import has_fft
 from cvxprox.options import SolverOptions
 
+_STRUCTURED_ONLY = ("ladmm", "hqs", "fista")
 
-def choose_algorithm(program: ProxProgram, options: SolverOptions) -> tuple[type, str]:
-    """The algorithm class to run and a one-line reason.
+
+def choose_algorithm(
+    program: ProxProgram | StructuredProgram, options: SolverOptions
+) -> tuple[type, str]:
+    """The algorithm class to run and a one-line reason."""
+    if isinstance(program, StructuredProgram):
+        return choose_structured_algorithm(program, options)
+    return choose_cone_algorithm(program, options)
+
+
+def choose_cone_algorithm(program: ProxProgram, options: SolverOptions) -> tuple[type, str]:
+    """For a cone program.
 
     ``auto`` takes ADMM then PDHG for linear programs (ADMM is fastest on easy LPs,
     restarted PDHG most robust on degenerate ones; see ``algorithms/hybrid.py``), PDHG
@@ -23,6 +41,12 @@ def choose_algorithm(program: ProxProgram, options: SolverOptions) -> tuple[type
     factorization for everything else (QPs and non-polyhedral cones, where it needs far
     fewer iterations).
     """
+    if options.algorithm in _STRUCTURED_ONLY:
+        raise ValueError(
+            f"algorithm={options.algorithm!r} runs on structured programs, and this problem "
+            "was canonicalized to cones (see cvxprox.compile(problem) for why); use 'auto', "
+            "'admm' or 'pdhg'"
+        )
     if options.algorithm == "admm":
         return ADMM, "forced by algorithm='admm'"
     if options.algorithm == "pdhg":
@@ -37,20 +61,124 @@ def choose_algorithm(program: ProxProgram, options: SolverOptions) -> tuple[type
     return ADMM, f"auto: KKT matrix with {nnz} nonzeros is cheap to factor once"
 
 
+def choose_structured_algorithm(
+    program: StructuredProgram, options: SolverOptions
+) -> tuple[type, str]:
+    """For a structured program.
+
+    ``auto``: ADMM when its x-update is exact (a diagonal, FFT- or DCT-diagonal Gram
+    operator, or a matrix it can factor once); otherwise FISTA when the objective is
+    smooth plus one prox term on x, and linearized ADMM (matvecs only) for the rest.
+    """
+    if options.dtype == "float32":
+        raise ValueError("dtype='float32' is available for cone programs (PDHG) only")
+    forced = {
+        "admm": StructuredADMM,
+        "hqs": HQS,
+        "ladmm": LinearizedADMM,
+        "pdhg": LinearizedADMM,
+    }
+    if options.algorithm in forced:
+        return forced[options.algorithm], f"forced by algorithm={options.algorithm!r}"
+    fista_ok, fista_reason = FISTA.applies(program)
+    if options.algorithm == "fista":
+        if not fista_ok:
+            raise ValueError(f"algorithm='fista' does not apply: {fista_reason}")
+        return FISTA, "forced by algorithm='fista'"
+    exact, x_update = admm_x_update(program)
+    if exact:
+        return StructuredADMM, f"auto: {x_update}"
+    if fista_ok:
+        return FISTA, f"auto: {fista_reason}"
+    return LinearizedADMM, f"auto: {x_update}; linearized ADMM needs matvecs only"
+
+
+def admm_x_update(program: StructuredProgram) -> tuple[bool, str]:
+    """Whether ADMM's x-update is exact without conjugate gradients, and what solves it.
+
+    Exact: every operator's Gram is diagonal, FFT- or DCT-diagonal and they add up (one
+    elementwise or FFT solve), or no operator is an FFT operator, so that the normal
+    matrix can be assembled and factored once (``algorithms/xupdate.py`` decides how).
+    """
+    grams = [t.op.gram() for t in program.terms]
+    if grams and all(g is not None for g in grams):
+        total = grams[0]
+        for gram in grams[1:]:
+            total = None if total is None else total + gram
+        if total is not None:
+            return True, f"x-update exact: {type(total).__name__} of the operators"
+    fft = [t.op.describe() for t in program.terms if has_fft(t.op)]
+    if not fft:
+        return True, "x-update by a factorization of the normal matrix, computed once"
+    return False, f"x-update would need conjugate gradients ({fft[0]} has no cheap inverse)"
+
+
 @cache
 def _blas() -> ThreadpoolController:
     return ThreadpoolController()
 
 
 def solve_program(
-    program: ProxProgram, options: SolverOptions, warm_start: dict | None = None
+    program: ProxProgram | StructuredProgram,
+    options: SolverOptions,
+    warm_start: dict | None = None,
 ) -> SolveResult:
-    """Solve a ProxProgram with the algorithm the options ask for (or the automatic choice).
+    """Solve a program with the algorithm the options ask for (or the automatic choice).
 
-    The iterations are vector operations (dot products, axpys) for which a threaded BLAS
-    only adds synchronization; on a loaded machine its spinning threads can make a
-    single dot product a thousand times slower. BLAS runs single-threaded during the solve.
+    The iterations are vector operations (dot products, axpys, matrix-vector products)
+    for which a threaded BLAS only adds synchronization; on a loaded machine its spinning
+    threads can make a single product a hundred times slower. BLAS runs single-threaded
+    during the solve.
     """
     algorithm, reason = choose_algorithm(program, options)
     with _blas().limit(limits=1, user_api="blas"):
         return algorithm(program, options, warm_start).solve(reason)
+
+
+@dataclass
+class CompiledProblem:
+    """What NABLAPROX makes of a CVXPY problem, for inspection (``cvxprox.compile``).
+
+    Attributes
+    ----------
+    program : ProxProgram or StructuredProgram
+        The IR at the parameters' current values.
+    reduction : str
+        Which lowering was taken and why.
+    algorithm : str
+        The algorithm ``solve`` would run.
+    reason : str
+        Why that algorithm.
+    """
+
+    program: ProxProgram | StructuredProgram
+    reduction: str
+    algorithm: str
+    reason: str
+
+    def __repr__(self) -> str:
+        return (
+            f"CompiledProblem(\n  reduction: {self.reduction}\n"
+            f"  algorithm: {self.algorithm} ({self.reason})\n"
+            + "\n".join("  " + line for line in self.program.describe().splitlines())
+            + "\n)"
+        )
+
+
+def compile(problem: cp.Problem, **options: Any) -> CompiledProblem:  # noqa: A001
+    """Lower ``problem`` the way ``problem.solve(solver="NABLAPROX", **options)`` would.
+
+    Returns an inspectable CompiledProblem: its repr lists the IR terms (function,
+    operator, shape), the reduction taken, the chosen algorithm and why. Options are
+    validated as for ``solve``.
+    """
+    from cvxprox.reductions.dispatch import ProxOrCone  # noqa: PLC0415
+    from cvxprox.solver import NAME, PROGRAM  # noqa: PLC0415
+
+    opts = SolverOptions.from_kwargs(options)
+    data, chain, _ = problem.get_problem_data(NAME, solver_opts=options)
+    program = data[PROGRAM]
+    steps = [r for r in chain.reductions if isinstance(r, ProxOrCone)]
+    reduction = steps[0].reason if steps else "cones"
+    algorithm, reason = choose_algorithm(program, opts)
+    return CompiledProblem(program, reduction, algorithm.name, reason)

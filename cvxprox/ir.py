@@ -1,5 +1,11 @@
 """The proximal-splitting intermediate representation (IR).
 
+Two forms share one objective, ``c'x + sum_i f_i(A_i x - b_i)``: ``ProxProgram`` (below),
+where the A_i are rows of one sparse matrix and the f_i cone indicators (what CVXPY's cone
+chain produces), and ``StructuredProgram`` (at the end), where each A_i is a matrix-free
+operator (``cvxprox.linops``) and each f_i any function of ``cvxprox.prox`` (norms, TV,
+Huber, ...), as produced by ``cvxprox.reductions.structure``.
+
 Every problem that reaches an algorithm has the form
 
     minimize   c'x + 1/2 x'Px + sum_i f_i(A_i x - b_i) + offset
@@ -21,11 +27,16 @@ The CVXPY interface flips the sign when it hands duals back (CVXPY's duals lie i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.cones import Cone, NonnegCone, ProductCone, ZeroCone
+
+if TYPE_CHECKING:
+    from cvxprox.linops import LinOp
+    from cvxprox.prox import ProxFunction
 
 
 @dataclass(frozen=True)
@@ -124,3 +135,105 @@ class ProxProgram:
                 raise ValueError(f"the problem data ({name}) contains NaN or inf")
         if self.P is not None and not np.all(np.isfinite(self.P.data)):
             raise ValueError("the problem data (P) contains NaN or inf")
+
+
+@dataclass(frozen=True)
+class OperatorTerm:
+    """One term f(A x - b) of a StructuredProgram, with A a matrix-free operator.
+
+    Attributes
+    ----------
+    function : ProxFunction
+        f, with a cheap proximal operator.
+    op : LinOp, shape (m_i, n)
+    b : ndarray, shape (m_i,)
+    label : str
+        Where the term comes from (an atom or a constraint of the CVXPY problem).
+    """
+
+    function: ProxFunction
+    op: LinOp
+    b: np.ndarray
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        m, _ = self.op.shape
+        if self.b.shape != (m,) or self.function.size != m:
+            raise ValueError(
+                f"term {self.label!r}: operator has {m} rows, b has shape {self.b.shape}, "
+                f"function has size {self.function.size}"
+            )
+
+    @property
+    def size(self) -> int:
+        return self.op.shape[0]
+
+    def residual(self, x: np.ndarray) -> np.ndarray:
+        """A x - b, shape (m_i,)."""
+        return self.op.matvec(x) - self.b
+
+
+@dataclass
+class StructuredProgram:
+    """minimize c'x + sum_i f_i(A_i x - b_i) + offset, with matrix-free A_i.
+
+    The structure-preserving form of the IR: norms, TV, Huber, logistic losses and
+    convolutions stay functions and operators instead of being expanded into cones.
+    Dual variables y_i lie in the subdifferential of f_i at z_i = A_i x - b_i, so the
+    optimality conditions read
+
+        c + sum_i A_i' y_i = 0,    z_i = A_i x - b_i,    y_i in df_i(z_i).
+
+    Attributes
+    ----------
+    c : ndarray, shape (n,)
+    terms : list of OperatorTerm
+    offset : float
+    """
+
+    c: np.ndarray
+    terms: list[OperatorTerm]
+    offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        for term in self.terms:
+            if term.op.shape[1] != self.n:
+                raise ValueError(
+                    f"term {term.label!r} acts on {term.op.shape[1]} variables, "
+                    f"the program has {self.n}"
+                )
+
+    @property
+    def n(self) -> int:
+        """Number of variables."""
+        return self.c.shape[0]
+
+    @property
+    def m(self) -> int:
+        """Total number of rows over all terms."""
+        return sum(t.size for t in self.terms)
+
+    def objective(self, x: np.ndarray) -> float:
+        """c'x + sum_i f_i(A_i x - b_i) + offset (inf outside an indicator's set)."""
+        value = float(self.c @ x) + self.offset
+        for term in self.terms:
+            value += term.function(term.residual(x))
+        return value
+
+    def describe(self) -> str:
+        """One line per term: function, operator, shape."""
+        lines = [f"StructuredProgram: n={self.n} variables, {len(self.terms)} terms"]
+        for t in self.terms:
+            lines.append(
+                f"  {t.function.describe():<16} of {t.op.describe():<40} "
+                f"{t.op.shape[0]}x{t.op.shape[1]}  ({t.label})"
+            )
+        return "\n".join(lines)
+
+    def check_finite(self) -> None:
+        """Raise ValueError if c, b or the offset contain NaN or inf."""
+        if not np.all(np.isfinite(self.c)) or not np.isfinite(self.offset):
+            raise ValueError("the objective's linear part contains NaN or inf")
+        for term in self.terms:
+            if not np.all(np.isfinite(term.b)):
+                raise ValueError(f"the constant of term {term.label!r} contains NaN or inf")

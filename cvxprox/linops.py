@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,8 @@ __all__ = [
     "FourierGram",
     "CosineGram",
     "estimate_norm",
+    "has_fft",
+    "walk",
 ]
 
 # A Gram is singular when its smallest eigenvalue is at most this fraction of its largest.
@@ -1283,6 +1285,28 @@ class FiniteDiff(LinOp):
 # --------------------------------------------------------------------------------------------
 # Norm estimation
 # --------------------------------------------------------------------------------------------
+
+
+def walk(op: LinOp) -> Iterator[LinOp]:
+    """``op`` and every operator inside it (Compose, Sum, VStack, ScalarMultiple), depth first."""
+    yield op
+    if isinstance(op, ScalarMultiple):
+        yield from walk(op.op)
+    elif isinstance(op, Compose):
+        yield from walk(op.outer)
+        yield from walk(op.inner)
+    elif isinstance(op, (Sum, VStack)):
+        for child in op.ops:
+            yield from walk(child)
+
+
+def has_fft(op: LinOp) -> bool:
+    """Whether ``op`` contains an FFT operator (a convolution or Fourier sampling).
+
+    Such operators are what a cone solver would have to assemble as a (dense-banded or
+    dense) matrix, and what a factorization of the x-update cannot take cheaply.
+    """
+    return any(isinstance(o, (Convolve1D, Conv2D, FourierSample)) for o in walk(op))
 
 
 def estimate_norm(

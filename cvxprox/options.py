@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-ALGORITHMS = ("auto", "admm", "pdhg")
+ALGORITHMS = ("auto", "admm", "pdhg", "ladmm", "hqs", "fista")
 DEVICES = ("cpu",)
 DTYPES = ("float64", "float32")
+STRUCTURE_MODES = ("auto", "always", "never")
 
 # Options CVXPY itself may forward to a solver; accepted and ignored.
 _CVXPY_PASSTHROUGH = ("use_quad_obj",)
@@ -38,8 +39,11 @@ class SolverOptions:
     time_limit : float
         Wall-clock limit in seconds (``inf``: none); reaching it gives an
         ``*_inaccurate`` status.
-    algorithm : {"auto", "admm", "pdhg"}
-        ``auto`` picks from the problem's structure.
+    algorithm : {"auto", "admm", "pdhg", "ladmm", "hqs", "fista"}
+        ``auto`` picks from the problem's structure. Cone programs run ADMM or PDHG;
+        structured programs (``cvxprox.reductions.structure``) run ADMM, linearized
+        ADMM (``ladmm``; ``pdhg`` means the same there), half-quadratic splitting
+        (``hqs``) or FISTA (``fista``, when the objective is smooth plus one prox term).
     device : {"cpu"}
     dtype : {"float64", "float32"}
     verbose : bool
@@ -52,6 +56,14 @@ class SolverOptions:
     alpha : float
         ADMM over-relaxation parameter in (0, 2).
     adaptive_rho : bool
+    structure : {"auto", "always", "never"}
+        Whether norms, Huber, TV, convolutions and similar atoms are kept as prox terms
+        and operators (``cvxprox.reductions.structure``) instead of CVXPY's cones:
+        ``auto`` keeps them when every part of the problem has a prox term and one is
+        more than linear or least squares; ``always`` whenever every part has a prox
+        term; ``never`` uses cones. It takes effect when CVXPY builds the problem's
+        chain (the first solve); a later solve of the same problem with another value
+        raises an error.
     """
 
     eps_abs: float = 1e-6
@@ -68,6 +80,7 @@ class SolverOptions:
     rho: float = 0.1
     alpha: float = 1.6
     adaptive_rho: bool = True
+    structure: str = "auto"
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> SolverOptions:
@@ -112,6 +125,7 @@ class SolverOptions:
         if self.alpha >= 2:
             raise ValueError(f"option 'alpha' must lie in (0, 2), got {self.alpha!r}")
         _check_bool("adaptive_rho", self.adaptive_rho)
+        _check_choice("structure", self.structure, STRUCTURE_MODES)
 
 
 def _check_real(

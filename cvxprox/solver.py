@@ -31,9 +31,16 @@ from cvxprox.algorithms.base import SolveResult
 from cvxprox.compile import solve_program
 from cvxprox.options import SolverOptions
 from cvxprox.reductions import ConeProgToProx, ParamProxProgram
+from cvxprox.reductions.dispatch import (
+    ParamStructuredProgram,
+    ProxOrCone,
+    structured_solution,
+)
 
 NAME = "NABLAPROX"
 PROGRAM = "prox_program"
+LOWERED = "lowered"
+STRUCTURE = "structure"
 
 CITATION = r"""@article{osqp,
   author  = {Stellato, B. and Banjac, G. and Goulart, P. and Bemporad, A. and Boyd, S.},
@@ -62,8 +69,9 @@ class NablaProx(ConicSolver):
     EXP_CONE_ORDER = [0, 1, 2]
     BOUNDED_VARIABLES = True
 
-    def __init__(self) -> None:
+    def __init__(self, structure: str = "auto") -> None:
         super().__init__()
+        self.structure = structure
         self._lowered: weakref.WeakKeyDictionary[ParamConeProg, ParamProxProgram] = (
             weakref.WeakKeyDictionary()
         )
@@ -89,8 +97,18 @@ class NablaProx(ConicSolver):
             self._lowered[problem] = param_ir
         return param_ir
 
-    def apply(self, problem: ParamConeProg) -> tuple[dict, dict]:
+    def apply(self, problem: ParamConeProg | ParamStructuredProgram) -> tuple[dict, dict]:
+        if isinstance(problem, ParamStructuredProgram):
+            lowered = problem.apply_parameters()
+            data = {
+                PROGRAM: lowered.program,
+                LOWERED: lowered,
+                STRUCTURE: self.structure,
+                s.PARAM_PROB: problem,
+            }
+            return data, {LOWERED: lowered}
         problem, data, inv_data = self._prepare_data_and_inv_data(problem)
+        data[STRUCTURE] = self.structure
         data[PROGRAM] = self.lower(problem).apply_parameters()
         data[s.LOWER_BOUNDS] = problem.lower_bounds
         data[s.UPPER_BOUNDS] = problem.upper_bounds
@@ -109,6 +127,12 @@ class NablaProx(ConicSolver):
     ) -> SolveResult:
         options = SolverOptions.from_kwargs({**solver_opts, "verbose": bool(verbose)})
         program = data[PROGRAM]
+        if options.structure != data[STRUCTURE]:
+            raise ValueError(
+                f"option structure={options.structure!r} differs from the one this problem was "
+                "compiled with (it takes effect on a problem's first solve); build a new "
+                "cvxpy.Problem to change it"
+            )
         warm = None
         if warm_start and solver_cache is not None:
             warm = solver_cache.get(self.name())
@@ -129,6 +153,8 @@ class NablaProx(ConicSolver):
             s.NUM_ITERS: result.iterations,
             s.EXTRA_STATS: _extra_stats(result),
         }
+        if LOWERED in inverse_data:
+            return structured_solution(inverse_data[LOWERED], result, attr)
         dual_vars = None
         if result.y is not None:
             # IR duals lie in the polar cone; CVXPY's lie in the dual cone.
@@ -167,6 +193,24 @@ def _extra_stats(result: SolveResult) -> dict:
             dual_objective=result.kkt.dual_objective,
         )
     return stats
+
+
+def _wrap_cone_reductions(reductions: list, structure: str) -> list:
+    """CVXPY's NABLAPROX chain with Dcp2Cone..ConeMatrixStuffing inside a ProxOrCone.
+
+    The solver at the end is a fresh NablaProx that knows the ``structure`` option the
+    chain was built with.
+    """
+    from cvxpy.reductions.dcp2cone.dcp2cone import Dcp2Cone  # noqa: PLC0415
+
+    *reductions, solver = reductions
+    if not isinstance(solver, NablaProx):  # e.g. CVXPY's ConstantSolver
+        return [*reductions, solver]
+    start = next((i for i, r in enumerate(reductions) if isinstance(r, Dcp2Cone)), None)
+    if start is None:
+        return [*reductions, NablaProx(structure)]
+    head, cone = reductions[:start], reductions[start:]
+    return [*head, ProxOrCone(cone, structure), NablaProx(structure)]
 
 
 def _is_nablaprox(solver: object) -> bool:
@@ -211,6 +255,8 @@ def register() -> None:
                 f"not supported (found: {', '.join(names)})"
             )
         chain = build(problem, solver, *args, **kwargs)
+        opts = kwargs.get("solver_opts") or {}
+        structure = opts.get("structure", "auto")
         # Keep the user's variable bounds as bounds, but do not let the canonicalizers
         # give auxiliary variables bounds inferred by interval arithmetic: in CVXPY 1.9
         # that inference can produce wrong bounds (inf * 0 in a matrix product), which
@@ -218,7 +264,8 @@ def register() -> None:
         if chain.solver_context is not None:
             chain.solver_context.solver_supports_bounds = False
         return SolvingChain(
-            reductions=[ValidateData(), *chain.reductions], solver_context=chain.solver_context
+            reductions=[ValidateData(), *_wrap_cone_reductions(chain.reductions, structure)],
+            solver_context=chain.solver_context,
         )
 
     resolve_and_build_chain._cvxprox_wrapped = True  # type: ignore[attr-defined]

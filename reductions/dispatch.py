@@ -1,0 +1,160 @@
+"""ProxOrCone: the one chain step that keeps structure where it can and uses cones elsewhere.
+
+NABLAPROX's chain is CVXPY's cone chain with its middle wrapped:
+
+    ValidateData -> [FlipObjective] -> ProxOrCone(Dcp2Cone, ..., ConeMatrixStuffing) -> NablaProx
+
+``ProxOrCone.apply`` first tries ``StructureLowering`` (``reductions/structure.py``). When
+every part of the problem is kept and the structure is worth keeping, the result is a
+``ParamStructuredProgram``; otherwise the wrapped cone reductions run and the result is
+CVXPY's ``ParamConeProg``. Either way the solver receives a parametric program whose
+``apply_parameters`` re-evaluates it at new parameter values without re-running the chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cvxpy.settings as s
+import numpy as np
+from cvxpy.problems.problem import Problem
+from cvxpy.reductions.reduction import Reduction
+from cvxpy.reductions.solution import Solution
+
+from cvxprox.options import STRUCTURE_MODES
+from cvxprox.reductions.affine import NotStructured
+from cvxprox.reductions.structure import Lowered, StructureLowering
+
+
+class ParamStructuredProgram:
+    """A structure-preserving lowering of a problem, re-evaluated at new parameter values.
+
+    The lowering is a walk over the expression tree that builds operators around the
+    parameters' current values; its cost is that of building the operators (no matrix
+    is assembled for convolutions, FFT samples, differences or diagonals).
+
+    Parameters
+    ----------
+    lowering : StructureLowering
+    lowered : Lowered
+        The lowering at the current parameter values.
+    """
+
+    def __init__(self, lowering: StructureLowering, lowered: Lowered) -> None:
+        self.lowering = lowering
+        self._current: Lowered | None = lowered
+
+    def apply_parameters(self) -> Lowered:
+        """The Lowered program at the parameters' current values."""
+        if self._current is not None:
+            current, self._current = self._current, None
+            return current
+        return self.lowering.lower()
+
+
+@dataclass
+class StructuredInverse:
+    """What ``ProxOrCone.invert`` needs for a structured solve: nothing beyond the solution."""
+
+    reason: str
+
+
+class ProxOrCone(Reduction):
+    """Structure-preserving lowering when possible, else the wrapped cone reductions.
+
+    Parameters
+    ----------
+    cone_reductions : list of Reduction
+        CVXPY's reductions from ``Dcp2Cone`` to ``ConeMatrixStuffing``.
+    structure : {"auto", "always", "never"}
+        ``auto`` keeps the structure when every part of the problem has a prox term and
+        at least one is more than a linear or least-squares term (or an FFT operator);
+        ``always`` keeps it whenever every part has a prox term; ``never`` always uses
+        cones.
+    """
+
+    def __init__(self, cone_reductions: list[Reduction], structure: str = "auto") -> None:
+        super().__init__()
+        if structure not in STRUCTURE_MODES:
+            raise ValueError(
+                f"option 'structure' must be one of {STRUCTURE_MODES}, got {structure!r}"
+            )
+        self.cone_reductions = cone_reductions
+        self.structure = structure
+        self.reason = ""
+
+    def accepts(self, problem: Problem) -> bool:
+        return all(r.accepts(problem) for r in self.cone_reductions[:1])
+
+    def apply(self, problem: Problem) -> tuple[object, object]:
+        lowered = self._try_structure(problem)
+        if lowered is not None:
+            lowering, result = lowered
+            return ParamStructuredProgram(lowering, result), StructuredInverse(self.reason)
+        inverses = []
+        for reduction in self.cone_reductions:
+            problem, inverse = reduction.apply(problem)
+            inverses.append(inverse)
+        return problem, inverses
+
+    def _try_structure(self, problem: Problem) -> tuple[StructureLowering, Lowered] | None:
+        if self.structure == "never":
+            self.reason = "cones: option structure='never'"
+            return None
+        try:
+            lowering = StructureLowering(problem)
+            lowered = lowering.lower()
+        except NotStructured as exc:
+            self.reason = f"cones: {exc}"
+            return None
+        if self.structure == "auto" and not lowered.keeps_structure:
+            self.reason = "cones: only linear and least-squares terms (cone solvers' home ground)"
+            return None
+        self.reason = "structure kept: every term has a prox"
+        return lowering, lowered
+
+    def update_parameters(self, problem: Problem) -> None:
+        for reduction in self.cone_reductions:
+            reduction.update_parameters(problem)
+
+    def invert(self, solution: Solution, inverse_data: object) -> Solution:
+        if isinstance(inverse_data, StructuredInverse):
+            return solution
+        for reduction, inverse in reversed(
+            list(zip(self.cone_reductions, inverse_data, strict=True))
+        ):
+            solution = reduction.invert(solution, inverse)
+        return solution
+
+
+def structured_solution(lowered: Lowered, result: object, attr: dict) -> Solution:
+    """A CVXPY Solution from a structured SolveResult.
+
+    Variable values are the blocks of x; each constraint's dual is ``-y`` of its term (the
+    IR's y lies in the subdifferential of the indicator, CVXPY's duals in the dual cone).
+    """
+    if result.status not in s.SOLUTION_PRESENT:
+        return Solution(result.status, _failure_value(result.status), {}, {}, attr)
+    primal = lowered.layout.split(result.x)
+    duals = {}
+    slices = _term_slices(lowered)
+    for con in lowered.constraints:
+        y = result.y[slices[con.term]] if con.term >= 0 else np.zeros(0)
+        duals[con.constraint_id] = con.dual(y)
+    return Solution(result.status, result.kkt.primal_objective, primal, duals, attr)
+
+
+def _term_slices(lowered: Lowered) -> list[slice]:
+    slices, start = [], 0
+    for term in lowered.program.terms:
+        slices.append(slice(start, start + term.size))
+        start += term.size
+    return slices
+
+
+def _failure_value(status: str) -> float:
+    if status in (s.INFEASIBLE, s.INFEASIBLE_INACCURATE):
+        return np.inf
+    if status in (s.UNBOUNDED, s.UNBOUNDED_INACCURATE):
+        return -np.inf
+    return np.nan

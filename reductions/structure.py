@@ -1,0 +1,405 @@
+"""StructureToProx: a CVXPY problem -> a StructuredProgram that keeps its structure.
+
+The objective is split into a weighted sum of terms ``w f(A x - b)`` where f is a
+function with a cheap proximal operator (``cvxprox.prox``) and A an operator
+(``reductions/affine.py``):
+
+    norm1 / abs sums -> Norm1          sum_squares, quad_over_lin(., c), square sums -> SumSquares
+    norm2, pnorm(2), norm(., "fro") -> Norm2       norm_inf -> NormInf
+    huber sums -> Huber                pos / maximum(., c) sums -> Pos
+    norm(., 2, axis) sums, mixed_norm, 2-D tv -> GroupL2 (isotropic TV)
+    1-D tv -> Norm1 of a finite difference     logistic sums -> Logistic
+    -entr sums -> NegEntropy           kl_div(., c) sums -> KLDiv
+
+with nonnegative weights (scalars, or elementwise from ``multiply`` / ``w @``). Affine
+parts become the linear term c'x. Constraints: ``==`` becomes a Zero term, ``<=`` and
+``>=`` Nonneg terms, and the variable attributes ``nonneg``, ``nonpos`` and ``bounds``
+Nonneg terms. Anything else raises ``NotStructured`` with the reason, and the problem
+takes CVXPY's cone canonicalization instead (``ProxOrCone`` in ``reductions/dispatch.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from cvxpy.atoms.affine.add_expr import AddExpression
+from cvxpy.atoms.affine.binary_operators import DivExpression, MulExpression, multiply
+from cvxpy.atoms.affine.sum import Sum
+from cvxpy.atoms.affine.unary_operators import NegExpression
+from cvxpy.atoms.elementwise.abs import abs as abs_atom
+from cvxpy.atoms.elementwise.entr import entr
+from cvxpy.atoms.elementwise.huber import huber
+from cvxpy.atoms.elementwise.kl_div import kl_div
+from cvxpy.atoms.elementwise.logistic import logistic
+from cvxpy.atoms.elementwise.maximum import maximum
+from cvxpy.atoms.elementwise.power import Power
+from cvxpy.atoms.norm1 import norm1
+from cvxpy.atoms.norm_inf import norm_inf
+from cvxpy.atoms.pnorm import Pnorm
+from cvxpy.atoms.quad_over_lin import quad_over_lin
+from cvxpy.constraints import Equality, Inequality, NonNeg, NonPos
+from cvxpy.constraints import Zero as ZeroConstraint
+from cvxpy.expressions.expression import Expression
+from cvxpy.problems.objective import Minimize
+from cvxpy.problems.problem import Problem
+
+from cvxprox.ir import OperatorTerm, StructuredProgram
+from cvxprox.linops import has_fft
+from cvxprox.prox import (
+    GroupL2,
+    Huber,
+    KLDiv,
+    Logistic,
+    NegEntropy,
+    Nonneg,
+    Norm1,
+    Norm2,
+    NormInf,
+    Pos,
+    ProxFunction,
+    SumSquares,
+    Zero,
+)
+from cvxprox.reductions.affine import (
+    Affine,
+    AffineLowering,
+    NotStructured,
+    VariableLayout,
+    add,
+    elementwise,
+    flat,
+    gather,
+    scale,
+)
+
+# Variable attributes the structured form represents (as Nonneg terms).
+_KEPT_ATTRIBUTES = ("nonneg", "nonpos", "bounds")
+# Functions that only reshape a problem cone solvers handle as well: a program made of
+# these alone (an LP or a least-squares QP) is left to the cone path.
+_PLAIN = (Zero, Nonneg, SumSquares)
+
+
+@dataclass
+class ConstraintTerm:
+    """Which term holds a constraint's dual: dual_value = -y[term] in the constraint's shape.
+
+    ``rows`` lists the constraint's entries the term keeps (None: all); the others were
+    vacuous (``x <= inf``) and have zero duals.
+    """
+
+    constraint_id: int
+    shape: tuple[int, ...]
+    term: int
+    rows: np.ndarray | None = None
+
+    def dual(self, y: np.ndarray) -> np.ndarray | float:
+        """The constraint's dual_value from its term's y."""
+        size = int(np.prod(self.shape)) if self.shape else 1
+        value = np.zeros(size)
+        if self.rows is None:
+            value[:] = -y
+        else:
+            value[self.rows] = -y
+        return value.reshape(self.shape, order="F") if self.shape else float(value[0])
+
+
+@dataclass
+class Lowered:
+    """A StructuredProgram and what is needed to map its solution back to CVXPY."""
+
+    program: StructuredProgram
+    layout: VariableLayout
+    constraints: list[ConstraintTerm] = field(default_factory=list)
+
+    @property
+    def keeps_structure(self) -> bool:
+        """Whether the structured form is worth taking over CVXPY's cones.
+
+        True when some term is more than an equality, inequality or sum of squares (a
+        norm, Huber, TV, ...) or some operator is a convolution or Fourier sampling
+        (a cone solver would assemble it as a matrix).
+        """
+        for term in self.program.terms:
+            if not isinstance(term.function, _PLAIN):
+                return True
+            if has_fft(term.op):
+                return True
+        return False
+
+
+class StructureLowering:
+    """Lowers a DCP problem (already a minimization) to a StructuredProgram.
+
+    Parameters
+    ----------
+    problem : cvxpy Problem with a ``Minimize`` objective
+    """
+
+    def __init__(self, problem: Problem) -> None:
+        if not isinstance(problem.objective, Minimize):
+            raise NotStructured("the objective is not a minimization")
+        for var in problem.variables():
+            extra = [k for k, v in var.attributes.items() if v and k not in _KEPT_ATTRIBUTES]
+            if extra:
+                raise NotStructured(f"variable {var.name()} has attribute {extra[0]!r}")
+        self.problem = problem
+        self.layout = VariableLayout(problem.variables())
+        self.affine = AffineLowering(self.layout)
+
+    def lower(self) -> Lowered:
+        """The StructuredProgram at the parameters' current values."""
+        n = self.layout.n
+        self._c = np.zeros(n)
+        self._offset = 0.0
+        self._terms: list[OperatorTerm] = []
+        self._split(self.problem.objective.expr, 1.0)
+        constraints = []
+        for con in self.problem.constraints:
+            term, rows = self._constraint(con)
+            constraints.append(ConstraintTerm(con.id, con.shape, term, rows))
+        for var in self.layout.variables:
+            self._attributes(var)
+        program = StructuredProgram(c=self._c, terms=self._terms, offset=self._offset)
+        program.check_finite()
+        return Lowered(program, self.layout, constraints)
+
+    # -- objective -------------------------------------------------------------------
+
+    def _split(self, expr: Expression, weight: float | np.ndarray) -> None:
+        """Add ``weight * expr`` (convex, scalar or summed elementwise) to the objective."""
+        if np.all(np.asarray(weight) == 0):
+            return
+        if expr.is_affine():
+            self._linear(self.affine.lower(expr), weight)
+            return
+        if isinstance(expr, AddExpression):
+            for arg in expr.args:
+                self._split(arg, _broadcast_weight(weight, arg, expr))
+            return
+        if isinstance(expr, NegExpression):
+            self._split(expr.args[0], -np.asarray(weight))
+            return
+        if isinstance(expr, (multiply, MulExpression, DivExpression)):
+            self._product(expr, weight)
+            return
+        if isinstance(expr, Sum):
+            if expr.axis is not None and expr.args[0].ndim > 1:
+                raise NotStructured("sum along an axis of a nonlinear expression")
+            self._split(expr.args[0], weight)
+            return
+        self._atom(expr, weight)
+
+    def _linear(self, part: Affine, weight: float | np.ndarray) -> None:
+        w = np.broadcast_to(np.asarray(weight, dtype=np.float64), (part.size,))
+        self._offset += float(w @ part.const)
+        if part.op is not None:
+            self._c += part.op.rmatvec(np.ascontiguousarray(w))
+
+    def _product(self, expr: Expression, weight: float | np.ndarray) -> None:
+        lhs, rhs = expr.args
+        if isinstance(expr, DivExpression):
+            if not rhs.is_constant():
+                raise NotStructured("division by a non-constant expression")
+            self._split(lhs, np.asarray(weight) / flat(rhs.value, rhs.size))
+            return
+        const, other = (lhs, rhs) if lhs.is_constant() else (rhs, lhs)
+        if not const.is_constant():
+            raise NotStructured("a product of two non-constant expressions")
+        value = flat(const.value, const.size)
+        if isinstance(expr, MulExpression) and const.size > 1:
+            # w @ f(x) with a constant row vector w: a weighted sum of f's entries.
+            if not (const is lhs and const.ndim == 1 and other.ndim == 1):
+                raise NotStructured("a matrix product with a nonlinear expression")
+            self._split(other, np.asarray(weight) * value)
+            return
+        if value.size == 1:
+            self._split(other, np.asarray(weight) * value[0])
+        else:
+            self._split(other, np.asarray(weight) * value)
+
+    def _atom(self, expr: Expression, weight: float | np.ndarray) -> None:
+        """A convex atom with a prox: add the term ``weight * f(arg)``."""
+        w = np.asarray(weight, dtype=np.float64)
+        if isinstance(expr, entr):
+            # -w entr(u) = w u log u: entr is concave, so it enters with a negative weight.
+            self._elementwise(NegEntropy, expr.args[0], -w)
+            return
+        handler = self._handler(expr)
+        if handler is None:
+            raise NotStructured(f"the atom {type(expr).__name__} has no prox term")
+        if np.any(w < 0):
+            raise NotStructured(f"{type(expr).__name__} enters with a negative weight")
+        handler(expr, w)
+
+    def _handler(self, expr: Expression):  # noqa: ANN202
+        """The method that adds the term of a convex atom, None if it has none."""
+        if isinstance(expr, norm1):
+            inner = expr.args[0]
+            if isinstance(inner, Pnorm) and inner.axis is not None:
+                # mixed_norm(X, 2, 1): the l1 norm of nonnegative group norms.
+                return lambda e, w: self._pnorm(inner, w)
+            return lambda e, w: self._norm(Norm1, e.args[0], w)
+        if isinstance(expr, norm_inf):
+            return lambda e, w: self._norm(NormInf, e.args[0], w)
+        if isinstance(expr, Pnorm):
+            return self._pnorm
+        if isinstance(expr, quad_over_lin):
+            return self._quad_over_lin
+        if isinstance(expr, Power) and float(expr.p.value) == 2:
+            return lambda e, w: self._elementwise(SumSquares, e.args[0], w)
+        simple = {abs_atom: Norm1, logistic: Logistic}
+        for atom, function in simple.items():
+            if isinstance(expr, atom):
+                return lambda e, w, f=function: self._elementwise(f, e.args[0], w)
+        if isinstance(expr, huber):
+            return lambda e, w: self._elementwise(Huber, e.args[0], w, M=float(e.M.value))
+        if isinstance(expr, maximum):
+            return self._maximum
+        if isinstance(expr, kl_div):
+            return self._kl_div
+        return None
+
+    def _quad_over_lin(self, expr: quad_over_lin, w: np.ndarray) -> None:
+        denom = expr.args[1]
+        if not denom.is_constant() or float(denom.value) <= 0:
+            raise NotStructured("quad_over_lin with a non-constant denominator")
+        self._norm(SumSquares, expr.args[0], w / float(denom.value))
+
+    def _norm(self, function: type, arg: Expression, w: np.ndarray) -> None:
+        """A norm-like function of a whole expression with a scalar weight."""
+        if w.size != 1:
+            raise NotStructured(f"{function.__name__} with elementwise weights")
+        part = self.affine.lower(arg)
+        self._add_term(
+            function(part.size, weight=float(w.reshape(-1)[0])), part, function.__name__.lower()
+        )
+
+    def _elementwise(self, function: type, arg: Expression, w: np.ndarray, **kw: float) -> None:
+        """sum_j w_j f(arg_j) for an elementwise atom."""
+        part = self.affine.lower(arg)
+        weight = (
+            np.broadcast_to(w.reshape(-1) if w.size > 1 else w.reshape(()), (part.size,))
+            if w.size > 1
+            else float(w.reshape(-1)[0])
+        )
+        if isinstance(weight, np.ndarray) and np.all(weight == weight[0]):
+            weight = float(weight[0])
+        self._add_term(function(part.size, weight=weight, **kw), part, function.__name__.lower())
+
+    def _pnorm(self, expr: Pnorm, w: np.ndarray) -> None:
+        if float(expr.p) != 2:
+            raise NotStructured(f"pnorm with p={expr.p} (only p=2 has a prox term)")
+        arg = expr.args[0]
+        if expr.axis is None:
+            self._norm(Norm2, arg, w)
+            return
+        if arg.ndim != 2:
+            raise NotStructured("a norm along an axis of a non-matrix")
+        # Group l2 norm: one group per column (axis=0) or per row (axis=1).
+        rows, cols = arg.shape
+        part = self.affine.lower(arg)
+        if expr.axis == 1:
+            order = np.arange(rows * cols).reshape((rows, cols), order="F").flatten(order="C")
+            part, group, count = gather(part, order), cols, rows
+        else:
+            group, count = rows, cols
+        weight = np.broadcast_to(w.reshape(-1) if w.size > 1 else w.reshape(()), (count,))
+        weight = float(weight[0]) if np.all(weight == weight[0]) else np.array(weight)
+        self._add_term(GroupL2(part.size, group, weight=weight), part, "group_l2")
+
+    def _maximum(self, expr: maximum, w: np.ndarray) -> None:
+        """max(u, c) = c + max(u - c, 0) for a constant c: a Pos term."""
+        args = list(expr.args)
+        consts = [a for a in args if a.is_constant()]
+        others = [a for a in args if not a.is_constant()]
+        if len(args) != 2 or len(consts) != 1:
+            raise NotStructured("maximum of other than an expression and a constant")
+        part = self.affine.lower(others[0])
+        size = expr.size
+        if part.size != size:
+            raise NotStructured("maximum with broadcasting")
+        c = flat(consts[0].value, size)
+        weight = np.broadcast_to(w.reshape(-1) if w.size > 1 else w.reshape(()), (size,))
+        self._offset += float(weight @ c)
+        shifted = Affine(part.op, part.const - c)
+        scalar_w = float(weight[0]) if np.all(weight == weight[0]) else np.array(weight)
+        self._add_term(Pos(size, weight=scalar_w), shifted, "pos")
+
+    def _kl_div(self, expr: kl_div, w: np.ndarray) -> None:
+        u, v = expr.args
+        if not v.is_constant():
+            raise NotStructured("kl_div with a non-constant second argument")
+        part = self.affine.lower(u)
+        c = flat(v.value, part.size)
+        if np.any(c <= 0):
+            raise NotStructured("kl_div(., c) with c <= 0")
+        weight = np.broadcast_to(w.reshape(-1) if w.size > 1 else w.reshape(()), (part.size,))
+        scalar_w = float(weight[0]) if np.all(weight == weight[0]) else np.array(weight)
+        self._add_term(KLDiv(part.size, c, weight=scalar_w), part, "kl_div")
+
+    def _add_term(self, function: ProxFunction, part: Affine, label: str) -> int:
+        if part.op is None:
+            raise NotStructured(f"{label} of a constant")
+        self._terms.append(OperatorTerm(function, part.op, -part.const, label))
+        return len(self._terms) - 1
+
+    # -- constraints -----------------------------------------------------------------
+
+    def _constraint(self, con: object) -> tuple[int, np.ndarray | None]:
+        """The term of an affine constraint: its index and the rows it keeps."""
+        if isinstance(con, (Equality, ZeroConstraint)):
+            expr = con.expr
+            if not expr.is_affine():
+                raise NotStructured("an equality constraint that is not affine")
+            part = self.affine.lower(expr)
+            return self._add_term(Zero(part.size), part, f"constraint {con.id} (==)"), None
+        if isinstance(con, (Inequality, NonPos, NonNeg)):
+            expr = con.args[0] if isinstance(con, NonNeg) else con.expr
+            if not expr.is_affine():
+                raise NotStructured(f"a nonlinear inequality ({con})")
+            part = self.affine.lower(expr)
+            if not isinstance(con, NonNeg):
+                part = scale(part, -1.0)
+            # Entries u + inf >= 0 (a bound at infinity) hold for every x.
+            rows = None
+            if np.any(part.const == np.inf):
+                rows = np.flatnonzero(part.const != np.inf)
+                part = gather(part, rows)
+            label = f"constraint {con.id} ({'>=' if isinstance(con, NonNeg) else '<='})"
+            if part.size == 0:
+                return -1, rows
+            return self._add_term(Nonneg(part.size), part, label), rows
+        raise NotStructured(f"a {type(con).__name__} constraint")
+
+    def _attributes(self, var: object) -> None:
+        """nonneg, nonpos and bounds attributes as Nonneg terms."""
+        select = Affine(self.layout.select(var), np.zeros(var.size))
+        if var.attributes["nonneg"]:
+            self._add_term(Nonneg(var.size), select, f"{var.name()} >= 0")
+        if var.attributes["nonpos"]:
+            self._add_term(Nonneg(var.size), scale(select, -1.0), f"{var.name()} <= 0")
+        bounds = var.attributes["bounds"]
+        if not bounds:
+            return
+        for bound, sign, name in ((bounds[0], 1.0, ">="), (bounds[1], -1.0, "<=")):
+            if bound is None:
+                continue
+            value = flat(bound.value if isinstance(bound, Expression) else bound, var.size)
+            finite = np.isfinite(value)
+            if not np.any(finite):
+                continue
+            part = add(elementwise(select, np.full(var.size, sign)), Affine(None, -sign * value))
+            if not np.all(finite):
+                part = gather(part, np.flatnonzero(finite))
+            self._add_term(Nonneg(part.size), part, f"{var.name()} {name} bound")
+
+
+def _broadcast_weight(weight: float | np.ndarray, arg: Expression, parent: Expression):
+    """The weight of one summand of a sum: scalars pass, vectors must match its size."""
+    w = np.asarray(weight)
+    if w.ndim == 0 or arg.size == parent.size:
+        return weight
+    if arg.size == 1:
+        return float(w.sum())
+    raise NotStructured("a sum with broadcasting inside a weighted term")

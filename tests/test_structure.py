@@ -1,0 +1,175 @@
+"""The structure-preserving reduction: affine lowering, atom recognition, fallbacks."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+import cvxprox
+from cvxprox.atoms import conv2d, fourier_sample
+from cvxprox.linops import Conv2D, Convolve1D, FiniteDiff, FourierSample
+from cvxprox.reductions.affine import AffineLowering, NotStructured, VariableLayout
+from cvxprox.reductions.structure import StructureLowering
+
+RNG = np.random.default_rng(0)
+x = cp.Variable(6, name="x")
+X = cp.Variable((4, 5), name="X")
+A = RNG.standard_normal((3, 6))
+K = RNG.standard_normal((3, 2))
+MASK = RNG.random((4, 5)) < 0.5
+MASK[0, 0] = True
+P = cp.Parameter((3, 6), value=RNG.standard_normal((3, 6)))
+
+AFFINE = {
+    "x": x,
+    "2x+1": 2 * x + 1,
+    "-x": -x,
+    "A@x": A @ x,
+    "P@x": P @ x,
+    "w*x": cp.multiply(np.arange(6.0), x),
+    "x/3": x / 3,
+    "slice": x[1:5:2],
+    "fancy index": x[[0, 3, 3, 5]],
+    "diff": cp.diff(x),
+    "diff2": cp.diff(x, 2),
+    "Xdiff0": cp.diff(X, axis=0),
+    "Xdiff1": cp.diff(X, axis=1),
+    "transpose": X.T,
+    "reshape C": cp.reshape(X, (5, 4), order="C"),
+    "vec": cp.vec(X, order="F"),
+    "hstack": cp.hstack([x, x[:2], np.ones(2)]),
+    "vstack": cp.vstack([X, X[1:2, :]]),
+    "sum": cp.sum(x),
+    "sum axis": cp.sum(X, axis=0),
+    "cumsum": cp.cumsum(x),
+    "convolve": cp.convolve(np.array([1.0, -2.0, 0.5]), x),
+    "conv2d full": conv2d(K, X),
+    "conv2d same": conv2d(K, X, mode="same"),
+    "conv2d circ": conv2d(K, X, mode="circular"),
+    "fourier": fourier_sample(X, MASK),
+    "X@B": X @ RNG.standard_normal((5, 2)),
+    "trace": cp.trace(X[:, :4]),
+    "scalar+vec": cp.sum(x) + x,
+}
+
+
+def _set_random() -> np.ndarray:
+    layout = VariableLayout([x, X])
+    values = RNG.standard_normal(layout.n)
+    for var, val in layout.split(values).items():
+        next(v for v in (x, X) if v.id == var).value = val
+    return values
+
+
+@pytest.mark.parametrize("name", list(AFFINE))
+def test_affine_lowering_matches_cvxpy(name: str) -> None:
+    expr = AFFINE[name]
+    layout = VariableLayout([x, X])
+    part = AffineLowering(layout).lower(expr)
+    values = _set_random()
+    expected = np.asarray(expr.value, dtype=float).flatten(order="F")
+    np.testing.assert_allclose(part.evaluate(values), expected, rtol=1e-10, atol=1e-10)
+    if part.op is not None:
+        y = RNG.standard_normal(part.size)
+        v = RNG.standard_normal(layout.n)
+        assert np.isclose(part.op.matvec(v) @ y, v @ part.op.rmatvec(y), rtol=1e-10)
+
+
+def test_operators_keep_their_structure() -> None:
+    layout = VariableLayout([X])
+    lower = AffineLowering(layout).lower
+    assert isinstance(lower(conv2d(K, X, mode="circular")).op, Conv2D)
+    assert isinstance(lower(fourier_sample(X, MASK)).op, FourierSample)
+    assert isinstance(lower(cp.diff(X, axis=1)).op, FiniteDiff)
+    y = cp.Variable(50)
+    assert isinstance(
+        AffineLowering(VariableLayout([y])).lower(cp.convolve(np.ones(3), y)).op, Convolve1D
+    )
+
+
+OBJECTIVES = {
+    "norm1": cp.norm1(A @ x - 1),
+    "abs sum weighted": cp.sum(cp.multiply(np.arange(1.0, 7.0), cp.abs(x))),
+    "sum_squares": cp.sum_squares(A @ x) + 3 * cp.sum(x),
+    "quad_over_lin": cp.quad_over_lin(x, 4.0),
+    "square sum": cp.sum(cp.square(x - 2)),
+    "norm2": 2 * cp.norm(x, 2),
+    "fro": cp.norm(X, "fro"),
+    "norm_inf": cp.norm_inf(x),
+    "huber": cp.sum(cp.huber(x, 0.5)),
+    "pos": cp.sum(cp.pos(x)) + np.arange(6.0) @ cp.maximum(x, 1),
+    "hinge": cp.sum(cp.pos(1 - cp.multiply(np.sign(A[0]), x))),
+    "group cols": cp.sum(cp.norm(X, 2, axis=0)),
+    "group rows": cp.sum(cp.norm(X, 2, axis=1)),
+    "mixed_norm": cp.mixed_norm(X, 2, 1),
+    "tv 1d": cp.tv(x),
+    "tv 2d": cp.tv(X),
+    "logistic": cp.sum(cp.logistic(A @ x)),
+    "neg entropy": -cp.sum(cp.entr(x + 3)),
+    "kl_div": cp.sum(cp.kl_div(x + 3, 2.0)),
+    "param scale": cp.Parameter(nonneg=True, value=2.5) * cp.norm1(x),
+    "sum of many": cp.norm1(x) + cp.sum_squares(X) / 2 - 4 + cp.tv(X) * 0.1,
+}
+
+
+@pytest.mark.parametrize("name", list(OBJECTIVES))
+def test_objective_terms_reproduce_the_objective(name: str) -> None:
+    expr = OBJECTIVES[name]
+    prob = cp.Problem(cp.Minimize(expr))
+    lowering = StructureLowering(prob)
+    lowered = lowering.lower()
+    values = RNG.standard_normal(lowered.layout.n)
+    if name in ("neg entropy", "kl_div"):
+        values = np.abs(values)
+    for var_id, val in lowered.layout.split(values).items():
+        next(v for v in prob.variables() if v.id == var_id).value = val
+    assert lowered.program.objective(values) == pytest.approx(prob.objective.value, rel=1e-10)
+    assert all(not t.function.is_indicator for t in lowered.program.terms)
+
+
+def test_constraint_terms_and_attributes() -> None:
+    u = cp.Variable(4, nonneg=True)
+    v = cp.Variable(3, bounds=[-1, np.array([1.0, np.inf, 2.0])])
+    cons = [A[:2, :4] @ u == 1, u[:3] <= v, cp.sum(v) >= -2]
+    prob = cp.Problem(cp.Minimize(cp.norm1(u) + cp.norm1(v)), cons)
+    lowered = StructureLowering(prob).lower()
+    labels = [t.label for t in lowered.program.terms]
+    assert sum("constraint" in label for label in labels) == 3
+    assert sum("bound" in label or ">= 0" in label for label in labels) == 3
+    # Feasible point: every indicator term is satisfied.
+    uval, vval = np.array([0.2, 0.1, 0.0, 0.3]), np.array([0.5, 0.5, 0.5])
+    uval = np.linalg.lstsq(A[:2, :4], np.ones(2), rcond=None)[0]
+    for term in lowered.program.terms:
+        assert term.size == term.op.shape[0]
+    assert [c.term for c in lowered.constraints] == [2, 3, 4]
+    del uval, vval
+
+
+@pytest.mark.parametrize(
+    "prob, reason",
+    [
+        (cp.Problem(cp.Minimize(-cp.geo_mean(x + 10))), "GeoMean"),
+        (cp.Problem(cp.Minimize(cp.norm1(x)), [cp.norm(x) <= 1]), "nonlinear inequality"),
+        (cp.Problem(cp.Minimize(cp.norm(x, 3))), "p=3"),
+        (cp.Problem(cp.Minimize(cp.trace(cp.Variable((2, 2), PSD=True)))), "PSD"),
+        (cp.Problem(cp.Minimize(cp.norm1(x)), [cp.SOC(x[0], x[1:])]), "SOC"),
+    ],
+)
+def test_unrecognized_parts_are_named(prob: cp.Problem, reason: str) -> None:
+    with pytest.raises(NotStructured, match=reason):
+        StructureLowering(prob).lower()
+
+
+def test_compile_reports_terms_and_algorithm() -> None:
+    y = RNG.standard_normal((8, 8))
+    Z = cp.Variable((8, 8))
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(Z - y) + 0.1 * cp.tv(Z)))
+    compiled = cvxprox.compile(prob)
+    text = repr(compiled)
+    assert "structure kept" in text
+    assert "group_l2" in text and "sumsquares" in text.lower()
+    assert compiled.algorithm in ("admm", "ladmm", "fista")
+    lp = cp.Problem(cp.Minimize(cp.sum(x)), [x >= 0])
+    assert "cones" in repr(cvxprox.compile(lp))
+    assert "GeoMean" in cvxprox.compile(cp.Problem(cp.Maximize(cp.geo_mean(x)), [x <= 1])).reduction
