@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from compare.harness import RESULTS_DIR, RunConfig, Suite, iter_suite
-from compare.report import RunInfo, summary_table, write_csv, write_report
+from compare.report import RunInfo, peer_ratio_lines, summary_table, write_csv, write_report
 from compare.solvers import SOLVERS, unavailable_reason
 from compare.suites import SIZED_SUITES, SUITES, make_suite
 
@@ -54,16 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=_eps,
         help="eps_abs = eps_rel asked of every solver, or 'default' for each solver's own "
         "tolerances (default: the suite's own: solver defaults; maros-meszaros: eps_abs = "
-        "1e-3, eps_rel = 0)",
+        "1e-3, eps_rel = 0; structured: 1e-4)",
     )
     parser.add_argument(
-        "--tol", type=float, help="success tolerance (default: max(eps_abs, eps_rel, 1e-4))"
+        "--tol",
+        type=float,
+        help="success tolerance (default: the suite's own (structured 1e-3), else "
+        "max(eps_abs, eps_rel, 1e-4))",
     )
     parser.add_argument(
         "--timeout",
         "--time-limit",
         type=float,
-        help="seconds per solve (default: the suite's own; netlib 10, energy 300, else 60)",
+        help="seconds per solve (default: the suite's own; netlib 10, energy 300, "
+        "structured 1200, else 60)",
     )
     parser.add_argument(
         "--memory-gb", type=float, default=8.0, help="GB per solve (8; 0: no limit)"
@@ -79,7 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cases", "--models", "--problems", help="comma-separated case names (one suite)"
     )
-    parser.add_argument("--sizes", help="energy suite: comma-separated NODESxHOURS")
+    parser.add_argument(
+        "--sizes",
+        help="energy suite: comma-separated NODESxHOURS; structured suite: comma-separated "
+        "MODEL=SIZE (image side, signal length, lasso features), e.g. tv_denoising=64",
+    )
     parser.add_argument(
         "--out", "--results-dir", type=Path, default=RESULTS_DIR, help="(compare/results)"
     )
@@ -112,6 +120,8 @@ def run(suite: Suite, solvers: Sequence[str], config: RunConfig, info: RunInfo) 
     paths = write_report(records, info)
     progress.unlink(missing_ok=True)
     print(f"\n## {suite.title}\n\n{summary_table(records, solvers, config.timeout)}\n")
+    if suite.peer_ratio is not None:
+        print("\n".join(peer_ratio_lines(records, suite.peer_ratio, solvers)))
     return paths
 
 
@@ -146,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             timeout=args.timeout or suite.timeout,
             memory_gb=args.memory_gb,
             device=args.device,
-            tol=args.tol,
+            tol=args.tol if args.tol is not None else suite.tol,
             repeats=args.repeats,
             out=args.out,
         )

@@ -87,12 +87,24 @@ class ReferenceSolver:
 
 
 @dataclass(frozen=True)
+class PeerRatio:
+    """A suite's report line: ``solver``'s time over the fastest of ``peers`` per case,
+    and its geometric mean over the cases, next to ``target`` (None: no target)."""
+
+    solver: str
+    peers: tuple[str, ...]
+    target: float | None = None
+
+
+@dataclass(frozen=True)
 class Suite:
     """A named list of cases with the settings that are the suite's own.
 
     ``eps_abs``/``eps_rel`` are the default accuracy asked of the solvers (None: each
-    solver's own default tolerances), ``solvers`` the default solver set (empty: every
-    default solver that applies), ``timeout`` the default time limit; ``notes`` are
+    solver's own default tolerances), ``tol`` the default success tolerance (None:
+    :attr:`RunConfig.tolerance`'s), ``solvers`` the default solver set (empty: every
+    default solver that applies), ``timeout`` the default time limit; ``peer_ratio``
+    adds a time ratio against the best of some peers to the report; ``notes`` are
     extra report lines; ``ladder`` marks a suite of one model at growing sizes, whose
     report says at which size each solver stopped being usable (a solver that ran out of
     time or memory, crashed or was refused by its licence at one size is not run at the
@@ -109,6 +121,8 @@ class Suite:
     ladder: bool = False
     solvers: tuple[str, ...] = ()
     timeout: float = 60.0
+    tol: float | None = None
+    peer_ratio: PeerRatio | None = None
 
     @property
     def stem(self) -> str:

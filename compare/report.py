@@ -3,7 +3,9 @@
 The Markdown report has a header (date, machine, package versions, settings), a summary
 per solver (attempted, successes, success rate, shifted geometric mean of the time with
 shift 10 s, failures charged the time limit, as in Mittelmann's benchmarks, and its
-ratio to the best solver), the median NABLAPROX / SCS time ratio, and a per-case table.
+ratio to the best solver), the median NABLAPROX / SCS time ratio, where the suite asks
+for it a per-case time ratio of one solver against the fastest of a set of peers with its
+geometric mean (and target), and a per-case table.
 The PNG is a Dolan-Moré performance profile: per solver, the fraction of cases solved
 within a factor tau of the fastest solver's time, against log2(tau).
 """
@@ -24,7 +26,7 @@ import cvxpy as cp
 import matplotlib
 import numpy as np
 
-from compare.harness import Record, RunConfig, Suite
+from compare.harness import PeerRatio, Record, RunConfig, Suite
 from compare.solvers import NABLAPROX, SOLVERS, version
 
 matplotlib.use("Agg")
@@ -75,6 +77,52 @@ def median_ratio(records: Sequence[Record], numerator: str, denominator: str) ->
         if (case, numerator) in solved and (case, denominator) in solved
     ]
     return (float(np.median(ratios)), len(ratios)) if ratios else (math.nan, 0)
+
+
+@dataclass(frozen=True)
+class BestPeerRatio:
+    """One case of :func:`best_peer_ratios`: the solver's time, the fastest peer that
+    solved the case and its time, their ratio (NaN when either side did not solve it)."""
+
+    case: str
+    time: float
+    peer: str
+    peer_time: float
+    ratio: float
+    note: str
+
+
+def best_peer_ratios(
+    records: Sequence[Record], solver: str, peers: Sequence[str]
+) -> list[BestPeerRatio]:
+    """Per case (in record order) where ``solver`` was run: ``time(solver)`` over the
+    smallest ``time(peer)`` among the ``peers`` that solved the case. Times are the
+    records' total times (compile + solve); only successful solves count."""
+    rows = []
+    for case in dict.fromkeys(r.case for r in records if r.solver == solver):
+        mine = next(r for r in records if r.case == case and r.solver == solver)
+        solved = [r for r in records if r.case == case and r.solver in peers and r.success]
+        best = min(solved, key=lambda r: r.time, default=None)
+        peer, peer_time = (best.solver, best.time) if best is not None else ("-", math.nan)
+        if not mine.success:
+            note = f"{solver} failed ({mine.status})"
+        elif best is None:
+            note = "no peer solved it"
+        else:
+            note = ""
+        ratio = mine.time / peer_time if not note and peer_time > 0 else math.nan
+        rows.append(
+            BestPeerRatio(
+                case, mine.time if mine.success else math.nan, peer, peer_time, ratio, note
+            )
+        )
+    return rows
+
+
+def geometric_mean(values: Iterable[float]) -> float:
+    """Geometric mean of the finite positive ``values`` (NaN if there are none)."""
+    v = np.asarray([x for x in values if math.isfinite(x) and x > 0], dtype=float)
+    return float(np.exp(np.mean(np.log(v)))) if v.size else math.nan
 
 
 def performance_ratios(records: Sequence[Record], solvers: Sequence[str]) -> dict[str, np.ndarray]:
@@ -209,6 +257,58 @@ def case_table(records: Sequence[Record]) -> str:
     return markdown_table(headers, rows)
 
 
+def peer_ratio_lines(
+    records: Sequence[Record], spec: PeerRatio, solvers: Sequence[str]
+) -> list[str]:
+    """The section on ``spec``: a per-case table of ``solver / min(peers)`` time ratios,
+    their geometric mean, and whether it meets the target (which needs every case solved
+    by the solver and compared with a peer). Empty if the solver or every peer was not
+    run."""
+    peers = [p for p in spec.peers if p in solvers]
+    if spec.solver not in solvers or not peers:
+        return []
+    best = "min(" + ", ".join(peers) + ")" if len(peers) > 1 else peers[0]
+    name = f"{spec.solver} / {best}"
+    rows = best_peer_ratios(records, spec.solver, peers)
+    table = markdown_table(
+        ["Case", f"{spec.solver} time (s)", "fastest peer", "peer time (s)", "ratio", "note"],
+        [
+            [
+                r.case,
+                fmt(r.time, ".3f"),
+                r.peer,
+                fmt(r.peer_time, ".3f"),
+                fmt(r.ratio, ".3f"),
+                r.note,
+            ]
+            for r in rows
+        ],
+    )
+    compared = [r.ratio for r in rows if math.isfinite(r.ratio)]
+    mean = geometric_mean(compared)
+    line = (
+        f"Geometric mean of {name} over the {len(compared)} of {len(rows)} cases compared: "
+        f"**{fmt(mean, '.3f')}**"
+    )
+    if spec.target is not None:
+        if len(compared) < len(rows):
+            verdict = "not met: not every case compared"
+        else:
+            verdict = "met" if mean <= spec.target else "not met"
+        line += f" (target <= {spec.target:g}: {verdict})"
+    return [
+        f"## Time ratio {name}",
+        "",
+        f"Per case, {spec.solver}'s time over the fastest successful time among "
+        f"{', '.join(peers)} (time = CVXPY compile + solve, as in the summary).",
+        "",
+        table,
+        "",
+        line + ".",
+        "",
+    ]
+
+
 def render_markdown(records: Sequence[Record], info: RunInfo) -> str:
     """The whole Markdown report."""
     lines = [f"# {info.suite.title}", "", *header_lines(info), "", "## Summary", ""]
@@ -220,6 +320,8 @@ def render_markdown(records: Sequence[Record], info: RunInfo) -> str:
             "cases both solved).",
             "",
         ]
+    if info.suite.peer_ratio is not None:
+        lines += peer_ratio_lines(records, info.suite.peer_ratio, info.solvers)
     if info.suite.ladder:
         lines += ["## Where each solver stops", "", *ladder_lines(records, info.solvers), ""]
     lines += ["## Cases", "", case_table(records), ""]

@@ -19,10 +19,11 @@ import cvxpy as cp
 import numpy as np
 import pytest
 
-from compare import cli, report
+from compare import cli, report, tv_scale
 from compare.cupdlpx_conif import CuPdlpx
 from compare.harness import (
     Case,
+    PeerRatio,
     Record,
     RunConfig,
     Suite,
@@ -31,9 +32,9 @@ from compare.harness import (
     run_suite,
 )
 from compare.references import ReferenceCache, reference_key
-from compare.solve import ERROR, LICENCE_LIMIT, OUT_OF_MEMORY, classify_error
+from compare.solve import ERROR, LICENCE_LIMIT, OUT_OF_MEMORY, Outcome, classify_error
 from compare.solvers import SolveSettings, solver_options
-from compare.suites import energy
+from compare.suites import SIZED_SUITES, SUITES, energy, make_suite, structured
 
 # ------------------------------------------------------------------ case builders
 
@@ -407,3 +408,148 @@ def test_cli_runs_one_zoo_case(tmp_path: Path, capsys: pytest.CaptureFixture[str
         "zoo.md",
         "zoo_profile.png",
     ]
+
+
+# ------------------------------------------------------------------ structured suite
+
+
+def test_structured_suite_registers_with_its_settings() -> None:
+    assert "structured" in SUITES and "structured" in SIZED_SUITES
+    suite = make_suite("structured")
+    assert [(c.name, c.problem_class, c.size) for c in suite.cases] == [
+        ("tv_denoising", "SOCP", 192 * 192),
+        ("deconvolution", "SOCP", 6000),
+        ("lasso", "QP", 8000),
+        ("tv_inpainting", "SOCP", 128 * 128),
+    ]
+    assert suite.solvers == ("NABLAPROX", "SCS", "CLARABEL")
+    assert (suite.eps_abs, suite.eps_rel, suite.tol, suite.timeout) == (1e-4, 1e-4, 1e-3, 1200.0)
+    assert suite.reference_solver.solver == "CLARABEL"
+    assert suite.peer_ratio == PeerRatio("NABLAPROX", ("SCS", "CLARABEL"), 0.2)
+    args = cli.build_parser().parse_args(["--suite", "structured"])
+    assert args.tol is None  # the suite's 1e-3 applies
+
+
+@pytest.mark.parametrize("name", list(structured.MODELS))
+def test_structured_models_are_dcp_at_their_sizes(name: str) -> None:
+    size = 16 if name.startswith("tv_") else 40
+    prob = structured.MODELS[name](0, size=size)
+    assert prob.is_dcp()
+    (variable,) = prob.variables()
+    assert variable.shape == ((size, size) if name.startswith("tv_") else (size,))
+    assert prob.size_metrics.num_scalar_variables == structured.variables(name, size)
+    (case,) = make_suite("structured", [f"{name}={size}"]).select([name]).cases
+    assert case.size == structured.variables(name, size)
+    assert case.build().size_metrics.num_scalar_variables == case.size
+
+
+def test_structured_model_data() -> None:
+    image = structured.phantom(64)
+    assert image.min() >= 0 and image.max() <= 1 and len(np.unique(image)) == 6
+    lasso = structured.build_lasso(0, size=40)  # A is 10 x 40
+    assert (10, 40) in [c.shape for c in lasso.constants()]
+    inpainting = structured.build_tv_inpainting(0, size=50)
+    mask = inpainting.constraints[0].args[0].args[0].value
+    assert 0.5 < 1 - mask.mean() < 0.7  # about 60% missing
+    kernel = structured.gaussian_kernel()
+    assert kernel.size == 31 and math.isclose(kernel.sum(), 1.0)
+    assert structured.parse_sizes(["lasso=800"])["lasso"] == 800
+    with pytest.raises(ValueError, match="MODEL=SIZE"):
+        structured.parse_sizes(["lasso800"])
+    with pytest.raises(ValueError, match="MODEL=SIZE"):
+        structured.parse_sizes(["nope=8"])
+
+
+def _timed(case: str, solver: str, compile_time: float, solve_time: float, ok: bool) -> Record:
+    record = _record(case, solver, solve_time, ok)
+    record.compile_time = compile_time
+    return record
+
+
+def test_ratio_to_the_best_peer() -> None:
+    records = [
+        _timed("a", "NABLAPROX", 0.5, 0.5, True),  # 1 s against CLARABEL's 2 s
+        _timed("a", "SCS", 1.0, 3.0, True),
+        _timed("a", "CLARABEL", 1.5, 0.5, True),
+        _timed("b", "NABLAPROX", 0.0, 1.0, True),  # 1 s against SCS's 10 s
+        _timed("b", "SCS", 2.0, 8.0, True),
+        _timed("b", "CLARABEL", 0.0, 0.5, False),  # a failure is no peer time
+        _timed("c", "NABLAPROX", 0.0, 1.0, False),
+        _timed("c", "SCS", 0.0, 1.0, True),
+        _timed("d", "NABLAPROX", 0.0, 1.0, True),
+        _timed("d", "SCS", 0.0, 1.0, False),
+        _timed("d", "OSQP", 0.0, 0.1, True),  # not a peer
+    ]
+    rows = report.best_peer_ratios(records, "NABLAPROX", ["SCS", "CLARABEL"])
+    assert [(r.case, r.peer) for r in rows] == [("a", "CLARABEL"), ("b", "SCS"), ("c", "SCS")] + [
+        ("d", "-")
+    ]
+    np.testing.assert_allclose([r.ratio for r in rows], [0.5, 0.1, np.nan, np.nan])
+    np.testing.assert_allclose([r.peer_time for r in rows], [2.0, 10.0, 1.0, np.nan])
+    assert rows[2].note == "NABLAPROX failed (timeout)" and rows[3].note == "no peer solved it"
+    assert math.isclose(report.geometric_mean([0.5, 0.1, math.nan]), math.sqrt(0.05))
+
+    spec = PeerRatio("NABLAPROX", ("SCS", "CLARABEL"), 0.2)
+    text = "\n".join(report.peer_ratio_lines(records, spec, ["NABLAPROX", "SCS", "CLARABEL"]))
+    assert "## Time ratio NABLAPROX / min(SCS, CLARABEL)" in text
+    assert "| a | 1.000 | CLARABEL | 2.000 | 0.500 |  |" in text
+    assert "over the 2 of 4 cases compared: **0.224** (target <= 0.2: not met: not every" in text
+    solved = report.peer_ratio_lines(records[:6], spec, ["NABLAPROX", "SCS"])  # SCS only
+    assert "NABLAPROX / SCS over the 2 of 2 cases compared: **0.158** (target <= 0.2: met)" in (
+        "\n".join(solved)
+    )
+    slow = [_timed("a", "NABLAPROX", 0.0, 0.5, True), _timed("a", "SCS", 0.0, 1.0, True)]
+    missed = report.peer_ratio_lines(slow, spec, ["NABLAPROX", "SCS"])
+    assert "**0.500** (target <= 0.2: not met)" in "\n".join(missed)
+    assert report.peer_ratio_lines(records, spec, ["SCS", "CLARABEL"]) == []
+
+
+def test_cli_runs_the_structured_suite_small(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--suite", "structured", "--cases", "deconvolution", "--sizes", "deconvolution=60"]
+    cli.main([*argv, "--solvers", "clarabel,scs", "--out", str(tmp_path), "--timeout", "30"])
+    out = capsys.readouterr().out
+    assert "| CLARABEL | 1 | 1 | 100.0 |" in out and "| SCS | 1 | 1 | 100.0 |" in out
+    text = (tmp_path / "structured.md").read_text()
+    assert "eps_abs = 0.0001, eps_rel = 0.0001" in text and "<= 0.001" in text
+    assert "structured/deconvolution/60" in (tmp_path / "references.json").read_text()
+
+
+# ------------------------------------------------------------------------ tv_scale
+
+
+TIME_REPORT = """some solver output
+Command terminated by signal 9
+\tCommand being timed: "python -m compare.child"
+\tMaximum resident set size (kbytes): 204800
+\tExit status: 0
+"""
+
+
+def test_tv_scale_reads_time_reports_and_picks_the_baseline() -> None:
+    assert tv_scale.parse_time_report(TIME_REPORT) == (200.0, 9)
+    assert math.isnan(tv_scale.parse_time_report("nothing")[0])
+    assert tv_scale.strip_time_report(TIME_REPORT) == "some solver output"
+
+    def run(solver: str, status: str, objective: float) -> tv_scale.ScaleRun:
+        outcome = Outcome(status, objective, compile_time=1.0, solve_time=2.0)
+        return tv_scale.ScaleRun(solver, outcome, 4.0, 100.0, "time -v")
+
+    nabla, scs = run("NABLAPROX", "optimal", 101.0), run("SCS", "optimal", 100.5)
+    clarabel = run("CLARABEL", "optimal", 100.0)
+    assert tv_scale.baseline([nabla, scs, clarabel]) is clarabel
+    late = run("CLARABEL", "timeout", math.nan)
+    assert tv_scale.baseline([nabla, scs, late]) is nabla
+    assert tv_scale.baseline([run("NABLAPROX", "error", math.nan), late]) is None
+    table = tv_scale.result_table([nabla, scs, late])
+    assert "| NABLAPROX | optimal | 101 | (base) | 3.00 | 1.00 | 4.0 | 100 |" in table
+    assert "| SCS | optimal | 100.5 | 4.95e-03 |" in table
+    assert "| CLARABEL | timeout | - | - |" in table
+
+
+def test_tv_scale_runs_one_solver(tmp_path: Path) -> None:
+    out = tmp_path / "tv_scale.md"
+    (run,) = tv_scale.main(["--size", "8", "--solvers", "clarabel", "--out", str(out)])
+    assert run.outcome.status == cp.OPTIMAL and run.peak_rss_mb > 10
+    assert "| CLARABEL | optimal |" in out.read_text()

@@ -17,10 +17,11 @@ SUITES = {
     "netlib": "compare.suites.netlib",
     "maros-meszaros": "compare.suites.maros_meszaros",
     "energy": "compare.suites.energy",
+    "structured": "compare.suites.structured",
 }
 
 #: Suites whose ``suite()`` takes a list of sizes.
-SIZED_SUITES = ("energy",)
+SIZED_SUITES = ("energy", "structured")
 
 
 def make_suite(name: str, sizes: Sequence[str] | None = None) -> Suite:
