@@ -66,9 +66,12 @@ def choose_structured_algorithm(
 ) -> tuple[type, str]:
     """For a structured program.
 
-    ``auto``: ADMM when its x-update is exact (a diagonal, FFT- or DCT-diagonal Gram
-    operator, or a matrix it can factor once); otherwise FISTA when the objective is
-    smooth plus one prox term on x, and linearized ADMM (matvecs only) for the rest.
+    ``auto``: FISTA when the objective is smooth terms plus at most one prox term acting
+    on x itself (two products per iteration, no splitting); ADMM otherwise, with its
+    x-update chosen from the operators (an exact diagonal/FFT/DCT solve, a factorization
+    computed once, or warm-started conjugate gradients). Linearized ADMM (``ladmm``)
+    needs only products and wins on some problems (long 1-D deconvolutions, entropy
+    problems), HQS is a penalty method for plug-and-play priors: both on request.
     """
     if options.dtype == "float32":
         raise ValueError("dtype='float32' is available for cone programs (PDHG) only")
@@ -85,20 +88,17 @@ def choose_structured_algorithm(
         if not fista_ok:
             raise ValueError(f"algorithm='fista' does not apply: {fista_reason}")
         return FISTA, "forced by algorithm='fista'"
-    exact, x_update = admm_x_update(program)
-    if exact:
-        return StructuredADMM, f"auto: {x_update}"
     if fista_ok:
         return FISTA, f"auto: {fista_reason}"
-    return LinearizedADMM, f"auto: {x_update}; linearized ADMM needs matvecs only"
+    return StructuredADMM, f"auto: {admm_x_update(program)}"
 
 
-def admm_x_update(program: StructuredProgram) -> tuple[bool, str]:
-    """Whether ADMM's x-update is exact without conjugate gradients, and what solves it.
+def admm_x_update(program: StructuredProgram) -> str:
+    """How ADMM will solve its x-update, as far as the operators tell without factoring.
 
-    Exact: every operator's Gram is diagonal, FFT- or DCT-diagonal and they add up (one
-    elementwise or FFT solve), or no operator is an FFT operator, so that the normal
-    matrix can be assembled and factored once (``algorithms/xupdate.py`` decides how).
+    An exact solve when every operator's Gram is diagonal, FFT- or DCT-diagonal and they
+    add up; otherwise a factorization of the normal matrix or conjugate gradients, which
+    ``algorithms/xupdate.py`` picks from the estimated fill (shown with ``verbose``).
     """
     grams = [t.op.gram() for t in program.terms]
     if grams and all(g is not None for g in grams):
@@ -106,11 +106,11 @@ def admm_x_update(program: StructuredProgram) -> tuple[bool, str]:
         for gram in grams[1:]:
             total = None if total is None else total + gram
         if total is not None:
-            return True, f"x-update exact: {type(total).__name__} of the operators"
+            return f"ADMM with an exact x-update ({type(total).__name__} of the operators)"
     fft = [t.op.describe() for t in program.terms if has_fft(t.op)]
-    if not fft:
-        return True, "x-update by a factorization of the normal matrix, computed once"
-    return False, f"x-update would need conjugate gradients ({fft[0]} has no cheap inverse)"
+    if fft:
+        return f"ADMM; x-update by conjugate gradients ({fft[0]} has no cheap inverse)"
+    return "ADMM; x-update by a factorization, or conjugate gradients if it would fill in"
 
 
 @cache

@@ -57,6 +57,7 @@ from cvxprox.linops import (
     MatrixOp,
     ScalarMultiple,
     VStack,
+    walk,
 )
 from cvxprox.linops import (
     Sum as SumOp,
@@ -80,9 +81,9 @@ _SELECTIONS = (
 
 def flat(value: object, size: int) -> np.ndarray:
     """The column-major flattening of a numeric value, broadcast to ``size`` entries."""
-    arr = np.asarray(value, dtype=np.float64)
     if sp.issparse(value):
-        arr = np.asarray(value.toarray(), dtype=np.float64)
+        value = value.toarray()
+    arr = np.asarray(value, dtype=np.float64)
     vec = arr.flatten(order="F")
     if vec.size == 1 and size != 1:
         return np.full(size, vec[0])
@@ -289,6 +290,46 @@ class AffineLowering:
                     op = diff if isinstance(select, Identity) else Compose(diff, select)
                     return Affine(op, total.const)
         return None
+
+
+# Operators that are cheap sparse matrices (a few nonzeros per row): a tree made only of
+# these is assembled into one sparse matrix, whose products cost one pass over its
+# nonzeros instead of one NumPy call per node.
+_SPARSE_LEAVES = (Identity, Diagonal, Gather, FiniteDiff)
+_SPARSE_NODES = (ScalarMultiple, Compose, SumOp, VStack)
+
+
+def assemble(op: LinOp) -> LinOp:
+    """``op`` with every subtree of gathers, diagonals, differences and sparse matrices
+    assembled into one sparse MatrixOp; single leaves and FFT operators are kept as they
+    are (their Gram structure is what exact x-updates use)."""
+    if isinstance(op, (Identity, Diagonal, Gather, FiniteDiff)) or not isinstance(
+        op, _SPARSE_NODES
+    ):
+        return op
+    if all(_is_sparse_part(o) for o in walk(op)):
+        if _keeps_gram(op):
+            return op
+        return MatrixOp(op.to_sparse())
+    if isinstance(op, ScalarMultiple):
+        return ScalarMultiple(op.scale, assemble(op.op))
+    if isinstance(op, Compose):
+        return Compose(assemble(op.outer), assemble(op.inner))
+    parts = [assemble(o) for o in op.ops]
+    return SumOp(parts) if isinstance(op, SumOp) else VStack(parts)
+
+
+def _is_sparse_part(op: LinOp) -> bool:
+    if isinstance(op, MatrixOp):
+        return sp.issparse(op.matrix)
+    return isinstance(op, _SPARSE_LEAVES + _SPARSE_NODES)
+
+
+def _keeps_gram(op: LinOp) -> bool:
+    """A scaled single leaf (e.g. -x, 2 diff(x)): keep it, its Gram is structured."""
+    while isinstance(op, ScalarMultiple):
+        op = op.op
+    return isinstance(op, _SPARSE_LEAVES)
 
 
 def broadcast(part: Affine, size: int) -> Affine:

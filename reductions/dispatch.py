@@ -23,7 +23,7 @@ from cvxpy.reductions.solution import Solution
 
 from cvxprox.options import STRUCTURE_MODES
 from cvxprox.reductions.affine import NotStructured
-from cvxprox.reductions.structure import Lowered, StructureLowering
+from cvxprox.reductions.structure import STRUCTURED_ATOMS, Lowered, StructureLowering
 
 
 class ParamStructuredProgram:
@@ -100,6 +100,11 @@ class ProxOrCone(Reduction):
     def _try_structure(self, problem: Problem) -> tuple[StructureLowering, Lowered] | None:
         if self.structure == "never":
             self.reason = "cones: option structure='never'"
+            return None
+        if self.structure == "auto" and not any(
+            issubclass(atom, STRUCTURED_ATOMS) for atom in problem.atoms()
+        ):
+            self.reason = "cones: no norm, Huber, TV, convolution or similar atom to keep"
             return None
         try:
             lowering = StructureLowering(problem)

@@ -13,9 +13,10 @@ function with a cheap proximal operator (``cvxprox.prox``) and A an operator
 
 with nonnegative weights (scalars, or elementwise from ``multiply`` / ``w @``). Affine
 parts become the linear term c'x. Constraints: ``==`` becomes a Zero term, ``<=`` and
-``>=`` Nonneg terms, and the variable attributes ``nonneg``, ``nonpos`` and ``bounds``
-Nonneg terms. Anything else raises ``NotStructured`` with the reason, and the problem
-takes CVXPY's cone canonicalization instead (``ProxOrCone`` in ``reductions/dispatch.py``).
+``>=`` Nonneg terms, ``norm(u) <= r`` (p = 1, 2, inf) a ball indicator, and the
+variable attributes ``nonneg``, ``nonpos`` and ``bounds`` Nonneg terms. Anything else
+raises ``NotStructured`` with the reason, and the problem takes CVXPY's cone
+canonicalization instead (``ProxOrCone`` in ``reductions/dispatch.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from cvxpy.atoms.affine.add_expr import AddExpression
 from cvxpy.atoms.affine.binary_operators import DivExpression, MulExpression, multiply
+from cvxpy.atoms.affine.conv import convolve
 from cvxpy.atoms.affine.sum import Sum
 from cvxpy.atoms.affine.unary_operators import NegExpression
 from cvxpy.atoms.elementwise.abs import abs as abs_atom
@@ -44,12 +46,16 @@ from cvxpy.expressions.expression import Expression
 from cvxpy.problems.objective import Minimize
 from cvxpy.problems.problem import Problem
 
+from cvxprox.atoms import conv2d, fourier_sample
 from cvxprox.ir import OperatorTerm, StructuredProgram
 from cvxprox.linops import has_fft
 from cvxprox.prox import (
     GroupL2,
     Huber,
     KLDiv,
+    L1Ball,
+    L2Ball,
+    LinfBall,
     Logistic,
     NegEntropy,
     Nonneg,
@@ -67,6 +73,7 @@ from cvxprox.reductions.affine import (
     NotStructured,
     VariableLayout,
     add,
+    assemble,
     elementwise,
     flat,
     gather,
@@ -75,6 +82,21 @@ from cvxprox.reductions.affine import (
 
 # Variable attributes the structured form represents (as Nonneg terms).
 _KEPT_ATTRIBUTES = ("nonneg", "nonpos", "bounds")
+# Atoms whose presence makes the structured form worth trying under structure="auto".
+STRUCTURED_ATOMS = (
+    norm1,
+    norm_inf,
+    Pnorm,
+    huber,
+    abs_atom,
+    maximum,
+    logistic,
+    entr,
+    kl_div,
+    convolve,
+    conv2d,
+    fourier_sample,
+)
 # Functions that only reshape a problem cone solvers handle as well: a program made of
 # these alone (an LP or a least-squares QP) is left to the cone path.
 _PLAIN = (Zero, Nonneg, SumSquares)
@@ -92,9 +114,16 @@ class ConstraintTerm:
     shape: tuple[int, ...]
     term: int
     rows: np.ndarray | None = None
+    dual_norm: float | None = None
 
     def dual(self, y: np.ndarray) -> np.ndarray | float:
-        """The constraint's dual_value from its term's y."""
+        """The constraint's dual_value from its term's y.
+
+        For ``norm_p(u) <= r`` (a ball term) it is the dual norm of y: y = lambda g with g
+        a subgradient of the norm, whose dual norm is 1 on the boundary.
+        """
+        if self.dual_norm is not None:
+            return float(np.linalg.norm(y, self.dual_norm)) if y.size else 0.0
         size = int(np.prod(self.shape)) if self.shape else 1
         value = np.zeros(size)
         if self.rows is None:
@@ -156,6 +185,10 @@ class StructureLowering:
         self._split(self.problem.objective.expr, 1.0)
         constraints = []
         for con in self.problem.constraints:
+            ball = self._ball(con)
+            if ball is not None:
+                constraints.append(ConstraintTerm(con.id, con.shape, *ball))
+                continue
             term, rows = self._constraint(con)
             constraints.append(ConstraintTerm(con.id, con.shape, term, rows))
         for var in self.layout.variables:
@@ -341,10 +374,35 @@ class StructureLowering:
     def _add_term(self, function: ProxFunction, part: Affine, label: str) -> int:
         if part.op is None:
             raise NotStructured(f"{label} of a constant")
-        self._terms.append(OperatorTerm(function, part.op, -part.const, label))
+        self._terms.append(OperatorTerm(function, assemble(part.op), -part.const, label))
         return len(self._terms) - 1
 
     # -- constraints -----------------------------------------------------------------
+
+    def _ball(self, con: object) -> tuple[int, None, float] | None:
+        """``norm(u) <= r`` with r constant and p in (1, 2, inf): a ball indicator term.
+
+        Returns (term, None, dual norm exponent), or None for other constraints.
+        """
+        if not isinstance(con, Inequality):
+            return None
+        lhs, rhs = con.args
+        if not rhs.is_constant() or rhs.size != 1 or lhs.size != 1:
+            return None
+        if isinstance(lhs, norm1):
+            ball, dual = L1Ball, np.inf
+        elif isinstance(lhs, norm_inf):
+            ball, dual = LinfBall, 1.0
+        elif isinstance(lhs, Pnorm) and lhs.axis is None and float(lhs.p) == 2:
+            ball, dual = L2Ball, 2.0
+        else:
+            return None
+        radius = float(np.asarray(rhs.value).reshape(-1)[0])
+        if radius < 0:
+            raise NotStructured(f"a norm bounded by a negative number ({con})")
+        part = self.affine.lower(lhs.args[0])
+        label = f"constraint {con.id} (norm <= {radius:g})"
+        return self._add_term(ball(part.size, radius), part, label), None, dual
 
     def _constraint(self, con: object) -> tuple[int, np.ndarray | None]:
         """The term of an affine constraint: its index and the rows it keeps."""

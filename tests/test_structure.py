@@ -150,7 +150,7 @@ def test_constraint_terms_and_attributes() -> None:
     "prob, reason",
     [
         (cp.Problem(cp.Minimize(-cp.geo_mean(x + 10))), "GeoMean"),
-        (cp.Problem(cp.Minimize(cp.norm1(x)), [cp.norm(x) <= 1]), "nonlinear inequality"),
+        (cp.Problem(cp.Minimize(cp.norm1(x)), [cp.norm(x) <= cp.sum(x)]), "nonlinear inequality"),
         (cp.Problem(cp.Minimize(cp.norm(x, 3))), "p=3"),
         (cp.Problem(cp.Minimize(cp.trace(cp.Variable((2, 2), PSD=True)))), "PSD"),
         (cp.Problem(cp.Minimize(cp.norm1(x)), [cp.SOC(x[0], x[1:])]), "SOC"),
@@ -172,4 +172,22 @@ def test_compile_reports_terms_and_algorithm() -> None:
     assert compiled.algorithm in ("admm", "ladmm", "fista")
     lp = cp.Problem(cp.Minimize(cp.sum(x)), [x >= 0])
     assert "cones" in repr(cvxprox.compile(lp))
-    assert "GeoMean" in cvxprox.compile(cp.Problem(cp.Maximize(cp.geo_mean(x)), [x <= 1])).reduction
+    mixed = cp.Problem(cp.Maximize(cp.geo_mean(x) - cp.norm1(x)), [x <= 1])
+    assert "GeoMean" in cvxprox.compile(mixed).reduction
+    assert "no norm" in cvxprox.compile(cp.Problem(cp.Maximize(cp.geo_mean(x)), [x <= 1])).reduction
+
+
+@pytest.mark.parametrize("p", [1, 2, "inf"])
+def test_norm_ball_constraint_and_its_dual(p: object) -> None:
+    rng = np.random.default_rng(3)
+    M, y = rng.standard_normal((20, 8)), rng.standard_normal(20)
+    w = cp.Variable(8)
+    ball = cp.norm(w - 0.1, p) <= 0.3
+    prob = cp.Problem(cp.Minimize(cp.norm1(M @ w - y)), [ball])
+    assert "norm <= 0.3" in repr(cvxprox.compile(prob))
+    prob.solve(solver="NABLAPROX", eps_abs=1e-8, eps_rel=1e-8)
+    value, dual, w_value = prob.value, ball.dual_value, w.value
+    prob.solve(solver="CLARABEL")
+    assert value == pytest.approx(prob.value, rel=1e-5)
+    assert dual == pytest.approx(ball.dual_value, rel=1e-3, abs=1e-5)
+    np.testing.assert_allclose(w_value, w.value, atol=1e-4)

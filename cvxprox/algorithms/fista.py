@@ -26,7 +26,8 @@ multiplying L by ``_BACKTRACK`` until the descent test
 holds (the left side is a Bregman distance of the smooth terms, computed from the
 products A_i x; near the solution, where it is lost in round-off, the test compares
 gradients instead, see ``_descent``). The first L is sum_i L_i ||A_i||^2 (from the
-functions' ``lipschitz()`` and the operators' ``norm_bound()``), an upper bound; a test
+functions' ``lipschitz()`` and a few power iterations per operator: a lower estimate
+that backtracking corrects, far cheaper than a bound on a large dense matrix); a test
 that never passes (NaN data) stops backtracking after ``_MAX_BACKTRACKS`` doublings.
 Adaptive restart (O'Donoghue & Candes 2015, gradient scheme): when the gradient mapping
 y - x_{k+1} makes a positive inner product with x_{k+1} - x_k, the momentum is reset
@@ -49,6 +50,7 @@ import numpy as np
 
 from cvxprox.algorithms.base import Algorithm, BestIterate, IterationLog, SolveResult
 from cvxprox.algorithms.structured import StructuredChecker, TermLayout, structured_result
+from cvxprox.algorithms.xupdate import norm_estimate
 from cvxprox.ir import OperatorTerm, StructuredProgram
 from cvxprox.linops import Gather, Identity
 
@@ -114,9 +116,9 @@ class TermGroup:
         )
 
     def lipschitz(self) -> float:
-        """sum_i L_i ||A_i||^2, a Lipschitz constant of the gradient of the map
-        x -> sum_i f_i(A_i x - b_i)."""
-        return float(sum(t.function.lipschitz() * t.op.norm_bound() ** 2 for t in self.terms))
+        """sum_i L_i ||A_i||^2, an estimate of the Lipschitz constant of the gradient of
+        x -> sum_i f_i(A_i x - b_i) (``norm_estimate``: exact for structured operators)."""
+        return float(sum(t.function.lipschitz() * norm_estimate(t.op) ** 2 for t in self.terms))
 
 
 class PermutedTerm:
