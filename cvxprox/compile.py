@@ -176,7 +176,10 @@ def compile(problem: cp.Problem, **options: Any) -> CompiledProblem:  # noqa: A0
     from cvxprox.solver import NAME, PROGRAM  # noqa: PLC0415
 
     opts = SolverOptions.from_kwargs(options)
-    data, chain, _ = problem.get_problem_data(NAME, solver_opts=options)
+    # A new Problem over the same expressions: CVXPY caches a problem's chain on its
+    # first compilation, and the options here may differ from those of earlier solves.
+    fresh = cp.Problem(problem.objective, problem.constraints)
+    data, chain, _ = fresh.get_problem_data(NAME, solver_opts=options)
     program = data[PROGRAM]
     steps = [r for r in chain.reductions if isinstance(r, ProxOrCone)]
     reduction = steps[0].reason if steps else "cones"

@@ -59,9 +59,10 @@ class SolverOptions:
     structure : {"auto", "always", "never"}
         Whether norms, Huber, TV, convolutions and similar atoms are kept as prox terms
         and operators (``cvxprox.reductions.structure``) instead of CVXPY's cones:
-        ``auto`` keeps them when every part of the problem has a prox term and one is
-        more than linear or least squares; ``always`` whenever every part has a prox
-        term; ``never`` uses cones. It takes effect when CVXPY builds the problem's
+        ``auto`` keeps them when every part of the problem has a prox term and the
+        structure pays off (an FFT operator, smooth terms plus one prox, a TV/l2/Huber/
+        logistic term; see ``Lowered.keeps_structure``); ``always`` whenever every part
+        has a prox term; ``never`` uses cones. It takes effect when CVXPY builds the problem's
         chain (the first solve); a later solve of the same problem with another value
         raises an error.
     """

@@ -68,7 +68,7 @@ class ProxOrCone(Reduction):
         CVXPY's reductions from ``Dcp2Cone`` to ``ConeMatrixStuffing``.
     structure : {"auto", "always", "never"}
         ``auto`` keeps the structure when every part of the problem has a prox term and
-        at least one is more than a linear or least-squares term (or an FFT operator);
+        ``Lowered.keeps_structure`` says it pays off;
         ``always`` keeps it whenever every part has a prox term; ``never`` always uses
         cones.
     """
@@ -113,7 +113,10 @@ class ProxOrCone(Reduction):
             self.reason = f"cones: {exc}"
             return None
         if self.structure == "auto" and not lowered.keeps_structure:
-            self.reason = "cones: only linear and least-squares terms (cone solvers' home ground)"
+            self.reason = (
+                "cones: no convolution, smooth-plus-one-prox form, TV/l2/Huber/logistic "
+                "term (l1, hinge, entropy and linear models converge faster as cones)"
+            )
             return None
         self.reason = "structure kept: every term has a prox"
         return lowering, lowered

@@ -161,6 +161,31 @@ def test_unrecognized_parts_are_named(prob: cp.Problem, reason: str) -> None:
         StructureLowering(prob).lower()
 
 
+def test_auto_keeps_structure_where_it_pays_off() -> None:
+    rng = np.random.default_rng(2)
+    M, y = rng.standard_normal((30, 10)), rng.standard_normal(30)
+    w = cp.Variable(10)
+    lasso = cp.Problem(cp.Minimize(cp.sum_squares(M @ w - y) + cp.norm1(w)))
+    l1_fit = cp.Problem(cp.Minimize(cp.norm1(M @ w - y)), [w >= 0])
+    huber = cp.Problem(cp.Minimize(cp.sum(cp.huber(M @ w - y))), [w >= 0])
+    assert cvxprox.compile(lasso).algorithm == "fista"
+    assert cvxprox.compile(l1_fit).reduction.startswith("cones")
+    assert cvxprox.compile(l1_fit, structure="always").reduction.startswith("structure")
+    assert cvxprox.compile(huber).reduction.startswith("structure")
+    assert cvxprox.compile(huber, structure="never").reduction.startswith("cones")
+
+
+def test_structure_option_is_fixed_at_the_first_solve() -> None:
+    rng = np.random.default_rng(2)
+    w = cp.Variable(5)
+    prob = cp.Problem(cp.Minimize(cp.sum(cp.huber(rng.standard_normal((8, 5)) @ w - 1))))
+    prob.solve(solver="NABLAPROX")
+    with pytest.raises(ValueError, match="structure"):
+        prob.solve(solver="NABLAPROX", structure="never")
+    with pytest.raises(ValueError, match="structure"):
+        cp.Problem(cp.Minimize(cp.norm1(w))).solve(solver="NABLAPROX", structure="sometimes")
+
+
 def test_compile_reports_terms_and_algorithm() -> None:
     y = RNG.standard_normal((8, 8))
     Z = cp.Variable((8, 8))
@@ -184,8 +209,8 @@ def test_norm_ball_constraint_and_its_dual(p: object) -> None:
     w = cp.Variable(8)
     ball = cp.norm(w - 0.1, p) <= 0.3
     prob = cp.Problem(cp.Minimize(cp.norm1(M @ w - y)), [ball])
-    assert "norm <= 0.3" in repr(cvxprox.compile(prob))
-    prob.solve(solver="NABLAPROX", eps_abs=1e-8, eps_rel=1e-8)
+    assert "norm <= 0.3" in repr(cvxprox.compile(prob, structure="always"))
+    prob.solve(solver="NABLAPROX", structure="always", eps_abs=1e-8, eps_rel=1e-8)
     value, dual, w_value = prob.value, ball.dual_value, w.value
     prob.solve(solver="CLARABEL")
     assert value == pytest.approx(prob.value, rel=1e-5)
