@@ -67,11 +67,11 @@ def choose_structured_algorithm(
     """For a structured program.
 
     ``auto``: FISTA when the objective is smooth terms plus at most one prox term acting
-    on x itself (two products per iteration, no splitting); ADMM otherwise, with its
-    x-update chosen from the operators (an exact diagonal/FFT/DCT solve, a factorization
-    computed once, or warm-started conjugate gradients). Linearized ADMM (``ladmm``)
-    needs only products and wins on some problems (long 1-D deconvolutions, entropy
-    problems), HQS is a penalty method for plug-and-play priors: both on request.
+    on x itself (two products per iteration, no splitting); ADMM when its x-update is one
+    exact diagonal/FFT/DCT solve; linearized ADMM (products only) when an FFT operator
+    would otherwise have to be assembled and factored; ADMM with a factored or
+    conjugate-gradient x-update for the rest. HQS, a penalty method for plug-and-play
+    priors, runs on request.
     """
     if options.dtype == "float32":
         raise ValueError("dtype='float32' is available for cone programs (PDHG) only")
@@ -90,27 +90,30 @@ def choose_structured_algorithm(
         return FISTA, "forced by algorithm='fista'"
     if fista_ok:
         return FISTA, f"auto: {fista_reason}"
-    return StructuredADMM, f"auto: {admm_x_update(program)}"
-
-
-def admm_x_update(program: StructuredProgram) -> str:
-    """How ADMM will solve its x-update, as far as the operators tell without factoring.
-
-    An exact solve when every operator's Gram is diagonal, FFT- or DCT-diagonal and they
-    add up; otherwise a factorization of the normal matrix or conjugate gradients, which
-    ``algorithms/xupdate.py`` picks from the estimated fill (shown with ``verbose``).
-    """
-    grams = [t.op.gram() for t in program.terms]
-    if grams and all(g is not None for g in grams):
-        total = grams[0]
-        for gram in grams[1:]:
-            total = None if total is None else total + gram
-        if total is not None:
-            return f"ADMM with an exact x-update ({type(total).__name__} of the operators)"
+    gram = _exact_gram(program)
+    if gram is not None:
+        return StructuredADMM, f"auto: ADMM with an exact x-update ({gram} of the operators)"
     fft = [t.op.describe() for t in program.terms if has_fft(t.op)]
     if fft:
-        return f"ADMM; x-update by conjugate gradients ({fft[0]} has no cheap inverse)"
-    return "ADMM; x-update by a factorization, or conjugate gradients if it would fill in"
+        return LinearizedADMM, (
+            f"auto: {fft[0]} has no common diagonalization with the other operators; "
+            "linearized ADMM keeps it an FFT product (an ADMM x-update would factor its matrix)"
+        )
+    return StructuredADMM, (
+        "auto: ADMM; x-update by a factorization, or conjugate gradients if it would fill in"
+    )
+
+
+def _exact_gram(program: StructuredProgram) -> str | None:
+    """The kind of the summed Gram operator when every term's Gram is diagonal, FFT- or
+    DCT-diagonal and they add up (ADMM's x-update is then one exact solve), else None."""
+    grams = [t.op.gram() for t in program.terms]
+    if not grams or any(g is None for g in grams):
+        return None
+    total = grams[0]
+    for gram in grams[1:]:
+        total = None if total is None else total + gram
+    return None if total is None else type(total).__name__
 
 
 @cache
