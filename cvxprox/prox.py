@@ -467,7 +467,47 @@ class Simplex(ProxFunction):
         return f"simplex(total={self.total:g})"
 
 
-class L2Ball(ProxFunction):
+class _Ball(ProxFunction):
+    """Base of the indicator of {||v|| <= radius} for a norm ||.||; its conjugate is
+    radius ||.||_*, the dual norm.
+
+    Subclasses give the norm (``_norm``), the projection onto the ball (``_project``) and
+    the prox of the conjugate (``prox_conj``).
+
+    Parameters
+    ----------
+    m : int
+    radius : float, >= 0
+    """
+
+    is_indicator = True
+    name: ClassVar[str]
+
+    def __init__(self, m: int, radius: float) -> None:
+        self.size = _size(m)
+        self.radius = _scalar(radius, "radius")
+
+    @abstractmethod
+    def _norm(self, v: np.ndarray) -> float:
+        """||v|| for a float64 vector v of shape (m,)."""
+
+    @abstractmethod
+    def _project(self, v: np.ndarray) -> np.ndarray:
+        """The projection of a float64 vector v of shape (m,) onto the ball; a new array."""
+
+    def __call__(self, v: np.ndarray) -> float:
+        nrm = self._norm(self._vector(v))
+        return _indicator(nrm - self.radius <= _FEAS_TOL * max(1.0, self.radius))
+
+    def prox(self, v: np.ndarray, t: float) -> np.ndarray:
+        _step(t)
+        return self._project(self._vector(v))
+
+    def describe(self) -> str:
+        return f"{self.name}(r={self.radius:g})"
+
+
+class L2Ball(_Ball):
     """The indicator of {||v||_2 <= radius}; its conjugate is radius ||.||_2.
 
     Parameters
@@ -476,28 +516,19 @@ class L2Ball(ProxFunction):
     radius : float, >= 0
     """
 
-    is_indicator = True
+    name = "l2_ball"
 
-    def __init__(self, m: int, radius: float) -> None:
-        self.size = _size(m)
-        self.radius = _scalar(radius, "radius")
+    def _norm(self, v: np.ndarray) -> float:
+        return float(np.linalg.norm(v))
 
-    def __call__(self, v: np.ndarray) -> float:
-        nrm = float(np.linalg.norm(self._vector(v)))
-        return _indicator(nrm - self.radius <= _FEAS_TOL * max(1.0, self.radius))
-
-    def prox(self, v: np.ndarray, t: float) -> np.ndarray:
-        _step(t)
-        return _project_l2_ball(self._vector(v), self.radius)
+    def _project(self, v: np.ndarray) -> np.ndarray:
+        return _project_l2_ball(v, self.radius)
 
     def prox_conj(self, v: np.ndarray, s: float) -> np.ndarray:
         return _block_soft_threshold(self._vector(v), _step(s, "s") * self.radius)
 
-    def describe(self) -> str:
-        return f"l2_ball(r={self.radius:g})"
 
-
-class LinfBall(ProxFunction):
+class LinfBall(_Ball):
     """The indicator of {||v||_inf <= radius}; its conjugate is radius ||.||_1.
 
     Parameters
@@ -506,28 +537,19 @@ class LinfBall(ProxFunction):
     radius : float, >= 0
     """
 
-    is_indicator = True
+    name = "linf_ball"
 
-    def __init__(self, m: int, radius: float) -> None:
-        self.size = _size(m)
-        self.radius = _scalar(radius, "radius")
+    def _norm(self, v: np.ndarray) -> float:
+        return float(np.max(np.abs(v)))
 
-    def __call__(self, v: np.ndarray) -> float:
-        nrm = float(np.max(np.abs(self._vector(v))))
-        return _indicator(nrm - self.radius <= _FEAS_TOL * max(1.0, self.radius))
-
-    def prox(self, v: np.ndarray, t: float) -> np.ndarray:
-        _step(t)
-        return np.clip(self._vector(v), -self.radius, self.radius)
+    def _project(self, v: np.ndarray) -> np.ndarray:
+        return np.clip(v, -self.radius, self.radius)
 
     def prox_conj(self, v: np.ndarray, s: float) -> np.ndarray:
         return _soft_threshold(self._vector(v), _step(s, "s") * self.radius)
 
-    def describe(self) -> str:
-        return f"linf_ball(r={self.radius:g})"
 
-
-class L1Ball(ProxFunction):
+class L1Ball(_Ball):
     """The indicator of {||v||_1 <= radius}; prox by sorting (O(m log m)).
 
     Its conjugate is radius ||.||_inf.
@@ -538,26 +560,17 @@ class L1Ball(ProxFunction):
     radius : float, >= 0
     """
 
-    is_indicator = True
+    name = "l1_ball"
 
-    def __init__(self, m: int, radius: float) -> None:
-        self.size = _size(m)
-        self.radius = _scalar(radius, "radius")
+    def _norm(self, v: np.ndarray) -> float:
+        return float(np.sum(np.abs(v)))
 
-    def __call__(self, v: np.ndarray) -> float:
-        nrm = float(np.sum(np.abs(self._vector(v))))
-        return _indicator(nrm - self.radius <= _FEAS_TOL * max(1.0, self.radius))
-
-    def prox(self, v: np.ndarray, t: float) -> np.ndarray:
-        _step(t)
-        return _project_l1_ball(self._vector(v), self.radius)
+    def _project(self, v: np.ndarray) -> np.ndarray:
+        return _project_l1_ball(v, self.radius)
 
     def prox_conj(self, v: np.ndarray, s: float) -> np.ndarray:
         v = self._vector(v)
         return v - _project_l1_ball(v, _step(s, "s") * self.radius)
-
-    def describe(self) -> str:
-        return f"l1_ball(r={self.radius:g})"
 
 
 # --------------------------------------------------------------------------------------------

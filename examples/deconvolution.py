@@ -30,13 +30,12 @@ Run ``python examples/deconvolution.py --help`` for the options.
 from __future__ import annotations
 
 import argparse
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cvxpy as cp
 import numpy as np
 import scipy.signal
+from imaging import Solve, add_solver_arguments, psnr, pyplot, run_comparison, save_panels
 
 import cvxprox  # noqa: F401  (registers the NABLAPROX solver)
 from cvxprox.atoms import conv2d
@@ -146,75 +145,11 @@ def build_problem_2d(kernel: np.ndarray, observed: np.ndarray, lam: float = 5e-4
     return cp.Problem(cp.Minimize(fit + lam * cp.tv(X)), [X >= 0, X <= 1])
 
 
-def psnr(estimate: np.ndarray, truth: np.ndarray, peak: float = 1.0) -> float:
-    """Peak signal-to-noise ratio ``10 log10(peak^2 / mean((estimate - truth)^2))`` in dB."""
-    return float(10 * np.log10(peak**2 / np.mean((estimate - truth) ** 2)))
-
-
-@dataclass
-class Solve:
-    """One solver's run: status, objective, wall time (s), the estimate (None on failure)
-    and the error message of a solver that raised."""
-
-    solver: str
-    status: str
-    objective: float
-    seconds: float
-    estimate: np.ndarray | None
-    error: str = ""
-
-
-def solve(problem: cp.Problem, solver: str, **options: float | str) -> Solve:
-    """Solve ``problem`` with ``solver``; a solver error is reported in the status."""
-    variable = problem.variables()[0]
-    start = time.perf_counter()
-    try:
-        problem.solve(solver=solver, **options)
-    except cp.SolverError as err:
-        seconds = time.perf_counter() - start
-        return Solve(solver, "error", float("nan"), seconds, None, f"{type(err).__name__}: {err}")
-    seconds = time.perf_counter() - start
-    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-        return Solve(solver, problem.status, float("nan"), seconds, None)
-    return Solve(solver, problem.status, float(problem.value), seconds, variable.value.copy())
-
-
-def print_table(solves: list[Solve], truth: np.ndarray) -> None:
-    """Solver, status, objective, relative difference to the last solve, time and PSNR."""
-    reference = solves[-1].objective
-    print(
-        f"{'solver':<10} {'status':<16} {'objective':>15} {'rel. diff':>9} "
-        f"{'time (s)':>9} {'PSNR (dB)':>9}"
-    )
-    for s in solves:
-        if s.estimate is None:
-            print(f"{s.solver:<10} {s.status:<16} {'-':>15} {'-':>9} {s.seconds:9.2f} {'-':>9}")
-            continue
-        diff = abs(s.objective - reference) / max(1.0, abs(reference))
-        diff_text = f"{diff:9.1e}" if len(solves) > 1 and np.isfinite(diff) else f"{'-':>9}"
-        print(
-            f"{s.solver:<10} {s.status:<16} {s.objective:15.8e} {diff_text} "
-            f"{s.seconds:9.2f} {psnr(s.estimate, truth):9.2f}"
-        )
-    for s in solves:
-        if s.error:
-            print(f"{s.solver} failed: {s.error}")
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def save_figure(
     path: Path, truth: np.ndarray, kernel: np.ndarray, observed: np.ndarray, solves: list[Solve]
 ) -> Path:
     """Plot the 1-D ground truth, the observation (aligned with the signal) and the estimates."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 4))
     t = np.arange(truth.size)
     shift = (kernel.size - 1) // 2
@@ -236,22 +171,8 @@ def save_figure_2d(
     path: Path, truth: np.ndarray, observed: np.ndarray, solves: list[Solve]
 ) -> Path:
     """Show the ground truth, the blurred image and each solver's estimate side by side."""
-    plt = _pyplot()
-    panels = [("ground truth", truth), (f"blurred, PSNR {psnr(observed, truth):.1f} dB", observed)]
-    panels += [
-        (f"{s.solver}, PSNR {psnr(s.estimate, truth):.1f} dB", s.estimate)
-        for s in solves
-        if s.estimate is not None
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
-    for ax, (title, image) in zip(axes, panels, strict=True):
-        ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    inputs = [(f"blurred, PSNR {psnr(observed, truth):.1f} dB", observed)]
+    return save_panels(path, truth, inputs, solves)
 
 
 def main(argv: list[str] | None = None) -> list[Solve]:
@@ -261,14 +182,9 @@ def main(argv: list[str] | None = None) -> list[Solve]:
     parser.add_argument("--size", type=int, default=64, help="2-D image side (default 64)")
     parser.add_argument("--lam", type=float, help="TV weight (default 0.2; 5e-4 with --2d)")
     parser.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
-    parser.add_argument("--solver", default="NABLAPROX", help="solver (default NABLAPROX)")
-    parser.add_argument(
-        "--eps", type=float, help="NABLAPROX eps_abs = eps_rel (default: its own, 1e-6)"
+    add_solver_arguments(
+        parser, eps=None, eps_help="NABLAPROX eps_abs = eps_rel (default: its own, 1e-6)"
     )
-    parser.add_argument("--algorithm", default="auto", help="NABLAPROX algorithm (default auto)")
-    parser.add_argument("--peer", default="CLARABEL", help="reference solver (default CLARABEL)")
-    parser.add_argument("--no-peer", action="store_true", help="solve with --solver only")
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder for the PNG")
     args = parser.parse_args(argv)
 
     if args.two_d:
@@ -285,18 +201,7 @@ def main(argv: list[str] | None = None) -> list[Solve]:
         truth, kernel, observed = make_data(args.n, args.seed)
         problem = build_problem(kernel, observed, lam)
         print(f"1-D TV deconvolution: n = {args.n}, {kernel.size}-tap Gaussian blur, lam {lam}")
-    options = {}
-    if args.solver == "NABLAPROX":
-        options = {"algorithm": args.algorithm}
-        if args.eps is not None:
-            options.update(eps_abs=args.eps, eps_rel=args.eps)
-        eps = "default" if args.eps is None else f"{args.eps:g}"
-        print(f"NABLAPROX options: eps_abs = eps_rel = {eps}, algorithm {args.algorithm}")
-    print()
-    solves = [solve(problem, args.solver, **options)]
-    if not args.no_peer and args.peer.upper() != args.solver:
-        solves.append(solve(problem, args.peer.upper()))
-    print_table(solves, truth)
+    solves = run_comparison(problem, truth, args)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.two_d:
         path = save_figure_2d(args.out / "deconvolution_2d.png", truth, observed, solves)

@@ -21,12 +21,11 @@ Run ``python examples/inpainting.py --help`` for the options.
 from __future__ import annotations
 
 import argparse
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cvxpy as cp
 import numpy as np
+from imaging import Solve, add_solver_arguments, psnr, run_comparison, save_panels
 
 import cvxprox  # noqa: F401  (registers the NABLAPROX solver)
 
@@ -82,95 +81,20 @@ def build_problem(mask: np.ndarray, observed: np.ndarray) -> cp.Problem:
     return cp.Problem(cp.Minimize(cp.tv(X)), constraints)
 
 
-def psnr(estimate: np.ndarray, truth: np.ndarray, peak: float = 1.0) -> float:
-    """Peak signal-to-noise ratio ``10 log10(peak^2 / mean((estimate - truth)^2))`` in dB."""
-    return float(10 * np.log10(peak**2 / np.mean((estimate - truth) ** 2)))
-
-
 def mean_fill(mask: np.ndarray, observed: np.ndarray) -> np.ndarray:
     """The baseline: the observed pixels, with the missing ones set to their mean."""
     return np.where(mask > 0, observed, observed[mask > 0].mean())
-
-
-@dataclass
-class Solve:
-    """One solver's run: status, objective, wall time (s), the estimate (None on failure)
-    and the error message of a solver that raised."""
-
-    solver: str
-    status: str
-    objective: float
-    seconds: float
-    estimate: np.ndarray | None
-    error: str = ""
-
-
-def solve(problem: cp.Problem, solver: str, **options: float | str) -> Solve:
-    """Solve ``problem`` with ``solver``; a solver error is reported in the status."""
-    variable = problem.variables()[0]
-    start = time.perf_counter()
-    try:
-        problem.solve(solver=solver, **options)
-    except cp.SolverError as err:
-        seconds = time.perf_counter() - start
-        return Solve(solver, "error", float("nan"), seconds, None, f"{type(err).__name__}: {err}")
-    seconds = time.perf_counter() - start
-    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-        return Solve(solver, problem.status, float("nan"), seconds, None)
-    return Solve(solver, problem.status, float(problem.value), seconds, variable.value.copy())
-
-
-def print_table(solves: list[Solve], truth: np.ndarray, mask: np.ndarray) -> None:
-    """Solver, status, objective, relative difference to the last solve, time, PSNR, and
-    the largest violation of the data constraint ``max |M .* (X - X0)|``."""
-    reference = solves[-1].objective
-    print(
-        f"{'solver':<10} {'status':<16} {'objective':>15} {'rel. diff':>9} "
-        f"{'time (s)':>9} {'PSNR (dB)':>9} {'data viol.':>10}"
-    )
-    for s in solves:
-        if s.estimate is None:
-            print(f"{s.solver:<10} {s.status:<16} {'-':>15} {'-':>9} {s.seconds:9.2f} {'-':>9}")
-            continue
-        diff = abs(s.objective - reference) / max(1.0, abs(reference))
-        diff_text = f"{diff:9.1e}" if len(solves) > 1 and np.isfinite(diff) else f"{'-':>9}"
-        violation = np.abs(mask * (s.estimate - truth)).max()
-        print(
-            f"{s.solver:<10} {s.status:<16} {s.objective:15.8e} {diff_text} "
-            f"{s.seconds:9.2f} {psnr(s.estimate, truth):9.2f} {violation:10.1e}"
-        )
-    for s in solves:
-        if s.error:
-            print(f"{s.solver} failed: {s.error}")
 
 
 def save_figure(
     path: Path, truth: np.ndarray, mask: np.ndarray, observed: np.ndarray, solves: list[Solve]
 ) -> Path:
     """Show the ground truth, the observed pixels (missing ones in red) and the estimates."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     shown = np.repeat(observed[:, :, None], 3, axis=2)
     shown[mask == 0] = (0.8, 0.1, 0.1)
     missing = 1 - mask.mean()
-    panels = [("ground truth", truth), (f"observed ({missing:.0%} missing)", shown)]
-    panels += [
-        (f"{s.solver}, PSNR {psnr(s.estimate, truth):.1f} dB", s.estimate)
-        for s in solves
-        if s.estimate is not None
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
-    for ax, (title, image) in zip(axes, panels, strict=True):
-        ax.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    inputs = [(f"observed ({missing:.0%} missing)", shown)]
+    return save_panels(path, truth, inputs, solves, clip=True)
 
 
 def main(argv: list[str] | None = None) -> list[Solve]:
@@ -180,12 +104,7 @@ def main(argv: list[str] | None = None) -> list[Solve]:
         "--missing", type=float, default=0.6, help="fraction of missing pixels (default 0.6)"
     )
     parser.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
-    parser.add_argument("--solver", default="NABLAPROX", help="solver (default NABLAPROX)")
-    parser.add_argument("--eps", type=float, default=1e-5, help="NABLAPROX eps_abs = eps_rel")
-    parser.add_argument("--algorithm", default="auto", help="NABLAPROX algorithm (default auto)")
-    parser.add_argument("--peer", default="CLARABEL", help="reference solver (default CLARABEL)")
-    parser.add_argument("--no-peer", action="store_true", help="solve with --solver only")
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder for the PNG")
+    add_solver_arguments(parser)
     args = parser.parse_args(argv)
 
     truth, mask, observed = make_data(args.size, args.seed, args.missing)
@@ -194,15 +113,12 @@ def main(argv: list[str] | None = None) -> list[Solve]:
         f"TV inpainting: {args.size}x{args.size} image, {1 - mask.mean():.1%} of the pixels "
         f"missing; mean-filled PSNR {psnr(mean_fill(mask, observed), truth):.2f} dB"
     )
-    options = {}
-    if args.solver == "NABLAPROX":
-        options = {"eps_abs": args.eps, "eps_rel": args.eps, "algorithm": args.algorithm}
-        print(f"NABLAPROX options: eps_abs = eps_rel = {args.eps:g}, algorithm {args.algorithm}")
-    print()
-    solves = [solve(problem, args.solver, **options)]
-    if not args.no_peer and args.peer.upper() != args.solver:
-        solves.append(solve(problem, args.peer.upper()))
-    print_table(solves, truth, mask)
+    solves = run_comparison(
+        problem,
+        truth,
+        args,
+        extra=("data viol.", lambda estimate: np.abs(mask * (estimate - truth)).max()),
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"\nwrote {save_figure(args.out / 'inpainting.png', truth, mask, observed, solves)}")
     return solves

@@ -27,18 +27,21 @@ Run ``python examples/mri.py --help`` for the options.
 from __future__ import annotations
 
 import argparse
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cvxpy as cp
 import numpy as np
 import scipy.optimize
+from imaging import Solve, add_solver_arguments, psnr, run_comparison, save_panels
 
 import cvxprox  # noqa: F401  (registers the NABLAPROX solver)
 from cvxprox.atoms import fourier_sample
 
 PEER_MAX_SIZE = 64  # above this the peer's dense Fourier matrix takes minutes (and GiB)
+PEER_SKIPPED = (  # printed when the size leaves the default peer out
+    f"(SCS skipped: above {PEER_MAX_SIZE}x{PEER_MAX_SIZE} the dense Fourier matrix makes it "
+    "take minutes; pass --peer SCS to run it anyway)"
+)
 
 # (value, semi-axis along rows, semi-axis along columns, center row, center column,
 #  angle in degrees) in coordinates [-1, 1]^2 with rows pointing down; values add up.
@@ -155,90 +158,16 @@ def zero_filled(mask: np.ndarray, data: np.ndarray) -> np.ndarray:
     return np.fft.ifft2(spectrum, norm="ortho").real
 
 
-def psnr(estimate: np.ndarray, truth: np.ndarray, peak: float = 1.0) -> float:
-    """Peak signal-to-noise ratio ``10 log10(peak^2 / mean((estimate - truth)^2))`` in dB."""
-    return float(10 * np.log10(peak**2 / np.mean((estimate - truth) ** 2)))
-
-
-@dataclass
-class Solve:
-    """One solver's run: status, objective, wall time (s), the estimate (None on failure)
-    and the error message of a solver that raised."""
-
-    solver: str
-    status: str
-    objective: float
-    seconds: float
-    estimate: np.ndarray | None
-    error: str = ""
-
-
-def solve(problem: cp.Problem, solver: str, **options: float | str) -> Solve:
-    """Solve ``problem`` with ``solver``; a solver error is reported in the status."""
-    variable = problem.variables()[0]
-    start = time.perf_counter()
-    try:
-        problem.solve(solver=solver, **options)
-    except cp.SolverError as err:
-        seconds = time.perf_counter() - start
-        return Solve(solver, "error", float("nan"), seconds, None, f"{type(err).__name__}: {err}")
-    seconds = time.perf_counter() - start
-    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-        return Solve(solver, problem.status, float("nan"), seconds, None)
-    return Solve(solver, problem.status, float(problem.value), seconds, variable.value.copy())
-
-
-def print_table(solves: list[Solve], truth: np.ndarray) -> None:
-    """Solver, status, objective, relative difference to the last solve, time and PSNR."""
-    reference = solves[-1].objective
-    print(
-        f"{'solver':<10} {'status':<16} {'objective':>15} {'rel. diff':>9} "
-        f"{'time (s)':>9} {'PSNR (dB)':>9}"
-    )
-    for s in solves:
-        if s.estimate is None:
-            print(f"{s.solver:<10} {s.status:<16} {'-':>15} {'-':>9} {s.seconds:9.2f} {'-':>9}")
-            continue
-        diff = abs(s.objective - reference) / max(1.0, abs(reference))
-        diff_text = f"{diff:9.1e}" if len(solves) > 1 and np.isfinite(diff) else f"{'-':>9}"
-        print(
-            f"{s.solver:<10} {s.status:<16} {s.objective:15.8e} {diff_text} "
-            f"{s.seconds:9.2f} {psnr(s.estimate, truth):9.2f}"
-        )
-    for s in solves:
-        if s.error:
-            print(f"{s.solver} failed: {s.error}")
-
-
 def save_figure(
     path: Path, truth: np.ndarray, mask: np.ndarray, baseline: np.ndarray, solves: list[Solve]
 ) -> Path:
     """Show the phantom, the mask (zero frequency centered), the zero-filled image and the
     TV reconstructions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [
-        ("ground truth", truth, 1.0),
-        (f"k-space mask ({mask.mean():.0%}, centered)", np.fft.fftshift(mask), 1.0),
-        (f"zero-filled, PSNR {psnr(baseline, truth):.1f} dB", baseline, 1.0),
+    inputs = [
+        (f"k-space mask ({mask.mean():.0%}, centered)", np.fft.fftshift(mask)),
+        (f"zero-filled, PSNR {psnr(baseline, truth):.1f} dB", baseline),
     ]
-    panels += [
-        (f"{s.solver}, PSNR {psnr(s.estimate, truth):.1f} dB", s.estimate, 1.0)
-        for s in solves
-        if s.estimate is not None
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
-    for ax, (title, image, top) in zip(axes, panels, strict=True):
-        ax.imshow(image, cmap="gray", vmin=0.0, vmax=top, interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_panels(path, truth, inputs, solves)
 
 
 def main(argv: list[str] | None = None) -> list[Solve]:
@@ -250,15 +179,7 @@ def main(argv: list[str] | None = None) -> list[Solve]:
     parser.add_argument("--sigma", type=float, default=0.01, help="noise level (default 0.01)")
     parser.add_argument("--lam", type=float, default=0.01, help="TV weight (default 0.01)")
     parser.add_argument("--seed", type=int, default=0, help="mask and noise seed (default 0)")
-    parser.add_argument("--solver", default="NABLAPROX", help="solver (default NABLAPROX)")
-    parser.add_argument("--eps", type=float, default=1e-5, help="NABLAPROX eps_abs = eps_rel")
-    parser.add_argument("--algorithm", default="auto", help="NABLAPROX algorithm (default auto)")
-    parser.add_argument(
-        "--peer",
-        help=f"reference solver (default SCS up to size {PEER_MAX_SIZE}, none above)",
-    )
-    parser.add_argument("--no-peer", action="store_true", help="solve with --solver only")
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder for the PNG")
+    add_solver_arguments(parser, "SCS", peer_max_size=PEER_MAX_SIZE)
     args = parser.parse_args(argv)
 
     truth, mask, data = make_data(args.size, args.seed, args.sigma, args.fraction)
@@ -269,24 +190,8 @@ def main(argv: list[str] | None = None) -> list[Solve]:
         f"frequencies sampled ({mask.mean():.1%}), sigma {args.sigma}, lam {args.lam}"
     )
     print(f"zero-filled inverse FFT: PSNR {psnr(baseline, truth):.2f} dB")
-    options = {}
-    if args.solver == "NABLAPROX":
-        options = {"eps_abs": args.eps, "eps_rel": args.eps, "algorithm": args.algorithm}
-        print(f"NABLAPROX options: eps_abs = eps_rel = {args.eps:g}, algorithm {args.algorithm}")
-    print()
-    solves = [solve(problem, args.solver, **options)]
-    peer = args.peer
-    if peer is None and not args.no_peer:
-        if args.size <= PEER_MAX_SIZE:
-            peer = "SCS"
-        else:
-            print(
-                f"(SCS skipped: above {PEER_MAX_SIZE}x{PEER_MAX_SIZE} the dense Fourier "
-                "matrix makes it take minutes; pass --peer SCS to run it anyway)"
-            )
-    if peer is not None and not args.no_peer and peer.upper() != args.solver:
-        solves.append(solve(problem, peer.upper()))
-    print_table(solves, truth)
+    default_peer = "SCS" if args.size <= PEER_MAX_SIZE else None
+    solves = run_comparison(problem, truth, args, default_peer, PEER_SKIPPED)
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"\nwrote {save_figure(args.out / 'mri.png', truth, mask, baseline, solves)}")
     return solves

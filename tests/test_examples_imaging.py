@@ -27,6 +27,7 @@ def _load(name: str):
     return module
 
 
+_load("imaging")  # first: the scripts import it as ``imaging``
 tv = _load("tv_denoising")
 deconv = _load("deconvolution")
 inpaint = _load("inpainting")
@@ -36,45 +37,29 @@ CLARABEL_TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 EPS_1E5 = {"eps_abs": 1e-5, "eps_rel": 1e-5}
 
 
-def _tv_problem() -> cp.Problem:
-    _, noisy = tv.make_data(24, seed=1)
-    return tv.build_problem(noisy)
-
-
-def _deconv_problem() -> cp.Problem:
-    _, kernel, observed = deconv.make_data(200, seed=1)
-    return deconv.build_problem(kernel, observed)
-
-
-def _deblur_problem() -> cp.Problem:
-    _, kernel, observed = deconv.make_data_2d(32, seed=1)
-    return deconv.build_problem_2d(kernel, observed)
-
-
-def _inpaint_problem() -> cp.Problem:
-    _, mask, observed = inpaint.make_data(24, seed=1)
-    return inpaint.build_problem(mask, observed)
-
-
-def _mri_problem() -> cp.Problem:
-    _, mask, data = mri.make_data(16, seed=1)
-    return mri.build_problem(mask, data)
-
-
 @pytest.mark.parametrize(
-    ("build", "options"),
+    ("make_data", "build_problem", "size", "options"),
     [
-        (_tv_problem, EPS_1E5),
-        (_deconv_problem, {}),
-        (_deblur_problem, {}),
-        (_inpaint_problem, EPS_1E5),
-        (_mri_problem, EPS_1E5),
+        (tv.make_data, tv.build_problem, 24, EPS_1E5),
+        (deconv.make_data, deconv.build_problem, 200, {}),
+        (deconv.make_data_2d, deconv.build_problem_2d, 32, {}),
+        (inpaint.make_data, inpaint.build_problem, 24, EPS_1E5),
+        (mri.make_data, mri.build_problem, 16, EPS_1E5),
     ],
     ids=["tv_denoising", "deconvolution_1d", "deconvolution_2d", "inpainting", "mri"],
 )
-def test_nablaprox_matches_clarabel(build: Callable[[], cp.Problem], options: dict) -> None:
-    """With the options each script uses by default (deconvolution: NABLAPROX's own)."""
-    problem = build()
+def test_nablaprox_matches_clarabel(
+    make_data: Callable[..., tuple[np.ndarray, ...]],
+    build_problem: Callable[..., cp.Problem],
+    size: int,
+    options: dict,
+) -> None:
+    """With the options each script uses by default (deconvolution: NABLAPROX's own).
+
+    ``build_problem`` takes what ``make_data`` returns after the ground truth.
+    """
+    _, *data = make_data(size, seed=1)
+    problem = build_problem(*data)
     problem.solve(solver="CLARABEL", **CLARABEL_TIGHT)
     assert problem.status == cp.OPTIMAL
     reference = problem.value
