@@ -138,8 +138,8 @@ class ProxOrCone(Reduction):
 def structured_solution(lowered: Lowered, result: object, attr: dict) -> Solution:
     """A CVXPY Solution from a structured SolveResult.
 
-    Variable values are the blocks of x; each constraint's dual is ``-y`` of its term (the
-    IR's y lies in the subdifferential of the indicator, CVXPY's duals in the dual cone).
+    Variable values are the blocks of x; each constraint's dual comes from its term's y
+    (``ConstraintTerm.dual`` has the sign conventions).
     """
     if result.status not in s.SOLUTION_PRESENT:
         return Solution(result.status, _failure_value(result.status), {}, {}, attr)

@@ -104,10 +104,14 @@ _STRUCTURED_FUNCTIONS = (GroupL2, Norm2, Huber, Logistic)
 
 @dataclass
 class ConstraintTerm:
-    """Which term holds a constraint's dual: dual_value = -y[term] in the constraint's shape.
+    """Which term holds a constraint's dual, in the constraint's shape.
 
-    ``rows`` lists the constraint's entries the term keeps (None: all); the others were
-    vacuous (``x <= inf``) and have zero duals.
+    With z = A x - b the term's argument and y in the subdifferential of its indicator,
+    the Lagrangian holds y'z. An equality ``lhs == rhs`` has z = lhs - rhs, so its CVXPY
+    dual (the multiplier of lhs - rhs) is y; an inequality ``lhs <= rhs`` has
+    z = rhs - lhs >= 0 and y <= 0, so its CVXPY dual is -y >= 0 (``sign``). ``rows``
+    lists the constraint's entries the term keeps (None: all); the others were vacuous
+    (``x <= inf``) and have zero duals.
     """
 
     constraint_id: int
@@ -115,6 +119,7 @@ class ConstraintTerm:
     term: int
     rows: np.ndarray | None = None
     dual_norm: float | None = None
+    sign: float = -1.0
 
     def dual(self, y: np.ndarray) -> np.ndarray | float:
         """The constraint's dual_value from its term's y.
@@ -127,9 +132,9 @@ class ConstraintTerm:
         size = int(np.prod(self.shape)) if self.shape else 1
         value = np.zeros(size)
         if self.rows is None:
-            value[:] = -y
+            value[:] = self.sign * y
         else:
-            value[self.rows] = -y
+            value[self.rows] = self.sign * y
         return value.reshape(self.shape, order="F") if self.shape else float(value[0])
 
 
@@ -193,7 +198,8 @@ class StructureLowering:
                 constraints.append(ConstraintTerm(con.id, con.shape, *ball))
                 continue
             term, rows = self._constraint(con)
-            constraints.append(ConstraintTerm(con.id, con.shape, term, rows))
+            sign = 1.0 if isinstance(con, (Equality, ZeroConstraint)) else -1.0
+            constraints.append(ConstraintTerm(con.id, con.shape, term, rows, sign=sign))
         for var in self.layout.variables:
             self._attributes(var)
         program = StructuredProgram(c=self._c, terms=self._terms, offset=self._offset)

@@ -216,3 +216,66 @@ def test_norm_ball_constraint_and_its_dual(p: object) -> None:
     assert value == pytest.approx(prob.value, rel=1e-5)
     assert dual == pytest.approx(ball.dual_value, rel=1e-3, abs=1e-5)
     np.testing.assert_allclose(w_value, w.value, atol=1e-4)
+
+
+def _huber_model(rng: np.random.Generator) -> tuple[cp.Problem, cp.Variable, cp.Parameter]:
+    M = rng.standard_normal((40, 12))
+    target = cp.Parameter(40, value=rng.standard_normal(40))
+    w = cp.Variable(12)
+    cons = [cp.sum(w) == 1, w <= 0.4, M[:3] @ w >= -2]
+    prob = cp.Problem(cp.Minimize(cp.sum(cp.huber(M @ w - target, 0.5)) + 0.1 * cp.tv(w)), cons)
+    return prob, w, target
+
+
+def test_structured_solution_and_duals_match_clarabel() -> None:
+    prob, w, _ = _huber_model(np.random.default_rng(5))
+    prob.solve(solver="NABLAPROX", eps_abs=1e-8, eps_rel=1e-8)
+    assert prob.solver_stats.extra_stats["algorithm"] in ("admm", "ladmm", "fista")
+    value, w_value = prob.value, w.value
+    duals = [np.atleast_1d(c.dual_value).copy() for c in prob.constraints]
+    prob.solve(solver="CLARABEL")
+    assert value == pytest.approx(prob.value, rel=1e-6)
+    np.testing.assert_allclose(w_value, w.value, atol=1e-5)
+    for ours, con in zip(duals, prob.constraints, strict=True):
+        np.testing.assert_allclose(ours, np.atleast_1d(con.dual_value), atol=1e-4)
+
+
+def test_structured_parameter_resolve_skips_the_chain_and_warm_starts() -> None:
+    rng = np.random.default_rng(6)
+    prob, w, target = _huber_model(rng)
+    prob.solve(solver="NABLAPROX")
+    cold = prob.solver_stats.num_iters
+    target.value = target.value + 1e-3 * rng.standard_normal(40)
+    chain = prob._cache.solving_chain
+    prob.solve(solver="NABLAPROX", warm_start=True)
+    assert prob._cache.solving_chain is chain
+    warm = prob.solver_stats.num_iters
+    value = prob.value
+    prob.solve(solver="CLARABEL")
+    assert value == pytest.approx(prob.value, rel=1e-5)
+    assert warm < cold
+
+
+def test_structured_infeasible_and_bad_data() -> None:
+    w = cp.Variable(4)
+    infeasible = cp.Problem(cp.Minimize(cp.sum(cp.huber(w))), [w >= 1, cp.sum(w) <= 2])
+    infeasible.solve(solver="NABLAPROX")
+    assert infeasible.status == cp.INFEASIBLE
+    p = cp.Parameter(4)
+    p.value = np.ones(4)
+    bad = cp.Problem(cp.Minimize(cp.sum(cp.huber(w - p))))
+    p._value = np.array([1.0, np.nan, 0.0, 0.0])  # CVXPY's setter refuses NaN
+    with pytest.raises(ValueError, match="NaN"):
+        bad.solve(solver="NABLAPROX")
+    with pytest.raises(ValueError, match="unknown NABLAPROX option"):
+        cp.Problem(cp.Minimize(cp.sum(cp.huber(w)))).solve(solver="NABLAPROX", rhoo=1)
+
+
+def test_maximize_concave_entropy_structured() -> None:
+    x = cp.Variable(6)
+    prob = cp.Problem(cp.Maximize(cp.sum(cp.entr(x)) - cp.norm(x, 2)), [cp.sum(x) == 2])
+    assert cvxprox.compile(prob).reduction.startswith("structure")
+    prob.solve(solver="NABLAPROX", eps_abs=1e-8, eps_rel=1e-8)
+    value = prob.value
+    prob.solve(solver="CLARABEL")
+    assert value == pytest.approx(prob.value, rel=1e-6)
