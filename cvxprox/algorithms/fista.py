@@ -49,7 +49,12 @@ import cvxpy.settings as s
 import numpy as np
 
 from cvxprox.algorithms.base import Algorithm, BestIterate, IterationLog, SolveResult
-from cvxprox.algorithms.structured import StructuredChecker, TermLayout, structured_result
+from cvxprox.algorithms.structured import (
+    StackedTerms,
+    StructuredChecker,
+    TermLayout,
+    structured_result,
+)
 from cvxprox.algorithms.xupdate import norm_estimate
 from cvxprox.ir import OperatorTerm, StructuredProgram
 from cvxprox.linops import Gather, Identity
@@ -67,8 +72,9 @@ _EPS = float(np.finfo(np.float64).eps)
 _L_FLOOR = 1e-12
 
 
-class TermGroup:
-    """Some of a program's terms, stacked: rows, constants, products, values, gradients.
+class TermGroup(StackedTerms):
+    """Some of a program's terms, stacked (``StackedTerms``), with their values and
+    gradients.
 
     Parameters
     ----------
@@ -79,29 +85,8 @@ class TermGroup:
     """
 
     def __init__(self, terms: list[tuple[int, OperatorTerm]], n: int) -> None:
+        super().__init__([t for _, t in terms], n)
         self.positions = [k for k, _ in terms]
-        self.terms = [t for _, t in terms]
-        self.n = n
-        self.slices: list[slice] = []
-        start = 0
-        for term in self.terms:
-            self.slices.append(slice(start, start + term.size))
-            start += term.size
-        self.m = start
-        self.b = np.concatenate([t.b for t in self.terms]) if self.terms else np.zeros(0)
-
-    def matvec(self, x: np.ndarray) -> np.ndarray:
-        """The stacked products A_i x, shape (m,)."""
-        if not self.terms:
-            return np.zeros(0)
-        return np.concatenate([t.op.matvec(x) for t in self.terms])
-
-    def rmatvec(self, y: np.ndarray) -> np.ndarray:
-        """sum_i A_i' y_i, shape (n,)."""
-        out = np.zeros(self.n)
-        for term, rows in zip(self.terms, self.slices, strict=True):
-            out += term.op.rmatvec(y[rows])
-        return out
 
     def value(self, z: np.ndarray) -> float:
         """sum_i f_i(z_i)."""

@@ -27,12 +27,47 @@ import cvxpy.settings as s
 import numpy as np
 
 from cvxprox.algorithms.base import KKTError, SolveResult
-from cvxprox.ir import StructuredProgram
+from cvxprox.ir import OperatorTerm, StructuredProgram
 from cvxprox.options import SolverOptions
 
 
-class TermLayout:
-    """Row slices of the stacked vectors z, y (one per term), and the stacked products.
+class StackedTerms:
+    """Terms stacked row-wise: their row slices, constants b and products A x, A'y.
+
+    Parameters
+    ----------
+    terms : list of OperatorTerm
+    n : int
+        Number of variables.
+    """
+
+    def __init__(self, terms: list[OperatorTerm], n: int) -> None:
+        self.terms = terms
+        self.n = n
+        self.slices: list[slice] = []
+        start = 0
+        for term in terms:
+            self.slices.append(slice(start, start + term.size))
+            start += term.size
+        self.m = start
+        self.b = np.concatenate([t.b for t in terms]) if terms else np.zeros(0)
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        """A x for the stacked operator, shape (m,)."""
+        if not self.terms:
+            return np.zeros(0)
+        return np.concatenate([t.op.matvec(x) for t in self.terms])
+
+    def rmatvec(self, y: np.ndarray) -> np.ndarray:
+        """A'y = sum_i A_i' y_i, shape (n,)."""
+        out = np.zeros(self.n)
+        for term, rows in zip(self.terms, self.slices, strict=True):
+            out += term.op.rmatvec(y[rows])
+        return out
+
+
+class TermLayout(StackedTerms):
+    """All of a program's terms stacked: the layout of the iterates z, y.
 
     Parameters
     ----------
@@ -40,27 +75,8 @@ class TermLayout:
     """
 
     def __init__(self, program: StructuredProgram) -> None:
+        super().__init__(program.terms, program.n)
         self.program = program
-        self.slices: list[slice] = []
-        start = 0
-        for term in program.terms:
-            self.slices.append(slice(start, start + term.size))
-            start += term.size
-        self.m = start
-        self.b = np.concatenate([t.b for t in program.terms]) if program.terms else np.zeros(0)
-
-    def matvec(self, x: np.ndarray) -> np.ndarray:
-        """A x for the stacked operator, shape (m,)."""
-        if not self.program.terms:
-            return np.zeros(0)
-        return np.concatenate([t.op.matvec(x) for t in self.program.terms])
-
-    def rmatvec(self, y: np.ndarray) -> np.ndarray:
-        """A'y = sum_i A_i' y_i, shape (n,)."""
-        out = np.zeros(self.program.n)
-        for term, rows in zip(self.program.terms, self.slices, strict=True):
-            out += term.op.rmatvec(y[rows])
-        return out
 
     def split(self, v: np.ndarray) -> list[np.ndarray]:
         """The per-term blocks of a stacked vector (views)."""
