@@ -19,6 +19,12 @@ All cones accept 1-D floating arrays of any namespace supported by ``array_api_c
 NumPy is tested), compute in float64 and return the input's floating dtype. Many cones of one kind
 are projected at once with array operations; the iterative exponential- and power-cone projections
 run a safeguarded Newton iteration on all unresolved cones together.
+
+``Cone.project_derivative`` returns the Jacobian ``DPi_K(v)`` as a SciPy CSR array (NumPy, float64)
+for implicit differentiation. It is symmetric with eigenvalues in ``[0, 1]`` (``Pi_K`` is the
+gradient of the convex function ``||Pi_K(v)||^2 / 2``); where ``Pi_K`` is not differentiable an
+element of Clarke's generalized Jacobian is returned (each cone documents its choice). By Moreau,
+``DPi_{K°}(v) = I - DPi_K(v)``. Positive homogeneity gives ``DPi_K(v) v = Pi_K(v)``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from array_api_compat import array_namespace, device, is_numpy_namespace
 
 __all__ = [
@@ -101,6 +108,92 @@ def _prepare(v: Array, dim: int) -> tuple[Any, Array, Any]:
         raise ValueError(f"expected a 1-D array of length {dim}, got shape {tuple(v.shape)}")
     out_dtype = v.dtype if xp.isdtype(v.dtype, "real floating") else xp.float64
     return xp, xp.astype(v, xp.float64, copy=False), out_dtype
+
+
+def _host_float64(v: Array, dim: int) -> np.ndarray:
+    """Validate a 1-D input of length ``dim`` (``ValueError`` otherwise) and return it as a NumPy
+    float64 array (copied to the host if it lives elsewhere: Jacobians are SciPy arrays)."""
+    xp, w, _ = _prepare(v, dim)
+    if not is_numpy_namespace(xp) and hasattr(w, "get"):
+        w = w.get()  # CuPy
+    return np.asarray(w, dtype=np.float64)
+
+
+def _block_diag_csr(
+    dim: int,
+    diag: tuple[np.ndarray, np.ndarray] | None = None,
+    dense: Sequence[tuple[np.ndarray, np.ndarray]] = (),
+) -> sp.csr_array:
+    """Assemble a ``(dim, dim)`` block-diagonal CSR array without sorting.
+
+    ``diag = (pos, vals)`` puts ``vals`` at the diagonal positions ``(pos, pos)``; each
+    ``(idx, blocks)`` of ``dense`` puts the dense blocks ``blocks[i]`` (shape ``(count, k, k)``) at
+    rows and columns ``idx[i]`` (shape ``(count, k)``, increasing along each row). Every row
+    belongs to at most one of them; the other rows are empty.
+    """
+    row_nnz = np.zeros(dim, dtype=np.int64)
+    if diag is not None:
+        row_nnz[diag[0]] = 1
+    for idx, _ in dense:
+        row_nnz[idx] = idx.shape[1]
+    indptr = np.zeros(dim + 1, dtype=np.int64)
+    np.cumsum(row_nnz, out=indptr[1:])
+    data = np.empty(int(indptr[-1]))
+    indices = np.empty(int(indptr[-1]), dtype=np.int64)
+    if diag is not None:
+        data[indptr[diag[0]]] = diag[1]
+        indices[indptr[diag[0]]] = diag[0]
+    for idx, blocks in dense:
+        dest = indptr[idx][:, :, None] + np.arange(idx.shape[1])
+        data[dest] = blocks
+        indices[dest] = idx[:, None, :]
+    return sp.csr_array((data, indices, indptr), shape=(dim, dim))
+
+
+def _triples_csr(jac: np.ndarray, general: np.ndarray) -> sp.csr_array:
+    """CSR array of the ``3 x 3`` blocks ``jac`` (shape ``(count, 3, 3)``), dense where
+    ``general`` and diagonal (nonzeros only) elsewhere."""
+    idx = np.arange(3 * jac.shape[0]).reshape(-1, 3)
+    diag_vals = np.diagonal(jac[~general], axis1=1, axis2=2).reshape(-1)
+    diag_pos = idx[~general].reshape(-1)
+    keep = diag_vals != 0
+    return _block_diag_csr(
+        idx.size, (diag_pos[keep], diag_vals[keep]), [(idx[general], jac[general])]
+    )
+
+
+def _block_positions(sizes: np.ndarray, lengths: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Like ``_size_groups`` but always with the ``(count, length)`` position array."""
+    dim = int(lengths.sum())
+    return [
+        (size, np.arange(dim).reshape(-1, int(lengths[sizes == size][0])) if idx is None else idx)
+        for size, idx in _size_groups(sizes, lengths)
+    ]
+
+
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    """The rows of ``a`` divided by their Euclidean norms (scaled first: no underflow)."""
+    a = a / np.max(np.abs(a), axis=1)[:, None]
+    return a / np.linalg.norm(a, axis=1)[:, None]
+
+
+def _ray_jacobian(ray: np.ndarray, normal: np.ndarray, kappa: np.ndarray) -> np.ndarray:
+    """Jacobians ``r r^T + u u^T / (1 + kappa)`` of projections onto curved boundaries.
+
+    Shared by the exponential and power cones (rows are cones). Where ``Pi(v) = p != 0`` lies on
+    the smooth part of the boundary ``{g = 0}`` of a 3-D cone, differentiating the KKT conditions
+    ``p - v + nu grad g(p) = 0``, ``g(p) = 0`` gives ``(I + nu Hess g) dp + grad g dnu = dv``,
+    ``grad g^T dp = 0``, so ``DPi(v) = E (E^T (I + nu Hess g) E)^{-1} E^T`` for an orthonormal
+    basis ``E`` of the tangent plane ``grad g^⊥``. For both cones ``nu Hess g = c w w^T`` is a PSD
+    rank-one matrix with ``w ⟂ p``, and the tangent plane is spanned by the unit ray
+    ``r = p/||p||`` and ``u = n x r`` (``n`` the unit normal), which diagonalize it:
+    ``E^T (I + nu Hess g) E = diag(1, 1 + kappa)`` with ``kappa = c (w^T u)^2 >= 0``. ``ray`` and
+    ``normal`` have shape ``(count, 3)`` (unit, orthogonal); ``kappa`` may be ``inf`` (NaN is
+    taken as ``inf``).
+    """
+    u = _unit_rows(np.cross(normal, ray))
+    f = np.where(np.isnan(kappa), 0.0, 1.0 / (1.0 + kappa))
+    return ray[:, :, None] * ray[:, None, :] + (f[:, None, None] * u[:, :, None]) * u[:, None, :]
 
 
 def _index(xp: Any, idx: np.ndarray, like: Array) -> Array:
@@ -185,8 +278,9 @@ def mat_to_svec(m: Array) -> Array:
 class Cone:
     """Base: a closed convex cone ``K`` in ``R^dim``, stored as one contiguous block.
 
-    Subclasses implement ``project`` and ``scaling_blocks``; ``project_dual`` and
-    ``project_polar`` follow from Moreau's decomposition and may be overridden when cheaper.
+    Subclasses implement ``project``, ``project_derivative`` and ``scaling_blocks``;
+    ``project_dual`` and ``project_polar`` follow from Moreau's decomposition and may be overridden
+    when cheaper.
     """
 
     dim: int
@@ -194,6 +288,15 @@ class Cone:
 
     def project(self, v: Array) -> Array:
         """Euclidean projection of ``v`` (shape ``(dim,)``) onto ``K``; a new ``(dim,)`` array."""
+        raise NotImplementedError
+
+    def project_derivative(self, v: Array) -> sp.csr_array:
+        """The Jacobian ``DPi_K(v)`` (shape ``(dim, dim)``) of the projection at ``v``.
+
+        A SciPy CSR array (float64) for any 1-D floating input of length ``dim``; symmetric with
+        eigenvalues in ``[0, 1]``. Where ``Pi_K`` is not differentiable, an element of Clarke's
+        generalized Jacobian (documented per cone).
+        """
         raise NotImplementedError
 
     def project_dual(self, v: Array) -> Array:
@@ -231,6 +334,11 @@ class ZeroCone(Cone):
         xp, _, dtype = _prepare(v, self.dim)
         return xp.zeros((self.dim,), dtype=dtype, device=device(v))
 
+    def project_derivative(self, v: Array) -> sp.csr_array:
+        """``DPi(v) = 0``: the zero ``(dim, dim)`` matrix."""
+        _host_float64(v, self.dim)
+        return sp.csr_array((self.dim, self.dim), dtype=np.float64)
+
     def project_dual(self, v: Array) -> Array:
         """The dual cone is ``R^dim``: return a copy of ``v``."""
         xp, _, _ = _prepare(v, self.dim)
@@ -258,6 +366,11 @@ class NonnegCone(Cone):
         """Return ``max(v, 0)`` elementwise."""
         xp, _, _ = _prepare(v, self.dim)
         return xp.maximum(v, 0.0)
+
+    def project_derivative(self, v: Array) -> sp.csr_array:
+        """``DPi(v) = diag(v > 0)``; at ``v_i = 0`` (not differentiable) the entry is 0."""
+        pos = np.flatnonzero(_host_float64(v, self.dim) > 0)
+        return _block_diag_csr(self.dim, (pos, np.ones(pos.size)))
 
     def project_dual(self, v: Array) -> Array:
         """Self-dual: same as ``project``."""
@@ -293,6 +406,7 @@ class SecondOrderCone(Cone):
             raise ValueError("second-order cone sizes must be >= 1")
         self.dim = int(self.sizes.sum())
         self._groups = _size_groups(self.sizes, self.sizes)
+        self._positions = _block_positions(self.sizes, self.sizes)
 
     @_quiet
     def project(self, v: Array) -> Array:
@@ -319,6 +433,44 @@ class SecondOrderCone(Cone):
         coef_t = xp.where(inside, t, xp.where(polar, 0.0, 0.5 * t + 0.5 * s))
         coef_x = xp.where(inside, 1.0, xp.where(polar, 0.0, 0.5 * (t / safe_s + 1.0)))
         return xp.concat([coef_t[:, None], x * coef_x[:, None]], axis=1)
+
+    @_quiet
+    def project_derivative(self, v: Array) -> sp.csr_array:
+        """Block-diagonal Jacobian; for a block ``(t, x)`` with ``s = ||x||``:
+
+            I                                               if s < t,
+            0                                               if s < -t,
+            1/2 [[1, x^T/s], [x/s, (1 + t/s) I - (t/s) x x^T/s^2]]   if s > |t|.
+
+        On the nondifferentiable set the limit from the interior of ``K`` is used at
+        ``s = t > 0`` (``I``) and the limit from the polar cone at ``s = -t >= 0`` (``0``, also at
+        ``(t, x) = 0``); a block of size 1 gives ``[t > 0]``. Each distinct block size is handled
+        with array operations (identity blocks contribute only their diagonal); each block is
+        scaled to max-abs 1 first (the Jacobian is invariant under positive scaling).
+        """
+        w = _host_float64(v, self.dim)
+        diag, dense = [], []
+        for size, idx in self._positions:
+            blocks = w[idx]
+            scale = np.max(np.abs(blocks), axis=1)
+            blocks = blocks / np.where(scale > 0, scale, 1.0)[:, None]
+            t, x = blocks[:, 0], blocks[:, 1:]
+            s = _row_norms(np, x)
+            inside = (s <= t) & (t > 0)
+            general = ~inside & ~(s <= -t)  # there s > |t| >= 0
+            diag.append(idx[inside].reshape(-1))
+            if size > 1 and np.any(general):
+                t, s, unit = t[general], s[general], x[general] / s[general][:, None]
+                ratio = t / s
+                jac = np.empty((t.size, size, size))
+                jac[:, 0, 0] = 0.5
+                jac[:, 0, 1:] = jac[:, 1:, 0] = 0.5 * unit
+                jac[:, 1:, 1:] = (-0.5 * ratio)[:, None, None] * unit[:, :, None] * unit[:, None, :]
+                rng = np.arange(1, size)
+                jac[:, rng, rng] += (0.5 + 0.5 * ratio)[:, None]
+                dense.append((idx[general], jac))
+        pos = np.concatenate(diag)
+        return _block_diag_csr(self.dim, (pos, np.ones(pos.size)), dense)
 
     def project_dual(self, v: Array) -> Array:
         """Self-dual: same as ``project``."""
@@ -354,6 +506,7 @@ class PSDCone(Cone):
         self._lengths = self.sizes * (self.sizes + 1) // 2
         self.dim = int(self._lengths.sum())
         self._groups = _size_groups(self.sizes, self._lengths)
+        self._positions = _block_positions(self.sizes, self._lengths)
 
     @_quiet
     def project(self, v: Array) -> Array:
@@ -381,6 +534,63 @@ class PSDCone(Cone):
         lam_pos = xp.maximum(lam, 0.0)
         proj = (vecs * lam_pos[:, None, :]) @ xp.matrix_transpose(vecs)
         return mat_to_svec(proj) * scale
+
+    @_quiet
+    def project_derivative(self, v: Array) -> sp.csr_array:
+        """Block-diagonal Jacobian in svec coordinates, one batched ``eigh`` per distinct order.
+
+        With ``A = Q diag(lambda) Q^T`` (Daleckii-Krein),
+
+            DPi(A)[H] = Q (B ∘ (Q^T H Q)) Q^T,
+            B_ij = (max(lambda_i, 0) - max(lambda_j, 0)) / (lambda_i - lambda_j),
+
+        where ``B_ij = 1`` if ``lambda_i, lambda_j > 0`` and ``0`` if both are ``<= 0`` (this also
+        covers ``lambda_i = lambda_j``). As svec is an isometry, the block is ``J = T^T diag(b) T``
+        with ``T`` the orthogonal matrix of ``svec(H) -> svec(Q^T H Q)`` and ``b`` the svec-ordered
+        entries of ``B``; hence symmetric with eigenvalues ``B_ij in [0, 1]``. ``Pi`` is
+        differentiable iff ``A`` has no zero eigenvalue; a zero eigenvalue is treated as negative
+        (the limit from ``lambda -> 0^-``, an element of Clarke's generalized Jacobian).
+        """
+        w = _host_float64(v, self.dim)
+        diag, dense = [], []
+        for n, idx in self._positions:
+            blocks = w[idx]
+            scale = np.max(np.abs(blocks), axis=1)
+            mats = svec_to_mat(blocks / np.where(scale > 0, scale, 1.0)[:, None], n)
+            lam, q = np.linalg.eigh(mats)
+            full = np.all(lam > 0, axis=1)  # J = I
+            mixed = ~full & np.any(lam > 0, axis=1)  # (J = 0 for the remaining blocks)
+            diag.append(idx[full].reshape(-1))
+            idx, lam, q = idx[mixed], lam[mixed], q[mixed]
+            length = n * (n + 1) // 2
+            step = max(1, 2**22 // length**2)  # bounds the temporaries to ~32 MB each
+            for start in range(0, idx.shape[0], step):
+                part = slice(start, start + step)
+                dense.append((idx[part], self._svec_jacobians(lam[part], q[part], n)))
+        pos = np.concatenate(diag)
+        return _block_diag_csr(self.dim, (pos, np.ones(pos.size)), dense)
+
+    @staticmethod
+    def _svec_jacobians(lam: np.ndarray, q: np.ndarray, n: int) -> np.ndarray:
+        """The svec Jacobians ``T^T diag(b) T`` (shape ``(count, k, k)``, ``k = n(n+1)/2``) for
+        eigendecompositions ``lam`` (``(count, n)``) and ``q`` (``(count, n, n)``)."""
+        li, lj = lam[:, :, None], lam[:, None, :]
+        pos_i, pos_j = li > 0, lj > 0
+        split = pos_i != pos_j
+        frac = (np.maximum(li, 0.0) - np.maximum(lj, 0.0)) / np.where(split, li - lj, 1.0)
+        bmat = np.where(pos_i & pos_j, 1.0, np.where(split, frac, 0.0))
+        rows, cols, pack, _ = _svec_layout(n)
+        b = bmat[:, rows, cols]
+        # t[:, a, c] = svec(Q^T E_a Q)_c for the orthonormal svec basis E_a of entry a = (i, j):
+        # (Q^T E_a Q)_kl = (Q_ik Q_jl + Q_jk Q_il) / sqrt(2), or Q_ik Q_il when i = j.
+        # The upper triangle of a symmetric (k, l) matrix in row-major order is svec's order.
+        outer = q[:, rows, :, None] * q[:, cols, None, :]  # [:, a, k, l] = Q_ik Q_jl
+        upper = np.triu(np.ones((n, n), dtype=bool))
+        t = outer[:, :, upper] + np.swapaxes(outer, 2, 3)[:, :, upper]
+        half = np.where(rows != cols, 1.0 / _SQRT2, 0.5)
+        t *= half[None, :, None] * pack[None, None, :]
+        jac = (t * b[:, None, :]) @ np.swapaxes(t, 1, 2)
+        return 0.5 * (jac + np.swapaxes(jac, 1, 2))
 
     def project_dual(self, v: Array) -> Array:
         """Self-dual: same as ``project``."""
@@ -526,10 +736,12 @@ class ExpCone(Cone):
         # The last root found for each cone: the starting guess of the next projection.
         self._last_rho = np.full(self.count, np.nan)
 
-    @_quiet
-    def project(self, v: Array) -> Array:
-        """Project every triple onto the exponential cone; returns shape ``(dim,)``."""
-        xp, w, dtype = _prepare(v, self.dim)
+    def _cases(self, xp: Any, w: Array) -> tuple[Array, ...]:
+        """Split the float64 vector ``w`` into the projection's cases.
+
+        Returns ``(scale, x, y, z, x_bd, in_k, in_polar, face, general)``: the max-abs of each
+        triple, the scaled coordinates, ``y log(z/y)`` (where ``y, z > 0``) and the case masks.
+        """
         trip = xp.reshape(w, (-1, 3))
         scale = xp.max(xp.abs(trip), axis=1)
         unit = trip / xp.where(scale > 0, scale, 1.0)[:, None]
@@ -546,18 +758,30 @@ class ExpCone(Cone):
         in_polar = in_polar | (scale == 0)
         in_k = in_k & ~in_polar
         face = (x <= 0) & (y <= 0) & ~in_k & ~in_polar
+        general = ~(in_k | in_polar | face)
+        return scale, x, y, z, x_bd, in_k, in_polar, face, general
+
+    def _roots(self, xp: Any, gx: Array, gy: Array, gz: Array, general: Array) -> Array:
+        """``rho`` for the ``general`` triples ``(gx, gy, gz)``, warm-started from the last."""
+        start = None
+        if is_numpy_namespace(xp):
+            start = self._last_rho[general]
+        rho = _exp_solve(xp, gx, gy, gz, start)
+        if start is not None:
+            self._last_rho[general] = rho
+        return rho
+
+    @_quiet
+    def project(self, v: Array) -> Array:
+        """Project every triple onto the exponential cone; returns shape ``(dim,)``."""
+        xp, w, dtype = _prepare(v, self.dim)
+        scale, x, y, z, x_bd, in_k, _, face, general = self._cases(xp, w)
         px = xp.where(in_k & (y > 0), xp.minimum(x, x_bd), xp.where(in_k | face, x, 0.0))
         py = xp.where(in_k, y, 0.0)
         pz = xp.where(in_k, z, xp.where(face, xp.maximum(z, 0.0), 0.0))
-        general = ~(in_k | in_polar | face)
         if bool(xp.any(general)):
             gx, gy, gz = x[general], y[general], z[general]
-            start = None
-            if is_numpy_namespace(xp):
-                start = self._last_rho[general]
-            rho = _exp_solve(xp, gx, gy, gz, start)
-            if start is not None:
-                self._last_rho[general] = rho
+            rho = self._roots(xp, gx, gy, gz, general)
             cap = xp.maximum(rho, 0.0)
             rx, ry, rz = rho * xp.exp(-cap), xp.exp(-cap), xp.exp(rho - cap)
             nrm2 = rx * rx + ry * ry + rz * rz  # in [1, 1 + 1e200]: no overflow
@@ -565,6 +789,51 @@ class ExpCone(Cone):
             px[general], py[general], pz[general] = coef * rx, coef * ry, coef * rz
         out = xp.stack([px, py, pz], axis=1)
         return xp.astype(xp.reshape(out * scale[:, None], (-1,)), dtype, copy=False)
+
+    @_quiet
+    def project_derivative(self, v: Array) -> sp.csr_array:
+        """Block-diagonal Jacobian with one ``3 x 3`` block per cone, by the projection's cases.
+
+        ``I`` in ``K`` and ``0`` in ``K°`` (also for the points within ``1e-14 max|v|`` that
+        ``project`` snaps, and at ``v = 0``); ``diag(1, 0, [z > 0])`` where ``x <= 0, y <= 0``
+        and ``Pi(v) = (x, 0, max(z, 0))``. On the curved boundary, ``p = s r`` with the ray
+        ``r = (rho, 1, e^rho)`` and ``v - p = mu n``, ``n = (1, 1 - rho, -e^-rho)`` (see
+        ``_exp_residual``). With ``g(p) = p_y exp(p_x/p_y) - p_z``, ``grad g(p) = e^rho n``,
+        ``v - p = (mu e^-rho) grad g(p)`` and ``Hess g(p) = (e^rho / s) w w^T``, ``w = (1, -rho,
+        0)``, so ``mu e^-rho Hess g = (mu/s) w w^T`` with ``mu/s = M/S`` (``M = x - rho y``,
+        ``S = (rho - 1) x + y``). Implicit differentiation of the KKT system (``_ray_jacobian``)
+        gives, with the unit vectors ``r^ = r/||r||``, ``n^ = n/||n||`` and ``u = n^ x r^``,
+
+            DPi(v) = r^ r^^T + u u^T / (1 + (M/S) (w^T u)^2),
+            (w^T u)^2 = (e^rho + (1 + rho^2) e^-rho)^2 / (||n||^2 ||r||^2)
+
+        (evaluated with ``e^{-2|rho|}`` factored out: no overflow, no cancellation). The Jacobian
+        is invariant under positive scaling of ``v``; it is computed from the triples scaled to
+        max-abs 1, like ``project``.
+        """
+        w = _host_float64(v, self.dim)
+        _, x, y, z, _, in_k, _, face, general = self._cases(_NUMPY, w)
+        jac = np.zeros((self.count, 3, 3))
+        jac[in_k] = np.eye(3)
+        jac[face, 0, 0] = 1.0
+        jac[face, 2, 2] = z[face] > 0
+        if np.any(general):
+            gx, gy, gz = x[general], y[general], z[general]
+            rho = self._roots(_NUMPY, gx, gy, gz, general)
+            e_hi, e_lo = np.exp(-np.maximum(rho, 0.0)), np.exp(np.minimum(rho, 0.0))
+            ray = np.stack([rho * e_hi, e_hi, e_lo], axis=1)  # r e^-max(rho, 0)
+            normal = np.stack([e_lo, (1.0 - rho) * e_lo, -e_hi], axis=1)  # n e^min(rho, 0)
+            ray, normal = _unit_rows(ray), _unit_rows(normal)
+            s_num = np.maximum((rho - 1.0) * gx + gy, 0.0)
+            m_num = np.maximum(gx - rho * gy, 0.0)
+            e2 = np.exp(-2.0 * np.abs(rho))
+            wu2 = np.where(
+                rho >= 0,
+                (1.0 + e2 * (1.0 + rho * rho)) / (1.0 + (1.0 - rho) ** 2 + e2),
+                (1.0 + rho * rho + e2) / (1.0 + e2 * (1.0 + (1.0 - rho) ** 2)),
+            )
+            jac[general] = _ray_jacobian(ray, normal, m_num / s_num * wu2)
+        return _triples_csr(jac, general)
 
     def scaling_blocks(self) -> np.ndarray:
         return np.full(self.count, 3, dtype=np.int64)
@@ -745,10 +1014,12 @@ class PowCone3D(Cone):
             raise ValueError("power cone exponents must lie in (0, 1)")
         self.dim = 3 * self.alphas.size
 
-    @_quiet
-    def project(self, v: Array) -> Array:
-        """Project every triple onto its power cone; returns shape ``(dim,)``."""
-        xp, w, dtype = _prepare(v, self.dim)
+    def _cases(self, xp: Any, w: Array) -> tuple[Array, ...]:
+        """Split the float64 vector ``w`` into the projection's cases.
+
+        Returns ``(scale, alpha, x, y, z, in_k, in_polar, flat, general)``: the max-abs of each
+        triple, the exponents, the scaled coordinates and the case masks.
+        """
         alpha = xp.asarray(self.alphas, device=device(w))
         trip = xp.reshape(w, (-1, 3))
         scale = xp.max(xp.abs(trip), axis=1)
@@ -768,18 +1039,104 @@ class PowCone3D(Cone):
         in_polar = (x <= 0) & (y <= 0) & ((az == 0) | (both_neg & (log_dual >= xp.log(safe_az))))
         in_polar = (in_polar | (scale == 0)) & ~in_k
         flat = (az == 0) & ~in_k & ~in_polar
+        general = ~(in_k | in_polar | flat)
+        return scale, alpha, x, y, z, in_k, in_polar, flat, general
+
+    @staticmethod
+    def _boundary(xp: Any, gx: Array, gy: Array, gz: Array, ga: Array) -> tuple[Array, ...]:
+        """``(u, r, d, x(r), y(r))`` for the general case: ``r = |z_p| = |z| sigma(u)`` and
+        ``d = |z| - r = |z| sigma(-u)`` (so ``d / r = e^-u``)."""
+        gzz = xp.abs(gz)
+        u = _pow_solve(xp, gx, gy, gzz, ga)
+        _, sig_p, sig_m = _logistic(xp, u)
+        r, d = gzz * sig_p, gzz * sig_m
+        px, py = _pow_coordinate(xp, gx, ga, r, d), _pow_coordinate(xp, gy, 1.0 - ga, r, d)
+        return u, r, d, px, py
+
+    @_quiet
+    def project(self, v: Array) -> Array:
+        """Project every triple onto its power cone; returns shape ``(dim,)``."""
+        xp, w, dtype = _prepare(v, self.dim)
+        scale, alpha, x, y, z, in_k, _, flat, general = self._cases(xp, w)
+        unit = xp.stack([x, y, z], axis=1)
         out = xp.where(in_k[:, None], unit, 0.0)
         flat_p = xp.stack([xp.maximum(x, 0.0), xp.maximum(y, 0.0), xp.zeros_like(z)], axis=1)
         out = xp.where(flat[:, None], flat_p, out)
-        general = ~(in_k | in_polar | flat)
         if bool(xp.any(general)):
             gx, gy, gz, ga = x[general], y[general], z[general], alpha[general]
-            gzz = xp.abs(gz)
-            _, sig_p, sig_m = _logistic(xp, _pow_solve(xp, gx, gy, gzz, ga))
-            r, d = gzz * sig_p, gzz * sig_m
-            px, py = _pow_coordinate(xp, gx, ga, r, d), _pow_coordinate(xp, gy, 1.0 - ga, r, d)
+            _, r, _, px, py = self._boundary(xp, gx, gy, gz, ga)
             out[general] = xp.stack([px, py, xp.where(gz > 0, r, -r)], axis=1)
         return xp.astype(xp.reshape(out * scale[:, None], (-1,)), dtype, copy=False)
+
+    @_quiet
+    def project_derivative(self, v: Array) -> sp.csr_array:
+        """Block-diagonal Jacobian with one ``3 x 3`` block per cone, by the projection's cases.
+
+        ``I`` in ``K`` (except ``0`` at ``v = 0``) and ``0`` in ``K°``. Where ``z = 0`` and
+        exactly one of ``x, y`` is positive, ``Pi(v) = (x^+, y^+, 0)`` and (by the asymptotics
+        of the general case as ``z -> 0``: ``z_p / z -> 1`` iff the positive coordinate's exponent
+        exceeds 1/2)
+
+            DPi(v) = diag([x > 0], [y > 0], k),   k = 1 if e > 1/2, 0 if e < 1/2,
+                                                  k = c / (c + 2 |c'|) if e = 1/2,
+
+        with ``e`` the exponent (``a`` or ``1 - a``) and ``c`` the value of the positive
+        coordinate, ``c'`` that of the negative one. On the curved boundary,
+        ``p = (x_p, y_p, sign(z) r)`` with ``g(p) = x_p^a y_p^(1-a) - sign(z) z_p = 0``,
+        ``grad g(p) = (a r / x_p, (1-a) r / y_p, -sign(z))`` (orthogonal to ``p``),
+        ``v - p = -d grad g(p)`` and ``Hess g(p) = -a (1-a) r q q^T``,
+        ``q = (1/x_p, -1/y_p, 0)``, so the KKT system (``_ray_jacobian``) gives, with the unit
+        ray ``t = p/||p||``, the unit normal ``n`` and ``u = n x t``,
+
+            DPi(v) = t t^T + u u^T / (1 + kappa),
+            kappa = a (1-a) r d (q^T u)^2
+                  = a (1-a) (d/r) ||p||^2 / (a^2 y_p^2 + (1-a)^2 x_p^2 + (x_p y_p / r)^2),
+
+        evaluated with ``p`` divided by its largest entry (no underflow or cancellation). Where
+        this is not finite (``|z|`` or ``p`` below ~1e-300 ``max|v|``: ``z_p`` underflows) the
+        ``z = 0`` formula is used (``0`` when ``x, y <= 0``). Computed on the triples scaled to
+        max-abs 1 (the Jacobian is invariant under positive scaling).
+        """
+        w = _host_float64(v, self.dim)
+        scale, alpha, x, y, z, in_k, _, flat, general = self._cases(_NUMPY, w)
+        jac = np.zeros((self.alphas.size, 3, 3))
+        jac[in_k & (scale > 0)] = np.eye(3)
+        jac[flat] = self._flat_jacobian(x[flat], y[flat], alpha[flat])
+        if np.any(general):
+            gx, gy, gz, ga = x[general], y[general], z[general], alpha[general]
+            u, r, _, px, py = self._boundary(_NUMPY, gx, gy, gz, ga)
+            sign = np.where(gz > 0, 1.0, -1.0)
+            big = np.maximum(np.maximum(px, py), r)
+            px, py, r = px / big, py / big, r / big
+            gb = 1.0 - ga
+            ray = np.stack([px, py, sign * r], axis=1)
+            # grad g(p) times x_p y_p (positive), in the scaled coordinates: no division.
+            normal = np.stack([ga * r * py, gb * r * px, -sign * px * py], axis=1)
+            ray, normal = _unit_rows(ray), _unit_rows(normal)
+            den = (ga * py) ** 2 + (gb * px) ** 2 + (px * py / r) ** 2
+            kappa = ga * gb * np.exp(-u) * (px * px + py * py + r * r) / den
+            block = _ray_jacobian(ray, normal, kappa)
+            bad = ~np.all(np.isfinite(block), axis=(1, 2))
+            block[bad] = self._flat_jacobian(gx[bad], gy[bad], ga[bad])
+            jac[general] = block
+        return _triples_csr(jac, general)
+
+    @staticmethod
+    def _flat_jacobian(x: np.ndarray, y: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """``diag([x > 0], [y > 0], k)``: the Jacobian at ``z = 0`` (see ``project_derivative``).
+
+        ``k = 0`` unless exactly one of ``x, y`` is positive.
+        """
+        x_pos, y_pos = x > 0, y > 0
+        e_big = np.where(x_pos, a > 0.5, a < 0.5)  # exponent of the positive coordinate > 1/2
+        c, c_neg = np.where(x_pos, x, y), np.abs(np.where(x_pos, y, x))
+        safe = np.where(c > 0, c + 2.0 * c_neg, 1.0)
+        k = np.where(e_big, 1.0, np.where(a == 0.5, c / safe, 0.0))
+        jac = np.zeros((x.size, 3, 3))
+        jac[:, 0, 0] = x_pos
+        jac[:, 1, 1] = y_pos
+        jac[:, 2, 2] = np.where(x_pos != y_pos, k, 0.0)
+        return jac
 
     def scaling_blocks(self) -> np.ndarray:
         return np.full(self.alphas.size, 3, dtype=np.int64)
@@ -824,6 +1181,19 @@ class ProductCone(Cone):
     def project(self, v: Array) -> Array:
         """Project each member's slice onto that member; returns shape ``(dim,)``."""
         return self._apply(v, "project")
+
+    def project_derivative(self, v: Array) -> sp.csr_array:
+        """Block-diagonal Jacobian: the members' ``project_derivative`` on their slices."""
+        w = _host_float64(v, self.dim)
+        blocks = [
+            c.project_derivative(w[int(a) : int(b)])
+            for c, a, b in zip(self.cones, self.offsets[:-1], self.offsets[1:], strict=True)
+        ]
+        if len(blocks) == 1:
+            return blocks[0]
+        if not blocks:
+            return sp.csr_array((0, 0), dtype=np.float64)
+        return sp.csr_array(sp.block_diag(blocks, format="csr"))
 
     def project_dual(self, v: Array) -> Array:
         """Project each member's slice onto that member's dual cone."""
