@@ -8,8 +8,12 @@ Importing cvxprox registers the CVXPY solver ``"NABLAPROX"``::
     prob.solve(solver="NABLAPROX")
     print(cvxprox.compile(prob))   # the IR terms, the algorithm and why
 
-``cvxprox.atoms`` adds linear atoms for imaging (``conv2d``, ``fourier_sample``).
+``cvxprox.atoms`` adds linear atoms for imaging (``conv2d``, ``fourier_sample``);
+``cvxprox.torch`` (loaded on first use, needs torch) makes problems differentiable layers.
 """
+
+import importlib
+from typing import Any
 
 from cvxprox import atoms
 from cvxprox.compile import CompiledProblem, compile
@@ -30,3 +34,10 @@ __all__ = [
 ]
 
 register()
+
+
+def __getattr__(name: str) -> Any:
+    """Load ``cvxprox.torch`` on first access, so that importing cvxprox never needs torch."""
+    if name == "torch":
+        return importlib.import_module("cvxprox.torch")
+    raise AttributeError(f"module 'cvxprox' has no attribute {name!r}")

@@ -20,7 +20,7 @@ import weakref
 import cvxpy.settings as s
 import numpy as np
 from cvxpy.constraints import SOC, ExpCone, PowCone3D, SvecPSD
-from cvxpy.error import SolverError
+from cvxpy.error import ParameterError, SolverError
 from cvxpy.reductions.dcp2cone.cone_matrix_stuffing import ParamConeProg
 from cvxpy.reductions.solution import Solution, failure_solution
 from cvxpy.reductions.solvers import utilities
@@ -41,6 +41,7 @@ NAME = "NABLAPROX"
 PROGRAM = "prox_program"
 LOWERED = "lowered"
 STRUCTURE = "structure"
+UNSET = "unset_parameters"
 
 CITATION = r"""@article{osqp,
   author  = {Stellato, B. and Banjac, G. and Goulart, P. and Bemporad, A. and Boyd, S.},
@@ -109,7 +110,11 @@ class NablaProx(ConicSolver):
             return data, {LOWERED: lowered}
         problem, data, inv_data = self._prepare_data_and_inv_data(problem)
         data[STRUCTURE] = self.structure
-        data[PROGRAM] = self.lower(problem).apply_parameters()
+        unset = [p.name() for p in problem.parameters if p.value is None]
+        # Without values there is no program yet (get_problem_data for the parametric
+        # structure alone, as differentiable layers do); a solve then names the parameters.
+        data[PROGRAM] = None if unset else self.lower(problem).apply_parameters()
+        data[UNSET] = unset
         data[s.LOWER_BOUNDS] = problem.lower_bounds
         data[s.UPPER_BOUNDS] = problem.upper_bounds
         # Row counts in the conventions of CVXPY's QP interfaces (bounds not included).
@@ -127,6 +132,10 @@ class NablaProx(ConicSolver):
     ) -> SolveResult:
         options = SolverOptions.from_kwargs({**solver_opts, "verbose": bool(verbose)})
         program = data[PROGRAM]
+        if program is None:
+            raise ParameterError(
+                f"parameters without a value: {', '.join(data[UNSET])}; assign their values"
+            )
         if options.structure != data[STRUCTURE]:
             raise ValueError(
                 f"option structure={options.structure!r} differs from the one this problem was "
@@ -256,7 +265,8 @@ def register() -> None:
             )
         chain = build(problem, solver, *args, **kwargs)
         opts = kwargs.get("solver_opts") or {}
-        structure = opts.get("structure", "auto")
+        default = solver.structure if isinstance(solver, NablaProx) else "auto"
+        structure = opts.get("structure", default)
         # Keep the user's variable bounds as bounds, but do not let the canonicalizers
         # give auxiliary variables bounds inferred by interval arithmetic: in CVXPY 1.9
         # that inference can produce wrong bounds (inf * 0 in a matrix product), which

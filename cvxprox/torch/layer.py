@@ -1,0 +1,376 @@
+"""``CvxproxLayer``: a CVXPY problem as a differentiable torch module.
+
+The layer maps parameter tensors ``theta`` to a solution ``x*(theta)`` of a DPP problem
+
+    x*(theta) = argmin  f_0(x; theta)  subject to  f_i(x; theta) <= 0,  ...
+
+and its backward pass returns ``(dx*/dtheta)' g`` for incoming gradients ``g``. The problem
+is compiled once to CVXPY's parametric cone program (``cvxprox.batch.ConeProgramMap``); a
+batch of parameter values becomes one block-diagonal program solved by one vectorized
+NABLAPROX run (``cvxprox.batch.StackedConeProgram``). Gradients come from implicit
+differentiation of the optimality conditions (``cvxprox.adjoint``): one sparse adjoint
+solve per backward pass, whose memory does not depend on the forward iteration count.
+``diff="unrolled"`` instead backpropagates through a fixed number of PDHG iterations
+written in torch (``cvxprox.torch.unrolled``), for schedules that train through the
+iterations.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import cvxpy as cp
+import numpy as np
+import torch
+from cvxpy import settings as s
+from cvxpy.error import SolverError
+from cvxpy.expressions.expression import Expression
+
+from cvxprox.adjoint import ADJOINT_METHODS, ResidualMapAdjoint
+from cvxprox.batch import ConeProgramMap, StackedConeProgram
+from cvxprox.compile import solve_program
+from cvxprox.options import SolverOptions
+
+DIFF_MODES = ("implicit", "unrolled")
+
+
+class CvxproxLayer(torch.nn.Module):
+    """A differentiable solution map of a DPP CVXPY problem (cvxpylayers' calling convention).
+
+    Parameters
+    ----------
+    problem : cvxpy.Problem
+        A problem that is DCP under the DPP rules (``problem.is_dcp(dpp=True)``).
+    parameters : list of cvxpy.Parameter
+        Every parameter of the problem, in the order the layer receives tensors.
+    variables : list of cvxpy.Variable
+        The variables whose values the layer returns, in order.
+    solver_args : dict, optional
+        NABLAPROX options (``eps_abs``, ``eps_rel``, ``max_iters``, ``algorithm``, ...)
+        used by every call; a call's own ``solver_args`` override them.
+    diff : {"implicit", "unrolled"}
+        How gradients are computed: implicit differentiation of the optimality conditions
+        (default), or backpropagation through ``iterations`` unrolled PDHG iterations.
+    iterations : int
+        Number of unrolled iterations (``diff="unrolled"`` only).
+    adjoint : {"auto", "lu", "lsmr"}
+        The linear solver of the implicit backward pass (``cvxprox.adjoint``).
+    verbose : bool
+        Print NABLAPROX's iteration log on every solve.
+
+    Calling the layer with one tensor per parameter (shape ``param.shape``, or
+    ``(B, *param.shape)`` for a batch; unbatched tensors are shared by the batch) returns a
+    tuple with one tensor per variable, of shape ``var.shape`` or ``(B, *var.shape)``.
+    ``warm_start=True`` starts the solve from the previous call's solution (same batch
+    size). Tensors may live on any device; the solve runs on the CPU and the results are
+    moved to the parameters' device. After each call, ``info`` holds the status, the
+    iteration count and the solve time of the batch.
+    """
+
+    def __init__(
+        self,
+        problem: cp.Problem,
+        parameters: list[cp.Parameter],
+        variables: list[cp.Variable],
+        *,
+        solver_args: dict[str, Any] | None = None,
+        diff: str = "implicit",
+        iterations: int = 1000,
+        adjoint: str = "auto",
+        verbose: bool = False,
+        gp: bool = False,
+    ) -> None:
+        super().__init__()
+        if gp:
+            raise ValueError("CvxproxLayer does not support geometric programs (gp=True)")
+        if diff not in DIFF_MODES:
+            raise ValueError(f"diff must be one of {DIFF_MODES}, got {diff!r}")
+        if adjoint not in ADJOINT_METHODS:
+            raise ValueError(f"adjoint must be one of {ADJOINT_METHODS}, got {adjoint!r}")
+        if not isinstance(iterations, int) or iterations < 1:
+            raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+        check_dpp(problem)
+        _check_leaves(problem, parameters, variables)
+        self.problem = problem
+        self.parameters = list(parameters)
+        self.variables = list(variables)
+        self.solver_args = {**({"verbose": True} if verbose else {}), **(solver_args or {})}
+        SolverOptions.from_kwargs(self.solver_args)  # validate early
+        self.diff = diff
+        self.iterations = iterations
+        self.adjoint = adjoint
+        self.cone_map = ConeProgramMap(compile_cone_program(problem), self.parameters)
+        cols = self.cone_map.cone_prog.var_id_to_col
+        self._var_cols = [(cols[v.id], v.size, v.shape) for v in self.variables]
+        self._stacks: dict[int, StackedConeProgram] = {}
+        self._warm: dict[int, dict] = {}
+        self.info: dict[str, Any] = {}
+
+    def stacked(self, batch_size: int) -> StackedConeProgram:
+        """The block-diagonal layout of a batch (built once per batch size)."""
+        stack = self._stacks.get(batch_size)
+        if stack is None:
+            stack = self._stacks[batch_size] = StackedConeProgram(self.cone_map.layout, batch_size)
+        return stack
+
+    def forward(
+        self,
+        *params: torch.Tensor,
+        solver_args: dict[str, Any] | None = None,
+        warm_start: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """Solve at the given parameter tensors; returns one tensor per variable."""
+        if len(params) != len(self.parameters):
+            raise ValueError(
+                f"expected {len(self.parameters)} parameter tensors "
+                f"({', '.join(p.name() for p in self.parameters)}), got {len(params)}"
+            )
+        args = {**self.solver_args, **(solver_args or {})}
+        batch, batched = _batch_shape(self.parameters, params)
+        if self.diff == "unrolled":
+            from cvxprox.torch.unrolled import unrolled_solve  # noqa: PLC0415
+
+            return unrolled_solve(self, params, batch, batched, args)
+        outputs = _ImplicitSolve.apply(self, (args, warm_start), batch, batched, *params)
+        return tuple(outputs)
+
+    def solve_numpy(
+        self, values: list[np.ndarray], args: dict[str, Any], warm_start: bool = False
+    ) -> tuple[StackedConeProgram, Any, Any]:
+        """Solve the stacked program at ``(B, *param.shape)`` values; (stack, program, result)."""
+        batch = values[0].shape[0]
+        stack = self.stacked(batch)
+        program = stack.program(self.cone_map.evaluate(values))
+        options = SolverOptions.from_kwargs(args)
+        warm = self._warm.get(batch) if warm_start else None
+        result = solve_program(program, options, warm)
+        self.info = {
+            "status": result.status,
+            "iterations": result.iterations,
+            "solve_time": result.solve_time,
+            "setup_time": result.setup_time,
+            "algorithm": result.algorithm,
+        }
+        if result.info.get("warm_start") is not None:
+            self._warm[batch] = result.info["warm_start"]
+        if result.status not in s.SOLUTION_PRESENT:
+            raise SolverError(
+                f"CvxproxLayer: the solve of a batch of {batch} ended with status "
+                f"{result.status!r}; no solution to differentiate"
+            )
+        if result.status != s.OPTIMAL:
+            warnings.warn(
+                f"CvxproxLayer: status {result.status!r} after {result.iterations} iterations "
+                "(raise max_iters or loosen eps_abs/eps_rel); gradients are approximate",
+                stacklevel=3,
+            )
+        return stack, program, result
+
+    def split_variables(self, x: np.ndarray, batch: int) -> list[np.ndarray]:
+        """The stacked primal vector -> one ``(B, *var.shape)`` array per variable."""
+        x = x.reshape(batch, self.cone_map.n)
+        return [
+            np.stack([np.reshape(row, shape, order="F") for row in x[:, col : col + size]])
+            for col, size, shape in self._var_cols
+        ]
+
+    def variables_adjoint(self, grads: list[np.ndarray | None], batch: int) -> np.ndarray:
+        """Adjoint of ``split_variables``: per-variable gradients -> ``(B, n)``."""
+        dx = np.zeros((batch, self.cone_map.n))
+        for (col, size, _), grad in zip(self._var_cols, grads, strict=True):
+            if grad is not None:
+                dx[:, col : col + size] = np.stack(
+                    [np.ravel(g, order="F") for g in grad.reshape(batch, *grad.shape[1:])]
+                )
+        return dx
+
+
+class _ImplicitSolve(torch.autograd.Function):
+    """Forward: the NABLAPROX solve; backward: the adjoint solve of ``cvxprox.adjoint``."""
+
+    @staticmethod
+    def forward(ctx: Any, layer: CvxproxLayer, args: tuple, batch: int, batched: list, *params):  # type: ignore[override]
+        values = _parameter_values(layer.parameters, params, batch, batched)
+        stack, program, result = layer.solve_numpy(values, *args)
+        ctx.layer, ctx.batch, ctx.batched = layer, batch, batched
+        ctx.stack, ctx.program, ctx.result = stack, program, result
+        ctx.like = [(p.dtype, p.device) for p in params]
+        out_dtype, device = _output_dtype_device(params)
+        outputs = []
+        for value, was_batched in zip(
+            layer.split_variables(result.x, batch), [True] * len(layer.variables), strict=True
+        ):
+            t = torch.as_tensor(value, dtype=out_dtype, device=device)
+            outputs.append(t if any(batched) and was_batched else t[0])
+        return tuple(outputs)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, *grad_outputs: torch.Tensor):  # type: ignore[override]
+        layer, batch = ctx.layer, ctx.batch
+        grads = []
+        for g in grad_outputs:
+            if g is None:
+                grads.append(None)
+                continue
+            g = g.detach().to("cpu", torch.float64).numpy()
+            grads.append(g if any(ctx.batched) else g[None])
+        dx = layer.variables_adjoint(grads, batch)
+        result = ctx.result
+        adjoint = ResidualMapAdjoint(ctx.program, result.x, result.y, result.z, layer.adjoint)
+        grad = adjoint.gradient(dx.reshape(-1))
+        stack = ctx.stack
+        dP = None if grad.P_data is None else stack.unstack_P_data(grad.P_data)
+        dparams = layer.cone_map.adjoint(
+            grad.c.reshape(batch, -1),
+            stack.unstack_A_data(grad.A_data),
+            stack.split_rows(grad.b),
+            dP,
+        )
+        out = []
+        for dparam, was_batched, (dtype, device) in zip(
+            dparams, ctx.batched, ctx.like, strict=True
+        ):
+            value = dparam if was_batched else dparam.sum(axis=0)
+            out.append(torch.as_tensor(value, dtype=dtype, device=device))
+        return (None, None, None, None, *out)
+
+
+def _output_dtype_device(params: tuple[torch.Tensor, ...]) -> tuple[torch.dtype, torch.device]:
+    floats = [p for p in params if p.is_floating_point()]
+    if floats:
+        return floats[0].dtype, floats[0].device
+    device = params[0].device if params else torch.device("cpu")
+    return torch.get_default_dtype(), device
+
+
+def _batch_shape(
+    parameters: list[cp.Parameter], params: tuple[torch.Tensor, ...]
+) -> tuple[int, list[bool]]:
+    """The batch size and which tensors carry a leading batch dimension."""
+    batch, batched = None, []
+    for param, t in zip(parameters, params, strict=True):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"parameter {param.name()}: expected a torch.Tensor, got {type(t)}")
+        shape = tuple(t.shape)
+        if shape == param.shape:
+            batched.append(False)
+        elif len(shape) == len(param.shape) + 1 and shape[1:] == param.shape:
+            if batch is not None and shape[0] != batch:
+                raise ValueError(
+                    f"parameter {param.name()} has batch size {shape[0]}, others have {batch}"
+                )
+            batch = shape[0]
+            batched.append(True)
+        else:
+            raise ValueError(
+                f"parameter {param.name()} has shape {param.shape}; got a tensor of shape "
+                f"{shape} (expected {param.shape} or (batch, *{param.shape}))"
+            )
+    if batch == 0:
+        raise ValueError("the batch size must be positive")
+    return (batch or 1), batched
+
+
+def _parameter_values(
+    parameters: list[cp.Parameter],
+    params: tuple[torch.Tensor, ...],
+    batch: int,
+    batched: list[bool],
+) -> list[np.ndarray]:
+    """``(B, *param.shape)`` float64 arrays, checked for NaN and the parameters' attributes."""
+    values = []
+    for param, t, was_batched in zip(parameters, params, batched, strict=True):
+        value = t.detach().to("cpu", torch.float64).numpy()
+        if not was_batched:
+            value = np.broadcast_to(value, (batch, *param.shape))
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"parameter {param.name()} contains NaN or inf")
+        if any(param.attributes[a] for a in ("nonneg", "nonpos", "pos", "neg", "PSD", "NSD")):
+            for v in value[: 1 if not was_batched else batch]:
+                try:
+                    param._validate_value(v)
+                except ValueError as err:
+                    raise ValueError(f"parameter {param.name()}: {err}") from None
+        values.append(value)
+    return values
+
+
+def _check_leaves(
+    problem: cp.Problem, parameters: list[cp.Parameter], variables: list[cp.Variable]
+) -> None:
+    """Parameters must be exactly the problem's; variables must belong to it."""
+    given = {p.id for p in parameters}
+    if len(given) != len(parameters):
+        raise ValueError("a parameter is listed twice")
+    mine = {p.id: p for p in problem.parameters()}
+    missing = [p.name() for pid, p in mine.items() if pid not in given]
+    extra = [p.name() for p in parameters if p.id not in mine]
+    if missing or extra:
+        raise ValueError(
+            "parameters must be exactly the problem's parameters"
+            + (f"; missing: {', '.join(missing)}" if missing else "")
+            + (f"; not in the problem: {', '.join(extra)}" if extra else "")
+        )
+    if not variables:
+        raise ValueError("variables must list at least one variable of the problem")
+    known = {v.id for v in problem.variables()}
+    unknown = [v.name() for v in variables if v.id not in known]
+    if unknown:
+        raise ValueError(f"variables not in the problem: {', '.join(unknown)}")
+
+
+def check_dpp(problem: cp.Problem) -> None:
+    """Raise a ValueError naming the smallest expression that breaks DCP or DPP."""
+    if problem.is_dcp(dpp=True):
+        return
+    dpp = problem.is_dcp()
+    rule = "DPP" if dpp else "DCP"
+    parts = [problem.objective, *problem.constraints]
+    for part in parts:
+        if not part.is_dcp(dpp=dpp):
+            culprit = _offending(part, dpp)
+            raise ValueError(
+                f"the problem is not {rule}"
+                + (" (parameters may not multiply each other or enter nonlinearly)" if dpp else "")
+                + f"; offending expression: {culprit}"
+            )
+    raise ValueError(f"the problem is not {rule}")
+
+
+def _offending(expr: Any, dpp: bool) -> str:
+    """The deepest sub-expression of ``expr`` that is not DCP (under DPP if ``dpp``)."""
+    for arg in getattr(expr, "args", []):
+        if isinstance(arg, Expression) and not _is_dcp(arg, dpp):
+            return _offending(arg, dpp)
+    return str(expr)
+
+
+def _is_dcp(expr: Expression, dpp: bool) -> bool:
+    if dpp:
+        from cvxpy.utilities import scopes  # noqa: PLC0415
+
+        with scopes.dpp_scope():
+            return expr.is_convex() or expr.is_concave()
+    return expr.is_convex() or expr.is_concave()
+
+
+def compile_cone_program(problem: cp.Problem) -> Any:
+    """The formatted ``ParamConeProg`` NABLAPROX's cone route makes of ``problem``.
+
+    Runs the chain's reductions (not the solver) on a copy of the problem, so parameter
+    values are not needed and the user's problem keeps its own solver cache.
+    """
+    from cvxprox.solver import NAME  # noqa: PLC0415
+
+    fresh = cp.Problem(problem.objective, problem.constraints)
+    chain = fresh._construct_chain(
+        solver=NAME, enforce_dpp=True, solver_opts={"structure": "never"}
+    )
+    program = fresh
+    *reductions, solver = chain.reductions
+    for reduction in reductions:
+        program, _ = reduction.apply(program)
+    formatted, _, _ = solver._prepare_data_and_inv_data(program)
+    return formatted
