@@ -82,7 +82,34 @@ def tv(rng):
     return prob, [Y, lam], [X], values
 
 
+def entropy(rng):
+    n = 5
+    c = cp.Parameter(n)
+    x = cp.Variable(n)
+    prob = cp.Problem(cp.Minimize(c @ x - cp.sum(cp.entr(x))), [cp.sum(x) == 1])
+    return prob, [c], [x], [rng.standard_normal(n)]
+
+
+def sdp(rng):
+    k = 3
+    C = cp.Parameter((k, k), symmetric=True)
+    X = cp.Variable((k, k), symmetric=True)
+    prob = cp.Problem(cp.Minimize(cp.trace(C @ X)), [X >> 0, cp.trace(X) == 1])
+    M = rng.standard_normal((k, k))
+    return prob, [C], [X], [M + M.T]
+
+
+def power_cone(rng):
+    x, y, z = cp.Variable(), cp.Variable(), cp.Variable()
+    a, d = cp.Parameter(nonneg=True), cp.Parameter(nonneg=True)
+    prob = cp.Problem(
+        cp.Maximize(z - 0.5 * cp.square(z)), [cp.PowCone3D(x, y, z, 0.3), x + 2 * y <= a, x <= d]
+    )
+    return prob, [a, d], [x, y, z], [2.0, 0.4]
+
+
 PROBLEMS = [lp, qp, socp, lasso, constrained_least_squares, tv]
+CONES = [entropy, sdp, power_cone]
 
 
 def _tensors(values, batch=None, rng=None):
@@ -143,6 +170,33 @@ def test_gradient_matches_finite_differences(make, batch):
 
     numeric = (loss_at(h) - loss_at(-h)) / (2 * h)
     assert abs(analytic - numeric) <= 1e-4 * max(1.0, abs(numeric)), (analytic, numeric)
+
+
+@pytest.mark.parametrize("make", CONES, ids=lambda f: f.__name__)
+def test_gradients_through_exponential_psd_and_power_cones(make):
+    rng = np.random.default_rng(15)
+    prob, params, variables, values = make(rng)
+    layer = CvxproxLayer(prob, params, variables, solver_args=TIGHT)
+    tensors = _tensors(values)
+    outputs = layer(*tensors)
+    for out, ref in zip(outputs, _clarabel(prob, params, variables, values), strict=True):
+        np.testing.assert_allclose(out.detach().numpy(), ref, atol=1e-5)
+    weights = [torch.tensor(rng.standard_normal(o.shape)) for o in outputs]
+    _loss(outputs, weights).backward()
+    for j, (param, t) in enumerate(zip(params, tensors, strict=True)):
+        direction = rng.standard_normal(t.shape)
+        if param.attributes["symmetric"]:
+            direction = direction + direction.T
+        h = 1e-6
+        shifted = []
+        for step in (h, -h):
+            moved = [u.detach().clone() for u in tensors]
+            moved[j] = moved[j] + step * torch.tensor(direction)
+            with torch.no_grad():
+                shifted.append(float(_loss(layer(*moved), weights)))
+        numeric = (shifted[0] - shifted[1]) / (2 * h)
+        analytic = float((t.grad * torch.tensor(direction)).sum())
+        assert abs(analytic - numeric) <= 1e-4 * max(1.0, abs(numeric)), (param, analytic, numeric)
 
 
 @pytest.mark.parametrize("make", PROBLEMS, ids=lambda f: f.__name__)

@@ -22,6 +22,7 @@ from typing import Any
 
 import cvxpy as cp
 import numpy as np
+import scipy.sparse as sp
 import torch
 from cvxpy import settings as s
 from cvxpy.error import SolverError
@@ -100,9 +101,14 @@ class CvxproxLayer(torch.nn.Module):
         self.diff = diff
         self.iterations = iterations
         self.adjoint = adjoint
-        self.cone_map = ConeProgramMap(compile_cone_program(problem), self.parameters)
-        cols = self.cone_map.cone_prog.var_id_to_col
-        self._var_cols = [(cols[v.id], v.size, v.shape) for v in self.variables]
+        cone_prog, reductions = compile_cone_program(problem)
+        self.leaves = ReducedLeaves(reductions, cone_prog, self.parameters, self.variables)
+        if diff == "unrolled" and not (self.leaves.params_identity and self.leaves.vars_identity):
+            raise ValueError(
+                "diff='unrolled' needs parameters without dimension-reducing attributes "
+                "(symmetric, PSD, diag, ...); use diff='implicit'"
+            )
+        self.cone_map = ConeProgramMap(cone_prog, self.leaves.parameters)
         self._stacks: dict[int, StackedConeProgram] = {}
         self._warm: dict[int, dict] = {}
         self.info: dict[str, Any] = {}
@@ -169,21 +175,13 @@ class CvxproxLayer(torch.nn.Module):
 
     def split_variables(self, x: np.ndarray, batch: int) -> list[np.ndarray]:
         """The stacked primal vector -> one ``(B, *var.shape)`` array per variable."""
-        x = x.reshape(batch, self.cone_map.n)
-        return [
-            np.stack([np.reshape(row, shape, order="F") for row in x[:, col : col + size]])
-            for col, size, shape in self._var_cols
-        ]
+        return self.leaves.split(x.reshape(batch, self.cone_map.n))
 
     def variables_adjoint(self, grads: list[np.ndarray | None], batch: int) -> np.ndarray:
         """Adjoint of ``split_variables``: per-variable gradients -> ``(B, n)``."""
-        dx = np.zeros((batch, self.cone_map.n))
-        for (col, size, _), grad in zip(self._var_cols, grads, strict=True):
-            if grad is not None:
-                dx[:, col : col + size] = np.stack(
-                    [np.ravel(g, order="F") for g in grad.reshape(batch, *grad.shape[1:])]
-                )
-        return dx
+        return self.leaves.split_adjoint(
+            [None if g is None else g.reshape(batch, *g.shape[1:]) for g in grads], batch
+        )
 
 
 class _ImplicitSolve(torch.autograd.Function):
@@ -192,7 +190,7 @@ class _ImplicitSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, layer: CvxproxLayer, args: tuple, batch: int, batched: list, *params):  # type: ignore[override]
         values = _parameter_values(layer.parameters, params, batch, batched)
-        stack, program, result = layer.solve_numpy(values, *args)
+        stack, program, result = layer.solve_numpy(layer.leaves.params_forward(values), *args)
         ctx.layer, ctx.batch, ctx.batched = layer, batch, batched
         ctx.stack, ctx.program, ctx.result = stack, program, result
         ctx.like = [(p.dtype, p.device) for p in params]
@@ -228,6 +226,7 @@ class _ImplicitSolve(torch.autograd.Function):
             stack.split_rows(grad.b),
             dP,
         )
+        dparams = layer.leaves.params_backward(dparams)
         out = []
         for dparam, was_batched, (dtype, device) in zip(
             dparams, ctx.batched, ctx.like, strict=True
@@ -356,8 +355,9 @@ def _is_dcp(expr: Expression, dpp: bool) -> bool:
     return expr.is_convex() or expr.is_concave()
 
 
-def compile_cone_program(problem: cp.Problem) -> Any:
-    """The formatted ``ParamConeProg`` NABLAPROX's cone route makes of ``problem``.
+def compile_cone_program(problem: cp.Problem) -> tuple[Any, list]:
+    """The formatted ``ParamConeProg`` NABLAPROX's cone route makes of ``problem``, and the
+    reductions that made it (in order).
 
     Runs the chain's reductions (not the solver) on a copy of the problem, so parameter
     values are not needed and the user's problem keeps its own solver cache.
@@ -373,4 +373,149 @@ def compile_cone_program(problem: cp.Problem) -> Any:
     for reduction in reductions:
         program, _ = reduction.apply(program)
     formatted, _, _ = solver._prepare_data_and_inv_data(program)
-    return formatted
+    flat = []
+    for reduction in reductions:
+        flat.extend(getattr(reduction, "cone_reductions", [reduction]))
+    return formatted, flat
+
+
+class ReducedLeaves:
+    """The user's parameters and variables, and the cone program's, which CVXPY's
+    reductions may replace.
+
+    CVXPY lowers a leaf with a dimension-reducing attribute (``symmetric``, ``PSD``,
+    ``diag``, ...) to a new leaf holding only its free entries. Parameter values travel
+    down the reductions (``param_forward``) and their gradients back up
+    (``param_backward``); variable values travel up (``var_forward``) and their
+    gradients down (``var_backward``). Without such leaves every map is a slice.
+
+    Parameters
+    ----------
+    reductions : list
+        The reductions that made the cone program, in order.
+    cone_prog : ParamConeProg
+    parameters, variables : lists of the user's leaves
+    """
+
+    def __init__(
+        self,
+        reductions: list,
+        cone_prog: Any,
+        parameters: list[cp.Parameter],
+        variables: list[cp.Variable],
+    ) -> None:
+        self.reductions = reductions
+        self.user_parameters = parameters
+        self.variables = variables
+        program = cone_prog.parameters
+        self.params_identity = {p.id for p in parameters} == {p.id for p in program}
+        by_id = {p.id: p for p in program}
+        self.parameters = (
+            [by_id[p.id] for p in parameters] if self.params_identity else list(program)
+        )
+        self._matrices: list | None = None
+        self.n = cone_prog.x.size
+        self.cols = {
+            vid: (col, cone_prog.id_to_var[vid]) for vid, col in cone_prog.var_id_to_col.items()
+        }
+        # A symmetric variable keeps its id but holds only its upper triangle.
+        self.vars_identity = all(
+            v.id in self.cols and self.cols[v.id][1].shape == v.shape for v in variables
+        )
+
+    def params_forward(self, values: list[np.ndarray]) -> list[np.ndarray]:
+        """``(B, *shape)`` values of the user's parameters -> the program's."""
+        if self.params_identity:
+            return values
+        flat = {
+            p.id: np.reshape(v, (v.shape[0], -1), order="F")
+            for p, v in zip(self.user_parameters, values, strict=True)
+        }
+        return [
+            np.reshape((matrix @ flat[user.id].T).T, (-1, *p.shape), order="F")
+            for p, (user, matrix) in zip(self.parameters, self._lowering(), strict=True)
+        ]
+
+    def params_backward(self, grads: list[np.ndarray]) -> list[np.ndarray]:
+        """Gradients for the program's parameters -> the user's (the adjoint of
+        ``params_forward``; symmetric for a symmetric parameter)."""
+        if self.params_identity:
+            return grads
+        out = {}
+        for g, (user, matrix) in zip(grads, self._lowering(), strict=True):
+            g = np.reshape(g, (g.shape[0], -1), order="F")
+            full = np.reshape((matrix.T @ g.T).T, (-1, *user.shape), order="F")
+            if any(user.attributes[a] for a in ("symmetric", "PSD", "NSD")):
+                full = 0.5 * (full + np.swapaxes(full, -1, -2))
+            out[user.id] = out.get(user.id, 0) + full
+        return [out[p.id] for p in self.user_parameters]
+
+    def _lowering(self) -> list[tuple[cp.Parameter, sp.csr_array]]:
+        """For each program parameter: the user parameter it comes from and the matrix
+        of the (linear) lowering between their Fortran-ordered entries."""
+        if self._matrices is None:
+            origin = {}
+            for user in self.user_parameters:
+                columns = []
+                for i in range(user.size):
+                    unit = np.zeros(user.size)
+                    unit[i] = 1.0
+                    step = {user.id: np.reshape(unit, user.shape, order="F")}
+                    for reduction in self.reductions:
+                        step = reduction.param_forward(step)
+                    columns.append(step)
+                for pid in columns[0]:
+                    origin[pid] = (
+                        user,
+                        sp.csr_array(
+                            np.column_stack(
+                                [np.ravel(np.asarray(c[pid]), order="F") for c in columns]
+                            )
+                        ),
+                    )
+            self._matrices = [origin[p.id] for p in self.parameters]
+        return self._matrices
+
+    def split(self, x: np.ndarray) -> list[np.ndarray]:
+        """``(B, n)`` program variables -> ``(B, *var.shape)`` per requested variable."""
+        if self.vars_identity:
+            return [self._slice(x, v.id) for v in self.variables]
+        values = {vid: self._slice(x, vid) for vid in self.cols}
+        steps = self._walk(
+            [{vid: val[k] for vid, val in values.items()} for k in range(x.shape[0])],
+            "var_forward",
+            reverse=True,
+        )
+        return [np.stack([np.reshape(d[v.id], v.shape) for d in steps]) for v in self.variables]
+
+    def split_adjoint(self, grads: list[np.ndarray | None], batch: int) -> np.ndarray:
+        """Adjoint of ``split``: gradients per requested variable -> ``(B, n)``."""
+        dx = np.zeros((batch, self.n))
+        pairs = [(v, g) for v, g in zip(self.variables, grads, strict=True) if g is not None]
+        if self.vars_identity:
+            steps = [{v.id: g[k] for v, g in pairs} for k in range(batch)]
+        else:
+            steps = self._walk(
+                [{v.id: g[k] for v, g in pairs} for k in range(batch)], "var_backward", False
+            )
+        for vid, (col, var) in self.cols.items():
+            for k, d in enumerate(steps):
+                if vid in d:
+                    dx[k, col : col + var.size] = np.ravel(np.asarray(d[vid]), order="F")
+        return dx
+
+    def _slice(self, x: np.ndarray, vid: int) -> np.ndarray:
+        col, var = self.cols[vid]
+        return np.stack(
+            [np.reshape(row, var.shape, order="F") for row in x[:, col : col + var.size]]
+        )
+
+    def _walk(self, steps: list[dict], method: str, reverse: bool) -> list[dict]:
+        order = reversed(self.reductions) if reverse else self.reductions
+        order = list(order)
+        out = []
+        for step in steps:
+            for reduction in order:
+                step = getattr(reduction, method)(step)
+            out.append(step)
+        return out

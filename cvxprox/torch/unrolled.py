@@ -170,8 +170,10 @@ def unrolled_solve(
         x = x_new
     x = x.reshape(batch, n)
     outputs = []
-    for col, size, shape in layer._var_cols:
-        value = _unflatten_fortran(x[:, col : col + size], shape).to(device, dtype)
+    cols = layer.cone_map.cone_prog.var_id_to_col
+    for var in layer.variables:
+        col = cols[var.id]
+        value = _unflatten_fortran(x[:, col : col + var.size], var.shape).to(device, dtype)
         outputs.append(value if any(batched) else value[0])
     return tuple(outputs)
 
