@@ -145,6 +145,9 @@ class Lowered:
     program: StructuredProgram
     layout: VariableLayout
     constraints: list[ConstraintTerm] = field(default_factory=list)
+    # For each term of the program, ``id()`` of each objective expression it was lowered
+    # from, outermost first (empty for constraint and variable-attribute terms).
+    sources: list[tuple[int, ...]] = field(default_factory=list)
 
     @property
     def keeps_structure(self) -> bool:
@@ -190,6 +193,8 @@ class StructureLowering:
         self._c = np.zeros(n)
         self._offset = 0.0
         self._terms: list[OperatorTerm] = []
+        self._path: list[int] = []
+        self._sources: list[tuple[int, ...]] = []
         self._split(self.problem.objective.expr, 1.0)
         constraints = []
         for con in self.problem.constraints:
@@ -204,12 +209,20 @@ class StructureLowering:
             self._attributes(var)
         program = StructuredProgram(c=self._c, terms=self._terms, offset=self._offset)
         program.check_finite()
-        return Lowered(program, self.layout, constraints)
+        return Lowered(program, self.layout, constraints, self._sources)
 
     # -- objective -------------------------------------------------------------------
 
     def _split(self, expr: Expression, weight: float | np.ndarray) -> None:
-        """Add ``weight * expr`` (convex, scalar or summed elementwise) to the objective."""
+        """Add ``weight * expr`` (convex, scalar or summed elementwise) to the objective,
+        recording ``expr`` among the sources of the terms it adds."""
+        self._path.append(id(expr))
+        try:
+            self._split_expr(expr, weight)
+        finally:
+            self._path.pop()
+
+    def _split_expr(self, expr: Expression, weight: float | np.ndarray) -> None:
         if np.all(np.asarray(weight) == 0):
             return
         if expr.is_affine():
@@ -384,6 +397,7 @@ class StructureLowering:
         if part.op is None:
             raise NotStructured(f"{label} of a constant")
         self._terms.append(OperatorTerm(function, assemble(part.op), -part.const, label))
+        self._sources.append(tuple(self._path))
         return len(self._terms) - 1
 
     # -- constraints -----------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 - ``CvxproxLayer``: a DPP CVXPY problem as a ``torch.nn.Module``; gradients by implicit
   differentiation of the optimality conditions, or by unrolling.
+- ``PlugAndPlay``: a learned denoiser in place of a regularizer's prox, trained by
+  unrolling or by deep-equilibrium (implicit) gradients.
 - ``NablaProxSolver``: NABLAPROX as a solver of cvxpylayers' ``CvxpyLayer`` (needs
   cvxpylayers >= 1.2; loaded on first use).
 """
@@ -10,8 +12,9 @@ import importlib
 from typing import Any
 
 from cvxprox.torch.layer import CvxproxLayer
+from cvxprox.torch.pnp import PlugAndPlay
 
-__all__ = ["CvxproxLayer", "NablaProxSolver"]
+__all__ = ["CvxproxLayer", "NablaProxSolver", "PlugAndPlay"]
 
 
 def __getattr__(name: str) -> Any:
