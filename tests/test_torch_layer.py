@@ -405,3 +405,21 @@ def test_cvxpylayers_solver_returns_constraint_duals():
     prob.solve(solver="CLARABEL")
     np.testing.assert_allclose(x_t.numpy(), x.value, atol=1e-5)
     np.testing.assert_allclose(dual_t.numpy(), con.dual_value, atol=1e-5)
+
+
+def test_learn_tv_weight_example_lowers_the_loss(monkeypatch, capsys):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "examples" / "learn_tv_weight.py"
+    spec = importlib.util.spec_from_file_location("learn_tv_weight", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["learn_tv_weight.py", "--size", "12", "--train", "3", "--test", "2", "--steps", "4"]
+    monkeypatch.setattr(sys, "argv", argv)
+    module.main()
+    out = capsys.readouterr().out
+    losses = [float(line.split()[2]) for line in out.splitlines() if line[:4].strip().isdigit()]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert "learned" in out and "grid best" in out
