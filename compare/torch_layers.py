@@ -105,9 +105,10 @@ class LassoCase:
 
 
 #: The full run's sizes. cvxpylayers needs more than the 23.5 GB of the benchmark machine
-#: at n = 1000, m = 500, B = 64 (its construction alone took 8.4 GB at m = 250 and 3.6 GB
-#: at m = 100; at m = 500 the process was killed by the kernel's OOM killer at 24 GB RSS),
-#: so the comparison at n = 1000 uses m = 250 and m = 500 runs CvxproxLayer only.
+#: at n = 1000, m = 500, B = 64 (peak RSS 3.5 GB building the layer and 6 GB in one
+#: forward+backward at m = 100, 8.4 GB and 14 GB at m = 250; at m = 500 the kernel's OOM
+#: killer ended it at 24 GB during the first forward call), so the comparison at n = 1000
+#: uses m = 250, and m = 500 runs CvxproxLayer only.
 FULL_CASES = (
     LassoCase(100, 50, 64, reps=5, reference=True),
     LassoCase(1000, 250, 64, reps=1),
@@ -117,7 +118,8 @@ FULL_CASES = (
         64,
         reps=1,
         layers=(CVXPROX,),
-        note="cvxpylayers not run: out of memory (> 24 GB RSS) on a 23.5 GB machine",
+        note="cvxpylayers not run: it ran out of memory (killed at 24 GB RSS in its first "
+        "forward call) on this 23.5 GB machine",
     ),
 )
 QUICK_CASES = (
@@ -208,15 +210,28 @@ def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def current_rss_mb() -> float:
-    """This process's resident set size now, MB (NaN where ``/proc`` does not tell)."""
+def _proc_status_mb(key: str) -> float:
+    """A ``kB`` line of ``/proc/self/status`` in MB (NaN where ``/proc`` does not tell)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
     return math.nan
+
+
+def current_rss_mb() -> float:
+    """This process's resident set size now, MB (NaN where ``/proc`` does not tell)."""
+    return _proc_status_mb("VmRSS")
+
+
+def peak_rss_mb() -> float:
+    """The peak RSS since the last ``reset_peak_rss``: VmHWM, which the reset clears
+    (``ru_maxrss`` also keeps the peaks of exited threads, which it does not); the
+    process's ``ru_maxrss`` where ``/proc`` does not tell."""
+    value = _proc_status_mb("VmHWM")
+    return value if math.isfinite(value) else max_rss_mb()
 
 
 def release_memory() -> None:
@@ -252,6 +267,7 @@ def timing_child(spec: dict[str, Any], out: Path) -> None:
     start = time.perf_counter()
     layer = make_layer(kind, n, m)
     build = time.perf_counter() - start
+    release_memory()
     forward_backward(layer, data, solver_args)  # warm-up
     release_memory()
     forwards, fb_forward, fb_backward = [], [], []
@@ -309,7 +325,7 @@ def memory_child(spec: dict[str, Any], out: Path) -> None:
     reset = reset_peak_rss()
     base = current_rss_mb() if reset else setup_peak
     t_f, t_b, x, _ = forward_backward(layer, data)
-    peak = max_rss_mb()
+    peak = peak_rss_mb() if reset else max_rss_mb()
     iterations = layer.info.get("iterations") if mode == IMPLICIT else iters
     status = layer.info.get("status", "") if mode == IMPLICIT else "-"
     del x
@@ -658,6 +674,14 @@ def package_version(dist: str) -> str:
         return f"{dist} (not installed)"
 
 
+def load_average() -> str:
+    """The 1-minute load average of the machine ("-" where unknown)."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "-"
+
+
 def machine_memory_gb() -> float:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -687,6 +711,8 @@ def render(
         f"Python {platform.python_version()}; torch threads {torch.get_num_threads()} "
         "(BLAS and torch threads at their defaults)",
         f"- Packages: {packages}",
+        f"- Load average (1 min) before the run {getattr(args, 'load_before', '-')}, after "
+        f"{getattr(args, 'load_after', '-')} (other work on the machine slows the timings).",
         "- Model: minimize sum_squares(A x - b) + lam * norm1(x), parameters A (m x n) and "
         "b (m) batched, lam (nonneg scalar) shared; seed 0, A ~ N(0, 1/m), b = A x_true + "
         "0.01 noise with n/10 nonzeros in x_true, lam = 0.1 * median_k ||A_k' b_k||_inf; "
@@ -713,8 +739,11 @@ def render(
                     "`loss.backward()`; peak RSS = the child's `ru_maxrss` (everything, "
                     "the build and the warm-up included).",
                     "- At n = 1000 the comparison uses m = 250 instead of n/2 = 500: at "
-                    "m = 500 cvxpylayers was killed by the out-of-memory killer (24 GB "
-                    "RSS during construction and the first forward call).",
+                    "m = 500 the kernel's out-of-memory killer ended cvxpylayers at 24 GB RSS "
+                    "in its first forward call (a probe before this run).",
+                    "- Between calls the child collects garbage and returns free heap memory "
+                    "to the OS (`malloc_trim`): without it glibc's heap grew by gigabytes per "
+                    "cvxpylayers call at n = 1000 and its third call ran out of memory.",
                     *notes,
                     "",
                     timing_table(timings),
@@ -759,8 +788,9 @@ def render(
                     "warm-up forward+backward of a tiny lasso (JIT compilation); then the "
                     "child collects garbage, returns free heap memory to the OS "
                     "(`malloc_trim`) and resets the peak to the current RSS (writing 5 to "
-                    "`/proc/self/clear_refs`), which is the baseline; peak RSS: `ru_maxrss` "
-                    "after the measured forward+backward; peak - baseline: what it took "
+                    "`/proc/self/clear_refs`), which is the baseline; peak RSS: the peak "
+                    "(VmHWM of `/proc/self/status`) after the measured forward+backward; "
+                    "peak - baseline: what it took "
                     "(the honest number, torch tensors included); tracemalloc peak: Python "
                     "and NumPy allocations of a second forward+backward (torch tensors and "
                     "SuperLU's factors are not seen). Ratios: to the smallest K, for peak - "
@@ -820,6 +850,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     log = sys.stderr
     for case in cases:
         print(f"size {case.label}", file=log)
+    args.load_before = load_average()
     timings = None
     if not args.skip_timing:
         timings = [run_case(case, log) for case in cases]
@@ -832,6 +863,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         largest = max(cases, key=lambda c: (CVXPYLAYERS in c.layers, c.n * c.m))
         print(f"profiling CvxproxLayer at {largest.label} ...", file=log, flush=True)
         profile = profile_cvxprox(largest)
+    args.load_after = load_average()
     text = render(args, cases, timings, memory, profile)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
