@@ -17,6 +17,7 @@ from scipy.optimize import brentq, minimize
 from scipy.special import expit
 
 from cvxprox.prox import (
+    TV1D,
     Box,
     GroupL2,
     Huber,
@@ -106,6 +107,7 @@ CASES = [
         lambda: GroupL2(M, 2, GROUP_W),
         lambda u: (sum(GROUP_W[g] * cp.norm(u[2 * g : 2 * g + 2], 2) for g in range(4)), []),
     ),
+    Case("tv1d", lambda: TV1D(M, 0.6), lambda u: (0.6 * cp.tv(u), [])),
     Case("logistic_w", lambda: Logistic(M, W_ARRAY), lambda u: (W_ARRAY @ cp.logistic(u), [])),
     Case(
         "neg_entropy",
@@ -208,6 +210,12 @@ def _violation(f: ProxFunction, v: np.ndarray, u: np.ndarray, t: float) -> float
         if top > tol:
             add((a - np.sum(np.abs(d))) / m)
             add(np.where(np.abs(u) < top - tol, np.abs(d), 0), -d * np.sign(u))
+    elif isinstance(f, TV1D):
+        # u = v - D'p with p_k = cumsum(u - v)_k, |p_k| <= a, p_k = a sign(u_{k+1} - u_k)
+        # where u jumps, and p_{m-1} = 0 (D the forward difference).
+        a, p, jump = t * f.weight, np.cumsum(-d), np.diff(u)
+        add(np.abs(p[:-1]) - a, abs(p[-1]))
+        add(np.where(np.abs(jump) > tol, np.abs(p[:-1] - a * np.sign(jump)), 0))
     elif f.smooth:
         add(np.abs(d - t * f.grad(u)))
     elif isinstance(f, NegEntropy | KLDiv):
@@ -586,6 +594,9 @@ def test_describe_and_repr() -> None:
         lambda: L2Ball(M, -1.0),
         lambda: L1Ball(M, np.inf),
         lambda: LinfBall(M, [1.0, 2.0]),
+        lambda: TV1D(0),
+        lambda: TV1D(M, -1.0),
+        lambda: TV1D(M, np.ones(M)),
     ],
 )
 def test_bad_parameters_raise(build: Callable[[], ProxFunction]) -> None:
