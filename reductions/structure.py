@@ -8,7 +8,8 @@ function with a cheap proximal operator (``cvxprox.prox``) and A an operator
     norm2, pnorm(2), norm(., "fro") -> Norm2       norm_inf -> NormInf
     huber sums -> Huber                pos / maximum(., c) sums -> Pos
     norm(., 2, axis) sums, mixed_norm, 2-D tv -> GroupL2 (isotropic TV)
-    1-D tv -> Norm1 of a finite difference     logistic sums -> Logistic
+    1-D tv, norm1(diff(x)) -> TV1D of x        logistic sums -> Logistic
+    (a 1-D tv of anything but a variable: Norm1 of a finite difference)
     -entr sums -> NegEntropy           kl_div(., c) sums -> KLDiv
 
 with nonnegative weights (scalars, or elementwise from ``multiply`` / ``w @``). Affine
@@ -49,8 +50,9 @@ from cvxpy.problems.problem import Problem
 from cvxprox.algorithms.fista import FISTA
 from cvxprox.atoms import conv2d, fourier_sample
 from cvxprox.ir import OperatorTerm, StructuredProgram
-from cvxprox.linops import has_fft
+from cvxprox.linops import Compose, FiniteDiff, Gather, Identity, has_fft
 from cvxprox.prox import (
+    TV1D,
     GroupL2,
     Huber,
     KLDiv,
@@ -148,6 +150,10 @@ class Lowered:
     # For each term of the program, ``id()`` of each objective expression it was lowered
     # from, outermost first (empty for constraint and variable-attribute terms).
     sources: list[tuple[int, ...]] = field(default_factory=list)
+    # For each term, the affine CVXPY expression E with A x - b = vec(E(x)) (Fortran
+    # order), or None when the term's argument was transformed after lowering (a gather,
+    # a shift, a sign) or has no expression (constraints, variable attributes).
+    arguments: list[Expression | None] = field(default_factory=list)
 
     @property
     def keeps_structure(self) -> bool:
@@ -195,6 +201,8 @@ class StructureLowering:
         self._terms: list[OperatorTerm] = []
         self._path: list[int] = []
         self._sources: list[tuple[int, ...]] = []
+        self._arguments: list[Expression | None] = []
+        self._lowered: dict[int, tuple[Affine, Expression]] = {}
         self._split(self.problem.objective.expr, 1.0)
         constraints = []
         for con in self.problem.constraints:
@@ -209,7 +217,7 @@ class StructureLowering:
             self._attributes(var)
         program = StructuredProgram(c=self._c, terms=self._terms, offset=self._offset)
         program.check_finite()
-        return Lowered(program, self.layout, constraints, self._sources)
+        return Lowered(program, self.layout, constraints, self._sources, self._arguments)
 
     # -- objective -------------------------------------------------------------------
 
@@ -226,7 +234,7 @@ class StructureLowering:
         if np.all(np.asarray(weight) == 0):
             return
         if expr.is_affine():
-            self._linear(self.affine.lower(expr), weight)
+            self._linear(self._lower(expr), weight)
             return
         if isinstance(expr, AddExpression):
             for arg in expr.args:
@@ -294,7 +302,7 @@ class StructureLowering:
             if isinstance(inner, Pnorm) and inner.axis is not None:
                 # mixed_norm(X, 2, 1): the l1 norm of nonnegative group norms.
                 return lambda e, w: self._pnorm(inner, w)
-            return lambda e, w: self._norm(Norm1, e.args[0], w)
+            return self._norm1
         if isinstance(expr, norm_inf):
             return lambda e, w: self._norm(NormInf, e.args[0], w)
         if isinstance(expr, Pnorm):
@@ -321,18 +329,31 @@ class StructureLowering:
             raise NotStructured("quad_over_lin with a non-constant denominator")
         self._norm(SumSquares, expr.args[0], w / float(denom.value))
 
+    def _norm1(self, expr: norm1, w: np.ndarray) -> None:
+        """||arg||_1; of a 1-D first difference of a variable (``tv(x)``, ``norm1(diff(x))``)
+        a TV1D term on the variable itself, whose prox is exact (Condat's method): with x
+        the only variable FISTA then applies to smooth + TV models, and ADMM and linearized
+        ADMM split one copy of x instead of its differences."""
+        if w.size == 1:
+            part = self._lower(expr.args[0])
+            tv = _tv1d_argument(part)
+            if tv is not None:
+                self._add_term(TV1D(tv.size, weight=float(w.reshape(-1)[0])), tv, "tv1d")
+                return
+        self._norm(Norm1, expr.args[0], w)
+
     def _norm(self, function: type, arg: Expression, w: np.ndarray) -> None:
         """A norm-like function of a whole expression with a scalar weight."""
         if w.size != 1:
             raise NotStructured(f"{function.__name__} with elementwise weights")
-        part = self.affine.lower(arg)
+        part = self._lower(arg)
         self._add_term(
             function(part.size, weight=float(w.reshape(-1)[0])), part, function.__name__.lower()
         )
 
     def _elementwise(self, function: type, arg: Expression, w: np.ndarray, **kw: float) -> None:
         """sum_j w_j f(arg_j) for an elementwise atom."""
-        part = self.affine.lower(arg)
+        part = self._lower(arg)
         weight = (
             np.broadcast_to(w.reshape(-1) if w.size > 1 else w.reshape(()), (part.size,))
             if w.size > 1
@@ -353,7 +374,7 @@ class StructureLowering:
             raise NotStructured("a norm along an axis of a non-matrix")
         # Group l2 norm: one group per column (axis=0) or per row (axis=1).
         rows, cols = arg.shape
-        part = self.affine.lower(arg)
+        part = self._lower(arg)
         if expr.axis == 1:
             order = np.arange(rows * cols).reshape((rows, cols), order="F").flatten(order="C")
             part, group, count = gather(part, order), cols, rows
@@ -370,7 +391,7 @@ class StructureLowering:
         others = [a for a in args if not a.is_constant()]
         if len(args) != 2 or len(consts) != 1:
             raise NotStructured("maximum of other than an expression and a constant")
-        part = self.affine.lower(others[0])
+        part = self._lower(others[0])
         size = expr.size
         if part.size != size:
             raise NotStructured("maximum with broadcasting")
@@ -385,7 +406,7 @@ class StructureLowering:
         u, v = expr.args
         if not v.is_constant():
             raise NotStructured("kl_div with a non-constant second argument")
-        part = self.affine.lower(u)
+        part = self._lower(u)
         c = flat(v.value, part.size)
         if np.any(c <= 0):
             raise NotStructured("kl_div(., c) with c <= 0")
@@ -393,11 +414,19 @@ class StructureLowering:
         scalar_w = float(weight[0]) if np.all(weight == weight[0]) else np.array(weight)
         self._add_term(KLDiv(part.size, c, weight=scalar_w), part, "kl_div")
 
+    def _lower(self, expr: Expression) -> Affine:
+        """``self.affine.lower(expr)``, remembering which expression the result came from."""
+        part = self.affine.lower(expr)
+        self._lowered[id(part)] = (part, expr)
+        return part
+
     def _add_term(self, function: ProxFunction, part: Affine, label: str) -> int:
         if part.op is None:
             raise NotStructured(f"{label} of a constant")
         self._terms.append(OperatorTerm(function, assemble(part.op), -part.const, label))
         self._sources.append(tuple(self._path))
+        origin = self._lowered.get(id(part))
+        self._arguments.append(origin[1] if origin is not None and origin[0] is part else None)
         return len(self._terms) - 1
 
     # -- constraints -----------------------------------------------------------------
@@ -423,7 +452,7 @@ class StructureLowering:
         radius = float(np.asarray(rhs.value).reshape(-1)[0])
         if radius < 0:
             raise NotStructured(f"a norm bounded by a negative number ({con})")
-        part = self.affine.lower(lhs.args[0])
+        part = self._lower(lhs.args[0])
         label = f"constraint {con.id} (norm <= {radius:g})"
         return self._add_term(ball(part.size, radius), part, label), None, dual
 
@@ -433,13 +462,13 @@ class StructureLowering:
             expr = con.expr
             if not expr.is_affine():
                 raise NotStructured("an equality constraint that is not affine")
-            part = self.affine.lower(expr)
+            part = self._lower(expr)
             return self._add_term(Zero(part.size), part, f"constraint {con.id} (==)"), None
         if isinstance(con, (Inequality, NonPos, NonNeg)):
             expr = con.args[0] if isinstance(con, NonNeg) else con.expr
             if not expr.is_affine():
                 raise NotStructured(f"a nonlinear inequality ({con})")
-            part = self.affine.lower(expr)
+            part = self._lower(expr)
             if not isinstance(con, NonNeg):
                 part = scale(part, -1.0)
             # Entries u + inf >= 0 (a bound at infinity) hold for every x.
@@ -474,6 +503,23 @@ class StructureLowering:
             if not np.all(finite):
                 part = gather(part, np.flatnonzero(finite))
             self._add_term(Nonneg(part.size), part, f"{var.name()} {name} bound")
+
+
+def _tv1d_argument(part: Affine) -> Affine | None:
+    """For ``part`` = D S x + c with D a 1-D first difference and S the identity or a
+    selection of x (a Gather), the Affine S x + s with D s = c (s_0 = 0, the cumulative
+    sum of c after it), so that ||part||_1 = TV(S x + s); None for any other ``part``."""
+    op = part.op
+    inner = None
+    if isinstance(op, Compose) and isinstance(op.inner, (Identity, Gather)):
+        op, inner = op.outer, op.inner
+    if not (isinstance(op, FiniteDiff) and len(op.array_shape) == 1 and op.k == 1):
+        return None
+    inner = Identity(op.shape[1]) if inner is None else inner
+    if inner.shape[0] != op.shape[1]:
+        return None
+    shift = np.concatenate(([0.0], np.cumsum(part.const)))
+    return Affine(inner, shift)
 
 
 def _broadcast_weight(weight: float | np.ndarray, arg: Expression, parent: Expression):
