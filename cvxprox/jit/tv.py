@@ -25,9 +25,10 @@ k- and k+ where u(vmin) = -lam and u(vmax) = +lam. Adding the point k + 1:
   segment starts at k- + 1 with a = -lam;
 * symmetrically, if umax + vmax - y_{k+1} < -lam, it ends at k+ with the value vmax,
   jumps up, and the next segment starts at k+ + 1 with a = +lam;
-* otherwise the point joins the segment; if u_{k+1}(vmin) < -lam, vmin rises by
+* otherwise the point joins the segment; if u_{k+1}(vmin) <= -lam, vmin rises by
   (-lam - u_{k+1}(vmin)) / (k + 2 - k0) so that it equals -lam (k- = k + 1), and
-  symmetrically for vmax (k+ = k + 1).
+  symmetrically for vmax (k+ = k + 1). Ties move k- and k+ as well: on a flat stretch
+  u(vmin) stays at -lam, and a k- left behind would make the next jump re-walk it.
 
 At the right end u_{N-1}(v) = 0 picks the value: v = vmin - umin / (N - k0) when
 umin <= 0 <= umax; when umin > 0 (umax < 0) no value of [vmin, vmax] reaches 0, and the
@@ -109,11 +110,11 @@ def tv1d_prox(y: np.ndarray, lam: float, out: np.ndarray) -> None:
             length = k - k0 + 1
             umin = umin_next
             umax = umax_next
-            if umin < -lam:
+            if umin <= -lam:
                 vmin += (-lam - umin) / length
                 umin = -lam
                 kminus = k
-            if umax > lam:
+            if umax >= lam:
                 vmax -= (umax - lam) / length
                 umax = lam
                 kplus = k
