@@ -11,7 +11,8 @@ Moreau's decomposition ``v = prox_{tf}(v) + t prox_{f*/t}(v / t)``:
     prox_{s f*}(v) = v - s prox_{f/s}(v / s).
 
 The functions are the indicators of simple sets (their prox is the Euclidean projection), norms,
-and separable losses. Separable functions take an elementwise nonnegative weight ``w`` (a scalar
+separable losses, and 1-D total variation (``TV1D``, exact prox by Condat's direct method).
+Separable functions take an elementwise nonnegative weight ``w`` (a scalar
 or an array of length m); the prox of ``sum_i w_i g(v_i)`` with step ``t`` applies the scalar prox
 of ``g`` with step ``t w_i`` to each entry. Closed forms are used where they exist (soft and block
 soft thresholding, sort-based projections onto the simplex and the l1 ball); the logistic loss,

@@ -198,3 +198,16 @@ def test_long_plateaus_take_linear_time() -> None:
     u = f.prox(v, 1.0)
     assert time.perf_counter() - start < 0.5
     assert _certificate_violation(v, u, 0.3) <= 1e-12
+
+
+def test_tv_denoising_in_a_box_keeps_structure() -> None:
+    rng = np.random.default_rng(7)
+    y = np.repeat(rng.standard_normal(10), 30) + 0.1 * rng.standard_normal(300)
+    x = cp.Variable(300)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(x - y) + cp.tv(x)), [x >= -0.5, x <= 0.5])
+    compiled = cvxprox.compile(prob)
+    assert compiled.reduction.startswith("structure") and compiled.algorithm == "admm"
+    prob.solve(solver="NABLAPROX", eps_abs=1e-7, eps_rel=1e-7)
+    value = prob.value
+    prob.solve(solver="CLARABEL", **TIGHT)
+    assert value == pytest.approx(prob.value, rel=1e-5)
