@@ -12,7 +12,10 @@ with the tensors T stored row-reduced to the sparsity pattern they produce. Here
   the data (the chain rule from the data back to the parameters);
 - ``StackedConeProgram`` assembles a batch of B programs that share one sparsity pattern
   into a single block-diagonal ``ProxProgram`` whose cones of one kind are merged, so
-  that the algorithms run one vectorized iteration over the whole batch.
+  that the algorithms run one vectorized iteration over the whole batch;
+- ``StackedStructuredProgram`` does the same for B structured programs of one shape
+  (``cvxprox.ir.StructuredProgram``): term k of every element becomes one term on a
+  ``BlockDiagonal`` operator, with the elements' weights concatenated.
 
 The IR's convention (``cvxprox.ir``) is ``f_K(A x - b)`` with ``A = A_cvx``, ``b = -b_cvx``;
 finite variable bounds append nonnegative rows ``x - l >= 0``, ``u - x >= 0``.
@@ -39,7 +42,9 @@ from cvxprox.cones import (
     ZeroCone,
     cones_from_dims,
 )
-from cvxprox.ir import ProxProgram, ProxTerm
+from cvxprox.ir import OperatorTerm, ProxProgram, ProxTerm, StructuredProgram
+from cvxprox.linops import BlockDiagonal, Identity
+from cvxprox.prox import Huber, Nonneg, Norm1, Pos, ProxFunction, SumSquares, Zero
 
 
 @dataclass
@@ -476,3 +481,93 @@ def _block_pattern(
         indptr=big_ptr,
         take=order,
     )
+
+
+#: Separable functions whose elementwise weights concatenate over a batch.
+_WEIGHTED = (Norm1, SumSquares, Pos, Huber)
+_INDICATORS = (Zero, Nonneg)
+
+
+def stackable(function: ProxFunction) -> bool:
+    """Whether ``StackedStructuredProgram`` can merge a function over a batch."""
+    return isinstance(function, _WEIGHTED + _INDICATORS)
+
+
+def _merge_functions(functions: list[ProxFunction]) -> ProxFunction:
+    """One function of the concatenated arguments: sum_b f_b(z_b)."""
+    first = functions[0]
+    size = sum(f.size for f in functions)
+    if isinstance(first, _INDICATORS):
+        return type(first)(size)
+    weights = [
+        np.broadcast_to(np.asarray(f.weight, dtype=np.float64), (f.size,)) for f in functions
+    ]
+    weight = np.concatenate(weights)
+    if np.all(weight == weight[0]):
+        weight = float(weight[0])
+    if isinstance(first, Huber):
+        if any(f.M != first.M for f in functions):
+            raise ValueError("huber terms with different M cannot be stacked")
+        return Huber(size, first.M, weight=weight)
+    return type(first)(size, weight=weight)
+
+
+def signature(program: StructuredProgram) -> tuple:
+    """What programs must share to be stacked: n and each term's kind and size."""
+    return (program.n, *((type(t.function), t.size) for t in program.terms))
+
+
+class StackedStructuredProgram:
+    """A batch of B structured programs as one block-diagonal StructuredProgram.
+
+    Element b's variables are entries ``b*n ... (b+1)*n`` of the stacked x; term k of the
+    stacked program is diag(A_k^1, ..., A_k^B) with b = (b_k^1; ...; b_k^B) and the merged
+    function sum_b f_k^b (``Identity`` blocks stay one identity, so FISTA still sees a prox
+    on x itself; dense matrices of one shape are applied by one batched product).
+
+    Parameters
+    ----------
+    programs : list of StructuredProgram
+        With equal ``signature`` and functions that are ``stackable``.
+    """
+
+    def __init__(self, programs: list[StructuredProgram]) -> None:
+        first = signature(programs[0])
+        if any(signature(p) != first for p in programs[1:]):
+            raise ValueError("the programs of a batch differ in their terms")
+        self.programs = programs
+        self.batch = len(programs)
+        self.n = programs[0].n
+        terms = []
+        for k, term in enumerate(programs[0].terms):
+            parts = [p.terms[k] for p in programs]
+            ops = [t.op for t in parts]
+            if all(isinstance(op, Identity) for op in ops):
+                op = Identity(sum(o.shape[0] for o in ops))
+            else:
+                op = BlockDiagonal(ops)
+            function = _merge_functions([t.function for t in parts])
+            terms.append(
+                OperatorTerm(function, op, np.concatenate([t.b for t in parts]), term.label)
+            )
+        self.program = StructuredProgram(
+            c=np.concatenate([p.c for p in programs]),
+            terms=terms,
+            offset=float(sum(p.offset for p in programs)),
+        )
+
+    def split_x(self, x: np.ndarray) -> np.ndarray:
+        """The stacked primal vector as (B, n)."""
+        return x.reshape(self.batch, self.n)
+
+    def split_y(self, y: np.ndarray) -> list[np.ndarray]:
+        """The stacked duals (term-major) as each element's duals (term order)."""
+        sizes = [t.size for t in self.programs[0].terms]
+        out = [[] for _ in range(self.batch)]
+        start = 0
+        for size in sizes:
+            block = y[start : start + size * self.batch].reshape(self.batch, size)
+            start += size * self.batch
+            for b in range(self.batch):
+                out[b].append(block[b])
+        return [np.concatenate(parts) if parts else np.zeros(0) for parts in out]

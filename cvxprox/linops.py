@@ -56,6 +56,7 @@ __all__ = [
     "Compose",
     "Sum",
     "VStack",
+    "BlockDiagonal",
     "Convolve1D",
     "Conv2D",
     "FourierSample",
@@ -906,6 +907,83 @@ class VStack(LinOp):
         return "vstack(" + ", ".join(op.describe() for op in self.ops) + ")"
 
 
+class BlockDiagonal(LinOp):
+    """x -> concatenate([op_k(x_k)]) for x = concatenate([x_k]): diag(op_1, ..., op_K).
+
+    The operator of a batch of programs stacked into one (``cvxprox.batch``). Blocks that
+    are all dense ``MatrixOp`` of one shape are kept as one (K, m, n) array and applied by
+    one batched matrix product. A'A = diag(op_k'op_k): its Gram is known when every block's
+    Gram is diagonal; ||A|| = max_k ||op_k|| (exact when the blocks' bounds are).
+
+    Attributes
+    ----------
+    ops : list of LinOp
+    """
+
+    def __init__(self, ops: Sequence[LinOp]) -> None:
+        self.ops = [_check_op(op, "BlockDiagonal block") for op in ops]
+        if not self.ops:
+            raise ValueError("BlockDiagonal needs at least one operator")
+        self._rows = np.cumsum([0] + [op.shape[0] for op in self.ops])
+        self._cols = np.cumsum([0] + [op.shape[1] for op in self.ops])
+        shapes = {op.shape for op in self.ops}
+        self._dense = None
+        if len(shapes) == 1 and all(
+            isinstance(op, MatrixOp) and isinstance(op.matrix, np.ndarray) for op in self.ops
+        ):
+            self._dense = np.stack([op.matrix for op in self.ops])
+        super().__init__((int(self._rows[-1]), int(self._cols[-1])))
+
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        if self._dense is not None:
+            k, _, n = self._dense.shape
+            return np.matmul(self._dense, x.reshape(k, n, 1)).reshape(-1)
+        return np.concatenate(
+            [
+                op.matvec(x[a:b])
+                for op, a, b in zip(self.ops, self._cols[:-1], self._cols[1:], strict=True)
+            ]
+        )
+
+    def _rmatvec(self, y: np.ndarray) -> np.ndarray:
+        if self._dense is not None:
+            k, m, _ = self._dense.shape
+            return np.matmul(y.reshape(k, 1, m), self._dense).reshape(-1)
+        return np.concatenate(
+            [
+                op.rmatvec(y[a:b])
+                for op, a, b in zip(self.ops, self._rows[:-1], self._rows[1:], strict=True)
+            ]
+        )
+
+    def _norm_bound(self) -> float:
+        return max(op.norm_bound() for op in self.ops)
+
+    def _make_gram(self) -> Gram | None:
+        grams = [op.gram() for op in self.ops]
+        if not all(isinstance(g, DiagonalGram) for g in grams):
+            return None
+        return DiagonalGram(np.concatenate([g.d for g in grams]))
+
+    def gram_diagonal(self) -> np.ndarray | None:
+        if self._dense is not None:
+            return np.einsum("kij,kij->kj", self._dense, self._dense).reshape(-1)
+        diagonals = [op.gram_diagonal() for op in self.ops]
+        return None if any(d is None for d in diagonals) else np.concatenate(diagonals)
+
+    def _elementwise(self) -> np.ndarray | None:
+        parts = [op._elementwise() for op in self.ops]
+        return None if any(d is None for d in parts) else np.concatenate(parts)
+
+    def to_sparse(self) -> sp.csr_array:
+        return sp.csr_array(sp.block_diag([op.to_sparse() for op in self.ops], format="csr"))
+
+    def describe(self) -> str:
+        first = self.ops[0].describe()
+        same = all(op.describe() == first for op in self.ops)
+        return f"blockdiag({len(self.ops)} x {first})" if same else "blockdiag(...)"
+
+
 class Convolve1D(LinOp):
     """x -> kernel * x, the full linear convolution (like ``cp.convolve(kernel, x)``).
 
@@ -1288,14 +1366,15 @@ class FiniteDiff(LinOp):
 
 
 def walk(op: LinOp) -> Iterator[LinOp]:
-    """``op`` and every operator inside it (Compose, Sum, VStack, ScalarMultiple), depth first."""
+    """``op`` and every operator inside it (Compose, Sum, VStack, BlockDiagonal,
+    ScalarMultiple), depth first."""
     yield op
     if isinstance(op, ScalarMultiple):
         yield from walk(op.op)
     elif isinstance(op, Compose):
         yield from walk(op.outer)
         yield from walk(op.inner)
-    elif isinstance(op, (Sum, VStack)):
+    elif isinstance(op, (Sum, VStack, BlockDiagonal)):
         for child in op.ops:
             yield from walk(child)
 

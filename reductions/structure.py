@@ -393,14 +393,13 @@ class StructureLowering:
         others = [a for a in args if not a.is_constant()]
         if len(args) != 2 or len(consts) != 1:
             raise NotStructured("maximum of other than an expression and a constant")
-        part = self._lower(others[0])
         size = expr.size
-        if part.size != size:
+        if others[0].size != size:
             raise NotStructured("maximum with broadcasting")
         c = flat(consts[0].value, size)
         weight = np.broadcast_to(w.reshape(-1) if w.size > 1 else w.reshape(()), (size,))
         self._offset += float(weight @ c)
-        shifted = Affine(part.op, part.const - c)
+        shifted = self._lower(others[0] - consts[0])
         scalar_w = float(weight[0]) if np.all(weight == weight[0]) else np.array(weight)
         self._add_term(Pos(size, weight=scalar_w), shifted, "pos")
 

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from cvxprox.linops import (
+    BlockDiagonal,
     Compose,
     Conv2D,
     Convolve1D,
@@ -110,6 +111,16 @@ def _cases() -> list[tuple[str, LinOp, bool]]:
         ("diff_6x5_axis1_k2", FiniteDiff((6, 5), 1, 2), True),
         ("diff_6x5_axis0_k4", FiniteDiff((6, 5), 0, 4), True),
         ("diff_4x7_axis_neg1", FiniteDiff((4, 7), -1, 2), True),
+        (
+            "blockdiag_dense_3x(4x5)",
+            BlockDiagonal([MatrixOp(_random(4, 5)) for _ in range(3)]),
+            True,
+        ),
+        (
+            "blockdiag_mixed",
+            BlockDiagonal([Identity(3), Diagonal(_random(2)), FiniteDiff((6,), 0, 1)]),
+            True,
+        ),
     ]
     for image, kernel in [((7, 6), (3, 3)), ((8, 5), (4, 2)), ((11, 9), (5, 5)), ((3, 4), (6, 7))]:
         K = _random(*kernel)

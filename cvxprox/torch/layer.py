@@ -13,6 +13,12 @@ solve per backward pass, whose memory does not depend on the forward iteration c
 ``diff="unrolled"`` instead backpropagates through a fixed number of PDHG iterations
 written in torch (``cvxprox.torch.unrolled``), for schedules that train through the
 iterations.
+
+Problems that keep their structure (a lasso, a Huber fit: norms and least squares instead
+of cones) take the structured route (``cvxprox.torch.structured``): the batch is solved as
+one block-diagonal structured program and differentiated through the prox maps'
+Jacobians. ``structure="never"`` forces the cone route; ``layer.info["route"]`` says which
+route a call took and why.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from cvxpy.expressions.expression import Expression
 from cvxprox.adjoint import ADJOINT_METHODS, ResidualMapAdjoint
 from cvxprox.batch import ConeProgramMap, StackedConeProgram
 from cvxprox.compile import solve_program
-from cvxprox.options import SolverOptions
+from cvxprox.options import STRUCTURE_MODES, SolverOptions
+from cvxprox.torch.structured import RouteUnavailable, StructuredRoute
 
 DIFF_MODES = ("implicit", "unrolled")
 
@@ -59,6 +66,11 @@ class CvxproxLayer(torch.nn.Module):
         The linear solver of the implicit backward pass (``cvxprox.adjoint``).
     verbose : bool
         Print NABLAPROX's iteration log on every solve.
+    structure : {"auto", "always", "never"}
+        ``auto`` (default) differentiates the structure-preserving lowering when the
+        problem keeps structure worth keeping and every term has a prox Jacobian (see
+        ``cvxprox.torch.structured``), the cone program otherwise; ``always`` takes the
+        structured route whenever it applies; ``never`` always takes the cone route.
 
     Calling the layer with one tensor per parameter (shape ``param.shape``, or
     ``(B, *param.shape)`` for a batch; unbatched tensors are shared by the batch) returns a
@@ -81,8 +93,11 @@ class CvxproxLayer(torch.nn.Module):
         adjoint: str = "auto",
         verbose: bool = False,
         gp: bool = False,
+        structure: str = "auto",
     ) -> None:
         super().__init__()
+        if structure not in STRUCTURE_MODES:
+            raise ValueError(f"structure must be one of {STRUCTURE_MODES}, got {structure!r}")
         if gp:
             raise ValueError("CvxproxLayer does not support geometric programs (gp=True)")
         if diff not in DIFF_MODES:
@@ -112,6 +127,9 @@ class CvxproxLayer(torch.nn.Module):
         self._stacks: dict[int, StackedConeProgram] = {}
         self._warm: dict[int, dict] = {}
         self.info: dict[str, Any] = {}
+        self.structure = structure
+        self._route: StructuredRoute | None = None
+        self._route_reason = "cones: structure='never'" if structure == "never" else ""
 
     def stacked(self, batch_size: int) -> StackedConeProgram:
         """The block-diagonal layout of a batch (built once per batch size)."""
@@ -151,15 +169,52 @@ class CvxproxLayer(torch.nn.Module):
         options = SolverOptions.from_kwargs(args)
         warm = self._warm.get(batch) if warm_start else None
         result = solve_program(program, options, warm)
+        if result.info.get("warm_start") is not None:
+            self._warm[batch] = result.info["warm_start"]
+        self._record(result, batch)
+        return stack, program, result
+
+    def structured_route(
+        self, values: list[np.ndarray], args: dict[str, Any]
+    ) -> StructuredRoute | None:
+        """The structured route for these parameter values, or None (the reason is kept)."""
+        if self.structure == "never" or args.get("dtype", "float64") != "float64":
+            return None
+        if self._route is None and not self._route_reason:
+            try:
+                self._route = StructuredRoute(
+                    self.problem,
+                    self.parameters,
+                    [v[0] for v in values],
+                    always=self.structure == "always",
+                )
+                self._route_reason = "structured: every term has a prox Jacobian"
+            except RouteUnavailable as exc:
+                self._route_reason = f"cones: {exc}"
+        return self._route
+
+    def solve_structured(
+        self,
+        route: StructuredRoute,
+        values: list[np.ndarray],
+        args: dict[str, Any],
+        warm_start: bool,
+    ) -> tuple[Any, Any]:
+        """Solve a batch by the structured route; (stack, result)."""
+        stack, result = route.solve(values, SolverOptions.from_kwargs(args), warm_start)
+        self._record(result, stack.batch)
+        return stack, result
+
+    def _record(self, result: Any, batch: int) -> None:
+        """Fill ``info``; raise when there is no solution, warn when it is inaccurate."""
         self.info = {
             "status": result.status,
             "iterations": result.iterations,
             "solve_time": result.solve_time,
             "setup_time": result.setup_time,
             "algorithm": result.algorithm,
+            "route": self._route_reason,
         }
-        if result.info.get("warm_start") is not None:
-            self._warm[batch] = result.info["warm_start"]
         if result.status not in s.SOLUTION_PRESENT:
             raise SolverError(
                 f"CvxproxLayer: the solve of a batch of {batch} ended with status "
@@ -169,9 +224,8 @@ class CvxproxLayer(torch.nn.Module):
             warnings.warn(
                 f"CvxproxLayer: status {result.status!r} after {result.iterations} iterations "
                 "(raise max_iters or loosen eps_abs/eps_rel); gradients are approximate",
-                stacklevel=3,
+                stacklevel=4,
             )
-        return stack, program, result
 
     def split_variables(self, x: np.ndarray, batch: int) -> list[np.ndarray]:
         """The stacked primal vector -> one ``(B, *var.shape)`` array per variable."""
@@ -190,17 +244,30 @@ class _ImplicitSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, layer: CvxproxLayer, args: tuple, batch: int, batched: list, *params):  # type: ignore[override]
         values = _parameter_values(layer.parameters, params, batch, batched)
-        stack, program, result = layer.solve_numpy(layer.leaves.params_forward(values), *args)
         ctx.layer, ctx.batch, ctx.batched = layer, batch, batched
-        ctx.stack, ctx.program, ctx.result = stack, program, result
         ctx.like = [(p.dtype, p.device) for p in params]
+        ctx.route = layer.structured_route(values, args[0])
+        reason = None
+        if ctx.route is not None:
+            try:
+                ctx.stack, ctx.result = layer.solve_structured(ctx.route, values, *args)
+                ctx.values = values
+                xs = ctx.stack.split_x(ctx.result.x)
+                split = [_variable(ctx.route.layout, xs, var) for var in layer.variables]
+            except RouteUnavailable as exc:
+                ctx.route = None
+                reason = f"cones: {exc}"
+        if ctx.route is None:
+            stack, program, result = layer.solve_numpy(layer.leaves.params_forward(values), *args)
+            ctx.stack, ctx.program, ctx.result = stack, program, result
+            split = layer.split_variables(result.x, batch)
+            if reason is not None:
+                layer.info["route"] = reason
         out_dtype, device = _output_dtype_device(params)
         outputs = []
-        for value, was_batched in zip(
-            layer.split_variables(result.x, batch), [True] * len(layer.variables), strict=True
-        ):
+        for value in split:
             t = torch.as_tensor(value, dtype=out_dtype, device=device)
-            outputs.append(t if any(batched) and was_batched else t[0])
+            outputs.append(t if any(batched) else t[0])
         return tuple(outputs)
 
     @staticmethod
@@ -214,6 +281,14 @@ class _ImplicitSolve(torch.autograd.Function):
                 continue
             g = g.detach().to("cpu", torch.float64).numpy()
             grads.append(g if any(ctx.batched) else g[None])
+        if ctx.route is not None:
+            dparams = ctx.route.gradients(
+                ctx.stack,
+                ctx.result,
+                _variables_adjoint(ctx.route.layout, layer.variables, grads, batch),
+                ctx.values,
+            )
+            return (None, None, None, None, *_reduce(dparams, ctx))
         dx = layer.variables_adjoint(grads, batch)
         result = ctx.result
         adjoint = ResidualMapAdjoint(ctx.program, result.x, result.y, result.z, layer.adjoint)
@@ -227,13 +302,35 @@ class _ImplicitSolve(torch.autograd.Function):
             dP,
         )
         dparams = layer.leaves.params_backward(dparams)
-        out = []
-        for dparam, was_batched, (dtype, device) in zip(
-            dparams, ctx.batched, ctx.like, strict=True
-        ):
-            value = dparam if was_batched else dparam.sum(axis=0)
-            out.append(torch.as_tensor(value, dtype=dtype, device=device))
-        return (None, None, None, None, *out)
+        return (None, None, None, None, *_reduce(dparams, ctx))
+
+
+def _reduce(dparams: list[np.ndarray], ctx: Any) -> list[torch.Tensor]:
+    """(B, *shape) gradients as tensors, summed over the batch for unbatched parameters."""
+    out = []
+    for dparam, was_batched, (dtype, device) in zip(dparams, ctx.batched, ctx.like, strict=True):
+        value = dparam if was_batched else dparam.sum(axis=0)
+        out.append(torch.as_tensor(value, dtype=dtype, device=device))
+    return out
+
+
+def _variable(layout: Any, xs: np.ndarray, var: cp.Variable) -> np.ndarray:
+    """A variable's block of a (B, n) primal array, as (B, *var.shape)."""
+    start = layout.offsets[var.id]
+    block = xs[:, start : start + var.size]
+    return block.reshape((xs.shape[0], *var.shape), order="F")
+
+
+def _variables_adjoint(
+    layout: Any, variables: list[cp.Variable], grads: list[np.ndarray | None], batch: int
+) -> np.ndarray:
+    """Adjoint of ``_variable`` over the returned variables: (B, n)."""
+    dx = np.zeros((batch, layout.n))
+    for var, g in zip(variables, grads, strict=True):
+        if g is not None:
+            start = layout.offsets[var.id]
+            dx[:, start : start + var.size] += g.reshape(batch, -1, order="F")
+    return dx
 
 
 def _output_dtype_device(params: tuple[torch.Tensor, ...]) -> tuple[torch.dtype, torch.device]:
