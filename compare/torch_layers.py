@@ -76,6 +76,9 @@ LAYERS = (CVXPROX, CVXPYLAYERS)
 
 #: Implicit / unrolled differentiation in the memory measurements.
 IMPLICIT, UNROLLED = "implicit", "unrolled"
+#: The implicit layer forced onto the cone program (``structure="never"``).
+IMPLICIT_CONES = "implicit, cones"
+MEMORY_MODES = (IMPLICIT, IMPLICIT_CONES, UNROLLED)
 
 #: Tolerance of the implicit layer when it must run exactly ``max_iters`` iterations.
 EXACT_ITERS_EPS = 1e-14
@@ -292,6 +295,7 @@ def timing_child(spec: dict[str, Any], out: Path) -> None:
         "status": str(info.get("status", "")),
         "iterations": info.get("iterations"),
         "algorithm": info.get("algorithm", ""),
+        "route": str(info.get("route", "")).split(":")[0],
     }
     np.savez(out.with_suffix(".npz"), x=x, dA=grads[0], db=grads[1], dlam=grads[2])
     out.write_text(json.dumps(result))
@@ -305,13 +309,14 @@ def memory_child(spec: dict[str, Any], out: Path) -> None:
     n, m, batch = spec["n"], spec["m"], spec["batch"]
     warnings.filterwarnings("ignore", message=".*CvxproxLayer: status.*")
 
-    if mode == IMPLICIT:
+    if mode != UNROLLED:
         no_polishing()
 
     def build(n: int, m: int) -> Any:
-        if mode == IMPLICIT:
+        if mode != UNROLLED:
             args = {"max_iters": iters, "eps_abs": EXACT_ITERS_EPS, "eps_rel": EXACT_ITERS_EPS}
-            return make_layer(CVXPROX, n, m, solver_args=args)
+            structure = "never" if mode == IMPLICIT_CONES else "auto"
+            return make_layer(CVXPROX, n, m, solver_args=args, structure=structure)
         return make_layer(CVXPROX, n, m, diff=UNROLLED, iterations=iters)
 
     tiny_layer, tiny_data = build(4, 2), lasso_data(4, 2, 2, seed=1)
@@ -326,8 +331,8 @@ def memory_child(spec: dict[str, Any], out: Path) -> None:
     base = current_rss_mb() if reset else setup_peak
     t_f, t_b, x, _ = forward_backward(layer, data)
     peak = peak_rss_mb() if reset else max_rss_mb()
-    iterations = layer.info.get("iterations") if mode == IMPLICIT else iters
-    status = layer.info.get("status", "") if mode == IMPLICIT else "-"
+    iterations = layer.info.get("iterations") if mode != UNROLLED else iters
+    status = layer.info.get("status", "") if mode != UNROLLED else "-"
     del x
     release_memory()
     import tracemalloc  # noqa: PLC0415
@@ -495,7 +500,7 @@ def timing_table(results: Sequence[CaseResult]) -> str:
                 continue
             r = t.result
             run = (
-                f"{r['algorithm']}, {r['iterations']} it., {r['status']}"
+                f"{r.get('route', '')}: {r['algorithm']}, {r['iterations']} it., {r['status']}"
                 if kind == CVXPROX
                 else "diffcp + SCS"
             )
@@ -560,10 +565,10 @@ def reference_table(results: Sequence[CaseResult]) -> str | None:
 
 
 def run_memory(size: tuple[int, int, int], iterations: Sequence[int], log: Any) -> dict:
-    """``{(mode, K): (result or None, error)}`` for both modes and every K."""
+    """``{(mode, K): (result or None, error)}`` for every mode and K."""
     n, m, batch = size
     out = {}
-    for mode in (IMPLICIT, UNROLLED):
+    for mode in MEMORY_MODES:
         for iters in iterations:
             print(f"memory: {mode}, K = {iters}, n={n}, m={m}, B={batch} ...", file=log)
             spec = {"mode": mode, "iterations": iters, "n": n, "m": m, "batch": batch}
@@ -599,7 +604,7 @@ def memory_table(results: dict, iterations: Sequence[int]) -> str:
     headers += ["peak - baseline (MB)"]
     headers += ["tracemalloc peak (MB)", f"ratio to K={iterations[0]}: delta, traced"]
     rows = []
-    for mode in (IMPLICIT, UNROLLED):
+    for mode in MEMORY_MODES:
         first = results.get((mode, iterations[0]), (None, ""))[0]
         for iters in iterations:
             result, error = results[(mode, iters)]
@@ -777,11 +782,13 @@ def render(
                     "## Memory vs iteration count",
                     "",
                     f"- One lasso batch, n = {n}, m = {m}, B = {batch}; one forward+backward "
-                    "per fresh process. implicit: CvxproxLayer with max_iters = K and "
-                    f"eps_abs = eps_rel = {EXACT_ITERS_EPS:g} and solution polishing switched "
+                    "per fresh process. implicit: CvxproxLayer (its default, structured "
+                    "route: FISTA) with max_iters = K and "
+                    f"eps_abs = eps_rel = {EXACT_ITERS_EPS:g}; implicit, cones: the same on the "
+                    'cone program (`structure="never"`: ADMM) with solution polishing switched '
                     "off (patched in the child: there is no option, and a polished point meets "
                     "even these tolerances and may end a run early), "
-                    "so it runs exactly K iterations; unrolled: "
+                    "so both run K iterations unless they reach these tolerances first; unrolled: "
                     '`diff="unrolled", iterations=K` (torch '
                     "autograd through K PDHG iterations).",
                     "- setup peak RSS: `ru_maxrss` after imports, data, the layer and a "

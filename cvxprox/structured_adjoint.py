@@ -84,13 +84,44 @@ def prox_jacobian(function: ProxFunction, v: np.ndarray) -> SeparableJacobian:
     raise NotImplementedError(f"no prox Jacobian for {function.describe()}")
 
 
-def _matrix(op: LinOp) -> np.ndarray | sp.csr_array:
-    """The operator as a dense array (a dense MatrixOp) or a CSR array."""
+def _matrix(op: LinOp) -> np.ndarray | sp.csr_array | None:
+    """The operator as a dense array (a dense MatrixOp), a CSR array, or None (identity)."""
+    if isinstance(op, Identity):
+        return None
     if isinstance(op, MatrixOp) and isinstance(op.matrix, np.ndarray):
         return op.matrix
-    if isinstance(op, Identity):
-        return sp.eye_array(op.shape[0], format="csr")
     return sp.csr_array(op.to_sparse())
+
+
+@dataclass
+class _Rows:
+    """One term's rows sorted by its prox Jacobian d: ``soft`` (0 < d < 1, curvature
+    ``h``), hard rows fixing one coordinate (``coord_rows`` a x_cols = 0 with a = ``coef``)
+    and other hard rows (``general``); the remaining rows are flat."""
+
+    soft: np.ndarray
+    h: np.ndarray
+    coord_rows: np.ndarray
+    coord_cols: np.ndarray
+    coef: np.ndarray
+    general: np.ndarray
+
+    @classmethod
+    def split(cls, A: np.ndarray | sp.csr_array | None, d: np.ndarray) -> _Rows:
+        hard = np.flatnonzero(d <= _KINK)
+        soft = np.flatnonzero((d > _KINK) & (d < 1.0 - _KINK))
+        h = (1.0 - d[soft]) / d[soft]
+        empty = np.zeros(0, dtype=np.int64)
+        if A is None:
+            return cls(soft, h, hard, hard, np.ones(hard.size), empty)
+        if not sp.issparse(A) or hard.size == 0:
+            return cls(soft, h, empty, empty, np.zeros(0), hard)
+        counts = np.diff(A.indptr)[hard]
+        single = hard[counts == 1]
+        cols = A.indices[A.indptr[single]]
+        coef = A.data[A.indptr[single]]
+        nonzero = coef != 0
+        return cls(soft, h, single[nonzero], cols[nonzero], coef[nonzero], hard[counts != 1])
 
 
 class StructuredAdjoint:
@@ -109,138 +140,94 @@ class StructuredAdjoint:
         self.program = program
         self.x = x
         self.matrices = [_matrix(t.op) for t in program.terms]
-        self.y, self.z, self.jacobians = [], [], []
+        self.y, self.jacobians = [], []
         start = 0
         for term in program.terms:
             y_i = y[start : start + term.size]
-            z_i = term.residual(x)
             start += term.size
             self.y.append(y_i)
-            self.z.append(z_i)
-            self.jacobians.append(prox_jacobian(term.function, z_i + y_i))
+            self.jacobians.append(prox_jacobian(term.function, term.residual(x) + y_i))
 
     def solve(self, g: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """u = (u_x, [u_v,i]) with J'u = (g, 0)."""
         n = self.program.n
-        soft_rows, soft_h, hard_rows = [], [], []
-        for A, jac in zip(self.matrices, self.jacobians, strict=True):
-            hard = jac.d <= _KINK
-            soft = ~hard & (jac.d < 1.0 - _KINK)
-            soft_rows.append(A[np.flatnonzero(soft)])
-            soft_h.append((1.0 - jac.d[soft]) / jac.d[soft])
-            hard_rows.append(np.flatnonzero(hard))
-        fixed, coordinate = self._coordinate_rows(hard_rows)
-        free = np.setdiff1d(np.arange(n), fixed)
-        general = [
-            _rows(A, np.setdiff1d(rows, coordinate[i][0]))
-            for i, (A, rows) in enumerate(zip(self.matrices, hard_rows, strict=True))
-        ]
-        M = _gram(soft_rows, soft_h, free)
-        C = _stack([_columns(G, free) for G in general], free.size)
+        rows = [_Rows.split(A, jac.d) for A, jac in zip(self.matrices, self.jacobians, strict=True)]
+        squares = np.zeros(n)  # sum of a^2 over the coordinate rows fixing each x_j
+        for r in rows:
+            np.add.at(squares, r.coord_cols, r.coef**2)
+        free = np.flatnonzero(squares == 0)
+        parts = [(_take(A, r.soft, n), r.h) for A, r in zip(self.matrices, rows, strict=True)]
+        M = _sum_gram(parts, free)
+        C = _stack(
+            [_take(A, r.general, n)[:, free] for A, r in zip(self.matrices, rows, strict=True)]
+        )
         u_free, mu = _saddle_point(M, C, g[free])
         u_x = np.zeros(n)
         u_x[free] = u_free
-        # Multipliers of the coordinate rows: what is left of A'u_v = g on fixed coordinates.
-        left = g - _gram_apply(soft_rows, soft_h, u_x) - _stack_t(general, mu, n)
-        u_v, mu_start = [], 0
-        for i, (A, jac) in enumerate(zip(self.matrices, self.jacobians, strict=True)):
-            u_i = np.zeros(A.shape[0])
-            soft = (jac.d > _KINK) & (jac.d < 1.0 - _KINK)
-            u_i[soft] = (1.0 - jac.d[soft]) / jac.d[soft] * (A[np.flatnonzero(soft)] @ u_x)
-            general_rows = np.setdiff1d(hard_rows[i], coordinate[i][0])
-            u_i[general_rows] = mu[mu_start : mu_start + general_rows.size]
-            mu_start += general_rows.size
-            rows, cols, coef = coordinate[i]
-            if rows.size:
-                weight = coordinate[-1][cols]
-                u_i[rows] = coef * left[cols] / weight
+        # What A'u_v = g leaves on the fixed coordinates goes to their rows' multipliers.
+        left = g - sum((B.T @ (h * (B @ u_x)) for B, h in parts), np.zeros(n))
+        u_v, start = [], 0
+        for A, r in zip(self.matrices, rows, strict=True):
+            general = _take(A, r.general, n)
+            left -= general.T @ mu[start : start + r.general.size]
+            start += r.general.size
+        for A, r, term in zip(self.matrices, rows, self.program.terms, strict=True):
+            u_i = np.zeros(term.size)
+            u_i[r.soft] = r.h * (_take(A, r.soft, n) @ u_x)
+            u_i[r.coord_rows] = r.coef * left[r.coord_cols] / squares[r.coord_cols]
             u_v.append(u_i)
+        start = 0
+        for u_i, r in zip(u_v, rows, strict=True):
+            u_i[r.general] = mu[start : start + r.general.size]
+            start += r.general.size
         return u_x, u_v
 
     def weight_gradients(self, u_x: np.ndarray, u_v: list[np.ndarray]) -> list[np.ndarray | None]:
         """q_i = dp_i/dw' (A_i u_x + u_v,i) per term, elementwise (None for indicators):
         the weights enter u'dR/dtheta as -sum_i <q_i, dw_i/dtheta>."""
         out = []
-        for A, jac, u_i in zip(self.matrices, self.jacobians, u_v, strict=True):
-            out.append(None if jac.dw is None else jac.dw * (A @ u_x + u_i))
+        for term, jac, u_i in zip(self.program.terms, self.jacobians, u_v, strict=True):
+            out.append(None if jac.dw is None else jac.dw * (term.op.matvec(u_x) + u_i))
         return out
 
-    def _coordinate_rows(self, hard_rows: list[np.ndarray]) -> tuple[np.ndarray, list]:
-        """Hard rows with one nonzero a e_j' fix x_j. Returns the fixed coordinates and,
-        per term, (rows, their coordinates, their coefficients), followed by the sum of
-        squared coefficients per coordinate (to share a multiplier among rows fixing the
-        same coordinate, by least norm)."""
-        n = self.program.n
-        per_term, squares = [], np.zeros(n)
-        for A, rows in zip(self.matrices, hard_rows, strict=True):
-            if sp.issparse(A) and rows.size:
-                sub = sp.csr_array(A[rows])
-                single = np.flatnonzero(np.diff(sub.indptr) == 1)
-                cols = sub.indices[sub.indptr[single]]
-                coef = sub.data[sub.indptr[single]]
-                keep = coef != 0
-                single, cols, coef = single[keep], cols[keep], coef[keep]
-                np.add.at(squares, cols, coef**2)
-                per_term.append((rows[single], cols, coef))
-            else:
-                per_term.append((np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros(0)))
-        per_term.append(squares)
-        return np.flatnonzero(squares > 0), per_term
 
-
-def _rows(A: np.ndarray | sp.csr_array, rows: np.ndarray) -> np.ndarray | sp.csr_array:
+def _take(
+    A: np.ndarray | sp.csr_array | None, rows: np.ndarray, n: int
+) -> np.ndarray | sp.csr_array:
+    """Rows of a term's matrix (of the identity when A is None)."""
+    if A is None:
+        return sp.csr_array(
+            (np.ones(rows.size), (np.arange(rows.size), rows)), shape=(rows.size, n)
+        )
     return A[rows]
 
 
-def _columns(A: np.ndarray | sp.csr_array, cols: np.ndarray) -> np.ndarray | sp.csr_array:
-    return A[:, cols]
-
-
-def _gram(
-    rows: list[np.ndarray | sp.csr_array], h: list[np.ndarray], free: np.ndarray
-) -> np.ndarray | sp.csc_array:
-    """sum_i A_i[:, free]' diag(h_i) A_i[:, free], dense when small or from dense blocks."""
+def _sum_gram(parts: list[tuple], free: np.ndarray) -> np.ndarray | sp.csc_array:
+    """sum B[:, free]' diag(h) B[:, free]; dense up to _DENSE_LIMIT columns."""
     dense = free.size <= _DENSE_LIMIT
     total = np.zeros((free.size, free.size)) if dense else sp.csc_array((free.size,) * 2)
-    for A, hi in zip(rows, h, strict=True):
-        if A.shape[0] == 0:
+    for B, h in parts:
+        if B.shape[0] == 0:
             continue
-        Af = A[:, free]
-        part = Af.T @ (hi[:, None] * Af) if not sp.issparse(Af) else Af.T @ sp.diags_array(hi) @ Af
-        if dense:
-            total += part.toarray() if sp.issparse(part) else part
+        Bf = B[:, free]
+        if sp.issparse(Bf):
+            part = Bf.T @ sp.diags_array(h) @ Bf
+            total = total + (part.toarray() if dense else part)
         else:
-            total = total + (sp.csc_array(part) if not sp.issparse(part) else part)
+            part = Bf.T @ (h[:, None] * Bf)
+            total = total + (part if dense else sp.csc_array(part))
     return total
 
 
-def _gram_apply(
-    rows: list[np.ndarray | sp.csr_array], h: list[np.ndarray], u: np.ndarray
-) -> np.ndarray:
-    out = np.zeros(u.size)
-    for A, hi in zip(rows, h, strict=True):
-        if A.shape[0]:
-            out += A.T @ (hi * (A @ u))
-    return out
-
-
-def _stack(blocks: list[np.ndarray | sp.csr_array], n: int) -> np.ndarray | sp.csr_array:
+def _stack(blocks: list[np.ndarray | sp.csr_array]) -> np.ndarray | sp.csr_array:
+    """The general hard rows restricted to the free columns, as one matrix."""
+    width = blocks[0].shape[1]
     blocks = [b for b in blocks if b.shape[0]]
     if not blocks:
-        return np.zeros((0, n))
-    if any(sp.issparse(b) for b in blocks) and n > _DENSE_LIMIT:
+        return np.zeros((0, width))
+    if width > _DENSE_LIMIT and any(sp.issparse(b) for b in blocks):
         return sp.csr_array(sp.vstack([sp.csr_array(b) for b in blocks]))
     return np.vstack([b.toarray() if sp.issparse(b) else b for b in blocks])
-
-
-def _stack_t(blocks: list[np.ndarray | sp.csr_array], mu: np.ndarray, n: int) -> np.ndarray:
-    out, start = np.zeros(n), 0
-    for b in blocks:
-        k = b.shape[0]
-        if k:
-            out += b.T @ mu[start : start + k]
-            start += k
-    return out
 
 
 def _saddle_point(

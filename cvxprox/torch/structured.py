@@ -344,8 +344,15 @@ class StructuredRoute:
                 total = total + (u_E * at["x"]).sum() + (y_E * (at["u"] - at["0"])).sum()
             return total
 
-        with torch.enable_grad():  # a backward pass runs with gradients off
-            torch.func.vmap(bracket)(params, points, weights).sum().backward()
+        # A backward pass runs with gradients off. Small products: one thread (as the
+        # solves run BLAS single-threaded; threads only add synchronization here).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.enable_grad():
+                torch.func.vmap(bracket)(params, points, weights).sum().backward()
+        finally:
+            torch.set_num_threads(threads)
         out = np.zeros((batch, int(self.offsets[-1])))
         for k, param in enumerate(self.parameters):
             g = params[param.id].grad
