@@ -11,6 +11,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from test_torch_layer import check_gradient  # noqa: E402
+
 from cvxprox.torch import CvxproxLayer  # noqa: E402
 from cvxprox.torch.expression import evaluate  # noqa: E402
 
@@ -111,25 +113,8 @@ def _loss(outputs, weights):
 def test_gradient_matches_finite_differences(make, batch):
     rng = np.random.default_rng(3)
     layer, params, values = _layer(make, rng)
-    tensors = _tensors(values, batch, rng)
-    outputs = layer(*tensors)
+    check_gradient(layer, params, _tensors(values, batch, rng), rng)
     assert layer.info["route"].startswith("structured"), layer.info["route"]
-    weights = [torch.tensor(rng.standard_normal(o.shape)) for o in outputs]
-    _loss(outputs, weights).backward()
-    directions = [torch.tensor(rng.standard_normal(t.shape)) for t in tensors]
-    for j, p in enumerate(params):
-        if p.attributes["nonneg"]:
-            directions[j] = directions[j].abs()
-    analytic = sum(float((t.grad * d).sum()) for t, d in zip(tensors, directions, strict=True))
-    h = 1e-6
-
-    def loss_at(step):
-        with torch.no_grad():
-            shifted = [t + step * d for t, d in zip(tensors, directions, strict=True)]
-            return float(_loss(layer(*shifted), weights))
-
-    numeric = (loss_at(h) - loss_at(-h)) / (2 * h)
-    assert abs(analytic - numeric) <= 1e-4 * max(1.0, abs(numeric)), (analytic, numeric)
 
 
 @pytest.mark.parametrize("make", MODELS, ids=lambda f: f.__name__)
