@@ -84,7 +84,22 @@ def hinge_svm(rng):
     return prob, [X, lam], [w, w0], [features, 0.5]
 
 
-MODELS = [lasso, huber_regression, weighted_elastic_net, constrained_lasso, hinge_svm]
+def matrix_denoising(rng):
+    """A matrix variable and parameter: Fortran-order vectorization on both routes."""
+    Y, lam = cp.Parameter((4, 3)), cp.Parameter(nonneg=True)
+    X = cp.Variable((4, 3))
+    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(X - Y.T.T) + lam * cp.sum(cp.abs(X.T))))
+    return prob, [Y, lam], [X], [rng.standard_normal((4, 3)), 0.4]
+
+
+MODELS = [
+    lasso,
+    huber_regression,
+    weighted_elastic_net,
+    constrained_lasso,
+    hinge_svm,
+    matrix_denoising,
+]
 
 
 def _tensors(values, batch=None, rng=None):
