@@ -195,6 +195,8 @@ def _take(
     A: np.ndarray | sp.csr_array | None, rows: np.ndarray, n: int
 ) -> np.ndarray | sp.csr_array:
     """Rows of a term's matrix (of the identity when A is None)."""
+    if rows.size == 0:
+        return np.zeros((0, n))
     if A is None:
         return sp.csr_array(
             (np.ones(rows.size), (np.arange(rows.size), rows)), shape=(rows.size, n)

@@ -155,8 +155,11 @@ class StructuredRoute:
         self.probes = self._probes(first, lowered, routes)
 
     def _lower(self, values: list[np.ndarray]) -> Lowered:
+        """The lowering at ``values``, which the layer has already checked (finite, the
+        parameters' shapes and attributes): they are assigned without CVXPY's validation,
+        a tenth of a millisecond per parameter and batch element."""
         for param, value in zip(self.parameters, values, strict=True):
-            param.value = value
+            param._value = np.asarray(value, dtype=np.float64)
         return self.lowering.lower()
 
     def _arguments(self, lowered: Lowered) -> dict[int, tuple[Expression, float, Any]]:
