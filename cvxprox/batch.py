@@ -44,7 +44,17 @@ from cvxprox.cones import (
 )
 from cvxprox.ir import OperatorTerm, ProxProgram, ProxTerm, StructuredProgram
 from cvxprox.linops import BlockDiagonal, Identity
-from cvxprox.prox import Huber, Nonneg, Norm1, Pos, ProxFunction, SumSquares, Zero
+from cvxprox.prox import (
+    GroupL2,
+    Huber,
+    Nonneg,
+    Norm1,
+    Norm2,
+    Pos,
+    ProxFunction,
+    SumSquares,
+    Zero,
+)
 
 
 @dataclass
@@ -490,7 +500,7 @@ _INDICATORS = (Zero, Nonneg)
 
 def stackable(function: ProxFunction) -> bool:
     """Whether ``StackedStructuredProgram`` can merge a function over a batch."""
-    return isinstance(function, _WEIGHTED + _INDICATORS)
+    return isinstance(function, _WEIGHTED + _INDICATORS + (GroupL2, Norm2))
 
 
 def _merge_functions(functions: list[ProxFunction]) -> ProxFunction:
@@ -499,6 +509,19 @@ def _merge_functions(functions: list[ProxFunction]) -> ProxFunction:
     size = sum(f.size for f in functions)
     if isinstance(first, _INDICATORS):
         return type(first)(size)
+    if isinstance(first, (GroupL2, Norm2)):
+        # Each element's l2 norm (or groups) becomes groups of one GroupL2.
+        k = first.group_size if isinstance(first, GroupL2) else first.size
+        if any((f.group_size if isinstance(f, GroupL2) else f.size) != k for f in functions):
+            raise ValueError("groups of different sizes cannot be stacked")
+        counts = [f.size // k for f in functions]
+        weight = np.concatenate(
+            [
+                np.broadcast_to(np.asarray(f.weight, dtype=np.float64), (c,))
+                for f, c in zip(functions, counts, strict=True)
+            ]
+        )
+        return GroupL2(size, k, weight=float(weight[0]) if np.all(weight == weight[0]) else weight)
     weights = [
         np.broadcast_to(np.asarray(f.weight, dtype=np.float64), (f.size,)) for f in functions
     ]
@@ -561,7 +584,8 @@ class StackedStructuredProgram:
         return x.reshape(self.batch, self.n)
 
     def split_y(self, y: np.ndarray) -> list[np.ndarray]:
-        """The stacked duals (term-major) as each element's duals (term order)."""
+        """A stacked vector over the terms' rows (duals y, arguments z; term-major) as each
+        element's vector (term order)."""
         sizes = [t.size for t in self.programs[0].terms]
         out = [[] for _ in range(self.batch)]
         start = 0

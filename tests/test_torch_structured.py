@@ -92,7 +92,28 @@ def matrix_denoising(rng):
     return prob, [Y, lam], [X], [rng.standard_normal((4, 3)), 0.4]
 
 
+def tv_denoising(rng):
+    """2-D isotropic TV: a group l2 term (block prox Jacobians)."""
+    Y, lam = cp.Parameter((5, 4)), cp.Parameter(nonneg=True)
+    X = cp.Variable((5, 4))
+    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(X - Y) + lam * cp.tv(X)))
+    return prob, [Y, lam], [X], [rng.standard_normal((5, 4)), 0.3]
+
+
+def square_root_lasso(rng):
+    """An l2 norm of a residual (Norm2) next to group l2 norms of a coefficient matrix."""
+    m, n, k = 12, 4, 3
+    A, B = cp.Parameter((m, n)), cp.Parameter((m, k))
+    lam = cp.Parameter(nonneg=True)
+    W = cp.Variable((n, k))
+    objective = cp.norm(A @ W - B, "fro") + lam * cp.mixed_norm(W, 2, 1)
+    values = [rng.standard_normal((m, n)), rng.standard_normal((m, k)), 0.4]
+    return cp.Problem(cp.Minimize(objective)), [A, B, lam], [W], values
+
+
 MODELS = [
+    tv_denoising,
+    square_root_lasso,
     lasso,
     huber_regression,
     weighted_elastic_net,
@@ -160,11 +181,11 @@ def test_auto_takes_the_structured_route_for_a_lasso_and_cones_otherwise():
     layer(*_tensors(values))
     assert layer.info["route"].startswith("structured")
     assert layer.info["algorithm"] == "fista"
-    # 2-D TV: a group l2 term, whose prox Jacobian is not diagonal.
-    Y, lam, X = cp.Parameter((4, 4)), cp.Parameter(nonneg=True), cp.Variable((4, 4))
-    tv = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(X - Y) + lam * cp.tv(X)))
-    layer = CvxproxLayer(tv, [Y, lam], [X])
-    layer(torch.tensor(rng.standard_normal((4, 4))), torch.tensor(0.2))
+    # 1-D TV: an exact TV prox term, which has no Jacobian here yet.
+    y, mu, z = cp.Parameter(12), cp.Parameter(nonneg=True), cp.Variable(12)
+    tv1 = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(z - y) + mu * cp.tv(z)))
+    layer = CvxproxLayer(tv1, [y, mu], [z])
+    layer(torch.tensor(rng.standard_normal(12)), torch.tensor(0.2))
     assert layer.info["route"].startswith("cones: no prox Jacobian"), layer.info["route"]
     # A parameter of 100 entries in a weight cannot be probed.
     W, x = cp.Parameter(100, nonneg=True), cp.Variable(100)
@@ -241,3 +262,66 @@ def test_torch_evaluation_of_affine_expressions():
             for leaf in expr.variables() + expr.parameters()
         }
         np.testing.assert_allclose(evaluate(expr, leaves).numpy(), expr.value, atol=1e-12)
+
+
+def _gradients(prob, params, variable, values, structure, weights=None):
+    layer = CvxproxLayer(prob, params, [variable], solver_args=TIGHT, structure=structure)
+    tensors = [torch.tensor(np.asarray(v, dtype=np.float64), requires_grad=True) for v in values]
+    (out,) = layer(*tensors)
+    (out if weights is None else out * torch.tensor(weights)).sum().backward()
+    return layer.info["route"], [t.grad.numpy() for t in tensors]
+
+
+def _routes_agree(prob, params, variable, values, weights=None):
+    route, structured = _gradients(prob, params, variable, values, "always", weights)
+    _, cones = _gradients(prob, params, variable, values, "never", weights)
+    for a, b in zip(structured, cones, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    return route
+
+
+def test_a_parameter_in_an_argument_and_elsewhere_is_probed():
+    """c enters the argument of sum_squares and the linear objective: dx/dc = 1/2."""
+    x, c = cp.Variable(5), cp.Parameter(5)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(x - c) + c @ x + 0.3 * cp.norm1(x)))
+    route = _routes_agree(prob, [c], x, [np.array([1.0, -2.0, 0.1, 3.0, -0.5])])
+    assert route.startswith("structured")
+    w = cp.Parameter(100, nonneg=True)
+    y = cp.Variable(100)
+    shared = cp.Problem(cp.Minimize(cp.sum_squares(y - w) + cp.sum(cp.multiply(w, cp.abs(y)))))
+    route, (grad,) = _gradients(shared, [w], y, [np.linspace(0.3, 1.5, 100)], "auto")
+    assert route.startswith("cones: parameter")  # 100 entries: too many to probe
+    np.testing.assert_allclose(grad, 0.5, atol=1e-6)  # x = w / 2
+
+
+def test_parameters_the_torch_evaluation_cannot_follow_are_refused():
+    """A Huber threshold (an attribute, not an argument) and a reversed slice."""
+    rng = np.random.default_rng(10)
+    x, A, b, M = cp.Variable(4), cp.Parameter((12, 4)), cp.Parameter(12), cp.Parameter(pos=True)
+    prob = cp.Problem(cp.Minimize(cp.sum(cp.huber(A @ x - b, M)) + 0.1 * cp.norm1(x)))
+    b_value = rng.standard_normal(12)
+    b_value[:3] += 5.0
+    values = [rng.standard_normal((12, 4)), b_value, 0.5]
+    route, _ = _gradients(prob, [A, b, M], x, values, "auto")
+    assert route.startswith("cones:"), route
+    p, lam, z = cp.Parameter(6), cp.Parameter(nonneg=True), cp.Variable(6)
+    flipped = cp.Problem(cp.Minimize(cp.sum_squares(z[::-1] - p) + lam * cp.norm1(z)))
+    _routes_agree(flipped, [p, lam], z, [rng.standard_normal(6), 0.3])
+
+
+def test_cumsum_of_a_matrix_in_an_argument():
+    rng = np.random.default_rng(11)
+    X, P, q = cp.Variable((3, 2)), cp.Parameter((3, 2)), cp.Parameter(6)
+    residual = cp.cumsum(cp.multiply(P, X), axis=None) - q
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(residual) + 0.1 * cp.sum(cp.abs(X))))
+    values = [rng.uniform(0.5, 1.5, (3, 2)), rng.standard_normal(6)]
+    assert _routes_agree(prob, [P, q], X, values).startswith("structured")
+
+
+def test_an_equality_fixing_a_coordinate_at_a_kink_takes_the_whole_multiplier():
+    """x[0] == a with a = 0, where norm1 is also at its kink: dx0/da = 1."""
+    x, t, a = cp.Variable(4), cp.Parameter(4), cp.Parameter()
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(x - t) + cp.norm1(x)), [x[0] == a])
+    values = [np.array([0.2, 2.0, -3.0, 0.1]), 0.0]
+    _, (_, da) = _gradients(prob, [t, a], x, values, "always", np.array([1.0, 0, 0, 0]))
+    np.testing.assert_allclose(da, 1.0, atol=1e-8)

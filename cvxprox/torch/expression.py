@@ -127,9 +127,10 @@ def _vstack(expr: Vstack, args: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _cumsum(expr: cumsum, args: list[torch.Tensor]) -> torch.Tensor:
-    axis = expr.axis if expr.axis is not None else 0
-    t = args[0] if expr.axis is not None or args[0].ndim <= 1 else _fortran_reshape(args[0], (-1,))
-    return t.cumsum(dim=axis).reshape(expr.shape)
+    """Along an axis, or (axis None) over the entries in C order, as CVXPY does."""
+    if expr.axis is None:
+        return args[0].reshape(-1).cumsum(dim=0).reshape(expr.shape)
+    return args[0].cumsum(dim=expr.axis).reshape(expr.shape)
 
 
 _RULES: dict[type, Callable[[Expression, list[torch.Tensor]], torch.Tensor]] = {

@@ -15,10 +15,12 @@ The chain rule from the programs' data to the parameters is
 with (u_x, u_v, q) from the adjoint solve and (x, y) the solution. The data are affine in
 the parameters (DPP), so each parameter takes one of two exact ways:
 
-- *argument*: a parameter that appears only inside the affine argument E_i of a term
-  (``A @ x - b``) or of a constraint. With A_i x - b_i = E_i(x), the bracket's part is
-  <u_v,i, E_i(x)> + <y_i, E_i(u_x) - E_i(0)>, which ``cvxprox.torch.expression``
-  evaluates in torch and autograd differentiates in the parameters.
+- *argument*: a parameter that changes the program only through the affine arguments E_i
+  of its terms and constraints (``A``, ``b`` in ``A @ x - b``). With A_i x - b_i = E_i(x),
+  the bracket's part is <u_v,i, E_i(x)> + <y_i, E_i(u_x) - E_i(0)>, which
+  ``cvxprox.torch.expression`` evaluates in torch and autograd differentiates. Whether a
+  parameter qualifies is checked numerically when the route is set up: moved in a random
+  direction, the lowering's terms must change exactly as the torch evaluations say.
 - *probe*: a small parameter (at most ``PROBE_LIMIT`` entries, e.g. a weight ``lam``) that
   may appear anywhere: the lowering at theta + e_k minus the lowering at theta is the
   derivative of all data in the direction e_k.
@@ -47,10 +49,11 @@ from cvxprox.batch import StackedStructuredProgram, signature, stackable
 from cvxprox.compile import solve_program
 from cvxprox.ir import StructuredProgram
 from cvxprox.options import SolverOptions
+from cvxprox.prox import GroupL2, Norm2
 from cvxprox.reductions.affine import NotStructured
 from cvxprox.reductions.structure import Lowered, StructureLowering
 from cvxprox.structured_adjoint import DIFFERENTIABLE_FUNCTIONS, StructuredAdjoint
-from cvxprox.torch.expression import UnsupportedExpression, evaluate
+from cvxprox.torch.expression import evaluate
 
 #: Parameters with at most this many entries may enter anywhere (probed, one lowering each).
 PROBE_LIMIT = 64
@@ -149,7 +152,7 @@ class StructuredRoute:
         self.offsets = np.cumsum([0] + [p.size for p in self.parameters])
         self.signature = signature(lowered.program)
         arguments = self._arguments(lowered)
-        routes = self._parameter_routes(arguments, first)
+        routes = self._parameter_routes(arguments, first, lowered)
         self.argument_ids = {pid for pid, r in routes.items() if r == "argument"}
         self.arguments = self._arguments_with(arguments, routes)
         self.probes = self._probes(first, lowered, routes)
@@ -180,41 +183,13 @@ class StructuredRoute:
                 arguments[entry.term] = (con, -1.0, entry.rows)
         return arguments
 
-    def _parameter_routes(self, arguments: dict, first: list[np.ndarray]) -> dict[int, str]:
+    def _parameter_routes(
+        self, arguments: dict, first: list[np.ndarray], lowered: Lowered
+    ) -> dict[int, str]:
         """parameter id -> "argument" or "probe" (module docstring)."""
-        inside: set[int] = set()
-        for source, _, _ in arguments.values():
-            nodes = list(source.args if isinstance(source, Constraint) else [source])
-            while nodes:  # the argument and everything in it (it may be built anew)
-                node = nodes.pop()
-                inside.add(id(node))
-                nodes.extend(node.args)
-        outside: set[int] = set()
-        roots = [self.problem.objective.expr]
-        for con in self.problem.constraints:
-            roots.extend(con.args)
-        for root in roots:
-            _parameters_outside(root, inside, outside)
-        for var in self.problem.variables():
-            for bound in var.attributes.get("bounds") or ():
-                if isinstance(bound, Expression):
-                    outside.update(p.id for p in bound.parameters())
-        leaves = {
-            **{
-                p.id: torch.tensor(np.asarray(v, dtype=np.float64).reshape(p.shape))
-                for p, v in zip(self.parameters, first, strict=True)
-            },
-            **{k: t[0] for k, t in self._variables(np.zeros((1, self.layout.n))).items()},
-        }
-        for source, _, _ in arguments.values():
-            expr = _expression(source)
-            try:
-                evaluate(expr, leaves)
-            except UnsupportedExpression:
-                outside.update(p.id for p in expr.parameters())
         routes = {}
-        for param in self.parameters:
-            if param.id not in outside:
+        for k, param in enumerate(self.parameters):
+            if self._through_arguments(k, arguments, first, lowered):
                 routes[param.id] = "argument"
             elif param.size <= PROBE_LIMIT:
                 routes[param.id] = "probe"
@@ -224,6 +199,55 @@ class StructuredRoute:
                     "through the argument of a term or a constraint"
                 )
         return routes
+
+    def _through_arguments(
+        self, k: int, arguments: dict, first: list[np.ndarray], lowered: Lowered
+    ) -> bool:
+        """Whether parameter k changes the program only through the arguments' torch
+        evaluations: checked by moving it in a random direction (the data are affine in
+        it, so one direction is a certificate) and comparing the lowering's terms with
+        the evaluations at a random point."""
+        rng = np.random.default_rng(k)
+        param = self.parameters[k]
+        moved = list(first)
+        moved[k] = np.asarray(first[k], dtype=np.float64) + rng.standard_normal(param.shape)
+        x = rng.standard_normal(self.layout.n)
+        try:
+            after = self._lower(moved).program
+        except NotStructured:
+            return False
+        before = lowered.program
+        if signature(after) != self.signature or not np.allclose(after.c, before.c):
+            return False
+        for i, (t0, t1) in enumerate(zip(before.terms, after.terms, strict=True)):
+            if not _same_function(t0.function, t1.function):
+                return False
+            z0, z1 = t0.residual(x), t1.residual(x)
+            source = arguments.get(i)
+            if source is None or param.id not in {
+                p.id for p in _expression(source[0]).parameters()
+            }:
+                if not _close(z1, z0):
+                    return False
+                continue
+            try:
+                e0, e1 = (self._evaluate(source, values, x) for values in (first, moved))
+            except Exception:  # noqa: BLE001 (any atom torch cannot evaluate as CVXPY does)
+                return False
+            if not (_close(e0, z0) and _close(e1, z1)):
+                return False
+        return True
+
+    def _evaluate(self, source: tuple, values: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+        """z = sign * vec(E)[rows] of an argument, evaluated in torch at (values, x)."""
+        expr, sign, rows = _expression(source[0]), source[1], source[2]
+        leaves = {k: t[0] for k, t in self._variables(x[None]).items()}
+        for param, value in zip(self.parameters, values, strict=True):
+            leaves[param.id] = torch.tensor(
+                np.asarray(value, dtype=np.float64).reshape(param.shape)
+            )
+        z = evaluate(expr, leaves).detach().numpy().reshape(-1, order="F")
+        return sign * (z if rows is None else z[rows])
 
     def _arguments_with(self, arguments: dict, routes: dict[int, str]) -> list[_Argument]:
         """The arguments that contain a parameter of the "argument" route."""
@@ -273,7 +297,10 @@ class StructuredRoute:
                         f"the terms of batch element {b} differ from the first's"
                     )
                 programs.append(program)
-        stack = StackedStructuredProgram(programs)
+        try:
+            stack = StackedStructuredProgram(programs)
+        except ValueError as exc:  # e.g. Huber terms whose M differs between elements
+            raise RouteUnavailable(str(exc)) from None
         warm = self._warm.get(batch) if warm_start else None
         result = solve_program(stack.program, options, warm)
         if result.info.get("warm_start") is not None:
@@ -292,11 +319,11 @@ class StructuredRoute:
         """dL/dtheta as one (B, *param.shape) array per parameter, for dL/dx = dx (B, n)
         at the parameter values ``values`` ((B, *param.shape) each) of the solve."""
         batch = stack.batch
-        xs, ys = stack.split_x(result.x), stack.split_y(result.y)
+        xs, zs, ys = stack.split_x(result.x), stack.split_y(result.z), stack.split_y(result.y)
         grad = np.zeros((batch, int(self.offsets[-1])))
         u_xs, u_vs, duals = np.zeros_like(xs), [], []
         for b in range(batch):
-            adjoint = StructuredAdjoint(stack.programs[b], xs[b], ys[b])
+            adjoint = StructuredAdjoint(stack.programs[b], xs[b], zs[b], ys[b])
             u_xs[b], u_v = adjoint.solve(dx[b])
             u_vs.append(u_v)
             duals.append(adjoint.y)
@@ -394,22 +421,35 @@ def _expression(source: Expression | Constraint) -> Expression:
     return source
 
 
-def _parameters_outside(expr: Expression, inside: set[int], out: set[int]) -> None:
-    """Ids of the parameters of ``expr`` reached without passing a node in ``inside``."""
-    if id(expr) in inside:
-        return
-    if isinstance(expr, cp.Parameter):
-        out.add(expr.id)
-        return
-    for arg in expr.args:
-        _parameters_outside(arg, inside, out)
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.allclose(
+        a, b, rtol=1e-9, atol=1e-9 * (1.0 + np.abs(b).max(initial=0.0))
+    )
+
+
+def _same_function(f0: Any, f1: Any) -> bool:
+    """The same kind of function with the same weights and other attributes."""
+    a, b = vars(f0), vars(f1)
+    return (
+        type(f0) is type(f1)
+        and a.keys() == b.keys()
+        and all(np.array_equal(np.asarray(a[key]), np.asarray(b[key])) for key in a)
+    )
 
 
 def _weights(function: Any) -> np.ndarray | None:
+    """A function's weights, one entry per weight: per group (GroupL2), one (Norm2), or
+    per entry (separable functions); None for indicators."""
     weight = getattr(function, "weight", None)
     if weight is None:
         return None
-    return np.broadcast_to(np.asarray(weight, dtype=np.float64), (function.size,))
+    if isinstance(function, GroupL2):
+        count = function.groups
+    elif isinstance(function, Norm2):
+        count = 1
+    else:
+        count = function.size
+    return np.broadcast_to(np.asarray(weight, dtype=np.float64), (count,))
 
 
 def _check_probe(base: StructuredProgram, moved: StructuredProgram, param: cp.Parameter) -> None:
