@@ -77,7 +77,8 @@ class ProxJacobian:
     ----------
     hard : ndarray of int
     soft : ndarray of int
-    H : csr_array, (len(soft), len(soft))
+    H : ndarray, (len(soft),), or csr_array, (len(soft), len(soft))
+        Diagonal (its entries) or block diagonal.
     dw : ndarray, shape (m,), or None
         dp/dw entry by entry (None: an indicator, which has no weight).
     weight_of_row : ndarray of int, shape (m,), or None
@@ -88,7 +89,7 @@ class ProxJacobian:
 
     hard: np.ndarray
     soft: np.ndarray
-    H: sp.csr_array
+    H: np.ndarray | sp.csr_array
     dw: np.ndarray | None
     weight_of_row: np.ndarray | None = None
     weights: int = 0
@@ -97,7 +98,7 @@ class ProxJacobian:
     def diagonal(cls, d: np.ndarray, dw: np.ndarray | None) -> ProxJacobian:
         """D = diag(d), d in [0, 1]."""
         soft = np.flatnonzero((d > _KINK) & (d < 1.0 - _KINK))
-        H = sp.diags_array((1.0 - d[soft]) / d[soft], format="csr")
+        H = (1.0 - d[soft]) / d[soft]
         return cls(np.flatnonzero(d <= _KINK), soft, H, dw, None, d.size)
 
     def weight_gradient(self, r: np.ndarray) -> np.ndarray | None:
@@ -187,7 +188,7 @@ class _Rows:
     and other hard rows (``general``); the remaining rows are flat."""
 
     soft: np.ndarray
-    H: sp.csr_array
+    H: np.ndarray | sp.csr_array
     coord_rows: np.ndarray
     coord_cols: np.ndarray
     coef: np.ndarray
@@ -272,7 +273,7 @@ class StructuredAdjoint:
         u_x = np.zeros(n)
         u_x[free] = u_free
         # What A'u_v = g leaves on the fixed coordinates goes to their rows' multipliers.
-        left = g - sum((B.T @ (H @ (B @ u_x)) for B, H in parts), np.zeros(n))
+        left = g - sum((B.T @ _curve(H, B @ u_x) for B, H in parts), np.zeros(n))
         u_v, start = [], 0
         for A, r in zip(self.matrices, rows, strict=True):
             general = _take(A, r.general, n)
@@ -280,7 +281,7 @@ class StructuredAdjoint:
             start += r.general.size
         for A, r, term in zip(self.matrices, rows, self.program.terms, strict=True):
             u_i = np.zeros(term.size)
-            u_i[r.soft] = r.H @ (_take(A, r.soft, n) @ u_x)
+            u_i[r.soft] = _curve(r.H, _take(A, r.soft, n) @ u_x)
             u_i[r.coord_rows] = r.coef * left[r.coord_cols] / squares[r.coord_cols]
             u_v.append(u_i)
         start = 0
@@ -311,6 +312,15 @@ def _take(
     return A[rows]
 
 
+def _curve(H: np.ndarray | sp.csr_array, B: np.ndarray | sp.csr_array):  # noqa: ANN202
+    """H B for a diagonal (its entries) or sparse H, and a vector or matrix B."""
+    if sp.issparse(H):
+        return H @ B
+    if sp.issparse(B):
+        return sp.csr_array(sp.diags_array(H) @ B)
+    return H * B if B.ndim == 1 else H[:, None] * B
+
+
 def _sum_gram(parts: list[tuple], free: np.ndarray, dense: bool) -> np.ndarray | sp.csc_array:
     """sum B[:, free]' H B[:, free], as a dense or a sparse matrix."""
     total = np.zeros((free.size, free.size)) if dense else sp.csc_array((free.size,) * 2)
@@ -318,7 +328,7 @@ def _sum_gram(parts: list[tuple], free: np.ndarray, dense: bool) -> np.ndarray |
         if B.shape[0] == 0:
             continue
         Bf = B[:, free]
-        part = Bf.T @ (H @ Bf)
+        part = Bf.T @ _curve(H, Bf)
         if sp.issparse(part):
             total = total + (part.toarray() if dense else part)
         else:

@@ -352,7 +352,8 @@ class StructuredRoute:
         batch = xs.shape[0]
         params = {}
         for param, value in zip(self.parameters, values, strict=True):
-            t = torch.from_numpy(np.array(value, dtype=np.float64))
+            array = np.ascontiguousarray(value, dtype=np.float64)
+            t = torch.from_numpy(array if array.flags.writeable else array.copy())
             params[param.id] = t.requires_grad_(param.id in self.argument_ids)
         points = {
             "x": self._variables(xs),
