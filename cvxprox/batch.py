@@ -503,31 +503,36 @@ def stackable(function: ProxFunction) -> bool:
     return isinstance(function, _WEIGHTED + _INDICATORS + (GroupL2, Norm2))
 
 
+def weight_entries(function: ProxFunction) -> np.ndarray | None:
+    """A function's weights, one entry per weight: per group (GroupL2), one (Norm2), per
+    entry (separable functions); None for indicators."""
+    weight = getattr(function, "weight", None)
+    if weight is None:
+        return None
+    if isinstance(function, GroupL2):
+        count = function.groups
+    elif isinstance(function, Norm2):
+        count = 1
+    else:
+        count = function.size
+    return np.broadcast_to(np.asarray(weight, dtype=np.float64), (count,))
+
+
 def _merge_functions(functions: list[ProxFunction]) -> ProxFunction:
     """One function of the concatenated arguments: sum_b f_b(z_b)."""
     first = functions[0]
     size = sum(f.size for f in functions)
     if isinstance(first, _INDICATORS):
         return type(first)(size)
+    weight = np.concatenate([weight_entries(f) for f in functions])
+    if np.all(weight == weight[0]):
+        weight = float(weight[0])
     if isinstance(first, (GroupL2, Norm2)):
         # Each element's l2 norm (or groups) becomes groups of one GroupL2.
         k = first.group_size if isinstance(first, GroupL2) else first.size
         if any((f.group_size if isinstance(f, GroupL2) else f.size) != k for f in functions):
             raise ValueError("groups of different sizes cannot be stacked")
-        counts = [f.size // k for f in functions]
-        weight = np.concatenate(
-            [
-                np.broadcast_to(np.asarray(f.weight, dtype=np.float64), (c,))
-                for f, c in zip(functions, counts, strict=True)
-            ]
-        )
-        return GroupL2(size, k, weight=float(weight[0]) if np.all(weight == weight[0]) else weight)
-    weights = [
-        np.broadcast_to(np.asarray(f.weight, dtype=np.float64), (f.size,)) for f in functions
-    ]
-    weight = np.concatenate(weights)
-    if np.all(weight == weight[0]):
-        weight = float(weight[0])
+        return GroupL2(size, k, weight=weight)
     if isinstance(first, Huber):
         if any(f.M != first.M for f in functions):
             raise ValueError("huber terms with different M cannot be stacked")

@@ -229,7 +229,6 @@ class StructuredAdjoint:
         self, program: StructuredProgram, x: np.ndarray, z: np.ndarray, y: np.ndarray
     ) -> None:
         self.program = program
-        self.x = x
         self.matrices = [_matrix(t.op) for t in program.terms]
         self.y, self.jacobians = [], []
         start = 0

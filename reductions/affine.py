@@ -128,6 +128,15 @@ class VariableLayout:
             values[var.id] = block.reshape(var.shape, order="F") if var.shape else block[0]
         return values
 
+    def split_batch(self, xs: np.ndarray) -> dict[int, np.ndarray]:
+        """Variable id -> value, shape (B, *var.shape), of a batch of stacked vectors (B, n)."""
+        return {
+            var.id: xs[:, self.offsets[var.id] : self.offsets[var.id] + var.size].reshape(
+                (xs.shape[0], *var.shape), order="F"
+            )
+            for var in self.variables
+        }
+
 
 @dataclass
 class Affine:

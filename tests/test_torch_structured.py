@@ -11,21 +11,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from test_torch_layer import check_gradient  # noqa: E402
+from test_torch_layer import TIGHT, check_gradient, lasso  # noqa: E402
 
 from cvxprox.torch import CvxproxLayer  # noqa: E402
 from cvxprox.torch.expression import evaluate  # noqa: E402
-
-TIGHT = {"eps_abs": 1e-10, "eps_rel": 1e-10}
-
-
-def lasso(rng):
-    m, n = 8, 12
-    A, b = cp.Parameter((m, n)), cp.Parameter(m)
-    lam = cp.Parameter(nonneg=True)
-    x = cp.Variable(n)
-    prob = cp.Problem(cp.Minimize(cp.sum_squares(A @ x - b) + lam * cp.norm1(x)))
-    return prob, [A, b, lam], [x], [rng.standard_normal((m, n)), rng.standard_normal(m), 0.5]
 
 
 def huber_regression(rng):

@@ -252,8 +252,8 @@ class _ImplicitSolve(torch.autograd.Function):
             try:
                 ctx.stack, ctx.result = layer.solve_structured(ctx.route, values, *args)
                 ctx.values = values
-                xs = ctx.stack.split_x(ctx.result.x)
-                split = [_variable(ctx.route.layout, xs, var) for var in layer.variables]
+                blocks = ctx.route.layout.split_batch(ctx.stack.split_x(ctx.result.x))
+                split = [blocks[var.id] for var in layer.variables]
             except RouteUnavailable as exc:
                 ctx.route = None
                 reason = f"cones: {exc}"
@@ -314,17 +314,10 @@ def _reduce(dparams: list[np.ndarray], ctx: Any) -> list[torch.Tensor]:
     return out
 
 
-def _variable(layout: Any, xs: np.ndarray, var: cp.Variable) -> np.ndarray:
-    """A variable's block of a (B, n) primal array, as (B, *var.shape)."""
-    start = layout.offsets[var.id]
-    block = xs[:, start : start + var.size]
-    return block.reshape((xs.shape[0], *var.shape), order="F")
-
-
 def _variables_adjoint(
     layout: Any, variables: list[cp.Variable], grads: list[np.ndarray | None], batch: int
 ) -> np.ndarray:
-    """Adjoint of ``_variable`` over the returned variables: (B, n)."""
+    """Adjoint of ``VariableLayout.split_batch`` over the returned variables: (B, n)."""
     dx = np.zeros((batch, layout.n))
     for var, g in zip(variables, grads, strict=True):
         if g is not None:

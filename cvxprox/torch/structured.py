@@ -45,11 +45,10 @@ from cvxpy.constraints.constraint import Constraint
 from cvxpy.expressions.expression import Expression
 from cvxpy.problems.objective import Minimize
 
-from cvxprox.batch import StackedStructuredProgram, signature, stackable
+from cvxprox.batch import StackedStructuredProgram, signature, stackable, weight_entries
 from cvxprox.compile import solve_program
 from cvxprox.ir import StructuredProgram
 from cvxprox.options import SolverOptions
-from cvxprox.prox import GroupL2, Norm2
 from cvxprox.reductions.affine import NotStructured
 from cvxprox.reductions.structure import Lowered, StructureLowering
 from cvxprox.structured_adjoint import DIFFERENTIABLE_FUNCTIONS, StructuredAdjoint
@@ -154,7 +153,7 @@ class StructuredRoute:
         arguments = self._arguments(lowered)
         routes = self._parameter_routes(arguments, first, lowered)
         self.argument_ids = {pid for pid, r in routes.items() if r == "argument"}
-        self.arguments = self._arguments_with(arguments, routes)
+        self.arguments = self._arguments_with(arguments, self.argument_ids)
         self.probes = self._probes(first, lowered, routes)
 
     def _lower(self, values: list[np.ndarray]) -> Lowered:
@@ -249,9 +248,8 @@ class StructuredRoute:
         z = evaluate(expr, leaves).detach().numpy().reshape(-1, order="F")
         return sign * (z if rows is None else z[rows])
 
-    def _arguments_with(self, arguments: dict, routes: dict[int, str]) -> list[_Argument]:
-        """The arguments that contain a parameter of the "argument" route."""
-        ids = {pid for pid, r in routes.items() if r == "argument"}
+    def _arguments_with(self, arguments: dict, ids: set[int]) -> list[_Argument]:
+        """The arguments that contain a parameter of the "argument" route (``ids``)."""
         out = []
         for term, (source, sign, rows) in sorted(arguments.items()):
             expr = _expression(source)
@@ -394,12 +392,10 @@ class StructuredRoute:
 
     def _variables(self, xs: np.ndarray) -> dict[int, torch.Tensor]:
         """Each variable's block of (B, n) as a (B, *var.shape) tensor."""
-        out = {}
-        for var in self.layout.variables:
-            start = self.layout.offsets[var.id]
-            block = xs[:, start : start + var.size].reshape((-1, *var.shape), order="F")
-            out[var.id] = torch.from_numpy(np.ascontiguousarray(block))
-        return out
+        return {
+            vid: torch.from_numpy(np.ascontiguousarray(block))
+            for vid, block in self.layout.split_batch(xs).items()
+        }
 
 
 @contextmanager
@@ -428,39 +424,22 @@ def _close(a: np.ndarray, b: np.ndarray) -> bool:
     )
 
 
-def _same_function(f0: Any, f1: Any) -> bool:
-    """The same kind of function with the same weights and other attributes."""
+def _same_function(f0: Any, f1: Any, ignore: tuple[str, ...] = ()) -> bool:
+    """The same kind of function with the same attributes (weights included unless
+    ``ignore`` names them)."""
     a, b = vars(f0), vars(f1)
+    keys = a.keys() - set(ignore)
     return (
         type(f0) is type(f1)
         and a.keys() == b.keys()
-        and all(np.array_equal(np.asarray(a[key]), np.asarray(b[key])) for key in a)
+        and all(np.array_equal(np.asarray(a[key]), np.asarray(b[key])) for key in keys)
     )
-
-
-def _weights(function: Any) -> np.ndarray | None:
-    """A function's weights, one entry per weight: per group (GroupL2), one (Norm2), or
-    per entry (separable functions); None for indicators."""
-    weight = getattr(function, "weight", None)
-    if weight is None:
-        return None
-    if isinstance(function, GroupL2):
-        count = function.groups
-    elif isinstance(function, Norm2):
-        count = 1
-    else:
-        count = function.size
-    return np.broadcast_to(np.asarray(weight, dtype=np.float64), (count,))
 
 
 def _check_probe(base: StructuredProgram, moved: StructuredProgram, param: cp.Parameter) -> None:
     """A probed parameter may move operators, constants and weights, nothing else."""
     for t0, t1 in zip(base.terms, moved.terms, strict=True):
-        extra0 = {k: v for k, v in vars(t0.function).items() if k not in ("weight", "size")}
-        extra1 = {k: v for k, v in vars(t1.function).items() if k not in ("weight", "size")}
-        if any(
-            not np.array_equal(np.asarray(extra0[k]), np.asarray(extra1.get(k))) for k in extra0
-        ):
+        if not _same_function(t0.function, t1.function, ignore=("weight",)):
             raise RouteUnavailable(
                 f"parameter {param.name()} changes the shape of {t0.function.describe()}"
             )
@@ -482,5 +461,5 @@ def _probe_derivative(
         total += float(y[i] @ (t1.residual(u_x) - t0.residual(u_x) - d_b))
         total += float(u_v[i] @ (t1.residual(x) - t0.residual(x)))
         if q[i] is not None:
-            total -= float(q[i] @ (_weights(t1.function) - _weights(t0.function)))
+            total -= float(q[i] @ (weight_entries(t1.function) - weight_entries(t0.function)))
     return total
