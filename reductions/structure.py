@@ -191,6 +191,10 @@ class StructureLowering:
             extra = [k for k, v in var.attributes.items() if v and k not in _KEPT_ATTRIBUTES]
             if extra:
                 raise NotStructured(f"variable {var.name()} has attribute {extra[0]!r}")
+        # Constraints are checked before any lowering: a cone-only constraint is found
+        # without paying for the objective's operators.
+        for con in problem.constraints:
+            _check_constraint(con)
         self.problem = problem
         self.layout = VariableLayout(problem.variables())
         self.affine = AffineLowering(self.layout)
@@ -437,19 +441,15 @@ class StructureLowering:
 
         Returns (term, None, dual norm exponent), or None for other constraints.
         """
-        if not isinstance(con, Inequality):
+        if not _is_ball(con):
             return None
         lhs, rhs = con.args
-        if not rhs.is_constant() or rhs.size != 1 or lhs.size != 1:
-            return None
         if isinstance(lhs, norm1):
             ball, dual = L1Ball, np.inf
         elif isinstance(lhs, norm_inf):
             ball, dual = LinfBall, 1.0
-        elif isinstance(lhs, Pnorm) and lhs.axis is None and float(lhs.p) == 2:
-            ball, dual = L2Ball, 2.0
         else:
-            return None
+            ball, dual = L2Ball, 2.0
         radius = float(np.asarray(rhs.value).reshape(-1)[0])
         if radius < 0:
             raise NotStructured(f"a norm bounded by a negative number ({con})")
@@ -458,18 +458,13 @@ class StructureLowering:
         return self._add_term(ball(part.size, radius), part, label), None, dual
 
     def _constraint(self, con: object) -> tuple[int, np.ndarray | None]:
-        """The term of an affine constraint: its index and the rows it keeps."""
+        """The term of an affine constraint (``_check_constraint`` passed): its index and
+        the rows it keeps."""
         if isinstance(con, (Equality, ZeroConstraint)):
-            expr = con.expr
-            if not expr.is_affine():
-                raise NotStructured("an equality constraint that is not affine")
-            part = self._lower(expr)
+            part = self._lower(con.expr)
             return self._add_term(Zero(part.size), part, f"constraint {con.id} (==)"), None
         if isinstance(con, (Inequality, NonPos, NonNeg)):
-            expr = con.args[0] if isinstance(con, NonNeg) else con.expr
-            if not expr.is_affine():
-                raise NotStructured(f"a nonlinear inequality ({con})")
-            part = self._lower(expr)
+            part = self._lower(_inequality_expr(con))
             if not isinstance(con, NonNeg):
                 part = scale(part, -1.0)
             # Entries u + inf >= 0 (a bound at infinity) hold for every x.
@@ -531,3 +526,51 @@ def _broadcast_weight(weight: float | np.ndarray, arg: Expression, parent: Expre
     if arg.size == 1:
         return float(w.sum())
     raise NotStructured("a sum with broadcasting inside a weighted term")
+
+
+def _inequality_expr(con: Inequality | NonPos | NonNeg) -> Expression:
+    """The expression an inequality constrains: ``lhs - rhs <= 0``, ``u <= 0`` or ``u >= 0``."""
+    return con.args[0] if isinstance(con, NonNeg) else con.expr
+
+
+def _is_ball(con: object) -> bool:
+    """Whether ``con`` has the form ``norm(u) <= r`` that ``_ball`` makes a ball term."""
+    if not isinstance(con, Inequality):
+        return False
+    lhs, rhs = con.args
+    if not rhs.is_constant() or rhs.size != 1 or lhs.size != 1:
+        return False
+    if isinstance(lhs, Pnorm):
+        return lhs.axis is None and float(lhs.p) == 2
+    return isinstance(lhs, (norm1, norm_inf))
+
+
+def _check_constraint(con: object) -> None:
+    """Raise NotStructured unless ``con`` is a ball, an affine equality or an affine
+    inequality."""
+    if _is_ball(con):
+        return
+    if isinstance(con, (Equality, ZeroConstraint)):
+        if not con.expr.is_affine():
+            raise NotStructured("an equality constraint that is not affine")
+    elif isinstance(con, (Inequality, NonPos, NonNeg)):
+        if not _inequality_expr(con).is_affine():
+            atoms = ", ".join(_nonlinear_atoms(_inequality_expr(con)))
+            raise NotStructured(f"a nonlinear inequality (constraint {con.id}, of {atoms})")
+    else:
+        raise NotStructured(f"a {type(con).__name__} constraint")
+
+
+def _nonlinear_atoms(expr: Expression) -> list[str]:
+    """Names of the innermost non-affine atoms of ``expr`` (printing the constraint
+    itself would format every constant in it)."""
+    names: set[str] = set()
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        inner = [a for a in e.args if not a.is_affine()]
+        if inner:
+            stack.extend(inner)
+        elif not e.is_affine():
+            names.add(type(e).__name__)
+    return sorted(names)

@@ -161,6 +161,23 @@ def test_unrecognized_parts_are_named(prob: cp.Problem, reason: str) -> None:
         StructureLowering(prob).lower()
 
 
+def test_cone_only_constraints_are_found_before_lowering() -> None:
+    # The constraint check runs when the lowering is built, so a problem whose
+    # constraints need cones costs no operator construction; the reason names the atom
+    # rather than printing the constraint's data.
+    big = np.arange(6000.0).reshape(1000, 6)
+    prob = cp.Problem(
+        cp.Minimize(cp.sum_squares(big @ x) + cp.norm1(x)),
+        [cp.abs(x) <= 1, cp.sum(big @ x) + cp.norm(x) <= 5],
+    )
+    with pytest.raises(NotStructured, match=r"nonlinear inequality \(constraint \d+, of abs\)"):
+        StructureLowering(prob)
+    prob = cp.Problem(cp.Minimize(cp.norm1(x)), [cp.sum(big @ x) + cp.norm(x) <= 5])
+    with pytest.raises(NotStructured, match="of Pnorm") as err:
+        StructureLowering(prob)
+    assert "5999" not in str(err.value)
+
+
 def test_auto_keeps_structure_where_it_pays_off() -> None:
     rng = np.random.default_rng(2)
     M, y = rng.standard_normal((30, 10)), rng.standard_normal(30)
