@@ -31,6 +31,7 @@ from cvxprox.algorithms.base import SolveResult
 from cvxprox.compile import solve_program
 from cvxprox.options import SolverOptions
 from cvxprox.reductions import ConeProgToProx, ParamProxProgram
+from cvxprox.reductions.cone_form import cone_form
 from cvxprox.reductions.dispatch import (
     ParamStructuredProgram,
     ProxOrCone,
@@ -40,6 +41,7 @@ from cvxprox.reductions.dispatch import (
 NAME = "NABLAPROX"
 PROGRAM = "prox_program"
 LOWERED = "lowered"
+CONE_FORM = "cone_form"
 STRUCTURE = "structure"
 UNSET = "unset_parameters"
 
@@ -101,13 +103,18 @@ class NablaProx(ConicSolver):
     def apply(self, problem: ParamConeProg | ParamStructuredProgram) -> tuple[dict, dict]:
         if isinstance(problem, ParamStructuredProgram):
             lowered = problem.apply_parameters()
+            inverse = {LOWERED: lowered}
+            program = lowered.program
+            if problem.cones:
+                inverse[CONE_FORM] = cone_form(program)
+                program = inverse[CONE_FORM].program
             data = {
-                PROGRAM: lowered.program,
+                PROGRAM: program,
                 LOWERED: lowered,
                 STRUCTURE: self.structure,
                 s.PARAM_PROB: problem,
             }
-            return data, {LOWERED: lowered}
+            return data, inverse
         problem, data, inv_data = self._prepare_data_and_inv_data(problem)
         data[STRUCTURE] = self.structure
         unset = [p.name() for p in problem.parameters if p.value is None]
@@ -163,7 +170,8 @@ class NablaProx(ConicSolver):
             s.EXTRA_STATS: _extra_stats(result),
         }
         if LOWERED in inverse_data:
-            return structured_solution(inverse_data[LOWERED], result, attr)
+            form = inverse_data.get(CONE_FORM)
+            return structured_solution(inverse_data[LOWERED], result, attr, form)
         dual_vars = None
         if result.y is not None:
             # IR duals lie in the polar cone; CVXPY's lie in the dual cone.

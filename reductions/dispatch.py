@@ -23,6 +23,7 @@ from cvxpy.reductions.solution import Solution
 
 from cvxprox.options import STRUCTURE_MODES
 from cvxprox.reductions.affine import NotStructured
+from cvxprox.reductions.cone_form import CONE_FUNCTIONS, ConeForm
 from cvxprox.reductions.structure import STRUCTURED_ATOMS, Lowered, StructureLowering
 
 
@@ -38,11 +39,17 @@ class ParamStructuredProgram:
     lowering : StructureLowering
     lowered : Lowered
         The lowering at the current parameter values.
+    cones : bool
+        Solve the lowering's cone form (its structure does not pay off, but building
+        the cones from it is faster than CVXPY's canonicalization).
     """
 
-    def __init__(self, lowering: StructureLowering, lowered: Lowered) -> None:
+    def __init__(self, lowering: StructureLowering, lowered: Lowered, cones: bool = False) -> None:
         self.lowering = lowering
         self._current: Lowered | None = lowered
+        #: Whether the solver gets the lowering's cone form (``reductions/cone_form.py``)
+        #: instead of the structured program.
+        self.cones = cones
 
     def apply_parameters(self) -> Lowered:
         """The Lowered program at the parameters' current values."""
@@ -89,15 +96,19 @@ class ProxOrCone(Reduction):
     def apply(self, problem: Problem) -> tuple[object, object]:
         lowered = self._try_structure(problem)
         if lowered is not None:
-            lowering, result = lowered
-            return ParamStructuredProgram(lowering, result), StructuredInverse(self.reason)
+            lowering, result, cones = lowered
+            return (
+                ParamStructuredProgram(lowering, result, cones),
+                StructuredInverse(self.reason),
+            )
         inverses = []
         for reduction in self.cone_reductions:
             problem, inverse = reduction.apply(problem)
             inverses.append(inverse)
         return problem, inverses
 
-    def _try_structure(self, problem: Problem) -> tuple[StructureLowering, Lowered] | None:
+    def _try_structure(self, problem: Problem) -> tuple[StructureLowering, Lowered, bool] | None:
+        """The lowering, and whether its cone form is to be solved; None for CVXPY's cones."""
         if self.structure == "never":
             self.reason = "cones: option structure='never'"
             return None
@@ -117,9 +128,12 @@ class ProxOrCone(Reduction):
                 "cones: no convolution, smooth-plus-one-prox form, TV/l2/Huber/logistic "
                 "term (l1, hinge, entropy and linear models converge faster as cones)"
             )
-            return None
+            if not all(isinstance(t.function, CONE_FUNCTIONS) for t in lowered.program.terms):
+                return None
+            self.reason += "; built from the structured lowering"
+            return lowering, lowered, True
         self.reason = "structure kept: every term has a prox"
-        return lowering, lowered
+        return lowering, lowered, False
 
     def update_parameters(self, problem: Problem) -> None:
         for reduction in self.cone_reductions:
@@ -135,17 +149,21 @@ class ProxOrCone(Reduction):
         return solution
 
 
-def structured_solution(lowered: Lowered, result: object, attr: dict) -> Solution:
-    """A CVXPY Solution from a structured SolveResult.
+def structured_solution(
+    lowered: Lowered, result: object, attr: dict, form: ConeForm | None = None
+) -> Solution:
+    """A CVXPY Solution from the SolveResult of a structured program or its cone form.
 
-    Variable values are the blocks of x; each constraint's dual comes from its term's y
-    (``ConstraintTerm.dual`` has the sign conventions).
+    Variable values are the blocks of x (the first ``form.n`` entries for a cone form);
+    each constraint's dual comes from its term's y (``ConstraintTerm.dual`` has the sign
+    conventions), read from the rows that hold the term.
     """
     if result.status not in s.SOLUTION_PRESENT:
         return Solution(result.status, _failure_value(result.status), {}, {}, attr)
-    primal = lowered.layout.split(result.x)
+    x = result.x if form is None else result.x[: form.n]
+    primal = lowered.layout.split(x)
     duals = {}
-    slices = _term_slices(lowered)
+    slices = _term_slices(lowered) if form is None else form.term_rows
     for con in lowered.constraints:
         y = result.y[slices[con.term]] if con.term >= 0 else np.zeros(0)
         duals[con.constraint_id] = con.dual(y)
