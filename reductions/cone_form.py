@@ -11,7 +11,8 @@ written as cones over x and epigraph variables t, r, with u = A x - b:
     w max(u, 0)  (Pos)              t - u >= 0, t >= 0,            cost w't
     w u log u    (NegEntropy)       (t_i, u_i, 1) in K_exp,        cost -w't
     w u'u        (SumSquares)       r - u = 0,  1/2 r'(2 diag(w)) r;
-                                    when A selects distinct entries of x, directly
+    w u'Qu       (Quadratic)        r - u = 0,  1/2 r'(2 w Q) r; for both, when A
+                                    selects distinct entries of x, directly
                                     1/2 x'Px + c'x + offset
 
 (the exponential cone in CVXPY's order: y exp(x/y) <= z, so (t, u, 1) in K_exp is
@@ -28,10 +29,10 @@ import scipy.sparse as sp
 
 from cvxprox.cones import Cone, ExpCone, NonnegCone, ZeroCone
 from cvxprox.ir import ProxProgram, ProxTerm, StructuredProgram
-from cvxprox.prox import NegEntropy, Nonneg, Norm1, Pos, SumSquares, Zero
+from cvxprox.prox import NegEntropy, Nonneg, Norm1, Pos, Quadratic, SumSquares, Zero
 
 #: The functions ``cone_form`` writes as cones.
-CONE_FUNCTIONS = (Zero, Nonneg, Norm1, Pos, NegEntropy, SumSquares)
+CONE_FUNCTIONS = (Zero, Nonneg, Norm1, Pos, NegEntropy, SumSquares, Quadratic)
 
 
 @dataclass
@@ -120,10 +121,8 @@ def cone_form(program: StructuredProgram) -> ConeForm | None:
     n = program.n
     rows = _Rows(n)
     c = program.c.astype(np.float64, copy=True)
-    offset = float(program.offset)
-    p_x = np.zeros(n)
+    quad = _Quadratics()
     c_aux: list[np.ndarray] = []
-    p_aux: list[np.ndarray] = []
     term_rows: list[slice | None] = []
     for term in program.terms:
         f, k, b = term.function, term.size, np.asarray(term.b, dtype=np.float64)
@@ -133,20 +132,28 @@ def cone_form(program: StructuredProgram) -> ConeForm | None:
             term_rows.append(rows.add(A, b, cone))
             continue
         term_rows.append(None)
+        if isinstance(f, (SumSquares, Quadratic)):
+            # w u'Qu with u = A x - b: on a selection of x directly, else through r = u.
+            Q = f.Q * f.weight if isinstance(f, Quadratic) else np.broadcast_to(f.weight, (k,))
+            cols = _selection(A)
+            if cols is None:
+                r = rows.new_aux(k)
+                c_aux.append(np.zeros(k))
+                rows.add_epigraph(-A, -b, ZeroCone(k), r)
+                cols, b = n + r + np.arange(k), np.zeros(k)
+            quad.add(cols, Q, b, c)
+            continue
         w = np.broadcast_to(np.asarray(f.weight, dtype=np.float64), (k,))
+        t = rows.new_aux(k)
         if isinstance(f, (Norm1, Pos)):
-            t = rows.new_aux(k)
             c_aux.append(w)
-            p_aux.append(np.zeros(k))
             rows.add_epigraph(-A, -b, NonnegCone(k), t)
             if isinstance(f, Norm1):
                 rows.add_epigraph(A, b, NonnegCone(k), t)
             else:
                 rows.add_epigraph(sp.coo_array((k, n)), np.zeros(k), NonnegCone(k), t)
-        elif isinstance(f, NegEntropy):
-            t = rows.new_aux(k)
+        else:  # NegEntropy
             c_aux.append(-w)
-            p_aux.append(np.zeros(k))
             # Rows 3i, 3i + 1, 3i + 2: t_i, A_i x - b_i and the constant 1 (= 0 x - (-1)).
             coo = A.tocoo()
             A3 = sp.csr_array((coo.data, (3 * coo.row + 1, coo.col)), shape=(3 * k, n))
@@ -154,20 +161,45 @@ def cone_form(program: StructuredProgram) -> ConeForm | None:
             b3[1::3] = b
             b3[2::3] = -1.0
             rows.add(A3, b3, ExpCone(k), (3 * np.arange(k), t + np.arange(k), np.ones(k)))
-        else:  # SumSquares
-            cols = _selection(A)
-            if cols is not None:
-                p_x[cols] += 2.0 * w
-                c[cols] -= 2.0 * w * b
-                offset += float(np.sum(w * b * b))
-            else:
-                r = rows.new_aux(k)
-                c_aux.append(np.zeros(k))
-                p_aux.append(2.0 * w)
-                rows.add_epigraph(-A, -b, ZeroCone(k), r)
     A_all, b_all, terms = rows.assemble()
-    p_diag = np.concatenate([p_x, *p_aux]) if p_aux else p_x
-    P = sp.diags_array(p_diag, format="csc") if np.any(p_diag) else None
-    c_all = np.concatenate([c, *c_aux]) if c_aux else c
-    cone_program = ProxProgram(c=c_all, A=A_all, b=b_all, terms=terms, P=P, offset=offset)
+    c_all = np.concatenate([c, *c_aux])
+    cone_program = ProxProgram(
+        c=c_all,
+        A=A_all,
+        b=b_all,
+        terms=terms,
+        P=quad.matrix(c_all.size),
+        offset=float(program.offset) + quad.offset,
+    )
     return ConeForm(cone_program, n, term_rows)
+
+
+class _Quadratics:
+    """The entries of P, and the linear and constant parts, of sums of w (u - b)'Q(u - b)
+    over selected entries u = v[cols] of the cone program's variable."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.offset = 0.0
+
+    def add(self, cols: np.ndarray, Q: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+        """Add (v[cols] - b)'Q(v[cols] - b) for Q a matrix or a diagonal (1-D); c[:n]
+        receives the linear part of x's entries (cols below n)."""
+        Qb = Q * b if Q.ndim == 1 else Q @ b
+        self.offset += float(b @ Qb)
+        inside = cols < c.size
+        c[cols[inside]] -= 2.0 * Qb[inside]
+        if Q.ndim == 1:
+            self.entries.append((cols, cols, 2.0 * Q))
+        else:
+            i, j = np.meshgrid(cols, cols, indexing="ij")
+            self.entries.append((i.ravel(), j.ravel(), 2.0 * Q.ravel()))
+
+    def matrix(self, size: int) -> sp.csc_array | None:
+        """P (size x size), or None when there is no quadratic part."""
+        if not self.entries:
+            return None
+        i, j, v = (np.concatenate(parts) for parts in zip(*self.entries, strict=True))
+        if not np.any(v):
+            return None
+        return sp.csc_array((v, (i, j)), shape=(size, size))

@@ -5,6 +5,7 @@ function with a cheap proximal operator (``cvxprox.prox``) and A an operator
 (``reductions/affine.py``):
 
     norm1 / abs sums -> Norm1          sum_squares, quad_over_lin(., c), square sums -> SumSquares
+    quad_form(., Q), Q constant -> Quadratic
     norm2, pnorm(2), norm(., "fro") -> Norm2       norm_inf -> NormInf
     huber sums -> Huber                pos / maximum(., c) sums -> Pos
     norm(., 2, axis) sums, mixed_norm, 2-D tv -> GroupL2 (isotropic TV)
@@ -40,6 +41,7 @@ from cvxpy.atoms.elementwise.power import Power
 from cvxpy.atoms.norm1 import norm1
 from cvxpy.atoms.norm_inf import norm_inf
 from cvxpy.atoms.pnorm import Pnorm
+from cvxpy.atoms.quad_form import QuadForm
 from cvxpy.atoms.quad_over_lin import quad_over_lin
 from cvxpy.constraints import Equality, Inequality, NonNeg, NonPos
 from cvxpy.constraints import Zero as ZeroConstraint
@@ -67,6 +69,7 @@ from cvxprox.prox import (
     NormInf,
     Pos,
     ProxFunction,
+    Quadratic,
     SumSquares,
     Zero,
 )
@@ -83,6 +86,8 @@ from cvxprox.reductions.affine import (
     scale,
 )
 
+# quad_form(u, Q) keeps Q as a dense matrix up to this many entries of u.
+_QUAD_FORM_MAX = 2000
 # Variable attributes the structured form represents (as Nonneg terms).
 _KEPT_ATTRIBUTES = ("nonneg", "nonpos", "bounds")
 # Atoms whose presence makes the structured form worth trying under structure="auto".
@@ -99,6 +104,7 @@ STRUCTURED_ATOMS = (
     convolve,
     conv2d,
     fourier_sample,
+    QuadForm,
 )
 # Functions that make the structured form pay off on their own (see keeps_structure).
 _STRUCTURED_FUNCTIONS = (GroupL2, Norm2, Huber, Logistic, TV1D)
@@ -315,6 +321,8 @@ class StructureLowering:
             return self._pnorm
         if isinstance(expr, quad_over_lin):
             return self._quad_over_lin
+        if isinstance(expr, QuadForm):
+            return self._quad_form
         if isinstance(expr, Power) and float(expr.p.value) == 2:
             return lambda e, w: self._elementwise(SumSquares, e.args[0], w)
         simple = {abs_atom: Norm1, logistic: Logistic}
@@ -334,6 +342,22 @@ class StructureLowering:
         if not denom.is_constant() or float(denom.value) <= 0:
             raise NotStructured("quad_over_lin with a non-constant denominator")
         self._norm(SumSquares, expr.args[0], w / float(denom.value))
+
+    def _quad_form(self, expr: QuadForm, w: np.ndarray) -> None:
+        """quad_form(u, Q) with a constant dense Q (positive semidefinite: the problem is
+        DCP). A sparse Q takes CVXPY's canonicalization, which keeps it sparse."""
+        arg, matrix = expr.args
+        if not matrix.is_constant():
+            raise NotStructured("quad_form with a non-constant matrix")
+        if arg.size > _QUAD_FORM_MAX:
+            raise NotStructured(f"quad_form of more than {_QUAD_FORM_MAX} entries")
+        Q = matrix.value
+        if hasattr(Q, "toarray"):
+            raise NotStructured("quad_form with a sparse matrix")
+        Q = np.asarray(Q, dtype=np.float64)
+        part = self._lower(arg)
+        weight = float(w.reshape(-1)[0])
+        self._add_term(Quadratic(Q.reshape(part.size, part.size), weight), part, "quad_form")
 
     def _norm1(self, expr: norm1, w: np.ndarray) -> None:
         """||arg||_1; of a 1-D first difference of a variable (``tv(x)``, ``norm1(diff(x))``)

@@ -5,6 +5,7 @@ built from the lowering, with the same answers as Clarabel."""
 import cvxpy as cp
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import cvxprox
 from cvxprox.ir import ProxProgram
@@ -16,6 +17,8 @@ RNG = np.random.default_rng(7)
 M = RNG.standard_normal((40, 12))
 y = RNG.standard_normal(40)
 labels = np.sign(RNG.standard_normal(40))
+_G = RNG.standard_normal((12, 3))
+SIGMA = _G @ _G.T / 10 + np.diag(RNG.uniform(0.01, 0.05, 12))
 w = cp.Variable(12, name="w")
 s = cp.Variable(name="s")
 
@@ -38,6 +41,16 @@ def _models() -> dict[str, cp.Problem]:
         "entropy": cp.Problem(
             cp.Maximize(cp.sum(cp.entr(w))),
             [cp.sum(w) == 1, F @ w <= 0.1],
+        ),
+        # quad_form with a dense Q on the variable itself (P on x) and on an affine
+        # expression (an epigraph block r with P_rr = 2Q).
+        "portfolio": cp.Problem(
+            cp.Maximize(RNG.normal(0.05, 0.03, 12) @ w - 2.0 * cp.quad_form(w, SIGMA)),
+            [cp.sum(w) == 1, w >= 0],
+        ),
+        "quad_form_of_affine": cp.Problem(
+            cp.Minimize(cp.quad_form(M[:6] @ w - 1, SIGMA[:6, :6]) + 0.1 * cp.norm1(w)),
+            [w >= -0.5],
         ),
         # Elementwise weights on abs and a shifted least-squares term.
         "weighted": cp.Problem(
@@ -108,6 +121,11 @@ def test_infeasible_cone_form_is_certified() -> None:
     assert cvxprox.compile(prob).reduction.endswith("built from the structured lowering")
     prob.solve(solver="NABLAPROX")
     assert prob.status == cp.INFEASIBLE
+
+
+def test_sparse_quad_form_keeps_cvxpys_canonicalization() -> None:
+    prob = cp.Problem(cp.Minimize(cp.quad_form(w, sp.csc_array(SIGMA))), [cp.sum(w) == 1])
+    assert cvxprox.compile(prob).reduction == "cones: quad_form with a sparse matrix"
 
 
 def test_terms_without_a_small_cone_form_keep_the_old_routes() -> None:

@@ -33,6 +33,7 @@ from cvxprox.prox import (
     NormInf,
     Pos,
     ProxFunction,
+    Quadratic,
     Simplex,
     SumSquares,
     Zero,
@@ -50,6 +51,10 @@ LOWER = np.array([-1.0, -np.inf, 0.0, -2.0, 0.5, -np.inf, -0.3, 1.0])
 UPPER = np.array([1.0, 0.5, np.inf, -1.0, 0.5, np.inf, 2.0, 3.0])
 C_KL = np.array([0.5, 1.0, 2.0, 0.1, 3.0, 1.0, 0.7, 5.0])
 GROUP_W = np.array([1.0, 0.0, 2.5, 0.4])
+_F = _rng.standard_normal((M, 5))
+# Rank 5: positive semidefinite and singular; unit spectral norm, so that t w ||Q|| is the
+# scale the optimality checks measure against.
+Q_PSD = _F @ _F.T / np.linalg.norm(_F, 2) ** 2
 
 
 @dataclass
@@ -108,6 +113,7 @@ CASES = [
         lambda u: (sum(GROUP_W[g] * cp.norm(u[2 * g : 2 * g + 2], 2) for g in range(4)), []),
     ),
     Case("tv1d", lambda: TV1D(M, 0.6), lambda u: (0.6 * cp.tv(u), [])),
+    Case("quad_form", lambda: Quadratic(Q_PSD, 0.8), lambda u: (0.8 * cp.quad_form(u, Q_PSD), [])),
     Case("logistic_w", lambda: Logistic(M, W_ARRAY), lambda u: (W_ARRAY @ cp.logistic(u), [])),
     Case(
         "neg_entropy",
