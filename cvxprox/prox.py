@@ -317,6 +317,14 @@ class _Separable(ProxFunction):
         return _weighted_name(self.name, self.weight)
 
 
+class _ScalarWeighted(ProxFunction):
+    """Base of f(v) = w g(v) with one weight w >= 0 for the whole vector."""
+
+    def __init__(self, m: int, weight: float = 1.0) -> None:
+        self.size = _size(m)
+        self.weight = _scalar(weight, "weight")
+
+
 # --------------------------------------------------------------------------------------------
 # Indicators
 # --------------------------------------------------------------------------------------------
@@ -753,7 +761,7 @@ class Pos(_Separable):
         return np.clip(self._vector(v), 0.0, self.weight)
 
 
-class Norm2(ProxFunction):
+class Norm2(_ScalarWeighted):
     """f(v) = w ||v||_2; prox is block soft thresholding, prox_conj the projection onto the
     ball of radius w.
 
@@ -762,10 +770,6 @@ class Norm2(ProxFunction):
     m : int
     weight : float, >= 0
     """
-
-    def __init__(self, m: int, weight: float = 1.0) -> None:
-        self.size = _size(m)
-        self.weight = _scalar(weight, "weight")
 
     def __call__(self, v: np.ndarray) -> float:
         return self.weight * float(np.linalg.norm(self._vector(v)))
@@ -781,7 +785,7 @@ class Norm2(ProxFunction):
         return _weighted_name("norm2", self.weight)
 
 
-class NormInf(ProxFunction):
+class NormInf(_ScalarWeighted):
     """f(v) = w ||v||_inf; its conjugate is the indicator of the l1 ball of radius w.
 
     By Moreau, prox(v) = v - P(v) with P the projection onto the l1 ball of radius t w,
@@ -792,10 +796,6 @@ class NormInf(ProxFunction):
     m : int
     weight : float, >= 0
     """
-
-    def __init__(self, m: int, weight: float = 1.0) -> None:
-        self.size = _size(m)
-        self.weight = _scalar(weight, "weight")
 
     def __call__(self, v: np.ndarray) -> float:
         return self.weight * float(np.max(np.abs(self._vector(v))))
@@ -863,7 +863,7 @@ class GroupL2(ProxFunction):
         return _weighted_name(f"group_l2({self.group_size})", self.weight)
 
 
-class TV1D(ProxFunction):
+class TV1D(_ScalarWeighted):
     """f(v) = w sum_{i<m-1} |v_{i+1} - v_i|: the (anisotropic) total variation of a signal.
 
     The prox, argmin_u t w TV(u) + 1/2 ||u - v||^2, is exact: Condat's direct method
@@ -878,10 +878,6 @@ class TV1D(ProxFunction):
     m : int
     weight : float, >= 0
     """
-
-    def __init__(self, m: int, weight: float = 1.0) -> None:
-        self.size = _size(m)
-        self.weight = _scalar(weight, "weight")
 
     def __call__(self, v: np.ndarray) -> float:
         return self.weight * float(np.sum(np.abs(np.diff(self._vector(v)))))

@@ -62,15 +62,15 @@ class _Rows:
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.blocks: list[tuple[sp.csr_array, tuple | None, np.ndarray, Cone]] = []
+        self.blocks: list[tuple[sp.csr_array, tuple | None, np.ndarray, Cone, slice]] = []
         self.m = 0
         self.n_aux = 0
 
     def add(self, A: sp.csr_array, b: np.ndarray, cone: Cone, aux: tuple | None = None) -> slice:
         """Rows A x + T t - b in cone; their slice."""
-        self.blocks.append((A, aux, b, cone))
         rows = slice(self.m, self.m + b.size)
-        self.m += b.size
+        self.blocks.append((A, aux, b, cone, rows))
+        self.m = rows.stop
         return rows
 
     def add_epigraph(self, A: sp.csr_array, b: np.ndarray, cone: Cone, t: int) -> None:
@@ -85,25 +85,24 @@ class _Rows:
 
     def assemble(self) -> tuple[sp.csc_array, np.ndarray, list[ProxTerm]]:
         """One CSC matrix [A_x T] from the blocks' nonzeros (a single COO conversion)."""
-        rows, cols, vals, terms, start = [], [], [], [], 0
-        for A, aux, b, cone in self.blocks:
+        rows, cols, vals, terms = [], [], [], []
+        for A, aux, _, cone, block in self.blocks:
             coo = A.tocoo()
-            rows += [coo.row + start]
+            rows += [coo.row + block.start]
             cols += [coo.col]
             vals += [coo.data]
             if aux is not None:
-                rows += [aux[0] + start]
+                rows += [aux[0] + block.start]
                 cols += [aux[1] + self.n]
                 vals += [aux[2]]
-            terms.append(ProxTerm(cone, slice(start, start + b.size)))
-            start += b.size
-        shape = (start, self.n + self.n_aux)
+            terms.append(ProxTerm(cone, block))
+        shape = (self.m, self.n + self.n_aux)
         if not rows:
             return sp.csc_array(shape), np.zeros(0), terms
         A_all = sp.csc_array(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape
         )
-        return A_all, np.concatenate([b for _, _, b, _ in self.blocks]), terms
+        return A_all, np.concatenate([block[2] for block in self.blocks]), terms
 
 
 def _selection(A: sp.csr_array) -> np.ndarray | None:
@@ -114,9 +113,14 @@ def _selection(A: sp.csr_array) -> np.ndarray | None:
     return cols if np.unique(cols).size == cols.size else None
 
 
+def has_cone_form(program: StructuredProgram) -> bool:
+    """Whether every term's function is one ``cone_form`` writes as cones."""
+    return all(isinstance(t.function, CONE_FUNCTIONS) for t in program.terms)
+
+
 def cone_form(program: StructuredProgram) -> ConeForm | None:
-    """The cone program of ``program``, or None when a term is not in CONE_FUNCTIONS."""
-    if not all(isinstance(t.function, CONE_FUNCTIONS) for t in program.terms):
+    """The cone program of ``program``, or None when it has no cone form."""
+    if not has_cone_form(program):
         return None
     n = program.n
     rows = _Rows(n)

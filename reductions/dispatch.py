@@ -23,7 +23,7 @@ from cvxpy.reductions.solution import Solution
 
 from cvxprox.options import STRUCTURE_MODES
 from cvxprox.reductions.affine import NotStructured
-from cvxprox.reductions.cone_form import CONE_FUNCTIONS, ConeForm
+from cvxprox.reductions.cone_form import ConeForm, has_cone_form
 from cvxprox.reductions.structure import STRUCTURED_ATOMS, Lowered, StructureLowering
 
 
@@ -128,7 +128,7 @@ class ProxOrCone(Reduction):
                 "cones: no convolution, smooth-plus-one-prox form, TV/l2/Huber/logistic "
                 "term (l1, hinge, entropy and linear models converge faster as cones)"
             )
-            if not all(isinstance(t.function, CONE_FUNCTIONS) for t in lowered.program.terms):
+            if not has_cone_form(lowered.program):
                 return None
             self.reason += "; built from the structured lowering"
             return lowering, lowered, True

@@ -487,20 +487,19 @@ class StructureLowering:
         if isinstance(con, (Equality, ZeroConstraint)):
             part = self._lower(con.expr)
             return self._add_term(Zero(part.size), part, f"constraint {con.id} (==)"), None
-        if isinstance(con, (Inequality, NonPos, NonNeg)):
-            part = self._lower(_inequality_expr(con))
-            if not isinstance(con, NonNeg):
-                part = scale(part, -1.0)
-            # Entries u + inf >= 0 (a bound at infinity) hold for every x.
-            rows = None
-            if np.any(part.const == np.inf):
-                rows = np.flatnonzero(part.const != np.inf)
-                part = gather(part, rows)
-            label = f"constraint {con.id} ({'>=' if isinstance(con, NonNeg) else '<='})"
-            if part.size == 0:
-                return -1, rows
-            return self._add_term(Nonneg(part.size), part, label), rows
-        raise NotStructured(f"a {type(con).__name__} constraint")
+        # An inequality (Inequality, NonPos or NonNeg).
+        part = self._lower(_inequality_expr(con))
+        if not isinstance(con, NonNeg):
+            part = scale(part, -1.0)
+        # Entries u + inf >= 0 (a bound at infinity) hold for every x.
+        rows = None
+        if np.any(part.const == np.inf):
+            rows = np.flatnonzero(part.const != np.inf)
+            part = gather(part, rows)
+        label = f"constraint {con.id} ({'>=' if isinstance(con, NonNeg) else '<='})"
+        if part.size == 0:
+            return -1, rows
+        return self._add_term(Nonneg(part.size), part, label), rows
 
     def _attributes(self, var: object) -> None:
         """nonneg, nonpos and bounds attributes as Nonneg terms."""
