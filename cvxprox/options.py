@@ -33,12 +33,22 @@ class SolverOptions:
     eps_infeas : float
         Tolerance of the infeasibility and unboundedness certificates.
     max_iters : int
-        Iteration limit; reaching it gives an ``*_inaccurate`` status. The compiled
-        ADMM iteration costs microseconds on small problems, so the default (1e6) lets
-        slowly converging problems finish; ``time_limit`` bounds the wall time.
+        Iteration limit. The compiled ADMM iteration costs microseconds on small
+        problems, so the default (1e6) lets slowly converging problems finish;
+        ``time_limit`` bounds the wall time.
     time_limit : float
-        Wall-clock limit in seconds (``inf``: none); reaching it gives an
-        ``*_inaccurate`` status.
+        Wall-clock limit in seconds (``inf``: none).
+
+        When either limit stops a run, the status is that of the best iterate seen
+        (smallest normalized KKT error ``max(residual / tolerance)`` over the primal
+        residual, dual residual and gap): ``optimal`` if its polished point passes all
+        three tests (LPs and QPs), ``infeasible_inaccurate``/``unbounded_inaccurate``
+        if the last iterates give a certificate at the loose tolerance 1e-6,
+        ``optimal_inaccurate`` if its normalized KKT error is at most
+        ``min(1e3, 1e-3 / max(eps_abs, eps_rel))`` (at least 1: residuals within 1e3
+        times the tolerances, but no looser than tolerances of 1e-3), and CVXPY's
+        ``user_limit`` otherwise; the best iterate is the solution returned.
+        ``solver_stats.extra_stats["limit"]`` names the limit.
     algorithm : {"auto", "admm", "pdhg", "ladmm", "hqs", "fista"}
         ``auto`` picks from the problem's structure. Cone programs run ADMM or PDHG;
         structured programs (``cvxprox.reductions.structure``) run ADMM, linearized

@@ -208,6 +208,7 @@ def _extra_stats(result: SolveResult) -> dict:
             dual_residual=result.kkt.dual,
             duality_gap=result.kkt.gap,
             dual_objective=result.kkt.dual_objective,
+            kkt_error=result.kkt.normalized,
         )
     return stats
 

@@ -276,7 +276,7 @@ def test_fista_applies_rejects_constraints_and_two_nonsmooth_terms() -> None:
 def test_fista_limit_and_warm_start() -> None:
     program, *_ = _lasso()
     limited = _solve(FISTA, program, max_iters=3)
-    assert limited.status == cp.OPTIMAL_INACCURATE
+    assert limited.status == cp.USER_LIMIT and limited.info["limit"] == "max_iters"
     assert limited.x is not None and limited.iterations == 3
     cold = _solve(FISTA, program)
     assert cold.status == cp.OPTIMAL
@@ -332,7 +332,7 @@ def test_ladmm_optimality_inclusions() -> None:
 def test_ladmm_limit_and_warm_start() -> None:
     program, _, _ = _tv1d()
     limited = _solve(LinearizedADMM, program, max_iters=3)
-    assert limited.status == cp.OPTIMAL_INACCURATE
+    assert limited.status == cp.USER_LIMIT and limited.info["limit"] == "max_iters"
     assert limited.x is not None and limited.iterations == 3
     cold = _solve(LinearizedADMM, program)
     perturbed = _perturbed(program, 0)

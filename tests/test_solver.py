@@ -213,11 +213,12 @@ def test_warm_start_fewer_iterations() -> None:
     assert warm < cold
 
 
-def test_iteration_limit_is_inaccurate() -> None:
+def test_iteration_limit_is_a_user_limit() -> None:
     prob, _ = _lp(2, m=60, n=40)
     prob.solve(solver="NABLAPROX", max_iters=3)
-    assert prob.status == cp.OPTIMAL_INACCURATE
+    assert prob.status == cp.USER_LIMIT
     assert prob.solver_stats.num_iters == 3
+    assert prob.solver_stats.extra_stats["limit"] == "max_iters"
     assert prob.value is not None
 
 
@@ -226,7 +227,7 @@ def test_iteration_limit_is_inaccurate() -> None:
 def test_tiny_iteration_limits(max_iters: int, algorithm: str) -> None:
     prob, _, w = _portfolio(seed=1)
     prob.solve(solver="NABLAPROX", max_iters=max_iters, algorithm=algorithm)
-    assert prob.status in (cp.OPTIMAL_INACCURATE, cp.OPTIMAL)
+    assert prob.status in (cp.USER_LIMIT, cp.OPTIMAL_INACCURATE, cp.OPTIMAL)
     assert prob.solver_stats.num_iters <= max_iters
     assert w.value is not None
 
@@ -244,10 +245,11 @@ def test_lp_continues_with_pdhg_after_the_admm_budget() -> None:
         assert stats.num_iters > stats.extra_stats["admm_iterations"]
 
 
-def test_time_limit_is_inaccurate() -> None:
+def test_time_limit_is_a_user_limit() -> None:
     prob, _ = _lp(2, m=60, n=40)
     prob.solve(solver="NABLAPROX", time_limit=1e-9, check_every=1)
-    assert prob.status == cp.OPTIMAL_INACCURATE
+    assert prob.status == cp.USER_LIMIT
+    assert prob.solver_stats.extra_stats["limit"] == "time_limit"
 
 
 def test_verbose_prints_header_and_table(capsys: pytest.CaptureFixture) -> None:

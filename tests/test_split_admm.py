@@ -220,10 +220,11 @@ def test_warm_start_takes_fewer_iterations() -> None:
     assert warm.iterations < cold.iterations
 
 
-def test_iteration_limit_is_inaccurate() -> None:
+def test_iteration_limit_is_a_user_limit() -> None:
     program, _ = _lasso(40, 120, lam=2.0)
     result = _solve(program, max_iters=5)
-    assert result.status == s.OPTIMAL_INACCURATE
+    assert result.status == s.USER_LIMIT
+    assert result.info["limit"] == "max_iters"
     assert result.iterations == 5
     assert result.x is not None and result.kkt is not None
 

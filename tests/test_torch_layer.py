@@ -363,7 +363,7 @@ def test_iteration_limit_warns():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         layer(*_tensors(values))
-    assert any("optimal_inaccurate" in str(w.message) for w in caught)
+    assert any("'user_limit' after 2 iterations" in str(w.message) for w in caught)
 
 
 @pytest.mark.parametrize("make", PROBLEMS, ids=lambda f: f.__name__)

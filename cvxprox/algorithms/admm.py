@@ -23,6 +23,7 @@ to infeasibility and unboundedness certificates when the problem has no solution
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import cvxpy.settings as s
 import numpy as np
@@ -32,6 +33,7 @@ from cvxprox.algorithms.anderson import AndersonAcceleration
 from cvxprox.algorithms.base import (
     Algorithm,
     BestIterate,
+    ConeLimit,
     IterationLog,
     KKTChecker,
     SolveResult,
@@ -149,9 +151,9 @@ class ADMM(Algorithm):
                 (opts.alpha, _SIGMA, _AA_SAFEGUARD, accelerate),
             )
             if not accepted:  # the check's iteration was a rejected extrapolation
-                if time.perf_counter() - t0 > opts.time_limit:
-                    break
-                continue
+                if it < opts.max_iters and time.perf_counter() - t0 <= opts.time_limit:
+                    continue
+                loop.undo_rejected(checker.project)  # a run ends with a check
             f, w, z_next = loop.f, loop.w, loop.z_next
             _flush_tiny(f)
             x, v = f[:n], f[n:]
@@ -209,18 +211,19 @@ class ADMM(Algorithm):
         return finish(
             status,
             cert,
-            (None if err is None else (xu, zu, yu), err),
+            None if err is None else ((xu, zu, yu), err),
             best,
-            polisher,
-            (
+            opts,
+            (self.name, it, solve_time, setup_time),
+            info,
+            log,
+            {"rho": rho},
+            ConeLimit(
+                polisher,
                 scaling.unscale_x(dx) if dx is not None else None,
                 scaling.unscale_y(dy) if dy is not None else None,
                 scaling.unscale_x(loop.w[:n]),
             ),
-            (self.name, it, solve_time, setup_time),
-            info,
-            {"rho": rho},
-            log,
         )
 
 
@@ -298,6 +301,15 @@ class _Loop:
     def rejected(self) -> int:
         """How many extrapolated points were rejected."""
         return int(self._istate[REJECTED])
+
+    def undo_rejected(self, project: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Make the last accepted image w the point to check, after a call that ended on a
+        rejected extrapolation: f = w, z_next = Pi_K(w_v) (``project``), y/rho = w_v -
+        z_next, so that the differences x - w_x and y - rho y_over_rho are zero."""
+        n = self._n
+        self.f[:] = self.w
+        self.z_next[:] = project(self.w[n:])
+        self.y_over_rho[:] = self.w[n:] - self.z_next
 
     def restart(self, v: np.ndarray) -> None:
         """Continue from x = f_x and a new v (after a penalty change)."""

@@ -48,13 +48,8 @@ import time
 import cvxpy.settings as s
 import numpy as np
 
-from cvxprox.algorithms.base import Algorithm, BestIterate, IterationLog, SolveResult
-from cvxprox.algorithms.structured import (
-    StackedTerms,
-    StructuredChecker,
-    TermLayout,
-    structured_result,
-)
+from cvxprox.algorithms.base import Algorithm, BestIterate, IterationLog, SolveResult, finish
+from cvxprox.algorithms.structured import StackedTerms, StructuredChecker, TermLayout
 from cvxprox.algorithms.xupdate import norm_estimate
 from cvxprox.ir import OperatorTerm, StructuredProgram
 from cvxprox.linops import Gather, Identity
@@ -268,16 +263,19 @@ class FISTA(Algorithm):
 
         if err is not None and logged != it:
             log.row(it, err, 1.0 / L)
-        if status is None:
-            status, point, err = s.OPTIMAL_INACCURATE, best.point, best.kkt
         solve_time = time.perf_counter() - t0
         info = {"restarts": restarts, "backtracks": backtracks, "step": 1.0 / L, "lipschitz": L}
-        result = structured_result(
-            status, point, err, (self.name, it, solve_time, setup_time), info
+        return finish(
+            status,
+            None,
+            (point, err) if status is not None else None,
+            best,
+            opts,
+            (self.name, it, solve_time, setup_time),
+            info,
+            log,
+            {"lipschitz": L},
         )
-        result.info["warm_start"]["lipschitz"] = L
-        log.footer(result)
-        return result
 
     @staticmethod
     def _point(

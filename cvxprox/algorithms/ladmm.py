@@ -74,9 +74,9 @@ from dataclasses import dataclass
 import cvxpy.settings as s
 import numpy as np
 
-from cvxprox.algorithms.base import Algorithm, BestIterate, IterationLog, SolveResult
+from cvxprox.algorithms.base import Algorithm, BestIterate, IterationLog, SolveResult, finish
 from cvxprox.algorithms.fista import PermutedTerm, TermGroup
-from cvxprox.algorithms.structured import StructuredChecker, TermLayout, structured_result
+from cvxprox.algorithms.structured import StructuredChecker, TermLayout
 from cvxprox.ir import StructuredProgram
 
 # Step rule: 1/tau - sigma ||K~||^2 >= _BETA L_h, eta shrunk by _STEP_SAFETY (M stays
@@ -333,8 +333,6 @@ class LinearizedADMM(Algorithm):
 
         if err is not None and logged != it:
             log.row(it, err, tau)
-        if status is None:
-            status, point, err = s.OPTIMAL_INACCURATE, best.point, best.kkt
         solve_time = time.perf_counter() - t0
         info = {
             "restarts": restarts,
@@ -344,12 +342,17 @@ class LinearizedADMM(Algorithm):
             "sigma": sigma,
             "lipschitz": split.L_h,
         }
-        result = structured_result(
-            status, point, err, (self.name, it, solve_time, setup_time), info
+        return finish(
+            status,
+            None,
+            (point, err) if status is not None else None,
+            best,
+            opts,
+            (self.name, it, solve_time, setup_time),
+            info,
+            log,
+            {"primal_weight": omega},
         )
-        result.info["warm_start"]["primal_weight"] = omega
-        log.footer(result)
-        return result
 
 
 def _primal_weight_floor(norm_K2: float, L_h: float) -> float:

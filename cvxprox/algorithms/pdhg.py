@@ -72,6 +72,7 @@ import scipy.sparse as sp
 from cvxprox.algorithms.base import (
     Algorithm,
     BestIterate,
+    ConeLimit,
     IterationLog,
     KKTChecker,
     KKTError,
@@ -341,14 +342,14 @@ class PDHG(Algorithm):
         return finish(
             status,
             cert,
-            (None if err is None else (xu, zu, yu), err),
+            None if err is None else ((xu, zu, yu), err),
             best,
-            polisher,
-            (dx, dy, xu),
+            opts,
             (self.name, it, solve_time, setup_time),
             info,
-            {"primal_weight": omega},
             log,
+            {"primal_weight": omega},
+            ConeLimit(polisher, dx, dy, xu),
         )
 
 

@@ -86,8 +86,8 @@ import time
 import cvxpy.settings as s
 import numpy as np
 
-from cvxprox.algorithms.base import Algorithm, BestIterate, IterationLog, KKTError, SolveResult
-from cvxprox.algorithms.structured import StructuredChecker, TermLayout, structured_result
+from cvxprox.algorithms.base import Algorithm, BestIterate, IterationLog, SolveResult, finish
+from cvxprox.algorithms.structured import StructuredChecker, TermLayout
 from cvxprox.algorithms.xupdate import (
     SIGMA_RTOL,
     NormalOperator,
@@ -248,8 +248,9 @@ class SplitSetup:
 
     def unbounded_result(self, name: str, direction: np.ndarray, t0: float) -> SolveResult:
         """UNBOUNDED with the direction of the unused variables."""
-        elapsed = time.perf_counter() - t0
-        return SolveResult(s.UNBOUNDED, direction, None, None, name, 0, 0.0, elapsed)
+        timing = (name, 0, 0.0, time.perf_counter() - t0)
+        log = IterationLog(self.opts.verbose)
+        return finish(s.UNBOUNDED, direction, None, BestIterate(), self.opts, timing, {}, log)
 
     def warm_point(
         self, warm: dict | None
@@ -412,7 +413,17 @@ class StructuredADMM(Algorithm):
             "sigma": sigma,
         }
         timing = (self.name, it, time.perf_counter() - t0, setup_time)
-        return _finish(status, cert, last, kkt, best, timing, info, setup.per_term_rho(rho), log)
+        return finish(
+            status,
+            cert,
+            (last, kkt) if status == s.OPTIMAL else None,
+            best,
+            opts,
+            timing,
+            info,
+            log,
+            {"rho": setup.per_term_rho(rho)},
+        )
 
 
 class HQS(Algorithm):
@@ -489,7 +500,16 @@ class HQS(Algorithm):
             "sigma": sigma,
         }
         timing = (self.name, it, time.perf_counter() - t0, setup_time)
-        return _finish(status, None, last, kkt, best, timing, info, None, log)
+        return finish(
+            status,
+            None,
+            (last, kkt) if status == s.OPTIMAL else None,
+            best,
+            opts,
+            timing,
+            info,
+            log,
+        )
 
 
 class FarkasTest:
@@ -597,34 +617,6 @@ def _balance_ratios(
         if primal > 0 and dual > 0:
             ratios[pos] = np.clip(np.sqrt(primal / dual), 1.0 / _ADAPT_STEP, _ADAPT_STEP)
     return ratios
-
-
-def _finish(
-    status: str | None,
-    cert: np.ndarray | None,
-    last: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-    kkt: KKTError | None,
-    best: BestIterate,
-    timing: tuple[str, int, float, float],
-    info: dict,
-    rho: np.ndarray | None,
-    log: IterationLog,
-) -> SolveResult:
-    """The SolveResult: optimal at the last point, infeasible with the certificate, or
-    (a limit was reached) optimal_inaccurate at the best point seen."""
-    if status == s.INFEASIBLE:
-        name, iterations, solve_time, setup_time = timing
-        result = SolveResult(
-            status, None, None, cert, name, iterations, solve_time, setup_time, None, info
-        )
-    elif status == s.OPTIMAL:
-        result = structured_result(status, last, kkt, timing, info)
-    else:
-        result = structured_result(s.OPTIMAL_INACCURATE, best.point, best.kkt, timing, info)
-    if rho is not None and "warm_start" in result.info:
-        result.info["warm_start"]["rho"] = rho
-    log.footer(result)
-    return result
 
 
 def _unused_variables(program: StructuredProgram, weights: dict[int, object]) -> np.ndarray:

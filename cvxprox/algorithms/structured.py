@@ -1,4 +1,4 @@
-"""What the algorithms for StructuredPrograms share: stacked products, residuals, results.
+"""What the algorithms for StructuredPrograms share: stacked products and residuals.
 
 A StructuredProgram (``cvxprox.ir``) is ``minimize c'x + sum_i f_i(A_i x - b_i)``. Its
 iterates are x (n,), and z, y (m,) stacked over the terms in order (term i owns the rows
@@ -23,10 +23,9 @@ grow with the number of variables.
 
 from __future__ import annotations
 
-import cvxpy.settings as s
 import numpy as np
 
-from cvxprox.algorithms.base import KKTError, SolveResult
+from cvxprox.algorithms.base import KKTError
 from cvxprox.ir import OperatorTerm, StructuredProgram
 from cvxprox.options import SolverOptions
 
@@ -146,26 +145,6 @@ class StructuredChecker:
             if not term.function.is_indicator:
                 value += term.function(Ax[rows] - term.b)
         return value
-
-
-def structured_result(
-    status: str,
-    point: tuple[np.ndarray, np.ndarray, np.ndarray],
-    kkt: KKTError,
-    timing: tuple[str, int, float, float],
-    info: dict,
-) -> SolveResult:
-    """The SolveResult of a structured solve; ``timing`` = (algorithm, iterations, solve, setup).
-
-    ``status`` is optimal or optimal_inaccurate (a limit was reached: ``point`` is then
-    the best iterate seen). The point is kept for ``warm_start``.
-    """
-    name, iterations, solve_time, setup_time = timing
-    x, z, y = point
-    result = SolveResult(status, x, z, y, name, iterations, solve_time, setup_time, kkt, info)
-    if status in (s.OPTIMAL, s.OPTIMAL_INACCURATE):
-        result.info["warm_start"] = {"x": x, "z": z, "y": y}
-    return result
 
 
 def _inf_norm(v: np.ndarray) -> float:

@@ -1,0 +1,192 @@
+"""Statuses at iteration and time limits, on both routes.
+
+Every model of CVXPY's conformance helpers that ``test_conformance.py`` runs, and a few
+structured-route models, are solved with ``max_iters`` = 1, ..., 60 and with a tiny
+``time_limit``. Whatever the limit, a solve returns (no exception) with a truthful
+status: ``optimal`` only with the objective of Clarabel (tight tolerances) to 1e-4
+relative; ``optimal_inaccurate`` or ``user_limit`` with variable values and the limit
+named in ``solver_stats.extra_stats["limit"]``; a certificate status only for a problem
+that has no solution, of the right kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cvxpy as cp
+import cvxpy.settings as s
+import cvxpy.tests.solver_test_helpers as helpers
+import numpy as np
+import pytest
+
+import cvxprox  # noqa: F401  (registers NABLAPROX)
+
+# CVXPY warns on every inaccurate status (user_limit included), which these tests expect.
+pytestmark = pytest.mark.filterwarnings("ignore:Solution may be inaccurate:UserWarning")
+
+TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
+MAX_ITERS = range(1, 61)
+SOLVED = (s.OPTIMAL, s.OPTIMAL_INACCURATE, s.USER_LIMIT)
+# A status that may follow from Clarabel's status of the same problem.
+TRUTHFUL = {
+    s.OPTIMAL: {s.OPTIMAL, s.OPTIMAL_INACCURATE, s.USER_LIMIT},
+    s.INFEASIBLE: {s.INFEASIBLE, s.INFEASIBLE_INACCURATE, s.USER_LIMIT},
+    s.UNBOUNDED: {s.UNBOUNDED, s.UNBOUNDED_INACCURATE, s.USER_LIMIT},
+}
+CERTIFICATES = (s.INFEASIBLE, s.INFEASIBLE_INACCURATE)
+
+
+@dataclass
+class Model:
+    """A problem, the NABLAPROX options it is solved with, and Clarabel's answer."""
+
+    problem: cp.Problem
+    options: dict
+    status: str = ""
+    value: float = np.nan
+
+    def reference(self) -> Model:
+        self.problem.solve(solver="CLARABEL", **TIGHT)
+        self.status, self.value = self.problem.status, self.problem.value
+        return self
+
+
+def _conformance_models() -> dict[str, Callable[[], cp.Problem]]:
+    """The helper models of every continuous test in ``test_conformance.py``."""
+    models = {
+        name: getattr(helpers, name)
+        for name in (
+            "lp_0 lp_1 lp_2 lp_3 lp_4 lp_5 lp_6 lp_bound_attr qp_0 qp_bound_attr socp_0 "
+            "socp_1 socp_2 socp_4 socp_bounds_attr sdp_2 sdp_batched expcone_1 "
+            "expcone_socp_1 sdp_pcp_1 pcp_1 pcp_2 pcp_3"
+        ).split()
+    }
+    models["socp_3ax0"] = lambda: helpers.socp_3(axis=0)
+    models["socp_3ax1"] = lambda: helpers.socp_3(axis=1)
+    models["sdp_1min"] = lambda: helpers.sdp_1("min")
+    models["sdp_1max"] = lambda: helpers.sdp_1("max")
+    return {name: lambda make=make: make().prob for name, make in models.items()}
+
+
+def _infeasible_lp() -> cp.Problem:
+    x = cp.Variable(2)
+    A = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+    return cp.Problem(cp.Minimize(0), [A @ x <= np.array([0.0, 0.0, -1.0])])
+
+
+def _small_qp() -> cp.Problem:
+    x = cp.Variable(3)
+    target = np.array([1.0, 2.0, 3.0])
+    return cp.Problem(cp.Minimize(cp.sum_squares(x - target) + cp.sum(x)), [x >= 0, cp.sum(x) <= 2])
+
+
+def _lasso() -> cp.Problem:
+    rng = np.random.default_rng(0)
+    M = rng.standard_normal((40, 20))
+    b = M @ (rng.standard_normal(20) * (rng.random(20) < 0.3)) + 0.1 * rng.standard_normal(40)
+    x = cp.Variable(20)
+    return cp.Problem(cp.Minimize(cp.sum_squares(M @ x - b) + 2.0 * cp.norm1(x)))
+
+
+def _tv_denoising() -> cp.Problem:
+    rng = np.random.default_rng(1)
+    truth = np.zeros((12, 12))
+    truth[3:9, 4:10] = 1.0
+    noisy = truth + 0.2 * rng.standard_normal(truth.shape)
+    X = cp.Variable(truth.shape)
+    return cp.Problem(cp.Minimize(cp.sum_squares(X - noisy) + 0.5 * cp.tv(X)), [X >= 0, X <= 1])
+
+
+def _hinge() -> cp.Problem:
+    rng = np.random.default_rng(2)
+    A = rng.standard_normal((50, 8))
+    labels = np.sign(A @ rng.standard_normal(8) + 0.3 * rng.standard_normal(50))
+    w, v = cp.Variable(8), cp.Variable()
+    loss = cp.sum(cp.pos(1 - cp.multiply(labels, A @ w - v)))
+    return cp.Problem(cp.Minimize(loss / 50 + 0.1 * cp.sum_squares(w)))
+
+
+STRUCTURED = {
+    "lasso_fista": (_lasso, {"algorithm": "fista"}),
+    "tv_admm": (_tv_denoising, {"algorithm": "admm"}),
+    "tv_ladmm": (_tv_denoising, {"algorithm": "ladmm"}),
+    "tv_hqs": (_tv_denoising, {"algorithm": "hqs"}),
+    "hinge_admm": (_hinge, {"structure": "always", "algorithm": "admm"}),
+}
+CONE = {name: (make, {}) for name, make in _conformance_models().items()}
+CONE |= {
+    "infeasible_lp": (_infeasible_lp, {}),
+    "small_qp": (_small_qp, {}),
+    "small_qp_pdhg": (_small_qp, {"algorithm": "pdhg"}),
+    "lp_5_pdhg": (lambda: helpers.lp_5().prob, {"algorithm": "pdhg"}),
+}
+MODELS = CONE | STRUCTURED
+
+
+def _check(model: Model, limit: dict) -> str:
+    """Solve under ``limit`` and check that the status is truthful; returns the status."""
+    prob = model.problem
+    prob.solve(solver="NABLAPROX", **model.options, **limit)
+    status = prob.status
+    assert status in TRUTHFUL[model.status], (limit, status, model.status)
+    stats = prob.solver_stats
+    if "max_iters" in limit:
+        assert stats.num_iters <= limit["max_iters"]
+    if status == s.OPTIMAL:
+        assert prob.value == pytest.approx(model.value, rel=1e-4, abs=1e-6), limit
+    elif status in SOLVED:
+        assert all(v.value is not None for v in prob.variables()), (limit, status)
+        assert np.isfinite(prob.value)
+        assert stats.extra_stats["limit"] in ("max_iters", "time_limit")
+    elif status in CERTIFICATES:
+        assert all(c.dual_value is not None for c in prob.constraints), (limit, status)
+    return status
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_iteration_limit_gives_a_truthful_status(name: str) -> None:
+    make, options = MODELS[name]
+    model = Model(make(), options).reference()
+    for k in MAX_ITERS:
+        _check(model, {"max_iters": k})
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_tiny_time_limit_gives_a_truthful_status(name: str) -> None:
+    make, options = MODELS[name]
+    model = Model(make(), options).reference()
+    for check_every in (1, 10):
+        _check(model, {"time_limit": 1e-9, "check_every": check_every})
+
+
+def test_user_limit_keeps_the_best_iterate_and_names_the_limit() -> None:
+    prob = _infeasible_lp()
+    prob.solve(solver="NABLAPROX", max_iters=1)
+    assert prob.status == s.USER_LIMIT
+    assert prob.solver_stats.extra_stats["limit"] == "max_iters"
+    assert prob.variables()[0].value is not None
+    prob = _lasso()
+    prob.solve(solver="NABLAPROX", time_limit=1e-9, eps_abs=1e-9, eps_rel=1e-9)
+    assert prob.status == s.USER_LIMIT
+    assert prob.solver_stats.extra_stats["limit"] == "time_limit"
+    assert prob.variables()[0].value is not None
+
+
+def test_optimal_inaccurate_meets_the_loose_tolerance() -> None:
+    """A limit that stops a run near the solution gives optimal_inaccurate, with residuals
+    within 1e3 times the tolerances (normalized KKT error <= loose_factor = 1e3 here)."""
+    prob = _tv_denoising()
+    prob.solve(solver="CLARABEL", **TIGHT)
+    reference = prob.value
+    seen = set()
+    for k in range(20, 400, 20):
+        prob.solve(solver="NABLAPROX", algorithm="ladmm", max_iters=k, eps_abs=1e-8, eps_rel=1e-8)
+        error = prob.solver_stats.extra_stats["kkt_error"]
+        seen.add(prob.status)
+        if prob.status == s.OPTIMAL_INACCURATE:
+            assert 1.0 < error <= 1e3
+            assert prob.value == pytest.approx(reference, rel=1e-3)
+        elif prob.status == s.USER_LIMIT:
+            assert error > 1e3
+    assert {s.OPTIMAL_INACCURATE, s.USER_LIMIT} <= seen
