@@ -73,8 +73,9 @@ class SolverOptions:
         structure pays off (an FFT operator, smooth terms plus one prox, a TV/l2/Huber/
         logistic term; see ``Lowered.keeps_structure``); ``always`` whenever every part
         has a prox term; ``never`` uses cones. It takes effect when CVXPY builds the problem's
-        chain (the first solve); a later solve of the same problem with another value
-        raises an error.
+        chain (the first solve); a later solve of the same problem that omits it keeps
+        it, one with another value raises an error. ``cvxprox.NablaProx(structure=...)``
+        sets it for the solves that use that solver instance.
     """
 
     eps_abs: float = 1e-6

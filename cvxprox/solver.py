@@ -29,7 +29,7 @@ from cvxpy.utilities.psd_utils import TriangleKind
 
 from cvxprox.algorithms.base import SolveResult
 from cvxprox.compile import solve_program
-from cvxprox.options import SolverOptions
+from cvxprox.options import STRUCTURE_MODES, SolverOptions
 from cvxprox.reductions import ConeProgToProx, ParamProxProgram
 from cvxprox.reductions.cone_form import cone_form
 from cvxprox.reductions.dispatch import (
@@ -74,6 +74,10 @@ class NablaProx(ConicSolver):
 
     def __init__(self, structure: str = "auto") -> None:
         super().__init__()
+        if structure not in STRUCTURE_MODES:
+            raise ValueError(
+                f"option 'structure' must be one of {STRUCTURE_MODES}, got {structure!r}"
+            )
         self.structure = structure
         self._lowered: weakref.WeakKeyDictionary[ParamConeProg, ParamProxProgram] = (
             weakref.WeakKeyDictionary()
@@ -143,7 +147,7 @@ class NablaProx(ConicSolver):
             raise ParameterError(
                 f"parameters without a value: {', '.join(data[UNSET])}; assign their values"
             )
-        if options.structure != data[STRUCTURE]:
+        if "structure" in solver_opts and options.structure != data[STRUCTURE]:
             raise ValueError(
                 f"option structure={options.structure!r} differs from the one this problem was "
                 "compiled with (it takes effect on a problem's first solve); build a new "

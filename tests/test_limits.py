@@ -1,4 +1,4 @@
-"""Statuses at iteration and time limits, on both routes.
+"""Statuses at iteration and time limits, on both routes, and the solver interface's edges.
 
 Every model of CVXPY's conformance helpers that ``test_conformance.py`` runs, and a few
 structured-route models, are solved with ``max_iters`` = 1, ..., 60 and with a tiny
@@ -6,7 +6,8 @@ structured-route models, are solved with ``max_iters`` = 1, ..., 60 and with a t
 status: ``optimal`` only with the objective of Clarabel (tight tolerances) to 1e-4
 relative; ``optimal_inaccurate`` or ``user_limit`` with variable values and the limit
 named in ``solver_stats.extra_stats["limit"]``; a certificate status only for a problem
-that has no solution, of the right kind.
+that has no solution, of the right kind. A NablaProx instance's ``structure`` is the
+one its solves use.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import cvxpy.tests.solver_test_helpers as helpers
 import numpy as np
 import pytest
 
-import cvxprox  # noqa: F401  (registers NABLAPROX)
+import cvxprox
+from cvxprox.ir import ProxProgram, StructuredProgram
+from cvxprox.solver import PROGRAM
 
 # CVXPY warns on every inaccurate status (user_limit included), which these tests expect.
 pytestmark = pytest.mark.filterwarnings("ignore:Solution may be inaccurate:UserWarning")
@@ -190,3 +193,28 @@ def test_optimal_inaccurate_meets_the_loose_tolerance() -> None:
         elif prob.status == s.USER_LIMIT:
             assert error > 1e3
     assert {s.OPTIMAL_INACCURATE, s.USER_LIMIT} <= seen
+
+
+@pytest.mark.parametrize("structure", ["auto", "always", "never"])
+def test_solver_instance_structure_is_honoured(structure: str) -> None:
+    prob = _tv_denoising()
+    prob.solve(solver="CLARABEL", **TIGHT)
+    reference = prob.value
+    solver = cvxprox.NablaProx(structure=structure)
+    data, _, _ = prob.get_problem_data(solver=solver)
+    kind = ProxProgram if structure == "never" else StructuredProgram
+    assert isinstance(data[PROGRAM], kind)
+    for _ in range(2):  # the first solve and a re-solve with the cached chain
+        prob.solve(solver=solver, eps_abs=1e-8, eps_rel=1e-8)
+        assert prob.status == s.OPTIMAL
+        assert prob.value == pytest.approx(reference, rel=1e-5)
+    with pytest.raises(ValueError, match="differs from the one this problem was compiled"):
+        other = "never" if structure != "never" else "always"
+        prob.solve(solver=solver, structure=other)
+
+
+def test_structure_option_is_kept_for_later_solves_that_omit_it() -> None:
+    prob = _tv_denoising()
+    prob.solve(solver="NABLAPROX", structure="never")
+    prob.solve(solver="NABLAPROX")
+    assert prob.status == s.OPTIMAL
