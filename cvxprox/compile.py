@@ -7,6 +7,7 @@ from functools import cache
 from typing import Any
 
 import cvxpy as cp
+from cvxpy.error import ParameterError
 from threadpoolctl import ThreadpoolController
 
 from cvxprox.algorithms.admm import ADMM
@@ -173,12 +174,19 @@ def compile(problem: cp.Problem, **options: Any) -> CompiledProblem:  # noqa: A0
 
     Returns an inspectable CompiledProblem: its repr lists the IR terms (function,
     operator, shape), the reduction taken, the chosen algorithm and why. Options are
-    validated as for ``solve``.
+    validated as for ``solve``; a parameter without a value raises a ParameterError that
+    names it.
     """
     from cvxprox.reductions.dispatch import ProxOrCone  # noqa: PLC0415
     from cvxprox.solver import NAME, PROGRAM  # noqa: PLC0415
 
     opts = SolverOptions.from_kwargs(options)
+    unset = sorted(p.name() for p in problem.parameters() if p.value is None)
+    if unset:
+        raise ParameterError(
+            f"parameters without a value: {', '.join(unset)}; cvxprox.compile builds the "
+            "program at the parameters' values, so assign them first"
+        )
     # A new Problem over the same expressions: CVXPY caches a problem's chain on its
     # first compilation, and the options here may differ from those of earlier solves.
     fresh = cp.Problem(problem.objective, problem.constraints)

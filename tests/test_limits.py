@@ -7,7 +7,7 @@ status: ``optimal`` only with the objective of Clarabel (tight tolerances) to 1e
 relative; ``optimal_inaccurate`` or ``user_limit`` with variable values and the limit
 named in ``solver_stats.extra_stats["limit"]``; a certificate status only for a problem
 that has no solution, of the right kind. A NablaProx instance's ``structure`` is the
-one its solves use.
+one its solves use; ``cvxprox.compile`` names the parameters that have no value.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import cvxpy.settings as s
 import cvxpy.tests.solver_test_helpers as helpers
 import numpy as np
 import pytest
+from cvxpy.error import ParameterError
 
 import cvxprox
 from cvxprox.ir import ProxProgram, StructuredProgram
@@ -218,3 +219,19 @@ def test_structure_option_is_kept_for_later_solves_that_omit_it() -> None:
     prob.solve(solver="NABLAPROX", structure="never")
     prob.solve(solver="NABLAPROX")
     assert prob.status == s.OPTIMAL
+
+
+@pytest.mark.parametrize("make", [_small_qp, _tv_denoising], ids=["cones", "structured"])
+def test_compile_names_parameters_without_values(make: Callable[[], cp.Problem]) -> None:
+    base = make()
+    target = cp.Parameter(name="target")
+    weight = cp.Parameter(nonneg=True, name="weight")
+    x = base.variables()[0]
+    prob = cp.Problem(
+        cp.Minimize(base.objective.expr + weight * cp.sum_squares(x - target)), base.constraints
+    )
+    with pytest.raises(ParameterError, match="without a value: target, weight"):
+        cvxprox.compile(prob)
+    target.value, weight.value = 0.5, 1.0
+    compiled = cvxprox.compile(prob)
+    assert compiled.program.n >= x.size
