@@ -4,9 +4,10 @@ Every model of CVXPY's conformance helpers that ``test_conformance.py`` runs, an
 structured-route models, are solved with ``max_iters`` = 1, ..., 60 and with a tiny
 ``time_limit``. Whatever the limit, a solve returns (no exception) with a truthful
 status: ``optimal`` only with the objective of Clarabel (tight tolerances) to 1e-4
-relative; ``optimal_inaccurate`` or ``user_limit`` with variable values and the limit
-named in ``solver_stats.extra_stats["limit"]``; a certificate status only for a problem
-that has no solution, of the right kind. A NablaProx instance's ``structure`` is the
+relative; ``optimal_inaccurate`` (with the objective to 1e-2) or ``user_limit`` with
+variable values and the limit named in ``solver_stats.extra_stats["limit"]``; a
+certificate status only for a problem that has no solution, of the right kind. Each
+solve starts cold (``warm_start=False``), so that ``max_iters`` counts every iteration. A NablaProx instance's ``structure`` is the
 one its solves use; ``cvxprox.compile`` names the parameters that have no value.
 """
 
@@ -131,7 +132,7 @@ MODELS = CONE | STRUCTURED
 def _check(model: Model, limit: dict) -> str:
     """Solve under ``limit`` and check that the status is truthful; returns the status."""
     prob = model.problem
-    prob.solve(solver="NABLAPROX", **model.options, **limit)
+    prob.solve(solver="NABLAPROX", warm_start=False, **model.options, **limit)
     status = prob.status
     assert status in TRUTHFUL[model.status], (limit, status, model.status)
     stats = prob.solver_stats
@@ -140,6 +141,8 @@ def _check(model: Model, limit: dict) -> str:
     if status == s.OPTIMAL:
         assert prob.value == pytest.approx(model.value, rel=1e-4, abs=1e-6), limit
     elif status in SOLVED:
+        if status == s.OPTIMAL_INACCURATE:  # residuals within 1e3 of the 1e-6 tolerances
+            assert prob.value == pytest.approx(model.value, rel=1e-2, abs=1e-2), limit
         assert all(v.value is not None for v in prob.variables()), (limit, status)
         assert np.isfinite(prob.value)
         assert stats.extra_stats["limit"] in ("max_iters", "time_limit")
@@ -185,7 +188,14 @@ def test_optimal_inaccurate_meets_the_loose_tolerance() -> None:
     reference = prob.value
     seen = set()
     for k in range(20, 400, 20):
-        prob.solve(solver="NABLAPROX", algorithm="ladmm", max_iters=k, eps_abs=1e-8, eps_rel=1e-8)
+        prob.solve(
+            solver="NABLAPROX",
+            algorithm="ladmm",
+            max_iters=k,
+            eps_abs=1e-8,
+            eps_rel=1e-8,
+            warm_start=False,
+        )
         error = prob.solver_stats.extra_stats["kkt_error"]
         seen.add(prob.status)
         if prob.status == s.OPTIMAL_INACCURATE:
