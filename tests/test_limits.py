@@ -7,8 +7,9 @@ status: ``optimal`` only with the objective of Clarabel (tight tolerances) to 1e
 relative; ``optimal_inaccurate`` (with the objective to 1e-2) or ``user_limit`` with
 variable values and the limit named in ``solver_stats.extra_stats["limit"]``; a
 certificate status only for a problem that has no solution, of the right kind. Each
-solve starts cold (``warm_start=False``), so that ``max_iters`` counts every iteration. A NablaProx instance's ``structure`` is the
-one its solves use; ``cvxprox.compile`` names the parameters that have no value.
+solve starts cold (``warm_start=False``), so that ``max_iters`` counts every iteration.
+A NablaProx instance's ``structure`` is the one its solves use; ``cvxprox.compile``
+names the parameters that have no value.
 """
 
 from __future__ import annotations
@@ -245,3 +246,12 @@ def test_compile_names_parameters_without_values(make: Callable[[], cp.Problem])
     target.value, weight.value = 0.5, 1.0
     compiled = cvxprox.compile(prob)
     assert compiled.program.n >= x.size
+
+
+def test_zero_absolute_tolerance_on_zero_data() -> None:
+    """eps_abs = 0 with zero data makes a tolerance 0; a zero residual still passes."""
+    x = cp.Variable(2)
+    prob = cp.Problem(cp.Minimize(0), [x >= 0])
+    prob.solve(solver="NABLAPROX", eps_abs=0.0, eps_rel=1e-6)
+    assert prob.status == s.OPTIMAL
+    assert np.all(x.value >= 0)

@@ -72,9 +72,12 @@ class KKTError:
 
     @property
     def normalized(self) -> float:
-        """max of residual / tolerance: below 1 means converged."""
+        """max of residual / tolerance: below 1 means converged (a tolerance of 0, from
+        eps_abs = 0 and zero data, counts a zero residual as 0 and any other as inf)."""
         return max(
-            self.primal / self.primal_tol, self.dual / self.dual_tol, self.gap / self.gap_tol
+            _ratio(self.primal, self.primal_tol),
+            _ratio(self.dual, self.dual_tol),
+            _ratio(self.gap, self.gap_tol),
         )
 
 
@@ -453,6 +456,12 @@ class BestIterate:
         if self.kkt is None or score < self._score:
             self.kkt, self._score = kkt, score
             self.point = (x.copy(), z.copy(), y.copy())
+
+
+def _ratio(residual: float, tolerance: float) -> float:
+    if tolerance > 0:
+        return residual / tolerance
+    return 0.0 if residual == 0 else math.inf
 
 
 def _inf_norm(v: np.ndarray) -> float:
