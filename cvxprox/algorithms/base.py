@@ -152,7 +152,7 @@ class ConeLimit:
     ) -> tuple[str, tuple[Point, KKTError] | None, np.ndarray | None] | None:
         """(OPTIMAL, polished point, None), (*_INACCURATE, None, certificate) or None."""
         polisher = self.polisher
-        if polisher.enabled and best.point is not None:
+        if polisher.enabled:
             polished = polisher.attempt(iterations, best.point[1], best.point[2])
             if polished is not None:
                 return s.OPTIMAL, polished, None
