@@ -25,6 +25,7 @@ import pytest
 from cvxpy.error import ParameterError
 
 import cvxprox
+from cvxprox.algorithms.hybrid import ADMM_BUDGET
 from cvxprox.ir import ProxProgram, StructuredProgram
 from cvxprox.solver import PROGRAM
 
@@ -255,3 +256,21 @@ def test_zero_absolute_tolerance_on_zero_data() -> None:
     prob.solve(solver="NABLAPROX", eps_abs=0.0, eps_rel=1e-6)
     assert prob.status == s.OPTIMAL
     assert np.all(x.value >= 0)
+
+
+def test_lp_handed_to_pdhg_keeps_the_better_iterate_of_both_phases() -> None:
+    """An LP that ADMM does not settle within its budget goes on with PDHG from a cold
+    start; when the limit then stops PDHG early, ADMM's better iterate is returned."""
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((80, 60))
+    b = A @ rng.random(60) + rng.random(80)
+    x = cp.Variable(60)
+    prob = cp.Problem(cp.Minimize(rng.standard_normal(60) @ x), [A @ x <= b, cp.abs(x) <= 2])
+    tight = {"eps_abs": 1e-9, "eps_rel": 1e-9, "warm_start": False}
+    prob.solve(solver="NABLAPROX", max_iters=ADMM_BUDGET, **tight)
+    admm = prob.solver_stats.extra_stats
+    prob.solve(solver="NABLAPROX", max_iters=ADMM_BUDGET + 100, **tight)
+    both = prob.solver_stats.extra_stats
+    assert both["algorithm"] == "admm+pdhg" and both["admm_iterations"] == ADMM_BUDGET
+    assert both["kkt_error"] <= admm["kkt_error"]
+    assert prob.status in (s.OPTIMAL_INACCURATE, s.USER_LIMIT)

@@ -43,9 +43,25 @@ class ADMMThenPDHG(Algorithm):
         second = PDHG(self.program, rest, self.warm_start).solve(
             f"taking over after {first.iterations} ADMM iterations"
         )
+        _keep_the_better_point(first, second)
         second.algorithm = self.name
         second.iterations += first.iterations
         second.solve_time += first.solve_time
         second.setup_time += first.setup_time
         second.info["admm_iterations"] = first.iterations
         return second
+
+
+def _keep_the_better_point(first: SolveResult, second: SolveResult) -> None:
+    """When a limit stopped both phases without a certificate, the returned point is the
+    best iterate of both (smaller normalized KKT error), with the status ``finish`` gave
+    it; copied into ``second``."""
+    unsettled = (s.OPTIMAL_INACCURATE, s.USER_LIMIT)
+    if (
+        first.status in unsettled
+        and second.status in unsettled
+        and first.kkt.normalized < second.kkt.normalized
+    ):
+        second.status, second.kkt = first.status, first.kkt
+        second.x, second.z, second.y = first.x, first.z, first.y
+        second.info["warm_start"] = first.info["warm_start"]
