@@ -182,6 +182,11 @@ def test_user_limit_keeps_the_best_iterate_and_names_the_limit() -> None:
     assert prob.variables()[0].value is not None
 
 
+def test_verbose_footer_names_the_limit(capsys: pytest.CaptureFixture) -> None:
+    _infeasible_lp().solve(solver="NABLAPROX", max_iters=1, verbose=True)
+    assert "status: user_limit (max_iters reached)" in capsys.readouterr().out
+
+
 def test_optimal_inaccurate_meets_the_loose_tolerance() -> None:
     """A limit that stops a run near the solution gives optimal_inaccurate, with residuals
     within 1e3 times the tolerances (normalized KKT error <= loose_factor = 1e3 here)."""

@@ -429,8 +429,9 @@ class IterationLog:
             return
         print("-" * 78)
         polished = " (polished)" if result.info.get("polished") else ""
+        limit = f" ({result.info['limit']} reached)" if result.info.get("limit") else ""
         print(
-            f"status: {result.status}{polished}   iterations: {result.iterations}   "
+            f"status: {result.status}{polished}{limit}   iterations: {result.iterations}   "
             f"solve time: {result.solve_time:.3e}s   setup time: {result.setup_time:.3e}s"
         )
         if result.kkt is not None:
