@@ -15,10 +15,11 @@ Conventions follow CVXPY's ``ConicSolver`` row layout for SCS-like solvers: the 
 ordered zero, nonneg, soc, psd, exp, p3d; PSD blocks are "svec" vectors (lower triangle in
 column-major order, off-diagonal entries times sqrt(2)); exponential and power cones are triples.
 
-All cones accept 1-D floating arrays of any namespace supported by ``array_api_compat`` (only
-NumPy is tested), compute in float64 and return the input's floating dtype. Many cones of one kind
-are projected at once with array operations; the iterative exponential- and power-cone projections
-run a safeguarded Newton iteration on all unresolved cones together.
+All cones accept 1-D floating arrays of any namespace supported by ``array_api_compat`` (NumPy,
+torch and CuPy are tested), compute in float64 on the input's device and return the input's
+floating dtype: the PDHG of ``cvxprox.algorithms.pdhg`` projects on its backend's device. Many
+cones of one kind are projected at once with array operations; the iterative exponential- and
+power-cone projections run a safeguarded Newton iteration on all unresolved cones together.
 
 ``Cone.project_derivative`` returns the Jacobian ``DPi_K(v)`` as a SciPy CSR array (NumPy, float64)
 for implicit differentiation. It is symmetric with eigenvalues in ``[0, 1]`` (``Pi_K`` is the
@@ -762,13 +763,18 @@ class ExpCone(Cone):
         return scale, x, y, z, x_bd, in_k, in_polar, face, general
 
     def _roots(self, xp: Any, gx: Array, gy: Array, gz: Array, general: Array) -> Array:
-        """``rho`` for the ``general`` triples ``(gx, gy, gz)``, warm-started from the last."""
-        start = None
+        """``rho`` for the ``general`` triples ``(gx, gy, gz)``, warm-started from the last
+        roots found (kept in the namespace and on the device of the input)."""
+        last = self._last_rho
         if is_numpy_namespace(xp):
-            start = self._last_rho[general]
-        rho = _exp_solve(xp, gx, gy, gz, start)
-        if start is not None:
-            self._last_rho[general] = rho
+            same = type(last) is np.ndarray
+        else:
+            same = array_namespace(last) is xp and device(last) == device(gx)
+        if not same:
+            last = xp.full((self.count,), math.nan, dtype=xp.float64, device=device(gx))
+            self._last_rho = last
+        rho = _exp_solve(xp, gx, gy, gz, last[general])
+        last[general] = rho
         return rho
 
     @_quiet
