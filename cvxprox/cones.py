@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
@@ -197,11 +197,22 @@ def _ray_jacobian(ray: np.ndarray, normal: np.ndarray, kappa: np.ndarray) -> np.
     return ray[:, :, None] * ray[:, None, :] + (f[:, None, None] * u[:, :, None]) * u[:, None, :]
 
 
-def _index(xp: Any, idx: np.ndarray, like: Array) -> Array:
-    """Convert a NumPy integer index array to the namespace and device of ``like``."""
+def _constant(
+    copies: dict, key: Hashable, xp: Any, host: np.ndarray, like: Array, dtype: Any = None
+) -> Array:
+    """The NumPy constant ``host`` (indices, exponents, svec factors) as an array of the
+    namespace and device of ``like`` (and of ``dtype``, if given).
+
+    Copied to a device once per namespace, device and dtype and kept in ``copies`` under
+    ``key``: a projection on a GPU moves no constant from the host.
+    """
     if is_numpy_namespace(xp):
-        return idx
-    return xp.asarray(idx, device=device(like))
+        return host if dtype is None else np.asarray(host, dtype=dtype)
+    where = (key, xp.__name__, str(device(like)), str(dtype))
+    out = copies.get(where)
+    if out is None:
+        out = copies[where] = xp.asarray(host, dtype=dtype, device=device(like))
+    return out
 
 
 def _row_norms(xp: Any, a: Array) -> Array:
@@ -243,6 +254,10 @@ def _svec_layout(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return rows, cols, np.where(off, _SQRT2, 1.0), np.where(off, 1.0 / _SQRT2, 1.0)
 
 
+# The svec layouts' device copies (see _constant), by n.
+_SVEC_COPIES: dict = {}
+
+
 def svec_to_mat(v: Array, n: int) -> Array:
     """Unpack svec vectors into symmetric matrices.
 
@@ -253,8 +268,9 @@ def svec_to_mat(v: Array, n: int) -> Array:
     xp = array_namespace(v)
     rows, cols, _, scale = _svec_layout(n)
     mat = xp.zeros((*v.shape[:-1], n, n), dtype=v.dtype, device=device(v))
-    vals = v * xp.asarray(scale, dtype=v.dtype, device=device(v))
-    rows_i, cols_i = _index(xp, rows, v), _index(xp, cols, v)
+    vals = v * _constant(_SVEC_COPIES, ("unpack", n), xp, scale, v, v.dtype)
+    rows_i = _constant(_SVEC_COPIES, ("rows", n), xp, rows, v)
+    cols_i = _constant(_SVEC_COPIES, ("cols", n), xp, cols, v)
     mat[..., rows_i, cols_i] = vals
     mat[..., cols_i, rows_i] = vals
     return mat
@@ -266,9 +282,11 @@ def mat_to_svec(m: Array) -> Array:
     Only the lower triangle of ``m`` is read. Returns shape ``(..., n(n+1)/2)``.
     """
     xp = array_namespace(m)
-    rows, cols, scale, _ = _svec_layout(m.shape[-1])
-    vals = m[..., _index(xp, rows, m), _index(xp, cols, m)]
-    return vals * xp.asarray(scale, dtype=m.dtype, device=device(m))
+    n = m.shape[-1]
+    rows, cols, scale, _ = _svec_layout(n)
+    rows_i = _constant(_SVEC_COPIES, ("rows", n), xp, rows, m)
+    cols_i = _constant(_SVEC_COPIES, ("cols", n), xp, cols, m)
+    return m[..., rows_i, cols_i] * _constant(_SVEC_COPIES, ("pack", n), xp, scale, m, m.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,6 +426,7 @@ class SecondOrderCone(Cone):
         self.dim = int(self.sizes.sum())
         self._groups = _size_groups(self.sizes, self.sizes)
         self._positions = _block_positions(self.sizes, self.sizes)
+        self._copies: dict = {}  # device copies of the groups' indices (_constant)
 
     @_quiet
     def project(self, v: Array) -> Array:
@@ -418,7 +437,7 @@ class SecondOrderCone(Cone):
             if idx is None:
                 out = xp.reshape(self._project_blocks(xp, xp.reshape(w, (-1, size))), (-1,))
             else:
-                flat = _index(xp, idx.reshape(-1), w)
+                flat = _constant(self._copies, size, xp, idx.reshape(-1), w)
                 proj = self._project_blocks(xp, xp.reshape(w[flat], idx.shape))
                 out[flat] = xp.reshape(proj, (-1,))
         return xp.astype(out, dtype, copy=False)
@@ -508,6 +527,7 @@ class PSDCone(Cone):
         self.dim = int(self._lengths.sum())
         self._groups = _size_groups(self.sizes, self._lengths)
         self._positions = _block_positions(self.sizes, self._lengths)
+        self._copies: dict = {}  # device copies of the groups' indices (_constant)
 
     @_quiet
     def project(self, v: Array) -> Array:
@@ -520,7 +540,7 @@ class PSDCone(Cone):
                     self._project_blocks(xp, xp.reshape(w, (-1, n * (n + 1) // 2)), n), (-1,)
                 )
             else:
-                flat = _index(xp, idx.reshape(-1), w)
+                flat = _constant(self._copies, n, xp, idx.reshape(-1), w)
                 proj = self._project_blocks(xp, xp.reshape(w[flat], idx.shape), n)
                 out[flat] = xp.reshape(proj, (-1,))
         return xp.astype(out, dtype, copy=False)
@@ -1019,6 +1039,7 @@ class PowCone3D(Cone):
         if not np.all((self.alphas > 0) & (self.alphas < 1)):
             raise ValueError("power cone exponents must lie in (0, 1)")
         self.dim = 3 * self.alphas.size
+        self._copies: dict = {}  # device copies of the exponents (_constant)
 
     def _cases(self, xp: Any, w: Array) -> tuple[Array, ...]:
         """Split the float64 vector ``w`` into the projection's cases.
@@ -1026,7 +1047,7 @@ class PowCone3D(Cone):
         Returns ``(scale, alpha, x, y, z, in_k, in_polar, flat, general)``: the max-abs of each
         triple, the exponents, the scaled coordinates and the case masks.
         """
-        alpha = xp.asarray(self.alphas, device=device(w))
+        alpha = _constant(self._copies, "alphas", xp, self.alphas, w)
         trip = xp.reshape(w, (-1, 3))
         scale = xp.max(xp.abs(trip), axis=1)
         unit = trip / xp.where(scale > 0, scale, 1.0)[:, None]
