@@ -9,6 +9,8 @@ at tight tolerance; each cone projection with the NumPy projection to 1e-12.
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from collections.abc import Callable
 
 import cvxpy as cp
@@ -285,3 +287,34 @@ def test_torch_structured_program() -> None:
     prob = cp.Problem(cp.Minimize(cp.sum_squares(x - y) + cp.tv(x)))
     with pytest.raises(ValueError, match="runs PDHG on cone programs only.*structure='never'"):
         prob.solve(solver="NABLAPROX", backend="torch", structure="always")
+
+
+def test_import_needs_neither_torch_nor_cupy() -> None:
+    """With torch and CuPy unimportable, cvxprox imports and solves on NumPy, and asking
+    for torch names the missing package."""
+    code = """
+import importlib.abc
+import sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("torch", "cupy"):
+            raise ImportError(f"{name} is blocked")
+
+sys.meta_path.insert(0, Block())
+import cvxpy as cp
+import cvxprox
+x = cp.Variable(2)
+prob = cp.Problem(cp.Minimize(cp.sum(x)), [x >= 1])
+prob.solve(solver="NABLAPROX")
+assert prob.status == "optimal", prob.status
+try:
+    prob.solve(solver="NABLAPROX", backend="torch")
+except ValueError as exc:
+    print(exc)
+assert "torch" not in sys.modules and "cupy" not in sys.modules
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "backend='torch' needs PyTorch (pip install cvxprox[torch])" in out.stdout
