@@ -197,14 +197,14 @@ def _ray_jacobian(ray: np.ndarray, normal: np.ndarray, kappa: np.ndarray) -> np.
     return ray[:, :, None] * ray[:, None, :] + (f[:, None, None] * u[:, :, None]) * u[:, None, :]
 
 
-def _constant(
+def _device_copy(
     copies: dict, key: Hashable, xp: Any, host: np.ndarray, like: Array, dtype: Any = None
 ) -> Array:
-    """The NumPy constant ``host`` (indices, exponents, svec factors) as an array of the
-    namespace and device of ``like`` (and of ``dtype``, if given).
+    """The NumPy array ``host`` (indices, exponents, svec factors, warm starts) as an array of
+    the namespace and device of ``like`` (and of ``dtype``, if given).
 
     Copied to a device once per namespace, device and dtype and kept in ``copies`` under
-    ``key``: a projection on a GPU moves no constant from the host.
+    ``key``: a projection on a GPU moves nothing from the host. NumPy gets ``host`` itself.
     """
     if is_numpy_namespace(xp):
         return host if dtype is None else np.asarray(host, dtype=dtype)
@@ -254,7 +254,7 @@ def _svec_layout(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return rows, cols, np.where(off, _SQRT2, 1.0), np.where(off, 1.0 / _SQRT2, 1.0)
 
 
-# The svec layouts' device copies (see _constant), by n.
+# The svec layouts' device copies (see _device_copy), by n.
 _SVEC_COPIES: dict = {}
 
 
@@ -268,9 +268,9 @@ def svec_to_mat(v: Array, n: int) -> Array:
     xp = array_namespace(v)
     rows, cols, _, scale = _svec_layout(n)
     mat = xp.zeros((*v.shape[:-1], n, n), dtype=v.dtype, device=device(v))
-    vals = v * _constant(_SVEC_COPIES, ("unpack", n), xp, scale, v, v.dtype)
-    rows_i = _constant(_SVEC_COPIES, ("rows", n), xp, rows, v)
-    cols_i = _constant(_SVEC_COPIES, ("cols", n), xp, cols, v)
+    vals = v * _device_copy(_SVEC_COPIES, ("unpack", n), xp, scale, v, v.dtype)
+    rows_i = _device_copy(_SVEC_COPIES, ("rows", n), xp, rows, v)
+    cols_i = _device_copy(_SVEC_COPIES, ("cols", n), xp, cols, v)
     mat[..., rows_i, cols_i] = vals
     mat[..., cols_i, rows_i] = vals
     return mat
@@ -284,9 +284,9 @@ def mat_to_svec(m: Array) -> Array:
     xp = array_namespace(m)
     n = m.shape[-1]
     rows, cols, scale, _ = _svec_layout(n)
-    rows_i = _constant(_SVEC_COPIES, ("rows", n), xp, rows, m)
-    cols_i = _constant(_SVEC_COPIES, ("cols", n), xp, cols, m)
-    return m[..., rows_i, cols_i] * _constant(_SVEC_COPIES, ("pack", n), xp, scale, m, m.dtype)
+    rows_i = _device_copy(_SVEC_COPIES, ("rows", n), xp, rows, m)
+    cols_i = _device_copy(_SVEC_COPIES, ("cols", n), xp, cols, m)
+    return m[..., rows_i, cols_i] * _device_copy(_SVEC_COPIES, ("pack", n), xp, scale, m, m.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,7 +426,7 @@ class SecondOrderCone(Cone):
         self.dim = int(self.sizes.sum())
         self._groups = _size_groups(self.sizes, self.sizes)
         self._positions = _block_positions(self.sizes, self.sizes)
-        self._copies: dict = {}  # device copies of the groups' indices (_constant)
+        self._copies: dict = {}  # device copies of the groups' indices (_device_copy)
 
     @_quiet
     def project(self, v: Array) -> Array:
@@ -437,7 +437,7 @@ class SecondOrderCone(Cone):
             if idx is None:
                 out = xp.reshape(self._project_blocks(xp, xp.reshape(w, (-1, size))), (-1,))
             else:
-                flat = _constant(self._copies, size, xp, idx.reshape(-1), w)
+                flat = _device_copy(self._copies, size, xp, idx.reshape(-1), w)
                 proj = self._project_blocks(xp, xp.reshape(w[flat], idx.shape))
                 out[flat] = xp.reshape(proj, (-1,))
         return xp.astype(out, dtype, copy=False)
@@ -527,7 +527,7 @@ class PSDCone(Cone):
         self.dim = int(self._lengths.sum())
         self._groups = _size_groups(self.sizes, self._lengths)
         self._positions = _block_positions(self.sizes, self._lengths)
-        self._copies: dict = {}  # device copies of the groups' indices (_constant)
+        self._copies: dict = {}  # device copies of the groups' indices (_device_copy)
 
     @_quiet
     def project(self, v: Array) -> Array:
@@ -540,7 +540,7 @@ class PSDCone(Cone):
                     self._project_blocks(xp, xp.reshape(w, (-1, n * (n + 1) // 2)), n), (-1,)
                 )
             else:
-                flat = _constant(self._copies, n, xp, idx.reshape(-1), w)
+                flat = _device_copy(self._copies, n, xp, idx.reshape(-1), w)
                 proj = self._project_blocks(xp, xp.reshape(w[flat], idx.shape), n)
                 out[flat] = xp.reshape(proj, (-1,))
         return xp.astype(out, dtype, copy=False)
@@ -756,6 +756,7 @@ class ExpCone(Cone):
         self.dim = 3 * self.count
         # The last root found for each cone: the starting guess of the next projection.
         self._last_rho = np.full(self.count, np.nan)
+        self._copies: dict = {}  # _last_rho on each device (_device_copy)
 
     def _cases(self, xp: Any, w: Array) -> tuple[Array, ...]:
         """Split the float64 vector ``w`` into the projection's cases.
@@ -784,15 +785,8 @@ class ExpCone(Cone):
 
     def _roots(self, xp: Any, gx: Array, gy: Array, gz: Array, general: Array) -> Array:
         """``rho`` for the ``general`` triples ``(gx, gy, gz)``, warm-started from the last
-        roots found (kept in the namespace and on the device of the input)."""
-        last = self._last_rho
-        if is_numpy_namespace(xp):
-            same = type(last) is np.ndarray
-        else:
-            same = array_namespace(last) is xp and device(last) == device(gx)
-        if not same:
-            last = xp.full((self.count,), math.nan, dtype=xp.float64, device=device(gx))
-            self._last_rho = last
+        roots found on the same device (``_last_rho`` on the host, a copy per device)."""
+        last = _device_copy(self._copies, "last_rho", xp, self._last_rho, gx)
         rho = _exp_solve(xp, gx, gy, gz, last[general])
         last[general] = rho
         return rho
@@ -1039,7 +1033,7 @@ class PowCone3D(Cone):
         if not np.all((self.alphas > 0) & (self.alphas < 1)):
             raise ValueError("power cone exponents must lie in (0, 1)")
         self.dim = 3 * self.alphas.size
-        self._copies: dict = {}  # device copies of the exponents (_constant)
+        self._copies: dict = {}  # device copies of the exponents (_device_copy)
 
     def _cases(self, xp: Any, w: Array) -> tuple[Array, ...]:
         """Split the float64 vector ``w`` into the projection's cases.
@@ -1047,7 +1041,7 @@ class PowCone3D(Cone):
         Returns ``(scale, alpha, x, y, z, in_k, in_polar, flat, general)``: the max-abs of each
         triple, the exponents, the scaled coordinates and the case masks.
         """
-        alpha = _constant(self._copies, "alphas", xp, self.alphas, w)
+        alpha = _device_copy(self._copies, "alphas", xp, self.alphas, w)
         trip = xp.reshape(w, (-1, 3))
         scale = xp.max(xp.abs(trip), axis=1)
         unit = trip / xp.where(scale > 0, scale, 1.0)[:, None]
