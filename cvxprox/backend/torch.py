@@ -14,7 +14,7 @@ from cvxprox.backend import Array, Backend
 
 try:
     import torch
-except ImportError as exc:  # pragma: no cover - torch is a test dependency
+except ImportError as exc:
     raise ValueError("backend='torch' needs PyTorch (pip install cvxprox[torch])") from exc
 
 
