@@ -3,7 +3,7 @@
 Usage (from the repository root, on a machine with a CUDA GPU and CuPy)::
 
     python -m compare.gpu_check [--sizes 10x168,20x720,50x2436] [--netlib AFIRO,...]
-                                [--eps 1e-4] [--time-limit 30] [--cpu-time-limit 20]
+                                [--eps 1e-4] [--time-limit 25] [--cpu-time-limit 15]
                                 [--torch] [--data DIR]
 
 Solves (a) a few Netlib LPs (``compare.datasets``; skipped with a message when the data
@@ -196,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         "--netlib", default=DEFAULT_NETLIB, help=f"Netlib LPs, '' for none ({DEFAULT_NETLIB})"
     )
     parser.add_argument("--eps", type=float, default=1e-4, help="eps_abs = eps_rel (1e-4)")
-    parser.add_argument("--time-limit", type=float, default=30.0, help="seconds per GPU solve (30)")
+    parser.add_argument("--time-limit", type=float, default=25.0, help="seconds per GPU solve (25)")
     parser.add_argument(
-        "--cpu-time-limit", type=float, default=20.0, help="seconds per CPU solve (20)"
+        "--cpu-time-limit", type=float, default=15.0, help="seconds per CPU solve (15)"
     )
     parser.add_argument("--torch", action="store_true", help="also run torch on the GPU")
     parser.add_argument("--data", type=Path, help="data directory (default $CVXPROX_DATA)")
