@@ -36,11 +36,11 @@ def choose_algorithm(
 def choose_cone_algorithm(program: ProxProgram, options: SolverOptions) -> tuple[type, str]:
     """For a cone program.
 
-    ``auto`` takes ADMM then PDHG for linear programs (ADMM is fastest on easy LPs,
-    restarted PDHG most robust on degenerate ones; see ``algorithms/hybrid.py``), PDHG
-    for float32 and for problems too large to factor, and ADMM with its cached
-    factorization for everything else (QPs and non-polyhedral cones, where it needs far
-    fewer iterations).
+    With a torch or CuPy backend PDHG is the one choice. On NumPy, ``auto`` takes ADMM
+    then PDHG for linear programs (ADMM is fastest on easy LPs, restarted PDHG most
+    robust on degenerate ones; see ``algorithms/hybrid.py``), PDHG for float32 and for
+    problems too large to factor, and ADMM with its cached factorization for everything
+    else (QPs and non-polyhedral cones, where it needs far fewer iterations).
     """
     if options.algorithm in _STRUCTURED_ONLY:
         raise ValueError(
@@ -48,6 +48,15 @@ def choose_cone_algorithm(program: ProxProgram, options: SolverOptions) -> tuple
             "was canonicalized to cones (see cvxprox.compile(problem) for why); use 'auto', "
             "'admm' or 'pdhg'"
         )
+    backend = options.array_backend()
+    if backend != "numpy":
+        if options.algorithm not in ("auto", "pdhg"):
+            raise ValueError(
+                f"backend={backend!r} runs algorithm='pdhg' (or 'auto') only, got "
+                f"algorithm={options.algorithm!r}; use backend='numpy' for the others"
+            )
+        how = "auto" if options.algorithm == "auto" else "forced by algorithm='pdhg'"
+        return PDHG, f"{how}: PDHG is the method that runs on {backend} arrays"
     if options.algorithm == "admm":
         return ADMM, "forced by algorithm='admm'"
     if options.algorithm == "pdhg":
@@ -74,6 +83,12 @@ def choose_structured_algorithm(
     conjugate-gradient x-update for the rest. HQS, a penalty method for plug-and-play
     priors, runs on request.
     """
+    if options.array_backend() != "numpy":
+        raise ValueError(
+            f"backend={options.array_backend()!r} runs PDHG on cone programs only, and this "
+            "problem was lowered to a structured program; solve it with structure='never' "
+            "(a new problem: the structure is fixed at the first solve) or backend='numpy'"
+        )
     if options.dtype == "float32":
         raise ValueError("dtype='float32' is available for cone programs (PDHG) only")
     forced = {

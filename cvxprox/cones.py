@@ -15,10 +15,11 @@ Conventions follow CVXPY's ``ConicSolver`` row layout for SCS-like solvers: the 
 ordered zero, nonneg, soc, psd, exp, p3d; PSD blocks are "svec" vectors (lower triangle in
 column-major order, off-diagonal entries times sqrt(2)); exponential and power cones are triples.
 
-All cones accept 1-D floating arrays of any namespace supported by ``array_api_compat`` (only
-NumPy is tested), compute in float64 and return the input's floating dtype. Many cones of one kind
-are projected at once with array operations; the iterative exponential- and power-cone projections
-run a safeguarded Newton iteration on all unresolved cones together.
+All cones accept 1-D floating arrays of any namespace supported by ``array_api_compat`` (NumPy,
+torch and CuPy are tested), compute in float64 on the input's device and return the input's
+floating dtype: the PDHG of ``cvxprox.algorithms.pdhg`` projects on its backend's device. Many
+cones of one kind are projected at once with array operations; the iterative exponential- and
+power-cone projections run a safeguarded Newton iteration on all unresolved cones together.
 
 ``Cone.project_derivative`` returns the Jacobian ``DPi_K(v)`` as a SciPy CSR array (NumPy, float64)
 for implicit differentiation. It is symmetric with eigenvalues in ``[0, 1]`` (``Pi_K`` is the
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
@@ -196,11 +197,22 @@ def _ray_jacobian(ray: np.ndarray, normal: np.ndarray, kappa: np.ndarray) -> np.
     return ray[:, :, None] * ray[:, None, :] + (f[:, None, None] * u[:, :, None]) * u[:, None, :]
 
 
-def _index(xp: Any, idx: np.ndarray, like: Array) -> Array:
-    """Convert a NumPy integer index array to the namespace and device of ``like``."""
+def _device_copy(
+    copies: dict, key: Hashable, xp: Any, host: np.ndarray, like: Array, dtype: Any = None
+) -> Array:
+    """The NumPy array ``host`` (indices, exponents, svec factors, warm starts) as an array of
+    the namespace and device of ``like`` (and of ``dtype``, if given).
+
+    Copied to a device once per namespace, device and dtype and kept in ``copies`` under
+    ``key``: a projection on a GPU moves nothing from the host. NumPy gets ``host`` itself.
+    """
     if is_numpy_namespace(xp):
-        return idx
-    return xp.asarray(idx, device=device(like))
+        return host if dtype is None else np.asarray(host, dtype=dtype)
+    where = (key, xp.__name__, str(device(like)), str(dtype))
+    out = copies.get(where)
+    if out is None:
+        out = copies[where] = xp.asarray(host, dtype=dtype, device=device(like))
+    return out
 
 
 def _row_norms(xp: Any, a: Array) -> Array:
@@ -242,6 +254,10 @@ def _svec_layout(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return rows, cols, np.where(off, _SQRT2, 1.0), np.where(off, 1.0 / _SQRT2, 1.0)
 
 
+# The svec layouts' device copies (see _device_copy), by n.
+_SVEC_COPIES: dict = {}
+
+
 def svec_to_mat(v: Array, n: int) -> Array:
     """Unpack svec vectors into symmetric matrices.
 
@@ -252,8 +268,9 @@ def svec_to_mat(v: Array, n: int) -> Array:
     xp = array_namespace(v)
     rows, cols, _, scale = _svec_layout(n)
     mat = xp.zeros((*v.shape[:-1], n, n), dtype=v.dtype, device=device(v))
-    vals = v * xp.asarray(scale, dtype=v.dtype, device=device(v))
-    rows_i, cols_i = _index(xp, rows, v), _index(xp, cols, v)
+    vals = v * _device_copy(_SVEC_COPIES, ("unpack", n), xp, scale, v, v.dtype)
+    rows_i = _device_copy(_SVEC_COPIES, ("rows", n), xp, rows, v)
+    cols_i = _device_copy(_SVEC_COPIES, ("cols", n), xp, cols, v)
     mat[..., rows_i, cols_i] = vals
     mat[..., cols_i, rows_i] = vals
     return mat
@@ -265,9 +282,11 @@ def mat_to_svec(m: Array) -> Array:
     Only the lower triangle of ``m`` is read. Returns shape ``(..., n(n+1)/2)``.
     """
     xp = array_namespace(m)
-    rows, cols, scale, _ = _svec_layout(m.shape[-1])
-    vals = m[..., _index(xp, rows, m), _index(xp, cols, m)]
-    return vals * xp.asarray(scale, dtype=m.dtype, device=device(m))
+    n = m.shape[-1]
+    rows, cols, scale, _ = _svec_layout(n)
+    rows_i = _device_copy(_SVEC_COPIES, ("rows", n), xp, rows, m)
+    cols_i = _device_copy(_SVEC_COPIES, ("cols", n), xp, cols, m)
+    return m[..., rows_i, cols_i] * _device_copy(_SVEC_COPIES, ("pack", n), xp, scale, m, m.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,6 +426,7 @@ class SecondOrderCone(Cone):
         self.dim = int(self.sizes.sum())
         self._groups = _size_groups(self.sizes, self.sizes)
         self._positions = _block_positions(self.sizes, self.sizes)
+        self._copies: dict = {}  # device copies of the groups' indices (_device_copy)
 
     @_quiet
     def project(self, v: Array) -> Array:
@@ -417,7 +437,7 @@ class SecondOrderCone(Cone):
             if idx is None:
                 out = xp.reshape(self._project_blocks(xp, xp.reshape(w, (-1, size))), (-1,))
             else:
-                flat = _index(xp, idx.reshape(-1), w)
+                flat = _device_copy(self._copies, size, xp, idx.reshape(-1), w)
                 proj = self._project_blocks(xp, xp.reshape(w[flat], idx.shape))
                 out[flat] = xp.reshape(proj, (-1,))
         return xp.astype(out, dtype, copy=False)
@@ -507,6 +527,7 @@ class PSDCone(Cone):
         self.dim = int(self._lengths.sum())
         self._groups = _size_groups(self.sizes, self._lengths)
         self._positions = _block_positions(self.sizes, self._lengths)
+        self._copies: dict = {}  # device copies of the groups' indices (_device_copy)
 
     @_quiet
     def project(self, v: Array) -> Array:
@@ -519,7 +540,7 @@ class PSDCone(Cone):
                     self._project_blocks(xp, xp.reshape(w, (-1, n * (n + 1) // 2)), n), (-1,)
                 )
             else:
-                flat = _index(xp, idx.reshape(-1), w)
+                flat = _device_copy(self._copies, n, xp, idx.reshape(-1), w)
                 proj = self._project_blocks(xp, xp.reshape(w[flat], idx.shape), n)
                 out[flat] = xp.reshape(proj, (-1,))
         return xp.astype(out, dtype, copy=False)
@@ -735,6 +756,7 @@ class ExpCone(Cone):
         self.dim = 3 * self.count
         # The last root found for each cone: the starting guess of the next projection.
         self._last_rho = np.full(self.count, np.nan)
+        self._copies: dict = {}  # _last_rho on each device (_device_copy)
 
     def _cases(self, xp: Any, w: Array) -> tuple[Array, ...]:
         """Split the float64 vector ``w`` into the projection's cases.
@@ -762,13 +784,11 @@ class ExpCone(Cone):
         return scale, x, y, z, x_bd, in_k, in_polar, face, general
 
     def _roots(self, xp: Any, gx: Array, gy: Array, gz: Array, general: Array) -> Array:
-        """``rho`` for the ``general`` triples ``(gx, gy, gz)``, warm-started from the last."""
-        start = None
-        if is_numpy_namespace(xp):
-            start = self._last_rho[general]
-        rho = _exp_solve(xp, gx, gy, gz, start)
-        if start is not None:
-            self._last_rho[general] = rho
+        """``rho`` for the ``general`` triples ``(gx, gy, gz)``, warm-started from the last
+        roots found on the same device (``_last_rho`` on the host, a copy per device)."""
+        last = _device_copy(self._copies, "last_rho", xp, self._last_rho, gx)
+        rho = _exp_solve(xp, gx, gy, gz, last[general])
+        last[general] = rho
         return rho
 
     @_quiet
@@ -1013,6 +1033,7 @@ class PowCone3D(Cone):
         if not np.all((self.alphas > 0) & (self.alphas < 1)):
             raise ValueError("power cone exponents must lie in (0, 1)")
         self.dim = 3 * self.alphas.size
+        self._copies: dict = {}  # device copies of the exponents (_device_copy)
 
     def _cases(self, xp: Any, w: Array) -> tuple[Array, ...]:
         """Split the float64 vector ``w`` into the projection's cases.
@@ -1020,7 +1041,7 @@ class PowCone3D(Cone):
         Returns ``(scale, alpha, x, y, z, in_k, in_polar, flat, general)``: the max-abs of each
         triple, the exponents, the scaled coordinates and the case masks.
         """
-        alpha = xp.asarray(self.alphas, device=device(w))
+        alpha = _device_copy(self._copies, "alphas", xp, self.alphas, w)
         trip = xp.reshape(w, (-1, 3))
         scale = xp.max(xp.abs(trip), axis=1)
         unit = trip / xp.where(scale > 0, scale, 1.0)[:, None]

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from cvxprox.backend import BACKENDS, DEVICES, resolve_backend
+
 ALGORITHMS = ("auto", "admm", "pdhg", "ladmm", "hqs", "fista")
-DEVICES = ("cpu",)
 DTYPES = ("float64", "float32")
 STRUCTURE_MODES = ("auto", "always", "never")
 
@@ -54,7 +55,12 @@ class SolverOptions:
         structured programs (``cvxprox.reductions.structure``) run ADMM, linearized
         ADMM (``ladmm``; ``pdhg`` means the same there), half-quadratic splitting
         (``hqs``) or FISTA (``fista``, when the objective is smooth plus one prox term).
-    device : {"cpu"}
+    backend : {"auto", "numpy", "torch", "cupy"}
+        The arrays the iterations run on (``cvxprox.backend``): ``auto`` is NumPy on
+        the CPU and CuPy with ``device="cuda"``. torch and CuPy run PDHG on cone
+        programs only.
+    device : {"cpu", "cuda"}
+        ``cuda`` runs on a GPU, with CuPy or (``backend="torch"``) a CUDA build of torch.
     dtype : {"float64", "float32"}
     verbose : bool
     scaling_iters : int
@@ -84,6 +90,7 @@ class SolverOptions:
     max_iters: int = 1_000_000
     time_limit: float = math.inf
     algorithm: str = "auto"
+    backend: str = "auto"
     device: str = "cpu"
     dtype: str = "float64"
     verbose: bool = False
@@ -110,6 +117,11 @@ class SolverOptions:
         opts.validate()
         return opts
 
+    def array_backend(self) -> str:
+        """The backend the options select: "numpy", "torch" or "cupy" (``backend="auto"``
+        resolved by the device)."""
+        return resolve_backend(self.backend, self.device)
+
     def validate(self) -> None:
         """Raise ValueError naming the first option with a bad value."""
         for name in ("eps_abs", "eps_rel", "eps_infeas"):
@@ -119,11 +131,9 @@ class SolverOptions:
         _check_int(name="max_iters", value=self.max_iters, low=1)
         _check_real("time_limit", self.time_limit, low=0.0, allow_inf=True, strict=True)
         _check_choice("algorithm", self.algorithm, ALGORITHMS)
-        if self.device not in DEVICES:
-            raise ValueError(
-                f"option 'device' must be one of {DEVICES}, got {self.device!r}: this version "
-                "of cvxprox runs on the CPU only (the CUDA backend is not part of it yet)"
-            )
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("device", self.device, DEVICES)
+        resolve_backend(self.backend, self.device)
         _check_choice("dtype", self.dtype, DTYPES)
         if self.dtype == "float32" and self.algorithm == "admm":
             raise ValueError(

@@ -55,6 +55,13 @@ z = proj_K(Ax - b). When the problem has no solution the steps z - T(z) converge
 infimal displacement vector, whose y part is a Farkas certificate of primal
 infeasibility and whose x part an unbounded direction; both the last step and the move
 since the epoch's anchor are tested as certificates.
+
+The iteration runs on the arrays of the backend the options select (``cvxprox.backend``:
+NumPy, torch or CuPy, on the CPU or a GPU): data are moved to the device once, the
+steps, Halpern combinations, restart tests and power iteration are array operations
+and products with the device CSR matrices A and A' (its own CSR), and the scalars they
+need are read back one at a time. Every ``check_every`` iterations the PDHG output is
+copied to the host for the termination and certificate tests.
 """
 
 from __future__ import annotations
@@ -80,7 +87,7 @@ from cvxprox.algorithms.base import (
     finish,
 )
 from cvxprox.algorithms.polish import PolishSchedule
-from cvxprox.backends import Backend, get_backend
+from cvxprox.backend import Backend, get_backend
 from cvxprox.ir import ProxProgram
 from cvxprox.scaling import RuizScaling
 
@@ -135,23 +142,22 @@ class _Point:
 class _ScaledData:
     """The scaled program on the backend and the PDHG step T on it.
 
-    A (m x n) and A' (n x m) are CSR matrices, c (n,) and b (m,) vectors in the backend's
-    dtype. A diagonal P = diag(p) is kept as the vector p (n,) and taken by its exact
-    prox; any other P as an n x n CSR matrix, linearized.
+    A (m x n) and A' (n x m) are device CSR matrices (``Backend.csr``), c (n,) and b (m,)
+    device vectors in the backend's dtype. A diagonal P = diag(p) is kept as the vector
+    p (n,) and taken by its exact prox; any other P as an n x n CSR matrix, linearized.
     """
 
     def __init__(self, program: ProxProgram, scaling: RuizScaling, backend: Backend) -> None:
-        self.xp = backend.xp
-        self.dtype = backend.dtype
-        self.A = backend.assparse(scaling.A)
-        self.At = backend.assparse(scaling.A.T)
+        self.backend = backend
+        self.A = backend.csr(scaling.A)
+        self.At = backend.csr(scaling.A.T)
         self.P = self.p = None
         if program.has_quadratic:
             diagonal = scaling.P.diagonal()
             if sp.csr_array(scaling.P - sp.diags_array(diagonal)).count_nonzero() == 0:
                 self.p = backend.asarray(diagonal)
             else:
-                self.P = backend.assparse(scaling.P)
+                self.P = backend.csr(scaling.P)
         self.c = backend.asarray(scaling.c)
         self.b = backend.asarray(scaling.b)
         self._cone = program.cone
@@ -174,13 +180,13 @@ class _ScaledData:
             x = z.x - tau * (self.c + z.Aty)
         Ax = self.A @ x
         v = z.y + sigma * (2.0 * Ax - z.Ax - self.b)
-        y = self.xp.asarray(self._cone.project_polar(v), dtype=self.dtype)
+        y = self._cone.project_polar(v)
         return _Point(x, y, Ax, self.At @ y, None if self.P is None else self.P @ x)
 
     def residual(self, z: _Point, Tz: _Point, tau: float, sigma: float) -> float:
         """The fixed-point residual ||z - T(z)||_M (module docstring)."""
         dx, dy, dAx = z.x - Tz.x, z.y - Tz.y, z.Ax - Tz.Ax
-        r2 = float(dx @ dx) / tau + float(dy @ dy) / sigma - 2.0 * float(dy @ dAx)
+        r2 = self.backend.scalar((dx @ dx) / tau + (dy @ dy) / sigma - 2.0 * (dy @ dAx))
         return math.sqrt(max(r2, 0.0))
 
 
@@ -201,25 +207,30 @@ class PDHG(Algorithm):
     def solve(self, reason: str = "") -> SolveResult:
         """Run the method; ``reason`` (why PDHG was chosen) goes into the verbose header."""
         t0 = time.perf_counter()
+        opts = self.opts
+        backend = get_backend(opts.backend, opts.device, opts.dtype)
+        with backend.serial():
+            return self._run(backend, t0, reason)
+
+    def _run(self, backend: Backend, t0: float, reason: str) -> SolveResult:
+        """The solve on ``backend``, started at time ``t0``."""
         prog, opts = self.program, self.opts
         n, m = prog.n, prog.m
-        backend = get_backend(opts.device, opts.dtype)
-        xp = backend.xp
         scaling = RuizScaling(prog, opts.scaling_iters, pock_chambolle=True)
         checker = KKTChecker(prog, scaling, opts)
         data = _ScaledData(prog, scaling, backend)
 
         rng = np.random.default_rng(_POWER_SEED)
         start = backend.asarray(rng.random(n))
-        norm_A = math.sqrt(_max_eigenvalue(xp, lambda v: data.At @ (data.A @ v), start))
-        L_P = 0.0 if data.P is None else _max_eigenvalue(xp, lambda v: data.P @ v, start)
+        norm_A = math.sqrt(_max_eigenvalue(backend, lambda v: data.At @ (data.A @ v), start))
+        L_P = 0.0 if data.P is None else _max_eigenvalue(backend, lambda v: data.P @ v, start)
 
         if self.warm_start is not None:
             x = backend.asarray(scaling.scale_x(self.warm_start["x"]))
             y = backend.asarray(scaling.scale_y(self.warm_start["y"]))
             omega = self.warm_start.get("primal_weight")
         else:
-            x, y, omega = xp.zeros(n, dtype=backend.dtype), xp.zeros(m, dtype=backend.dtype), None
+            x, y, omega = backend.zeros(n), backend.zeros(m), None
         omega_floor = _primal_weight_floor(norm_A, L_P)
         if omega is None:
             omega = _initial_primal_weight(scaling.c, scaling.b)
@@ -248,7 +259,8 @@ class PDHG(Algorithm):
                 f"restarts on r=||z - T(z)||_M: r <= {_RESTART_SUFFICIENT} r0, "
                 f"r <= {_RESTART_NECESSARY} r0 and rising, k >= {_RESTART_ARTIFICIAL} iters",
                 f"eps_abs={opts.eps_abs:.1e} eps_rel={opts.eps_rel:.1e} "
-                f"eps_infeas={opts.eps_infeas:.1e} dtype={opts.dtype} "
+                f"eps_infeas={opts.eps_infeas:.1e} backend={backend.name} "
+                f"device={opts.device} dtype={opts.dtype} "
                 f"max_iters={opts.max_iters} time_limit={opts.time_limit}",
             ],
         )
@@ -315,8 +327,8 @@ class PDHG(Algorithm):
                 ):
                     omega = _updated_primal_weight(
                         omega,
-                        float(xp.linalg.norm(Tz.x - anchor.x)),
-                        float(xp.linalg.norm(Tz.y - anchor.y)),
+                        _norm(backend, Tz.x - anchor.x),
+                        _norm(backend, Tz.y - anchor.y),
                         omega_floor,
                     )
                     tau, sigma, gamma = _step_sizes(omega, norm_A, L_P)
@@ -353,20 +365,24 @@ class PDHG(Algorithm):
         )
 
 
-def _max_eigenvalue(xp: Any, apply: Callable[[Any], Any], v: Any) -> float:
+def _norm(backend: Backend, v: Any) -> float:
+    """||v||_2 of a device vector (scaled data: no overflow to guard against)."""
+    return math.sqrt(backend.scalar(v @ v))
+
+
+def _max_eigenvalue(backend: Backend, apply: Callable[[Any], Any], v: Any) -> float:
     """lambda_max of a symmetric PSD operator B by power iteration from v (a lower bound).
 
     Returns ||B u|| for the last unit iterate u, which lies between u'Bu and lambda_max.
     """
-    xp_norm = xp.linalg.norm
-    norm = float(xp_norm(v))
+    norm = _norm(backend, v)
     if norm == 0.0:
         return 0.0
     u = v / norm
     lam = 0.0
     for _ in range(_POWER_ITERS):
         w = apply(u)
-        lam_new = float(xp_norm(w))
+        lam_new = _norm(backend, w)
         if lam_new == 0.0:
             return 0.0
         u = w / lam_new
@@ -380,8 +396,13 @@ def _initial_primal_weight(c: np.ndarray, b: np.ndarray) -> float:
     """PDLP's omega = ||c||_2 / ||b||_2 of the scaled data (1 when either is ~0)."""
     c_norm, b_norm = float(np.linalg.norm(c)), float(np.linalg.norm(b))
     if c_norm > _TINY and b_norm > _TINY:
-        return float(np.clip(c_norm / b_norm, _OMEGA_MIN, _OMEGA_MAX))
+        return _clip(c_norm / b_norm, _OMEGA_MIN, _OMEGA_MAX)
     return 1.0
+
+
+def _clip(value: float, low: float, high: float) -> float:
+    """value clipped to [low, high]."""
+    return min(max(value, low), high)
 
 
 def _primal_weight_floor(norm_A: float, L_P: float) -> float:
@@ -394,7 +415,7 @@ def _primal_weight_floor(norm_A: float, L_P: float) -> float:
     """
     if L_P <= 0.0 or norm_A <= 0.0:
         return _OMEGA_MIN
-    return float(np.clip(_QP_WEIGHT_FLOOR * _BETA * L_P / norm_A, _OMEGA_MIN, _OMEGA_MAX))
+    return _clip(_QP_WEIGHT_FLOOR * _BETA * L_P / norm_A, _OMEGA_MIN, _OMEGA_MAX)
 
 
 def _updated_primal_weight(omega: float, dx_norm: float, dy_norm: float, floor: float) -> float:
@@ -403,7 +424,7 @@ def _updated_primal_weight(omega: float, dx_norm: float, dy_norm: float, floor: 
         return omega
     theta = _PRIMAL_WEIGHT_SMOOTHING
     log_omega = theta * math.log(dy_norm / dx_norm) + (1.0 - theta) * math.log(omega)
-    return float(np.clip(math.exp(log_omega), floor, _OMEGA_MAX))
+    return _clip(math.exp(log_omega), floor, _OMEGA_MAX)
 
 
 def _step_sizes(omega: float, norm_A: float, L_P: float) -> tuple[float, float, float]:

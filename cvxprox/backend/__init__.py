@@ -1,0 +1,141 @@
+"""Array backends: where the iterations run.
+
+Solver code is written once against an array namespace ``xp`` (array-api-compat) plus
+the small protocol of :class:`Backend`: moving dense vectors and sparse matrices to the
+device and back. A sparse matrix on the device is an operator whose product ``A @ x``
+with a device vector ``x`` runs on the device; ``A'`` is made as its own CSR matrix
+(``backend.csr(A.T)``), never as a transposed product.
+
+=========  ===========================  =====================================  ========
+backend    ``xp``                       sparse ``A @ x``                       device
+=========  ===========================  =====================================  ========
+numpy      ``array_api_compat.numpy``   ``scipy.sparse.csr_matrix``            cpu
+torch      ``array_api_compat.torch``   ``torch.sparse_csr_tensor`` matvec     cpu, cuda
+cupy       ``array_api_compat.cupy``    ``cupyx.scipy.sparse.csr_matrix``      cuda
+=========  ===========================  =====================================  ========
+
+torch and CuPy are imported only when a backend that needs them is asked for; a
+missing package or a missing GPU raises a ValueError that says what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["BACKENDS", "DEVICES", "Backend", "get_backend", "resolve_backend"]
+
+BACKENDS = ("auto", "numpy", "torch", "cupy")
+DEVICES = ("cpu", "cuda")
+
+Array = Any
+
+CUDA_MISSING = (
+    "device='cuda' needs CuPy (pip install cvxprox[gpu]) or backend='torch' with a CUDA "
+    "build of torch"
+)
+
+
+class Backend:
+    """An array namespace, a dtype and a device, with the transfers to and from them.
+
+    Attributes
+    ----------
+    name : str
+        ``"numpy"``, ``"torch"`` or ``"cupy"``.
+    xp : module
+        The array-api-compat namespace of the device arrays.
+    dtype : dtype
+        The floating dtype of the iterations (``xp.float64`` or ``xp.float32``).
+    device : str or device
+        Where the arrays live (``"cpu"``, or the library's CUDA device).
+    """
+
+    name: str
+    xp: Any
+    dtype: Any
+    device: Any
+
+    def asarray(self, a: np.ndarray) -> Array:
+        """Dense host array (any shape) -> device array of the backend's dtype."""
+        raise NotImplementedError
+
+    def zeros(self, n: int) -> Array:
+        """The zero vector of length n on the device."""
+        return self.xp.zeros(n, dtype=self.dtype, device=self.device)
+
+    def to_host(self, a: Array) -> np.ndarray:
+        """Device array -> NumPy float64 array of the same shape."""
+        raise NotImplementedError
+
+    def scalar(self, a: Array) -> float:
+        """A 0-d device array (or a Python/NumPy number) -> Python float."""
+        return float(a)
+
+    def csr(self, a: sp.sparray | sp.spmatrix) -> Any:
+        """Sparse host matrix (m, n) -> CSR matrix on the device: ``A @ x`` with a device
+        vector x (n,) gives the device vector A x (m,) in the backend's dtype."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def serial(self) -> Iterator[None]:
+        """Run the library's CPU kernels on one thread inside the block.
+
+        The iterations are vector operations and sparse products too small for threads to
+        pay off; on a loaded machine spinning threads make them many times slower (see
+        ``cvxprox.compile.solve_program``, which does the same for BLAS).
+        """
+        yield
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dtype={self.dtype}, device={self.device})"
+
+
+def resolve_backend(backend: str, device: str) -> str:
+    """The concrete backend name for the options ``backend`` and ``device``.
+
+    ``"auto"`` is NumPy on the CPU and CuPy on ``device="cuda"``; an explicit name is
+    returned as is. Raises ValueError for a name or device outside ``BACKENDS`` /
+    ``DEVICES`` and for a backend that cannot run on the device (NumPy on CUDA, CuPy on
+    the CPU). Imports nothing.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"option 'backend' must be one of {BACKENDS}, got {backend!r}")
+    if device not in DEVICES:
+        raise ValueError(f"option 'device' must be one of {DEVICES}, got {device!r}")
+    if backend == "auto":
+        return "cupy" if device == "cuda" else "numpy"
+    if backend == "numpy" and device == "cuda":
+        raise ValueError(
+            "option backend='numpy' runs on the CPU; with device='cuda' use backend='cupy' "
+            "(or 'auto') or backend='torch'"
+        )
+    if backend == "cupy" and device == "cpu":
+        raise ValueError("option backend='cupy' runs on a GPU: pass device='cuda' as well")
+    return backend
+
+
+def get_backend(backend: str = "auto", device: str = "cpu", dtype: str = "float64") -> Backend:
+    """The backend for the options ``backend``, ``device`` and ``dtype``.
+
+    ``dtype`` is ``"float64"`` or ``"float32"``. torch and CuPy are imported here, only
+    when asked for; ValueError when the package or the GPU is missing.
+    """
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"option 'dtype' must be 'float64' or 'float32', got {dtype!r}")
+    name = resolve_backend(backend, device)
+    if name == "numpy":
+        from cvxprox.backend.numpy import NumPyBackend  # noqa: PLC0415
+
+        return NumPyBackend(dtype)
+    if name == "torch":
+        from cvxprox.backend.torch import TorchBackend  # noqa: PLC0415
+
+        return TorchBackend(device, dtype)
+    from cvxprox.backend.cupy import CuPyBackend  # noqa: PLC0415
+
+    return CuPyBackend(dtype)

@@ -1,0 +1,31 @@
+"""The NumPy backend: NumPy vectors and SciPy CSR matrices on the CPU (the default)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat.numpy as xp_numpy
+import numpy as np
+import scipy.sparse as sp
+
+from cvxprox.backend import Array, Backend
+
+
+class NumPyBackend(Backend):
+    """NumPy arrays of ``dtype`` on the CPU; sparse products by SciPy's CSR matvec."""
+
+    name = "numpy"
+
+    def __init__(self, dtype: str = "float64") -> None:
+        self.xp = xp_numpy
+        self.dtype = np.dtype(dtype)
+        self.device = "cpu"
+
+    def asarray(self, a: np.ndarray) -> np.ndarray:
+        return np.asarray(a, dtype=self.dtype)
+
+    def to_host(self, a: Array) -> np.ndarray:
+        return np.asarray(a, dtype=np.float64)
+
+    def csr(self, a: sp.sparray | sp.spmatrix) -> Any:
+        return sp.csr_matrix(a, dtype=self.dtype)

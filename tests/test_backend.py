@@ -1,0 +1,330 @@
+"""Array backends (``cvxprox.backend``): PDHG and the cone projections on torch and CuPy.
+
+The torch backend runs on the CPU in CI; the same tests with CuPy on a GPU are marked
+``gpu`` and skipped where CuPy or a CUDA device is missing. Each solve is compared with
+the NumPy backend (same algorithm: objectives within 1e-7 relative) and with Clarabel
+at tight tolerance; each cone projection with the NumPy projection to 1e-12.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from collections.abc import Callable
+
+import cvxpy as cp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from cvxpy.tests import solver_test_helpers as sths
+
+import cvxprox
+from cvxprox.backend import Backend, get_backend
+from cvxprox.cones import (
+    Cone,
+    ExpCone,
+    NonnegCone,
+    PowCone3D,
+    ProductCone,
+    PSDCone,
+    SecondOrderCone,
+    ZeroCone,
+)
+
+torch = pytest.importorskip("torch")
+
+TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
+PDHG = {
+    "algorithm": "pdhg",
+    "eps_abs": 1e-7,
+    "eps_rel": 1e-7,
+    "warm_start": False,
+    "structure": "never",
+}
+
+
+def _cuda_options() -> dict[str, str]:
+    """Options of the CuPy backend; skips the test without CuPy or a CUDA device."""
+    cupy = pytest.importorskip("cupy")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError:
+        count = 0
+    if count == 0:
+        pytest.skip("no CUDA device")
+    return {"backend": "cupy", "device": "cuda"}
+
+
+def _torch_cuda_options() -> dict[str, str]:
+    """Options of the torch backend on CUDA; skips the test without a CUDA build of torch."""
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA device")
+    return {"backend": "torch", "device": "cuda"}
+
+
+BACKENDS = [
+    pytest.param(lambda: {"backend": "torch"}, id="torch"),
+    pytest.param(_cuda_options, id="cupy", marks=pytest.mark.gpu),
+    pytest.param(_torch_cuda_options, id="torch-cuda", marks=pytest.mark.gpu),
+]
+
+
+def _backend(options: dict[str, str], dtype: str = "float64") -> Backend:
+    return get_backend(options["backend"], options.get("device", "cpu"), dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Whole solves
+# --------------------------------------------------------------------------------------------
+
+
+def _random_lp() -> cp.Problem:
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((30, 20))
+    x = cp.Variable(20)
+    b = A @ rng.random(20) + rng.random(30)
+    c = rng.standard_normal(20)
+    return cp.Problem(cp.Minimize(c @ x), [A @ x <= b, x >= -1, x <= 2])
+
+
+def _random_qp() -> cp.Problem:
+    """A QP whose P is not diagonal (PDHG linearizes it)."""
+    rng = np.random.default_rng(1)
+    M = rng.standard_normal((15, 10))
+    x = cp.Variable(10)
+    G = rng.standard_normal((8, 10))
+    return cp.Problem(
+        cp.Minimize(cp.sum_squares(M @ x - 1) + rng.standard_normal(10) @ x),
+        [G @ x <= 1, cp.sum(x) == 1],
+    )
+
+
+MODELS: dict[str, Callable[[], cp.Problem]] = {
+    "lp_1": lambda: sths.lp_1().prob,
+    "lp_random": _random_lp,
+    "qp_0": lambda: sths.qp_0().prob,
+    "qp_random": _random_qp,
+    "socp_1": lambda: sths.socp_1().prob,
+    "expcone_1": lambda: sths.expcone_1().prob,
+    "pcp_1": lambda: sths.pcp_1().prob,
+    "sdp_1min": lambda: sths.sdp_1("min").prob,
+}
+
+
+@pytest.fixture(scope="module")
+def references() -> dict[str, tuple[float, float]]:
+    """Per model: Clarabel's objective at tight tolerance and the NumPy PDHG's."""
+    out = {}
+    for name, make in MODELS.items():
+        prob = make()
+        prob.solve(solver="CLARABEL", **TIGHT)
+        assert prob.status == cp.OPTIMAL
+        clarabel = prob.value
+        prob = make()
+        prob.solve(solver="NABLAPROX", **PDHG)
+        assert prob.status == cp.OPTIMAL
+        out[name] = (clarabel, prob.value)
+    return out
+
+
+@pytest.mark.parametrize("options", BACKENDS)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_pdhg_matches_numpy(
+    name: str, options: Callable[[], dict[str, str]], references: dict
+) -> None:
+    """The same PDHG on another backend: the NumPy objective to 1e-7 (torch on the CPU;
+    1e-6 on a GPU, whose reductions sum in another order), Clarabel's to 1e-5."""
+    opts = options()
+    clarabel, numpy_value = references[name]
+    prob = MODELS[name]()
+    prob.solve(solver="NABLAPROX", **PDHG, **opts)
+    assert prob.status == cp.OPTIMAL
+    assert prob.solver_stats.extra_stats["algorithm"] == "pdhg"
+    rel = 1e-7 if opts.get("device", "cpu") == "cpu" else 1e-6
+    assert prob.value == pytest.approx(numpy_value, rel=rel, abs=1e-9)
+    assert prob.value == pytest.approx(clarabel, rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("options", BACKENDS)
+def test_float32(options: Callable[[], dict[str, str]], references: dict) -> None:
+    """dtype='float32' iterates in single precision and reaches a loose tolerance."""
+    prob = _random_lp()
+    prob.solve(solver="NABLAPROX", **{**PDHG, "eps_abs": 1e-4, "eps_rel": 1e-4}, **options())
+    assert prob.status == cp.OPTIMAL
+    assert prob.value == pytest.approx(references["lp_random"][0], rel=1e-3)
+
+
+@pytest.mark.parametrize("options", BACKENDS)
+def test_auto_picks_pdhg_and_warm_starts(options: Callable[[], dict[str, str]]) -> None:
+    """algorithm='auto' runs PDHG on a non-NumPy backend (and says why); a warm start
+    from the solution stops at the first check."""
+    opts = options()
+    prob = sths.socp_1().prob
+    compiled = cvxprox.compile(prob, **opts)
+    assert compiled.algorithm == "pdhg"
+    assert f"PDHG is the method that runs on {opts['backend']} arrays" in compiled.reason
+    prob.solve(solver="NABLAPROX", eps_abs=1e-7, eps_rel=1e-7, **opts)
+    assert prob.status == cp.OPTIMAL
+    cold = prob.solver_stats.num_iters
+    prob.solve(solver="NABLAPROX", eps_abs=1e-7, eps_rel=1e-7, warm_start=True, **opts)
+    assert prob.status == cp.OPTIMAL
+    assert prob.solver_stats.num_iters < cold
+
+
+# --------------------------------------------------------------------------------------------
+# The backend protocol
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "options",
+    [pytest.param(lambda: {"backend": "numpy"}, id="numpy"), *BACKENDS],
+)
+def test_csr_products(options: Callable[[], dict[str, str]], dtype: str) -> None:
+    """csr(A) @ x and csr(A') @ y on the device equal SciPy's products on the host."""
+    backend = _backend(options(), dtype)
+    rng = np.random.default_rng(2)
+    A = sp.random(40, 25, density=0.2, random_state=3, format="coo")
+    x, y = rng.standard_normal(25), rng.standard_normal(40)
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    Ax = backend.to_host(backend.csr(A) @ backend.asarray(x))
+    Aty = backend.to_host(backend.csr(A.T) @ backend.asarray(y))
+    np.testing.assert_allclose(Ax, A @ x, rtol=tol, atol=tol)
+    np.testing.assert_allclose(Aty, A.T @ y, rtol=tol, atol=tol)
+    assert Ax.dtype == np.float64
+    z = backend.zeros(7)
+    assert backend.to_host(z).shape == (7,)
+    assert backend.scalar(backend.asarray(x) @ backend.asarray(x)) == pytest.approx(x @ x, tol)
+
+
+# --------------------------------------------------------------------------------------------
+# Cone projections on the device
+# --------------------------------------------------------------------------------------------
+
+
+def _cones() -> dict[str, Cone]:
+    return {
+        "zero": ZeroCone(7),
+        "nonneg": NonnegCone(9),
+        "soc": SecondOrderCone([1, 4, 3, 4, 2, 4]),
+        "psd": PSDCone([1, 3, 2, 3, 4]),
+        "exp": ExpCone(40),
+        "pow3d": PowCone3D(np.linspace(0.1, 0.9, 40)),
+        "product": ProductCone([ZeroCone(2), NonnegCone(3), SecondOrderCone([3]), ExpCone(5)]),
+    }
+
+
+def _points(cone: Cone, seed: int) -> np.ndarray:
+    """Random points with entries over many magnitudes, some exactly zero."""
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal(cone.dim) * 10.0 ** rng.integers(-6, 7, cone.dim)
+    v[rng.random(cone.dim) < 0.1] = 0.0
+    return v
+
+
+@pytest.mark.parametrize("options", BACKENDS)
+@pytest.mark.parametrize("name", list(_cones()))
+def test_cone_projections_match_numpy(name: str, options: Callable[[], dict[str, str]]) -> None:
+    """project and project_polar on device arrays equal the NumPy projections to 1e-12."""
+    backend = _backend(options())
+    host_cone, device_cone = _cones()[name], _cones()[name]
+    for seed in range(5):
+        v = _points(host_cone, seed)
+        scale = max(1.0, float(np.max(np.abs(v))))
+        for method in ("project", "project_polar"):
+            expected = getattr(host_cone, method)(v)
+            got = getattr(device_cone, method)(backend.asarray(v))
+            assert type(got) is type(backend.asarray(v))
+            np.testing.assert_allclose(backend.to_host(got), expected, rtol=0, atol=1e-12 * scale)
+
+
+# --------------------------------------------------------------------------------------------
+# Options
+# --------------------------------------------------------------------------------------------
+
+
+def _lp_problem() -> cp.Problem:
+    return sths.lp_1().prob
+
+
+def test_unknown_backend() -> None:
+    with pytest.raises(ValueError, match="option 'backend' must be one of"):
+        _lp_problem().solve(solver="NABLAPROX", backend="jax")
+
+
+def test_bad_device() -> None:
+    with pytest.raises(ValueError, match="option 'device' must be one of"):
+        _lp_problem().solve(solver="NABLAPROX", device="tpu")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"backend": "numpy", "device": "cuda"}, "backend='numpy' runs on the CPU"),
+        ({"backend": "cupy"}, "backend='cupy' runs on a GPU: pass device='cuda'"),
+    ],
+)
+def test_backend_device_mismatch(options: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _lp_problem().solve(solver="NABLAPROX", **options)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")
+def test_cuda_without_cupy() -> None:
+    """device='cuda' without CuPy says what to install."""
+    message = r"device='cuda' needs CuPy \(pip install cvxprox\[gpu\]\) or backend='torch'"
+    with pytest.raises(ValueError, match=message):
+        _lp_problem().solve(solver="NABLAPROX", device="cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="torch has CUDA here")
+def test_torch_cuda_without_gpu() -> None:
+    with pytest.raises(ValueError, match="needs a CUDA build of torch and a GPU"):
+        _lp_problem().solve(solver="NABLAPROX", backend="torch", device="cuda")
+
+
+def test_torch_runs_pdhg_only() -> None:
+    with pytest.raises(ValueError, match="backend='torch' runs algorithm='pdhg'"):
+        _lp_problem().solve(solver="NABLAPROX", backend="torch", algorithm="admm")
+
+
+def test_torch_structured_program() -> None:
+    """A structured program (a TV denoising model) names what a torch backend supports."""
+    x = cp.Variable(30)
+    y = np.sin(np.linspace(0, 3, 30))
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(x - y) + cp.tv(x)))
+    with pytest.raises(ValueError, match="runs PDHG on cone programs only.*structure='never'"):
+        prob.solve(solver="NABLAPROX", backend="torch", structure="always")
+
+
+def test_import_needs_neither_torch_nor_cupy() -> None:
+    """With torch and CuPy unimportable, cvxprox imports and solves on NumPy, and asking
+    for torch names the missing package."""
+    code = """
+import importlib.abc
+import sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("torch", "cupy"):
+            raise ImportError(f"{name} is blocked")
+
+sys.meta_path.insert(0, Block())
+import cvxpy as cp
+import cvxprox
+x = cp.Variable(2)
+prob = cp.Problem(cp.Minimize(cp.sum(x)), [x >= 1])
+prob.solve(solver="NABLAPROX")
+assert prob.status == "optimal", prob.status
+try:
+    prob.solve(solver="NABLAPROX", backend="torch")
+except ValueError as exc:
+    print(exc)
+assert "torch" not in sys.modules and "cupy" not in sys.modules
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "backend='torch' needs PyTorch (pip install cvxprox[torch])" in out.stdout
