@@ -279,3 +279,21 @@ def test_lp_handed_to_pdhg_keeps_the_better_iterate_of_both_phases() -> None:
     assert both["algorithm"] == "admm+pdhg" and both["admm_iterations"] == ADMM_BUDGET
     assert both["kkt_error"] <= admm["kkt_error"]
     assert prob.status in (s.OPTIMAL_INACCURATE, s.USER_LIMIT)
+
+
+@pytest.mark.parametrize("algorithm", ["admm", "pdhg"])
+def test_a_time_limit_is_not_extended_by_polishing(algorithm: str) -> None:
+    """At max_iters the best iterate of an LP is polished once more; at time_limit it is
+    not (the factorization could take longer than the limit itself)."""
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((40, 60))
+    x = cp.Variable(60)
+    prob = cp.Problem(cp.Minimize(rng.random(60) @ x), [A @ x <= 1 + rng.random(40), x >= -1])
+    prob.solve(solver="NABLAPROX", algorithm=algorithm, time_limit=1e-9, warm_start=False)
+    stats = prob.solver_stats.extra_stats
+    assert stats["limit"] == "time_limit"
+    assert stats["polish_attempts"] == 0
+    prob.solve(solver="NABLAPROX", algorithm=algorithm, max_iters=3, warm_start=False)
+    stats = prob.solver_stats.extra_stats
+    assert stats["limit"] in ("max_iters", None)
+    assert stats["polish_attempts"] >= 1

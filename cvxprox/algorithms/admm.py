@@ -128,7 +128,7 @@ class ADMM(Algorithm):
         )
 
         best = BestIterate()
-        polisher = PolishSchedule(prog, checker)
+        polisher = PolishSchedule(prog, checker, deadline=t0 + opts.time_limit)
         memory = int(np.clip(_AA_STORAGE // (2 * (n + m)), 5, _AA_MEMORY))
         accel = AndersonAcceleration(n + m, memory)
         inv_rho = 1.0 / rho_vec

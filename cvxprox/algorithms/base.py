@@ -148,11 +148,14 @@ class ConeLimit:
     x: np.ndarray | None
 
     def settle(
-        self, best: BestIterate, iterations: int
+        self, best: BestIterate, iterations: int, limit: str
     ) -> tuple[str, tuple[Point, KKTError] | None, np.ndarray | None] | None:
-        """(OPTIMAL, polished point, None), (*_INACCURATE, None, certificate) or None."""
+        """(OPTIMAL, polished point, None), (*_INACCURATE, None, certificate) or None.
+
+        ``limit`` is the limit that stopped the run: after ``time_limit`` no polishing
+        (it would run past the user's limit)."""
         polisher = self.polisher
-        if polisher.enabled:
+        if polisher.enabled and limit == "max_iters":
             polished = polisher.attempt(iterations, best.point[1], best.point[2])
             if polished is not None:
                 return s.OPTIMAL, polished, None
@@ -200,7 +203,7 @@ def finish(
     limit = None
     if status is None:
         limit = "max_iters" if iterations >= options.max_iters else "time_limit"
-        settled = None if cone_limit is None else cone_limit.settle(best, iterations)
+        settled = None if cone_limit is None else cone_limit.settle(best, iterations, limit)
         if settled is not None:
             status, last, certificate = settled
         elif best.kkt.normalized <= loose_factor(options):

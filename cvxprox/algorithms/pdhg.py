@@ -266,7 +266,7 @@ class PDHG(Algorithm):
         )
 
         best = BestIterate()
-        polisher = PolishSchedule(prog, checker)
+        polisher = PolishSchedule(prog, checker, deadline=t0 + opts.time_limit)
         status, cert = None, None
         err: KKTError | None = None
         xu = zu = yu = None

@@ -16,6 +16,9 @@ KKT error is acceptable.
 
 from __future__ import annotations
 
+import math
+import time
+
 import numpy as np
 import qdldl
 import scipy.sparse as sp
@@ -79,19 +82,34 @@ class PolishSchedule:
     """When to try polishing: at checks on a doubling schedule, and once at a limit.
 
     A polished point is accepted only if it satisfies the termination criteria, so a
-    wrong active set costs one factorization and nothing else.
+    wrong active set costs one factorization and nothing else. No attempt starts when
+    the previous one took longer than the time left before ``deadline`` (a
+    ``time.perf_counter()`` value; the run's time limit), so that polishing a large
+    problem never carries a run far past its ``time_limit``.
     """
 
-    def __init__(self, program: ProxProgram, checker: KKTChecker, first: int = 100) -> None:
+    def __init__(
+        self,
+        program: ProxProgram,
+        checker: KKTChecker,
+        first: int = 100,
+        deadline: float = math.inf,
+    ) -> None:
         self.enabled = is_polishable(program)
         self.program = program
         self.checker = checker
         self.next = first
+        self.deadline = deadline
         self.attempts = 0
         self.succeeded = False
+        self._last_seconds = 0.0
 
     def due(self, iteration: int) -> bool:
-        return self.enabled and iteration >= self.next
+        return self.enabled and iteration >= self.next and self.affordable()
+
+    def affordable(self) -> bool:
+        """Whether an attempt as long as the previous one ends before the deadline."""
+        return time.perf_counter() + self._last_seconds < self.deadline
 
     def settle(
         self,
@@ -113,7 +131,9 @@ class PolishSchedule:
         """The polished point and its KKT error if it is converged, else None."""
         self.next = 2 * max(iteration, self.next)
         self.attempts += 1
+        start = time.perf_counter()
         point = polish(self.program, self.checker.scaling, z, y)
+        self._last_seconds = time.perf_counter() - start
         if point is None:
             return None
         x, z_new, y_new = point
