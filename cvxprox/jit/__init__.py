@@ -16,9 +16,13 @@ import numpy as np
 
 
 def csc_arrays(M: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(indptr, indices, data)`` of a CSC matrix, the form the kernels take (the arrays
-    themselves, not copies); for ``None``, empty arrays, which the kernels read as "no
-    matrix" (an indptr shorter than the number of columns plus one)."""
+    """``(indptr, indices, data)`` of a CSC matrix, the form the kernels take: int64 indices
+    (SciPy's int32 ones converted, so that one compiled signature serves every matrix) and
+    the float64 ``data`` itself, not a copy, which kernels may scale in place.
+    For ``None``, empty arrays, which the kernels read as "no matrix" (an indptr shorter
+    than the number of columns plus one)."""
     if M is None:
-        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32), np.zeros(0)
-    return M.indptr, M.indices, M.data
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    if M.data.dtype != np.float64:
+        raise TypeError(f"the kernels take float64 matrices, got {M.data.dtype}")
+    return M.indptr.astype(np.int64, copy=False), M.indices.astype(np.int64, copy=False), M.data
