@@ -35,16 +35,26 @@ def test_refactor_with_new_values() -> None:
     assert factor.nnz > 0
 
 
-@pytest.mark.parametrize("with_p", [True, False])
+def _reversed_columns(M: sp.csc_array) -> sp.csc_array:
+    """M with the entries of every column stored in reverse order (unsorted indices)."""
+    columns = [np.arange(M.indptr[j + 1] - 1, M.indptr[j] - 1, -1) for j in range(M.shape[1])]
+    order = np.concatenate([np.zeros(0, dtype=np.int64), *columns])
+    return sp.csc_array((M.data[order], M.indices[order], M.indptr), shape=M.shape)
+
+
+@pytest.mark.parametrize("P_form", ["none", "sorted", "unsorted"])
 @pytest.mark.parametrize(("n", "m"), [(12, 9), (6, 0)])
-def test_kkt_upper_is_the_upper_triangle_of_the_kkt_matrix(with_p: bool, n: int, m: int) -> None:
+def test_kkt_upper_is_the_upper_triangle_of_the_kkt_matrix(P_form: str, n: int, m: int) -> None:
     rng = np.random.default_rng(4)
     sigma = 1e-3
     A = sp.random_array((m, n), density=0.4, rng=rng, format="csc")
     F = sp.random_array((n, n), density=0.3, rng=rng)
-    P = sp.csc_array(F @ F.T) if with_p else None
+    P = None if P_form == "none" else sp.csc_array(F @ F.T)
+    if P_form == "unsorted":
+        P = _reversed_columns(P)
+        assert not P.has_sorted_indices
     rho = rng.uniform(0.1, 2.0, m)
-    K, diag_pos = kkt_upper(P, sp.csc_array(A.T), sigma, rho)
+    K, diag_pos = kkt_upper(P, _reversed_columns(sp.csc_array(A.T)), sigma, rho)
     indptr, indices, data = K.indptr, K.indices, K.data
     full = np.zeros((n + m, n + m))
     full[:n, :n] = sigma * np.eye(n) + (P.toarray() if P is not None else 0.0)
