@@ -4,8 +4,18 @@ An iteration written as a chain of NumPy calls pays Python and temporary-array
 overhead on every step; for small and medium problems that overhead, not arithmetic,
 is the cost. The kernels here fuse whole iterations into compiled loops over plain
 arrays. Each has a NumPy reference elsewhere in cvxprox (``cvxprox.cones`` for the
-projections) that the tests compare it against. Compiled code is cached on disk
-(``cache=True``), so only the first solve after installation pays the compilation.
+projections) that the tests compare it against.
+
+A kernel is compiled on its first call, for the types of its arguments, and cached on disk
+(``cache=True``), so only the first solve after installation that reaches it pays the
+compilation (``python -m compare.first_solve`` measures it). Compilation time grows with
+the code compiled and every separately compiled function costs a fixed overhead, hence:
+the cone projection is compiled per combination of the cone kinds present (a kind that is
+absent is None and its code is pruned, see ``cvxprox.jit.cones``); work done once per
+solve (assembling the KKT matrix) is NumPy; arguments come with fixed types (int64
+indices from :func:`csc_arrays`, C-contiguous float64 vectors) so that one compilation
+serves every problem; and copies are loops, since a slice assignment compiles NumPy's
+shape check and its error message.
 """
 
 from __future__ import annotations
