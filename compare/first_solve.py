@@ -111,7 +111,9 @@ def _lasso(seed: int = 0):  # noqa: ANN202
 
 def _portfolio(seed: int = 0):  # noqa: ANN202
     """The README demo, ``examples/portfolio.py`` (500 assets, 20 factors)."""
-    sys.path.insert(0, str(REPO_ROOT / "examples"))
+    examples = str(REPO_ROOT / "examples")
+    if examples not in sys.path:
+        sys.path.insert(0, examples)
     from portfolio import build
 
     return build(seed=seed)[0]
