@@ -74,3 +74,15 @@ def test_lp_compiles_no_psd_exp_or_power_kernel_and_one_signature_each(tmp_path:
         "ruiz_passes": 1,
         "kkt_norms": 1,
     }
+
+
+def test_first_solve_script_measures_a_model(capsys) -> None:  # noqa: ANN001
+    """``python -m compare.first_solve`` runs a model in a child with its own empty cache and
+    reports its algorithm, times and compiled kernels (none for FISTA on a lasso)."""
+    from compare.first_solve import main
+
+    main(["--models", "lasso", "--no-write"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| lasso")]
+    cells = [cell.strip() for cell in rows[-1].strip("|").split("|")]
+    assert cells[1] == "fista" and cells[-2] == "optimal" and cells[-1] == "0: none"
+    assert all(float(cell) > 0 for cell in cells[2:7])
