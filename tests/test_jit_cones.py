@@ -22,7 +22,7 @@ from cvxprox.cones import (
     mat_to_svec,
 )
 from cvxprox.jit import cones as jit
-from cvxprox.jit.cones import EXP, NONNEG, POW3D, PSD, SOC, ZERO, cone_layout, project
+from cvxprox.jit.cones import cone_layout, project
 
 RTOL = 1e-9  # agreement with the reference, relative to max|v|
 MOREAU_TOL = 1e-10  # Moreau residuals, relative to ||v||
@@ -154,15 +154,29 @@ def test_zero_vector_and_in_place():
 
 def test_layout_of_mixed_product():
     layout = cone_layout(mixed())
-    kinds = [ZERO, NONNEG, SOC, SOC, SOC, PSD, PSD, PSD] + [EXP] * 5 + [POW3D] * 2
-    assert layout.kinds.tolist() == kinds
-    assert layout.lengths.tolist() == [3, 4, 1, 3, 5, 1, 3, 6] + [3] * 7
-    assert layout.starts.tolist() == np.cumsum([0, 3, 4, 1, 3, 5, 1, 3, 6] + [3] * 6).tolist()
-    assert layout.params.tolist() == [0.0] * 5 + [1.0, 2.0, 3.0] + [0.0] * 5 + [0.3, 0.7]
-    assert layout.dim == mixed().dim and layout.work.size == 9
-    assert np.all(np.isnan(layout.warm))
-    assert all(a.dtype == np.int64 for a in layout.arrays[:3])
-    assert all(a.dtype == np.float64 for a in layout.arrays[3:])
+    starts = np.cumsum([0, 3, 4, 1, 3, 5, 1, 3, 6] + [3] * 6)
+    assert [a.tolist() for a in layout.zero] == [[0], [3]]
+    assert [a.tolist() for a in layout.nonneg] == [[3], [4]]
+    assert [a.tolist() for a in layout.soc] == [starts[2:5].tolist(), [1, 3, 5]]
+    psd_starts, orders, work = layout.psd
+    assert psd_starts.tolist() == starts[5:8].tolist() and orders.tolist() == [1, 2, 3]
+    assert work.size == 9
+    exp_starts, warm = layout.exp
+    assert exp_starts.tolist() == starts[8:13].tolist() and np.all(np.isnan(warm))
+    pow_starts, alphas = layout.pow3d
+    assert pow_starts.tolist() == starts[13:].tolist() and alphas.tolist() == [0.3, 0.7]
+    assert layout.dim == mixed().dim
+    groups = [group for group in layout.arrays if group is not None]
+    assert all(group[0].dtype == np.int64 for group in groups)
+    assert orders.dtype == np.int64 and alphas.dtype == warm.dtype == np.float64
+
+
+def test_layout_leaves_out_absent_kinds():
+    """A kind the cone does not have is None, so that its code is not compiled."""
+    layout = cone_layout(ProductCone([ZeroCone(2), NonnegCone(3)]))
+    assert layout.soc is layout.psd is layout.exp is layout.pow3d is None
+    assert cone_layout(NonnegCone(3)).zero[0].size == 0
+    assert cone_layout(ExpCone(2)).exp is not None and cone_layout(ExpCone(2)).psd is None
 
 
 def test_empty_cones():
@@ -257,12 +271,12 @@ def test_exp_warm_start():
     first = assert_agrees(cone, layout, v)
     general = np.isfinite(cone._last_rho)
     assert 0 < general.sum() < 40  # some triples need a root, others do not
-    np.testing.assert_allclose(layout.warm, cone._last_rho, rtol=1e-12)  # NaN where no root
+    np.testing.assert_allclose(layout.exp[1], cone._last_rho, rtol=1e-12)  # NaN where no root
     np.testing.assert_allclose(project(layout, v), first, rtol=0, atol=1e-14)
     for step in (1e-8, 1e-3, 1.0):  # nearby and far points, warm-started by both
         v = v + step * rng.standard_normal(cone.dim)
         assert_agrees(cone, layout, v)
-        np.testing.assert_allclose(layout.warm, cone._last_rho, rtol=1e-10)
+        np.testing.assert_allclose(layout.exp[1], cone._last_rho, rtol=1e-10)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,11 +1,10 @@
-"""The compiled LDL' solve against SciPy's sparse solver."""
+"""The compiled LDL' solve against SciPy's sparse solver, and the KKT matrix's assembly."""
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from cvxprox.jit import csc_arrays
 from cvxprox.jit.ldl import LDLFactor, kkt_upper
 
 
@@ -36,20 +35,31 @@ def test_refactor_with_new_values() -> None:
     assert factor.nnz > 0
 
 
-@pytest.mark.parametrize("with_p", [True, False])
-def test_kkt_upper_is_the_upper_triangle_of_the_kkt_matrix(with_p: bool) -> None:
+def _reversed_columns(M: sp.csc_array) -> sp.csc_array:
+    """M with the entries of every column stored in reverse order (unsorted indices)."""
+    columns = [np.arange(M.indptr[j + 1] - 1, M.indptr[j] - 1, -1) for j in range(M.shape[1])]
+    order = np.concatenate([np.zeros(0, dtype=np.int64), *columns])
+    return sp.csc_array((M.data[order], M.indices[order], M.indptr), shape=M.shape)
+
+
+@pytest.mark.parametrize("P_form", ["none", "sorted", "unsorted"])
+@pytest.mark.parametrize(("n", "m"), [(12, 9), (6, 0)])
+def test_kkt_upper_is_the_upper_triangle_of_the_kkt_matrix(P_form: str, n: int, m: int) -> None:
     rng = np.random.default_rng(4)
-    n, m, sigma = 12, 9, 1e-3
+    sigma = 1e-3
     A = sp.random_array((m, n), density=0.4, rng=rng, format="csc")
     F = sp.random_array((n, n), density=0.3, rng=rng)
-    P = sp.csc_array(F @ F.T) if with_p else None
+    P = None if P_form == "none" else sp.csc_array(F @ F.T)
+    if P_form == "unsorted":
+        P = _reversed_columns(P)
+        assert not P.has_sorted_indices
     rho = rng.uniform(0.1, 2.0, m)
-    At = sp.csc_array(A.T)
-    At.sort_indices()
-    indptr, indices, data, diag_pos = kkt_upper(n, csc_arrays(P), csc_arrays(At), sigma, rho)
-    K = sp.csc_array((data, indices, indptr), shape=(n + m, n + m))
-    top_left = sigma * sp.eye_array(n) + (P if P is not None else sp.csc_array((n, n)))
-    full = sp.block_array([[top_left, A.T], [A, -sp.diags_array(1.0 / rho)]]).toarray()
+    K, diag_pos = kkt_upper(P, _reversed_columns(sp.csc_array(A.T)), sigma, rho)
+    indptr, indices, data = K.indptr, K.indices, K.data
+    full = np.zeros((n + m, n + m))
+    full[:n, :n] = sigma * np.eye(n) + (P.toarray() if P is not None else 0.0)
+    full[:n, n:], full[n:, :n] = A.T.toarray(), A.toarray()
+    full[n:, n:] = -np.diag(1.0 / rho)
     np.testing.assert_allclose(K.toarray(), np.triu(full), rtol=1e-15, atol=0)
     np.testing.assert_array_equal(data[diag_pos], -1.0 / rho)
     for j in range(n + m):  # sorted row indices in every column, diagonal last

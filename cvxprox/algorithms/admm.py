@@ -41,7 +41,6 @@ from cvxprox.algorithms.base import (
 )
 from cvxprox.algorithms.polish import PolishSchedule
 from cvxprox.cones import ProductCone, ZeroCone
-from cvxprox.jit import csc_arrays
 from cvxprox.jit.admm import G_ACCEPTED, PENDING, REJECTED, admm_iterations
 from cvxprox.jit.cones import cone_layout
 from cvxprox.jit.ldl import LDLFactor, kkt_upper
@@ -93,7 +92,6 @@ class ADMM(Algorithm):
         checker = KKTChecker(prog, scaling, opts)
         A, P, c, b = scaling.A, scaling.P, scaling.c, scaling.b
         At = sp.csc_array(A.T)
-        At.sort_indices()
         cone = prog.cone
 
         eq_rows = np.zeros(m, dtype=bool)
@@ -320,19 +318,12 @@ class _Loop:
 
 
 class _KKTSystem:
-    """LDL' factorization of [[P + sigma I, A'], [A, -diag(1/rho)]] (quasi-definite).
-
-    ``At`` is A' in CSC form with sorted indices.
-    """
+    """LDL' factorization of [[P + sigma I, A'], [A, -diag(1/rho)]] (quasi-definite)."""
 
     def __init__(
         self, P: sp.csc_array | None, At: sp.csc_array, sigma: float, rho: np.ndarray
     ) -> None:
-        indptr, indices, data, self._diag_pos = kkt_upper(
-            At.shape[0], csc_arrays(P), csc_arrays(At), sigma, rho
-        )
-        dim = indptr.shape[0] - 1
-        self._K = sp.csc_array((data, indices, indptr), shape=(dim, dim))
+        self._K, self._diag_pos = kkt_upper(P, At, sigma, rho)
         self.factor = LDLFactor(self._K, upper=True)
 
     def update_rho(self, rho: np.ndarray) -> None:

@@ -18,7 +18,8 @@ can test convergence on (f, z_next); it reports whether that last iteration was 
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 from numba import njit
 
 from cvxprox.jit.anderson import EXTRAPOLATED, ISTATE, anderson_reset, anderson_step
@@ -30,24 +31,7 @@ G_ACCEPTED = 0
 PENDING, REJECTED = 0, 1
 
 
-@njit(cache=True)
-def _project(cone: tuple, v: np.ndarray, out: np.ndarray) -> None:
-    kinds, starts, lengths, params, warm, work = cone
-    project_cones(v, out, kinds, starts, lengths, params, warm, work)
-
-
-@njit(cache=True)
-def _advance(state: tuple, memory: tuple, accelerate: bool) -> None:
-    """w <- AA(w, f), or w <- f when not accelerating."""
-    w, f = state[0], state[2]
-    if accelerate:
-        anderson_step(memory, w, f, w)
-    else:
-        memory[ISTATE][EXTRAPOLATED] = 0
-        w[:] = f
-
-
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def admm_iterations(
     it: int,
     it_end: int,
@@ -58,7 +42,7 @@ def admm_iterations(
     memory: tuple,
     controls: tuple,
 ) -> tuple:
-    """Run iterations it + 1 .. it_end; returns (last iteration, accepted).
+    """Run iterations it + 1 .. it_end (``it < it_end``); returns (last iteration, accepted).
 
     ``data = (c, b, inv_rho)`` (scaled, lengths n, m, m); ``state = (w, z, f, f_plain,
     z_next, y_over_rho, rhs, sol, fstate, istate)`` with w, f, f_plain, rhs, sol of
@@ -70,15 +54,25 @@ def admm_iterations(
     """
     c, b, inv_rho = data
     w, z, f, f_plain, z_next, yr, rhs, sol, fstate, istate = state
+    zero, nonneg, soc, psd, exp, pow3d = cone
     alpha, sigma, safeguard, accelerate = controls
+    aa_state = memory[ISTATE]
     n = c.shape[0]
     m = b.shape[0]
-    if istate[PENDING]:
-        _advance(state, memory, accelerate)
-        istate[PENDING] = 0
+    advance = istate[PENDING] == 1
+    istate[PENDING] = 0
     while it < it_end:
+        # Copies are loops here: a slice assignment would compile NumPy's shape check and
+        # its error message, which costs more compile time than the rest of the kernel.
+        if advance:  # w <- AA(w, f), or w <- f when not accelerating
+            if accelerate:
+                anderson_step(memory, w, f, w)
+            else:
+                aa_state[EXTRAPOLATED] = 0
+                for i in range(n + m):
+                    w[i] = f[i]
         it += 1
-        _project(cone, w[n:], z)
+        project_cones(w[n:], z, zero, nonneg, soc, psd, exp, pow3d)
         for i in range(m):
             yr[i] = w[n + i] - z[i]
         for i in range(n):
@@ -93,19 +87,22 @@ def admm_iterations(
         for i in range(m):
             f[n + i] = z[i] + alpha * sol[n + i] * inv_rho[i] + (1.0 - alpha) * yr[i]
             g_norm += (f[n + i] - w[n + i]) ** 2
-        g_norm = np.sqrt(g_norm)
-        if memory[ISTATE][EXTRAPOLATED] and g_norm > safeguard * fstate[G_ACCEPTED]:
-            w[:] = f_plain
-            anderson_reset(memory[ISTATE])
+        g_norm = math.sqrt(g_norm)
+        if aa_state[EXTRAPOLATED] and g_norm > safeguard * fstate[G_ACCEPTED]:
+            for i in range(n + m):
+                w[i] = f_plain[i]
+            anderson_reset(aa_state)
             istate[REJECTED] += 1
+            advance = False
             if it == it_end:
                 return it, False
             continue
         fstate[G_ACCEPTED] = g_norm
-        f_plain[:] = f
+        for i in range(n + m):
+            f_plain[i] = f[i]
         if it == it_end:
-            _project(cone, f[n:], z_next)
+            project_cones(f[n:], z_next, zero, nonneg, soc, psd, exp, pow3d)
             istate[PENDING] = 1
             return it, True
-        _advance(state, memory, accelerate)
+        advance = True
     return it, False

@@ -23,7 +23,7 @@ COUNT, HEAD, HAS_PREV, EXTRAPOLATED = 0, 1, 2, 3
 REGULARIZATION = 1e-10
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def anderson_reset(istate: np.ndarray) -> None:
     """Forget the stored differences."""
     istate[COUNT] = 0
@@ -32,7 +32,7 @@ def anderson_reset(istate: np.ndarray) -> None:
     istate[EXTRAPOLATED] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _cholesky_solve(G: np.ndarray, rhs: np.ndarray, count: int) -> bool:
     """Solve G[:count, :count] u = rhs[:count] in place (G overwritten by its Cholesky
     factor, rhs by u); False when G is not numerically positive definite."""
@@ -62,7 +62,7 @@ def _cholesky_solve(G: np.ndarray, rhs: np.ndarray, count: int) -> bool:
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def anderson_step(memory: tuple, w: np.ndarray, f: np.ndarray, out: np.ndarray) -> bool:
     """out = the accelerated successor of w given f = T(w); True when extrapolated.
 
@@ -90,7 +90,8 @@ def anderson_step(memory: tuple, w: np.ndarray, f: np.ndarray, out: np.ndarray) 
     istate[HAS_PREV] = 1
     istate[EXTRAPOLATED] = 0
     count = istate[COUNT]
-    out[:] = f
+    for i in range(dim):  # out = f (a loop: a slice assignment compiles a shape check)
+        out[i] = f[i]
     if count == 0:
         return False
     normalized, scale, gamma = work[:size], work[size], work[size + 1]
@@ -108,7 +109,8 @@ def anderson_step(memory: tuple, w: np.ndarray, f: np.ndarray, out: np.ndarray) 
     for k in range(count):
         gk = gamma[k] / scale[k]
         if not np.isfinite(gk):
-            out[:] = f
+            for i in range(dim):
+                out[i] = f[i]
             return False
         for i in range(dim):
             out[i] -= gk * (S[k, i] + Y[k, i])

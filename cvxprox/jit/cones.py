@@ -2,15 +2,21 @@
 
 ``project_cones`` computes ``Pi_K(v) = argmin_{p in K} ||p - v||_2`` for a product ``K`` of
 zero, nonnegative, second-order, PSD (svec), exponential and 3-D power cones, described by a
-:class:`ConeLayout` (flat arrays, one entry per block). Every block kernel is a scalar-loop port
-of its NumPy reference in ``cvxprox.cones``, with the same case analysis, safeguards, constants
-and pre-scaling, so the two agree to rounding; see there for the mathematics. The exponential-
-and power-cone root finders run per triple instead of vectorized over all unresolved triples.
+:class:`ConeLayout` (flat arrays, one group of blocks per kind). Every block kernel is a
+scalar-loop port of its NumPy reference in ``cvxprox.cones``, with the same case analysis,
+safeguards, constants and pre-scaling, so the two agree to rounding; see there for the
+mathematics. The exponential- and power-cone root finders run per triple instead of vectorized
+over all unresolved triples.
+
+A kind that the cone does not have is None in the layout, and Numba compiles
+``project_cones`` once per combination of present kinds without the absent kinds' code: an LP
+compiles neither the PSD, nor the exponential, nor the power-cone projection.
 
 Apart from ``np.linalg.eigh`` for PSD blocks (which allocates its outputs), nothing is allocated
-per call: the PSD matrix is unpacked into ``ConeLayout.work`` and the exponential cones' warm
-starts live in ``ConeLayout.warm``. The kernels use NumPy's floating-point error model (division
-by zero gives inf or NaN instead of raising), which the reference's safeguards rely on.
+per call: the PSD matrix is unpacked into the PSD group's ``work`` and the exponential cones'
+warm starts live in the exponential group's ``warm``. The kernels use NumPy's floating-point
+error model (division by zero gives inf or NaN instead of raising), which the reference's
+safeguards rely on.
 """
 
 from __future__ import annotations
@@ -40,13 +46,14 @@ __all__ = [
     "PSD",
     "EXP",
     "POW3D",
+    "KINDS",
     "ConeLayout",
     "cone_layout",
     "project_cones",
     "project",
 ]
 
-ZERO, NONNEG, SOC, PSD, EXP, POW3D = 0, 1, 2, 3, 4, 5  # block kinds
+ZERO, NONNEG, SOC, PSD, EXP, POW3D = KINDS = range(6)  # block kinds
 
 # Copies of the constants of cvxprox.cones (see there; a test checks that they agree).
 # Numba freezes globals into the on-disk cache and only notices edits to this file, so they
@@ -73,42 +80,44 @@ _LOG2 = math.log(2.0)
 
 @dataclass
 class ConeLayout:
-    """Flat description of a product cone for the compiled kernels; one entry per block.
+    """Flat description of a product cone for the compiled kernels, one group per kind.
 
     A block is the whole zero cone, the whole nonnegative orthant, one second-order cone, one
-    PSD matrix (svec, length ``n(n+1)/2``) or one exponential or power-cone triple.
+    PSD matrix (svec, length ``n(n+1)/2``) or one exponential or power-cone triple; block ``b``
+    of a group is ``v[starts[b] : starts[b] + length]``. The groups (int64 ``starts``, float64
+    otherwise, ``(blocks,)`` unless said):
 
-    ``kinds`` (int64, ``(nblocks,)``): ``ZERO``, ``NONNEG``, ``SOC``, ``PSD``, ``EXP`` or
-    ``POW3D``. ``starts``, ``lengths`` (int64, ``(nblocks,)``): the block is
-    ``v[starts[b] : starts[b] + lengths[b]]``; blocks are consecutive. ``params`` (float64,
-    ``(nblocks,)``): the exponent ``alpha`` of a power cone, the order ``n`` of a PSD matrix, 0
-    otherwise. ``warm`` (float64, ``(nblocks,)``): for an exponential cone the root ``rho`` of
-    its last projection that needed one (NaN while unknown), the next one's starting guess;
-    updated in place by ``project_cones``. ``work`` (float64, ``(max n^2,)`` over the PSD
-    blocks): scratch for one unpacked PSD matrix.
+    * ``zero``, ``nonneg``: ``(starts, lengths)``, possibly empty;
+    * ``soc``: ``(starts, lengths)``;
+    * ``psd``: ``(starts, orders, work)``, ``orders`` the int64 ``n`` of each matrix and
+      ``work`` (``(max n^2,)``) scratch for one unpacked matrix;
+    * ``exp``: ``(starts, warm)``, ``warm`` the root ``rho`` of the triple's last projection
+      that needed one (NaN while unknown), the next one's starting guess, updated in place by
+      ``project_cones``;
+    * ``pow3d``: ``(starts, alphas)``, the exponent of each triple.
+
+    A kind without blocks is None (except zero and nonneg), so that the compiled projection of
+    a cone without, say, exponential triples never contains, nor compiles, their code.
     """
 
-    kinds: np.ndarray
-    starts: np.ndarray
-    lengths: np.ndarray
-    params: np.ndarray
-    warm: np.ndarray
-    work: np.ndarray
+    dim: int
+    zero: tuple[np.ndarray, np.ndarray]
+    nonneg: tuple[np.ndarray, np.ndarray]
+    soc: tuple[np.ndarray, np.ndarray] | None
+    psd: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    exp: tuple[np.ndarray, np.ndarray] | None
+    pow3d: tuple[np.ndarray, np.ndarray] | None
 
     @property
-    def dim(self) -> int:
-        """Length of the vectors the layout describes."""
-        return int(self.lengths.sum())
-
-    @property
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """``(kinds, starts, lengths, params, warm, work)``: the layout arguments of
+    def arrays(self) -> tuple:
+        """``(zero, nonneg, soc, psd, exp, pow3d)``: the layout arguments of
         ``project_cones``, in order."""
-        return self.kinds, self.starts, self.lengths, self.params, self.warm, self.work
+        return self.zero, self.nonneg, self.soc, self.psd, self.exp, self.pow3d
 
 
 def _blocks(cone: Cone) -> Iterator[tuple[int, int, float]]:
-    """``(kind, length, param)`` of every block of ``cone``, in vector order."""
+    """``(kind, length, param)`` of every block of ``cone``, in vector order; ``param`` is the
+    order of a PSD matrix, the exponent of a power-cone triple, 0 otherwise."""
     match cone:
         case ProductCone():
             for member in cone.cones:
@@ -136,22 +145,31 @@ def _blocks(cone: Cone) -> Iterator[tuple[int, int, float]]:
 def cone_layout(cone: Cone) -> ConeLayout:
     """The :class:`ConeLayout` of a ``ProductCone`` (or of a single member cone).
 
-    One block for the whole ``ZeroCone``, one for the whole ``NonnegCone``, one per second-order
-    cone, one per PSD matrix, one per exponential or power-cone triple. The warm starts begin
-    unknown (NaN), independent of the reference cone's own.
+    The warm starts of the exponential triples begin unknown (NaN), independent of the
+    reference cone's own.
     """
-    blocks = list(_blocks(cone))
-    kinds = np.array([kind for kind, _, _ in blocks], dtype=np.int64)
-    lengths = np.array([length for _, length, _ in blocks], dtype=np.int64)
-    params = np.array([param for _, _, param in blocks], dtype=np.float64)
-    orders = params[kinds == PSD].astype(np.int64)
+    starts: dict[int, list[int]] = {kind: [] for kind in KINDS}
+    lengths: dict[int, list[int]] = {kind: [] for kind in KINDS}
+    params: dict[int, list[float]] = {kind: [] for kind in KINDS}
+    dim = 0
+    for kind, length, param in _blocks(cone):
+        starts[kind].append(dim)
+        lengths[kind].append(length)
+        params[kind].append(param)
+        dim += length
+
+    def ints(values: list) -> np.ndarray:
+        return np.array(values, dtype=np.int64)
+
+    orders = ints(params[PSD])
     return ConeLayout(
-        kinds=kinds,
-        starts=np.cumsum(lengths) - lengths,
-        lengths=lengths,
-        params=params,
-        warm=np.full(len(blocks), np.nan),
-        work=np.empty(int(np.max(orders**2, initial=0))),
+        dim=dim,
+        zero=(ints(starts[ZERO]), ints(lengths[ZERO])),
+        nonneg=(ints(starts[NONNEG]), ints(lengths[NONNEG])),
+        soc=(ints(starts[SOC]), ints(lengths[SOC])) if starts[SOC] else None,
+        psd=(ints(starts[PSD]), orders, np.empty(int(np.max(orders**2)))) if starts[PSD] else None,
+        exp=(ints(starts[EXP]), np.full(len(starts[EXP]), np.nan)) if starts[EXP] else None,
+        pow3d=(ints(starts[POW3D]), np.array(params[POW3D])) if starts[POW3D] else None,
     )
 
 
@@ -621,34 +639,46 @@ def project_pow3d(x: float, y: float, z: float, alpha: float) -> tuple[float, fl
 def project_cones(
     v: np.ndarray,
     out: np.ndarray,
-    kinds: np.ndarray,
-    starts: np.ndarray,
-    lengths: np.ndarray,
-    params: np.ndarray,
-    warm: np.ndarray,
-    work: np.ndarray,
+    zero: tuple,
+    nonneg: tuple,
+    soc: tuple | None,
+    psd: tuple | None,
+    exp: tuple | None,
+    pow3d: tuple | None,
 ) -> None:
     """``out = Pi_K(v)`` for the product cone ``K`` of a :class:`ConeLayout` (its arrays).
 
     ``v`` and ``out`` are float64 vectors of length ``dim``; ``out`` may be ``v`` itself (every
-    block is read completely before it is written) but not a shifted view of it. Updates
-    ``warm`` in place.
+    block is read completely before it is written) but not a shifted view of it. Updates the
+    exponential triples' warm starts in place. The code of a kind whose group is None is
+    removed before compilation (Numba prunes ``is not None`` branches on None arguments).
     """
-    for b in range(kinds.shape[0]):
-        kind, s, m = kinds[b], starts[b], lengths[b]
-        if kind == ZERO:
-            out[s : s + m] = 0.0
-        elif kind == NONNEG:
-            for i in range(s, s + m):
-                out[i] = 0.0 if v[i] < 0.0 else v[i]
-        elif kind == SOC:
-            project_soc(v, out, s, m)
-        elif kind == PSD:
-            project_psd(v, out, s, int(params[b]), work)
-        elif kind == EXP:
+    starts, lengths = zero
+    for b in range(starts.shape[0]):
+        for i in range(starts[b], starts[b] + lengths[b]):
+            out[i] = 0.0
+    starts, lengths = nonneg
+    for b in range(starts.shape[0]):
+        for i in range(starts[b], starts[b] + lengths[b]):
+            out[i] = 0.0 if v[i] < 0.0 else v[i]
+    if soc is not None:
+        soc_starts, soc_lengths = soc
+        for b in range(soc_starts.shape[0]):
+            project_soc(v, out, soc_starts[b], soc_lengths[b])
+    if psd is not None:
+        psd_starts, orders, work = psd
+        for b in range(psd_starts.shape[0]):
+            project_psd(v, out, psd_starts[b], orders[b], work)
+    if exp is not None:
+        exp_starts, warm = exp
+        for b in range(exp_starts.shape[0]):
+            s = exp_starts[b]
             out[s], out[s + 1], out[s + 2], warm[b] = project_exp(v[s], v[s + 1], v[s + 2], warm[b])
-        else:
-            out[s], out[s + 1], out[s + 2] = project_pow3d(v[s], v[s + 1], v[s + 2], params[b])
+    if pow3d is not None:
+        pow_starts, alphas = pow3d
+        for b in range(pow_starts.shape[0]):
+            s = pow_starts[b]
+            out[s], out[s + 1], out[s + 2] = project_pow3d(v[s], v[s + 1], v[s + 2], alphas[b])
 
 
 def project(layout: ConeLayout, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -657,7 +687,7 @@ def project(layout: ConeLayout, v: np.ndarray, out: np.ndarray | None = None) ->
     ``v`` is converted to float64 and must have shape ``(dim,)``; ``out`` must be a float64
     array of that shape and may be ``v``. Returns ``out``.
     """
-    v = np.asarray(v, dtype=np.float64)
+    v = np.ascontiguousarray(v, dtype=np.float64)
     if v.shape != (layout.dim,):
         raise ValueError(f"expected a 1-D array of length {layout.dim}, got shape {v.shape}")
     if out is None:
