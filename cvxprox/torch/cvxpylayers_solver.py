@@ -11,7 +11,7 @@ cvxpylayers canonicalizes the problem with CVXPY's SCS chain, whose cone layout 
 nonneg, soc, psd as scaled lower-triangle svec, exp, 3-D power) is the IR's, evaluates
 the data for a batch of parameters, and hands them to this class: the batch is solved as
 one stacked program (``cvxprox.batch``) and differentiated with the adjoint solve of
-``cvxprox.adjoint``. Duals are returned in CVXPY's convention (in the dual cone), so
+``cvxprox.diff``. Duals are returned in CVXPY's convention (in the dual cone), so
 cvxpylayers can also return constraint duals.
 """
 
@@ -25,9 +25,9 @@ from cvxpy import settings as s
 from cvxpy.error import SolverError
 from cvxpylayers.interfaces.base import SolverInterface
 
-from cvxprox.adjoint import ResidualMapAdjoint
 from cvxprox.batch import ConeLayout, StackedConeProgram
 from cvxprox.compile import solve_program
+from cvxprox.diff import ImplicitAdjoint
 from cvxprox.options import SolverOptions
 
 
@@ -96,8 +96,8 @@ class NablaProxSolver(SolverInterface):
         batch = stack.batch_size
         dy = np.zeros((batch, self.layout.m))
         dy[:, : self.layout.m_cone] = -np.asarray(ddual, dtype=np.float64)
-        adjoint = ResidualMapAdjoint(program, result.x, result.y, result.z)
-        grad = adjoint.gradient(
+        adjoint = ImplicitAdjoint(program, x=result.x, y=result.y, z=result.z)
+        grad = adjoint.data_gradient(
             np.asarray(dprimal, dtype=np.float64).reshape(-1), stack.stack_rows(dy)
         )
         dP = None if grad.P_data is None else stack.unstack_P_data(grad.P_data)

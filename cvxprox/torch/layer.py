@@ -8,7 +8,7 @@ and its backward pass returns ``(dx*/dtheta)' g`` for incoming gradients ``g``. 
 is compiled once to CVXPY's parametric cone program (``cvxprox.batch.ConeProgramMap``); a
 batch of parameter values becomes one block-diagonal program solved by one vectorized
 NABLAPROX run (``cvxprox.batch.StackedConeProgram``). Gradients come from implicit
-differentiation of the optimality conditions (``cvxprox.adjoint``): one sparse adjoint
+differentiation of the optimality conditions (``cvxprox.diff``): one adjoint linear
 solve per backward pass, whose memory does not depend on the forward iteration count.
 ``diff="unrolled"`` instead backpropagates through a fixed number of PDHG iterations
 written in torch (``cvxprox.torch.unrolled``), for schedules that train through the
@@ -34,9 +34,9 @@ from cvxpy import settings as s
 from cvxpy.error import SolverError
 from cvxpy.expressions.expression import Expression
 
-from cvxprox.adjoint import ADJOINT_METHODS, ResidualMapAdjoint
 from cvxprox.batch import ConeProgramMap, StackedConeProgram
 from cvxprox.compile import solve_program
+from cvxprox.diff import ADJOINT_METHODS, ImplicitAdjoint
 from cvxprox.options import STRUCTURE_MODES, SolverOptions
 from cvxprox.torch.structured import RouteUnavailable, StructuredRoute
 
@@ -62,8 +62,9 @@ class CvxproxLayer(torch.nn.Module):
         (default), or backpropagation through ``iterations`` unrolled PDHG iterations.
     iterations : int
         Number of unrolled iterations (``diff="unrolled"`` only).
-    adjoint : {"auto", "lu", "lsmr"}
-        The linear solver of the implicit backward pass (``cvxprox.adjoint``).
+    adjoint : {"auto", "reduced", "lu", "lsmr"}
+        The linear solver of the implicit backward pass on the cone route
+        (``cvxprox.diff.adjoint``).
     verbose : bool
         Print NABLAPROX's iteration log on every solve.
     structure : {"auto", "always", "never"}
@@ -239,7 +240,7 @@ class CvxproxLayer(torch.nn.Module):
 
 
 class _ImplicitSolve(torch.autograd.Function):
-    """Forward: the NABLAPROX solve; backward: the adjoint solve of ``cvxprox.adjoint``."""
+    """Forward: the NABLAPROX solve; backward: the adjoint solve of ``cvxprox.diff``."""
 
     @staticmethod
     def forward(ctx: Any, layer: CvxproxLayer, args: tuple, batch: int, batched: list, *params):  # type: ignore[override]
@@ -291,8 +292,10 @@ class _ImplicitSolve(torch.autograd.Function):
             return (None, None, None, None, *_reduce(dparams, ctx))
         dx = layer.variables_adjoint(grads, batch)
         result = ctx.result
-        adjoint = ResidualMapAdjoint(ctx.program, result.x, result.y, result.z, layer.adjoint)
-        grad = adjoint.gradient(dx.reshape(-1))
+        adjoint = ImplicitAdjoint(
+            ctx.program, x=result.x, y=result.y, z=result.z, method=layer.adjoint
+        )
+        grad = adjoint.data_gradient(dx.reshape(-1))
         stack = ctx.stack
         dP = None if grad.P_data is None else stack.unstack_P_data(grad.P_data)
         dparams = layer.cone_map.adjoint(

@@ -5,7 +5,7 @@ to two prox terms on operators, ``SumSquares(A x - b)`` and ``lam Norm1(x)``, in
 cone program with an epigraph variable per entry. This route solves a batch of such
 programs as one block-diagonal ``StructuredProgram`` (``cvxprox.batch``) with the
 structured algorithms (FISTA for smooth + one prox), and differentiates the solution with
-``cvxprox.structured_adjoint``: one small saddle-point solve per element.
+``cvxprox.diff`` (its reduced saddle-point solve, one per element).
 
 The chain rule from the programs' data to the parameters is
 
@@ -47,11 +47,11 @@ from cvxpy.problems.objective import Minimize
 
 from cvxprox.batch import StackedStructuredProgram, signature, stackable, weight_entries
 from cvxprox.compile import solve_program
+from cvxprox.diff import DIFFERENTIABLE_FUNCTIONS, ImplicitAdjoint
 from cvxprox.ir import StructuredProgram
 from cvxprox.options import SolverOptions
 from cvxprox.reductions.affine import NotStructured
 from cvxprox.reductions.structure import Lowered, StructureLowering
-from cvxprox.structured_adjoint import DIFFERENTIABLE_FUNCTIONS, StructuredAdjoint
 from cvxprox.torch.expression import evaluate
 
 #: Parameters with at most this many entries may enter anywhere (probed, one lowering each).
@@ -321,14 +321,15 @@ class StructuredRoute:
         grad = np.zeros((batch, int(self.offsets[-1])))
         u_xs, u_vs, duals = np.zeros_like(xs), [], []
         for b in range(batch):
-            adjoint = StructuredAdjoint(stack.programs[b], xs[b], zs[b], ys[b])
+            adjoint = ImplicitAdjoint(stack.programs[b], x=xs[b], y=ys[b], z=zs[b])
             u_xs[b], u_v = adjoint.solve(dx[b])
-            u_vs.append(u_v)
-            duals.append(adjoint.y)
             q = adjoint.weight_gradients(u_xs[b], u_v)
+            u_v, y = adjoint.residual.split(u_v), adjoint.residual.split(ys[b])
+            u_vs.append(u_v)
+            duals.append(y)
             for probe in self.probes:
                 grad[b, self.offsets[probe.param] + probe.index] -= _probe_derivative(
-                    probe, xs[b], adjoint.y, u_xs[b], u_v, q
+                    probe, xs[b], y, u_xs[b], u_v, q
                 )
         if self.arguments:
             grad -= self._argument_gradient(values, xs, u_xs, duals, u_vs)
