@@ -1,0 +1,292 @@
+"""Tests of cvxprox.diff: prox Jacobians against finite differences of the prox map, and
+the adjoint against finite differences of the solution map (solved by Clarabel)."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cvxprox.compile import solve_program
+from cvxprox.cones import (
+    ExpCone,
+    NonnegCone,
+    PowCone3D,
+    PSDCone,
+    SecondOrderCone,
+    ZeroCone,
+)
+from cvxprox.diff import ImplicitAdjoint, ResidualMap, prox_jacobian, prox_map
+from cvxprox.ir import OperatorTerm, ProxProgram, ProxTerm, StructuredProgram
+from cvxprox.linops import Identity, MatrixOp
+from cvxprox.options import SolverOptions
+from cvxprox.prox import GroupL2, Huber, Nonneg, Norm1, Norm2, Pos, SumSquares, Zero
+
+# Clarabel reaches 1e-12 on the cone programs; 1e-10 on the group-norm programs.
+CLARABEL_CONES = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12}
+CLARABEL_NORMS = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
+
+
+def _finite_difference_jacobian(p, v: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Central differences of p at v, column by column."""
+    columns = []
+    for j in range(v.size):
+        e = np.zeros(v.size)
+        e[j] = h
+        columns.append((p(v + e) - p(v - e)) / (2 * h))
+    return np.column_stack(columns)
+
+
+CONES = [
+    ZeroCone(4),
+    NonnegCone(6),
+    SecondOrderCone([3, 4]),
+    ExpCone(2),
+    PowCone3D([0.3, 0.7]),
+    PSDCone([3]),
+]
+
+
+@pytest.mark.parametrize("cone", CONES, ids=lambda c: type(c).__name__)
+@pytest.mark.parametrize("seed", range(3))
+def test_cone_jacobian_matches_finite_differences(cone, seed):
+    v = np.random.default_rng(seed).standard_normal(cone.dim)
+    jac = prox_jacobian(cone, v)
+    expected = _finite_difference_jacobian(lambda w: prox_map(cone, w), v)
+    np.testing.assert_allclose(jac.D.toarray(), expected, atol=1e-5)
+    assert jac.structured == isinstance(cone, (ZeroCone, NonnegCone))
+
+
+def _functions(rng: np.random.Generator) -> list:
+    m = 8
+    w = rng.uniform(0.3, 1.0, m)
+    return [
+        Norm1(m, weight=w),
+        SumSquares(m, weight=w),
+        Huber(m, M=0.5, weight=w),
+        Pos(m, weight=w),
+        Zero(m),
+        Nonneg(m),
+        GroupL2(m, 2, weight=rng.uniform(0.5, 1.5, m // 2)),
+        Norm2(m, weight=1.5),
+    ]
+
+
+@pytest.mark.parametrize("index", range(8))
+@pytest.mark.parametrize("seed", range(3))
+def test_prox_jacobian_matches_finite_differences(index, seed):
+    rng = np.random.default_rng(seed)
+    function = _functions(rng)[index]
+    v = 2.0 * rng.standard_normal(function.size)
+    jac = prox_jacobian(function, v)
+    D = jac.D.toarray()
+    np.testing.assert_allclose(
+        D, _finite_difference_jacobian(lambda w: prox_map(function, w), v), atol=1e-6
+    )
+    # hard rows: D = 0; soft rows: D = (I + H)^{-1}; the others: D = I.
+    assert jac.structured
+    rebuilt = np.eye(v.size)
+    rebuilt[jac.hard] = 0.0
+    H = jac.H.toarray() if sp.issparse(jac.H) else np.diag(jac.H)
+    rebuilt[np.ix_(jac.soft, jac.soft)] = np.linalg.inv(np.eye(jac.soft.size) + H)
+    np.testing.assert_allclose(D, rebuilt, atol=1e-12)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3, 6, 7])
+def test_weight_derivative_matches_finite_differences(index):
+    rng = np.random.default_rng(5)
+    function = _functions(rng)[index]
+    v = 2.0 * rng.standard_normal(function.size)
+    r = rng.standard_normal(function.size)
+    scalar = np.ndim(function.weight) == 0
+    weights = np.atleast_1d(np.asarray(function.weight, dtype=np.float64)).copy()
+
+    def loss(w: np.ndarray) -> float:
+        function.weight = float(w[0]) if scalar else w
+        return float(r @ prox_map(function, v))
+
+    expected = []
+    for k in range(weights.size):
+        step = np.zeros(weights.size)
+        step[k] = 1e-6
+        expected.append((loss(weights + step) - loss(weights - step)) / 2e-6)
+    loss(weights)
+    got = prox_jacobian(function, v).weight_gradient(r)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+# -- the adjoint against finite differences of the solution map ------------------------
+
+
+def _cone_program(rng: np.random.Generator, soc: bool) -> ProxProgram:
+    """min c'x + 1/2 x'Px s.t. A x - b in {0}^1 x R_+^3 (x SOC(3)), strictly feasible."""
+    n = 4
+    cones = [ZeroCone(1), NonnegCone(3)] + ([SecondOrderCone([3])] if soc else [])
+    m = sum(cone.dim for cone in cones)
+    A = rng.standard_normal((m, n))
+    slack = np.concatenate([[0.0], rng.uniform(0.1, 1.0, 3)] + ([[2.0, 0.3, -0.4]] if soc else []))
+    b = A @ rng.standard_normal(n) - slack
+    M = rng.standard_normal((n, n))
+    terms, start = [], 0
+    for cone in cones:
+        terms.append(ProxTerm(cone, slice(start, start + cone.dim)))
+        start += cone.dim
+    return ProxProgram(
+        c=5.0 * rng.standard_normal(n),
+        A=sp.csc_array(A),
+        b=b,
+        terms=terms,
+        P=sp.csc_array(M.T @ M + 0.1 * np.eye(n)),
+    )
+
+
+def _clarabel_cone_x(c, P, A, b, soc: bool) -> np.ndarray:
+    x = cp.Variable(c.size)
+    r = A @ x - b
+    constraints = [r[:1] == 0, r[1:4] >= 0] + ([cp.SOC(r[4], r[5:7])] if soc else [])
+    objective = c @ x + 0.5 * cp.quad_form(x, cp.psd_wrap(P))
+    cp.Problem(cp.Minimize(objective), constraints).solve(solver=cp.CLARABEL, **CLARABEL_CONES)
+    return x.value
+
+
+def _tight(program):
+    return solve_program(program, SolverOptions.from_kwargs({"eps_abs": 1e-11, "eps_rel": 1e-11}))
+
+
+@pytest.mark.parametrize(
+    ("soc", "method"), [(False, "reduced"), (False, "lu"), (True, "lu"), (True, "lsmr")]
+)
+def test_cone_program_gradient_matches_finite_differences(soc, method):
+    rng = np.random.default_rng(1)
+    program = _cone_program(rng, soc)
+    A, P = program.A.toarray(), program.P.toarray()
+    result = _tight(program)
+    np.testing.assert_allclose(
+        result.x, _clarabel_cone_x(program.c, P, A, program.b, soc), atol=1e-6
+    )
+    adjoint = ImplicitAdjoint(program, x=result.x, y=result.y, z=result.z, method=method)
+    # The solution zeroes the residual map.
+    assert np.linalg.norm(adjoint.residual(result.x, result.z + result.y)) < 1e-7
+    w = rng.standard_normal(program.n)
+    grad = adjoint.data_gradient(w)
+    dc, db = rng.standard_normal(program.n), rng.standard_normal(program.m)
+    dA, dP = rng.standard_normal(A.shape), rng.standard_normal(P.shape)
+    dP = dP + dP.T
+    predicted = (
+        grad.c @ dc
+        + grad.b @ db
+        + grad.A_data @ sp.csc_array(dA).data
+        + grad.P_data @ sp.csc_array(dP).data
+    )
+    h = 1e-4
+    losses = [
+        w
+        @ _clarabel_cone_x(
+            program.c + s * h * dc, P + s * h * dP, A + s * h * dA, program.b + s * h * db, soc
+        )
+        for s in (1.0, -1.0)
+    ]
+    np.testing.assert_allclose(predicted, (losses[0] - losses[1]) / (2 * h), rtol=1e-4, atol=1e-6)
+
+
+def test_reduced_and_lu_agree_on_a_dual_free_loss_and_reduced_refuses_a_dual_loss():
+    program = _cone_program(np.random.default_rng(2), soc=False)
+    result = _tight(program)
+    g = np.random.default_rng(3).standard_normal(program.n)
+    solutions = [
+        ImplicitAdjoint(program, x=result.x, y=result.y, z=result.z, method=method).solve(g)
+        for method in ("reduced", "lu")
+    ]
+    np.testing.assert_allclose(solutions[0][0], solutions[1][0], atol=1e-9)
+    np.testing.assert_allclose(solutions[0][1], solutions[1][1], atol=1e-9)
+    reduced = ImplicitAdjoint(program, x=result.x, y=result.y, z=result.z, method="reduced")
+    with pytest.raises(ValueError, match="no gradient with respect to y"):
+        reduced.solve(g, np.ones(program.m))
+    with pytest.raises(ValueError, match="second-order"):
+        soc = _cone_program(np.random.default_rng(2), soc=True)
+        ImplicitAdjoint(soc, x=np.zeros(4), y=np.zeros(soc.m), z=np.zeros(soc.m), method="reduced")
+
+
+def _structured_program(A, b, c, lam, k) -> StructuredProgram:
+    """min c'x + ||A x - b||^2 + lam sum_g ||x_g|| (groups of k) s.t. x + 0.2 >= 0."""
+    m, n = A.shape
+    return StructuredProgram(
+        c=c,
+        terms=[
+            OperatorTerm(SumSquares(m), MatrixOp(A), b),
+            OperatorTerm(
+                GroupL2(n, k, weight=lam) if k > 1 else Norm1(n, weight=lam),
+                Identity(n),
+                np.zeros(n),
+            ),
+            OperatorTerm(Nonneg(n), Identity(n), np.full(n, -0.2)),
+        ],
+    )
+
+
+def _clarabel_structured_x(A, b, c, lam, k) -> np.ndarray:
+    n = A.shape[1]
+    x = cp.Variable(n)
+    groups = cp.reshape(x, (k, n // k), order="F")
+    penalty = cp.sum(cp.norm(groups, 2, axis=0)) if k > 1 else cp.norm1(x)
+    objective = c @ x + cp.sum_squares(A @ x - b) + lam * penalty
+    cp.Problem(cp.Minimize(objective), [x >= -0.2]).solve(solver=cp.CLARABEL, **CLARABEL_NORMS)
+    return x.value
+
+
+@pytest.mark.parametrize(("k", "method"), [(1, "auto"), (2, "auto"), (2, "lu")])
+def test_structured_program_gradient_matches_finite_differences(k, method):
+    rng = np.random.default_rng(4)
+    m, n = 10, 8
+    A = rng.standard_normal((m, n))
+    x_true = np.where(rng.random(n) < 0.5, rng.standard_normal(n), 0.0)
+    b, c, lam = A @ x_true + 0.1 * rng.standard_normal(m), 0.3 * rng.standard_normal(n), 8.0
+    program = _structured_program(A, b, c, lam, k)
+    result = _tight(program)
+    np.testing.assert_allclose(result.x, _clarabel_structured_x(A, b, c, lam, k), atol=1e-6)
+    # Some entries or groups sit at the norm's kink (hard rows), and the bound is active.
+    jacobians = ResidualMap.from_program(program).jacobians(result.z + result.y)
+    assert jacobians[1].hard.size and jacobians[2].hard.size
+    adjoint = ImplicitAdjoint(program, x=result.x, y=result.y, z=result.z, method=method)
+    w = rng.standard_normal(n)
+    u_x, u_v = adjoint.solve(w)
+    u_fit = adjoint.residual.split(u_v)[0]
+    y_fit = adjoint.residual.split(result.y)[0]
+    q = adjoint.weight_gradients(u_x, u_v)[1]
+    dc, db, dA, dlam = (
+        rng.standard_normal(n),
+        rng.standard_normal(m),
+        rng.standard_normal((m, n)),
+        1.0,
+    )
+    # dL/dc = -u_x, dL/db = u_v, dL/dA = -(y u_x' + u_v x'), dL/dw = (dp/dw)'(A u_x + u_v).
+    predicted = (
+        -u_x @ dc
+        + u_fit @ db
+        - np.sum((np.outer(y_fit, u_x) + np.outer(u_fit, result.x)) * dA)
+        + q.sum() * dlam
+    )
+    h = 1e-4
+    losses = [
+        w
+        @ _clarabel_structured_x(
+            A + s * h * dA, b + s * h * db, c + s * h * dc, lam + s * h * dlam, k
+        )
+        for s in (1.0, -1.0)
+    ]
+    np.testing.assert_allclose(predicted, (losses[0] - losses[1]) / (2 * h), rtol=1e-4, atol=1e-6)
+
+
+def test_residual_map_of_a_structured_program_matches_its_jacobian():
+    rng = np.random.default_rng(6)
+    A = rng.standard_normal((5, 4))
+    program = _structured_program(A, rng.standard_normal(5), rng.standard_normal(4), 0.7, 2)
+    residual = ResidualMap.from_program(program)
+    x, v = rng.standard_normal(residual.n), 2.0 * rng.standard_normal(residual.m)
+    J = residual.jacobian_transpose(residual.jacobians(v)).toarray().T
+    point = np.concatenate([x, v])
+    expected = _finite_difference_jacobian(
+        lambda p: residual(p[: residual.n], p[residual.n :]), point
+    )
+    np.testing.assert_allclose(J, expected, atol=1e-6)
