@@ -411,8 +411,8 @@ class StackedConeProgram:
         """Stacked row vector -> ``(B, m)`` per-element rows."""
         return y_big[self.position].reshape(self.batch_size, self.layout.m)
 
-    def stack_rows(self, y: np.ndarray) -> np.ndarray:
-        """``(B, m)`` per-element rows -> stacked row vector."""
+    def stack_rows(self, y: Any) -> Any:
+        """``(B, m)`` per-element rows -> stacked row vector (NumPy or torch)."""
         return y.reshape(-1)[self.order]
 
     def split_A_data(self, full: np.ndarray) -> np.ndarray:

@@ -145,7 +145,7 @@ def unrolled_solve(
     )
     n = cone_map.n
     c = data.c.reshape(-1)
-    b = data.b.reshape(-1)[torch.as_tensor(stack.order)]
+    b = stack.stack_rows(data.b)
     A_vals = stack.stacked_A_values(data.A_data)
     numeric = stack.program(cone_map.evaluate(values))
     A_op = _operator(numeric.A)
