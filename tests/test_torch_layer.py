@@ -178,6 +178,26 @@ def check_gradient(layer, params, tensors, rng):
     return layer
 
 
+@pytest.mark.parametrize("adjoint", ["reduced", "lu", "lsmr"])
+@pytest.mark.parametrize("make", [lp, qp], ids=lambda f: f.__name__)
+def test_every_adjoint_method_matches_finite_differences(make, adjoint):
+    rng = np.random.default_rng(3)
+    prob, params, variables, values = make(rng)
+    layer = CvxproxLayer(
+        prob, params, variables, solver_args=TIGHT, adjoint=adjoint, structure="never"
+    )
+    check_gradient(layer, params, _tensors(values, 2, rng), rng)
+
+
+def test_reduced_adjoint_on_a_second_order_cone_says_why_it_cannot():
+    prob, params, variables, values = socp(np.random.default_rng(0))
+    layer = CvxproxLayer(prob, params, variables, adjoint="reduced", structure="never")
+    outputs = layer(*(tensors := _tensors(values)))
+    with pytest.raises(ValueError, match="second-order"):
+        _loss(outputs, [torch.ones(o.shape) for o in outputs]).backward()
+    assert tensors[0].grad is None
+
+
 @pytest.mark.parametrize("make", CONES, ids=lambda f: f.__name__)
 def test_gradients_through_exponential_psd_and_power_cones(make):
     rng = np.random.default_rng(15)
