@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -137,6 +138,16 @@ def _blas() -> ThreadpoolController:
     return ThreadpoolController()
 
 
+def single_threaded_blas() -> AbstractContextManager:
+    """A context in which BLAS runs on one thread.
+
+    The solves and the adjoint's factorizations are small or sequential; a threaded BLAS
+    only adds synchronization, and on a loaded machine its spinning threads can make one
+    product or factorization twenty to a hundred times slower.
+    """
+    return _blas().limit(limits=1, user_api="blas")
+
+
 def solve_program(
     program: ProxProgram | StructuredProgram,
     options: SolverOptions,
@@ -145,12 +156,11 @@ def solve_program(
     """Solve a program with the algorithm the options ask for (or the automatic choice).
 
     The iterations are vector operations (dot products, axpys, matrix-vector products)
-    for which a threaded BLAS only adds synchronization; on a loaded machine its spinning
-    threads can make a single product a hundred times slower. BLAS runs single-threaded
-    during the solve.
+    for which a threaded BLAS only adds synchronization: BLAS runs single-threaded during
+    the solve (``single_threaded_blas``).
     """
     algorithm, reason = choose_algorithm(program, options)
-    with _blas().limit(limits=1, user_api="blas"):
+    with single_threaded_blas():
         return algorithm(program, options, warm_start).solve(reason)
 
 

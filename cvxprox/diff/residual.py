@@ -38,7 +38,7 @@ from cvxprox.prox import ProxFunction
 Matrix = np.ndarray | sp.csr_array | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Block:
     """One term f(A x - b) of the program.
 
@@ -79,6 +79,13 @@ class ResidualMap:
     P : sparse array, shape (n, n), or None (a linear objective)
     blocks : list of Block
         In row order; v and the rows of R after the first n follow it.
+
+    Attributes
+    ----------
+    n, m : int
+        Variables and rows (the blocks' sizes summed).
+    starts : list of int
+        The first row of each block, then m.
     """
 
     def __init__(self, c: np.ndarray, P: sp.sparray | None, blocks: list[Block]) -> None:
@@ -86,9 +93,10 @@ class ResidualMap:
         self.P = P
         self.blocks = blocks
         self.n = self.c.shape[0]
-        self.sizes = [block.size for block in blocks]
-        self.starts = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-        self.m = int(self.starts[-1])
+        self.starts = [0]
+        for block in blocks:
+            self.starts.append(self.starts[-1] + block.size)
+        self.m = self.starts[-1]
 
     @classmethod
     def from_program(cls, program: ProxProgram | StructuredProgram) -> ResidualMap:

@@ -46,7 +46,7 @@ from cvxpy.expressions.expression import Expression
 from cvxpy.problems.objective import Minimize
 
 from cvxprox.batch import StackedStructuredProgram, signature, stackable, weight_entries
-from cvxprox.compile import solve_program
+from cvxprox.compile import single_threaded_blas, solve_program
 from cvxprox.diff import DIFFERENTIABLE_FUNCTIONS, ImplicitAdjoint
 from cvxprox.ir import StructuredProgram
 from cvxprox.options import SolverOptions
@@ -320,17 +320,18 @@ class StructuredRoute:
         xs, zs, ys = stack.split_x(result.x), stack.split_y(result.z), stack.split_y(result.y)
         grad = np.zeros((batch, int(self.offsets[-1])))
         u_xs, u_vs, duals = np.zeros_like(xs), [], []
-        for b in range(batch):
-            adjoint = ImplicitAdjoint(stack.programs[b], x=xs[b], y=ys[b], z=zs[b])
-            u_xs[b], u_v = adjoint.solve(dx[b])
-            q = adjoint.weight_gradients(u_xs[b], u_v)
-            u_v, y = adjoint.residual.split(u_v), adjoint.residual.split(ys[b])
-            u_vs.append(u_v)
-            duals.append(y)
-            for probe in self.probes:
-                grad[b, self.offsets[probe.param] + probe.index] -= _probe_derivative(
-                    probe, xs[b], y, u_xs[b], u_v, q
-                )
+        with single_threaded_blas():  # one small dense factorization per element
+            for b in range(batch):
+                adjoint = ImplicitAdjoint(stack.programs[b], x=xs[b], y=ys[b], z=zs[b])
+                u_xs[b], u_v = adjoint.solve(dx[b])
+                q = adjoint.weight_gradients(u_xs[b], u_v)
+                u_v, y = adjoint.residual.split(u_v), adjoint.residual.split(ys[b])
+                u_vs.append(u_v)
+                duals.append(y)
+                for probe in self.probes:
+                    grad[b, self.offsets[probe.param] + probe.index] -= _probe_derivative(
+                        probe, xs[b], y, u_xs[b], u_v, q
+                    )
         if self.arguments:
             grad -= self._argument_gradient(values, xs, u_xs, duals, u_vs)
         return [
