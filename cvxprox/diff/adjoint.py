@@ -187,7 +187,7 @@ class ImplicitAdjoint:
         h = None
         if dy is not None:
             dy = np.asarray(dy, dtype=np.float64)
-            h = dy - sp.block_diag([jac.D for jac in self.jacobians], format="csr") @ dy
+            h = dy - self.residual.prox_jacobian_matrix(self.jacobians) @ dy
         u, w = self.solve(dx, h)
         A = sp.csc_array(program.A)
         rows = A.indices

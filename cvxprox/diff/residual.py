@@ -79,6 +79,9 @@ class ResidualMap:
     P : sparse array, shape (n, n), or None (a linear objective)
     blocks : list of Block
         In row order; v and the rows of R after the first n follow it.
+    A : sparse array, shape (m, n), optional
+        The blocks' matrices already stacked (a ProxProgram's A), which ``matrix`` returns
+        instead of stacking them again.
 
     Attributes
     ----------
@@ -88,8 +91,15 @@ class ResidualMap:
         The first row of each block, then m.
     """
 
-    def __init__(self, c: np.ndarray, P: sp.sparray | None, blocks: list[Block]) -> None:
+    def __init__(
+        self,
+        c: np.ndarray,
+        P: sp.sparray | None,
+        blocks: list[Block],
+        A: sp.sparray | None = None,
+    ) -> None:
         self.c = np.asarray(c, dtype=np.float64)
+        self._A = A
         self.P = P
         self.blocks = blocks
         self.n = self.c.shape[0]
@@ -104,7 +114,7 @@ class ResidualMap:
         if isinstance(program, ProxProgram):
             A = sp.csr_array(program.A)
             blocks = [Block(t.function, A[t.rows], program.b[t.rows]) for t in program.terms]
-            return cls(program.c, program.P, blocks)
+            return cls(program.c, program.P, blocks, A)
         blocks = [Block(t.function, _matrix(t.op), t.b) for t in program.terms]
         return cls(program.c, None, blocks)
 
@@ -131,16 +141,24 @@ class ResidualMap:
 
     def matrix(self) -> sp.csr_array:
         """A, the blocks' matrices stacked, shape (m, n)."""
+        if self._A is not None:
+            return sp.csr_array(self._A)
         if not self.blocks:
             return sp.csr_array((0, self.n))
         return sp.csr_array(sp.vstack([block.sparse(self.n) for block in self.blocks]))
 
+    def prox_jacobian_matrix(self, jacobians: list[ProxJacobian]) -> sp.csr_array:
+        """D = diag(D_1, ..., D_k), shape (m, m), from the blocks' prox Jacobians."""
+        if not jacobians:
+            return sp.csr_array((0, 0))
+        if all(jac.d is not None for jac in jacobians):
+            return sp.csr_array(sp.diags_array(np.concatenate([jac.d for jac in jacobians])))
+        return sp.csr_array(sp.block_diag([jac.D for jac in jacobians], format="csr"))
+
     def jacobian_transpose(self, jacobians: list[ProxJacobian]) -> sp.csc_array:
         """J' = [[P, A'], [(I - D) A, -D]], shape (n + m, n + m)."""
         A = self.matrix()
-        D = sp.block_diag([jac.D for jac in jacobians], format="csr") if jacobians else None
-        if D is None:
-            D = sp.csr_array((0, 0))
+        D = self.prox_jacobian_matrix(jacobians)
         P = sp.csr_array((self.n, self.n)) if self.P is None else sp.csr_array(self.P)
         eye = sp.eye_array(self.m, format="csr")
         return sp.csc_array(sp.block_array([[P, A.T], [(eye - D) @ A, -D]]))
