@@ -1,12 +1,14 @@
 """What every algorithm shares: termination tests, certificates, results and logging.
 
 All tests are made on the unscaled program (``cvxprox.ir`` conventions: z = Ax - b,
-y in the subdifferential of f at z, so y lies in the polar cone for cone indicators):
+y in the subdifferential of f at z, so y lies in the polar cone for cone indicators).
+Optimality is ``cvxprox.algorithms.termination``'s test, per row and per variable, with
+the equilibration's units (u = 1/E, v = 1/(k D), w = 1/k):
 
-    primal residual   ||A x - b - z||_inf <= eps_abs + eps_rel max(||Ax||, ||z||, ||b||)
-    dual residual     ||P x + c + A'y||_inf <= eps_abs + eps_rel max(||Px||, ||A'y||, ||c||)
-    duality gap       |pobj - dobj| <= eps_abs + eps_rel max(|pobj|, |dobj|),
-                      pobj = 1/2 x'Px + c'x,  dobj = -1/2 x'Px - b'y
+    |A x - b - z|_i  <= eps_abs / E_i     + eps_rel max((|A||x|)_i, |z_i|, |b_i|)
+    |P x + c + A'y|_j <= eps_abs / (k D_j) + eps_rel max(|c_j|, (|A|'|y|)_j, (|P||x|)_j)
+    |pobj - dobj|    <= eps_abs / k       + eps_rel max(|pobj|, |dobj|, |c'x|, |b'y|, x'Px)
+    pobj = 1/2 x'Px + c'x,  dobj = -1/2 x'Px - b'y
 
 Infeasibility certificates (Farkas vectors, as in SCS and in Banjac et al. 2019):
 
@@ -23,11 +25,12 @@ from typing import TYPE_CHECKING
 
 import cvxpy.settings as s
 import numpy as np
+import scipy.sparse as sp
 
+from cvxprox.algorithms.termination import KKTError, kkt_error
 from cvxprox.ir import ProxProgram
 from cvxprox.jit import csc_arrays
 from cvxprox.jit.cones import cone_layout, project
-from cvxprox.jit.residuals import kkt_norms
 
 if TYPE_CHECKING:
     from cvxprox.algorithms.polish import PolishSchedule
@@ -43,35 +46,6 @@ FACTORIZATION_NNZ_LIMIT = 5_000_000
 _LOOSE_CERTIFICATE = 1e-6
 # The certificate tests on the equilibrated data use this multiple of eps_infeas.
 _SCALED_FACTOR = 100.0
-
-
-@dataclass
-class KKTError:
-    """Residuals of the optimality conditions at one iterate (unscaled, inf-norms)."""
-
-    primal: float
-    dual: float
-    gap: float
-    primal_tol: float
-    dual_tol: float
-    gap_tol: float
-    primal_objective: float
-    dual_objective: float
-
-    @property
-    def converged(self) -> bool:
-        return (
-            self.primal <= self.primal_tol
-            and self.dual <= self.dual_tol
-            and (self.gap <= self.gap_tol)
-        )
-
-    @property
-    def normalized(self) -> float:
-        """max of residual / tolerance: below 1 means converged."""
-        return max(
-            self.primal / self.primal_tol, self.dual / self.dual_tol, self.gap / self.gap_tol
-        )
 
 
 @dataclass
@@ -164,8 +138,14 @@ class KKTChecker:
         self.program = program
         self.scaling = scaling
         self.opts = options
-        self._b_norm = _inf_norm(program.b)
-        self._c_norm = _inf_norm(program.c)
+        # The termination test's magnitudes |A||x|, |A|'|y|, |P||x| and units.
+        self._abs_A = abs(program.A).tocsr()
+        self._abs_At = self._abs_A.T.tocsr()
+        self._abs_P = None if program.P is None or not program.P.nnz else abs(program.P).tocsr()
+        cost = _cost_magnitude(program, scaling.D)
+        self._row_unit = 1.0 / scaling.E
+        self._col_unit = cost / scaling.D
+        self._gap_unit = cost
         # The certificate tests project onto K on every check: compiled, with their own
         # warm starts (separate from the iteration's).
         self._layout = cone_layout(program.cone)
@@ -186,52 +166,30 @@ class KKTChecker:
     ) -> KKTError:
         """KKT error of the unscaled iterate; Ax, Aty, Px are unscaled products."""
         prog = self.program
+        abs_x = np.abs(x)
         dual_vec = prog.c + Aty
-        xPx = Px_norm = 0.0
+        dual_mags = [prog.c, self._abs_At @ np.abs(y)]
+        xPx = 0.0
         if Px is not None:
             dual_vec = dual_vec + Px
             xPx = float(x @ Px)
-            Px_norm = _inf_norm(Px)
-        return self._error(
-            _inf_norm(Ax - prog.b - z),
-            _inf_norm(Ax),
-            _inf_norm(z),
-            _inf_norm(dual_vec),
-            Px_norm,
-            _inf_norm(Aty),
-            xPx,
-            float(prog.c @ x),
-            float(prog.b @ y),
+            if self._abs_P is not None:
+                dual_mags.append(self._abs_P @ abs_x)
+        cx, by = float(prog.c @ x), float(prog.b @ y)
+        return kkt_error(
+            (Ax - prog.b - z, [self._abs_A @ abs_x, z, prog.b], self._row_unit),
+            (dual_vec, dual_mags, self._col_unit),
+            (0.5 * xPx + cx, -0.5 * xPx - by, [cx, by, xPx], self._gap_unit),
+            self.opts.eps_abs,
+            self.opts.eps_rel,
+            prog.offset,
         )
 
     def evaluate(self, x: np.ndarray, z: np.ndarray, y: np.ndarray) -> KKTError:
-        """KKT error of the unscaled float64 NumPy iterate (products computed here, compiled)."""
-        return self._error(*kkt_norms(self._A, self._P, self.program.c, self.program.b, x, z, y))
-
-    def _error(
-        self,
-        pres: float,
-        Ax_norm: float,
-        z_norm: float,
-        dres: float,
-        Px_norm: float,
-        Aty_norm: float,
-        xPx: float,
-        cx: float,
-        by: float,
-    ) -> KKTError:
-        eps_abs, eps_rel, offset = self.opts.eps_abs, self.opts.eps_rel, self.program.offset
-        pobj, dobj = 0.5 * xPx + cx, -0.5 * xPx - by
-        return KKTError(
-            primal=pres,
-            dual=dres,
-            gap=abs(pobj - dobj),
-            primal_tol=eps_abs + eps_rel * max(Ax_norm, z_norm, self._b_norm),
-            dual_tol=eps_abs + eps_rel * max(Px_norm, Aty_norm, self._c_norm),
-            gap_tol=eps_abs + eps_rel * max(abs(pobj), abs(dobj)),
-            primal_objective=pobj + offset,
-            dual_objective=dobj + offset,
-        )
+        """KKT error of the unscaled float64 NumPy iterate (products computed here)."""
+        prog = self.program
+        Px = None if prog.P is None else prog.P @ x
+        return self.kkt_error(x, z, y, prog.A @ x, prog.A.T @ y, Px)
 
     def primal_infeasibility(
         self, dy: np.ndarray, eps: float, x: np.ndarray | None = None
@@ -401,6 +359,16 @@ def limit_status(
     status, cert = checker.certificate(dx, dy, _LOOSE_CERTIFICATE, x)
     inaccurate = {s.INFEASIBLE: s.INFEASIBLE_INACCURATE, s.UNBOUNDED: s.UNBOUNDED_INACCURATE}
     return inaccurate.get(status, s.OPTIMAL_INACCURATE), cert
+
+
+def _cost_magnitude(program: ProxProgram, D: np.ndarray) -> float:
+    """max(||D c||_inf, mean_j max_i |(D P D)_ij|), or 1 when it is 0: the objective's unit
+    in the termination test (the inverse of the cost scale k, not clipped)."""
+    value = _inf_norm(D * program.c)
+    if program.P is not None and program.P.nnz:
+        scaled = abs(sp.diags_array(D) @ program.P @ sp.diags_array(D)).tocsc()
+        value = max(value, float(np.mean(scaled.max(axis=0).toarray())))
+    return value if value > 0 else 1.0
 
 
 def _inf_norm(v: np.ndarray) -> float:

@@ -8,26 +8,38 @@ iterates are x (n,), and z, y (m,) stacked over the terms in order (term i owns 
     dual:    c + A'y = 0,        y_i in df_i(z_i),
 
 and the algorithms keep the last condition exactly (y_i comes out of a proximal step at
-z_i), so they stop, like SCS, when
+z_i). They stop when ``cvxprox.algorithms.termination``'s test holds, per row and per
+variable:
 
-    ||A x - b - z||_inf <= eps_abs + eps_rel max(||A x||_inf, ||z||_inf, ||b||_inf)
-    ||c + A'y||_inf     <= eps_abs + eps_rel max(||A'y||_inf, ||c||_inf)
-    |pobj - dobj|       <= eps_abs + eps_rel max(|pobj|, |dobj|)
+    |A x - b - z|_i <= eps_abs u_i + eps_rel max(|(A x)_i|, |z_i|, |b_i|)
+    |c + A'y|_j     <= eps_abs v_j + eps_rel max(|c_j|, |(A'y)_j|)
+    |pobj - dobj|   <= eps_abs w   + eps_rel max(|pobj|, |dobj|, |c'x|, |y'(z + b)|)
 
 with pobj = c'x + sum_i f_i(A_i x - b_i) and the dual objective
 dobj = -sum_i (f_i*(y_i) + b_i'y_i), where y_i in df_i(z_i) gives the conjugate without
-a formula: f_i*(y_i) = y_i'z_i - f_i(z_i) (Fenchel-Young). Near a solution the gap is
-about x'(c + A'y): the dual residual weighted by x, which the inf-norm test alone lets
-grow with the number of variables.
+a formula: f_i*(y_i) = y_i'z_i - f_i(z_i) (Fenchel-Young). The units come from one
+equilibration pass on the operators (``TerminationUnits``): the row unit u_i of a
+constraint (an indicator term) is the norm of row i (exact for matrix, gather and
+diagonal operators, the operator's norm for the rows of a convolution or difference
+operator, whose rows all have about that norm), 1 for the argument of any other term
+(its function fixes its units); the column unit v_j = w ||(E A)_j|| is the norm of
+column j once the rows are divided by their units (from ``gram_diagonal``), and
+w = max(||c / ||(E A)_j|| ||_inf, the terms' weights) the objective's: scaling a
+constraint row, a variable or the objective by any factor
+scales that entry's residual and tolerance alike.
 """
 
 from __future__ import annotations
 
 import cvxpy.settings as s
 import numpy as np
+import scipy.sparse as sp
 
-from cvxprox.algorithms.base import KKTError, SolveResult
+from cvxprox.algorithms.base import SolveResult
+from cvxprox.algorithms.termination import KKTError, kkt_error
+from cvxprox.algorithms.xupdate import norm_estimate
 from cvxprox.ir import OperatorTerm, StructuredProgram
+from cvxprox.linops import Diagonal, Gather, Identity, MatrixOp, ScalarMultiple
 from cvxprox.options import SolverOptions
 
 
@@ -83,6 +95,49 @@ class TermLayout(StackedTerms):
         return [v[rows] for rows in self.slices]
 
 
+# Operators whose assembled matrix has as many nonzeros as the operator stores: their
+# exact row norms are cheap.
+_SPARSE_KINDS = (Diagonal, Gather, Identity, MatrixOp, ScalarMultiple)
+
+
+class TerminationUnits:
+    """The units u (m,), v (n,), w of the termination test (see the module docstring).
+
+    Parameters
+    ----------
+    layout : TermLayout
+    """
+
+    def __init__(self, layout: TermLayout) -> None:
+        program = layout.program
+        n = program.n
+        row = np.ones(layout.m)
+        col_sq = np.zeros(n)
+        weight = 0.0
+        for term, rows in zip(program.terms, layout.slices, strict=True):
+            op, indicator = term.op, term.function.is_indicator
+            if not indicator:
+                weight = max(weight, float(np.max(np.abs(getattr(term.function, "weight", 1.0)))))
+            if isinstance(op, _SPARSE_KINDS):
+                M = sp.csr_array(op.to_sparse())
+                norms = np.sqrt(np.asarray(M.power(2).sum(axis=1)).ravel())
+                norms = np.where((norms > 0) & indicator, norms, 1.0)
+                col_sq += np.asarray((sp.diags_array(1.0 / norms) @ M).power(2).sum(axis=0)).ravel()
+            else:
+                norm = (norm_estimate(op) or 1.0) if indicator else 1.0
+                norms = np.full(term.size, norm)
+                diag = op.gram_diagonal()
+                col_sq += (np.full(n, norm_estimate(op) ** 2) if diag is None else diag) / norm**2
+            row[rows] = norms
+        col = np.sqrt(col_sq)
+        col = np.where(col > 0, col, 1.0)
+        c_scaled = np.abs(program.c) / col
+        w = max(weight, float(np.max(c_scaled, initial=0.0)))
+        self.primal = row
+        self.objective = w if w > 0 else 1.0
+        self.dual = self.objective * col
+
+
 class StructuredChecker:
     """KKT errors of StructuredProgram iterates (see the module docstring).
 
@@ -95,8 +150,7 @@ class StructuredChecker:
     def __init__(self, layout: TermLayout, options: SolverOptions) -> None:
         self.layout = layout
         self.opts = options
-        self._b_norm = _inf_norm(layout.b)
-        self._c_norm = _inf_norm(layout.program.c)
+        self.units = TerminationUnits(layout)
 
     def evaluate(
         self,
@@ -107,21 +161,19 @@ class StructuredChecker:
         Aty: np.ndarray | None = None,
     ) -> KKTError:
         """KKT error at (x, z, y); pass the products A x and A'y when already computed."""
-        layout, program = self.layout, self.layout.program
+        layout, program, units = self.layout, self.layout.program, self.units
         Ax = layout.matvec(x) if Ax is None else Ax
         Aty = layout.rmatvec(y) if Aty is None else Aty
-        eps_abs, eps_rel = self.opts.eps_abs, self.opts.eps_rel
-        pobj = self.objective(x, Ax)
-        dobj = self.dual_objective(z, y)
-        return KKTError(
-            primal=_inf_norm(Ax - layout.b - z),
-            dual=_inf_norm(program.c + Aty),
-            gap=abs(pobj - dobj),
-            primal_tol=eps_abs + eps_rel * max(_inf_norm(Ax), _inf_norm(z), self._b_norm),
-            dual_tol=eps_abs + eps_rel * max(_inf_norm(Aty), self._c_norm),
-            gap_tol=eps_abs + eps_rel * max(abs(pobj), abs(dobj)),
-            primal_objective=pobj,
-            dual_objective=dobj,
+        pobj = self.objective(x, Ax) - program.offset
+        dobj = self.dual_objective(z, y) - program.offset
+        cx, yzb = float(program.c @ x), float(y @ (z + layout.b))
+        return kkt_error(
+            (Ax - layout.b - z, [Ax, z, layout.b], units.primal),
+            (program.c + Aty, [program.c, Aty], units.dual),
+            (pobj, dobj, [cx, yzb], units.objective),
+            self.opts.eps_abs,
+            self.opts.eps_rel,
+            program.offset,
         )
 
     def dual_objective(self, z: np.ndarray, y: np.ndarray) -> float:
@@ -166,7 +218,3 @@ def structured_result(
     if status in (s.OPTIMAL, s.OPTIMAL_INACCURATE):
         result.info["warm_start"] = {"x": x, "z": z, "y": y}
     return result
-
-
-def _inf_norm(v: np.ndarray) -> float:
-    return float(np.max(np.abs(v))) if v.size else 0.0
