@@ -133,8 +133,9 @@ _CG_FLOOR = 0.01
 _HQS_START = 1e-2
 _HQS_GROWTH = 1.5
 _HQS_MAX_GROWTH = 1e10
-# A probe entry of A'g below this fraction of the largest marks an unused variable.
-_UNUSED_RTOL = 1e-10
+# A probe entry of A_k'g below this fraction of the term's largest (round-off) marks a
+# variable the term does not use.
+_UNUSED_RTOL = 1e-13
 _TINY = 1e-300
 
 
@@ -630,15 +631,19 @@ def _finish(
 def _unused_variables(program: StructuredProgram, weights: dict[int, object]) -> np.ndarray:
     """Variables j with A_k e_j = 0 in every term (rows of zero weight left out).
 
-    Found with two random probes g: (A'g)_j is zero for such a j and almost surely not
-    otherwise."""
+    Found with two random probes g per term: (A_k'g)_j is zero for such a j and almost
+    surely not otherwise. Each term's probe is compared with that term's own largest
+    entry, at round-off level, so that a column of small norm (a variable scaled by
+    1e-8 next to one scaled by 1e3) counts as used."""
     rng = np.random.default_rng(0)
-    coverage = np.zeros(program.n)
+    used = np.zeros(program.n, dtype=bool)
     for k, t in enumerate(program.terms):
         w = weights.get(k, 1.0)
+        coverage = np.zeros(program.n)
         for _ in range(2):
             coverage += np.abs(t.op.rmatvec(w * rng.standard_normal(t.size)))
-    return coverage <= _UNUSED_RTOL * np.max(coverage, initial=0.0)
+        used |= coverage > _UNUSED_RTOL * np.max(coverage, initial=0.0)
+    return ~used
 
 
 def _geometric_mean(rho: np.ndarray) -> float:
