@@ -83,6 +83,8 @@ class RuizScaling:
             cost_norm = max(cost_norm, float(np.mean(P.col_max())))
         k = _inverse_clipped(cost_norm) if iters else 1.0
         self.D, self.E, self.k = D, E, k
+        # The objective's magnitude on the column-scaled data, unclipped (1 when zero).
+        self.cost_norm = float(cost_norm) if cost_norm > 0 else 1.0
         self.c = k * c
         self.A = A.matrix()
         self.P = None

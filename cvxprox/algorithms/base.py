@@ -3,7 +3,8 @@
 All tests are made on the unscaled program (``cvxprox.ir`` conventions: z = Ax - b,
 y in the subdifferential of f at z, so y lies in the polar cone for cone indicators).
 Optimality is ``cvxprox.algorithms.termination``'s test, per row and per variable, with
-the equilibration's units (u = 1/E, v = 1/(k D), w = 1/k):
+the equilibration's units (u = 1/E, v = 1/(k D), w = 1/k, k = 1 / ``cost_norm``, the
+objective's magnitude on the column-scaled data, unclipped):
 
     |A x - b - z|_i  <= eps_abs / E_i     + eps_rel max((|A||x|)_i, |z_i|, |b_i|)
     |P x + c + A'y|_j <= eps_abs / (k D_j) + eps_rel max(|c_j|, (|A|'|y|)_j, (|P||x|)_j)
@@ -25,7 +26,6 @@ from typing import TYPE_CHECKING
 
 import cvxpy.settings as s
 import numpy as np
-import scipy.sparse as sp
 
 from cvxprox.algorithms.termination import KKTError, kkt_error
 from cvxprox.ir import ProxProgram
@@ -142,7 +142,7 @@ class KKTChecker:
         self._abs_A = abs(program.A).tocsr()
         self._abs_At = self._abs_A.T.tocsr()
         self._abs_P = None if program.P is None or not program.P.nnz else abs(program.P).tocsr()
-        cost = _cost_magnitude(program, scaling.D)
+        cost = scaling.cost_norm
         self._row_unit = 1.0 / scaling.E
         self._col_unit = cost / scaling.D
         self._gap_unit = cost
@@ -359,16 +359,6 @@ def limit_status(
     status, cert = checker.certificate(dx, dy, _LOOSE_CERTIFICATE, x)
     inaccurate = {s.INFEASIBLE: s.INFEASIBLE_INACCURATE, s.UNBOUNDED: s.UNBOUNDED_INACCURATE}
     return inaccurate.get(status, s.OPTIMAL_INACCURATE), cert
-
-
-def _cost_magnitude(program: ProxProgram, D: np.ndarray) -> float:
-    """max(||D c||_inf, mean_j max_i |(D P D)_ij|), or 1 when it is 0: the objective's unit
-    in the termination test (the inverse of the cost scale k, not clipped)."""
-    value = _inf_norm(D * program.c)
-    if program.P is not None and program.P.nnz:
-        scaled = abs(sp.diags_array(D) @ program.P @ sp.diags_array(D)).tocsc()
-        value = max(value, float(np.mean(scaled.max(axis=0).toarray())))
-    return value if value > 0 else 1.0
 
 
 def _inf_norm(v: np.ndarray) -> float:

@@ -118,16 +118,26 @@ class TerminationUnits:
             op, indicator = term.op, term.function.is_indicator
             if not indicator:
                 weight = max(weight, float(np.max(np.abs(getattr(term.function, "weight", 1.0)))))
-            if isinstance(op, _SPARSE_KINDS):
-                M = sp.csr_array(op.to_sparse())
-                norms = np.sqrt(np.asarray(M.power(2).sum(axis=1)).ravel())
-                norms = np.where((norms > 0) & indicator, norms, 1.0)
-                col_sq += np.asarray((sp.diags_array(1.0 / norms) @ M).power(2).sum(axis=0)).ravel()
+                norms = np.ones(term.size)
+                diag = op.gram_diagonal()
+                col_sq += np.full(n, norm_estimate(op) ** 2) if diag is None else diag
+            elif isinstance(op, _SPARSE_KINDS):
+                M = op.matrix if isinstance(op, MatrixOp) else op.to_sparse()
+                if isinstance(M, np.ndarray):
+                    norms = np.linalg.norm(M, axis=1)
+                    norms = np.where(norms > 0, norms, 1.0)
+                    col_sq += np.einsum("ij,ij->j", M, M / norms[:, None] ** 2)
+                else:
+                    M = sp.csr_array(M)
+                    norms = np.sqrt(np.asarray(M.power(2).sum(axis=1)).ravel())
+                    norms = np.where(norms > 0, norms, 1.0)
+                    scaled = sp.diags_array(1.0 / norms) @ M
+                    col_sq += np.asarray(scaled.power(2).sum(axis=0)).ravel()
             else:
-                norm = (norm_estimate(op) or 1.0) if indicator else 1.0
+                norm = norm_estimate(op) or 1.0
                 norms = np.full(term.size, norm)
                 diag = op.gram_diagonal()
-                col_sq += (np.full(n, norm_estimate(op) ** 2) if diag is None else diag) / norm**2
+                col_sq += (np.full(n, norm**2) if diag is None else diag) / norm**2
             row[rows] = norms
         col = np.sqrt(col_sq)
         col = np.where(col > 0, col, 1.0)
