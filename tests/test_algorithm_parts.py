@@ -132,6 +132,22 @@ def test_ruiz_rows_uniform_on_cone_blocks() -> None:
             offset += block
 
 
+def test_compiled_termination_vectors_match_the_numpy_evaluation() -> None:
+    prob, _ = _qp(3)
+    program = _program(prob)
+    checker = KKTChecker(program, RuizScaling(program, 15), SolverOptions())
+    rng = np.random.default_rng(5)
+    x, z, y = (
+        rng.standard_normal(program.n),
+        rng.standard_normal(program.m),
+        rng.standard_normal(program.m),
+    )
+    compiled = checker.evaluate(x, z, y)
+    reference = checker.kkt_error(x, z, y, program.A @ x, program.A.T @ y, program.P @ x)
+    for name in ("primal", "dual", "gap", "primal_tol", "dual_tol", "gap_tol", "primal_objective"):
+        assert getattr(compiled, name) == pytest.approx(getattr(reference, name), rel=1e-12)
+
+
 @pytest.mark.parametrize("factor", [1e-8, 1e8])
 def test_termination_test_is_invariant_to_row_column_and_cost_scaling(factor: float) -> None:
     """Scaling one row, one variable or the objective by ``factor`` leaves every

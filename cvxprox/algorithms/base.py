@@ -31,6 +31,7 @@ from cvxprox.algorithms.termination import KKTError, kkt_error
 from cvxprox.ir import ProxProgram
 from cvxprox.jit import csc_arrays
 from cvxprox.jit.cones import cone_layout, project
+from cvxprox.jit.residuals import kkt_vectors
 
 if TYPE_CHECKING:
     from cvxprox.algorithms.polish import PolishSchedule
@@ -168,28 +169,42 @@ class KKTChecker:
         prog = self.program
         abs_x = np.abs(x)
         dual_vec = prog.c + Aty
-        dual_mags = [prog.c, self._abs_At @ np.abs(y)]
+        abs_Px = np.zeros(prog.n)
         xPx = 0.0
         if Px is not None:
             dual_vec = dual_vec + Px
             xPx = float(x @ Px)
             if self._abs_P is not None:
-                dual_mags.append(self._abs_P @ abs_x)
-        cx, by = float(prog.c @ x), float(prog.b @ y)
+                abs_Px = self._abs_P @ abs_x
+        vectors = (Ax - prog.b - z, self._abs_A @ abs_x, dual_vec, self._abs_At @ np.abs(y))
+        return self._error(*vectors, abs_Px, xPx, float(prog.c @ x), float(prog.b @ y), z)
+
+    def evaluate(self, x: np.ndarray, z: np.ndarray, y: np.ndarray) -> KKTError:
+        """KKT error of the unscaled float64 NumPy iterate (products computed here, compiled)."""
+        prog = self.program
+        return self._error(*kkt_vectors(self._A, self._P, prog.c, prog.b, x, z, y), z)
+
+    def _error(
+        self,
+        r: np.ndarray,
+        abs_Ax: np.ndarray,
+        d: np.ndarray,
+        abs_Aty: np.ndarray,
+        abs_Px: np.ndarray,
+        xPx: float,
+        cx: float,
+        by: float,
+        z: np.ndarray,
+    ) -> KKTError:
+        prog = self.program
         return kkt_error(
-            (Ax - prog.b - z, [self._abs_A @ abs_x, z, prog.b], self._row_unit),
-            (dual_vec, dual_mags, self._col_unit),
+            (r, [abs_Ax, z, prog.b], self._row_unit),
+            (d, [prog.c, abs_Aty, abs_Px], self._col_unit),
             (0.5 * xPx + cx, -0.5 * xPx - by, [cx, by, xPx], self._gap_unit),
             self.opts.eps_abs,
             self.opts.eps_rel,
             prog.offset,
         )
-
-    def evaluate(self, x: np.ndarray, z: np.ndarray, y: np.ndarray) -> KKTError:
-        """KKT error of the unscaled float64 NumPy iterate (products computed here)."""
-        prog = self.program
-        Px = None if prog.P is None else prog.P @ x
-        return self.kkt_error(x, z, y, prog.A @ x, prog.A.T @ y, Px)
 
     def primal_infeasibility(
         self, dy: np.ndarray, eps: float, x: np.ndarray | None = None

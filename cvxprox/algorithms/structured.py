@@ -11,11 +11,13 @@ and the algorithms keep the last condition exactly (y_i comes out of a proximal 
 z_i). They stop when ``cvxprox.algorithms.termination``'s test holds, per row and per
 variable:
 
-    |A x - b - z|_i <= eps_abs u_i + eps_rel max(|(A x)_i|, |z_i|, |b_i|)
+    |A x - b - z|_i <= eps_abs u_i + eps_rel max(|(A x)_i|, |z_i|, |b_i|)   (a constraint)
     |c + A'y|_j     <= eps_abs v_j + eps_rel max(|c_j|, |(A'y)_j|)
     |pobj - dobj|   <= eps_abs w   + eps_rel max(|pobj|, |dobj|, |c'x|, |y'(z + b)|)
 
-with pobj = c'x + sum_i f_i(A_i x - b_i) and the dual objective
+(for the rows of any other term, the largest of these over the term's rows: they are
+one function's argument, one quantity in one unit), with pobj = c'x + sum_i f_i(A_i x - b_i)
+and the dual objective
 dobj = -sum_i (f_i*(y_i) + b_i'y_i), where y_i in df_i(z_i) gives the conjugate without
 a formula: f_i*(y_i) = y_i'z_i - f_i(z_i) (Fenchel-Young). The units come from one
 equilibration pass on the operators (``TerminationUnits``): the row unit u_i of a
@@ -178,13 +180,24 @@ class StructuredChecker:
         dobj = self.dual_objective(z, y) - program.offset
         cx, yzb = float(program.c @ x), float(y @ (z + layout.b))
         return kkt_error(
-            (Ax - layout.b - z, [Ax, z, layout.b], units.primal),
+            (Ax - layout.b - z, [self._row_magnitude(Ax, z)], units.primal),
             (program.c + Aty, [program.c, Aty], units.dual),
             (pobj, dobj, [cx, yzb], units.objective),
             self.opts.eps_abs,
             self.opts.eps_rel,
             program.offset,
         )
+
+    def _row_magnitude(self, Ax: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """max(|(A x)_i|, |z_i|, |b_i|) per row of a constraint; a term's largest of these
+        on every row of any other term (the rows of one function's argument are one
+        quantity, in one unit)."""
+        layout = self.layout
+        magnitude = np.maximum(np.maximum(np.abs(Ax), np.abs(z)), np.abs(layout.b))
+        for term, rows in zip(layout.terms, layout.slices, strict=True):
+            if not term.function.is_indicator and term.size:
+                magnitude[rows] = np.max(magnitude[rows])
+        return magnitude
 
     def dual_objective(self, z: np.ndarray, y: np.ndarray) -> float:
         """offset + sum_i (f_i(z_i) - y_i'(z_i + b_i)), i.e. -sum_i (f_i*(y_i) + b_i'y_i)
