@@ -177,3 +177,30 @@ def test_small_column_is_not_an_unused_variable() -> None:
     assert prob.status not in (cp.UNBOUNDED, cp.UNBOUNDED_INACCURATE)
     if prob.status == cp.OPTIMAL:
         assert prob.value == pytest.approx(0.75100, abs=1e-4)
+
+
+def test_structured_infeasible_problem_returns_its_farkas_certificate() -> None:
+    """tv(x) s.t. x >= 1, x <= 0: the duals l1, l2 >= 0 of 1 - x <= 0 and x <= 0 certify
+    it: l1 - l2 = 0 (the x terms cancel) and sum(l1) > 0, so sum l1 (1 - x) + l2 x =
+    sum(l1) > 0 for every x. They were all None."""
+    x = cp.Variable(10)
+    lower, upper = x >= 1, x <= 0
+    prob = cp.Problem(cp.Minimize(cp.tv(x)), [lower, upper])
+    prob.solve(solver="NABLAPROX")
+    assert prob.status == cp.INFEASIBLE
+    l1, l2 = lower.dual_value, upper.dual_value
+    assert np.all(l1 >= 0) and np.all(l2 >= 0)
+    assert np.abs(l1 - l2).max() <= 1e-6 * l1.sum()
+    assert l1.sum() > 0
+
+
+def test_violated_entropy_domain_is_certified_infeasible() -> None:
+    """norm2(x) - sum(entr(x)) s.t. x <= -1: entr's domain x >= 0 misses the constraint.
+    The run took minutes and ended optimal_inaccurate at a point violating x <= -1; the
+    certificate is l >= 0 on x + 1 <= 0 with l'(x + 1) > 0 for every x >= 0."""
+    x = cp.Variable(5)
+    con = x <= -1
+    prob = cp.Problem(cp.Minimize(cp.norm2(x) - cp.sum(cp.entr(x))), [con])
+    prob.solve(solver="NABLAPROX", max_iters=5000)
+    assert prob.status == cp.INFEASIBLE
+    assert np.all(con.dual_value >= 0) and con.dual_value.sum() > 0

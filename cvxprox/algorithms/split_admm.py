@@ -99,9 +99,11 @@ from cvxprox.ir import StructuredProgram
 from cvxprox.options import SolverOptions
 from cvxprox.prox import (
     Box,
+    KLDiv,
     L1Ball,
     L2Ball,
     LinfBall,
+    NegEntropy,
     Nonneg,
     ProxFunction,
     Simplex,
@@ -496,8 +498,9 @@ class HQS(Algorithm):
 class FarkasTest:
     """Farkas certificates from dual differences of the split indicator terms.
 
-    Only indicator terms whose support function is known (Zero, Nonneg, Box, Simplex,
-    L2Ball, LinfBall, L1Ball) take part; the certificate is zero on all other terms.
+    The indicator terms whose support function is known (Zero, Nonneg, Box, Simplex,
+    L2Ball, LinfBall, L1Ball) and the terms with a domain (entropy, KL: z >= 0) take part;
+    the certificate is zero on all other terms (whose domain is the whole space).
 
     Parameters
     ----------
@@ -550,10 +553,11 @@ class FarkasTest:
 
 def _support(function: ProxFunction, y: np.ndarray) -> tuple[np.ndarray, float] | None:
     """(y', sigma_C(y')) with y' the projection of y onto the domain of the support
-    function of the function's set C, or None when it is not known."""
+    function of the function's set C, or None when it is not known. For a function that
+    is not an indicator, C is its domain: z >= 0 for the entropy-like terms."""
     if isinstance(function, Zero):
         return y, 0.0
-    if isinstance(function, Nonneg):
+    if isinstance(function, Nonneg | NegEntropy | KLDiv):
         return np.minimum(y, 0.0), 0.0
     if isinstance(function, Box):
         lower = np.broadcast_to(function.lower, y.shape)
