@@ -204,3 +204,20 @@ def test_violated_entropy_domain_is_certified_infeasible() -> None:
     prob.solve(solver="NABLAPROX", max_iters=5000)
     assert prob.status == cp.INFEASIBLE
     assert np.all(con.dual_value >= 0) and con.dual_value.sum() > 0
+
+
+def test_hqs_at_default_tolerances_stops_when_it_stalls() -> None:
+    """HQS (a penalty method) on a boxed 24x24 TV model never reaches 1e-6 and ran to
+    max_iters (minutes); it now stops when its error no longer halves between iteration
+    K and 2K, with the best iterate and a non-optimal status, close to Clarabel's."""
+    rng = np.random.default_rng(2)
+    Y = rng.random((24, 24))
+    X = cp.Variable((24, 24))
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(X - Y) + 0.1 * cp.tv(X)), [X >= 0, X <= 1])
+    prob.solve(solver="CLARABEL", **TIGHT)
+    reference = prob.value
+    prob.solve(solver="NABLAPROX", algorithm="hqs")
+    assert prob.status in (cp.OPTIMAL_INACCURATE, cp.USER_LIMIT)
+    assert prob.solver_stats.extra_stats["stalled"]
+    assert prob.solver_stats.num_iters < 100_000
+    assert prob.value == pytest.approx(reference, rel=1e-3)

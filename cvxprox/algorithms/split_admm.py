@@ -75,7 +75,10 @@ growing penalty drives to zero, and the penalty grows only while the primal resi
 the larger of the two (relative to its tolerance), so that x can catch up at a fixed
 penalty (at a fast-growing penalty the x-step stalls). It starts from a penalty 100 times
 smaller than ADMM's and stops growing at 1e10 times that start. A penalty method reaches
-tight tolerances slowly: it is meant for loose ones (around 1e-3 or 1e-4).
+tight tolerances slowly: it is meant for loose ones (around 1e-3 or 1e-4). At tight ones
+its progress slows below O(1/k): when the best normalized KKT error has not halved
+between iterations K and 2K (K = 1000, 2000, ...), the run stops with the best iterate
+(``info["stalled"]``) instead of running to max_iters.
 """
 
 from __future__ import annotations
@@ -135,6 +138,11 @@ _CG_FLOOR = 0.01
 _HQS_START = 1e-2
 _HQS_GROWTH = 1.5
 _HQS_MAX_GROWTH = 1e10
+# HQS stops as stalled when, from one checkpoint to the next (iterations 1000, 2000,
+# 4000, ...), the best normalized KKT error has not at least halved: slower than O(1/k),
+# the pace at which the penalty's growth (and the x-step at each penalty) moves it.
+_HQS_FIRST_CHECKPOINT = 1000
+_HQS_STALL = 0.5
 # A probe entry of A_k'g below this fraction of the term's largest (round-off) marks a
 # variable the term does not use.
 _UNUSED_RTOL = 1e-13
@@ -458,6 +466,8 @@ class HQS(Algorithm):
         status, kkt, last = None, None, None
         it = 0
         cg_atol = math.inf
+        stalled = False
+        checkpoint, checkpoint_error = _HQS_FIRST_CHECKPOINT, math.inf
         while it < opts.max_iters:
             it += 1
             y = []
@@ -477,6 +487,11 @@ class HQS(Algorithm):
                 break
             if time.perf_counter() - t0 > opts.time_limit or it == opts.max_iters:
                 break
+            if it == checkpoint:
+                stalled = best.kkt.normalized > _HQS_STALL * checkpoint_error
+                if stalled:
+                    break
+                checkpoint, checkpoint_error = 2 * checkpoint, best.kkt.normalized
             cg_atol = min(cg_atol, kkt.dual_tol * max(_CG_FRACTION * kkt.normalized, _CG_FLOOR))
             xup.set_tolerance(cg_atol)
             grow = kkt.primal / kkt.primal_tol >= kkt.dual / kkt.dual_tol
@@ -490,6 +505,7 @@ class HQS(Algorithm):
             "cg_iterations": xup.iterations,
             "rho": setup.per_term_rho(rho),
             "sigma": sigma,
+            "stalled": stalled,
         }
         timing = (self.name, it, time.perf_counter() - t0, setup_time)
         return _finish(status, None, last, kkt, best, timing, info, None, log)
