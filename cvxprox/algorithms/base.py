@@ -4,7 +4,7 @@ All tests are made on the unscaled program (``cvxprox.ir`` conventions: z = Ax -
 y in the subdifferential of f at z, so y lies in the polar cone for cone indicators).
 Optimality is ``cvxprox.algorithms.termination``'s test, per row and per variable, with
 the equilibration's units (u = 1/E, v = 1/(k D), w = 1/k, k = 1 / ``cost_norm``, the
-objective's magnitude on the column-scaled data, unclipped):
+objective's median magnitude on the column-scaled data, unclipped):
 
     |A x - b - z|_i  <= eps_abs / E_i     + eps_rel max((|A||x|)_i, |z_i|, |b_i|)
     |P x + c + A'y|_j <= eps_abs / (k D_j) + eps_rel max(|c_j|, (|A|'|y|)_j, (|P||x|)_j)

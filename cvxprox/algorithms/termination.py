@@ -22,10 +22,10 @@ and each entry is tested against its own tolerance, built from two kinds of scal
 * the *units* u (m,), v (n,), w > 0 of the data: the size a residual entry has when the
   problem is well scaled. With the diagonal equilibration of the program
   (``cvxprox.scaling``: A^ = E A D, c^ = k D c, P^ = k D P D, b^ = E b) the units are
-  u_i = 1 / E_i, v_j = 1 / (k D_j), w = 1 / k (k = 1 / max(||D c||_inf, the mean column
-  max of D P D): unlike the iteration's cost scale, not clipped), so that the absolute
-  part of the test is SCS's eps_abs on the equilibrated program, read back in the
-  original units. The
+  u_i = 1 / E_i, v_j = 1 / (k D_j), w = 1 / k (k = 1 / the median over the variables of
+  max(|(D c)_j|, max_i |(D P D)_ij|): unlike the iteration's cost scale, not clipped),
+  so that the absolute part of the test is SCS's eps_abs on the equilibrated program,
+  read back in the original units. The
   equilibration normalizes rows, columns and the cost, so that multiplying a row, a
   variable or the objective by 1e-8 .. 1e8 multiplies that row's (column's, the gap's)
   residual and tolerance by the same factor: no scale makes the absolute tolerance

@@ -3,8 +3,10 @@
 Each pass divides every column j of the KKT matrix [[P, A'], [A, 0]] by
 sqrt(max(||A_:,j||_inf, ||P_:,j||_inf)) and every row i of A by sqrt(||A_i,:||_inf),
 where a row norm is first replaced by the largest row norm of its cone block (the
-scaling must be constant on a non-separable cone). Norms below 1e-4 count as 1 and
-norms above 1e4 as 1e4, so empty or tiny rows and columns are left alone.
+scaling must be constant on a non-separable cone). An empty row or column is left
+alone; other norms are clipped to [1e-4, 1e4], so that a pass moves a scale by at most a
+factor 100 and a row or column of norm 1e-8 (a variable or constraint scaled by 1e-8)
+reaches norm 1 over a few passes instead of keeping a unit 1e8 times too large.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ MIN_SCALE, MAX_SCALE = 1e-4, 1e4
 
 @njit(cache=True)
 def _inverse_sqrt(norm: float) -> float:
-    if norm < MIN_SCALE:
+    if norm == 0.0:
         return 1.0
-    return 1.0 / np.sqrt(min(norm, MAX_SCALE))
+    return 1.0 / np.sqrt(min(max(norm, MIN_SCALE), MAX_SCALE))
 
 
 @njit(cache=True)
