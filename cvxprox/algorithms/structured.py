@@ -41,7 +41,15 @@ from cvxprox.algorithms.base import SolveResult
 from cvxprox.algorithms.termination import KKTError, kkt_error
 from cvxprox.algorithms.xupdate import norm_estimate
 from cvxprox.ir import OperatorTerm, StructuredProgram
-from cvxprox.linops import Compose, Diagonal, Gather, Identity, MatrixOp, ScalarMultiple
+from cvxprox.linops import (
+    Compose,
+    Diagonal,
+    Gather,
+    Identity,
+    LinOp,
+    MatrixOp,
+    ScalarMultiple,
+)
 from cvxprox.options import SolverOptions
 
 
@@ -100,6 +108,8 @@ class TermLayout(StackedTerms):
 # Operators whose assembled matrix has as many nonzeros as the operator stores: their
 # exact row norms are cheap.
 _SPARSE_KINDS = (Diagonal, Gather, Identity, MatrixOp, ScalarMultiple)
+# Random probes per operator for column norms that diag(A'A) does not give.
+_PROBES = 16
 
 
 class TerminationUnits:
@@ -121,8 +131,7 @@ class TerminationUnits:
             if not indicator:
                 weight = max(weight, float(np.max(np.abs(getattr(term.function, "weight", 1.0)))))
                 norms = np.ones(term.size)
-                diag = op.gram_diagonal()
-                col_sq += np.full(n, norm_estimate(op) ** 2) if diag is None else diag
+                col_sq += _column_norms_sq(op)
             elif isinstance(op, _SPARSE_KINDS):
                 M = op.matrix if isinstance(op, MatrixOp) else op.to_sparse()
                 if isinstance(M, np.ndarray):
@@ -138,8 +147,7 @@ class TerminationUnits:
             else:
                 norm = norm_estimate(op) or 1.0
                 norms = np.full(term.size, norm)
-                diag = op.gram_diagonal()
-                col_sq += (np.full(n, norm**2) if diag is None else diag) / norm**2
+                col_sq += _column_norms_sq(op) / norm**2
             row[rows] = norms
         col = np.sqrt(col_sq)
         col = np.where(col > 0, col, 1.0)
@@ -149,6 +157,20 @@ class TerminationUnits:
         self.columns = col
         self.objective = w if w > 0 else 1.0
         self.dual = self.objective * col
+
+
+def _column_norms_sq(op: LinOp) -> np.ndarray:
+    """||A e_j||^2 for every column j: diag(A'A) when the operator has it, else the mean
+    of (A'g)_j^2 over ``_PROBES`` Gaussian probes g (whose expectation it is; within a
+    factor 2 or so, enough for a unit)."""
+    diag = op.gram_diagonal()
+    if diag is not None:
+        return diag
+    rng = np.random.default_rng(0)
+    total = np.zeros(op.shape[1])
+    for _ in range(_PROBES):
+        total += op.rmatvec(rng.standard_normal(op.shape[0])) ** 2
+    return total / _PROBES
 
 
 class ColumnScaling:
