@@ -25,10 +25,12 @@ constraint (an indicator term) is the norm of row i (exact for matrix, gather an
 diagonal operators, the operator's norm for the rows of a convolution or difference
 operator, whose rows all have about that norm), 1 for the argument of any other term
 (its function fixes its units); the column unit v_j = w ||(E A)_j|| is the norm of
-column j once the rows are divided by their units (from ``gram_diagonal``), and
-w = max(||c / ||(E A)_j|| ||_inf, the terms' weights) the objective's: scaling a
-constraint row, a variable or the objective by any factor
-scales that entry's residual and tolerance alike.
+column j once the rows are divided by their units (from ``gram_diagonal``, else random
+probes), taken over the terms that are not constraints when they use x_j (a constraint
+row can be rescaled freely, so it says nothing of x_j's unit when such a term fixes
+it), over the constraints otherwise; and w = max(||c / ||(E A)_j|| ||_inf, the terms'
+weights) is the objective's. Scaling a constraint row, a variable or the objective by
+any factor scales that entry's residual and tolerance alike.
 """
 
 from __future__ import annotations
@@ -124,14 +126,16 @@ class TerminationUnits:
         program = layout.program
         n = program.n
         row = np.ones(layout.m)
-        col_sq = np.zeros(n)
+        # Squared column norms of the other terms' operators and of the normalized rows
+        # of the constraints.
+        objective_sq, col_sq = np.zeros(n), np.zeros(n)
         weight = 0.0
         for term, rows in zip(program.terms, layout.slices, strict=True):
             op, indicator = term.op, term.function.is_indicator
             if not indicator:
                 weight = max(weight, float(np.max(np.abs(getattr(term.function, "weight", 1.0)))))
                 norms = np.ones(term.size)
-                col_sq += _column_norms_sq(op)
+                objective_sq += _column_norms_sq(op)
             elif isinstance(op, _SPARSE_KINDS):
                 M = op.matrix if isinstance(op, MatrixOp) else op.to_sparse()
                 if isinstance(M, np.ndarray):
@@ -149,7 +153,7 @@ class TerminationUnits:
                 norms = np.full(term.size, norm)
                 col_sq += _column_norms_sq(op) / norm**2
             row[rows] = norms
-        col = np.sqrt(col_sq)
+        col = np.sqrt(np.where(objective_sq > 0, objective_sq, col_sq))
         col = np.where(col > 0, col, 1.0)
         c_scaled = np.abs(program.c) / col
         w = max(weight, float(np.max(c_scaled, initial=0.0)))
