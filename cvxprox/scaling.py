@@ -67,7 +67,8 @@ class RuizScaling:
         D = np.ones(n)
         E = np.ones(m)
 
-        ruiz_passes(csc_arrays(A), csc_arrays(P), self._block_sizes, iters, D, E)
+        singleton = np.bincount(program.A.indices, minlength=m) == 1
+        ruiz_passes(csc_arrays(A), csc_arrays(P), self._block_sizes, iters, D, E, singleton)
         if pock_chambolle and m:
             col = A.col_sum() if P is None else A.col_sum() + P.col_sum()
             d = _safe_inverse_sqrt(col)

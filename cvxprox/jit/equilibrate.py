@@ -7,6 +7,11 @@ scaling must be constant on a non-separable cone). An empty row or column is lef
 alone; other norms are clipped to [1e-4, 1e4], so that a pass moves a scale by at most a
 factor 100 and a row or column of norm 1e-8 (a variable or constraint scaled by 1e-8)
 reaches norm 1 over a few passes instead of keeping a unit 1e8 times too large.
+
+A column's norm leaves out its entries in rows with a single nonzero (a bound on one
+variable, which its own row scaling normalizes whatever the column's), unless the
+column has no other entry: otherwise the bound row x_j >= 0 would keep the norm of a
+column whose other entries are all 1e-8 at 1, and the variable unequilibrated.
 """
 
 from __future__ import annotations
@@ -32,13 +37,15 @@ def ruiz_passes(
     iters: int,
     D: np.ndarray,
     E: np.ndarray,
+    singleton: np.ndarray,
 ) -> None:
     """Run ``iters`` passes, scaling A = (indptr, indices, data) and P in place.
 
     ``A`` is m x n and ``P`` n x n in CSC form (``P``'s indptr empty when there is no
     P); ``block_sizes`` partitions the m rows into cone blocks. The accumulated
     scalings multiply ``D`` (n,) and ``E`` (m,) in place, so that the scaled matrices
-    are diag(E) A diag(D) and diag(D) P diag(D).
+    are diag(E) A diag(D) and diag(D) P diag(D). ``singleton`` (m,) marks the rows with
+    one nonzero.
     """
     Ap, Ai, Ax = A
     Pp, Pi, Px = P
@@ -53,14 +60,18 @@ def ruiz_passes(
         row[:] = 0.0
         for j in range(n):
             norm = 0.0
+            bound = 0.0
             for k in range(Ap[j], Ap[j + 1]):
                 a = abs(Ax[k])
-                norm = max(norm, a)
+                if singleton[Ai[k]]:
+                    bound = max(bound, a)
+                else:
+                    norm = max(norm, a)
                 row[Ai[k]] = max(row[Ai[k]], a)
             if has_p:
                 for k in range(Pp[j], Pp[j + 1]):
                     norm = max(norm, abs(Px[k]))
-            col[j] = norm
+            col[j] = norm if norm > 0.0 else bound
         start = 0
         for size in block_sizes:
             block_max = 0.0
