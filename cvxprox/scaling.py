@@ -67,7 +67,11 @@ class RuizScaling:
         D = np.ones(n)
         E = np.ones(m)
 
-        singleton = np.bincount(program.A.indices, minlength=m) == 1
+        # Bounds: rows with one nonzero, each its own cone block (in a larger block the
+        # row scaling is shared, not free).
+        singleton = (np.bincount(program.A.indices, minlength=m) == 1) & (
+            np.repeat(self._block_sizes, self._block_sizes) == 1
+        )
         ruiz_passes(csc_arrays(A), csc_arrays(P), self._block_sizes, iters, D, E, singleton)
         if pock_chambolle and m:
             col = A.col_sum() if P is None else A.col_sum() + P.col_sum()

@@ -8,10 +8,11 @@ alone; other norms are clipped to [1e-4, 1e4], so that a pass moves a scale by a
 factor 100 and a row or column of norm 1e-8 (a variable or constraint scaled by 1e-8)
 reaches norm 1 over a few passes instead of keeping a unit 1e8 times too large.
 
-A column's norm leaves out its entries in rows with a single nonzero (a bound on one
-variable, which its own row scaling normalizes whatever the column's), unless the
-column has no other entry: otherwise the bound row x_j >= 0 would keep the norm of a
-column whose other entries are all 1e-8 at 1, and the variable unequilibrated.
+A column whose entries outside bound rows (rows with a single nonzero that are their
+own cone block; their own row scaling normalizes them whatever the column's) are all
+below 0.1 times its bound entries is scaled by those other entries alone: otherwise
+the bound row x_j >= 0 would keep the norm of a column whose other entries are all
+1e-8 at 1, and the variable unequilibrated.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import numpy as np
 from numba import njit
 
 MIN_SCALE, MAX_SCALE = 1e-4, 1e4
+# A column whose entries outside bound rows are below this fraction of its bound entries
+# is scaled by those entries alone.
+BOUND_RATIO = 0.1
 
 
 @njit(cache=True)
@@ -45,7 +49,7 @@ def ruiz_passes(
     P); ``block_sizes`` partitions the m rows into cone blocks. The accumulated
     scalings multiply ``D`` (n,) and ``E`` (m,) in place, so that the scaled matrices
     are diag(E) A diag(D) and diag(D) P diag(D). ``singleton`` (m,) marks the rows with
-    one nonzero.
+    one nonzero that are cone blocks of their own.
     """
     Ap, Ai, Ax = A
     Pp, Pi, Px = P
@@ -71,7 +75,7 @@ def ruiz_passes(
             if has_p:
                 for k in range(Pp[j], Pp[j + 1]):
                     norm = max(norm, abs(Px[k]))
-            col[j] = norm if norm > 0.0 else bound
+            col[j] = norm if 0.0 < norm < BOUND_RATIO * bound else max(norm, bound)
         start = 0
         for size in block_sizes:
             block_max = 0.0
