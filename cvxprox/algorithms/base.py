@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import cvxpy.settings as s
 import numpy as np
 
-from cvxprox.algorithms.termination import KKTError, kkt_error
+from cvxprox.algorithms.termination import KKTError, kkt_error, kkt_error_of_worst
 from cvxprox.ir import ProxProgram
 from cvxprox.jit import csc_arrays
 from cvxprox.jit.cones import cone_layout, project
-from cvxprox.jit.residuals import kkt_vectors
+from cvxprox.jit.residuals import kkt_worst
 
 if TYPE_CHECKING:
     from cvxprox.algorithms.polish import PolishSchedule
@@ -139,10 +140,7 @@ class KKTChecker:
         self.program = program
         self.scaling = scaling
         self.opts = options
-        # The termination test's magnitudes |A||x|, |A|'|y|, |P||x| and units.
-        self._abs_A = abs(program.A).tocsr()
-        self._abs_At = self._abs_A.T.tocsr()
-        self._abs_P = None if program.P is None or not program.P.nnz else abs(program.P).tocsr()
+        # The termination test's units.
         cost = scaling.cost_norm
         self._row_unit = 1.0 / scaling.E
         self._col_unit = cost / scaling.D
@@ -151,6 +149,15 @@ class KKTChecker:
         # warm starts (separate from the iteration's).
         self._layout = cone_layout(program.cone)
         self._A, self._P = csc_arrays(program.A), csc_arrays(program.P)
+
+    @cached_property
+    def _abs_matrices(self) -> tuple:
+        """|A|, |A|', |P| (None without P) for ``kkt_error``'s magnitudes (built once, on
+        first use: ``evaluate`` gets them from the compiled pass)."""
+        prog = self.program
+        abs_A = abs(prog.A).tocsr()
+        abs_P = None if prog.P is None or not prog.P.nnz else abs(prog.P).tocsr()
+        return abs_A, abs_A.T.tocsr(), abs_P
 
     def project(self, v: np.ndarray) -> np.ndarray:
         """Pi_K(v) for the program's cone (a new float64 array)."""
@@ -167,6 +174,7 @@ class KKTChecker:
     ) -> KKTError:
         """KKT error of the unscaled iterate; Ax, Aty, Px are unscaled products."""
         prog = self.program
+        abs_A, abs_At, abs_P = self._abs_matrices
         abs_x = np.abs(x)
         dual_vec = prog.c + Aty
         abs_Px = np.zeros(prog.n)
@@ -174,32 +182,33 @@ class KKTChecker:
         if Px is not None:
             dual_vec = dual_vec + Px
             xPx = float(x @ Px)
-            if self._abs_P is not None:
-                abs_Px = self._abs_P @ abs_x
-        vectors = (Ax - prog.b - z, self._abs_A @ abs_x, dual_vec, self._abs_At @ np.abs(y))
-        return self._error(*vectors, abs_Px, xPx, float(prog.c @ x), float(prog.b @ y), z)
+            if abs_P is not None:
+                abs_Px = abs_P @ abs_x
+        cx, by = float(prog.c @ x), float(prog.b @ y)
+        return kkt_error(
+            (Ax - prog.b - z, [abs_A @ abs_x, z, prog.b], self._row_unit),
+            (dual_vec, [prog.c, abs_At @ np.abs(y), abs_Px], self._col_unit),
+            (0.5 * xPx + cx, -0.5 * xPx - by, [cx, by, xPx], self._gap_unit),
+            self.opts.eps_abs,
+            self.opts.eps_rel,
+            prog.offset,
+        )
 
     def evaluate(self, x: np.ndarray, z: np.ndarray, y: np.ndarray) -> KKTError:
-        """KKT error of the unscaled float64 NumPy iterate (products computed here, compiled)."""
+        """KKT error of the unscaled float64 NumPy iterate (products and worst entries
+        computed here, compiled)."""
         prog = self.program
-        return self._error(*kkt_vectors(self._A, self._P, prog.c, prog.b, x, z, y), z)
-
-    def _error(
-        self,
-        r: np.ndarray,
-        abs_Ax: np.ndarray,
-        d: np.ndarray,
-        abs_Aty: np.ndarray,
-        abs_Px: np.ndarray,
-        xPx: float,
-        cx: float,
-        by: float,
-        z: np.ndarray,
-    ) -> KKTError:
-        prog = self.program
-        return kkt_error(
-            (r, [abs_Ax, z, prog.b], self._row_unit),
-            (d, [prog.c, abs_Aty, abs_Px], self._col_unit),
+        primal, dual, xPx, cx, by = kkt_worst(
+            self._A,
+            self._P,
+            (prog.c, prog.b, x, z, y),
+            (self._row_unit, self._col_unit),
+            self.opts.eps_abs,
+            self.opts.eps_rel,
+        )
+        return kkt_error_of_worst(
+            primal,
+            dual,
             (0.5 * xPx + cx, -0.5 * xPx - by, [cx, by, xPx], self._gap_unit),
             self.opts.eps_abs,
             self.opts.eps_rel,

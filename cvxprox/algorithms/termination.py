@@ -127,16 +127,34 @@ def kkt_error(
     the primal and dual objectives (without ``offset``), the objective terms whose
     magnitudes scale the gap (c'x, b'y, x'Px) and the gap's unit.
     """
-    pres, ptol = worst_entry(primal[0], primal[1], primal[2], eps_abs, eps_rel)
-    dres, dtol = worst_entry(dual[0], dual[1], dual[2], eps_abs, eps_rel)
+    return kkt_error_of_worst(
+        worst_entry(primal[0], primal[1], primal[2], eps_abs, eps_rel),
+        worst_entry(dual[0], dual[1], dual[2], eps_abs, eps_rel),
+        objectives,
+        eps_abs,
+        eps_rel,
+        offset,
+    )
+
+
+def kkt_error_of_worst(
+    primal: tuple[float, float],
+    dual: tuple[float, float],
+    objectives: tuple[float, float, list[float], float],
+    eps_abs: float,
+    eps_rel: float,
+    offset: float = 0.0,
+) -> KKTError:
+    """``kkt_error`` given the worst entries (|r_i|, tol_i) and (|d_j|, tol_j) already
+    (``worst_entry``'s, or a compiled pass's that computes the same)."""
     pobj, dobj, terms, w = objectives
     gap_scale = max([abs(pobj), abs(dobj)] + [abs(t) for t in terms])
     return KKTError(
-        primal=pres,
-        dual=dres,
+        primal=primal[0],
+        dual=dual[0],
         gap=abs(pobj - dobj),
-        primal_tol=ptol,
-        dual_tol=dtol,
+        primal_tol=primal[1],
+        dual_tol=dual[1],
         gap_tol=eps_abs * w + eps_rel * gap_scale,
         primal_objective=pobj + offset,
         dual_objective=dobj + offset,
