@@ -121,6 +121,10 @@ def _check(name: str, kind: str, factor: float) -> None:
 
 
 FAST = [
+    ("lp", "variables", 1e-8),
+    ("lasso", "variables", 1e-8),
+    ("huber", "variables", 1e-8),
+    ("socp", "variables", 1e8),
     ("lp", "objective", 1e-8),
     ("lp", "rows", 1e4),
     ("qp", "variables", 1e-4),
