@@ -3,12 +3,13 @@
 All tests are made on the unscaled program (``cvxprox.ir`` conventions: z = Ax - b,
 y in the subdifferential of f at z, so y lies in the polar cone for cone indicators).
 Optimality is ``cvxprox.algorithms.termination``'s test, per row and per variable, with
-the equilibration's units (u = 1/E, v = 1/(k D), w = 1/k, k = 1 / ``cost_norm``, the
-objective's median magnitude on the column-scaled data, unclipped):
+the equilibration's units, at most 1 (u = min(1/E, 1), v = min(1/(k D), 1),
+w = min(1/k, 1), k = 1 / ``cost_norm``, the objective's median magnitude on the
+column-scaled data, unclipped):
 
-    |A x - b - z|_i  <= eps_abs / E_i     + eps_rel max((|A||x|)_i, |z_i|, |b_i|)
-    |P x + c + A'y|_j <= eps_abs / (k D_j) + eps_rel max(|c_j|, (|A|'|y|)_j, (|P||x|)_j)
-    |pobj - dobj|    <= eps_abs / k       + eps_rel max(|pobj|, |dobj|, |c'x|, |b'y|, x'Px)
+    |A x - b - z|_i  <= eps_abs u_i + eps_rel max((|A||x|)_i, |z_i|, |b_i|)
+    |P x + c + A'y|_j <= eps_abs v_j + eps_rel max(|c_j|, (|A|'|y|)_j, (|P||x|)_j)
+    |pobj - dobj|    <= eps_abs w   + eps_rel max(|pobj|, |dobj|, |c'x|, |b'y|, x'Px)
     pobj = 1/2 x'Px + c'x,  dobj = -1/2 x'Px - b'y
 
 Infeasibility certificates (Farkas vectors, as in SCS and in Banjac et al. 2019):
@@ -142,9 +143,9 @@ class KKTChecker:
         self.opts = options
         # The termination test's units.
         cost = scaling.cost_norm
-        self._row_unit = 1.0 / scaling.E
-        self._col_unit = cost / scaling.D
-        self._gap_unit = cost
+        self._row_unit = np.minimum(1.0 / scaling.E, 1.0)
+        self._col_unit = np.minimum(cost / scaling.D, 1.0)
+        self._gap_unit = min(cost, 1.0)
         # The certificate tests project onto K on every check: compiled, with their own
         # warm starts (separate from the iteration's).
         self._layout = cone_layout(program.cone)

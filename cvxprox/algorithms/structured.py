@@ -29,8 +29,9 @@ column j once the rows are divided by their units (from ``gram_diagonal``, else 
 probes), taken over the terms that are not constraints when they use x_j (a constraint
 row can be rescaled freely, so it says nothing of x_j's unit when such a term fixes
 it), over the constraints otherwise; and w = max(||c / ||(E A)_j|| ||_inf, the terms'
-weights) is the objective's. Scaling a constraint row, a variable or the objective by
-any factor scales that entry's residual and tolerance alike.
+weights) is the objective's; each unit is capped at 1, as in the cone route. Scaling a
+constraint row, a variable or the objective down by any factor scales that entry's
+residual and tolerance alike (up, the relative part keeps the pace).
 """
 
 from __future__ import annotations
@@ -157,10 +158,11 @@ class TerminationUnits:
         col = np.where(col > 0, col, 1.0)
         c_scaled = np.abs(program.c) / col
         w = max(weight, float(np.max(c_scaled, initial=0.0)))
-        self.primal = row
         self.columns = col
-        self.objective = w if w > 0 else 1.0
-        self.dual = self.objective * col
+        w = w if w > 0 else 1.0
+        self.primal = np.minimum(row, 1.0)
+        self.objective = min(w, 1.0)
+        self.dual = np.minimum(w * col, 1.0)
 
 
 def _column_norms_sq(op: LinOp) -> np.ndarray:

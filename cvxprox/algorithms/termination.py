@@ -25,11 +25,14 @@ and each entry is tested against its own tolerance, built from two kinds of scal
   u_i = 1 / E_i, v_j = 1 / (k D_j), w = 1 / k (k = 1 / the median over the variables of
   max(|(D c)_j|, max_i |(D P D)_ij|): unlike the iteration's cost scale, not clipped),
   so that the absolute part of the test is SCS's eps_abs on the equilibrated program,
-  read back in the original units. The
-  equilibration normalizes rows, columns and the cost, so that multiplying a row, a
-  variable or the objective by 1e-8 .. 1e8 multiplies that row's (column's, the gap's)
-  residual and tolerance by the same factor: no scale makes the absolute tolerance
-  vacuous (a constant 1e-6 would be, against a row scaled by 1e-8) or impossible.
+  read back in the original units, capped at 1 so that it is never looser than
+  eps_abs itself (eps_abs keeps its absolute meaning on a problem whose rows are
+  large; there the relative part carries the test). The equilibration normalizes
+  rows, columns and the cost, so that multiplying a row, a variable or the objective
+  by 1e-8 .. 1 multiplies that row's (column's, the gap's) residual and tolerance by
+  the same factor, and by 1 .. 1e8 multiplies its residual and the relative part of
+  its tolerance alike: no scale makes the absolute tolerance vacuous (a constant 1e-6
+  would be, against a row scaled by 1e-8).
 
 Every function takes the arrays of any array-API namespace (NumPy, torch, CuPy) and
 returns Python floats. The worst entry of each test is reported (``KKTError``): its
