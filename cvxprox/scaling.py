@@ -88,7 +88,7 @@ class RuizScaling:
             cost_norm = max(cost_norm, float(np.mean(P.col_max())))
         k = _inverse_clipped(cost_norm) if iters else 1.0
         self.D, self.E, self.k = D, E, k
-        self.cost_norm = _median_cost(c, P)
+        self.cost_norm = _cost_magnitude(c, P)
         self.c = k * c
         self.A = A.matrix()
         self.P = None
@@ -128,18 +128,15 @@ class RuizScaling:
         return self.k * y / self.E
 
 
-def _median_cost(c: np.ndarray, P: _ScaledCSC | None) -> float:
-    """The objective's unit on the column-scaled data: the median over the variables
-    with a nonzero cost of max(|(D c)_j|, max_i |(D P D)_ij|), 1 when there is none.
-
-    A median, not a maximum: Ruiz's passes split a scale between a row and a column
-    freely, and a column that only a tiny row uses can end with a large D_j, which must
-    not make the objective's unit (and with it the gap's absolute tolerance) large."""
+def _cost_magnitude(c: np.ndarray, P: _ScaledCSC | None) -> float:
+    """The objective's unit on the column-scaled data: the largest over the variables of
+    max(|(D c)_j|, max_i |(D P D)_ij|), 1 when it is zero. Unclipped, unlike the cost
+    scale k (the termination test caps the unit at 1)."""
     cost = np.abs(c)
     if P is not None and P.data.size:
         cost = np.maximum(cost, P.col_max())
-    cost = cost[cost > 0]
-    return float(np.median(cost)) if cost.size else 1.0
+    value = float(np.max(cost, initial=0.0))
+    return value if value > 0 else 1.0
 
 
 def _inverse_clipped(norm: float) -> float:

@@ -4,7 +4,7 @@ All tests are made on the unscaled program (``cvxprox.ir`` conventions: z = Ax -
 y in the subdifferential of f at z, so y lies in the polar cone for cone indicators).
 Optimality is ``cvxprox.algorithms.termination``'s test, per row and per variable, with
 the equilibration's units, at most 1 (u = min(1/E, 1), v = min(1/(k D), 1),
-w = min(1/k, 1), k = 1 / ``cost_norm``, the objective's median magnitude on the
+w = min(1/k, 1), k = 1 / ``cost_norm``, the objective's largest magnitude on the
 column-scaled data, unclipped):
 
     |A x - b - z|_i  <= eps_abs u_i + eps_rel max((|A||x|)_i, |z_i|, |b_i|)

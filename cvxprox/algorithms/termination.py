@@ -22,7 +22,7 @@ and each entry is tested against its own tolerance, built from two kinds of scal
 * the *units* u (m,), v (n,), w > 0 of the data: the size a residual entry has when the
   problem is well scaled. With the diagonal equilibration of the program
   (``cvxprox.scaling``: A^ = E A D, c^ = k D c, P^ = k D P D, b^ = E b) the units are
-  u_i = 1 / E_i, v_j = 1 / (k D_j), w = 1 / k (k = 1 / the median over the variables of
+  u_i = 1 / E_i, v_j = 1 / (k D_j), w = 1 / k (k = 1 / the largest over the variables of
   max(|(D c)_j|, max_i |(D P D)_ij|): unlike the iteration's cost scale, not clipped),
   so that the absolute part of the test is SCS's eps_abs on the equilibrated program,
   read back in the original units, capped at 1 so that it is never looser than
