@@ -15,7 +15,6 @@ from cvxprox.algorithms.admm import ADMM
 from cvxprox.algorithms.base import FACTORIZATION_NNZ_LIMIT, SolveResult
 from cvxprox.algorithms.fista import FISTA
 from cvxprox.algorithms.hybrid import ADMMThenPDHG
-from cvxprox.algorithms.ladmm import LinearizedADMM
 from cvxprox.algorithms.pdhg import PDHG
 from cvxprox.algorithms.split_admm import HQS, StructuredADMM
 from cvxprox.ir import ProxProgram, StructuredProgram
@@ -79,7 +78,7 @@ def choose_structured_algorithm(
 
     ``auto``: FISTA when the objective is smooth terms plus at most one prox term acting
     on x itself (two products per iteration, no splitting); ADMM when its x-update is one
-    exact diagonal/FFT/DCT solve; linearized ADMM (products only) when an FFT operator
+    exact diagonal/FFT/DCT solve; PDHG, i.e. linearized ADMM (products only), when an FFT operator
     would otherwise have to be assembled and factored; ADMM with a factored or
     conjugate-gradient x-update for the rest. HQS, a penalty method for plug-and-play
     priors, runs on request.
@@ -95,8 +94,8 @@ def choose_structured_algorithm(
     forced = {
         "admm": StructuredADMM,
         "hqs": HQS,
-        "ladmm": LinearizedADMM,
-        "pdhg": LinearizedADMM,
+        "ladmm": PDHG,
+        "pdhg": PDHG,
     }
     if options.algorithm in forced:
         return forced[options.algorithm], f"forced by algorithm={options.algorithm!r}"
@@ -112,9 +111,10 @@ def choose_structured_algorithm(
         return StructuredADMM, f"auto: ADMM with an exact x-update ({gram} of the operators)"
     fft = [t.op.describe() for t in program.terms if has_fft(t.op)]
     if fft:
-        return LinearizedADMM, (
+        return PDHG, (
             f"auto: {fft[0]} has no common diagonalization with the other operators; "
-            "linearized ADMM keeps it an FFT product (an ADMM x-update would factor its matrix)"
+            "PDHG (linearized ADMM) keeps it an FFT product (an ADMM x-update would factor "
+            "its matrix)"
         )
     return StructuredADMM, (
         "auto: ADMM; x-update by a factorization, or conjugate gradients if it would fill in"
