@@ -81,12 +81,15 @@ StructuredProgram by ``StructuredChecker`` with y_i in df_i(z_i) for every term 
 terms: z_i = A_i x - b_i, y_i = grad f_i(z_i); G: z_G = prox_{tau g}(w), w = P v - b_G,
 y_G = (w - z_G) / tau; dual blocks: y_j+ and z_j by Moreau).
 
-A cone program iterates on the arrays of the backend the options select
-(``cvxprox.backend``: NumPy, torch or CuPy, on the CPU or a GPU): data are moved to the
-device once, the steps, combinations, restart tests and power iteration are array
-operations and products with device CSR matrices, and the scalars they need are read back
-one at a time; every ``check_every`` iterations the candidate is copied to the host for
-the termination and certificate tests. A StructuredProgram iterates on NumPy arrays.
+Both kinds iterate on the arrays of the backend the options select (``cvxprox.backend``:
+NumPy, torch or CuPy, on the CPU or a GPU): data are moved to the device once, the steps,
+combinations, restart tests and power iteration are array operations, products with
+device CSR matrices and (on a StructuredProgram) the terms' device versions
+(``ProxFunction.on``, ``LinOp.on``: elementwise and group proxes, dense and sparse
+matrices, diagonals, gathers, finite differences, FFT convolutions; any other term is
+named in an error), and the scalars they need are read back one at a time. Every
+``check_every`` iterations the candidate is copied to the host for the termination and
+certificate tests.
 """
 
 from __future__ import annotations
@@ -116,7 +119,7 @@ from cvxprox.algorithms.fista import PermutedTerm, TermGroup
 from cvxprox.algorithms.polish import PolishSchedule
 from cvxprox.algorithms.structured import StructuredChecker, TermLayout
 from cvxprox.backend import Backend, get_backend
-from cvxprox.ir import ProxProgram, StructuredProgram
+from cvxprox.ir import OperatorTerm, ProxProgram, StructuredProgram
 from cvxprox.scaling import RuizScaling
 
 # Step rule: 1/tau - sigma ||K~||^2 >= _BETA L_h, eta shrunk by _STEP_SAFETY (the power
@@ -346,29 +349,43 @@ class _ConeProblem:
 
 class _StructuredProblem:
     """A StructuredProgram's terms split into G, h and the dual blocks (module docstring),
-    with the step T and its checks, on NumPy arrays."""
+    with the step T on the backend's arrays and its checks on the host.
+
+    The iterations use the terms moved to the backend (``ProxFunction.on``, ``LinOp.on``:
+    the program's own terms on NumPy); the checks copy a candidate's vectors to the host
+    and evaluate them with the program's terms.
+    """
 
     scheme = STRUCTURED_SCHEME
 
-    def __init__(self, program: StructuredProgram, options: Any) -> None:
-        self.program = program
+    def __init__(self, program: StructuredProgram, options: Any, backend: Backend) -> None:
+        self.program, self.backend = program, backend
         self.layout = TermLayout(program)
         self.checker = StructuredChecker(self.layout, options)
         n, terms = program.n, list(enumerate(program.terms))
         candidates = [(k, t) for k, t in terms if PermutedTerm.accepts(t, n)]
         candidates.sort(key=lambda kt: kt[1].function.smooth)
-        self.prox = PermutedTerm(candidates[0][1], candidates[0][0]) if candidates else None
-        taken = -1 if self.prox is None else self.prox.position
-        self.smooth = TermGroup([(k, t) for k, t in terms if k != taken and t.function.smooth], n)
-        self.dual = TermGroup([(k, t) for k, t in terms if k != taken and not t.function.smooth], n)
-        norms = np.array([t.op.norm_bound() for t in self.dual.terms])
+        taken = candidates[0][0] if candidates else -1
+        smooth = [k for k, t in terms if k != taken and t.function.smooth]
+        dual = [k for k, t in terms if k != taken and not t.function.smooth]
+        device = _device_terms(program, backend)
+        self.prox = PermutedTerm(device[taken], taken) if taken >= 0 else None
+        self.smooth = TermGroup([(k, device[k]) for k in smooth], n, backend)
+        self.dual = TermGroup([(k, device[k]) for k in dual], n, backend)
+        self.host_smooth = TermGroup([(k, program.terms[k]) for k in smooth], n)
+        norms = np.array([program.terms[k].op.norm_bound() for k in dual])
         self.block_weight = 1.0 / np.where(norms > 0, norms, 1.0) ** 2
-        self.row_weight = np.concatenate(
-            [np.full(t.size, w) for t, w in zip(self.dual.terms, self.block_weight, strict=True)]
+        row_weight = np.concatenate(
+            [
+                np.full(program.terms[k].size, w)
+                for k, w in zip(dual, self.block_weight, strict=True)
+            ]
             or [np.zeros(0)]
         )
+        self.row_weight = backend.asarray(row_weight)
+        self.c = backend.asarray(program.c)
         self.norm_K = math.sqrt(float(np.count_nonzero(norms > 0)))
-        self.L_h = self.smooth.lipschitz()
+        self.L_h = self.host_smooth.lipschitz()
 
     def describe(self) -> list[str]:
         """The verbose header's lines about the splitting."""
@@ -383,22 +400,23 @@ class _StructuredProblem:
         """The starting point (the warm start when its shapes match, else 0) and primal
         weight."""
         program, warm = self.program, warm or {}
+        dual_b = self.backend.to_host(self.dual.b)
         x, y = np.zeros(program.n), np.zeros(self.dual.m)
-        omega = _initial_primal_weight(program.c, self.dual.b)
+        omega = _initial_primal_weight(program.c, dual_b)
         if np.shape(warm.get("x")) == (program.n,) and np.shape(warm.get("y")) == (self.layout.m,):
             x = np.array(warm["x"], dtype=np.float64)
             y = self._dual_rows(np.asarray(warm["y"], dtype=np.float64))
             omega = float(warm.get("primal_weight", omega))
-        return self.point(x, y), omega
+        return self.point(self.backend.asarray(x), self.backend.asarray(y)), omega
 
-    def point(self, x: np.ndarray, y: np.ndarray) -> _Point:
+    def point(self, x: Any, y: Any) -> _Point:
         """The point (x, y) with its products."""
         return _Point(x, y, self.dual.matvec(x), self.dual.rmatvec(y), self.smooth.matvec(x))
 
     def step(self, p: _Point, tau: float, sigma: float) -> _Step:
         """T(p) (module docstring): one product with every A_i and A_i'."""
         smooth, dual = self.smooth, self.dual
-        grad = self.program.c + smooth.rmatvec(smooth.gradient(p.Hx - smooth.b))
+        grad = self.c + smooth.rmatvec(smooth.gradient(p.Hx - smooth.b))
         v = p.x - tau * (grad + p.Kty)
         z_prox = y_prox = None
         if self.prox is None:
@@ -407,46 +425,56 @@ class _StructuredProblem:
             x, z_prox, y_prox = self.prox.prox(v, tau)
         Kx = dual.matvec(x)
         w = p.y + (sigma * self.row_weight) * (2.0 * Kx - p.Kx - dual.b)
-        y = np.empty(dual.m)
-        for term, rows, weight in zip(dual.terms, dual.slices, self.block_weight, strict=True):
-            y[rows] = term.function.prox_conj(w[rows], sigma * weight)
+        y = dual.concat(
+            [
+                term.function.prox_conj(w[rows], sigma * weight)
+                for term, rows, weight in zip(
+                    dual.terms, dual.slices, self.block_weight, strict=True
+                )
+            ]
+        )
         z_dual = (w - y) / (sigma * self.row_weight)
         point = _Point(x, y, Kx, dual.rmatvec(y), smooth.matvec(x))
         return _Step(point, z_dual, z_prox, y_prox)
 
     def residual(self, p: _Point, Tp: _Point, tau: float, sigma: float) -> float:
-        """The fixed-point residual ||p - T(p)||_M."""
+        """The fixed-point residual ||p - T(p)||_M (one scalar read back)."""
         dx, dy, dKx = p.x - Tp.x, p.y - Tp.y, p.Kx - Tp.Kx
-        r2 = float(dx @ dx) / tau + float(dy @ (dy / self.row_weight)) / sigma
-        r2 -= 2.0 * float(dy @ dKx)
-        return math.sqrt(max(r2, 0.0))
+        r2 = (dx @ dx) / tau + (dy @ (dy / self.row_weight)) / sigma - 2.0 * (dy @ dKx)
+        return math.sqrt(max(self.backend.scalar(r2), 0.0))
 
     def norms(self, dp: _Point) -> tuple[float, float]:
         """(||dx||, ||dy~||) of a move, dy~_j = ||K_j|| dy_j (the scaled blocks' duals)."""
-        return float(np.linalg.norm(dp.x)), math.sqrt(float(dp.y @ (dp.y / self.row_weight)))
+        dx, dy, scalar = dp.x, dp.y, self.backend.scalar
+        return math.sqrt(scalar(dx @ dx)), math.sqrt(scalar(dy @ (dy / self.row_weight)))
 
     def check(
         self, it: int, step: _Step, base: _Point, anchor: _Point, best: BestIterate
     ) -> _Check:
-        """KKT error at T(base): ((x, z, y), A x, A'y) stacked in term order (module
-        docstring)."""
-        layout, p, smooth, dual = self.layout, step.point, self.smooth, self.dual
+        """KKT error at T(base), on the host: ((x, z, y), A x, A'y) stacked in term order
+        (module docstring)."""
+        host, layout, smooth = self.backend.to_host, self.layout, self.host_smooth
+        p = step.point
+        x, Hx, Kx, y_dual = host(p.x), host(p.Hx), host(p.Kx), host(p.y)
         z, y, Ax = np.zeros(layout.m), np.zeros(layout.m), np.zeros(layout.m)
-        z_s = p.Hx - smooth.b
+        z_s = Hx - smooth.b
         y_s = smooth.gradient(z_s)
-        Aty = smooth.rmatvec(y_s) + p.Kty
-        for group, z_g, y_g, Ax_g in ((smooth, z_s, y_s, p.Hx), (dual, step.z_dual, p.y, p.Kx)):
+        Aty = smooth.rmatvec(y_s) + host(p.Kty)
+        for group, z_g, y_g, Ax_g in (
+            (smooth, z_s, y_s, Hx),
+            (self.dual, host(step.z_dual), y_dual, Kx),
+        ):
             for k, rows in zip(group.positions, group.slices, strict=True):
                 z[layout.slices[k]], y[layout.slices[k]] = z_g[rows], y_g[rows]
                 Ax[layout.slices[k]] = Ax_g[rows]
         if self.prox is not None:
-            rows = layout.slices[self.prox.position]
-            z[rows], y[rows] = step.z_prox, step.y_prox
-            Ax[rows] = self.prox.term.op.matvec(p.x)
-            Aty += self.prox.term.op.rmatvec(step.y_prox)
-        err = self.checker.evaluate(p.x, z, y, Ax=Ax, Aty=Aty)
-        best.offer(err, p.x, z, y)
-        return _Check(err, (p.x, z, y), s.OPTIMAL if err.converged else None)
+            rows, op = layout.slices[self.prox.position], self.program.terms[self.prox.position].op
+            z[rows], y[rows] = host(step.z_prox), host(step.y_prox)
+            Ax[rows] = op.matvec(x)
+            Aty += op.rmatvec(y[rows])
+        err = self.checker.evaluate(x, z, y, Ax=Ax, Aty=Aty)
+        best.offer(err, x, z, y)
+        return _Check(err, (x, z, y), s.OPTIMAL if err.converged else None)
 
     def limit(self) -> None:
         """Nothing beyond the best iterate when a limit stops the run."""
@@ -457,6 +485,24 @@ class _StructuredProblem:
         if not self.dual.terms:
             return np.zeros(0)
         return np.concatenate([y[self.layout.slices[k]] for k in self.dual.positions])
+
+
+def _device_terms(program: StructuredProgram, backend: Backend) -> list[OperatorTerm]:
+    """The program's terms with functions, operators and b on ``backend`` (themselves on
+    NumPy); ValueError naming the first term that has no device version yet."""
+    if backend.name == "numpy":
+        return list(program.terms)
+    moved = []
+    for term in program.terms:
+        try:
+            function, op = term.function.on(backend), term.op.on(backend)
+        except ValueError as error:
+            raise ValueError(
+                f"term {term.label or term.function.describe()!r} cannot run on "
+                f"backend={backend.name!r}: {error}"
+            ) from None
+        moved.append(OperatorTerm(function, op, backend.asarray(term.b), term.label))
+    return moved
 
 
 class PDHG(Algorithm):
@@ -478,11 +524,12 @@ class PDHG(Algorithm):
         """Run the method; ``reason`` (why PDHG was chosen) goes into the verbose header."""
         t0 = time.perf_counter()
         opts = self.opts
-        if isinstance(self.program, StructuredProgram):
-            return self._run(_StructuredProblem(self.program, opts), "numpy", t0, reason)
         backend = get_backend(opts.backend, opts.device, opts.dtype)
         with backend.serial():
-            problem = _ConeProblem(self.program, opts, backend, t0)
+            if isinstance(self.program, StructuredProgram):
+                problem = _StructuredProblem(self.program, opts, backend)
+            else:
+                problem = _ConeProblem(self.program, opts, backend, t0)
             return self._run(problem, backend.name, t0, reason)
 
     def _run(self, problem: Any, backend: str, t0: float, reason: str) -> SolveResult:

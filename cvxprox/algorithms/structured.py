@@ -23,9 +23,12 @@ grow with the number of variables.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from cvxprox.algorithms.base import KKTError
+from cvxprox.backend import Backend, get_backend
 from cvxprox.ir import OperatorTerm, StructuredProgram
 from cvxprox.options import SolverOptions
 
@@ -38,30 +41,36 @@ class StackedTerms:
     terms : list of OperatorTerm
     n : int
         Number of variables.
+    backend : Backend, optional
+        Where the terms' b and products live (``OperatorTerm`` moved by
+        ``function.on``, ``op.on``); NumPy by default.
     """
 
-    def __init__(self, terms: list[OperatorTerm], n: int) -> None:
+    def __init__(self, terms: list[OperatorTerm], n: int, backend: Backend | None = None) -> None:
         self.terms = terms
         self.n = n
+        self.backend = backend or get_backend("numpy")
         self.slices: list[slice] = []
         start = 0
         for term in terms:
             self.slices.append(slice(start, start + term.size))
             start += term.size
         self.m = start
-        self.b = np.concatenate([t.b for t in terms]) if terms else np.zeros(0)
+        self.b = self.concat([t.b for t in terms])
 
-    def matvec(self, x: np.ndarray) -> np.ndarray:
+    def concat(self, blocks: list[Any]) -> Any:
+        """The blocks stacked into one vector of the backend (length 0 without blocks)."""
+        return self.backend.xp.concat(blocks) if blocks else self.backend.zeros(0)
+
+    def matvec(self, x: Any) -> Any:
         """A x for the stacked operator, shape (m,)."""
-        if not self.terms:
-            return np.zeros(0)
-        return np.concatenate([t.op.matvec(x) for t in self.terms])
+        return self.concat([t.op.matvec(x) for t in self.terms])
 
-    def rmatvec(self, y: np.ndarray) -> np.ndarray:
+    def rmatvec(self, y: Any) -> Any:
         """A'y = sum_i A_i' y_i, shape (n,)."""
-        out = np.zeros(self.n)
+        out = self.backend.zeros(self.n)
         for term, rows in zip(self.terms, self.slices, strict=True):
-            out += term.op.rmatvec(y[rows])
+            out = out + term.op.rmatvec(y[rows])
         return out
 
 
