@@ -918,6 +918,19 @@ class Sum(LinOp):
     def describe(self) -> str:
         return "(" + " + ".join(op.describe() for op in self.ops) + ")"
 
+    def _device(self, backend: Any) -> tuple[Products, Products] | None:
+        terms = [op._device(backend) for op in self.ops]
+        if any(term is None for term in terms):
+            return None
+
+        def matvec(x: Any) -> Any:
+            return sum((term[0](x) for term in terms[1:]), terms[0][0](x))
+
+        def rmatvec(y: Any) -> Any:
+            return sum((term[1](y) for term in terms[1:]), terms[0][1](y))
+
+        return matvec, rmatvec
+
 
 class VStack(LinOp):
     """x -> concatenate([op_k(x)]), the op_k with a common number of columns n.
@@ -1076,6 +1089,22 @@ class BlockDiagonal(LinOp):
         first = self.ops[0].describe()
         same = all(op.describe() == first for op in self.ops)
         return f"blockdiag({len(self.ops)} x {first})" if same else "blockdiag(...)"
+
+    def _device(self, backend: Any) -> tuple[Products, Products] | None:
+        blocks = [op._device(backend) for op in self.ops]
+        if any(block is None for block in blocks):
+            return None
+        xp = backend.xp
+        rows = list(zip(self._rows[:-1], self._rows[1:], strict=True))
+        cols = list(zip(self._cols[:-1], self._cols[1:], strict=True))
+
+        def matvec(x: Any) -> Any:
+            return xp.concat([block[0](x[a:b]) for block, (a, b) in zip(blocks, cols, strict=True)])
+
+        def rmatvec(y: Any) -> Any:
+            return xp.concat([block[1](y[a:b]) for block, (a, b) in zip(blocks, rows, strict=True)])
+
+        return matvec, rmatvec
 
 
 class Convolve1D(LinOp):

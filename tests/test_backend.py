@@ -47,6 +47,7 @@ from test_fista_ladmm import (  # noqa: E402
 
 from cvxprox.algorithms.pdhg import PDHG as PDHG_METHOD  # noqa: E402
 from cvxprox.linops import (  # noqa: E402
+    BlockDiagonal,
     Compose,
     Conv2D,
     Convolve1D,
@@ -56,6 +57,7 @@ from cvxprox.linops import (  # noqa: E402
     Identity,
     MatrixOp,
     ScalarMultiple,
+    Sum,
     VStack,
 )
 from cvxprox.options import SolverOptions  # noqa: E402
@@ -418,6 +420,8 @@ def test_device_proxes_and_operators(options: Callable[[], dict[str, str]]) -> N
         FiniteDiff((n,), k=2),
         Compose(FiniteDiff(6), MatrixOp(rng.random((6, n)))),
         VStack([FiniteDiff(n), ScalarMultiple(2.0, Identity(n))]),
+        Sum([Diagonal(rng.random(n)), MatrixOp(rng.random((n, n)))]),
+        BlockDiagonal([FiniteDiff(3), MatrixOp(rng.random((2, 4)))]),
     ]
     for op in operators:
         device = op.on(backend)
