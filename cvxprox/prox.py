@@ -120,7 +120,7 @@ def _step(t: Any, name: str = "t") -> float:
 
 
 def _weighted_name(name: str, weight: Weight) -> str:
-    if isinstance(weight, np.ndarray):
+    if not isinstance(weight, float):
         return f"w*{name}"
     return name if weight == 1.0 else f"{weight:g}*{name}"
 

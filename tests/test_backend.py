@@ -379,8 +379,8 @@ def test_structured_term_without_device_version(options: Callable[[], dict[str, 
 @pytest.mark.parametrize("options", BACKENDS)
 def test_device_proxes_and_operators(options: Callable[[], dict[str, str]]) -> None:
     """Each prox, prox_conj and gradient with a device version, and each operator's
-    products, on the backend's arrays against NumPy to 1e-12; others raise, naming
-    themselves."""
+    products, on the backend's arrays against NumPy to 1e-12 (device functions keep
+    their names); others raise, naming themselves."""
     backend = _backend(options())
     rng = np.random.default_rng(3)
     m = 6
@@ -407,6 +407,7 @@ def test_device_proxes_and_operators(options: Callable[[], dict[str, str]]) -> N
             pairs.append((device.grad(backend.asarray(v)), f.grad(v)))
         for got, want in pairs:
             np.testing.assert_allclose(backend.to_host(got), want, rtol=0, atol=1e-12)
+        assert device.describe() == f.describe()
     with pytest.raises(ValueError, match="logistic has no prox on"):
         Logistic(m).on(backend)
     n = 7

@@ -389,7 +389,8 @@ class _StructuredProblem:
 
     def describe(self) -> list[str]:
         """The verbose header's lines about the splitting."""
-        prox_name = self.prox.term.function.describe() if self.prox else "none"
+        prox = self.prox
+        prox_name = self.program.terms[prox.position].function.describe() if prox else "none"
         return [
             f"prox term: {prox_name}; smooth terms by gradient: {len(self.smooth.terms)} "
             f"(L_h <= {self.L_h:.3e}); dual blocks: {len(self.dual.terms)} "
