@@ -1307,6 +1307,25 @@ class Conv2D(LinOp):
         (m, n), (p, q) = self.image_shape, self.kernel.shape
         return f"conv2d({p}x{q}, {m}x{n}, {self.mode})"
 
+    def _device(self, backend: Any) -> tuple[Products, Products]:
+        """Real 2-D FFTs on the grid by ``xp.fft`` with the kernel's transform on the device."""
+        fft, grid = backend.xp.fft, self._grid_t
+        padded = backend.asarray(sfft.irfft2(self._transform, s=grid))
+        transform = fft.rfftn(padded, s=grid)
+        adjoint = backend.xp.conj(transform)
+        xp = backend.xp
+
+        def convolve(v: Any, shape: tuple[int, ...], kernel: Any, out: tuple[int, ...]) -> Any:
+            vt = xp.reshape(v, shape[::-1])
+            result = fft.irfftn(kernel * fft.rfftn(vt, s=grid), s=grid)
+            return xp.reshape(result[: out[1], : out[0]], (-1,))
+
+        image, output = self.image_shape, self.output_shape
+        return (
+            lambda x: convolve(x, image, transform, output),
+            lambda y: convolve(y, output, adjoint, image),
+        )
+
 
 class FourierSample(LinOp):
     """Samples of the unitary DFT of a real array X of shape mask.shape (1-D or 2-D).

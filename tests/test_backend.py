@@ -53,6 +53,7 @@ from cvxprox.linops import (  # noqa: E402
     Convolve1D,
     Diagonal,
     FiniteDiff,
+    FourierSample,
     Gather,
     Identity,
     MatrixOp,
@@ -424,17 +425,18 @@ def test_device_proxes_and_operators(options: Callable[[], dict[str, str]]) -> N
         Sum([Diagonal(rng.random(n)), MatrixOp(rng.random((n, n)))]),
         BlockDiagonal([FiniteDiff(3), MatrixOp(rng.random((2, 4)))]),
     ]
+    operators += [Conv2D(rng.random((2, 3)), (n, 5), mode) for mode in ("full", "same", "circular")]
     for op in operators:
         device = op.on(backend)
-        x, y = rng.random(n), rng.random(op.shape[0])
+        x, y = rng.random(op.shape[1]), rng.random(op.shape[0])
         np.testing.assert_allclose(
             backend.to_host(device.matvec(backend.asarray(x))), op.matvec(x), atol=1e-12
         )
         np.testing.assert_allclose(
             backend.to_host(device.rmatvec(backend.asarray(y))), op.rmatvec(y), atol=1e-12
         )
-    with pytest.raises(ValueError, match="conv2d.*has no products on"):
-        Conv2D(np.ones((2, 2)), (4, 4)).on(backend)
+    with pytest.raises(ValueError, match="fourier.*has no products on"):
+        FourierSample(rng.random((4, 4)) > 0.5).on(backend)
 
 
 def test_import_needs_neither_torch_nor_cupy() -> None:

@@ -86,7 +86,7 @@ NumPy, torch or CuPy, on the CPU or a GPU): data are moved to the device once, t
 combinations, restart tests and power iteration are array operations, products with
 device CSR matrices and (on a StructuredProgram) the terms' device versions
 (``ProxFunction.on``, ``LinOp.on``: elementwise and group proxes, dense and sparse
-matrices, diagonals, gathers, finite differences, 1-D FFT convolutions and their
+matrices, diagonals, gathers, finite differences, 1-D and 2-D FFT convolutions and their
 compositions, sums, stacks and block diagonals; any other term is named in an error),
 and the scalars they need are read back one at a time. Every ``check_every`` iterations
 the candidate is copied to the host for the termination and certificate tests.
