@@ -17,6 +17,7 @@ from cvxprox.algorithms.fista import FISTA
 from cvxprox.algorithms.hybrid import ADMMThenPDHG
 from cvxprox.algorithms.pdhg import PDHG
 from cvxprox.algorithms.split_admm import HQS, StructuredADMM
+from cvxprox.algorithms.structured import ColumnScaling
 from cvxprox.ir import ProxProgram, StructuredProgram
 from cvxprox.linops import has_fft
 from cvxprox.options import SolverOptions
@@ -159,13 +160,47 @@ def solve_program(
 ) -> SolveResult:
     """Solve a program with the algorithm the options ask for (or the automatic choice).
 
+    A StructuredProgram whose column norms spread over more than ``ColumnScaling.SPREAD``
+    is solved in equilibrated variables x~ = x / E and mapped back.
+
     The iterations are vector operations (dot products, axpys, matrix-vector products)
     for which a threaded BLAS only adds synchronization: BLAS runs single-threaded during
     the solve (``single_threaded_blas``).
     """
+    if isinstance(program, StructuredProgram):
+        scaling = ColumnScaling(program)
+        if scaling.needed:
+            return _solve_column_scaled(program, scaling, options, warm_start)
+    return _run(program, options, warm_start)
+
+
+def _run(
+    program: ProxProgram | StructuredProgram, options: SolverOptions, warm_start: dict | None
+) -> SolveResult:
     algorithm, reason = choose_algorithm(program, options)
     with single_threaded_blas():
         return algorithm(program, options, warm_start).solve(reason)
+
+
+def _solve_column_scaled(
+    program: StructuredProgram,
+    scaling: ColumnScaling,
+    options: SolverOptions,
+    warm_start: dict | None,
+) -> SolveResult:
+    """Solve the program in x~ = x / E (``ColumnScaling``) and map x back; z, y (and a
+    Farkas certificate) are unchanged, an unboundedness direction maps like x."""
+    E = scaling.E
+    if warm_start is not None and "x" in warm_start:
+        warm_start = {**warm_start, "x": warm_start["x"] / E}
+    result = _run(scaling.scale_program(program), options, warm_start)
+    if result.x is not None:
+        result.x = E * result.x
+    warm = result.info.get("warm_start")
+    if warm is not None:
+        warm["x"] = result.x
+    result.info["column_scaling"] = True
+    return result
 
 
 @dataclass

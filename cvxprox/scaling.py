@@ -67,7 +67,12 @@ class RuizScaling:
         D = np.ones(n)
         E = np.ones(m)
 
-        ruiz_passes(csc_arrays(A), csc_arrays(P), self._block_sizes, iters, D, E)
+        # Bounds: rows with one nonzero, each its own cone block (in a larger block the
+        # row scaling is shared, not free).
+        singleton = (np.bincount(program.A.indices, minlength=m) == 1) & (
+            np.repeat(self._block_sizes, self._block_sizes) == 1
+        )
+        ruiz_passes(csc_arrays(A), csc_arrays(P), self._block_sizes, iters, D, E, singleton)
         if pock_chambolle and m:
             col = A.col_sum() if P is None else A.col_sum() + P.col_sum()
             d = _safe_inverse_sqrt(col)
@@ -83,6 +88,7 @@ class RuizScaling:
             cost_norm = max(cost_norm, float(np.mean(P.col_max())))
         k = _inverse_clipped(cost_norm) if iters else 1.0
         self.D, self.E, self.k = D, E, k
+        self.cost_norm = _cost_magnitude(c, P)
         self.c = k * c
         self.A = A.matrix()
         self.P = None
@@ -120,6 +126,17 @@ class RuizScaling:
 
     def scale_y(self, y: np.ndarray) -> np.ndarray:
         return self.k * y / self.E
+
+
+def _cost_magnitude(c: np.ndarray, P: _ScaledCSC | None) -> float:
+    """The objective's unit on the column-scaled data: the largest over the variables of
+    max(|(D c)_j|, max_i |(D P D)_ij|), 1 when it is zero. Unclipped, unlike the cost
+    scale k (the termination test caps the unit at 1)."""
+    cost = np.abs(c)
+    if P is not None and P.data.size:
+        cost = np.maximum(cost, P.col_max())
+    value = float(np.max(cost, initial=0.0))
+    return value if value > 0 else 1.0
 
 
 def _inverse_clipped(norm: float) -> float:

@@ -156,17 +156,19 @@ def structured_solution(
 
     Variable values are the blocks of x (the first ``form.n`` entries for a cone form);
     each constraint's dual comes from its term's y (``ConstraintTerm.dual`` has the sign
-    conventions), read from the rows that hold the term.
+    conventions), read from the rows that hold the term. An infeasible result's y is its
+    Farkas certificate, returned the same way (no variable values).
     """
+    duals = {}
+    if result.y is not None:
+        slices = _term_slices(lowered) if form is None else form.term_rows
+        for con in lowered.constraints:
+            y = result.y[slices[con.term]] if con.term >= 0 else np.zeros(0)
+            duals[con.constraint_id] = con.dual(y)
     if result.status not in s.SOLUTION_PRESENT:
-        return Solution(result.status, _failure_value(result.status), {}, {}, attr)
+        return Solution(result.status, _failure_value(result.status), {}, duals, attr)
     x = result.x if form is None else result.x[: form.n]
     primal = lowered.layout.split(x)
-    duals = {}
-    slices = _term_slices(lowered) if form is None else form.term_rows
-    for con in lowered.constraints:
-        y = result.y[slices[con.term]] if con.term >= 0 else np.zeros(0)
-        duals[con.constraint_id] = con.dual(y)
     return Solution(result.status, result.kkt.primal_objective, primal, duals, attr)
 
 

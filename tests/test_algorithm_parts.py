@@ -4,12 +4,14 @@ polishing, equilibration."""
 import cvxpy as cp
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import cvxprox  # noqa: F401
 from cvxprox.algorithms.admm import ADMM, _balanced_rho
 from cvxprox.algorithms.anderson import AndersonAcceleration
 from cvxprox.algorithms.base import KKTChecker
 from cvxprox.algorithms.polish import is_polishable, polish
+from cvxprox.ir import ProxProgram
 from cvxprox.options import SolverOptions
 from cvxprox.scaling import RuizScaling
 
@@ -130,10 +132,10 @@ def test_ruiz_rows_uniform_on_cone_blocks() -> None:
             offset += block
 
 
-def test_compiled_kkt_norms_match_the_numpy_evaluation() -> None:
+def test_compiled_termination_vectors_match_the_numpy_evaluation() -> None:
     prob, _ = _qp(3)
     program = _program(prob)
-    checker = KKTChecker(program, RuizScaling(program, 0), SolverOptions())
+    checker = KKTChecker(program, RuizScaling(program, 15), SolverOptions())
     rng = np.random.default_rng(5)
     x, z, y = (
         rng.standard_normal(program.n),
@@ -144,6 +146,42 @@ def test_compiled_kkt_norms_match_the_numpy_evaluation() -> None:
     reference = checker.kkt_error(x, z, y, program.A @ x, program.A.T @ y, program.P @ x)
     for name in ("primal", "dual", "gap", "primal_tol", "dual_tol", "gap_tol", "primal_objective"):
         assert getattr(compiled, name) == pytest.approx(getattr(reference, name), rel=1e-12)
+
+
+@pytest.mark.parametrize(("row_factor", "factor"), [(1e-8, 1.0), (1.0, 1e-8)])
+def test_termination_test_is_invariant_to_row_and_cost_scaling(
+    row_factor: float, factor: float
+) -> None:
+    """Scaling one row by ``row_factor`` or the objective by ``factor`` leaves every
+    residual / tolerance ratio of the termination test about unchanged."""
+    prob, _ = _qp(3)
+    program = _program(prob)
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal(program.n), rng.standard_normal(program.m)
+    z = program.A @ x - program.b + 1e-7 * rng.standard_normal(program.m)
+
+    def ratios(prog, x, z, y):
+        checker = KKTChecker(prog, RuizScaling(prog, 15), SolverOptions())
+        err = checker.evaluate(x, z, y)
+        return np.array(
+            [err.primal / err.primal_tol, err.dual / err.dual_tol, err.gap / err.gap_tol]
+        )
+
+    reference = ratios(program, x, z, y)
+    row = np.ones(program.m)
+    row[0] = row_factor
+    scaled = ProxProgram(
+        factor * program.c,
+        sp.csc_array(sp.diags_array(row) @ program.A),
+        row * program.b,
+        program.terms,
+        factor * program.P,
+        factor * program.offset,
+    )
+    # Within a factor 4 (Ruiz's passes are not exactly scale invariant); a constant
+    # eps_abs would move a ratio by the factor 1e8 itself.
+    moved = ratios(scaled, x, row * z, y * factor / row) / reference
+    assert np.all(np.abs(np.log(moved)) <= np.log(4.0))
 
 
 def test_balanced_rho_moves_towards_the_larger_relative_residual() -> None:

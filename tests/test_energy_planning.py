@@ -82,13 +82,6 @@ def test_nablaprox_matches_highs_and_balances_power(small) -> None:
 
 
 @needs_highs
-@pytest.mark.xfail(
-    strict=True,
-    reason="NABLAPROX stops at a primal residual 1e-6 * ||b||_inf, and ||b||_inf is the CO2 "
-    "cap (~1e6 t/year): balance rows are left ~0.3 MW off and nonneg variables ~-0.01; CVXPY "
-    "clips those to 0 and its recomputed objective is 3e-4 above HiGHS (the solver's own "
-    "primal and dual objectives agree with HiGHS to 1e-6)",
-)
 def test_nablaprox_matches_highs_on_seed_1() -> None:
     system = ep.generate_system(3, 24, seed=1)
     prob, _ = ep.build_capacity_expansion(system)

@@ -1,12 +1,16 @@
 """What every algorithm shares: termination tests, certificates, results and logging.
 
 All tests are made on the unscaled program (``cvxprox.ir`` conventions: z = Ax - b,
-y in the subdifferential of f at z, so y lies in the polar cone for cone indicators):
+y in the subdifferential of f at z, so y lies in the polar cone for cone indicators).
+Optimality is ``cvxprox.algorithms.termination``'s test, per row and per variable, with
+the equilibration's units, at most 1 (u = min(1/E, 1), v = min(1/(k D), 1),
+w = min(1/k, 1), k = 1 / ``cost_norm``, the objective's largest magnitude on the
+column-scaled data, unclipped):
 
-    primal residual   ||A x - b - z||_inf <= eps_abs + eps_rel max(||Ax||, ||z||, ||b||)
-    dual residual     ||P x + c + A'y||_inf <= eps_abs + eps_rel max(||Px||, ||A'y||, ||c||)
-    duality gap       |pobj - dobj| <= eps_abs + eps_rel max(|pobj|, |dobj|),
-                      pobj = 1/2 x'Px + c'x,  dobj = -1/2 x'Px - b'y
+    |A x - b - z|_i  <= eps_abs u_i + eps_rel max((|A||x|)_i, |z_i|, |b_i|)
+    |P x + c + A'y|_j <= eps_abs v_j + eps_rel max(|c_j|, (|A|'|y|)_j, (|P||x|)_j)
+    |pobj - dobj|    <= eps_abs w   + eps_rel max(|pobj|, |dobj|, |c'x|, |b'y|, x'Px)
+    pobj = 1/2 x'Px + c'x,  dobj = -1/2 x'Px - b'y
 
 Infeasibility certificates (Farkas vectors, as in SCS and in Banjac et al. 2019):
 
@@ -20,15 +24,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import cvxpy.settings as s
 import numpy as np
 
+from cvxprox.algorithms.termination import KKTError, kkt_error, kkt_error_of_worst
 from cvxprox.ir import ProxProgram
 from cvxprox.jit import csc_arrays
 from cvxprox.jit.cones import cone_layout, project
-from cvxprox.jit.residuals import kkt_norms
+from cvxprox.jit.residuals import kkt_worst
 
 if TYPE_CHECKING:
     from cvxprox.algorithms.polish import PolishSchedule
@@ -47,38 +53,6 @@ LOOSE_FACTOR = 1e3
 LOOSE_EPS = 1e-3
 # The certificate tests on the equilibrated data use this multiple of eps_infeas.
 _SCALED_FACTOR = 100.0
-
-
-@dataclass
-class KKTError:
-    """Residuals of the optimality conditions at one iterate (unscaled, inf-norms)."""
-
-    primal: float
-    dual: float
-    gap: float
-    primal_tol: float
-    dual_tol: float
-    gap_tol: float
-    primal_objective: float
-    dual_objective: float
-
-    @property
-    def converged(self) -> bool:
-        return (
-            self.primal <= self.primal_tol
-            and self.dual <= self.dual_tol
-            and (self.gap <= self.gap_tol)
-        )
-
-    @property
-    def normalized(self) -> float:
-        """max of residual / tolerance: below 1 means converged (a tolerance of 0, from
-        eps_abs = 0 and zero data, counts a zero residual as 0 and any other as inf)."""
-        return max(
-            _ratio(self.primal, self.primal_tol),
-            _ratio(self.dual, self.dual_tol),
-            _ratio(self.gap, self.gap_tol),
-        )
 
 
 @dataclass
@@ -234,12 +208,24 @@ class KKTChecker:
         self.program = program
         self.scaling = scaling
         self.opts = options
-        self._b_norm = _inf_norm(program.b)
-        self._c_norm = _inf_norm(program.c)
+        # The termination test's units.
+        cost = scaling.cost_norm
+        self._row_unit = np.minimum(1.0 / scaling.E, 1.0)
+        self._col_unit = np.minimum(cost / scaling.D, 1.0)
+        self._gap_unit = min(cost, 1.0)
         # The certificate tests project onto K on every check: compiled, with their own
         # warm starts (separate from the iteration's).
         self._layout = cone_layout(program.cone)
         self._A, self._P = csc_arrays(program.A), csc_arrays(program.P)
+
+    @cached_property
+    def _abs_matrices(self) -> tuple:
+        """|A|, |A|', |P| (None without P) for ``kkt_error``'s magnitudes (built once, on
+        first use: ``evaluate`` gets them from the compiled pass)."""
+        prog = self.program
+        abs_A = abs(prog.A).tocsr()
+        abs_P = None if prog.P is None or not prog.P.nnz else abs(prog.P).tocsr()
+        return abs_A, abs_A.T.tocsr(), abs_P
 
     def project(self, v: np.ndarray) -> np.ndarray:
         """Pi_K(v) for the program's cone (a new float64 array)."""
@@ -256,51 +242,45 @@ class KKTChecker:
     ) -> KKTError:
         """KKT error of the unscaled iterate; Ax, Aty, Px are unscaled products."""
         prog = self.program
+        abs_A, abs_At, abs_P = self._abs_matrices
+        abs_x = np.abs(x)
         dual_vec = prog.c + Aty
-        xPx = Px_norm = 0.0
+        abs_Px = np.zeros(prog.n)
+        xPx = 0.0
         if Px is not None:
             dual_vec = dual_vec + Px
             xPx = float(x @ Px)
-            Px_norm = _inf_norm(Px)
-        return self._error(
-            _inf_norm(Ax - prog.b - z),
-            _inf_norm(Ax),
-            _inf_norm(z),
-            _inf_norm(dual_vec),
-            Px_norm,
-            _inf_norm(Aty),
-            xPx,
-            float(prog.c @ x),
-            float(prog.b @ y),
+            if abs_P is not None:
+                abs_Px = abs_P @ abs_x
+        cx, by = float(prog.c @ x), float(prog.b @ y)
+        return kkt_error(
+            (Ax - prog.b - z, [abs_A @ abs_x, z, prog.b], self._row_unit),
+            (dual_vec, [prog.c, abs_At @ np.abs(y), abs_Px], self._col_unit),
+            (0.5 * xPx + cx, -0.5 * xPx - by, [cx, by, xPx], self._gap_unit),
+            self.opts.eps_abs,
+            self.opts.eps_rel,
+            prog.offset,
         )
 
     def evaluate(self, x: np.ndarray, z: np.ndarray, y: np.ndarray) -> KKTError:
-        """KKT error of the unscaled float64 NumPy iterate (products computed here, compiled)."""
-        return self._error(*kkt_norms(self._A, self._P, self.program.c, self.program.b, x, z, y))
-
-    def _error(
-        self,
-        pres: float,
-        Ax_norm: float,
-        z_norm: float,
-        dres: float,
-        Px_norm: float,
-        Aty_norm: float,
-        xPx: float,
-        cx: float,
-        by: float,
-    ) -> KKTError:
-        eps_abs, eps_rel, offset = self.opts.eps_abs, self.opts.eps_rel, self.program.offset
-        pobj, dobj = 0.5 * xPx + cx, -0.5 * xPx - by
-        return KKTError(
-            primal=pres,
-            dual=dres,
-            gap=abs(pobj - dobj),
-            primal_tol=eps_abs + eps_rel * max(Ax_norm, z_norm, self._b_norm),
-            dual_tol=eps_abs + eps_rel * max(Px_norm, Aty_norm, self._c_norm),
-            gap_tol=eps_abs + eps_rel * max(abs(pobj), abs(dobj)),
-            primal_objective=pobj + offset,
-            dual_objective=dobj + offset,
+        """KKT error of the unscaled float64 NumPy iterate (products and worst entries
+        computed here, compiled)."""
+        prog = self.program
+        primal, dual, xPx, cx, by = kkt_worst(
+            self._A,
+            self._P,
+            (prog.c, prog.b, x, z, y),
+            (self._row_unit, self._col_unit),
+            self.opts.eps_abs,
+            self.opts.eps_rel,
+        )
+        return kkt_error_of_worst(
+            primal,
+            dual,
+            (0.5 * xPx + cx, -0.5 * xPx - by, [cx, by, xPx], self._gap_unit),
+            self.opts.eps_abs,
+            self.opts.eps_rel,
+            prog.offset,
         )
 
     def primal_infeasibility(
@@ -460,12 +440,6 @@ class BestIterate:
         if self.kkt is None or score < self._score:
             self.kkt, self._score = kkt, score
             self.point = (x.copy(), z.copy(), y.copy())
-
-
-def _ratio(residual: float, tolerance: float) -> float:
-    if tolerance > 0:
-        return residual / tolerance
-    return 0.0 if residual == 0 else math.inf
 
 
 def _inf_norm(v: np.ndarray) -> float:

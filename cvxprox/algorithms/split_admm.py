@@ -75,7 +75,10 @@ growing penalty drives to zero, and the penalty grows only while the primal resi
 the larger of the two (relative to its tolerance), so that x can catch up at a fixed
 penalty (at a fast-growing penalty the x-step stalls). It starts from a penalty 100 times
 smaller than ADMM's and stops growing at 1e10 times that start. A penalty method reaches
-tight tolerances slowly: it is meant for loose ones (around 1e-3 or 1e-4).
+tight tolerances slowly: it is meant for loose ones (around 1e-3 or 1e-4). At tight ones
+its progress slows below O(1/k): when the best normalized KKT error has not halved
+between iterations K and 2K (K = 1000, 2000, ...), the run stops with the best iterate
+(``info["stalled"]``) instead of running to max_iters.
 """
 
 from __future__ import annotations
@@ -99,9 +102,11 @@ from cvxprox.ir import StructuredProgram
 from cvxprox.options import SolverOptions
 from cvxprox.prox import (
     Box,
+    KLDiv,
     L1Ball,
     L2Ball,
     LinfBall,
+    NegEntropy,
     Nonneg,
     ProxFunction,
     Simplex,
@@ -133,8 +138,14 @@ _CG_FLOOR = 0.01
 _HQS_START = 1e-2
 _HQS_GROWTH = 1.5
 _HQS_MAX_GROWTH = 1e10
-# A probe entry of A'g below this fraction of the largest marks an unused variable.
-_UNUSED_RTOL = 1e-10
+# HQS stops as stalled when, from one checkpoint to the next (iterations 1000, 2000,
+# 4000, ...), the best normalized KKT error has not at least halved: slower than O(1/k),
+# the pace at which the penalty's growth (and the x-step at each penalty) moves it.
+_HQS_FIRST_CHECKPOINT = 1000
+_HQS_STALL = 0.5
+# A probe entry of A_k'g below this fraction of the term's largest (round-off) marks a
+# variable the term does not use.
+_UNUSED_RTOL = 1e-13
 _TINY = 1e-300
 
 
@@ -466,6 +477,8 @@ class HQS(Algorithm):
         status, kkt, last = None, None, None
         it = 0
         cg_atol = math.inf
+        stalled = False
+        checkpoint, checkpoint_error = _HQS_FIRST_CHECKPOINT, math.inf
         while it < opts.max_iters:
             it += 1
             y = []
@@ -485,6 +498,11 @@ class HQS(Algorithm):
                 break
             if time.perf_counter() - t0 > opts.time_limit or it == opts.max_iters:
                 break
+            if it == checkpoint:
+                stalled = best.kkt.normalized > _HQS_STALL * checkpoint_error
+                if stalled:
+                    break
+                checkpoint, checkpoint_error = 2 * checkpoint, best.kkt.normalized
             cg_atol = min(cg_atol, kkt.dual_tol * max(_CG_FRACTION * kkt.normalized, _CG_FLOOR))
             xup.set_tolerance(cg_atol)
             grow = kkt.primal / kkt.primal_tol >= kkt.dual / kkt.dual_tol
@@ -498,6 +516,7 @@ class HQS(Algorithm):
             "cg_iterations": xup.iterations,
             "rho": setup.per_term_rho(rho),
             "sigma": sigma,
+            "stalled": stalled,
         }
         timing = (self.name, it, time.perf_counter() - t0, setup_time)
         return finish(
@@ -515,8 +534,9 @@ class HQS(Algorithm):
 class FarkasTest:
     """Farkas certificates from dual differences of the split indicator terms.
 
-    Only indicator terms whose support function is known (Zero, Nonneg, Box, Simplex,
-    L2Ball, LinfBall, L1Ball) take part; the certificate is zero on all other terms.
+    The indicator terms whose support function is known (Zero, Nonneg, Box, Simplex,
+    L2Ball, LinfBall, L1Ball) and the terms with a domain (entropy, KL: z >= 0) take part;
+    the certificate is zero on all other terms (whose domain is the whole space).
 
     Parameters
     ----------
@@ -569,10 +589,11 @@ class FarkasTest:
 
 def _support(function: ProxFunction, y: np.ndarray) -> tuple[np.ndarray, float] | None:
     """(y', sigma_C(y')) with y' the projection of y onto the domain of the support
-    function of the function's set C, or None when it is not known."""
+    function of the function's set C, or None when it is not known. For a function that
+    is not an indicator, C is its domain: z >= 0 for the entropy-like terms."""
     if isinstance(function, Zero):
         return y, 0.0
-    if isinstance(function, Nonneg):
+    if isinstance(function, Nonneg | NegEntropy | KLDiv):
         return np.minimum(y, 0.0), 0.0
     if isinstance(function, Box):
         lower = np.broadcast_to(function.lower, y.shape)
@@ -622,15 +643,19 @@ def _balance_ratios(
 def _unused_variables(program: StructuredProgram, weights: dict[int, object]) -> np.ndarray:
     """Variables j with A_k e_j = 0 in every term (rows of zero weight left out).
 
-    Found with two random probes g: (A'g)_j is zero for such a j and almost surely not
-    otherwise."""
+    Found with two random probes g per term: (A_k'g)_j is zero for such a j and almost
+    surely not otherwise. Each term's probe is compared with that term's own largest
+    entry, at round-off level, so that a column of small norm (a variable scaled by
+    1e-8 next to one scaled by 1e3) counts as used."""
     rng = np.random.default_rng(0)
-    coverage = np.zeros(program.n)
+    used = np.zeros(program.n, dtype=bool)
     for k, t in enumerate(program.terms):
         w = weights.get(k, 1.0)
+        coverage = np.zeros(program.n)
         for _ in range(2):
             coverage += np.abs(t.op.rmatvec(w * rng.standard_normal(t.size)))
-    return coverage <= _UNUSED_RTOL * np.max(coverage, initial=0.0)
+        used |= coverage > _UNUSED_RTOL * np.max(coverage, initial=0.0)
+    return ~used
 
 
 def _geometric_mean(rho: np.ndarray) -> float:

@@ -8,17 +8,30 @@ iterates are x (n,), and z, y (m,) stacked over the terms in order (term i owns 
     dual:    c + A'y = 0,        y_i in df_i(z_i),
 
 and the algorithms keep the last condition exactly (y_i comes out of a proximal step at
-z_i), so they stop, like SCS, when
+z_i). They stop when ``cvxprox.algorithms.termination``'s test holds, per row and per
+variable:
 
-    ||A x - b - z||_inf <= eps_abs + eps_rel max(||A x||_inf, ||z||_inf, ||b||_inf)
-    ||c + A'y||_inf     <= eps_abs + eps_rel max(||A'y||_inf, ||c||_inf)
-    |pobj - dobj|       <= eps_abs + eps_rel max(|pobj|, |dobj|)
+    |A x - b - z|_i <= eps_abs u_i + eps_rel max(|(A x)_i|, |z_i|, |b_i|)   (a constraint)
+    |c + A'y|_j     <= eps_abs v_j + eps_rel max(|c_j|, |(A'y)_j|)
+    |pobj - dobj|   <= eps_abs w   + eps_rel max(|pobj|, |dobj|, |c'x|, |y'(z + b)|)
 
-with pobj = c'x + sum_i f_i(A_i x - b_i) and the dual objective
+(for the rows of any other term, the largest of these over the term's rows: they are
+one function's argument, one quantity in one unit), with pobj = c'x + sum_i f_i(A_i x - b_i)
+and the dual objective
 dobj = -sum_i (f_i*(y_i) + b_i'y_i), where y_i in df_i(z_i) gives the conjugate without
-a formula: f_i*(y_i) = y_i'z_i - f_i(z_i) (Fenchel-Young). Near a solution the gap is
-about x'(c + A'y): the dual residual weighted by x, which the inf-norm test alone lets
-grow with the number of variables.
+a formula: f_i*(y_i) = y_i'z_i - f_i(z_i) (Fenchel-Young). The units come from one
+equilibration pass on the operators (``TerminationUnits``): the row unit u_i of a
+constraint (an indicator term) is the norm of row i (exact for matrix, gather and
+diagonal operators, the operator's norm for the rows of a convolution or difference
+operator, whose rows all have about that norm), 1 for the argument of any other term
+(its function fixes its units); the column unit v_j = w ||(E A)_j|| is the norm of
+column j once the rows are divided by their units (from ``gram_diagonal``, else random
+probes), taken over the terms that are not constraints when they use x_j (a constraint
+row can be rescaled freely, so it says nothing of x_j's unit when such a term fixes
+it), over the constraints otherwise; and w = max(||c / ||(E A)_j|| ||_inf, the terms'
+weights) is the objective's; each unit is capped at 1, as in the cone route. Scaling a
+constraint row, a variable or the objective down by any factor scales that entry's
+residual and tolerance alike (up, the relative part keeps the pace).
 """
 
 from __future__ import annotations
@@ -26,10 +39,21 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
-from cvxprox.algorithms.base import KKTError
+from cvxprox.algorithms.termination import KKTError, kkt_error
+from cvxprox.algorithms.xupdate import norm_estimate
 from cvxprox.backend import Backend, get_backend
 from cvxprox.ir import OperatorTerm, StructuredProgram
+from cvxprox.linops import (
+    Compose,
+    Diagonal,
+    Gather,
+    Identity,
+    LinOp,
+    MatrixOp,
+    ScalarMultiple,
+)
 from cvxprox.options import SolverOptions
 
 
@@ -91,6 +115,114 @@ class TermLayout(StackedTerms):
         return [v[rows] for rows in self.slices]
 
 
+# Operators whose assembled matrix has as many nonzeros as the operator stores: their
+# exact row norms are cheap.
+_SPARSE_KINDS = (Diagonal, Gather, Identity, MatrixOp, ScalarMultiple)
+# Random probes per operator for column norms that diag(A'A) does not give.
+_PROBES = 16
+
+
+class TerminationUnits:
+    """The units u (m,), v (n,), w of the termination test (see the module docstring).
+
+    Parameters
+    ----------
+    layout : TermLayout
+    """
+
+    def __init__(self, layout: TermLayout) -> None:
+        program = layout.program
+        n = program.n
+        row = np.ones(layout.m)
+        # Squared column norms of the other terms' operators and of the normalized rows
+        # of the constraints.
+        objective_sq, col_sq = np.zeros(n), np.zeros(n)
+        weight = 0.0
+        for term, rows in zip(program.terms, layout.slices, strict=True):
+            op, indicator = term.op, term.function.is_indicator
+            if not indicator:
+                weight = max(weight, float(np.max(np.abs(getattr(term.function, "weight", 1.0)))))
+                norms = np.ones(term.size)
+                objective_sq += _column_norms_sq(op)
+            elif isinstance(op, _SPARSE_KINDS):
+                M = op.matrix if isinstance(op, MatrixOp) else op.to_sparse()
+                if isinstance(M, np.ndarray):
+                    norms = np.linalg.norm(M, axis=1)
+                    norms = np.where(norms > 0, norms, 1.0)
+                    col_sq += np.einsum("ij,ij->j", M, M / norms[:, None] ** 2)
+                else:
+                    M = sp.csr_array(M)
+                    norms = np.sqrt(np.asarray(M.power(2).sum(axis=1)).ravel())
+                    norms = np.where(norms > 0, norms, 1.0)
+                    scaled = sp.diags_array(1.0 / norms) @ M
+                    col_sq += np.asarray(scaled.power(2).sum(axis=0)).ravel()
+            else:
+                norm = norm_estimate(op) or 1.0
+                norms = np.full(term.size, norm)
+                col_sq += _column_norms_sq(op) / norm**2
+            row[rows] = norms
+        col = np.sqrt(np.where(objective_sq > 0, objective_sq, col_sq))
+        col = np.where(col > 0, col, 1.0)
+        c_scaled = np.abs(program.c) / col
+        w = max(weight, float(np.max(c_scaled, initial=0.0)))
+        self.columns = col
+        w = w if w > 0 else 1.0
+        self.primal = np.minimum(row, 1.0)
+        self.objective = min(w, 1.0)
+        self.dual = np.minimum(w * col, 1.0)
+
+
+def _column_norms_sq(op: LinOp) -> np.ndarray:
+    """||A e_j||^2 for every column j: diag(A'A) when the operator has it, else the mean
+    of (A'g)_j^2 over ``_PROBES`` Gaussian probes g (whose expectation it is; within a
+    factor 2 or so, enough for a unit)."""
+    diag = op.gram_diagonal()
+    if diag is not None:
+        return diag
+    rng = np.random.default_rng(0)
+    total = np.zeros(op.shape[1])
+    for _ in range(_PROBES):
+        total += op.rmatvec(rng.standard_normal(op.shape[0])) ** 2
+    return total / _PROBES
+
+
+class ColumnScaling:
+    """Equilibration of a StructuredProgram's variables: x = E x~ with E_j = 1 / ||(E A)_j||
+    the column norms of ``TerminationUnits`` (constraint rows normalized, other terms'
+    rows as they are), so that every column of the scaled operators A_i E has norm 1.
+
+    The scaled program is c~ = E c, A~_i = A_i E (a matrix for diagonal, gather and
+    matrix operators, else the composition with diag(E)); z and y are unchanged. It is
+    used only when the column norms spread over more than ``SPREAD`` (a variable of
+    1e-6 next to one of 100): a well-scaled program keeps its operators and their Gram
+    structure (FFT, DCT, diagonal) for the exact x-updates.
+
+    Parameters
+    ----------
+    program : StructuredProgram
+    """
+
+    SPREAD = 1e2
+
+    def __init__(self, program: StructuredProgram) -> None:
+        col = TerminationUnits(TermLayout(program)).columns
+        self.needed = bool(col.size) and float(np.max(col) / np.min(col)) > self.SPREAD
+        self.E = 1.0 / col
+
+    def scale_program(self, program: StructuredProgram) -> StructuredProgram:
+        """The program in x~ = x / E."""
+        E = self.E
+        terms = []
+        for term in program.terms:
+            op = term.op
+            if isinstance(op, _SPARSE_KINDS):
+                scaled = MatrixOp(sp.csr_array(op.to_sparse()) @ sp.diags_array(E))
+            else:
+                scaled = Compose(op, Diagonal(E))
+            terms.append(OperatorTerm(term.function, scaled, term.b, term.label))
+        return StructuredProgram(E * program.c, terms, program.offset)
+
+
 class StructuredChecker:
     """KKT errors of StructuredProgram iterates (see the module docstring).
 
@@ -103,8 +235,7 @@ class StructuredChecker:
     def __init__(self, layout: TermLayout, options: SolverOptions) -> None:
         self.layout = layout
         self.opts = options
-        self._b_norm = _inf_norm(layout.b)
-        self._c_norm = _inf_norm(layout.program.c)
+        self.units = TerminationUnits(layout)
 
     def evaluate(
         self,
@@ -115,22 +246,31 @@ class StructuredChecker:
         Aty: np.ndarray | None = None,
     ) -> KKTError:
         """KKT error at (x, z, y); pass the products A x and A'y when already computed."""
-        layout, program = self.layout, self.layout.program
+        layout, program, units = self.layout, self.layout.program, self.units
         Ax = layout.matvec(x) if Ax is None else Ax
         Aty = layout.rmatvec(y) if Aty is None else Aty
-        eps_abs, eps_rel = self.opts.eps_abs, self.opts.eps_rel
-        pobj = self.objective(x, Ax)
-        dobj = self.dual_objective(z, y)
-        return KKTError(
-            primal=_inf_norm(Ax - layout.b - z),
-            dual=_inf_norm(program.c + Aty),
-            gap=abs(pobj - dobj),
-            primal_tol=eps_abs + eps_rel * max(_inf_norm(Ax), _inf_norm(z), self._b_norm),
-            dual_tol=eps_abs + eps_rel * max(_inf_norm(Aty), self._c_norm),
-            gap_tol=eps_abs + eps_rel * max(abs(pobj), abs(dobj)),
-            primal_objective=pobj,
-            dual_objective=dobj,
+        pobj = self.objective(x, Ax) - program.offset
+        dobj = self.dual_objective(z, y) - program.offset
+        cx, yzb = float(program.c @ x), float(y @ (z + layout.b))
+        return kkt_error(
+            (Ax - layout.b - z, [self._row_magnitude(Ax, z)], units.primal),
+            (program.c + Aty, [program.c, Aty], units.dual),
+            (pobj, dobj, [cx, yzb], units.objective),
+            self.opts.eps_abs,
+            self.opts.eps_rel,
+            program.offset,
         )
+
+    def _row_magnitude(self, Ax: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """max(|(A x)_i|, |z_i|, |b_i|) per row of a constraint; a term's largest of these
+        on every row of any other term (the rows of one function's argument are one
+        quantity, in one unit)."""
+        layout = self.layout
+        magnitude = np.maximum(np.maximum(np.abs(Ax), np.abs(z)), np.abs(layout.b))
+        for term, rows in zip(layout.terms, layout.slices, strict=True):
+            if not term.function.is_indicator and term.size:
+                magnitude[rows] = np.max(magnitude[rows])
+        return magnitude
 
     def dual_objective(self, z: np.ndarray, y: np.ndarray) -> float:
         """offset + sum_i (f_i(z_i) - y_i'(z_i + b_i)), i.e. -sum_i (f_i*(y_i) + b_i'y_i)
@@ -154,7 +294,3 @@ class StructuredChecker:
             if not term.function.is_indicator:
                 value += term.function(Ax[rows] - term.b)
         return value
-
-
-def _inf_norm(v: np.ndarray) -> float:
-    return float(np.max(np.abs(v))) if v.size else 0.0

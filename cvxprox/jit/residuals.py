@@ -1,9 +1,11 @@
-"""The norms of the optimality conditions of a ProxProgram, compiled.
+"""The termination test of a ProxProgram, compiled.
 
 For  minimize 1/2 x'Px + c'x  s.t.  z = Ax - b in K  with dual y, one pass over the
-nonzeros of A (CSC) gives A x and A'y together, one over P gives P x; the function
-returns the inf-norms and inner products that ``KKTChecker`` turns into residuals and
-tolerances.
+nonzeros of A (CSC) gives A x, |A||x|, A'y and |A|'|y| together, one over P gives P x
+and |P||x|, and the worst entries of the primal and dual tests of
+``cvxprox.algorithms.termination`` follow without temporaries. ``KKTChecker.kkt_error``
+computes the same with NumPy/SciPy products and ``termination.worst_entry`` (the
+reference the tests compare this kernel with).
 """
 
 from __future__ import annotations
@@ -13,47 +15,68 @@ from numba import njit
 
 
 @njit(cache=True)
-def kkt_norms(
-    A: tuple, P: tuple, c: np.ndarray, b: np.ndarray, x: np.ndarray, z: np.ndarray, y: np.ndarray
-) -> tuple:
-    """Return (||Ax - b - z||, ||Ax||, ||z||, ||Px + A'y + c||, ||Px||, ||A'y||, x'Px, c'x, b'y).
+def _worst(r: float, tol: float, best: tuple) -> tuple:
+    """(|r|, tol) if its ratio |r| / tol beats ``best``'s (0 / 0 = 0, r / 0 = inf)."""
+    ratio = r / tol if tol > 0 else (np.inf if r > 0 else 0.0)
+    if ratio > best[2]:
+        return r, tol, ratio
+    return best
 
-    ``A = (indptr, indices, data)`` is m x n in CSC form, ``P`` likewise n x n (indptr
-    empty when there is no P); norms are inf-norms. Shapes: c, x (n,); b, z, y (m,).
+
+@njit(cache=True)
+def kkt_worst(
+    A: tuple,
+    P: tuple,
+    vectors: tuple,
+    units: tuple,
+    eps_abs: float,
+    eps_rel: float,
+) -> tuple:
+    """Return ((|r_i|, tol_i), (|d_j|, tol_j), x'Px, c'x, b'y) of the worst entries.
+
+    r = A x - b - z (m,), tol_i = eps_abs u_i + eps_rel max((|A||x|)_i, |z_i|, |b_i|);
+    d = P x + c + A'y (n,), tol_j = eps_abs v_j + eps_rel max(|c_j|, (|A|'|y|)_j,
+    (|P||x|)_j). ``vectors`` = (c, b, x, z, y), ``units`` = (u, v). ``A = (indptr,
+    indices, data)`` is m x n in CSC form, ``P`` likewise n x n (indptr empty when there
+    is no P).
     """
+    c, b, x, z, y = vectors
+    row_unit, col_unit = units
     Ap, Ai, Ax_ = A
     Pp, Pi, Px_ = P
     n = c.shape[0]
     m = b.shape[0]
-    ax = np.zeros(m)
-    aty_norm = 0.0
-    dual_norm = 0.0
-    px_norm = 0.0
+    r = np.zeros(m)
+    abs_ax = np.zeros(m)
+    dual = (0.0, 1.0, 0.0)
     xpx = 0.0
     cx = 0.0
     has_p = Pp.shape[0] == n + 1
     for j in range(n):
         xj = x[j]
         aty = 0.0
+        aaty = 0.0
         for k in range(Ap[j], Ap[j + 1]):
-            ax[Ai[k]] += Ax_[k] * xj
-            aty += Ax_[k] * y[Ai[k]]
+            i = Ai[k]
+            r[i] += Ax_[k] * xj
+            abs_ax[i] += abs(Ax_[k] * xj)
+            aty += Ax_[k] * y[i]
+            aaty += abs(Ax_[k] * y[i])
         px = 0.0
+        apx = 0.0
         if has_p:
             for k in range(Pp[j], Pp[j + 1]):
                 px += Px_[k] * x[Pi[k]]
-        aty_norm = max(aty_norm, abs(aty))
-        px_norm = max(px_norm, abs(px))
-        dual_norm = max(dual_norm, abs(px + aty + c[j]))
+                apx += abs(Px_[k] * x[Pi[k]])
+        magnitude = max(abs(c[j]), aaty, apx)
+        dual = _worst(abs(px + aty + c[j]), eps_abs * col_unit[j] + eps_rel * magnitude, dual)
         xpx += xj * px
         cx += c[j] * xj
-    primal_norm = 0.0
-    ax_norm = 0.0
-    z_norm = 0.0
+    primal = (0.0, 1.0, 0.0)
     by = 0.0
     for i in range(m):
-        primal_norm = max(primal_norm, abs(ax[i] - b[i] - z[i]))
-        ax_norm = max(ax_norm, abs(ax[i]))
-        z_norm = max(z_norm, abs(z[i]))
+        magnitude = max(abs_ax[i], abs(z[i]), abs(b[i]))
+        residual = abs(r[i] - b[i] - z[i])
+        primal = _worst(residual, eps_abs * row_unit[i] + eps_rel * magnitude, primal)
         by += b[i] * y[i]
-    return primal_norm, ax_norm, z_norm, dual_norm, px_norm, aty_norm, xpx, cx, by
+    return (primal[0], primal[1]), (dual[0], dual[1]), xpx, cx, by
