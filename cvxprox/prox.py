@@ -649,8 +649,10 @@ class Norm1(_Separable):
     name = "norm1"
     device_arrays = ("weight",)
 
-    def __call__(self, v: np.ndarray) -> float:
-        return float(np.sum(self.weight * np.abs(self._vector(v))))
+    def __call__(self, v: Any) -> float:
+        v = self._vector(v)
+        xp = array_namespace(v)
+        return float(xp.sum(self.weight * xp.abs(v)))
 
     def prox(self, v: Any, t: float) -> Any:
         return _soft_threshold(self._vector(v), self._steps(t))
@@ -673,9 +675,9 @@ class SumSquares(_Separable):
     smooth = True
     device_arrays = ("weight",)
 
-    def __call__(self, v: np.ndarray) -> float:
+    def __call__(self, v: Any) -> float:
         v = self._vector(v)
-        return float(np.sum(self.weight * v * v))
+        return float(array_namespace(v).sum(self.weight * v * v))
 
     def prox(self, v: Any, t: float) -> Any:
         return self._vector(v) / (1.0 + 2.0 * self._steps(t))
@@ -761,10 +763,12 @@ class Huber(_Separable):
         super().__init__(m, weight)
         self.M = _scalar(M, "M", positive=True)
 
-    def __call__(self, v: np.ndarray) -> float:
-        a = np.abs(self._vector(v))
-        h = np.where(a <= self.M, a * a, 2.0 * self.M * a - self.M**2)
-        return float(np.sum(self.weight * h))
+    def __call__(self, v: Any) -> float:
+        v = self._vector(v)
+        xp = array_namespace(v)
+        a = xp.abs(v)
+        h = xp.where(a <= self.M, a * a, 2.0 * self.M * a - self.M**2)
+        return float(xp.sum(self.weight * h))
 
     def prox(self, v: Any, t: float) -> Any:
         v = self._vector(v)
@@ -818,8 +822,9 @@ class Norm2(_ScalarWeighted):
     weight : float, >= 0
     """
 
-    def __call__(self, v: np.ndarray) -> float:
-        return self.weight * float(np.linalg.norm(self._vector(v)))
+    def __call__(self, v: Any) -> float:
+        v = self._vector(v)
+        return self.weight * float(array_namespace(v).linalg.vector_norm(v))
 
     device_arrays = ()
 
@@ -891,8 +896,9 @@ class GroupL2(ProxFunction):
         v = self._vector(v)
         return array_namespace(v).reshape(v, (self.groups, self.group_size))
 
-    def __call__(self, v: np.ndarray) -> float:
-        return float(np.sum(self.weight * _group_norms(self._split(v))))
+    def __call__(self, v: Any) -> float:
+        groups = self._split(v)
+        return float(array_namespace(groups).sum(self.weight * _group_norms(groups)))
 
     def prox(self, v: Any, t: float) -> Any:
         """Each group times max(1 - a_g / ||v_g||, 0), a_g = t w_g."""

@@ -363,6 +363,29 @@ def test_structured_pdhg_matches_numpy(name: str, options: Callable[[], dict[str
     np.testing.assert_allclose(result.x, reference.x, rtol=0, atol=10 * rel)
 
 
+def test_structured_checks_read_back_scalars_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On torch a structured solve copies no vector to the host but the returned x, z, y
+    (the last iterate, or the best one when a limit stops the run): steps, termination
+    tests and restarts read back scalars only."""
+    from cvxprox.backend.torch import TorchBackend  # noqa: PLC0415
+
+    copies = []
+    to_host = TorchBackend.to_host
+
+    def counted(self: TorchBackend, a: object) -> np.ndarray:
+        copies.append(a.shape)
+        return to_host(self, a)
+
+    monkeypatch.setattr(TorchBackend, "to_host", counted)
+    program = _tv2d()[0]
+    result = PDHG_METHOD(program, SolverOptions(eps_abs=EPS, eps_rel=EPS, backend="torch")).solve()
+    assert result.status == cp.OPTIMAL and result.iterations > 100
+    assert copies == [(program.n,), (program.m,), (program.m,)]
+    limited = PDHG_METHOD(program, SolverOptions(backend="torch", max_iters=3)).solve()
+    assert limited.status == cp.USER_LIMIT and isinstance(limited.x, np.ndarray)
+    assert len(copies) == 6
+
+
 @pytest.mark.parametrize("options", BACKENDS)
 def test_structured_term_without_device_version(options: Callable[[], dict[str, str]]) -> None:
     """A term whose prox runs on NumPy arrays only (CVXPY's 1-D tv lowers to the tv1d

@@ -90,8 +90,11 @@ device CSR matrices and (on a StructuredProgram) the terms' device versions
 (``ProxFunction.on``, ``LinOp.on``: elementwise and group proxes, dense and sparse
 matrices, diagonals, gathers, finite differences, 1-D and 2-D FFT convolutions and their
 compositions, sums, stacks and block diagonals; any other term is named in an error),
-and the scalars they need are read back one at a time. Every ``check_every`` iterations
-the candidate is copied to the host for the termination and certificate tests.
+and the scalars they need are read back one at a time. A StructuredProgram's termination
+tests run on the device too (``StructuredChecker`` on the device terms) and read back
+scalars only; its returned point is copied to the host once, at the end. A cone
+program's candidate is copied to the host every ``check_every`` iterations for the
+termination, polishing and certificate tests.
 """
 
 from __future__ import annotations
@@ -121,7 +124,7 @@ from cvxprox.algorithms.fista import PermutedTerm, TermGroup
 from cvxprox.algorithms.polish import PolishSchedule
 from cvxprox.algorithms.structured import StructuredChecker, TermLayout
 from cvxprox.backend import Backend, get_backend
-from cvxprox.ir import OperatorTerm, ProxProgram, StructuredProgram
+from cvxprox.ir import ProxProgram, StructuredProgram
 from cvxprox.scaling import RuizScaling
 
 # Step rule: 1/tau - sigma ||K~||^2 >= _BETA L_h, eta shrunk by _STEP_SAFETY (the power
@@ -348,21 +351,25 @@ class _ConeProblem:
         """What ``finish`` tries when a limit stops the run."""
         return ConeLimit(self.polisher, self.dx, self.dy, self.x)
 
+    def host_point(self, point: Point | None) -> Point | None:
+        """The point (already on the host: the checks unscale there)."""
+        return point
+
 
 class _StructuredProblem:
     """A StructuredProgram's terms split into G, h and the dual blocks (module docstring),
-    with the step T on the backend's arrays and its checks on the host.
+    with the step T and its checks on the backend's arrays.
 
-    The iterations use the terms moved to the backend (``ProxFunction.on``, ``LinOp.on``:
-    the program's own terms on NumPy); the checks copy a candidate's vectors to the host
-    and evaluate them with the program's terms.
+    Steps and checks use the terms moved to the backend (``device_terms``:
+    ``ProxFunction.on``, ``LinOp.on``; the program's own terms on NumPy); the checks read
+    back scalars only, and the returned point is copied to the host once (``host_point``).
     """
 
     scheme = STRUCTURED_SCHEME
 
     def __init__(self, program: StructuredProgram, options: Any, backend: Backend) -> None:
         self.program, self.backend = program, backend
-        self.layout = TermLayout(program)
+        self.layout = TermLayout(program, backend)
         self.checker = StructuredChecker(self.layout, options)
         n, terms = program.n, list(enumerate(program.terms))
         candidates = [(k, t) for k, t in terms if PermutedTerm.accepts(t, n)]
@@ -370,11 +377,10 @@ class _StructuredProblem:
         taken = candidates[0][0] if candidates else -1
         smooth = [k for k, t in terms if k != taken and t.function.smooth]
         dual = [k for k, t in terms if k != taken and not t.function.smooth]
-        device = _device_terms(program, backend)
+        device = self.layout.terms
         self.prox = PermutedTerm(device[taken], taken) if taken >= 0 else None
         self.smooth = TermGroup([(k, device[k]) for k in smooth], n, backend)
         self.dual = TermGroup([(k, device[k]) for k in dual], n, backend)
-        self.host_smooth = TermGroup([(k, program.terms[k]) for k in smooth], n)
         norms = np.array([program.terms[k].op.norm_bound() for k in dual])
         self.block_weight = 1.0 / np.where(norms > 0, norms, 1.0) ** 2
         row_weight = np.concatenate(
@@ -387,7 +393,7 @@ class _StructuredProblem:
         self.row_weight = backend.asarray(row_weight)
         self.c = backend.asarray(program.c)
         self.norm_K = math.sqrt(float(np.count_nonzero(norms > 0)))
-        self.L_h = self.host_smooth.lipschitz()
+        self.L_h = TermGroup([(k, program.terms[k]) for k in smooth], n).lipschitz()
 
     def describe(self) -> list[str]:
         """The verbose header's lines about the splitting."""
@@ -403,7 +409,7 @@ class _StructuredProblem:
         """The starting point (the warm start when its shapes match, else 0) and primal
         weight."""
         program, warm = self.program, warm or {}
-        dual_b = self.backend.to_host(self.dual.b)
+        dual_b = np.concatenate([program.terms[k].b for k in self.dual.positions] or [np.zeros(0)])
         x, y = np.zeros(program.n), np.zeros(self.dual.m)
         omega = _initial_primal_weight(program.c, dual_b)
         if np.shape(warm.get("x")) == (program.n,) and np.shape(warm.get("y")) == (self.layout.m,):
@@ -454,30 +460,29 @@ class _StructuredProblem:
     def check(
         self, it: int, step: _Step, base: _Point, anchor: _Point, best: BestIterate
     ) -> _Check:
-        """KKT error at T(base), on the host: ((x, z, y), A x, A'y) stacked in term order
-        (module docstring)."""
-        host, layout, smooth = self.backend.to_host, self.layout, self.host_smooth
-        p = step.point
-        x, Hx, Kx, y_dual = host(p.x), host(p.Hx), host(p.Kx), host(p.y)
-        z, y, Ax = np.zeros(layout.m), np.zeros(layout.m), np.zeros(layout.m)
-        z_s = Hx - smooth.b
+        """KKT error at T(base): ((x, z, y), A x, A'y) stacked in term order (module
+        docstring), on the backend's arrays."""
+        p, smooth, dual, concat = step.point, self.smooth, self.dual, self.layout.concat
+        z_s = p.Hx - smooth.b
         y_s = smooth.gradient(z_s)
-        Aty = smooth.rmatvec(y_s) + host(p.Kty)
-        for group, z_g, y_g, Ax_g in (
-            (smooth, z_s, y_s, Hx),
-            (self.dual, host(step.z_dual), y_dual, Kx),
-        ):
+        Aty = smooth.rmatvec(y_s) + p.Kty
+        blocks: dict[int, tuple[Any, Any, Any]] = {}
+        for group, z_g, y_g, Ax_g in ((smooth, z_s, y_s, p.Hx), (dual, step.z_dual, p.y, p.Kx)):
             for k, rows in zip(group.positions, group.slices, strict=True):
-                z[layout.slices[k]], y[layout.slices[k]] = z_g[rows], y_g[rows]
-                Ax[layout.slices[k]] = Ax_g[rows]
+                blocks[k] = (z_g[rows], y_g[rows], Ax_g[rows])
         if self.prox is not None:
-            rows, op = layout.slices[self.prox.position], self.program.terms[self.prox.position].op
-            z[rows], y[rows] = host(step.z_prox), host(step.y_prox)
-            Ax[rows] = op.matvec(x)
-            Aty += op.rmatvec(y[rows])
-        err = self.checker.evaluate(x, z, y, Ax=Ax, Aty=Aty)
-        best.offer(err, x, z, y)
-        return _Check(err, (x, z, y), s.OPTIMAL if err.converged else None)
+            op = self.prox.term.op
+            blocks[self.prox.position] = (step.z_prox, step.y_prox, op.matvec(p.x))
+            Aty = Aty + op.rmatvec(step.y_prox)
+        order = [blocks[k] for k in range(len(self.program.terms))]
+        z, y, Ax = (concat([block[i] for block in order]) for i in range(3))
+        err = self.checker.evaluate(p.x, z, y, Ax=Ax, Aty=Aty)
+        best.offer(err, p.x, z, y)
+        return _Check(err, (p.x, z, y), s.OPTIMAL if err.converged else None)
+
+    def host_point(self, point: Point | None) -> Point | None:
+        """A point of device vectors copied to the host."""
+        return None if point is None else tuple(self.backend.to_host(v) for v in point)
 
     def limit(self) -> None:
         """Nothing beyond the best iterate when a limit stops the run."""
@@ -488,24 +493,6 @@ class _StructuredProblem:
         if not self.dual.terms:
             return np.zeros(0)
         return np.concatenate([y[self.layout.slices[k]] for k in self.dual.positions])
-
-
-def _device_terms(program: StructuredProgram, backend: Backend) -> list[OperatorTerm]:
-    """The program's terms with functions, operators and b on ``backend`` (themselves on
-    NumPy); ValueError naming the first term that has no device version yet."""
-    if backend.name == "numpy":
-        return list(program.terms)
-    moved = []
-    for term in program.terms:
-        try:
-            function, op = term.function.on(backend), term.op.on(backend)
-        except ValueError as error:
-            raise ValueError(
-                f"term {term.label or term.function.describe()!r} cannot run on "
-                f"backend={backend.name!r}: {error}"
-            ) from None
-        moved.append(OperatorTerm(function, op, backend.asarray(term.b), term.label))
-    return moved
 
 
 class PDHG(Algorithm):
@@ -618,6 +605,10 @@ class PDHG(Algorithm):
 
         if last is not None and logged != it:
             log.row(it, last.err, tau)
+        if last is not None and last.status is not None:
+            last.point = problem.host_point(last.point)
+        else:
+            best.point = problem.host_point(best.point)
         solve_time = time.perf_counter() - t0
         info = {
             "restarts": restarts,
