@@ -39,7 +39,7 @@ counts = {
     "admm_iterations": len(admm.admm_iterations.signatures),
     "project_cones": len(cones.project_cones.signatures),
     "ruiz_passes": len(equilibrate.ruiz_passes.signatures),
-    "kkt_norms": len(residuals.kkt_norms.signatures),
+    "kkt_worst": len(residuals.kkt_worst.signatures),
 }
 print(json.dumps({"statuses": statuses, "after_lp": compiled, "counts": counts}))
 """
@@ -72,7 +72,7 @@ def test_lp_compiles_no_psd_exp_or_power_kernel_and_one_signature_each(tmp_path:
         "admm_iterations": 1,
         "project_cones": 1,
         "ruiz_passes": 1,
-        "kkt_norms": 1,
+        "kkt_worst": 1,
     }
 
 
