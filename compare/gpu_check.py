@@ -30,7 +30,6 @@ with 16 cores.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
 import sys
@@ -39,15 +38,14 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import cvxpy as cp
 import numpy as np
 
 import cvxprox  # noqa: F401  (registers NABLAPROX)
+from compare.suites.energy import EXAMPLE, load_example, parse_size
 from cvxprox.backend import get_backend
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "energy_planning.py"
 DEFAULT_SIZES = "10x168,20x720,50x2436"
 DEFAULT_NETLIB = "AFIRO,ADLITTLE,BLEND,SC205"
 
@@ -86,29 +84,9 @@ HEADER = (
 )
 
 
-def load_energy_model(path: Path = EXAMPLE) -> ModuleType:
-    """Import ``examples/energy_planning.py`` (registered as ``energy_planning``)."""
-    spec = importlib.util.spec_from_file_location("energy_planning", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import the energy model from {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while executing it
-    spec.loader.exec_module(module)
-    return module
-
-
 def parse_sizes(text: str) -> list[tuple[int, int]]:
     """``"10x168,20x720"`` -> ``[(10, 168), (20, 720)]``; ValueError on other text."""
-    sizes = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        try:
-            nodes, hours = (int(v) for v in part.lower().split("x"))
-        except ValueError:
-            raise ValueError(f"size {part!r} is not NODESxHOURS, e.g. 20x720") from None
-        if nodes < 2 or hours < 1:
-            raise ValueError(f"size {part!r}: at least 2 nodes and 1 hour")
-        sizes.append((nodes, hours))
-    return sizes
+    return [parse_size(part) for part in filter(None, (p.strip() for p in text.split(",")))]
 
 
 def check_cuda() -> str:
@@ -227,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in names:
                 compare_problem(name, lambda name=name: load_netlib(name)[0], plan, args.eps)
 
-    model = load_energy_model()
+    model = load_example(EXAMPLE)
     for nodes, hours in sizes:
 
         def build(nodes: int = nodes, hours: int = hours) -> cp.Problem:
