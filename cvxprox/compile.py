@@ -15,7 +15,6 @@ from cvxprox.algorithms.admm import ADMM
 from cvxprox.algorithms.base import FACTORIZATION_NNZ_LIMIT, SolveResult
 from cvxprox.algorithms.fista import FISTA
 from cvxprox.algorithms.hybrid import ADMMThenPDHG
-from cvxprox.algorithms.ladmm import LinearizedADMM
 from cvxprox.algorithms.pdhg import PDHG
 from cvxprox.algorithms.split_admm import HQS, StructuredADMM
 from cvxprox.algorithms.structured import ColumnScaling
@@ -80,24 +79,28 @@ def choose_structured_algorithm(
 
     ``auto``: FISTA when the objective is smooth terms plus at most one prox term acting
     on x itself (two products per iteration, no splitting); ADMM when its x-update is one
-    exact diagonal/FFT/DCT solve; linearized ADMM (products only) when an FFT operator
-    would otherwise have to be assembled and factored; ADMM with a factored or
+    exact diagonal/FFT/DCT solve; PDHG, i.e. linearized ADMM (products only), when an FFT
+    operator would otherwise have to be assembled and factored; ADMM with a factored or
     conjugate-gradient x-update for the rest. HQS, a penalty method for plug-and-play
-    priors, runs on request.
+    priors, runs on request. With a torch or CuPy backend PDHG is the one choice (its
+    error names a term that has no device version yet).
     """
-    if options.array_backend() != "numpy":
-        raise ValueError(
-            f"backend={options.array_backend()!r} runs PDHG on cone programs only, and this "
-            "problem was lowered to a structured program; solve it with structure='never' "
-            "(a new problem: the structure is fixed at the first solve) or backend='numpy'"
-        )
+    backend = options.array_backend()
+    if backend != "numpy":
+        if options.algorithm not in ("auto", "pdhg", "ladmm"):
+            raise ValueError(
+                f"backend={backend!r} runs algorithm='pdhg' (or 'auto') only, got "
+                f"algorithm={options.algorithm!r}; use backend='numpy' for the others"
+            )
+        how = "auto" if options.algorithm == "auto" else f"forced by {options.algorithm!r}"
+        return PDHG, f"{how}: PDHG is the method that runs on {backend} arrays"
     if options.dtype == "float32":
         raise ValueError("dtype='float32' is available for cone programs (PDHG) only")
     forced = {
         "admm": StructuredADMM,
         "hqs": HQS,
-        "ladmm": LinearizedADMM,
-        "pdhg": LinearizedADMM,
+        "ladmm": PDHG,
+        "pdhg": PDHG,
     }
     if options.algorithm in forced:
         return forced[options.algorithm], f"forced by algorithm={options.algorithm!r}"
@@ -113,9 +116,10 @@ def choose_structured_algorithm(
         return StructuredADMM, f"auto: ADMM with an exact x-update ({gram} of the operators)"
     fft = [t.op.describe() for t in program.terms if has_fft(t.op)]
     if fft:
-        return LinearizedADMM, (
+        return PDHG, (
             f"auto: {fft[0]} has no common diagonalization with the other operators; "
-            "linearized ADMM keeps it an FFT product (an ADMM x-update would factor its matrix)"
+            "PDHG (linearized ADMM) keeps it an FFT product (an ADMM x-update would factor "
+            "its matrix)"
         )
     return StructuredADMM, (
         "auto: ADMM; x-update by a factorization, or conjugate gradients if it would fill in"

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -418,6 +418,25 @@ class LinOp(ABC):
         """A'y, shape (n,), for y of shape (m,)."""
         return self._rmatvec(_vector(y, self.shape[0], self, "rmatvec"))
 
+    def on(self, backend: Any) -> LinOp | DeviceOp:
+        """The operator with products on ``backend``'s arrays (``cvxprox.backend``): itself
+        on NumPy, else a ``DeviceOp`` whose data were moved to the device once.
+
+        Raises ValueError naming the operator when it has no device products yet."""
+        if backend.name == "numpy":
+            return self
+        products = self._device(backend)
+        if products is None:
+            raise ValueError(
+                f"the operator {self.describe()} has no products on {backend.name} arrays yet; "
+                "solve with backend='numpy'"
+            )
+        return DeviceOp(self, *products)
+
+    def _device(self, backend: Any) -> tuple[Products, Products] | None:
+        """(matvec, rmatvec) on ``backend``'s arrays, or None when not available."""
+        return None
+
     def norm_bound(self) -> float:
         """An upper bound on ||A||_2 (see the module docstring for its kind); cached."""
         if self._norm is None:
@@ -450,6 +469,32 @@ class LinOp(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()} ({self.shape[0]}x{self.shape[1]})>"
+
+
+Products = Callable[[Any], Any]
+
+
+class DeviceOp:
+    """A LinOp's products on a backend's arrays (``LinOp.on``): ``matvec`` (n,) -> (m,) and
+    ``rmatvec`` (m,) -> (n,) take and return device vectors; ``op`` is the host operator.
+    """
+
+    def __init__(self, op: LinOp, matvec: Products, rmatvec: Products) -> None:
+        self.op, self.shape = op, op.shape
+        self.matvec, self.rmatvec = matvec, rmatvec
+
+    def norm_bound(self) -> float:
+        """The host operator's bound on ||A||_2."""
+        return self.op.norm_bound()
+
+    def describe(self) -> str:
+        return self.op.describe()
+
+
+def _csr_products(matrix: sp.sparray | sp.spmatrix, backend: Any) -> tuple[Products, Products]:
+    """x -> M x and y -> M'y with M and M' as device CSR matrices (``Backend.csr``)."""
+    M, Mt = backend.csr(matrix), backend.csr(sp.csr_array(matrix).T)
+    return (lambda x: M @ x), (lambda y: Mt @ y)
 
 
 def _check_op(op: Any, name: str) -> LinOp:
@@ -491,6 +536,9 @@ class Identity(LinOp):
     def describe(self) -> str:
         return f"identity({self.shape[1]})"
 
+    def _device(self, backend: Any) -> tuple[Products, Products]:
+        return (lambda x: x), (lambda y: y)
+
 
 class Diagonal(LinOp):
     """x -> d * x (elementwise), d of shape (n,). A'A = diag(d^2), ||A|| = max |d|."""
@@ -522,6 +570,10 @@ class Diagonal(LinOp):
 
     def describe(self) -> str:
         return f"diag({self.d.size})"
+
+    def _device(self, backend: Any) -> tuple[Products, Products]:
+        d = backend.asarray(self.d)
+        return (lambda x: d * x), (lambda y: d * y)
 
 
 class ScalarMultiple(LinOp):
@@ -567,6 +619,13 @@ class ScalarMultiple(LinOp):
 
     def describe(self) -> str:
         return f"{self.scale:g}*{self.op.describe()}"
+
+    def _device(self, backend: Any) -> tuple[Products, Products] | None:
+        inner = self.op._device(backend)
+        if inner is None:
+            return None
+        a, (matvec, rmatvec) = self.scale, inner
+        return (lambda x: a * matvec(x)), (lambda y: a * rmatvec(y))
 
 
 class Gather(LinOp):
@@ -616,6 +675,9 @@ class Gather(LinOp):
 
     def describe(self) -> str:
         return f"gather({self.shape[0]} of {self.shape[1]})"
+
+    def _device(self, backend: Any) -> tuple[Products, Products]:
+        return _csr_products(self.to_sparse(), backend)
 
 
 class MatrixOp(LinOp):
@@ -680,6 +742,12 @@ class MatrixOp(LinOp):
         if isinstance(self.matrix, np.ndarray):
             return f"matrix({m}x{n}, dense)"
         return f"matrix({m}x{n}, nnz={self.matrix.nnz})"
+
+    def _device(self, backend: Any) -> tuple[Products, Products]:
+        if not isinstance(self.matrix, np.ndarray):
+            return _csr_products(self.matrix, backend)
+        M = backend.asarray(self.matrix)
+        return (lambda x: M @ x), (lambda y: y @ M)
 
 
 class Compose(LinOp):
@@ -783,6 +851,12 @@ class Compose(LinOp):
     def describe(self) -> str:
         return f"{self.outer.describe()} o {self.inner.describe()}"
 
+    def _device(self, backend: Any) -> tuple[Products, Products] | None:
+        outer, inner = self.outer._device(backend), self.inner._device(backend)
+        if outer is None or inner is None:
+            return None
+        return (lambda x: outer[0](inner[0](x))), (lambda y: inner[1](outer[1](y)))
+
 
 class Sum(LinOp):
     """x -> sum_k op_k(x), the op_k of one shape.
@@ -843,6 +917,19 @@ class Sum(LinOp):
 
     def describe(self) -> str:
         return "(" + " + ".join(op.describe() for op in self.ops) + ")"
+
+    def _device(self, backend: Any) -> tuple[Products, Products] | None:
+        terms = [op._device(backend) for op in self.ops]
+        if any(term is None for term in terms):
+            return None
+
+        def matvec(x: Any) -> Any:
+            return sum((term[0](x) for term in terms[1:]), terms[0][0](x))
+
+        def rmatvec(y: Any) -> Any:
+            return sum((term[1](y) for term in terms[1:]), terms[0][1](y))
+
+        return matvec, rmatvec
 
 
 class VStack(LinOp):
@@ -905,6 +992,26 @@ class VStack(LinOp):
 
     def describe(self) -> str:
         return "vstack(" + ", ".join(op.describe() for op in self.ops) + ")"
+
+    def _device(self, backend: Any) -> tuple[Products, Products] | None:
+        blocks = [op._device(backend) for op in self.ops]
+        if any(block is None for block in blocks):
+            return None
+        xp, bounds = backend.xp, list(zip(self._offsets[:-1], self._offsets[1:], strict=True))
+
+        def matvec(x: Any) -> Any:
+            return xp.concat([block[0](x) for block in blocks])
+
+        def rmatvec(y: Any) -> Any:
+            parts = [
+                block[1](y[start:stop]) for block, (start, stop) in zip(blocks, bounds, strict=True)
+            ]
+            out = parts[0]
+            for part in parts[1:]:
+                out = out + part
+            return out
+
+        return matvec, rmatvec
 
 
 class BlockDiagonal(LinOp):
@@ -983,6 +1090,22 @@ class BlockDiagonal(LinOp):
         same = all(op.describe() == first for op in self.ops)
         return f"blockdiag({len(self.ops)} x {first})" if same else "blockdiag(...)"
 
+    def _device(self, backend: Any) -> tuple[Products, Products] | None:
+        blocks = [op._device(backend) for op in self.ops]
+        if any(block is None for block in blocks):
+            return None
+        xp = backend.xp
+        rows = list(zip(self._rows[:-1], self._rows[1:], strict=True))
+        cols = list(zip(self._cols[:-1], self._cols[1:], strict=True))
+
+        def matvec(x: Any) -> Any:
+            return xp.concat([block[0](x[a:b]) for block, (a, b) in zip(blocks, cols, strict=True)])
+
+        def rmatvec(y: Any) -> Any:
+            return xp.concat([block[1](y[a:b]) for block, (a, b) in zip(blocks, rows, strict=True)])
+
+        return matvec, rmatvec
+
 
 class Convolve1D(LinOp):
     """x -> kernel * x, the full linear convolution (like ``cp.convolve(kernel, x)``).
@@ -1033,6 +1156,20 @@ class Convolve1D(LinOp):
 
     def describe(self) -> str:
         return f"conv1d({self.kernel.size}, {self.shape[1]})"
+
+    def _device(self, backend: Any) -> tuple[Products, Products]:
+        """Real FFTs of length L by ``xp.fft`` with the kernel's transform on the device."""
+        fft, L, (m, n) = backend.xp.fft, self._length, self.shape
+        transform = fft.rfft(backend.asarray(self.kernel), n=L)
+        adjoint = backend.xp.conj(transform)
+
+        def matvec(x: Any) -> Any:
+            return fft.irfft(transform * fft.rfft(x, n=L), n=L)[:m]
+
+        def rmatvec(y: Any) -> Any:
+            return fft.irfft(adjoint * fft.rfft(y, n=L), n=L)[:n]
+
+        return matvec, rmatvec
 
 
 class Conv2D(LinOp):
@@ -1169,6 +1306,25 @@ class Conv2D(LinOp):
     def describe(self) -> str:
         (m, n), (p, q) = self.image_shape, self.kernel.shape
         return f"conv2d({p}x{q}, {m}x{n}, {self.mode})"
+
+    def _device(self, backend: Any) -> tuple[Products, Products]:
+        """Real 2-D FFTs on the grid by ``xp.fft`` with the kernel's transform on the device."""
+        fft, grid = backend.xp.fft, self._grid_t
+        padded = backend.asarray(sfft.irfft2(self._transform, s=grid))
+        transform = fft.rfftn(padded, s=grid)
+        adjoint = backend.xp.conj(transform)
+        xp = backend.xp
+
+        def convolve(v: Any, shape: tuple[int, ...], kernel: Any, out: tuple[int, ...]) -> Any:
+            vt = xp.reshape(v, shape[::-1])
+            result = fft.irfftn(kernel * fft.rfftn(vt, s=grid), s=grid)
+            return xp.reshape(result[: out[1], : out[0]], (-1,))
+
+        image, output = self.image_shape, self.output_shape
+        return (
+            lambda x: convolve(x, image, transform, output),
+            lambda y: convolve(y, output, adjoint, image),
+        )
 
 
 class FourierSample(LinOp):
@@ -1358,6 +1514,9 @@ class FiniteDiff(LinOp):
     def describe(self) -> str:
         dims = "x".join(map(str, self.array_shape))
         return f"diff({dims}, axis={self.axis}, k={self.k})"
+
+    def _device(self, backend: Any) -> tuple[Products, Products]:
+        return _csr_products(self.to_sparse(), backend)
 
 
 # --------------------------------------------------------------------------------------------

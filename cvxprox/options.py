@@ -52,13 +52,14 @@ class SolverOptions:
         ``solver_stats.extra_stats["limit"]`` names the limit.
     algorithm : {"auto", "admm", "pdhg", "ladmm", "hqs", "fista"}
         ``auto`` picks from the problem's structure. Cone programs run ADMM or PDHG;
-        structured programs (``cvxprox.reductions.structure``) run ADMM, linearized
-        ADMM (``ladmm``; ``pdhg`` means the same there), half-quadratic splitting
+        structured programs (``cvxprox.reductions.structure``) run ADMM, PDHG
+        (``pdhg``, i.e. linearized ADMM; ``ladmm`` means the same), half-quadratic splitting
         (``hqs``) or FISTA (``fista``, when the objective is smooth plus one prox term).
     backend : {"auto", "numpy", "torch", "cupy"}
         The arrays the iterations run on (``cvxprox.backend``): ``auto`` is NumPy on
-        the CPU and CuPy with ``device="cuda"``. torch and CuPy run PDHG on cone
-        programs only.
+        the CPU and CuPy with ``device="cuda"``. torch and CuPy run PDHG only, on
+        cone programs and on structured programs whose terms have device versions
+        (``ProxFunction.on``, ``LinOp.on``).
     device : {"cpu", "cuda"}
         ``cuda`` runs on a GPU, with CuPy or (``backend="torch"``) a CUDA build of torch.
     dtype : {"float64", "float32"}

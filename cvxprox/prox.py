@@ -27,6 +27,7 @@ radius), and ``inf`` otherwise. No function modifies its input.
 
 from __future__ import annotations
 
+import copy
 import operator
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.linalg
+from array_api_compat import array_namespace, is_array_api_obj, is_numpy_array
 from numpy.typing import ArrayLike
 from scipy.special import expit, kl_div, wrightomega, xlogy
 
@@ -118,7 +120,7 @@ def _step(t: Any, name: str = "t") -> float:
 
 
 def _weighted_name(name: str, weight: Weight) -> str:
-    if isinstance(weight, np.ndarray):
+    if not isinstance(weight, float):
         return f"w*{name}"
     return name if weight == 1.0 else f"{weight:g}*{name}"
 
@@ -128,24 +130,29 @@ def _weighted_name(name: str, weight: Weight) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _soft_threshold(v: np.ndarray, a: Weight) -> np.ndarray:
-    """sign(v) max(|v| - a, 0): the prox of a ||.||_1 (elementwise a)."""
-    return np.sign(v) * np.maximum(np.abs(v) - a, 0.0)
+def _clip(v: Any, low: Any, high: Any) -> Any:
+    """min(max(v, low), high) elementwise, bounds scalars or arrays of v's namespace."""
+    return array_namespace(v).clip(v, low, high)
 
 
-def _block_soft_threshold(v: np.ndarray, a: float) -> np.ndarray:
-    """max(1 - a / ||v||_2, 0) v: the prox of a ||.||_2."""
-    nrm = np.linalg.norm(v)
+def _soft_threshold(v: Any, a: Any) -> Any:
+    """v - clip(v, -a, a) = sign(v) max(|v| - a, 0): the prox of a ||.||_1 (elementwise a)."""
+    return v - _clip(v, -a, a)
+
+
+def _block_soft_threshold(v: Any, a: float) -> Any:
+    """max(1 - a / ||v||_2, 0) v: the prox of a ||.||_2 (one scalar read back)."""
+    nrm = float(array_namespace(v).linalg.vector_norm(v))
     if nrm <= a:
-        return np.zeros_like(v)
+        return 0.0 * v
     return v * (1.0 - a / nrm)
 
 
-def _project_l2_ball(v: np.ndarray, radius: float) -> np.ndarray:
-    """Projection onto {u : ||u||_2 <= radius}."""
-    nrm = np.linalg.norm(v)
+def _project_l2_ball(v: Any, radius: float) -> Any:
+    """Projection onto {u : ||u||_2 <= radius} (one scalar read back)."""
+    nrm = float(array_namespace(v).linalg.vector_norm(v))
     if nrm <= radius:
-        return v.copy()
+        return 1.0 * v
     return v * (radius / nrm)
 
 
@@ -180,9 +187,10 @@ def _project_l1_ball(v: np.ndarray, radius: float) -> np.ndarray:
     return np.sign(v) * np.maximum(a - theta, 0.0)
 
 
-def _group_norms(groups: np.ndarray) -> np.ndarray:
+def _group_norms(groups: Any) -> Any:
     """Euclidean norms of the rows of a 2-D array."""
-    return np.sqrt(np.einsum("ij,ij->i", groups, groups))
+    xp = array_namespace(groups)
+    return xp.sqrt(xp.sum(groups * groups, axis=1))
 
 
 def _newton_increasing(
@@ -248,6 +256,9 @@ class ProxFunction(ABC):
 
     smooth: ClassVar[bool] = False
     is_indicator: ClassVar[bool] = False
+    #: The array attributes ``on`` moves to a backend's device; None when prox, prox_conj
+    #: and grad take NumPy arrays only.
+    device_arrays: ClassVar[tuple[str, ...] | None] = None
     size: int
 
     @abstractmethod
@@ -286,8 +297,35 @@ class ProxFunction(ABC):
         """A Lipschitz constant of the gradient; only for smooth functions."""
         raise NotImplementedError(f"{self.describe()} is not smooth")
 
-    def _vector(self, v: np.ndarray) -> np.ndarray:
-        """v as a float64 array of shape (m,) (not copied when it already is one)."""
+    def on(self, backend: Any) -> ProxFunction:
+        """The function with prox, prox_conj and grad on ``backend``'s arrays
+        (``cvxprox.backend``): itself on NumPy, else a copy whose array attributes
+        (``device_arrays``) were moved to the device once.
+
+        Raises ValueError naming the function when its prox takes NumPy arrays only."""
+        if backend.name == "numpy":
+            return self
+        if self.device_arrays is None:
+            raise ValueError(
+                f"the function {self.describe()} has no prox on {backend.name} arrays yet; "
+                "solve with backend='numpy'"
+            )
+        moved = copy.copy(self)
+        for name in self.device_arrays:
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray):
+                setattr(moved, name, backend.asarray(value))
+        return moved
+
+    def _vector(self, v: Any) -> Any:
+        """v as a float64 array of shape (m,) (not copied when it already is one); a
+        backend's device array is only checked for its shape."""
+        if is_array_api_obj(v) and not is_numpy_array(v):
+            if tuple(v.shape) != (self.size,):
+                raise ValueError(
+                    f"{self.describe()}: expected shape ({self.size},), got {tuple(v.shape)}"
+                )
+            return v
         v = np.asarray(v, dtype=np.float64)
         if v.shape != (self.size,):
             raise ValueError(f"{self.describe()}: expected shape ({self.size},), got {v.shape}")
@@ -351,14 +389,15 @@ class Zero(ProxFunction):
         v = self._vector(v)
         return _indicator(np.max(np.abs(v)) <= _FEAS_TOL)
 
-    def prox(self, v: np.ndarray, t: float) -> np.ndarray:
-        self._vector(v)
-        _step(t)
-        return np.zeros(self.size)
+    device_arrays = ()
 
-    def prox_conj(self, v: np.ndarray, s: float) -> np.ndarray:
+    def prox(self, v: Any, t: float) -> Any:
+        _step(t)
+        return 0.0 * self._vector(v)
+
+    def prox_conj(self, v: Any, s: float) -> Any:
         _step(s, "s")
-        return self._vector(v).copy()
+        return 1.0 * self._vector(v)
 
     def describe(self) -> str:
         return "zero"
@@ -382,13 +421,15 @@ class Nonneg(ProxFunction):
         scale = max(1.0, float(np.max(np.abs(v))))
         return _indicator(np.min(v) >= -_FEAS_TOL * scale)
 
-    def prox(self, v: np.ndarray, t: float) -> np.ndarray:
-        _step(t)
-        return np.maximum(self._vector(v), 0.0)
+    device_arrays = ()
 
-    def prox_conj(self, v: np.ndarray, s: float) -> np.ndarray:
+    def prox(self, v: Any, t: float) -> Any:
+        _step(t)
+        return _clip(self._vector(v), 0.0, None)
+
+    def prox_conj(self, v: Any, s: float) -> Any:
         _step(s, "s")
-        return np.minimum(self._vector(v), 0.0)
+        return _clip(self._vector(v), None, 0.0)
 
     def describe(self) -> str:
         return "nonneg"
@@ -440,9 +481,11 @@ class Box(ProxFunction):
         violation = max(float(np.max(self.lower - v)), float(np.max(v - self.upper)))
         return _indicator(violation <= _FEAS_TOL * scale)
 
-    def prox(self, v: np.ndarray, t: float) -> np.ndarray:
+    device_arrays = ("lower", "upper")
+
+    def prox(self, v: Any, t: float) -> Any:
         _step(t)
-        return np.clip(self._vector(v), self.lower, self.upper)
+        return _clip(self._vector(v), self.lower, self.upper)
 
     def describe(self) -> str:
         if isinstance(self.lower, float) and isinstance(self.upper, float):
@@ -604,16 +647,19 @@ class Norm1(_Separable):
     """
 
     name = "norm1"
+    device_arrays = ("weight",)
 
-    def __call__(self, v: np.ndarray) -> float:
-        return float(np.sum(self.weight * np.abs(self._vector(v))))
+    def __call__(self, v: Any) -> float:
+        v = self._vector(v)
+        xp = array_namespace(v)
+        return float(xp.sum(self.weight * xp.abs(v)))
 
-    def prox(self, v: np.ndarray, t: float) -> np.ndarray:
+    def prox(self, v: Any, t: float) -> Any:
         return _soft_threshold(self._vector(v), self._steps(t))
 
-    def prox_conj(self, v: np.ndarray, s: float) -> np.ndarray:
+    def prox_conj(self, v: Any, s: float) -> Any:
         _step(s, "s")
-        return np.clip(self._vector(v), -self.weight, self.weight)
+        return _clip(self._vector(v), -self.weight, self.weight)
 
 
 class SumSquares(_Separable):
@@ -627,15 +673,16 @@ class SumSquares(_Separable):
 
     name = "sum_squares"
     smooth = True
+    device_arrays = ("weight",)
 
-    def __call__(self, v: np.ndarray) -> float:
+    def __call__(self, v: Any) -> float:
         v = self._vector(v)
-        return float(np.sum(self.weight * v * v))
+        return float(array_namespace(v).sum(self.weight * v * v))
 
-    def prox(self, v: np.ndarray, t: float) -> np.ndarray:
+    def prox(self, v: Any, t: float) -> Any:
         return self._vector(v) / (1.0 + 2.0 * self._steps(t))
 
-    def grad(self, v: np.ndarray) -> np.ndarray:
+    def grad(self, v: Any) -> Any:
         return 2.0 * self.weight * self._vector(v)
 
     def lipschitz(self) -> float:
@@ -710,24 +757,28 @@ class Huber(_Separable):
 
     name = "huber"
     smooth = True
+    device_arrays = ("weight",)
 
     def __init__(self, m: int, M: float = 1.0, weight: ArrayLike = 1.0) -> None:
         super().__init__(m, weight)
         self.M = _scalar(M, "M", positive=True)
 
-    def __call__(self, v: np.ndarray) -> float:
-        a = np.abs(self._vector(v))
-        h = np.where(a <= self.M, a * a, 2.0 * self.M * a - self.M**2)
-        return float(np.sum(self.weight * h))
+    def __call__(self, v: Any) -> float:
+        v = self._vector(v)
+        xp = array_namespace(v)
+        a = xp.abs(v)
+        h = xp.where(a <= self.M, a * a, 2.0 * self.M * a - self.M**2)
+        return float(xp.sum(self.weight * h))
 
-    def prox(self, v: np.ndarray, t: float) -> np.ndarray:
+    def prox(self, v: Any, t: float) -> Any:
         v = self._vector(v)
         a = self._steps(t)
-        quadratic = np.abs(v) <= self.M * (1.0 + 2.0 * a)
-        return np.where(quadratic, v / (1.0 + 2.0 * a), v - 2.0 * a * self.M * np.sign(v))
+        xp = array_namespace(v)
+        quadratic = xp.abs(v) <= self.M * (1.0 + 2.0 * a)
+        return xp.where(quadratic, v / (1.0 + 2.0 * a), v - 2.0 * a * self.M * xp.sign(v))
 
-    def grad(self, v: np.ndarray) -> np.ndarray:
-        return 2.0 * self.weight * np.clip(self._vector(v), -self.M, self.M)
+    def grad(self, v: Any) -> Any:
+        return 2.0 * self.weight * _clip(self._vector(v), -self.M, self.M)
 
     def lipschitz(self) -> float:
         return 2.0 * self._max_weight()
@@ -771,13 +822,16 @@ class Norm2(_ScalarWeighted):
     weight : float, >= 0
     """
 
-    def __call__(self, v: np.ndarray) -> float:
-        return self.weight * float(np.linalg.norm(self._vector(v)))
+    def __call__(self, v: Any) -> float:
+        v = self._vector(v)
+        return self.weight * float(array_namespace(v).linalg.vector_norm(v))
 
-    def prox(self, v: np.ndarray, t: float) -> np.ndarray:
+    device_arrays = ()
+
+    def prox(self, v: Any, t: float) -> Any:
         return _block_soft_threshold(self._vector(v), _step(t) * self.weight)
 
-    def prox_conj(self, v: np.ndarray, s: float) -> np.ndarray:
+    def prox_conj(self, v: Any, s: float) -> Any:
         _step(s, "s")
         return _project_l2_ball(self._vector(v), self.weight)
 
@@ -836,28 +890,34 @@ class GroupL2(ProxFunction):
         self.groups = self.size // self.group_size
         self.weight: Weight = _weights(weight, self.groups)
 
-    def _split(self, v: np.ndarray) -> np.ndarray:
-        return self._vector(v).reshape(self.groups, self.group_size)
+    device_arrays = ("weight",)
 
-    def __call__(self, v: np.ndarray) -> float:
-        return float(np.sum(self.weight * _group_norms(self._split(v))))
+    def _split(self, v: Any) -> Any:
+        v = self._vector(v)
+        return array_namespace(v).reshape(v, (self.groups, self.group_size))
 
-    def prox(self, v: np.ndarray, t: float) -> np.ndarray:
+    def __call__(self, v: Any) -> float:
         groups = self._split(v)
+        return float(array_namespace(groups).sum(self.weight * _group_norms(groups)))
+
+    def prox(self, v: Any, t: float) -> Any:
+        """Each group times max(1 - a_g / ||v_g||, 0), a_g = t w_g."""
+        groups = self._split(v)
+        xp = array_namespace(groups)
         nrm = _group_norms(groups)
         a = _step(t) * self.weight
-        shrink = np.zeros_like(nrm)
-        np.divide(a, nrm, out=shrink, where=nrm > a)
-        scale = np.where(nrm > a, 1.0 - shrink, 0.0)
-        return (groups * scale[:, None]).ravel()
+        scale = xp.where(nrm > a, 1.0 - a / xp.where(nrm > a, nrm, 1.0), 0.0)
+        return xp.reshape(groups * scale[:, None], (-1,))
 
-    def prox_conj(self, v: np.ndarray, s: float) -> np.ndarray:
+    def prox_conj(self, v: Any, s: float) -> Any:
+        """Each group times min(w_g / ||v_g||, 1)."""
         _step(s, "s")
         groups = self._split(v)
+        xp = array_namespace(groups)
         nrm = _group_norms(groups)
-        scale = np.ones_like(nrm)
-        np.divide(self.weight, nrm, out=scale, where=nrm > self.weight)
-        return (groups * scale[:, None]).ravel()
+        outside = nrm > self.weight
+        scale = xp.where(outside, self.weight / xp.where(outside, nrm, 1.0), 1.0)
+        return xp.reshape(groups * scale[:, None], (-1,))
 
     def describe(self) -> str:
         return _weighted_name(f"group_l2({self.group_size})", self.weight)

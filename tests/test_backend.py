@@ -1,4 +1,5 @@
-"""Array backends (``cvxprox.backend``): PDHG and the cone projections on torch and CuPy.
+"""Array backends (``cvxprox.backend``): PDHG, the cone projections and the structured
+terms' proxes and operators on torch and CuPy.
 
 The torch backend runs on the CPU in CI; the same tests with CuPy on a GPU are marked
 ``gpu`` and skipped where CuPy or a CUDA device is missing. Each solve is compared with
@@ -33,6 +34,45 @@ from cvxprox.cones import (
 )
 
 torch = pytest.importorskip("torch")
+
+from test_fista_ladmm import (  # noqa: E402
+    EPS,
+    _constrained_ls,
+    _deconvolution,
+    _equality,
+    _nnls,
+    _tv1d,
+    _tv2d,
+)
+
+from cvxprox.algorithms.pdhg import PDHG as PDHG_METHOD  # noqa: E402
+from cvxprox.linops import (  # noqa: E402
+    BlockDiagonal,
+    Compose,
+    Conv2D,
+    Convolve1D,
+    Diagonal,
+    FiniteDiff,
+    FourierSample,
+    Gather,
+    Identity,
+    MatrixOp,
+    ScalarMultiple,
+    Sum,
+    VStack,
+)
+from cvxprox.options import SolverOptions  # noqa: E402
+from cvxprox.prox import (  # noqa: E402
+    Box,
+    GroupL2,
+    Huber,
+    Logistic,
+    Nonneg,
+    Norm1,
+    Norm2,
+    SumSquares,
+    Zero,
+)
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 PDHG = {
@@ -290,13 +330,136 @@ def test_torch_runs_pdhg_only() -> None:
         _lp_problem().solve(solver="NABLAPROX", backend="torch", algorithm="admm")
 
 
-def test_torch_structured_program() -> None:
-    """A structured program (a TV denoising model) names what a torch backend supports."""
+# --------------------------------------------------------------------------------------------
+# Structured programs
+# --------------------------------------------------------------------------------------------
+
+STRUCTURED = {
+    "tv1d": _tv1d,
+    "tv2d": _tv2d,
+    "deconvolution": _deconvolution,
+    "nnls": _nnls,
+    "constrained_ls": _constrained_ls,
+    "equality": _equality,
+}
+
+
+@pytest.mark.parametrize("options", BACKENDS)
+@pytest.mark.parametrize("name", list(STRUCTURED))
+def test_structured_pdhg_matches_numpy(name: str, options: Callable[[], dict[str, str]]) -> None:
+    """PDHG on a StructuredProgram (l1 of finite differences, group l2 of a 2-D gradient,
+    an FFT convolution, sums of squares, nonnegativity, boxes, equalities) on another
+    backend: NumPy's objective to 1e-7 relative and its solution to 1e-7 (1e-6 on a GPU)."""
+    opts = options()
+    program = STRUCTURED[name]()[0]
+    solve = {"eps_abs": EPS, "eps_rel": EPS}
+    reference = PDHG_METHOD(program, SolverOptions(**solve)).solve()
+    result = PDHG_METHOD(program, SolverOptions(**solve, **opts)).solve()
+    assert reference.status == result.status == cp.OPTIMAL
+    rel = 1e-7 if opts.get("device", "cpu") == "cpu" else 1e-6
+    assert result.kkt.primal_objective == pytest.approx(
+        reference.kkt.primal_objective, rel=rel, abs=1e-9
+    )
+    np.testing.assert_allclose(result.x, reference.x, rtol=0, atol=10 * rel)
+
+
+def test_structured_checks_read_back_scalars_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On torch a structured solve copies no vector to the host but the returned x, z, y
+    (the last iterate, or the best one when a limit stops the run): steps, termination
+    tests and restarts read back scalars only."""
+    from cvxprox.backend.torch import TorchBackend  # noqa: PLC0415
+
+    copies = []
+    to_host = TorchBackend.to_host
+
+    def counted(self: TorchBackend, a: object) -> np.ndarray:
+        copies.append(a.shape)
+        return to_host(self, a)
+
+    monkeypatch.setattr(TorchBackend, "to_host", counted)
+    program = _tv2d()[0]
+    result = PDHG_METHOD(program, SolverOptions(eps_abs=EPS, eps_rel=EPS, backend="torch")).solve()
+    assert result.status == cp.OPTIMAL and result.iterations > 100
+    assert copies == [(program.n,), (program.m,), (program.m,)]
+    limited = PDHG_METHOD(program, SolverOptions(backend="torch", max_iters=3)).solve()
+    assert limited.status == cp.USER_LIMIT and isinstance(limited.x, np.ndarray)
+    assert len(copies) == 6
+
+
+@pytest.mark.parametrize("options", BACKENDS)
+def test_structured_term_without_device_version(options: Callable[[], dict[str, str]]) -> None:
+    """A term whose prox runs on NumPy arrays only (CVXPY's 1-D tv lowers to the tv1d
+    prox) is named, and so is an algorithm other than PDHG."""
+    opts = options()
     x = cp.Variable(30)
     y = np.sin(np.linspace(0, 3, 30))
     prob = cp.Problem(cp.Minimize(cp.sum_squares(x - y) + cp.tv(x)))
-    with pytest.raises(ValueError, match="runs PDHG on cone programs only.*structure='never'"):
-        prob.solve(solver="NABLAPROX", backend="torch", structure="always")
+    with pytest.raises(ValueError, match="term 'tv1d.*cannot run on.*no prox on"):
+        prob.solve(solver="NABLAPROX", structure="always", **opts)
+    with pytest.raises(ValueError, match="runs algorithm='pdhg' \\(or 'auto'\\) only"):
+        prob.solve(solver="NABLAPROX", structure="always", algorithm="admm", **opts)
+
+
+@pytest.mark.parametrize("options", BACKENDS)
+def test_device_proxes_and_operators(options: Callable[[], dict[str, str]]) -> None:
+    """Each prox, prox_conj and gradient with a device version, and each operator's
+    products, on the backend's arrays against NumPy to 1e-12 (device functions keep
+    their names); others raise, naming themselves."""
+    backend = _backend(options())
+    rng = np.random.default_rng(3)
+    m = 6
+    functions = [
+        Zero(m),
+        Nonneg(m),
+        Box(-rng.random(m), rng.random(m)),
+        Box(0.0, np.inf, m),
+        Norm1(m, rng.random(m)),
+        SumSquares(m, 0.5),
+        Huber(m, 0.5, rng.random(m)),
+        Norm2(m, 0.7),
+        Norm2(m, 100.0),
+        GroupL2(m, 2, rng.random(3)),
+    ]
+    for f in functions:
+        device = f.on(backend)
+        v = 2.0 * rng.standard_normal(m)
+        pairs = [
+            (device.prox(backend.asarray(v), 0.7), f.prox(v, 0.7)),
+            (device.prox_conj(backend.asarray(v), 0.7), f.prox_conj(v, 0.7)),
+        ]
+        if f.smooth:
+            pairs.append((device.grad(backend.asarray(v)), f.grad(v)))
+        for got, want in pairs:
+            np.testing.assert_allclose(backend.to_host(got), want, rtol=0, atol=1e-12)
+        assert device.describe() == f.describe()
+    with pytest.raises(ValueError, match="logistic has no prox on"):
+        Logistic(m).on(backend)
+    n = 7
+    operators = [
+        Identity(n),
+        Diagonal(rng.random(n)),
+        Gather(np.array([0, 3, 3, 6]), n),
+        MatrixOp(rng.random((5, n))),
+        MatrixOp(sp.random(5, n, density=0.4, random_state=1)),
+        Convolve1D(rng.random(3), n),
+        FiniteDiff((n,), k=2),
+        Compose(FiniteDiff(6), MatrixOp(rng.random((6, n)))),
+        VStack([FiniteDiff(n), ScalarMultiple(2.0, Identity(n))]),
+        Sum([Diagonal(rng.random(n)), MatrixOp(rng.random((n, n)))]),
+        BlockDiagonal([FiniteDiff(3), MatrixOp(rng.random((2, 4)))]),
+    ]
+    operators += [Conv2D(rng.random((2, 3)), (n, 5), mode) for mode in ("full", "same", "circular")]
+    for op in operators:
+        device = op.on(backend)
+        x, y = rng.random(op.shape[1]), rng.random(op.shape[0])
+        np.testing.assert_allclose(
+            backend.to_host(device.matvec(backend.asarray(x))), op.matvec(x), atol=1e-12
+        )
+        np.testing.assert_allclose(
+            backend.to_host(device.rmatvec(backend.asarray(y))), op.rmatvec(y), atol=1e-12
+        )
+    with pytest.raises(ValueError, match="fourier.*has no products on"):
+        FourierSample(rng.random((4, 4)) > 0.5).on(backend)
 
 
 def test_import_needs_neither_torch_nor_cupy() -> None:

@@ -1,4 +1,4 @@
-"""FISTA and linearized ADMM on StructuredPrograms built by hand, against CLARABEL."""
+"""FISTA and PDHG (linearized ADMM) on StructuredPrograms built by hand, against CLARABEL."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cvxprox.algorithms.fista import FISTA
-from cvxprox.algorithms.ladmm import LinearizedADMM
+from cvxprox.algorithms.pdhg import PDHG
 from cvxprox.ir import OperatorTerm, StructuredProgram
 from cvxprox.linops import (
     Compose,
@@ -304,9 +304,9 @@ def _perturbed(program: StructuredProgram, k: int) -> StructuredProgram:
 def test_ladmm_against_clarabel(build) -> None:
     program, (objective, constraints), x = build()
     prob = _reference(objective, constraints)
-    result = _solve(LinearizedADMM, program)
+    result = _solve(PDHG, program)
     _check(result, program, prob, x)
-    assert result.algorithm == "ladmm"
+    assert result.algorithm == "pdhg"
 
 
 def test_ladmm_equality_dual() -> None:
@@ -314,7 +314,7 @@ def test_ladmm_equality_dual() -> None:
     both are the multiplier of E x - f in the Lagrangian)."""
     program, (objective, constraints), _ = _equality()
     _reference(objective, constraints)
-    result = _solve(LinearizedADMM, program)
+    result = _solve(PDHG, program)
     rows = slice(program.terms[0].size + program.terms[1].size, program.m)
     np.testing.assert_allclose(result.y[rows], constraints[0].dual_value, atol=1e-4)
 
@@ -322,7 +322,7 @@ def test_ladmm_equality_dual() -> None:
 def test_ladmm_optimality_inclusions() -> None:
     """y_i lies in df_i(z_i): l1 duals within the weights, equal to them where z != 0."""
     program, _, _ = _tv1d()
-    result = _solve(LinearizedADMM, program)
+    result = _solve(PDHG, program)
     tv = slice(program.terms[0].size, program.m)
     z, y = result.z[tv], result.y[tv]
     assert np.all(np.abs(y) <= 1.0 + 1e-12)
@@ -331,12 +331,12 @@ def test_ladmm_optimality_inclusions() -> None:
 
 def test_ladmm_limit_and_warm_start() -> None:
     program, _, _ = _tv1d()
-    limited = _solve(LinearizedADMM, program, max_iters=3)
+    limited = _solve(PDHG, program, max_iters=3)
     assert limited.status == cp.USER_LIMIT and limited.info["limit"] == "max_iters"
     assert limited.x is not None and limited.iterations == 3
-    cold = _solve(LinearizedADMM, program)
+    cold = _solve(PDHG, program)
     perturbed = _perturbed(program, 0)
-    again_cold = _solve(LinearizedADMM, perturbed)
-    warm = _solve(LinearizedADMM, perturbed, cold.info["warm_start"])
+    again_cold = _solve(PDHG, perturbed)
+    warm = _solve(PDHG, perturbed, cold.info["warm_start"])
     assert warm.status == cp.OPTIMAL
     assert warm.iterations < again_cold.iterations

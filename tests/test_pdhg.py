@@ -197,9 +197,9 @@ def test_direct_call_and_resolve_from_solution() -> None:
 
 def test_step_sizes() -> None:
     """tau sigma ||A||^2 < 1 for P = 0; 1/tau - sigma ||A||^2 >= L_P and gamma < 1 otherwise."""
-    tau, sigma, gamma = _step_sizes(omega=3.0, norm_A=2.0, L_P=0.0)
+    tau, sigma, gamma = _step_sizes(omega=3.0, norm_K=2.0, L_h=0.0)
     assert tau * sigma * 4.0 < 1.0 and sigma / tau == pytest.approx(9.0) and gamma == 1.0
-    tau, sigma, gamma = _step_sizes(omega=0.5, norm_A=2.0, L_P=5.0)
+    tau, sigma, gamma = _step_sizes(omega=0.5, norm_K=2.0, L_h=5.0)
     assert 1.0 / tau - sigma * 4.0 >= 5.0 and 0.0 < gamma < 1.0
 
 

@@ -439,7 +439,7 @@ class BestIterate:
         score = kkt.normalized if math.isfinite(kkt.normalized) else math.inf
         if self.kkt is None or score < self._score:
             self.kkt, self._score = kkt, score
-            self.point = (x.copy(), z.copy(), y.copy())
+            self.point = (1.0 * x, 1.0 * z, 1.0 * y)
 
 
 def _inf_norm(v: np.ndarray) -> float:

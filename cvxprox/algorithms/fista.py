@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import cvxpy.settings as s
 import numpy as np
@@ -51,6 +52,7 @@ import numpy as np
 from cvxprox.algorithms.base import Algorithm, BestIterate, IterationLog, SolveResult, finish
 from cvxprox.algorithms.structured import StackedTerms, StructuredChecker, TermLayout
 from cvxprox.algorithms.xupdate import norm_estimate
+from cvxprox.backend import Backend
 from cvxprox.ir import OperatorTerm, StructuredProgram
 from cvxprox.linops import Gather, Identity
 
@@ -79,19 +81,19 @@ class TermGroup(StackedTerms):
         Number of variables.
     """
 
-    def __init__(self, terms: list[tuple[int, OperatorTerm]], n: int) -> None:
-        super().__init__([t for _, t in terms], n)
+    def __init__(
+        self, terms: list[tuple[int, OperatorTerm]], n: int, backend: Backend | None = None
+    ) -> None:
+        super().__init__([t for _, t in terms], n, backend)
         self.positions = [k for k, _ in terms]
 
     def value(self, z: np.ndarray) -> float:
         """sum_i f_i(z_i)."""
         return float(sum(t.function(z[r]) for t, r in zip(self.terms, self.slices, strict=True)))
 
-    def gradient(self, z: np.ndarray) -> np.ndarray:
+    def gradient(self, z: Any) -> Any:
         """The stacked gradients grad f_i(z_i) (smooth terms only), shape (m,)."""
-        if not self.terms:
-            return np.zeros(0)
-        return np.concatenate(
+        return self.concat(
             [t.function.grad(z[r]) for t, r in zip(self.terms, self.slices, strict=True)]
         )
 

@@ -36,11 +36,14 @@ residual and tolerance alike (up, the relative part keeps the pace).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.algorithms.termination import KKTError, kkt_error
 from cvxprox.algorithms.xupdate import norm_estimate
+from cvxprox.backend import Backend, get_backend
 from cvxprox.ir import OperatorTerm, StructuredProgram
 from cvxprox.linops import (
     Compose,
@@ -62,30 +65,36 @@ class StackedTerms:
     terms : list of OperatorTerm
     n : int
         Number of variables.
+    backend : Backend, optional
+        Where the terms' b and products live (``OperatorTerm`` moved by
+        ``function.on``, ``op.on``); NumPy by default.
     """
 
-    def __init__(self, terms: list[OperatorTerm], n: int) -> None:
+    def __init__(self, terms: list[OperatorTerm], n: int, backend: Backend | None = None) -> None:
         self.terms = terms
         self.n = n
+        self.backend = backend or get_backend("numpy")
         self.slices: list[slice] = []
         start = 0
         for term in terms:
             self.slices.append(slice(start, start + term.size))
             start += term.size
         self.m = start
-        self.b = np.concatenate([t.b for t in terms]) if terms else np.zeros(0)
+        self.b = self.concat([t.b for t in terms])
 
-    def matvec(self, x: np.ndarray) -> np.ndarray:
+    def concat(self, blocks: list[Any]) -> Any:
+        """The blocks stacked into one vector of the backend (length 0 without blocks)."""
+        return self.backend.xp.concat(blocks) if blocks else self.backend.zeros(0)
+
+    def matvec(self, x: Any) -> Any:
         """A x for the stacked operator, shape (m,)."""
-        if not self.terms:
-            return np.zeros(0)
-        return np.concatenate([t.op.matvec(x) for t in self.terms])
+        return self.concat([t.op.matvec(x) for t in self.terms])
 
-    def rmatvec(self, y: np.ndarray) -> np.ndarray:
+    def rmatvec(self, y: Any) -> Any:
         """A'y = sum_i A_i' y_i, shape (n,)."""
-        out = np.zeros(self.n)
+        out = self.backend.zeros(self.n)
         for term, rows in zip(self.terms, self.slices, strict=True):
-            out += term.op.rmatvec(y[rows])
+            out = out + term.op.rmatvec(y[rows])
         return out
 
 
@@ -95,10 +104,14 @@ class TermLayout(StackedTerms):
     Parameters
     ----------
     program : StructuredProgram
+    backend : Backend, optional
+        Where the terms live (``device_terms``); NumPy, with the program's own terms, by
+        default.
     """
 
-    def __init__(self, program: StructuredProgram) -> None:
-        super().__init__(program.terms, program.n)
+    def __init__(self, program: StructuredProgram, backend: Backend | None = None) -> None:
+        backend = backend or get_backend("numpy")
+        super().__init__(device_terms(program, backend), program.n, backend)
         self.program = program
 
     def split(self, v: np.ndarray) -> list[np.ndarray]:
@@ -214,8 +227,30 @@ class ColumnScaling:
         return StructuredProgram(E * program.c, terms, program.offset)
 
 
+def device_terms(program: StructuredProgram, backend: Backend) -> list[OperatorTerm]:
+    """The program's terms with functions, operators and b on ``backend`` (themselves on
+    NumPy); ValueError naming the first term that has no device version yet."""
+    if backend.name == "numpy":
+        return list(program.terms)
+    moved = []
+    for term in program.terms:
+        try:
+            function, op = term.function.on(backend), term.op.on(backend)
+        except ValueError as error:
+            raise ValueError(
+                f"term {term.label or term.function.describe()!r} cannot run on "
+                f"backend={backend.name!r}: {error}"
+            ) from None
+        moved.append(OperatorTerm(function, op, backend.asarray(term.b), term.label))
+    return moved
+
+
 class StructuredChecker:
     """KKT errors of StructuredProgram iterates (see the module docstring).
+
+    The iterates live where the layout's terms do (``TermLayout(program, backend)``):
+    on a torch or CuPy layout the test runs on the device and reads back scalars only
+    (the units are computed once on the host from the program's own terms).
 
     Parameters
     ----------
@@ -227,6 +262,10 @@ class StructuredChecker:
         self.layout = layout
         self.opts = options
         self.units = TerminationUnits(layout)
+        backend = layout.backend
+        self._c = backend.asarray(layout.program.c)
+        self._primal_unit = backend.asarray(self.units.primal)
+        self._dual_unit = backend.asarray(self.units.dual)
 
     def evaluate(
         self,
@@ -242,10 +281,11 @@ class StructuredChecker:
         Aty = layout.rmatvec(y) if Aty is None else Aty
         pobj = self.objective(x, Ax) - program.offset
         dobj = self.dual_objective(z, y) - program.offset
-        cx, yzb = float(program.c @ x), float(y @ (z + layout.b))
+        scalar, c = layout.backend.scalar, self._c
+        cx, yzb = scalar(c @ x), scalar(y @ (z + layout.b))
         return kkt_error(
-            (Ax - layout.b - z, [self._row_magnitude(Ax, z)], units.primal),
-            (program.c + Aty, [program.c, Aty], units.dual),
+            (Ax - layout.b - z, [self._row_magnitude(Ax, z)], self._primal_unit),
+            (c + Aty, [c, Aty], self._dual_unit),
             (pobj, dobj, [cx, yzb], units.objective),
             self.opts.eps_abs,
             self.opts.eps_rel,
@@ -256,19 +296,19 @@ class StructuredChecker:
         """max(|(A x)_i|, |z_i|, |b_i|) per row of a constraint; a term's largest of these
         on every row of any other term (the rows of one function's argument are one
         quantity, in one unit)."""
-        layout = self.layout
-        magnitude = np.maximum(np.maximum(np.abs(Ax), np.abs(z)), np.abs(layout.b))
+        layout, xp = self.layout, self.layout.backend.xp
+        magnitude = xp.maximum(xp.maximum(xp.abs(Ax), xp.abs(z)), xp.abs(layout.b))
         for term, rows in zip(layout.terms, layout.slices, strict=True):
             if not term.function.is_indicator and term.size:
-                magnitude[rows] = np.max(magnitude[rows])
+                magnitude[rows] = xp.max(magnitude[rows])
         return magnitude
 
     def dual_objective(self, z: np.ndarray, y: np.ndarray) -> float:
         """offset + sum_i (f_i(z_i) - y_i'(z_i + b_i)), i.e. -sum_i (f_i*(y_i) + b_i'y_i)
         for y_i in df_i(z_i) (indicators: f_i(z_i) = 0, z_i being in the set)."""
         program, layout = self.layout.program, self.layout
-        value = program.offset - float(y @ (z + layout.b))
-        for term, rows in zip(program.terms, layout.slices, strict=True):
+        value = program.offset - layout.backend.scalar(y @ (z + layout.b))
+        for term, rows in zip(layout.terms, layout.slices, strict=True):
             if not term.function.is_indicator:
                 value += term.function(z[rows])
         return value
@@ -280,8 +320,8 @@ class StructuredChecker:
         they are left out: the value is the objective the user's expression has at x.
         """
         program, layout = self.layout.program, self.layout
-        value = float(program.c @ x) + program.offset
-        for term, rows in zip(program.terms, layout.slices, strict=True):
+        value = layout.backend.scalar(self._c @ x) + program.offset
+        for term, rows in zip(layout.terms, layout.slices, strict=True):
             if not term.function.is_indicator:
                 value += term.function(Ax[rows] - term.b)
         return value
