@@ -49,15 +49,9 @@ def choose_cone_algorithm(program: ProxProgram, options: SolverOptions) -> tuple
             "was canonicalized to cones (see cvxprox.compile(problem) for why); use 'auto', "
             "'admm' or 'pdhg'"
         )
-    backend = options.array_backend()
-    if backend != "numpy":
-        if options.algorithm not in ("auto", "pdhg"):
-            raise ValueError(
-                f"backend={backend!r} runs algorithm='pdhg' (or 'auto') only, got "
-                f"algorithm={options.algorithm!r}; use backend='numpy' for the others"
-            )
-        how = "auto" if options.algorithm == "auto" else "forced by algorithm='pdhg'"
-        return PDHG, f"{how}: PDHG is the method that runs on {backend} arrays"
+    on_device = _device_choice(options, ("auto", "pdhg"))
+    if on_device is not None:
+        return on_device
     if options.algorithm == "admm":
         return ADMM, "forced by algorithm='admm'"
     if options.algorithm == "pdhg":
@@ -85,15 +79,9 @@ def choose_structured_algorithm(
     priors, runs on request. With a torch or CuPy backend PDHG is the one choice (its
     error names a term that has no device version yet).
     """
-    backend = options.array_backend()
-    if backend != "numpy":
-        if options.algorithm not in ("auto", "pdhg", "ladmm"):
-            raise ValueError(
-                f"backend={backend!r} runs algorithm='pdhg' (or 'auto') only, got "
-                f"algorithm={options.algorithm!r}; use backend='numpy' for the others"
-            )
-        how = "auto" if options.algorithm == "auto" else f"forced by {options.algorithm!r}"
-        return PDHG, f"{how}: PDHG is the method that runs on {backend} arrays"
+    on_device = _device_choice(options, ("auto", "pdhg", "ladmm"))
+    if on_device is not None:
+        return on_device
     if options.dtype == "float32":
         raise ValueError("dtype='float32' is available for cone programs (PDHG) only")
     forced = {
@@ -124,6 +112,21 @@ def choose_structured_algorithm(
     return StructuredADMM, (
         "auto: ADMM; x-update by a factorization, or conjugate gradients if it would fill in"
     )
+
+
+def _device_choice(options: SolverOptions, accepted: tuple[str, ...]) -> tuple[type, str] | None:
+    """PDHG and its reason on a torch or CuPy backend (the one method that runs there),
+    None on NumPy; an ``algorithm`` outside ``accepted`` raises a ValueError."""
+    backend = options.array_backend()
+    if backend == "numpy":
+        return None
+    if options.algorithm not in accepted:
+        raise ValueError(
+            f"backend={backend!r} runs algorithm='pdhg' (or 'auto') only, got "
+            f"algorithm={options.algorithm!r}; use backend='numpy' for the others"
+        )
+    how = "auto" if options.algorithm == "auto" else f"forced by algorithm={options.algorithm!r}"
+    return PDHG, f"{how}: PDHG is the method that runs on {backend} arrays"
 
 
 def _exact_gram(program: StructuredProgram) -> str | None:
