@@ -279,12 +279,13 @@ class StructuredChecker:
         layout, program, units = self.layout, self.layout.program, self.units
         Ax = layout.matvec(x) if Ax is None else Ax
         Aty = layout.rmatvec(y) if Aty is None else Aty
-        pobj = self.objective(x, Ax) - program.offset
-        dobj = self.dual_objective(z, y) - program.offset
         scalar, c = layout.backend.scalar, self._c
         cx, yzb = scalar(c @ x), scalar(y @ (z + layout.b))
+        argument = Ax - layout.b
+        pobj = cx + self._function_sum(argument)
+        dobj = self._function_sum(z) - yzb
         return kkt_error(
-            (Ax - layout.b - z, [self._row_magnitude(Ax, z)], self._primal_unit),
+            (argument - z, [self._row_magnitude(Ax, z)], self._primal_unit),
             (c + Aty, [c, Aty], self._dual_unit),
             (pobj, dobj, [cx, yzb], units.objective),
             self.opts.eps_abs,
@@ -303,25 +304,17 @@ class StructuredChecker:
                 magnitude[rows] = xp.max(magnitude[rows])
         return magnitude
 
-    def dual_objective(self, z: np.ndarray, y: np.ndarray) -> float:
-        """offset + sum_i (f_i(z_i) - y_i'(z_i + b_i)), i.e. -sum_i (f_i*(y_i) + b_i'y_i)
-        for y_i in df_i(z_i) (indicators: f_i(z_i) = 0, z_i being in the set)."""
-        program, layout = self.layout.program, self.layout
-        value = program.offset - layout.backend.scalar(y @ (z + layout.b))
-        for term, rows in zip(layout.terms, layout.slices, strict=True):
-            if not term.function.is_indicator:
-                value += term.function(z[rows])
-        return value
+    def _function_sum(self, v: np.ndarray) -> float:
+        """sum_i f_i(v_i) over the terms that are not indicators (v stacked like z).
 
-    def objective(self, x: np.ndarray, Ax: np.ndarray) -> float:
-        """c'x + offset + sum of the non-indicator f_i(A_i x - b_i) (indicators count 0).
-
-        Indicators hold only up to the primal tolerance at an approximate solution, so
-        they are left out: the value is the objective the user's expression has at x.
+        With v = A x - b it is the primal objective less c'x: indicators hold only up to
+        the primal tolerance at an approximate solution, so they count 0 and the value is
+        the objective the user's expression has at x. With v = z it gives the dual
+        objective -sum_i (f_i*(y_i) + b_i'y_i) = sum_i (f_i(z_i) - y_i'(z_i + b_i)) for
+        y_i in df_i(z_i) (Fenchel-Young; an indicator's f_i(z_i) = 0, z_i being in its set).
         """
-        program, layout = self.layout.program, self.layout
-        value = layout.backend.scalar(self._c @ x) + program.offset
-        for term, rows in zip(layout.terms, layout.slices, strict=True):
+        value = 0.0
+        for term, rows in zip(self.layout.terms, self.layout.slices, strict=True):
             if not term.function.is_indicator:
-                value += term.function(Ax[rows] - term.b)
+                value += term.function(v[rows])
         return value
