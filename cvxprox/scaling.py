@@ -24,6 +24,8 @@ Pock and Chambolle (2011) for primal-dual methods, applied as a rescaling.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -33,13 +35,58 @@ from cvxprox.jit.equilibrate import MAX_SCALE as _MAX_SCALE
 from cvxprox.jit.equilibrate import MIN_SCALE as _MIN_SCALE
 from cvxprox.jit.equilibrate import ruiz_passes
 
+if TYPE_CHECKING:
+    from cvxprox.backend import Backend
+
 
 def _safe_inverse_sqrt(norms: np.ndarray) -> np.ndarray:
     norms = np.where(norms < _MIN_SCALE, 1.0, np.minimum(norms, _MAX_SCALE))
     return 1.0 / np.sqrt(norms)
 
 
-class RuizScaling:
+class DiagonalScaling:
+    """The maps between a program's iterates and those of its scaled copy (module
+    docstring), for D (n,), E (m,) and k on the host or on a backend's device.
+
+    Attributes
+    ----------
+    D : array, shape (n,)
+    E : array, shape (m,)
+    k : float
+    """
+
+    def __init__(self, D: Any, E: Any, k: float) -> None:
+        self.D, self.E, self.k = D, E, k
+
+    def on(self, backend: Backend) -> DiagonalScaling:
+        """The same maps for arrays on ``backend``'s device, in its dtype."""
+        return DiagonalScaling(backend.asarray(self.D), backend.asarray(self.E), self.k)
+
+    def unscale_x(self, x: Any) -> Any:
+        return self.D * x
+
+    def unscale_z(self, z: Any) -> Any:
+        """Also maps a scaled row-space product A^ x^ back to A x."""
+        return z / self.E
+
+    def unscale_y(self, y: Any) -> Any:
+        return self.E * y / self.k
+
+    def unscale_gradient(self, g: Any) -> Any:
+        """A scaled gradient-space vector (P^ x^, A^'y^, c^) back to the original one."""
+        return g / (self.k * self.D)
+
+    def scale_x(self, x: Any) -> Any:
+        return x / self.D
+
+    def scale_z(self, z: Any) -> Any:
+        return self.E * z
+
+    def scale_y(self, y: Any) -> Any:
+        return self.k * y / self.E
+
+
+class RuizScaling(DiagonalScaling):
     """Ruiz equilibration of the KKT matrix [[P, A'], [A, 0]] respecting cone blocks.
 
     Parameters
@@ -87,7 +134,7 @@ class RuizScaling:
         if P is not None and P.data.size:
             cost_norm = max(cost_norm, float(np.mean(P.col_max())))
         k = _inverse_clipped(cost_norm) if iters else 1.0
-        self.D, self.E, self.k = D, E, k
+        super().__init__(D, E, k)
         self.cost_norm = _cost_magnitude(c, P)
         self.c = k * c
         self.A = A.matrix()
@@ -103,29 +150,6 @@ class RuizScaling:
             return row_norms
         block_max = np.maximum.reduceat(row_norms, self._block_starts)
         return np.repeat(block_max, self._block_sizes)
-
-    def unscale_x(self, x: np.ndarray) -> np.ndarray:
-        return self.D * x
-
-    def unscale_z(self, z: np.ndarray) -> np.ndarray:
-        """Also maps a scaled row-space product A^ x^ back to A x."""
-        return z / self.E
-
-    def unscale_y(self, y: np.ndarray) -> np.ndarray:
-        return self.E * y / self.k
-
-    def unscale_gradient(self, g: np.ndarray) -> np.ndarray:
-        """A scaled gradient-space vector (P^ x^, A^'y^, c^) back to the original one."""
-        return g / (self.k * self.D)
-
-    def scale_x(self, x: np.ndarray) -> np.ndarray:
-        return x / self.D
-
-    def scale_z(self, z: np.ndarray) -> np.ndarray:
-        return self.E * z
-
-    def scale_y(self, y: np.ndarray) -> np.ndarray:
-        return self.k * y / self.E
 
 
 def _cost_magnitude(c: np.ndarray, P: _ScaledCSC | None) -> float:

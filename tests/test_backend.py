@@ -491,3 +491,59 @@ assert "torch" not in sys.modules and "cupy" not in sys.modules
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert "backend='torch' needs PyTorch (pip install cvxprox[torch])" in out.stdout
+
+
+def _socp() -> cp.Problem:
+    """A random SOCP (not polishable: its checks are the only reason to copy)."""
+    rng = np.random.default_rng(3)
+    x = cp.Variable(12)
+    A = rng.standard_normal((20, 12))
+    return cp.Problem(
+        cp.Minimize(rng.standard_normal(12) @ x),
+        [cp.norm(A @ x - 1) <= 8 + cp.sum(x) / 10, cp.abs(x) <= 1],
+    )
+
+
+def test_cone_checks_read_back_scalars_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On torch a cone program's termination tests and certificate tests run on the
+    device: a solve copies no vector to the host but the returned x, z, y."""
+    from cvxprox.backend.torch import TorchBackend  # noqa: PLC0415
+
+    copies = []
+    to_host = TorchBackend.to_host
+
+    def counted(self: TorchBackend, a: object) -> np.ndarray:
+        copies.append(tuple(a.shape))
+        return to_host(self, a)
+
+    monkeypatch.setattr(TorchBackend, "to_host", counted)
+    prob = _socp()
+    prob.solve(solver="NABLAPROX", **PDHG, backend="torch", check_every=1)
+    assert prob.status == cp.OPTIMAL and prob.solver_stats.num_iters > 100
+    assert len(copies) == 3
+    reference = _socp()
+    reference.solve(solver="CLARABEL", **TIGHT)
+    assert prob.value == pytest.approx(reference.value, rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "make, status",
+    [
+        (lambda: sths.lp_4().prob, cp.INFEASIBLE),
+        (lambda: sths.lp_3().prob, cp.UNBOUNDED),
+    ],
+    ids=["infeasible", "unbounded"],
+)
+def test_torch_certificates(make: Callable[[], cp.Problem], status: str, dtype: str) -> None:
+    """Certificates found on the device (float64 tests, also for float32 iterates) give
+    the NumPy route's status and, for an infeasible problem, Farkas duals in the
+    constraints' dual_values."""
+    prob = make()
+    prob.solve(solver="NABLAPROX", **PDHG, backend="torch", dtype=dtype)
+    assert prob.status == status
+    if status == cp.INFEASIBLE:
+        assert all(isinstance(c.dual_value, np.ndarray) for c in prob.constraints)
+    numpy_prob = make()
+    numpy_prob.solve(solver="NABLAPROX", **PDHG)
+    assert numpy_prob.status == status

@@ -92,9 +92,9 @@ matrices, diagonals, gathers, finite differences, 1-D and 2-D FFT convolutions a
 compositions, sums, stacks and block diagonals; any other term is named in an error),
 and the scalars they need are read back one at a time. A StructuredProgram's termination
 tests run on the device too (``StructuredChecker`` on the device terms) and read back
-scalars only; its returned point is copied to the host once, at the end. A cone
-program's candidate is copied to the host every ``check_every`` iterations for the
-termination, polishing and certificate tests.
+scalars only; its returned point is copied to the host once, at the end. So do a cone
+program's termination and certificate tests (``KKTChecker`` on the device, in float64);
+a vector comes back only when a polish attempt (a host factorization) is due.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ from cvxprox.algorithms.polish import PolishSchedule
 from cvxprox.algorithms.structured import StructuredChecker, TermLayout
 from cvxprox.backend import Backend, get_backend
 from cvxprox.ir import ProxProgram, StructuredProgram
-from cvxprox.scaling import RuizScaling
+from cvxprox.scaling import DiagonalScaling, RuizScaling
 
 # Step rule: 1/tau - sigma ||K~||^2 >= _BETA L_h, eta shrunk by _STEP_SAFETY (the power
 # iteration estimate of ||A|| is a lower bound).
@@ -237,6 +237,7 @@ class _ConeProblem:
         self.program, self.backend = program, backend
         self.scaling = scaling = RuizScaling(program, options.scaling_iters, pock_chambolle=True)
         self.checker = KKTChecker(program, scaling, options)
+        self.side = _CheckSide.of(backend, self.checker, scaling, program.b)
         self.polisher = PolishSchedule(program, self.checker, deadline=t0 + options.time_limit)
         self.eps_infeas, self.scaling_iters = options.eps_infeas, options.scaling_iters
         self.A = backend.csr(scaling.A)
@@ -314,46 +315,73 @@ class _ConeProblem:
         self, it: int, step: _Step, base: _Point, anchor: _Point, best: BestIterate
     ) -> _Check:
         """KKT error of T(base) unscaled, the polisher's schedule, and the certificates
-        of the last step and of the move since the anchor."""
-        backend, scaling, program, checker = self.backend, self.scaling, self.program, self.checker
+        of the last step and of the move since the anchor.
+
+        On NumPy the iterate is unscaled in float64 on the host; on another backend it is
+        unscaled and tested on the device in float64 (``KKTChecker``), and only scalars
+        come back, until a certificate or a polish attempt needs a vector."""
+        checker, side = self.checker, self.side
+        sc, b = side.scaling, side.b
         Tz = step.point
-        xu = scaling.unscale_x(backend.to_host(Tz.x))
-        yu = scaling.unscale_y(backend.to_host(Tz.y))
-        Axu = scaling.unscale_z(backend.to_host(Tz.Kx))
-        zu = program.cone.project(Axu - program.b)
+        xu = sc.unscale_x(side.f64(Tz.x))
+        yu = sc.unscale_y(side.f64(Tz.y))
+        Axu = sc.unscale_z(side.f64(Tz.Kx))
+        zu = self.program.cone.project(Axu - b)
         Px = self.p * Tz.x if self.p is not None else Tz.Hx
         err = checker.kkt_error(
             xu,
             zu,
             yu,
             Axu,
-            scaling.unscale_gradient(backend.to_host(Tz.Kty)),
-            None if Px is None else scaling.unscale_gradient(backend.to_host(Px)),
+            sc.unscale_gradient(side.f64(Tz.Kty)),
+            None if Px is None else sc.unscale_gradient(side.f64(Px)),
         )
         best.offer(err, xu, zu, yu)
         settled = self.polisher.settle(it, (xu, zu, yu), err)
         if settled is not None:
             return _Check(settled[1], settled[0], s.OPTIMAL)
         self.x = xu
-        self.dx = scaling.unscale_x(backend.to_host(Tz.x - base.x))
-        self.dy = scaling.unscale_y(backend.to_host(Tz.y - base.y))
+        self.dx = sc.unscale_x(side.f64(Tz.x - base.x))
+        self.dy = sc.unscale_y(side.f64(Tz.y - base.y))
         status, cert = checker.certificate(self.dx, self.dy, self.eps_infeas, xu)
         if status is None and anchor is not base:
             status, cert = checker.certificate(
-                scaling.unscale_x(backend.to_host(Tz.x - anchor.x)),
-                scaling.unscale_y(backend.to_host(Tz.y - anchor.y)),
+                sc.unscale_x(side.f64(Tz.x - anchor.x)),
+                sc.unscale_y(side.f64(Tz.y - anchor.y)),
                 self.eps_infeas,
                 xu,
             )
-        return _Check(err, (xu, zu, yu), status, cert)
+        return _Check(err, (xu, zu, yu), status, checker.to_host(cert))
 
     def limit(self) -> ConeLimit:
         """What ``finish`` tries when a limit stops the run."""
         return ConeLimit(self.polisher, self.dx, self.dy, self.x)
 
     def host_point(self, point: Point | None) -> Point | None:
-        """The point (already on the host: the checks unscale there)."""
-        return point
+        """The point on the host."""
+        return None if point is None else tuple(self.checker.to_host(v) for v in point)
+
+
+@dataclass
+class _CheckSide:
+    """Where a cone program's checks compute: the scaling maps and b there, and the
+    conversion of an iterate to float64 there (to the host on NumPy)."""
+
+    scaling: DiagonalScaling
+    b: Any
+    f64: Callable[[Any], Any]
+
+    @staticmethod
+    def of(
+        backend: Backend, checker: KKTChecker, scaling: RuizScaling, b: np.ndarray
+    ) -> _CheckSide:
+        """The side of ``backend``'s iterates."""
+        if backend.name == "numpy":
+            return _CheckSide(scaling, b, backend.to_host)
+        device, xp = checker.device, checker.device.xp
+        return _CheckSide(
+            scaling.on(device), device.asarray(b), lambda v: xp.astype(v, device.dtype)
+        )
 
 
 class _StructuredProblem:

@@ -128,10 +128,12 @@ class PolishSchedule:
     def attempt(
         self, iteration: int, z: np.ndarray, y: np.ndarray
     ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], KKTError] | None:
-        """The polished point and its KKT error if it is converged, else None."""
+        """The polished point and its KKT error if it is converged, else None (z and y
+        may be device arrays: polishing factors on the host)."""
         self.next = 2 * max(iteration, self.next)
         self.attempts += 1
         start = time.perf_counter()
+        z, y = self.checker.to_host(z), self.checker.to_host(y)
         point = polish(self.program, self.checker.scaling, z, y)
         self._last_seconds = time.perf_counter() - start
         if point is None:
