@@ -141,3 +141,16 @@ def test_solver_refuses_a_cvxpy_cone_program() -> None:
     data, _, _ = prob.get_problem_data("CLARABEL")
     with pytest.raises(TypeError, match="parametric programs of its own chain"):
         cvxprox.NablaProx().apply(data[s.PARAM_PROB])
+
+
+def test_structured_lowering_names_parameters_without_values() -> None:
+    target = cp.Parameter(6, name="target")
+    w = cp.Variable(6)
+    prob = cp.Problem(cp.Minimize(cp.sum(cp.huber(w - target)) + cp.tv(w)))
+    with pytest.raises(cp.error.ParameterError, match="target"):
+        prob.get_problem_data("NABLAPROX")
+    cones = cp.Problem(prob.objective)
+    data, _, _ = cones.get_problem_data("NABLAPROX", solver_opts={"structure": "never"})
+    assert data[PROGRAM] is None
+    with pytest.raises(cp.error.ParameterError, match="target"):
+        cones.solve(solver="NABLAPROX", structure="never")
