@@ -120,18 +120,17 @@ class ConeFormReduction(Reduction):
         program (``form.term_rows``); the y of the other terms (the epigraph-written
         objective terms) is not recovered and is NaN.
         """
-        form = inverse_data.form
-        x = None if solution.x is None else solution.x[: form.n]
+        form, x, y_cone = inverse_data.form, solution.x, solution.y
         y = None
-        if solution.y is not None:
-            y = np.full(inverse_data.structured.lowered.program.m, np.nan)
+        if y_cone is not None:
+            terms = inverse_data.structured.lowered.program.terms
+            y = np.full(sum(term.size for term in terms), np.nan)
             start = 0
-            for term, rows in zip(
-                inverse_data.structured.lowered.program.terms, form.term_rows, strict=True
-            ):
+            for term, rows in zip(terms, form.term_rows, strict=True):
                 if rows is not None:
-                    y[start : start + term.size] = solution.y[rows]
+                    y[start : start + term.size] = y_cone[rows]
                 start += term.size
+        x = None if x is None else x[: form.n]
         return ProgramSolution(solution.status, solution.opt_val, x, y, solution.attr)
 
 
