@@ -1,47 +1,45 @@
 """The NABLAPROX solver as CVXPY sees it.
 
-CVXPY's conic chain (Dcp2Cone, CvxAttr2Constr, ConeMatrixStuffing) ends in a
-ParamConeProg; ``NablaProx.apply`` lowers it to the proximal-splitting IR with
-``ConeProgToProx`` (once per problem: re-solves only re-evaluate the parameter map),
-``solve_via_data`` runs an algorithm, and ``invert`` hands CVXPY its primal values,
-duals in CVXPY's sign conventions, status and statistics.
+NABLAPROX's chain (``solving_chain``) is CVXPY's conic chain with its middle wrapped in
+``ProxOrCone`` (``reductions/dispatch.py``), whose result is a parametric IR program
+(``reductions/solver_io.py``). ``NablaProx.apply`` evaluates it at the parameters'
+current values (CVXPY's DPP fast path calls only this on a re-solve), ``solve_via_data``
+runs an algorithm, and ``invert`` returns the IR solution (x, y, status, statistics);
+the chain's reductions map it back to CVXPY's variables and constraints.
 
 CVXPY has no plugin entry point for solver names, so :func:`register` adds an
-instance to CVXPY's solver maps and wraps the chain builder for this solver only:
-it rejects integer problems with a clear message, puts ``ValidateData`` in front
-of the chain, and turns off the bound inference for auxiliary variables (see
-``register``). Other solvers' chains are built by CVXPY's own function, untouched.
+instance to CVXPY's solver maps and has CVXPY build NABLAPROX's chains with
+``solving_chain`` (``cvxprox/cvxpy_compat.py``). Other solvers' chains are built by
+CVXPY's own function, untouched.
 """
 
 from __future__ import annotations
 
-import weakref
+from collections.abc import Callable
+from typing import Any
 
 import cvxpy.settings as s
 import numpy as np
 from cvxpy.constraints import SOC, ExpCone, PowCone3D, SvecPSD
 from cvxpy.error import ParameterError, SolverError
-from cvxpy.reductions.dcp2cone.cone_matrix_stuffing import ParamConeProg
-from cvxpy.reductions.solution import Solution, failure_solution
-from cvxpy.reductions.solvers import utilities
+from cvxpy.problems.problem import Problem
+from cvxpy.reductions.dcp2cone.dcp2cone import Dcp2Cone
+from cvxpy.reductions.solvers import defines
 from cvxpy.reductions.solvers.conic_solvers.conic_solver import ConicSolver
+from cvxpy.reductions.solvers.solving_chain import SolvingChain, resolve_and_build_chain
 from cvxpy.utilities.psd_utils import TriangleKind
 
+from cvxprox import cvxpy_compat
 from cvxprox.algorithms.base import SolveResult
 from cvxprox.compile import solve_program
 from cvxprox.options import STRUCTURE_MODES, SolverOptions
-from cvxprox.reductions import ConeProgToProx, ParamProxProgram
-from cvxprox.reductions.cone_form import cone_form
-from cvxprox.reductions.dispatch import (
-    ParamStructuredProgram,
-    ProxOrCone,
-    structured_solution,
-)
+from cvxprox.reductions import ValidateData
+from cvxprox.reductions.cone2prox import EXP_CONE_ORDER
+from cvxprox.reductions.dispatch import ProxOrCone
+from cvxprox.reductions.solver_io import ParametricProgram, ProgramSolution
 
 NAME = "NABLAPROX"
 PROGRAM = "prox_program"
-LOWERED = "lowered"
-CONE_FORM = "cone_form"
 STRUCTURE = "structure"
 UNSET = "unset_parameters"
 
@@ -62,14 +60,20 @@ CITATION = r"""@article{osqp,
 
 
 class NablaProx(ConicSolver):
-    """CVXPY conic-solver interface to cvxprox's proximal algorithms."""
+    """CVXPY interface to cvxprox's proximal algorithms.
+
+    A ``ConicSolver`` for CVXPY's chain construction (the cones it supports, the
+    quadratic objective, the PSD and exponential cone conventions); what it receives is
+    a parametric IR program (``ParametricProgram``), and what it returns is a
+    ``ProgramSolution``.
+    """
 
     MIP_CAPABLE = False
     SUPPORTED_CONSTRAINTS = ConicSolver.SUPPORTED_CONSTRAINTS + [SOC, ExpCone, SvecPSD, PowCone3D]
     REQUIRES_CONSTR = False
     PSD_TRIANGLE_KIND = TriangleKind.LOWER
     PSD_SQRT2_SCALING = True
-    EXP_CONE_ORDER = [0, 1, 2]
+    EXP_CONE_ORDER = EXP_CONE_ORDER
     BOUNDED_VARIABLES = True
 
     def __init__(self, structure: str = "auto") -> None:
@@ -79,9 +83,6 @@ class NablaProx(ConicSolver):
                 f"option 'structure' must be one of {STRUCTURE_MODES}, got {structure!r}"
             )
         self.structure = structure
-        self._lowered: weakref.WeakKeyDictionary[ParamConeProg, ParamProxProgram] = (
-            weakref.WeakKeyDictionary()
-        )
 
     def name(self) -> str:
         return NAME
@@ -96,42 +97,31 @@ class NablaProx(ConicSolver):
         """BibTeX of the methods NABLAPROX implements."""
         return CITATION
 
-    def lower(self, problem: ParamConeProg) -> ParamProxProgram:
-        """The IR of a formatted cone program, computed once per program."""
-        param_ir = self._lowered.get(problem)
-        if param_ir is None:
-            param_ir, _ = ConeProgToProx().apply(problem)
-            self._lowered[problem] = param_ir
-        return param_ir
+    def accepts(self, problem: object) -> bool:
+        return all(
+            hasattr(problem, name) for name in ("apply_parameters", "parameters", "cvxpy_data")
+        )
 
-    def apply(self, problem: ParamConeProg | ParamStructuredProgram) -> tuple[dict, dict]:
-        if isinstance(problem, ParamStructuredProgram):
-            lowered = problem.apply_parameters()
-            inverse = {LOWERED: lowered}
-            program = lowered.program
-            if problem.cones:
-                inverse[CONE_FORM] = cone_form(program)
-                program = inverse[CONE_FORM].program
-            data = {
-                PROGRAM: program,
-                LOWERED: lowered,
-                STRUCTURE: self.structure,
-                s.PARAM_PROB: problem,
-            }
-            return data, inverse
-        problem, data, inv_data = self._prepare_data_and_inv_data(problem)
-        data[STRUCTURE] = self.structure
+    def apply(self, problem: ParametricProgram) -> tuple[dict, dict]:
+        """The IR program at the parameters' current values (``data[PROGRAM]``).
+
+        Without values there is no program yet (``get_problem_data`` for the parametric
+        structure alone, as differentiable layers do); a solve then names the parameters.
+        """
+        if not self.accepts(problem):
+            raise TypeError(
+                f"{NAME} solves the parametric programs of its own chain, got "
+                f"{type(problem).__name__}; use problem.solve(solver={NAME!r})"
+            )
         unset = [p.name() for p in problem.parameters if p.value is None]
-        # Without values there is no program yet (get_problem_data for the parametric
-        # structure alone, as differentiable layers do); a solve then names the parameters.
-        data[PROGRAM] = None if unset else self.lower(problem).apply_parameters()
-        data[UNSET] = unset
-        data[s.LOWER_BOUNDS] = problem.lower_bounds
-        data[s.UPPER_BOUNDS] = problem.upper_bounds
-        # Row counts in the conventions of CVXPY's QP interfaces (bounds not included).
-        data["n_eq"] = problem.cone_dims.zero
-        data["n_ineq"] = problem.cone_dims.nonneg
-        return data, inv_data
+        data = {
+            PROGRAM: None if unset else problem.apply_parameters(),
+            UNSET: unset,
+            STRUCTURE: self.structure,
+            s.PARAM_PROB: problem,
+        }
+        data.update(problem.cvxpy_data())
+        return data, {}
 
     def solve_via_data(
         self,
@@ -165,7 +155,9 @@ class NablaProx(ConicSolver):
             solver_cache[self.name()] = result.info["warm_start"]
         return result
 
-    def invert(self, solution: SolveResult, inverse_data: dict) -> Solution:
+    def invert(self, solution: SolveResult, inverse_data: Any) -> ProgramSolution:
+        """The IR solution: x (when the status has a solution), y (the duals, or an
+        infeasibility certificate), the objective value, the status and the statistics."""
         result = solution
         attr = {
             s.SOLVE_TIME: result.solve_time,
@@ -173,32 +165,19 @@ class NablaProx(ConicSolver):
             s.NUM_ITERS: result.iterations,
             s.EXTRA_STATS: _extra_stats(result),
         }
-        if LOWERED in inverse_data:
-            form = inverse_data.get(CONE_FORM)
-            return structured_solution(inverse_data[LOWERED], result, attr, form)
-        dual_vars = None
-        if result.y is not None:
-            # IR duals lie in the polar cone; CVXPY's lie in the dual cone.
-            dual_vars = _split_duals(-result.y, inverse_data)
         if result.status in s.SOLUTION_PRESENT:
-            primal_vars = {inverse_data[self.VAR_ID]: result.x}
-            return Solution(
-                result.status, result.kkt.primal_objective, primal_vars, dual_vars, attr
-            )
-        return failure_solution(result.status, attr, dual_vars)
+            value, x = result.kkt.primal_objective, result.x
+        else:
+            value, x = _failure_value(result.status), None
+        return ProgramSolution(result.status, value, x, result.y, attr)
 
 
-def _split_duals(y: np.ndarray, inverse_data: dict) -> dict:
-    zero = inverse_data[ConicSolver.DIMS].zero
-    duals = utilities.get_dual_values(
-        y[:zero], utilities.extract_dual_value, inverse_data[ConicSolver.EQ_CONSTR]
-    )
-    duals.update(
-        utilities.get_dual_values(
-            y[zero:], utilities.extract_dual_value, inverse_data[ConicSolver.NEQ_CONSTR]
-        )
-    )
-    return duals
+def _failure_value(status: str) -> float:
+    if status in (s.INFEASIBLE, s.INFEASIBLE_INACCURATE):
+        return np.inf
+    if status in (s.UNBOUNDED, s.UNBOUNDED_INACCURATE):
+        return -np.inf
+    return np.nan
 
 
 def _extra_stats(result: SolveResult) -> dict:
@@ -223,32 +202,69 @@ def _wrap_cone_reductions(reductions: list, structure: str) -> list:
     The solver at the end is a fresh NablaProx that knows the ``structure`` option the
     chain was built with.
     """
-    from cvxpy.reductions.dcp2cone.dcp2cone import Dcp2Cone  # noqa: PLC0415
-
     *reductions, solver = reductions
     if not isinstance(solver, NablaProx):  # e.g. CVXPY's ConstantSolver
         return [*reductions, solver]
     start = next((i for i, r in enumerate(reductions) if isinstance(r, Dcp2Cone)), None)
     if start is None:
-        return [*reductions, NablaProx(structure)]
+        names = " -> ".join(type(r).__name__ for r in reductions)
+        raise SolverError(f"CVXPY built a chain for {NAME} without Dcp2Cone: {names}")
     head, cone = reductions[:start], reductions[start:]
     return [*head, ProxOrCone(cone, structure), NablaProx(structure)]
 
 
 def _is_nablaprox(solver: object) -> bool:
+    """Whether CVXPY's ``solver`` argument names NABLAPROX (a name or an instance)."""
     if isinstance(solver, str):
         return solver.upper() == NAME
     return isinstance(solver, NablaProx)
 
 
+def solving_chain(
+    problem: Problem,
+    solver: str | NablaProx = NAME,
+    *args: Any,
+    build: Callable[..., SolvingChain] | None = None,
+    **kwargs: Any,
+) -> SolvingChain:
+    """NABLAPROX's solving chain for ``problem``:
+    ValidateData -> [FlipObjective, ...] -> ProxOrCone(Dcp2Cone..ConeMatrixStuffing) -> NablaProx.
+
+    ``args`` and ``kwargs`` are those of CVXPY's ``resolve_and_build_chain`` (``gp``,
+    ``enforce_dpp``, ``solver_opts``, ...), and ``build`` that function (CVXPY's own by
+    default), which builds the conic chain this one wraps. Integer problems raise a
+    SolverError that names the integer variables.
+    """
+    if build is None:
+        build = resolve_and_build_chain
+    if problem.is_mixed_integer():
+        names = sorted(
+            v.name()
+            for v in problem.variables()
+            if v.attributes["boolean"] or v.attributes["integer"]
+        )
+        raise SolverError(
+            f"{NAME} solves continuous problems only; integer or boolean variables are "
+            f"not supported (found: {', '.join(names)})"
+        )
+    chain = build(problem, solver, *args, **kwargs)
+    opts = kwargs.get("solver_opts") or {}
+    default = solver.structure if isinstance(solver, NablaProx) else "auto"
+    structure = opts.get("structure", default)
+    # Keep the user's variable bounds as bounds, but do not let the canonicalizers
+    # give auxiliary variables bounds inferred by interval arithmetic: in CVXPY 1.9
+    # that inference can produce wrong bounds (inf * 0 in a matrix product), which
+    # silently changes the problem (e.g. a hinge-loss SVM gets fixed slacks).
+    if chain.solver_context is not None:
+        chain.solver_context.solver_supports_bounds = False
+    return SolvingChain(
+        reductions=[ValidateData(), *_wrap_cone_reductions(chain.reductions, structure)],
+        solver_context=chain.solver_context,
+    )
+
+
 def register() -> None:
     """Make ``solver="NABLAPROX"`` available to every CVXPY problem (idempotent)."""
-    import cvxpy.problems.problem as problem_module  # noqa: PLC0415
-    from cvxpy.reductions.solvers import defines  # noqa: PLC0415
-    from cvxpy.reductions.solvers.solving_chain import SolvingChain  # noqa: PLC0415
-
-    from cvxprox.reductions import ValidateData  # noqa: PLC0415
-
     if NAME not in defines.SOLVER_MAP_CONIC:
         defines.SOLVER_MAP_CONIC[NAME] = NablaProx()
     for names in (
@@ -258,38 +274,4 @@ def register() -> None:
     ):
         if NAME not in names:
             names.append(NAME)
-
-    build = problem_module.resolve_and_build_chain
-    if getattr(build, "_cvxprox_wrapped", False):
-        return
-
-    def resolve_and_build_chain(problem, solver=None, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if not _is_nablaprox(solver):
-            return build(problem, solver, *args, **kwargs)
-        if problem.is_mixed_integer():
-            names = sorted(
-                v.name()
-                for v in problem.variables()
-                if v.attributes["boolean"] or v.attributes["integer"]
-            )
-            raise SolverError(
-                f"{NAME} solves continuous problems only; integer or boolean variables are "
-                f"not supported (found: {', '.join(names)})"
-            )
-        chain = build(problem, solver, *args, **kwargs)
-        opts = kwargs.get("solver_opts") or {}
-        default = solver.structure if isinstance(solver, NablaProx) else "auto"
-        structure = opts.get("structure", default)
-        # Keep the user's variable bounds as bounds, but do not let the canonicalizers
-        # give auxiliary variables bounds inferred by interval arithmetic: in CVXPY 1.9
-        # that inference can produce wrong bounds (inf * 0 in a matrix product), which
-        # silently changes the problem (e.g. a hinge-loss SVM gets fixed slacks).
-        if chain.solver_context is not None:
-            chain.solver_context.solver_supports_bounds = False
-        return SolvingChain(
-            reductions=[ValidateData(), *_wrap_cone_reductions(chain.reductions, structure)],
-            solver_context=chain.solver_context,
-        )
-
-    resolve_and_build_chain._cvxprox_wrapped = True  # type: ignore[attr-defined]
-    problem_module.resolve_and_build_chain = resolve_and_build_chain
+    cvxpy_compat.route_chain_builder(_is_nablaprox, solving_chain)

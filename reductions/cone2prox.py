@@ -1,24 +1,52 @@
-"""ConeProgToProx: a formatted CVXPY ParamConeProg -> a parametric ProxProgram.
+"""ConeProgToProx: CVXPY's ParamConeProg -> a parametric ProxProgram, and back.
 
 CVXPY's conic chain ends in a ``ParamConeProg``: minimize q'x + 1/2 x'Px + d subject to
 ``A_cvx x + b_cvx in K``, with (P, q, d, A_cvx, b_cvx) affine in the parameters (the DPP
-tensors). Each cone block becomes one IR term whose function is the cone's indicator,
+tensors). ``ConeProgToProx`` is the chain step after ``ConeMatrixStuffing``: it orders
+the cone blocks as the IR's cone product expects (zero, nonneg, soc, psd, exp, 3-D power;
+CVXPY's ``ConicSolver.format_constraints``) and makes each block one IR term whose
+function is the cone's indicator,
 
     f_K(A x - b)   with  A = A_cvx,  b = -b_cvx,
 
 so the structure of the cone product is computed once and re-solving with new
-parameter values only re-evaluates the affine map.
+parameter values only re-evaluates the affine map. Its ``invert`` turns the IR solution
+into the one ``ConeMatrixStuffing.invert`` expects: x keyed by the stuffed variable's
+id, and each constraint's dual from its rows of y, in CVXPY's sign convention.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import cvxpy.settings as s
 import numpy as np
 import scipy.sparse as sp
+from cvxpy.constraints import (
+    PSD,
+    SOC,
+    Constraint,
+    ExpCone,
+    NonNeg,
+    PowCone3D,
+    PowConeND,
+    SvecPSD,
+    Zero,
+)
 from cvxpy.reductions.dcp2cone.cone_matrix_stuffing import ParamConeProg
 from cvxpy.reductions.reduction import Reduction
+from cvxpy.reductions.solution import Solution, failure_solution
+from cvxpy.reductions.solvers import utilities
+from cvxpy.reductions.solvers.conic_solvers.conic_solver import ConicSolver
 
 from cvxprox.cones import NonnegCone, cones_from_dims
 from cvxprox.ir import ProxProgram, ProxTerm
+from cvxprox.reductions.solver_io import ProgramSolution
+
+#: CVXPY's exponential cone order (x, y, z) with y exp(x / y) <= z, which the IR keeps.
+EXP_CONE_ORDER = [0, 1, 2]
+#: The constraint kinds of the rows after the zero cone, in the order of the cone product.
+_CONE_ORDER = (NonNeg, SOC, PSD, SvecPSD, ExpCone, PowCone3D, PowConeND)
 
 
 class ParamProxProgram:
@@ -32,6 +60,7 @@ class ParamProxProgram:
 
     def __init__(self, cone_prog: ParamConeProg) -> None:
         self.cone_prog = cone_prog
+        self.parameters = cone_prog.parameters
         product = cones_from_dims(cone_prog.cone_dims)
         self.terms = []
         start = 0
@@ -72,6 +101,18 @@ class ParamProxProgram:
         )
         program.check_finite()
         return program
+
+    def cvxpy_data(self) -> dict:
+        """The cone dimensions, the variable bounds (kept as bounds, not rows) and the
+        numbers of equality and inequality rows, in CVXPY's conventions."""
+        prog = self.cone_prog
+        return {
+            s.DIMS: prog.cone_dims,
+            s.LOWER_BOUNDS: prog.lower_bounds,
+            s.UPPER_BOUNDS: prog.upper_bounds,
+            "n_eq": prog.cone_dims.zero,
+            "n_ineq": prog.cone_dims.nonneg,
+        }
 
     def _drop_vacuous_rows(self, A: sp.csc_array, b: np.ndarray) -> tuple[sp.csc_array, np.ndarray]:
         """Turn inequality rows ``a'x + inf >= 0`` (absent bounds) into ``0 + 1 >= 0``.
@@ -124,15 +165,53 @@ def _bound_rows(
     return matrix, np.concatenate(rhs)
 
 
+@dataclass
+class ConeInverse:
+    """Where the IR solution of a cone program goes: x is the stuffed variable
+    ``var_id``; y's first ``zero`` rows are the duals of the equalities ``eq``, the rest
+    those of the cone constraints ``cones`` (then the variable-bound rows, no constraint's)."""
+
+    var_id: int
+    zero: int
+    eq: list[Constraint]
+    cones: list[Constraint]
+
+
 class ConeProgToProx(Reduction):
-    """Lowers a formatted ParamConeProg to a ParamProxProgram (cones become indicator terms)."""
+    """Lowers a ParamConeProg to a ParamProxProgram (cones become indicator terms)."""
 
     def accepts(self, problem: object) -> bool:
-        return isinstance(problem, ParamConeProg) and problem.formatted
+        return isinstance(problem, ParamConeProg)
 
-    def apply(self, problem: ParamConeProg) -> tuple[ParamProxProgram, dict]:
-        return ParamProxProgram(problem), {}
+    def apply(self, problem: ParamConeProg) -> tuple[ParamProxProgram, ConeInverse]:
+        if not problem.formatted:
+            problem = ConicSolver.format_constraints(problem, EXP_CONE_ORDER)
+        by_kind = problem.constr_map
+        inverse = ConeInverse(
+            var_id=problem.x.id,
+            zero=problem.cone_dims.zero,
+            eq=list(by_kind.get(Zero, [])),
+            cones=[con for kind in _CONE_ORDER for con in by_kind.get(kind, [])],
+        )
+        return ParamProxProgram(problem), inverse
 
-    def invert(self, solution: object, inverse_data: dict) -> object:
-        """The IR keeps CVXPY's variable vector, so solutions pass through unchanged."""
-        return solution
+    def invert(self, solution: ProgramSolution, inverse_data: ConeInverse) -> Solution:
+        """The stuffed variable's value and every constraint's dual.
+
+        IR duals lie in the polar cone, CVXPY's in the dual cone: a constraint's dual is
+        -y on its rows. An infeasible status's certificate is returned the same way.
+        """
+        duals = None if solution.y is None else _split_duals(-solution.y, inverse_data)
+        if solution.status in s.SOLUTION_PRESENT:
+            primal = {inverse_data.var_id: solution.x}
+            return Solution(solution.status, solution.opt_val, primal, duals, solution.attr)
+        return failure_solution(solution.status, solution.attr, duals)
+
+
+def _split_duals(y: np.ndarray, inverse: ConeInverse) -> dict[int, np.ndarray]:
+    """Constraint id -> its dual value, read from consecutive rows of y."""
+    duals = utilities.get_dual_values(y[: inverse.zero], utilities.extract_dual_value, inverse.eq)
+    duals.update(
+        utilities.get_dual_values(y[inverse.zero :], utilities.extract_dual_value, inverse.cones)
+    )
+    return duals

@@ -18,18 +18,29 @@ written as cones over x and epigraph variables t, r, with u = A x - b:
 (the exponential cone in CVXPY's order: y exp(x/y) <= z, so (t, u, 1) in K_exp is
 t <= -u log u). The rows of constraint terms are kept one for one, so their duals are
 read from the same rows as in the structured form.
+
+In NABLAPROX's chain this is the step ``ConeFormReduction`` after the structured
+lowering (``reductions/dispatch.py``): its ``ParamConeForm`` rebuilds the cone form at
+new parameter values, and its ``invert`` maps the cone program's solution back to one of
+the structured program.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
+from cvxpy.reductions.reduction import Reduction
 
 from cvxprox.cones import Cone, ExpCone, NonnegCone, ZeroCone
 from cvxprox.ir import ProxProgram, ProxTerm, StructuredProgram
 from cvxprox.prox import NegEntropy, Nonneg, Norm1, Pos, Quadratic, SumSquares, Zero
+from cvxprox.reductions.solver_io import ProgramSolution
+
+if TYPE_CHECKING:
+    from cvxprox.reductions.dispatch import ParamStructuredProgram
 
 #: The functions ``cone_form`` writes as cones.
 CONE_FUNCTIONS = (Zero, Nonneg, Norm1, Pos, NegEntropy, SumSquares, Quadratic)
@@ -54,6 +65,73 @@ class ConeForm:
     program: ProxProgram
     n: int
     term_rows: list[slice | None]
+
+
+class ParamConeForm:
+    """The cone form of a parametric structured program, rebuilt at new parameter values.
+
+    Parameters
+    ----------
+    structured : ParamStructuredProgram
+        Whose every term has a cone form (``has_cone_form``; the kinds of the terms do
+        not depend on parameter values).
+    """
+
+    def __init__(self, structured: ParamStructuredProgram) -> None:
+        self.structured = structured
+        #: The cone form of the last ``apply_parameters``.
+        self.form: ConeForm | None = None
+
+    @property
+    def parameters(self) -> list[Any]:
+        return self.structured.parameters
+
+    def apply_parameters(self) -> ProxProgram:
+        """The cone program at the parameters' current values."""
+        self.form = cone_form(self.structured.apply_parameters())
+        return self.form.program
+
+    def cvxpy_data(self) -> dict:
+        """Nothing: the cone form is built from the structured lowering, not from CVXPY's
+        cone program."""
+        return {}
+
+
+class ConeFormReduction(Reduction):
+    """A parametric structured program -> its parametric cone form (``cone_form``)."""
+
+    def accepts(self, problem: object) -> bool:
+        """Whether ``problem`` is a parametric structured program whose every term has a
+        cone form."""
+        lowered = getattr(problem, "lowered", None)
+        return lowered is not None and has_cone_form(lowered.program)
+
+    def apply(self, problem: ParamStructuredProgram) -> tuple[ParamConeForm, ParamConeForm]:
+        if not self.accepts(problem):
+            raise ValueError("a term of the structured program has no cone form")
+        program = ParamConeForm(problem)
+        return program, program
+
+    def invert(self, solution: ProgramSolution, inverse_data: ParamConeForm) -> ProgramSolution:
+        """The structured program's solution from its cone form's.
+
+        x is the first ``form.n`` entries of the cone program's variable. Each Zero or
+        Nonneg term of the structured program has its rows of y one for one in the cone
+        program (``form.term_rows``); the y of the other terms (the epigraph-written
+        objective terms) is not recovered and is NaN.
+        """
+        form, x, y_cone = inverse_data.form, solution.x, solution.y
+        y = None
+        if y_cone is not None:
+            terms = inverse_data.structured.lowered.program.terms
+            y = np.full(sum(term.size for term in terms), np.nan)
+            start = 0
+            for term, rows in zip(terms, form.term_rows, strict=True):
+                if rows is not None:
+                    y[start : start + term.size] = y_cone[rows]
+                start += term.size
+        x = None if x is None else x[: form.n]
+        return ProgramSolution(solution.status, solution.opt_val, x, y, solution.attr)
 
 
 class _Rows:

@@ -2,13 +2,17 @@
 
 NABLAPROX's chain is CVXPY's cone chain with its middle wrapped:
 
-    ValidateData -> [FlipObjective] -> ProxOrCone(Dcp2Cone, ..., ConeMatrixStuffing) -> NablaProx
+    ValidateData -> [FlipObjective] -> ProxOrCone(...) -> NablaProx
 
 ``ProxOrCone.apply`` first tries ``StructureLowering`` (``reductions/structure.py``). When
 every part of the problem is kept and the structure is worth keeping, the result is a
-``ParamStructuredProgram``; otherwise the wrapped cone reductions run and the result is
-CVXPY's ``ParamConeProg``. Either way the solver receives a parametric program whose
-``apply_parameters`` re-evaluates it at new parameter values without re-running the chain.
+``ParamStructuredProgram``; when every part is kept but the structure does not pay off,
+``ConeFormReduction`` writes it as cones (``ParamConeForm``); otherwise CVXPY's cone
+reductions run (Dcp2Cone, ..., ConeMatrixStuffing) followed by ``ConeProgToProx``, and
+the result is a ``ParamProxProgram``. Either way the solver receives a parametric program
+whose ``apply_parameters`` evaluates the IR program at the parameters' current values
+without re-running the chain, and ``ProxOrCone.invert`` maps the solver's IR solution
+back through the steps that were taken.
 """
 
 from __future__ import annotations
@@ -17,13 +21,17 @@ from dataclasses import dataclass
 
 import cvxpy.settings as s
 import numpy as np
+from cvxpy.error import ParameterError
 from cvxpy.problems.problem import Problem
 from cvxpy.reductions.reduction import Reduction
 from cvxpy.reductions.solution import Solution
 
+from cvxprox.ir import StructuredProgram
 from cvxprox.options import STRUCTURE_MODES
 from cvxprox.reductions.affine import NotStructured
-from cvxprox.reductions.cone_form import ConeForm, has_cone_form
+from cvxprox.reductions.cone2prox import ConeProgToProx
+from cvxprox.reductions.cone_form import ConeFormReduction, ParamConeForm, has_cone_form
+from cvxprox.reductions.solver_io import ProgramSolution
 from cvxprox.reductions.structure import STRUCTURED_ATOMS, Lowered, StructureLowering
 
 
@@ -38,32 +46,38 @@ class ParamStructuredProgram:
     ----------
     lowering : StructureLowering
     lowered : Lowered
-        The lowering at the current parameter values.
-    cones : bool
-        Solve the lowering's cone form (its structure does not pay off, but building
-        the cones from it is faster than CVXPY's canonicalization).
+        The lowering at the current parameter values; the first ``apply_parameters``
+        returns its program.
     """
 
-    def __init__(self, lowering: StructureLowering, lowered: Lowered, cones: bool = False) -> None:
+    def __init__(self, lowering: StructureLowering, lowered: Lowered) -> None:
         self.lowering = lowering
-        self._current: Lowered | None = lowered
-        #: Whether the solver gets the lowering's cone form (``reductions/cone_form.py``)
-        #: instead of the structured program.
-        self.cones = cones
+        self.parameters = lowering.problem.parameters()
+        #: The lowering of the last ``apply_parameters``: its layout and constraint terms
+        #: map a solution back to CVXPY.
+        self.lowered = lowered
+        self._fresh = True
 
-    def apply_parameters(self) -> Lowered:
-        """The Lowered program at the parameters' current values."""
-        if self._current is not None:
-            current, self._current = self._current, None
-            return current
-        return self.lowering.lower()
+    def apply_parameters(self) -> StructuredProgram:
+        """The StructuredProgram at the parameters' current values."""
+        if self._fresh:
+            self._fresh = False
+        else:
+            self.lowered = self.lowering.lower()
+        return self.lowered.program
+
+    def cvxpy_data(self) -> dict:
+        """Nothing: a structured program has no counterpart in CVXPY's problem data."""
+        return {}
 
 
 @dataclass
 class StructuredInverse:
-    """What ``ProxOrCone.invert`` needs for a structured solve: nothing beyond the solution."""
+    """What ``ProxOrCone.invert`` needs for a structured solve: the parametric program
+    (its last lowering), and the cone form's when the cone form was solved."""
 
-    reason: str
+    program: ParamStructuredProgram
+    cone_form: ParamConeForm | None = None
 
 
 class ProxOrCone(Reduction):
@@ -72,7 +86,8 @@ class ProxOrCone(Reduction):
     Parameters
     ----------
     cone_reductions : list of Reduction
-        CVXPY's reductions from ``Dcp2Cone`` to ``ConeMatrixStuffing``.
+        CVXPY's reductions from ``Dcp2Cone`` to ``ConeMatrixStuffing``; ``ConeProgToProx``
+        is appended to them.
     structure : {"auto", "always", "never"}
         ``auto`` keeps the structure when every part of the problem has a prox term and
         ``Lowered.keeps_structure`` says it pays off;
@@ -86,7 +101,8 @@ class ProxOrCone(Reduction):
             raise ValueError(
                 f"option 'structure' must be one of {STRUCTURE_MODES}, got {structure!r}"
             )
-        self.cone_reductions = cone_reductions
+        self.cone_reductions = [*cone_reductions, ConeProgToProx()]
+        self.cone_form = ConeFormReduction()
         self.structure = structure
         self.reason = ""
 
@@ -94,13 +110,15 @@ class ProxOrCone(Reduction):
         return all(r.accepts(problem) for r in self.cone_reductions[:1])
 
     def apply(self, problem: Problem) -> tuple[object, object]:
+        """The parametric program of ``problem``, and what ``invert`` needs."""
         lowered = self._try_structure(problem)
         if lowered is not None:
             lowering, result, cones = lowered
-            return (
-                ParamStructuredProgram(lowering, result, cones),
-                StructuredInverse(self.reason),
-            )
+            program = ParamStructuredProgram(lowering, result)
+            if not cones:
+                return program, StructuredInverse(program)
+            form, form_inverse = self.cone_form.apply(program)
+            return form, StructuredInverse(program, form_inverse)
         inverses = []
         for reduction in self.cone_reductions:
             problem, inverse = reduction.apply(problem)
@@ -117,6 +135,12 @@ class ProxOrCone(Reduction):
         ):
             self.reason = "cones: no norm, Huber, TV, convolution or similar atom to keep"
             return None
+        unset = [p.name() for p in problem.parameters() if p.value is None]
+        if unset:
+            raise ParameterError(
+                f"parameters without a value: {', '.join(unset)}; the structured lowering "
+                "needs their values (assign them, or pass structure='never')"
+            )
         try:
             lowering = StructureLowering(problem)
             lowered = lowering.lower()
@@ -139,9 +163,12 @@ class ProxOrCone(Reduction):
         for reduction in self.cone_reductions:
             reduction.update_parameters(problem)
 
-    def invert(self, solution: Solution, inverse_data: object) -> Solution:
+    def invert(self, solution: ProgramSolution, inverse_data: object) -> Solution:
+        """The solution of the problem ``apply`` received, from the IR solution."""
         if isinstance(inverse_data, StructuredInverse):
-            return solution
+            if inverse_data.cone_form is not None:
+                solution = self.cone_form.invert(solution, inverse_data.cone_form)
+            return _structured_solution(inverse_data.program.lowered, solution)
         for reduction, inverse in reversed(
             list(zip(self.cone_reductions, inverse_data, strict=True))
         ):
@@ -149,27 +176,24 @@ class ProxOrCone(Reduction):
         return solution
 
 
-def structured_solution(
-    lowered: Lowered, result: object, attr: dict, form: ConeForm | None = None
-) -> Solution:
-    """A CVXPY Solution from the SolveResult of a structured program or its cone form.
+def _structured_solution(lowered: Lowered, solution: ProgramSolution) -> Solution:
+    """A CVXPY Solution from the solution of the lowering's StructuredProgram.
 
-    Variable values are the blocks of x (the first ``form.n`` entries for a cone form);
-    each constraint's dual comes from its term's y (``ConstraintTerm.dual`` has the sign
-    conventions), read from the rows that hold the term. An infeasible result's y is its
-    Farkas certificate, returned the same way (no variable values).
+    Variable values are the blocks of x; each constraint's dual comes from its term's y
+    (``ConstraintTerm.dual`` has the sign conventions), read from the rows that hold the
+    term. An infeasible status's y is its Farkas certificate, returned the same way (no
+    variable values).
     """
     duals = {}
-    if result.y is not None:
-        slices = _term_slices(lowered) if form is None else form.term_rows
+    if solution.y is not None:
+        slices = _term_slices(lowered)
         for con in lowered.constraints:
-            y = result.y[slices[con.term]] if con.term >= 0 else np.zeros(0)
+            y = solution.y[slices[con.term]] if con.term >= 0 else np.zeros(0)
             duals[con.constraint_id] = con.dual(y)
-    if result.status not in s.SOLUTION_PRESENT:
-        return Solution(result.status, _failure_value(result.status), {}, duals, attr)
-    x = result.x if form is None else result.x[: form.n]
-    primal = lowered.layout.split(x)
-    return Solution(result.status, result.kkt.primal_objective, primal, duals, attr)
+    primal = {}
+    if solution.status in s.SOLUTION_PRESENT:
+        primal = lowered.layout.split(solution.x)
+    return Solution(solution.status, solution.opt_val, primal, duals, solution.attr)
 
 
 def _term_slices(lowered: Lowered) -> list[slice]:
@@ -178,11 +202,3 @@ def _term_slices(lowered: Lowered) -> list[slice]:
         slices.append(slice(start, start + term.size))
         start += term.size
     return slices
-
-
-def _failure_value(status: str) -> float:
-    if status in (s.INFEASIBLE, s.INFEASIBLE_INACCURATE):
-        return np.inf
-    if status in (s.UNBOUNDED, s.UNBOUNDED_INACCURATE):
-        return -np.inf
-    return np.nan

@@ -450,26 +450,24 @@ def _is_dcp(expr: Expression, dpp: bool) -> bool:
 
 def compile_cone_program(problem: cp.Problem) -> tuple[Any, list]:
     """The formatted ``ParamConeProg`` NABLAPROX's cone route makes of ``problem``, and the
-    reductions that made it (in order).
+    reductions that made it (in order, then ``ConeProgToProx``, which keeps the parameters
+    and variables as they are).
 
     Runs the chain's reductions (not the solver) on a copy of the problem, so parameter
     values are not needed and the user's problem keeps its own solver cache.
     """
-    from cvxprox.solver import NAME  # noqa: PLC0415
+    from cvxprox.solver import solving_chain  # noqa: PLC0415
 
     fresh = cp.Problem(problem.objective, problem.constraints)
-    chain = fresh._construct_chain(
-        solver=NAME, enforce_dpp=True, solver_opts={"structure": "never"}
-    )
+    chain = solving_chain(fresh, enforce_dpp=True, solver_opts={"structure": "never"})
     program = fresh
-    *reductions, solver = chain.reductions
+    *reductions, _ = chain.reductions
     for reduction in reductions:
         program, _ = reduction.apply(program)
-    formatted, _, _ = solver._prepare_data_and_inv_data(program)
     flat = []
     for reduction in reductions:
         flat.extend(getattr(reduction, "cone_reductions", [reduction]))
-    return formatted, flat
+    return program.cone_prog, flat
 
 
 class ReducedLeaves:

@@ -47,6 +47,7 @@ from cvxpy.problems.objective import Minimize
 
 from cvxprox.batch import StackedStructuredProgram, signature, stackable, weight_entries
 from cvxprox.compile import single_threaded_blas, solve_program
+from cvxprox.cvxpy_compat import assign_parameter_value
 from cvxprox.diff import DIFFERENTIABLE_FUNCTIONS, ImplicitAdjoint
 from cvxprox.ir import StructuredProgram
 from cvxprox.options import SolverOptions
@@ -161,7 +162,7 @@ class StructuredRoute:
         parameters' shapes and attributes): they are assigned without CVXPY's validation,
         a tenth of a millisecond per parameter and batch element."""
         for param, value in zip(self.parameters, values, strict=True):
-            param._value = np.asarray(value, dtype=np.float64)
+            assign_parameter_value(param, np.asarray(value, dtype=np.float64))
         return self.lowering.lower()
 
     def _arguments(self, lowered: Lowered) -> dict[int, tuple[Expression, float, Any]]:
