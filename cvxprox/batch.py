@@ -47,13 +47,11 @@ from cvxprox.linops import BlockDiagonal, Identity
 from cvxprox.prox import (
     GroupL2,
     Huber,
-    Nonneg,
     Norm1,
     Norm2,
     Pos,
     ProxFunction,
     SumSquares,
-    Zero,
 )
 
 
@@ -495,7 +493,7 @@ def _block_pattern(
 
 #: Separable functions whose elementwise weights concatenate over a batch.
 _WEIGHTED = (Norm1, SumSquares, Pos, Huber)
-_INDICATORS = (Zero, Nonneg)
+_INDICATORS = (ZeroCone, NonnegCone)
 
 
 def stackable(function: ProxFunction) -> bool:

@@ -6,7 +6,7 @@ constraints), the program is still built faster from the lowering than by CVXPY'
 canonicalization (0.1-1 ms against 3-7 ms on the zoo's models). Its terms are then
 written as cones over x and epigraph variables t, r, with u = A x - b:
 
-    Zero(u), Nonneg(u)              the same rows, ZeroCone / NonnegCone
+    a cone K (u in K)               the same rows, the same cone
     w |u|        (Norm1)            t - u >= 0, t + u >= 0,        cost w't
     w max(u, 0)  (Pos)              t - u >= 0, t >= 0,            cost w't
     w u log u    (NegEntropy)       (t_i, u_i, 1) in K_exp,        cost -w't
@@ -29,10 +29,10 @@ import scipy.sparse as sp
 
 from cvxprox.cones import Cone, ExpCone, NonnegCone, ZeroCone
 from cvxprox.ir import ProxProgram, ProxTerm, StructuredProgram
-from cvxprox.prox import NegEntropy, Nonneg, Norm1, Pos, Quadratic, SumSquares, Zero
+from cvxprox.prox import NegEntropy, Norm1, Pos, Quadratic, SumSquares
 
 #: The functions ``cone_form`` writes as cones.
-CONE_FUNCTIONS = (Zero, Nonneg, Norm1, Pos, NegEntropy, SumSquares, Quadratic)
+CONE_FUNCTIONS = (Cone, Norm1, Pos, NegEntropy, SumSquares, Quadratic)
 
 
 @dataclass
@@ -48,7 +48,7 @@ class ConeForm:
         The structured program's number of variables.
     term_rows : list of slice or None
         For each term of the structured program, the rows of ``program`` that hold it
-        one for one (Zero and Nonneg terms), else None.
+        one for one (cone terms), else None.
     """
 
     program: ProxProgram
@@ -131,9 +131,8 @@ def cone_form(program: StructuredProgram) -> ConeForm | None:
     for term in program.terms:
         f, k, b = term.function, term.size, np.asarray(term.b, dtype=np.float64)
         A = sp.csr_array(term.op.to_sparse(), dtype=np.float64)
-        if isinstance(f, (Zero, Nonneg)):
-            cone = ZeroCone(k) if isinstance(f, Zero) else NonnegCone(k)
-            term_rows.append(rows.add(A, b, cone))
+        if isinstance(f, Cone):
+            term_rows.append(rows.add(A, b, f))
             continue
         term_rows.append(None)
         if isinstance(f, (SumSquares, Quadratic)):

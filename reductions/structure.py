@@ -14,9 +14,9 @@ function with a cheap proximal operator (``cvxprox.prox``) and A an operator
     -entr sums -> NegEntropy           kl_div(., c) sums -> KLDiv
 
 with nonnegative weights (scalars, or elementwise from ``multiply`` / ``w @``). Affine
-parts become the linear term c'x. Constraints: ``==`` becomes a Zero term, ``<=`` and
-``>=`` Nonneg terms, ``norm(u) <= r`` (p = 1, 2, inf) a ball indicator, and the
-variable attributes ``nonneg``, ``nonpos`` and ``bounds`` Nonneg terms. Anything else
+parts become the linear term c'x. Constraints: ``==`` becomes a ZeroCone term, ``<=`` and
+``>=`` NonnegCone terms, ``norm(u) <= r`` (p = 1, 2, inf) a ball indicator, and the
+variable attributes ``nonneg``, ``nonpos`` and ``bounds`` NonnegCone terms. Anything else
 raises ``NotStructured`` with the reason, and the problem takes CVXPY's cone
 canonicalization instead (``ProxOrCone`` in ``reductions/dispatch.py``).
 """
@@ -51,6 +51,7 @@ from cvxpy.problems.problem import Problem
 
 from cvxprox.algorithms.fista import FISTA
 from cvxprox.atoms import conv2d, fourier_sample
+from cvxprox.cones import NonnegCone, ZeroCone
 from cvxprox.ir import OperatorTerm, StructuredProgram
 from cvxprox.linops import Compose, FiniteDiff, Gather, Identity, has_fft
 from cvxprox.prox import (
@@ -63,7 +64,6 @@ from cvxprox.prox import (
     LinfBall,
     Logistic,
     NegEntropy,
-    Nonneg,
     Norm1,
     Norm2,
     NormInf,
@@ -71,7 +71,6 @@ from cvxprox.prox import (
     ProxFunction,
     Quadratic,
     SumSquares,
-    Zero,
 )
 from cvxprox.reductions.affine import (
     Affine,
@@ -88,7 +87,7 @@ from cvxprox.reductions.affine import (
 
 # quad_form(u, Q) keeps Q as a dense matrix up to this many entries of u.
 _QUAD_FORM_MAX = 2000
-# Variable attributes the structured form represents (as Nonneg terms).
+# Variable attributes the structured form represents (as NonnegCone terms).
 _KEPT_ATTRIBUTES = ("nonneg", "nonpos", "bounds")
 # Atoms whose presence makes the structured form worth trying under structure="auto".
 STRUCTURED_ATOMS = (
@@ -486,7 +485,7 @@ class StructureLowering:
         the rows it keeps."""
         if isinstance(con, (Equality, ZeroConstraint)):
             part = self._lower(con.expr)
-            return self._add_term(Zero(part.size), part, f"constraint {con.id} (==)"), None
+            return self._add_term(ZeroCone(part.size), part, f"constraint {con.id} (==)"), None
         # An inequality (Inequality, NonPos or NonNeg).
         part = self._lower(_inequality_expr(con))
         if not isinstance(con, NonNeg):
@@ -499,15 +498,15 @@ class StructureLowering:
         label = f"constraint {con.id} ({'>=' if isinstance(con, NonNeg) else '<='})"
         if part.size == 0:
             return -1, rows
-        return self._add_term(Nonneg(part.size), part, label), rows
+        return self._add_term(NonnegCone(part.size), part, label), rows
 
     def _attributes(self, var: object) -> None:
-        """nonneg, nonpos and bounds attributes as Nonneg terms."""
+        """nonneg, nonpos and bounds attributes as NonnegCone terms."""
         select = Affine(self.layout.select(var), np.zeros(var.size))
         if var.attributes["nonneg"]:
-            self._add_term(Nonneg(var.size), select, f"{var.name()} >= 0")
+            self._add_term(NonnegCone(var.size), select, f"{var.name()} >= 0")
         if var.attributes["nonpos"]:
-            self._add_term(Nonneg(var.size), scale(select, -1.0), f"{var.name()} <= 0")
+            self._add_term(NonnegCone(var.size), scale(select, -1.0), f"{var.name()} <= 0")
         bounds = var.attributes["bounds"]
         if not bounds:
             return
@@ -521,7 +520,7 @@ class StructureLowering:
             part = add(elementwise(select, np.full(var.size, sign)), Affine(None, -sign * value))
             if not np.all(finite):
                 part = gather(part, np.flatnonzero(finite))
-            self._add_term(Nonneg(part.size), part, f"{var.name()} {name} bound")
+            self._add_term(NonnegCone(part.size), part, f"{var.name()} {name} bound")
 
 
 def _tv1d_argument(part: Affine) -> Affine | None:

@@ -67,11 +67,9 @@ from cvxprox.prox import (  # noqa: E402
     GroupL2,
     Huber,
     Logistic,
-    Nonneg,
     Norm1,
     Norm2,
     SumSquares,
-    Zero,
 )
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
@@ -409,8 +407,8 @@ def test_device_proxes_and_operators(options: Callable[[], dict[str, str]]) -> N
     rng = np.random.default_rng(3)
     m = 6
     functions = [
-        Zero(m),
-        Nonneg(m),
+        ZeroCone(m),
+        NonnegCone(m),
         Box(-rng.random(m), rng.random(m)),
         Box(0.0, np.inf, m),
         Norm1(m, rng.random(m)),

@@ -21,7 +21,7 @@ from cvxprox.diff import ImplicitAdjoint, ResidualMap, prox_jacobian, prox_map
 from cvxprox.ir import OperatorTerm, ProxProgram, ProxTerm, StructuredProgram
 from cvxprox.linops import Identity, MatrixOp
 from cvxprox.options import SolverOptions
-from cvxprox.prox import GroupL2, Huber, Nonneg, Norm1, Norm2, Pos, SumSquares, Zero
+from cvxprox.prox import GroupL2, Huber, Norm1, Norm2, Pos, SumSquares
 
 # Clarabel reaches 1e-12 on the cone programs; 1e-10 on the group-norm programs.
 CLARABEL_CONES = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12}
@@ -66,8 +66,8 @@ def _functions(rng: np.random.Generator) -> list:
         SumSquares(m, weight=w),
         Huber(m, M=0.5, weight=w),
         Pos(m, weight=w),
-        Zero(m),
-        Nonneg(m),
+        ZeroCone(m),
+        NonnegCone(m),
         GroupL2(m, 2, weight=rng.uniform(0.5, 1.5, m // 2)),
         Norm2(m, weight=1.5),
     ]
@@ -220,7 +220,7 @@ def _structured_program(A, b, c, lam, k) -> StructuredProgram:
                 Identity(n),
                 np.zeros(n),
             ),
-            OperatorTerm(Nonneg(n), Identity(n), np.full(n, -0.2)),
+            OperatorTerm(NonnegCone(n), Identity(n), np.full(n, -0.2)),
         ],
     )
 

@@ -8,6 +8,7 @@ import pytest
 
 from cvxprox.algorithms.fista import FISTA
 from cvxprox.algorithms.pdhg import PDHG
+from cvxprox.cones import NonnegCone, ZeroCone
 from cvxprox.ir import OperatorTerm, StructuredProgram
 from cvxprox.linops import (
     Compose,
@@ -19,7 +20,7 @@ from cvxprox.linops import (
     VStack,
 )
 from cvxprox.options import SolverOptions
-from cvxprox.prox import Box, GroupL2, Huber, Logistic, Nonneg, Norm1, Norm2, SumSquares, Zero
+from cvxprox.prox import Box, GroupL2, Huber, Logistic, Norm1, Norm2, SumSquares
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 EPS = 1e-7
@@ -188,7 +189,7 @@ def _nnls(seed: int = 6, m: int = 30, n: int = 20):
         np.zeros(n),
         [
             _term(SumSquares(m), MatrixOp(M), b, "data"),
-            _term(Nonneg(n), Identity(n), label="x >= 0"),
+            _term(NonnegCone(n), Identity(n), label="x >= 0"),
         ],
     )
     x = cp.Variable(n)
@@ -207,7 +208,7 @@ def _constrained_ls(seed: int = 8, m: int = 60, n: int = 30, p: int = 20):
         np.zeros(n),
         [
             _term(SumSquares(m), MatrixOp(M), b, "data"),
-            _term(Nonneg(p), MatrixOp(-C), -d, "C x <= d"),
+            _term(NonnegCone(p), MatrixOp(-C), -d, "C x <= d"),
             _term(Box(-0.5, 0.5, n), Identity(n), label="|x| <= 0.5"),
         ],
     )
@@ -227,7 +228,7 @@ def _equality(seed: int = 7, m: int = 30, n: int = 20, p: int = 5, lam: float = 
         [
             _term(SumSquares(m), MatrixOp(M), b, "data"),
             _term(Norm1(n, weight=lam), Identity(n), label="l1"),
-            _term(Zero(p), MatrixOp(E), f, "E x == f"),
+            _term(ZeroCone(p), MatrixOp(E), f, "E x == f"),
         ],
     )
     x = cp.Variable(n)
@@ -255,7 +256,7 @@ def test_fista_applies_rejects_constraints_and_two_nonsmooth_terms() -> None:
     M = rng.standard_normal((5, 4))
     smooth = _term(SumSquares(5), MatrixOp(M), rng.standard_normal(5), "data")
     constrained = StructuredProgram(
-        np.zeros(4), [smooth, _term(Nonneg(5), MatrixOp(M), label="M x >= 0")]
+        np.zeros(4), [smooth, _term(NonnegCone(5), MatrixOp(M), label="M x >= 0")]
     )
     ok, reason = FISTA.applies(constrained)
     assert not ok and "constraint" in reason and "M x >= 0" in reason
@@ -310,7 +311,7 @@ def test_ladmm_against_clarabel(build) -> None:
 
 
 def test_ladmm_equality_dual() -> None:
-    """The Zero term's y is CLARABEL's dual of E x == f (CVXPY's sign convention agrees:
+    """The ZeroCone term's y is CLARABEL's dual of E x == f (CVXPY's sign convention agrees:
     both are the multiplier of E x - f in the Lagrangian)."""
     program, (objective, constraints), _ = _equality()
     _reference(objective, constraints)

@@ -21,6 +21,7 @@ from cvxprox.algorithms.xupdate import (
     WoodburyXUpdate,
     make_xupdate,
 )
+from cvxprox.cones import NonnegCone, ZeroCone
 from cvxprox.ir import OperatorTerm, StructuredProgram
 from cvxprox.linops import (
     Conv2D,
@@ -34,7 +35,7 @@ from cvxprox.linops import (
     ScalarMultiple,
 )
 from cvxprox.options import SolverOptions
-from cvxprox.prox import Huber, Nonneg, Norm1, ProxFunction, SumSquares, Zero
+from cvxprox.prox import Huber, Norm1, ProxFunction, SumSquares
 
 TIGHT = {"eps_abs": 1e-8, "eps_rel": 1e-8}
 
@@ -169,7 +170,7 @@ def test_huber_regression_nonneg() -> None:
     b = A @ rng.standard_normal(n) + rng.standard_normal(m) * (rng.random(m) < 0.1) * 10
     program = StructuredProgram(
         np.zeros(n),
-        [_term(Huber(m, M=1.0), MatrixOp(A), b), _term(Nonneg(n), Identity(n))],
+        [_term(Huber(m, M=1.0), MatrixOp(A), b), _term(NonnegCone(n), Identity(n))],
     )
     result = _solve(program)
     x = cp.Variable(n)
@@ -189,7 +190,7 @@ def test_equality_constraint_dual() -> None:
         [
             _term(SumSquares(n, 0.5), Identity(n), b),
             _term(Norm1(n, 0.3), Identity(n)),
-            _term(Zero(p), MatrixOp(C), d, "C x == d"),
+            _term(ZeroCone(p), MatrixOp(C), d, "C x == d"),
         ],
     )
     result = _solve(program)
@@ -235,8 +236,8 @@ def test_infeasible_bounds() -> None:
         np.zeros(n),
         [
             _term(Norm1(n), Identity(n)),
-            _term(Nonneg(n), Identity(n), np.ones(n), "x >= 1"),
-            _term(Nonneg(n), ScalarMultiple(-1.0, Identity(n)), None, "x <= 0"),
+            _term(NonnegCone(n), Identity(n), np.ones(n), "x >= 1"),
+            _term(NonnegCone(n), ScalarMultiple(-1.0, Identity(n)), None, "x <= 0"),
         ],
     )
     result = _solve(program)
