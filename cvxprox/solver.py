@@ -31,7 +31,6 @@ from cvxprox.algorithms.base import SolveResult
 from cvxprox.compile import solve_program
 from cvxprox.options import STRUCTURE_MODES, SolverOptions
 from cvxprox.reductions import ConeProgToProx, ParamProxProgram
-from cvxprox.reductions.cone_form import cone_form
 from cvxprox.reductions.dispatch import (
     ParamStructuredProgram,
     ProxOrCone,
@@ -41,7 +40,6 @@ from cvxprox.reductions.dispatch import (
 NAME = "NABLAPROX"
 PROGRAM = "prox_program"
 LOWERED = "lowered"
-CONE_FORM = "cone_form"
 STRUCTURE = "structure"
 UNSET = "unset_parameters"
 
@@ -108,12 +106,9 @@ class NablaProx(ConicSolver):
         if isinstance(problem, ParamStructuredProgram):
             lowered = problem.apply_parameters()
             inverse = {LOWERED: lowered}
-            program = lowered.program
-            if problem.cones:
-                inverse[CONE_FORM] = cone_form(program)
-                program = inverse[CONE_FORM].program
+            lowered.program.solve_assembled = problem.cones
             data = {
-                PROGRAM: program,
+                PROGRAM: lowered.program,
                 LOWERED: lowered,
                 STRUCTURE: self.structure,
                 s.PARAM_PROB: problem,
@@ -156,10 +151,6 @@ class NablaProx(ConicSolver):
         warm = None
         if warm_start and solver_cache is not None:
             warm = solver_cache.get(self.name())
-            if warm is not None and (
-                warm["x"].shape != (program.n,) or warm["y"].shape != (program.m,)
-            ):
-                warm = None
         result = solve_program(program, options, warm)
         if solver_cache is not None and result.info.get("warm_start") is not None:
             solver_cache[self.name()] = result.info["warm_start"]
@@ -174,8 +165,7 @@ class NablaProx(ConicSolver):
             s.EXTRA_STATS: _extra_stats(result),
         }
         if LOWERED in inverse_data:
-            form = inverse_data.get(CONE_FORM)
-            return structured_solution(inverse_data[LOWERED], result, attr, form)
+            return structured_solution(inverse_data[LOWERED], result, attr)
         dual_vars = None
         if result.y is not None:
             # IR duals lie in the polar cone; CVXPY's lie in the dual cone.

@@ -1,9 +1,12 @@
-"""ConeForm: a StructuredProgram whose terms have small cone representations -> a ProxProgram.
+"""The assembled view of a Program (``Program.assemble``): one sparse A, cones on row blocks.
 
-When the structure-preserving lowering succeeds but the structure does not pay off
+The methods that factor a matrix and the cone PDHG need the program as
+``A x - b in K``. A Program built from CVXPY's cone form carries that view from the
+start (``Program.from_rows``); any other Program is assembled here, once. Used also when
+the structure-preserving lowering succeeds but the structure does not pay off
 (``Lowered.keeps_structure``: l1, hinge, entropy and least-squares models with linear
-constraints), the program is still built faster from the lowering than by CVXPY's cone
-canonicalization (0.1-1 ms against 3-7 ms on the zoo's models). Its terms are then
+constraints): the program is still built faster from the lowering than by CVXPY's cone
+canonicalization (0.1-1 ms against 3-7 ms on the zoo's models). Its terms are
 written as cones over x and epigraph variables t, r, with u = A x - b:
 
     a cone K (u in K)               the same rows, the same cone
@@ -22,38 +25,15 @@ read from the same rows as in the structured form.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.cones import Cone, ExpCone, NonnegCone, ZeroCone
-from cvxprox.ir import ProxProgram, ProxTerm, StructuredProgram
+from cvxprox.ir import AssembledProgram, Program, RowTerm
 from cvxprox.prox import NegEntropy, Norm1, Pos, Quadratic, SumSquares
 
-#: The functions ``cone_form`` writes as cones.
+#: The functions ``assemble`` writes as cones.
 CONE_FUNCTIONS = (Cone, Norm1, Pos, NegEntropy, SumSquares, Quadratic)
-
-
-@dataclass
-class ConeForm:
-    """A cone program equivalent to a StructuredProgram.
-
-    Attributes
-    ----------
-    program : ProxProgram
-        Over (x, t, r): the structured program's n variables first, then the epigraph
-        variables.
-    n : int
-        The structured program's number of variables.
-    term_rows : list of slice or None
-        For each term of the structured program, the rows of ``program`` that hold it
-        one for one (cone terms), else None.
-    """
-
-    program: ProxProgram
-    n: int
-    term_rows: list[slice | None]
 
 
 class _Rows:
@@ -83,7 +63,7 @@ class _Rows:
         self.n_aux += k
         return start
 
-    def assemble(self) -> tuple[sp.csc_array, np.ndarray, list[ProxTerm]]:
+    def assemble(self) -> tuple[sp.csc_array, np.ndarray, list[RowTerm]]:
         """One CSC matrix [A_x T] from the blocks' nonzeros (a single COO conversion)."""
         rows, cols, vals, terms = [], [], [], []
         for A, aux, _, cone, block in self.blocks:
@@ -95,7 +75,7 @@ class _Rows:
                 rows += [aux[0] + block.start]
                 cols += [aux[1] + self.n]
                 vals += [aux[2]]
-            terms.append(ProxTerm(cone, block))
+            terms.append(RowTerm(cone, block))
         shape = (self.m, self.n + self.n_aux)
         if not rows:
             return sp.csc_array(shape), np.zeros(0), terms
@@ -113,15 +93,23 @@ def _selection(A: sp.csr_array) -> np.ndarray | None:
     return cols if np.unique(cols).size == cols.size else None
 
 
-def has_cone_form(program: StructuredProgram) -> bool:
-    """Whether every term's function is one ``cone_form`` writes as cones."""
+def has_cone_form(program: Program) -> bool:
+    """Whether every term's function is one ``assemble`` writes as cones."""
     return all(isinstance(t.function, CONE_FUNCTIONS) for t in program.terms)
 
 
-def cone_form(program: StructuredProgram) -> ConeForm | None:
-    """The cone program of ``program``, or None when it has no cone form."""
-    if not has_cone_form(program):
-        return None
+def assemble(program: Program) -> AssembledProgram:
+    """The assembled view of ``program`` (the module docstring's rows), over x and then
+    the epigraph variables; its ``term_rows`` locate the program's cone terms.
+
+    Raises ValueError naming the first term whose function has no cone form here.
+    """
+    for term in program.terms:
+        if not isinstance(term.function, CONE_FUNCTIONS):
+            raise ValueError(
+                f"term {term.label or term.function.describe()!r}: "
+                f"{term.function.describe()} has no cone form to assemble"
+            )
     n = program.n
     rows = _Rows(n)
     c = program.c.astype(np.float64, copy=True)
@@ -166,15 +154,18 @@ def cone_form(program: StructuredProgram) -> ConeForm | None:
             rows.add(A3, b3, ExpCone(k), (3 * np.arange(k), t + np.arange(k), np.ones(k)))
     A_all, b_all, terms = rows.assemble()
     c_all = np.concatenate([c, *c_aux])
-    cone_program = ProxProgram(
+    if program.P is not None:
+        quad.add_matrix(sp.coo_array(program.P))
+    return AssembledProgram(
         c=c_all,
         A=A_all,
         b=b_all,
         terms=terms,
         P=quad.matrix(c_all.size),
         offset=float(program.offset) + quad.offset,
+        term_rows=term_rows,
+        n_program=n,
     )
-    return ConeForm(cone_program, n, term_rows)
 
 
 class _Quadratics:
@@ -197,6 +188,10 @@ class _Quadratics:
         else:
             i, j = np.meshgrid(cols, cols, indexing="ij")
             self.entries.append((i.ravel(), j.ravel(), 2.0 * Q.ravel()))
+
+    def add_matrix(self, P: sp.coo_array) -> None:
+        """Add 1/2 x'Px (P on the first entries of the variable)."""
+        self.entries.append((P.row, P.col, P.data))
 
     def matrix(self, size: int) -> sp.csc_array | None:
         """P (size x size), or None when there is no quadratic part."""

@@ -23,7 +23,7 @@ from cvxpy.reductions.solution import Solution
 
 from cvxprox.options import STRUCTURE_MODES
 from cvxprox.reductions.affine import NotStructured
-from cvxprox.reductions.cone_form import ConeForm, has_cone_form
+from cvxprox.reductions.cone_form import has_cone_form
 from cvxprox.reductions.structure import STRUCTURED_ATOMS, Lowered, StructureLowering
 
 
@@ -47,8 +47,8 @@ class ParamStructuredProgram:
     def __init__(self, lowering: StructureLowering, lowered: Lowered, cones: bool = False) -> None:
         self.lowering = lowering
         self._current: Lowered | None = lowered
-        #: Whether the solver gets the lowering's cone form (``reductions/cone_form.py``)
-        #: instead of the structured program.
+        #: Whether the solver takes the lowered Program's assembled view
+        #: (``reductions/cone_form.py``) instead of its terms.
         self.cones = cones
 
     def apply_parameters(self) -> Lowered:
@@ -149,16 +149,16 @@ class ProxOrCone(Reduction):
         return solution
 
 
-def structured_solution(
-    lowered: Lowered, result: object, attr: dict, form: ConeForm | None = None
-) -> Solution:
-    """A CVXPY Solution from the SolveResult of a structured program or its cone form.
+def structured_solution(lowered: Lowered, result: object, attr: dict) -> Solution:
+    """A CVXPY Solution from the SolveResult of a lowered Program or of its assembled view
+    (``program.solve_assembled``).
 
-    Variable values are the blocks of x (the first ``form.n`` entries for a cone form);
+    Variable values are the blocks of x (the first ``n_program`` entries of the view's);
     each constraint's dual comes from its term's y (``ConstraintTerm.dual`` has the sign
     conventions), read from the rows that hold the term. An infeasible result's y is its
     Farkas certificate, returned the same way (no variable values).
     """
+    form = lowered.program.assemble() if lowered.program.solve_assembled else None
     duals = {}
     if result.y is not None:
         slices = _term_slices(lowered) if form is None else form.term_rows
@@ -167,7 +167,7 @@ def structured_solution(
             duals[con.constraint_id] = con.dual(y)
     if result.status not in s.SOLUTION_PRESENT:
         return Solution(result.status, _failure_value(result.status), {}, duals, attr)
-    x = result.x if form is None else result.x[: form.n]
+    x = result.x if form is None else result.x[: form.n_program]
     primal = lowered.layout.split(x)
     return Solution(result.status, result.kkt.primal_objective, primal, duals, attr)
 

@@ -1,4 +1,4 @@
-"""StructureToProx: a CVXPY problem -> a StructuredProgram that keeps its structure.
+"""StructureToProx: a CVXPY problem -> a Program that keeps its structure.
 
 The objective is split into a weighted sum of terms ``w f(A x - b)`` where f is a
 function with a cheap proximal operator (``cvxprox.prox``) and A an operator
@@ -52,7 +52,7 @@ from cvxpy.problems.problem import Problem
 from cvxprox.algorithms.fista import FISTA
 from cvxprox.atoms import conv2d, fourier_sample
 from cvxprox.cones import NonnegCone, ZeroCone
-from cvxprox.ir import OperatorTerm, StructuredProgram
+from cvxprox.ir import Program, Term
 from cvxprox.linops import Compose, FiniteDiff, Gather, Identity, has_fft
 from cvxprox.prox import (
     TV1D,
@@ -147,9 +147,9 @@ class ConstraintTerm:
 
 @dataclass
 class Lowered:
-    """A StructuredProgram and what is needed to map its solution back to CVXPY."""
+    """A Program and what is needed to map its solution back to CVXPY."""
 
-    program: StructuredProgram
+    program: Program
     layout: VariableLayout
     constraints: list[ConstraintTerm] = field(default_factory=list)
     # For each term of the program, ``id()`` of each objective expression it was lowered
@@ -182,7 +182,7 @@ class Lowered:
 
 
 class StructureLowering:
-    """Lowers a DCP problem (already a minimization) to a StructuredProgram.
+    """Lowers a DCP problem (already a minimization) to a Program.
 
     Parameters
     ----------
@@ -205,11 +205,11 @@ class StructureLowering:
         self.affine = AffineLowering(self.layout)
 
     def lower(self) -> Lowered:
-        """The StructuredProgram at the parameters' current values."""
+        """The Program at the parameters' current values."""
         n = self.layout.n
         self._c = np.zeros(n)
         self._offset = 0.0
-        self._terms: list[OperatorTerm] = []
+        self._terms: list[Term] = []
         self._path: list[int] = []
         self._sources: list[tuple[int, ...]] = []
         self._arguments: list[Expression | None] = []
@@ -226,7 +226,7 @@ class StructureLowering:
             constraints.append(ConstraintTerm(con.id, con.shape, term, rows, sign=sign))
         for var in self.layout.variables:
             self._attributes(var)
-        program = StructuredProgram(c=self._c, terms=self._terms, offset=self._offset)
+        program = Program(c=self._c, terms=self._terms, offset=self._offset)
         program.check_finite()
         return Lowered(program, self.layout, constraints, self._sources, self._arguments)
 
@@ -451,7 +451,7 @@ class StructureLowering:
     def _add_term(self, function: ProxFunction, part: Affine, label: str) -> int:
         if part.op is None:
             raise NotStructured(f"{label} of a constant")
-        self._terms.append(OperatorTerm(function, assemble(part.op), -part.const, label))
+        self._terms.append(Term(function, assemble(part.op), -part.const, label))
         self._sources.append(tuple(self._path))
         origin = self._lowered.get(id(part))
         self._arguments.append(origin[1] if origin is not None and origin[0] is part else None)

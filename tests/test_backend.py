@@ -345,7 +345,7 @@ STRUCTURED = {
 @pytest.mark.parametrize("options", BACKENDS)
 @pytest.mark.parametrize("name", list(STRUCTURED))
 def test_structured_pdhg_matches_numpy(name: str, options: Callable[[], dict[str, str]]) -> None:
-    """PDHG on a StructuredProgram (l1 of finite differences, group l2 of a 2-D gradient,
+    """PDHG on a Program (l1 of finite differences, group l2 of a 2-D gradient,
     an FFT convolution, sums of squares, nonnegativity, boxes, equalities) on another
     backend: NumPy's objective to 1e-7 relative and its solution to 1e-7 (1e-6 on a GPU)."""
     opts = options()

@@ -31,7 +31,7 @@ import cvxpy.settings as s
 import numpy as np
 
 from cvxprox.algorithms.termination import KKTError, kkt_error, kkt_error_of_worst
-from cvxprox.ir import ProxProgram
+from cvxprox.ir import AssembledProgram
 from cvxprox.jit import csc_arrays
 from cvxprox.jit.cones import cone_layout, project
 from cvxprox.jit.residuals import kkt_worst
@@ -86,7 +86,7 @@ class Algorithm:
     name = ""
 
     def __init__(
-        self, program: ProxProgram, options: SolverOptions, warm_start: dict | None = None
+        self, program: AssembledProgram, options: SolverOptions, warm_start: dict | None = None
     ) -> None:
         self.program = program
         self.opts = options
@@ -204,7 +204,9 @@ def finish(
 class KKTChecker:
     """Evaluates KKT errors and certificates of a program from its scaled iterates."""
 
-    def __init__(self, program: ProxProgram, scaling: RuizScaling, options: SolverOptions) -> None:
+    def __init__(
+        self, program: AssembledProgram, scaling: RuizScaling, options: SolverOptions
+    ) -> None:
         self.program = program
         self.scaling = scaling
         self.opts = options
@@ -383,7 +385,9 @@ class IterationLog:
         self.verbose = verbose
         self._start = time.perf_counter()
 
-    def header(self, program: ProxProgram, algorithm: str, reason: str, lines: list[str]) -> None:
+    def header(
+        self, program: AssembledProgram, algorithm: str, reason: str, lines: list[str]
+    ) -> None:
         if not self.verbose:
             return
         bar = "-" * 78

@@ -1,6 +1,6 @@
-"""ADMM and half-quadratic splitting (HQS) for StructuredPrograms.
+"""ADMM and half-quadratic splitting (HQS) for Programs (their terms).
 
-The program (``cvxprox.ir.StructuredProgram``, x in R^n) is
+The program (``cvxprox.ir.Program``, x in R^n) is
 
     minimize  c'x + sum_k f_k(A_k x - b_k).
 
@@ -98,7 +98,7 @@ from cvxprox.algorithms.xupdate import (
     make_xupdate,
     norm_estimate,
 )
-from cvxprox.ir import StructuredProgram
+from cvxprox.ir import Program
 from cvxprox.options import SolverOptions
 from cvxprox.prox import SumSquares
 
@@ -138,11 +138,11 @@ _TINY = 1e-300
 
 
 class SplitSetup:
-    """The terms of a StructuredProgram sorted for the x-update, and what both methods share.
+    """The terms of a Program sorted for the x-update, and what both methods share.
 
     Parameters
     ----------
-    program : StructuredProgram
+    program : Program
     options : SolverOptions
 
     Attributes
@@ -155,7 +155,7 @@ class SplitSetup:
         Variables that appear in no term.
     """
 
-    def __init__(self, program: StructuredProgram, options: SolverOptions) -> None:
+    def __init__(self, program: Program, options: SolverOptions) -> None:
         self.program = program
         self.opts = options
         self.layout = TermLayout(program)
@@ -294,7 +294,7 @@ class SplitSetup:
         ]
 
 
-def xupdate_description(program: StructuredProgram, options: SolverOptions) -> str:
+def xupdate_description(program: Program, options: SolverOptions) -> str:
     """The one-line x-update choice ADMM and HQS make for the program (the solver is built,
     so a factorization is computed)."""
     setup = SplitSetup(program, options)
@@ -302,11 +302,11 @@ def xupdate_description(program: StructuredProgram, options: SolverOptions) -> s
 
 
 class StructuredADMM(Algorithm):
-    """Over-relaxed ADMM with per-term adaptive penalties for a StructuredProgram.
+    """Over-relaxed ADMM with per-term adaptive penalties for a Program.
 
     Parameters
     ----------
-    program : StructuredProgram
+    program : Program
     options : SolverOptions
     warm_start : dict, optional
         ``x`` (n,), ``z`` and ``y`` (m,) of an earlier solve, and optionally ``rho``
@@ -434,7 +434,7 @@ class HQS(Algorithm):
 
     Parameters
     ----------
-    program : StructuredProgram
+    program : Program
     options : SolverOptions
     warm_start : dict, optional
         ``x`` (n,), ``z``, ``y`` (m,) of an earlier solve (only x is used).
@@ -528,7 +528,7 @@ class FarkasTest:
 
     Parameters
     ----------
-    program : StructuredProgram
+    program : Program
     layout : TermLayout
     split : list of int
         Positions of the split terms (the blocks of ``dy`` passed to ``certificate``).
@@ -536,9 +536,7 @@ class FarkasTest:
         Tolerance: ||sum_i A_i'y_i||_inf <= eps once normalized.
     """
 
-    def __init__(
-        self, program: StructuredProgram, layout: TermLayout, split: list[int], eps: float
-    ) -> None:
+    def __init__(self, program: Program, layout: TermLayout, split: list[int], eps: float) -> None:
         self.program = program
         self.layout = layout
         self.eps = eps
@@ -601,7 +599,7 @@ def _balance_ratios(
     return ratios
 
 
-def _unused_variables(program: StructuredProgram, weights: dict[int, object]) -> np.ndarray:
+def _unused_variables(program: Program, weights: dict[int, object]) -> np.ndarray:
     """Variables j with A_k e_j = 0 in every term (rows of zero weight left out).
 
     Found with two random probes g per term: (A_k'g)_j is zero for such a j and almost

@@ -3,7 +3,7 @@
 A model such as ``sum_squares(A x - b) + lam * norm1(x)`` lowers (``reductions/structure``)
 to two prox terms on operators, ``SumSquares(A x - b)`` and ``lam Norm1(x)``, instead of a
 cone program with an epigraph variable per entry. This route solves a batch of such
-programs as one block-diagonal ``StructuredProgram`` (``cvxprox.batch``) with the
+programs as one block-diagonal ``Program`` (``cvxprox.batch``) with the
 structured algorithms (FISTA for smooth + one prox), and differentiates the solution with
 ``cvxprox.diff`` (its reduced saddle-point solve, one per element).
 
@@ -48,7 +48,7 @@ from cvxpy.problems.objective import Minimize
 from cvxprox.batch import StackedStructuredProgram, signature, stackable, weight_entries
 from cvxprox.compile import single_threaded_blas, solve_program
 from cvxprox.diff import DIFFERENTIABLE_FUNCTIONS, ImplicitAdjoint
-from cvxprox.ir import StructuredProgram
+from cvxprox.ir import Program
 from cvxprox.options import SolverOptions
 from cvxprox.reductions.affine import NotStructured
 from cvxprox.reductions.structure import Lowered, StructureLowering
@@ -87,8 +87,8 @@ class _Probe:
 
     param: int
     index: int
-    base: StructuredProgram
-    moved: StructuredProgram
+    base: Program
+    moved: Program
 
 
 class StructuredRoute:
@@ -438,7 +438,7 @@ def _same_function(f0: Any, f1: Any, ignore: tuple[str, ...] = ()) -> bool:
     )
 
 
-def _check_probe(base: StructuredProgram, moved: StructuredProgram, param: cp.Parameter) -> None:
+def _check_probe(base: Program, moved: Program, param: cp.Parameter) -> None:
     """A probed parameter may move operators, constants and weights, nothing else."""
     for t0, t1 in zip(base.terms, moved.terms, strict=True):
         if not _same_function(t0.function, t1.function, ignore=("weight",)):
