@@ -123,6 +123,7 @@ class ProxOrCone(Reduction):
         except NotStructured as exc:
             self.reason = f"cones: {exc}"
             return None
+        expanded = "; ".join(lowered.expanded)
         if self.structure == "auto" and not lowered.keeps_structure:
             self.reason = (
                 "cones: no convolution, smooth-plus-one-prox form, TV/l2/Huber/logistic "
@@ -131,8 +132,12 @@ class ProxOrCone(Reduction):
             if not has_cone_form(lowered.program):
                 return None
             self.reason += "; built from the structured lowering"
+            if expanded:
+                self.reason += f" (expanded into cones: {expanded})"
             return lowering, lowered, True
         self.reason = "structure kept: every term has a prox"
+        if expanded:
+            self.reason = f"structure kept; expanded into cones: {expanded}"
         return lowering, lowered, False
 
     def update_parameters(self, problem: Problem) -> None:

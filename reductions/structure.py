@@ -15,10 +15,21 @@ function with a cheap proximal operator (``cvxprox.prox``) and A an operator
 
 with nonnegative weights (scalars, or elementwise from ``multiply`` / ``w @``). Affine
 parts become the linear term c'x. Constraints: ``==`` becomes a ZeroCone term, ``<=`` and
-``>=`` NonnegCone terms, ``norm(u) <= r`` (p = 1, 2, inf) a ball indicator, and the
-variable attributes ``nonneg``, ``nonpos`` and ``bounds`` NonnegCone terms. Anything else
-raises ``NotStructured`` with the reason, and the problem takes CVXPY's cone
-canonicalization instead (``ProxOrCone`` in ``reductions/dispatch.py``).
+``>=`` NonnegCone terms, ``norm(u) <= r`` (p = 1, 2, inf) a ball indicator, ``SOC`` and
+``ExpCone`` constraints cone terms, and the variable attributes ``nonneg``, ``nonpos`` and
+``bounds`` NonnegCone terms.
+
+A part with no prox form (an objective atom such as ``exp``, ``log_sum_exp`` or a
+``pnorm(., 3)``; a nonlinear inequality such as ``norm(A x) + a'x <= b`` or
+``quad_over_lin(x, y) <= 1``) is *expanded*: CVXPY's own cone canonicalization
+(``Dcp2Cone.canonicalize_tree``) rewrites just that part into an affine expression and
+cone constraints over auxiliary variables, appended to x; every other term keeps its
+prox. A nonlinear inequality keeps its dual: it becomes the affine inequality of its
+canonical form, whose multiplier is the constraint's. A problem with a part that is
+neither (a PSD constraint, a variable attribute other than the bounds, a sparse or large
+``quad_form``, which CVXPY's chain keeps sparse) raises ``NotStructured`` with the
+reason, and takes CVXPY's cone canonicalization as a whole (``ProxOrCone`` in
+``reductions/dispatch.py``).
 """
 
 from __future__ import annotations
@@ -43,15 +54,18 @@ from cvxpy.atoms.norm_inf import norm_inf
 from cvxpy.atoms.pnorm import Pnorm
 from cvxpy.atoms.quad_form import QuadForm
 from cvxpy.atoms.quad_over_lin import quad_over_lin
-from cvxpy.constraints import Equality, Inequality, NonNeg, NonPos
+from cvxpy.constraints import SOC, Equality, Inequality, NonNeg, NonPos
+from cvxpy.constraints import ExpCone as ExpConstraint
 from cvxpy.constraints import Zero as ZeroConstraint
+from cvxpy.constraints.constraint import Constraint
 from cvxpy.expressions.expression import Expression
 from cvxpy.problems.objective import Minimize
 from cvxpy.problems.problem import Problem
+from cvxpy.reductions.dcp2cone.dcp2cone import Dcp2Cone
 
 from cvxprox.algorithms.fista import FISTA
 from cvxprox.atoms import conv2d, fourier_sample
-from cvxprox.cones import NonnegCone, ZeroCone
+from cvxprox.cones import Cone, ExpCone, NonnegCone, SecondOrderCone, ZeroCone
 from cvxprox.ir import Program, Term
 from cvxprox.linops import Compose, FiniteDiff, Gather, Identity, has_fft
 from cvxprox.prox import (
@@ -79,10 +93,12 @@ from cvxprox.reductions.affine import (
     VariableLayout,
     add,
     assemble,
+    broadcast,
     elementwise,
     flat,
     gather,
     scale,
+    stack,
 )
 
 # quad_form(u, Q) keeps Q as a dense matrix up to this many entries of u.
@@ -107,6 +123,18 @@ STRUCTURED_ATOMS = (
 )
 # Functions that make the structured form pay off on their own (see keeps_structure).
 _STRUCTURED_FUNCTIONS = (GroupL2, Norm2, Huber, Logistic, TV1D)
+# The label prefix of the terms that an expanded part became.
+EXPANDED = "expanded"
+
+
+class NotExpandable(NotStructured):
+    """A part that is not expanded on its own: CVXPY's cone chain handles it better with
+    the whole problem (a sparse or large quad_form), or it is not convex at the
+    parameters' values (a convex atom with a negative weight)."""
+
+
+class _NewVariables(Exception):
+    """An expansion brought auxiliary variables the layout does not have yet."""
 
 
 @dataclass
@@ -127,6 +155,9 @@ class ConstraintTerm:
     rows: np.ndarray | None = None
     dual_norm: float | None = None
     sign: float = -1.0
+    #: A cone constraint (SOC, ExpCone): its dual is -y in the term's row order, the
+    #: layout of CVXPY's cone form that the constraint's ``save_dual_value`` reads.
+    cone: bool = False
 
     def dual(self, y: np.ndarray) -> np.ndarray | float:
         """The constraint's dual_value from its term's y.
@@ -136,6 +167,8 @@ class ConstraintTerm:
         """
         if self.dual_norm is not None:
             return float(np.linalg.norm(y, self.dual_norm)) if y.size else 0.0
+        if self.cone:
+            return -y
         size = int(np.prod(self.shape)) if self.shape else 1
         value = np.zeros(size)
         if self.rows is None:
@@ -159,6 +192,8 @@ class Lowered:
     # order), or None when the term's argument was transformed after lowering (a gather,
     # a shift, a sign) or has no expression (constraints, variable attributes).
     arguments: list[Expression | None] = field(default_factory=list)
+    # What was expanded into cones (``Dcp2Cone``), one line each, for ``cvxprox.compile``.
+    expanded: list[str] = field(default_factory=list)
 
     @property
     def keeps_structure(self) -> bool:
@@ -196,16 +231,32 @@ class StructureLowering:
             extra = [k for k, v in var.attributes.items() if v and k not in _KEPT_ATTRIBUTES]
             if extra:
                 raise NotStructured(f"variable {var.name()} has attribute {extra[0]!r}")
-        # Constraints are checked before any lowering: a cone-only constraint is found
-        # without paying for the objective's operators.
+        # Constraints are checked before any lowering: a constraint that is kept neither
+        # as a term nor expanded is found without paying for the objective's operators.
         for con in problem.constraints:
             _check_constraint(con)
         self.problem = problem
+        # Canonical forms of the expanded parts, by id of the part (computed once: their
+        # auxiliary variables stay the same on every lowering), and those variables.
+        self._canonical: dict[int, tuple[object, list[Constraint]]] = {}
+        self._aux: list[object] = []
         self.layout = VariableLayout(problem.variables())
         self.affine = AffineLowering(self.layout)
 
     def lower(self) -> Lowered:
-        """The Program at the parameters' current values."""
+        """The Program at the parameters' current values.
+
+        An expansion met for the first time brings auxiliary variables: the layout is
+        extended with them and the lowering starts over (once per new expansion).
+        """
+        while True:
+            try:
+                return self._lower_all()
+            except _NewVariables:
+                self.layout = VariableLayout([*self.problem.variables(), *self._aux])
+                self.affine = AffineLowering(self.layout)
+
+    def _lower_all(self) -> Lowered:
         n = self.layout.n
         self._c = np.zeros(n)
         self._offset = 0.0
@@ -214,6 +265,7 @@ class StructureLowering:
         self._sources: list[tuple[int, ...]] = []
         self._arguments: list[Expression | None] = []
         self._lowered: dict[int, tuple[Affine, Expression]] = {}
+        self._expanded: list[str] = []
         self._split(self.problem.objective.expr, 1.0)
         constraints = []
         for con in self.problem.constraints:
@@ -221,14 +273,23 @@ class StructureLowering:
             if ball is not None:
                 constraints.append(ConstraintTerm(con.id, con.shape, *ball))
                 continue
-            term, rows = self._constraint(con)
+            if isinstance(con, (SOC, ExpConstraint)):
+                term = self._cone(con, f"constraint {con.id} ({type(con).__name__})")
+                constraints.append(ConstraintTerm(con.id, con.shape, term, cone=True))
+                continue
+            affine, label = con, None
+            if not _is_affine(con):
+                affine, label = self._expand_constraint(con)
+            term, rows = self._constraint(affine, label)
             sign = 1.0 if isinstance(con, (Equality, ZeroConstraint)) else -1.0
             constraints.append(ConstraintTerm(con.id, con.shape, term, rows, sign=sign))
         for var in self.layout.variables:
             self._attributes(var)
         program = Program(c=self._c, terms=self._terms, offset=self._offset)
         program.check_finite()
-        return Lowered(program, self.layout, constraints, self._sources, self._arguments)
+        lowered = Lowered(program, self.layout, constraints, self._sources, self._arguments)
+        lowered.expanded = self._expanded
+        return lowered
 
     # -- objective -------------------------------------------------------------------
 
@@ -236,8 +297,16 @@ class StructureLowering:
         """Add ``weight * expr`` (convex, scalar or summed elementwise) to the objective,
         recording ``expr`` among the sources of the terms it adds."""
         self._path.append(id(expr))
+        terms = len(self._terms)
         try:
             self._split_expr(expr, weight)
+        except NotExpandable:
+            raise
+        except NotStructured as exc:
+            if expr.is_affine():
+                raise
+            del self._terms[terms:], self._sources[terms:], self._arguments[terms:]
+            self._expand_objective(expr, weight, str(exc))
         finally:
             self._path.pop()
 
@@ -303,7 +372,7 @@ class StructureLowering:
         if handler is None:
             raise NotStructured(f"the atom {type(expr).__name__} has no prox term")
         if np.any(w < 0):
-            raise NotStructured(f"{type(expr).__name__} enters with a negative weight")
+            raise NotExpandable(f"{type(expr).__name__} enters with a negative weight")
         handler(expr, w)
 
     def _handler(self, expr: Expression):  # noqa: ANN202
@@ -349,10 +418,10 @@ class StructureLowering:
         if not matrix.is_constant():
             raise NotStructured("quad_form with a non-constant matrix")
         if arg.size > _QUAD_FORM_MAX:
-            raise NotStructured(f"quad_form of more than {_QUAD_FORM_MAX} entries")
+            raise NotExpandable(f"quad_form of more than {_QUAD_FORM_MAX} entries")
         Q = matrix.value
         if hasattr(Q, "toarray"):
-            raise NotStructured("quad_form with a sparse matrix")
+            raise NotExpandable("quad_form with a sparse matrix")
         Q = np.asarray(Q, dtype=np.float64)
         part = self._lower(arg)
         weight = float(w.reshape(-1)[0])
@@ -480,12 +549,13 @@ class StructureLowering:
         label = f"constraint {con.id} (norm <= {radius:g})"
         return self._add_term(ball(part.size, radius), part, label), None, dual
 
-    def _constraint(self, con: object) -> tuple[int, np.ndarray | None]:
-        """The term of an affine constraint (``_check_constraint`` passed): its index and
-        the rows it keeps."""
+    def _constraint(self, con: object, label: str | None = None) -> tuple[int, np.ndarray | None]:
+        """The term of an affine constraint: its index and the rows it keeps. ``label``
+        replaces the default one (``constraint <id> (==)``, ...)."""
         if isinstance(con, (Equality, ZeroConstraint)):
             part = self._lower(con.expr)
-            return self._add_term(ZeroCone(part.size), part, f"constraint {con.id} (==)"), None
+            label = label or f"constraint {con.id} (==)"
+            return self._add_term(ZeroCone(part.size), part, label), None
         # An inequality (Inequality, NonPos or NonNeg).
         part = self._lower(_inequality_expr(con))
         if not isinstance(con, NonNeg):
@@ -495,10 +565,81 @@ class StructureLowering:
         if np.any(part.const == np.inf):
             rows = np.flatnonzero(part.const != np.inf)
             part = gather(part, rows)
-        label = f"constraint {con.id} ({'>=' if isinstance(con, NonNeg) else '<='})"
+        label = label or f"constraint {con.id} ({'>=' if isinstance(con, NonNeg) else '<='})"
         if part.size == 0:
             return -1, rows
         return self._add_term(NonnegCone(part.size), part, label), rows
+
+    def _canonicalize(self, part: Expression | Constraint) -> tuple[object, list[Constraint]]:
+        """CVXPY's cone canonicalization of one part (``Dcp2Cone``), computed once per
+        part; raises ``_NewVariables`` when it brings variables the layout lacks."""
+        key = id(part)
+        if key not in self._canonical:
+            self._canonical[key] = Dcp2Cone(quad_obj=False).canonicalize_tree(part, False)
+        canon, constraints = self._canonical[key]
+        known = set(self.layout.offsets)
+        seen = {a.id for a in self._aux}
+        for item in (canon, *constraints):
+            for var in item.variables():
+                if var.id not in seen and var.id not in known:
+                    self._aux.append(var)
+                    seen.add(var.id)
+        if any(a.id not in known for a in self._aux):
+            raise _NewVariables
+        return canon, constraints
+
+    def _expand_objective(self, expr: Expression, weight: float | np.ndarray, why: str) -> None:
+        """``weight * expr`` through its canonical form: an affine expression (the linear
+        term) and cone constraints over auxiliary variables."""
+        canon, constraints = self._canonicalize(expr)
+        name = type(expr).__name__
+        self._expanded.append(f"{name} ({why})")
+        label = f"{EXPANDED}: {name}"
+        for con in constraints:
+            self._auxiliary(con, label)
+        self._linear(self._lower(canon), weight)
+
+    def _expand_constraint(self, con: Constraint) -> tuple[Constraint, str]:
+        """A nonlinear inequality: its canonical (affine) inequality, which keeps the
+        constraint's multiplier, after the cone constraints of its atoms; the label."""
+        canon, constraints = self._canonicalize(con)
+        atoms = ", ".join(_nonlinear_atoms(_inequality_expr(con)))
+        self._expanded.append(f"constraint {con.id} (of {atoms})")
+        label = f"{EXPANDED}: constraint {con.id}"
+        for aux in constraints:
+            self._auxiliary(aux, label)
+        return canon, label
+
+    def _auxiliary(self, con: Constraint, label: str) -> None:
+        """A constraint of a canonical form (no dual is reported for it)."""
+        if isinstance(con, (SOC, ExpConstraint)):
+            self._cone(con, label)
+        elif isinstance(con, (Equality, ZeroConstraint, Inequality, NonPos, NonNeg)):
+            self._constraint(con, label)
+        else:
+            raise NotStructured(f"a canonical form with a {type(con).__name__} constraint")
+
+    def _cone(self, con: SOC | ExpConstraint, label: str) -> int:
+        """A second-order or exponential cone constraint as one cone term, its rows in
+        CVXPY's cone-form order: (t_i, X_i) per SOC, (x_i, y_i, z_i) per ExpCone."""
+        if isinstance(con, ExpConstraint):
+            k = con.num_cones()
+            parts = [broadcast(self._lower(a), k) for a in con.args]
+            order = (np.arange(3)[None, :] * k + np.arange(k)[:, None]).reshape(-1)
+            cone: Cone = ExpCone(k)
+        else:
+            t, X = con.args
+            k, size = con.num_cones(), con._cone_size()
+            d = size - 1
+            parts = [broadcast(self._lower(t), k), self._lower(X)]
+            i, j = np.arange(k)[:, None], np.arange(d)[None, :]
+            # vec(X) is column-major: X (d, k) holds cone i in column i (axis 0), X (k, d)
+            # in row i (axis 1).
+            pos = j * k + i if (con.axis == 1 and X.ndim == 2) else i * d + j
+            order = np.concatenate([np.arange(k)[:, None], k + pos], axis=1).reshape(-1)
+            cone = SecondOrderCone(np.full(k, size))
+        part = gather(stack(parts, self.layout.n), order)
+        return self._add_term(cone, part, label)
 
     def _attributes(self, var: object) -> None:
         """nonneg, nonpos and bounds attributes as NonnegCone terms."""
@@ -567,18 +708,21 @@ def _is_ball(con: object) -> bool:
     return isinstance(lhs, (norm1, norm_inf))
 
 
+def _is_affine(con: object) -> bool:
+    """Whether ``con`` is an affine equality or inequality."""
+    if isinstance(con, (Equality, ZeroConstraint)):
+        return con.expr.is_affine()
+    return _inequality_expr(con).is_affine()
+
+
 def _check_constraint(con: object) -> None:
-    """Raise NotStructured unless ``con`` is a ball, an affine equality or an affine
-    inequality."""
-    if _is_ball(con):
+    """Raise NotStructured unless ``con`` is a ball, an affine equality, an inequality
+    (affine, or convex and then expanded), a SOC or an ExpCone constraint."""
+    if _is_ball(con) or isinstance(con, (SOC, ExpConstraint, Inequality, NonPos, NonNeg)):
         return
     if isinstance(con, (Equality, ZeroConstraint)):
         if not con.expr.is_affine():
             raise NotStructured("an equality constraint that is not affine")
-    elif isinstance(con, (Inequality, NonPos, NonNeg)):
-        if not _inequality_expr(con).is_affine():
-            atoms = ", ".join(_nonlinear_atoms(_inequality_expr(con)))
-            raise NotStructured(f"a nonlinear inequality (constraint {con.id}, of {atoms})")
     else:
         raise NotStructured(f"a {type(con).__name__} constraint")
 
