@@ -15,9 +15,9 @@ function with a cheap proximal operator (``cvxprox.prox``) and A an operator
 
 with nonnegative weights (scalars, or elementwise from ``multiply`` / ``w @``). Affine
 parts become the linear term c'x. Constraints: ``==`` becomes a ZeroCone term, ``<=`` and
-``>=`` NonnegCone terms, ``norm(u) <= r`` (p = 1, 2, inf) a ball indicator, ``SOC`` and
-``ExpCone`` constraints cone terms, and the variable attributes ``nonneg``, ``nonpos`` and
-``bounds`` NonnegCone terms.
+``>=`` NonnegCone terms, ``norm(u) <= r`` (p = 1, 2, inf) a ball indicator, ``SOC``,
+``ExpCone`` and PSD (``X >> 0``) constraints cone terms, and the variable attributes
+``nonneg``, ``nonpos`` and ``bounds`` NonnegCone terms.
 
 A part with no prox form (an objective atom such as ``exp``, ``log_sum_exp`` or a
 ``pnorm(., 3)``; a nonlinear inequality such as ``norm(A x) + a'x <= b`` or
@@ -26,7 +26,7 @@ A part with no prox form (an objective atom such as ``exp``, ``log_sum_exp`` or 
 cone constraints over auxiliary variables, appended to x; every other term keeps its
 prox. A nonlinear inequality keeps its dual: it becomes the affine inequality of its
 canonical form, whose multiplier is the constraint's. A problem with a part that is
-neither (a PSD constraint, a variable attribute other than the bounds, a sparse or large
+neither (a variable attribute other than the bounds, such as PSD=True, a sparse or large
 ``quad_form``, which CVXPY's chain keeps sparse) raises ``NotStructured`` with the
 reason, and takes CVXPY's cone canonicalization as a whole (``ProxOrCone`` in
 ``reductions/dispatch.py``).
@@ -54,7 +54,7 @@ from cvxpy.atoms.norm_inf import norm_inf
 from cvxpy.atoms.pnorm import Pnorm
 from cvxpy.atoms.quad_form import QuadForm
 from cvxpy.atoms.quad_over_lin import quad_over_lin
-from cvxpy.constraints import SOC, Equality, Inequality, NonNeg, NonPos
+from cvxpy.constraints import PSD, SOC, Equality, Inequality, NonNeg, NonPos
 from cvxpy.constraints import ExpCone as ExpConstraint
 from cvxpy.constraints import Zero as ZeroConstraint
 from cvxpy.constraints.constraint import Constraint
@@ -65,7 +65,15 @@ from cvxpy.reductions.dcp2cone.dcp2cone import Dcp2Cone
 
 from cvxprox.algorithms.fista import FISTA
 from cvxprox.atoms import conv2d, fourier_sample
-from cvxprox.cones import Cone, ExpCone, NonnegCone, SecondOrderCone, ZeroCone
+from cvxprox.cones import (
+    Cone,
+    ExpCone,
+    NonnegCone,
+    PSDCone,
+    SecondOrderCone,
+    ZeroCone,
+    svec_to_mat,
+)
 from cvxprox.ir import Program, Term
 from cvxprox.linops import Compose, FiniteDiff, Gather, Identity, has_fft
 from cvxprox.prox import (
@@ -158,6 +166,8 @@ class ConstraintTerm:
     #: A cone constraint (SOC, ExpCone): its dual is -y in the term's row order, the
     #: layout of CVXPY's cone form that the constraint's ``save_dual_value`` reads.
     cone: bool = False
+    #: A PSD constraint on an order-k matrix (k > 0): its dual is the matrix -svec^-1(y).
+    psd: int = 0
 
     def dual(self, y: np.ndarray) -> np.ndarray | float:
         """The constraint's dual_value from its term's y.
@@ -167,6 +177,8 @@ class ConstraintTerm:
         """
         if self.dual_norm is not None:
             return float(np.linalg.norm(y, self.dual_norm)) if y.size else 0.0
+        if self.psd:
+            return -svec_to_mat(y, self.psd)
         if self.cone:
             return -y
         size = int(np.prod(self.shape)) if self.shape else 1
@@ -273,9 +285,10 @@ class StructureLowering:
             if ball is not None:
                 constraints.append(ConstraintTerm(con.id, con.shape, *ball))
                 continue
-            if isinstance(con, (SOC, ExpConstraint)):
+            if isinstance(con, (SOC, ExpConstraint, PSD)):
                 term = self._cone(con, f"constraint {con.id} ({type(con).__name__})")
-                constraints.append(ConstraintTerm(con.id, con.shape, term, cone=True))
+                psd = con.args[0].shape[0] if isinstance(con, PSD) else 0
+                constraints.append(ConstraintTerm(con.id, con.shape, term, cone=True, psd=psd))
                 continue
             affine, label = con, None
             if not _is_affine(con):
@@ -612,16 +625,25 @@ class StructureLowering:
 
     def _auxiliary(self, con: Constraint, label: str) -> None:
         """A constraint of a canonical form (no dual is reported for it)."""
-        if isinstance(con, (SOC, ExpConstraint)):
+        if isinstance(con, (SOC, ExpConstraint, PSD)):
             self._cone(con, label)
         elif isinstance(con, (Equality, ZeroConstraint, Inequality, NonPos, NonNeg)):
             self._constraint(con, label)
         else:
             raise NotStructured(f"a canonical form with a {type(con).__name__} constraint")
 
-    def _cone(self, con: SOC | ExpConstraint, label: str) -> int:
-        """A second-order or exponential cone constraint as one cone term, its rows in
-        CVXPY's cone-form order: (t_i, X_i) per SOC, (x_i, y_i, z_i) per ExpCone."""
+    def _cone(self, con: SOC | ExpConstraint | PSD, label: str) -> int:
+        """A second-order, exponential or PSD cone constraint as one cone term, its rows
+        in CVXPY's cone-form order: (t_i, X_i) per SOC, (x_i, y_i, z_i) per ExpCone, and
+        svec((X + X')/2) for ``X >> 0`` (lower triangle column by column, off-diagonal
+        entries times sqrt 2: ``cvxprox.cones.svec_to_mat``)."""
+        if isinstance(con, PSD):
+            part = self._lower(con.args[0])
+            k = con.args[0].shape[0]
+            cols, rows = np.triu_indices(k)
+            factor = np.where(rows == cols, 0.5, 0.5 * np.sqrt(2.0))
+            pair = add(gather(part, rows + k * cols), gather(part, cols + k * rows))
+            return self._add_term(PSDCone([k]), elementwise(pair, factor), label)
         if isinstance(con, ExpConstraint):
             k = con.num_cones()
             parts = [broadcast(self._lower(a), k) for a in con.args]
@@ -717,8 +739,8 @@ def _is_affine(con: object) -> bool:
 
 def _check_constraint(con: object) -> None:
     """Raise NotStructured unless ``con`` is a ball, an affine equality, an inequality
-    (affine, or convex and then expanded), a SOC or an ExpCone constraint."""
-    if _is_ball(con) or isinstance(con, (SOC, ExpConstraint, Inequality, NonPos, NonNeg)):
+    (affine, or convex and then expanded), a SOC, ExpCone or PSD constraint."""
+    if _is_ball(con) or isinstance(con, (SOC, ExpConstraint, PSD, Inequality, NonPos, NonNeg)):
         return
     if isinstance(con, (Equality, ZeroConstraint)):
         if not con.expr.is_affine():

@@ -59,12 +59,20 @@ def _lasso_lse() -> cp.Problem:
     return cp.Problem(cp.Minimize(objective + 0.1 * cp.sum(cp.exp(x / 4))), [cp.sum(x) >= -1])
 
 
+def _psd_l1() -> cp.Problem:
+    G = RNG.standard_normal((5, 5))
+    X = cp.Variable((5, 5))
+    objective = cp.sum_squares(X - (G + G.T) / 2) + 0.1 * cp.norm1(X)
+    return cp.Problem(cp.Minimize(objective), [X >> 0, X[0, 0] <= 0.3])
+
+
 MODELS = {
     "tv_norm_ball": _tv_norm_ball(),
     "tv_soc": _tv_soc(),
     "mpc_abs": _mpc(),
     "robust_lp": _robust_lp(),
     "lasso_log_sum_exp": _lasso_lse(),
+    "psd_l1": _psd_l1(),
 }
 
 
