@@ -258,8 +258,8 @@ class StructureLowering:
     def lower(self) -> Lowered:
         """The Program at the parameters' current values.
 
-        An expansion met for the first time brings auxiliary variables: the layout is
-        extended with them and the lowering starts over (once per new expansion).
+        Expansions met for the first time bring auxiliary variables: the layout is
+        extended with them and the lowering starts over (once).
         """
         while True:
             try:
@@ -293,9 +293,13 @@ class StructureLowering:
             affine, label = con, None
             if not _is_affine(con):
                 affine, label = self._expand_constraint(con)
+                if affine is None:
+                    continue
             term, rows = self._constraint(affine, label)
             sign = 1.0 if isinstance(con, (Equality, ZeroConstraint)) else -1.0
             constraints.append(ConstraintTerm(con.id, con.shape, term, rows, sign=sign))
+        if any(a.id not in self.layout.offsets for a in self._aux):
+            raise _NewVariables
         for var in self.layout.variables:
             self._attributes(var)
         program = Program(c=self._c, terms=self._terms, offset=self._offset)
@@ -583,9 +587,12 @@ class StructureLowering:
             return -1, rows
         return self._add_term(NonnegCone(part.size), part, label), rows
 
-    def _canonicalize(self, part: Expression | Constraint) -> tuple[object, list[Constraint]]:
+    def _canonicalize(
+        self, part: Expression | Constraint
+    ) -> tuple[object, list[Constraint]] | None:
         """CVXPY's cone canonicalization of one part (``Dcp2Cone``), computed once per
-        part; raises ``_NewVariables`` when it brings variables the layout lacks."""
+        part; None while it has variables the layout lacks (``_lower_all`` then starts
+        over with them, once for all the expansions it met)."""
         key = id(part)
         if key not in self._canonical:
             self._canonical[key] = Dcp2Cone(quad_obj=False).canonicalize_tree(part, False)
@@ -598,27 +605,34 @@ class StructureLowering:
                     self._aux.append(var)
                     seen.add(var.id)
         if any(a.id not in known for a in self._aux):
-            raise _NewVariables
+            return None
         return canon, constraints
 
     def _expand_objective(self, expr: Expression, weight: float | np.ndarray, why: str) -> None:
         """``weight * expr`` through its canonical form: an affine expression (the linear
         term) and cone constraints over auxiliary variables."""
-        canon, constraints = self._canonicalize(expr)
         name = type(expr).__name__
         self._expanded.append(f"{name} ({why})")
+        canonical = self._canonicalize(expr)
+        if canonical is None:
+            return
+        canon, constraints = canonical
         label = f"{EXPANDED}: {name}"
         for con in constraints:
             self._auxiliary(con, label)
         self._linear(self._lower(canon), weight)
 
-    def _expand_constraint(self, con: Constraint) -> tuple[Constraint, str]:
+    def _expand_constraint(self, con: Constraint) -> tuple[Constraint | None, str]:
         """A nonlinear inequality: its canonical (affine) inequality, which keeps the
-        constraint's multiplier, after the cone constraints of its atoms; the label."""
-        canon, constraints = self._canonicalize(con)
+        constraint's multiplier, after the cone constraints of its atoms (None while the
+        layout lacks their variables); the label."""
         atoms = ", ".join(_nonlinear_atoms(_inequality_expr(con)))
         self._expanded.append(f"constraint {con.id} (of {atoms})")
         label = f"{EXPANDED}: constraint {con.id}"
+        canonical = self._canonicalize(con)
+        if canonical is None:
+            return None, label
+        canon, constraints = canonical
         for aux in constraints:
             self._auxiliary(aux, label)
         return canon, label
