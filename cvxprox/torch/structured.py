@@ -26,7 +26,9 @@ the parameters (DPP), so each parameter takes one of two exact ways:
   derivative of all data in the direction e_k.
 
 Problems where neither applies (a large parameter outside the terms' arguments), or whose
-terms have no prox Jacobian here (``DIFFERENTIABLE_FUNCTIONS``), take the cone route.
+terms have no prox Jacobian here (``DIFFERENTIABLE_FUNCTIONS``) or cannot be stacked over a
+batch (``cvxprox.batch.stackable``: a second-order, exponential or PSD cone term), take
+the cone route.
 """
 
 from __future__ import annotations
@@ -139,11 +141,14 @@ class StructuredRoute:
         except NotStructured as exc:
             raise RouteUnavailable(str(exc)) from None
         for term in lowered.program.terms:
-            if not isinstance(term.function, DIFFERENTIABLE_FUNCTIONS) or not stackable(
-                term.function
-            ):
+            if not isinstance(term.function, DIFFERENTIABLE_FUNCTIONS):
                 raise RouteUnavailable(
                     f"no prox Jacobian for the term {term.function.describe()} ({term.label})"
+                )
+            if not stackable(term.function):
+                raise RouteUnavailable(
+                    f"the term {term.function.describe()} ({term.label}) cannot be stacked "
+                    "over a batch"
                 )
         if not always and not lowered.keeps_structure:
             raise RouteUnavailable("the lowering keeps no structure worth differentiating")
