@@ -11,10 +11,10 @@ with the tensors T stored row-reduced to the sparsity pattern they produce. Here
   (one sparse-dense product per tensor) and applies their transposes to the gradients of
   the data (the chain rule from the data back to the parameters);
 - ``StackedConeProgram`` assembles a batch of B programs that share one sparsity pattern
-  into a single block-diagonal ``ProxProgram`` whose cones of one kind are merged, so
+  into a single block-diagonal ``AssembledProgram`` whose cones of one kind are merged, so
   that the algorithms run one vectorized iteration over the whole batch;
 - ``StackedStructuredProgram`` does the same for B structured programs of one shape
-  (``cvxprox.ir.StructuredProgram``): term k of every element becomes one term on a
+  (``cvxprox.ir.Program``): term k of every element becomes one term on a
   ``BlockDiagonal`` operator, with the elements' weights concatenated.
 
 The IR's convention (``cvxprox.ir``) is ``f_K(A x - b)`` with ``A = A_cvx``, ``b = -b_cvx``;
@@ -42,18 +42,16 @@ from cvxprox.cones import (
     ZeroCone,
     cones_from_dims,
 )
-from cvxprox.ir import OperatorTerm, ProxProgram, ProxTerm, StructuredProgram
+from cvxprox.ir import Program, RowTerm, Term
 from cvxprox.linops import BlockDiagonal, Identity
 from cvxprox.prox import (
     GroupL2,
     Huber,
-    Nonneg,
     Norm1,
     Norm2,
     Pos,
     ProxFunction,
     SumSquares,
-    Zero,
 )
 
 
@@ -136,14 +134,14 @@ class ConeLayout:
         self.bound_rows, self.bound_b = _bounds(lower_bounds, upper_bounds, n)
         self.m = self.m_cone + self.bound_rows.shape[0]
 
-    def terms(self) -> list[ProxTerm]:
+    def terms(self) -> list[RowTerm]:
         """The cone terms of one program, in row order (bounds last)."""
         cones = list(self.cone.cones)
         if self.bound_rows.shape[0]:
             cones.append(NonnegCone(self.bound_rows.shape[0]))
         terms, start = [], 0
         for cone in cones:
-            terms.append(ProxTerm(cone, slice(start, start + cone.dim)))
+            terms.append(RowTerm(cone, slice(start, start + cone.dim)))
             start += cone.dim
         return terms
 
@@ -308,7 +306,7 @@ def _repeat_cone(cone: Cone, count: int) -> Cone:
 
 
 class StackedConeProgram:
-    """B programs with one pattern as one block-diagonal ProxProgram.
+    """B programs with one pattern as one block-diagonal Program (made of its assembled view).
 
     Variables are stacked element by element (``x_big = [x_0; x_1; ...]``). Rows are
     grouped term by term: the rows of term j of every element are adjacent, so that term j
@@ -332,7 +330,7 @@ class StackedConeProgram:
             rows = np.arange(term.rows.start, term.rows.stop)
             order.append((np.arange(batch)[:, None] * m + rows[None, :]).ravel())
             cone = _repeat_cone(term.function, batch)
-            self.terms.append(ProxTerm(cone, slice(start, start + cone.dim)))
+            self.terms.append(RowTerm(cone, slice(start, start + cone.dim)))
             start += cone.dim
         self.order = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
         position = np.empty_like(self.order)
@@ -389,20 +387,20 @@ class StackedConeProgram:
         """The stacked P's data array from ``(B, nnz_P)`` values on P's pattern."""
         return self._P.stacked_values(P_data)
 
-    def program(self, data: BatchData) -> ProxProgram:
-        """The stacked ProxProgram of a batch of data."""
+    def program(self, data: BatchData) -> Program:
+        """The stacked Program of a batch of data (its assembled view is the stacked A)."""
         if data.batch_size != self.batch_size:
             raise ValueError(f"batch of {data.batch_size}, expected {self.batch_size}")
         A = self._A.matrix(self.stacked_A_values(data.A_data))
         P = None if self._P is None else self._P.matrix(self.stacked_P_values(data.P_data))
         b = data.b.reshape(-1)[self.order]
-        program = ProxProgram(
-            c=np.ascontiguousarray(data.c).reshape(-1),
-            A=A,
-            b=b,
-            terms=list(self.terms),
-            P=P,
-            offset=float(np.sum(data.offset)),
+        program = Program.from_rows(
+            np.ascontiguousarray(data.c).reshape(-1),
+            A,
+            b,
+            [t.function for t in self.terms],
+            P,
+            float(np.sum(data.offset)),
         )
         program.check_finite()
         return program
@@ -495,7 +493,7 @@ def _block_pattern(
 
 #: Separable functions whose elementwise weights concatenate over a batch.
 _WEIGHTED = (Norm1, SumSquares, Pos, Huber)
-_INDICATORS = (Zero, Nonneg)
+_INDICATORS = (ZeroCone, NonnegCone)
 
 
 def stackable(function: ProxFunction) -> bool:
@@ -540,13 +538,13 @@ def _merge_functions(functions: list[ProxFunction]) -> ProxFunction:
     return type(first)(size, weight=weight)
 
 
-def signature(program: StructuredProgram) -> tuple:
+def signature(program: Program) -> tuple:
     """What programs must share to be stacked: n and each term's kind and size."""
     return (program.n, *((type(t.function), t.size) for t in program.terms))
 
 
 class StackedStructuredProgram:
-    """A batch of B structured programs as one block-diagonal StructuredProgram.
+    """A batch of B structured programs as one block-diagonal Program.
 
     Element b's variables are entries ``b*n ... (b+1)*n`` of the stacked x; term k of the
     stacked program is diag(A_k^1, ..., A_k^B) with b = (b_k^1; ...; b_k^B) and the merged
@@ -555,11 +553,11 @@ class StackedStructuredProgram:
 
     Parameters
     ----------
-    programs : list of StructuredProgram
+    programs : list of Program
         With equal ``signature`` and functions that are ``stackable``.
     """
 
-    def __init__(self, programs: list[StructuredProgram]) -> None:
+    def __init__(self, programs: list[Program]) -> None:
         first = signature(programs[0])
         if any(signature(p) != first for p in programs[1:]):
             raise ValueError("the programs of a batch differ in their terms")
@@ -575,10 +573,8 @@ class StackedStructuredProgram:
             else:
                 op = BlockDiagonal(ops)
             function = _merge_functions([t.function for t in parts])
-            terms.append(
-                OperatorTerm(function, op, np.concatenate([t.b for t in parts]), term.label)
-            )
-        self.program = StructuredProgram(
+            terms.append(Term(function, op, np.concatenate([t.b for t in parts]), term.label))
+        self.program = Program(
             c=np.concatenate([p.c for p in programs]),
             terms=terms,
             offset=float(sum(p.offset for p in programs)),

@@ -18,23 +18,22 @@ from cvxprox.algorithms.hybrid import ADMMThenPDHG
 from cvxprox.algorithms.pdhg import PDHG
 from cvxprox.algorithms.split_admm import HQS, StructuredADMM
 from cvxprox.algorithms.structured import ColumnScaling
-from cvxprox.ir import ProxProgram, StructuredProgram
+from cvxprox.ir import AssembledProgram, Program
 from cvxprox.linops import has_fft
 from cvxprox.options import SolverOptions
 
 _STRUCTURED_ONLY = ("ladmm", "hqs", "fista")
 
 
-def choose_algorithm(
-    program: ProxProgram | StructuredProgram, options: SolverOptions
-) -> tuple[type, str]:
-    """The algorithm class to run and a one-line reason."""
-    if isinstance(program, StructuredProgram):
-        return choose_structured_algorithm(program, options)
-    return choose_cone_algorithm(program, options)
+def choose_algorithm(program: Program, options: SolverOptions) -> tuple[type, str]:
+    """The algorithm class to run and a one-line reason: a cone method on the assembled
+    view when ``program.solve_assembled``, a method on the terms otherwise."""
+    if program.solve_assembled:
+        return choose_cone_algorithm(program.assemble(), options)
+    return choose_structured_algorithm(program, options)
 
 
-def choose_cone_algorithm(program: ProxProgram, options: SolverOptions) -> tuple[type, str]:
+def choose_cone_algorithm(program: AssembledProgram, options: SolverOptions) -> tuple[type, str]:
     """For a cone program.
 
     With a torch or CuPy backend PDHG is the one choice. On NumPy, ``auto`` takes ADMM
@@ -66,9 +65,7 @@ def choose_cone_algorithm(program: ProxProgram, options: SolverOptions) -> tuple
     return ADMM, f"auto: KKT matrix with {nnz} nonzeros is cheap to factor once"
 
 
-def choose_structured_algorithm(
-    program: StructuredProgram, options: SolverOptions
-) -> tuple[type, str]:
+def choose_structured_algorithm(program: Program, options: SolverOptions) -> tuple[type, str]:
     """For a structured program.
 
     ``auto``: FISTA when the objective is smooth terms plus at most one prox term acting
@@ -84,6 +81,11 @@ def choose_structured_algorithm(
         return on_device
     if options.dtype == "float32":
         raise ValueError("dtype='float32' is available for cone programs (PDHG) only")
+    if program.P is not None:
+        raise ValueError(
+            "a program with a quadratic part P is solved on its assembled view; "
+            "set solve_assembled=True"
+        )
     forced = {
         "admm": StructuredADMM,
         "hqs": HQS,
@@ -129,7 +131,7 @@ def _device_choice(options: SolverOptions, accepted: tuple[str, ...]) -> tuple[t
     return PDHG, f"{how}: PDHG is the method that runs on {backend} arrays"
 
 
-def _exact_gram(program: StructuredProgram) -> str | None:
+def _exact_gram(program: Program) -> str | None:
     """The kind of the summed Gram operator when every term's Gram is diagonal, FFT- or
     DCT-diagonal and they add up (ADMM's x-update is then one exact solve), else None."""
     grams = [t.op.gram() for t in program.terms]
@@ -157,36 +159,44 @@ def single_threaded_blas() -> AbstractContextManager:
 
 
 def solve_program(
-    program: ProxProgram | StructuredProgram,
+    program: Program,
     options: SolverOptions,
     warm_start: dict | None = None,
 ) -> SolveResult:
     """Solve a program with the algorithm the options ask for (or the automatic choice).
 
-    A StructuredProgram whose column norms spread over more than ``ColumnScaling.SPREAD``
-    is solved in equilibrated variables x~ = x / E and mapped back.
+    With ``program.solve_assembled`` a cone method solves the assembled view, and the
+    result is in its variables and rows (x then the epigraph variables; the view's
+    ``n_program`` and ``term_rows`` locate the program's own). Otherwise a method on the
+    terms runs; a program whose column norms spread over more than
+    ``ColumnScaling.SPREAD`` is then solved in equilibrated variables x~ = x / E and
+    mapped back. A warm start of other shapes than the solved form's is ignored.
 
     The iterations are vector operations (dot products, axpys, matrix-vector products)
     for which a threaded BLAS only adds synchronization: BLAS runs single-threaded during
     the solve (``single_threaded_blas``).
     """
-    if isinstance(program, StructuredProgram):
+    solved = program.assemble() if program.solve_assembled else program
+    if warm_start is not None and (
+        warm_start["x"].shape != (solved.n,) or warm_start["y"].shape != (solved.m,)
+    ):
+        warm_start = None
+    if not program.solve_assembled:
         scaling = ColumnScaling(program)
         if scaling.needed:
             return _solve_column_scaled(program, scaling, options, warm_start)
     return _run(program, options, warm_start)
 
 
-def _run(
-    program: ProxProgram | StructuredProgram, options: SolverOptions, warm_start: dict | None
-) -> SolveResult:
+def _run(program: Program, options: SolverOptions, warm_start: dict | None) -> SolveResult:
     algorithm, reason = choose_algorithm(program, options)
+    solved = program.assemble() if program.solve_assembled else program
     with single_threaded_blas():
-        return algorithm(program, options, warm_start).solve(reason)
+        return algorithm(solved, options, warm_start).solve(reason)
 
 
 def _solve_column_scaled(
-    program: StructuredProgram,
+    program: Program,
     scaling: ColumnScaling,
     options: SolverOptions,
     warm_start: dict | None,
@@ -212,7 +222,7 @@ class CompiledProblem:
 
     Attributes
     ----------
-    program : ProxProgram or StructuredProgram
+    program : Program
         The IR at the parameters' current values.
     reduction : str
         Which lowering was taken and why.
@@ -222,7 +232,7 @@ class CompiledProblem:
         Why that algorithm.
     """
 
-    program: ProxProgram | StructuredProgram
+    program: Program
     reduction: str
     algorithm: str
     reason: str

@@ -39,6 +39,8 @@ import numpy as np
 import scipy.sparse as sp
 from array_api_compat import array_namespace, device, is_numpy_namespace
 
+from cvxprox.prox import _FEAS_TOL, ProxFunction, _step
+
 __all__ = [
     "Cone",
     "ZeroCone",
@@ -294,16 +296,30 @@ def mat_to_svec(m: Array) -> Array:
 # --------------------------------------------------------------------------------------------
 
 
-class Cone:
-    """Base: a closed convex cone ``K`` in ``R^dim``, stored as one contiguous block.
+class Cone(ProxFunction):
+    """Base: the indicator of a closed convex cone ``K`` in ``R^dim``, stored as one block.
+
+    As a ``ProxFunction`` (``cvxprox.prox``) of size ``dim``: the value is 0 on ``K`` (up to a
+    violation of ``1e-9 max(1, ||v||_inf)``) and ``inf`` elsewhere, ``prox(v, t) = Pi_K(v)``
+    for every step ``t``, and the conjugate is the indicator of the polar cone, so
+    ``prox_conj(v, s) = Pi_{K°}(v)``. The support function of ``K`` is 0 on ``K°`` and
+    ``inf`` elsewhere (``support``). Projections run on any array namespace, so ``on``
+    returns the cone itself.
 
     Subclasses implement ``project``, ``project_derivative`` and ``scaling_blocks``;
     ``project_dual`` and ``project_polar`` follow from Moreau's decomposition and may be overridden
     when cheaper.
     """
 
+    is_indicator = True
+    device_arrays = ()
     dim: int
     name: str
+
+    @property
+    def size(self) -> int:  # type: ignore[override]
+        """The length ``dim`` of the vectors the indicator acts on."""
+        return self.dim
 
     def project(self, v: Array) -> Array:
         """Euclidean projection of ``v`` (shape ``(dim,)``) onto ``K``; a new ``(dim,)`` array."""
@@ -334,8 +350,39 @@ class Cone:
         """
         raise NotImplementedError
 
+    def __call__(self, v: Array) -> float:
+        """The indicator of ``K`` at ``v``: 0 when ``||v - Pi_K(v)||_inf <= 1e-9 max(1,
+        ||v||_inf)``, else ``inf`` (one scalar read back from a device)."""
+        xp, w, _ = _prepare(self._vector(v), self.dim)
+        if self.dim == 0:
+            return 0.0
+        scale = max(1.0, float(xp.max(xp.abs(w))))
+        gap = float(xp.max(xp.abs(w - self.project(w))))
+        return 0.0 if gap <= _FEAS_TOL * scale else math.inf
+
+    def prox(self, v: Array, t: float) -> Array:
+        """``Pi_K(v)``: the prox of an indicator is the projection, whatever the step."""
+        _step(t)
+        return self.project(self._vector(v))
+
+    def prox_conj(self, v: Array, s: float) -> Array:
+        """``Pi_{K°}(v)``: the conjugate of the indicator of ``K`` is that of ``K°``."""
+        _step(s, "s")
+        return self.project_polar(self._vector(v))
+
+    def support(self, y: Array) -> tuple[Array, float]:
+        """``(Pi_{K°}(y), 0)``: the support function of ``K`` is 0 on ``K°``, ``inf`` off it."""
+        return self.project_polar(y), 0.0
+
+    def on(self, backend: Any) -> Cone:
+        """The cone itself: its projections run on every backend's arrays."""
+        return self
+
+    def describe(self) -> str:
+        return self.name
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(dim={self.dim})"
+        return f"{type(self).__name__}({self.describe()}, dim={self.dim})"
 
 
 class ZeroCone(Cone):

@@ -1,19 +1,20 @@
-"""The proximal-splitting intermediate representation (IR).
+"""The proximal-splitting intermediate representation (IR): one ``Program``.
 
-Two forms share one objective, ``c'x + sum_i f_i(A_i x - b_i)``: ``ProxProgram`` (below),
-where the A_i are rows of one sparse matrix and the f_i cone indicators (what CVXPY's cone
-chain produces), and ``StructuredProgram`` (at the end), where each A_i is a matrix-free
-operator (``cvxprox.linops``) and each f_i any function of ``cvxprox.prox`` (norms, TV,
-Huber, ...), as produced by ``cvxprox.reductions.structure``.
-
-Every problem that reaches an algorithm has the form
+Every problem that reaches an algorithm is a ``Program``
 
     minimize   c'x + 1/2 x'Px + sum_i f_i(A_i x - b_i) + offset
 
-with x in R^n. The operators A_i are stacked row-wise into one operator A (m x n) and
-the functions f_i act on consecutive row blocks of ``A x - b``; each f_i has a cheap
-proximal operator. For a cone program every f_i is the indicator of a convex cone K_i,
-so that the constraint reads ``A x - b in K``.
+with x in R^n. Each term holds a function f_i with a cheap proximal operator
+(``cvxprox.prox``: norms, TV, Huber, ..., and the cones of ``cvxprox.cones``, whose prox
+is the projection) and a linear operator A_i (``cvxprox.linops``: sparse matrices,
+differences, convolutions, ... matrix-free where the structure allows).
+
+The methods that factor a matrix (KKT-ADMM, polishing, the LU adjoint) and the cone PDHG
+work on the program's **assembled view** (``Program.assemble``, an ``AssembledProgram``):
+one sparse A, b and a list of cones on consecutive row blocks, over x and the epigraph
+variables of the terms that are not cones (``reductions/cone_form.py``). It is built
+once per program; a program made from CVXPY's cone form (``Program.from_rows``) carries
+it from the start, its terms being row blocks of the very matrix CVXPY produced.
 
 Dual variables follow the IR's own convention: y lies in the subdifferential of
 f at z = A x - b, so the optimality conditions are
@@ -26,125 +27,25 @@ The CVXPY interface flips the sign when it hands duals back (CVXPY's duals lie i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from dataclasses import KW_ONLY, dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.cones import Cone, NonnegCone, ProductCone, ZeroCone
-
-if TYPE_CHECKING:
-    from cvxprox.linops import LinOp
-    from cvxprox.prox import ProxFunction
+from cvxprox.linops import LinOp, MatrixRows
+from cvxprox.prox import ProxFunction
 
 
 @dataclass(frozen=True)
-class ProxTerm:
-    """One term f(A_rows x - b_rows) of the objective.
-
-    Attributes
-    ----------
-    function : Cone
-        The function f. Cone indicators are the functions that cone programs need;
-        their proximal operator is the Euclidean projection.
-    rows : slice
-        The rows of the stacked operator A (and of b) the term acts on.
-    """
-
-    function: Cone
-    rows: slice
-
-    @property
-    def size(self) -> int:
-        return self.rows.stop - self.rows.start
-
-
-@dataclass
-class ProxProgram:
-    """minimize c'x + 1/2 x'Px + sum_i f_i(A_i x - b_i) + offset.
-
-    Attributes
-    ----------
-    c : ndarray, shape (n,)
-    A : scipy.sparse CSC array, shape (m, n)
-        The stacked operators A_i.
-    b : ndarray, shape (m,)
-    terms : list of ProxTerm
-        Row blocks of A and b, in order, covering all m rows.
-    P : scipy.sparse CSC array, shape (n, n), or None
-        Symmetric positive semidefinite; None means a linear objective.
-    offset : float
-        Constant added to the objective.
-    """
-
-    c: np.ndarray
-    A: sp.csc_array
-    b: np.ndarray
-    terms: list[ProxTerm]
-    P: sp.csc_array | None = None
-    offset: float = 0.0
-    cone: ProductCone = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        m, n = self.A.shape
-        if self.c.shape != (n,):
-            raise ValueError(f"c has shape {self.c.shape}, expected ({n},)")
-        if self.b.shape != (m,):
-            raise ValueError(f"b has shape {self.b.shape}, expected ({m},)")
-        if self.P is not None and self.P.shape != (n, n):
-            raise ValueError(f"P has shape {self.P.shape}, expected ({n}, {n})")
-        covered = sum(t.size for t in self.terms)
-        if covered != m:
-            raise ValueError(f"terms cover {covered} rows of A, which has {m}")
-        self.cone = ProductCone([t.function for t in self.terms])
-
-    @property
-    def n(self) -> int:
-        """Number of variables."""
-        return self.A.shape[1]
-
-    @property
-    def m(self) -> int:
-        """Number of rows of the stacked operator."""
-        return self.A.shape[0]
-
-    @property
-    def is_polyhedral(self) -> bool:
-        """Whether every term is a zero or nonnegative cone (an LP or QP)."""
-        return all(isinstance(t.function, (ZeroCone, NonnegCone)) for t in self.terms)
-
-    @property
-    def has_quadratic(self) -> bool:
-        return self.P is not None and self.P.nnz > 0
-
-    def describe(self) -> str:
-        """One line per term: function, rows, sizes."""
-        lines = [
-            f"ProxProgram: n={self.n} variables, m={self.m} rows, nnz(A)={self.A.nnz}, "
-            f"nnz(P)={0 if self.P is None else self.P.nnz}"
-        ]
-        for t in self.terms:
-            lines.append(f"  {t.function!r} on rows [{t.rows.start}, {t.rows.stop})")
-        return "\n".join(lines)
-
-    def check_finite(self) -> None:
-        """Raise ValueError if any number in the program is NaN or infinite."""
-        for name, arr in (("c", self.c), ("b", self.b), ("A", self.A.data)):
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"the problem data ({name}) contains NaN or inf")
-        if self.P is not None and not np.all(np.isfinite(self.P.data)):
-            raise ValueError("the problem data (P) contains NaN or inf")
-
-
-@dataclass(frozen=True)
-class OperatorTerm:
-    """One term f(A x - b) of a StructuredProgram, with A a matrix-free operator.
+class Term:
+    """One term f(A x - b) of a Program.
 
     Attributes
     ----------
     function : ProxFunction
-        f, with a cheap proximal operator.
+        f, with a cheap proximal operator (a cone's is its projection).
     op : LinOp, shape (m_i, n)
     b : ndarray, shape (m_i,)
     label : str
@@ -174,26 +75,36 @@ class OperatorTerm:
 
 
 @dataclass
-class StructuredProgram:
-    """minimize c'x + sum_i f_i(A_i x - b_i) + offset, with matrix-free A_i.
+class Program:
+    """minimize c'x + 1/2 x'Px + sum_i f_i(A_i x - b_i) + offset.
 
-    The structure-preserving form of the IR: norms, TV, Huber, logistic losses and
-    convolutions stay functions and operators instead of being expanded into cones.
     Dual variables y_i lie in the subdifferential of f_i at z_i = A_i x - b_i, so the
     optimality conditions read
 
-        c + sum_i A_i' y_i = 0,    z_i = A_i x - b_i,    y_i in df_i(z_i).
+        P x + c + sum_i A_i' y_i = 0,    z_i = A_i x - b_i,    y_i in df_i(z_i).
 
     Attributes
     ----------
     c : ndarray, shape (n,)
-    terms : list of OperatorTerm
+    terms : list of Term
+    P : scipy.sparse CSC array, shape (n, n), or None
+        Symmetric positive semidefinite; None means no quadratic part besides the terms.
+        Solved on the assembled view (``solve_assembled``).
     offset : float
+        Constant added to the objective.
+    solve_assembled : bool
+        Solve the assembled view with the cone methods rather than the terms with the
+        structured ones: set for CVXPY's cone form and for lowerings whose structure
+        does not pay off (``reductions/dispatch.py``).
     """
 
     c: np.ndarray
-    terms: list[OperatorTerm]
+    terms: list[Term]
+    _: KW_ONLY
+    P: sp.csc_array | None = None
     offset: float = 0.0
+    solve_assembled: bool = False
+    _assembled: AssembledProgram | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for term in self.terms:
@@ -202,6 +113,32 @@ class StructuredProgram:
                     f"term {term.label!r} acts on {term.op.shape[1]} variables, "
                     f"the program has {self.n}"
                 )
+        if self.P is not None and self.P.shape != (self.n, self.n):
+            raise ValueError(f"P has shape {self.P.shape}, expected ({self.n}, {self.n})")
+
+    @classmethod
+    def from_rows(
+        cls,
+        c: np.ndarray,
+        A: sp.csc_array,
+        b: np.ndarray,
+        cones: Sequence[Cone],
+        P: sp.csc_array | None = None,
+        offset: float = 0.0,
+    ) -> Program:
+        """The program of ``A x - b in K_1 x K_2 x ...`` (the cones on consecutive rows),
+        with its assembled view made of A itself: each term's operator is a row block of
+        A (``MatrixRows``, sliced only when used), so nothing is copied."""
+        view = AssembledProgram(c, A, b, _row_terms(cones), P, offset)
+        terms = [
+            Term(t.function, MatrixRows(A, t.rows), b[t.rows], t.function.describe())
+            for t in view.terms
+        ]
+        program = cls(c, terms, P=P, offset=offset, solve_assembled=True)
+        view.term_rows = [t.rows for t in view.terms]
+        view.n_program = view.n
+        program._assembled = view
+        return program
 
     @property
     def n(self) -> int:
@@ -213,16 +150,31 @@ class StructuredProgram:
         """Total number of rows over all terms."""
         return sum(t.size for t in self.terms)
 
+    def assemble(self) -> AssembledProgram:
+        """The assembled view (one sparse A, cones on row blocks); built once, cached.
+
+        Raises ValueError naming a term whose function has no cone form here.
+        """
+        if self._assembled is None:
+            from cvxprox.reductions.cone_form import assemble  # noqa: PLC0415
+
+            self._assembled = assemble(self)
+        return self._assembled
+
     def objective(self, x: np.ndarray) -> float:
-        """c'x + sum_i f_i(A_i x - b_i) + offset (inf outside an indicator's set)."""
+        """c'x + 1/2 x'Px + sum_i f_i(A_i x - b_i) + offset (inf outside an indicator's
+        set)."""
         value = float(self.c @ x) + self.offset
+        if self.P is not None:
+            value += 0.5 * float(x @ (self.P @ x))
         for term in self.terms:
             value += term.function(term.residual(x))
         return value
 
     def describe(self) -> str:
         """One line per term: function, operator, shape."""
-        lines = [f"StructuredProgram: n={self.n} variables, {len(self.terms)} terms"]
+        nnz = "" if self.P is None else f", nnz(P)={self.P.nnz}"
+        lines = [f"Program: n={self.n} variables, {len(self.terms)} terms{nnz}"]
         for t in self.terms:
             lines.append(
                 f"  {t.function.describe():<16} of {t.op.describe():<40} "
@@ -231,9 +183,129 @@ class StructuredProgram:
         return "\n".join(lines)
 
     def check_finite(self) -> None:
-        """Raise ValueError if c, b or the offset contain NaN or inf."""
+        """Raise ValueError if c, P, a term's constant or the offset contain NaN or inf."""
         if not np.all(np.isfinite(self.c)) or not np.isfinite(self.offset):
             raise ValueError("the objective's linear part contains NaN or inf")
+        if self.P is not None and not np.all(np.isfinite(self.P.data)):
+            raise ValueError("the problem data (P) contains NaN or inf")
         for term in self.terms:
             if not np.all(np.isfinite(term.b)):
                 raise ValueError(f"the constant of term {term.label!r} contains NaN or inf")
+        if self._assembled is not None:
+            self._assembled.check_finite()
+
+
+@dataclass(frozen=True)
+class RowTerm:
+    """One cone of the assembled view, on consecutive rows of A x - b.
+
+    Attributes
+    ----------
+    function : Cone
+        The cone's indicator; its prox is the Euclidean projection.
+    rows : slice
+        The rows of the stacked operator A (and of b) the cone acts on.
+    """
+
+    function: Cone
+    rows: slice
+
+    @property
+    def size(self) -> int:
+        return self.rows.stop - self.rows.start
+
+
+def _row_terms(cones: Sequence[Cone]) -> list[RowTerm]:
+    terms, start = [], 0
+    for cone in cones:
+        terms.append(RowTerm(cone, slice(start, start + cone.dim)))
+        start += cone.dim
+    return terms
+
+
+@dataclass
+class AssembledProgram:
+    """The assembled view of a Program: minimize c'x + 1/2 x'Px + offset subject to
+    A x - b in K, K a product of cones on consecutive row blocks.
+
+    Attributes
+    ----------
+    c : ndarray, shape (n,)
+    A : scipy.sparse CSC array, shape (m, n)
+        The stacked operators.
+    b : ndarray, shape (m,)
+    terms : list of RowTerm
+        Row blocks of A and b, in order, covering all m rows.
+    P : scipy.sparse CSC array, shape (n, n), or None
+        Symmetric positive semidefinite; None means a linear objective.
+    offset : float
+        Constant added to the objective.
+    term_rows : list of slice or None
+        For each term of the Program, the rows that hold it one for one (a cone), or None
+        (a term written through epigraph variables); empty for a view built directly.
+    n_program : int
+        The Program's number of variables: x is the first ``n_program`` entries, the
+        epigraph variables follow.
+    """
+
+    c: np.ndarray
+    A: sp.csc_array
+    b: np.ndarray
+    terms: list[RowTerm]
+    P: sp.csc_array | None = None
+    offset: float = 0.0
+    term_rows: list[slice | None] = field(default_factory=list)
+    n_program: int = -1
+    cone: ProductCone = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        m, n = self.A.shape
+        if self.c.shape != (n,):
+            raise ValueError(f"c has shape {self.c.shape}, expected ({n},)")
+        if self.b.shape != (m,):
+            raise ValueError(f"b has shape {self.b.shape}, expected ({m},)")
+        if self.P is not None and self.P.shape != (n, n):
+            raise ValueError(f"P has shape {self.P.shape}, expected ({n}, {n})")
+        covered = sum(t.size for t in self.terms)
+        if covered != m:
+            raise ValueError(f"terms cover {covered} rows of A, which has {m}")
+        if self.n_program < 0:
+            self.n_program = n
+        self.cone = ProductCone([t.function for t in self.terms])
+
+    @property
+    def n(self) -> int:
+        """Number of variables."""
+        return self.A.shape[1]
+
+    @property
+    def m(self) -> int:
+        """Number of rows of the stacked operator."""
+        return self.A.shape[0]
+
+    @property
+    def is_polyhedral(self) -> bool:
+        """Whether every term is a zero or nonnegative cone (an LP or QP)."""
+        return all(isinstance(t.function, (ZeroCone, NonnegCone)) for t in self.terms)
+
+    @property
+    def has_quadratic(self) -> bool:
+        return self.P is not None and self.P.nnz > 0
+
+    def describe(self) -> str:
+        """One line per term: function, rows, sizes."""
+        lines = [
+            f"AssembledProgram: n={self.n} variables, m={self.m} rows, nnz(A)={self.A.nnz}, "
+            f"nnz(P)={0 if self.P is None else self.P.nnz}"
+        ]
+        for t in self.terms:
+            lines.append(f"  {t.function!r} on rows [{t.rows.start}, {t.rows.stop})")
+        return "\n".join(lines)
+
+    def check_finite(self) -> None:
+        """Raise ValueError if any number in the program is NaN or infinite."""
+        for name, arr in (("c", self.c), ("b", self.b), ("A", self.A.data)):
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"the problem data ({name}) contains NaN or inf")
+        if self.P is not None and not np.all(np.isfinite(self.P.data)):
+            raise ValueError("the problem data (P) contains NaN or inf")

@@ -53,6 +53,7 @@ __all__ = [
     "ScalarMultiple",
     "Gather",
     "MatrixOp",
+    "MatrixRows",
     "Compose",
     "Sum",
     "VStack",
@@ -748,6 +749,40 @@ class MatrixOp(LinOp):
             return _csr_products(self.matrix, backend)
         M = backend.asarray(self.matrix)
         return (lambda x: M @ x), (lambda y: y @ M)
+
+
+class MatrixRows(MatrixOp):
+    """x -> A[rows] x: a block of consecutive rows of a stacked sparse matrix A.
+
+    The terms of a program built from one stacked matrix (CVXPY's cone form) are its row
+    blocks; the block is sliced from A on first use (``matrix``), so a method that works
+    on A itself never pays for the slices.
+
+    Parameters
+    ----------
+    stacked : scipy.sparse array, shape (M, n)
+    rows : slice
+        Consecutive rows ``rows.start:rows.stop`` of ``stacked``.
+    """
+
+    def __init__(self, stacked: sp.sparray, rows: slice) -> None:
+        LinOp.__init__(self, (rows.stop - rows.start, stacked.shape[1]))
+        self._stacked = stacked
+        self._rows = rows
+        self._block: sp.csr_array | None = None
+
+    @property
+    def matrix(self) -> sp.csr_array:  # type: ignore[override]
+        """A[rows] as a CSR array, shape (m, n)."""
+        if self._block is None:
+            block = sp.csr_array(self._stacked[self._rows], dtype=np.float64)
+            block.sum_duplicates()
+            self._block = block
+        return self._block
+
+    def describe(self) -> str:
+        m, n = self._stacked.shape
+        return f"rows {self._rows.start}:{self._rows.stop} of matrix({m}x{n})"
 
 
 class Compose(LinOp):

@@ -76,13 +76,14 @@ class SolverOptions:
     structure : {"auto", "always", "never"}
         Whether norms, Huber, TV, convolutions and similar atoms are kept as prox terms
         and operators (``cvxprox.reductions.structure``) instead of CVXPY's cones:
-        ``auto`` keeps them when every part of the problem has a prox term and the
-        structure pays off (an FFT operator, smooth terms plus one prox, a TV/l2/Huber/
-        logistic term; see ``Lowered.keeps_structure``); ``always`` whenever every part
-        has a prox term; ``never`` uses cones. It takes effect when CVXPY builds the problem's
-        chain (the first solve); a later solve of the same problem that omits it keeps
-        it, one with another value raises an error. ``cvxprox.NablaProx(structure=...)``
-        sets it for the solves that use that solver instance.
+        ``auto`` keeps them when the structure pays off (an FFT operator, smooth terms
+        plus one prox, a TV/l2/Huber/logistic term; see ``Lowered.keeps_structure``),
+        the parts without a prox term being expanded into cone terms; ``always``
+        whenever the lowering takes the problem; ``never`` uses cones. It takes effect
+        when CVXPY builds the problem's chain (the first solve); a later solve of the
+        same problem that omits it keeps it, one with another value raises an error.
+        ``cvxprox.NablaProx(structure=...)`` sets it for the solves that use that solver
+        instance.
     """
 
     eps_abs: float = 1e-6

@@ -10,7 +10,8 @@ Moreau's decomposition ``v = prox_{tf}(v) + t prox_{f*/t}(v / t)``:
 
     prox_{s f*}(v) = v - s prox_{f/s}(v / s).
 
-The functions are the indicators of simple sets (their prox is the Euclidean projection), norms,
+The functions are the indicators of simple sets (their prox is the Euclidean projection; the
+cones of ``cvxprox.cones``, zero and nonnegative orthant included, are ProxFunctions too), norms,
 separable losses, and 1-D total variation (``TV1D``, exact prox by Condat's direct method).
 Separable functions take an elementwise nonnegative weight ``w`` (a scalar
 or an array of length m); the prox of ``sum_i w_i g(v_i)`` with step ``t`` applies the scalar prox
@@ -43,8 +44,6 @@ from cvxprox.jit.tv import tv1d_prox
 
 __all__ = [
     "ProxFunction",
-    "Zero",
-    "Nonneg",
     "Box",
     "Simplex",
     "L2Ball",
@@ -289,6 +288,17 @@ class ProxFunction(ABC):
         s = _step(s, "s")
         return v - s * self.prox(v / s, 1.0 / s)
 
+    def support(self, y: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """(y', sigma_C(y')) for Farkas certificates, or None when not known here.
+
+        C is the set of an indicator, or the domain of any other function (the whole
+        space unless a subclass says otherwise: then None); sigma_C(y) = sup_{z in C} y'z
+        is its support function and y' the projection of y onto the set where sigma_C is
+        finite. A y with sum_i sigma_{C_i}(y_i) + b_i'y_i < 0 and sum_i A_i'y_i = 0
+        proves that no x has A_i x - b_i in C_i for every i.
+        """
+        return None
+
     def grad(self, v: np.ndarray) -> np.ndarray:
         """The gradient of f at v, shape (m,); only for smooth functions."""
         raise NotImplementedError(f"{self.describe()} is not smooth")
@@ -372,69 +382,6 @@ def _indicator(inside: bool) -> float:
     return 0.0 if inside else np.inf
 
 
-class Zero(ProxFunction):
-    """The indicator of {0} in R^m; prox(v) = 0, and f* = 0 so prox_conj(v) = v.
-
-    Parameters
-    ----------
-    m : int
-    """
-
-    is_indicator = True
-
-    def __init__(self, m: int) -> None:
-        self.size = _size(m)
-
-    def __call__(self, v: np.ndarray) -> float:
-        v = self._vector(v)
-        return _indicator(np.max(np.abs(v)) <= _FEAS_TOL)
-
-    device_arrays = ()
-
-    def prox(self, v: Any, t: float) -> Any:
-        _step(t)
-        return 0.0 * self._vector(v)
-
-    def prox_conj(self, v: Any, s: float) -> Any:
-        _step(s, "s")
-        return 1.0 * self._vector(v)
-
-    def describe(self) -> str:
-        return "zero"
-
-
-class Nonneg(ProxFunction):
-    """The indicator of {v >= 0}; prox(v) = max(v, 0), prox_conj(v) = min(v, 0).
-
-    Parameters
-    ----------
-    m : int
-    """
-
-    is_indicator = True
-
-    def __init__(self, m: int) -> None:
-        self.size = _size(m)
-
-    def __call__(self, v: np.ndarray) -> float:
-        v = self._vector(v)
-        scale = max(1.0, float(np.max(np.abs(v))))
-        return _indicator(np.min(v) >= -_FEAS_TOL * scale)
-
-    device_arrays = ()
-
-    def prox(self, v: Any, t: float) -> Any:
-        _step(t)
-        return _clip(self._vector(v), 0.0, None)
-
-    def prox_conj(self, v: Any, s: float) -> Any:
-        _step(s, "s")
-        return _clip(self._vector(v), None, 0.0)
-
-    def describe(self) -> str:
-        return "nonneg"
-
-
 class Box(ProxFunction):
     """The indicator of {lower <= v <= upper}; prox(v) = clip(v, lower, upper).
 
@@ -487,6 +434,17 @@ class Box(ProxFunction):
         _step(t)
         return _clip(self._vector(v), self.lower, self.upper)
 
+    def support(self, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """sum_i max(y_i u_i, y_i l_i), with y_i set to 0 where it would meet an infinite
+        bound (sigma is finite only there)."""
+        lower = np.broadcast_to(self.lower, y.shape)
+        upper = np.broadcast_to(self.upper, y.shape)
+        yp = np.where((y > 0) & np.isinf(upper), 0.0, y)
+        yp = np.where((yp < 0) & np.isinf(lower), 0.0, yp)
+        value = np.where(yp > 0, yp * np.where(np.isinf(upper), 0.0, upper), 0.0)
+        value += np.where(yp < 0, yp * np.where(np.isinf(lower), 0.0, lower), 0.0)
+        return yp, float(np.sum(value))
+
     def describe(self) -> str:
         if isinstance(self.lower, float) and isinstance(self.upper, float):
             return f"box({self.lower:g}, {self.upper:g})"
@@ -519,6 +477,10 @@ class Simplex(ProxFunction):
     def prox(self, v: np.ndarray, t: float) -> np.ndarray:
         _step(t)
         return _project_simplex(self._vector(v), self.total)
+
+    def support(self, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """total max(max_i y_i, 0)."""
+        return y, self.total * float(np.max(y, initial=0.0))
 
     def describe(self) -> str:
         return f"simplex(total={self.total:g})"
@@ -560,6 +522,14 @@ class _Ball(ProxFunction):
         _step(t)
         return self._project(self._vector(v))
 
+    def support(self, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """radius ||y||_* (the dual norm)."""
+        return y, self.radius * self._dual_norm(y)
+
+    @abstractmethod
+    def _dual_norm(self, y: np.ndarray) -> float:
+        """||y||_*, the dual norm of the ball's norm."""
+
     def describe(self) -> str:
         return f"{self.name}(r={self.radius:g})"
 
@@ -581,6 +551,9 @@ class L2Ball(_Ball):
     def _project(self, v: np.ndarray) -> np.ndarray:
         return _project_l2_ball(v, self.radius)
 
+    def _dual_norm(self, y: np.ndarray) -> float:
+        return float(np.linalg.norm(y))
+
     def prox_conj(self, v: np.ndarray, s: float) -> np.ndarray:
         return _block_soft_threshold(self._vector(v), _step(s, "s") * self.radius)
 
@@ -601,6 +574,9 @@ class LinfBall(_Ball):
 
     def _project(self, v: np.ndarray) -> np.ndarray:
         return np.clip(v, -self.radius, self.radius)
+
+    def _dual_norm(self, y: np.ndarray) -> float:
+        return float(np.sum(np.abs(y)))
 
     def prox_conj(self, v: np.ndarray, s: float) -> np.ndarray:
         return _soft_threshold(self._vector(v), _step(s, "s") * self.radius)
@@ -624,6 +600,9 @@ class L1Ball(_Ball):
 
     def _project(self, v: np.ndarray) -> np.ndarray:
         return _project_l1_ball(v, self.radius)
+
+    def _dual_norm(self, y: np.ndarray) -> float:
+        return float(np.max(np.abs(y), initial=0.0))
 
     def prox_conj(self, v: np.ndarray, s: float) -> np.ndarray:
         v = self._vector(v)
@@ -1035,6 +1014,10 @@ class _EntropyLike(_Separable):
     The prox solves u + a log u = r(v, a) (a = t w_i); where w_i = 0 the domain remains and
     the prox is max(v_i, 0).
     """
+
+    def support(self, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """(min(y, 0), 0): the domain is v >= 0."""
+        return np.minimum(y, 0.0), 0.0
 
     @abstractmethod
     def _rhs(self, v: np.ndarray, a: np.ndarray) -> np.ndarray:

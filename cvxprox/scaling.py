@@ -1,4 +1,4 @@
-"""Diagonal preconditioning of a ProxProgram (Ruiz equilibration + cost scaling).
+"""Diagonal preconditioning of an AssembledProgram (Ruiz equilibration + cost scaling).
 
 The scaled program is
 
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
-from cvxprox.ir import ProxProgram
+from cvxprox.ir import AssembledProgram
 from cvxprox.jit import csc_arrays
 from cvxprox.jit.equilibrate import MAX_SCALE as _MAX_SCALE
 from cvxprox.jit.equilibrate import MIN_SCALE as _MIN_SCALE
@@ -91,7 +91,7 @@ class RuizScaling(DiagonalScaling):
 
     Parameters
     ----------
-    program : ProxProgram
+    program : AssembledProgram
         The unscaled program.
     iters : int
         Number of equilibration passes (0 gives the identity scaling).
@@ -100,7 +100,7 @@ class RuizScaling(DiagonalScaling):
         module docstring). Off by default.
     """
 
-    def __init__(self, program: ProxProgram, iters: int, pock_chambolle: bool = False) -> None:
+    def __init__(self, program: AssembledProgram, iters: int, pock_chambolle: bool = False) -> None:
         n, m = program.n, program.m
         blocks = program.cone.scaling_blocks()
         self._block_starts = np.concatenate(([0], np.cumsum(blocks)[:-1])).astype(np.int64)

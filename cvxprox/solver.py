@@ -146,10 +146,6 @@ class NablaProx(ConicSolver):
         warm = None
         if warm_start and solver_cache is not None:
             warm = solver_cache.get(self.name())
-            if warm is not None and (
-                warm["x"].shape != (program.n,) or warm["y"].shape != (program.m,)
-            ):
-                warm = None
         result = solve_program(program, options, warm)
         if solver_cache is not None and result.info.get("warm_start") is not None:
             solver_cache[self.name()] = result.info["warm_start"]

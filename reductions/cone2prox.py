@@ -1,4 +1,4 @@
-"""ConeProgToProx: CVXPY's ParamConeProg -> a parametric ProxProgram, and back.
+"""ConeProgToProx: CVXPY's ParamConeProg -> a parametric Program, and back.
 
 CVXPY's conic chain ends in a ``ParamConeProg``: minimize q'x + 1/2 x'Px + d subject to
 ``A_cvx x + b_cvx in K``, with (P, q, d, A_cvx, b_cvx) affine in the parameters (the DPP
@@ -10,7 +10,9 @@ function is the cone's indicator,
     f_K(A x - b)   with  A = A_cvx,  b = -b_cvx,
 
 so the structure of the cone product is computed once and re-solving with new
-parameter values only re-evaluates the affine map. Its ``invert`` turns the IR solution
+parameter values only re-evaluates the affine map. The Program is made of the matrix
+CVXPY produces (``Program.from_rows``): it is its own assembled view, and its terms are
+row blocks of it, sliced only when a method works on terms. Its ``invert`` turns the IR solution
 into the one ``ConeMatrixStuffing.invert`` expects: x keyed by the stuffed variable's
 id, and each constraint's dual from its rows of y, in CVXPY's sign convention.
 """
@@ -40,7 +42,7 @@ from cvxpy.reductions.solvers import utilities
 from cvxpy.reductions.solvers.conic_solvers.conic_solver import ConicSolver
 
 from cvxprox.cones import NonnegCone, cones_from_dims
-from cvxprox.ir import ProxProgram, ProxTerm
+from cvxprox.ir import Program
 from cvxprox.reductions.solver_io import ProgramSolution
 
 #: CVXPY's exponential cone order (x, y, z) with y exp(x / y) <= z, which the IR keeps.
@@ -50,7 +52,7 @@ _CONE_ORDER = (NonNeg, SOC, PSD, SvecPSD, ExpCone, PowCone3D, PowConeND)
 
 
 class ParamProxProgram:
-    """A ProxProgram whose data are affine functions of CVXPY parameters.
+    """A Program whose data are affine functions of CVXPY parameters.
 
     Parameters
     ----------
@@ -61,14 +63,9 @@ class ParamProxProgram:
     def __init__(self, cone_prog: ParamConeProg) -> None:
         self.cone_prog = cone_prog
         self.parameters = cone_prog.parameters
-        product = cones_from_dims(cone_prog.cone_dims)
-        self.terms = []
-        start = 0
-        for cone in product.cones:
-            self.terms.append(ProxTerm(cone, slice(start, start + cone.dim)))
-            start += cone.dim
+        self.cones = cones_from_dims(cone_prog.cone_dims).cones
 
-    def apply_parameters(self) -> ProxProgram:
+    def apply_parameters(self) -> Program:
         """Evaluate the affine map at the parameters' current values.
 
         Variable bounds (CVXPY's ``bounds=`` attribute, kept as bounds by the chain)
@@ -85,20 +82,13 @@ class ParamProxProgram:
         b = -np.asarray(b, dtype=np.float64)
         if not np.all(np.isfinite(b)):
             A, b = self._drop_vacuous_rows(A, b)
-        terms = list(self.terms)
+        cones = list(self.cones)
         bound_rows, bound_b = _bound_rows(prog.lower_bounds, prog.upper_bounds, A.shape[1])
         if bound_rows.shape[0]:
-            terms.append(
-                ProxTerm(
-                    NonnegCone(bound_rows.shape[0]),
-                    slice(A.shape[0], A.shape[0] + bound_rows.shape[0]),
-                )
-            )
+            cones.append(NonnegCone(bound_rows.shape[0]))
             A = sp.csc_array(sp.vstack([A, bound_rows]))
             b = np.concatenate([b, bound_b])
-        program = ProxProgram(
-            c=np.asarray(c, dtype=np.float64), A=A, b=b, terms=terms, P=P, offset=float(d)
-        )
+        program = Program.from_rows(np.asarray(c, dtype=np.float64), A, b, cones, P, float(d))
         program.check_finite()
         return program
 
@@ -122,9 +112,12 @@ class ParamProxProgram:
         """
         bad = ~np.isfinite(b)
         vacuous = np.zeros_like(bad)
-        for term in self.terms:
-            if isinstance(term.function, NonnegCone):
-                vacuous[term.rows] = bad[term.rows] & (b[term.rows] == -np.inf)
+        start = 0
+        for cone in self.cones:
+            rows = slice(start, start + cone.dim)
+            start = rows.stop
+            if isinstance(cone, NonnegCone):
+                vacuous[rows] = bad[rows] & (b[rows] == -np.inf)
         if np.any(bad & ~vacuous):
             raise ValueError(
                 "a constraint has a NaN or infinite constant that cannot be satisfied "
@@ -178,7 +171,8 @@ class ConeInverse:
 
 
 class ConeProgToProx(Reduction):
-    """Lowers a ParamConeProg to a ParamProxProgram (cones become indicator terms)."""
+    """Lowers a ParamConeProg to a ParamProxProgram (cones become indicator terms of a
+    Program made of CVXPY's matrix, ``Program.from_rows``)."""
 
     def accepts(self, problem: object) -> bool:
         return isinstance(problem, ParamConeProg)

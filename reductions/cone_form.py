@@ -1,12 +1,15 @@
-"""ConeForm: a StructuredProgram whose terms have small cone representations -> a ProxProgram.
+"""The assembled view of a Program (``Program.assemble``): one sparse A, cones on row blocks.
 
-When the structure-preserving lowering succeeds but the structure does not pay off
+The methods that factor a matrix and the cone PDHG need the program as
+``A x - b in K``. A Program built from CVXPY's cone form carries that view from the
+start (``Program.from_rows``); any other Program is assembled here, once. Used also when
+the structure-preserving lowering succeeds but the structure does not pay off
 (``Lowered.keeps_structure``: l1, hinge, entropy and least-squares models with linear
-constraints), the program is still built faster from the lowering than by CVXPY's cone
-canonicalization (0.1-1 ms against 3-7 ms on the zoo's models). Its terms are then
+constraints): the program is still built faster from the lowering than by CVXPY's cone
+canonicalization (0.1-1 ms against 3-7 ms on the zoo's models). Its terms are
 written as cones over x and epigraph variables t, r, with u = A x - b:
 
-    Zero(u), Nonneg(u)              the same rows, ZeroCone / NonnegCone
+    a cone K (u in K)               the same rows, the same cone
     w |u|        (Norm1)            t - u >= 0, t + u >= 0,        cost w't
     w max(u, 0)  (Pos)              t - u >= 0, t >= 0,            cost w't
     w u log u    (NegEntropy)       (t_i, u_i, 1) in K_exp,        cost -w't
@@ -19,15 +22,14 @@ written as cones over x and epigraph variables t, r, with u = A x - b:
 t <= -u log u). The rows of constraint terms are kept one for one, so their duals are
 read from the same rows as in the structured form.
 
-In NABLAPROX's chain this is the step ``ConeFormReduction`` after the structured
-lowering (``reductions/dispatch.py``): its ``ParamConeForm`` rebuilds the cone form at
-new parameter values, and its ``invert`` maps the cone program's solution back to one of
-the structured program.
+In NABLAPROX's chain, solving a lowering's assembled view is the step
+``ConeFormReduction`` after the structured lowering (``reductions/dispatch.py``): its
+``ParamConeForm`` marks the program at new parameter values to be solved assembled, and
+its ``invert`` maps the view's solution back to one of the program.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,40 +37,19 @@ import scipy.sparse as sp
 from cvxpy.reductions.reduction import Reduction
 
 from cvxprox.cones import Cone, ExpCone, NonnegCone, ZeroCone
-from cvxprox.ir import ProxProgram, ProxTerm, StructuredProgram
-from cvxprox.prox import NegEntropy, Nonneg, Norm1, Pos, Quadratic, SumSquares, Zero
+from cvxprox.ir import AssembledProgram, Program, RowTerm
+from cvxprox.prox import NegEntropy, Norm1, Pos, Quadratic, SumSquares
 from cvxprox.reductions.solver_io import ProgramSolution
 
 if TYPE_CHECKING:
     from cvxprox.reductions.dispatch import ParamStructuredProgram
 
-#: The functions ``cone_form`` writes as cones.
-CONE_FUNCTIONS = (Zero, Nonneg, Norm1, Pos, NegEntropy, SumSquares, Quadratic)
-
-
-@dataclass
-class ConeForm:
-    """A cone program equivalent to a StructuredProgram.
-
-    Attributes
-    ----------
-    program : ProxProgram
-        Over (x, t, r): the structured program's n variables first, then the epigraph
-        variables.
-    n : int
-        The structured program's number of variables.
-    term_rows : list of slice or None
-        For each term of the structured program, the rows of ``program`` that hold it
-        one for one (Zero and Nonneg terms), else None.
-    """
-
-    program: ProxProgram
-    n: int
-    term_rows: list[slice | None]
+#: The functions ``assemble`` writes as cones.
+CONE_FUNCTIONS = (Cone, Norm1, Pos, NegEntropy, SumSquares, Quadratic)
 
 
 class ParamConeForm:
-    """The cone form of a parametric structured program, rebuilt at new parameter values.
+    """A parametric lowered program, to be solved by its assembled view.
 
     Parameters
     ----------
@@ -79,58 +60,60 @@ class ParamConeForm:
 
     def __init__(self, structured: ParamStructuredProgram) -> None:
         self.structured = structured
-        #: The cone form of the last ``apply_parameters``.
-        self.form: ConeForm | None = None
+        #: The assembled view of the last ``apply_parameters``.
+        self.view: AssembledProgram | None = None
 
     @property
     def parameters(self) -> list[Any]:
         return self.structured.parameters
 
-    def apply_parameters(self) -> ProxProgram:
-        """The cone program at the parameters' current values."""
-        self.form = cone_form(self.structured.apply_parameters())
-        return self.form.program
+    def apply_parameters(self) -> Program:
+        """The program at the parameters' current values, marked ``solve_assembled``."""
+        program = self.structured.apply_parameters()
+        program.solve_assembled = True
+        self.view = program.assemble()
+        return program
 
     def cvxpy_data(self) -> dict:
-        """Nothing: the cone form is built from the structured lowering, not from CVXPY's
-        cone program."""
+        """Nothing: the view is built from the structured lowering, not from CVXPY's cone
+        program."""
         return {}
 
 
 class ConeFormReduction(Reduction):
-    """A parametric structured program -> its parametric cone form (``cone_form``)."""
+    """A parametric lowered program -> the same, solved by its assembled view."""
 
     def accepts(self, problem: object) -> bool:
-        """Whether ``problem`` is a parametric structured program whose every term has a
-        cone form."""
+        """Whether ``problem`` is a parametric lowered program whose every term has a cone
+        form."""
         lowered = getattr(problem, "lowered", None)
         return lowered is not None and has_cone_form(lowered.program)
 
     def apply(self, problem: ParamStructuredProgram) -> tuple[ParamConeForm, ParamConeForm]:
         if not self.accepts(problem):
-            raise ValueError("a term of the structured program has no cone form")
+            raise ValueError("a term of the program has no cone form")
         program = ParamConeForm(problem)
         return program, program
 
     def invert(self, solution: ProgramSolution, inverse_data: ParamConeForm) -> ProgramSolution:
-        """The structured program's solution from its cone form's.
+        """The program's solution from its assembled view's.
 
-        x is the first ``form.n`` entries of the cone program's variable. Each Zero or
-        Nonneg term of the structured program has its rows of y one for one in the cone
-        program (``form.term_rows``); the y of the other terms (the epigraph-written
-        objective terms) is not recovered and is NaN.
+        x is the first ``view.n_program`` entries of the view's variable. Each cone term
+        of the program has its rows of y one for one in the view (``view.term_rows``); the
+        y of the other terms (the epigraph-written objective terms) is not recovered and
+        is NaN.
         """
-        form, x, y_cone = inverse_data.form, solution.x, solution.y
+        view, x, y_view = inverse_data.view, solution.x, solution.y
         y = None
-        if y_cone is not None:
+        if y_view is not None:
             terms = inverse_data.structured.lowered.program.terms
             y = np.full(sum(term.size for term in terms), np.nan)
             start = 0
-            for term, rows in zip(terms, form.term_rows, strict=True):
+            for term, rows in zip(terms, view.term_rows, strict=True):
                 if rows is not None:
-                    y[start : start + term.size] = y_cone[rows]
+                    y[start : start + term.size] = y_view[rows]
                 start += term.size
-        x = None if x is None else x[: form.n]
+        x = None if x is None else x[: view.n_program]
         return ProgramSolution(solution.status, solution.opt_val, x, y, solution.attr)
 
 
@@ -161,7 +144,7 @@ class _Rows:
         self.n_aux += k
         return start
 
-    def assemble(self) -> tuple[sp.csc_array, np.ndarray, list[ProxTerm]]:
+    def assemble(self) -> tuple[sp.csc_array, np.ndarray, list[RowTerm]]:
         """One CSC matrix [A_x T] from the blocks' nonzeros (a single COO conversion)."""
         rows, cols, vals, terms = [], [], [], []
         for A, aux, _, cone, block in self.blocks:
@@ -173,7 +156,7 @@ class _Rows:
                 rows += [aux[0] + block.start]
                 cols += [aux[1] + self.n]
                 vals += [aux[2]]
-            terms.append(ProxTerm(cone, block))
+            terms.append(RowTerm(cone, block))
         shape = (self.m, self.n + self.n_aux)
         if not rows:
             return sp.csc_array(shape), np.zeros(0), terms
@@ -191,15 +174,23 @@ def _selection(A: sp.csr_array) -> np.ndarray | None:
     return cols if np.unique(cols).size == cols.size else None
 
 
-def has_cone_form(program: StructuredProgram) -> bool:
-    """Whether every term's function is one ``cone_form`` writes as cones."""
+def has_cone_form(program: Program) -> bool:
+    """Whether every term's function is one ``assemble`` writes as cones."""
     return all(isinstance(t.function, CONE_FUNCTIONS) for t in program.terms)
 
 
-def cone_form(program: StructuredProgram) -> ConeForm | None:
-    """The cone program of ``program``, or None when it has no cone form."""
-    if not has_cone_form(program):
-        return None
+def assemble(program: Program) -> AssembledProgram:
+    """The assembled view of ``program`` (the module docstring's rows), over x and then
+    the epigraph variables; its ``term_rows`` locate the program's cone terms.
+
+    Raises ValueError naming the first term whose function has no cone form here.
+    """
+    for term in program.terms:
+        if not isinstance(term.function, CONE_FUNCTIONS):
+            raise ValueError(
+                f"term {term.label or term.function.describe()!r}: "
+                f"{term.function.describe()} has no cone form to assemble"
+            )
     n = program.n
     rows = _Rows(n)
     c = program.c.astype(np.float64, copy=True)
@@ -209,9 +200,8 @@ def cone_form(program: StructuredProgram) -> ConeForm | None:
     for term in program.terms:
         f, k, b = term.function, term.size, np.asarray(term.b, dtype=np.float64)
         A = sp.csr_array(term.op.to_sparse(), dtype=np.float64)
-        if isinstance(f, (Zero, Nonneg)):
-            cone = ZeroCone(k) if isinstance(f, Zero) else NonnegCone(k)
-            term_rows.append(rows.add(A, b, cone))
+        if isinstance(f, Cone):
+            term_rows.append(rows.add(A, b, f))
             continue
         term_rows.append(None)
         if isinstance(f, (SumSquares, Quadratic)):
@@ -245,15 +235,18 @@ def cone_form(program: StructuredProgram) -> ConeForm | None:
             rows.add(A3, b3, ExpCone(k), (3 * np.arange(k), t + np.arange(k), np.ones(k)))
     A_all, b_all, terms = rows.assemble()
     c_all = np.concatenate([c, *c_aux])
-    cone_program = ProxProgram(
+    if program.P is not None:
+        quad.add_matrix(sp.coo_array(program.P))
+    return AssembledProgram(
         c=c_all,
         A=A_all,
         b=b_all,
         terms=terms,
         P=quad.matrix(c_all.size),
         offset=float(program.offset) + quad.offset,
+        term_rows=term_rows,
+        n_program=n,
     )
-    return ConeForm(cone_program, n, term_rows)
 
 
 class _Quadratics:
@@ -276,6 +269,10 @@ class _Quadratics:
         else:
             i, j = np.meshgrid(cols, cols, indexing="ij")
             self.entries.append((i.ravel(), j.ravel(), 2.0 * Q.ravel()))
+
+    def add_matrix(self, P: sp.coo_array) -> None:
+        """Add 1/2 x'Px (P on the first entries of the variable)."""
+        self.entries.append((P.row, P.col, P.data))
 
     def matrix(self, size: int) -> sp.csc_array | None:
         """P (size x size), or None when there is no quadratic part."""

@@ -6,8 +6,8 @@ NABLAPROX's chain is CVXPY's cone chain with its middle wrapped:
 
 ``ProxOrCone.apply`` first tries ``StructureLowering`` (``reductions/structure.py``). When
 every part of the problem is kept and the structure is worth keeping, the result is a
-``ParamStructuredProgram``; when every part is kept but the structure does not pay off,
-``ConeFormReduction`` writes it as cones (``ParamConeForm``); otherwise CVXPY's cone
+``ParamStructuredProgram``; when the structure does not pay off, ``ConeFormReduction`` has
+the program solved by its assembled view (``ParamConeForm``); otherwise CVXPY's cone
 reductions run (Dcp2Cone, ..., ConeMatrixStuffing) followed by ``ConeProgToProx``, and
 the result is a ``ParamProxProgram``. Either way the solver receives a parametric program
 whose ``apply_parameters`` evaluates the IR program at the parameters' current values
@@ -26,7 +26,7 @@ from cvxpy.problems.problem import Problem
 from cvxpy.reductions.reduction import Reduction
 from cvxpy.reductions.solution import Solution
 
-from cvxprox.ir import StructuredProgram
+from cvxprox.ir import Program
 from cvxprox.options import STRUCTURE_MODES
 from cvxprox.reductions.affine import NotStructured
 from cvxprox.reductions.cone2prox import ConeProgToProx
@@ -58,8 +58,8 @@ class ParamStructuredProgram:
         self.lowered = lowered
         self._fresh = True
 
-    def apply_parameters(self) -> StructuredProgram:
-        """The StructuredProgram at the parameters' current values."""
+    def apply_parameters(self) -> Program:
+        """The lowered Program at the parameters' current values."""
         if self._fresh:
             self._fresh = False
         else:
@@ -74,7 +74,7 @@ class ParamStructuredProgram:
 @dataclass
 class StructuredInverse:
     """What ``ProxOrCone.invert`` needs for a structured solve: the parametric program
-    (its last lowering), and the cone form's when the cone form was solved."""
+    (its last lowering), and the ``ParamConeForm`` when the assembled view was solved."""
 
     program: ParamStructuredProgram
     cone_form: ParamConeForm | None = None
@@ -147,6 +147,7 @@ class ProxOrCone(Reduction):
         except NotStructured as exc:
             self.reason = f"cones: {exc}"
             return None
+        expanded = "; ".join(lowered.expanded)
         if self.structure == "auto" and not lowered.keeps_structure:
             self.reason = (
                 "cones: no convolution, smooth-plus-one-prox form, TV/l2/Huber/logistic "
@@ -155,8 +156,12 @@ class ProxOrCone(Reduction):
             if not has_cone_form(lowered.program):
                 return None
             self.reason += "; built from the structured lowering"
+            if expanded:
+                self.reason += f" (expanded into cones: {expanded})"
             return lowering, lowered, True
         self.reason = "structure kept: every term has a prox"
+        if expanded:
+            self.reason = f"structure kept; expanded into cones: {expanded}"
         return lowering, lowered, False
 
     def update_parameters(self, problem: Problem) -> None:
@@ -177,7 +182,7 @@ class ProxOrCone(Reduction):
 
 
 def _structured_solution(lowered: Lowered, solution: ProgramSolution) -> Solution:
-    """A CVXPY Solution from the solution of the lowering's StructuredProgram.
+    """A CVXPY Solution from the solution of the lowering's Program.
 
     Variable values are the blocks of x; each constraint's dual comes from its term's y
     (``ConstraintTerm.dual`` has the sign conventions), read from the rows that hold the

@@ -1,4 +1,4 @@
-"""StructureToProx: a CVXPY problem -> a StructuredProgram that keeps its structure.
+"""StructureToProx: a CVXPY problem -> a Program that keeps its structure.
 
 The objective is split into a weighted sum of terms ``w f(A x - b)`` where f is a
 function with a cheap proximal operator (``cvxprox.prox``) and A an operator
@@ -14,11 +14,22 @@ function with a cheap proximal operator (``cvxprox.prox``) and A an operator
     -entr sums -> NegEntropy           kl_div(., c) sums -> KLDiv
 
 with nonnegative weights (scalars, or elementwise from ``multiply`` / ``w @``). Affine
-parts become the linear term c'x. Constraints: ``==`` becomes a Zero term, ``<=`` and
-``>=`` Nonneg terms, ``norm(u) <= r`` (p = 1, 2, inf) a ball indicator, and the
-variable attributes ``nonneg``, ``nonpos`` and ``bounds`` Nonneg terms. Anything else
-raises ``NotStructured`` with the reason, and the problem takes CVXPY's cone
-canonicalization instead (``ProxOrCone`` in ``reductions/dispatch.py``).
+parts become the linear term c'x. Constraints: ``==`` becomes a ZeroCone term, ``<=`` and
+``>=`` NonnegCone terms, ``norm(u) <= r`` (p = 1, 2, inf) a ball indicator, ``SOC``,
+``ExpCone`` and PSD (``X >> 0``) constraints cone terms, and the variable attributes
+``nonneg``, ``nonpos`` and ``bounds`` NonnegCone terms.
+
+A part with no prox form (an objective atom such as ``exp``, ``log_sum_exp`` or a
+``pnorm(., 3)``; a nonlinear inequality such as ``norm(A x) + a'x <= b`` or
+``quad_over_lin(x, y) <= 1``) is *expanded*: CVXPY's own cone canonicalization
+(``Dcp2Cone.canonicalize_tree``) rewrites just that part into an affine expression and
+cone constraints over auxiliary variables, appended to x; every other term keeps its
+prox. A nonlinear inequality keeps its dual: it becomes the affine inequality of its
+canonical form, whose multiplier is the constraint's. A problem with a part that is
+neither (a variable attribute other than the bounds, such as PSD=True, a sparse or large
+``quad_form``, which CVXPY's chain keeps sparse) raises ``NotStructured`` with the
+reason, and takes CVXPY's cone canonicalization as a whole (``ProxOrCone`` in
+``reductions/dispatch.py``).
 """
 
 from __future__ import annotations
@@ -43,15 +54,27 @@ from cvxpy.atoms.norm_inf import norm_inf
 from cvxpy.atoms.pnorm import Pnorm
 from cvxpy.atoms.quad_form import QuadForm
 from cvxpy.atoms.quad_over_lin import quad_over_lin
-from cvxpy.constraints import Equality, Inequality, NonNeg, NonPos
+from cvxpy.constraints import PSD, SOC, Equality, Inequality, NonNeg, NonPos
+from cvxpy.constraints import ExpCone as ExpConstraint
 from cvxpy.constraints import Zero as ZeroConstraint
+from cvxpy.constraints.constraint import Constraint
 from cvxpy.expressions.expression import Expression
 from cvxpy.problems.objective import Minimize
 from cvxpy.problems.problem import Problem
+from cvxpy.reductions.dcp2cone.dcp2cone import Dcp2Cone
 
 from cvxprox.algorithms.fista import FISTA
 from cvxprox.atoms import conv2d, fourier_sample
-from cvxprox.ir import OperatorTerm, StructuredProgram
+from cvxprox.cones import (
+    Cone,
+    ExpCone,
+    NonnegCone,
+    PSDCone,
+    SecondOrderCone,
+    ZeroCone,
+    svec_to_mat,
+)
+from cvxprox.ir import Program, Term
 from cvxprox.linops import Compose, FiniteDiff, Gather, Identity, has_fft
 from cvxprox.prox import (
     TV1D,
@@ -63,7 +86,6 @@ from cvxprox.prox import (
     LinfBall,
     Logistic,
     NegEntropy,
-    Nonneg,
     Norm1,
     Norm2,
     NormInf,
@@ -71,7 +93,6 @@ from cvxprox.prox import (
     ProxFunction,
     Quadratic,
     SumSquares,
-    Zero,
 )
 from cvxprox.reductions.affine import (
     Affine,
@@ -80,15 +101,17 @@ from cvxprox.reductions.affine import (
     VariableLayout,
     add,
     assemble,
+    broadcast,
     elementwise,
     flat,
     gather,
     scale,
+    stack,
 )
 
 # quad_form(u, Q) keeps Q as a dense matrix up to this many entries of u.
 _QUAD_FORM_MAX = 2000
-# Variable attributes the structured form represents (as Nonneg terms).
+# Variable attributes the structured form represents (as NonnegCone terms).
 _KEPT_ATTRIBUTES = ("nonneg", "nonpos", "bounds")
 # Atoms whose presence makes the structured form worth trying under structure="auto".
 STRUCTURED_ATOMS = (
@@ -108,6 +131,18 @@ STRUCTURED_ATOMS = (
 )
 # Functions that make the structured form pay off on their own (see keeps_structure).
 _STRUCTURED_FUNCTIONS = (GroupL2, Norm2, Huber, Logistic, TV1D)
+# The label prefix of the terms that an expanded part became.
+EXPANDED = "expanded"
+
+
+class NotExpandable(NotStructured):
+    """A part that is not expanded on its own: CVXPY's cone chain handles it better with
+    the whole problem (a sparse or large quad_form), or it is not convex at the
+    parameters' values (a convex atom with a negative weight)."""
+
+
+class _NewVariables(Exception):
+    """An expansion brought auxiliary variables the layout does not have yet."""
 
 
 @dataclass
@@ -128,6 +163,11 @@ class ConstraintTerm:
     rows: np.ndarray | None = None
     dual_norm: float | None = None
     sign: float = -1.0
+    #: A cone constraint (SOC, ExpCone): its dual is -y in the term's row order, the
+    #: layout of CVXPY's cone form that the constraint's ``save_dual_value`` reads.
+    cone: bool = False
+    #: A PSD constraint on an order-k matrix (k > 0): its dual is the matrix -svec^-1(y).
+    psd: int = 0
 
     def dual(self, y: np.ndarray) -> np.ndarray | float:
         """The constraint's dual_value from its term's y.
@@ -137,6 +177,10 @@ class ConstraintTerm:
         """
         if self.dual_norm is not None:
             return float(np.linalg.norm(y, self.dual_norm)) if y.size else 0.0
+        if self.psd:
+            return -svec_to_mat(y, self.psd)
+        if self.cone:
+            return -y
         size = int(np.prod(self.shape)) if self.shape else 1
         value = np.zeros(size)
         if self.rows is None:
@@ -148,9 +192,9 @@ class ConstraintTerm:
 
 @dataclass
 class Lowered:
-    """A StructuredProgram and what is needed to map its solution back to CVXPY."""
+    """A Program and what is needed to map its solution back to CVXPY."""
 
-    program: StructuredProgram
+    program: Program
     layout: VariableLayout
     constraints: list[ConstraintTerm] = field(default_factory=list)
     # For each term of the program, ``id()`` of each objective expression it was lowered
@@ -160,6 +204,8 @@ class Lowered:
     # order), or None when the term's argument was transformed after lowering (a gather,
     # a shift, a sign) or has no expression (constraints, variable attributes).
     arguments: list[Expression | None] = field(default_factory=list)
+    # What was expanded into cones (``Dcp2Cone``), one line each, for ``cvxprox.compile``.
+    expanded: list[str] = field(default_factory=list)
 
     @property
     def keeps_structure(self) -> bool:
@@ -183,7 +229,7 @@ class Lowered:
 
 
 class StructureLowering:
-    """Lowers a DCP problem (already a minimization) to a StructuredProgram.
+    """Lowers a DCP problem (already a minimization) to a Program.
 
     Parameters
     ----------
@@ -197,24 +243,41 @@ class StructureLowering:
             extra = [k for k, v in var.attributes.items() if v and k not in _KEPT_ATTRIBUTES]
             if extra:
                 raise NotStructured(f"variable {var.name()} has attribute {extra[0]!r}")
-        # Constraints are checked before any lowering: a cone-only constraint is found
-        # without paying for the objective's operators.
+        # Constraints are checked before any lowering: a constraint that is kept neither
+        # as a term nor expanded is found without paying for the objective's operators.
         for con in problem.constraints:
             _check_constraint(con)
         self.problem = problem
+        # Canonical forms of the expanded parts, by id of the part (computed once: their
+        # auxiliary variables stay the same on every lowering), and those variables.
+        self._canonical: dict[int, tuple[object, list[Constraint]]] = {}
+        self._aux: list[object] = []
         self.layout = VariableLayout(problem.variables())
         self.affine = AffineLowering(self.layout)
 
     def lower(self) -> Lowered:
-        """The StructuredProgram at the parameters' current values."""
+        """The Program at the parameters' current values.
+
+        Expansions met for the first time bring auxiliary variables: the layout is
+        extended with them and the lowering starts over (once).
+        """
+        while True:
+            try:
+                return self._lower_all()
+            except _NewVariables:
+                self.layout = VariableLayout([*self.problem.variables(), *self._aux])
+                self.affine = AffineLowering(self.layout)
+
+    def _lower_all(self) -> Lowered:
         n = self.layout.n
         self._c = np.zeros(n)
         self._offset = 0.0
-        self._terms: list[OperatorTerm] = []
+        self._terms: list[Term] = []
         self._path: list[int] = []
         self._sources: list[tuple[int, ...]] = []
         self._arguments: list[Expression | None] = []
         self._lowered: dict[int, tuple[Affine, Expression]] = {}
+        self._expanded: list[str] = []
         self._split(self.problem.objective.expr, 1.0)
         constraints = []
         for con in self.problem.constraints:
@@ -222,14 +285,28 @@ class StructureLowering:
             if ball is not None:
                 constraints.append(ConstraintTerm(con.id, con.shape, *ball))
                 continue
-            term, rows = self._constraint(con)
+            if isinstance(con, (SOC, ExpConstraint, PSD)):
+                term = self._cone(con, f"constraint {con.id} ({type(con).__name__})")
+                psd = con.args[0].shape[0] if isinstance(con, PSD) else 0
+                constraints.append(ConstraintTerm(con.id, con.shape, term, cone=True, psd=psd))
+                continue
+            affine, label = con, None
+            if not _is_affine(con):
+                affine, label = self._expand_constraint(con)
+                if affine is None:
+                    continue
+            term, rows = self._constraint(affine, label)
             sign = 1.0 if isinstance(con, (Equality, ZeroConstraint)) else -1.0
             constraints.append(ConstraintTerm(con.id, con.shape, term, rows, sign=sign))
+        if any(a.id not in self.layout.offsets for a in self._aux):
+            raise _NewVariables
         for var in self.layout.variables:
             self._attributes(var)
-        program = StructuredProgram(c=self._c, terms=self._terms, offset=self._offset)
+        program = Program(c=self._c, terms=self._terms, offset=self._offset)
         program.check_finite()
-        return Lowered(program, self.layout, constraints, self._sources, self._arguments)
+        lowered = Lowered(program, self.layout, constraints, self._sources, self._arguments)
+        lowered.expanded = self._expanded
+        return lowered
 
     # -- objective -------------------------------------------------------------------
 
@@ -237,8 +314,16 @@ class StructureLowering:
         """Add ``weight * expr`` (convex, scalar or summed elementwise) to the objective,
         recording ``expr`` among the sources of the terms it adds."""
         self._path.append(id(expr))
+        terms = len(self._terms)
         try:
             self._split_expr(expr, weight)
+        except NotExpandable:
+            raise
+        except NotStructured as exc:
+            if expr.is_affine():
+                raise
+            del self._terms[terms:], self._sources[terms:], self._arguments[terms:]
+            self._expand_objective(expr, weight, str(exc))
         finally:
             self._path.pop()
 
@@ -304,7 +389,7 @@ class StructureLowering:
         if handler is None:
             raise NotStructured(f"the atom {type(expr).__name__} has no prox term")
         if np.any(w < 0):
-            raise NotStructured(f"{type(expr).__name__} enters with a negative weight")
+            raise NotExpandable(f"{type(expr).__name__} enters with a negative weight")
         handler(expr, w)
 
     def _handler(self, expr: Expression):  # noqa: ANN202
@@ -350,10 +435,10 @@ class StructureLowering:
         if not matrix.is_constant():
             raise NotStructured("quad_form with a non-constant matrix")
         if arg.size > _QUAD_FORM_MAX:
-            raise NotStructured(f"quad_form of more than {_QUAD_FORM_MAX} entries")
+            raise NotExpandable(f"quad_form of more than {_QUAD_FORM_MAX} entries")
         Q = matrix.value
         if hasattr(Q, "toarray"):
-            raise NotStructured("quad_form with a sparse matrix")
+            raise NotExpandable("quad_form with a sparse matrix")
         Q = np.asarray(Q, dtype=np.float64)
         part = self._lower(arg)
         weight = float(w.reshape(-1)[0])
@@ -452,7 +537,7 @@ class StructureLowering:
     def _add_term(self, function: ProxFunction, part: Affine, label: str) -> int:
         if part.op is None:
             raise NotStructured(f"{label} of a constant")
-        self._terms.append(OperatorTerm(function, assemble(part.op), -part.const, label))
+        self._terms.append(Term(function, assemble(part.op), -part.const, label))
         self._sources.append(tuple(self._path))
         origin = self._lowered.get(id(part))
         self._arguments.append(origin[1] if origin is not None and origin[0] is part else None)
@@ -481,12 +566,13 @@ class StructureLowering:
         label = f"constraint {con.id} (norm <= {radius:g})"
         return self._add_term(ball(part.size, radius), part, label), None, dual
 
-    def _constraint(self, con: object) -> tuple[int, np.ndarray | None]:
-        """The term of an affine constraint (``_check_constraint`` passed): its index and
-        the rows it keeps."""
+    def _constraint(self, con: object, label: str | None = None) -> tuple[int, np.ndarray | None]:
+        """The term of an affine constraint: its index and the rows it keeps. ``label``
+        replaces the default one (``constraint <id> (==)``, ...)."""
         if isinstance(con, (Equality, ZeroConstraint)):
             part = self._lower(con.expr)
-            return self._add_term(Zero(part.size), part, f"constraint {con.id} (==)"), None
+            label = label or f"constraint {con.id} (==)"
+            return self._add_term(ZeroCone(part.size), part, label), None
         # An inequality (Inequality, NonPos or NonNeg).
         part = self._lower(_inequality_expr(con))
         if not isinstance(con, NonNeg):
@@ -496,18 +582,108 @@ class StructureLowering:
         if np.any(part.const == np.inf):
             rows = np.flatnonzero(part.const != np.inf)
             part = gather(part, rows)
-        label = f"constraint {con.id} ({'>=' if isinstance(con, NonNeg) else '<='})"
+        label = label or f"constraint {con.id} ({'>=' if isinstance(con, NonNeg) else '<='})"
         if part.size == 0:
             return -1, rows
-        return self._add_term(Nonneg(part.size), part, label), rows
+        return self._add_term(NonnegCone(part.size), part, label), rows
+
+    def _canonicalize(
+        self, part: Expression | Constraint
+    ) -> tuple[object, list[Constraint]] | None:
+        """CVXPY's cone canonicalization of one part (``Dcp2Cone``), computed once per
+        part; None while it has variables the layout lacks (``_lower_all`` then starts
+        over with them, once for all the expansions it met)."""
+        key = id(part)
+        if key not in self._canonical:
+            self._canonical[key] = Dcp2Cone(quad_obj=False).canonicalize_tree(part, False)
+        canon, constraints = self._canonical[key]
+        known = set(self.layout.offsets)
+        seen = {a.id for a in self._aux}
+        for item in (canon, *constraints):
+            for var in item.variables():
+                if var.id not in seen and var.id not in known:
+                    self._aux.append(var)
+                    seen.add(var.id)
+        if any(a.id not in known for a in self._aux):
+            return None
+        return canon, constraints
+
+    def _expand_objective(self, expr: Expression, weight: float | np.ndarray, why: str) -> None:
+        """``weight * expr`` through its canonical form: an affine expression (the linear
+        term) and cone constraints over auxiliary variables."""
+        name = type(expr).__name__
+        self._expanded.append(f"{name} ({why})")
+        canonical = self._canonicalize(expr)
+        if canonical is None:
+            return
+        canon, constraints = canonical
+        label = f"{EXPANDED}: {name}"
+        for con in constraints:
+            self._auxiliary(con, label)
+        self._linear(self._lower(canon), weight)
+
+    def _expand_constraint(self, con: Constraint) -> tuple[Constraint | None, str]:
+        """A nonlinear inequality: its canonical (affine) inequality, which keeps the
+        constraint's multiplier, after the cone constraints of its atoms (None while the
+        layout lacks their variables); the label."""
+        atoms = ", ".join(_nonlinear_atoms(_inequality_expr(con)))
+        self._expanded.append(f"constraint {con.id} (of {atoms})")
+        label = f"{EXPANDED}: constraint {con.id}"
+        canonical = self._canonicalize(con)
+        if canonical is None:
+            return None, label
+        canon, constraints = canonical
+        for aux in constraints:
+            self._auxiliary(aux, label)
+        return canon, label
+
+    def _auxiliary(self, con: Constraint, label: str) -> None:
+        """A constraint of a canonical form (no dual is reported for it)."""
+        if isinstance(con, (SOC, ExpConstraint, PSD)):
+            self._cone(con, label)
+        elif isinstance(con, (Equality, ZeroConstraint, Inequality, NonPos, NonNeg)):
+            self._constraint(con, label)
+        else:
+            raise NotStructured(f"a canonical form with a {type(con).__name__} constraint")
+
+    def _cone(self, con: SOC | ExpConstraint | PSD, label: str) -> int:
+        """A second-order, exponential or PSD cone constraint as one cone term, its rows
+        in CVXPY's cone-form order: (t_i, X_i) per SOC, (x_i, y_i, z_i) per ExpCone, and
+        svec((X + X')/2) for ``X >> 0`` (lower triangle column by column, off-diagonal
+        entries times sqrt 2: ``cvxprox.cones.svec_to_mat``)."""
+        if isinstance(con, PSD):
+            part = self._lower(con.args[0])
+            k = con.args[0].shape[0]
+            cols, rows = np.triu_indices(k)
+            factor = np.where(rows == cols, 0.5, 0.5 * np.sqrt(2.0))
+            pair = add(gather(part, rows + k * cols), gather(part, cols + k * rows))
+            return self._add_term(PSDCone([k]), elementwise(pair, factor), label)
+        if isinstance(con, ExpConstraint):
+            k = con.num_cones()
+            parts = [broadcast(self._lower(a), k) for a in con.args]
+            order = (np.arange(3)[None, :] * k + np.arange(k)[:, None]).reshape(-1)
+            cone: Cone = ExpCone(k)
+        else:
+            t, X = con.args
+            k, size = con.num_cones(), con._cone_size()
+            d = size - 1
+            parts = [broadcast(self._lower(t), k), self._lower(X)]
+            i, j = np.arange(k)[:, None], np.arange(d)[None, :]
+            # vec(X) is column-major: X (d, k) holds cone i in column i (axis 0), X (k, d)
+            # in row i (axis 1).
+            pos = j * k + i if (con.axis == 1 and X.ndim == 2) else i * d + j
+            order = np.concatenate([np.arange(k)[:, None], k + pos], axis=1).reshape(-1)
+            cone = SecondOrderCone(np.full(k, size))
+        part = gather(stack(parts, self.layout.n), order)
+        return self._add_term(cone, part, label)
 
     def _attributes(self, var: object) -> None:
-        """nonneg, nonpos and bounds attributes as Nonneg terms."""
+        """nonneg, nonpos and bounds attributes as NonnegCone terms."""
         select = Affine(self.layout.select(var), np.zeros(var.size))
         if var.attributes["nonneg"]:
-            self._add_term(Nonneg(var.size), select, f"{var.name()} >= 0")
+            self._add_term(NonnegCone(var.size), select, f"{var.name()} >= 0")
         if var.attributes["nonpos"]:
-            self._add_term(Nonneg(var.size), scale(select, -1.0), f"{var.name()} <= 0")
+            self._add_term(NonnegCone(var.size), scale(select, -1.0), f"{var.name()} <= 0")
         bounds = var.attributes["bounds"]
         if not bounds:
             return
@@ -521,7 +697,7 @@ class StructureLowering:
             part = add(elementwise(select, np.full(var.size, sign)), Affine(None, -sign * value))
             if not np.all(finite):
                 part = gather(part, np.flatnonzero(finite))
-            self._add_term(Nonneg(part.size), part, f"{var.name()} {name} bound")
+            self._add_term(NonnegCone(part.size), part, f"{var.name()} {name} bound")
 
 
 def _tv1d_argument(part: Affine) -> Affine | None:
@@ -568,18 +744,21 @@ def _is_ball(con: object) -> bool:
     return isinstance(lhs, (norm1, norm_inf))
 
 
+def _is_affine(con: object) -> bool:
+    """Whether ``con`` is an affine equality or inequality."""
+    if isinstance(con, (Equality, ZeroConstraint)):
+        return con.expr.is_affine()
+    return _inequality_expr(con).is_affine()
+
+
 def _check_constraint(con: object) -> None:
-    """Raise NotStructured unless ``con`` is a ball, an affine equality or an affine
-    inequality."""
-    if _is_ball(con):
+    """Raise NotStructured unless ``con`` is a ball, an affine equality, an inequality
+    (affine, or convex and then expanded), a SOC, ExpCone or PSD constraint."""
+    if _is_ball(con) or isinstance(con, (SOC, ExpConstraint, PSD, Inequality, NonPos, NonNeg)):
         return
     if isinstance(con, (Equality, ZeroConstraint)):
         if not con.expr.is_affine():
             raise NotStructured("an equality constraint that is not affine")
-    elif isinstance(con, (Inequality, NonPos, NonNeg)):
-        if not _inequality_expr(con).is_affine():
-            atoms = ", ".join(_nonlinear_atoms(_inequality_expr(con)))
-            raise NotStructured(f"a nonlinear inequality (constraint {con.id}, of {atoms})")
     else:
         raise NotStructured(f"a {type(con).__name__} constraint")
 

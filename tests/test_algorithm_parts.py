@@ -11,14 +11,14 @@ from cvxprox.algorithms.admm import ADMM, _balanced_rho
 from cvxprox.algorithms.anderson import AndersonAcceleration
 from cvxprox.algorithms.base import KKTChecker
 from cvxprox.algorithms.polish import is_polishable, polish
-from cvxprox.ir import ProxProgram
+from cvxprox.ir import AssembledProgram
 from cvxprox.options import SolverOptions
 from cvxprox.scaling import RuizScaling
 
 
 def _program(prob: cp.Problem):
     data, _, _ = prob.get_problem_data("NABLAPROX")
-    return data["prox_program"]
+    return data["prox_program"].assemble()
 
 
 def test_anderson_accelerates_a_linear_fixed_point() -> None:
@@ -170,7 +170,7 @@ def test_termination_test_is_invariant_to_row_and_cost_scaling(
     reference = ratios(program, x, z, y)
     row = np.ones(program.m)
     row[0] = row_factor
-    scaled = ProxProgram(
+    scaled = AssembledProgram(
         factor * program.c,
         sp.csc_array(sp.diags_array(row) @ program.A),
         row * program.b,

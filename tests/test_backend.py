@@ -67,11 +67,9 @@ from cvxprox.prox import (  # noqa: E402
     GroupL2,
     Huber,
     Logistic,
-    Nonneg,
     Norm1,
     Norm2,
     SumSquares,
-    Zero,
 )
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
@@ -347,7 +345,7 @@ STRUCTURED = {
 @pytest.mark.parametrize("options", BACKENDS)
 @pytest.mark.parametrize("name", list(STRUCTURED))
 def test_structured_pdhg_matches_numpy(name: str, options: Callable[[], dict[str, str]]) -> None:
-    """PDHG on a StructuredProgram (l1 of finite differences, group l2 of a 2-D gradient,
+    """PDHG on a Program (l1 of finite differences, group l2 of a 2-D gradient,
     an FFT convolution, sums of squares, nonnegativity, boxes, equalities) on another
     backend: NumPy's objective to 1e-7 relative and its solution to 1e-7 (1e-6 on a GPU)."""
     opts = options()
@@ -409,8 +407,8 @@ def test_device_proxes_and_operators(options: Callable[[], dict[str, str]]) -> N
     rng = np.random.default_rng(3)
     m = 6
     functions = [
-        Zero(m),
-        Nonneg(m),
+        ZeroCone(m),
+        NonnegCone(m),
         Box(-rng.random(m), rng.random(m)),
         Box(0.0, np.inf, m),
         Norm1(m, rng.random(m)),

@@ -1,4 +1,4 @@
-"""The cone form of a structured lowering (reductions/cone_form.py): l1, hinge, entropy
+"""The assembled view of a structured lowering (reductions/cone_form.py): l1, hinge, entropy
 and least-squares models whose structure does not pay off are solved as cone programs
 built from the lowering, with the same answers as Clarabel."""
 
@@ -8,8 +8,8 @@ import pytest
 import scipy.sparse as sp
 
 import cvxprox
-from cvxprox.ir import ProxProgram
-from cvxprox.reductions.cone_form import cone_form
+from cvxprox.ir import AssembledProgram
+from cvxprox.reductions.cone_form import has_cone_form
 from cvxprox.reductions.structure import StructureLowering
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
@@ -71,7 +71,8 @@ def test_cone_form_matches_clarabel(name: str) -> None:
     prob = MODELS[name]
     compiled = cvxprox.compile(prob)
     assert compiled.reduction.endswith("built from the structured lowering")
-    assert isinstance(compiled.program, ProxProgram)
+    assert compiled.program.solve_assembled
+    assert isinstance(compiled.program.assemble(), AssembledProgram)
     prob.solve(solver="CLARABEL", **TIGHT)
     ref_value = prob.value
     ref_vars = [v.value.copy() for v in prob.variables()]
@@ -90,12 +91,12 @@ def test_cone_form_value_is_the_structured_objective() -> None:
     the structured program's objective (constraints aside)."""
     prob = MODELS["l1_fit"]
     program = StructureLowering(prob).lower().program
-    form = cone_form(program)
-    assert form is not None and form.n == program.n
+    form = program.assemble()
+    assert form.n_program == program.n and form is program.assemble()
     x = RNG.standard_normal(program.n)
     t = np.abs(M @ x - y)  # the Norm1 epigraph (the only auxiliary block)
     u = np.concatenate([x, t])
-    cone = form.program
+    cone = form
     value = cone.c @ u + 0.5 * u @ (cone.P @ u) + cone.offset
     smooth_and_l1 = [k for k, term in enumerate(program.terms) if form.term_rows[k] is None]
     expected = program.c @ x + program.offset
@@ -130,7 +131,10 @@ def test_sparse_quad_form_keeps_cvxpys_canonicalization() -> None:
 
 def test_terms_without_a_small_cone_form_keep_the_old_routes() -> None:
     huber = cp.Problem(cp.Minimize(cp.sum(cp.huber(M @ w - y)) + cp.norm1(w)), [w >= 0])
-    assert cone_form(StructureLowering(huber).lower().program) is None
+    program = StructureLowering(huber).lower().program
+    assert not has_cone_form(program)
+    with pytest.raises(ValueError, match="huber.* has no cone form"):
+        program.assemble()
     assert cvxprox.compile(huber).reduction.startswith("structure kept")
     assert cvxprox.compile(MODELS["svm"], structure="never").reduction.startswith("cones")
     assert not cvxprox.compile(MODELS["svm"], structure="never").reduction.endswith("lowering")

@@ -30,6 +30,7 @@ from cvxprox.cones import (
     mat_to_svec,
     svec_to_mat,
 )
+from cvxprox.prox import ProxFunction
 
 TOL = 1e-10  # relative tolerance of the Moreau checks
 SOC_SIZES = [1, 2, 3, 5, 3, 10, 1, 5]
@@ -333,6 +334,28 @@ def test_random_points(name, scale):
     for _ in range(5):
         check_projection(case, scale * rng.standard_normal(case.cone.dim))
         check_projection(case, scale * rng.standard_normal(case.cone.dim) ** 3)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_cone_is_a_prox_function(name):
+    """A cone is the ProxFunction of its indicator: prox = Pi_K for every step, prox_conj
+    = Pi_{K°} (Moreau: v - s prox_{f/s}(v/s)), value 0 on K and inf off it, and support
+    (Pi_{K°}(y), 0) since sigma_K is 0 on K° and inf elsewhere."""
+    case, rng = CASES[name], np.random.default_rng(4)
+    cone = case.cone
+    assert isinstance(cone, ProxFunction) and cone.is_indicator and cone.size == cone.dim
+    v = rng.standard_normal(cone.dim)
+    p = cone.project(v)
+    for t in (1e-3, 1.0, 1e3):
+        np.testing.assert_allclose(cone.prox(v, t), p, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(cone.prox_conj(v, t), v - t * p / t, atol=1e-12)
+    assert cone(p) == 0.0 and cone(case.inside(rng)) == 0.0
+    assert cone(v) == np.inf  # a random point lies outside each of these cones
+    y, value = cone.support(v)
+    np.testing.assert_allclose(y, v - p, atol=1e-12)
+    assert value == 0.0
+    with pytest.raises(ValueError, match="expected shape"):
+        cone.prox(np.zeros(cone.dim + 1), 1.0)
 
 
 @pytest.mark.parametrize("name", list(CASES))

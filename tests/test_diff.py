@@ -18,10 +18,10 @@ from cvxprox.cones import (
     ZeroCone,
 )
 from cvxprox.diff import ImplicitAdjoint, ResidualMap, prox_jacobian, prox_map
-from cvxprox.ir import OperatorTerm, ProxProgram, ProxTerm, StructuredProgram
+from cvxprox.ir import Program, Term
 from cvxprox.linops import Identity, MatrixOp
 from cvxprox.options import SolverOptions
-from cvxprox.prox import GroupL2, Huber, Nonneg, Norm1, Norm2, Pos, SumSquares, Zero
+from cvxprox.prox import GroupL2, Huber, Norm1, Norm2, Pos, SumSquares
 
 # Clarabel reaches 1e-12 on the cone programs; 1e-10 on the group-norm programs.
 CLARABEL_CONES = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12}
@@ -66,8 +66,8 @@ def _functions(rng: np.random.Generator) -> list:
         SumSquares(m, weight=w),
         Huber(m, M=0.5, weight=w),
         Pos(m, weight=w),
-        Zero(m),
-        Nonneg(m),
+        ZeroCone(m),
+        NonnegCone(m),
         GroupL2(m, 2, weight=rng.uniform(0.5, 1.5, m // 2)),
         Norm2(m, weight=1.5),
     ]
@@ -119,7 +119,7 @@ def test_weight_derivative_matches_finite_differences(index):
 # -- the adjoint against finite differences of the solution map ------------------------
 
 
-def _cone_program(rng: np.random.Generator, soc: bool) -> ProxProgram:
+def _cone_program(rng: np.random.Generator, soc: bool) -> Program:
     """min c'x + 1/2 x'Px s.t. A x - b in {0}^1 x R_+^3 (x SOC(3)), strictly feasible."""
     n = 4
     cones = [ZeroCone(1), NonnegCone(3)] + ([SecondOrderCone([3])] if soc else [])
@@ -128,16 +128,12 @@ def _cone_program(rng: np.random.Generator, soc: bool) -> ProxProgram:
     slack = np.concatenate([[0.0], rng.uniform(0.1, 1.0, 3)] + ([[2.0, 0.3, -0.4]] if soc else []))
     b = A @ rng.standard_normal(n) - slack
     M = rng.standard_normal((n, n))
-    terms, start = [], 0
-    for cone in cones:
-        terms.append(ProxTerm(cone, slice(start, start + cone.dim)))
-        start += cone.dim
-    return ProxProgram(
-        c=5.0 * rng.standard_normal(n),
-        A=sp.csc_array(A),
-        b=b,
-        terms=terms,
-        P=sp.csc_array(M.T @ M + 0.1 * np.eye(n)),
+    return Program.from_rows(
+        5.0 * rng.standard_normal(n),
+        sp.csc_array(A),
+        b,
+        cones,
+        sp.csc_array(M.T @ M + 0.1 * np.eye(n)),
     )
 
 
@@ -159,9 +155,10 @@ def _tight(program):
 )
 def test_cone_program_gradient_matches_finite_differences(soc, method):
     rng = np.random.default_rng(1)
-    program = _cone_program(rng, soc)
+    original = _cone_program(rng, soc)
+    program = original.assemble()
     A, P = program.A.toarray(), program.P.toarray()
-    result = _tight(program)
+    result = _tight(original)
     np.testing.assert_allclose(
         result.x, _clarabel_cone_x(program.c, P, A, program.b, soc), atol=1e-6
     )
@@ -191,8 +188,9 @@ def test_cone_program_gradient_matches_finite_differences(soc, method):
 
 
 def test_reduced_and_lu_agree_on_a_dual_free_loss_and_reduced_refuses_a_dual_loss():
-    program = _cone_program(np.random.default_rng(2), soc=False)
-    result = _tight(program)
+    original = _cone_program(np.random.default_rng(2), soc=False)
+    program = original.assemble()
+    result = _tight(original)
     g = np.random.default_rng(3).standard_normal(program.n)
     solutions = [
         ImplicitAdjoint(program, x=result.x, y=result.y, z=result.z, method=method).solve(g)
@@ -208,19 +206,19 @@ def test_reduced_and_lu_agree_on_a_dual_free_loss_and_reduced_refuses_a_dual_los
         ImplicitAdjoint(soc, x=np.zeros(4), y=np.zeros(soc.m), z=np.zeros(soc.m), method="reduced")
 
 
-def _structured_program(A, b, c, lam, k) -> StructuredProgram:
+def _structured_program(A, b, c, lam, k) -> Program:
     """min c'x + ||A x - b||^2 + lam sum_g ||x_g|| (groups of k) s.t. x + 0.2 >= 0."""
     m, n = A.shape
-    return StructuredProgram(
+    return Program(
         c=c,
         terms=[
-            OperatorTerm(SumSquares(m), MatrixOp(A), b),
-            OperatorTerm(
+            Term(SumSquares(m), MatrixOp(A), b),
+            Term(
                 GroupL2(n, k, weight=lam) if k > 1 else Norm1(n, weight=lam),
                 Identity(n),
                 np.zeros(n),
             ),
-            OperatorTerm(Nonneg(n), Identity(n), np.full(n, -0.2)),
+            Term(NonnegCone(n), Identity(n), np.full(n, -0.2)),
         ],
     )
 

@@ -8,7 +8,8 @@ import pytest
 
 from cvxprox.algorithms.fista import FISTA
 from cvxprox.algorithms.pdhg import PDHG
-from cvxprox.ir import OperatorTerm, StructuredProgram
+from cvxprox.cones import NonnegCone, ZeroCone
+from cvxprox.ir import Program, Term
 from cvxprox.linops import (
     Compose,
     Convolve1D,
@@ -19,7 +20,7 @@ from cvxprox.linops import (
     VStack,
 )
 from cvxprox.options import SolverOptions
-from cvxprox.prox import Box, GroupL2, Huber, Logistic, Nonneg, Norm1, Norm2, SumSquares, Zero
+from cvxprox.prox import Box, GroupL2, Huber, Logistic, Norm1, Norm2, SumSquares
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 EPS = 1e-7
@@ -27,7 +28,7 @@ EPS = 1e-7
 
 def _term(function: object, op: object, b: np.ndarray | None = None, label: str = "") -> object:
     m = op.shape[0]
-    return OperatorTerm(function, op, np.zeros(m) if b is None else b, label)
+    return Term(function, op, np.zeros(m) if b is None else b, label)
 
 
 def _reference(objective: cp.Expression, constraints: list | None = None) -> cp.Problem:
@@ -37,12 +38,12 @@ def _reference(objective: cp.Expression, constraints: list | None = None) -> cp.
     return prob
 
 
-def _solve(algorithm: type, program: StructuredProgram, warm: dict | None = None, **opts: object):
+def _solve(algorithm: type, program: Program, warm: dict | None = None, **opts: object):
     options = SolverOptions(**{"eps_abs": EPS, "eps_rel": EPS, **opts})
     return algorithm(program, options, warm).solve("test")
 
 
-def _check(result: object, program: StructuredProgram, prob: cp.Problem, x: cp.Variable) -> None:
+def _check(result: object, program: Program, prob: cp.Problem, x: cp.Variable) -> None:
     """Optimal, with the objective within 1e-5 (relative) of CLARABEL's."""
     assert result.status == cp.OPTIMAL, result.kkt
     assert result.kkt.converged
@@ -59,7 +60,7 @@ def _lasso(seed: int = 0, m: int = 40, n: int = 20, lam: float = 2.0):
     rng = np.random.default_rng(seed)
     M = rng.standard_normal((m, n))
     b = M @ (rng.standard_normal(n) * (rng.random(n) < 0.3)) + 0.1 * rng.standard_normal(m)
-    program = StructuredProgram(
+    program = Program(
         np.zeros(n),
         [
             _term(SumSquares(m), MatrixOp(M), b, "data"),
@@ -76,7 +77,7 @@ def _logistic(seed: int = 1, m: int = 60, n: int = 12):
     labels = np.sign(A @ rng.standard_normal(n) + 0.5 * rng.standard_normal(m))
     mu, lam = 0.1, 1.0
     c = 0.05 * rng.standard_normal(n)
-    program = StructuredProgram(
+    program = Program(
         c,
         [
             _term(Logistic(m), MatrixOp(-labels[:, None] * A), label="loss"),
@@ -102,7 +103,7 @@ def _huber_permuted(seed: int = 2, m: int = 50, n: int = 20):
     b[::7] += 10.0
     perm = rng.permutation(n)
     w = rng.random(n) + 0.5
-    program = StructuredProgram(
+    program = Program(
         np.zeros(n),
         [
             _term(Huber(m, M=1.0), MatrixOp(M), b, "huber"),
@@ -118,7 +119,7 @@ def _tv1d(seed: int = 3, n: int = 200, lam: float = 1.0):
     rng = np.random.default_rng(seed)
     signal = np.repeat(rng.standard_normal(8) * 3, n // 8)
     noisy = signal + 0.5 * rng.standard_normal(n)
-    program = StructuredProgram(
+    program = Program(
         np.zeros(n),
         [
             _term(SumSquares(n), Identity(n), noisy, "data"),
@@ -151,7 +152,7 @@ def _tv2d(seed: int = 4, m: int = 12, n: int = 14, lam: float = 0.3):
     noisy = image + 0.2 * rng.standard_normal((m, n))
     grad = tv2d_operator(m, n)
     size = m * n
-    program = StructuredProgram(
+    program = Program(
         np.zeros(size),
         [
             _term(SumSquares(size), Identity(size), noisy.ravel(order="F"), "data"),
@@ -168,7 +169,7 @@ def _deconvolution(seed: int = 5, n: int = 100, lam: float = 0.05):
     kernel /= kernel.sum()
     signal = np.repeat(rng.standard_normal(5), n // 5)
     observed = np.convolve(kernel, signal) + 0.05 * rng.standard_normal(n + kernel.size - 1)
-    program = StructuredProgram(
+    program = Program(
         np.zeros(n),
         [
             _term(SumSquares(observed.size), Convolve1D(kernel, n), observed, "data"),
@@ -184,11 +185,11 @@ def _nnls(seed: int = 6, m: int = 30, n: int = 20):
     rng = np.random.default_rng(seed)
     M = rng.standard_normal((m, n))
     b = M @ rng.standard_normal(n) + 0.1 * rng.standard_normal(m)
-    program = StructuredProgram(
+    program = Program(
         np.zeros(n),
         [
             _term(SumSquares(m), MatrixOp(M), b, "data"),
-            _term(Nonneg(n), Identity(n), label="x >= 0"),
+            _term(NonnegCone(n), Identity(n), label="x >= 0"),
         ],
     )
     x = cp.Variable(n)
@@ -203,11 +204,11 @@ def _constrained_ls(seed: int = 8, m: int = 60, n: int = 30, p: int = 20):
     b = M @ rng.standard_normal(n) + rng.standard_normal(m)
     C = 1e3 * rng.standard_normal((p, n))
     d = 1e3 * rng.random(p)
-    program = StructuredProgram(
+    program = Program(
         np.zeros(n),
         [
             _term(SumSquares(m), MatrixOp(M), b, "data"),
-            _term(Nonneg(p), MatrixOp(-C), -d, "C x <= d"),
+            _term(NonnegCone(p), MatrixOp(-C), -d, "C x <= d"),
             _term(Box(-0.5, 0.5, n), Identity(n), label="|x| <= 0.5"),
         ],
     )
@@ -222,12 +223,12 @@ def _equality(seed: int = 7, m: int = 30, n: int = 20, p: int = 5, lam: float = 
     b = M @ rng.standard_normal(n)
     E = rng.standard_normal((p, n))
     f = E @ rng.standard_normal(n)
-    program = StructuredProgram(
+    program = Program(
         np.zeros(n),
         [
             _term(SumSquares(m), MatrixOp(M), b, "data"),
             _term(Norm1(n, weight=lam), Identity(n), label="l1"),
-            _term(Zero(p), MatrixOp(E), f, "E x == f"),
+            _term(ZeroCone(p), MatrixOp(E), f, "E x == f"),
         ],
     )
     x = cp.Variable(n)
@@ -254,12 +255,12 @@ def test_fista_applies_rejects_constraints_and_two_nonsmooth_terms() -> None:
     rng = np.random.default_rng(0)
     M = rng.standard_normal((5, 4))
     smooth = _term(SumSquares(5), MatrixOp(M), rng.standard_normal(5), "data")
-    constrained = StructuredProgram(
-        np.zeros(4), [smooth, _term(Nonneg(5), MatrixOp(M), label="M x >= 0")]
+    constrained = Program(
+        np.zeros(4), [smooth, _term(NonnegCone(5), MatrixOp(M), label="M x >= 0")]
     )
     ok, reason = FISTA.applies(constrained)
     assert not ok and "constraint" in reason and "M x >= 0" in reason
-    two = StructuredProgram(
+    two = Program(
         np.zeros(4),
         [
             smooth,
@@ -287,12 +288,12 @@ def test_fista_limit_and_warm_start() -> None:
     assert warm.iterations < again_cold.iterations
 
 
-def _perturbed(program: StructuredProgram, k: int) -> StructuredProgram:
+def _perturbed(program: Program, k: int) -> Program:
     """The program with b_k moved by 0.1%."""
     terms = list(program.terms)
     t = terms[k]
-    terms[k] = OperatorTerm(t.function, t.op, t.b * 1.001, t.label)
-    return StructuredProgram(program.c, terms, program.offset)
+    terms[k] = Term(t.function, t.op, t.b * 1.001, t.label)
+    return Program(program.c, terms, offset=program.offset)
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,7 +311,7 @@ def test_ladmm_against_clarabel(build) -> None:
 
 
 def test_ladmm_equality_dual() -> None:
-    """The Zero term's y is CLARABEL's dual of E x == f (CVXPY's sign convention agrees:
+    """The ZeroCone term's y is CLARABEL's dual of E x == f (CVXPY's sign convention agrees:
     both are the multiplier of E x - f in the Lagrangian)."""
     program, (objective, constraints), _ = _equality()
     _reference(objective, constraints)

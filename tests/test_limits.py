@@ -26,7 +26,7 @@ from cvxpy.error import ParameterError
 
 import cvxprox
 from cvxprox.algorithms.hybrid import ADMM_BUDGET
-from cvxprox.ir import ProxProgram, StructuredProgram
+from cvxprox.ir import Program
 from cvxprox.solver import PROGRAM
 
 # CVXPY warns on every inaccurate status (user_limit included), which these tests expect.
@@ -220,8 +220,8 @@ def test_solver_instance_structure_is_honoured(structure: str) -> None:
     reference = prob.value
     solver = cvxprox.NablaProx(structure=structure)
     data, _, _ = prob.get_problem_data(solver=solver)
-    kind = ProxProgram if structure == "never" else StructuredProgram
-    assert isinstance(data[PROGRAM], kind)
+    assert isinstance(data[PROGRAM], Program)
+    assert data[PROGRAM].solve_assembled == (structure == "never")
     for _ in range(2):  # the first solve and a re-solve with the cached chain
         prob.solve(solver=solver, eps_abs=1e-8, eps_rel=1e-8)
         assert prob.status == s.OPTIMAL

@@ -6,7 +6,7 @@ import pytest
 
 import cvxprox  # noqa: F401  (registers NABLAPROX)
 from cvxprox.algorithms.pdhg import PDHG, _step_sizes
-from cvxprox.ir import ProxProgram
+from cvxprox.ir import AssembledProgram
 from cvxprox.options import SolverOptions
 from cvxprox.scaling import RuizScaling
 from cvxprox.solver import PROGRAM
@@ -50,10 +50,10 @@ def _lp(seed: int = 0, m: int = 30, n: int = 20) -> tuple[cp.Problem, cp.Variabl
     return cp.Problem(cp.Minimize(c @ x), [A @ x <= b, x >= -1, x <= 2]), x, b
 
 
-def _program(prob: cp.Problem) -> ProxProgram:
+def _program(prob: cp.Problem) -> AssembledProgram:
     """The IR of a CVXPY problem, as NABLAPROX builds it."""
     data, _, _ = prob.get_problem_data(solver="NABLAPROX", solver_opts={"structure": "never"})
-    return data[PROGRAM]
+    return data[PROGRAM].assemble()
 
 
 def test_lp() -> None:

@@ -16,6 +16,7 @@ import pytest
 from scipy.optimize import brentq, minimize
 from scipy.special import expit
 
+from cvxprox.cones import NonnegCone, ZeroCone
 from cvxprox.prox import (
     TV1D,
     Box,
@@ -27,7 +28,6 @@ from cvxprox.prox import (
     LinfBall,
     Logistic,
     NegEntropy,
-    Nonneg,
     Norm1,
     Norm2,
     NormInf,
@@ -36,7 +36,6 @@ from cvxprox.prox import (
     Quadratic,
     Simplex,
     SumSquares,
-    Zero,
 )
 
 M = 8
@@ -71,8 +70,8 @@ def _finite(bound: np.ndarray) -> np.ndarray:
 
 
 CASES = [
-    Case("zero", lambda: Zero(M), lambda u: (None, [u == 0])),
-    Case("nonneg", lambda: Nonneg(M), lambda u: (None, [u >= 0])),
+    Case("zero", lambda: ZeroCone(M), lambda u: (None, [u == 0])),
+    Case("nonneg", lambda: NonnegCone(M), lambda u: (None, [u >= 0])),
     Case(
         "box",
         lambda: Box(LOWER, UPPER),
@@ -166,9 +165,9 @@ def _violation(f: ProxFunction, v: np.ndarray, u: np.ndarray, t: float) -> float
     def add(*values: np.ndarray | float) -> None:
         gaps.extend(float(np.max(x, initial=0.0)) for x in values)
 
-    if isinstance(f, Zero):
+    if isinstance(f, ZeroCone):
         add(np.abs(u))
-    elif isinstance(f, Nonneg):
+    elif isinstance(f, NonnegCone):
         add(-u, d, np.minimum(np.abs(u), np.abs(d)))
     elif isinstance(f, Box):
         lo, up = _as_array(f.lower, m), _as_array(f.upper, m)
@@ -404,7 +403,7 @@ def test_input_untouched_and_output_fresh(case: Case) -> None:
         NegEntropy(401, 0.5),
         KLDiv(401, 0.8, 0.5),
         Box(-1.0, 2.0, 401),
-        Nonneg(401),
+        NonnegCone(401),
         LinfBall(401, 1.5),
     ],
     ids=repr,
@@ -487,8 +486,8 @@ def test_indicator_values() -> None:
     upper_face = np.clip(np.zeros(M), LOWER, UPPER)
     upper_face[0] = UPPER[0]
     boundary = [  # (f, a boundary point, an outward unit normal there)
-        (Zero(M), np.zeros(M), e1),
-        (Nonneg(M), np.r_[0.0, np.ones(M - 1)], -e1),
+        (ZeroCone(M), np.zeros(M), e1),
+        (NonnegCone(M), np.r_[0.0, np.ones(M - 1)], -e1),
         (Box(LOWER, UPPER), upper_face, e1),
         (Simplex(M, 2.0), np.full(M, 0.25), ones),
         (L2Ball(M, 2.0), 2.0 * ones, ones),
@@ -552,7 +551,7 @@ def test_describe_and_repr() -> None:
     assert Norm1(M, W_ARRAY).describe() == "w*norm1"
     assert Huber(M).describe() == "huber(M=1)"
     assert GroupL2(M, 2).describe() == "group_l2(2)"
-    assert Nonneg(M).describe() == "nonneg"
+    assert NonnegCone(M).describe() == "nonneg"
     assert repr(Simplex(M)) == f"Simplex(simplex(total=1), size={M})"
     for case in CASES:
         f = case.make()

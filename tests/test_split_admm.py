@@ -21,7 +21,8 @@ from cvxprox.algorithms.xupdate import (
     WoodburyXUpdate,
     make_xupdate,
 )
-from cvxprox.ir import OperatorTerm, StructuredProgram
+from cvxprox.cones import NonnegCone, ZeroCone
+from cvxprox.ir import Program, Term
 from cvxprox.linops import (
     Conv2D,
     Convolve1D,
@@ -34,19 +35,17 @@ from cvxprox.linops import (
     ScalarMultiple,
 )
 from cvxprox.options import SolverOptions
-from cvxprox.prox import Huber, Nonneg, Norm1, ProxFunction, SumSquares, Zero
+from cvxprox.prox import Huber, Norm1, ProxFunction, SumSquares
 
 TIGHT = {"eps_abs": 1e-8, "eps_rel": 1e-8}
 
 
-def _term(
-    function: ProxFunction, op: LinOp, b: np.ndarray | None = None, label: str = ""
-) -> OperatorTerm:
-    return OperatorTerm(function, op, np.zeros(op.shape[0]) if b is None else b, label)
+def _term(function: ProxFunction, op: LinOp, b: np.ndarray | None = None, label: str = "") -> Term:
+    return Term(function, op, np.zeros(op.shape[0]) if b is None else b, label)
 
 
 def _solve(
-    program: StructuredProgram,
+    program: Program,
     algorithm: type[Algorithm] = StructuredADMM,
     warm_start: dict | None = None,
     **options: float,
@@ -70,11 +69,11 @@ def _assert_matches(result: SolveResult, reference: cp.Problem) -> None:
     assert np.max(np.abs(result.x - x_ref)) <= 1e-4 * max(1.0, np.max(np.abs(x_ref)))
 
 
-def _lasso(m: int, n: int, lam: float) -> tuple[StructuredProgram, cp.Problem]:
+def _lasso(m: int, n: int, lam: float) -> tuple[Program, cp.Problem]:
     rng = np.random.default_rng(m + n)
     A = rng.standard_normal((m, n))
     b = A @ (rng.standard_normal(n) * (rng.random(n) < 0.2)) + 0.1 * rng.standard_normal(m)
-    program = StructuredProgram(
+    program = Program(
         np.zeros(n),
         [_term(SumSquares(m), MatrixOp(A), b, "fit"), _term(Norm1(n, lam), Identity(n))],
     )
@@ -96,7 +95,7 @@ def test_tv_denoising_1d_cosine_gram() -> None:
     n, lam = 200, 0.5
     b = np.repeat(rng.standard_normal(8), n // 8) + 0.3 * rng.standard_normal(n)
     D = FiniteDiff((n,), 0)
-    program = StructuredProgram(
+    program = Program(
         np.zeros(n),
         [_term(SumSquares(n), Identity(n), b), _term(Norm1(n - 1, lam), D)],
     )
@@ -107,7 +106,7 @@ def test_tv_denoising_1d_cosine_gram() -> None:
     _assert_matches(result, reference)
 
 
-def _deconvolution_2d() -> tuple[StructuredProgram, cp.Problem]:
+def _deconvolution_2d() -> tuple[Program, cp.Problem]:
     rng = np.random.default_rng(2)
     shape, lam = (12, 10), 0.05
     kernel = rng.random((3, 3))
@@ -115,9 +114,7 @@ def _deconvolution_2d() -> tuple[StructuredProgram, cp.Problem]:
     image = (rng.random(shape) < 0.2).astype(float)
     b = K.matvec(image.flatten(order="F")) + 0.01 * rng.standard_normal(K.shape[0])
     n = K.shape[1]
-    program = StructuredProgram(
-        np.zeros(n), [_term(SumSquares(n), K, b), _term(Norm1(n, lam), Identity(n))]
-    )
+    program = Program(np.zeros(n), [_term(SumSquares(n), K, b), _term(Norm1(n, lam), Identity(n))])
     x = cp.Variable(n)
     reference = _clarabel(cp.sum_squares(K.to_sparse() @ x - b) + lam * cp.norm1(x))
     return program, reference
@@ -130,7 +127,7 @@ def test_deconvolution_2d_fourier_gram() -> None:
     _assert_matches(result, reference)
 
 
-def _deblur_1d() -> tuple[StructuredProgram, cp.Problem]:
+def _deblur_1d() -> tuple[Program, cp.Problem]:
     rng = np.random.default_rng(3)
     n, lam = 120, 0.2
     kernel = np.array([0.2, 0.5, 0.3])
@@ -138,7 +135,7 @@ def _deblur_1d() -> tuple[StructuredProgram, cp.Problem]:
     signal = np.repeat(rng.standard_normal(6), n // 6)
     b = C.matvec(signal) + 0.05 * rng.standard_normal(C.shape[0])
     D = FiniteDiff((n,), 0)
-    program = StructuredProgram(
+    program = Program(
         np.zeros(n), [_term(SumSquares(C.shape[0]), C, b), _term(Norm1(n - 1, lam), D)]
     )
     x = cp.Variable(n)
@@ -167,9 +164,9 @@ def test_huber_regression_nonneg() -> None:
     m, n = 80, 30
     A = rng.standard_normal((m, n))
     b = A @ rng.standard_normal(n) + rng.standard_normal(m) * (rng.random(m) < 0.1) * 10
-    program = StructuredProgram(
+    program = Program(
         np.zeros(n),
-        [_term(Huber(m, M=1.0), MatrixOp(A), b), _term(Nonneg(n), Identity(n))],
+        [_term(Huber(m, M=1.0), MatrixOp(A), b), _term(NonnegCone(n), Identity(n))],
     )
     result = _solve(program)
     x = cp.Variable(n)
@@ -184,12 +181,12 @@ def test_equality_constraint_dual() -> None:
     d = rng.standard_normal(p)
     b = rng.standard_normal(n)
     c = rng.standard_normal(n)
-    program = StructuredProgram(
+    program = Program(
         c,
         [
             _term(SumSquares(n, 0.5), Identity(n), b),
             _term(Norm1(n, 0.3), Identity(n)),
-            _term(Zero(p), MatrixOp(C), d, "C x == d"),
+            _term(ZeroCone(p), MatrixOp(C), d, "C x == d"),
         ],
     )
     result = _solve(program)
@@ -231,12 +228,12 @@ def test_iteration_limit_is_a_user_limit() -> None:
 
 def test_infeasible_bounds() -> None:
     n = 10
-    program = StructuredProgram(
+    program = Program(
         np.zeros(n),
         [
             _term(Norm1(n), Identity(n)),
-            _term(Nonneg(n), Identity(n), np.ones(n), "x >= 1"),
-            _term(Nonneg(n), ScalarMultiple(-1.0, Identity(n)), None, "x <= 0"),
+            _term(NonnegCone(n), Identity(n), np.ones(n), "x >= 1"),
+            _term(NonnegCone(n), ScalarMultiple(-1.0, Identity(n)), None, "x <= 0"),
         ],
     )
     result = _solve(program)
@@ -255,13 +252,13 @@ def test_unused_variable() -> None:
     b = rng.standard_normal(4)
     fit = _term(SumSquares(4), Gather(np.arange(4), n), b)
     sparse = _term(Norm1(4, 0.1), Gather(np.arange(4), n))
-    result = _solve(StructuredProgram(np.zeros(n), [fit, sparse]))
+    result = _solve(Program(np.zeros(n), [fit, sparse]))
     assert result.status == s.OPTIMAL
     assert result.info["sigma"] > 0
     assert np.allclose(result.x[:4], np.sign(b) * np.maximum(np.abs(b) - 0.05, 0), atol=1e-6)
     c = np.zeros(n)
     c[5] = 2.0
-    unbounded = _solve(StructuredProgram(c, [fit, sparse]))
+    unbounded = _solve(Program(c, [fit, sparse]))
     assert unbounded.status == s.UNBOUNDED
     assert np.isclose(c @ unbounded.x, -1.0)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import cvxpy as cp
 import numpy as np
 import pytest
@@ -149,11 +151,8 @@ def test_constraint_terms_and_attributes() -> None:
 @pytest.mark.parametrize(
     "prob, reason",
     [
-        (cp.Problem(cp.Minimize(-cp.geo_mean(x + 10))), "GeoMean"),
-        (cp.Problem(cp.Minimize(cp.norm1(x)), [cp.norm(x) <= cp.sum(x)]), "nonlinear inequality"),
-        (cp.Problem(cp.Minimize(cp.norm(x, 3))), "p=3"),
         (cp.Problem(cp.Minimize(cp.trace(cp.Variable((2, 2), PSD=True)))), "PSD"),
-        (cp.Problem(cp.Minimize(cp.norm1(x)), [cp.SOC(x[0], x[1:])]), "SOC"),
+        (cp.Problem(cp.Minimize(cp.norm1(x)), [cp.Variable((2, 2), symmetric=True) >> 0]), "sym"),
     ],
 )
 def test_unrecognized_parts_are_named(prob: cp.Problem, reason: str) -> None:
@@ -161,21 +160,39 @@ def test_unrecognized_parts_are_named(prob: cp.Problem, reason: str) -> None:
         StructureLowering(prob).lower()
 
 
-def test_cone_only_constraints_are_found_before_lowering() -> None:
-    # The constraint check runs when the lowering is built, so a problem whose
-    # constraints need cones costs no operator construction; the reason names the atom
-    # rather than printing the constraint's data.
+@pytest.mark.parametrize(
+    "prob, expanded",
+    [
+        (cp.Problem(cp.Minimize(-cp.geo_mean(x + 10))), "GeoMean"),
+        (cp.Problem(cp.Minimize(cp.norm1(x)), [cp.norm(x) <= cp.sum(x)]), "of Pnorm"),
+        (cp.Problem(cp.Minimize(cp.norm(x, 3))), "p=3"),
+        (cp.Problem(cp.Minimize(cp.norm1(x) + cp.log_sum_exp(x))), "log_sum_exp"),
+    ],
+)
+def test_parts_without_a_prox_are_expanded(prob: cp.Problem, expanded: str) -> None:
+    """Only the part without a prox form becomes cone terms (labelled as expanded, over
+    auxiliary variables appended to x); a norm1 term stays a prox term."""
+    lowered = StructureLowering(prob).lower()
+    assert len(lowered.expanded) == 1 and expanded in lowered.expanded[0]
+    labels = [t.label for t in lowered.program.terms]
+    assert any(label.startswith("expanded") for label in labels)
+    assert lowered.program.n > x.size
+    if "norm1" in str(prob.objective):
+        assert "norm1" in labels
+
+
+def test_expansions_name_atoms_and_keep_the_other_terms() -> None:
+    # An expanded constraint is reported by its atoms, not by printing its data; the
+    # objective's terms keep their prox form.
     big = np.arange(6000.0).reshape(1000, 6)
     prob = cp.Problem(
         cp.Minimize(cp.sum_squares(big @ x) + cp.norm1(x)),
         [cp.abs(x) <= 1, cp.sum(big @ x) + cp.norm(x) <= 5],
     )
-    with pytest.raises(NotStructured, match=r"nonlinear inequality \(constraint \d+, of abs\)"):
-        StructureLowering(prob)
-    prob = cp.Problem(cp.Minimize(cp.norm1(x)), [cp.sum(big @ x) + cp.norm(x) <= 5])
-    with pytest.raises(NotStructured, match="of Pnorm") as err:
-        StructureLowering(prob)
-    assert "5999" not in str(err.value)
+    lowered = StructureLowering(prob).lower()
+    assert [t.label for t in lowered.program.terms[:2]] == ["sumsquares", "norm1"]
+    assert re.fullmatch(r"constraint \d+ \(of abs\)", lowered.expanded[0])
+    assert "Pnorm" in lowered.expanded[1] and "5999" not in lowered.expanded[1]
 
 
 def test_auto_keeps_structure_where_it_pays_off() -> None:
@@ -215,7 +232,7 @@ def test_compile_reports_terms_and_algorithm() -> None:
     lp = cp.Problem(cp.Minimize(cp.sum(x)), [x >= 0])
     assert "cones" in repr(cvxprox.compile(lp))
     mixed = cp.Problem(cp.Maximize(cp.geo_mean(x) - cp.norm1(x)), [x <= 1])
-    assert "GeoMean" in cvxprox.compile(mixed).reduction
+    assert "expanded into cones: GeoMean" in cvxprox.compile(mixed).reduction
     assert "no norm" in cvxprox.compile(cp.Problem(cp.Maximize(cp.geo_mean(x)), [x <= 1])).reduction
 
 

@@ -72,11 +72,11 @@ _AA_PLATEAU_RTOL = 1e-5
 
 
 class ADMM(Algorithm):
-    """The ADMM solver for a ProxProgram whose terms are cone indicators.
+    """The ADMM solver for an AssembledProgram whose terms are cone indicators.
 
     Parameters
     ----------
-    program : ProxProgram
+    program : AssembledProgram
     options : SolverOptions
     warm_start : dict, optional
         Unscaled ``x``, ``z``, ``y`` (and ``rho``) of an earlier solve.

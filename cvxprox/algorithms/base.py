@@ -34,7 +34,7 @@ from array_api_compat import array_namespace
 
 from cvxprox.algorithms.termination import KKTError, kkt_error, kkt_error_of_worst
 from cvxprox.backend import Backend, get_backend
-from cvxprox.ir import ProxProgram
+from cvxprox.ir import AssembledProgram
 from cvxprox.jit import csc_arrays
 from cvxprox.jit.cones import cone_layout, project
 from cvxprox.jit.residuals import kkt_worst
@@ -89,7 +89,7 @@ class Algorithm:
     name = ""
 
     def __init__(
-        self, program: ProxProgram, options: SolverOptions, warm_start: dict | None = None
+        self, program: AssembledProgram, options: SolverOptions, warm_start: dict | None = None
     ) -> None:
         self.program = program
         self.opts = options
@@ -241,7 +241,9 @@ class KKTChecker:
     built once, on its first use, in float64.
     """
 
-    def __init__(self, program: ProxProgram, scaling: RuizScaling, options: SolverOptions) -> None:
+    def __init__(
+        self, program: AssembledProgram, scaling: RuizScaling, options: SolverOptions
+    ) -> None:
         self.program = program
         self.scaling = scaling
         self.opts = options
@@ -480,7 +482,9 @@ class IterationLog:
         self.verbose = verbose
         self._start = time.perf_counter()
 
-    def header(self, program: ProxProgram, algorithm: str, reason: str, lines: list[str]) -> None:
+    def header(
+        self, program: AssembledProgram, algorithm: str, reason: str, lines: list[str]
+    ) -> None:
         if not self.verbose:
             return
         bar = "-" * 78

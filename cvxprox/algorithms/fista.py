@@ -1,6 +1,6 @@
-"""Accelerated proximal gradient (FISTA) for smooth-plus-one-prox StructuredPrograms.
+"""Accelerated proximal gradient (FISTA) for smooth-plus-one-prox Programs.
 
-The program (``cvxprox.ir.StructuredProgram``, x in R^n)
+The program (``cvxprox.ir.Program``, x in R^n)
 
     minimize  h(x) + G(x),   h(x) = c'x + sum_{i in S} f_i(A_i x - b_i),   G(x) = g(P x - b_g),
 
@@ -53,7 +53,7 @@ from cvxprox.algorithms.base import Algorithm, BestIterate, IterationLog, SolveR
 from cvxprox.algorithms.structured import StackedTerms, StructuredChecker, TermLayout
 from cvxprox.algorithms.xupdate import norm_estimate
 from cvxprox.backend import Backend
-from cvxprox.ir import OperatorTerm, StructuredProgram
+from cvxprox.ir import Program, Term
 from cvxprox.linops import Gather, Identity
 
 # The trial constant after an accepted step is _DECREASE L; a failed test multiplies it
@@ -75,14 +75,14 @@ class TermGroup(StackedTerms):
 
     Parameters
     ----------
-    terms : list of (int, OperatorTerm)
+    terms : list of (int, Term)
         The terms with their positions in the program.
     n : int
         Number of variables.
     """
 
     def __init__(
-        self, terms: list[tuple[int, OperatorTerm]], n: int, backend: Backend | None = None
+        self, terms: list[tuple[int, Term]], n: int, backend: Backend | None = None
     ) -> None:
         super().__init__([t for _, t in terms], n, backend)
         self.positions = [k for k, _ in terms]
@@ -111,18 +111,18 @@ class PermutedTerm:
 
     Parameters
     ----------
-    term : OperatorTerm
+    term : Term
         A term for which ``accepts`` holds.
     position : int
         Its position in the program.
     """
 
-    def __init__(self, term: OperatorTerm, position: int) -> None:
+    def __init__(self, term: Term, position: int) -> None:
         self.term = term
         self.position = position
 
     @staticmethod
-    def accepts(term: OperatorTerm, n: int) -> bool:
+    def accepts(term: Term, n: int) -> bool:
         """Whether the operator is ``Identity(n)`` or a ``Gather`` of a permutation of range(n)."""
         op = term.op
         if op.shape != (n, n):
@@ -148,7 +148,7 @@ class FISTA(Algorithm):
 
     Parameters
     ----------
-    program : StructuredProgram
+    program : Program
         A program for which ``FISTA.applies`` holds.
     options : SolverOptions
     warm_start : dict, optional
@@ -158,7 +158,7 @@ class FISTA(Algorithm):
     name = "fista"
 
     @staticmethod
-    def applies(program: StructuredProgram) -> tuple[bool, str]:
+    def applies(program: Program) -> tuple[bool, str]:
         """Whether FISTA can solve the program, and why (or why not)."""
         if not program.terms:
             return False, "the program has no terms (its objective is linear)"

@@ -1,4 +1,4 @@
-"""Restarted primal-dual hybrid gradient (PDHG) for cone programs and StructuredPrograms.
+"""Restarted primal-dual hybrid gradient (PDHG) for assembled cone programs and Programs.
 
 Both program kinds are  minimize_x c'x + G(x) + h(x) + sum_j f_j(K_j x - b_j),  with G taken
 by its prox, h by its gradient and each f_j through its conjugate, i.e. the saddle-point
@@ -6,11 +6,11 @@ problem
 
     min_x max_y  c'x + G(x) + h(x) + sum_j y_j'(K_j x - b_j) - f_j*(y_j).
 
-A cone program (``ProxProgram``: minimize c'x + 1/2 x'Px subject to Ax - b in K, scaled by
+A cone program (``AssembledProgram``: minimize c'x + 1/2 x'Px subject to Ax - b in K, scaled by
 ``cvxprox.scaling``) has one f = the indicator of K, whose conjugate prox is the polar
 projection proj_{K°} (Moreau: prox_{sigma f*}(v) = v - proj_K(v) = proj_{K°}(v)),
 G(x) = 1/2 x'diag(p)x when P = diag(p) is diagonal (as CVXPY makes it for sums of squares)
-and h(x) = 1/2 x'Px otherwise. A StructuredProgram (``cvxprox.ir``) brings its terms:
+and h(x) = 1/2 x'Px otherwise. A Program (``cvxprox.ir``) brings its terms:
 G is one term whose operator is the identity or a permutation of x (the first nonsmooth
 one, else the first smooth one; ``PermutedTerm``), h the other smooth terms (SumSquares,
 Huber, Logistic; grad h(x) = sum_{i in H} A_i' grad f_i(A_i x - b_i), Lipschitz with
@@ -32,7 +32,7 @@ T is a forward-backward step, alpha-averaged when 1/tau - sigma ||K~||^2 = beta 
 beta > 1/2: alpha = 2 beta / (4 beta - 1), and alpha = 1/2 when L_h = 0. Step sizes are
 tau = eta / omega, sigma = eta omega with omega the primal weight and eta the largest
 value with 1/tau - sigma ||K~||^2 >= beta L_h, shrunk by a safety factor (||K~|| = ||A||_2
-by power iteration on a cone program's scaled data, sqrt(J) on a StructuredProgram).
+by power iteration on a cone program's scaled data, sqrt(J) on a Program).
 
 Iteration in epochs (one scheme, ``Scheme``, with a default per program kind chosen by
 measurement). In epoch n, from the anchor z^{n,0},
@@ -60,7 +60,7 @@ Measured defaults (iterations, max_iters 20000: the 15 smallest Netlib LPs at ep
 the six models of ``tests/test_fista_ladmm.py`` at 1e-7 plus the structured suite's
 tv_inpainting 48, deconvolution 1500 and tv_denoising 64 at 1e-4): cone programs run
 reflected Halpern with full reflection and restarts at (0.2, 0.8, 0.36) (cuPDLPx's
-values), StructuredPrograms KM with relaxation 0.9 and the average, restarts at
+values), Programs KM with relaxation 0.9 and the average, restarts at
 (0.7, 0.9, 0.1):
 
     scheme                                    Netlib     structured
@@ -79,18 +79,18 @@ Termination is tested every ``check_every`` iterations on each candidate: on a c
 unscaled by ``KKTChecker`` (with z = proj_K(Ax - b)), where the steps z - T(z) and the
 moves since the anchor are also tested as Farkas certificates and unbounded directions
 (they converge to the infimal displacement vector when there is no solution); on a
-StructuredProgram by ``StructuredChecker`` with y_i in df_i(z_i) for every term (smooth
+Program by ``StructuredChecker`` with y_i in df_i(z_i) for every term (smooth
 terms: z_i = A_i x - b_i, y_i = grad f_i(z_i); G: z_G = prox_{tau g}(w), w = P v - b_G,
 y_G = (w - z_G) / tau; dual blocks: y_j+ and z_j by Moreau).
 
 Both kinds iterate on the arrays of the backend the options select (``cvxprox.backend``:
 NumPy, torch or CuPy, on the CPU or a GPU): data are moved to the device once, the steps,
 combinations, restart tests and power iteration are array operations, products with
-device CSR matrices and (on a StructuredProgram) the terms' device versions
+device CSR matrices and (on a Program) the terms' device versions
 (``ProxFunction.on``, ``LinOp.on``: elementwise and group proxes, dense and sparse
 matrices, diagonals, gathers, finite differences, 1-D and 2-D FFT convolutions and their
 compositions, sums, stacks and block diagonals; any other term is named in an error),
-and the scalars they need are read back one at a time. A StructuredProgram's termination
+and the scalars they need are read back one at a time. A Program's termination
 tests run on the device too (``StructuredChecker`` on the device terms) and read back
 scalars only; its returned point is copied to the host once, at the end. So do a cone
 program's termination and certificate tests (``KKTChecker`` on the device, in float64);
@@ -124,7 +124,7 @@ from cvxprox.algorithms.fista import PermutedTerm, TermGroup
 from cvxprox.algorithms.polish import PolishSchedule
 from cvxprox.algorithms.structured import StructuredChecker, TermLayout
 from cvxprox.backend import Backend, get_backend
-from cvxprox.ir import ProxProgram, StructuredProgram
+from cvxprox.ir import AssembledProgram, Program
 from cvxprox.scaling import DiagonalScaling, RuizScaling
 
 # Step rule: 1/tau - sigma ||K~||^2 >= _BETA L_h, eta shrunk by _STEP_SAFETY (the power
@@ -202,7 +202,7 @@ def _combination(*terms: tuple[float, _Point]) -> _Point:
 
 @dataclass
 class _Step:
-    """T(p), with what the optimality point needs besides it: a StructuredProgram's dual
+    """T(p), with what the optimality point needs besides it: a Program's dual
     blocks' z (m_D,) and its prox term's z_G, y_G (None on a cone program or without G)."""
 
     point: _Point
@@ -233,7 +233,9 @@ class _ConeProblem:
 
     scheme = CONE_SCHEME
 
-    def __init__(self, program: ProxProgram, options: Any, backend: Backend, t0: float) -> None:
+    def __init__(
+        self, program: AssembledProgram, options: Any, backend: Backend, t0: float
+    ) -> None:
         self.program, self.backend = program, backend
         self.scaling = scaling = RuizScaling(program, options.scaling_iters, pock_chambolle=True)
         self.checker = KKTChecker(program, scaling, options)
@@ -385,7 +387,7 @@ class _CheckSide:
 
 
 class _StructuredProblem:
-    """A StructuredProgram's terms split into G, h and the dual blocks (module docstring),
+    """A Program's terms split into G, h and the dual blocks (module docstring),
     with the step T and its checks on the backend's arrays.
 
     Steps and checks use the terms moved to the backend (``device_terms``:
@@ -395,7 +397,7 @@ class _StructuredProblem:
 
     scheme = STRUCTURED_SCHEME
 
-    def __init__(self, program: StructuredProgram, options: Any, backend: Backend) -> None:
+    def __init__(self, program: Program, options: Any, backend: Backend) -> None:
         self.program, self.backend = program, backend
         self.layout = TermLayout(program, backend)
         self.checker = StructuredChecker(self.layout, options)
@@ -524,12 +526,12 @@ class _StructuredProblem:
 
 
 class PDHG(Algorithm):
-    """Restarted PDHG for a ProxProgram whose terms are cone indicators or a
-    StructuredProgram (module docstring).
+    """Restarted PDHG for an AssembledProgram whose terms are cone indicators or a
+    Program (module docstring).
 
     Parameters
     ----------
-    program : ProxProgram or StructuredProgram
+    program : AssembledProgram or Program
     options : SolverOptions
     warm_start : dict, optional
         ``x`` (n,), ``y`` (m,) of an earlier solve (``z`` is not needed; unscaled on a cone
@@ -544,7 +546,7 @@ class PDHG(Algorithm):
         opts = self.opts
         backend = get_backend(opts.backend, opts.device, opts.dtype)
         with backend.serial():
-            if isinstance(self.program, StructuredProgram):
+            if isinstance(self.program, Program):
                 problem = _StructuredProblem(self.program, opts, backend)
             else:
                 problem = _ConeProblem(self.program, opts, backend, t0)

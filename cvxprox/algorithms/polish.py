@@ -25,21 +25,21 @@ import scipy.sparse as sp
 
 from cvxprox.algorithms.base import FACTORIZATION_NNZ_LIMIT, KKTChecker, KKTError
 from cvxprox.cones import ZeroCone
-from cvxprox.ir import ProxProgram
+from cvxprox.ir import AssembledProgram
 from cvxprox.scaling import RuizScaling
 
 _DELTA = 1e-6
 _REFINE_STEPS = 5
 
 
-def is_polishable(program: ProxProgram) -> bool:
+def is_polishable(program: AssembledProgram) -> bool:
     """Whether every term is a zero or nonnegative cone (a QP or LP) small enough to factor."""
     nnz = program.A.nnz + (0 if program.P is None else program.P.nnz)
     return program.is_polyhedral and nnz <= FACTORIZATION_NNZ_LIMIT
 
 
 def polish(
-    program: ProxProgram, scaling: RuizScaling, z: np.ndarray, y: np.ndarray
+    program: AssembledProgram, scaling: RuizScaling, z: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """A polished (x, z, y) from the active set that (z, y) suggest, or None on failure.
 
@@ -90,7 +90,7 @@ class PolishSchedule:
 
     def __init__(
         self,
-        program: ProxProgram,
+        program: AssembledProgram,
         checker: KKTChecker,
         first: int = 100,
         deadline: float = math.inf,

@@ -1,6 +1,6 @@
-"""ADMM and half-quadratic splitting (HQS) for StructuredPrograms.
+"""ADMM and half-quadratic splitting (HQS) for Programs (their terms).
 
-The program (``cvxprox.ir.StructuredProgram``, x in R^n) is
+The program (``cvxprox.ir.Program``, x in R^n) is
 
     minimize  c'x + sum_k f_k(A_k x - b_k).
 
@@ -48,7 +48,7 @@ The proximal term sigma > 0 is added only when H would be singular: a variable t
 appears in no term (with c nonzero there the problem is unbounded, which is reported with
 the direction -c restricted to those variables) or a factorization that meets a zero pivot.
 
-Infeasibility: when the indicator terms (Zero, Nonneg, Box, Simplex and the norm balls)
+Infeasibility: when the indicator terms (cones, Box, Simplex and the norm balls)
 cannot hold together, the successive differences dy of the duals converge to a Farkas
 certificate (Banjac et al. 2019): with sigma_C the support function of term i's set,
 
@@ -98,21 +98,9 @@ from cvxprox.algorithms.xupdate import (
     make_xupdate,
     norm_estimate,
 )
-from cvxprox.ir import StructuredProgram
+from cvxprox.ir import Program
 from cvxprox.options import SolverOptions
-from cvxprox.prox import (
-    Box,
-    KLDiv,
-    L1Ball,
-    L2Ball,
-    LinfBall,
-    NegEntropy,
-    Nonneg,
-    ProxFunction,
-    Simplex,
-    SumSquares,
-    Zero,
-)
+from cvxprox.prox import SumSquares
 
 # The starting penalties are _RHO_FACTOR rho kappa / ||A_i||^2 (see the module docstring).
 _RHO_FACTOR = 10.0
@@ -150,11 +138,11 @@ _TINY = 1e-300
 
 
 class SplitSetup:
-    """The terms of a StructuredProgram sorted for the x-update, and what both methods share.
+    """The terms of a Program sorted for the x-update, and what both methods share.
 
     Parameters
     ----------
-    program : StructuredProgram
+    program : Program
     options : SolverOptions
 
     Attributes
@@ -167,7 +155,7 @@ class SplitSetup:
         Variables that appear in no term.
     """
 
-    def __init__(self, program: StructuredProgram, options: SolverOptions) -> None:
+    def __init__(self, program: Program, options: SolverOptions) -> None:
         self.program = program
         self.opts = options
         self.layout = TermLayout(program)
@@ -306,7 +294,7 @@ class SplitSetup:
         ]
 
 
-def xupdate_description(program: StructuredProgram, options: SolverOptions) -> str:
+def xupdate_description(program: Program, options: SolverOptions) -> str:
     """The one-line x-update choice ADMM and HQS make for the program (the solver is built,
     so a factorization is computed)."""
     setup = SplitSetup(program, options)
@@ -314,11 +302,11 @@ def xupdate_description(program: StructuredProgram, options: SolverOptions) -> s
 
 
 class StructuredADMM(Algorithm):
-    """Over-relaxed ADMM with per-term adaptive penalties for a StructuredProgram.
+    """Over-relaxed ADMM with per-term adaptive penalties for a Program.
 
     Parameters
     ----------
-    program : StructuredProgram
+    program : Program
     options : SolverOptions
     warm_start : dict, optional
         ``x`` (n,), ``z`` and ``y`` (m,) of an earlier solve, and optionally ``rho``
@@ -446,7 +434,7 @@ class HQS(Algorithm):
 
     Parameters
     ----------
-    program : StructuredProgram
+    program : Program
     options : SolverOptions
     warm_start : dict, optional
         ``x`` (n,), ``z``, ``y`` (m,) of an earlier solve (only x is used).
@@ -534,13 +522,13 @@ class HQS(Algorithm):
 class FarkasTest:
     """Farkas certificates from dual differences of the split indicator terms.
 
-    The indicator terms whose support function is known (Zero, Nonneg, Box, Simplex,
-    L2Ball, LinfBall, L1Ball) and the terms with a domain (entropy, KL: z >= 0) take part;
-    the certificate is zero on all other terms (whose domain is the whole space).
+    The indicator terms whose support function is known (``ProxFunction.support``: cones,
+    Box, Simplex, the norm balls) and the terms with a domain (entropy, KL: z >= 0) take
+    part; the certificate is zero on all other terms (whose domain is the whole space).
 
     Parameters
     ----------
-    program : StructuredProgram
+    program : Program
     layout : TermLayout
     split : list of int
         Positions of the split terms (the blocks of ``dy`` passed to ``certificate``).
@@ -548,16 +536,14 @@ class FarkasTest:
         Tolerance: ||sum_i A_i'y_i||_inf <= eps once normalized.
     """
 
-    def __init__(
-        self, program: StructuredProgram, layout: TermLayout, split: list[int], eps: float
-    ) -> None:
+    def __init__(self, program: Program, layout: TermLayout, split: list[int], eps: float) -> None:
         self.program = program
         self.layout = layout
         self.eps = eps
         self.members = [
             (pos, k)
             for pos, k in enumerate(split)
-            if _support(program.terms[k].function, np.zeros(program.terms[k].size)) is not None
+            if program.terms[k].function.support(np.zeros(program.terms[k].size)) is not None
         ]
 
     def certificate(self, dy: list[np.ndarray], x: np.ndarray) -> np.ndarray | None:
@@ -572,7 +558,7 @@ class FarkasTest:
         y = np.zeros(self.layout.m)
         value = 0.0
         for pos, k in self.members:
-            projected, support = _support(terms[k].function, dy[pos])
+            projected, support = terms[k].function.support(dy[pos])
             y[slices[k]] = projected
             value += support + float(terms[k].b @ projected)
         if not value < 0 or not math.isfinite(value):
@@ -585,33 +571,6 @@ class FarkasTest:
         if residual > self.eps or residual * float(np.sum(np.abs(x))) > _RADIUS_FACTOR * self.eps:
             return None
         return y
-
-
-def _support(function: ProxFunction, y: np.ndarray) -> tuple[np.ndarray, float] | None:
-    """(y', sigma_C(y')) with y' the projection of y onto the domain of the support
-    function of the function's set C, or None when it is not known. For a function that
-    is not an indicator, C is its domain: z >= 0 for the entropy-like terms."""
-    if isinstance(function, Zero):
-        return y, 0.0
-    if isinstance(function, Nonneg | NegEntropy | KLDiv):
-        return np.minimum(y, 0.0), 0.0
-    if isinstance(function, Box):
-        lower = np.broadcast_to(function.lower, y.shape)
-        upper = np.broadcast_to(function.upper, y.shape)
-        yp = np.where((y > 0) & np.isinf(upper), 0.0, y)
-        yp = np.where((yp < 0) & np.isinf(lower), 0.0, yp)
-        value = np.where(yp > 0, yp * np.where(np.isinf(upper), 0.0, upper), 0.0)
-        value += np.where(yp < 0, yp * np.where(np.isinf(lower), 0.0, lower), 0.0)
-        return yp, float(np.sum(value))
-    if isinstance(function, Simplex):
-        return y, function.total * float(np.max(y, initial=0.0))
-    if isinstance(function, L2Ball):
-        return y, function.radius * float(np.linalg.norm(y))
-    if isinstance(function, LinfBall):
-        return y, function.radius * float(np.sum(np.abs(y)))
-    if isinstance(function, L1Ball):
-        return y, function.radius * _inf_norm(y)
-    return None
 
 
 def _balance_ratios(
@@ -640,7 +599,7 @@ def _balance_ratios(
     return ratios
 
 
-def _unused_variables(program: StructuredProgram, weights: dict[int, object]) -> np.ndarray:
+def _unused_variables(program: Program, weights: dict[int, object]) -> np.ndarray:
     """Variables j with A_k e_j = 0 in every term (rows of zero weight left out).
 
     Found with two random probes g per term: (A_k'g)_j is zero for such a j and almost

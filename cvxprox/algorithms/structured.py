@@ -1,6 +1,6 @@
-"""What the algorithms for StructuredPrograms share: stacked products and residuals.
+"""What the algorithms on a Program's terms share: stacked products and residuals.
 
-A StructuredProgram (``cvxprox.ir``) is ``minimize c'x + sum_i f_i(A_i x - b_i)``. Its
+A Program (``cvxprox.ir``) is ``minimize c'x + sum_i f_i(A_i x - b_i)``. Its
 iterates are x (n,), and z, y (m,) stacked over the terms in order (term i owns the rows
 ``layout.slices[i]``). The optimality conditions are
 
@@ -44,7 +44,7 @@ import scipy.sparse as sp
 from cvxprox.algorithms.termination import KKTError, kkt_error
 from cvxprox.algorithms.xupdate import norm_estimate
 from cvxprox.backend import Backend, get_backend
-from cvxprox.ir import OperatorTerm, StructuredProgram
+from cvxprox.ir import Program, Term
 from cvxprox.linops import (
     Compose,
     Diagonal,
@@ -62,15 +62,15 @@ class StackedTerms:
 
     Parameters
     ----------
-    terms : list of OperatorTerm
+    terms : list of Term
     n : int
         Number of variables.
     backend : Backend, optional
-        Where the terms' b and products live (``OperatorTerm`` moved by
+        Where the terms' b and products live (``Term`` moved by
         ``function.on``, ``op.on``); NumPy by default.
     """
 
-    def __init__(self, terms: list[OperatorTerm], n: int, backend: Backend | None = None) -> None:
+    def __init__(self, terms: list[Term], n: int, backend: Backend | None = None) -> None:
         self.terms = terms
         self.n = n
         self.backend = backend or get_backend("numpy")
@@ -103,13 +103,13 @@ class TermLayout(StackedTerms):
 
     Parameters
     ----------
-    program : StructuredProgram
+    program : Program
     backend : Backend, optional
         Where the terms live (``device_terms``); NumPy, with the program's own terms, by
         default.
     """
 
-    def __init__(self, program: StructuredProgram, backend: Backend | None = None) -> None:
+    def __init__(self, program: Program, backend: Backend | None = None) -> None:
         backend = backend or get_backend("numpy")
         super().__init__(device_terms(program, backend), program.n, backend)
         self.program = program
@@ -191,7 +191,7 @@ def _column_norms_sq(op: LinOp) -> np.ndarray:
 
 
 class ColumnScaling:
-    """Equilibration of a StructuredProgram's variables: x = E x~ with E_j = 1 / ||(E A)_j||
+    """Equilibration of a Program's variables: x = E x~ with E_j = 1 / ||(E A)_j||
     the column norms of ``TerminationUnits`` (constraint rows normalized, other terms'
     rows as they are), so that every column of the scaled operators A_i E has norm 1.
 
@@ -203,17 +203,17 @@ class ColumnScaling:
 
     Parameters
     ----------
-    program : StructuredProgram
+    program : Program
     """
 
     SPREAD = 1e2
 
-    def __init__(self, program: StructuredProgram) -> None:
+    def __init__(self, program: Program) -> None:
         col = TerminationUnits(TermLayout(program)).columns
         self.needed = bool(col.size) and float(np.max(col) / np.min(col)) > self.SPREAD
         self.E = 1.0 / col
 
-    def scale_program(self, program: StructuredProgram) -> StructuredProgram:
+    def scale_program(self, program: Program) -> Program:
         """The program in x~ = x / E."""
         E = self.E
         terms = []
@@ -223,11 +223,11 @@ class ColumnScaling:
                 scaled = MatrixOp(sp.csr_array(op.to_sparse()) @ sp.diags_array(E))
             else:
                 scaled = Compose(op, Diagonal(E))
-            terms.append(OperatorTerm(term.function, scaled, term.b, term.label))
-        return StructuredProgram(E * program.c, terms, program.offset)
+            terms.append(Term(term.function, scaled, term.b, term.label))
+        return Program(E * program.c, terms, offset=program.offset)
 
 
-def device_terms(program: StructuredProgram, backend: Backend) -> list[OperatorTerm]:
+def device_terms(program: Program, backend: Backend) -> list[Term]:
     """The program's terms with functions, operators and b on ``backend`` (themselves on
     NumPy); ValueError naming the first term that has no device version yet."""
     if backend.name == "numpy":
@@ -241,12 +241,12 @@ def device_terms(program: StructuredProgram, backend: Backend) -> list[OperatorT
                 f"term {term.label or term.function.describe()!r} cannot run on "
                 f"backend={backend.name!r}: {error}"
             ) from None
-        moved.append(OperatorTerm(function, op, backend.asarray(term.b), term.label))
+        moved.append(Term(function, op, backend.asarray(term.b), term.label))
     return moved
 
 
 class StructuredChecker:
-    """KKT errors of StructuredProgram iterates (see the module docstring).
+    """KKT errors of Program iterates (see the module docstring).
 
     The iterates live where the layout's terms do (``TermLayout(program, backend)``):
     on a torch or CuPy layout the test runs on the device and reads back scalars only

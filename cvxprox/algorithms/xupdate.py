@@ -1,4 +1,4 @@
-"""Solvers for the x-update of the splitting methods on StructuredPrograms.
+"""Solvers for the x-update of the splitting methods on Programs.
 
 ADMM and half-quadratic splitting (``cvxprox.algorithms.split_admm``) update x by solving
 the normal equations

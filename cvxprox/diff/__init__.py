@@ -13,7 +13,6 @@ cone's projection Jacobian being one case), and one adjoint linear solve.
 
 from cvxprox.diff.adjoint import ADJOINT_METHODS, DataGradient, ImplicitAdjoint
 from cvxprox.diff.jacobian import (
-    DIFFERENTIABLE_CONES,
     DIFFERENTIABLE_FUNCTIONS,
     ProxJacobian,
     prox_jacobian,
@@ -23,7 +22,6 @@ from cvxprox.diff.residual import Block, ResidualMap
 
 __all__ = [
     "ADJOINT_METHODS",
-    "DIFFERENTIABLE_CONES",
     "DIFFERENTIABLE_FUNCTIONS",
     "Block",
     "DataGradient",

@@ -37,10 +37,10 @@ Nothing of the forward iterations enters, so memory does not depend on their num
   non-unique solution); ``"lu"`` falls back to it when the factorization fails or is
   inaccurate.
 
-``"auto"`` takes ``"reduced"`` on a ``StructuredProgram`` where it applies: the soft rows of
+``"auto"`` takes ``"reduced"`` on a ``Program`` where it applies: the soft rows of
 least-squares and Huber terms and the coordinate rows of norms on x are eliminated, and
 TV's redundant difference rows, which make J singular, are absorbed by the regularized
-saddle-point system. On a ``ProxProgram`` (CVXPY's cone form) the rows of an LP or QP are
+saddle-point system. On a ``AssembledProgram`` (CVXPY's cone form) the rows of an LP or QP are
 hard or flat, little is eliminated, and the sparse LU of J' is faster: the backward pass
 of the cone form of a lasso batch took 1.8 ms by LU against 5 ms by the reduced system
 (n = 20, m = 10, batch of 4, BLAS on one thread) and 29 ms against 34 ms (n = 100,
@@ -60,7 +60,7 @@ import scipy.sparse.linalg as spla
 
 from cvxprox.diff.jacobian import ProxJacobian, is_equality
 from cvxprox.diff.residual import Matrix, ResidualMap
-from cvxprox.ir import ProxProgram, StructuredProgram
+from cvxprox.ir import AssembledProgram, Program
 
 ADJOINT_METHODS = ("auto", "reduced", "lu", "lsmr")
 #: Above this many nonzeros in J', "auto" uses LSMR instead of a factorization.
@@ -76,7 +76,7 @@ _REFINE_TOL = 1e-12
 
 @dataclass
 class DataGradient:
-    """Gradients of a loss with respect to a ProxProgram's data.
+    """Gradients of a loss with respect to an AssembledProgram's data.
 
     Attributes
     ----------
@@ -99,7 +99,7 @@ class ImplicitAdjoint:
 
     Parameters
     ----------
-    program : ProxProgram or StructuredProgram
+    program : AssembledProgram or Program
         Every term's function must have a prox Jacobian (``cvxprox.diff.jacobian``).
     x : ndarray, shape (n,)
     y : ndarray, shape (m,)
@@ -114,7 +114,7 @@ class ImplicitAdjoint:
 
     def __init__(
         self,
-        program: ProxProgram | StructuredProgram,
+        program: AssembledProgram | Program,
         x: np.ndarray,
         y: np.ndarray,
         z: np.ndarray,
@@ -129,7 +129,7 @@ class ImplicitAdjoint:
         self.jacobians = self.residual.jacobians(np.asarray(z, dtype=np.float64) + self.y)
         self.method = method
         self.reducible = all(jac.structured for jac in self.jacobians)
-        self._prefer_reduced = self.reducible and isinstance(program, StructuredProgram)
+        self._prefer_reduced = self.reducible and isinstance(program, Program)
         if method == "reduced" and not self.reducible:
             raise ValueError(
                 "adjoint method 'reduced' needs every term's prox Jacobian to be diagonal or "
@@ -178,11 +178,11 @@ class ImplicitAdjoint:
         return sol if np.all(np.isfinite(sol)) and accurate else None
 
     def data_gradient(self, dx: np.ndarray, dy: np.ndarray | None = None) -> DataGradient:
-        """Gradients with respect to (c, b, A, P) of a ProxProgram, for a loss with
+        """Gradients with respect to (c, b, A, P) of an AssembledProgram, for a loss with
         gradients dx (n,) and dy (m,) (None: the loss does not depend on y)."""
         program = self.program
-        if not isinstance(program, ProxProgram):
-            raise TypeError("data_gradient needs a ProxProgram (one sparse A)")
+        if not isinstance(program, AssembledProgram):
+            raise TypeError("data_gradient needs an AssembledProgram (one sparse A)")
         n = program.n
         h = None
         if dy is not None:

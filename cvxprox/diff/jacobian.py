@@ -1,7 +1,8 @@
 """The prox map p = prox_f (step 1) of a term and its Jacobian D = dp/dv.
 
-For a cone indicator p is the projection Pi_K and D = DPi_K(v) (``Cone.project_derivative``
-of ``cvxprox.cones``); for a prox function of ``cvxprox.prox`` D is written out below.
+For a cone indicator (a ``ProxFunction`` too) p is the projection Pi_K and D = DPi_K(v)
+(``Cone.project_derivative`` of ``cvxprox.cones``); for the other prox functions of
+``cvxprox.prox`` D is written out below.
 Either way D is symmetric with its spectrum in [0, 1]: p is the gradient of the convex
 function ||v||^2/2 - e_f(v) (e_f the Moreau envelope of f) and is nonexpansive. Where p is not
 differentiable (a kink of a norm, the boundary of a cone) an element of Clarke's
@@ -34,34 +35,42 @@ from cvxprox.cones import (
 from cvxprox.prox import (
     GroupL2,
     Huber,
-    Nonneg,
     Norm1,
     Norm2,
     Pos,
     ProxFunction,
     SumSquares,
-    Zero,
 )
 
-#: Prox functions whose prox Jacobian is implemented: diagonal (separable functions) or
-#: block diagonal over groups (l2 norms: GroupL2, Norm2).
-DIFFERENTIABLE_FUNCTIONS = (Norm1, SumSquares, Huber, Pos, Zero, Nonneg, GroupL2, Norm2)
-#: Cones whose projection Jacobian is implemented (every cone of ``cvxprox.cones``).
-DIFFERENTIABLE_CONES = (ZeroCone, NonnegCone, SecondOrderCone, ExpCone, PowCone3D, PSDCone)
+#: Prox functions whose prox Jacobian is implemented: every cone of ``cvxprox.cones`` (the
+#: projection's Jacobian), diagonal ones (separable functions) and block diagonal ones over
+#: groups (l2 norms: GroupL2, Norm2).
+DIFFERENTIABLE_FUNCTIONS = (
+    ZeroCone,
+    NonnegCone,
+    SecondOrderCone,
+    ExpCone,
+    PowCone3D,
+    PSDCone,
+    Norm1,
+    SumSquares,
+    Huber,
+    Pos,
+    GroupL2,
+    Norm2,
+)
 # d <= _KINK counts as hard (0), d >= 1 - _KINK as flat (1).
 _KINK = 1e-12
 
 
-def prox_map(function: Cone | ProxFunction, v: np.ndarray) -> np.ndarray:
-    """p(v): the projection onto a cone, or the prox of a function with step 1; shape (m,)."""
-    if isinstance(function, Cone):
-        return np.asarray(function.project(np.asarray(v, dtype=np.float64)))
-    return function.prox(v, 1.0)
+def prox_map(function: ProxFunction, v: np.ndarray) -> np.ndarray:
+    """p(v): the prox of a function with step 1 (a cone's projection); shape (m,)."""
+    return np.asarray(function.prox(np.asarray(v, dtype=np.float64), 1.0))
 
 
-def is_equality(function: Cone | ProxFunction) -> bool:
+def is_equality(function: ProxFunction) -> bool:
     """Whether the term is the indicator of {0} (an equality constraint)."""
-    return isinstance(function, (Zero, ZeroCone))
+    return isinstance(function, ZeroCone)
 
 
 @dataclass
@@ -134,12 +143,11 @@ class ProxJacobian:
         return np.bincount(self.weight_of_row, self.dw * r, minlength=self.weights)
 
 
-def prox_jacobian(function: Cone | ProxFunction, v: np.ndarray) -> ProxJacobian:
+def prox_jacobian(function: ProxFunction, v: np.ndarray) -> ProxJacobian:
     """The Jacobian of p = prox_f (step 1) or Pi_K at v, shape (m,).
 
-    Covers every cone of ``DIFFERENTIABLE_CONES`` and every function of
-    ``DIFFERENTIABLE_FUNCTIONS``; at a kink (|v_j| = w_j for norm1, ||v_g|| = w_g for a
-    group) the generalized Jacobian with D = 0 there is taken.
+    Covers every function of ``DIFFERENTIABLE_FUNCTIONS``; at a kink (|v_j| = w_j for
+    norm1, ||v_g|| = w_g for a group) the generalized Jacobian with D = 0 there is taken.
 
     Raises
     ------
@@ -147,14 +155,12 @@ def prox_jacobian(function: Cone | ProxFunction, v: np.ndarray) -> ProxJacobian:
         For a function without a prox Jacobian here (naming it).
     """
     v = np.asarray(v, dtype=np.float64)
-    if isinstance(function, (ZeroCone, Zero)):
+    if isinstance(function, ZeroCone):
         return ProxJacobian.diagonal(np.zeros_like(v), None)
-    if isinstance(function, (NonnegCone, Nonneg)):
+    if isinstance(function, NonnegCone):
         return ProxJacobian.diagonal((v > 0).astype(np.float64), None)
-    if isinstance(function, DIFFERENTIABLE_CONES):
-        return ProxJacobian(blocks=sp.csr_array(function.project_derivative(v)))
     if isinstance(function, Cone):
-        raise NotImplementedError(f"no projection Jacobian for {function!r}")
+        return ProxJacobian(blocks=sp.csr_array(function.project_derivative(v)))
     if isinstance(function, (GroupL2, Norm2)):
         k = function.group_size if isinstance(function, GroupL2) else function.size
         return _group_jacobian(v.reshape(-1, k), np.asarray(function.weight, dtype=np.float64))

@@ -4,9 +4,9 @@ A program
 
     minimize  c'x + 1/2 x'Px + sum_i f_i(A_i x - b_i),      x in R^n, A_i of shape (m_i, n),
 
-is either a cone program (``ProxProgram``: A_i rows of one sparse matrix, f_i cone
-indicators) or a structured program (``StructuredProgram``: A_i operators, f_i prox
-functions); here both are a list of ``Block`` s. A primal-dual solution (x, y) with
+is either a Program's assembled view (``AssembledProgram``: A_i rows of one sparse matrix,
+f_i cone indicators) or a Program's own terms (A_i operators, f_i prox functions); here
+both are a list of ``Block`` s. A primal-dual solution (x, y) with
 z_i = A_i x - b_i and y_i in df_i(z_i) gives v_i = z_i + y_i, and z_i = p_i(v_i) with p_i
 the prox of f_i at step 1 (the projection for a cone: Moreau's decomposition). So the
 solution is a zero of the residual map
@@ -30,7 +30,7 @@ import scipy.sparse as sp
 
 from cvxprox.cones import Cone
 from cvxprox.diff.jacobian import ProxJacobian, prox_jacobian, prox_map
-from cvxprox.ir import ProxProgram, StructuredProgram
+from cvxprox.ir import AssembledProgram, Program
 from cvxprox.linops import Identity, LinOp, MatrixOp
 from cvxprox.prox import ProxFunction
 
@@ -80,7 +80,7 @@ class ResidualMap:
     blocks : list of Block
         In row order; v and the rows of R after the first n follow it.
     A : sparse array, shape (m, n), optional
-        The blocks' matrices already stacked (a ProxProgram's A), which ``matrix`` returns
+        The blocks' matrices already stacked (an AssembledProgram's A), which ``matrix`` returns
         instead of stacking them again.
 
     Attributes
@@ -109,14 +109,14 @@ class ResidualMap:
         self.m = self.starts[-1]
 
     @classmethod
-    def from_program(cls, program: ProxProgram | StructuredProgram) -> ResidualMap:
-        """The residual map of a cone program or a structured program."""
-        if isinstance(program, ProxProgram):
+    def from_program(cls, program: AssembledProgram | Program) -> ResidualMap:
+        """The residual map of an assembled view or of a Program's terms."""
+        if isinstance(program, AssembledProgram):
             A = sp.csr_array(program.A)
             blocks = [Block(t.function, A[t.rows], program.b[t.rows]) for t in program.terms]
             return cls(program.c, program.P, blocks, A)
         blocks = [Block(t.function, _matrix(t.op), t.b) for t in program.terms]
-        return cls(program.c, None, blocks)
+        return cls(program.c, program.P, blocks)
 
     def split(self, v: np.ndarray) -> list[np.ndarray]:
         """A vector over the m rows (shape (m,)) as one piece per block."""

@@ -1,4 +1,4 @@
-"""The termination test of a ProxProgram, compiled.
+"""The termination test of an AssembledProgram, compiled.
 
 For  minimize 1/2 x'Px + c'x  s.t.  z = Ax - b in K  with dual y, one pass over the
 nonzeros of A (CSC) gives A x, |A||x|, A'y and |A|'|y| together, one over P gives P x

@@ -96,7 +96,7 @@ class NablaProxSolver(SolverInterface):
         batch = stack.batch_size
         dy = np.zeros((batch, self.layout.m))
         dy[:, : self.layout.m_cone] = -np.asarray(ddual, dtype=np.float64)
-        adjoint = ImplicitAdjoint(program, x=result.x, y=result.y, z=result.z)
+        adjoint = ImplicitAdjoint(program.assemble(), x=result.x, y=result.y, z=result.z)
         grad = adjoint.data_gradient(
             np.asarray(dprimal, dtype=np.float64).reshape(-1), stack.stack_rows(dy)
         )

@@ -293,7 +293,7 @@ class _ImplicitSolve(torch.autograd.Function):
         dx = layer.variables_adjoint(grads, batch)
         result = ctx.result
         adjoint = ImplicitAdjoint(
-            ctx.program, x=result.x, y=result.y, z=result.z, method=layer.adjoint
+            ctx.program.assemble(), x=result.x, y=result.y, z=result.z, method=layer.adjoint
         )
         grad = adjoint.data_gradient(dx.reshape(-1))
         stack = ctx.stack

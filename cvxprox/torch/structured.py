@@ -3,7 +3,7 @@
 A model such as ``sum_squares(A x - b) + lam * norm1(x)`` lowers (``reductions/structure``)
 to two prox terms on operators, ``SumSquares(A x - b)`` and ``lam Norm1(x)``, instead of a
 cone program with an epigraph variable per entry. This route solves a batch of such
-programs as one block-diagonal ``StructuredProgram`` (``cvxprox.batch``) with the
+programs as one block-diagonal ``Program`` (``cvxprox.batch``) with the
 structured algorithms (FISTA for smooth + one prox), and differentiates the solution with
 ``cvxprox.diff`` (its reduced saddle-point solve, one per element).
 
@@ -26,7 +26,9 @@ the parameters (DPP), so each parameter takes one of two exact ways:
   derivative of all data in the direction e_k.
 
 Problems where neither applies (a large parameter outside the terms' arguments), or whose
-terms have no prox Jacobian here (``DIFFERENTIABLE_FUNCTIONS``), take the cone route.
+terms have no prox Jacobian here (``DIFFERENTIABLE_FUNCTIONS``) or cannot be stacked over a
+batch (``cvxprox.batch.stackable``: a second-order, exponential or PSD cone term), take
+the cone route.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from cvxprox.batch import StackedStructuredProgram, signature, stackable, weight
 from cvxprox.compile import single_threaded_blas, solve_program
 from cvxprox.cvxpy_compat import assign_parameter_value
 from cvxprox.diff import DIFFERENTIABLE_FUNCTIONS, ImplicitAdjoint
-from cvxprox.ir import StructuredProgram
+from cvxprox.ir import Program
 from cvxprox.options import SolverOptions
 from cvxprox.reductions.affine import NotStructured
 from cvxprox.reductions.structure import Lowered, StructureLowering
@@ -88,8 +90,8 @@ class _Probe:
 
     param: int
     index: int
-    base: StructuredProgram
-    moved: StructuredProgram
+    base: Program
+    moved: Program
 
 
 class StructuredRoute:
@@ -140,11 +142,14 @@ class StructuredRoute:
         except NotStructured as exc:
             raise RouteUnavailable(str(exc)) from None
         for term in lowered.program.terms:
-            if not isinstance(term.function, DIFFERENTIABLE_FUNCTIONS) or not stackable(
-                term.function
-            ):
+            if not isinstance(term.function, DIFFERENTIABLE_FUNCTIONS):
                 raise RouteUnavailable(
                     f"no prox Jacobian for the term {term.function.describe()} ({term.label})"
+                )
+            if not stackable(term.function):
+                raise RouteUnavailable(
+                    f"the term {term.function.describe()} ({term.label}) cannot be stacked "
+                    "over a batch"
                 )
         if not always and not lowered.keeps_structure:
             raise RouteUnavailable("the lowering keeps no structure worth differentiating")
@@ -439,7 +444,7 @@ def _same_function(f0: Any, f1: Any, ignore: tuple[str, ...] = ()) -> bool:
     )
 
 
-def _check_probe(base: StructuredProgram, moved: StructuredProgram, param: cp.Parameter) -> None:
+def _check_probe(base: Program, moved: Program, param: cp.Parameter) -> None:
     """A probed parameter may move operators, constants and weights, nothing else."""
     for t0, t1 in zip(base.terms, moved.terms, strict=True):
         if not _same_function(t0.function, t1.function, ignore=("weight",)):

@@ -147,7 +147,7 @@ def unrolled_solve(
     c = data.c.reshape(-1)
     b = stack.stack_rows(data.b)
     A_vals = stack.stacked_A_values(data.A_data)
-    numeric = stack.program(cone_map.evaluate(values))
+    numeric = stack.program(cone_map.evaluate(values)).assemble()
     A_op = _operator(numeric.A)
     P_op = P_vals = None
     if data.P_data is not None:
