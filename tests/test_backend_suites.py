@@ -78,7 +78,9 @@ def test_admm_plain_loop_matches_compiled(name: str) -> None:
     data, _, _ = prob.get_problem_data("NABLAPROX")
     program = data[PROGRAM]
     opts = SolverOptions(eps_abs=EPS, eps_rel=EPS)
-    fused = ADMM(program, opts).solve()
+    fused_solver = ADMM(program, opts)
+    fused_solver.fused = True
+    fused = fused_solver.solve()
     plain_solver = ADMM(program, opts)
     plain_solver.fused = False
     plain = plain_solver.solve()

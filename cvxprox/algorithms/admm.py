@@ -26,7 +26,12 @@ namespace with the backend's cone projections (``ProductCone.project``), ``Plain
 and a KKT solve on the device: an LU factor of the dense KKT matrix
 (``Backend.lu_solver``) when n + m <= ``DENSE_KKT_MAX``, else the host's LDL' factor, each
 solve then copying the right-hand side to the host and the solution back. ``_PlainLoop``
-on NumPy is the reference the compiled loop is tested against. Every ``check_every``
+on NumPy is the reference the compiled loop is tested against, and it runs small problems
+(n + m <= ``PLAIN_FIRST_MAX``) while the compiled loop has no version compiled in the process
+or in Numba's disk cache, until the plain loop has run ``PLAIN_FIRST_BUDGET`` seconds in the
+process: the first solves of small problems after installation then skip the loop's
+compilation (about 2.4 s, the time the plain loop loses in some 2000 iterations of a small
+LP); a later solve compiles it once for all. Every ``check_every``
 iterations the iterate is copied to the host for the termination, certificate and
 polishing tests and the penalty update (scaled data on the host, as in the cone route
 of ``cvxprox.algorithms.pdhg``).
@@ -85,6 +90,10 @@ _AA_PLATEAU_WINDOW = 500
 _AA_PLATEAU_RTOL = 1e-5
 #: On torch and CuPy the KKT matrix is factored dense on the device up to this n + m.
 DENSE_KKT_MAX = 3000
+#: On NumPy, problems up to this n + m run the plain loop while the compiled one is not
+#: compiled or cached, until the plain loop has run this many seconds in the process.
+PLAIN_FIRST_MAX = 2000
+PLAIN_FIRST_BUDGET = 2.0
 
 
 class ADMM(Algorithm):
@@ -99,12 +108,16 @@ class ADMM(Algorithm):
 
     Attributes
     ----------
-    fused : bool
-        On NumPy, run the compiled loop (True, the default) or its plain reference.
+    fused : bool or None
+        On NumPy, run the compiled loop (True) or its plain reference (False); None, the
+        default, runs the compiled loop but for small problems while it is not compiled
+        (module docstring).
     """
 
     name = "admm"
-    fused = True
+    fused: bool | None = None
+    #: Seconds this process has spent in plain loops that stood in for the compiled one.
+    _plain_first_seconds = 0.0
 
     def solve(self, reason: str = "") -> SolveResult:
         t0 = time.perf_counter()
@@ -157,7 +170,9 @@ class ADMM(Algorithm):
         memory = int(np.clip(_AA_STORAGE // (2 * (n + m)), 5, _AA_MEMORY))
         inv_rho = 1.0 / rho_vec
         start, data = (x, z + y / rho_vec), (c, b, inv_rho)
-        if backend.name == "numpy" and self.fused:
+        fused = self.fused
+        deferring = fused is None and backend.name == "numpy" and _defer_compilation(n + m)
+        if backend.name == "numpy" and fused is not False and not deferring:
             loop = _FusedLoop(start, data, kkt, (cone, checker.project), memory)
         else:
             loop = _PlainLoop(start, data, kkt, cone, memory, backend)
@@ -169,7 +184,10 @@ class ADMM(Algorithm):
         it = last_adapt = refactors = 0
         while it < opts.max_iters:
             it_end = min((it // opts.check_every + 1) * opts.check_every, opts.max_iters)
+            run_start = time.perf_counter()
             it, accepted = loop.run(it, it_end, (opts.alpha, _SIGMA, _AA_SAFEGUARD, accelerate))
+            if deferring:
+                ADMM._plain_first_seconds += time.perf_counter() - run_start
             if not accepted:  # the check's iteration was a rejected extrapolation
                 if it < opts.max_iters and time.perf_counter() - t0 <= opts.time_limit:
                     continue
@@ -243,6 +261,20 @@ class ADMM(Algorithm):
                 scaling.unscale_x((loop.host_state()[1] if w is None else w)[:n]),
             ),
         )
+
+
+def _defer_compilation(size: int) -> bool:
+    """Whether a NumPy solve of n + m = ``size`` runs the plain loop in place of the compiled
+    one: a small problem, a compiled loop with no version in this process nor in Numba's
+    disk cache (any version: a cached one for other cone kinds counts), and less than
+    ``PLAIN_FIRST_BUDGET`` seconds in such plain loops in the process so far."""
+    if size > PLAIN_FIRST_MAX or ADMM._plain_first_seconds >= PLAIN_FIRST_BUDGET:  # noqa: SLF001
+        return False
+    if admm_iterations.signatures:
+        return False
+    cache = getattr(admm_iterations, "_cache", None)
+    load_index = getattr(getattr(cache, "_cache_file", None), "_load_index", None)
+    return load_index is not None and not load_index()
 
 
 def _balanced_rho(
