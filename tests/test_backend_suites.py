@@ -1,4 +1,5 @@
-"""Every model of the zoo and of the structured suite on torch (CPU) against NumPy.
+"""Every model of the zoo and of the structured suite on torch (CPU) against NumPy (and,
+marked ``gpu``, on CuPy and torch on CUDA).
 
 Each model is solved twice, with the default NumPy backend and with ``backend="torch"``,
 at tight tolerances (``EPS``): both runs must take the same method
@@ -58,16 +59,50 @@ def _solve(build: Callable[[], cp.Problem], **options: object) -> tuple[cp.Probl
     return prob, x
 
 
+def _cuda_options() -> dict[str, str]:
+    """Options of the CuPy backend; skips the test without CuPy or a CUDA device."""
+    cupy = pytest.importorskip("cupy")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError:
+        count = 0
+    if count == 0:
+        pytest.skip("no CUDA device")
+    return {"backend": "cupy", "device": "cuda"}
+
+
+def _torch_cuda_options() -> dict[str, str]:
+    """Options of the torch backend on CUDA; skips the test without a CUDA build of torch."""
+    import torch  # noqa: PLC0415
+
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA device")
+    return {"backend": "torch", "device": "cuda"}
+
+
+#: The backends checked against NumPy, and their agreement (GPU reductions round
+#: differently: 1e-6 there, as in ``test_backend``).
+BACKENDS = [
+    pytest.param(lambda: {"backend": "torch"}, AGREE, id="torch"),
+    pytest.param(_cuda_options, 10 * AGREE, id="cupy", marks=pytest.mark.gpu),
+    pytest.param(_torch_cuda_options, 10 * AGREE, id="torch-cuda", marks=pytest.mark.gpu),
+]
+
+
+@pytest.mark.parametrize(("options", "agree"), BACKENDS)
 @pytest.mark.parametrize("name", list(CASES))
-def test_torch_matches_numpy(name: str) -> None:
+def test_backend_matches_numpy(
+    name: str, options: Callable[[], dict[str, str]], agree: float
+) -> None:
     build, eps = CASES[name]
+    opts = options()
     ref, x_ref = _solve(build, eps_abs=eps, eps_rel=eps)
-    got, x = _solve(build, eps_abs=eps, eps_rel=eps, backend="torch")
+    got, x = _solve(build, eps_abs=eps, eps_rel=eps, **opts)
     assert ref.status == got.status == cp.OPTIMAL
     algorithm = ref.solver_stats.extra_stats["algorithm"]
     assert got.solver_stats.extra_stats["algorithm"] == algorithm
-    assert got.value == pytest.approx(ref.value, rel=AGREE, abs=AGREE)
-    np.testing.assert_allclose(x, x_ref, rtol=0, atol=AGREE * max(1.0, np.max(np.abs(x_ref))))
+    assert got.value == pytest.approx(ref.value, rel=agree, abs=agree)
+    np.testing.assert_allclose(x, x_ref, rtol=0, atol=agree * max(1.0, np.max(np.abs(x_ref))))
 
 
 @pytest.mark.parametrize("name", ["lp", "markowitz", "robust_lp", "nearest_correlation", "mpc"])
