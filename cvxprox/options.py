@@ -118,11 +118,6 @@ class SolverOptions:
         opts.validate()
         return opts
 
-    def array_backend(self) -> str:
-        """The backend the options select: "numpy", "torch" or "cupy" (``backend="auto"``
-        resolved by the device)."""
-        return resolve_backend(self.backend, self.device)
-
     def validate(self) -> None:
         """Raise ValueError naming the first option with a bad value."""
         for name in ("eps_abs", "eps_rel", "eps_infeas"):
