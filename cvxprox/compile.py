@@ -36,7 +36,7 @@ def choose_algorithm(program: Program, options: SolverOptions) -> tuple[type, st
 def choose_cone_algorithm(program: AssembledProgram, options: SolverOptions) -> tuple[type, str]:
     """For a cone program.
 
-    With a torch or CuPy backend PDHG is the one choice. On NumPy, ``auto`` takes ADMM
+    The choice is the same on every backend (NumPy, torch, CuPy). ``auto`` takes ADMM
     then PDHG for linear programs (ADMM is fastest on easy LPs, restarted PDHG most
     robust on degenerate ones; see ``algorithms/hybrid.py``), PDHG for float32 and for
     problems too large to factor, and ADMM with its cached factorization for everything
@@ -48,9 +48,6 @@ def choose_cone_algorithm(program: AssembledProgram, options: SolverOptions) -> 
             "was canonicalized to cones (see cvxprox.compile(problem) for why); use 'auto', "
             "'admm' or 'pdhg'"
         )
-    on_device = _device_choice(options, ("auto", "pdhg"))
-    if on_device is not None:
-        return on_device
     if options.algorithm == "admm":
         return ADMM, "forced by algorithm='admm'"
     if options.algorithm == "pdhg":
@@ -73,12 +70,8 @@ def choose_structured_algorithm(program: Program, options: SolverOptions) -> tup
     exact diagonal/FFT/DCT solve; PDHG, i.e. linearized ADMM (products only), when an FFT
     operator would otherwise have to be assembled and factored; ADMM with a factored or
     conjugate-gradient x-update for the rest. HQS, a penalty method for plug-and-play
-    priors, runs on request. With a torch or CuPy backend PDHG is the one choice (its
-    error names a term that has no device version yet).
+    priors, runs on request. The choice is the same on every backend.
     """
-    on_device = _device_choice(options, ("auto", "pdhg", "ladmm"))
-    if on_device is not None:
-        return on_device
     if options.dtype == "float32":
         raise ValueError("dtype='float32' is available for cone programs (PDHG) only")
     if program.P is not None:
@@ -114,21 +107,6 @@ def choose_structured_algorithm(program: Program, options: SolverOptions) -> tup
     return StructuredADMM, (
         "auto: ADMM; x-update by a factorization, or conjugate gradients if it would fill in"
     )
-
-
-def _device_choice(options: SolverOptions, accepted: tuple[str, ...]) -> tuple[type, str] | None:
-    """PDHG and its reason on a torch or CuPy backend (the one method that runs there),
-    None on NumPy; an ``algorithm`` outside ``accepted`` raises a ValueError."""
-    backend = options.array_backend()
-    if backend == "numpy":
-        return None
-    if options.algorithm not in accepted:
-        raise ValueError(
-            f"backend={backend!r} runs algorithm='pdhg' (or 'auto') only, got "
-            f"algorithm={options.algorithm!r}; use backend='numpy' for the others"
-        )
-    how = "auto" if options.algorithm == "auto" else f"forced by algorithm={options.algorithm!r}"
-    return PDHG, f"{how}: PDHG is the method that runs on {backend} arrays"
 
 
 def _exact_gram(program: Program) -> str | None:

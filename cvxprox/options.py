@@ -57,9 +57,9 @@ class SolverOptions:
         (``hqs``) or FISTA (``fista``, when the objective is smooth plus one prox term).
     backend : {"auto", "numpy", "torch", "cupy"}
         The arrays the iterations run on (``cvxprox.backend``): ``auto`` is NumPy on
-        the CPU and CuPy with ``device="cuda"``. torch and CuPy run PDHG only, on
-        cone programs and on structured programs whose terms have device versions
-        (``ProxFunction.on``, ``LinOp.on``).
+        the CPU and CuPy with ``device="cuda"``. Every algorithm runs on every backend
+        and ``auto`` picks the same one on each; structured terms run with their device
+        versions (``ProxFunction.on``, ``LinOp.on``).
     device : {"cpu", "cuda"}
         ``cuda`` runs on a GPU, with CuPy or (``backend="torch"``) a CUDA build of torch.
     dtype : {"float64", "float32"}
@@ -118,11 +118,6 @@ class SolverOptions:
         opts = cls(**given)
         opts.validate()
         return opts
-
-    def array_backend(self) -> str:
-        """The backend the options select: "numpy", "torch" or "cupy" (``backend="auto"``
-        resolved by the device)."""
-        return resolve_backend(self.backend, self.device)
 
     def validate(self) -> None:
         """Raise ValueError naming the first option with a bad value."""

@@ -44,6 +44,7 @@ from cvxprox.jit.tv import tv1d_prox
 
 __all__ = [
     "ProxFunction",
+    "OnHost",
     "Box",
     "Simplex",
     "L2Ball",
@@ -256,7 +257,7 @@ class ProxFunction(ABC):
     smooth: ClassVar[bool] = False
     is_indicator: ClassVar[bool] = False
     #: The array attributes ``on`` moves to a backend's device; None when prox, prox_conj
-    #: and grad take NumPy arrays only.
+    #: and grad take NumPy arrays only (``on`` then evaluates them on the host: ``OnHost``).
     device_arrays: ClassVar[tuple[str, ...] | None] = None
     size: int
 
@@ -310,16 +311,14 @@ class ProxFunction(ABC):
     def on(self, backend: Any) -> ProxFunction:
         """The function with prox, prox_conj and grad on ``backend``'s arrays
         (``cvxprox.backend``): itself on NumPy, else a copy whose array attributes
-        (``device_arrays``) were moved to the device once.
-
-        Raises ValueError naming the function when its prox takes NumPy arrays only."""
+        (``device_arrays``) were moved to the device once. A function whose prox takes
+        NumPy arrays only (``device_arrays`` None: a sequential walk such as tv1d's, or
+        SciPy's special functions) is wrapped in ``OnHost``: each evaluation copies its
+        argument to the host and the result back."""
         if backend.name == "numpy":
             return self
         if self.device_arrays is None:
-            raise ValueError(
-                f"the function {self.describe()} has no prox on {backend.name} arrays yet; "
-                "solve with backend='numpy'"
-            )
+            return OnHost(self, backend)
         moved = copy.copy(self)
         for name in self.device_arrays:
             value = getattr(self, name)
@@ -343,6 +342,55 @@ class ProxFunction(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()}, size={self.size})"
+
+
+class OnHost(ProxFunction):
+    """A NumPy-only function used from a backend's device arrays: every evaluation copies
+    v (m,) to the host (``backend.to_host``), evaluates ``function`` there and copies the
+    (m,) result back (``backend.asarray``). Two transfers of m numbers per prox; the
+    iterations around it stay on the device.
+
+    Parameters
+    ----------
+    function : ProxFunction
+        The function, with NumPy arrays.
+    backend : Backend
+        The device's backend (``cvxprox.backend``).
+    """
+
+    def __init__(self, function: ProxFunction, backend: Any) -> None:
+        self.function = function
+        self.backend = backend
+        self.size = function.size
+        self.smooth = function.smooth
+        self.is_indicator = function.is_indicator
+
+    def __call__(self, v: Any) -> float:
+        return self.function(self.backend.to_host(self._vector(v)))
+
+    def prox(self, v: Any, t: float) -> Any:
+        backend = self.backend
+        return backend.asarray(self.function.prox(backend.to_host(self._vector(v)), t))
+
+    def prox_conj(self, v: Any, s: float) -> Any:
+        backend = self.backend
+        return backend.asarray(self.function.prox_conj(backend.to_host(self._vector(v)), s))
+
+    def grad(self, v: Any) -> Any:
+        backend = self.backend
+        return backend.asarray(self.function.grad(backend.to_host(self._vector(v))))
+
+    def lipschitz(self) -> float:
+        return self.function.lipschitz()
+
+    def describe(self) -> str:
+        return self.function.describe()
+
+    def __getattr__(self, name: str) -> Any:
+        """The wrapped function's parameters (``weight``, ``radius``, ...)."""
+        if name == "function":
+            raise AttributeError(name)
+        return getattr(self.function, name)
 
 
 class _Separable(ProxFunction):

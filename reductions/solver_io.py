@@ -13,10 +13,13 @@ of CVXPY's variables and constraints.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from cvxpy.reductions.solution import Solution
+
+if TYPE_CHECKING:
+    from cvxprox.ir import Program
 
 
 class ParametricProgram(Protocol):
@@ -26,9 +29,8 @@ class ParametricProgram(Protocol):
     def parameters(self) -> list[Any]:
         """The CVXPY parameters the data depend on."""
 
-    def apply_parameters(self) -> Any:
-        """The IR program (``ProxProgram`` or ``StructuredProgram``) at the parameters'
-        current values."""
+    def apply_parameters(self) -> Program:
+        """The IR ``Program`` at the parameters' current values."""
 
     def cvxpy_data(self) -> dict[str, Any]:
         """Entries of CVXPY's problem data that describe the program as of the last

@@ -18,7 +18,12 @@ import cvxpy as cp
 import numpy as np
 
 import cvxprox  # noqa: F401
+from cvxprox.algorithms.admm import ADMM
 from cvxprox.jit import admm, cones, equilibrate, residuals
+
+# The compiled ADMM loop, not the plain one that small problems run while it is neither
+# compiled nor cached (test_small_first_solve_skips_the_admm_kernel).
+ADMM.fused = True
 
 rng = np.random.default_rng(0)
 A = rng.standard_normal((15, 20))
@@ -74,6 +79,36 @@ def test_lp_compiles_no_psd_exp_or_power_kernel_and_one_signature_each(tmp_path:
         "ruiz_passes": 1,
         "kkt_worst": 1,
     }
+
+
+FIRST = """
+import json
+
+import cvxprox  # noqa: F401
+from compare.first_solve import _lp
+from cvxprox.jit import admm
+
+iterations = []
+for _ in range(2):
+    lp = _lp(0)
+    lp.solve(solver="NABLAPROX")
+    iterations.append(lp.solver_stats.num_iters)
+print(json.dumps({"status": lp.status, "iterations": iterations,
+                  "compiled": len(admm.admm_iterations.signatures)}))
+"""
+
+
+def test_small_first_solve_skips_the_admm_kernel(tmp_path: Path) -> None:
+    """With an empty kernel cache a small LP runs ADMM's plain loop (the compiled loop is
+    not compiled: the first solve after installation skips its compilation) and takes the
+    compiled loop's iterations (280, as with a warm cache)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", FIRST], env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"status": "optimal", "iterations": [280, 280], "compiled": 0}
 
 
 def test_first_solve_script_measures_a_model(capsys) -> None:  # noqa: ANN001

@@ -1,4 +1,4 @@
-"""ADMM and HQS on StructuredPrograms, and the x-update solvers, against CVXPY + Clarabel."""
+"""ADMM and HQS on Programs, and the x-update solvers, against CVXPY + Clarabel."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from cvxprox.algorithms.xupdate import (
     WoodburyXUpdate,
     make_xupdate,
 )
+from cvxprox.backend import get_backend
 from cvxprox.cones import NonnegCone, ZeroCone
 from cvxprox.ir import Program, Term
 from cvxprox.linops import (
@@ -272,6 +273,10 @@ def _normal_parts(kind: str) -> tuple[int, list[LinOp], list[float | np.ndarray]
         return n, [Gather(index, n), Identity(n)], [rng.random(70), rng.random(n) + 0.1]
     if kind == "cosine":
         return n, [FiniteDiff((n,), 0), Identity(n)], [1.0, 2.0 * np.ones(n)]
+    if kind == "cosine2d":
+        return n, [FiniteDiff((8, 6), 0), Identity(n)], [1.0, 2.0 * np.ones(n)]
+    if kind == "fourier":
+        return n, [Conv2D(rng.random((2, 3)), (8, 6), "circular"), Identity(n)], [1.0, 0.5]
     if kind == "woodbury":
         B = MatrixOp(rng.standard_normal((20, n)))
         return n, [B, Diagonal(rng.random(n) + 0.5)], [2.0 * rng.random(20), 1.0]
@@ -281,26 +286,39 @@ def _normal_parts(kind: str) -> tuple[int, list[LinOp], list[float | np.ndarray]
     return n, [C, FiniteDiff((n,), 0)], [rng.random(n + 2), 1.0]
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize(
     ("kind", "cls", "limit"),
     [
         ("diagonal", GramXUpdate, None),
         ("cosine", GramXUpdate, None),
+        ("cosine2d", GramXUpdate, None),
+        ("fourier", GramXUpdate, None),
         ("woodbury", WoodburyXUpdate, None),
         ("dense", DenseCholeskyXUpdate, None),
         ("sparse", SparseLDLXUpdate, None),
         ("sparse", CGXUpdate, 0),
     ],
 )
-def test_xupdate_solvers(kind: str, cls: type, limit: float | None) -> None:
+def test_xupdate_solvers(kind: str, cls: type, limit: float | None, backend: str) -> None:
+    """Each x-update solves H x = r on its backend's vectors (torch: the Gram solves by
+    torch's FFT, the DCT by FFTs, the Cholesky factors on the device, CG in torch, the
+    sparse LDL' factor on the host), before and after a change of the scales."""
+    if backend == "torch":
+        pytest.importorskip("torch")
+    device = get_backend(backend)
     n, ops, weights = _normal_parts(kind)
     normal = NormalOperator(n, ops, weights, np.array([1.0, 3.0]))
-    solver = make_xupdate(normal, limit)
+    solver = make_xupdate(normal, limit, device)
     assert isinstance(solver, cls)
-    H = np.column_stack([normal.matvec(e) for e in np.eye(n)])
     rhs = np.random.default_rng(9).standard_normal(n)
+
+    def solve() -> np.ndarray:
+        return device.to_host(solver.solve(device.asarray(rhs), device.zeros(n)))
+
+    H = np.column_stack([normal.matvec(e) for e in np.eye(n)])
     solver.set_tolerance(1e-12)
-    assert np.allclose(H @ solver.solve(rhs, np.zeros(n)), rhs, atol=1e-9)
+    assert np.allclose(H @ solve(), rhs, atol=1e-9)
     solver.rescale(np.array([2.0, 0.5]))
     H = np.column_stack([normal.matvec(e) for e in np.eye(n)])
-    assert np.allclose(H @ solver.solve(rhs, np.zeros(n)), rhs, atol=1e-9)
+    assert np.allclose(H @ solve(), rhs, atol=1e-9)

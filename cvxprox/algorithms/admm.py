@@ -18,10 +18,28 @@ penalty is adapted from the ratio of the primal and dual residuals (refactoring 
 the same sparsity pattern). The differences y^{k+1} - y^k and x^{k+1} - x^k converge
 to infeasibility and unboundedness certificates when the problem has no solution
 (Banjac, Goulart, Stellato, Boyd 2019).
+
+The iterations between two checks run in one of two loops with the same arithmetic:
+on NumPy the compiled ``cvxprox.jit.admm.admm_iterations`` (LDL' solve, cone projection
+and Anderson step fused), on torch and CuPy ``_PlainLoop``, written against the array
+namespace with the backend's cone projections (``ProductCone.project``), ``PlainAnderson``
+and a KKT solve on the device: an LU factor of the dense KKT matrix
+(``Backend.lu_solver``) when n + m <= ``DENSE_KKT_MAX``, else the host's LDL' factor, each
+solve then copying the right-hand side to the host and the solution back. ``_PlainLoop``
+on NumPy is the reference the compiled loop is tested against, and it runs small problems
+(n + m <= ``PLAIN_FIRST_MAX``) while the compiled loop has no version compiled in the process
+or in Numba's disk cache, until the plain loop has run ``PLAIN_FIRST_BUDGET`` seconds in the
+process: the first solves of small problems after installation then skip the loop's
+compilation (about 2.4 s, the time the plain loop loses in some 2000 iterations of a small
+LP); a later solve compiles it once for all. Every ``check_every``
+iterations the iterate is copied to the host for the termination, certificate and
+polishing tests and the penalty update (scaled data on the host, as in the cone route
+of ``cvxprox.algorithms.pdhg``).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -29,7 +47,7 @@ import cvxpy.settings as s
 import numpy as np
 import scipy.sparse as sp
 
-from cvxprox.algorithms.anderson import AndersonAcceleration
+from cvxprox.algorithms.anderson import AndersonAcceleration, PlainAnderson
 from cvxprox.algorithms.base import (
     Algorithm,
     BestIterate,
@@ -40,6 +58,7 @@ from cvxprox.algorithms.base import (
     finish,
 )
 from cvxprox.algorithms.polish import PolishSchedule
+from cvxprox.backend import Array, Backend, get_backend
 from cvxprox.cones import ProductCone, ZeroCone
 from cvxprox.jit.admm import G_ACCEPTED, PENDING, REJECTED, admm_iterations
 from cvxprox.jit.cones import cone_layout
@@ -69,6 +88,12 @@ _TINY = 1e-280
 _CERTIFICATE_EVERY = 5
 _AA_PLATEAU_WINDOW = 500
 _AA_PLATEAU_RTOL = 1e-5
+#: On torch and CuPy the KKT matrix is factored dense on the device up to this n + m.
+DENSE_KKT_MAX = 3000
+#: On NumPy, problems up to this n + m run the plain loop while the compiled one is not
+#: compiled or cached, until the plain loop has run this many seconds in the process.
+PLAIN_FIRST_MAX = 2000
+PLAIN_FIRST_BUDGET = 2.0
 
 
 class ADMM(Algorithm):
@@ -80,12 +105,27 @@ class ADMM(Algorithm):
     options : SolverOptions
     warm_start : dict, optional
         Unscaled ``x``, ``z``, ``y`` (and ``rho``) of an earlier solve.
+
+    Attributes
+    ----------
+    fused : bool or None
+        On NumPy, run the compiled loop (True) or its plain reference (False); None, the
+        default, runs the compiled loop but for small problems while it is not compiled
+        (module docstring).
     """
 
     name = "admm"
+    fused: bool | None = None
+    #: Seconds this process has spent in plain loops that stood in for the compiled one.
+    _plain_first_seconds = 0.0
 
     def solve(self, reason: str = "") -> SolveResult:
         t0 = time.perf_counter()
+        backend = get_backend(self.opts.backend, self.opts.device, self.opts.dtype)
+        with backend.serial():
+            return self._solve(backend, t0, reason)
+
+    def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         prog, opts = self.program, self.opts
         n, m = prog.n, prog.m
         scaling = RuizScaling(prog, opts.scaling_iters)
@@ -128,9 +168,15 @@ class ADMM(Algorithm):
         best = BestIterate()
         polisher = PolishSchedule(prog, checker, deadline=t0 + opts.time_limit)
         memory = int(np.clip(_AA_STORAGE // (2 * (n + m)), 5, _AA_MEMORY))
-        accel = AndersonAcceleration(n + m, memory)
         inv_rho = 1.0 / rho_vec
-        loop = _Loop(n, m, x, z + y / rho_vec, cone)
+        start, data = (x, z + y / rho_vec), (c, b, inv_rho)
+        fused = self.fused
+        deferring = fused is None and backend.name == "numpy" and _defer_compilation(n + m)
+        if backend.name == "numpy" and fused is not False and not deferring:
+            loop = _FusedLoop(start, data, kkt, (cone, checker.project), memory)
+        else:
+            loop = _PlainLoop(start, data, kkt, cone, memory, backend)
+        w = None
         accelerate = True
         plateau_ref = np.inf
         status, cert, err = None, None, None
@@ -138,25 +184,18 @@ class ADMM(Algorithm):
         it = last_adapt = refactors = 0
         while it < opts.max_iters:
             it_end = min((it // opts.check_every + 1) * opts.check_every, opts.max_iters)
-            it, accepted = admm_iterations(
-                it,
-                it_end,
-                (c, b, inv_rho),
-                loop.state,
-                kkt.factor.arrays,
-                loop.cone,
-                accel.arrays,
-                (opts.alpha, _SIGMA, _AA_SAFEGUARD, accelerate),
-            )
+            run_start = time.perf_counter()
+            it, accepted = loop.run(it, it_end, (opts.alpha, _SIGMA, _AA_SAFEGUARD, accelerate))
+            if deferring:
+                ADMM._plain_first_seconds += time.perf_counter() - run_start
             if not accepted:  # the check's iteration was a rejected extrapolation
                 if it < opts.max_iters and time.perf_counter() - t0 <= opts.time_limit:
                     continue
-                loop.undo_rejected(checker.project)  # a run ends with a check
-            f, w, z_next = loop.f, loop.w, loop.z_next
-            _flush_tiny(f)
+                loop.undo_rejected()  # a run ends with a check
+            f, w, z_next, y_over_rho = loop.host_state()
             x, v = f[:n], f[n:]
             y_next = rho_vec * (v - z_next)
-            dx, dy = x - w[:n], y_next - rho_vec * loop.y_over_rho
+            dx, dy = x - w[:n], y_next - rho_vec * y_over_rho
             xu, zu, yu = (
                 scaling.unscale_x(x),
                 scaling.unscale_z(z_next),
@@ -196,8 +235,7 @@ class ADMM(Algorithm):
                     kkt.update_rho(rho_vec)
                     refactors += 1
                     # Same (x, z, y), new penalty: restart the fixed-point iteration.
-                    loop.restart(z_next + y_next / rho_vec)
-                    accel.reset()
+                    loop.restart(z_next + y_next / rho_vec, inv_rho)
 
         solve_time = time.perf_counter() - t0
         info = {
@@ -220,9 +258,23 @@ class ADMM(Algorithm):
                 polisher,
                 scaling.unscale_x(dx) if dx is not None else None,
                 scaling.unscale_y(dy) if dy is not None else None,
-                scaling.unscale_x(loop.w[:n]),
+                scaling.unscale_x((loop.host_state()[1] if w is None else w)[:n]),
             ),
         )
+
+
+def _defer_compilation(size: int) -> bool:
+    """Whether a NumPy solve of n + m = ``size`` runs the plain loop in place of the compiled
+    one: a small problem, a compiled loop with no version in this process nor in Numba's
+    disk cache (any version: a cached one for other cone kinds counts), and less than
+    ``PLAIN_FIRST_BUDGET`` seconds in such plain loops in the process so far."""
+    if size > PLAIN_FIRST_MAX or ADMM._plain_first_seconds >= PLAIN_FIRST_BUDGET:  # noqa: SLF001
+        return False
+    if admm_iterations.signatures:
+        return False
+    cache = getattr(admm_iterations, "_cache", None)
+    load_index = getattr(getattr(cache, "_cache_file", None), "_load_index", None)
+    return load_index is not None and not load_index()
 
 
 def _balanced_rho(
@@ -262,14 +314,24 @@ def _flush_tiny(v: np.ndarray) -> None:
     v[np.abs(v) < _TINY] = 0.0
 
 
-class _Loop:
-    """The arrays of the compiled iteration (``cvxprox.jit.admm.admm_iterations``).
+class _FusedLoop:
+    """The compiled iteration (``cvxprox.jit.admm.admm_iterations``) and its arrays.
 
-    Starts from the scaled point (x, v), v = z + y / rho.
+    Starts from the scaled point ``start`` = (x, v), v = z + y / rho; ``data`` = (c, b,
+    1/rho) on the host (1/rho updated in place by the caller), ``kkt`` the factored KKT
+    system, ``cone`` = (K, the checker's projection onto K), ``memory`` Anderson's.
     """
 
-    def __init__(self, n: int, m: int, x: np.ndarray, v: np.ndarray, cone: ProductCone) -> None:
-        self.cone = cone_layout(cone).arrays
+    def __init__(
+        self,
+        start: tuple[np.ndarray, np.ndarray],
+        data: tuple,
+        kkt: _KKTSystem,
+        cone: tuple[ProductCone, Callable[[np.ndarray], np.ndarray]],
+        memory: int,
+    ) -> None:
+        x, v = start
+        n, m = len(x), len(v)
         self.w = np.concatenate([x, v])
         self.f = self.w.copy()
         self.z_next = np.zeros(m)
@@ -289,6 +351,11 @@ class _Loop:
             self._istate,
         )
         self._n = n
+        self._data = data
+        self._kkt = kkt
+        self._cone = cone_layout(cone[0]).arrays
+        self._project = cone[1]
+        self._accel = AndersonAcceleration(n + m, memory)
 
     @property
     def residual_norm(self) -> float:
@@ -300,21 +367,147 @@ class _Loop:
         """How many extrapolated points were rejected."""
         return int(self._istate[REJECTED])
 
-    def undo_rejected(self, project: Callable[[np.ndarray], np.ndarray]) -> None:
+    def run(self, it: int, it_end: int, controls: tuple) -> tuple[int, bool]:
+        """Iterations it + 1 .. it_end; returns (last iteration, accepted)."""
+        return admm_iterations(
+            it,
+            it_end,
+            self._data,
+            self.state,
+            self._kkt.factor.arrays,
+            self._cone,
+            self._accel.arrays,
+            controls,
+        )
+
+    def host_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(f, w, z_next, y_over_rho) on the host, tiny entries of f flushed to zero."""
+        _flush_tiny(self.f)
+        return self.f, self.w, self.z_next, self.y_over_rho
+
+    def undo_rejected(self) -> None:
         """Make the last accepted image w the point to check, after a call that ended on a
-        rejected extrapolation: f = w, z_next = Pi_K(w_v) (``project``), y/rho = w_v -
-        z_next, so that the differences x - w_x and y - rho y_over_rho are zero."""
+        rejected extrapolation: f = w, z_next = Pi_K(w_v), y/rho = w_v - z_next, so that
+        the differences x - w_x and y - rho y_over_rho are zero."""
         n = self._n
         self.f[:] = self.w
-        self.z_next[:] = project(self.w[n:])
+        self.z_next[:] = self._project(self.w[n:])
         self.y_over_rho[:] = self.w[n:] - self.z_next
 
-    def restart(self, v: np.ndarray) -> None:
-        """Continue from x = f_x and a new v (after a penalty change)."""
+    def restart(self, v: np.ndarray, inv_rho: np.ndarray) -> None:
+        """Continue from x = f_x and a new v after a penalty change (the KKT system is
+        refactored and 1/rho updated by the caller); the Anderson memory is reset."""
         n = self._n
         self.w[:n] = self.f[:n]
         self.w[n:] = v
         self._istate[PENDING] = 0
+        self._accel.reset()
+
+
+class _PlainLoop:
+    """The iteration of ``admm_iterations`` on a backend's arrays (module docstring).
+
+    Same state and interface as ``_FusedLoop``: w, f (n + m,), z_next, y_over_rho (m,)
+    on the device; ``host_state`` copies them to the host.
+    """
+
+    def __init__(
+        self,
+        start: tuple[np.ndarray, np.ndarray],
+        data: tuple,
+        kkt: _KKTSystem,
+        cone: ProductCone,
+        memory: int,
+        backend: Backend,
+    ) -> None:
+        x, v = start
+        n, m = len(x), len(v)
+        self._backend, self._xp, self._n, self._kkt = backend, backend.xp, n, kkt
+        self.cone = cone
+        c, b, inv_rho = data
+        self._c, self._b = backend.asarray(c), backend.asarray(b)
+        self._inv_rho = backend.asarray(inv_rho)
+        self._solve = kkt.solver(backend)
+        self.w = backend.asarray(np.concatenate([x, v]))
+        self.f = 1.0 * self.w
+        self._f_plain = 1.0 * self.w
+        self.z_next, self.y_over_rho = backend.zeros(m), backend.zeros(m)
+        self._accel = PlainAnderson(n + m, memory, backend)
+        self._g_accepted = 0.0
+        self._pending = False
+        self.rejected = 0
+
+    @property
+    def residual_norm(self) -> float:
+        """||T(w) - w|| at the last accepted point."""
+        return self._g_accepted
+
+    def run(self, it: int, it_end: int, controls: tuple) -> tuple[int, bool]:
+        """Iterations it + 1 .. it_end; returns (last iteration, accepted)."""
+        xp, n, cone = self._xp, self._n, self.cone
+        alpha, sigma, safeguard, accelerate = controls
+        c, b, inv_rho = self._c, self._b, self._inv_rho
+        advance, self._pending = self._pending, False
+        while it < it_end:
+            if advance:
+                if accelerate:
+                    self.w = self._accel.step(self.w, self.f)
+                else:
+                    self._accel.extrapolated = False
+                    self.w = self.f
+            it += 1
+            w = self.w
+            z = cone.project(w[n:])
+            yr = w[n:] - z
+            sol = self._solve(xp.concat([sigma * w[:n] - c, b + z - yr]))
+            f = xp.concat(
+                [
+                    alpha * sol[:n] + (1.0 - alpha) * w[:n],
+                    z + alpha * sol[n:] * inv_rho + (1.0 - alpha) * yr,
+                ]
+            )
+            self.f, self.y_over_rho = f, yr
+            g = f - w
+            g_norm = math.sqrt(self._backend.scalar(g @ g))
+            if self._accel.extrapolated and g_norm > safeguard * self._g_accepted:
+                self.w = self._f_plain
+                self._accel.reset()
+                self.rejected += 1
+                advance = False
+                if it == it_end:
+                    return it, False
+                continue
+            self._g_accepted = g_norm
+            self._f_plain = f
+            if it == it_end:
+                self.z_next = cone.project(f[n:])
+                self._pending = True
+                return it, True
+            advance = True
+        return it, False
+
+    def host_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(f, w, z_next, y_over_rho) copied to the host, tiny entries of f flushed to
+        zero on the device first (as the compiled loop does in place)."""
+        xp, to_host = self._xp, self._backend.to_host
+        self.f = xp.where(xp.abs(self.f) < _TINY, 0.0, self.f)
+        return to_host(self.f), to_host(self.w), to_host(self.z_next), to_host(self.y_over_rho)
+
+    def undo_rejected(self) -> None:
+        """As ``_FusedLoop.undo_rejected``."""
+        n = self._n
+        self.f = self.w
+        self.z_next = self.cone.project(self.w[n:])
+        self.y_over_rho = self.w[n:] - self.z_next
+
+    def restart(self, v: np.ndarray, inv_rho: np.ndarray) -> None:
+        """As ``_FusedLoop.restart``, with the new 1/rho and KKT solve moved to the device."""
+        n, backend = self._n, self._backend
+        self._inv_rho = backend.asarray(inv_rho)
+        self._solve = self._kkt.solver(backend)
+        self.w = backend.xp.concat([self.f[:n], backend.asarray(v)])
+        self._pending = False
+        self._accel.reset()
 
 
 class _KKTSystem:
@@ -329,3 +522,15 @@ class _KKTSystem:
     def update_rho(self, rho: np.ndarray) -> None:
         self._K.data[self._diag_pos] = -1.0 / rho
         self.factor.refactor(self._K)
+
+    def solver(self, backend: Backend) -> Callable[[Array], Array]:
+        """rhs -> K^{-1} rhs on the backend's vectors: the LDL' factor on NumPy; on a
+        device an LU factor of the dense K there when n + m <= ``DENSE_KKT_MAX``, else the
+        host's LDL' factor with the right-hand side copied to the host and back."""
+        if backend.name == "numpy":
+            return self.factor.solve
+        if self._K.shape[0] <= DENSE_KKT_MAX:
+            upper = self._K.toarray()
+            return backend.lu_solver(upper + np.triu(upper, 1).T)
+        factor = self.factor
+        return lambda rhs: backend.asarray(factor.solve(backend.to_host(rhs)))

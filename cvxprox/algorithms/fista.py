@@ -38,6 +38,11 @@ the prox term has z_g = prox_{g/L}(w), w = P v - b_g with v = y - grad h(y) / L,
 y_g = L (w - z_g), in dg(z_g), so P'y_g = L (v - x_{k+1}). The primal residual is zero
 and the dual residual c + sum_i A_i'y_i = grad h(x_{k+1}) - grad h(y) + L (y - x_{k+1})
 is the gradient-mapping optimality measure; both are tested by ``StructuredChecker``.
+
+The iterations run on the arrays of the backend the options select (``cvxprox.backend``),
+with the terms' device versions (``ProxFunction.on``, ``LinOp.on``) and the termination
+test on the device; the scalars of the step rule (inner products, function values) are
+read back one at a time, and x, z, y are copied to the host once, at the end.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ import numpy as np
 from cvxprox.algorithms.base import Algorithm, BestIterate, IterationLog, SolveResult, finish
 from cvxprox.algorithms.structured import StackedTerms, StructuredChecker, TermLayout
 from cvxprox.algorithms.xupdate import norm_estimate
-from cvxprox.backend import Backend
+from cvxprox.backend import Backend, get_backend
 from cvxprox.ir import Program, Term
 from cvxprox.linops import Gather, Identity
 
@@ -184,19 +189,32 @@ class FISTA(Algorithm):
         ok, why = self.applies(prog)
         if not ok:
             raise ValueError(f"FISTA does not apply: {why}")
-        layout = TermLayout(prog)
+        backend = get_backend(opts.backend, opts.device, opts.dtype)
+        with backend.serial():
+            return self._solve(backend, t0, reason)
+
+    def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
+        prog, opts = self.program, self.opts
+        layout = TermLayout(prog, backend)
         checker = StructuredChecker(layout, opts)
-        smooth = TermGroup([(k, t) for k, t in enumerate(prog.terms) if t.function.smooth], prog.n)
+        smooth_at = [k for k, t in enumerate(prog.terms) if t.function.smooth]
+        smooth = TermGroup([(k, layout.terms[k]) for k in smooth_at], prog.n, backend)
         prox = next(
-            (PermutedTerm(t, k) for k, t in enumerate(prog.terms) if not t.function.smooth), None
+            (
+                PermutedTerm(layout.terms[k], k)
+                for k, t in enumerate(prog.terms)
+                if not t.function.smooth
+            ),
+            None,
         )
-        L0 = smooth.lipschitz()
+        L0 = TermGroup([(k, prog.terms[k]) for k in smooth_at], prog.n).lipschitz()
         L_min = _L_FLOOR * (L0 if L0 > 0 else 1.0)
         L = L0 if L0 > 0 else 1.0
-        x = np.zeros(prog.n)
+        c = backend.asarray(prog.c)
+        x = backend.zeros(prog.n)
         warm = self.warm_start or {}
         if np.shape(warm.get("x")) == (prog.n,):
-            x = np.array(warm["x"], dtype=np.float64)
+            x = backend.asarray(np.asarray(warm["x"], dtype=np.float64))
             L = max(float(warm.get("lipschitz", L)), L_min)
         Ax = smooth.matvec(x)
         x_prev, Ax_prev = x, Ax
@@ -236,7 +254,7 @@ class FISTA(Algorithm):
                 Ay = Ax + beta * (Ax - Ax_prev)
                 f_y = smooth.value(Ay - smooth.b)
                 g_y = smooth.gradient(Ay - smooth.b)
-                v = y - (prog.c + smooth.rmatvec(g_y)) / L_try
+                v = y - (c + smooth.rmatvec(g_y)) / L_try
                 if prox is None:
                     x_new = v
                 else:
@@ -244,7 +262,7 @@ class FISTA(Algorithm):
                 Ax_new = smooth.matvec(x_new)
                 if _descent(smooth, L_try, (x_new - y, Ax_new - Ay), (Ax_new, f_y, g_y)):
                     break
-            if float((y - x_new) @ (x_new - x)) > 0.0:
+            if backend.scalar((y - x_new) @ (x_new - x)) > 0.0:
                 t_next = 1.0
                 restarts += 1
             x_prev, Ax_prev, x, Ax = x, Ax, x_new, Ax_new
@@ -267,6 +285,10 @@ class FISTA(Algorithm):
             log.row(it, err, 1.0 / L)
         solve_time = time.perf_counter() - t0
         info = {"restarts": restarts, "backtracks": backtracks, "step": 1.0 / L, "lipschitz": L}
+        if point is not None:
+            point = tuple(backend.to_host(v) for v in point)
+        if best.point is not None:
+            best.point = tuple(backend.to_host(v) for v in best.point)
         return finish(
             status,
             None,
@@ -284,13 +306,15 @@ class FISTA(Algorithm):
         layout: TermLayout,
         smooth: TermGroup,
         prox: PermutedTerm | None,
-        x: np.ndarray,
-        Ax: np.ndarray,
-        z_g: np.ndarray | None,
-        y_g: np.ndarray | None,
-    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
-        """((x, z, y), A x, A'y) stacked in term order (module docstring)."""
-        z, y, Ax_full = np.zeros(layout.m), np.zeros(layout.m), np.zeros(layout.m)
+        x: Any,
+        Ax: Any,
+        z_g: Any | None,
+        y_g: Any | None,
+    ) -> tuple[tuple[Any, Any, Any], Any, Any]:
+        """((x, z, y), A x, A'y) stacked in term order (module docstring), on the layout's
+        backend."""
+        backend = layout.backend
+        z, y, Ax_full = backend.zeros(layout.m), backend.zeros(layout.m), backend.zeros(layout.m)
         z_s = Ax - smooth.b
         y_s = smooth.gradient(z_s)
         Aty = smooth.rmatvec(y_s)
@@ -325,10 +349,11 @@ def _descent(
     """
     dx, Adx = move
     Ax_new, f_y, g_y = at_y
-    bound = 0.5 * L * float(dx @ dx)
-    linear = float(g_y @ Adx)
+    scalar = smooth.backend.scalar
+    bound = 0.5 * L * scalar(dx @ dx)
+    linear = scalar(g_y @ Adx)
     f_new = smooth.value(Ax_new - smooth.b)
     if bound > _RELIABLE * _EPS * (abs(f_new) + abs(f_y) + abs(linear)):
         return f_new - f_y - linear <= bound
     g_new = smooth.gradient(Ax_new - smooth.b)
-    return float((g_new - g_y) @ Adx) <= bound
+    return scalar((g_new - g_y) @ Adx) <= bound

@@ -79,6 +79,13 @@ tight tolerances slowly: it is meant for loose ones (around 1e-3 or 1e-4). At ti
 its progress slows below O(1/k): when the best normalized KKT error has not halved
 between iterations K and 2K (K = 1000, 2000, ...), the run stops with the best iterate
 (``info["stalled"]``) instead of running to max_iters.
+
+Both methods run on the arrays of the backend the options select (``cvxprox.backend``):
+x, z, u and the terms' products and proxes live there (``TermLayout``'s device terms), the
+x-update solves there (``cvxprox.algorithms.xupdate``), and the termination test runs
+there reading back scalars. The penalties are host floats, one per split term. The Farkas
+test (every ``_CERTIFICATE_EVERY``-th check) copies the dual difference to the host; the
+returned point is copied to the host once, at the end.
 """
 
 from __future__ import annotations
@@ -88,6 +95,7 @@ import time
 
 import cvxpy.settings as s
 import numpy as np
+from array_api_compat import array_namespace
 
 from cvxprox.algorithms.base import Algorithm, BestIterate, IterationLog, SolveResult, finish
 from cvxprox.algorithms.structured import StructuredChecker, TermLayout
@@ -98,6 +106,7 @@ from cvxprox.algorithms.xupdate import (
     make_xupdate,
     norm_estimate,
 )
+from cvxprox.backend import Array, Backend, get_backend
 from cvxprox.ir import Program
 from cvxprox.options import SolverOptions
 from cvxprox.prox import SumSquares
@@ -144,9 +153,13 @@ class SplitSetup:
     ----------
     program : Program
     options : SolverOptions
+    backend : Backend, optional
+        Where the iterates live (NumPy by default).
 
     Attributes
     ----------
+    terms : list of Term
+        The split terms on the backend.
     absorbed, split : list of int
         Positions of the SumSquares terms and of the split terms.
     rho0 : ndarray, shape (len(split),)
@@ -155,14 +168,18 @@ class SplitSetup:
         Variables that appear in no term.
     """
 
-    def __init__(self, program: Program, options: SolverOptions) -> None:
+    def __init__(
+        self, program: Program, options: SolverOptions, backend: Backend | None = None
+    ) -> None:
         self.program = program
         self.opts = options
-        self.layout = TermLayout(program)
+        self.backend = backend = backend or get_backend("numpy")
+        self.layout = TermLayout(program, backend)
         self.checker = StructuredChecker(self.layout, options)
         terms = program.terms
         self.absorbed = [k for k, t in enumerate(terms) if isinstance(t.function, SumSquares)]
         self.split = [k for k, t in enumerate(terms) if not isinstance(t.function, SumSquares)]
+        self.terms = [self.layout.terms[k] for k in self.split]
         norms = [norm_estimate(t.op) for t in terms]
         norms = np.array([nb if nb > 0 else 1.0 for nb in norms])
         self._weights = {k: 2.0 * terms[k].function.weight for k in self.absorbed}
@@ -171,10 +188,11 @@ class SplitSetup:
             _RHO_FACTOR * options.rho * (kappa if kappa > 0 else 1.0) / norms[self.split] ** 2
         )
         self.unused = _unused_variables(program, self._weights)
-        self.rhs0 = -program.c.copy()
+        rhs0 = -program.c.copy()
         for k in self.absorbed:
             t = terms[k]
-            self.rhs0 += t.op.rmatvec(self._weights[k] * t.b)
+            rhs0 += t.op.rmatvec(self._weights[k] * t.b)
+        self.rhs0 = backend.asarray(rhs0)
 
     def unbounded_direction(self) -> np.ndarray | None:
         """-c on the unused variables, scaled to c'd = -1, when c is nonzero there."""
@@ -193,7 +211,7 @@ class SplitSetup:
         )
         if self.unused.any():
             normal.sigma = SIGMA_RTOL * normal.norm_estimate()
-        return make_xupdate(normal)
+        return make_xupdate(normal, backend=self.backend)
 
     def scales(self, rho: np.ndarray) -> np.ndarray:
         """The NormalOperator's scales: 1 for the absorbed terms, then the penalties."""
@@ -201,34 +219,33 @@ class SplitSetup:
 
     def rhs(
         self,
-        x: np.ndarray,
-        z: list[np.ndarray],
-        u: list[np.ndarray] | None,
+        x: Array,
+        z: list[Array],
+        u: list[Array] | None,
         rho: np.ndarray,
         sigma: float,
-    ) -> np.ndarray:
+    ) -> Array:
         """r = rhs0 + sum_S rho_i A_i'(b_i + z_i - u_i) + sigma x (u = None: u = 0)."""
-        terms = self.program.terms
-        r = self.rhs0 + sigma * x if sigma > 0 else self.rhs0.copy()
-        for pos, k in enumerate(self.split):
-            t = terms[k]
+        r = self.rhs0 + sigma * x if sigma > 0 else 1.0 * self.rhs0
+        for pos, t in enumerate(self.terms):
             w = t.b + z[pos] if u is None else t.b + z[pos] - u[pos]
-            r += rho[pos] * t.op.rmatvec(w)
+            r += float(rho[pos]) * t.op.rmatvec(w)
         return r
 
     def point(
         self,
-        x: np.ndarray,
-        ax: list[np.ndarray],
-        z: list[np.ndarray],
-        y: list[np.ndarray],
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        x: Array,
+        ax: list[Array],
+        z: list[Array],
+        y: list[Array],
+    ) -> tuple[Array, Array, Array, Array, float]:
         """The stacked (z, y, A x, A'y) from the split terms' blocks and the absorbed terms.
 
         Returns z, y, A x, A'y and max_k ||A_k'y_k||_inf.
         """
-        terms, slices, m = self.program.terms, self.layout.slices, self.layout.m
-        Ax, zs, ys = np.empty(m), np.empty(m), np.empty(m)
+        terms, slices, m = self.layout.terms, self.layout.slices, self.layout.m
+        backend = self.backend
+        Ax, zs, ys = backend.zeros(m), backend.zeros(m), backend.zeros(m)
         for pos, k in enumerate(self.split):
             rows = slices[k]
             Ax[rows], zs[rows], ys[rows] = ax[pos], z[pos], y[pos]
@@ -237,7 +254,7 @@ class SplitSetup:
             Ax[rows] = t.op.matvec(x)
             zs[rows] = Ax[rows] - t.b
             ys[rows] = t.function.grad(zs[rows])
-        Aty = np.zeros(self.program.n)
+        Aty = backend.zeros(self.program.n)
         largest = 0.0
         for t, rows in zip(terms, slices, strict=True):
             part = t.op.rmatvec(ys[rows])
@@ -253,19 +270,21 @@ class SplitSetup:
 
     def warm_point(
         self, warm: dict | None
-    ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], np.ndarray | None]:
-        """x, the split terms' z and y blocks, and the penalties of a warm start (zeros and
-        None when absent or of the wrong shapes)."""
+    ) -> tuple[Array, list[Array], list[Array], np.ndarray | None]:
+        """x, the split terms' z and y blocks (on the backend), and the penalties of a warm
+        start (zeros and None when absent or of the wrong shapes)."""
         n, m, slices = self.program.n, self.layout.m, self.layout.slices
-        zeros = [np.zeros(slices[k].stop - slices[k].start) for k in self.split]
+        backend = self.backend
+        sizes = [slices[k].stop - slices[k].start for k in self.split]
         if not warm or any(
             np.shape(warm.get(key)) != shape
             for key, shape in (("x", (n,)), ("z", (m,)), ("y", (m,)))
         ):
-            return np.zeros(n), zeros, [z.copy() for z in zeros], None
-        x = np.array(warm["x"], dtype=np.float64)
-        z = [np.array(warm["z"][slices[k]], dtype=np.float64) for k in self.split]
-        y = [np.array(warm["y"][slices[k]], dtype=np.float64) for k in self.split]
+            zeros = [backend.zeros(size) for size in sizes]
+            return backend.zeros(n), zeros, [backend.zeros(size) for size in sizes], None
+        x = backend.asarray(np.array(warm["x"], dtype=np.float64))
+        z = [backend.asarray(np.array(warm["z"][slices[k]], dtype=np.float64)) for k in self.split]
+        y = [backend.asarray(np.array(warm["y"][slices[k]], dtype=np.float64)) for k in self.split]
         rho = warm.get("rho")
         if np.shape(rho) == (len(self.program.terms),):
             rho = np.asarray(rho, dtype=np.float64)[self.split]
@@ -319,15 +338,20 @@ class StructuredADMM(Algorithm):
         """Run ADMM; the result's info holds "x_update", "cg_iterations", "rho" (per term,
         NaN for absorbed terms), "rho_updates" and "sigma"."""
         t0 = time.perf_counter()
+        backend = get_backend(self.opts.backend, self.opts.device, self.opts.dtype)
+        with backend.serial():
+            return self._solve(backend, t0, reason)
+
+    def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         prog, opts = self.program, self.opts
-        setup = SplitSetup(prog, opts)
+        setup = SplitSetup(prog, opts, backend)
         direction = setup.unbounded_direction()
         if direction is not None:
             return setup.unbounded_result(self.name, direction, t0)
-        terms = [prog.terms[k] for k in setup.split]
+        terms = setup.terms
         x, z, y, rho = setup.warm_point(self.warm_start)
         rho = setup.rho0.copy() if rho is None else rho
-        u = [yi / r for yi, r in zip(y, rho, strict=True)]
+        u = [yi / float(r) for yi, r in zip(y, rho, strict=True)]
         xup = setup.xupdate(rho)
         sigma = xup.normal.sigma
         farkas = FarkasTest(prog, setup.layout, setup.split, opts.eps_infeas)
@@ -339,7 +363,7 @@ class StructuredADMM(Algorithm):
         scale_floor = opts.eps_abs / opts.eps_rel if opts.eps_rel > 0 else np.inf
         check_every = 1 if not setup.split else opts.check_every
         best = BestIterate()
-        ax = [np.zeros(t.size) for t in terms]
+        ax = [backend.zeros(t.size) for t in terms]
         status, cert, kkt, last = None, None, None, None
         it = checks = last_adapt = rho_updates = 0
         adapt_clock = time.perf_counter()
@@ -348,20 +372,20 @@ class StructuredADMM(Algorithm):
             it += 1
             check = it % check_every == 0 or it == opts.max_iters
             if check:
-                z_old, u_old = [zi.copy() for zi in z], [ui.copy() for ui in u]
+                z_old, u_old = [1.0 * zi for zi in z], [1.0 * ui for ui in u]
             x = xup.solve(setup.rhs(x, z, u, rho, sigma), x)
             for pos, t in enumerate(terms):
                 ax[pos] = t.op.matvec(x)
                 v = alpha * (ax[pos] - t.b) + (1.0 - alpha) * z[pos] + u[pos]
-                z[pos] = t.function.prox(v, 1.0 / rho[pos])
+                z[pos] = t.function.prox(v, 1.0 / float(rho[pos]))
                 u[pos] = v - z[pos]
             timed_out = time.perf_counter() - t0 > opts.time_limit
             if not (check or timed_out):
                 continue
-            y = [r * ui for r, ui in zip(rho, u, strict=True)]
+            y = [float(r) * ui for r, ui in zip(rho, u, strict=True)]
             zs, ys, Ax, Aty, aty_max = setup.point(x, ax, z, y)
             kkt = setup.checker.evaluate(x, zs, ys, Ax, Aty)
-            last = (x.copy(), zs, ys)
+            last = (1.0 * x, zs, ys)
             best.offer(kkt, *last)
             if it % (10 * check_every) == 0 or kkt.converged:
                 log.row(it, kkt, _geometric_mean(rho))
@@ -372,8 +396,11 @@ class StructuredADMM(Algorithm):
                 break
             checks += 1
             if checks % _CERTIFICATE_EVERY == 0:
-                dy = [r * (ui - uo) for r, ui, uo in zip(rho, u, u_old, strict=True)]
-                cert = farkas.certificate(dy, x)
+                dy = [
+                    backend.to_host(float(r) * (ui - uo))
+                    for r, ui, uo in zip(rho, u, u_old, strict=True)
+                ]
+                cert = farkas.certificate(dy, backend.to_host(x))
                 if cert is not None:
                     status = s.INFEASIBLE
                     break
@@ -398,7 +425,7 @@ class StructuredADMM(Algorithm):
                     new_rho = np.clip(
                         rho * ratios, setup.rho0 / _RHO_RANGE, setup.rho0 * _RHO_RANGE
                     )
-                    u = [ui * (r / nr) for ui, r, nr in zip(u, rho, new_rho, strict=True)]
+                    u = [ui * float(r / nr) for ui, r, nr in zip(u, rho, new_rho, strict=True)]
                     rho = new_rho
                     xup.rescale(setup.scales(rho))
                     rho_updates += 1
@@ -412,6 +439,8 @@ class StructuredADMM(Algorithm):
             "sigma": sigma,
         }
         timing = (self.name, it, time.perf_counter() - t0, setup_time)
+        last = _to_host(backend, last)
+        best.point = _to_host(backend, best.point)
         return finish(
             status,
             cert,
@@ -445,12 +474,17 @@ class HQS(Algorithm):
     def solve(self, reason: str = "") -> SolveResult:
         """Run HQS; the result's info holds "x_update", "cg_iterations", "rho" and "sigma"."""
         t0 = time.perf_counter()
+        backend = get_backend(self.opts.backend, self.opts.device, self.opts.dtype)
+        with backend.serial():
+            return self._solve(backend, t0, reason)
+
+    def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         prog, opts = self.program, self.opts
-        setup = SplitSetup(prog, opts)
+        setup = SplitSetup(prog, opts, backend)
         direction = setup.unbounded_direction()
         if direction is not None:
             return setup.unbounded_result(self.name, direction, t0)
-        terms = [prog.terms[k] for k in setup.split]
+        terms = setup.terms
         x, z, _, _ = setup.warm_point(self.warm_start)
         rho = _HQS_START * setup.rho0
         rho_cap = _HQS_MAX_GROWTH * rho
@@ -461,7 +495,7 @@ class HQS(Algorithm):
         log = IterationLog(opts.verbose)
         log.header(prog, "HQS", reason, setup.header_lines(xup, rho))
         best = BestIterate()
-        ax = [np.zeros(t.size) for t in terms]
+        ax = [backend.zeros(t.size) for t in terms]
         status, kkt, last = None, None, None
         it = 0
         cg_atol = math.inf
@@ -473,11 +507,11 @@ class HQS(Algorithm):
             for pos, t in enumerate(terms):
                 ax[pos] = t.op.matvec(x)
                 v = ax[pos] - t.b
-                z[pos] = t.function.prox(v, 1.0 / rho[pos])
-                y.append(rho[pos] * (v - z[pos]))
+                z[pos] = t.function.prox(v, 1.0 / float(rho[pos]))
+                y.append(float(rho[pos]) * (v - z[pos]))
             zs, ys, Ax, Aty, _ = setup.point(x, ax, z, y)
             kkt = setup.checker.evaluate(x, zs, ys, Ax, Aty)
-            last = (x.copy(), zs, ys)
+            last = (1.0 * x, zs, ys)
             best.offer(kkt, *last)
             if it % (10 * opts.check_every) == 0 or kkt.converged:
                 log.row(it, kkt, _geometric_mean(rho))
@@ -507,6 +541,8 @@ class HQS(Algorithm):
             "stalled": stalled,
         }
         timing = (self.name, it, time.perf_counter() - t0, setup_time)
+        last = _to_host(backend, last)
+        best.point = _to_host(backend, best.point)
         return finish(
             status,
             None,
@@ -617,9 +653,18 @@ def _unused_variables(program: Program, weights: dict[int, object]) -> np.ndarra
     return ~used
 
 
+def _to_host(backend: Backend, point: tuple | None) -> tuple | None:
+    """The point (x, z, y) copied to the host (None stays None)."""
+    return None if point is None else tuple(backend.to_host(v) for v in point)
+
+
 def _geometric_mean(rho: np.ndarray) -> float:
     return float(np.exp(np.mean(np.log(rho)))) if len(rho) else 0.0
 
 
-def _inf_norm(v: np.ndarray) -> float:
-    return float(np.max(np.abs(v), initial=0.0))
+def _inf_norm(v: Array) -> float:
+    """max_i |v_i| (0 for an empty vector), for a vector of any backend."""
+    if v.shape[0] == 0:
+        return 0.0
+    xp = array_namespace(v)
+    return float(xp.max(xp.abs(v)))

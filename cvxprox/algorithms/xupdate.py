@@ -35,6 +35,13 @@ sigma is zero unless H could be singular; then it is a small multiple of ||H||.
    H p = sum_k s_k A_k'(w_k * A_k p) + sigma p, with the Jacobi preconditioner diag(H)
    when every operator provides ``gram_diagonal``, warm started at the previous x and
    stopped at a tolerance the caller tightens as the outer method converges (``set_tolerance``).
+
+Every solver takes and returns vectors of the backend it was made for (``cvxprox.backend``):
+the Gram solves run on the backend's FFT (the DCT by FFTs of the even extension,
+``dctn_ortho``), the dense Cholesky and Woodbury factors are computed on the host and solved
+with on the device (``Backend.cho_solver``), conjugate gradients runs on the device with the
+operators' device products. The sparse LDL' factor stays on the host: on a torch or CuPy
+backend each solve copies r to the host and the solution back (two transfers of n numbers).
 """
 
 from __future__ import annotations
@@ -48,10 +55,21 @@ import numpy as np
 import qdldl
 import scipy.linalg as la
 import scipy.sparse as sp
+from array_api_compat import array_namespace
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from cvxprox.algorithms.base import FACTORIZATION_NNZ_LIMIT
-from cvxprox.linops import Diagonal, DiagonalGram, Gather, Gram, Identity, LinOp, MatrixOp
+from cvxprox.backend import Array, Backend, get_backend
+from cvxprox.linops import (
+    Diagonal,
+    DiagonalGram,
+    FourierGram,
+    Gather,
+    Gram,
+    Identity,
+    LinOp,
+    MatrixOp,
+)
 
 # Dense Cholesky of H is used up to this many variables, and when H has at least this
 # fraction of nonzeros; the Woodbury form needs an m_j x m_j dense factor with m_j at
@@ -162,6 +180,8 @@ class XUpdate(ABC):
     ----------
     description : str
         One line: which solver and why.
+    backend : Backend
+        Where ``solve`` takes its right-hand side and returns the solution.
     iterations : int
         Inner iterations so far (conjugate gradients; 0 for the direct solvers).
     atol : float
@@ -170,16 +190,20 @@ class XUpdate(ABC):
         Seconds spent in the last (re)factorization.
     """
 
-    def __init__(self, normal: NormalOperator, description: str) -> None:
+    def __init__(
+        self, normal: NormalOperator, description: str, backend: Backend | None = None
+    ) -> None:
         self.normal = normal
         self.description = description
+        self.backend = backend or get_backend("numpy")
         self.iterations = 0
         self.factor_time = 0.0
         self.atol = np.inf
 
     @abstractmethod
-    def solve(self, rhs: np.ndarray, x0: np.ndarray) -> np.ndarray:
-        """H^{-1} rhs, shape (n,); x0 is a starting point for iterative solvers."""
+    def solve(self, rhs: Array, x0: Array) -> Array:
+        """H^{-1} rhs, shape (n,), on the backend; x0 is a starting point for iterative
+        solvers."""
 
     def rescale(self, scales: np.ndarray) -> None:
         """Set new scales s_k (penalties) and refactor."""
@@ -200,14 +224,16 @@ class XUpdate(ABC):
 class GramXUpdate(XUpdate):
     """H^{-1} r with H = sum_k s_k G_k + sigma I a diagonal, FFT- or DCT-diagonal Gram."""
 
-    def __init__(self, normal: NormalOperator, grams: list[Gram]) -> None:
-        super().__init__(normal, "")
+    def __init__(
+        self, normal: NormalOperator, grams: list[Gram], backend: Backend | None = None
+    ) -> None:
+        super().__init__(normal, "", backend)
         self._grams = grams
         self._factor()
         self.description = f"x-update: {_gram_kind(self._total)} Gram (exact)"
 
-    def solve(self, rhs: np.ndarray, x0: np.ndarray) -> np.ndarray:
-        return self._total.solve(rhs)
+    def solve(self, rhs: Array, x0: Array) -> Array:
+        return self._solve(rhs)
 
     def _factor(self) -> None:
         normal = self.normal
@@ -220,18 +246,24 @@ class GramXUpdate(XUpdate):
             raise SingularSystemError("the scaled Grams no longer add")
         _check_gram(total)
         self._total = total
+        self._solve = gram_solver(total, self.backend)
 
 
 class DenseCholeskyXUpdate(XUpdate):
     """H assembled as a dense n x n matrix and factored by Cholesky (LAPACK)."""
 
-    def __init__(self, normal: NormalOperator, parts: list[np.ndarray | sp.sparray]) -> None:
-        super().__init__(normal, f"x-update: dense Cholesky of H (n={normal.n})")
+    def __init__(
+        self,
+        normal: NormalOperator,
+        parts: list[np.ndarray | sp.sparray],
+        backend: Backend | None = None,
+    ) -> None:
+        super().__init__(normal, f"x-update: dense Cholesky of H (n={normal.n})", backend)
         self._parts = parts
         self._factor()
 
-    def solve(self, rhs: np.ndarray, x0: np.ndarray) -> np.ndarray:
-        return la.cho_solve(self._cho, rhs)
+    def solve(self, rhs: Array, x0: Array) -> Array:
+        return self._solve(rhs)
 
     def _factor(self) -> None:
         normal = self.normal
@@ -239,7 +271,7 @@ class DenseCholeskyXUpdate(XUpdate):
         H[np.diag_indices(normal.n)] = normal.sigma
         for part, s in zip(self._parts, normal.scales, strict=True):
             _add_into(H, part, float(s))
-        self._cho = _cholesky(H)
+        self._solve = self.backend.cho_solver(_cholesky(H)[0])
 
 
 class WoodburyXUpdate(XUpdate):
@@ -261,6 +293,7 @@ class WoodburyXUpdate(XUpdate):
         index: int,
         B: np.ndarray | sp.sparray,
         diagonals: list[np.ndarray | None],
+        backend: Backend | None = None,
     ) -> None:
         w = np.broadcast_to(normal.weights[index], (B.shape[0],))
         self._rows = np.flatnonzero(w > 0)
@@ -278,13 +311,19 @@ class WoodburyXUpdate(XUpdate):
             normal,
             f"x-update: Woodbury identity, {m_j}x{m_j} dense Cholesky instead of "
             f"{normal.n}x{normal.n} (n={normal.n})",
+            backend,
         )
+        device = self.backend
+        if sp.issparse(self._B):
+            self._B_dev, self._Bt_dev = device.csr(self._B), device.csr(self._B.T)
+        else:
+            self._B_dev, self._Bt_dev = device.asarray(self._B), device.asarray(self._B.T)
         self._factor()
 
-    def solve(self, rhs: np.ndarray, x0: np.ndarray) -> np.ndarray:
-        t = rhs / self._d
-        correction = self._B.T @ la.cho_solve(self._cho, self._B @ t)
-        return t - correction / self._d
+    def solve(self, rhs: Array, x0: Array) -> Array:
+        t = rhs / self._d_dev
+        correction = self._Bt_dev @ self._cho_solve(self._B_dev @ t)
+        return t - correction / self._d_dev
 
     def _factor(self) -> None:
         normal = self.normal
@@ -299,21 +338,28 @@ class WoodburyXUpdate(XUpdate):
         else:
             K = _dense_product(self._B, 1.0 / d)
         K[np.diag_indices_from(K)] += 1.0 / (normal.scales[self._index] * self._w)
-        self._d = d
-        self._cho = _cholesky(K)
+        self._d_dev = self.backend.asarray(d)
+        self._cho_solve = self.backend.cho_solver(_cholesky(K)[0])
 
 
 class SparseLDLXUpdate(XUpdate):
     """H assembled as a sparse matrix and factored by QDLDL (LDL' with AMD ordering)."""
 
-    def __init__(self, normal: NormalOperator, parts: list[sp.sparray]) -> None:
-        super().__init__(normal, "")
+    def __init__(
+        self, normal: NormalOperator, parts: list[sp.sparray], backend: Backend | None = None
+    ) -> None:
+        super().__init__(normal, "", backend)
         self._parts = [sp.csc_array(p) for p in parts]
         self._factor()
         self.description = f"x-update: sparse LDL' of H (n={normal.n}, nnz(triu H)={self._nnz})"
+        if self.backend.name != "numpy":
+            self.description += " (solved on the host)"
 
-    def solve(self, rhs: np.ndarray, x0: np.ndarray) -> np.ndarray:
-        return self._solver.solve(rhs)
+    def solve(self, rhs: Array, x0: Array) -> Array:
+        backend = self.backend
+        if backend.name == "numpy":
+            return self._solver.solve(rhs)
+        return backend.asarray(self._solver.solve(backend.to_host(rhs)))
 
     def _factor(self) -> None:
         normal = self.normal
@@ -339,41 +385,51 @@ class CGXUpdate(XUpdate):
     residuals decrease), or after ``_CG_MAX_ITERS`` iterations.
     """
 
-    def __init__(self, normal: NormalOperator, reason: str) -> None:
-        super().__init__(normal, "")
+    def __init__(self, normal: NormalOperator, reason: str, backend: Backend | None = None) -> None:
+        super().__init__(normal, "", backend)
+        device = self.backend
+        self._ops = [op.on(device) for op in normal.ops]
+        self._weights = [w if np.ndim(w) == 0 else device.asarray(w) for w in normal.weights]
         self._factor()
         preconditioner = "Jacobi" if self._inv_diag is not None else "no"
         self.description = (
             f"x-update: conjugate gradients with {preconditioner} preconditioner ({reason})"
         )
 
-    def solve(self, rhs: np.ndarray, x0: np.ndarray) -> np.ndarray:
-        H, inv_diag = self.normal.matvec, self._inv_diag
-        x = x0.copy()
+    def _matvec(self, x: Array) -> Array:
+        """H x on the backend (``NormalOperator.matvec`` with the device operators)."""
+        normal = self.normal
+        out = normal.sigma * x
+        for op, w, s in zip(self._ops, self._weights, normal.scales, strict=True):
+            out = out + float(s) * op.rmatvec(w * op.matvec(x))
+        return out
+
+    def solve(self, rhs: Array, x0: Array) -> Array:
+        H, inv_diag, scalar = self._matvec, self._inv_diag, self.backend.scalar
+        x = 1.0 * x0
         r = rhs - H(x)
         rhs_norm = _inf_norm(rhs)
         tol = max(min(_CG_START_RTOL * rhs_norm, self.atol), _CG_FLOOR_RTOL * rhs_norm)
         if _inf_norm(r) <= tol:
             return x
         z = r if inv_diag is None else inv_diag * r
-        p = z.copy()
-        rz = float(r @ z)
+        p = 1.0 * z
+        rz = scalar(r @ z)
         k = 0
         while k < _CG_MAX_ITERS:
             k += 1
             Hp = H(p)
-            pHp = float(p @ Hp)
+            pHp = scalar(p @ Hp)
             if not pHp > 0:
                 break
             step = rz / pHp
-            x += step * p
-            r -= step * Hp
+            x = x + step * p
+            r = r - step * Hp
             if _inf_norm(r) <= tol:
                 break
             z = r if inv_diag is None else inv_diag * r
-            rz_next = float(r @ z)
-            p *= rz_next / rz
-            p += z
+            rz_next = scalar(r @ z)
+            p = (rz_next / rz) * p + z
             rz = rz_next
         self.iterations += k
         return x
@@ -384,11 +440,14 @@ class CGXUpdate(XUpdate):
             self._inv_diag = None
             return
         floor = _SINGULAR_RTOL * max(float(np.max(diag, initial=0.0)), 1e-300)
-        self._inv_diag = 1.0 / np.maximum(diag, floor)
+        self._inv_diag = self.backend.asarray(1.0 / np.maximum(diag, floor))
 
 
-def make_xupdate(normal: NormalOperator, nnz_limit: float | None = None) -> XUpdate:
-    """The x-update solver for H (see the module docstring for the order of choice).
+def make_xupdate(
+    normal: NormalOperator, nnz_limit: float | None = None, backend: Backend | None = None
+) -> XUpdate:
+    """The x-update solver for H on ``backend`` (NumPy by default; see the module docstring
+    for the order of choice).
 
     ``nnz_limit`` bounds the nonzeros of the assembled operators and of H (default
     ``ASSEMBLY_NNZ_LIMIT``); above it conjugate gradients are used.
@@ -399,43 +458,46 @@ def make_xupdate(normal: NormalOperator, nnz_limit: float | None = None) -> XUpd
     """
     if nnz_limit is None:
         nnz_limit = ASSEMBLY_NNZ_LIMIT
+    backend = backend or get_backend("numpy")
     try:
-        solver = _select(normal, nnz_limit)
+        solver = _select(normal, nnz_limit, backend)
     except SingularSystemError:
         if normal.sigma > 0:
             raise
         normal.sigma = SIGMA_RTOL * normal.norm_estimate()
-        solver = _select(normal, nnz_limit)
+        solver = _select(normal, nnz_limit, backend)
     if normal.sigma > 0:
         solver.description += f"; proximal term sigma={normal.sigma:.1e} (H singular)"
     return solver
 
 
-def _select(normal: NormalOperator, nnz_limit: float) -> XUpdate:
+def _select(normal: NormalOperator, nnz_limit: float, backend: Backend) -> XUpdate:
     grams = normal.weighted_grams()
     if all(g is not None for g in grams) and _sum_grams(grams, normal.n, 0.0) is not None:
-        return GramXUpdate(normal, grams)
+        return GramXUpdate(normal, grams, backend)
     n = normal.n
     dense = any(_dense_matrix_op(op) for op in normal.ops)
     nnz_ops = sum(_estimated_nnz(op) for op in normal.ops if not _dense_matrix_op(op))
     if nnz_ops > nnz_limit:
-        return CGXUpdate(normal, f"the operators have about {nnz_ops:.1e} nonzeros")
-    woodbury = _woodbury(normal, grams)
+        return CGXUpdate(normal, f"the operators have about {nnz_ops:.1e} nonzeros", backend)
+    woodbury = _woodbury(normal, grams, backend)
     if woodbury is not None:
         return woodbury
     nnz = n * n if dense else _probed_nnz(normal.matvec, n)
     if n <= _DENSE_MAX_N and (dense or nnz >= _DENSE_FRACTION * n * n):
-        return DenseCholeskyXUpdate(normal, _normal_parts(normal))
+        return DenseCholeskyXUpdate(normal, _normal_parts(normal), backend)
     if dense or nnz > nnz_limit:
-        return CGXUpdate(normal, f"H has about {nnz:.1e} nonzeros, n={n}")
+        return CGXUpdate(normal, f"H has about {nnz:.1e} nonzeros, n={n}", backend)
     parts = _normal_parts(normal)
     fill = _envelope_fill(parts, n)
     if fill > min(nnz_limit, _FILL_LIMIT):
-        return CGXUpdate(normal, f"a sparse factor of H could have {fill:.1e} nonzeros")
-    return SparseLDLXUpdate(normal, parts)
+        return CGXUpdate(normal, f"a sparse factor of H could have {fill:.1e} nonzeros", backend)
+    return SparseLDLXUpdate(normal, parts, backend)
 
 
-def _woodbury(normal: NormalOperator, grams: list[Gram | None]) -> WoodburyXUpdate | None:
+def _woodbury(
+    normal: NormalOperator, grams: list[Gram | None], backend: Backend
+) -> WoodburyXUpdate | None:
     """The Woodbury solver when exactly one part is not diagonal, is a MatrixOp with fewer
     rows than columns (at most half as many when sparse), and the diagonal rest is
     positive; else None."""
@@ -456,7 +518,7 @@ def _woodbury(normal: NormalOperator, grams: list[Gram | None]) -> WoodburyXUpda
             d += normal.scales[k] * diag
     if not np.min(d) > _SINGULAR_RTOL * np.max(d):
         return None
-    return WoodburyXUpdate(normal, j, _matrix(normal.ops[j]), diagonals)
+    return WoodburyXUpdate(normal, j, _matrix(normal.ops[j]), diagonals, backend)
 
 
 def _normal_parts(normal: NormalOperator) -> list[np.ndarray | sp.sparray]:
@@ -621,5 +683,69 @@ def _gram_kind(gram: Gram) -> str:
     }.get(type(gram).__name__, type(gram).__name__)
 
 
-def _inf_norm(v: np.ndarray) -> float:
-    return float(np.max(np.abs(v), initial=0.0))
+def _inf_norm(v: Array) -> float:
+    """max_i |v_i| (0 for an empty vector), for a vector of any backend."""
+    if v.shape[0] == 0:
+        return 0.0
+    xp = array_namespace(v)
+    return float(xp.max(xp.abs(v)))
+
+
+def gram_solver(gram: Gram, backend: Backend) -> Callable[[Array], Array]:
+    """rhs -> H^{-1} rhs for a nonsingular Gram H, on the backend's vectors: the Gram's own
+    solve on NumPy; on a device the diagonal, or the transform (``xp.fft``'s real n-D FFT
+    for a FourierGram, ``dctn_ortho`` for a CosineGram) with the inverse eigenvalues moved
+    there once."""
+    if backend.name == "numpy":
+        return gram.solve
+    if isinstance(gram, DiagonalGram):
+        d = backend.asarray(gram.d)
+        return lambda rhs: rhs / d
+    xp, shape = backend.xp, gram.shape[::-1]
+    inverse = backend.asarray(1.0 / gram._multiplier)  # noqa: SLF001
+    if isinstance(gram, FourierGram):
+
+        def fourier(rhs: Array) -> Array:
+            xt = xp.reshape(rhs, shape)
+            return xp.reshape(xp.fft.irfftn(inverse * xp.fft.rfftn(xt), s=shape), (-1,))
+
+        return fourier
+
+    def cosine(rhs: Array) -> Array:
+        xt = xp.reshape(rhs, shape)
+        return xp.reshape(dctn_ortho(inverse * dctn_ortho(xt), inverse=True), (-1,))
+
+    return cosine
+
+
+def dctn_ortho(x: Array, inverse: bool = False) -> Array:
+    """The orthonormal n-D DCT-II of x over all axes (``scipy.fft.dctn(x, norm="ortho")``),
+    or with ``inverse`` its transpose, the DCT-III (``idctn``), by real FFTs of length 2N
+    along each axis.
+
+    Along an axis of length N, with y = [x, reversed x] (length 2N) and Y = rfft(y),
+    Y_k = e^{i pi k / (2N)} C_k with C_k = 2 sum_j x_j cos(pi k (2j + 1) / (2N)), so that
+    C_k = cos(t_k) Re Y_k + sin(t_k) Im Y_k, t_k = pi k / (2N), and the orthonormal
+    coefficients are C_k s_k, s_0 = 1/sqrt(4N), s_k = 1/sqrt(2N). The inverse rebuilds
+    Y_k = e^{i t_k} C_k (k < N, Y_N = 0) and takes the first N entries of irfft(Y, 2N).
+    """
+    xp = array_namespace(x)
+    for axis in range(x.ndim):
+        x = xp.moveaxis(x, axis, -1)
+        N = x.shape[-1]
+        k = np.arange(N)
+        angle = np.pi * k / (2 * N)
+        scale = np.where(k == 0, 1.0 / math.sqrt(4 * N), 1.0 / math.sqrt(2 * N))
+        like = {"dtype": x.dtype, "device": x.device}
+        cos = xp.asarray(np.cos(angle), **like)
+        sin = xp.asarray(np.sin(angle), **like)
+        scale = xp.asarray(scale, **like)
+        if inverse:
+            coef = x / scale
+            spectrum = coef * cos + 1j * (coef * sin)
+            x = xp.fft.irfft(spectrum, n=2 * N, axis=-1)[..., :N]
+        else:
+            spectrum = xp.fft.rfft(xp.concat([x, xp.flip(x, axis=-1)], axis=-1), axis=-1)
+            x = (cos * xp.real(spectrum[..., :N]) + sin * xp.imag(spectrum[..., :N])) * scale
+        x = xp.moveaxis(x, -1, axis)
+    return x

@@ -2,9 +2,10 @@
 
 Solver code is written once against an array namespace ``xp`` (array-api-compat) plus
 the small protocol of :class:`Backend`: moving dense vectors and sparse matrices to the
-device and back. A sparse matrix on the device is an operator whose product ``A @ x``
-with a device vector ``x`` runs on the device; ``A'`` is made as its own CSR matrix
-(``backend.csr(A.T)``), never as a transposed product.
+device and back, and solving with a dense Cholesky or LU factor on the device. A sparse
+matrix on the device is an operator whose product ``A @ x`` with a device vector ``x``
+runs on the device; ``A'`` is made as its own CSR matrix (``backend.csr(A.T)``), never as
+a transposed product.
 
 =========  ===========================  =====================================  ========
 backend    ``xp``                       sparse ``A @ x``                       device
@@ -21,7 +22,7 @@ missing package or a missing GPU raises a ValueError that says what is missing.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,16 @@ class Backend:
     def csr(self, a: sp.sparray | sp.spmatrix) -> Any:
         """Sparse host matrix (m, n) -> CSR matrix on the device: ``A @ x`` with a device
         vector x (n,) gives the device vector A x (m,) in the backend's dtype."""
+        raise NotImplementedError
+
+    def cho_solver(self, L: np.ndarray) -> Callable[[Array], Array]:
+        """The solve rhs -> H^{-1} rhs on the device for H = L L', from the host's lower
+        Cholesky factor L (n, n) (its upper triangle is ignored), moved to the device once."""
+        raise NotImplementedError
+
+    def lu_solver(self, K: np.ndarray) -> Callable[[Array], Array]:
+        """The solve rhs -> K^{-1} rhs on the device for a dense nonsingular host matrix K
+        (n, n), factored once on the device by LU with partial pivoting."""
         raise NotImplementedError
 
     @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ from cvxprox.backend import CUDA_MISSING, Array, Backend
 
 try:
     import cupy
+    import cupyx.scipy.linalg as culinalg
     import cupyx.scipy.sparse as cusparse
 except ImportError as exc:
     raise ValueError(CUDA_MISSING) from exc
@@ -48,3 +50,17 @@ class CuPyBackend(Backend):
         a = sp.csr_matrix(a, dtype=self.dtype, copy=True)
         a.sum_duplicates()
         return cusparse.csr_matrix(a)
+
+    def cho_solver(self, L: np.ndarray) -> Callable[[Array], Array]:
+        lower = self.asarray(np.tril(L))
+        upper = lower.T.copy()
+
+        def solve(rhs: Array) -> Array:
+            inner = culinalg.solve_triangular(lower, rhs, lower=True)
+            return culinalg.solve_triangular(upper, inner, lower=False)
+
+        return solve
+
+    def lu_solver(self, K: np.ndarray) -> Callable[[Array], Array]:
+        lu = culinalg.lu_factor(self.asarray(K))
+        return lambda rhs: culinalg.lu_solve(lu, rhs)

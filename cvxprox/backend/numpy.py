@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat.numpy as xp_numpy
 import numpy as np
+import scipy.linalg as la
 import scipy.sparse as sp
 
 from cvxprox.backend import Array, Backend
@@ -29,3 +31,10 @@ class NumPyBackend(Backend):
 
     def csr(self, a: sp.sparray | sp.spmatrix) -> Any:
         return sp.csr_matrix(a, dtype=self.dtype)
+
+    def cho_solver(self, L: np.ndarray) -> Callable[[Array], Array]:
+        return lambda rhs: la.cho_solve((L, True), rhs, check_finite=False)
+
+    def lu_solver(self, K: np.ndarray) -> Callable[[Array], Array]:
+        lu = la.lu_factor(K, check_finite=False)
+        return lambda rhs: la.lu_solve(lu, rhs, check_finite=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -58,6 +58,14 @@ class TorchBackend(Backend):
                 size=a.shape,
                 check_invariants=False,
             )
+
+    def cho_solver(self, L: np.ndarray) -> Callable[[Array], Array]:
+        factor = self.asarray(np.tril(L))
+        return lambda rhs: torch.cholesky_solve(rhs[:, None], factor)[:, 0]
+
+    def lu_solver(self, K: np.ndarray) -> Callable[[Array], Array]:
+        lu, pivots = torch.linalg.lu_factor(self.asarray(K))
+        return lambda rhs: torch.linalg.lu_solve(lu, pivots, rhs[:, None])[:, 0]
 
     @contextlib.contextmanager
     def serial(self) -> Iterator[None]:
