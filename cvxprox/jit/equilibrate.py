@@ -13,6 +13,9 @@ own cone block; their own row scaling normalizes them whatever the column's) are
 below 0.1 times its bound entries is scaled by those other entries alone: otherwise
 the bound row x_j >= 0 would keep the norm of a column whose other entries are all
 1e-8 at 1, and the variable unequilibrated.
+
+``tests/test_jit_equilibrate.py`` holds the plain NumPy reference of these passes (dense,
+vectorized) that the kernel is checked against.
 """
 
 from __future__ import annotations
