@@ -252,7 +252,7 @@ class ADMM(Algorithm):
         last = None
         if status == s.OPTIMAL:
             last = (tuple(checker.to_host(u) for u in (xu, zu, yu)), err)
-        elif status is None:
+        elif status is None and best.point is not None:
             best.point = tuple(checker.to_host(u) for u in best.point)
         cert = checker.to_host(cert)
         info = {
