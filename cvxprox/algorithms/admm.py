@@ -384,7 +384,7 @@ class _DeviceChecks:
     def state(self, loop: _PlainLoop) -> tuple[Array, ...]:
         """The loop's (f, w, z_next, y_over_rho) in float64 on the device."""
         xp, dtype = self._backend.xp, self._backend.dtype
-        return tuple(xp.astype(v, dtype) for v in loop.device_state())
+        return tuple(xp.astype(v, dtype, copy=False) for v in loop.device_state())
 
     def products(self, x: Array, y: Array) -> tuple[Array, Array | None, Array]:
         """(A^ x, P^ x (None without P), A^'y) of scaled iterates, on the device."""
