@@ -68,10 +68,16 @@ from cvxprox.prox import (  # noqa: E402
     Box,
     GroupL2,
     Huber,
+    KLDiv,
+    L1Ball,
+    L2Ball,
+    LinfBall,
     Logistic,
+    NegEntropy,
     Norm1,
     Norm2,
     OnHost,
+    Simplex,
     SumSquares,
 )
 
@@ -677,3 +683,33 @@ def test_split_admm_farkas_on_the_device(upper: str, monkeypatch: pytest.MonkeyP
     assert result.iterations == reference.iterations
     assert copies == [(sum(t.size for t in program.terms),)]
     np.testing.assert_allclose(result.y, reference.y, rtol=0, atol=1e-9)
+
+
+def test_support_functions_on_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``support`` (boxes with finite, infinite and per-entry bounds, the simplex,
+    the balls, the entropy domains, cones) on torch vectors, through ``ProxFunction.on``
+    (``OnHost`` for the host-only functions): NumPy's y' and sigma_C(y'), no copy."""
+    backend = get_backend("torch")
+    rng = np.random.default_rng(8)
+    n = 7
+    functions = [
+        Box(-1.0, 2.0, n),
+        Box(-np.inf, 0.5, n),
+        Box(np.where(rng.random(n) < 0.5, -np.inf, -1.0), rng.random(n) + 1.0),
+        Simplex(n, 2.0),
+        L2Ball(n, 1.5),
+        L1Ball(n, 0.5),
+        LinfBall(n, 3.0),
+        NegEntropy(n),
+        KLDiv(n, np.ones(n)),
+        SecondOrderCone(n),
+        NonnegCone(n),
+    ]
+    copies = _count_copies(monkeypatch)
+    for function in functions:
+        y = rng.standard_normal(n)
+        want, want_value = function.support(y)
+        got, got_value = function.on(backend).support(backend.asarray(y))
+        assert got_value == pytest.approx(want_value, rel=1e-12, abs=1e-12)
+        np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-12)
+    assert copies == []
