@@ -289,7 +289,7 @@ class ProxFunction(ABC):
         s = _step(s, "s")
         return v - s * self.prox(v / s, 1.0 / s)
 
-    def support(self, y: np.ndarray) -> tuple[np.ndarray, float] | None:
+    def support(self, y: Any) -> tuple[Any, float] | None:
         """(y', sigma_C(y')) for Farkas certificates, or None when not known here.
 
         C is the set of an indicator, or the domain of any other function (the whole
@@ -297,6 +297,11 @@ class ProxFunction(ABC):
         is its support function and y' the projection of y onto the set where sigma_C is
         finite. A y with sum_i sigma_{C_i}(y_i) + b_i'y_i < 0 and sum_i A_i'y_i = 0
         proves that no x has A_i x - b_i in C_i for every i.
+
+        y (m,) is an array of any namespace (NumPy, torch, CuPy) on the side of the
+        function's arrays (``on``); y' is on that side too and sigma_C(y') is read back
+        as a float. A function's support uses scalar parameters or ``device_arrays`` only,
+        so that ``OnHost`` evaluates it on the device.
         """
         return None
 
@@ -382,6 +387,11 @@ class OnHost(ProxFunction):
 
     def lipschitz(self) -> float:
         return self.function.lipschitz()
+
+    def support(self, y: Any) -> tuple[Any, float] | None:
+        """The wrapped function's support on the device vector y itself (no copy: a
+        support uses scalar parameters only, see ``ProxFunction.support``)."""
+        return self.function.support(self._vector(y))
 
     def describe(self) -> str:
         return self.function.describe()
@@ -482,16 +492,19 @@ class Box(ProxFunction):
         _step(t)
         return _clip(self._vector(v), self.lower, self.upper)
 
-    def support(self, y: np.ndarray) -> tuple[np.ndarray, float]:
+    def support(self, y: Any) -> tuple[Any, float]:
         """sum_i max(y_i u_i, y_i l_i), with y_i set to 0 where it would meet an infinite
         bound (sigma is finite only there)."""
-        lower = np.broadcast_to(self.lower, y.shape)
-        upper = np.broadcast_to(self.upper, y.shape)
-        yp = np.where((y > 0) & np.isinf(upper), 0.0, y)
-        yp = np.where((yp < 0) & np.isinf(lower), 0.0, yp)
-        value = np.where(yp > 0, yp * np.where(np.isinf(upper), 0.0, upper), 0.0)
-        value += np.where(yp < 0, yp * np.where(np.isinf(lower), 0.0, lower), 0.0)
-        return yp, float(np.sum(value))
+        xp = array_namespace(y)
+        lower, upper = (
+            xp.full_like(y, bound) if isinstance(bound, float) else bound
+            for bound in (self.lower, self.upper)
+        )
+        yp = xp.where((y > 0) & xp.isinf(upper), 0.0, y)
+        yp = xp.where((yp < 0) & xp.isinf(lower), 0.0, yp)
+        value = xp.where(yp > 0, yp * xp.where(xp.isinf(upper), 0.0, upper), 0.0)
+        value = value + xp.where(yp < 0, yp * xp.where(xp.isinf(lower), 0.0, lower), 0.0)
+        return yp, float(xp.sum(value))
 
     def describe(self) -> str:
         if isinstance(self.lower, float) and isinstance(self.upper, float):
@@ -526,9 +539,10 @@ class Simplex(ProxFunction):
         _step(t)
         return _project_simplex(self._vector(v), self.total)
 
-    def support(self, y: np.ndarray) -> tuple[np.ndarray, float]:
+    def support(self, y: Any) -> tuple[Any, float]:
         """total max(max_i y_i, 0)."""
-        return y, self.total * float(np.max(y, initial=0.0))
+        top = float(array_namespace(y).max(y)) if y.shape[0] else 0.0
+        return y, self.total * max(top, 0.0)
 
     def describe(self) -> str:
         return f"simplex(total={self.total:g})"
@@ -570,13 +584,13 @@ class _Ball(ProxFunction):
         _step(t)
         return self._project(self._vector(v))
 
-    def support(self, y: np.ndarray) -> tuple[np.ndarray, float]:
+    def support(self, y: Any) -> tuple[Any, float]:
         """radius ||y||_* (the dual norm)."""
         return y, self.radius * self._dual_norm(y)
 
     @abstractmethod
-    def _dual_norm(self, y: np.ndarray) -> float:
-        """||y||_*, the dual norm of the ball's norm."""
+    def _dual_norm(self, y: Any) -> float:
+        """||y||_*, the dual norm of the ball's norm (y of any array namespace)."""
 
     def describe(self) -> str:
         return f"{self.name}(r={self.radius:g})"
@@ -599,8 +613,8 @@ class L2Ball(_Ball):
     def _project(self, v: np.ndarray) -> np.ndarray:
         return _project_l2_ball(v, self.radius)
 
-    def _dual_norm(self, y: np.ndarray) -> float:
-        return float(np.linalg.norm(y))
+    def _dual_norm(self, y: Any) -> float:
+        return float(array_namespace(y).linalg.vector_norm(y))
 
     def prox_conj(self, v: np.ndarray, s: float) -> np.ndarray:
         return _block_soft_threshold(self._vector(v), _step(s, "s") * self.radius)
@@ -623,8 +637,9 @@ class LinfBall(_Ball):
     def _project(self, v: np.ndarray) -> np.ndarray:
         return np.clip(v, -self.radius, self.radius)
 
-    def _dual_norm(self, y: np.ndarray) -> float:
-        return float(np.sum(np.abs(y)))
+    def _dual_norm(self, y: Any) -> float:
+        xp = array_namespace(y)
+        return float(xp.sum(xp.abs(y)))
 
     def prox_conj(self, v: np.ndarray, s: float) -> np.ndarray:
         return _soft_threshold(self._vector(v), _step(s, "s") * self.radius)
@@ -649,8 +664,9 @@ class L1Ball(_Ball):
     def _project(self, v: np.ndarray) -> np.ndarray:
         return _project_l1_ball(v, self.radius)
 
-    def _dual_norm(self, y: np.ndarray) -> float:
-        return float(np.max(np.abs(y), initial=0.0))
+    def _dual_norm(self, y: Any) -> float:
+        xp = array_namespace(y)
+        return float(xp.max(xp.abs(y))) if y.shape[0] else 0.0
 
     def prox_conj(self, v: np.ndarray, s: float) -> np.ndarray:
         v = self._vector(v)
@@ -1063,9 +1079,9 @@ class _EntropyLike(_Separable):
     the prox is max(v_i, 0).
     """
 
-    def support(self, y: np.ndarray) -> tuple[np.ndarray, float]:
+    def support(self, y: Any) -> tuple[Any, float]:
         """(min(y, 0), 0): the domain is v >= 0."""
-        return np.minimum(y, 0.0), 0.0
+        return array_namespace(y).where(y < 0, y, 0.0), 0.0
 
     @abstractmethod
     def _rhs(self, v: np.ndarray, a: np.ndarray) -> np.ndarray:

@@ -46,6 +46,8 @@ from test_fista_ladmm import (  # noqa: E402
 )
 
 from cvxprox.algorithms.pdhg import PDHG as PDHG_METHOD  # noqa: E402
+from cvxprox.algorithms.split_admm import StructuredADMM  # noqa: E402
+from cvxprox.ir import Program, Term  # noqa: E402
 from cvxprox.linops import (  # noqa: E402
     BlockDiagonal,
     Compose,
@@ -66,10 +68,16 @@ from cvxprox.prox import (  # noqa: E402
     Box,
     GroupL2,
     Huber,
+    KLDiv,
+    L1Ball,
+    L2Ball,
+    LinfBall,
     Logistic,
+    NegEntropy,
     Norm1,
     Norm2,
     OnHost,
+    Simplex,
     SumSquares,
 )
 
@@ -554,3 +562,154 @@ def test_torch_certificates(make: Callable[[], cp.Problem], status: str, dtype: 
     numpy_prob = make()
     numpy_prob.solve(solver="NABLAPROX", **PDHG)
     assert numpy_prob.status == status
+
+
+def _count_copies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """The shapes of the vectors ``TorchBackend.to_host`` copies from now on."""
+    from cvxprox.backend.torch import TorchBackend  # noqa: PLC0415
+
+    copies = []
+    to_host = TorchBackend.to_host
+
+    def counted(self: TorchBackend, a: object) -> np.ndarray:
+        copies.append(tuple(a.shape))
+        return to_host(self, a)
+
+    monkeypatch.setattr(TorchBackend, "to_host", counted)
+    return copies
+
+
+def test_admm_checks_read_back_scalars_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cone-route ADMM on torch checks every iteration on the device (termination,
+    certificates, best iterate, penalty update) and solves the KKT system by a dense LU
+    there: a solve copies no vector to the host but the returned x, z, y; an LP copies
+    z and y besides for each polishing attempt. The SOCP starts from a poor penalty, so
+    that the penalty is updated (and the KKT matrix refactored) on the way."""
+    copies = _count_copies(monkeypatch)
+    options = {"algorithm": "admm", "structure": "never", "backend": "torch"}
+    prob = _socp()
+    prob.solve(solver="NABLAPROX", **options, rho=1e-3, check_every=1, eps_abs=1e-7, eps_rel=1e-7)
+    stats = prob.solver_stats
+    assert prob.status == cp.OPTIMAL and stats.num_iters > 100
+    assert stats.extra_stats["algorithm"] == "admm"
+    assert stats.extra_stats["refactorizations"] > 0
+    assert len(copies) == 3
+    reference = _socp()
+    reference.solve(solver="CLARABEL", **TIGHT)
+    assert prob.value == pytest.approx(reference.value, rel=1e-5)
+
+    copies.clear()
+    lp = _random_lp()
+    lp.solve(solver="NABLAPROX", **options, eps_abs=1e-7, eps_rel=1e-7)
+    extra = lp.solver_stats.extra_stats
+    assert lp.status == cp.OPTIMAL and extra["polish_attempts"] > 0
+    assert len(copies) == 2 * extra["polish_attempts"] + (0 if extra["polished"] else 3)
+    reference = _random_lp()
+    reference.solve(solver="CLARABEL", **TIGHT)
+    assert lp.value == pytest.approx(reference.value, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "make, status",
+    [
+        (lambda: sths.lp_4().prob, cp.INFEASIBLE),
+        (lambda: sths.lp_3().prob, cp.UNBOUNDED),
+    ],
+    ids=["infeasible", "unbounded"],
+)
+def test_admm_torch_certificates(make: Callable[[], cp.Problem], status: str) -> None:
+    """Cone-route ADMM's certificates found on the device: NumPy's status and Farkas
+    duals (in the constraints' dual_values)."""
+    options = {"algorithm": "admm", "structure": "never"}
+    prob = make()
+    prob.solve(solver="NABLAPROX", **options, backend="torch")
+    reference = make()
+    reference.solve(solver="NABLAPROX", **options)
+    assert prob.status == reference.status == status
+    for got, want in zip(prob.constraints, reference.constraints, strict=True):
+        if status == cp.INFEASIBLE:
+            np.testing.assert_allclose(got.dual_value, want.dual_value, rtol=0, atol=1e-7)
+        else:
+            assert got.dual_value is None and want.dual_value is None
+
+
+def test_split_admm_checks_read_back_scalars_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Split ADMM on torch (1-D TV denoising: an exact DCT Gram x-update and an l1 prox,
+    both on the device) tests on the device, Farkas test included: a solve copies the
+    returned x, z, y and nothing else (the best iterate when a limit stops it); the
+    objective is NumPy's."""
+    copies = _count_copies(monkeypatch)
+    program = _tv1d()[0]
+    solve = {"eps_abs": EPS, "eps_rel": EPS}
+    result = StructuredADMM(program, SolverOptions(**solve, backend="torch")).solve()
+    assert result.status == cp.OPTIMAL and result.iterations > 50
+    assert "DCT" in result.info["x_update"]
+    assert copies == [(program.n,), (program.m,), (program.m,)]
+    reference = StructuredADMM(program, SolverOptions(**solve)).solve()
+    assert result.kkt.primal_objective == pytest.approx(reference.kkt.primal_objective, rel=1e-7)
+    limited = StructuredADMM(program, SolverOptions(backend="torch", max_iters=3)).solve()
+    assert limited.status == cp.USER_LIMIT and isinstance(limited.x, np.ndarray)
+    assert len(copies) == 6
+
+
+def _infeasible_program(upper: str) -> Program:
+    """x >= 1 (a nonnegative cone) and x <= 0 (a nonnegative cone of -x, or a box),
+    with an l1 term (no set: zero in the certificate)."""
+    n = 10
+    below = (
+        Term(NonnegCone(n), ScalarMultiple(-1.0, Identity(n)), np.zeros(n), "x <= 0")
+        if upper == "cone"
+        else Term(Box(-np.inf, 0.0, n), Identity(n), np.zeros(n), "x <= 0")
+    )
+    return Program(
+        np.zeros(n),
+        [
+            Term(Norm1(n), Identity(n), np.zeros(n), "l1"),
+            Term(NonnegCone(n), Identity(n), np.ones(n), "x >= 1"),
+            below,
+        ],
+    )
+
+
+@pytest.mark.parametrize("upper", ["cone", "box"])
+def test_split_admm_farkas_on_the_device(upper: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Split ADMM's Farkas test on torch (cones' and a box's support functions on the
+    device): NumPy's iteration count and certificate, and only the certificate copied."""
+    copies = _count_copies(monkeypatch)
+    program = _infeasible_program(upper)
+    result = StructuredADMM(program, SolverOptions(backend="torch")).solve()
+    reference = StructuredADMM(program, SolverOptions()).solve()
+    assert result.status == reference.status == cp.INFEASIBLE
+    assert result.iterations == reference.iterations
+    assert copies == [(sum(t.size for t in program.terms),)]
+    np.testing.assert_allclose(result.y, reference.y, rtol=0, atol=1e-9)
+
+
+def test_support_functions_on_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``support`` (boxes with finite, infinite and per-entry bounds, the simplex,
+    the balls, the entropy domains, cones) on torch vectors, through ``ProxFunction.on``
+    (``OnHost`` for the host-only functions): NumPy's y' and sigma_C(y'), no copy."""
+    backend = get_backend("torch")
+    rng = np.random.default_rng(8)
+    n = 7
+    functions = [
+        Box(-1.0, 2.0, n),
+        Box(-np.inf, 0.5, n),
+        Box(np.where(rng.random(n) < 0.5, -np.inf, -1.0), rng.random(n) + 1.0),
+        Simplex(n, 2.0),
+        L2Ball(n, 1.5),
+        L1Ball(n, 0.5),
+        LinfBall(n, 3.0),
+        NegEntropy(n),
+        KLDiv(n, np.ones(n)),
+        SecondOrderCone(n),
+        NonnegCone(n),
+    ]
+    copies = _count_copies(monkeypatch)
+    for function in functions:
+        y = rng.standard_normal(n)
+        want, want_value = function.support(y)
+        got, got_value = function.on(backend).support(backend.asarray(y))
+        assert got_value == pytest.approx(want_value, rel=1e-12, abs=1e-12)
+        np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-12)
+    assert copies == []

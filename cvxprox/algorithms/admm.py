@@ -25,16 +25,24 @@ and Anderson step fused), on torch and CuPy ``_PlainLoop``, written against the 
 namespace with the backend's cone projections (``ProductCone.project``), ``PlainAnderson``
 and a KKT solve on the device: an LU factor of the dense KKT matrix
 (``Backend.lu_solver``) when n + m <= ``DENSE_KKT_MAX``, else the host's LDL' factor, each
-solve then copying the right-hand side to the host and the solution back. ``_PlainLoop``
-on NumPy is the reference the compiled loop is tested against, and it runs small problems
-(n + m <= ``PLAIN_FIRST_MAX``) while the compiled loop has no version compiled in the process
-or in Numba's disk cache, until the plain loop has run ``PLAIN_FIRST_BUDGET`` seconds in the
+solve then copying the right-hand side to the host and the solution back (by design: a
+sparse LDL' factor has no device version here). ``_PlainLoop`` on NumPy is the reference
+the compiled loop is tested against, and it runs small problems (n + m <=
+``PLAIN_FIRST_MAX``) while the compiled loop has no version compiled in the process or in
+Numba's disk cache, until the plain loop has run ``PLAIN_FIRST_BUDGET`` seconds in the
 process: the first solves of small problems after installation then skip the loop's
 compilation (about 2.4 s, the time the plain loop loses in some 2000 iterations of a small
-LP); a later solve compiles it once for all. Every ``check_every``
-iterations the iterate is copied to the host for the termination, certificate and
-polishing tests and the penalty update (scaled data on the host, as in the cone route
-of ``cvxprox.algorithms.pdhg``).
+LP); a later solve compiles it once for all.
+
+Every ``check_every`` iterations the termination, certificate and polishing tests, the
+best-iterate tracking, the plateau test of Anderson acceleration and the penalty update
+run where the iterates live (``_HostChecks``, ``_DeviceChecks``): on NumPy on the host,
+with the compiled ``KKTChecker.evaluate``; on torch and CuPy on the device in float64
+(``KKTChecker.kkt_error`` and ``KKTChecker.certificate`` on device arrays, the products
+with the scaled data as device CSR matrices), reading back scalars only. Vectors come back
+to the host only for a due polishing attempt (``PolishSchedule.attempt``: z and y), for
+the returned point or certificate, once at the end, and for the host LDL' solves above
+``DENSE_KKT_MAX``.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from collections.abc import Callable
 import cvxpy.settings as s
 import numpy as np
 import scipy.sparse as sp
+from array_api_compat import array_namespace
 
 from cvxprox.algorithms.anderson import AndersonAcceleration, PlainAnderson
 from cvxprox.algorithms.base import (
@@ -54,6 +63,7 @@ from cvxprox.algorithms.base import (
     ConeLimit,
     IterationLog,
     KKTChecker,
+    KKTError,
     SolveResult,
     finish,
 )
@@ -63,7 +73,7 @@ from cvxprox.cones import ProductCone, ZeroCone
 from cvxprox.jit.admm import G_ACCEPTED, PENDING, REJECTED, admm_iterations
 from cvxprox.jit.cones import cone_layout
 from cvxprox.jit.ldl import LDLFactor, kkt_upper
-from cvxprox.scaling import RuizScaling
+from cvxprox.scaling import DiagonalScaling, RuizScaling
 
 _SIGMA = 1e-6
 _EQ_RHO_FACTOR = 1e3
@@ -130,8 +140,8 @@ class ADMM(Algorithm):
         n, m = prog.n, prog.m
         scaling = RuizScaling(prog, opts.scaling_iters)
         checker = KKTChecker(prog, scaling, opts)
-        A, P, c, b = scaling.A, scaling.P, scaling.c, scaling.b
-        At = sp.csc_array(A.T)
+        P, c, b = scaling.P, scaling.c, scaling.b
+        At = sp.csc_array(scaling.A.T)
         cone = prog.cone
 
         eq_rows = np.zeros(m, dtype=bool)
@@ -176,6 +186,8 @@ class ADMM(Algorithm):
             loop = _FusedLoop(start, data, kkt, (cone, checker.project), memory)
         else:
             loop = _PlainLoop(start, data, kkt, cone, memory, backend)
+        checks = _HostChecks(checker, At) if backend.name == "numpy" else _DeviceChecks(checker)
+        sc, rho_side = checks.scaling, checks.put(rho_vec)
         w = None
         accelerate = True
         plateau_ref = np.inf
@@ -192,16 +204,12 @@ class ADMM(Algorithm):
                 if it < opts.max_iters and time.perf_counter() - t0 <= opts.time_limit:
                     continue
                 loop.undo_rejected()  # a run ends with a check
-            f, w, z_next, y_over_rho = loop.host_state()
+            f, w, z_next, y_over_rho = checks.state(loop)
             x, v = f[:n], f[n:]
-            y_next = rho_vec * (v - z_next)
-            dx, dy = x - w[:n], y_next - rho_vec * y_over_rho
-            xu, zu, yu = (
-                scaling.unscale_x(x),
-                scaling.unscale_z(z_next),
-                scaling.unscale_y(y_next),
-            )
-            err = checker.evaluate(xu, zu, yu)
+            y_next = rho_side * (v - z_next)
+            dx, dy = x - w[:n], y_next - rho_side * y_over_rho
+            xu, zu, yu = sc.unscale_x(x), sc.unscale_z(z_next), sc.unscale_y(y_next)
+            err = checks.evaluate(x, y_next, (xu, zu, yu))
             best.offer(err, xu, zu, yu)
             if it % (opts.check_every * 10) == 0 or err.converged:
                 log.row(it, err, rho)
@@ -211,7 +219,7 @@ class ADMM(Algorithm):
                 status = s.OPTIMAL
                 break
             if (it // opts.check_every) % _CERTIFICATE_EVERY == 0:
-                dxu, dyu = scaling.unscale_x(dx), scaling.unscale_y(dy)
+                dxu, dyu = sc.unscale_x(dx), sc.unscale_y(dy)
                 status, cert = checker.certificate(dxu, dyu, opts.eps_infeas, xu)
                 if status is not None:
                     break
@@ -225,19 +233,28 @@ class ADMM(Algorithm):
                 plateau_ref = g_norm
             if opts.adaptive_rho and it - last_adapt >= _RHO_ADAPT_EVERY:
                 last_adapt = it
-                Ax_s = A @ x
-                Px_s = None if P is None else P @ x
-                new_rho = _balanced_rho(rho, Ax_s - b - z_next, Ax_s, z_next, Px_s, At @ y_next, c)
+                Ax_s, Px_s, Aty_s = checks.products(x, y_next)
+                new_rho = _balanced_rho(
+                    rho, Ax_s - checks.b - z_next, Ax_s, z_next, Px_s, Aty_s, checks.c
+                )
                 if new_rho > rho * _RHO_UPDATE_RATIO or new_rho < rho / _RHO_UPDATE_RATIO:
                     rho = new_rho
                     rho_vec = rho * rho_scale
                     inv_rho[:] = 1.0 / rho_vec
                     kkt.update_rho(rho_vec)
+                    rho_side = checks.put(rho_vec)
                     refactors += 1
                     # Same (x, z, y), new penalty: restart the fixed-point iteration.
-                    loop.restart(z_next + y_next / rho_vec, inv_rho)
+                    loop.restart(z_next + y_next / rho_side, inv_rho)
 
         solve_time = time.perf_counter() - t0
+        # The returned point (or certificate) to the host, once.
+        last = None
+        if status == s.OPTIMAL:
+            last = (tuple(checker.to_host(u) for u in (xu, zu, yu)), err)
+        elif status is None and best.point is not None:
+            best.point = tuple(checker.to_host(u) for u in best.point)
+        cert = checker.to_host(cert)
         info = {
             "rho": rho,
             "refactorizations": refactors,
@@ -247,7 +264,7 @@ class ADMM(Algorithm):
         return finish(
             status,
             cert,
-            None if err is None else ((xu, zu, yu), err),
+            last,
             best,
             opts,
             (self.name, it, solve_time, setup_time),
@@ -256,9 +273,9 @@ class ADMM(Algorithm):
             {"rho": rho},
             ConeLimit(
                 polisher,
-                scaling.unscale_x(dx) if dx is not None else None,
-                scaling.unscale_y(dy) if dy is not None else None,
-                scaling.unscale_x((loop.host_state()[1] if w is None else w)[:n]),
+                sc.unscale_x(dx) if dx is not None else None,
+                sc.unscale_y(dy) if dy is not None else None,
+                sc.unscale_x((checks.state(loop)[1] if w is None else w)[:n]),
             ),
         )
 
@@ -279,14 +296,15 @@ def _defer_compilation(size: int) -> bool:
 
 def _balanced_rho(
     rho: float,
-    r_prim: np.ndarray,
-    Ax: np.ndarray,
-    z: np.ndarray,
-    Px: np.ndarray | None,
-    Aty: np.ndarray,
-    c: np.ndarray,
+    r_prim: Array,
+    Ax: Array,
+    z: Array,
+    Px: Array | None,
+    Aty: Array,
+    c: Array,
 ) -> float:
-    """OSQP's rule: scale rho by sqrt(relative primal residual / relative dual residual)."""
+    """OSQP's rule: scale rho by sqrt(relative primal residual / relative dual residual)
+    (host or device vectors; only their largest magnitudes are read)."""
     eps = 1e-12
     prim = _inf(r_prim) / (max(_inf(Ax), _inf(z)) + eps)
     dual_vec = Aty + c if Px is None else Px + Aty + c
@@ -296,8 +314,12 @@ def _balanced_rho(
     return float(np.clip(new, _RHO_MIN, _RHO_MAX))
 
 
-def _inf(v: np.ndarray) -> float:
-    return float(np.max(np.abs(v), initial=0.0))
+def _inf(v: Array) -> float:
+    """max_i |v_i| (0 for an empty vector) of a host or device vector, as a float."""
+    if v.shape[0] == 0:
+        return 0.0
+    xp = array_namespace(v)
+    return float(xp.max(xp.abs(v)))
 
 
 def _norm2(v: np.ndarray) -> float:
@@ -312,6 +334,73 @@ def _flush_tiny(v: np.ndarray) -> None:
     problem.
     """
     v[np.abs(v) < _TINY] = 0.0
+
+
+class _HostChecks:
+    """ADMM's checks on the host (NumPy): the scaled iterates as they are, the compiled
+    ``KKTChecker.evaluate``, the products with the scaled data A^ (m, n), A^' and P^."""
+
+    def __init__(self, checker: KKTChecker, At: sp.csc_array) -> None:
+        self._checker = checker
+        self.scaling: DiagonalScaling = checker.scaling
+        sc = checker.scaling
+        self._A, self._At, self._P = sc.A, At, sc.P
+        self.c, self.b = sc.c, sc.b
+
+    def put(self, v: np.ndarray) -> np.ndarray:
+        """A host vector on this side."""
+        return v
+
+    def state(self, loop: _FusedLoop | _PlainLoop) -> tuple[np.ndarray, ...]:
+        """The loop's (f, w, z_next, y_over_rho) on the host."""
+        return loop.host_state()
+
+    def products(self, x: np.ndarray, y: np.ndarray) -> tuple[Array, Array | None, Array]:
+        """(A^ x, P^ x (None without P), A^'y) of scaled iterates."""
+        return self._A @ x, None if self._P is None else self._P @ x, self._At @ y
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, point: tuple) -> KKTError:
+        """The KKT error of the unscaled ``point`` (x, z, y); x, y are its scaled parts."""
+        return self._checker.evaluate(*point)
+
+
+class _DeviceChecks:
+    """ADMM's checks on a torch or CuPy device, in float64 (``KKTChecker.device``): the
+    loop's iterates converted there, the scaling maps, c^, b^ and the scaled A^, A^', P^
+    as device CSR matrices; the KKT error from the device products (scalars read back)."""
+
+    def __init__(self, checker: KKTChecker) -> None:
+        bk, sc = checker.device, checker.scaling
+        self._checker, self._backend = checker, bk
+        self.scaling = sc.on(bk)
+        self._A, self._At = bk.csr(sc.A), bk.csr(sc.A.T)
+        self._P = None if sc.P is None else bk.csr(sc.P)
+        self.c, self.b = bk.asarray(sc.c), bk.asarray(sc.b)
+
+    def put(self, v: np.ndarray) -> Array:
+        """A host vector moved to the device (float64)."""
+        return self._backend.asarray(v)
+
+    def state(self, loop: _PlainLoop) -> tuple[Array, ...]:
+        """The loop's (f, w, z_next, y_over_rho) in float64 on the device."""
+        xp, dtype = self._backend.xp, self._backend.dtype
+        return tuple(xp.astype(v, dtype, copy=False) for v in loop.device_state())
+
+    def products(self, x: Array, y: Array) -> tuple[Array, Array | None, Array]:
+        """(A^ x, P^ x (None without P), A^'y) of scaled iterates, on the device."""
+        return self._A @ x, None if self._P is None else self._P @ x, self._At @ y
+
+    def evaluate(self, x: Array, y: Array, point: tuple) -> KKTError:
+        """The KKT error of the unscaled ``point`` (x, z, y) on the device, with the
+        unscaled products A x = E^-1 A^ x^, A'y and P x = (k D)^-1 (A^'y^, P^ x^)."""
+        Ax, Px, Aty = self.products(x, y)
+        sc = self.scaling
+        return self._checker.kkt_error(
+            *point,
+            sc.unscale_z(Ax),
+            sc.unscale_gradient(Aty),
+            None if Px is None else sc.unscale_gradient(Px),
+        )
 
 
 class _FusedLoop:
@@ -486,12 +575,18 @@ class _PlainLoop:
             advance = True
         return it, False
 
-    def host_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(f, w, z_next, y_over_rho) copied to the host, tiny entries of f flushed to
-        zero on the device first (as the compiled loop does in place)."""
-        xp, to_host = self._xp, self._backend.to_host
+    def device_state(self) -> tuple[Array, Array, Array, Array]:
+        """(f, w, z_next, y_over_rho) on the device, tiny entries of f flushed to zero
+        (as the compiled loop does in place)."""
+        xp = self._xp
         self.f = xp.where(xp.abs(self.f) < _TINY, 0.0, self.f)
-        return to_host(self.f), to_host(self.w), to_host(self.z_next), to_host(self.y_over_rho)
+        return self.f, self.w, self.z_next, self.y_over_rho
+
+    def host_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``device_state`` copied to the host."""
+        f, w, z_next, y_over_rho = self.device_state()
+        to_host = self._backend.to_host
+        return to_host(f), to_host(w), to_host(z_next), to_host(y_over_rho)
 
     def undo_rejected(self) -> None:
         """As ``_FusedLoop.undo_rejected``."""
@@ -500,12 +595,14 @@ class _PlainLoop:
         self.z_next = self.cone.project(self.w[n:])
         self.y_over_rho = self.w[n:] - self.z_next
 
-    def restart(self, v: np.ndarray, inv_rho: np.ndarray) -> None:
-        """As ``_FusedLoop.restart``, with the new 1/rho and KKT solve moved to the device."""
+    def restart(self, v: Array, inv_rho: np.ndarray) -> None:
+        """As ``_FusedLoop.restart``, with the new 1/rho and KKT solve moved to the device;
+        v (m,) is a host vector or a vector of the checks' float64 device."""
         n, backend = self._n, self._backend
         self._inv_rho = backend.asarray(inv_rho)
         self._solve = self._kkt.solver(backend)
-        self.w = backend.xp.concat([self.f[:n], backend.asarray(v)])
+        v = backend.asarray(v) if isinstance(v, np.ndarray) else self._xp.astype(v, backend.dtype)
+        self.w = self._xp.concat([self.f[:n], v])
         self._pending = False
         self._accel.reset()
 

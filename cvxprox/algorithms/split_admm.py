@@ -83,9 +83,12 @@ between iterations K and 2K (K = 1000, 2000, ...), the run stops with the best i
 Both methods run on the arrays of the backend the options select (``cvxprox.backend``):
 x, z, u and the terms' products and proxes live there (``TermLayout``'s device terms), the
 x-update solves there (``cvxprox.algorithms.xupdate``), and the termination test runs
-there reading back scalars. The penalties are host floats, one per split term. The Farkas
-test (every ``_CERTIFICATE_EVERY``-th check) copies the dual difference to the host; the
-returned point is copied to the host once, at the end.
+there reading back scalars. The Farkas test (every ``_CERTIFICATE_EVERY``-th check) runs
+there too: the terms' support functions (``ProxFunction.support``) take the device's
+dual differences, and its sums and norms are read back as scalars. The penalties are host
+floats, one per split term: their balancing reads back a few norms per term (scalars)
+and computes the new penalties on the host from those, with no vector copied. The
+returned point (or certificate) is copied to the host once, at the end.
 """
 
 from __future__ import annotations
@@ -396,11 +399,8 @@ class StructuredADMM(Algorithm):
                 break
             checks += 1
             if checks % _CERTIFICATE_EVERY == 0:
-                dy = [
-                    backend.to_host(float(r) * (ui - uo))
-                    for r, ui, uo in zip(rho, u, u_old, strict=True)
-                ]
-                cert = farkas.certificate(dy, backend.to_host(x))
+                dy = [float(r) * (ui - uo) for r, ui, uo in zip(rho, u, u_old, strict=True)]
+                cert = farkas.certificate(dy, x)
                 if cert is not None:
                     status = s.INFEASIBLE
                     break
@@ -439,8 +439,7 @@ class StructuredADMM(Algorithm):
             "sigma": sigma,
         }
         timing = (self.name, it, time.perf_counter() - t0, setup_time)
-        last = _to_host(backend, last)
-        best.point = _to_host(backend, best.point)
+        last, cert = _result_to_host(backend, status, last, best, cert)
         return finish(
             status,
             cert,
@@ -541,8 +540,7 @@ class HQS(Algorithm):
             "stalled": stalled,
         }
         timing = (self.name, it, time.perf_counter() - t0, setup_time)
-        last = _to_host(backend, last)
-        best.point = _to_host(backend, best.point)
+        last, _ = _result_to_host(backend, status, last, best, None)
         return finish(
             status,
             None,
@@ -582,16 +580,19 @@ class FarkasTest:
             if program.terms[k].function.support(np.zeros(program.terms[k].size)) is not None
         ]
 
-    def certificate(self, dy: list[np.ndarray], x: np.ndarray) -> np.ndarray | None:
+    def certificate(self, dy: list[Array], x: Array) -> Array | None:
         """The normalized certificate y (m,) built from the split terms' dy, or None.
 
         Besides ||A'y||_inf <= eps, the radius test of ``base``: y rules out every x with
         ||x||_1 < 1 / ||A'y||_inf, which must exceed ||x||_1 / (100 eps) for the iterate x.
+        dy, x and y are arrays of the layout's backend (its terms compute there; scalars
+        are read back).
         """
         if not self.members:
             return None
-        terms, slices = self.program.terms, self.layout.slices
-        y = np.zeros(self.layout.m)
+        layout = self.layout
+        terms, slices = layout.terms, layout.slices
+        y = layout.backend.zeros(layout.m)
         value = 0.0
         for pos, k in self.members:
             projected, support = terms[k].function.support(dy[pos])
@@ -599,12 +600,13 @@ class FarkasTest:
             value += support + float(terms[k].b @ projected)
         if not value < 0 or not math.isfinite(value):
             return None
-        y /= -value
-        Aty = np.zeros(self.program.n)
+        y = y / -value
+        Aty = layout.backend.zeros(self.program.n)
         for _, k in self.members:
-            Aty += terms[k].op.rmatvec(y[slices[k]])
+            Aty = Aty + terms[k].op.rmatvec(y[slices[k]])
         residual = _inf_norm(Aty)
-        if residual > self.eps or residual * float(np.sum(np.abs(x))) > _RADIUS_FACTOR * self.eps:
+        xp = array_namespace(x)
+        if residual > self.eps or residual * float(xp.sum(xp.abs(x))) > _RADIUS_FACTOR * self.eps:
             return None
         return y
 
@@ -653,9 +655,17 @@ def _unused_variables(program: Program, weights: dict[int, object]) -> np.ndarra
     return ~used
 
 
-def _to_host(backend: Backend, point: tuple | None) -> tuple | None:
-    """The point (x, z, y) copied to the host (None stays None)."""
-    return None if point is None else tuple(backend.to_host(v) for v in point)
+def _result_to_host(
+    backend: Backend, status: str | None, last: tuple | None, best: BestIterate, cert: Array
+) -> tuple[tuple | None, np.ndarray | None]:
+    """What ``finish`` returns, copied to the host once: the last point (x, z, y) when the
+    run ended OPTIMAL, the best iterate (in ``best``) when a limit stopped it, and the
+    certificate (None stays None). Returns (last point, certificate)."""
+    if status == s.OPTIMAL:
+        last = tuple(backend.to_host(v) for v in last)
+    elif status is None and best.point is not None:
+        best.point = tuple(backend.to_host(v) for v in best.point)
+    return last, None if cert is None else backend.to_host(cert)
 
 
 def _geometric_mean(rho: np.ndarray) -> float:
