@@ -35,6 +35,7 @@ from cvxprox.cones import (
 
 torch = pytest.importorskip("torch")
 
+from device_options import cupy_options, torch_cuda_options  # noqa: E402
 from test_fista_ladmm import (  # noqa: E402
     EPS,
     _constrained_ls,
@@ -91,29 +92,10 @@ PDHG = {
 }
 
 
-def _cuda_options() -> dict[str, str]:
-    """Options of the CuPy backend; skips the test without CuPy or a CUDA device."""
-    cupy = pytest.importorskip("cupy")
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError:
-        count = 0
-    if count == 0:
-        pytest.skip("no CUDA device")
-    return {"backend": "cupy", "device": "cuda"}
-
-
-def _torch_cuda_options() -> dict[str, str]:
-    """Options of the torch backend on CUDA; skips the test without a CUDA build of torch."""
-    if not torch.cuda.is_available():
-        pytest.skip("torch has no CUDA device")
-    return {"backend": "torch", "device": "cuda"}
-
-
 BACKENDS = [
     pytest.param(lambda: {"backend": "torch"}, id="torch"),
-    pytest.param(_cuda_options, id="cupy", marks=pytest.mark.gpu),
-    pytest.param(_torch_cuda_options, id="torch-cuda", marks=pytest.mark.gpu),
+    pytest.param(cupy_options, id="cupy", marks=pytest.mark.gpu),
+    pytest.param(torch_cuda_options, id="torch-cuda", marks=pytest.mark.gpu),
 ]
 
 
@@ -374,20 +356,26 @@ def test_structured_pdhg_matches_numpy(name: str, options: Callable[[], dict[str
     np.testing.assert_allclose(result.x, reference.x, rtol=0, atol=10 * rel)
 
 
-def test_structured_checks_read_back_scalars_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On torch a structured solve copies no vector to the host but the returned x, z, y
-    (the last iterate, or the best one when a limit stops the run): steps, termination
-    tests and restarts read back scalars only."""
+def _count_copies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """The shapes of the vectors ``TorchBackend.to_host`` copies from now on."""
     from cvxprox.backend.torch import TorchBackend  # noqa: PLC0415
 
     copies = []
     to_host = TorchBackend.to_host
 
     def counted(self: TorchBackend, a: object) -> np.ndarray:
-        copies.append(a.shape)
+        copies.append(tuple(a.shape))
         return to_host(self, a)
 
     monkeypatch.setattr(TorchBackend, "to_host", counted)
+    return copies
+
+
+def test_structured_checks_read_back_scalars_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On torch a structured solve copies no vector to the host but the returned x, z, y
+    (the last iterate, or the best one when a limit stops the run): steps, termination
+    tests and restarts read back scalars only."""
+    copies = _count_copies(monkeypatch)
     program = _tv2d()[0]
     result = PDHG_METHOD(program, SolverOptions(eps_abs=EPS, eps_rel=EPS, backend="torch")).solve()
     assert result.status == cp.OPTIMAL and result.iterations > 100
@@ -522,16 +510,7 @@ def _socp() -> cp.Problem:
 def test_cone_checks_read_back_scalars_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """On torch a cone program's termination tests and certificate tests run on the
     device: a solve copies no vector to the host but the returned x, z, y."""
-    from cvxprox.backend.torch import TorchBackend  # noqa: PLC0415
-
-    copies = []
-    to_host = TorchBackend.to_host
-
-    def counted(self: TorchBackend, a: object) -> np.ndarray:
-        copies.append(tuple(a.shape))
-        return to_host(self, a)
-
-    monkeypatch.setattr(TorchBackend, "to_host", counted)
+    copies = _count_copies(monkeypatch)
     prob = _socp()
     prob.solve(solver="NABLAPROX", **PDHG, backend="torch", check_every=1)
     assert prob.status == cp.OPTIMAL and prob.solver_stats.num_iters > 100
@@ -562,21 +541,6 @@ def test_torch_certificates(make: Callable[[], cp.Problem], status: str, dtype: 
     numpy_prob = make()
     numpy_prob.solve(solver="NABLAPROX", **PDHG)
     assert numpy_prob.status == status
-
-
-def _count_copies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
-    """The shapes of the vectors ``TorchBackend.to_host`` copies from now on."""
-    from cvxprox.backend.torch import TorchBackend  # noqa: PLC0415
-
-    copies = []
-    to_host = TorchBackend.to_host
-
-    def counted(self: TorchBackend, a: object) -> np.ndarray:
-        copies.append(tuple(a.shape))
-        return to_host(self, a)
-
-    monkeypatch.setattr(TorchBackend, "to_host", counted)
-    return copies
 
 
 def test_admm_checks_read_back_scalars_only(monkeypatch: pytest.MonkeyPatch) -> None:

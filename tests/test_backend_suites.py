@@ -20,6 +20,7 @@ from collections.abc import Callable
 import cvxpy as cp
 import numpy as np
 import pytest
+from device_options import cupy_options, torch_cuda_options
 
 import cvxprox  # noqa: F401
 from compare.suites import structured, zoo
@@ -59,33 +60,12 @@ def _solve(build: Callable[[], cp.Problem], **options: object) -> tuple[cp.Probl
     return prob, x
 
 
-def _cuda_options() -> dict[str, str]:
-    """Options of the CuPy backend; skips the test without CuPy or a CUDA device."""
-    cupy = pytest.importorskip("cupy")
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError:
-        count = 0
-    if count == 0:
-        pytest.skip("no CUDA device")
-    return {"backend": "cupy", "device": "cuda"}
-
-
-def _torch_cuda_options() -> dict[str, str]:
-    """Options of the torch backend on CUDA; skips the test without a CUDA build of torch."""
-    import torch  # noqa: PLC0415
-
-    if not torch.cuda.is_available():
-        pytest.skip("torch has no CUDA device")
-    return {"backend": "torch", "device": "cuda"}
-
-
 #: The backends checked against NumPy, and their agreement (GPU reductions round
 #: differently: 1e-6 there, as in ``test_backend``).
 BACKENDS = [
     pytest.param(lambda: {"backend": "torch"}, AGREE, id="torch"),
-    pytest.param(_cuda_options, 10 * AGREE, id="cupy", marks=pytest.mark.gpu),
-    pytest.param(_torch_cuda_options, 10 * AGREE, id="torch-cuda", marks=pytest.mark.gpu),
+    pytest.param(cupy_options, 10 * AGREE, id="cupy", marks=pytest.mark.gpu),
+    pytest.param(torch_cuda_options, 10 * AGREE, id="torch-cuda", marks=pytest.mark.gpu),
 ]
 
 
