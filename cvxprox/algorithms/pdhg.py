@@ -373,7 +373,7 @@ class _ConeProblem:
             else:
                 self.P = backend.csr(scaling.P)
         self.c = backend.asarray(scaling.c)
-        self.b = backend.asarray(b)
+        self.b_host, self.b = b, backend.asarray(b)
         rng = np.random.default_rng(_POWER_SEED)
         start = backend.asarray(rng.random(program.n))
         self.norm_K = math.sqrt(_max_eigenvalue(backend, lambda v: self.At @ (self.A @ v), start))
@@ -408,7 +408,8 @@ class _ConeProblem:
         else:
             x, y, omega = backend.zeros(self.program.n), backend.zeros(self.m), None
         if omega is None:
-            omega = _initial_primal_weight(scaling.c, scaling.b)
+            # ||b|| of the rows iterated, bounds excluded (PDLP).
+            omega = _initial_primal_weight(scaling.c, self.b_host)
         return self.point(x, y), omega
 
     def point(self, x: Any, y: Any) -> _Point:
@@ -444,7 +445,9 @@ class _ConeProblem:
         self, it: int, step: _Step, base: _Point, anchor: _Point, best: BestIterate
     ) -> _Check:
         """KKT error of T(base) unscaled, the polisher's schedule, and the certificates
-        of the last step and of the move since the anchor.
+        of the last step and of the move since the anchor. A converged iterate of a
+        polishable program is polished once more, and the polished point (a vertex,
+        accurate to the factorization) is returned when it passes the test too.
 
         On NumPy the iterate is unscaled in float64 on the host; on another backend it is
         unscaled and tested on the device in float64 (``KKTChecker``), and only scalars
@@ -473,6 +476,8 @@ class _ConeProblem:
         best.offer(err, xu, zu, yu)
         settled = self.polisher.settle(it, (xu, zu, yu), err)
         if settled is not None:
+            if err.converged and self.polisher.enabled and not self.polisher.succeeded:
+                settled = self.polisher.attempt(it, zu, yu) or settled
             return _Check(settled[1], settled[0], s.OPTIMAL)
         self.x = xu
         self.dx = sc.unscale_x(side.f64(Tz.x - base.x))
