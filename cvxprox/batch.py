@@ -42,7 +42,7 @@ from cvxprox.cones import (
     ZeroCone,
     cones_from_dims,
 )
-from cvxprox.ir import Program, RowTerm, Term
+from cvxprox.ir import Program, RowTerm, Term, bound_rows
 from cvxprox.linops import BlockDiagonal, Identity
 from cvxprox.prox import (
     GroupL2,
@@ -131,7 +131,13 @@ class ConeLayout:
             if reduced_P.problem_data_index is not None:  # else P == 0 for every value
                 p_indices, p_indptr, _ = reduced_P.problem_data_index
                 self.P_pattern = (np.asarray(p_indices).copy(), np.asarray(p_indptr).copy())
-        self.bound_rows, self.bound_b = _bounds(lower_bounds, upper_bounds, n)
+        self.bound_rows, self.bound_b = bound_rows(
+            *(
+                None if bound is None else np.broadcast_to(np.asarray(bound, float), (n,))
+                for bound in (lower_bounds, upper_bounds)
+            ),
+            n,
+        )
         self.m = self.m_cone + self.bound_rows.shape[0]
 
     def terms(self) -> list[RowTerm]:
@@ -268,24 +274,6 @@ class ConeProgramMap:
                 else np.zeros((batch, *param.shape))
             )
         return grads
-
-
-def _bounds(
-    lower: np.ndarray | None, upper: np.ndarray | None, n: int
-) -> tuple[sp.csr_array, np.ndarray]:
-    """Rows and right-hand sides of ``x - l >= 0`` and ``u - x >= 0`` for finite bounds."""
-    rows, rhs = [], []
-    eye = sp.eye_array(n, format="csr")
-    for bound, sign in ((lower, 1.0), (upper, -1.0)):
-        if bound is None:
-            continue
-        bound = np.broadcast_to(np.asarray(bound, dtype=np.float64), (n,))
-        idx = np.flatnonzero(np.isfinite(bound))
-        rows.append(sign * eye[idx])
-        rhs.append(sign * bound[idx])
-    if not rows:
-        return sp.csr_array((0, n)), np.zeros(0)
-    return sp.csr_array(sp.vstack(rows)), np.concatenate(rhs)
 
 
 def _repeat_cone(cone: Cone, count: int) -> Cone:

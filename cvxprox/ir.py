@@ -2,7 +2,7 @@
 
 Every problem that reaches an algorithm is a ``Program``
 
-    minimize   c'x + 1/2 x'Px + sum_i f_i(A_i x - b_i) + offset
+    minimize   c'x + 1/2 x'Px + sum_i f_i(A_i x - b_i) + offset   subject to  l <= x <= u
 
 with x in R^n. Each term holds a function f_i with a cheap proximal operator
 (``cvxprox.prox``: norms, TV, Huber, ..., and the cones of ``cvxprox.cones``, whose prox
@@ -12,7 +12,8 @@ differences, convolutions, ... matrix-free where the structure allows).
 The methods that factor a matrix (KKT-ADMM, polishing, the LU adjoint) and the cone PDHG
 work on the program's **assembled view** (``Program.assemble``, an ``AssembledProgram``):
 one sparse A, b and a list of cones on consecutive row blocks, over x and the epigraph
-variables of the terms that are not cones (``reductions/cone_form.py``). It is built
+variables of the terms that are not cones (``reductions/cone_form.py``), the variable
+bounds l <= x <= u written as nonnegative-cone rows after them (``bound_rows``). It is built
 once per program; a program made from CVXPY's cone form (``Program.from_rows``) carries
 it from the start, its terms being row blocks of the very matrix CVXPY produced.
 
@@ -74,9 +75,50 @@ class Term:
         return self.op.matvec(x) - self.b
 
 
+def check_bounds(n: int, l: np.ndarray | None, u: np.ndarray | None) -> None:
+    """Raise ValueError naming the first entry j where l_j <= u_j fails (an empty box),
+    or where a bound has the wrong shape, is NaN, or excludes every real value
+    (l_j = +inf, u_j = -inf). ``None`` is no bound."""
+    for name, bound, excluded in (("lower", l, np.inf), ("upper", u, -np.inf)):
+        if bound is None:
+            continue
+        if bound.shape != (n,):
+            raise ValueError(f"the {name} bound has shape {bound.shape}, expected ({n},)")
+        bad = np.flatnonzero(np.isnan(bound) | (bound == excluded))
+        if bad.size:
+            raise ValueError(f"the {name} bound of x[{bad[0]}] is {bound[bad[0]]}")
+    if l is not None and u is not None:
+        empty = np.flatnonzero(l > u)
+        if empty.size:
+            j = empty[0]
+            raise ValueError(
+                f"variable bounds {l[j]} <= x[{j}] <= {u[j]} admit no value (lower > upper)"
+            )
+
+
+def bound_rows(
+    l: np.ndarray | None, u: np.ndarray | None, n: int
+) -> tuple[sp.csc_array, np.ndarray]:
+    """The variable bounds as rows B x - d >= 0: ``x_j - l_j >= 0`` for each finite l_j,
+    then ``u_j - x_j >= 0`` for each finite u_j. B has shape (k, n), d shape (k,)."""
+    cols, vals, rhs = [], [], []
+    for bound, sign in ((l, 1.0), (u, -1.0)):
+        if bound is None:
+            continue
+        idx = np.flatnonzero(np.isfinite(bound))
+        cols.append(idx)
+        vals.append(np.full(idx.size, sign))
+        rhs.append(sign * bound[idx])
+    if not cols:
+        return sp.csc_array((0, n)), np.zeros(0)
+    col = np.concatenate(cols)
+    B = sp.csc_array((np.concatenate(vals), (np.arange(col.size), col)), shape=(col.size, n))
+    return B, np.concatenate(rhs)
+
+
 @dataclass
 class Program:
-    """minimize c'x + 1/2 x'Px + sum_i f_i(A_i x - b_i) + offset.
+    """minimize c'x + 1/2 x'Px + sum_i f_i(A_i x - b_i) + offset subject to l <= x <= u.
 
     Dual variables y_i lie in the subdifferential of f_i at z_i = A_i x - b_i, so the
     optimality conditions read
@@ -92,6 +134,11 @@ class Program:
         Solved on the assembled view (``solve_assembled``).
     offset : float
         Constant added to the objective.
+    l, u : ndarray, shape (n,), or None
+        Variable bounds l <= x <= u (entries -inf, +inf where there is none); None means
+        no bound on that side. l <= u entrywise (``check_bounds``). The assembled view
+        writes them as nonnegative-cone rows after the terms' (``bound_rows``); the
+        methods on the terms do not take them yet (``compile.choose_structured_algorithm``).
     solve_assembled : bool
         Solve the assembled view with the cone methods rather than the terms with the
         structured ones: set for CVXPY's cone form and for lowerings whose structure
@@ -103,6 +150,8 @@ class Program:
     _: KW_ONLY
     P: sp.csc_array | None = None
     offset: float = 0.0
+    l: np.ndarray | None = None
+    u: np.ndarray | None = None
     solve_assembled: bool = False
     _assembled: AssembledProgram | None = field(default=None, repr=False, compare=False)
 
@@ -115,6 +164,14 @@ class Program:
                 )
         if self.P is not None and self.P.shape != (self.n, self.n):
             raise ValueError(f"P has shape {self.P.shape}, expected ({self.n}, {self.n})")
+        check_bounds(self.n, self.l, self.u)
+
+    @property
+    def has_bounds(self) -> bool:
+        """Whether some variable has a finite bound."""
+        return any(
+            bound is not None and bool(np.any(np.isfinite(bound))) for bound in (self.l, self.u)
+        )
 
     @classmethod
     def from_rows(
@@ -125,18 +182,31 @@ class Program:
         cones: Sequence[Cone],
         P: sp.csc_array | None = None,
         offset: float = 0.0,
+        l: np.ndarray | None = None,
+        u: np.ndarray | None = None,
     ) -> Program:
         """The program of ``A x - b in K_1 x K_2 x ...`` (the cones on consecutive rows),
-        with its assembled view made of A itself: each term's operator is a row block of
-        A (``MatrixRows``, sliced only when used), so nothing is copied."""
-        view = AssembledProgram(c, A, b, _row_terms(cones), P, offset)
+        ``l <= x <= u``, with its assembled view made of A itself (and the bound rows
+        after it, when there are bounds): each term's operator is a row block of that
+        matrix (``MatrixRows``, sliced only when used), so A is not copied without bounds."""
+        check_bounds(c.shape[0], l, u)
+        row_terms = _row_terms(cones)
+        B, d = bound_rows(l, u, c.shape[0])
+        if B.shape[0]:
+            A = sp.csc_array(sp.vstack([A, B]))
+            b = np.concatenate([b, d])
+            row_terms.append(RowTerm(NonnegCone(B.shape[0]), slice(b.size - d.size, b.size)))
+        view = AssembledProgram(c, A, b, row_terms, P, offset)
+        term_rows = [t.rows for t in row_terms[: len(cones)]]
         terms = [
             Term(t.function, MatrixRows(A, t.rows), b[t.rows], t.function.describe())
-            for t in view.terms
+            for t in row_terms[: len(cones)]
         ]
-        program = cls(c, terms, P=P, offset=offset, solve_assembled=True)
-        view.term_rows = [t.rows for t in view.terms]
+        program = cls(c, terms, P=P, offset=offset, l=l, u=u, solve_assembled=True)
+        view.term_rows = term_rows
         view.n_program = view.n
+        if B.shape[0]:
+            view.bound_rows = row_terms[-1].rows
         program._assembled = view
         return program
 
@@ -163,7 +233,10 @@ class Program:
 
     def objective(self, x: np.ndarray) -> float:
         """c'x + 1/2 x'Px + sum_i f_i(A_i x - b_i) + offset (inf outside an indicator's
-        set)."""
+        set or the bounds, with the cones' tolerance)."""
+        B, d = bound_rows(self.l, self.u, self.n)
+        if d.size and NonnegCone(d.size)(B @ x - d) == np.inf:
+            return np.inf
         value = float(self.c @ x) + self.offset
         if self.P is not None:
             value += 0.5 * float(x @ (self.P @ x))
@@ -174,7 +247,8 @@ class Program:
     def describe(self) -> str:
         """One line per term: function, operator, shape."""
         nnz = "" if self.P is None else f", nnz(P)={self.P.nnz}"
-        lines = [f"Program: n={self.n} variables, {len(self.terms)} terms{nnz}"]
+        bounds = ", bounds l <= x <= u" if self.has_bounds else ""
+        lines = [f"Program: n={self.n} variables, {len(self.terms)} terms{nnz}{bounds}"]
         for t in self.terms:
             lines.append(
                 f"  {t.function.describe():<16} of {t.op.describe():<40} "
@@ -243,6 +317,9 @@ class AssembledProgram:
     term_rows : list of slice or None
         For each term of the Program, the rows that hold it one for one (a cone), or None
         (a term written through epigraph variables); empty for a view built directly.
+    bound_rows : slice or None
+        The nonnegative-cone rows that hold the Program's variable bounds
+        (``bound_rows(l, u, n)``: x_j - l_j >= 0, then u_j - x_j >= 0), or None.
     n_program : int
         The Program's number of variables: x is the first ``n_program`` entries, the
         epigraph variables follow.
@@ -255,6 +332,7 @@ class AssembledProgram:
     P: sp.csc_array | None = None
     offset: float = 0.0
     term_rows: list[slice | None] = field(default_factory=list)
+    bound_rows: slice | None = None
     n_program: int = -1
     cone: ProductCone = field(init=False, repr=False)
 

@@ -68,8 +68,9 @@ class ParamProxProgram:
     def apply_parameters(self) -> Program:
         """Evaluate the affine map at the parameters' current values.
 
-        Variable bounds (CVXPY's ``bounds=`` attribute, kept as bounds by the chain)
-        become nonnegative-cone rows after the cone rows.
+        Variable bounds (CVXPY's ``bounds=`` attribute, kept as bounds by the chain) are
+        the program's l <= x <= u; its assembled view writes them as rows after the cone
+        rows, so the duals of the user's constraints keep their positions.
         """
         prog = self.cone_prog
         if prog.P is None:
@@ -82,13 +83,17 @@ class ParamProxProgram:
         b = -np.asarray(b, dtype=np.float64)
         if not np.all(np.isfinite(b)):
             A, b = self._drop_vacuous_rows(A, b)
-        cones = list(self.cones)
-        bound_rows, bound_b = _bound_rows(prog.lower_bounds, prog.upper_bounds, A.shape[1])
-        if bound_rows.shape[0]:
-            cones.append(NonnegCone(bound_rows.shape[0]))
-            A = sp.csc_array(sp.vstack([A, bound_rows]))
-            b = np.concatenate([b, bound_b])
-        program = Program.from_rows(np.asarray(c, dtype=np.float64), A, b, cones, P, float(d))
+        n = A.shape[1]
+        program = Program.from_rows(
+            np.asarray(c, dtype=np.float64),
+            A,
+            b,
+            self.cones,
+            P,
+            float(d),
+            l=_bound(prog.lower_bounds, n, "lower"),
+            u=_bound(prog.upper_bounds, n, "upper"),
+        )
         program.check_finite()
         return program
 
@@ -129,33 +134,14 @@ class ParamProxProgram:
         return A, b
 
 
-def _bound_rows(
-    lower: np.ndarray | None, upper: np.ndarray | None, n: int
-) -> tuple[sp.csc_array, np.ndarray]:
-    """Rows of ``x - l >= 0`` and ``u - x >= 0`` for the finite variable bounds.
-
-    They are appended after the cone rows as one nonnegative-cone term, so the duals of
-    the user's constraints keep their positions.
-    """
-    rows, cols, vals, rhs = [], [], [], []
-    for bound, sign in ((lower, 1.0), (upper, -1.0)):
-        if bound is None:
-            continue
-        bound = np.broadcast_to(np.asarray(bound, dtype=np.float64), (n,))
-        if np.any(np.isnan(bound)):
-            raise ValueError("a variable bound is NaN")
-        idx = np.flatnonzero(np.isfinite(bound))
-        rows.append(np.arange(len(idx)) + sum(len(r) for r in rows))
-        cols.append(idx)
-        vals.append(np.full(len(idx), sign))
-        rhs.append(sign * bound[idx])
-    if not rows:
-        return sp.csc_array((0, n)), np.zeros(0)
-    count = sum(len(r) for r in rows)
-    matrix = sp.csc_array(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(count, n)
-    )
-    return matrix, np.concatenate(rhs)
+def _bound(bound: np.ndarray | None, n: int, side: str) -> np.ndarray | None:
+    """CVXPY's lower or upper variable bounds as an array of shape (n,), or None."""
+    if bound is None:
+        return None
+    bound = np.broadcast_to(np.asarray(bound, dtype=np.float64), (n,)).copy()
+    if np.any(np.isnan(bound)):
+        raise ValueError(f"a {side} variable bound is NaN")
+    return bound
 
 
 @dataclass

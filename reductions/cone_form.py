@@ -20,7 +20,8 @@ written as cones over x and epigraph variables t, r, with u = A x - b:
 
 (the exponential cone in CVXPY's order: y exp(x/y) <= z, so (t, u, 1) in K_exp is
 t <= -u log u). The rows of constraint terms are kept one for one, so their duals are
-read from the same rows as in the structured form.
+read from the same rows as in the structured form. The variable bounds l <= x <= u
+follow as one nonnegative-cone block (``ir.bound_rows``; the view's ``bound_rows``).
 
 In NABLAPROX's chain, solving a lowering's assembled view is the step
 ``ConeFormReduction`` after the structured lowering (``reductions/dispatch.py``): its
@@ -37,7 +38,7 @@ import scipy.sparse as sp
 from cvxpy.reductions.reduction import Reduction
 
 from cvxprox.cones import Cone, ExpCone, NonnegCone, ZeroCone
-from cvxprox.ir import AssembledProgram, Program, RowTerm
+from cvxprox.ir import AssembledProgram, Program, RowTerm, bound_rows
 from cvxprox.prox import NegEntropy, Norm1, Pos, Quadratic, SumSquares
 from cvxprox.reductions.solver_io import ProgramSolution
 
@@ -181,7 +182,8 @@ def has_cone_form(program: Program) -> bool:
 
 def assemble(program: Program) -> AssembledProgram:
     """The assembled view of ``program`` (the module docstring's rows), over x and then
-    the epigraph variables; its ``term_rows`` locate the program's cone terms.
+    the epigraph variables; its ``term_rows`` locate the program's cone terms, its
+    ``bound_rows`` the variable bounds.
 
     Raises ValueError naming the first term whose function has no cone form here.
     """
@@ -233,6 +235,8 @@ def assemble(program: Program) -> AssembledProgram:
             b3[1::3] = b
             b3[2::3] = -1.0
             rows.add(A3, b3, ExpCone(k), (3 * np.arange(k), t + np.arange(k), np.ones(k)))
+    B, d = bound_rows(program.l, program.u, n)
+    bounds = rows.add(sp.csr_array(B), d, NonnegCone(d.size)) if d.size else None
     A_all, b_all, terms = rows.assemble()
     c_all = np.concatenate([c, *c_aux])
     if program.P is not None:
@@ -245,6 +249,7 @@ def assemble(program: Program) -> AssembledProgram:
         P=quad.matrix(c_all.size),
         offset=float(program.offset) + quad.offset,
         term_rows=term_rows,
+        bound_rows=bounds,
         n_program=n,
     )
 

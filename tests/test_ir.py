@@ -78,3 +78,90 @@ def test_bad_programs_are_named() -> None:
         huber.assemble()
     with pytest.raises(TypeError):
         Program(np.zeros(3), [], None)  # P, offset are keyword-only
+
+
+def test_bounds_are_validated_and_named() -> None:
+    with pytest.raises(ValueError, match=r"2.0 <= x\[1\] <= 1.0 admit no value"):
+        Program(np.zeros(3), [], l=np.array([0.0, 2.0, -np.inf]), u=np.array([1.0, 1.0, 0.0]))
+    with pytest.raises(ValueError, match=r"lower bound has shape \(2,\), expected \(3,\)"):
+        Program(np.zeros(3), [], l=np.zeros(2))
+    with pytest.raises(ValueError, match=r"upper bound of x\[0\] is nan"):
+        Program(np.zeros(3), [], u=np.array([np.nan, 0.0, 0.0]))
+    with pytest.raises(ValueError, match=r"lower bound of x\[2\] is inf"):
+        Program(np.zeros(3), [], l=np.array([0.0, 0.0, np.inf]))
+    with pytest.raises(ValueError, match="admit no value"):
+        Program.from_rows(
+            np.zeros(1), sp.csc_array((0, 1)), np.zeros(0), [], l=np.ones(1), u=np.zeros(1)
+        )
+    free = Program(np.zeros(2), [], l=np.full(2, -np.inf), u=np.full(2, np.inf))
+    assert not free.has_bounds and free.assemble().bound_rows is None
+
+
+def test_bounds_are_rows_of_the_view_after_the_terms() -> None:
+    """min 0.5 |M x - g|_1 + c'x, x >= 0 (a term), -0.3 <= x <= 0.4 (bounds; x[2] free
+    above): the view's last block is x - l >= 0 then u - x >= 0, and its solution is
+    Clarabel's."""
+    import cvxpy as cp  # noqa: PLC0415
+
+    n = 4
+    M, g, c = RNG.standard_normal((6, n)), RNG.standard_normal(6), RNG.standard_normal(n)
+    l, u = np.full(n, -0.3), np.array([0.4, 0.4, np.inf, 0.4])
+    program = Program(
+        c,
+        [
+            Term(Norm1(6, 0.5), MatrixOp(M), g, "fit"),
+            Term(NonnegCone(2), MatrixOp(np.eye(n)[:2]), np.zeros(2), "x[:2] >= 0"),
+        ],
+        l=l,
+        u=u,
+    )
+    assert program.has_bounds and "bounds l <= x <= u" in program.describe()
+    assert program.objective(np.full(n, 0.5)) == np.inf
+    view = program.assemble()
+    rows = view.bound_rows
+    assert rows == view.terms[-1].rows and rows.stop == view.m and rows.start - rows.stop == -7
+    assert isinstance(view.terms[-1].function, NonnegCone)
+    x = RNG.standard_normal(view.n)
+    np.testing.assert_allclose(
+        view.A[rows] @ x - view.b[rows], np.r_[x[:n] - l, (u - x[:n])[[0, 1, 3]]], rtol=1e-14
+    )
+    program.solve_assembled = True
+    options = SolverOptions.from_kwargs({"eps_abs": 1e-9, "eps_rel": 1e-9})
+    result = solve_program(program, options)
+    xv = cp.Variable(n)
+    reference = cp.Problem(
+        cp.Minimize(0.5 * cp.norm1(M @ xv - g) + c @ xv),
+        [xv[:2] >= 0, xv >= l, xv[[0, 1, 3]] <= 0.4],
+    )
+    reference.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    assert result.status == "optimal"
+    np.testing.assert_allclose(result.x[:n], xv.value, atol=1e-6)
+    assert program.objective(result.x[:n]) == pytest.approx(reference.value, abs=1e-6)
+
+
+def test_the_methods_on_terms_refuse_bounds() -> None:
+    program = Program(np.ones(2), [Term(Norm1(2), Identity(2), np.zeros(2), "l1")], l=np.zeros(2))
+    with pytest.raises(ValueError, match="variable bounds .* solved on its assembled view"):
+        solve_program(program, SolverOptions.from_kwargs({}))
+
+
+def test_the_bounds_attribute_is_the_programs_bounds() -> None:
+    """CVXPY's ``bounds=`` reaches the cone route's Program as l, u (no term), its view as
+    rows after the cones; the constraint's dual keeps its position and value."""
+    import cvxpy as cp  # noqa: PLC0415
+
+    x = cp.Variable(3, bounds=[np.array([-1.0, 0.0, -np.inf]), 2.0])
+    con = cp.sum(x) <= 1.5
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(x - np.array([3.0, -1.0, 0.5]))), [con])
+    program = problem.get_problem_data("NABLAPROX")[0]["prox_program"]
+    n = program.n
+    assert program.has_bounds and program.l.shape == (n,) and program.u.shape == (n,)
+    view = program.assemble()
+    assert view.bound_rows is not None and view.bound_rows.stop == view.m
+    assert program.m == view.bound_rows.start  # the terms hold the cone rows only
+    problem.solve(solver="NABLAPROX", eps_abs=1e-9, eps_rel=1e-9)
+    # x0 = 2 and x1 = 0 at their bounds, x2 = 1.5 - 2 by the constraint, whose
+    # multiplier is 2 (x2 - 0.5) = -2 with the sign flipped: 2.
+    assert problem.status == "optimal"
+    np.testing.assert_allclose(x.value, [2.0, 0.0, -0.5], atol=1e-6)
+    np.testing.assert_allclose(con.dual_value, 2.0, atol=1e-6)

@@ -223,3 +223,75 @@ def test_pock_chambolle_scaling() -> None:
         np.testing.assert_allclose(
             pc.A.toarray(), np.diag(pc.E) @ program.A.toarray() @ np.diag(pc.D), atol=1e-14
         )
+
+
+def _bounded_lp() -> tuple[cp.Problem, cp.Variable, list]:
+    """An LP whose bounds are written as one-entry rows in several ways: each side of
+    every variable, a scaled row, a negative coefficient and a looser duplicate."""
+    rng = np.random.default_rng(11)
+    m, n = 25, 20
+    A = rng.standard_normal((m, n))
+    x = cp.Variable(n)
+    constraints = [
+        A @ x <= A @ rng.random(n) + rng.random(m),
+        x >= -1,
+        x <= 2,
+        2 * x[:5] <= 3,  # x <= 1.5, tighter than x <= 2
+        x[0] >= -3,  # looser than x >= -1: no multiplier
+        -x[5:10] >= -1.25,  # x <= 1.25
+    ]
+    return cp.Problem(cp.Minimize(rng.standard_normal(n) @ x), constraints), x, constraints
+
+
+def test_one_entry_rows_are_bounds_projected_in_the_primal_step(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The 51 one-entry rows become bounds; x and every constraint's dual (the bound
+    multipliers from the reduced costs, on the tightest row) match Clarabel's."""
+    prob, x, constraints = _bounded_lp()
+    ref_value, ref_x = _reference(prob, x)
+    ref_duals = [np.array(con.dual_value, copy=True) for con in constraints]
+    _pdhg(prob, eps_abs=1e-8, eps_rel=1e-8, verbose=True)
+    assert "bounds: 51 one-entry nonnegative rows projected" in capsys.readouterr().out
+    assert prob.status == cp.OPTIMAL
+    assert prob.value == pytest.approx(ref_value, rel=1e-7)
+    np.testing.assert_allclose(x.value, ref_x, atol=1e-6)
+    for con, ref in zip(constraints, ref_duals, strict=True):
+        np.testing.assert_allclose(con.dual_value, ref, atol=1e-5)
+    assert np.all(constraints[4].dual_value == 0.0)
+
+
+def test_the_bounds_attribute_is_projected() -> None:
+    rng = np.random.default_rng(12)
+    A = rng.standard_normal((15, 10))
+    x = cp.Variable(10, bounds=[-1.0, np.r_[np.full(5, 2.0), np.full(5, np.inf)]])
+    con = A @ x <= A @ rng.random(10) + rng.random(15)
+    prob = cp.Problem(cp.Minimize(rng.standard_normal(10) @ x + cp.sum(x[5:])), [con])
+    ref_value, ref_x = _reference(prob, x)
+    ref_dual = np.array(con.dual_value, copy=True)
+    _pdhg(prob, eps_abs=1e-8, eps_rel=1e-8)
+    assert prob.status == cp.OPTIMAL
+    assert prob.value == pytest.approx(ref_value, rel=1e-7)
+    np.testing.assert_allclose(x.value, ref_x, atol=1e-6)
+    np.testing.assert_allclose(con.dual_value, ref_dual, atol=1e-5)
+
+
+@pytest.mark.parametrize("crossing", [False, True])
+def test_infeasible_by_bounds(crossing: bool) -> None:
+    """0 <= x <= 1 with sum(x) >= 25 > 20: the Farkas certificate takes the bound
+    multipliers; bounds that cross (x_0 >= 1, x_0 <= 0) are left as rows."""
+    x = cp.Variable(20)
+    if crossing:
+        constraints = [x >= 0, x[0] >= 1, x[0] <= 0, cp.sum(x) <= 30]
+    else:
+        constraints = [x >= 0, x <= 1, cp.sum(x) >= 25]
+    prob = cp.Problem(cp.Minimize(cp.sum(x)), constraints)
+    _pdhg(prob)
+    assert prob.status == cp.INFEASIBLE
+    y = [np.atleast_1d(con.dual_value) for con in constraints]
+    assert all(np.all(v >= -1e-12) for v in y)
+    if not crossing:
+        # CVXPY's duals of a Farkas certificate: x >= 0, -x >= -1, sum(x) >= 25 with
+        # y_1 - y_2 + y_3 1 = 0 and 0 - 1'y_2 + 25 y_3 > 0.
+        np.testing.assert_allclose(y[0] - y[1] + y[2], 0.0, atol=1e-6 * np.max(y[2]))
+        assert 25 * y[2][0] - np.sum(y[1]) > 0

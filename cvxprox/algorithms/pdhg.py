@@ -18,6 +18,12 @@ L_h <= sum_i L_i ||A_i||^2) and f_j all other terms, with per-term dual steps
 sigma_j = sigma / ||K_j||^2 (diagonal preconditioning by term: the blocks K_j / ||K_j||
 have norm <= 1, so the stacked scaled operator has ||K~||^2 <= J, the number of blocks).
 
+On a cone program the rows of the nonnegative cones with one nonzero are variable bounds
+l <= x <= u, taken into G as the indicator of the box (PDLP, cuPDLPx): the x-step below
+ends with the projection onto [l, u] (with a diagonal P, G's prox is the projection of
+its unconstrained minimizer, both being separable), and their duals are the bound
+multipliers read from the reduced cost (``_BoundRows``).
+
 One step T: (x, y) -> (x+, y+) (Condat 2013, Vu 2013):
 
     x+   = prox_{tau G}(x - tau (c + grad h(x) + K'y))
@@ -124,7 +130,8 @@ from cvxprox.algorithms.fista import PermutedTerm, TermGroup
 from cvxprox.algorithms.polish import PolishSchedule
 from cvxprox.algorithms.structured import StructuredChecker, TermLayout
 from cvxprox.backend import Backend, get_backend
-from cvxprox.ir import AssembledProgram, Program
+from cvxprox.cones import NonnegCone, ProductCone
+from cvxprox.ir import AssembledProgram, Program, RowTerm
 from cvxprox.scaling import DiagonalScaling, RuizScaling
 
 # Step rule: 1/tau - sigma ||K~||^2 >= _BETA L_h, eta shrunk by _STEP_SAFETY (the power
@@ -222,13 +229,121 @@ class _Check:
     certificate: np.ndarray | None = None
 
 
+class _BoundRows:
+    """The rows of a scaled cone program's nonnegative cones with one nonzero, taken as
+    variable bounds that the primal step projects onto (PDLP, cuPDLPx) instead of rows
+    whose duals are iterated.
+
+    A row ``a x_j - b >= 0`` is the bound x_j >= b / a (a > 0) or x_j <= b / a (a < 0);
+    among the rows on one variable and side the tightest is the bound. Then with the
+    reduced cost g = c + P x + A_K'y_K over the other rows K, the full dual is
+
+        y_K on K,   -max(g_j, 0) / a on x_j's tightest lower row,
+        -max(-g_j, 0) / |a| on its tightest upper row,   0 on every looser row,
+
+    (IR duals of a nonnegative cone are <= 0), so that the dual residual
+    g + sum_rows a_r y_r e_j is the part of g the bounds cannot take: the distance of
+    -g to the normal cone of the box, and b'y gains the bound terms l'max(g, 0) -
+    u'max(-g, 0). With g = A_K'dy_K (no c, P) the same map completes a Farkas direction.
+    Everything is tested on the full rows (``KKTChecker``), so the full point is what the
+    checks, certificates and polishing see.
+
+    A program without such rows, or whose bounds cross (l_j > u_j: an infeasible
+    program, certified on the rows), keeps every row (``active`` False).
+
+    Parameters
+    ----------
+    A : scipy.sparse array, shape (m, n)
+        The scaled stacked operator.
+    b : ndarray, shape (m,)
+    terms : list of RowTerm
+    backend : Backend
+    """
+
+    def __init__(
+        self, A: sp.sparray, b: np.ndarray, terms: list[RowTerm], backend: Backend
+    ) -> None:
+        m, n = A.shape
+        csr = sp.csr_array(A, copy=True)
+        csr.eliminate_zeros()
+        nonneg = np.zeros(m, dtype=bool)
+        for term in terms:
+            if isinstance(term.function, NonnegCone):
+                nonneg[term.rows] = True
+        single = nonneg & (np.diff(csr.indptr) == 1)
+        rows = np.flatnonzero(single)
+        cols, vals = csr.indices[csr.indptr[rows]], csr.data[csr.indptr[rows]]
+        beta = b[rows] / vals if rows.size else np.zeros(0)
+        lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
+        lo_row, hi_row = np.full(n, -1), np.full(n, -1)
+        lower = vals > 0
+        # Assigned in increasing (decreasing) order of the bound, the tightest row of
+        # each variable is the one written last.
+        for side, bound, at, order in (
+            (lower, lo, lo_row, np.argsort(beta[lower], kind="stable")),
+            (~lower, hi, hi_row, np.argsort(-beta[~lower], kind="stable")),
+        ):
+            bound[cols[side][order]] = beta[side][order]
+            at[cols[side][order]] = rows[side][order]
+        self.active = bool(rows.size) and not np.any(lo > hi)
+        self.count = int(rows.size) if self.active else 0
+        if not self.active:
+            return
+        keep = np.flatnonzero(~single)
+        self.A = csr[keep]
+        self.b = b[keep]
+        self.keep = keep
+        kept = []
+        for term in terms:
+            size = int(np.count_nonzero(~single[term.rows]))
+            if isinstance(term.function, NonnegCone):
+                if size:
+                    kept.append(NonnegCone(size))
+            else:
+                kept.append(term.function)
+        self.cone = ProductCone(kept)
+        xp = backend.xp
+        self.xp = xp
+        self.l, self.u = lo, hi
+        self.lo, self.hi = backend.asarray(lo), backend.asarray(hi)
+        self.has_lo = backend.asarray(np.isfinite(lo).astype(np.float64))
+        self.has_hi = backend.asarray(np.isfinite(hi).astype(np.float64))
+        # y_full = S y_K + L max(g, 0) + U max(-g, 0);  A x = S A_K x + B x.
+        select = (np.ones(keep.size), (keep, np.arange(keep.size)))
+        self.S = backend.csr(sp.csr_array(select, shape=(m, keep.size)))
+        j_lo, j_hi = np.flatnonzero(lo_row >= 0), np.flatnonzero(hi_row >= 0)
+        a = np.zeros(m)
+        a[rows] = vals
+        a_lo, a_hi = a[lo_row[j_lo]], a[hi_row[j_hi]]
+        self.L = backend.csr(sp.csr_array((-1.0 / a_lo, (lo_row[j_lo], j_lo)), shape=(m, n)))
+        self.U = backend.csr(sp.csr_array((1.0 / a_hi, (hi_row[j_hi], j_hi)), shape=(m, n)))
+        self.B = backend.csr(sp.csr_array((vals, (rows, cols)), shape=(m, n)))
+
+    def project(self, x: Any) -> Any:
+        """proj_[l, u](x)."""
+        return self.xp.minimum(self.xp.maximum(x, self.lo), self.hi)
+
+    def full_y(self, y: Any, g: Any) -> tuple[Any, Any]:
+        """(y on every row, the change of A'y) from y_K and the reduced cost g."""
+        pos = 0.5 * (g + abs(g))  # max(g, 0), exactly
+        neg = pos - g
+        return self.S @ y + self.L @ pos + self.U @ neg, self.has_hi * neg - self.has_lo * pos
+
+    def full_Ax(self, x: Any, Ax: Any) -> Any:
+        """A x on every row from A_K x."""
+        return self.S @ Ax + self.B @ x
+
+
 class _ConeProblem:
     """A cone program, scaled, on the backend: the PDHG step T and its checks.
 
-    A (m x n) and A' (n x m) are device CSR matrices (``Backend.csr``), c (n,) and b (m,)
-    device vectors in the backend's dtype. A diagonal P = diag(p) is kept as the vector
-    p (n,) and taken by its exact prox (G); any other P as an n x n CSR matrix, linearized
-    (h, with H x = P x).
+    The rows of its nonnegative cones with one nonzero are bounds l <= x <= u
+    (``_BoundRows``): the primal step projects onto them,
+    x+ = proj_[l, u](x - tau (c + A'y)), and A, b, y and the cone are those of the other
+    rows; the checks see every row. A (m x n) and A' (n x m) are device CSR matrices
+    (``Backend.csr``), c (n,) and b (m,) device vectors in the backend's dtype. A
+    diagonal P = diag(p) is kept as the vector p (n,) and taken by its exact prox (G); any
+    other P as an n x n CSR matrix, linearized (h, with H x = P x).
     """
 
     scheme = CONE_SCHEME
@@ -242,8 +357,14 @@ class _ConeProblem:
         self.side = _CheckSide.of(backend, self.checker, scaling, program.b)
         self.polisher = PolishSchedule(program, self.checker, deadline=t0 + options.time_limit)
         self.eps_infeas, self.scaling_iters = options.eps_infeas, options.scaling_iters
-        self.A = backend.csr(scaling.A)
-        self.At = backend.csr(scaling.A.T)
+        self.bounds = _BoundRows(scaling.A, scaling.b, program.terms, backend)
+        if self.bounds.active:
+            A, b, self.cone = self.bounds.A, self.bounds.b, self.bounds.cone
+        else:
+            A, b, self.cone = scaling.A, scaling.b, program.cone
+        self.m = A.shape[0]
+        self.A = backend.csr(A)
+        self.At = backend.csr(A.T)
         self.P = self.p = None
         if program.has_quadratic:
             diagonal = scaling.P.diagonal()
@@ -252,7 +373,7 @@ class _ConeProblem:
             else:
                 self.P = backend.csr(scaling.P)
         self.c = backend.asarray(scaling.c)
-        self.b = backend.asarray(scaling.b)
+        self.b_host, self.b = b, backend.asarray(b)
         rng = np.random.default_rng(_POWER_SEED)
         start = backend.asarray(rng.random(program.n))
         self.norm_K = math.sqrt(_max_eigenvalue(backend, lambda v: self.At @ (self.A @ v), start))
@@ -271,19 +392,24 @@ class _ConeProblem:
             f"scaling: Ruiz x{self.scaling_iters} + Pock-Chambolle (alpha=1), "
             f"cost scale {self.scaling.k:.2e}",
             f"||A|| ~ {self.norm_K:.3e} (power iteration), {quadratic}",
+            f"bounds: {self.bounds.count} one-entry nonnegative rows projected in the primal step",
         ]
 
     def initial(self, warm: dict | None) -> tuple[_Point, float]:
         """The starting point (scaled warm start, else 0) and primal weight."""
         backend, scaling = self.backend, self.scaling
         if warm is not None:
-            x = backend.asarray(scaling.scale_x(warm["x"]))
-            y = backend.asarray(scaling.scale_y(warm["y"]))
+            x = scaling.scale_x(warm["x"])
+            y = scaling.scale_y(warm["y"])
+            if self.bounds.active:
+                x, y = np.clip(x, self.bounds.l, self.bounds.u), y[self.bounds.keep]
+            x, y = backend.asarray(x), backend.asarray(y)
             omega = warm.get("primal_weight")
         else:
-            x, y, omega = backend.zeros(self.program.n), backend.zeros(self.program.m), None
+            x, y, omega = backend.zeros(self.program.n), backend.zeros(self.m), None
         if omega is None:
-            omega = _initial_primal_weight(scaling.c, scaling.b)
+            # ||b|| of the rows iterated, bounds excluded (PDLP).
+            omega = _initial_primal_weight(scaling.c, self.b_host)
         return self.point(x, y), omega
 
     def point(self, x: Any, y: Any) -> _Point:
@@ -298,9 +424,11 @@ class _ConeProblem:
             x = z.x - tau * (self.c + z.Kty + z.Hx)
         else:
             x = z.x - tau * (self.c + z.Kty)
+        if self.bounds.active:
+            x = self.bounds.project(x)
         Ax = self.A @ x
         v = z.y + sigma * (2.0 * Ax - z.Kx - self.b)
-        y = self.program.cone.project_polar(v)
+        y = self.cone.project_polar(v)
         return _Step(_Point(x, y, Ax, self.At @ y, None if self.P is None else self.P @ x))
 
     def residual(self, z: _Point, Tz: _Point, tau: float, sigma: float) -> float:
@@ -317,7 +445,9 @@ class _ConeProblem:
         self, it: int, step: _Step, base: _Point, anchor: _Point, best: BestIterate
     ) -> _Check:
         """KKT error of T(base) unscaled, the polisher's schedule, and the certificates
-        of the last step and of the move since the anchor.
+        of the last step and of the move since the anchor. A converged iterate of a
+        polishable program is polished once more, and the polished point (a vertex,
+        accurate to the factorization) is returned when it passes the test too.
 
         On NumPy the iterate is unscaled in float64 on the host; on another backend it is
         unscaled and tested on the device in float64 (``KKTChecker``), and only scalars
@@ -325,35 +455,50 @@ class _ConeProblem:
         checker, side = self.checker, self.side
         sc, b = side.scaling, side.b
         Tz = step.point
-        xu = sc.unscale_x(side.f64(Tz.x))
-        yu = sc.unscale_y(side.f64(Tz.y))
-        Axu = sc.unscale_z(side.f64(Tz.Kx))
-        zu = self.program.cone.project(Axu - b)
         Px = self.p * Tz.x if self.p is not None else Tz.Hx
+        y, Kx, Kty = Tz.y, Tz.Kx, Tz.Kty
+        if self.bounds.active:
+            g = self.c + Kty if Px is None else self.c + Kty + Px
+            y, dKty = self.bounds.full_y(y, g)
+            Kx, Kty = self.bounds.full_Ax(Tz.x, Kx), Kty + dKty
+        xu = sc.unscale_x(side.f64(Tz.x))
+        yu = sc.unscale_y(side.f64(y))
+        Axu = sc.unscale_z(side.f64(Kx))
+        zu = self.program.cone.project(Axu - b)
         err = checker.kkt_error(
             xu,
             zu,
             yu,
             Axu,
-            sc.unscale_gradient(side.f64(Tz.Kty)),
+            sc.unscale_gradient(side.f64(Kty)),
             None if Px is None else sc.unscale_gradient(side.f64(Px)),
         )
         best.offer(err, xu, zu, yu)
         settled = self.polisher.settle(it, (xu, zu, yu), err)
         if settled is not None:
+            if err.converged and self.polisher.enabled and not self.polisher.succeeded:
+                settled = self.polisher.attempt(it, zu, yu) or settled
             return _Check(settled[1], settled[0], s.OPTIMAL)
         self.x = xu
         self.dx = sc.unscale_x(side.f64(Tz.x - base.x))
-        self.dy = sc.unscale_y(side.f64(Tz.y - base.y))
+        self.dy = sc.unscale_y(side.f64(self._full_direction(Tz, base)))
         status, cert = checker.certificate(self.dx, self.dy, self.eps_infeas, xu)
         if status is None and anchor is not base:
             status, cert = checker.certificate(
                 sc.unscale_x(side.f64(Tz.x - anchor.x)),
-                sc.unscale_y(side.f64(Tz.y - anchor.y)),
+                sc.unscale_y(side.f64(self._full_direction(Tz, anchor))),
                 self.eps_infeas,
                 xu,
             )
         return _Check(err, (xu, zu, yu), status, checker.to_host(cert))
+
+    def _full_direction(self, Tz: _Point, base: _Point) -> Any:
+        """The dual move Tz.y - base.y on every row (``_BoundRows``: the bound rows take
+        the reduced cost A_K'dy of the move)."""
+        dy = Tz.y - base.y
+        if not self.bounds.active:
+            return dy
+        return self.bounds.full_y(dy, Tz.Kty - base.Kty)[0]
 
     def limit(self) -> ConeLimit:
         """What ``finish`` tries when a limit stops the run."""

@@ -214,7 +214,7 @@ class ColumnScaling:
         self.E = 1.0 / col
 
     def scale_program(self, program: Program) -> Program:
-        """The program in x~ = x / E."""
+        """The program in x~ = x / E (bounds l / E <= x~ <= u / E)."""
         E = self.E
         terms = []
         for term in program.terms:
@@ -224,7 +224,8 @@ class ColumnScaling:
             else:
                 scaled = Compose(op, Diagonal(E))
             terms.append(Term(term.function, scaled, term.b, term.label))
-        return Program(E * program.c, terms, offset=program.offset)
+        l, u = (None if bound is None else bound / E for bound in (program.l, program.u))
+        return Program(E * program.c, terms, offset=program.offset, l=l, u=u)
 
 
 def device_terms(program: Program, backend: Backend) -> list[Term]:
