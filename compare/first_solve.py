@@ -5,7 +5,7 @@ Usage (from the repository root)::
     python -m compare.first_solve            # empty kernel cache (the first solve after install)
     python -m compare.first_solve --warm     # kernels already compiled and cached on disk
 
-cvxprox's kernels (``cvxprox/jit/``) are compiled by Numba on their first call and cached on
+cvxprox's kernels (``cvxprox/backend/jit/``) are compiled by Numba on their first call and cached on
 disk. This script points ``NUMBA_CACHE_DIR`` at a new temporary directory, so the cache starts
 empty and nothing outside that directory is read, written or deleted. For each model it runs a
 fresh ``python -m compare.first_solve --child MODEL`` process, which times
@@ -18,7 +18,7 @@ fresh ``python -m compare.first_solve --child MODEL`` process, which times
 * Clarabel's first solve of another fresh copy, in the same process,
 
 and lists the algorithm and the kernels the process compiled or loaded (the Numba dispatchers of
-``cvxprox.jit`` with a signature). Each model gets its own empty cache directory; with
+``cvxprox.backend.jit`` with a signature). Each model gets its own empty cache directory; with
 ``--warm`` a first child fills it and a second one is measured. The table is printed and
 written to ``compare/results/first_solve.md`` (``first_solve_warm.md`` with ``--warm``).
 """
@@ -134,17 +134,17 @@ MODELS: dict[str, Callable] = {
 
 
 def compiled_kernels() -> list[str]:
-    """``module.name`` of every Numba dispatcher in ``cvxprox.jit`` that has a compiled (or
+    """``module.name`` of every Numba dispatcher in ``cvxprox.backend.jit`` that has a compiled (or
     cache-loaded) signature in this process."""
     import importlib
     import pkgutil
 
     from numba.core.registry import CPUDispatcher
 
-    import cvxprox.jit
+    import cvxprox.backend.jit
 
     names = []
-    for info in pkgutil.iter_modules(cvxprox.jit.__path__, "cvxprox.jit."):
+    for info in pkgutil.iter_modules(cvxprox.backend.jit.__path__, "cvxprox.backend.jit."):
         module = sys.modules.get(info.name)
         if module is None:  # never imported: nothing of it ran
             continue
@@ -252,8 +252,8 @@ def report(rows: dict[str, dict], warm: bool, load: tuple[float, float]) -> str:
         "runs in a fresh process: `import cvxprox` after `import cvxpy`; the first and second "
         '`prob.solve(solver="NABLAPROX")` on two fresh copies of the model (CVXPY compile '
         "included); Clarabel's first solve of a third copy in the same process. *kernels*: the "
-        "`cvxprox.jit` kernels the process compiled or loaded (a kernel loaded from the cache "
-        "brings the kernels it calls inside its own code: with a warm cache only the kernels "
+        "`cvxprox.backend.jit` kernels the process compiled or loaded (a kernel loaded from the "
+        "cache brings the kernels it calls inside its own code: with a warm cache only the kernels "
         "called from Python are listed).",
         "",
         *_table(rows),

@@ -117,7 +117,7 @@ def runs(with_torch: bool, time_limit: float, cpu_time_limit: float) -> list[Run
 
 def shape_of(problem: cp.Problem) -> str:
     """``variables / rows / nnz(A)`` of the program NABLAPROX solves."""
-    from cvxprox.solver import PROGRAM  # noqa: PLC0415
+    from cvxprox.interface.solver import PROGRAM  # noqa: PLC0415
 
     program = problem.get_problem_data("NABLAPROX")[0][PROGRAM]
     A = getattr(program, "A", None)  # a structured program has operators, not one A

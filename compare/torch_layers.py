@@ -362,7 +362,7 @@ def no_polishing() -> None:
     it): a polished point meets even 1e-14 tolerances, so with it a run with
     ``max_iters = K`` can stop early (at n = 200, m = 100, B = 8 and K = 2000 it stopped
     after 400 iterations)."""
-    from cvxprox.algorithms import polish  # noqa: PLC0415
+    from cvxprox.solvers.common import polish  # noqa: PLC0415
 
     init = polish.PolishSchedule.__init__
 

@@ -16,10 +16,10 @@ import importlib
 from typing import Any
 
 from cvxprox import atoms
-from cvxprox.compile import CompiledProblem, compile
-from cvxprox.options import SolverOptions
-from cvxprox.solver import NAME as NABLAPROX
-from cvxprox.solver import NablaProx, register
+from cvxprox.interface.inspect import CompiledProblem, compile
+from cvxprox.interface.options import SolverOptions
+from cvxprox.interface.solver import NAME as NABLAPROX
+from cvxprox.interface.solver import NablaProx, register
 
 __version__ = "0.1.0"
 __all__ = [

@@ -44,7 +44,7 @@ from cvxpy.expressions.variable import Variable
 
 from cvxprox.atoms import conv2d as Conv2DAtom
 from cvxprox.atoms import fourier_sample as FourierSampleAtom
-from cvxprox.linops import (
+from cvxprox.operators.linops import (
     Compose,
     Conv2D,
     Convolve1D,
@@ -59,7 +59,7 @@ from cvxprox.linops import (
     VStack,
     walk,
 )
-from cvxprox.linops import (
+from cvxprox.operators.linops import (
     Sum as SumOp,
 )
 

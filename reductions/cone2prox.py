@@ -41,8 +41,8 @@ from cvxpy.reductions.solution import Solution, failure_solution
 from cvxpy.reductions.solvers import utilities
 from cvxpy.reductions.solvers.conic_solvers.conic_solver import ConicSolver
 
-from cvxprox.cones import NonnegCone, cones_from_dims
-from cvxprox.ir import Program
+from cvxprox.functions.cones import NonnegCone, cones_from_dims
+from cvxprox.ir.program import Program
 from cvxprox.reductions.solver_io import ProgramSolution
 
 #: CVXPY's exponential cone order (x, y, z) with y exp(x / y) <= z, which the IR keeps.

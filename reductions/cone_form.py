@@ -37,9 +37,9 @@ import numpy as np
 import scipy.sparse as sp
 from cvxpy.reductions.reduction import Reduction
 
-from cvxprox.cones import Cone, ExpCone, NonnegCone, ZeroCone
-from cvxprox.ir import AssembledProgram, Program, RowTerm, bound_rows
-from cvxprox.prox import NegEntropy, Norm1, Pos, Quadratic, SumSquares
+from cvxprox.functions.cones import Cone, ExpCone, NonnegCone, ZeroCone
+from cvxprox.functions.prox import NegEntropy, Norm1, Pos, Quadratic, SumSquares
+from cvxprox.ir.program import AssembledProgram, Program, RowTerm, bound_rows
 from cvxprox.reductions.solver_io import ProgramSolution
 
 if TYPE_CHECKING:

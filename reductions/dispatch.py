@@ -26,8 +26,8 @@ from cvxpy.problems.problem import Problem
 from cvxpy.reductions.reduction import Reduction
 from cvxpy.reductions.solution import Solution
 
-from cvxprox.ir import Program
-from cvxprox.options import STRUCTURE_MODES
+from cvxprox.interface.options import STRUCTURE_MODES
+from cvxprox.ir.program import Program
 from cvxprox.reductions.affine import NotStructured
 from cvxprox.reductions.cone2prox import ConeProgToProx
 from cvxprox.reductions.cone_form import ConeFormReduction, ParamConeForm, has_cone_form

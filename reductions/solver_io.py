@@ -6,7 +6,7 @@ re-solve with new parameter values, calls only ``solver.apply`` on it, so
 ``apply_parameters`` is where the numbers are refreshed without re-running the chain.
 
 The solver returns a ``ProgramSolution``: the IR's x and y (y in the subdifferential of
-the terms at z = A x - b, see ``cvxprox.ir``), the status, the objective value and the
+the terms at z = A x - b, see ``cvxprox.ir.program``), the status, the objective value and the
 statistics. Each reduction's ``invert`` maps it back one step; the solver knows nothing
 of CVXPY's variables and constraints.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from cvxpy.reductions.solution import Solution
 
 if TYPE_CHECKING:
-    from cvxprox.ir import Program
+    from cvxprox.ir.program import Program
 
 
 class ParametricProgram(Protocol):

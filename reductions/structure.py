@@ -1,7 +1,7 @@
 """StructureToProx: a CVXPY problem -> a Program that keeps its structure.
 
 The objective is split into a weighted sum of terms ``w f(A x - b)`` where f is a
-function with a cheap proximal operator (``cvxprox.prox``) and A an operator
+function with a cheap proximal operator (``cvxprox.functions.prox``) and A an operator
 (``reductions/affine.py``):
 
     norm1 / abs sums -> Norm1          sum_squares, quad_over_lin(., c), square sums -> SumSquares
@@ -63,9 +63,8 @@ from cvxpy.problems.objective import Minimize
 from cvxpy.problems.problem import Problem
 from cvxpy.reductions.dcp2cone.dcp2cone import Dcp2Cone
 
-from cvxprox.algorithms.fista import FISTA
 from cvxprox.atoms import conv2d, fourier_sample
-from cvxprox.cones import (
+from cvxprox.functions.cones import (
     Cone,
     ExpCone,
     NonnegCone,
@@ -74,9 +73,7 @@ from cvxprox.cones import (
     ZeroCone,
     svec_to_mat,
 )
-from cvxprox.ir import Program, Term
-from cvxprox.linops import Compose, FiniteDiff, Gather, Identity, has_fft
-from cvxprox.prox import (
+from cvxprox.functions.prox import (
     TV1D,
     GroupL2,
     Huber,
@@ -94,6 +91,8 @@ from cvxprox.prox import (
     Quadratic,
     SumSquares,
 )
+from cvxprox.ir.program import Program, Term
+from cvxprox.operators.linops import Compose, FiniteDiff, Gather, Identity, has_fft
 from cvxprox.reductions.affine import (
     Affine,
     AffineLowering,
@@ -108,6 +107,7 @@ from cvxprox.reductions.affine import (
     scale,
     stack,
 )
+from cvxprox.solvers.fista import FISTA
 
 # quad_form(u, Q) keeps Q as a dense matrix up to this many entries of u.
 _QUAD_FORM_MAX = 2000
@@ -650,7 +650,7 @@ class StructureLowering:
         """A second-order, exponential or PSD cone constraint as one cone term, its rows
         in CVXPY's cone-form order: (t_i, X_i) per SOC, (x_i, y_i, z_i) per ExpCone, and
         svec((X + X')/2) for ``X >> 0`` (lower triangle column by column, off-diagonal
-        entries times sqrt 2: ``cvxprox.cones.svec_to_mat``)."""
+        entries times sqrt 2: ``cvxprox.functions.cones.svec_to_mat``)."""
         if isinstance(con, PSD):
             part = self._lower(con.args[0])
             k = con.args[0].shape[0]

@@ -7,13 +7,13 @@ import pytest
 import scipy.sparse as sp
 
 import cvxprox  # noqa: F401
-from cvxprox.algorithms.admm import ADMM, _balanced_rho
-from cvxprox.algorithms.anderson import AndersonAcceleration
-from cvxprox.algorithms.base import KKTChecker
-from cvxprox.algorithms.polish import is_polishable, polish
-from cvxprox.ir import AssembledProgram
-from cvxprox.options import SolverOptions
-from cvxprox.scaling import RuizScaling
+from cvxprox.interface.options import SolverOptions
+from cvxprox.ir.program import AssembledProgram
+from cvxprox.solvers.admm.kkt import ADMM, _balanced_rho
+from cvxprox.solvers.common.anderson import AndersonAcceleration
+from cvxprox.solvers.common.kkt_checks import KKTChecker
+from cvxprox.solvers.common.polish import is_polishable, polish
+from cvxprox.solvers.common.scaling import RuizScaling
 
 
 def _program(prob: cp.Problem):

@@ -22,7 +22,7 @@ from cvxpy.tests import solver_test_helpers as sths
 
 import cvxprox
 from cvxprox.backend import Backend, get_backend
-from cvxprox.cones import (
+from cvxprox.functions.cones import (
     Cone,
     ExpCone,
     NonnegCone,
@@ -46,26 +46,7 @@ from test_fista_ladmm import (  # noqa: E402
     _tv2d,
 )
 
-from cvxprox.algorithms.pdhg import PDHG as PDHG_METHOD  # noqa: E402
-from cvxprox.algorithms.split_admm import StructuredADMM  # noqa: E402
-from cvxprox.ir import Program, Term  # noqa: E402
-from cvxprox.linops import (  # noqa: E402
-    BlockDiagonal,
-    Compose,
-    Conv2D,
-    Convolve1D,
-    Diagonal,
-    FiniteDiff,
-    FourierSample,
-    Gather,
-    Identity,
-    MatrixOp,
-    ScalarMultiple,
-    Sum,
-    VStack,
-)
-from cvxprox.options import SolverOptions  # noqa: E402
-from cvxprox.prox import (  # noqa: E402
+from cvxprox.functions.prox import (  # noqa: E402
     Box,
     GroupL2,
     Huber,
@@ -81,6 +62,25 @@ from cvxprox.prox import (  # noqa: E402
     Simplex,
     SumSquares,
 )
+from cvxprox.interface.options import SolverOptions  # noqa: E402
+from cvxprox.ir.program import Program, Term  # noqa: E402
+from cvxprox.operators.linops import (  # noqa: E402
+    BlockDiagonal,
+    Compose,
+    Conv2D,
+    Convolve1D,
+    Diagonal,
+    FiniteDiff,
+    FourierSample,
+    Gather,
+    Identity,
+    MatrixOp,
+    ScalarMultiple,
+    Sum,
+    VStack,
+)
+from cvxprox.solvers.admm.split import StructuredADMM  # noqa: E402
+from cvxprox.solvers.pdhg import PDHG as PDHG_METHOD  # noqa: E402
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 PDHG = {

@@ -24,9 +24,9 @@ from device_options import cupy_options, torch_cuda_options
 
 import cvxprox  # noqa: F401
 from compare.suites import structured, zoo
-from cvxprox.algorithms.admm import ADMM
-from cvxprox.options import SolverOptions
-from cvxprox.solver import PROGRAM
+from cvxprox.interface.options import SolverOptions
+from cvxprox.interface.solver import PROGRAM
+from cvxprox.solvers.admm.kkt import ADMM
 
 pytest.importorskip("torch")
 
@@ -87,7 +87,7 @@ def test_backend_matches_numpy(
 
 @pytest.mark.parametrize("name", ["lp", "markowitz", "robust_lp", "nearest_correlation", "mpc"])
 def test_admm_plain_loop_matches_compiled(name: str) -> None:
-    """ADMM's plain loop (the reference of ``cvxprox.jit.admm.admm_iterations``) on NumPy:
+    """ADMM's plain loop (the reference of ``cvxprox.backend.jit.admm.admm_iterations``) on NumPy:
     the compiled loop's iteration count and, at tight tolerances, its point to 1e-7."""
     prob = zoo.MODELS[name](0)
     data, _, _ = prob.get_problem_data("NABLAPROX")

@@ -8,12 +8,12 @@ import pytest
 from cvxpy.reductions.reduction import Reduction
 
 import cvxprox
-from cvxprox.ir import Program
+from cvxprox.interface.solver import PROGRAM
+from cvxprox.ir.program import Program
 from cvxprox.reductions.cone2prox import ParamProxProgram
 from cvxprox.reductions.cone_form import ParamConeForm
 from cvxprox.reductions.dispatch import ParamStructuredProgram, ProxOrCone
 from cvxprox.reductions.solver_io import ProgramSolution
-from cvxprox.solver import PROGRAM
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 EPS = {"eps_abs": 1e-9, "eps_rel": 1e-9}

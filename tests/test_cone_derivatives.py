@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cvxprox.cones import (
+from cvxprox.functions.cones import (
     Cone,
     ExpCone,
     NonnegCone,

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 import cvxprox
-from cvxprox.ir import AssembledProgram
+from cvxprox.ir.program import AssembledProgram
 from cvxprox.reductions.cone_form import has_cone_form
 from cvxprox.reductions.structure import StructureLowering
 

@@ -1,4 +1,4 @@
-"""Tests for cvxprox.cones: Euclidean projections onto CVXPY's cones.
+"""Tests for cvxprox.functions.cones: Euclidean projections onto CVXPY's cones.
 
 A point p is the projection of v onto a closed convex cone K exactly when p in K, v - p in the
 polar cone K° = -K* and <p, v - p> = 0 (Moreau). Every cone is checked for these three properties
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from cvxpy.utilities.psd_utils import TriangleKind, tri_to_full
 
-from cvxprox.cones import (
+from cvxprox.functions.cones import (
     Cone,
     ExpCone,
     NonnegCone,
@@ -30,7 +30,7 @@ from cvxprox.cones import (
     mat_to_svec,
     svec_to_mat,
 )
-from cvxprox.prox import ProxFunction
+from cvxprox.functions.prox import ProxFunction
 
 TOL = 1e-10  # relative tolerance of the Moreau checks
 SOC_SIZES = [1, 2, 3, 5, 3, 10, 1, 5]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cvxprox.compile import solve_program
-from cvxprox.cones import (
+from cvxprox.diff import ImplicitAdjoint, ResidualMap, prox_jacobian, prox_map
+from cvxprox.functions.cones import (
     ExpCone,
     NonnegCone,
     PowCone3D,
@@ -17,11 +17,11 @@ from cvxprox.cones import (
     SecondOrderCone,
     ZeroCone,
 )
-from cvxprox.diff import ImplicitAdjoint, ResidualMap, prox_jacobian, prox_map
-from cvxprox.ir import Program, Term
-from cvxprox.linops import Identity, MatrixOp
-from cvxprox.options import SolverOptions
-from cvxprox.prox import GroupL2, Huber, Norm1, Norm2, Pos, SumSquares
+from cvxprox.functions.prox import GroupL2, Huber, Norm1, Norm2, Pos, SumSquares
+from cvxprox.interface.options import SolverOptions
+from cvxprox.ir.program import Program, Term
+from cvxprox.operators.linops import Identity, MatrixOp
+from cvxprox.solvers.select import solve_program
 
 # Clarabel reaches 1e-12 on the cone programs; 1e-10 on the group-norm programs.
 CLARABEL_CONES = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12}

@@ -6,11 +6,11 @@ import cvxpy as cp
 import numpy as np
 import pytest
 
-from cvxprox.algorithms.fista import FISTA
-from cvxprox.algorithms.pdhg import PDHG
-from cvxprox.cones import NonnegCone, ZeroCone
-from cvxprox.ir import Program, Term
-from cvxprox.linops import (
+from cvxprox.functions.cones import NonnegCone, ZeroCone
+from cvxprox.functions.prox import Box, GroupL2, Huber, Logistic, Norm1, Norm2, SumSquares
+from cvxprox.interface.options import SolverOptions
+from cvxprox.ir.program import Program, Term
+from cvxprox.operators.linops import (
     Compose,
     Convolve1D,
     FiniteDiff,
@@ -19,8 +19,8 @@ from cvxprox.linops import (
     MatrixOp,
     VStack,
 )
-from cvxprox.options import SolverOptions
-from cvxprox.prox import Box, GroupL2, Huber, Logistic, Norm1, Norm2, SumSquares
+from cvxprox.solvers.fista import FISTA
+from cvxprox.solvers.pdhg import PDHG
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 EPS = 1e-7

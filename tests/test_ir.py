@@ -1,4 +1,5 @@
-"""The one IR (cvxprox/ir.py): a Program of terms f_i(A_i x - b_i), and its assembled view."""
+"""The one IR (cvxprox/ir/program.py): a Program of terms f_i(A_i x - b_i), and its assembled
+view."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cvxprox.compile import solve_program
-from cvxprox.cones import NonnegCone, SecondOrderCone, ZeroCone
-from cvxprox.ir import AssembledProgram, Program, Term
-from cvxprox.linops import Identity, MatrixOp
-from cvxprox.options import SolverOptions
-from cvxprox.prox import Huber, Norm1
+from cvxprox.functions.cones import NonnegCone, SecondOrderCone, ZeroCone
+from cvxprox.functions.prox import Huber, Norm1
+from cvxprox.interface.options import SolverOptions
+from cvxprox.ir.program import AssembledProgram, Program, Term
+from cvxprox.operators.linops import Identity, MatrixOp
+from cvxprox.solvers.select import solve_program
 
 RNG = np.random.default_rng(5)
 

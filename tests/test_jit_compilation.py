@@ -18,8 +18,8 @@ import cvxpy as cp
 import numpy as np
 
 import cvxprox  # noqa: F401
-from cvxprox.algorithms.admm import ADMM
-from cvxprox.jit import admm, cones, equilibrate, residuals
+from cvxprox.solvers.admm.kkt import ADMM
+from cvxprox.backend.jit import admm, cones, equilibrate, residuals
 
 # The compiled ADMM loop, not the plain one that small problems run while it is neither
 # compiled nor cached (test_small_first_solve_skips_the_admm_kernel).
@@ -86,7 +86,7 @@ import json
 
 import cvxprox  # noqa: F401
 from compare.first_solve import _lp
-from cvxprox.jit import admm
+from cvxprox.backend.jit import admm
 
 iterations = []
 for _ in range(2):

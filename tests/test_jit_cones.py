@@ -1,4 +1,5 @@
-"""Tests for cvxprox.jit.cones: the compiled projection against the reference cvxprox.cones.
+"""Tests for cvxprox.backend.jit.cones: the compiled projection against the reference
+cvxprox.functions.cones.
 
 Agreement is checked to 1e-9 relative to max|v| on random points at several scales, on points
 inside K and inside the polar cone K°, on the special regions of the exponential and power
@@ -9,8 +10,10 @@ cones, and on Moreau's characterization of p = Pi_K(v): p in K, v - p in K°, <p
 import numpy as np
 import pytest
 
-from cvxprox import cones as ref
-from cvxprox.cones import (
+from cvxprox.backend.jit import cones as jit
+from cvxprox.backend.jit.cones import cone_layout, project
+from cvxprox.functions import cones as ref
+from cvxprox.functions.cones import (
     Cone,
     ExpCone,
     NonnegCone,
@@ -21,8 +24,6 @@ from cvxprox.cones import (
     ZeroCone,
     mat_to_svec,
 )
-from cvxprox.jit import cones as jit
-from cvxprox.jit.cones import cone_layout, project
 
 RTOL = 1e-9  # agreement with the reference, relative to max|v|
 MOREAU_TOL = 1e-10  # Moreau residuals, relative to ||v||

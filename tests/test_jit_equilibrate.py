@@ -1,12 +1,12 @@
-"""The compiled Ruiz passes (``cvxprox.jit.equilibrate``) against a NumPy reference
+"""The compiled Ruiz passes (``cvxprox.backend.jit.equilibrate``) against a NumPy reference
 written from their definition (the module docstring): dense arrays, one pass at a time."""
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cvxprox.jit import csc_arrays
-from cvxprox.jit.equilibrate import BOUND_RATIO, MAX_SCALE, MIN_SCALE, ruiz_passes
+from cvxprox.backend.jit import csc_arrays
+from cvxprox.backend.jit.equilibrate import BOUND_RATIO, MAX_SCALE, MIN_SCALE, ruiz_passes
 
 
 def _inverse_sqrt(norms: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from cvxprox.jit.ldl import LDLFactor, kkt_upper
+from cvxprox.backend.jit.ldl import LDLFactor, kkt_upper
 
 
 def _quasi_definite(n: int, m: int, seed: int) -> sp.csc_array:

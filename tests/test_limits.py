@@ -25,9 +25,9 @@ import pytest
 from cvxpy.error import ParameterError
 
 import cvxprox
-from cvxprox.algorithms.hybrid import ADMM_BUDGET
-from cvxprox.ir import Program
-from cvxprox.solver import PROGRAM
+from cvxprox.interface.solver import PROGRAM
+from cvxprox.ir.program import Program
+from cvxprox.solvers.hybrid import ADMM_BUDGET
 
 # CVXPY warns on every inaccurate status (user_limit included), which these tests expect.
 pytestmark = pytest.mark.filterwarnings("ignore:Solution may be inaccurate:UserWarning")

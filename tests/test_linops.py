@@ -1,4 +1,5 @@
-"""Tests of cvxprox.linops: products, adjoints, assembled matrices, norm bounds and Grams."""
+"""Tests of cvxprox.operators.linops: products, adjoints, assembled matrices, norm bounds and
+Grams."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import scipy.signal as signal
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from cvxprox.linops import (
+from cvxprox.operators.linops import (
     BlockDiagonal,
     Compose,
     Conv2D,

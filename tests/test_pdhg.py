@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 import cvxprox  # noqa: F401  (registers NABLAPROX)
-from cvxprox.algorithms.pdhg import PDHG, _step_sizes
-from cvxprox.ir import AssembledProgram
-from cvxprox.options import SolverOptions
-from cvxprox.scaling import RuizScaling
-from cvxprox.solver import PROGRAM
+from cvxprox.interface.options import SolverOptions
+from cvxprox.interface.solver import PROGRAM
+from cvxprox.ir.program import AssembledProgram
+from cvxprox.solvers.common.scaling import RuizScaling
+from cvxprox.solvers.pdhg import PDHG, _step_sizes
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 # These tests are about the cone path's PDHG: structure-preserving lowering is off.

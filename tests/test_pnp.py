@@ -18,7 +18,8 @@ torch = pytest.importorskip("torch")
 
 import cvxprox  # noqa: E402,F401  (registers NABLAPROX)
 from cvxprox.atoms import conv2d, fourier_sample  # noqa: E402
-from cvxprox.linops import (  # noqa: E402
+from cvxprox.functions.prox import Norm1  # noqa: E402
+from cvxprox.operators.linops import (  # noqa: E402
     Compose,
     Conv2D,
     Convolve1D,
@@ -33,7 +34,6 @@ from cvxprox.linops import (  # noqa: E402
     Sum,
     VStack,
 )
-from cvxprox.prox import Norm1  # noqa: E402
 from cvxprox.reductions.structure import StructureLowering  # noqa: E402
 from cvxprox.torch.pnp import (  # noqa: E402
     PlugAndPlay,
@@ -60,7 +60,7 @@ def blur_kernel() -> np.ndarray:
 
 
 class L1Prox(torch.nn.Module):
-    """The exact prox of lam ||.||_1 with step 1/rho, by ``cvxprox.prox.Norm1``."""
+    """The exact prox of lam ||.||_1 with step 1/rho, by ``cvxprox.functions.prox.Norm1``."""
 
     def __init__(self, lam: float, rho: float) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""Tests for cvxprox.prox: proximal operators of closed convex functions.
+"""Tests for cvxprox.functions.prox: proximal operators of closed convex functions.
 
 u = prox_{tf}(v) = argmin_u t f(u) + 1/2 ||u - v||^2 exactly when v - u in t df(u). Every function
 is checked against CLARABEL (or scipy.optimize for the smooth ones) solving that problem, against
@@ -16,8 +16,8 @@ import pytest
 from scipy.optimize import brentq, minimize
 from scipy.special import expit
 
-from cvxprox.cones import NonnegCone, ZeroCone
-from cvxprox.prox import (
+from cvxprox.functions.cones import NonnegCone, ZeroCone
+from cvxprox.functions.prox import (
     TV1D,
     Box,
     GroupL2,

@@ -9,22 +9,12 @@ import cvxpy.settings as s
 import numpy as np
 import pytest
 
-from cvxprox.algorithms import xupdate
-from cvxprox.algorithms.base import Algorithm, SolveResult
-from cvxprox.algorithms.split_admm import HQS, StructuredADMM
-from cvxprox.algorithms.xupdate import (
-    CGXUpdate,
-    DenseCholeskyXUpdate,
-    GramXUpdate,
-    NormalOperator,
-    SparseLDLXUpdate,
-    WoodburyXUpdate,
-    make_xupdate,
-)
 from cvxprox.backend import get_backend
-from cvxprox.cones import NonnegCone, ZeroCone
-from cvxprox.ir import Program, Term
-from cvxprox.linops import (
+from cvxprox.functions.cones import NonnegCone, ZeroCone
+from cvxprox.functions.prox import Huber, Norm1, ProxFunction, SumSquares
+from cvxprox.interface.options import SolverOptions
+from cvxprox.ir.program import Program, Term
+from cvxprox.operators.linops import (
     Conv2D,
     Convolve1D,
     Diagonal,
@@ -35,8 +25,19 @@ from cvxprox.linops import (
     MatrixOp,
     ScalarMultiple,
 )
-from cvxprox.options import SolverOptions
-from cvxprox.prox import Huber, Norm1, ProxFunction, SumSquares
+from cvxprox.solvers.admm import xupdate
+from cvxprox.solvers.admm.split import HQS, StructuredADMM
+from cvxprox.solvers.admm.xupdate import (
+    CGXUpdate,
+    DenseCholeskyXUpdate,
+    GramXUpdate,
+    NormalOperator,
+    SparseLDLXUpdate,
+    WoodburyXUpdate,
+    make_xupdate,
+)
+from cvxprox.solvers.common.algorithm import Algorithm
+from cvxprox.solvers.common.result import SolveResult
 
 TIGHT = {"eps_abs": 1e-8, "eps_rel": 1e-8}
 

@@ -10,7 +10,7 @@ import pytest
 
 import cvxprox
 from cvxprox.atoms import conv2d, fourier_sample
-from cvxprox.linops import Conv2D, Convolve1D, FiniteDiff, FourierSample
+from cvxprox.operators.linops import Conv2D, Convolve1D, FiniteDiff, FourierSample
 from cvxprox.reductions.affine import AffineLowering, NotStructured, VariableLayout
 from cvxprox.reductions.structure import StructureLowering
 

@@ -1,4 +1,4 @@
-"""1-D total variation: the exact prox (``TV1D``, Condat's method in ``cvxprox.jit.tv``)
+"""1-D total variation: the exact prox (``TV1D``, Condat's method in ``cvxprox.backend.jit.tv``)
 and its lowering from ``tv(x)`` (``reductions/structure.py``), which lets FISTA solve
 smooth + TV models such as TV deconvolution."""
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import cvxprox
-from cvxprox.jit.tv import tv1d_prox
-from cvxprox.linops import FiniteDiff, Gather, Identity
-from cvxprox.prox import TV1D, Norm1
+from cvxprox.backend.jit.tv import tv1d_prox
+from cvxprox.functions.prox import TV1D, Norm1
+from cvxprox.operators.linops import FiniteDiff, Gather, Identity
 from cvxprox.reductions.structure import StructureLowering
 
 TIGHT = {"tol_gap_abs": 1e-11, "tol_gap_rel": 1e-11, "tol_feas": 1e-11}

@@ -98,7 +98,7 @@ class Backend:
 
         The iterations are vector operations and sparse products too small for threads to
         pay off; on a loaded machine spinning threads make them many times slower (see
-        ``cvxprox.compile.solve_program``, which does the same for BLAS).
+        ``cvxprox.solvers.select.solve_program``, which does the same for BLAS).
         """
         yield
 

@@ -60,7 +60,7 @@ import scipy.sparse.linalg as spla
 
 from cvxprox.diff.jacobian import ProxJacobian, is_equality
 from cvxprox.diff.residual import Matrix, ResidualMap
-from cvxprox.ir import AssembledProgram, Program
+from cvxprox.ir.program import AssembledProgram, Program
 
 ADJOINT_METHODS = ("auto", "reduced", "lu", "lsmr")
 #: Above this many nonzeros in J', "auto" uses LSMR instead of a factorization.

@@ -1,8 +1,8 @@
 """The prox map p = prox_f (step 1) of a term and its Jacobian D = dp/dv.
 
 For a cone indicator (a ``ProxFunction`` too) p is the projection Pi_K and D = DPi_K(v)
-(``Cone.project_derivative`` of ``cvxprox.cones``); for the other prox functions of
-``cvxprox.prox`` D is written out below.
+(``Cone.project_derivative`` of ``cvxprox.functions.cones``); for the other prox functions of
+``cvxprox.functions.prox`` D is written out below.
 Either way D is symmetric with its spectrum in [0, 1]: p is the gradient of the convex
 function ||v||^2/2 - e_f(v) (e_f the Moreau envelope of f) and is nonexpansive. Where p is not
 differentiable (a kink of a norm, the boundary of a cone) an element of Clarke's
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from cvxprox.cones import (
+from cvxprox.functions.cones import (
     Cone,
     ExpCone,
     NonnegCone,
@@ -32,7 +32,7 @@ from cvxprox.cones import (
     SecondOrderCone,
     ZeroCone,
 )
-from cvxprox.prox import (
+from cvxprox.functions.prox import (
     GroupL2,
     Huber,
     Norm1,
@@ -42,7 +42,7 @@ from cvxprox.prox import (
     SumSquares,
 )
 
-#: Prox functions whose prox Jacobian is implemented: every cone of ``cvxprox.cones`` (the
+#: Prox functions whose prox Jacobian is implemented: every cone of ``cvxprox.functions.cones`` (the
 #: projection's Jacobian), diagonal ones (separable functions) and block diagonal ones over
 #: groups (l2 norms: GroupL2, Norm2).
 DIFFERENTIABLE_FUNCTIONS = (

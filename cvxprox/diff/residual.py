@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from cvxprox.cones import Cone
 from cvxprox.diff.jacobian import ProxJacobian, prox_jacobian, prox_map
-from cvxprox.ir import AssembledProgram, Program
-from cvxprox.linops import Identity, LinOp, MatrixOp
-from cvxprox.prox import ProxFunction
+from cvxprox.functions.cones import Cone
+from cvxprox.functions.prox import ProxFunction
+from cvxprox.ir.program import AssembledProgram, Program
+from cvxprox.operators.linops import Identity, LinOp, MatrixOp
 
 #: A block's matrix: dense, sparse CSR, or None for the identity.
 Matrix = np.ndarray | sp.csr_array | None

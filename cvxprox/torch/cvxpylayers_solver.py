@@ -10,7 +10,7 @@ Existing cvxpylayers code switches solver with one argument::
 cvxpylayers canonicalizes the problem with CVXPY's SCS chain, whose cone layout (zero,
 nonneg, soc, psd as scaled lower-triangle svec, exp, 3-D power) is the IR's, evaluates
 the data for a batch of parameters, and hands them to this class: the batch is solved as
-one stacked program (``cvxprox.batch``) and differentiated with the adjoint solve of
+one stacked program (``cvxprox.ir.batch``) and differentiated with the adjoint solve of
 ``cvxprox.diff``. Duals are returned in CVXPY's convention (in the dual cone), so
 cvxpylayers can also return constraint duals.
 """
@@ -25,10 +25,10 @@ from cvxpy import settings as s
 from cvxpy.error import SolverError
 from cvxpylayers.interfaces.base import SolverInterface
 
-from cvxprox.batch import ConeLayout, StackedConeProgram
-from cvxprox.compile import solve_program
 from cvxprox.diff import ImplicitAdjoint
-from cvxprox.options import SolverOptions
+from cvxprox.interface.options import SolverOptions
+from cvxprox.ir.batch import ConeLayout, StackedConeProgram
+from cvxprox.solvers.select import solve_program
 
 
 class NablaProxSolver(SolverInterface):

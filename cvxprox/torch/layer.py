@@ -5,9 +5,9 @@ The layer maps parameter tensors ``theta`` to a solution ``x*(theta)`` of a DPP 
     x*(theta) = argmin  f_0(x; theta)  subject to  f_i(x; theta) <= 0,  ...
 
 and its backward pass returns ``(dx*/dtheta)' g`` for incoming gradients ``g``. The problem
-is compiled once to CVXPY's parametric cone program (``cvxprox.batch.ConeProgramMap``); a
+is compiled once to CVXPY's parametric cone program (``cvxprox.ir.batch.ConeProgramMap``); a
 batch of parameter values becomes one block-diagonal program solved by one vectorized
-NABLAPROX run (``cvxprox.batch.StackedConeProgram``). Gradients come from implicit
+NABLAPROX run (``cvxprox.ir.batch.StackedConeProgram``). Gradients come from implicit
 differentiation of the optimality conditions (``cvxprox.diff``): one adjoint linear
 solve per backward pass, whose memory does not depend on the forward iteration count.
 ``diff="unrolled"`` instead backpropagates through a fixed number of PDHG iterations
@@ -34,10 +34,10 @@ from cvxpy import settings as s
 from cvxpy.error import SolverError
 from cvxpy.expressions.expression import Expression
 
-from cvxprox.batch import ConeProgramMap, StackedConeProgram
-from cvxprox.compile import solve_program
 from cvxprox.diff import ADJOINT_METHODS, ImplicitAdjoint
-from cvxprox.options import STRUCTURE_MODES, SolverOptions
+from cvxprox.interface.options import STRUCTURE_MODES, SolverOptions
+from cvxprox.ir.batch import ConeProgramMap, StackedConeProgram
+from cvxprox.solvers.select import solve_program
 from cvxprox.torch.structured import RouteUnavailable, StructuredRoute
 
 DIFF_MODES = ("implicit", "unrolled")
@@ -456,7 +456,7 @@ def compile_cone_program(problem: cp.Problem) -> tuple[Any, list]:
     Runs the chain's reductions (not the solver) on a copy of the problem, so parameter
     values are not needed and the user's problem keeps its own solver cache.
     """
-    from cvxprox.solver import solving_chain  # noqa: PLC0415
+    from cvxprox.interface.solver import solving_chain  # noqa: PLC0415
 
     fresh = cp.Problem(problem.objective, problem.constraints)
     chain = solving_chain(fresh, enforce_dpp=True, solver_opts={"structure": "never"})

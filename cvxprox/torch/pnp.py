@@ -59,8 +59,8 @@ from cvxpy.expressions.expression import Expression
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from cvxprox.algorithms.xupdate import NormalOperator
-from cvxprox.linops import (
+from cvxprox.functions.prox import SumSquares
+from cvxprox.operators.linops import (
     Compose,
     Conv2D,
     Convolve1D,
@@ -77,9 +77,9 @@ from cvxprox.linops import (
     Sum,
     VStack,
 )
-from cvxprox.prox import SumSquares
 from cvxprox.reductions.affine import NotStructured
 from cvxprox.reductions.structure import StructureLowering
+from cvxprox.solvers.admm.xupdate import NormalOperator
 
 __all__ = ["PlugAndPlay", "torch_maps"]
 
@@ -266,9 +266,9 @@ def torch_maps(op: LinOp, dtype: torch.dtype, device: torch.device) -> tuple[Map
 
 class _GramSolver:
     """(Q + rho I)^{-1} r for Q = T' diag(eig) T with T the identity, the unitary n-D DFT
-    or the orthonormal n-D DCT-II (a ``Gram`` of ``cvxprox.linops``); exact.
+    or the orthonormal n-D DCT-II (a ``Gram`` of ``cvxprox.operators.linops``); exact.
 
-    Arrays are handled transposed, as in ``cvxprox.linops``: vec(X) is the C-order ravel
+    Arrays are handled transposed, as in ``cvxprox.operators.linops``: vec(X) is the C-order ravel
     of X', an array of shape ``shape[::-1]``.
     """
 

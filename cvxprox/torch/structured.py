@@ -3,7 +3,7 @@
 A model such as ``sum_squares(A x - b) + lam * norm1(x)`` lowers (``reductions/structure``)
 to two prox terms on operators, ``SumSquares(A x - b)`` and ``lam Norm1(x)``, instead of a
 cone program with an epigraph variable per entry. This route solves a batch of such
-programs as one block-diagonal ``Program`` (``cvxprox.batch``) with the
+programs as one block-diagonal ``Program`` (``cvxprox.ir.batch``) with the
 structured algorithms (FISTA for smooth + one prox), and differentiates the solution with
 ``cvxprox.diff`` (its reduced saddle-point solve, one per element).
 
@@ -27,7 +27,7 @@ the parameters (DPP), so each parameter takes one of two exact ways:
 
 Problems where neither applies (a large parameter outside the terms' arguments), or whose
 terms have no prox Jacobian here (``DIFFERENTIABLE_FUNCTIONS``) or cannot be stacked over a
-batch (``cvxprox.batch.stackable``: a second-order, exponential or PSD cone term), take
+batch (``cvxprox.ir.batch.stackable``: a second-order, exponential or PSD cone term), take
 the cone route.
 """
 
@@ -47,14 +47,14 @@ from cvxpy.constraints.constraint import Constraint
 from cvxpy.expressions.expression import Expression
 from cvxpy.problems.objective import Minimize
 
-from cvxprox.batch import StackedStructuredProgram, signature, stackable, weight_entries
-from cvxprox.compile import single_threaded_blas, solve_program
 from cvxprox.cvxpy_compat import assign_parameter_value
 from cvxprox.diff import DIFFERENTIABLE_FUNCTIONS, ImplicitAdjoint
-from cvxprox.ir import Program
-from cvxprox.options import SolverOptions
+from cvxprox.interface.options import SolverOptions
+from cvxprox.ir.batch import StackedStructuredProgram, signature, stackable, weight_entries
+from cvxprox.ir.program import Program
 from cvxprox.reductions.affine import NotStructured
 from cvxprox.reductions.structure import Lowered, StructureLowering
+from cvxprox.solvers.select import single_threaded_blas, solve_program
 from cvxprox.torch.expression import evaluate
 
 #: Parameters with at most this many entries may enter anywhere (probed, one lowering each).

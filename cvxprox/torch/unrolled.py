@@ -1,7 +1,7 @@
 """Unrolled differentiation: a fixed number of PDHG iterations written in torch.
 
 For ``diff="unrolled"`` the layer runs, on the stacked batch program of
-``cvxprox.batch.StackedConeProgram`` (minimize c'x + 1/2 x'Px + f_K(A x - b)),
+``cvxprox.ir.batch.StackedConeProgram`` (minimize c'x + 1/2 x'Px + f_K(A x - b)),
 
     x+ = x - tau (c + P x + A' y)
     y+ = Pi_{K°}(y + sigma (A (2 x+ - x) - b)),     Pi_{K°}(w) = w - Pi_K(w),
@@ -16,7 +16,7 @@ solution), which is what training through a fixed schedule needs. The default
 derivative are wanted.
 
 Projections onto the zero and nonnegative cones are torch-native; the others call the
-NumPy projections of ``cvxprox.cones`` with ``Cone.project_derivative`` as their backward.
+NumPy projections of ``cvxprox.functions.cones`` with ``Cone.project_derivative`` as their backward.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from cvxprox.cones import Cone, NonnegCone, ZeroCone
+from cvxprox.functions.cones import Cone, NonnegCone, ZeroCone
 
 if TYPE_CHECKING:
     from cvxprox.torch.layer import CvxproxLayer

@@ -1,0 +1,148 @@
+"""Solution polishing for polyhedral programs (OSQP's polish, in the IR's conventions).
+
+For minimize 1/2 x'Px + c'x subject to A_eq x - b_eq = 0 and A_in x - b_in >= 0, a
+first-order iterate (x, z, y) with y in the polar cone (y_in <= 0) suggests the active
+set: every equality row, and every inequality row whose slack z_i is smaller than its
+multiplier |y_i|. On that set the optimality conditions are linear,
+
+    [P + delta I   A_act'  ] [x ]   [-c    ]
+    [A_act       -delta I  ] [nu] = [b_act ],
+
+solved once with a regularized LDL' factorization and refined iteratively against the
+unregularized system, on the equilibrated data. The polished point is x, y_act = nu,
+y = 0 elsewhere (projected onto the polar cone), and the caller keeps it only if its
+KKT error is acceptable.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import qdldl
+import scipy.sparse as sp
+
+from cvxprox.functions.cones import ZeroCone
+from cvxprox.ir.program import AssembledProgram
+from cvxprox.solvers.common.algorithm import FACTORIZATION_NNZ_LIMIT
+from cvxprox.solvers.common.kkt_checks import KKTChecker
+from cvxprox.solvers.common.scaling import RuizScaling
+from cvxprox.solvers.common.termination import KKTError
+
+_DELTA = 1e-6
+_REFINE_STEPS = 5
+
+
+def is_polishable(program: AssembledProgram) -> bool:
+    """Whether every term is a zero or nonnegative cone (a QP or LP) small enough to factor."""
+    nnz = program.A.nnz + (0 if program.P is None else program.P.nnz)
+    return program.is_polyhedral and nnz <= FACTORIZATION_NNZ_LIMIT
+
+
+def polish(
+    program: AssembledProgram, scaling: RuizScaling, z: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A polished (x, z, y) from the active set that (z, y) suggest, or None on failure.
+
+    ``z`` and ``y`` are the unscaled slack and dual of an iterate; the reduced system is
+    solved on the equilibrated data (``scaling``), where it is far better conditioned,
+    and the result is returned unscaled.
+    """
+    n, m = program.n, program.m
+    active = np.zeros(m, dtype=bool)
+    for term in program.terms:
+        rows = term.rows
+        if isinstance(term.function, ZeroCone):
+            active[rows] = True
+        else:
+            active[rows] = z[rows] < -y[rows]
+    A_act = sp.csc_array(scaling.A[active])
+    k = A_act.shape[0]
+    P = scaling.P if scaling.P is not None else sp.csc_array((n, n))
+    K = sp.block_array([[P, A_act.T], [A_act, None]], format="csc") if k else sp.csc_array(P)
+    regularization = sp.diags_array(np.concatenate([np.full(n, _DELTA), np.full(k, -_DELTA)]))
+    rhs = np.concatenate([-scaling.c, scaling.b[active]])
+    try:
+        factor = qdldl.Solver(sp.csc_array(K + regularization))
+        sol = factor.solve(rhs)
+        for _ in range(_REFINE_STEPS):
+            sol = sol + factor.solve(rhs - K @ sol)
+    except (ValueError, RuntimeError):
+        return None
+    if not np.all(np.isfinite(sol)):
+        return None
+    x = scaling.unscale_x(sol[:n])
+    y_scaled = np.zeros(m)
+    y_scaled[active] = sol[n:]
+    y_new = program.cone.project_polar(scaling.unscale_y(y_scaled))
+    z_new = program.cone.project(program.A @ x - program.b)
+    return x, z_new, y_new
+
+
+class PolishSchedule:
+    """When to try polishing: at checks on a doubling schedule, and once at a limit.
+
+    A polished point is accepted only if it satisfies the termination criteria, so a
+    wrong active set costs one factorization and nothing else. No attempt starts when
+    the previous one took longer than the time left before ``deadline`` (a
+    ``time.perf_counter()`` value; the run's time limit), so that polishing a large
+    problem never carries a run far past its ``time_limit``.
+    """
+
+    def __init__(
+        self,
+        program: AssembledProgram,
+        checker: KKTChecker,
+        first: int = 100,
+        deadline: float = math.inf,
+    ) -> None:
+        self.enabled = is_polishable(program)
+        self.program = program
+        self.checker = checker
+        self.next = first
+        self.deadline = deadline
+        self.attempts = 0
+        self.succeeded = False
+        self._last_seconds = 0.0
+
+    def due(self, iteration: int) -> bool:
+        return self.enabled and iteration >= self.next and self.affordable()
+
+    def affordable(self) -> bool:
+        """Whether an attempt as long as the previous one ends before the deadline."""
+        return time.perf_counter() + self._last_seconds < self.deadline
+
+    def settle(
+        self,
+        iteration: int,
+        point: tuple[np.ndarray, np.ndarray, np.ndarray],
+        kkt: KKTError,
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], KKTError] | None:
+        """Where a run may stop at a check: the iterate itself if it is converged, else a
+        polished point when one is due and converged, else None."""
+        if kkt.converged:
+            return point, kkt
+        if self.due(iteration):
+            return self.attempt(iteration, point[1], point[2])
+        return None
+
+    def attempt(
+        self, iteration: int, z: np.ndarray, y: np.ndarray
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], KKTError] | None:
+        """The polished point and its KKT error if it is converged, else None (z and y
+        may be device arrays: polishing factors on the host)."""
+        self.next = 2 * max(iteration, self.next)
+        self.attempts += 1
+        start = time.perf_counter()
+        z, y = self.checker.to_host(z), self.checker.to_host(y)
+        point = polish(self.program, self.checker.scaling, z, y)
+        self._last_seconds = time.perf_counter() - start
+        if point is None:
+            return None
+        x, z_new, y_new = point
+        prog = self.program
+        Px = None if prog.P is None else prog.P @ x
+        err = self.checker.kkt_error(x, z_new, y_new, prog.A @ x, prog.A.T @ y_new, Px)
+        self.succeeded = err.converged
+        return (point, err) if err.converged else None

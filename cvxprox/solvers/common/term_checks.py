@@ -1,0 +1,205 @@
+"""The termination test of the methods on a Program's terms, and its units.
+
+A Program (``cvxprox.ir.program``) is ``minimize c'x + sum_i f_i(A_i x - b_i)``. Its
+iterates are x (n,), and z, y (m,) stacked over the terms in order (term i owns the rows
+``layout.slices[i]``). The optimality conditions are
+
+    primal:  A x - b - z = 0
+    dual:    c + A'y = 0,        y_i in df_i(z_i),
+
+and the algorithms keep the last condition exactly (y_i comes out of a proximal step at
+z_i). They stop when ``cvxprox.solvers.common.termination``'s test holds, per row and per
+variable:
+
+    |A x - b - z|_i <= eps_abs u_i + eps_rel max(|(A x)_i|, |z_i|, |b_i|)   (a constraint)
+    |c + A'y|_j     <= eps_abs v_j + eps_rel max(|c_j|, |(A'y)_j|)
+    |pobj - dobj|   <= eps_abs w   + eps_rel max(|pobj|, |dobj|, |c'x|, |y'(z + b)|)
+
+(for the rows of any other term, the largest of these over the term's rows: they are
+one function's argument, one quantity in one unit), with pobj = c'x + sum_i f_i(A_i x - b_i)
+and the dual objective
+dobj = -sum_i (f_i*(y_i) + b_i'y_i), where y_i in df_i(z_i) gives the conjugate without
+a formula: f_i*(y_i) = y_i'z_i - f_i(z_i) (Fenchel-Young). The units come from one
+equilibration pass on the operators (``TerminationUnits``): the row unit u_i of a
+constraint (an indicator term) is the norm of row i (exact for matrix, gather and
+diagonal operators, the operator's norm for the rows of a convolution or difference
+operator, whose rows all have about that norm), 1 for the argument of any other term
+(its function fixes its units); the column unit v_j = w ||(E A)_j|| is the norm of
+column j once the rows are divided by their units (from ``gram_diagonal``, else random
+probes), taken over the terms that are not constraints when they use x_j (a constraint
+row can be rescaled freely, so it says nothing of x_j's unit when such a term fixes
+it), over the constraints otherwise; and w = max(||c / ||(E A)_j|| ||_inf, the terms'
+weights) is the objective's; each unit is capped at 1, as in the cone route. Scaling a
+constraint row, a variable or the objective down by any factor scales that entry's
+residual and tolerance alike (up, the relative part keeps the pace).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from cvxprox.interface.options import SolverOptions
+from cvxprox.operators.linops import (
+    Diagonal,
+    Gather,
+    Identity,
+    LinOp,
+    MatrixOp,
+    ScalarMultiple,
+)
+from cvxprox.solvers.admm.xupdate import norm_estimate
+from cvxprox.solvers.common.termination import KKTError, kkt_error
+
+if TYPE_CHECKING:
+    from cvxprox.solvers.common.terms import TermLayout
+
+
+# Operators whose assembled matrix has as many nonzeros as the operator stores: their
+# exact row norms are cheap.
+SPARSE_KINDS = (Diagonal, Gather, Identity, MatrixOp, ScalarMultiple)
+
+
+# Random probes per operator for column norms that diag(A'A) does not give.
+_PROBES = 16
+
+
+class TerminationUnits:
+    """The units u (m,), v (n,), w of the termination test (see the module docstring).
+
+    Parameters
+    ----------
+    layout : TermLayout
+    """
+
+    def __init__(self, layout: TermLayout) -> None:
+        program = layout.program
+        n = program.n
+        row = np.ones(layout.m)
+        # Squared column norms of the other terms' operators and of the normalized rows
+        # of the constraints.
+        objective_sq, col_sq = np.zeros(n), np.zeros(n)
+        weight = 0.0
+        for term, rows in zip(program.terms, layout.slices, strict=True):
+            op, indicator = term.op, term.function.is_indicator
+            if not indicator:
+                weight = max(weight, float(np.max(np.abs(getattr(term.function, "weight", 1.0)))))
+                norms = np.ones(term.size)
+                objective_sq += _column_norms_sq(op)
+            elif isinstance(op, SPARSE_KINDS):
+                M = op.matrix if isinstance(op, MatrixOp) else op.to_sparse()
+                if isinstance(M, np.ndarray):
+                    norms = np.linalg.norm(M, axis=1)
+                    norms = np.where(norms > 0, norms, 1.0)
+                    col_sq += np.einsum("ij,ij->j", M, M / norms[:, None] ** 2)
+                else:
+                    M = sp.csr_array(M)
+                    norms = np.sqrt(np.asarray(M.power(2).sum(axis=1)).ravel())
+                    norms = np.where(norms > 0, norms, 1.0)
+                    scaled = sp.diags_array(1.0 / norms) @ M
+                    col_sq += np.asarray(scaled.power(2).sum(axis=0)).ravel()
+            else:
+                norm = norm_estimate(op) or 1.0
+                norms = np.full(term.size, norm)
+                col_sq += _column_norms_sq(op) / norm**2
+            row[rows] = norms
+        col = np.sqrt(np.where(objective_sq > 0, objective_sq, col_sq))
+        col = np.where(col > 0, col, 1.0)
+        c_scaled = np.abs(program.c) / col
+        w = max(weight, float(np.max(c_scaled, initial=0.0)))
+        self.columns = col
+        w = w if w > 0 else 1.0
+        self.primal = np.minimum(row, 1.0)
+        self.objective = min(w, 1.0)
+        self.dual = np.minimum(w * col, 1.0)
+
+
+def _column_norms_sq(op: LinOp) -> np.ndarray:
+    """||A e_j||^2 for every column j: diag(A'A) when the operator has it, else the mean
+    of (A'g)_j^2 over ``_PROBES`` Gaussian probes g (whose expectation it is; within a
+    factor 2 or so, enough for a unit)."""
+    diag = op.gram_diagonal()
+    if diag is not None:
+        return diag
+    rng = np.random.default_rng(0)
+    total = np.zeros(op.shape[1])
+    for _ in range(_PROBES):
+        total += op.rmatvec(rng.standard_normal(op.shape[0])) ** 2
+    return total / _PROBES
+
+
+class StructuredChecker:
+    """KKT errors of Program iterates (see the module docstring).
+
+    The iterates live where the layout's terms do (``TermLayout(program, backend)``):
+    on a torch or CuPy layout the test runs on the device and reads back scalars only
+    (the units are computed once on the host from the program's own terms).
+
+    Parameters
+    ----------
+    layout : TermLayout
+    options : SolverOptions
+    """
+
+    def __init__(self, layout: TermLayout, options: SolverOptions) -> None:
+        self.layout = layout
+        self.opts = options
+        self.units = TerminationUnits(layout)
+        backend = layout.backend
+        self._c = backend.asarray(layout.program.c)
+        self._primal_unit = backend.asarray(self.units.primal)
+        self._dual_unit = backend.asarray(self.units.dual)
+
+    def evaluate(
+        self,
+        x: np.ndarray,
+        z: np.ndarray,
+        y: np.ndarray,
+        Ax: np.ndarray | None = None,
+        Aty: np.ndarray | None = None,
+    ) -> KKTError:
+        """KKT error at (x, z, y); pass the products A x and A'y when already computed."""
+        layout, program, units = self.layout, self.layout.program, self.units
+        Ax = layout.matvec(x) if Ax is None else Ax
+        Aty = layout.rmatvec(y) if Aty is None else Aty
+        scalar, c = layout.backend.scalar, self._c
+        cx, yzb = scalar(c @ x), scalar(y @ (z + layout.b))
+        argument = Ax - layout.b
+        pobj = cx + self._function_sum(argument)
+        dobj = self._function_sum(z) - yzb
+        return kkt_error(
+            (argument - z, [self._row_magnitude(Ax, z)], self._primal_unit),
+            (c + Aty, [c, Aty], self._dual_unit),
+            (pobj, dobj, [cx, yzb], units.objective),
+            self.opts.eps_abs,
+            self.opts.eps_rel,
+            program.offset,
+        )
+
+    def _row_magnitude(self, Ax: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """max(|(A x)_i|, |z_i|, |b_i|) per row of a constraint; a term's largest of these
+        on every row of any other term (the rows of one function's argument are one
+        quantity, in one unit)."""
+        layout, xp = self.layout, self.layout.backend.xp
+        magnitude = xp.maximum(xp.maximum(xp.abs(Ax), xp.abs(z)), xp.abs(layout.b))
+        for term, rows in zip(layout.terms, layout.slices, strict=True):
+            if not term.function.is_indicator and term.size:
+                magnitude[rows] = xp.max(magnitude[rows])
+        return magnitude
+
+    def _function_sum(self, v: np.ndarray) -> float:
+        """sum_i f_i(v_i) over the terms that are not indicators (v stacked like z).
+
+        With v = A x - b it is the primal objective less c'x: indicators hold only up to
+        the primal tolerance at an approximate solution, so they count 0 and the value is
+        the objective the user's expression has at x. With v = z it gives the dual
+        objective -sum_i (f_i*(y_i) + b_i'y_i) = sum_i (f_i(z_i) - y_i'(z_i + b_i)) for
+        y_i in df_i(z_i) (Fenchel-Young; an indicator's f_i(z_i) = 0, z_i being in its set).
+        """
+        value = 0.0
+        for term, rows in zip(self.layout.terms, self.layout.slices, strict=True):
+            if not term.function.is_indicator:
+                value += term.function(v[rows])
+        return value

@@ -1,0 +1,164 @@
+"""The termination test of every algorithm: per-row, per-column and gap tolerances.
+
+For a program ``minimize 1/2 x'Px + c'x + sum_i f_i(A_i x - b_i)`` (a cone program being
+the case f_i = indicator of K) with iterate x (n,), z (m,), y (m,), the residuals are
+
+    primal  r = A x - b - z                        (m,)  one entry per row
+    dual    d = P x + c + A'y                      (n,)  one entry per variable
+    gap     g = pobj - dobj                        scalar
+
+and each entry is tested against its own tolerance, built from two kinds of scale:
+
+    |r_i| <= eps_abs u_i + eps_rel max(a_i, |z_i|, |b_i|)
+    |d_j| <= eps_abs v_j + eps_rel max(|c_j|, q_j, p_j)
+    |g|   <= eps_abs w   + eps_rel max(|pobj|, |dobj|, |c'x|, |b'y|, x'Px)
+
+* the *magnitudes* of the terms that make up the entry at the current iterate: a_i is
+  (|A| |x|)_i, the sum of the absolute values of the products a_ij x_j (or |(Ax)_i| where
+  the operator has no entrywise absolute value), q_j likewise (|A|'|y|)_j or |(A'y)_j|,
+  p_j = (|P| |x|)_j. A row's tolerance is relative to that row only, so one large
+  right-hand side or one large row loosens nothing else, and the round-off of the row's
+  own sum (about n eps_mach a_i) is always below it;
+* the *units* u (m,), v (n,), w > 0 of the data: the size a residual entry has when the
+  problem is well scaled. With the diagonal equilibration of the program
+  (``cvxprox.solvers.common.scaling``: A^ = E A D, c^ = k D c, P^ = k D P D, b^ = E b) the units are
+  u_i = 1 / E_i, v_j = 1 / (k D_j), w = 1 / k (k = 1 / the largest over the variables of
+  max(|(D c)_j|, max_i |(D P D)_ij|): unlike the iteration's cost scale, not clipped),
+  so that the absolute part of the test is SCS's eps_abs on the equilibrated program,
+  read back in the original units, capped at 1 so that it is never looser than
+  eps_abs itself (eps_abs keeps its absolute meaning on a problem whose rows are
+  large; there the relative part carries the test). The equilibration normalizes
+  rows, columns and the cost, so that multiplying a row, a variable or the objective
+  by 1e-8 .. 1 multiplies that row's (column's, the gap's) residual and tolerance by
+  the same factor, and by 1 .. 1e8 multiplies its residual and the relative part of
+  its tolerance alike: no scale makes the absolute tolerance vacuous (a constant 1e-6
+  would be, against a row scaled by 1e-8).
+
+Every function takes the arrays of any array-API namespace (NumPy, torch, CuPy) and
+returns Python floats. The worst entry of each test is reported (``KKTError``): its
+residual and its tolerance, so that ``residual <= tolerance`` holds for every entry
+exactly when it holds for the reported one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from array_api_compat import array_namespace
+
+
+@dataclass
+class KKTError:
+    """Residuals of the optimality conditions at one iterate, in the original units.
+
+    ``primal``/``primal_tol`` are the residual |r_i| and the tolerance of the row i whose
+    ratio |r_i| / tol_i is largest (likewise ``dual`` for the columns); ``gap`` is
+    |pobj - dobj| and ``gap_tol`` its tolerance.
+    """
+
+    primal: float
+    dual: float
+    gap: float
+    primal_tol: float
+    dual_tol: float
+    gap_tol: float
+    primal_objective: float
+    dual_objective: float
+
+    @property
+    def converged(self) -> bool:
+        return (
+            self.primal <= self.primal_tol
+            and self.dual <= self.dual_tol
+            and (self.gap <= self.gap_tol)
+        )
+
+    @property
+    def normalized(self) -> float:
+        """max of residual / tolerance: below 1 means converged."""
+        return max(
+            _ratio(self.primal, self.primal_tol),
+            _ratio(self.dual, self.dual_tol),
+            _ratio(self.gap, self.gap_tol),
+        )
+
+
+def _ratio(residual: float, tol: float) -> float:
+    """residual / tol, with 0 / 0 = 0 and r / 0 = inf for r > 0."""
+    if tol > 0:
+        return residual / tol
+    return 0.0 if residual == 0 else float("inf")
+
+
+def worst_entry(
+    residual: Any, magnitudes: list[Any], unit: Any, eps_abs: float, eps_rel: float
+) -> tuple[float, float]:
+    """(|r_i|, tol_i) of the entry with the largest |r_i| / tol_i.
+
+    tol_i = eps_abs unit_i + eps_rel max_k |magnitudes[k]_i|. ``residual`` and every
+    magnitude have one shape (k,); ``unit`` has that shape or is a scalar. An empty
+    residual gives (0, 1).
+    """
+    xp = array_namespace(residual)
+    if residual.shape[0] == 0:
+        return 0.0, 1.0
+    r = xp.abs(residual)
+    scale = xp.abs(magnitudes[0])
+    for mag in magnitudes[1:]:
+        scale = xp.maximum(scale, xp.abs(mag))
+    tol = eps_abs * unit + eps_rel * scale
+    # An entry with a zero tolerance passes only when its residual is exactly zero.
+    positive = tol > 0
+    ratio = xp.where(positive, r / xp.where(positive, tol, 1.0), xp.where(r > 0, xp.inf, 0.0))
+    i = int(xp.argmax(ratio))
+    return float(r[i]), float(tol[i])
+
+
+def kkt_error(
+    primal: tuple[Any, list[Any], Any],
+    dual: tuple[Any, list[Any], Any],
+    objectives: tuple[float, float, list[float], float],
+    eps_abs: float,
+    eps_rel: float,
+    offset: float = 0.0,
+) -> KKTError:
+    """The KKTError of an iterate (see the module docstring).
+
+    ``primal`` = (r, [a, z, b], u) and ``dual`` = (d, [c, q, p], v) give the residual
+    vectors, their magnitude vectors and units; ``objectives`` = (pobj, dobj, terms, w)
+    the primal and dual objectives (without ``offset``), the objective terms whose
+    magnitudes scale the gap (c'x, b'y, x'Px) and the gap's unit.
+    """
+    return kkt_error_of_worst(
+        worst_entry(primal[0], primal[1], primal[2], eps_abs, eps_rel),
+        worst_entry(dual[0], dual[1], dual[2], eps_abs, eps_rel),
+        objectives,
+        eps_abs,
+        eps_rel,
+        offset,
+    )
+
+
+def kkt_error_of_worst(
+    primal: tuple[float, float],
+    dual: tuple[float, float],
+    objectives: tuple[float, float, list[float], float],
+    eps_abs: float,
+    eps_rel: float,
+    offset: float = 0.0,
+) -> KKTError:
+    """``kkt_error`` given the worst entries (|r_i|, tol_i) and (|d_j|, tol_j) already
+    (``worst_entry``'s, or a compiled pass's that computes the same)."""
+    pobj, dobj, terms, w = objectives
+    gap_scale = max([abs(pobj), abs(dobj)] + [abs(t) for t in terms])
+    return KKTError(
+        primal=primal[0],
+        dual=dual[0],
+        gap=abs(pobj - dobj),
+        primal_tol=primal[1],
+        dual_tol=dual[1],
+        gap_tol=eps_abs * w + eps_rel * gap_scale,
+        primal_objective=pobj + offset,
+        dual_objective=dobj + offset,
+    )

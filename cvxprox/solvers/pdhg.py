@@ -1,0 +1,885 @@
+"""Restarted primal-dual hybrid gradient (PDHG) for assembled cone programs and Programs.
+
+Both program kinds are  minimize_x c'x + G(x) + h(x) + sum_j f_j(K_j x - b_j),  with G taken
+by its prox, h by its gradient and each f_j through its conjugate, i.e. the saddle-point
+problem
+
+    min_x max_y  c'x + G(x) + h(x) + sum_j y_j'(K_j x - b_j) - f_j*(y_j).
+
+A cone program (``AssembledProgram``: minimize c'x + 1/2 x'Px subject to Ax - b in K, scaled by
+``cvxprox.solvers.common.scaling``) has one f = the indicator of K, whose conjugate prox is
+the polar projection proj_{K°} (Moreau: prox_{sigma f*}(v) = v - proj_K(v) = proj_{K°}(v)),
+G(x) = 1/2 x'diag(p)x when P = diag(p) is diagonal (as CVXPY makes it for sums of squares)
+and h(x) = 1/2 x'Px otherwise. A Program (``cvxprox.ir.program``) brings its terms:
+G is one term whose operator is the identity or a permutation of x (the first nonsmooth
+one, else the first smooth one; ``PermutedTerm``), h the other smooth terms (SumSquares,
+Huber, Logistic; grad h(x) = sum_{i in H} A_i' grad f_i(A_i x - b_i), Lipschitz with
+L_h <= sum_i L_i ||A_i||^2) and f_j all other terms, with per-term dual steps
+sigma_j = sigma / ||K_j||^2 (diagonal preconditioning by term: the blocks K_j / ||K_j||
+have norm <= 1, so the stacked scaled operator has ||K~||^2 <= J, the number of blocks).
+
+On a cone program the rows of the nonnegative cones with one nonzero are variable bounds
+l <= x <= u, taken into G as the indicator of the box (PDLP, cuPDLPx): the x-step below
+ends with the projection onto [l, u] (with a diagonal P, G's prox is the projection of
+its unconstrained minimizer, both being separable), and their duals are the bound
+multipliers read from the reduced cost (``_BoundRows``).
+
+One step T: (x, y) -> (x+, y+) (Condat 2013, Vu 2013):
+
+    x+   = prox_{tau G}(x - tau (c + grad h(x) + K'y))
+    y_j+ = prox_{sigma_j f_j*}(v_j),    v_j = y_j + sigma_j (K_j (2 x+ - x) - b_j),
+
+and z_j = (v_j - y_j+) / sigma_j = prox_{f_j / sigma_j}(v_j / sigma_j) by Moreau's identity,
+so y_j+ lies in df_j(z_j). Fixed points of T are the KKT points. In the metric
+
+    M = [[I/tau, -K'], [-K, Sigma^{-1}]],
+
+T is a forward-backward step, alpha-averaged when 1/tau - sigma ||K~||^2 = beta L_h with
+beta > 1/2: alpha = 2 beta / (4 beta - 1), and alpha = 1/2 when L_h = 0. Step sizes are
+tau = eta / omega, sigma = eta omega with omega the primal weight and eta the largest
+value with 1/tau - sigma ||K~||^2 >= beta L_h, shrunk by a safety factor (||K~|| = ||A||_2
+by power iteration on a cone program's scaled data, sqrt(J) on a Program).
+
+Iteration in epochs (one scheme, ``Scheme``, with a default per program kind chosen by
+measurement). In epoch n, from the anchor z^{n,0},
+
+    z^{k+1} = w_k ((1 + gamma) T(z^k) - gamma z^k) + (1 - w_k) z^{n,0},
+
+with gamma = ``relaxation`` (1/alpha - 1), so that (1 + gamma) T - gamma I stays
+nonexpansive, and w_k = (k+1)/(k+2) (reflected Halpern, Lu & Yang 2024; cuPDLPx 2025) or
+w_k = 1 (over-relaxed Krasnosel'skii-Mann). With ``average`` the epoch also keeps the
+average of its outputs T(z^k). On every check, k iterations into the epoch, the restart
+candidates are T(z^k) and (with ``average``) T(average), each with its fixed-point residual
+r = ||q - T(q)||_M at its point q; the one with the smaller r is kept, and the next epoch
+starts from it when
+
+    r <= sufficient r_0,   or   r <= necessary r_0 and r rose since the last check,   or
+    k >= artificial (all iterations so far),
+
+(r_0 the residual at the anchor). At a restart the primal weight follows PDLP's smoothed
+rule log omega <- 1/2 log(|dy~| / |dx|) + 1/2 log omega, with dx, dy~ the candidate's move
+from the anchor (dy~_j = ||K_j|| dy_j), kept above 0.3 beta L_h / ||K~|| when L_h > 0
+(``_primal_weight_floor``). Points keep K x, K'y and the smooth terms' products, which
+are linear in the point, so a step costs one product with each operator and its adjoint.
+
+Measured defaults (iterations, max_iters 20000: the 15 smallest Netlib LPs at eps 1e-4;
+the six models of ``tests/test_fista_ladmm.py`` at 1e-7 plus the structured suite's
+tv_inpainting 48, deconvolution 1500 and tv_denoising 64 at 1e-4): cone programs run
+reflected Halpern with full reflection and restarts at (0.2, 0.8, 0.36) (cuPDLPx's
+values), Programs KM with relaxation 0.9 and the average, restarts at
+(0.7, 0.9, 0.1):
+
+    scheme                                    Netlib     structured
+    Halpern (0.2, 0.8, 0.36)                  141470     10340
+    Halpern + average (0.2, 0.8, 0.36)        141470
+    Halpern + average (0.7, 0.9, 0.1)                     6390
+    KM 0.9 + average (0.7, 0.9, 0.1)          147400      6390
+
+On the structured set the Halpern variant with frequent restarts ties in total but
+takes 1.4-2.5x the iterations on five of the six test models (and 4x fewer on TV
+inpainting); the KM scheme is kept there. (Measured with the inf-norm termination test;
+with the per-entry test of ``cvxprox.solvers.common.termination`` the defaults take 138940
+and 6390, as the two methods they replace did.)
+
+Termination is tested every ``check_every`` iterations on each candidate: on a cone program
+unscaled by ``KKTChecker`` (with z = proj_K(Ax - b)), where the steps z - T(z) and the
+moves since the anchor are also tested as Farkas certificates and unbounded directions
+(they converge to the infimal displacement vector when there is no solution); on a
+Program by ``StructuredChecker`` with y_i in df_i(z_i) for every term (smooth
+terms: z_i = A_i x - b_i, y_i = grad f_i(z_i); G: z_G = prox_{tau g}(w), w = P v - b_G,
+y_G = (w - z_G) / tau; dual blocks: y_j+ and z_j by Moreau).
+
+Both kinds iterate on the arrays of the backend the options select (``cvxprox.backend``:
+NumPy, torch or CuPy, on the CPU or a GPU): data are moved to the device once, the steps,
+combinations, restart tests and power iteration are array operations, products with
+device CSR matrices and (on a Program) the terms' device versions
+(``ProxFunction.on``, ``LinOp.on``: elementwise and group proxes, dense and sparse
+matrices, diagonals, gathers, finite differences, 1-D and 2-D FFT convolutions and their
+compositions, sums, stacks and block diagonals; any other term is named in an error),
+and the scalars they need are read back one at a time. A Program's termination
+tests run on the device too (``StructuredChecker`` on the device terms) and read back
+scalars only; its returned point is copied to the host once, at the end. So do a cone
+program's termination and certificate tests (``KKTChecker`` on the device, in float64);
+a vector comes back only when a polish attempt (a host factorization) is due.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cvxpy.settings as s
+import numpy as np
+import scipy.sparse as sp
+
+from cvxprox.backend import Backend, get_backend
+from cvxprox.functions.cones import NonnegCone, ProductCone
+from cvxprox.ir.program import AssembledProgram, Program, RowTerm
+from cvxprox.solvers.common.algorithm import Algorithm
+from cvxprox.solvers.common.kkt_checks import KKTChecker
+from cvxprox.solvers.common.log import IterationLog
+from cvxprox.solvers.common.polish import PolishSchedule
+from cvxprox.solvers.common.result import BestIterate, ConeLimit, Point, SolveResult, finish
+from cvxprox.solvers.common.scaling import DiagonalScaling, RuizScaling
+from cvxprox.solvers.common.term_checks import StructuredChecker
+from cvxprox.solvers.common.termination import KKTError
+from cvxprox.solvers.common.terms import TermLayout
+from cvxprox.solvers.fista import PermutedTerm, TermGroup
+
+# Step rule: 1/tau - sigma ||K~||^2 >= _BETA L_h, eta shrunk by _STEP_SAFETY (the power
+# iteration estimate of ||A|| is a lower bound).
+_BETA = 1.0
+_STEP_SAFETY = 0.99
+# PDLP's primal weight update.
+_PRIMAL_WEIGHT_SMOOTHING = 0.5
+_OMEGA_MIN, _OMEGA_MAX = 1e-6, 1e6
+# With L_h > 0 the primal weight is kept >= _WEIGHT_FLOOR beta L_h / ||K~|| (see
+# _primal_weight_floor).
+_WEIGHT_FLOOR = 0.3
+_TINY = 1e-12
+# Power iteration.
+_POWER_ITERS = 200
+_POWER_TOL = 1e-6
+_POWER_SEED = 0
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """The iteration and restart scheme (module docstring).
+
+    Attributes
+    ----------
+    halpern : bool
+        Anchor weight 1 - w_k = 1/(k+2) (reflected Halpern), else 0 (Krasnosel'skii-Mann).
+    relaxation : float
+        gamma as a fraction of its largest admissible value 1/alpha - 1.
+    average : bool
+        Whether T(average of the epoch's outputs) is a restart candidate.
+    sufficient, necessary, artificial : float
+        The restart thresholds.
+    """
+
+    halpern: bool
+    relaxation: float
+    average: bool
+    sufficient: float
+    necessary: float
+    artificial: float
+
+
+#: Default schemes per program kind (module docstring).
+CONE_SCHEME = Scheme(True, 1.0, False, 0.2, 0.8, 0.36)
+STRUCTURED_SCHEME = Scheme(False, 0.9, True, 0.7, 0.9, 0.1)
+
+
+@dataclass
+class _Point:
+    """A primal-dual point (x (n,), y (m,)) with the products K x (m,), K'y (n,) and H x
+    (the linearized smooth part's product; None without one), linear in the point."""
+
+    x: Any
+    y: Any
+    Kx: Any
+    Kty: Any
+    Hx: Any | None
+
+
+def _combination(*terms: tuple[float, _Point]) -> _Point:
+    """sum_i a_i p_i over (a_i, p_i), products included."""
+
+    def lin(field: str) -> Any:
+        parts = [getattr(p, field) for _, p in terms]
+        if parts[0] is None:
+            return None
+        out = terms[0][0] * parts[0]
+        for (a, _), v in zip(terms[1:], parts[1:], strict=True):
+            out = out + a * v
+        return out
+
+    return _Point(lin("x"), lin("y"), lin("Kx"), lin("Kty"), lin("Hx"))
+
+
+@dataclass
+class _Step:
+    """T(p), with what the optimality point needs besides it: a Program's dual
+    blocks' z (m_D,) and its prox term's z_G, y_G (None on a cone program or without G)."""
+
+    point: _Point
+    z_dual: Any = None
+    z_prox: Any = None
+    y_prox: Any = None
+
+
+@dataclass
+class _Check:
+    """The outcome of a termination check at a candidate: its KKT error and optimality
+    point, and a status (OPTIMAL, INFEASIBLE, UNBOUNDED) when a test settled the run."""
+
+    err: KKTError
+    point: Point
+    status: str | None = None
+    certificate: np.ndarray | None = None
+
+
+class _BoundRows:
+    """The rows of a scaled cone program's nonnegative cones with one nonzero, taken as
+    variable bounds that the primal step projects onto (PDLP, cuPDLPx) instead of rows
+    whose duals are iterated.
+
+    A row ``a x_j - b >= 0`` is the bound x_j >= b / a (a > 0) or x_j <= b / a (a < 0);
+    among the rows on one variable and side the tightest is the bound. Then with the
+    reduced cost g = c + P x + A_K'y_K over the other rows K, the full dual is
+
+        y_K on K,   -max(g_j, 0) / a on x_j's tightest lower row,
+        -max(-g_j, 0) / |a| on its tightest upper row,   0 on every looser row,
+
+    (IR duals of a nonnegative cone are <= 0), so that the dual residual
+    g + sum_rows a_r y_r e_j is the part of g the bounds cannot take: the distance of
+    -g to the normal cone of the box, and b'y gains the bound terms l'max(g, 0) -
+    u'max(-g, 0). With g = A_K'dy_K (no c, P) the same map completes a Farkas direction.
+    Everything is tested on the full rows (``KKTChecker``), so the full point is what the
+    checks, certificates and polishing see.
+
+    A program without such rows, or whose bounds cross (l_j > u_j: an infeasible
+    program, certified on the rows), keeps every row (``active`` False).
+
+    Parameters
+    ----------
+    A : scipy.sparse array, shape (m, n)
+        The scaled stacked operator.
+    b : ndarray, shape (m,)
+    terms : list of RowTerm
+    backend : Backend
+    """
+
+    def __init__(
+        self, A: sp.sparray, b: np.ndarray, terms: list[RowTerm], backend: Backend
+    ) -> None:
+        m, n = A.shape
+        csr = sp.csr_array(A, copy=True)
+        csr.eliminate_zeros()
+        nonneg = np.zeros(m, dtype=bool)
+        for term in terms:
+            if isinstance(term.function, NonnegCone):
+                nonneg[term.rows] = True
+        single = nonneg & (np.diff(csr.indptr) == 1)
+        rows = np.flatnonzero(single)
+        cols, vals = csr.indices[csr.indptr[rows]], csr.data[csr.indptr[rows]]
+        beta = b[rows] / vals if rows.size else np.zeros(0)
+        lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
+        lo_row, hi_row = np.full(n, -1), np.full(n, -1)
+        lower = vals > 0
+        # Assigned in increasing (decreasing) order of the bound, the tightest row of
+        # each variable is the one written last.
+        for side, bound, at, order in (
+            (lower, lo, lo_row, np.argsort(beta[lower], kind="stable")),
+            (~lower, hi, hi_row, np.argsort(-beta[~lower], kind="stable")),
+        ):
+            bound[cols[side][order]] = beta[side][order]
+            at[cols[side][order]] = rows[side][order]
+        self.active = bool(rows.size) and not np.any(lo > hi)
+        self.count = int(rows.size) if self.active else 0
+        if not self.active:
+            return
+        keep = np.flatnonzero(~single)
+        self.A = csr[keep]
+        self.b = b[keep]
+        self.keep = keep
+        kept = []
+        for term in terms:
+            size = int(np.count_nonzero(~single[term.rows]))
+            if isinstance(term.function, NonnegCone):
+                if size:
+                    kept.append(NonnegCone(size))
+            else:
+                kept.append(term.function)
+        self.cone = ProductCone(kept)
+        xp = backend.xp
+        self.xp = xp
+        self.l, self.u = lo, hi
+        self.lo, self.hi = backend.asarray(lo), backend.asarray(hi)
+        self.has_lo = backend.asarray(np.isfinite(lo).astype(np.float64))
+        self.has_hi = backend.asarray(np.isfinite(hi).astype(np.float64))
+        # y_full = S y_K + L max(g, 0) + U max(-g, 0);  A x = S A_K x + B x.
+        select = (np.ones(keep.size), (keep, np.arange(keep.size)))
+        self.S = backend.csr(sp.csr_array(select, shape=(m, keep.size)))
+        j_lo, j_hi = np.flatnonzero(lo_row >= 0), np.flatnonzero(hi_row >= 0)
+        a = np.zeros(m)
+        a[rows] = vals
+        a_lo, a_hi = a[lo_row[j_lo]], a[hi_row[j_hi]]
+        self.L = backend.csr(sp.csr_array((-1.0 / a_lo, (lo_row[j_lo], j_lo)), shape=(m, n)))
+        self.U = backend.csr(sp.csr_array((1.0 / a_hi, (hi_row[j_hi], j_hi)), shape=(m, n)))
+        self.B = backend.csr(sp.csr_array((vals, (rows, cols)), shape=(m, n)))
+
+    def project(self, x: Any) -> Any:
+        """proj_[l, u](x)."""
+        return self.xp.minimum(self.xp.maximum(x, self.lo), self.hi)
+
+    def full_y(self, y: Any, g: Any) -> tuple[Any, Any]:
+        """(y on every row, the change of A'y) from y_K and the reduced cost g."""
+        pos = 0.5 * (g + abs(g))  # max(g, 0), exactly
+        neg = pos - g
+        return self.S @ y + self.L @ pos + self.U @ neg, self.has_hi * neg - self.has_lo * pos
+
+    def full_Ax(self, x: Any, Ax: Any) -> Any:
+        """A x on every row from A_K x."""
+        return self.S @ Ax + self.B @ x
+
+
+class _ConeProblem:
+    """A cone program, scaled, on the backend: the PDHG step T and its checks.
+
+    The rows of its nonnegative cones with one nonzero are bounds l <= x <= u
+    (``_BoundRows``): the primal step projects onto them,
+    x+ = proj_[l, u](x - tau (c + A'y)), and A, b, y and the cone are those of the other
+    rows; the checks see every row. A (m x n) and A' (n x m) are device CSR matrices
+    (``Backend.csr``), c (n,) and b (m,) device vectors in the backend's dtype. A
+    diagonal P = diag(p) is kept as the vector p (n,) and taken by its exact prox (G); any
+    other P as an n x n CSR matrix, linearized (h, with H x = P x).
+    """
+
+    scheme = CONE_SCHEME
+
+    def __init__(
+        self, program: AssembledProgram, options: Any, backend: Backend, t0: float
+    ) -> None:
+        self.program, self.backend = program, backend
+        self.scaling = scaling = RuizScaling(program, options.scaling_iters, pock_chambolle=True)
+        self.checker = KKTChecker(program, scaling, options)
+        self.side = _CheckSide.of(backend, self.checker, scaling, program.b)
+        self.polisher = PolishSchedule(program, self.checker, deadline=t0 + options.time_limit)
+        self.eps_infeas, self.scaling_iters = options.eps_infeas, options.scaling_iters
+        self.bounds = _BoundRows(scaling.A, scaling.b, program.terms, backend)
+        if self.bounds.active:
+            A, b, self.cone = self.bounds.A, self.bounds.b, self.bounds.cone
+        else:
+            A, b, self.cone = scaling.A, scaling.b, program.cone
+        self.m = A.shape[0]
+        self.A = backend.csr(A)
+        self.At = backend.csr(A.T)
+        self.P = self.p = None
+        if program.has_quadratic:
+            diagonal = scaling.P.diagonal()
+            if sp.csr_array(scaling.P - sp.diags_array(diagonal)).count_nonzero() == 0:
+                self.p = backend.asarray(diagonal)
+            else:
+                self.P = backend.csr(scaling.P)
+        self.c = backend.asarray(scaling.c)
+        self.b_host, self.b = b, backend.asarray(b)
+        rng = np.random.default_rng(_POWER_SEED)
+        start = backend.asarray(rng.random(program.n))
+        self.norm_K = math.sqrt(_max_eigenvalue(backend, lambda v: self.At @ (self.A @ v), start))
+        self.L_h = 0.0 if self.P is None else _max_eigenvalue(backend, lambda v: self.P @ v, start)
+        self.dx = self.dy = self.x = None
+
+    def describe(self) -> list[str]:
+        """The verbose header's lines about the splitting."""
+        if self.p is not None:
+            quadratic = "P diagonal (exact prox)"
+        elif self.P is not None:
+            quadratic = f"lambda_max(P) ~ {self.L_h:.3e} (linearized)"
+        else:
+            quadratic = "P = 0"
+        return [
+            f"scaling: Ruiz x{self.scaling_iters} + Pock-Chambolle (alpha=1), "
+            f"cost scale {self.scaling.k:.2e}",
+            f"||A|| ~ {self.norm_K:.3e} (power iteration), {quadratic}",
+            f"bounds: {self.bounds.count} one-entry nonnegative rows projected in the primal step",
+        ]
+
+    def initial(self, warm: dict | None) -> tuple[_Point, float]:
+        """The starting point (scaled warm start, else 0) and primal weight."""
+        backend, scaling = self.backend, self.scaling
+        if warm is not None:
+            x = scaling.scale_x(warm["x"])
+            y = scaling.scale_y(warm["y"])
+            if self.bounds.active:
+                x, y = np.clip(x, self.bounds.l, self.bounds.u), y[self.bounds.keep]
+            x, y = backend.asarray(x), backend.asarray(y)
+            omega = warm.get("primal_weight")
+        else:
+            x, y, omega = backend.zeros(self.program.n), backend.zeros(self.m), None
+        if omega is None:
+            # ||b|| of the rows iterated, bounds excluded (PDLP).
+            omega = _initial_primal_weight(scaling.c, self.b_host)
+        return self.point(x, y), omega
+
+    def point(self, x: Any, y: Any) -> _Point:
+        """The point (x, y) with its products."""
+        return _Point(x, y, self.A @ x, self.At @ y, None if self.P is None else self.P @ x)
+
+    def step(self, z: _Point, tau: float, sigma: float) -> _Step:
+        """T(z) (module docstring), 1 product with each of A, A', P."""
+        if self.p is not None:
+            x = (z.x - tau * (self.c + z.Kty)) / (1.0 + tau * self.p)
+        elif self.P is not None:
+            x = z.x - tau * (self.c + z.Kty + z.Hx)
+        else:
+            x = z.x - tau * (self.c + z.Kty)
+        if self.bounds.active:
+            x = self.bounds.project(x)
+        Ax = self.A @ x
+        v = z.y + sigma * (2.0 * Ax - z.Kx - self.b)
+        y = self.cone.project_polar(v)
+        return _Step(_Point(x, y, Ax, self.At @ y, None if self.P is None else self.P @ x))
+
+    def residual(self, z: _Point, Tz: _Point, tau: float, sigma: float) -> float:
+        """The fixed-point residual ||z - T(z)||_M (module docstring)."""
+        dx, dy, dAx = z.x - Tz.x, z.y - Tz.y, z.Kx - Tz.Kx
+        r2 = self.backend.scalar((dx @ dx) / tau + (dy @ dy) / sigma - 2.0 * (dy @ dAx))
+        return math.sqrt(max(r2, 0.0))
+
+    def norms(self, dp: _Point) -> tuple[float, float]:
+        """(||dx||, ||dy||) of a move."""
+        return _norm(self.backend, dp.x), _norm(self.backend, dp.y)
+
+    def check(
+        self, it: int, step: _Step, base: _Point, anchor: _Point, best: BestIterate
+    ) -> _Check:
+        """KKT error of T(base) unscaled, the polisher's schedule, and the certificates
+        of the last step and of the move since the anchor. A converged iterate of a
+        polishable program is polished once more, and the polished point (a vertex,
+        accurate to the factorization) is returned when it passes the test too.
+
+        On NumPy the iterate is unscaled in float64 on the host; on another backend it is
+        unscaled and tested on the device in float64 (``KKTChecker``), and only scalars
+        come back, until a certificate or a polish attempt needs a vector."""
+        checker, side = self.checker, self.side
+        sc, b = side.scaling, side.b
+        Tz = step.point
+        Px = self.p * Tz.x if self.p is not None else Tz.Hx
+        y, Kx, Kty = Tz.y, Tz.Kx, Tz.Kty
+        if self.bounds.active:
+            g = self.c + Kty if Px is None else self.c + Kty + Px
+            y, dKty = self.bounds.full_y(y, g)
+            Kx, Kty = self.bounds.full_Ax(Tz.x, Kx), Kty + dKty
+        xu = sc.unscale_x(side.f64(Tz.x))
+        yu = sc.unscale_y(side.f64(y))
+        Axu = sc.unscale_z(side.f64(Kx))
+        zu = self.program.cone.project(Axu - b)
+        err = checker.kkt_error(
+            xu,
+            zu,
+            yu,
+            Axu,
+            sc.unscale_gradient(side.f64(Kty)),
+            None if Px is None else sc.unscale_gradient(side.f64(Px)),
+        )
+        best.offer(err, xu, zu, yu)
+        settled = self.polisher.settle(it, (xu, zu, yu), err)
+        if settled is not None:
+            if err.converged and self.polisher.enabled and not self.polisher.succeeded:
+                settled = self.polisher.attempt(it, zu, yu) or settled
+            return _Check(settled[1], settled[0], s.OPTIMAL)
+        self.x = xu
+        self.dx = sc.unscale_x(side.f64(Tz.x - base.x))
+        self.dy = sc.unscale_y(side.f64(self._full_direction(Tz, base)))
+        status, cert = checker.certificate(self.dx, self.dy, self.eps_infeas, xu)
+        if status is None and anchor is not base:
+            status, cert = checker.certificate(
+                sc.unscale_x(side.f64(Tz.x - anchor.x)),
+                sc.unscale_y(side.f64(self._full_direction(Tz, anchor))),
+                self.eps_infeas,
+                xu,
+            )
+        return _Check(err, (xu, zu, yu), status, checker.to_host(cert))
+
+    def _full_direction(self, Tz: _Point, base: _Point) -> Any:
+        """The dual move Tz.y - base.y on every row (``_BoundRows``: the bound rows take
+        the reduced cost A_K'dy of the move)."""
+        dy = Tz.y - base.y
+        if not self.bounds.active:
+            return dy
+        return self.bounds.full_y(dy, Tz.Kty - base.Kty)[0]
+
+    def limit(self) -> ConeLimit:
+        """What ``finish`` tries when a limit stops the run."""
+        return ConeLimit(self.polisher, self.dx, self.dy, self.x)
+
+    def host_point(self, point: Point | None) -> Point | None:
+        """The point on the host."""
+        return None if point is None else tuple(self.checker.to_host(v) for v in point)
+
+
+@dataclass
+class _CheckSide:
+    """Where a cone program's checks compute: the scaling maps and b there, and the
+    conversion of an iterate to float64 there (to the host on NumPy)."""
+
+    scaling: DiagonalScaling
+    b: Any
+    f64: Callable[[Any], Any]
+
+    @staticmethod
+    def of(
+        backend: Backend, checker: KKTChecker, scaling: RuizScaling, b: np.ndarray
+    ) -> _CheckSide:
+        """The side of ``backend``'s iterates."""
+        if backend.name == "numpy":
+            return _CheckSide(scaling, b, backend.to_host)
+        device, xp = checker.device, checker.device.xp
+        return _CheckSide(
+            scaling.on(device), device.asarray(b), lambda v: xp.astype(v, device.dtype)
+        )
+
+
+class _StructuredProblem:
+    """A Program's terms split into G, h and the dual blocks (module docstring),
+    with the step T and its checks on the backend's arrays.
+
+    Steps and checks use the terms moved to the backend (``device_terms``:
+    ``ProxFunction.on``, ``LinOp.on``; the program's own terms on NumPy); the checks read
+    back scalars only, and the returned point is copied to the host once (``host_point``).
+    """
+
+    scheme = STRUCTURED_SCHEME
+
+    def __init__(self, program: Program, options: Any, backend: Backend) -> None:
+        self.program, self.backend = program, backend
+        self.layout = TermLayout(program, backend)
+        self.checker = StructuredChecker(self.layout, options)
+        n, terms = program.n, list(enumerate(program.terms))
+        candidates = [(k, t) for k, t in terms if PermutedTerm.accepts(t, n)]
+        candidates.sort(key=lambda kt: kt[1].function.smooth)
+        taken = candidates[0][0] if candidates else -1
+        smooth = [k for k, t in terms if k != taken and t.function.smooth]
+        dual = [k for k, t in terms if k != taken and not t.function.smooth]
+        device = self.layout.terms
+        self.prox = PermutedTerm(device[taken], taken) if taken >= 0 else None
+        self.smooth = TermGroup([(k, device[k]) for k in smooth], n, backend)
+        self.dual = TermGroup([(k, device[k]) for k in dual], n, backend)
+        norms = np.array([program.terms[k].op.norm_bound() for k in dual])
+        self.block_weight = 1.0 / np.where(norms > 0, norms, 1.0) ** 2
+        row_weight = np.concatenate(
+            [
+                np.full(program.terms[k].size, w)
+                for k, w in zip(dual, self.block_weight, strict=True)
+            ]
+            or [np.zeros(0)]
+        )
+        self.row_weight = backend.asarray(row_weight)
+        self.c = backend.asarray(program.c)
+        self.norm_K = math.sqrt(float(np.count_nonzero(norms > 0)))
+        self.L_h = TermGroup([(k, program.terms[k]) for k in smooth], n).lipschitz()
+
+    def describe(self) -> list[str]:
+        """The verbose header's lines about the splitting."""
+        prox = self.prox
+        prox_name = self.program.terms[prox.position].function.describe() if prox else "none"
+        return [
+            f"prox term: {prox_name}; smooth terms by gradient: {len(self.smooth.terms)} "
+            f"(L_h <= {self.L_h:.3e}); dual blocks: {len(self.dual.terms)} "
+            f"(scaled to norm 1, ||K~||^2 <= {self.norm_K**2:g})"
+        ]
+
+    def initial(self, warm: dict | None) -> tuple[_Point, float]:
+        """The starting point (the warm start when its shapes match, else 0) and primal
+        weight."""
+        program, warm = self.program, warm or {}
+        dual_b = np.concatenate([program.terms[k].b for k in self.dual.positions] or [np.zeros(0)])
+        x, y = np.zeros(program.n), np.zeros(self.dual.m)
+        omega = _initial_primal_weight(program.c, dual_b)
+        if np.shape(warm.get("x")) == (program.n,) and np.shape(warm.get("y")) == (self.layout.m,):
+            x = np.array(warm["x"], dtype=np.float64)
+            y = self._dual_rows(np.asarray(warm["y"], dtype=np.float64))
+            omega = float(warm.get("primal_weight", omega))
+        return self.point(self.backend.asarray(x), self.backend.asarray(y)), omega
+
+    def point(self, x: Any, y: Any) -> _Point:
+        """The point (x, y) with its products."""
+        return _Point(x, y, self.dual.matvec(x), self.dual.rmatvec(y), self.smooth.matvec(x))
+
+    def step(self, p: _Point, tau: float, sigma: float) -> _Step:
+        """T(p) (module docstring): one product with every A_i and A_i'."""
+        smooth, dual = self.smooth, self.dual
+        grad = self.c + smooth.rmatvec(smooth.gradient(p.Hx - smooth.b))
+        v = p.x - tau * (grad + p.Kty)
+        z_prox = y_prox = None
+        if self.prox is None:
+            x = v
+        else:
+            x, z_prox, y_prox = self.prox.prox(v, tau)
+        Kx = dual.matvec(x)
+        w = p.y + (sigma * self.row_weight) * (2.0 * Kx - p.Kx - dual.b)
+        y = dual.concat(
+            [
+                term.function.prox_conj(w[rows], sigma * weight)
+                for term, rows, weight in zip(
+                    dual.terms, dual.slices, self.block_weight, strict=True
+                )
+            ]
+        )
+        z_dual = (w - y) / (sigma * self.row_weight)
+        point = _Point(x, y, Kx, dual.rmatvec(y), smooth.matvec(x))
+        return _Step(point, z_dual, z_prox, y_prox)
+
+    def residual(self, p: _Point, Tp: _Point, tau: float, sigma: float) -> float:
+        """The fixed-point residual ||p - T(p)||_M (one scalar read back)."""
+        dx, dy, dKx = p.x - Tp.x, p.y - Tp.y, p.Kx - Tp.Kx
+        r2 = (dx @ dx) / tau + (dy @ (dy / self.row_weight)) / sigma - 2.0 * (dy @ dKx)
+        return math.sqrt(max(self.backend.scalar(r2), 0.0))
+
+    def norms(self, dp: _Point) -> tuple[float, float]:
+        """(||dx||, ||dy~||) of a move, dy~_j = ||K_j|| dy_j (the scaled blocks' duals)."""
+        dx, dy, scalar = dp.x, dp.y, self.backend.scalar
+        return math.sqrt(scalar(dx @ dx)), math.sqrt(scalar(dy @ (dy / self.row_weight)))
+
+    def check(
+        self, it: int, step: _Step, base: _Point, anchor: _Point, best: BestIterate
+    ) -> _Check:
+        """KKT error at T(base): ((x, z, y), A x, A'y) stacked in term order (module
+        docstring), on the backend's arrays."""
+        p, smooth, dual, concat = step.point, self.smooth, self.dual, self.layout.concat
+        z_s = p.Hx - smooth.b
+        y_s = smooth.gradient(z_s)
+        Aty = smooth.rmatvec(y_s) + p.Kty
+        blocks: dict[int, tuple[Any, Any, Any]] = {}
+        for group, z_g, y_g, Ax_g in ((smooth, z_s, y_s, p.Hx), (dual, step.z_dual, p.y, p.Kx)):
+            for k, rows in zip(group.positions, group.slices, strict=True):
+                blocks[k] = (z_g[rows], y_g[rows], Ax_g[rows])
+        if self.prox is not None:
+            op = self.prox.term.op
+            blocks[self.prox.position] = (step.z_prox, step.y_prox, op.matvec(p.x))
+            Aty = Aty + op.rmatvec(step.y_prox)
+        order = [blocks[k] for k in range(len(self.program.terms))]
+        z, y, Ax = (concat([block[i] for block in order]) for i in range(3))
+        err = self.checker.evaluate(p.x, z, y, Ax=Ax, Aty=Aty)
+        best.offer(err, p.x, z, y)
+        return _Check(err, (p.x, z, y), s.OPTIMAL if err.converged else None)
+
+    def host_point(self, point: Point | None) -> Point | None:
+        """A point of device vectors copied to the host."""
+        return None if point is None else tuple(self.backend.to_host(v) for v in point)
+
+    def limit(self) -> None:
+        """Nothing beyond the best iterate when a limit stops the run."""
+        return None
+
+    def _dual_rows(self, y: np.ndarray) -> np.ndarray:
+        """The dual blocks' rows of a y stacked in term order."""
+        if not self.dual.terms:
+            return np.zeros(0)
+        return np.concatenate([y[self.layout.slices[k]] for k in self.dual.positions])
+
+
+class PDHG(Algorithm):
+    """Restarted PDHG for an AssembledProgram whose terms are cone indicators or a
+    Program (module docstring).
+
+    Parameters
+    ----------
+    program : AssembledProgram or Program
+    options : SolverOptions
+    warm_start : dict, optional
+        ``x`` (n,), ``y`` (m,) of an earlier solve (``z`` is not needed; unscaled on a cone
+        program) and, optionally, its final ``primal_weight``.
+    """
+
+    name = "pdhg"
+
+    def solve(self, reason: str = "") -> SolveResult:
+        """Run the method; ``reason`` (why PDHG was chosen) goes into the verbose header."""
+        t0 = time.perf_counter()
+        opts = self.opts
+        backend = get_backend(opts.backend, opts.device, opts.dtype)
+        with backend.serial():
+            if isinstance(self.program, Program):
+                problem = _StructuredProblem(self.program, opts, backend)
+            else:
+                problem = _ConeProblem(self.program, opts, backend, t0)
+            return self._run(problem, backend.name, t0, reason)
+
+    def _run(self, problem: Any, backend: str, t0: float, reason: str) -> SolveResult:
+        """The solve of ``problem`` (a _ConeProblem or _StructuredProblem), started at t0."""
+        opts, scheme = self.opts, problem.scheme
+        norm_K, L_h = problem.norm_K, problem.L_h
+        anchor, omega = problem.initial(self.warm_start)
+        omega_floor = _primal_weight_floor(norm_K, L_h)
+        omega = max(omega, omega_floor)
+        tau, sigma, gamma = _step_sizes(omega, norm_K, L_h, scheme.relaxation)
+        z = average = anchor
+        setup_time = time.perf_counter() - t0
+
+        log = IterationLog(opts.verbose)
+        log.header(
+            self.program,
+            "PDHG",
+            reason,
+            [
+                *problem.describe(),
+                f"steps: tau={tau:.2e} sigma={sigma:.2e} primal weight={omega:.2e} "
+                f"relaxation={gamma:.2f} ({'Halpern' if scheme.halpern else 'KM'})",
+                f"restarts on r=||z - T(z)||_M{' (or the average)' if scheme.average else ''}: "
+                f"r <= {scheme.sufficient} r0, r <= {scheme.necessary} r0 and rising, "
+                f"k >= {scheme.artificial} iters",
+                f"eps_abs={opts.eps_abs:.1e} eps_rel={opts.eps_rel:.1e} "
+                f"eps_infeas={opts.eps_infeas:.1e} backend={backend} "
+                f"device={opts.device} dtype={opts.dtype} "
+                f"max_iters={opts.max_iters} time_limit={opts.time_limit}",
+            ],
+        )
+
+        best = BestIterate()
+        last: _Check | None = None
+        k = 0  # iterations in the current epoch
+        r0 = r_prev = math.inf
+        restarts = logged = it = 0
+        for it in range(1, opts.max_iters + 1):
+            step = problem.step(z, tau, sigma)
+            if scheme.average:
+                average = (
+                    step.point
+                    if k == 0
+                    else _combination((k / (k + 1), average), (1.0 / (k + 1), step.point))
+                )
+            if k == 0:
+                r0 = problem.residual(z, step.point, tau, sigma)
+            if it % opts.check_every == 0 or it == opts.max_iters:
+                candidates = [(z, step)]
+                if scheme.average and k > 0:
+                    candidates.append((average, problem.step(average, tau, sigma)))
+                r = math.inf
+                for base, candidate in candidates:
+                    checked = problem.check(it, candidate, base, anchor, best)
+                    r_cand = problem.residual(base, candidate.point, tau, sigma)
+                    if checked.status is not None or r_cand < r:
+                        r, last, restart_point = r_cand, checked, candidate.point
+                    if checked.status is not None:
+                        break
+                if last.status is not None:
+                    break
+                if it % (opts.check_every * 10) == 0:
+                    log.row(it, last.err, tau)
+                    logged = it
+                if time.perf_counter() - t0 > opts.time_limit:
+                    break
+                if k > 0 and (
+                    r <= scheme.sufficient * r0
+                    or (r <= scheme.necessary * r0 and r > r_prev)
+                    or k >= scheme.artificial * it
+                ):
+                    dx, dy = problem.norms(_combination((1.0, restart_point), (-1.0, anchor)))
+                    omega = _updated_primal_weight(omega, dx, dy, omega_floor)
+                    tau, sigma, gamma = _step_sizes(omega, norm_K, L_h, scheme.relaxation)
+                    anchor = z = restart_point
+                    k, r_prev = 0, math.inf
+                    restarts += 1
+                    continue
+                r_prev = r
+            w = (k + 1) / (k + 2) if scheme.halpern else 1.0
+            z = _combination((w * (1.0 + gamma), step.point), (-w * gamma, z), (1.0 - w, anchor))
+            k += 1
+
+        if last is not None and logged != it:
+            log.row(it, last.err, tau)
+        if last is not None and last.status is not None:
+            last.point = problem.host_point(last.point)
+        else:
+            best.point = problem.host_point(best.point)
+        solve_time = time.perf_counter() - t0
+        info = {
+            "restarts": restarts,
+            "primal_weight": omega,
+            "tau": tau,
+            "sigma": sigma,
+            "norm_A": norm_K,
+            "lipschitz": L_h,
+        }
+        return finish(
+            None if last is None else last.status,
+            None if last is None else last.certificate,
+            None if last is None else (last.point, last.err),
+            best,
+            opts,
+            (self.name, it, solve_time, setup_time),
+            info,
+            log,
+            {"primal_weight": omega},
+            problem.limit(),
+        )
+
+
+def _norm(backend: Backend, v: Any) -> float:
+    """||v||_2 of a device vector (scaled data: no overflow to guard against)."""
+    return math.sqrt(backend.scalar(v @ v))
+
+
+def _max_eigenvalue(backend: Backend, apply: Callable[[Any], Any], v: Any) -> float:
+    """lambda_max of a symmetric PSD operator B by power iteration from v (a lower bound).
+
+    Returns ||B u|| for the last unit iterate u, which lies between u'Bu and lambda_max.
+    """
+    norm = _norm(backend, v)
+    if norm == 0.0:
+        return 0.0
+    u = v / norm
+    lam = 0.0
+    for _ in range(_POWER_ITERS):
+        w = apply(u)
+        lam_new = _norm(backend, w)
+        if lam_new == 0.0:
+            return 0.0
+        u = w / lam_new
+        if abs(lam_new - lam) <= _POWER_TOL * lam_new:
+            return lam_new
+        lam = lam_new
+    return lam
+
+
+def _initial_primal_weight(c: np.ndarray, b: np.ndarray) -> float:
+    """PDLP's omega = ||c||_2 / ||b||_2 (1 when either is ~0)."""
+    c_norm, b_norm = float(np.linalg.norm(c)), float(np.linalg.norm(b))
+    if c_norm > _TINY and b_norm > _TINY:
+        return _clip(c_norm / b_norm, _OMEGA_MIN, _OMEGA_MAX)
+    return 1.0
+
+
+def _clip(value: float, low: float, high: float) -> float:
+    """value clipped to [low, high]."""
+    return min(max(value, low), high)
+
+
+def _primal_weight_floor(norm_K: float, L_h: float) -> float:
+    """The smallest primal weight worth using: _WEIGHT_FLOOR beta L_h / ||K~||.
+
+    Below omega = beta L_h / ||K~|| the step condition is dominated by the smooth terms, so
+    tau ~ 1 / (beta L_h) stops growing as omega falls while sigma = tau omega^2 keeps
+    shrinking. Early epochs, when x moves towards the minimizer of the smooth terms and y
+    hardly moves, would otherwise drive omega (and the dual steps) towards 0.
+    """
+    if L_h <= 0.0 or norm_K <= 0.0:
+        return _OMEGA_MIN
+    return _clip(_WEIGHT_FLOOR * _BETA * L_h / norm_K, _OMEGA_MIN, _OMEGA_MAX)
+
+
+def _updated_primal_weight(omega: float, dx_norm: float, dy_norm: float, floor: float) -> float:
+    """PDLP's smoothed update log omega <- theta log(|dy| / |dx|) + (1 - theta) log omega."""
+    if dx_norm <= _TINY or dy_norm <= _TINY:
+        return omega
+    theta = _PRIMAL_WEIGHT_SMOOTHING
+    log_omega = theta * math.log(dy_norm / dx_norm) + (1.0 - theta) * math.log(omega)
+    return _clip(math.exp(log_omega), floor, _OMEGA_MAX)
+
+
+def _step_sizes(
+    omega: float, norm_K: float, L_h: float, relaxation: float = 1.0
+) -> tuple[float, float, float]:
+    """tau = eta / omega, sigma = eta omega and gamma = relaxation (1/alpha - 1) (module
+    docstring).
+
+    eta is the positive root of omega ||K~||^2 eta^2 + beta L_h eta - omega = 0, i.e. the
+    largest with 1/tau - sigma ||K~||^2 >= beta L_h, times the safety factor; then
+    1/alpha - 1 = 1 - 1/(2 beta) for the beta the steps reach (1 when L_h = 0). Without
+    operators and smooth terms (nothing bounds the step) tau = sigma = 1.
+    """
+    bL = _BETA * L_h
+    root = bL + math.sqrt(bL * bL + 4.0 * omega * omega * norm_K * norm_K)
+    eta = _STEP_SAFETY * 2.0 * omega / root if root > 0 else omega
+    tau, sigma = eta / omega, eta * omega
+    if L_h <= 0.0:
+        return tau, sigma, relaxation
+    beta = (1.0 / tau - sigma * norm_K * norm_K) / L_h
+    return tau, sigma, relaxation * (1.0 - 1.0 / (2.0 * beta))

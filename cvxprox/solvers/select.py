@@ -1,0 +1,200 @@
+"""The choice of the method for a Program, and its run (``solve_program``).
+
+Each choice comes with the one-line reason that ``verbose`` and
+``cvxprox.compile`` show.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from functools import cache
+
+from threadpoolctl import ThreadpoolController
+
+from cvxprox.interface.options import SolverOptions
+from cvxprox.ir.program import AssembledProgram, Program
+from cvxprox.operators.linops import has_fft
+from cvxprox.solvers.admm.kkt import ADMM
+from cvxprox.solvers.admm.split import HQS, StructuredADMM
+from cvxprox.solvers.common.algorithm import FACTORIZATION_NNZ_LIMIT
+from cvxprox.solvers.common.column_scaling import ColumnScaling
+from cvxprox.solvers.common.result import SolveResult
+from cvxprox.solvers.fista import FISTA
+from cvxprox.solvers.hybrid import ADMMThenPDHG
+from cvxprox.solvers.pdhg import PDHG
+
+_STRUCTURED_ONLY = ("ladmm", "hqs", "fista")
+
+
+def choose_algorithm(program: Program, options: SolverOptions) -> tuple[type, str]:
+    """The algorithm class to run and a one-line reason: a cone method on the assembled
+    view when ``program.solve_assembled``, a method on the terms otherwise."""
+    if program.solve_assembled:
+        return choose_cone_algorithm(program.assemble(), options)
+    return choose_structured_algorithm(program, options)
+
+
+def choose_cone_algorithm(program: AssembledProgram, options: SolverOptions) -> tuple[type, str]:
+    """For a cone program.
+
+    The choice is the same on every backend (NumPy, torch, CuPy). ``auto`` takes ADMM
+    then PDHG for linear programs (ADMM is fastest on easy LPs, restarted PDHG most
+    robust on degenerate ones; see ``solvers/hybrid.py``), PDHG for float32 and for
+    problems too large to factor, and ADMM with its cached factorization for everything
+    else (QPs and non-polyhedral cones, where it needs far fewer iterations).
+    """
+    if options.algorithm in _STRUCTURED_ONLY:
+        raise ValueError(
+            f"algorithm={options.algorithm!r} runs on structured programs, and this problem "
+            "was canonicalized to cones (see cvxprox.compile(problem) for why); use 'auto', "
+            "'admm' or 'pdhg'"
+        )
+    if options.algorithm == "admm":
+        return ADMM, "forced by algorithm='admm'"
+    if options.algorithm == "pdhg":
+        return PDHG, "forced by algorithm='pdhg'"
+    nnz = program.A.nnz + (0 if program.P is None else program.P.nnz)
+    if nnz > FACTORIZATION_NNZ_LIMIT:
+        return PDHG, f"auto: {nnz} nonzeros is too many to factor; matvec-only PDHG"
+    if options.dtype == "float32":
+        return PDHG, "auto: float32 iterations (ADMM factors in float64)"
+    if program.is_polyhedral and not program.has_quadratic:
+        return ADMMThenPDHG, "auto: a linear program"
+    return ADMM, f"auto: KKT matrix with {nnz} nonzeros is cheap to factor once"
+
+
+def choose_structured_algorithm(program: Program, options: SolverOptions) -> tuple[type, str]:
+    """For a structured program.
+
+    ``auto``: FISTA when the objective is smooth terms plus at most one prox term acting
+    on x itself (two products per iteration, no splitting); ADMM when its x-update is one
+    exact diagonal/FFT/DCT solve; PDHG, i.e. linearized ADMM (products only), when an FFT
+    operator would otherwise have to be assembled and factored; ADMM with a factored or
+    conjugate-gradient x-update for the rest. HQS, a penalty method for plug-and-play
+    priors, runs on request. The choice is the same on every backend.
+    """
+    if options.dtype == "float32":
+        raise ValueError("dtype='float32' is available for cone programs (PDHG) only")
+    if program.P is not None:
+        raise ValueError(
+            "a program with a quadratic part P is solved on its assembled view; "
+            "set solve_assembled=True"
+        )
+    if program.has_bounds:
+        raise ValueError(
+            "a program with variable bounds l <= x <= u is solved on its assembled view "
+            "(the methods on terms do not project onto the bounds); set solve_assembled=True"
+        )
+    forced = {
+        "admm": StructuredADMM,
+        "hqs": HQS,
+        "ladmm": PDHG,
+        "pdhg": PDHG,
+    }
+    if options.algorithm in forced:
+        return forced[options.algorithm], f"forced by algorithm={options.algorithm!r}"
+    fista_ok, fista_reason = FISTA.applies(program)
+    if options.algorithm == "fista":
+        if not fista_ok:
+            raise ValueError(f"algorithm='fista' does not apply: {fista_reason}")
+        return FISTA, "forced by algorithm='fista'"
+    if fista_ok:
+        return FISTA, f"auto: {fista_reason}"
+    gram = _exact_gram(program)
+    if gram is not None:
+        return StructuredADMM, f"auto: ADMM with an exact x-update ({gram} of the operators)"
+    fft = [t.op.describe() for t in program.terms if has_fft(t.op)]
+    if fft:
+        return PDHG, (
+            f"auto: {fft[0]} has no common diagonalization with the other operators; "
+            "PDHG (linearized ADMM) keeps it an FFT product (an ADMM x-update would factor "
+            "its matrix)"
+        )
+    return StructuredADMM, (
+        "auto: ADMM; x-update by a factorization, or conjugate gradients if it would fill in"
+    )
+
+
+def _exact_gram(program: Program) -> str | None:
+    """The kind of the summed Gram operator when every term's Gram is diagonal, FFT- or
+    DCT-diagonal and they add up (ADMM's x-update is then one exact solve), else None."""
+    grams = [t.op.gram() for t in program.terms]
+    if not grams or any(g is None for g in grams):
+        return None
+    total = grams[0]
+    for gram in grams[1:]:
+        total = None if total is None else total + gram
+    return None if total is None else type(total).__name__
+
+
+@cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def single_threaded_blas() -> AbstractContextManager:
+    """A context in which BLAS runs on one thread.
+
+    The solves and the adjoint's factorizations are small or sequential; a threaded BLAS
+    only adds synchronization, and on a loaded machine its spinning threads can make one
+    product or factorization twenty to a hundred times slower.
+    """
+    return _blas().limit(limits=1, user_api="blas")
+
+
+def solve_program(
+    program: Program,
+    options: SolverOptions,
+    warm_start: dict | None = None,
+) -> SolveResult:
+    """Solve a program with the algorithm the options ask for (or the automatic choice).
+
+    With ``program.solve_assembled`` a cone method solves the assembled view, and the
+    result is in its variables and rows (x then the epigraph variables; the view's
+    ``n_program`` and ``term_rows`` locate the program's own). Otherwise a method on the
+    terms runs; a program whose column norms spread over more than
+    ``ColumnScaling.SPREAD`` is then solved in equilibrated variables x~ = x / E and
+    mapped back. A warm start of other shapes than the solved form's is ignored.
+
+    The iterations are vector operations (dot products, axpys, matrix-vector products)
+    for which a threaded BLAS only adds synchronization: BLAS runs single-threaded during
+    the solve (``single_threaded_blas``).
+    """
+    solved = program.assemble() if program.solve_assembled else program
+    if warm_start is not None and (
+        warm_start["x"].shape != (solved.n,) or warm_start["y"].shape != (solved.m,)
+    ):
+        warm_start = None
+    if not program.solve_assembled:
+        scaling = ColumnScaling(program)
+        if scaling.needed:
+            return _solve_column_scaled(program, scaling, options, warm_start)
+    return _run(program, options, warm_start)
+
+
+def _run(program: Program, options: SolverOptions, warm_start: dict | None) -> SolveResult:
+    algorithm, reason = choose_algorithm(program, options)
+    solved = program.assemble() if program.solve_assembled else program
+    with single_threaded_blas():
+        return algorithm(solved, options, warm_start).solve(reason)
+
+
+def _solve_column_scaled(
+    program: Program,
+    scaling: ColumnScaling,
+    options: SolverOptions,
+    warm_start: dict | None,
+) -> SolveResult:
+    """Solve the program in x~ = x / E (``ColumnScaling``) and map x back; z, y (and a
+    Farkas certificate) are unchanged, an unboundedness direction maps like x."""
+    E = scaling.E
+    if warm_start is not None and "x" in warm_start:
+        warm_start = {**warm_start, "x": warm_start["x"] / E}
+    result = _run(scaling.scale_program(program), options, warm_start)
+    if result.x is not None:
+        result.x = E * result.x
+    warm = result.info.get("warm_start")
+    if warm is not None:
+        warm["x"] = result.x
+    result.info["column_scaling"] = True
+    return result
