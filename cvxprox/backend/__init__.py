@@ -25,10 +25,12 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import array_api_compat
+import array_api_compat.numpy as _xp_numpy
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["BACKENDS", "DEVICES", "Backend", "get_backend", "resolve_backend"]
+__all__ = ["BACKENDS", "DEVICES", "Backend", "array_namespace", "get_backend", "resolve_backend"]
 
 BACKENDS = ("auto", "numpy", "torch", "cupy")
 DEVICES = ("cpu", "cuda")
@@ -39,6 +41,15 @@ CUDA_MISSING = (
     "device='cuda' needs CuPy (pip install cvxprox[gpu]) or backend='torch' with a CUDA "
     "build of torch"
 )
+
+
+def array_namespace(*arrays: Any) -> Any:
+    """The array-api-compat namespace of ``arrays`` (``array_api_compat.array_namespace``),
+    with NumPy arrays answered directly: the proxes, operators and checks ask on every call,
+    and the general lookup costs microseconds that a small problem's iteration notices."""
+    if all(type(a) is np.ndarray for a in arrays):
+        return _xp_numpy
+    return array_api_compat.array_namespace(*arrays)
 
 
 class Backend:

@@ -37,8 +37,9 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from array_api_compat import array_namespace, device, is_numpy_namespace
+from array_api_compat import device, is_numpy_namespace
 
+from cvxprox.backend import array_namespace
 from cvxprox.functions.prox import _FEAS_TOL, ProxFunction, _step
 
 __all__ = [

@@ -37,10 +37,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.linalg
-from array_api_compat import array_namespace, is_array_api_obj, is_numpy_array
+from array_api_compat import is_array_api_obj, is_numpy_array
 from numpy.typing import ArrayLike
 from scipy.special import expit, kl_div, wrightomega, xlogy
 
+from cvxprox.backend import array_namespace
 from cvxprox.backend.jit.tv import tv1d_prox
 
 __all__ = [
@@ -133,6 +134,8 @@ def _weighted_name(name: str, weight: Weight) -> str:
 
 def _clip(v: Any, low: Any, high: Any) -> Any:
     """min(max(v, low), high) elementwise, bounds scalars or arrays of v's namespace."""
+    if type(v) is np.ndarray:
+        return np.minimum(np.maximum(v, low), high)
     return array_namespace(v).clip(v, low, high)
 
 
@@ -335,6 +338,8 @@ class ProxFunction(ABC):
     def _vector(self, v: Any) -> Any:
         """v as a float64 array of shape (m,) (not copied when it already is one); a
         backend's device array is only checked for its shape."""
+        if type(v) is np.ndarray and v.dtype == np.float64 and v.shape == (self.size,):
+            return v
         if is_array_api_obj(v) and not is_numpy_array(v):
             if tuple(v.shape) != (self.size,):
                 raise ValueError(

@@ -29,9 +29,9 @@ from typing import Any
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
-from array_api_compat import array_namespace
 from cvxpy.reductions.dcp2cone.cone_matrix_stuffing import ParamConeProg
 
+from cvxprox.backend import array_namespace
 from cvxprox.functions.cones import (
     Cone,
     ExpCone,

@@ -54,9 +54,8 @@ from collections.abc import Callable
 import cvxpy.settings as s
 import numpy as np
 import scipy.sparse as sp
-from array_api_compat import array_namespace
 
-from cvxprox.backend import Array, Backend, get_backend
+from cvxprox.backend import Array, Backend, array_namespace, get_backend
 from cvxprox.backend.jit.admm import G_ACCEPTED, PENDING, REJECTED, admm_iterations
 from cvxprox.backend.jit.cones import cone_layout
 from cvxprox.backend.jit.ldl import LDLFactor, kkt_upper

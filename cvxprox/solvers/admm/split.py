@@ -98,9 +98,8 @@ import time
 
 import cvxpy.settings as s
 import numpy as np
-from array_api_compat import array_namespace
 
-from cvxprox.backend import Array, Backend, get_backend
+from cvxprox.backend import Array, Backend, array_namespace, get_backend
 from cvxprox.functions.prox import SumSquares
 from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import Program

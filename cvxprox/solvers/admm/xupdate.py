@@ -55,10 +55,9 @@ import numpy as np
 import qdldl
 import scipy.linalg as la
 import scipy.sparse as sp
-from array_api_compat import array_namespace
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-from cvxprox.backend import Array, Backend, get_backend
+from cvxprox.backend import Array, Backend, array_namespace, get_backend
 from cvxprox.operators.linops import (
     Diagonal,
     DiagonalGram,

@@ -28,9 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import cvxpy.settings as s
 import numpy as np
-from array_api_compat import array_namespace
 
-from cvxprox.backend import Backend, get_backend
+from cvxprox.backend import Backend, array_namespace, get_backend
 from cvxprox.backend.jit import csc_arrays
 from cvxprox.backend.jit.cones import cone_layout, project
 from cvxprox.backend.jit.residuals import kkt_worst
