@@ -54,7 +54,7 @@ from typing import Any
 import cvxpy.settings as s
 import numpy as np
 
-from cvxprox.backend import Backend, get_backend
+from cvxprox.backend import Backend
 from cvxprox.ir.program import Program, Term
 from cvxprox.operators.linops import Gather, Identity
 from cvxprox.solvers.admm.xupdate import norm_estimate
@@ -185,19 +185,11 @@ class FISTA(Algorithm):
             )
         return True, f"smooth terms plus the prox of one {kind} ({term.function.describe()})"
 
-    def solve(self, reason: str = "") -> SolveResult:
-        """Run the method; ``reason`` (why FISTA was chosen) goes into the verbose header."""
-        t0 = time.perf_counter()
+    def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         prog, opts = self.program, self.opts
         ok, why = self.applies(prog)
         if not ok:
             raise ValueError(f"FISTA does not apply: {why}")
-        backend = get_backend(opts.backend, opts.device, opts.dtype)
-        with backend.serial():
-            return self._solve(backend, t0, reason)
-
-    def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
-        prog, opts = self.program, self.opts
         layout = TermLayout(prog, backend)
         checker = StructuredChecker(layout, opts)
         smooth_at = [k for k, t in enumerate(prog.terms) if t.function.smooth]

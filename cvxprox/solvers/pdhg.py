@@ -115,7 +115,7 @@ import cvxpy.settings as s
 import numpy as np
 import scipy.sparse as sp
 
-from cvxprox.backend import Backend, get_backend
+from cvxprox.backend import Backend
 from cvxprox.functions.cones import NonnegCone, ProductCone
 from cvxprox.ir.program import AssembledProgram, Program, RowTerm
 from cvxprox.solvers.common.algorithm import Algorithm
@@ -680,17 +680,12 @@ class PDHG(Algorithm):
 
     name = "pdhg"
 
-    def solve(self, reason: str = "") -> SolveResult:
-        """Run the method; ``reason`` (why PDHG was chosen) goes into the verbose header."""
-        t0 = time.perf_counter()
-        opts = self.opts
-        backend = get_backend(opts.backend, opts.device, opts.dtype)
-        with backend.serial():
-            if isinstance(self.program, Program):
-                problem = _StructuredProblem(self.program, opts, backend)
-            else:
-                problem = _ConeProblem(self.program, opts, backend, t0)
-            return self._run(problem, backend.name, t0, reason)
+    def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
+        if isinstance(self.program, Program):
+            problem = _StructuredProblem(self.program, self.opts, backend)
+        else:
+            problem = _ConeProblem(self.program, self.opts, backend, t0)
+        return self._run(problem, backend.name, t0, reason)
 
     def _run(self, problem: Any, backend: str, t0: float, reason: str) -> SolveResult:
         """The solve of ``problem`` (a _ConeProblem or _StructuredProblem), started at t0."""

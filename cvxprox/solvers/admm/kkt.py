@@ -55,7 +55,7 @@ import cvxpy.settings as s
 import numpy as np
 import scipy.sparse as sp
 
-from cvxprox.backend import Array, Backend, array_namespace, get_backend
+from cvxprox.backend import Array, Backend, array_namespace
 from cvxprox.backend.jit.admm import G_ACCEPTED, PENDING, REJECTED, admm_iterations
 from cvxprox.backend.jit.cones import cone_layout
 from cvxprox.backend.jit.ldl import LDLFactor, kkt_upper
@@ -122,12 +122,6 @@ class ADMM(Algorithm):
     fused: bool | None = None
     #: Seconds this process has spent in plain loops that stood in for the compiled one.
     _plain_first_seconds = 0.0
-
-    def solve(self, reason: str = "") -> SolveResult:
-        t0 = time.perf_counter()
-        backend = get_backend(self.opts.backend, self.opts.device, self.opts.dtype)
-        with backend.serial():
-            return self._solve(backend, t0, reason)
 
     def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         prog, opts = self.program, self.opts

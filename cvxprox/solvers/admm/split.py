@@ -339,15 +339,9 @@ class StructuredADMM(Algorithm):
 
     name = "admm"
 
-    def solve(self, reason: str = "") -> SolveResult:
+    def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         """Run ADMM; the result's info holds "x_update", "cg_iterations", "rho" (per term,
         NaN for absorbed terms), "rho_updates" and "sigma"."""
-        t0 = time.perf_counter()
-        backend = get_backend(self.opts.backend, self.opts.device, self.opts.dtype)
-        with backend.serial():
-            return self._solve(backend, t0, reason)
-
-    def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         prog, opts = self.program, self.opts
         setup = SplitSetup(prog, opts, backend)
         direction = setup.unbounded_direction()
@@ -472,14 +466,8 @@ class HQS(Algorithm):
 
     name = "hqs"
 
-    def solve(self, reason: str = "") -> SolveResult:
-        """Run HQS; the result's info holds "x_update", "cg_iterations", "rho" and "sigma"."""
-        t0 = time.perf_counter()
-        backend = get_backend(self.opts.backend, self.opts.device, self.opts.dtype)
-        with backend.serial():
-            return self._solve(backend, t0, reason)
-
     def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
+        """Run HQS; the result's info holds "x_update", "cg_iterations", "rho" and "sigma"."""
         prog, opts = self.program, self.opts
         setup = SplitSetup(prog, opts, backend)
         direction = setup.unbounded_direction()

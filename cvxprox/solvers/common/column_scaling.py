@@ -8,11 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.ir.program import Program, Term
-from cvxprox.operators.linops import (
-    Compose,
-    Diagonal,
-    MatrixOp,
-)
+from cvxprox.operators.linops import Compose, Diagonal, MatrixOp
 from cvxprox.solvers.common.term_checks import SPARSE_KINDS, TerminationUnits
 from cvxprox.solvers.common.terms import TermLayout
 

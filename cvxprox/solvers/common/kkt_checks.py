@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cvxpy.settings as s
 import numpy as np
@@ -33,13 +33,10 @@ from cvxprox.backend import Backend, array_namespace, get_backend
 from cvxprox.backend.jit import csc_arrays
 from cvxprox.backend.jit.cones import cone_layout, project
 from cvxprox.backend.jit.residuals import kkt_worst
-from cvxprox.ir.program import AssembledProgram
-from cvxprox.solvers.common.termination import KKTError, kkt_error, kkt_error_of_worst
-
-if TYPE_CHECKING:
-    pass
 from cvxprox.interface.options import SolverOptions
+from cvxprox.ir.program import AssembledProgram
 from cvxprox.solvers.common.scaling import DiagonalScaling, RuizScaling
+from cvxprox.solvers.common.termination import KKTError, kkt_error, kkt_error_of_worst
 
 # The certificate tests on the equilibrated data use this multiple of eps_infeas.
 _SCALED_FACTOR = 100.0

@@ -9,10 +9,6 @@ from cvxprox.ir.program import AssembledProgram
 from cvxprox.solvers.common.termination import KKTError
 
 if TYPE_CHECKING:
-    pass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
     from cvxprox.solvers.common.result import SolveResult
 
 

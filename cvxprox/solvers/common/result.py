@@ -15,16 +15,12 @@ from typing import TYPE_CHECKING
 import cvxpy.settings as s
 import numpy as np
 
+from cvxprox.interface.options import SolverOptions
 from cvxprox.solvers.common.termination import KKTError
 
 if TYPE_CHECKING:
-    from cvxprox.solvers.common.polish import PolishSchedule
-from typing import TYPE_CHECKING
-
-from cvxprox.interface.options import SolverOptions
-
-if TYPE_CHECKING:
     from cvxprox.solvers.common.log import IterationLog
+    from cvxprox.solvers.common.polish import PolishSchedule
 
 
 # When an iteration or time limit stops a run: a certificate that passes at this looser
