@@ -10,9 +10,11 @@ runs.
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from compare.harness import RESULTS_DIR, RunConfig, Suite, iter_suite
 from compare.report import RunInfo, peer_ratio_lines, summary_table, write_csv, write_report
@@ -36,6 +38,18 @@ def _eps(text: str) -> float | str:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"eps must be positive, got {text}")
     return value
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """``--nablaprox-option NAME=VALUE`` -> (name, value), the value a literal if it is one."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        parsed = value
+    return name.strip(), parsed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="solves per case and solver, fastest kept (only while a solve takes < 1 s)",
     )
     parser.add_argument("--device", default="cpu", help="NABLAPROX's device option (cpu)")
+    parser.add_argument(
+        "--nablaprox-option",
+        action="append",
+        type=_option,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a further NABLAPROX option (repeatable), e.g. algorithm=pdhg; the value is read "
+        "as a Python literal when it is one (1e-4, False), else as a string",
+    )
     parser.add_argument("--subset", type=int, help="only the first N cases (of each group)")
     parser.add_argument(
         "--cases", "--models", "--problems", help="comma-separated case names (one suite)"
@@ -156,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             timeout=args.timeout or suite.timeout,
             memory_gb=args.memory_gb,
             device=args.device,
+            nablaprox_options=tuple(args.nablaprox_option),
             tol=args.tol if args.tol is not None else suite.tol,
             repeats=args.repeats,
             out=args.out,

@@ -165,7 +165,8 @@ class RunConfig:
     ``timeout * kill_factor + kill_grace`` seconds (the solver's own limit is
     ``timeout``); reference solves get ``reference_factor`` times the time limit (a case
     whose reference cannot be computed in that time has none). ``repeats`` solves of a
-    case keep the fastest (see ``SolveTask``).
+    case keep the fastest (see ``SolveTask``). ``nablaprox_options`` are further
+    NABLAPROX options (name, value) pairs, e.g. ``(("algorithm", "pdhg"),)``.
     """
 
     eps_abs: float | None
@@ -173,6 +174,7 @@ class RunConfig:
     timeout: float = 60.0
     memory_gb: float = 8.0
     device: str = "cpu"
+    nablaprox_options: tuple[tuple[str, Any], ...] = ()
     tol: float | None = None
     repeats: int = 1
     out: Path = RESULTS_DIR
@@ -190,7 +192,9 @@ class RunConfig:
     @property
     def settings(self) -> SolveSettings:
         """What every solver is asked for."""
-        return SolveSettings(self.eps_abs, self.eps_rel, self.timeout, self.device)
+        return SolveSettings(
+            self.eps_abs, self.eps_rel, self.timeout, self.device, self.nablaprox_options
+        )
 
     @property
     def hard_limit(self) -> float:
@@ -229,6 +233,8 @@ class Record:
     memory_mb: float
     success: bool
     note: str
+    #: The method NABLAPROX ran (``solver_stats.extra_stats["algorithm"]``), else "".
+    algorithm: str = ""
 
     @property
     def time(self) -> float:
@@ -297,6 +303,7 @@ def make_record(
         memory_mb=outcome.memory_mb,
         success=success,
         note="; ".join(n for n in (outcome.note, why) if n),
+        algorithm=outcome.algorithm,
     )
 
 

@@ -5,7 +5,8 @@ per solver (attempted, successes, success rate, shifted geometric mean of the ti
 shift 10 s, failures charged the time limit, as in Mittelmann's benchmarks, and its
 ratio to the best solver), the median NABLAPROX / SCS time ratio, where the suite asks
 for it a per-case time ratio of one solver against the fastest of a set of peers with its
-geometric mean (and target), and a per-case table.
+geometric mean (and target), NABLAPROX's iteration counts next to those of the anchor of
+the method it ran (PDHG: PDLP, ADMM: SCS) with the median ratio, and a per-case table.
 The PNG is a Dolan-Moré performance profile: per solver, the fraction of cases solved
 within a factor tau of the fastest solver's time, against log2(tau).
 """
@@ -173,7 +174,8 @@ def header_lines(info: RunInfo) -> list[str]:
         ),
         f"- Time limit: {config.timeout:g} s (solver option; the child is killed after "
         f"{config.hard_limit:g} s); memory limit {config.memory_gb:g} GB (address space; "
-        f"none on a GPU); NABLAPROX device: {config.device}.",
+        f"none on a GPU); NABLAPROX device: {config.device}."
+        + "".join(f" NABLAPROX {k}={v!r}." for k, v in config.nablaprox_options),
         "- Each solve runs in a fresh process, after a warm-up solve of a tiny problem of "
         f"the same class; best of {config.repeats} solve(s) of freshly built copies while "
         "one takes under 1 s. Time = CVXPY compile + solve (wall time of `prob.solve`); "
@@ -309,6 +311,79 @@ def peer_ratio_lines(
     ]
 
 
+#: The peer whose iteration count each NABLAPROX method is compared with: PDHG with
+#: OR-Tools' PDLP (the same method family), ADMM with SCS.
+ITERATION_ANCHORS = {"pdhg": "PDLP", "admm": "SCS"}
+
+
+@dataclass(frozen=True)
+class AnchorRatio:
+    """One case of :func:`anchor_ratios`: NABLAPROX's method and iterations, its anchor's
+    iterations, and their ratio (NaN unless both solved the case)."""
+
+    case: str
+    algorithm: str
+    iterations: float
+    anchor: str
+    anchor_iterations: float
+    ratio: float
+
+
+def anchor_ratios(records: Sequence[Record]) -> list[AnchorRatio]:
+    """Per case NABLAPROX solved with a method that has an anchor (``ITERATION_ANCHORS``)
+    and the anchor was run on: NABLAPROX's iterations over the anchor's. The ratio is
+    NaN unless both solves succeeded."""
+    by_case = {(r.case, r.solver): r for r in records}
+    rows = []
+    for r in records:
+        anchor = ITERATION_ANCHORS.get(r.algorithm)
+        if r.solver != NABLAPROX or anchor is None or (r.case, anchor) not in by_case:
+            continue
+        peer = by_case[(r.case, anchor)]
+        both = r.success and peer.success and peer.iterations > 0
+        ratio = r.iterations / peer.iterations if both else math.nan
+        rows.append(AnchorRatio(r.case, r.algorithm, r.iterations, anchor, peer.iterations, ratio))
+    return rows
+
+
+def anchor_lines(records: Sequence[Record]) -> list[str]:
+    """The section on iteration counts next to the anchors (empty when none applies):
+    a per-case table and, per anchor, the median ratio over the cases both solved."""
+    rows = anchor_ratios(records)
+    if not rows:
+        return []
+    table = markdown_table(
+        ["Case", "NABLAPROX method", "iterations", "anchor", "anchor iterations", "ratio"],
+        [
+            [
+                r.case,
+                r.algorithm,
+                fmt(r.iterations, ".0f"),
+                r.anchor,
+                fmt(r.anchor_iterations, ".0f"),
+                fmt(r.ratio, ".2f"),
+            ]
+            for r in rows
+        ],
+    )
+    lines = [
+        "## Iterations next to the anchors",
+        "",
+        "Iteration counts are free of timing noise. NABLAPROX's PDHG is compared with "
+        "OR-Tools' PDLP, its ADMM with SCS, on the same cases at the same accuracy; the "
+        "ratio is shown where both solved the case.",
+        "",
+    ]
+    for algorithm, anchor in ITERATION_ANCHORS.items():
+        ratios = [r.ratio for r in rows if r.anchor == anchor and math.isfinite(r.ratio)]
+        if ratios:
+            lines.append(
+                f"- Median iteration ratio NABLAPROX {algorithm} / {anchor}: "
+                f"**{np.median(ratios):.2f}** (over the {len(ratios)} cases both solved)."
+            )
+    return [*lines, "", table, ""]
+
+
 def render_markdown(records: Sequence[Record], info: RunInfo) -> str:
     """The whole Markdown report."""
     lines = [f"# {info.suite.title}", "", *header_lines(info), "", "## Summary", ""]
@@ -322,6 +397,7 @@ def render_markdown(records: Sequence[Record], info: RunInfo) -> str:
         ]
     if info.suite.peer_ratio is not None:
         lines += peer_ratio_lines(records, info.suite.peer_ratio, info.solvers)
+    lines += anchor_lines(records)
     if info.suite.ladder:
         lines += ["## Where each solver stops", "", *ladder_lines(records, info.solvers), ""]
     lines += ["## Cases", "", case_table(records), ""]

@@ -32,12 +32,14 @@ class SolveSettings:
     """What every solver of a run is asked for: accuracy, time limit, device.
 
     ``eps_abs = eps_rel = None`` asks each solver for its own default accuracy.
+    ``nablaprox_options``: further options of NABLAPROX only, as (name, value) pairs.
     """
 
     eps_abs: float | None
     eps_rel: float | None
     time_limit: float
     device: str = "cpu"
+    nablaprox_options: tuple[tuple[str, Any], ...] = ()
 
     @property
     def default_accuracy(self) -> bool:
@@ -55,7 +57,12 @@ def _eps(s: SolveSettings) -> dict[str, Any]:
 
 
 def _nablaprox(s: SolveSettings) -> dict[str, Any]:
-    return {**_eps(s), "time_limit": s.time_limit, "device": s.device}
+    return {
+        **_eps(s),
+        "time_limit": s.time_limit,
+        "device": s.device,
+        **dict(s.nablaprox_options),
+    }
 
 
 def _scs(s: SolveSettings) -> dict[str, Any]:

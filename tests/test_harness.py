@@ -203,7 +203,15 @@ def test_tiny_suite_writes_reports(tmp_path: Path) -> None:
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 1000
 
 
-def _record(case: str, solver: str, seconds: float, success: bool, size: int = 10) -> Record:
+def _record(
+    case: str,
+    solver: str,
+    seconds: float,
+    success: bool,
+    size: int = 10,
+    iterations: int = 1,
+    algorithm: str = "",
+) -> Record:
     return Record(
         suite="s",
         case=case,
@@ -219,11 +227,44 @@ def _record(case: str, solver: str, seconds: float, success: bool, size: int = 1
         violation=0.0,
         compile_time=0.0,
         solve_time=seconds,
-        iterations=1,
+        iterations=iterations,
         memory_mb=1.0,
         success=success,
         note="",
+        algorithm=algorithm,
     )
+
+
+def test_iterations_next_to_the_anchor_of_each_method() -> None:
+    records = [
+        _record("a", "NABLAPROX", 1.0, True, iterations=300, algorithm="pdhg"),
+        _record("a", "PDLP", 1.0, True, iterations=600),
+        _record("a", "SCS", 1.0, True, iterations=50),
+        _record("b", "NABLAPROX", 1.0, True, iterations=90, algorithm="admm"),
+        _record("b", "PDLP", 1.0, True, iterations=10),
+        _record("b", "SCS", 1.0, True, iterations=30),
+        _record("c", "NABLAPROX", 1.0, True, iterations=90, algorithm="pdhg"),
+        _record("c", "PDLP", 1.0, False, iterations=10),
+        _record("d", "NABLAPROX", 1.0, True, iterations=5, algorithm="fista"),
+        _record("d", "SCS", 1.0, True, iterations=5),
+    ]
+    rows = report.anchor_ratios(records)
+    assert [(r.case, r.anchor) for r in rows] == [("a", "PDLP"), ("b", "SCS"), ("c", "PDLP")]
+    assert [r.ratio for r in rows[:2]] == [0.5, 3.0] and math.isnan(rows[2].ratio)
+    text = "\n".join(report.anchor_lines(records))
+    assert "NABLAPROX pdhg / PDLP: **0.50** (over the 1 cases" in text
+    assert "NABLAPROX admm / SCS: **3.00** (over the 1 cases" in text
+
+
+def test_pdlp_reports_its_iterations() -> None:
+    pytest.importorskip("ortools.pdlp.python.pdlp")
+    from compare.solve import PdlpBoundsAsConstraints
+
+    x = cp.Variable(3, nonneg=True)
+    prob = cp.Problem(cp.Minimize(cp.sum(x)), [x[0] + 2 * x[1] + x[2] >= 2, x[2] <= 1])
+    prob.solve(solver=PdlpBoundsAsConstraints())
+    assert prob.status == cp.OPTIMAL and prob.value == pytest.approx(1.0, abs=1e-4)
+    assert prob.solver_stats.num_iters > 0
 
 
 def test_performance_ratios_and_summary_numbers() -> None:
@@ -312,6 +353,18 @@ def test_accuracy_maps_to_each_solvers_options() -> None:
     assert solver_options("GUROBI", tight)["FeasibilityTol"] == 1e-9
     assert solver_options("NABLAPROX", tight)["device"] == "cuda"
     assert solver_options("ECOS", tight) == {"abstol": 1e-12, "reltol": 1e-12, "feastol": 1e-12}
+
+
+def test_nablaprox_options_from_the_command_line() -> None:
+    args = cli.build_parser().parse_args(
+        ["--suite", "zoo", "--nablaprox-option", "algorithm=pdhg", "--nablaprox-option=eps=1e-5"]
+    )
+    assert args.nablaprox_option == [("algorithm", "pdhg"), ("eps", 1e-5)]
+    settings = SolveSettings(1e-4, 1e-4, 10.0, nablaprox_options=tuple(args.nablaprox_option))
+    assert solver_options("NABLAPROX", settings)["algorithm"] == "pdhg"
+    assert "algorithm" not in solver_options("SCS", settings)
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["--suite", "zoo", "--nablaprox-option", "pdhg"])
 
 
 def test_default_solvers_follow_problem_classes() -> None:
