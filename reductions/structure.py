@@ -16,8 +16,19 @@ function with a cheap proximal operator (``cvxprox.functions.prox``) and A an op
 with nonnegative weights (scalars, or elementwise from ``multiply`` / ``w @``). Affine
 parts become the linear term c'x. Constraints: ``==`` becomes a ZeroCone term, ``<=`` and
 ``>=`` NonnegCone terms, ``norm(u) <= r`` (p = 1, 2, inf) a ball indicator, ``SOC``,
-``ExpCone`` and PSD (``X >> 0``) constraints cone terms, and the variable attributes
-``nonneg``, ``nonpos`` and ``bounds`` NonnegCone terms.
+``ExpCone`` and PSD (``X >> 0``) constraints cone terms.
+
+Elementwise bounds on variables are the program's ``l <= x <= u``, not terms: an affine
+inequality whose every entry is ``a x_j + d >= 0`` on distinct entries x_j of the stacked
+variable (``x >= 0``, ``x <= ub``, ``X[mask] >= lo``, ``2 * x[:3] <= p`` with constant or
+parameter right-hand sides) and the variable attributes ``nonneg``, ``nonpos`` and
+``bounds``; the tightest bound per entry and side is kept (the first of equal ones). Such a
+constraint's dual is its bound's multiplier, read from the reduced cost
+r = c + P x + sum_i A_i'y_i of the solution (``BoundConstraint``): r_j > 0 is the
+multiplier of x_j's lower bound, -r_j of its upper bound, divided by |a|, on the
+constraint that holds the tightest bound (0 on a looser one). Bounds that cross
+(l_j > u_j, ``ir.program.check_bounds``) are kept as NonnegCone terms instead, so that
+the method certifies the infeasibility in the constraints' duals.
 
 A part with no prox form (an objective atom such as ``exp``, ``log_sum_exp`` or a
 ``pnorm(., 3)``; a nonlinear inequality such as ``norm(A x) + a'x <= b`` or
@@ -91,8 +102,16 @@ from cvxprox.functions.prox import (
     Quadratic,
     SumSquares,
 )
-from cvxprox.ir.program import Program, Term
-from cvxprox.operators.linops import Compose, FiniteDiff, Gather, Identity, has_fft
+from cvxprox.ir.program import Program, Term, check_bounds
+from cvxprox.operators.linops import (
+    Compose,
+    FiniteDiff,
+    Gather,
+    Identity,
+    LinOp,
+    ScalarMultiple,
+    has_fft,
+)
 from cvxprox.reductions.affine import (
     Affine,
     AffineLowering,
@@ -111,7 +130,7 @@ from cvxprox.solvers.fista import FISTA
 
 # quad_form(u, Q) keeps Q as a dense matrix up to this many entries of u.
 _QUAD_FORM_MAX = 2000
-# Variable attributes the structured form represents (as NonnegCone terms).
+# Variable attributes the structured form represents (as bounds).
 _KEPT_ATTRIBUTES = ("nonneg", "nonpos", "bounds")
 # Atoms whose presence makes the structured form worth trying under structure="auto".
 STRUCTURED_ATOMS = (
@@ -191,12 +210,77 @@ class ConstraintTerm:
 
 
 @dataclass
+class BoundConstraint:
+    """A constraint held as variable bounds: entry e of the constraint is
+    ``a (x_j - beta) >= 0`` with j = ``cols[e]`` (a lower bound when a > 0, upper when
+    a < 0), entries ``entries`` of the constraint's column-major flattening (the others
+    are vacuous, ``x <= inf``, with zero duals).
+
+    With lam_lo, lam_hi >= 0 the bound multipliers (``bound_multipliers``), CVXPY's dual
+    of the entry is lam_j / |a| when the constraint holds x_j's tightest bound on its side
+    (``owned[e]``), else 0.
+    """
+
+    constraint_id: int
+    shape: tuple[int, ...]
+    entries: np.ndarray
+    cols: np.ndarray
+    scale: float
+    lower: bool
+    owned: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def dual(self, lam_lo: np.ndarray, lam_hi: np.ndarray) -> np.ndarray | float:
+        """The constraint's dual_value from the bound multipliers (n,) each."""
+        lam = (lam_lo if self.lower else lam_hi)[self.cols]
+        size = int(np.prod(self.shape)) if self.shape else 1
+        value = np.zeros(size)
+        value[self.entries] = np.where(self.owned, lam / self.scale, 0.0)
+        return value.reshape(self.shape, order="F") if self.shape else float(value[0])
+
+
+def bound_multipliers(program: Program, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lam_lo, lam_hi), the multipliers of l <= x and x <= u from the reduced cost
+    r = c + P x + sum_i A_i'y_i (r = sum_i A_i'y_i for a Farkas certificate y):
+    max(r, 0) where l is finite, max(-r, 0) where u is finite, 0 elsewhere. At a KKT
+    point r lies in -N_[l,u](x), so these are the bounds' duals."""
+    n = program.n
+    lo = np.zeros(n, dtype=bool) if program.l is None else np.isfinite(program.l)
+    hi = np.zeros(n, dtype=bool) if program.u is None else np.isfinite(program.u)
+    return np.where(lo, np.maximum(r, 0.0), 0.0), np.where(hi, np.maximum(-r, 0.0), 0.0)
+
+
+class _Bounds:
+    """The tightest bounds l <= x <= u met so far, with the constraint holding each."""
+
+    def __init__(self, n: int) -> None:
+        self.l, self.u = np.full(n, -np.inf), np.full(n, np.inf)
+        self.l_at, self.u_at = np.full(n, -1), np.full(n, -1)
+
+    def add(self, cols: np.ndarray, beta: np.ndarray, lower: bool, owner: int) -> None:
+        """x[cols] >= beta (lower) or x[cols] <= beta, from the constraint of id ``owner``
+        (-1: a variable attribute); cols distinct. A bound replaces a strictly looser one."""
+        bound, at = (self.l, self.l_at) if lower else (self.u, self.u_at)
+        tighter = beta > bound[cols] if lower else beta < bound[cols]
+        bound[cols[tighter]] = beta[tighter]
+        at[cols[tighter]] = owner
+
+    def program_bounds(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(l, u), None for a side without a finite entry."""
+        return (
+            self.l if np.any(np.isfinite(self.l)) else None,
+            self.u if np.any(np.isfinite(self.u)) else None,
+        )
+
+
+@dataclass
 class Lowered:
     """A Program and what is needed to map its solution back to CVXPY."""
 
     program: Program
     layout: VariableLayout
     constraints: list[ConstraintTerm] = field(default_factory=list)
+    # The constraints held as variable bounds (the program's l, u).
+    bound_constraints: list[BoundConstraint] = field(default_factory=list)
     # For each term of the program, ``id()`` of each objective expression it was lowered
     # from, outermost first (empty for constraint and variable-attribute terms).
     sources: list[tuple[int, ...]] = field(default_factory=list)
@@ -234,9 +318,13 @@ class StructureLowering:
     Parameters
     ----------
     problem : cvxpy Problem with a ``Minimize`` objective
+    bounds : bool
+        Take elementwise bounds on variables into the program's l, u (the module
+        docstring); False writes them as NonnegCone terms (for the differentiation of
+        ``cvxprox.torch``, whose adjoint works on the terms).
     """
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem, bounds: bool = True) -> None:
         if not isinstance(problem.objective, Minimize):
             raise NotStructured("the objective is not a minimization")
         for var in problem.variables():
@@ -248,6 +336,7 @@ class StructureLowering:
         for con in problem.constraints:
             _check_constraint(con)
         self.problem = problem
+        self.bounds = bounds
         # Canonical forms of the expanded parts, by id of the part (computed once: their
         # auxiliary variables stay the same on every lowering), and those variables.
         self._canonical: dict[int, tuple[object, list[Constraint]]] = {}
@@ -259,16 +348,19 @@ class StructureLowering:
         """The Program at the parameters' current values.
 
         Expansions met for the first time bring auxiliary variables: the layout is
-        extended with them and the lowering starts over (once).
+        extended with them and the lowering starts over (once). Bounds that cross (at
+        these parameter values) are lowered as NonnegCone terms.
         """
         while True:
             try:
-                return self._lower_all()
+                return self._lower_all(self.bounds)
             except _NewVariables:
                 self.layout = VariableLayout([*self.problem.variables(), *self._aux])
                 self.affine = AffineLowering(self.layout)
+            except _CrossingBounds:
+                return self._lower_all(False)
 
-    def _lower_all(self) -> Lowered:
+    def _lower_all(self, as_bounds: bool) -> Lowered:
         n = self.layout.n
         self._c = np.zeros(n)
         self._offset = 0.0
@@ -278,8 +370,9 @@ class StructureLowering:
         self._arguments: list[Expression | None] = []
         self._lowered: dict[int, tuple[Affine, Expression]] = {}
         self._expanded: list[str] = []
+        self._bounds = _Bounds(n) if as_bounds else None
         self._split(self.problem.objective.expr, 1.0)
-        constraints = []
+        constraints, bound_constraints = [], []
         for con in self.problem.constraints:
             ball = self._ball(con)
             if ball is not None:
@@ -289,6 +382,10 @@ class StructureLowering:
                 term = self._cone(con, f"constraint {con.id} ({type(con).__name__})")
                 psd = con.args[0].shape[0] if isinstance(con, PSD) else 0
                 constraints.append(ConstraintTerm(con.id, con.shape, term, cone=True, psd=psd))
+                continue
+            bound = self._bound(con)
+            if bound is not None:
+                bound_constraints.append(bound)
                 continue
             affine, label = con, None
             if not _is_affine(con):
@@ -302,9 +399,18 @@ class StructureLowering:
             raise _NewVariables
         for var in self.layout.variables:
             self._attributes(var)
-        program = Program(c=self._c, terms=self._terms, offset=self._offset)
+        l, u = (None, None) if self._bounds is None else self._bounds.program_bounds()
+        try:
+            check_bounds(n, l, u)
+        except ValueError:
+            raise _CrossingBounds from None
+        for bound in bound_constraints:
+            at = self._bounds.l_at if bound.lower else self._bounds.u_at
+            bound.owned = at[bound.cols] == bound.constraint_id
+        program = Program(c=self._c, terms=self._terms, offset=self._offset, l=l, u=u)
         program.check_finite()
         lowered = Lowered(program, self.layout, constraints, self._sources, self._arguments)
+        lowered.bound_constraints = bound_constraints
         lowered.expanded = self._expanded
         return lowered
 
@@ -566,6 +672,27 @@ class StructureLowering:
         label = f"constraint {con.id} (norm <= {radius:g})"
         return self._add_term(ball(part.size, radius), part, label), None, dual
 
+    def _bound(self, con: object) -> BoundConstraint | None:
+        """An affine inequality whose every entry is ``a x_j + d >= 0`` on distinct
+        entries x_j (a scalar a != 0), taken into the bounds; None for any other
+        constraint, or when bounds are written as terms."""
+        if self._bounds is None or not isinstance(con, (Inequality, NonPos, NonNeg)):
+            return None
+        if not _inequality_expr(con).is_affine():
+            return None
+        part = self._lower(_inequality_expr(con))
+        if not isinstance(con, NonNeg):
+            part = scale(part, -1.0)
+        selection = None if part.op is None else _selection(part.op)
+        if selection is None:
+            return None
+        cols, a = selection
+        lower = a > 0
+        beta = -part.const / a
+        entries = np.flatnonzero(beta > -np.inf if lower else beta < np.inf)
+        self._bounds.add(cols[entries], beta[entries], lower, con.id)
+        return BoundConstraint(con.id, con.shape, entries, cols[entries], abs(a), lower)
+
     def _constraint(self, con: object, label: str | None = None) -> tuple[int, np.ndarray | None]:
         """The term of an affine constraint: its index and the rows it keeps. ``label``
         replaces the default one (``constraint <id> (==)``, ...)."""
@@ -678,7 +805,11 @@ class StructureLowering:
         return self._add_term(cone, part, label)
 
     def _attributes(self, var: object) -> None:
-        """nonneg, nonpos and bounds attributes as NonnegCone terms."""
+        """nonneg, nonpos and bounds attributes: bounds (NonnegCone terms when bounds are
+        written as terms)."""
+        if self._bounds is not None:
+            self._attribute_bounds(var)
+            return
         select = Affine(self.layout.select(var), np.zeros(var.size))
         if var.attributes["nonneg"]:
             self._add_term(NonnegCone(var.size), select, f"{var.name()} >= 0")
@@ -698,6 +829,41 @@ class StructureLowering:
             if not np.all(finite):
                 part = gather(part, np.flatnonzero(finite))
             self._add_term(NonnegCone(part.size), part, f"{var.name()} {name} bound")
+
+    def _attribute_bounds(self, var: object) -> None:
+        """nonneg, nonpos and bounds attributes as bounds on the variable's entries."""
+        start = self.layout.offsets[var.id]
+        cols = np.arange(start, start + var.size)
+        if var.attributes["nonneg"]:
+            self._bounds.add(cols, np.zeros(var.size), True, -1)
+        if var.attributes["nonpos"]:
+            self._bounds.add(cols, np.zeros(var.size), False, -1)
+        bounds = var.attributes["bounds"]
+        for k, bound in enumerate(bounds or ()):
+            if bound is not None:
+                value = flat(bound.value if isinstance(bound, Expression) else bound, var.size)
+                self._bounds.add(cols, value, k == 0, -1)
+
+
+class _CrossingBounds(Exception):
+    """Some bound l_j > u_j: the lowering writes the bounds as terms instead."""
+
+
+def _selection(op: LinOp) -> tuple[np.ndarray, float] | None:
+    """(cols, a) when op x = a x[cols] with cols distinct and a != 0, else None."""
+    a = 1.0
+    while isinstance(op, ScalarMultiple):
+        a *= op.scale
+        op = op.op
+    if isinstance(op, Identity):
+        cols = np.arange(op.shape[0])
+    elif isinstance(op, Gather):
+        cols = np.asarray(op.index)
+    else:
+        return None
+    if a == 0 or np.unique(cols).size != cols.size:
+        return None
+    return cols, a
 
 
 def _tv1d_argument(part: Affine) -> Affine | None:

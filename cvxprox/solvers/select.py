@@ -80,11 +80,6 @@ def choose_structured_algorithm(program: Program, options: SolverOptions) -> tup
             "a program with a quadratic part P is solved on its assembled view; "
             "set solve_assembled=True"
         )
-    if program.has_bounds:
-        raise ValueError(
-            "a program with variable bounds l <= x <= u is solved on its assembled view "
-            "(the methods on terms do not project onto the bounds); set solve_assembled=True"
-        )
     forced = {
         "admm": StructuredADMM,
         "hqs": HQS,
