@@ -194,8 +194,8 @@ def _structured_solution(lowered: Lowered, solution: ProgramSolution) -> Solutio
     term. An infeasible status's y is its Farkas certificate, returned the same way (no
     variable values). The constraints held as bounds take the bound multipliers
     (``BoundConstraint.dual``): those a step has read (``solution.bound_duals``), else
-    from the reduced cost r = c + P x + sum_i A_i'y_i (r = sum_i A_i'y_i for a
-    certificate; ``bound_multipliers``).
+    from the reduced cost r = c + P x + sum_i A_i'y_i on the bounds x is at
+    (r = sum_i A_i'y_i for a certificate; ``bound_multipliers``).
     """
     duals = {}
     if solution.y is not None:
@@ -224,11 +224,12 @@ def _reduced_cost_multipliers(
     for term in program.terms:
         r += term.op.rmatvec(solution.y[start : start + term.size])
         start += term.size
-    if solution.x is not None and solution.status in s.SOLUTION_PRESENT:
-        r += program.c
-        if program.P is not None:
-            r += program.P @ solution.x
-    return bound_multipliers(program, r)
+    if solution.x is None or solution.status not in s.SOLUTION_PRESENT:
+        return bound_multipliers(program, r)
+    r += program.c
+    if program.P is not None:
+        r += program.P @ solution.x
+    return bound_multipliers(program, r, solution.x)
 
 
 def _term_slices(lowered: Lowered) -> list[slice]:

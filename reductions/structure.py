@@ -238,14 +238,20 @@ class BoundConstraint:
         return value.reshape(self.shape, order="F") if self.shape else float(value[0])
 
 
-def bound_multipliers(program: Program, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def bound_multipliers(
+    program: Program, r: np.ndarray, x: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(lam_lo, lam_hi), the multipliers of l <= x and x <= u from the reduced cost
-    r = c + P x + sum_i A_i'y_i (r = sum_i A_i'y_i for a Farkas certificate y):
-    max(r, 0) where l is finite, max(-r, 0) where u is finite, 0 elsewhere. At a KKT
-    point r lies in -N_[l,u](x), so these are the bounds' duals."""
+    r = c + P x + sum_i A_i'y_i: max(r, 0) where x_j = l_j, max(-r, 0) where x_j = u_j,
+    0 elsewhere (the methods on the terms return x in the box, exactly at an active
+    bound). At a KKT point r lies in -N_[l,u](x), so these are the bounds' duals. For a
+    Farkas certificate y (x None), r = sum_i A_i'y_i on every finite bound."""
     n = program.n
-    lo = np.zeros(n, dtype=bool) if program.l is None else np.isfinite(program.l)
-    hi = np.zeros(n, dtype=bool) if program.u is None else np.isfinite(program.u)
+    l = np.full(n, -np.inf) if program.l is None else program.l
+    u = np.full(n, np.inf) if program.u is None else program.u
+    lo, hi = np.isfinite(l), np.isfinite(u)
+    if x is not None:
+        lo, hi = lo & (x == l), hi & (x == u)
     return np.where(lo, np.maximum(r, 0.0), 0.0), np.where(hi, np.maximum(-r, 0.0), 0.0)
 
 

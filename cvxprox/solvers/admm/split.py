@@ -564,6 +564,13 @@ def with_bound_term(program: Program) -> Program:
     return Program(program.c, [*program.terms, box], offset=program.offset)
 
 
+def project_bounds(program: Program, x: np.ndarray) -> np.ndarray:
+    """proj_[l, u](x) on the host."""
+    if program.l is not None:
+        x = np.maximum(x, program.l)
+    return x if program.u is None else np.minimum(x, program.u)
+
+
 def _bound_term_warm_start(program: Program, warm: dict | None) -> dict | None:
     """A warm start of the program extended to its bound term: z = x there, y the
     ``bounds_y`` an earlier result kept (else 0)."""
@@ -581,11 +588,15 @@ def _bound_term_warm_start(program: Program, warm: dict | None) -> dict | None:
 
 
 def _without_bound_term(program: Program, result: SolveResult) -> SolveResult:
-    """The result of ``with_bound_term(program)`` as one of the program: z, y (or a
-    certificate) on the program's own rows; the warm start keeps the bound term's y."""
+    """The result of ``with_bound_term(program)`` as one of the program: x the bound
+    term's z, the projection onto the box (exactly at an active bound; x and it differ by
+    that term's primal residual), z, y (or a certificate) on the program's own rows; the
+    warm start keeps the bound term's y."""
     if not program.has_bounds:
         return result
     m = program.m
+    if result.x is not None and result.z is not None and result.status != s.UNBOUNDED:
+        result.x = result.z[m:]
     warm = result.info.get("warm_start")
     if warm is not None and np.shape(warm.get("y")) == (m + program.n,):
         warm["bounds_y"] = warm["y"][m:]
