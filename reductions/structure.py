@@ -105,6 +105,7 @@ from cvxprox.functions.prox import (
 from cvxprox.ir.program import Program, Term, check_bounds
 from cvxprox.operators.linops import (
     Compose,
+    Diagonal,
     FiniteDiff,
     Gather,
     Identity,
@@ -211,27 +212,27 @@ class ConstraintTerm:
 
 @dataclass
 class BoundConstraint:
-    """A constraint held as variable bounds: entry e of the constraint is
-    ``a (x_j - beta) >= 0`` with j = ``cols[e]`` (a lower bound when a > 0, upper when
-    a < 0), entries ``entries`` of the constraint's column-major flattening (the others
-    are vacuous, ``x <= inf``, with zero duals).
+    """A constraint held as variable bounds: its entry ``entries[k]`` (of its column-major
+    flattening) is ``a_k (x_j - beta_k) >= 0`` with j = ``cols[k]``, a lower bound when
+    a_k > 0 (``lower[k]``), an upper one when a_k < 0, ``scale[k]`` = |a_k|; its other
+    entries are vacuous (``x <= inf``), with zero duals.
 
     With lam_lo, lam_hi >= 0 the bound multipliers (``bound_multipliers``), CVXPY's dual
-    of the entry is lam_j / |a| when the constraint holds x_j's tightest bound on its side
-    (``owned[e]``), else 0.
+    of entry k is lam_j / |a_k| when the constraint holds x_j's tightest bound on its
+    side (``owned[k]``), else 0.
     """
 
     constraint_id: int
     shape: tuple[int, ...]
     entries: np.ndarray
     cols: np.ndarray
-    scale: float
-    lower: bool
+    scale: np.ndarray
+    lower: np.ndarray
     owned: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def dual(self, lam_lo: np.ndarray, lam_hi: np.ndarray) -> np.ndarray | float:
         """The constraint's dual_value from the bound multipliers (n,) each."""
-        lam = (lam_lo if self.lower else lam_hi)[self.cols]
+        lam = np.where(self.lower, lam_lo[self.cols], lam_hi[self.cols])
         size = int(np.prod(self.shape)) if self.shape else 1
         value = np.zeros(size)
         value[self.entries] = np.where(self.owned, lam / self.scale, 0.0)
@@ -262,13 +263,21 @@ class _Bounds:
         self.l, self.u = np.full(n, -np.inf), np.full(n, np.inf)
         self.l_at, self.u_at = np.full(n, -1), np.full(n, -1)
 
-    def add(self, cols: np.ndarray, beta: np.ndarray, lower: bool, owner: int) -> None:
-        """x[cols] >= beta (lower) or x[cols] <= beta, from the constraint of id ``owner``
-        (-1: a variable attribute); cols distinct. A bound replaces a strictly looser one."""
-        bound, at = (self.l, self.l_at) if lower else (self.u, self.u_at)
-        tighter = beta > bound[cols] if lower else beta < bound[cols]
-        bound[cols[tighter]] = beta[tighter]
-        at[cols[tighter]] = owner
+    def add(self, cols: np.ndarray, beta: np.ndarray, lower: np.ndarray, owner: int) -> None:
+        """x[cols] >= beta where ``lower``, x[cols] <= beta elsewhere, from the constraint
+        of id ``owner`` (-1: a variable attribute); cols distinct. A bound replaces a
+        strictly looser one."""
+        lower = np.broadcast_to(lower, cols.shape)
+        for side, bound, at in ((lower, self.l, self.l_at), (~lower, self.u, self.u_at)):
+            j, value = cols[side], beta[side]
+            tighter = value > bound[j] if bound is self.l else value < bound[j]
+            bound[j[tighter]] = value[tighter]
+            at[j[tighter]] = owner
+
+    def owned(self, bound: BoundConstraint) -> np.ndarray:
+        """Whether ``bound`` holds the tightest bound of each of its entries."""
+        at = np.where(bound.lower, self.l_at[bound.cols], self.u_at[bound.cols])
+        return at == bound.constraint_id
 
     def program_bounds(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(l, u), None for a side without a finite entry."""
@@ -411,8 +420,7 @@ class StructureLowering:
         except ValueError:
             raise _CrossingBounds from None
         for bound in bound_constraints:
-            at = self._bounds.l_at if bound.lower else self._bounds.u_at
-            bound.owned = at[bound.cols] == bound.constraint_id
+            bound.owned = self._bounds.owned(bound)
         program = Program(c=self._c, terms=self._terms, offset=self._offset, l=l, u=u)
         program.check_finite()
         lowered = Lowered(program, self.layout, constraints, self._sources, self._arguments)
@@ -695,9 +703,10 @@ class StructureLowering:
         cols, a = selection
         lower = a > 0
         beta = -part.const / a
-        entries = np.flatnonzero(beta > -np.inf if lower else beta < np.inf)
-        self._bounds.add(cols[entries], beta[entries], lower, con.id)
-        return BoundConstraint(con.id, con.shape, entries, cols[entries], abs(a), lower)
+        entries = np.flatnonzero(np.where(lower, beta > -np.inf, beta < np.inf))
+        cols, a, lower = cols[entries], a[entries], lower[entries]
+        self._bounds.add(cols, beta[entries], lower, con.id)
+        return BoundConstraint(con.id, con.shape, entries, cols, np.abs(a), lower)
 
     def _constraint(self, con: object, label: str | None = None) -> tuple[int, np.ndarray | None]:
         """The term of an affine constraint: its index and the rows it keeps. ``label``
@@ -841,33 +850,38 @@ class StructureLowering:
         start = self.layout.offsets[var.id]
         cols = np.arange(start, start + var.size)
         if var.attributes["nonneg"]:
-            self._bounds.add(cols, np.zeros(var.size), True, -1)
+            self._bounds.add(cols, np.zeros(var.size), np.True_, -1)
         if var.attributes["nonpos"]:
-            self._bounds.add(cols, np.zeros(var.size), False, -1)
+            self._bounds.add(cols, np.zeros(var.size), np.False_, -1)
         bounds = var.attributes["bounds"]
         for k, bound in enumerate(bounds or ()):
             if bound is not None:
                 value = flat(bound.value if isinstance(bound, Expression) else bound, var.size)
-                self._bounds.add(cols, value, k == 0, -1)
+                self._bounds.add(cols, value, np.bool_(k == 0), -1)
 
 
 class _CrossingBounds(Exception):
     """Some bound l_j > u_j: the lowering writes the bounds as terms instead."""
 
 
-def _selection(op: LinOp) -> tuple[np.ndarray, float] | None:
-    """(cols, a) when op x = a x[cols] with cols distinct and a != 0, else None."""
-    a = 1.0
-    while isinstance(op, ScalarMultiple):
-        a *= op.scale
-        op = op.op
+def _selection(op: LinOp) -> tuple[np.ndarray, np.ndarray] | None:
+    """(cols, a) when op x = a * x[cols] with cols distinct and every a_k != 0 (op a
+    gather or the identity, scaled or under a diagonal), else None."""
+    a = np.ones(op.shape[0])
+    while True:
+        if isinstance(op, ScalarMultiple):
+            a, op = a * op.scale, op.op
+        elif isinstance(op, Compose) and isinstance(op.outer, Diagonal):
+            a, op = a * np.asarray(op.outer.d), op.inner
+        else:
+            break
     if isinstance(op, Identity):
         cols = np.arange(op.shape[0])
     elif isinstance(op, Gather):
         cols = np.asarray(op.index)
     else:
         return None
-    if a == 0 or np.unique(cols).size != cols.size:
+    if np.any(a == 0) or np.unique(cols).size != cols.size:
         return None
     return cols, a
 
