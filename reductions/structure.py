@@ -294,8 +294,6 @@ class Lowered:
     program: Program
     layout: VariableLayout
     constraints: list[ConstraintTerm] = field(default_factory=list)
-    # The constraints held as variable bounds (the program's l, u).
-    bound_constraints: list[BoundConstraint] = field(default_factory=list)
     # For each term of the program, ``id()`` of each objective expression it was lowered
     # from, outermost first (empty for constraint and variable-attribute terms).
     sources: list[tuple[int, ...]] = field(default_factory=list)
@@ -305,6 +303,8 @@ class Lowered:
     arguments: list[Expression | None] = field(default_factory=list)
     # What was expanded into cones (``Dcp2Cone``), one line each, for ``cvxprox.compile``.
     expanded: list[str] = field(default_factory=list)
+    # The constraints held as variable bounds (the program's l, u).
+    bound_constraints: list[BoundConstraint] = field(default_factory=list)
 
     @property
     def keeps_structure(self) -> bool:
