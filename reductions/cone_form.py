@@ -102,10 +102,14 @@ class ConeFormReduction(Reduction):
         x is the first ``view.n_program`` entries of the view's variable. Each cone term
         of the program has its rows of y one for one in the view (``view.term_rows``); the
         y of the other terms (the epigraph-written objective terms) is not recovered and
-        is NaN.
+        is NaN. The bound rows' y (x_j - l_j >= 0, then u_j - x_j >= 0, IR duals <= 0)
+        give the bound multipliers lam_lo, lam_hi = -y on their rows.
         """
         view, x, y_view = inverse_data.view, solution.x, solution.y
-        y = None
+        y = bound_duals = None
+        if y_view is not None and view.bound_rows is not None:
+            program = inverse_data.structured.lowered.program
+            bound_duals = _bound_multipliers(program, -y_view[view.bound_rows])
         if y_view is not None:
             terms = inverse_data.structured.lowered.program.terms
             y = np.full(sum(term.size for term in terms), np.nan)
@@ -115,7 +119,22 @@ class ConeFormReduction(Reduction):
                     y[start : start + term.size] = y_view[rows]
                 start += term.size
         x = None if x is None else x[: view.n_program]
-        return ProgramSolution(solution.status, solution.opt_val, x, y, solution.attr)
+        return ProgramSolution(solution.status, solution.opt_val, x, y, solution.attr, bound_duals)
+
+
+def _bound_multipliers(program: Program, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lam_lo, lam_hi) (n,) each from the multipliers of the bound rows, in the order of
+    ``bound_rows(program.l, program.u, n)``."""
+    n = program.n
+    lam_lo, lam_hi = np.zeros(n), np.zeros(n)
+    start = 0
+    for bound, out in ((program.l, lam_lo), (program.u, lam_hi)):
+        if bound is None:
+            continue
+        idx = np.flatnonzero(np.isfinite(bound))
+        out[idx] = lam[start : start + idx.size]
+        start += idx.size
+    return lam_lo, lam_hi
 
 
 class _Rows:

@@ -32,7 +32,12 @@ from cvxprox.reductions.affine import NotStructured
 from cvxprox.reductions.cone2prox import ConeProgToProx
 from cvxprox.reductions.cone_form import ConeFormReduction, ParamConeForm, has_cone_form
 from cvxprox.reductions.solver_io import ProgramSolution
-from cvxprox.reductions.structure import STRUCTURED_ATOMS, Lowered, StructureLowering
+from cvxprox.reductions.structure import (
+    STRUCTURED_ATOMS,
+    Lowered,
+    StructureLowering,
+    bound_multipliers,
+)
 
 
 class ParamStructuredProgram:
@@ -187,7 +192,10 @@ def _structured_solution(lowered: Lowered, solution: ProgramSolution) -> Solutio
     Variable values are the blocks of x; each constraint's dual comes from its term's y
     (``ConstraintTerm.dual`` has the sign conventions), read from the rows that hold the
     term. An infeasible status's y is its Farkas certificate, returned the same way (no
-    variable values).
+    variable values). The constraints held as bounds take the bound multipliers
+    (``BoundConstraint.dual``): those a step has read (``solution.bound_duals``), else
+    from the reduced cost r = c + P x + sum_i A_i'y_i on the bounds x is at
+    (r = sum_i A_i'y_i for a certificate; ``bound_multipliers``).
     """
     duals = {}
     if solution.y is not None:
@@ -195,10 +203,33 @@ def _structured_solution(lowered: Lowered, solution: ProgramSolution) -> Solutio
         for con in lowered.constraints:
             y = solution.y[slices[con.term]] if con.term >= 0 else np.zeros(0)
             duals[con.constraint_id] = con.dual(y)
+        if lowered.bound_constraints:
+            lam_lo, lam_hi = solution.bound_duals or _reduced_cost_multipliers(
+                lowered.program, solution
+            )
+            for bound in lowered.bound_constraints:
+                duals[bound.constraint_id] = bound.dual(lam_lo, lam_hi)
     primal = {}
     if solution.status in s.SOLUTION_PRESENT:
         primal = lowered.layout.split(solution.x)
     return Solution(solution.status, solution.opt_val, primal, duals, solution.attr)
+
+
+def _reduced_cost_multipliers(
+    program: Program, solution: ProgramSolution
+) -> tuple[np.ndarray, np.ndarray]:
+    """The bound multipliers from the reduced cost of the solution's (x, y)."""
+    r = np.zeros(program.n)
+    start = 0
+    for term in program.terms:
+        r += term.op.rmatvec(solution.y[start : start + term.size])
+        start += term.size
+    if solution.x is None or solution.status not in s.SOLUTION_PRESENT:
+        return bound_multipliers(program, r)
+    r += program.c
+    if program.P is not None:
+        r += program.P @ solution.x
+    return bound_multipliers(program, r, solution.x)
 
 
 def _term_slices(lowered: Lowered) -> list[slice]:

@@ -48,6 +48,11 @@ class ProgramSolution(Solution):
     otherwise when there is no solution); ``attr`` holds CVXPY's solver statistics.
     As a CVXPY ``Solution`` its ``primal_vars`` and ``dual_vars`` hold these two
     vectors only, under the keys ``X`` and ``Y``.
+
+    ``bound_duals`` is (lam_lo, lam_hi) (n,) each, the multipliers >= 0 of the variable
+    bounds l <= x and x <= u, when a step has read them (``ConeFormReduction.invert``
+    from the bound rows of an assembled view); None otherwise (the structured invert
+    then computes them from the reduced cost).
     """
 
     X = "x"
@@ -60,7 +65,9 @@ class ProgramSolution(Solution):
         x: np.ndarray | None,
         y: np.ndarray | None,
         attr: dict,
+        bound_duals: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        self.bound_duals = bound_duals
         super().__init__(
             status,
             opt_val,

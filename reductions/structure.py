@@ -16,8 +16,19 @@ function with a cheap proximal operator (``cvxprox.functions.prox``) and A an op
 with nonnegative weights (scalars, or elementwise from ``multiply`` / ``w @``). Affine
 parts become the linear term c'x. Constraints: ``==`` becomes a ZeroCone term, ``<=`` and
 ``>=`` NonnegCone terms, ``norm(u) <= r`` (p = 1, 2, inf) a ball indicator, ``SOC``,
-``ExpCone`` and PSD (``X >> 0``) constraints cone terms, and the variable attributes
-``nonneg``, ``nonpos`` and ``bounds`` NonnegCone terms.
+``ExpCone`` and PSD (``X >> 0``) constraints cone terms.
+
+Elementwise bounds on variables are the program's ``l <= x <= u``, not terms: an affine
+inequality whose every entry is ``a x_j + d >= 0`` on distinct entries x_j of the stacked
+variable (``x >= 0``, ``x <= ub``, ``X[mask] >= lo``, ``2 * x[:3] <= p`` with constant or
+parameter right-hand sides) and the variable attributes ``nonneg``, ``nonpos`` and
+``bounds``; the tightest bound per entry and side is kept (the first of equal ones). Such a
+constraint's dual is its bound's multiplier, read from the reduced cost
+r = c + P x + sum_i A_i'y_i of the solution (``BoundConstraint``): r_j > 0 is the
+multiplier of x_j's lower bound, -r_j of its upper bound, divided by |a|, on the
+constraint that holds the tightest bound (0 on a looser one). Bounds that cross
+(l_j > u_j, ``ir.program.check_bounds``) are kept as NonnegCone terms instead, so that
+the method certifies the infeasibility in the constraints' duals.
 
 A part with no prox form (an objective atom such as ``exp``, ``log_sum_exp`` or a
 ``pnorm(., 3)``; a nonlinear inequality such as ``norm(A x) + a'x <= b`` or
@@ -91,8 +102,17 @@ from cvxprox.functions.prox import (
     Quadratic,
     SumSquares,
 )
-from cvxprox.ir.program import Program, Term
-from cvxprox.operators.linops import Compose, FiniteDiff, Gather, Identity, has_fft
+from cvxprox.ir.program import Program, Term, check_bounds
+from cvxprox.operators.linops import (
+    Compose,
+    Diagonal,
+    FiniteDiff,
+    Gather,
+    Identity,
+    LinOp,
+    ScalarMultiple,
+    has_fft,
+)
 from cvxprox.reductions.affine import (
     Affine,
     AffineLowering,
@@ -111,7 +131,7 @@ from cvxprox.solvers.fista import FISTA
 
 # quad_form(u, Q) keeps Q as a dense matrix up to this many entries of u.
 _QUAD_FORM_MAX = 2000
-# Variable attributes the structured form represents (as NonnegCone terms).
+# Variable attributes the structured form represents (as bounds).
 _KEPT_ATTRIBUTES = ("nonneg", "nonpos", "bounds")
 # Atoms whose presence makes the structured form worth trying under structure="auto".
 STRUCTURED_ATOMS = (
@@ -191,6 +211,83 @@ class ConstraintTerm:
 
 
 @dataclass
+class BoundConstraint:
+    """A constraint held as variable bounds: its entry ``entries[k]`` (of its column-major
+    flattening) is ``a_k (x_j - beta_k) >= 0`` with j = ``cols[k]``, a lower bound when
+    a_k > 0 (``lower[k]``), an upper one when a_k < 0, ``scale[k]`` = |a_k|; its other
+    entries are vacuous (``x <= inf``), with zero duals.
+
+    With lam_lo, lam_hi >= 0 the bound multipliers (``bound_multipliers``), CVXPY's dual
+    of entry k is lam_j / |a_k| when the constraint holds x_j's tightest bound on its
+    side (``owned[k]``), else 0.
+    """
+
+    constraint_id: int
+    shape: tuple[int, ...]
+    entries: np.ndarray
+    cols: np.ndarray
+    scale: np.ndarray
+    lower: np.ndarray
+    owned: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def dual(self, lam_lo: np.ndarray, lam_hi: np.ndarray) -> np.ndarray | float:
+        """The constraint's dual_value from the bound multipliers (n,) each."""
+        lam = np.where(self.lower, lam_lo[self.cols], lam_hi[self.cols])
+        size = int(np.prod(self.shape)) if self.shape else 1
+        value = np.zeros(size)
+        value[self.entries] = np.where(self.owned, lam / self.scale, 0.0)
+        return value.reshape(self.shape, order="F") if self.shape else float(value[0])
+
+
+def bound_multipliers(
+    program: Program, r: np.ndarray, x: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lam_lo, lam_hi), the multipliers of l <= x and x <= u from the reduced cost
+    r = c + P x + sum_i A_i'y_i: max(r, 0) where x_j = l_j, max(-r, 0) where x_j = u_j,
+    0 elsewhere (the methods on the terms return x in the box, exactly at an active
+    bound). At a KKT point r lies in -N_[l,u](x), so these are the bounds' duals. For a
+    Farkas certificate y (x None), r = sum_i A_i'y_i on every finite bound."""
+    n = program.n
+    l = np.full(n, -np.inf) if program.l is None else program.l
+    u = np.full(n, np.inf) if program.u is None else program.u
+    lo, hi = np.isfinite(l), np.isfinite(u)
+    if x is not None:
+        lo, hi = lo & (x == l), hi & (x == u)
+    return np.where(lo, np.maximum(r, 0.0), 0.0), np.where(hi, np.maximum(-r, 0.0), 0.0)
+
+
+class _Bounds:
+    """The tightest bounds l <= x <= u met so far, with the constraint holding each."""
+
+    def __init__(self, n: int) -> None:
+        self.l, self.u = np.full(n, -np.inf), np.full(n, np.inf)
+        self.l_at, self.u_at = np.full(n, -1), np.full(n, -1)
+
+    def add(self, cols: np.ndarray, beta: np.ndarray, lower: np.ndarray, owner: int) -> None:
+        """x[cols] >= beta where ``lower``, x[cols] <= beta elsewhere, from the constraint
+        of id ``owner`` (-1: a variable attribute); cols distinct. A bound replaces a
+        strictly looser one."""
+        lower = np.broadcast_to(lower, cols.shape)
+        for side, bound, at in ((lower, self.l, self.l_at), (~lower, self.u, self.u_at)):
+            j, value = cols[side], beta[side]
+            tighter = value > bound[j] if bound is self.l else value < bound[j]
+            bound[j[tighter]] = value[tighter]
+            at[j[tighter]] = owner
+
+    def owned(self, bound: BoundConstraint) -> np.ndarray:
+        """Whether ``bound`` holds the tightest bound of each of its entries."""
+        at = np.where(bound.lower, self.l_at[bound.cols], self.u_at[bound.cols])
+        return at == bound.constraint_id
+
+    def program_bounds(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(l, u), None for a side without a finite entry."""
+        return (
+            self.l if np.any(np.isfinite(self.l)) else None,
+            self.u if np.any(np.isfinite(self.u)) else None,
+        )
+
+
+@dataclass
 class Lowered:
     """A Program and what is needed to map its solution back to CVXPY."""
 
@@ -206,6 +303,8 @@ class Lowered:
     arguments: list[Expression | None] = field(default_factory=list)
     # What was expanded into cones (``Dcp2Cone``), one line each, for ``cvxprox.compile``.
     expanded: list[str] = field(default_factory=list)
+    # The constraints held as variable bounds (the program's l, u).
+    bound_constraints: list[BoundConstraint] = field(default_factory=list)
 
     @property
     def keeps_structure(self) -> bool:
@@ -234,9 +333,13 @@ class StructureLowering:
     Parameters
     ----------
     problem : cvxpy Problem with a ``Minimize`` objective
+    bounds : bool
+        Take elementwise bounds on variables into the program's l, u (the module
+        docstring); False writes them as NonnegCone terms (for the differentiation of
+        ``cvxprox.torch``, whose adjoint works on the terms).
     """
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem, bounds: bool = True) -> None:
         if not isinstance(problem.objective, Minimize):
             raise NotStructured("the objective is not a minimization")
         for var in problem.variables():
@@ -248,6 +351,7 @@ class StructureLowering:
         for con in problem.constraints:
             _check_constraint(con)
         self.problem = problem
+        self.bounds = bounds
         # Canonical forms of the expanded parts, by id of the part (computed once: their
         # auxiliary variables stay the same on every lowering), and those variables.
         self._canonical: dict[int, tuple[object, list[Constraint]]] = {}
@@ -259,16 +363,19 @@ class StructureLowering:
         """The Program at the parameters' current values.
 
         Expansions met for the first time bring auxiliary variables: the layout is
-        extended with them and the lowering starts over (once).
+        extended with them and the lowering starts over (once). Bounds that cross (at
+        these parameter values) are lowered as NonnegCone terms.
         """
         while True:
             try:
-                return self._lower_all()
+                return self._lower_all(self.bounds)
             except _NewVariables:
                 self.layout = VariableLayout([*self.problem.variables(), *self._aux])
                 self.affine = AffineLowering(self.layout)
+            except _CrossingBounds:
+                return self._lower_all(False)
 
-    def _lower_all(self) -> Lowered:
+    def _lower_all(self, as_bounds: bool) -> Lowered:
         n = self.layout.n
         self._c = np.zeros(n)
         self._offset = 0.0
@@ -278,8 +385,9 @@ class StructureLowering:
         self._arguments: list[Expression | None] = []
         self._lowered: dict[int, tuple[Affine, Expression]] = {}
         self._expanded: list[str] = []
+        self._bounds = _Bounds(n) if as_bounds else None
         self._split(self.problem.objective.expr, 1.0)
-        constraints = []
+        constraints, bound_constraints = [], []
         for con in self.problem.constraints:
             ball = self._ball(con)
             if ball is not None:
@@ -289,6 +397,10 @@ class StructureLowering:
                 term = self._cone(con, f"constraint {con.id} ({type(con).__name__})")
                 psd = con.args[0].shape[0] if isinstance(con, PSD) else 0
                 constraints.append(ConstraintTerm(con.id, con.shape, term, cone=True, psd=psd))
+                continue
+            bound = self._bound(con)
+            if bound is not None:
+                bound_constraints.append(bound)
                 continue
             affine, label = con, None
             if not _is_affine(con):
@@ -302,9 +414,17 @@ class StructureLowering:
             raise _NewVariables
         for var in self.layout.variables:
             self._attributes(var)
-        program = Program(c=self._c, terms=self._terms, offset=self._offset)
+        l, u = (None, None) if self._bounds is None else self._bounds.program_bounds()
+        try:
+            check_bounds(n, l, u)
+        except ValueError:
+            raise _CrossingBounds from None
+        for bound in bound_constraints:
+            bound.owned = self._bounds.owned(bound)
+        program = Program(c=self._c, terms=self._terms, offset=self._offset, l=l, u=u)
         program.check_finite()
         lowered = Lowered(program, self.layout, constraints, self._sources, self._arguments)
+        lowered.bound_constraints = bound_constraints
         lowered.expanded = self._expanded
         return lowered
 
@@ -566,6 +686,28 @@ class StructureLowering:
         label = f"constraint {con.id} (norm <= {radius:g})"
         return self._add_term(ball(part.size, radius), part, label), None, dual
 
+    def _bound(self, con: object) -> BoundConstraint | None:
+        """An affine inequality whose every entry is ``a x_j + d >= 0`` on distinct
+        entries x_j (a scalar a != 0), taken into the bounds; None for any other
+        constraint, or when bounds are written as terms."""
+        if self._bounds is None or not isinstance(con, (Inequality, NonPos, NonNeg)):
+            return None
+        if not _inequality_expr(con).is_affine():
+            return None
+        part = self._lower(_inequality_expr(con))
+        if not isinstance(con, NonNeg):
+            part = scale(part, -1.0)
+        selection = None if part.op is None else _selection(part.op)
+        if selection is None:
+            return None
+        cols, a = selection
+        lower = a > 0
+        beta = -part.const / a
+        entries = np.flatnonzero(np.where(lower, beta > -np.inf, beta < np.inf))
+        cols, a, lower = cols[entries], a[entries], lower[entries]
+        self._bounds.add(cols, beta[entries], lower, con.id)
+        return BoundConstraint(con.id, con.shape, entries, cols, np.abs(a), lower)
+
     def _constraint(self, con: object, label: str | None = None) -> tuple[int, np.ndarray | None]:
         """The term of an affine constraint: its index and the rows it keeps. ``label``
         replaces the default one (``constraint <id> (==)``, ...)."""
@@ -678,7 +820,11 @@ class StructureLowering:
         return self._add_term(cone, part, label)
 
     def _attributes(self, var: object) -> None:
-        """nonneg, nonpos and bounds attributes as NonnegCone terms."""
+        """nonneg, nonpos and bounds attributes: bounds (NonnegCone terms when bounds are
+        written as terms)."""
+        if self._bounds is not None:
+            self._attribute_bounds(var)
+            return
         select = Affine(self.layout.select(var), np.zeros(var.size))
         if var.attributes["nonneg"]:
             self._add_term(NonnegCone(var.size), select, f"{var.name()} >= 0")
@@ -698,6 +844,46 @@ class StructureLowering:
             if not np.all(finite):
                 part = gather(part, np.flatnonzero(finite))
             self._add_term(NonnegCone(part.size), part, f"{var.name()} {name} bound")
+
+    def _attribute_bounds(self, var: object) -> None:
+        """nonneg, nonpos and bounds attributes as bounds on the variable's entries."""
+        start = self.layout.offsets[var.id]
+        cols = np.arange(start, start + var.size)
+        if var.attributes["nonneg"]:
+            self._bounds.add(cols, np.zeros(var.size), np.True_, -1)
+        if var.attributes["nonpos"]:
+            self._bounds.add(cols, np.zeros(var.size), np.False_, -1)
+        bounds = var.attributes["bounds"]
+        for k, bound in enumerate(bounds or ()):
+            if bound is not None:
+                value = flat(bound.value if isinstance(bound, Expression) else bound, var.size)
+                self._bounds.add(cols, value, np.bool_(k == 0), -1)
+
+
+class _CrossingBounds(Exception):
+    """Some bound l_j > u_j: the lowering writes the bounds as terms instead."""
+
+
+def _selection(op: LinOp) -> tuple[np.ndarray, np.ndarray] | None:
+    """(cols, a) when op x = a * x[cols] with cols distinct and every a_k != 0 (op a
+    gather or the identity, scaled or under a diagonal), else None."""
+    a = np.ones(op.shape[0])
+    while True:
+        if isinstance(op, ScalarMultiple):
+            a, op = a * op.scale, op.op
+        elif isinstance(op, Compose) and isinstance(op.outer, Diagonal):
+            a, op = a * np.asarray(op.outer.d), op.inner
+        else:
+            break
+    if isinstance(op, Identity):
+        cols = np.arange(op.shape[0])
+    elif isinstance(op, Gather):
+        cols = np.asarray(op.index)
+    else:
+        return None
+    if np.any(a == 0) or np.unique(cols).size != cols.size:
+        return None
+    return cols, a
 
 
 def _tv1d_argument(part: Affine) -> Affine | None:

@@ -140,12 +140,6 @@ def test_bounds_are_rows_of_the_view_after_the_terms() -> None:
     assert program.objective(result.x[:n]) == pytest.approx(reference.value, abs=1e-6)
 
 
-def test_the_methods_on_terms_refuse_bounds() -> None:
-    program = Program(np.ones(2), [Term(Norm1(2), Identity(2), np.zeros(2), "l1")], l=np.zeros(2))
-    with pytest.raises(ValueError, match="variable bounds .* solved on its assembled view"):
-        solve_program(program, SolverOptions.from_kwargs({}))
-
-
 def test_the_bounds_attribute_is_the_programs_bounds() -> None:
     """CVXPY's ``bounds=`` reaches the cone route's Program as l, u (no term), its view as
     rows after the cones; the constraint's dual keeps its position and value."""

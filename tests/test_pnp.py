@@ -177,7 +177,7 @@ def test_prior_may_be_a_subexpression_or_several_terms():
 def test_lowering_records_term_sources():
     X = cp.Variable(4)
     fit, reg = cp.sum_squares(X - 1), 0.5 * cp.norm1(X)
-    lowered = StructureLowering(cp.Problem(cp.Minimize(fit + reg), [X <= 2])).lower()
+    lowered = StructureLowering(cp.Problem(cp.Minimize(fit + reg), [cp.sum(X) <= 2])).lower()
     assert len(lowered.sources) == len(lowered.program.terms) == 3
     assert id(fit) in lowered.sources[0] and id(reg) not in lowered.sources[0]
     assert id(reg) in lowered.sources[1]

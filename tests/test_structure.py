@@ -138,7 +138,10 @@ def test_constraint_terms_and_attributes() -> None:
     lowered = StructureLowering(prob).lower()
     labels = [t.label for t in lowered.program.terms]
     assert sum("constraint" in label for label in labels) == 3
-    assert sum("bound" in label or ">= 0" in label for label in labels) == 3
+    # The attributes are the program's bounds, not terms.
+    assert len(labels) == 5
+    np.testing.assert_array_equal(lowered.program.l, [0, 0, 0, 0, -1, -1, -1])
+    np.testing.assert_array_equal(lowered.program.u, [np.inf] * 4 + [1.0, np.inf, 2.0])
     # Feasible point: every indicator term is satisfied.
     uval, vval = np.array([0.2, 0.1, 0.0, 0.3]), np.array([0.5, 0.5, 0.5])
     uval = np.linalg.lstsq(A[:2, :4], np.ones(2), rcond=None)[0]

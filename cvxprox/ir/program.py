@@ -139,7 +139,8 @@ class Program:
         Variable bounds l <= x <= u (entries -inf, +inf where there is none); None means
         no bound on that side. l <= u entrywise (``check_bounds``). The assembled view
         writes them as nonnegative-cone rows after the terms' (``bound_rows``); the
-        methods on the terms do not take them yet (``compile.choose_structured_algorithm``).
+        methods on the terms project onto them (PDHG, FISTA) or split them off as one
+        more block on the identity (ADMM, HQS).
     solve_assembled : bool
         Solve the assembled view with the cone methods rather than the terms with the
         structured ones: set for CVXPY's cone form and for lowerings whose structure

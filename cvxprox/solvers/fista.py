@@ -5,7 +5,12 @@ The program (``cvxprox.ir.program.Program``, x in R^n)
     minimize  h(x) + G(x),   h(x) = c'x + sum_{i in S} f_i(A_i x - b_i),   G(x) = g(P x - b_g),
 
 where every f_i (i in S) is smooth (SumSquares, Huber, Logistic) and at most one term g is
-not, with an operator P that is the identity or a permutation of x. Then
+not, with an operator P that is the identity or a permutation of x; or, for a program with
+variable bounds l <= x <= u, every term is smooth and G is the indicator of the box, whose
+prox is the projection (the bound multipliers are read from the reduced cost,
+``StructuredChecker``; with a nonsmooth g the prox of g + box, clip(prox_g) for a
+separable g, does not tell g's subgradient at a clipped entry, so FISTA does not apply).
+Then
 
     grad h(x) = c + sum_i A_i' grad f_i(A_i x - b_i),    L_h <= sum_i L_i ||A_i||^2,
 
@@ -175,8 +180,15 @@ class FISTA(Algorithm):
             names = ", ".join(f"{t.function.describe()} ({t.label})" for t in nonsmooth)
             return False, f"{len(nonsmooth)} nonsmooth terms, FISTA takes at most one: {names}"
         if not nonsmooth:
+            if program.has_bounds:
+                return True, "every term is smooth; the bounds by projection"
             return True, "every term is smooth"
         term = nonsmooth[0]
+        if program.has_bounds:
+            return False, (
+                f"with variable bounds the prox of {term.function.describe()} ({term.label}) "
+                "plus the box does not give that term's dual"
+            )
         kind = "constraint" if term.function.is_indicator else "nonsmooth term"
         if not PermutedTerm.accepts(term, program.n):
             return False, (
@@ -211,6 +223,18 @@ class FISTA(Algorithm):
         if np.shape(warm.get("x")) == (prog.n,):
             x = backend.asarray(np.asarray(warm["x"], dtype=np.float64))
             L = max(float(warm.get("lipschitz", L)), L_min)
+        box = None
+        if prog.has_bounds:
+            xp = backend.xp
+            lo, hi = (
+                backend.asarray(np.full(prog.n, fill) if bound is None else bound)
+                for bound, fill in ((prog.l, -np.inf), (prog.u, np.inf))
+            )
+
+            def box(v: Any) -> Any:
+                return xp.minimum(xp.maximum(v, lo), hi)
+
+            x = box(x)
         Ax = smooth.matvec(x)
         x_prev, Ax_prev = x, Ax
         t = 1.0
@@ -250,7 +274,9 @@ class FISTA(Algorithm):
                 f_y = smooth.value(Ay - smooth.b)
                 g_y = smooth.gradient(Ay - smooth.b)
                 v = y - (c + smooth.rmatvec(g_y)) / L_try
-                if prox is None:
+                if box is not None:
+                    x_new = box(v)
+                elif prox is None:
                     x_new = v
                 else:
                     x_new, z_g, y_g = prox.prox(v, 1.0 / L_try)

@@ -12,7 +12,9 @@ the polar projection proj_{K°} (Moreau: prox_{sigma f*}(v) = v - proj_K(v) = pr
 G(x) = 1/2 x'diag(p)x when P = diag(p) is diagonal (as CVXPY makes it for sums of squares)
 and h(x) = 1/2 x'Px otherwise. A Program (``cvxprox.ir.program``) brings its terms:
 G is one term whose operator is the identity or a permutation of x (the first nonsmooth
-one, else the first smooth one; ``PermutedTerm``), h the other smooth terms (SumSquares,
+one, else the first smooth one; ``PermutedTerm``), or with variable bounds l <= x <= u
+the indicator of the box (prox: the projection; every term then goes to h or f_j),
+h the other smooth terms (SumSquares,
 Huber, Logistic; grad h(x) = sum_{i in H} A_i' grad f_i(A_i x - b_i), Lipschitz with
 L_h <= sum_i L_i ||A_i||^2) and f_j all other terms, with per-term dual steps
 sigma_j = sigma / ||K_j||^2 (diagonal preconditioning by term: the blocks K_j / ||K_j||
@@ -542,7 +544,10 @@ class _StructuredProblem:
         self.layout = TermLayout(program, backend)
         self.checker = StructuredChecker(self.layout, options)
         n, terms = program.n, list(enumerate(program.terms))
-        candidates = [(k, t) for k, t in terms if PermutedTerm.accepts(t, n)]
+        # With bounds, G is the box's indicator and every term goes to h or the duals.
+        candidates = [
+            (k, t) for k, t in terms if PermutedTerm.accepts(t, n) and not program.has_bounds
+        ]
         candidates.sort(key=lambda kt: kt[1].function.smooth)
         taken = candidates[0][0] if candidates else -1
         smooth = [k for k, t in terms if k != taken and t.function.smooth]
@@ -564,11 +569,19 @@ class _StructuredProblem:
         self.c = backend.asarray(program.c)
         self.norm_K = math.sqrt(float(np.count_nonzero(norms > 0)))
         self.L_h = TermGroup([(k, program.terms[k]) for k in smooth], n).lipschitz()
+        self.box = None
+        if program.has_bounds:
+            self.box = tuple(
+                backend.asarray(np.full(n, fill) if bound is None else bound)
+                for bound, fill in ((program.l, -np.inf), (program.u, np.inf))
+            )
 
     def describe(self) -> list[str]:
         """The verbose header's lines about the splitting."""
         prox = self.prox
         prox_name = self.program.terms[prox.position].function.describe() if prox else "none"
+        if self.box is not None:
+            prox_name = "the bounds l <= x <= u (projection)"
         return [
             f"prox term: {prox_name}; smooth terms by gradient: {len(self.smooth.terms)} "
             f"(L_h <= {self.L_h:.3e}); dual blocks: {len(self.dual.terms)} "
@@ -586,7 +599,14 @@ class _StructuredProblem:
             x = np.array(warm["x"], dtype=np.float64)
             y = self._dual_rows(np.asarray(warm["y"], dtype=np.float64))
             omega = float(warm.get("primal_weight", omega))
-        return self.point(self.backend.asarray(x), self.backend.asarray(y)), omega
+        x = self.backend.asarray(x)
+        x = x if self.box is None else self._project(x)
+        return self.point(x, self.backend.asarray(y)), omega
+
+    def _project(self, x: Any) -> Any:
+        """proj_[l, u](x)."""
+        xp = self.backend.xp
+        return xp.minimum(xp.maximum(x, self.box[0]), self.box[1])
 
     def point(self, x: Any, y: Any) -> _Point:
         """The point (x, y) with its products."""
@@ -598,7 +618,9 @@ class _StructuredProblem:
         grad = self.c + smooth.rmatvec(smooth.gradient(p.Hx - smooth.b))
         v = p.x - tau * (grad + p.Kty)
         z_prox = y_prox = None
-        if self.prox is None:
+        if self.box is not None:
+            x = self._project(v)
+        elif self.prox is None:
             x = v
         else:
             x, z_prox, y_prox = self.prox.prox(v, tau)

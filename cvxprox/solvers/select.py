@@ -9,13 +9,14 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from functools import cache
 
+import cvxpy.settings as s
 from threadpoolctl import ThreadpoolController
 
 from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import AssembledProgram, Program
 from cvxprox.operators.linops import has_fft
 from cvxprox.solvers.admm.kkt import ADMM
-from cvxprox.solvers.admm.split import HQS, StructuredADMM
+from cvxprox.solvers.admm.split import HQS, StructuredADMM, project_bounds
 from cvxprox.solvers.common.algorithm import FACTORIZATION_NNZ_LIMIT
 from cvxprox.solvers.common.column_scaling import ColumnScaling
 from cvxprox.solvers.common.result import SolveResult
@@ -79,11 +80,6 @@ def choose_structured_algorithm(program: Program, options: SolverOptions) -> tup
         raise ValueError(
             "a program with a quadratic part P is solved on its assembled view; "
             "set solve_assembled=True"
-        )
-    if program.has_bounds:
-        raise ValueError(
-            "a program with variable bounds l <= x <= u is solved on its assembled view "
-            "(the methods on terms do not project onto the bounds); set solve_assembled=True"
         )
     forced = {
         "admm": StructuredADMM,
@@ -193,6 +189,9 @@ def _solve_column_scaled(
     result = _run(scaling.scale_program(program), options, warm_start)
     if result.x is not None:
         result.x = E * result.x
+        if result.status != s.UNBOUNDED:
+            # In the box exactly (E (l / E) may round off l).
+            result.x = project_bounds(program, result.x)
     warm = result.info.get("warm_start")
     if warm is not None:
         warm["x"] = result.x

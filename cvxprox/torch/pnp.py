@@ -492,12 +492,12 @@ def _build_model(problem: cp.Problem, parameters: Sequence[cp.Parameter], reg: A
     free = {p.id: cp.Variable(p.shape, name=p.name()) for p in parameters}
     at_reference = _substitute(objective, reference, origin)
     try:
-        base = StructureLowering(cp.Problem(cp.Minimize(at_reference))).lower()
+        base = StructureLowering(cp.Problem(cp.Minimize(at_reference)), bounds=False).lower()
     except NotStructured as err:
         raise ValueError(f"the problem has no structured (prox) form: {err}") from None
     try:
         affine = StructureLowering(
-            cp.Problem(cp.Minimize(_substitute(objective, free, {})))
+            cp.Problem(cp.Minimize(_substitute(objective, free, {}))), bounds=False
         ).lower()
     except NotStructured as err:
         raise ValueError(

@@ -137,7 +137,7 @@ class StructuredRoute:
     def _inspect(self, first: list[np.ndarray], always: bool) -> None:
         """Lower at ``first``, check every term, and set up each parameter's route."""
         try:
-            self.lowering = StructureLowering(self.problem)
+            self.lowering = StructureLowering(self.problem, bounds=False)
             lowered = self._lower(first)
         except NotStructured as exc:
             raise RouteUnavailable(str(exc)) from None

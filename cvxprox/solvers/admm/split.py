@@ -61,6 +61,10 @@ normalized to sum_i sigma_{C_i}(y_i) + b_i'y_i = -1 (for cones sigma_C = 0 on th
 cone, and this is b'y = -1), zero on the other terms. Only the indicator terms take part,
 so no condition on the other terms' dy is needed: their A_i'dy_i would show in A'y.
 
+Variable bounds l <= x <= u are one more split term, Box(l, u) of the identity
+(``with_bound_term``): its z is the projection of x, its y the bounds' multipliers. The
+result's z and y are the program's own (the bound term's y is kept in the warm start).
+
 HQS is a penalty method (Geman & Yang 1995), meant mostly for plug-and-play priors, where
 the prox of f_i is replaced by a denoiser: no duals are carried (u = 0), the z-step comes
 first and the penalty grows geometrically between the z- and x-steps:
@@ -100,9 +104,10 @@ import cvxpy.settings as s
 import numpy as np
 
 from cvxprox.backend import Array, Backend, array_namespace, get_backend
-from cvxprox.functions.prox import SumSquares
+from cvxprox.functions.prox import Box, SumSquares
 from cvxprox.interface.options import SolverOptions
-from cvxprox.ir.program import Program
+from cvxprox.ir.program import Program, Term
+from cvxprox.operators.linops import Identity
 from cvxprox.solvers.admm.xupdate import (
     SIGMA_RTOL,
     NormalOperator,
@@ -342,13 +347,13 @@ class StructuredADMM(Algorithm):
     def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         """Run ADMM; the result's info holds "x_update", "cg_iterations", "rho" (per term,
         NaN for absorbed terms), "rho_updates" and "sigma"."""
-        prog, opts = self.program, self.opts
+        prog, opts = with_bound_term(self.program), self.opts
         setup = SplitSetup(prog, opts, backend)
         direction = setup.unbounded_direction()
         if direction is not None:
             return setup.unbounded_result(self.name, direction, t0)
         terms = setup.terms
-        x, z, y, rho = setup.warm_point(self.warm_start)
+        x, z, y, rho = setup.warm_point(_bound_term_warm_start(self.program, self.warm_start))
         rho = setup.rho0.copy() if rho is None else rho
         u = [yi / float(r) for yi, r in zip(y, rho, strict=True)]
         xup = setup.xupdate(rho)
@@ -436,7 +441,7 @@ class StructuredADMM(Algorithm):
         }
         timing = (self.name, it, time.perf_counter() - t0, setup_time)
         last, cert = _result_to_host(backend, status, last, best, cert)
-        return finish(
+        result = finish(
             status,
             cert,
             (last, kkt) if status == s.OPTIMAL else None,
@@ -447,6 +452,7 @@ class StructuredADMM(Algorithm):
             log,
             {"rho": setup.per_term_rho(rho)},
         )
+        return _without_bound_term(self.program, result)
 
 
 class HQS(Algorithm):
@@ -468,13 +474,13 @@ class HQS(Algorithm):
 
     def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         """Run HQS; the result's info holds "x_update", "cg_iterations", "rho" and "sigma"."""
-        prog, opts = self.program, self.opts
+        prog, opts = with_bound_term(self.program), self.opts
         setup = SplitSetup(prog, opts, backend)
         direction = setup.unbounded_direction()
         if direction is not None:
             return setup.unbounded_result(self.name, direction, t0)
         terms = setup.terms
-        x, z, _, _ = setup.warm_point(self.warm_start)
+        x, z, _, _ = setup.warm_point(_bound_term_warm_start(self.program, self.warm_start))
         rho = _HQS_START * setup.rho0
         rho_cap = _HQS_MAX_GROWTH * rho
         xup = setup.xupdate(rho)
@@ -531,7 +537,7 @@ class HQS(Algorithm):
         }
         timing = (self.name, it, time.perf_counter() - t0, setup_time)
         last, _ = _result_to_host(backend, status, last, best, None)
-        return finish(
+        result = finish(
             status,
             None,
             (last, kkt) if status == s.OPTIMAL else None,
@@ -541,6 +547,63 @@ class HQS(Algorithm):
             info,
             log,
         )
+        return _without_bound_term(self.program, result)
+
+
+def with_bound_term(program: Program) -> Program:
+    """The program with its bounds l <= x <= u as a last term Box(l, u) of the identity
+    (the program itself when it has none)."""
+    if not program.has_bounds:
+        return program
+    n = program.n
+    l, u = (
+        np.full(n, fill) if bound is None else bound
+        for bound, fill in ((program.l, -np.inf), (program.u, np.inf))
+    )
+    box = Term(Box(l, u), Identity(n), np.zeros(n), "bounds l <= x <= u")
+    return Program(program.c, [*program.terms, box], offset=program.offset)
+
+
+def project_bounds(program: Program, x: np.ndarray) -> np.ndarray:
+    """proj_[l, u](x) on the host."""
+    if program.l is not None:
+        x = np.maximum(x, program.l)
+    return x if program.u is None else np.minimum(x, program.u)
+
+
+def _bound_term_warm_start(program: Program, warm: dict | None) -> dict | None:
+    """A warm start of the program extended to its bound term: z = x there, y the
+    ``bounds_y`` an earlier result kept (else 0)."""
+    if not program.has_bounds or not warm:
+        return warm
+    shapes = [(key, np.shape(warm.get(key))) for key in ("x", "z", "y")]
+    if shapes != [("x", (program.n,)), ("z", (program.m,)), ("y", (program.m,))]:
+        return warm
+    y_box = warm.get("bounds_y", np.zeros(program.n))
+    return {
+        **warm,
+        "z": np.concatenate([np.asarray(warm["z"]), np.asarray(warm["x"])]),
+        "y": np.concatenate([np.asarray(warm["y"]), np.asarray(y_box)]),
+    }
+
+
+def _without_bound_term(program: Program, result: SolveResult) -> SolveResult:
+    """The result of ``with_bound_term(program)`` as one of the program: x the bound
+    term's z, the projection onto the box (exactly at an active bound; x and it differ by
+    that term's primal residual), z, y (or a certificate) on the program's own rows; the
+    warm start keeps the bound term's y."""
+    if not program.has_bounds:
+        return result
+    m = program.m
+    if result.x is not None and result.z is not None and result.status != s.UNBOUNDED:
+        result.x = result.z[m:]
+    warm = result.info.get("warm_start")
+    if warm is not None and np.shape(warm.get("y")) == (m + program.n,):
+        warm["bounds_y"] = warm["y"][m:]
+        warm["z"], warm["y"] = warm["z"][:m], warm["y"][:m]
+    result.z = None if result.z is None else result.z[:m]
+    result.y = None if result.y is None else result.y[:m]
+    return result
 
 
 class FarkasTest:

@@ -1,19 +1,25 @@
 """The termination test of the methods on a Program's terms, and its units.
 
-A Program (``cvxprox.ir.program``) is ``minimize c'x + sum_i f_i(A_i x - b_i)``. Its
-iterates are x (n,), and z, y (m,) stacked over the terms in order (term i owns the rows
-``layout.slices[i]``). The optimality conditions are
+A Program (``cvxprox.ir.program``) is ``minimize c'x + sum_i f_i(A_i x - b_i)`` subject
+to l <= x <= u. Its iterates are x (n,), in the box (the methods that check it project
+onto the box, or split it off as a term of their own), and z, y (m,) stacked over the
+terms in order (term i owns the rows ``layout.slices[i]``). With the reduced cost
+r = c + A'y and the bound multipliers lam_l = max(r, 0) where l is finite, lam_u =
+max(-r, 0) where u is finite (0 elsewhere; PDLP's reading of the bound duals), the
+optimality conditions are
 
     primal:  A x - b - z = 0
-    dual:    c + A'y = 0,        y_i in df_i(z_i),
+    dual:    r - lam_l + lam_u = 0,        y_i in df_i(z_i),
 
 and the algorithms keep the last condition exactly (y_i comes out of a proximal step at
-z_i). They stop when ``cvxprox.solvers.common.termination``'s test holds, per row and per
-variable:
+z_i). The dual objective gains l'lam_l - u'lam_u, so a multiplier on a bound that x is
+not at shows in the gap (lam_l'(x - l) + lam_u'(u - x)). They stop when
+``cvxprox.solvers.common.termination``'s test holds, per row and per variable:
 
     |A x - b - z|_i <= eps_abs u_i + eps_rel max(|(A x)_i|, |z_i|, |b_i|)   (a constraint)
-    |c + A'y|_j     <= eps_abs v_j + eps_rel max(|c_j|, |(A'y)_j|)
-    |pobj - dobj|   <= eps_abs w   + eps_rel max(|pobj|, |dobj|, |c'x|, |y'(z + b)|)
+    |r - lam_l + lam_u|_j <= eps_abs v_j + eps_rel max(|c_j|, |(A'y)_j|)
+    |pobj - dobj|   <= eps_abs w   + eps_rel max(|pobj|, |dobj|, |c'x|, |y'(z + b)|,
+                                                 |l'lam_l - u'lam_u|)
 
 (for the rows of any other term, the largest of these over the term's rows: they are
 one function's argument, one quantity in one unit), with pobj = c'x + sum_i f_i(A_i x - b_i)
@@ -151,6 +157,23 @@ class StructuredChecker:
         self._c = backend.asarray(layout.program.c)
         self._primal_unit = backend.asarray(self.units.primal)
         self._dual_unit = backend.asarray(self.units.dual)
+        self._bounds = None
+        if layout.program.has_bounds:
+            n = layout.program.n
+            l, u = (
+                np.full(n, fill) if bound is None else bound
+                for bound, fill in ((layout.program.l, -np.inf), (layout.program.u, np.inf))
+            )
+            has_l, has_u = np.isfinite(l), np.isfinite(u)
+            self._bounds = tuple(
+                backend.asarray(v)
+                for v in (
+                    has_l.astype(np.float64),
+                    has_u.astype(np.float64),
+                    np.where(has_l, l, 0.0),
+                    np.where(has_u, u, 0.0),
+                )
+            )
 
     def evaluate(
         self,
@@ -169,10 +192,19 @@ class StructuredChecker:
         argument = Ax - layout.b
         pobj = cx + self._function_sum(argument)
         dobj = self._function_sum(z) - yzb
+        dual = c + Aty
+        bound_term = 0.0
+        if self._bounds is not None:
+            has_l, has_u, l, u = self._bounds
+            lam_l = has_l * (0.5 * (dual + abs(dual)))  # max(r, 0), exactly
+            lam_u = has_u * (0.5 * (abs(dual) - dual))  # max(-r, 0)
+            bound_term = scalar(l @ lam_l - u @ lam_u)
+            dual = dual - lam_l + lam_u
+            dobj += bound_term
         return kkt_error(
             (argument - z, [self._row_magnitude(Ax, z)], self._primal_unit),
-            (c + Aty, [c, Aty], self._dual_unit),
-            (pobj, dobj, [cx, yzb], units.objective),
+            (dual, [c, Aty], self._dual_unit),
+            (pobj, dobj, [cx, yzb, bound_term], units.objective),
             self.opts.eps_abs,
             self.opts.eps_rel,
             program.offset,
