@@ -160,6 +160,31 @@ def dual_lipschitz(program: Program, positions: list[int], H: np.ndarray) -> flo
     return Compose(VStack(ops), Diagonal(scale)).norm_bound() ** 2
 
 
+class ProxTerms(StackedTerms):
+    """The prox terms g_j(K_j x - b_j), stacked (``StackedTerms``), with the prox of the
+    conjugates; a single term's products are its operator's own (no stacking copy)."""
+
+    def matvec(self, x: Any) -> Any:
+        """K x, shape (m,)."""
+        if len(self.terms) == 1:
+            return self.terms[0].op.matvec(x)
+        return super().matvec(x)
+
+    def rmatvec(self, y: Any) -> Any:
+        """K'y, shape (n,)."""
+        if len(self.terms) == 1:
+            return self.terms[0].op.rmatvec(y)
+        return super().rmatvec(y)
+
+    def prox_conj(self, v: Any, step: float) -> Any:
+        """prox_{step g_j*}(v_j) for every term, stacked, shape (m,)."""
+        if len(self.terms) == 1:
+            return self.terms[0].function.prox_conj(v, step)
+        return self.concat(
+            [t.function.prox_conj(v[r], step) for t, r in zip(self.terms, self.slices, strict=True)]
+        )
+
+
 class DualFISTA(Algorithm):
     """FISTA with backtracking and adaptive restart on the dual (module docstring).
 
@@ -211,12 +236,12 @@ class DualFISTA(Algorithm):
         checker = StructuredChecker(layout, opts)
         quadratic_at, prox_at = split_terms(prog)
         smooth = DiagonalQuadratic(prog, quadratic_at)
-        K = StackedTerms([layout.terms[k] for k in prox_at], prog.n, backend)
+        K = ProxTerms([layout.terms[k] for k in prox_at], prog.n, backend)
         L0 = dual_lipschitz(prog, prox_at, smooth.H)
         L0 = L0 if L0 > 0 else 1.0
         L_min = _L_FLOOR * L0
         L = L0
-        H, q = backend.asarray(smooth.H), backend.asarray(smooth.q)
+        H_inv, q = backend.asarray(1.0 / smooth.H), backend.asarray(smooth.q)
         farkas = FarkasTest(prog, layout, prox_at, opts.eps_infeas)
 
         y = K.backend.zeros(K.m)
@@ -262,12 +287,12 @@ class DualFISTA(Algorithm):
                 beta = (t - 1.0) / t_next
                 y_t = y + beta * (y - y_prev)
                 Kty_t = Kty + beta * (Kty - Kty_prev)
-                x_t = -(q + Kty_t) / H
+                x_t = -(q + Kty_t) * H_inv
                 Kx_t = K.matvec(x_t)
-                y_new = self._prox_conj(K, y_t + (Kx_t - K.b) / L_try, 1.0 / L_try)
+                y_new = K.prox_conj(y_t + (Kx_t - K.b) / L_try, 1.0 / L_try)
                 Kty_new = K.rmatvec(y_new)
                 d, Ktd = y_new - y_t, Kty_new - Kty_t
-                if scalar(Ktd @ (Ktd / H)) <= L_try * scalar(d @ d):
+                if scalar(Ktd @ (Ktd * H_inv)) <= L_try * scalar(d @ d):
                     break
             if scalar((y_t - y_new) @ (y_new - y)) > 0.0:
                 t_next = 1.0
@@ -276,7 +301,7 @@ class DualFISTA(Algorithm):
             t, L = t_next, L_try
 
             if it % opts.check_every == 0 or it == opts.max_iters:
-                x = -(q + Kty) / H
+                x = -(q + Kty) * H_inv
                 z_g = L * (y_t - y) + Kx_t - K.b
                 point, Ax_full, Aty = self._point(layout, K, prox_at, x, z_g, y)
                 err = checker.evaluate(*point, Ax=Ax_full, Aty=Aty)
@@ -320,15 +345,8 @@ class DualFISTA(Algorithm):
         )
 
     @staticmethod
-    def _prox_conj(K: StackedTerms, v: Any, step: float) -> Any:
-        """prox_{step g_j*}(v_j) for every prox term, stacked."""
-        return K.concat(
-            [t.function.prox_conj(v[r], step) for t, r in zip(K.terms, K.slices, strict=True)]
-        )
-
-    @staticmethod
     def _point(
-        layout: TermLayout, K: StackedTerms, prox_at: list[int], x: Any, z_g: Any, y_g: Any
+        layout: TermLayout, K: ProxTerms, prox_at: list[int], x: Any, z_g: Any, y_g: Any
     ) -> tuple[tuple[Any, Any, Any], Any, Any]:
         """((x, z, y), A x, A'y) stacked in term order (module docstring), on the layout's
         backend."""
