@@ -294,7 +294,7 @@ class DualFISTA(Algorithm):
                 d, Ktd = y_new - y_t, Kty_new - Kty_t
                 if scalar(Ktd @ (Ktd * H_inv)) <= L_try * scalar(d @ d):
                     break
-            if scalar((y_t - y_new) @ (y_new - y)) > 0.0:
+            if scalar(d @ (y_new - y)) < 0.0:
                 t_next = 1.0
                 restarts += 1
             y_prev, Kty_prev, y, Kty = y, Kty, y_new, Kty_new
