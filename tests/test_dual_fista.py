@@ -210,3 +210,14 @@ def test_program_with_group_l2_against_clarabel() -> None:
     ref.solve(solver="CLARABEL", **TIGHT)
     np.testing.assert_allclose(result.x, x.value, atol=1e-5)
     assert result.kkt.primal_objective == pytest.approx(ref.value, rel=1e-7)
+
+
+def test_warm_start_from_the_previous_solution() -> None:
+    prob = _tv_isotropic(bounded=True)
+    prob.solve(solver="NABLAPROX", eps_abs=EPS, eps_rel=EPS)
+    cold = prob.solver_stats.num_iters
+    value = prob.value
+    prob.solve(solver="NABLAPROX", eps_abs=EPS, eps_rel=EPS, warm_start=True)
+    assert prob.status == cp.OPTIMAL
+    assert prob.solver_stats.num_iters < cold / 5
+    assert prob.value == pytest.approx(value, rel=1e-7)

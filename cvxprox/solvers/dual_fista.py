@@ -51,8 +51,8 @@ for every other method on a Program's terms.
 Infeasibility. When the indicator terms cannot hold together, the dual objective is
 unbounded and the iterates diverge along a Farkas certificate: y - y_0 (y_0 the
 starting point) is tested (``FarkasTest``, as in split ADMM) every ``_CERTIFICATE_EVERY``
-checks. The other terms' duals stay bounded while the indicators' grow (like k^2 under
-momentum), so their share of K'(y - y_0), which the test does not count, vanishes.
+checks. The other terms' duals stay bounded while the indicators' grow without bound,
+so the share of K'(y - y_0) that the test does not count vanishes relative to it.
 
 The iterations run on the arrays of the backend the options select (``cvxprox.backend``),
 with the terms' device versions; the scalars of the step rule are read back one at a
