@@ -231,7 +231,7 @@ def test_compile_reports_terms_and_algorithm() -> None:
     text = repr(compiled)
     assert "structure kept" in text
     assert "group_l2" in text and "sumsquares" in text.lower()
-    assert compiled.algorithm in ("admm", "pdhg", "fista")
+    assert compiled.algorithm in ("admm", "pdhg", "fista", "dual_fista")
     lp = cp.Problem(cp.Minimize(cp.sum(x)), [x >= 0])
     assert "cones" in repr(cvxprox.compile(lp))
     mixed = cp.Problem(cp.Maximize(cp.geo_mean(x) - cp.norm1(x)), [x <= 1])
@@ -267,7 +267,7 @@ def _huber_model(rng: np.random.Generator) -> tuple[cp.Problem, cp.Variable, cp.
 def test_structured_solution_and_duals_match_clarabel() -> None:
     prob, w, _ = _huber_model(np.random.default_rng(5))
     prob.solve(solver="NABLAPROX", eps_abs=1e-8, eps_rel=1e-8)
-    assert prob.solver_stats.extra_stats["algorithm"] in ("admm", "pdhg", "fista")
+    assert prob.solver_stats.extra_stats["algorithm"] in ("admm", "pdhg", "fista", "dual_fista")
     value, w_value = prob.value, w.value
     duals = [np.atleast_1d(c.dual_value).copy() for c in prob.constraints]
     prob.solve(solver="CLARABEL")

@@ -70,6 +70,7 @@ Weight = float | np.ndarray
 
 _FEAS_TOL = 1e-9  # relative violation up to which a point counts as inside an indicator's set
 _EPS = np.finfo(np.float64).eps
+_TINY = float(np.finfo(np.float64).tiny)
 _NEWTON_MAX_ITER = 60  # cap of the safeguarded Newton iterations (a few suffice in practice)
 
 
@@ -192,7 +193,10 @@ def _project_l1_ball(v: np.ndarray, radius: float) -> np.ndarray:
 
 
 def _group_norms(groups: Any) -> Any:
-    """Euclidean norms of the rows of a 2-D array."""
+    """Euclidean norms of the rows of a 2-D array (on NumPy by ``einsum``: a sum over a
+    short last axis is several times slower)."""
+    if type(groups) is np.ndarray:
+        return np.sqrt(np.einsum("ij,ij->i", groups, groups))
     xp = array_namespace(groups)
     return xp.sqrt(xp.sum(groups * groups, axis=1))
 
@@ -959,13 +963,13 @@ class GroupL2(ProxFunction):
         return xp.reshape(groups * scale[:, None], (-1,))
 
     def prox_conj(self, v: Any, s: float) -> Any:
-        """Each group times min(w_g / ||v_g||, 1)."""
+        """Each group times min(w_g / ||v_g||, 1) = w_g / max(||v_g||, w_g) (0 where
+        w_g = 0)."""
         _step(s, "s")
         groups = self._split(v)
         xp = array_namespace(groups)
         nrm = _group_norms(groups)
-        outside = nrm > self.weight
-        scale = xp.where(outside, self.weight / xp.where(outside, nrm, 1.0), 1.0)
+        scale = self.weight / xp.maximum(xp.maximum(nrm, self.weight), _TINY)
         return xp.reshape(groups * scale[:, None], (-1,))
 
     def describe(self) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 
 from cvxprox.backend import BACKENDS, DEVICES, resolve_backend
 
-ALGORITHMS = ("auto", "admm", "pdhg", "ladmm", "hqs", "fista")
+ALGORITHMS = ("auto", "admm", "pdhg", "ladmm", "hqs", "fista", "dual_fista")
 DTYPES = ("float64", "float32")
 STRUCTURE_MODES = ("auto", "always", "never")
 
@@ -50,11 +50,13 @@ class SolverOptions:
         times the tolerances, but no looser than tolerances of 1e-3), and CVXPY's
         ``user_limit`` otherwise; the best iterate is the solution returned.
         ``solver_stats.extra_stats["limit"]`` names the limit.
-    algorithm : {"auto", "admm", "pdhg", "ladmm", "hqs", "fista"}
+    algorithm : {"auto", "admm", "pdhg", "ladmm", "hqs", "fista", "dual_fista"}
         ``auto`` picks from the problem's structure. Cone programs run ADMM or PDHG;
         structured programs (``cvxprox.reductions.structure``) run ADMM, PDHG
         (``pdhg``, i.e. linearized ADMM; ``ladmm`` means the same), half-quadratic splitting
-        (``hqs``) or FISTA (``fista``, when the objective is smooth plus one prox term).
+        (``hqs``), FISTA (``fista``, when the objective is smooth plus one prox term) or
+        FISTA on the dual (``dual_fista``, when sums of squares on x make the objective
+        strongly convex with a diagonal Hessian).
     backend : {"auto", "numpy", "torch", "cupy"}
         The arrays the iterations run on (``cvxprox.backend``): ``auto`` is NumPy on
         the CPU and CuPy with ``device="cuda"``. Every algorithm runs on every backend

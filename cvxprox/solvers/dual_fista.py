@@ -1,0 +1,370 @@
+"""FISTA on the dual of a strongly convex, diagonal quadratic plus prox terms
+(Beck & Teboulle's fast gradient projection, 2009, for TV denoising and its relatives).
+
+The program (``cvxprox.ir.program.Program``, x in R^n)
+
+    minimize  F(x) + sum_{j in G} g_j(K_j x - b_j),
+    F(x) = c'x + sum_{i in Q} f_i(A_i x - b_i) = 1/2 x'Hx + q'x + const,
+
+where each f_i (i in Q) is ``SumSquares`` (f(v) = sum_r w_r v_r^2) or a ``Quadratic``
+with a diagonal Q (f(v) = w sum_r Q_rr v_r^2), on an operator A_i each of whose rows has at
+most one nonzero (identity, diagonal, gather, or such a matrix: ``DiagonalQuadratic``).
+With kappa_r = 2 w_r (2 w Q_rr) the curvature of row r, F's Hessian is the diagonal
+
+    H = sum_i (A_i o A_i)' kappa_i,     q = c - sum_i A_i'(kappa_i o b_i),
+
+and the method applies when every H_j > 0 (F is mu-strongly convex, mu = min H). Every
+other term (norms, group l2 / TV, Huber, cones, boxes, sums of squares of any other
+operator, ...) is a g_j: only its prox is used, through prox_{s g*}(v) (Moreau).
+
+Dual. With K, b the g-terms' operators and constants stacked, x(y) = argmin_x F(x) + y'Kx
+= -(q + K'y) / H, and the dual problem is
+
+    maximize_y  phi(y) - sum_j g_j*(y_j),   phi(y) = F(x(y)) + y'(K x(y) - b),
+
+phi concave and smooth, grad phi(y) = K x(y) - b, Lipschitz with L = ||K H^{-1/2}||^2
+(at most ||K||^2 / mu; 8 / mu for 2-D forward differences). FISTA minimizes
+psi(y) = -phi(y) + sum_j g_j*(y_j): from the extrapolated point y~ (with K'y~ a
+combination of the stored K'y_k, K'y_{k-1}: no product),
+
+    x~   = -(q + K'y~) / H,
+    y+_j = prox_{g_j*/L}(y~_j + (K_j x~ - b_j) / L),
+
+two products per iteration (K x~ and K'y+). The step rule is that of ``fista.py``
+(Scheinberg, Goldfarb & Bai 2014: the trial constant decreases by ``_DECREASE`` after each
+step, doubles until the descent test holds), started from a guaranteed bound on
+||K H^{-1/2}||^2 (``dual_lipschitz``). -phi is the quadratic 1/2 ||q + K'y||^2_{H^{-1}} + b'y +
+const, so the descent test is exact and needs no product: with d = y+ - y~,
+
+    ||K'd||^2_{H^{-1}} <= L ||d||^2.
+
+Adaptive restart (O'Donoghue & Candes 2015, gradient scheme): when
+(y~ - y+)'(y+ - y_k) > 0 the momentum is reset. Nothing is tuned.
+
+Optimality. The answer is x = x(y+) (so the dual residual c + A'y = H x + q + K'y+ is
+zero up to round-off). The g-terms' pair is z_j = L (y~_j - y+_j) + K_j x~ - b_j, for which
+y+_j in dg_j(z_j) exactly (the prox's optimality condition); the quadratic terms have
+z_i = A_i x - b_i, y_i = grad f_i(z_i). ``StructuredChecker`` tests the primal residual
+K x - b - z, the dual residual and the duality gap on the unscaled problem, per row, as
+for every other method on a Program's terms.
+
+Infeasibility. When the indicator terms cannot hold together, the dual objective is
+unbounded and the iterates diverge along a Farkas certificate: y - y_0 (y_0 the
+starting point) is tested (``FarkasTest``, as in split ADMM) every ``_CERTIFICATE_EVERY``
+checks. The other terms' duals stay bounded while the indicators' grow without bound,
+so the share of K'(y - y_0) that the test does not count vanishes relative to it.
+
+The iterations run on the arrays of the backend the options select (``cvxprox.backend``),
+with the terms' device versions; the scalars of the step rule are read back one at a
+time, and x, z, y are copied to the host once, at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import cvxpy.settings as s
+import numpy as np
+import scipy.sparse as sp
+
+from cvxprox.backend import Backend
+from cvxprox.functions.prox import Quadratic, SumSquares
+from cvxprox.ir.program import Program, Term
+from cvxprox.operators.linops import Compose, Diagonal, VStack
+from cvxprox.solvers.admm.split import FarkasTest
+from cvxprox.solvers.common.algorithm import Algorithm
+from cvxprox.solvers.common.log import IterationLog
+from cvxprox.solvers.common.result import BestIterate, SolveResult, finish
+from cvxprox.solvers.common.term_checks import SPARSE_KINDS, StructuredChecker
+from cvxprox.solvers.common.terms import StackedTerms, TermLayout
+
+# Step rule (as in fista.py): the trial constant after an accepted step is _DECREASE L;
+# a failed descent test multiplies it by _BACKTRACK.
+_DECREASE = 0.9
+_BACKTRACK = 2.0
+_MAX_BACKTRACKS = 100
+# The constant is kept above _L_FLOOR times its first value.
+_L_FLOOR = 1e-12
+# Checks between two Farkas certificate tests.
+_CERTIFICATE_EVERY = 10
+
+
+class DiagonalQuadratic:
+    """F(x) = c'x + sum_i f_i(A_i x - b_i) = 1/2 x'Hx + q'x + const for the terms that
+    ``curvature`` accepts, with H (n,) the diagonal Hessian and q (n,) the gradient at 0.
+
+    Parameters
+    ----------
+    program : Program
+    positions : list of int
+        The accepted terms (``curvature`` is not None for each).
+    """
+
+    def __init__(self, program: Program, positions: list[int]) -> None:
+        H = np.zeros(program.n)
+        q = np.array(program.c, dtype=np.float64)
+        for k in positions:
+            term = program.terms[k]
+            kappa = self.curvature(term)
+            M = sp.csr_array(term.op.to_sparse())
+            H += (M * M).T @ kappa
+            q -= M.T @ (kappa * term.b)
+        self.H = H
+        self.q = q
+
+    @staticmethod
+    def curvature(term: Term) -> np.ndarray | None:
+        """kappa (m_i,), with f_i(v) = sum_r kappa_r v_r^2 / 2, when f_i is a sum of squares
+        (or a quad_form with a diagonal Q) and each row of A_i has at most one nonzero
+        (A_i'diag(kappa)A_i is then diagonal); else None."""
+        function = term.function
+        if isinstance(function, SumSquares):
+            kappa = np.broadcast_to(2.0 * np.asarray(function.weight), (term.size,))
+        elif isinstance(function, Quadratic):
+            Q = function.Q
+            if np.count_nonzero(Q - np.diag(np.diag(Q))):
+                return None
+            kappa = 2.0 * function.weight * np.diag(Q)
+        else:
+            return None
+        if not isinstance(term.op, SPARSE_KINDS):
+            return None
+        M = sp.csr_array(term.op.to_sparse())
+        if M.shape[0] and int(np.max(np.diff(M.indptr))) > 1:
+            return None
+        return np.array(kappa, dtype=np.float64)
+
+
+def split_terms(program: Program) -> tuple[list[int], list[int]]:
+    """(positions of the terms that make up F, positions of the prox terms g_j)."""
+    quadratic, others = [], []
+    for k, term in enumerate(program.terms):
+        (quadratic if DiagonalQuadratic.curvature(term) is not None else others).append(k)
+    return quadratic, others
+
+
+def dual_lipschitz(program: Program, positions: list[int], H: np.ndarray) -> float:
+    """An upper bound on L = ||K H^{-1/2}||^2 for the stacked operators K of the terms at
+    ``positions``, without products: when every operator is a sparse kind, the guaranteed
+    min(||M||_1 ||M||_inf, ||M||_F^2) of M = K H^{-1/2} (8 / mu for 2-D forward
+    differences, a bound of the spectral norm that is tight there); else ||K||^2 / min H
+    from the operators' ``norm_bound``. The step rule lowers a loose constant by
+    ``_DECREASE`` per step."""
+    ops = [program.terms[k].op for k in positions]
+    if not ops:
+        return 0.0
+    scale = 1.0 / np.sqrt(H)
+    if all(isinstance(op, SPARSE_KINDS) for op in ops):
+        K = sp.vstack([sp.csr_array(op.to_sparse()) for op in ops], format="csr")
+        M = abs(sp.csr_array(K @ sp.diags_array(scale)))
+        one = float(np.max(M.sum(axis=0), initial=0.0))
+        inf = float(np.max(M.sum(axis=1), initial=0.0))
+        return min(one * inf, float(M.data @ M.data))
+    return Compose(VStack(ops), Diagonal(scale)).norm_bound() ** 2
+
+
+class ProxTerms(StackedTerms):
+    """The prox terms g_j(K_j x - b_j), stacked (``StackedTerms``), with the prox of the
+    conjugates; a single term's products are its operator's own (no stacking copy)."""
+
+    def matvec(self, x: Any) -> Any:
+        """K x, shape (m,)."""
+        if len(self.terms) == 1:
+            return self.terms[0].op.matvec(x)
+        return super().matvec(x)
+
+    def rmatvec(self, y: Any) -> Any:
+        """K'y, shape (n,)."""
+        if len(self.terms) == 1:
+            return self.terms[0].op.rmatvec(y)
+        return super().rmatvec(y)
+
+    def prox_conj(self, v: Any, step: float) -> Any:
+        """prox_{step g_j*}(v_j) for every term, stacked, shape (m,)."""
+        if len(self.terms) == 1:
+            return self.terms[0].function.prox_conj(v, step)
+        return self.concat(
+            [t.function.prox_conj(v[r], step) for t, r in zip(self.terms, self.slices, strict=True)]
+        )
+
+
+class DualFISTA(Algorithm):
+    """FISTA with backtracking and adaptive restart on the dual (module docstring).
+
+    Parameters
+    ----------
+    program : Program
+        A program for which ``DualFISTA.applies`` holds.
+    options : SolverOptions
+    warm_start : dict, optional
+        ``y`` (m,) of an earlier solve (stacked over all terms; the prox terms' blocks are
+        used) and, optionally, its final ``lipschitz`` constant.
+    """
+
+    name = "dual_fista"
+
+    @staticmethod
+    def applies(program: Program) -> tuple[bool, str]:
+        """Whether the dual method can solve the program, and why (or why not)."""
+        if program.P is not None:
+            return False, "the program has a quadratic part P"
+        if program.has_bounds:
+            return False, "the program has variable bounds l <= x <= u"
+        quadratic, others = split_terms(program)
+        if not quadratic:
+            return False, (
+                "no term is a sum of squares (or a diagonal quad_form) of x through an "
+                "operator with at most one nonzero per row, so F is not strongly convex "
+                "with a diagonal Hessian"
+            )
+        H = DiagonalQuadratic(program, quadratic).H
+        flat = np.flatnonzero(H <= 0)
+        if flat.size:
+            return False, (
+                f"the sums of squares on x leave {flat.size} of {program.n} variables "
+                f"(x[{flat[0]}] first) without curvature, so F is not strongly convex"
+            )
+        names = ", ".join(program.terms[k].function.describe() for k in others) or "none"
+        return True, (
+            f"{len(quadratic)} sum(s) of squares give a diagonal Hessian (mu = "
+            f"{float(np.min(H)):.3g}); prox terms through the dual: {names}"
+        )
+
+    def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
+        prog, opts = self.program, self.opts
+        ok, why = self.applies(prog)
+        if not ok:
+            raise ValueError(f"dual_fista does not apply: {why}")
+        layout = TermLayout(prog, backend)
+        checker = StructuredChecker(layout, opts)
+        quadratic_at, prox_at = split_terms(prog)
+        smooth = DiagonalQuadratic(prog, quadratic_at)
+        K = ProxTerms([layout.terms[k] for k in prox_at], prog.n, backend)
+        L0 = dual_lipschitz(prog, prox_at, smooth.H)
+        L0 = L0 if L0 > 0 else 1.0
+        L_min = _L_FLOOR * L0
+        L = L0
+        H_inv, q = backend.asarray(1.0 / smooth.H), backend.asarray(smooth.q)
+        farkas = FarkasTest(prog, layout, prox_at, opts.eps_infeas)
+
+        y = K.backend.zeros(K.m)
+        warm = self.warm_start or {}
+        if np.shape(warm.get("y")) == (layout.m,):
+            y_all = np.asarray(warm["y"], dtype=np.float64)
+            y = backend.asarray(np.concatenate([y_all[layout.slices[k]] for k in prox_at]))
+            L = max(float(warm.get("lipschitz", L)), L_min)
+        Kty = K.rmatvec(y)
+        y_prev, Kty_prev, y_start = y, Kty, y
+        t = 1.0
+        setup_time = time.perf_counter() - t0
+
+        log = IterationLog(opts.verbose)
+        log.header(
+            prog,
+            "dual FISTA",
+            reason,
+            [
+                f"F: {len(quadratic_at)} sum(s) of squares, diagonal Hessian in "
+                f"[{float(np.min(smooth.H)):.3e}, {float(np.max(smooth.H)):.3e}]; "
+                f"prox terms on the dual: {len(prox_at)} ({K.m} dual variables)",
+                f"L = ||K H^-1/2||^2 <= {L0:.3e}, first step 1/L = {1.0 / L:.3e}; "
+                f"backtracking x{_BACKTRACK:g}, decrease x{_DECREASE:g} per step",
+                "adaptive restart (gradient scheme, O'Donoghue-Candes)",
+                f"eps_abs={opts.eps_abs:.1e} eps_rel={opts.eps_rel:.1e} "
+                f"max_iters={opts.max_iters} time_limit={opts.time_limit}",
+            ],
+        )
+
+        best = BestIterate()
+        status = cert = None
+        err = point = None
+        restarts = backtracks = logged = it = checks = 0
+        scalar = backend.scalar
+        for it in range(1, opts.max_iters + 1):
+            L_try = max(_DECREASE * L, L_min)
+            for trial in range(_MAX_BACKTRACKS):
+                if trial:
+                    L_try *= _BACKTRACK
+                    backtracks += 1
+                t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * (L_try / L) * t * t))
+                beta = (t - 1.0) / t_next
+                y_t = y + beta * (y - y_prev)
+                Kty_t = Kty + beta * (Kty - Kty_prev)
+                x_t = -(q + Kty_t) * H_inv
+                Kx_t = K.matvec(x_t)
+                y_new = K.prox_conj(y_t + (Kx_t - K.b) / L_try, 1.0 / L_try)
+                Kty_new = K.rmatvec(y_new)
+                d, Ktd = y_new - y_t, Kty_new - Kty_t
+                if scalar(Ktd @ (Ktd * H_inv)) <= L_try * scalar(d @ d):
+                    break
+            if scalar(d @ (y_new - y)) < 0.0:
+                t_next = 1.0
+                restarts += 1
+            y_prev, Kty_prev, y, Kty = y, Kty, y_new, Kty_new
+            t, L = t_next, L_try
+
+            if it % opts.check_every == 0 or it == opts.max_iters:
+                x = -(q + Kty) * H_inv
+                z_g = L * (y_t - y) + Kx_t - K.b
+                point, Ax_full, Aty = self._point(layout, K, prox_at, x, z_g, y)
+                err = checker.evaluate(*point, Ax=Ax_full, Aty=Aty)
+                best.offer(err, *point)
+                if err.converged:
+                    status = s.OPTIMAL
+                    break
+                if it % (opts.check_every * 10) == 0:
+                    log.row(it, err, 1.0 / L)
+                    logged = it
+                checks += 1
+                if checks % _CERTIFICATE_EVERY == 0:
+                    dy = y - y_start
+                    cert = farkas.certificate([dy[r] for r in K.slices], x)
+                    if cert is not None:
+                        status = s.INFEASIBLE
+                        break
+                if time.perf_counter() - t0 > opts.time_limit:
+                    break
+
+        if err is not None and logged != it:
+            log.row(it, err, 1.0 / L)
+        solve_time = time.perf_counter() - t0
+        info = {"restarts": restarts, "backtracks": backtracks, "step": 1.0 / L, "lipschitz": L}
+        if point is not None:
+            point = tuple(backend.to_host(v) for v in point)
+        if best.point is not None:
+            best.point = tuple(backend.to_host(v) for v in best.point)
+        if cert is not None:
+            cert = backend.to_host(cert)
+        return finish(
+            status,
+            cert,
+            (point, err) if status == s.OPTIMAL else None,
+            best,
+            opts,
+            (self.name, it, solve_time, setup_time),
+            info,
+            log,
+            {"lipschitz": L},
+        )
+
+    @staticmethod
+    def _point(
+        layout: TermLayout, K: ProxTerms, prox_at: list[int], x: Any, z_g: Any, y_g: Any
+    ) -> tuple[tuple[Any, Any, Any], Any, Any]:
+        """((x, z, y), A x, A'y) stacked in term order (module docstring), on the layout's
+        backend."""
+        backend = layout.backend
+        z, y, Ax = backend.zeros(layout.m), backend.zeros(layout.m), backend.zeros(layout.m)
+        Aty = backend.zeros(layout.n)
+        prox_rows = dict(zip(prox_at, K.slices, strict=True))
+        for k, (term, rows) in enumerate(zip(layout.terms, layout.slices, strict=True)):
+            Ax[rows] = term.op.matvec(x)
+            if k in prox_rows:
+                z[rows], y[rows] = z_g[prox_rows[k]], y_g[prox_rows[k]]
+            else:
+                z[rows] = Ax[rows] - term.b
+                y[rows] = term.function.grad(z[rows])
+            Aty = Aty + term.op.rmatvec(y[rows])
+        return (x, z, y), Ax, Aty

@@ -1,0 +1,223 @@
+"""FISTA on the dual (``cvxprox/solvers/dual_fista.py``) against Clarabel at tight
+tolerance: values and every dual value, statuses at limits and on infeasible problems,
+and the programs it refuses."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+import cvxprox
+from cvxprox.functions.prox import GroupL2, Norm1, Quadratic, SumSquares
+from cvxprox.interface.options import SolverOptions
+from cvxprox.ir.program import Program, Term
+from cvxprox.operators.linops import Diagonal, Gather, Identity, MatrixOp
+from cvxprox.solvers.dual_fista import DualFISTA
+
+TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
+EPS = 1e-8
+
+
+def _phantom(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    image = np.zeros((rows, cols))
+    image[rows // 4 : 3 * rows // 4, cols // 3 : 2 * cols // 3] = 1.0
+    return image + 0.2 * rng.standard_normal((rows, cols))
+
+
+def _tv_isotropic(bounded: bool = False) -> cp.Problem:
+    rng = np.random.default_rng(0)
+    noisy = _phantom(rng, 12, 10)
+    X = cp.Variable((12, 10))
+    constraints = [X >= 0, X <= 1] if bounded else []
+    return cp.Problem(cp.Minimize(0.5 * cp.sum_squares(X - noisy) + 0.15 * cp.tv(X)), constraints)
+
+
+def _tv_anisotropic() -> cp.Problem:
+    rng = np.random.default_rng(1)
+    noisy = _phantom(rng, 9, 11)
+    X = cp.Variable((9, 11))
+    tv = cp.sum(cp.abs(cp.diff(X, axis=0))) + cp.sum(cp.abs(cp.diff(X, axis=1)))
+    return cp.Problem(cp.Minimize(0.5 * cp.sum_squares(X - noisy) + 0.1 * tv))
+
+
+def _tv_1d() -> cp.Problem:
+    rng = np.random.default_rng(2)
+    signal = np.repeat(rng.uniform(-1, 1, 6), 8) + 0.1 * rng.standard_normal(48)
+    x = cp.Variable(48)
+    return cp.Problem(
+        cp.Minimize(cp.sum_squares(x - signal) + 0.5 * cp.norm1(cp.diff(x))), [x >= -0.8]
+    )
+
+
+def _fused_lasso() -> cp.Problem:
+    """Weighted least squares plus l1 of the differences and of x (the fused lasso signal
+    approximator), with an equality constraint."""
+    rng = np.random.default_rng(3)
+    y = np.repeat(rng.uniform(-1, 1, 5), 8) + 0.1 * rng.standard_normal(40)
+    w = rng.uniform(0.5, 2.0, 40)
+    x = cp.Variable(40)
+    objective = cp.sum(cp.multiply(w, cp.square(x - y))) + 0.4 * cp.norm1(cp.diff(x))
+    return cp.Problem(cp.Minimize(objective + 0.1 * cp.norm1(x)), [cp.sum(x) == 2.0])
+
+
+def _huber_ridge() -> cp.Problem:
+    rng = np.random.default_rng(4)
+    A, b = rng.standard_normal((30, 12)), rng.standard_normal(30)
+    b[:3] += 8.0
+    x = cp.Variable(12)
+    objective = cp.sum(cp.huber(A @ x - b, 0.5)) + 0.3 * cp.sum_squares(x)
+    return cp.Problem(cp.Minimize(objective), [cp.sum(x) == 1.0, x[:4] <= 0.05])
+
+
+CASES = {
+    "tv_isotropic": (_tv_isotropic, {}),
+    "tv_isotropic_box": ((lambda: _tv_isotropic(bounded=True)), {}),
+    "tv_anisotropic": (_tv_anisotropic, {"structure": "always", "algorithm": "dual_fista"}),
+    "tv_1d": (_tv_1d, {"algorithm": "dual_fista"}),
+    "fused_lasso": (_fused_lasso, {"algorithm": "dual_fista"}),
+    "huber_ridge": (_huber_ridge, {}),
+}
+
+#: The cases whose constraints have unique multipliers (compared entry by entry too).
+UNIQUE_DUALS = ("fused_lasso", "huber_ridge")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_dual_fista_matches_clarabel(name: str) -> None:
+    build, options = CASES[name]
+    ref = build()
+    ref.solve(solver="CLARABEL", **TIGHT)
+    prob = build()
+    assert cvxprox.compile(prob, **options).algorithm == "dual_fista"
+    prob.solve(solver="NABLAPROX", eps_abs=EPS, eps_rel=EPS, **options)
+    assert prob.status == cp.OPTIMAL
+    assert prob.solver_stats.extra_stats["algorithm"] == "dual_fista"
+    assert prob.value == pytest.approx(ref.value, rel=1e-6)
+    for got, want in zip(prob.variables(), ref.variables(), strict=True):
+        np.testing.assert_allclose(got.value, want.value, atol=1e-5)
+    # Where the image sits on a bound inside a flat region, the multipliers of the box
+    # and of the TV term are not unique: every dual value must be optimal, i.e. the
+    # Lagrangian's minimum with them (by Clarabel) must be the optimal value.
+    lagrangian = prob.objective.expr + sum(
+        cp.sum(cp.multiply(c.dual_value, c.expr)) for c in prob.constraints
+    )
+    dual = cp.Problem(cp.Minimize(lagrangian))
+    dual.solve(solver="CLARABEL", **TIGHT)
+    assert dual.value == pytest.approx(ref.value, rel=1e-7)
+    if name in UNIQUE_DUALS:
+        for got, want in zip(prob.constraints, ref.constraints, strict=True):
+            np.testing.assert_allclose(got.dual_value, want.dual_value, atol=1e-5)
+
+
+def test_dual_fista_on_torch_matches_numpy() -> None:
+    pytest.importorskip("torch")
+    results = []
+    for backend in ("numpy", "torch"):
+        prob = _tv_isotropic(bounded=True)
+        prob.solve(solver="NABLAPROX", eps_abs=1e-9, eps_rel=1e-9, backend=backend)
+        assert prob.solver_stats.extra_stats["algorithm"] == "dual_fista"
+        results.append((prob.value, prob.variables()[0].value, prob.constraints[0].dual_value))
+    (v0, x0, d0), (v1, x1, d1) = results
+    assert v1 == pytest.approx(v0, rel=1e-7)
+    np.testing.assert_allclose(x1, x0, rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(d1, d0, rtol=1e-7, atol=1e-7)
+
+
+def test_infeasible_bounds_give_a_certificate() -> None:
+    rng = np.random.default_rng(5)
+    x = cp.Variable(20)
+    noisy = rng.standard_normal(20)
+    prob = cp.Problem(
+        cp.Minimize(cp.sum_squares(x - noisy) + 0.3 * cp.norm1(cp.diff(x))), [x >= 1, x <= 0]
+    )
+    prob.solve(solver="NABLAPROX", algorithm="dual_fista", max_iters=20000)
+    assert prob.status == cp.INFEASIBLE
+    assert prob.solver_stats.extra_stats["algorithm"] == "dual_fista"
+
+
+def test_iteration_limit_is_reported() -> None:
+    prob = _tv_isotropic(bounded=True)
+    prob.solve(solver="NABLAPROX", max_iters=5)
+    stats = prob.solver_stats.extra_stats
+    assert stats["algorithm"] == "dual_fista"
+    assert stats["limit"] == "max_iters"
+    assert prob.status in (cp.OPTIMAL_INACCURATE, cp.USER_LIMIT)
+    assert prob.status == (cp.OPTIMAL_INACCURATE if stats["kkt_error"] <= 1e3 else cp.USER_LIMIT)
+
+
+def test_forcing_dual_fista_where_it_does_not_apply_names_the_reason() -> None:
+    rng = np.random.default_rng(6)
+    A, b = rng.standard_normal((15, 8)), rng.standard_normal(15)
+    x = cp.Variable(8)
+    lasso = cp.Problem(cp.Minimize(cp.sum_squares(A @ x - b) + cp.norm1(x)))
+    with pytest.raises(ValueError, match="dual_fista' does not apply: no term is a sum of squares"):
+        lasso.solve(solver="NABLAPROX", algorithm="dual_fista", structure="always")
+
+
+def _program(terms: list[Term], n: int) -> Program:
+    return Program(np.zeros(n), terms)
+
+
+def test_applies_accepts_diagonal_hessians_only() -> None:
+    n = 6
+    l1 = Term(Norm1(5), MatrixOp(np.eye(5, n, 1) - np.eye(5, n)), np.zeros(5))
+    # A gather that misses x[5] leaves it without curvature.
+    partial = Term(SumSquares(5), Gather(np.arange(5), n), np.zeros(5))
+    ok, reason = DualFISTA.applies(_program([partial, l1], n))
+    assert not ok and "1 of 6 variables (x[5] first) without curvature" in reason
+    # A diagonal operator, a gather and a diagonal quad_form add up to a diagonal Hessian.
+    diagonal = Term(SumSquares(n, 0.5), Diagonal(np.arange(n) + 1.0), np.ones(n))
+    quad = Term(Quadratic(np.diag(np.arange(1.0, 4.0))), Gather(np.array([0, 5, 5]), n), np.ones(3))
+    ok, reason = DualFISTA.applies(_program([partial, quad, l1, diagonal], n))
+    assert ok and "diagonal Hessian" in reason
+    # A quad_form with a dense Q, or sums of squares of a difference, give no diagonal one.
+    dense = Term(Quadratic(np.ones((n, n)) + np.eye(n)), Identity(n), np.zeros(n))
+    diff = Term(SumSquares(5), l1.op, np.zeros(5))
+    for terms in ([dense, l1], [diff, l1]):
+        ok, reason = DualFISTA.applies(_program(terms, n))
+        assert not ok and "no term is a sum of squares" in reason
+
+
+def test_program_with_group_l2_against_clarabel() -> None:
+    """A hand-built program: 1/2 ||x - a||^2_W (weights W) + group l2 of a difference,
+    with Quadratic and SumSquares terms on a gather and a diagonal."""
+    rng = np.random.default_rng(7)
+    n = 10
+    a = rng.standard_normal(n)
+    d = rng.uniform(0.5, 2.0, n)
+    D = np.eye(n - 2, n, 2) - np.eye(n - 2, n)
+    terms = [
+        Term(SumSquares(n, 0.5), Diagonal(d), d * a),
+        Term(Quadratic(np.diag([1.0, 2.0])), Gather(np.array([3, 7]), n), np.zeros(2)),
+        Term(GroupL2(n - 2, 2, 0.3), MatrixOp(D), np.zeros(n - 2)),
+    ]
+    program = Program(rng.standard_normal(n) * 0.1, terms)
+    options = SolverOptions(eps_abs=EPS, eps_rel=EPS)
+    result = DualFISTA(program, options).solve("test")
+    assert result.status == cp.OPTIMAL
+
+    x = cp.Variable(n)
+    groups = cp.reshape(D @ x, ((n - 2) // 2, 2), order="C")
+    objective = (
+        program.c @ x
+        + 0.5 * cp.sum_squares(cp.multiply(d, x) - d * a)
+        + cp.square(x[3])
+        + 2.0 * cp.square(x[7])
+        + 0.3 * cp.sum(cp.norm(groups, 2, axis=1))
+    )
+    ref = cp.Problem(cp.Minimize(objective))
+    ref.solve(solver="CLARABEL", **TIGHT)
+    np.testing.assert_allclose(result.x, x.value, atol=1e-5)
+    assert result.kkt.primal_objective == pytest.approx(ref.value, rel=1e-7)
+
+
+def test_warm_start_from_the_previous_solution() -> None:
+    prob = _tv_isotropic(bounded=True)
+    prob.solve(solver="NABLAPROX", eps_abs=EPS, eps_rel=EPS)
+    cold = prob.solver_stats.num_iters
+    value = prob.value
+    prob.solve(solver="NABLAPROX", eps_abs=EPS, eps_rel=EPS, warm_start=True)
+    assert prob.status == cp.OPTIMAL
+    assert prob.solver_stats.num_iters < cold / 5
+    assert prob.value == pytest.approx(value, rel=1e-7)
