@@ -17,10 +17,15 @@ written as cones over x and epigraph variables t, r, with u = A x - b:
     w u'Qu       (Quadratic)        r - u = 0,  1/2 r'(2 w Q) r; for both, when A
                                     selects distinct entries of x, directly
                                     1/2 x'Px + c'x + offset
+    ||u||_2 <= r  (L2Ball)          (r, u) in K_soc
+    ||u||_1 <= r  (L1Ball)          t - u >= 0, t + u >= 0, r - 1't >= 0
+    ||u||_inf <= r (LinfBall)       r - u >= 0, u + r >= 0
 
 (the exponential cone in CVXPY's order: y exp(x/y) <= z, so (t, u, 1) in K_exp is
-t <= -u log u). The rows of constraint terms are kept one for one, so their duals are
-read from the same rows as in the structured form. The variable bounds l <= x <= u
+t <= -u log u). The rows of cone terms are kept one for one, so their duals are read
+from the same rows as in the structured form; a ball's y (the multiplier of u) is the
+x-part of its rows' multipliers: y[1:] of its second-order cone rows, y_+ - y_- of the
+rows that hold +u and -u (``AssembledProgram.term_rows``). The variable bounds l <= x <= u
 follow as one nonnegative-cone block (``ir.bound_rows``; the view's ``bound_rows``).
 
 In NABLAPROX's chain, solving a lowering's assembled view is the step
@@ -37,16 +42,28 @@ import numpy as np
 import scipy.sparse as sp
 from cvxpy.reductions.reduction import Reduction
 
-from cvxprox.functions.cones import Cone, ExpCone, NonnegCone, ZeroCone
-from cvxprox.functions.prox import NegEntropy, Norm1, Pos, Quadratic, SumSquares
+from cvxprox.functions.cones import Cone, ExpCone, NonnegCone, SecondOrderCone, ZeroCone
+from cvxprox.functions.prox import (
+    L1Ball,
+    L2Ball,
+    LinfBall,
+    NegEntropy,
+    Norm1,
+    Pos,
+    Quadratic,
+    SumSquares,
+)
 from cvxprox.ir.program import AssembledProgram, Program, RowTerm, bound_rows
 from cvxprox.reductions.solver_io import ProgramSolution
 
 if TYPE_CHECKING:
     from cvxprox.reductions.dispatch import ParamStructuredProgram
 
+#: Where a term's y is read from the assembled view's: its rows one for one (a slice),
+#: y[plus] - y[minus] (a pair of slices), or nowhere (None).
+TermRows = slice | tuple[slice, slice] | None
 #: The functions ``assemble`` writes as cones.
-CONE_FUNCTIONS = (Cone, Norm1, Pos, NegEntropy, SumSquares, Quadratic)
+CONE_FUNCTIONS = (Cone, Norm1, Pos, NegEntropy, SumSquares, Quadratic, L1Ball, L2Ball, LinfBall)
 
 
 class ParamConeForm:
@@ -100,9 +117,9 @@ class ConeFormReduction(Reduction):
         """The program's solution from its assembled view's.
 
         x is the first ``view.n_program`` entries of the view's variable. Each cone term
-        of the program has its rows of y one for one in the view (``view.term_rows``); the
-        y of the other terms (the epigraph-written objective terms) is not recovered and
-        is NaN.
+        of the program has its rows of y one for one in the view, a ball its y from the
+        rows ``view.term_rows`` names (y[plus] - y[minus]); the y of the other terms (the
+        epigraph-written objective terms) is not recovered and is NaN.
         """
         view, x, y_view = inverse_data.view, solution.x, solution.y
         y = None
@@ -111,7 +128,9 @@ class ConeFormReduction(Reduction):
             y = np.full(sum(term.size for term in terms), np.nan)
             start = 0
             for term, rows in zip(terms, view.term_rows, strict=True):
-                if rows is not None:
+                if isinstance(rows, tuple):
+                    y[start : start + term.size] = y_view[rows[0]] - y_view[rows[1]]
+                elif rows is not None:
                     y[start : start + term.size] = y_view[rows]
                 start += term.size
         x = None if x is None else x[: view.n_program]
@@ -198,12 +217,15 @@ def assemble(program: Program) -> AssembledProgram:
     c = program.c.astype(np.float64, copy=True)
     quad = _Quadratics()
     c_aux: list[np.ndarray] = []
-    term_rows: list[slice | None] = []
+    term_rows: list[TermRows] = []
     for term in program.terms:
         f, k, b = term.function, term.size, np.asarray(term.b, dtype=np.float64)
         A = sp.csr_array(term.op.to_sparse(), dtype=np.float64)
         if isinstance(f, Cone):
             term_rows.append(rows.add(A, b, f))
+            continue
+        if isinstance(f, (L1Ball, L2Ball, LinfBall)):
+            term_rows.append(_ball_rows(rows, f, A, b, c_aux))
             continue
         term_rows.append(None)
         if isinstance(f, (SumSquares, Quadratic)):
@@ -252,6 +274,35 @@ def assemble(program: Program) -> AssembledProgram:
         bound_rows=bounds,
         n_program=n,
     )
+
+
+def _ball_rows(
+    rows: _Rows, f: L1Ball | L2Ball | LinfBall, A: sp.csr_array, b: np.ndarray, c_aux: list
+) -> TermRows:
+    """The rows of ``||A x - b|| <= r`` (the module docstring's), added to ``rows``; the
+    rows its y is read from (``AssembledProgram.term_rows``). An l1 ball appends its
+    epigraph variables (zero cost) to ``c_aux``."""
+    k, n, r = b.size, A.shape[1], f.radius
+    if isinstance(f, L2Ball):
+        # (r, A x - b) in K_soc: the rows [0; A] x - [-r; b].
+        lifted = sp.csr_array(
+            (A.data, A.indices, np.concatenate(([0], A.indptr))), shape=(k + 1, n)
+        )
+        block = rows.add(lifted, np.concatenate(([-r], b)), SecondOrderCone([k + 1]))
+        return slice(block.start + 1, block.stop)
+    if isinstance(f, LinfBall):
+        minus = rows.add(-A, -b - r, NonnegCone(k))
+        plus = rows.add(A, b - r, NonnegCone(k))
+        return plus, minus
+    t = rows.new_aux(k)
+    c_aux.append(np.zeros(k))
+    minus = slice(rows.m, rows.m + k)
+    rows.add_epigraph(-A, -b, NonnegCone(k), t)
+    plus = slice(rows.m, rows.m + k)
+    rows.add_epigraph(A, b, NonnegCone(k), t)
+    total = (np.zeros(k, dtype=np.int64), t + np.arange(k), -np.ones(k))
+    rows.add(sp.csr_array((1, n)), np.array([-r]), NonnegCone(1), total)
+    return plus, minus
 
 
 class _Quadratics:
