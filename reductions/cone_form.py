@@ -165,13 +165,13 @@ class _Rows:
         return start
 
     def assemble(self) -> tuple[sp.csc_array, np.ndarray, list[RowTerm]]:
-        """One CSC matrix [A_x T] from the blocks' nonzeros (a single COO conversion)."""
+        """One CSC matrix [A_x T] from the blocks' nonzeros (CSR blocks; a single COO
+        conversion)."""
         rows, cols, vals, terms = [], [], [], []
         for A, aux, _, cone, block in self.blocks:
-            coo = A.tocoo()
-            rows += [coo.row + block.start]
-            cols += [coo.col]
-            vals += [coo.data]
+            rows += [np.repeat(np.arange(block.start, block.stop), np.diff(A.indptr))]
+            cols += [A.indices]
+            vals += [A.data]
             if aux is not None:
                 rows += [aux[0] + block.start]
                 cols += [aux[1] + self.n]
@@ -247,7 +247,7 @@ def assemble(program: Program) -> AssembledProgram:
             if isinstance(f, Norm1):
                 rows.add_epigraph(A, b, NonnegCone(k), t)
             else:
-                rows.add_epigraph(sp.coo_array((k, n)), np.zeros(k), NonnegCone(k), t)
+                rows.add_epigraph(sp.csr_array((k, n)), np.zeros(k), NonnegCone(k), t)
         else:  # NegEntropy
             c_aux.append(-w)
             # Rows 3i, 3i + 1, 3i + 2: t_i, A_i x - b_i and the constant 1 (= 0 x - (-1)).

@@ -262,16 +262,24 @@ class StructureLowering:
         self.problem = problem
         # Canonical forms of the expanded parts, by id of the part (computed once: their
         # auxiliary variables stay the same on every lowering), and those variables.
+        # The constraints' canonical forms are known before lowering: their variables are
+        # in the layout from the start.
         self._canonical: dict[int, tuple[object, list[Constraint]]] = {}
         self._aux: list[object] = []
-        self.layout = VariableLayout(problem.variables())
+        self._variable_ids = {v.id for v in problem.variables()}
+        for con in problem.constraints:
+            if isinstance(con, PowConeND):
+                self._canonical_form(con, pow_nd_to_3d)
+            elif _expands(con):
+                self._canonical_form(con)
+        self.layout = VariableLayout([*problem.variables(), *self._aux])
         self.affine = AffineLowering(self.layout)
 
     def lower(self) -> Lowered:
         """The Program at the parameters' current values.
 
-        Expansions met for the first time bring auxiliary variables: the layout is
-        extended with them and the lowering starts over (once).
+        Expansions of the objective met for the first time bring auxiliary variables: the
+        layout is extended with them and the lowering starts over (once).
         """
         while True:
             try:
@@ -301,7 +309,7 @@ class StructureLowering:
                 constraints.append(self._cone_constraint(con))
                 continue
             affine, label = con, None
-            if not _is_affine(con):
+            if _expands(con):
                 affine, label = self._expand_constraint(con)
                 if affine is None:
                     continue
@@ -605,23 +613,32 @@ class StructureLowering:
         """CVXPY's cone canonicalization of one part (``Dcp2Cone``, or ``canonicalize``),
         computed once per part; None while it has variables the layout lacks
         (``_lower_all`` then starts over with them, once for all the expansions it met)."""
-        key = id(part)
-        if key not in self._canonical:
-            if canonicalize is None:
-                self._canonical[key] = Dcp2Cone(quad_obj=False).canonicalize_tree(part, False)
-            else:
-                self._canonical[key] = canonicalize(part)
-        canon, constraints = self._canonical[key]
-        known = set(self.layout.offsets)
-        seen = {a.id for a in self._aux}
-        for item in (canon, *constraints):
-            for var in item.variables():
-                if var.id not in seen and var.id not in known:
-                    self._aux.append(var)
-                    seen.add(var.id)
-        if any(a.id not in known for a in self._aux):
+        canon, constraints = self._canonical_form(part, canonicalize)
+        if any(a.id not in self.layout.offsets for a in self._aux):
             return None
         return canon, constraints
+
+    def _canonical_form(
+        self,
+        part: Expression | Constraint,
+        canonicalize: Callable[[object], tuple[object, list[Constraint]]] | None = None,
+    ) -> tuple[object, list[Constraint]]:
+        """The canonical form of ``part`` (computed on first use), its new variables
+        appended to ``self._aux``."""
+        key = id(part)
+        if key in self._canonical:
+            return self._canonical[key]
+        if canonicalize is None:
+            form = Dcp2Cone(quad_obj=False).canonicalize_tree(part, False)
+        else:
+            form = canonicalize(part)
+        self._canonical[key] = form
+        for item in (form[0], *form[1]):
+            for var in item.variables():
+                if var.id not in self._variable_ids:
+                    self._aux.append(var)
+                    self._variable_ids.add(var.id)
+        return form
 
     def _expand_objective(self, expr: Expression, weight: float | np.ndarray, why: str) -> None:
         """``weight * expr`` through its canonical form: an affine expression (the linear
@@ -788,11 +805,13 @@ def _is_ball(con: object) -> bool:
     return isinstance(lhs, (norm1, norm_inf)) and lhs.args[0].is_affine()
 
 
-def _is_affine(con: object) -> bool:
-    """Whether ``con`` is an affine equality or inequality."""
-    if isinstance(con, (Equality, ZeroConstraint)):
-        return con.expr.is_affine()
-    return _inequality_expr(con).is_affine()
+def _expands(con: object) -> bool:
+    """Whether ``con`` is a nonlinear inequality (not a ball) that is expanded."""
+    if isinstance(con, (Equality, ZeroConstraint, SOC, ExpConstraint, PSD, PowConstraint)):
+        return False
+    if isinstance(con, PowConeND) or _is_ball(con):
+        return False
+    return not _inequality_expr(con).is_affine()
 
 
 def _check_constraint(con: object) -> None:
