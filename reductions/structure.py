@@ -420,7 +420,8 @@ class StructureLowering:
             return self._norm1
         if isinstance(expr, norm_inf):
             return lambda e, w: self._norm(NormInf, e.args[0], w)
-        if isinstance(expr, Pnorm):
+        if isinstance(expr, Pnorm) and float(expr.p) >= 1:
+            # p < 1 (harmonic_mean, pnorm(., -1)) is concave: expanded.
             return self._pnorm
         if isinstance(expr, quad_over_lin):
             return self._quad_over_lin

@@ -200,6 +200,22 @@ def test_compile_shows_power_cones_and_balls_kept() -> None:
     assert any(label.startswith("linf_ball") for label in labels)
 
 
+def test_concave_pnorm_in_the_objective_is_expanded() -> None:
+    """harmonic_mean is a pnorm with p = -1 (concave): maximized, it is expanded, not
+    refused as a convex norm with a negative weight."""
+    y = RNG.standard_normal(9)
+    x = cp.Variable(9)
+    objective = 0.5 * cp.sum_squares(x - y) + 0.3 * cp.tv(x) - 0.2 * cp.harmonic_mean(x + 3)
+    prob = cp.Problem(cp.Minimize(objective), [x >= -2])
+    reduction = cvxprox.compile(prob).reduction
+    assert reduction.startswith("structure kept; expanded into cones: PnormApprox")
+    prob.solve(solver="CLARABEL", **TIGHT)
+    value = prob.value
+    prob.solve(solver="NABLAPROX", eps_abs=1e-9, eps_rel=1e-9)
+    assert prob.status == cp.OPTIMAL
+    assert prob.value == pytest.approx(value, rel=1e-7)
+
+
 def test_parameters_refresh_an_expanded_problem() -> None:
     """An expanded part's canonical form is computed once; new parameter values re-lower
     it (same auxiliary variables) and the answer follows."""
