@@ -350,10 +350,10 @@ def _indicator_rows(
         )
         return plus, minus
     t = rows.new_aux(k, c_aux)
-    ones = np.arange(k)
-    minus = rows.add(-A, -b, NonnegCone(k), _aux(ones, t + ones, 1.0))
-    plus = rows.add(A, b, NonnegCone(k), _aux(ones, t + ones, 1.0))
-    total = _aux(np.zeros(k, dtype=np.int64), t + ones, -1.0)
+    entries = np.arange(k)
+    minus = rows.add(-A, -b, NonnegCone(k), _aux(entries, t + entries, 1.0))
+    plus = rows.add(A, b, NonnegCone(k), _aux(entries, t + entries, 1.0))
+    total = _aux(np.zeros(k, dtype=np.int64), t + entries, -1.0)
     rows.add(sp.csr_array((1, n)), np.array([-f.radius]), NonnegCone(1), total)
     return plus, minus
 
@@ -382,16 +382,16 @@ def _epigraph_rows(
     added to ``rows``, their costs to ``c_aux`` and ``quad``, a linear part in x to c;
     returns the constant part of the cost."""
     k, n = b.size, A.shape[1]
-    ones = np.arange(k)
+    entries = np.arange(k)
     if isinstance(f, TV1D):
-        A, b, k, ones = A[1:] - A[:-1], b[1:] - b[:-1], k - 1, ones[:-1]
+        A, b, k, entries = A[1:] - A[:-1], b[1:] - b[:-1], k - 1, entries[:-1]
         if k == 0:
             return 0.0
     if isinstance(f, (Norm2, GroupL2)):
         group = k if isinstance(f, Norm2) else f.group_size
         count = k // group
         t = rows.new_aux(count, c_aux, f.weight)
-        at = (ones // group) * (group + 1) + 1 + ones % group
+        at = (entries // group) * (group + 1) + 1 + entries % group
         block, shifted = _placed(A, b, count * (group + 1), at)
         heads = np.arange(count) * (group + 1)
         cone = SecondOrderCone(np.full(count, group + 1))
@@ -404,23 +404,31 @@ def _epigraph_rows(
             if isinstance(f, NormInf)
             else rows.new_aux(k, c_aux, w)
         )
-        cols = np.full(k, t) if isinstance(f, NormInf) else t + ones
-        rows.add(-A, -b, NonnegCone(k), _aux(ones, cols, 1.0))
+        cols = np.full(k, t) if isinstance(f, NormInf) else t + entries
+        rows.add(-A, -b, NonnegCone(k), _aux(entries, cols, 1.0))
         if isinstance(f, Pos):
-            rows.add(sp.csr_array((k, n)), np.zeros(k), NonnegCone(k), _aux(ones, cols, 1.0))
+            rows.add(sp.csr_array((k, n)), np.zeros(k), NonnegCone(k), _aux(entries, cols, 1.0))
         else:
-            rows.add(A, b, NonnegCone(k), _aux(ones, cols, 1.0))
+            rows.add(A, b, NonnegCone(k), _aux(entries, cols, 1.0))
         return 0.0
     if isinstance(f, Huber):
         s = rows.new_aux(k, c_aux)
         t = rows.new_aux(k, c_aux, 2.0 * f.M * w)
-        quad.add(n + s + ones, np.array(w), np.zeros(k), c)
+        quad.add(n + s + entries, np.array(w), np.zeros(k), c)
         rows.add(
-            -A, -b, NonnegCone(k), _merge(_aux(ones, s + ones, 1.0), _aux(ones, t + ones, 1.0))
+            -A,
+            -b,
+            NonnegCone(k),
+            _merge(_aux(entries, s + entries, 1.0), _aux(entries, t + entries, 1.0)),
         )
-        rows.add(A, b, NonnegCone(k), _merge(_aux(ones, s + ones, -1.0), _aux(ones, t + ones, 1.0)))
+        rows.add(
+            A,
+            b,
+            NonnegCone(k),
+            _merge(_aux(entries, s + entries, -1.0), _aux(entries, t + entries, 1.0)),
+        )
         return 0.0
-    triple = 3 * ones
+    triple = 3 * entries
     if isinstance(f, Logistic):
         t = rows.new_aux(k, c_aux, w)
         a = rows.new_aux(2 * k, c_aux)
@@ -428,13 +436,13 @@ def _epigraph_rows(
         const = np.zeros(3 * k)
         const[triple + 1] = -1.0
         # (-t_i, 1, a_i) and (u_i - t_i, 1, a'_i) in K_exp; 1 - a_i - a'_i >= 0.
-        first = _merge(_aux(triple, t + ones, -1.0), _aux(triple + 2, a + ones, 1.0))
+        first = _merge(_aux(triple, t + entries, -1.0), _aux(triple + 2, a + entries, 1.0))
         rows.add(zero, const, ExpCone(k), first)
         block, shifted = _placed(A, b, 3 * k, triple)
         shifted[triple + 1] = -1.0
-        second = _merge(_aux(triple, t + ones, -1.0), _aux(triple + 2, a + k + ones, 1.0))
+        second = _merge(_aux(triple, t + entries, -1.0), _aux(triple + 2, a + k + entries, 1.0))
         rows.add(block, shifted, ExpCone(k), second)
-        sums = _merge(_aux(ones, a + ones, -1.0), _aux(ones, a + k + ones, -1.0))
+        sums = _merge(_aux(entries, a + entries, -1.0), _aux(entries, a + k + entries, -1.0))
         rows.add(sp.csr_array((k, n)), -np.ones(k), NonnegCone(k), sums)
         return 0.0
     # NegEntropy and KLDiv: (t_i, u_i, c_i) in K_exp (c = 1 for NegEntropy).
@@ -442,7 +450,7 @@ def _epigraph_rows(
     block, shifted = _placed(A, b, 3 * k, triple + 1)
     scale = np.broadcast_to(f.c, (k,)) if isinstance(f, KLDiv) else np.ones(k)
     shifted[triple + 2] = -scale
-    rows.add(block, shifted, ExpCone(k), _aux(triple, t + ones, 1.0))
+    rows.add(block, shifted, ExpCone(k), _aux(triple, t + entries, 1.0))
     if not isinstance(f, KLDiv):
         return 0.0
     # w kl_div(u, c) = w u log(u / c) - w'u + w'c, with -w'u = -w'A x + w'b.
