@@ -265,3 +265,33 @@ def test_torch_layer_differentiates_through_expanded_terms() -> None:
     np.testing.assert_allclose(x1, x2, atol=1e-8)
     np.testing.assert_allclose(gb1, gb2, atol=1e-6)
     assert gl1 == pytest.approx(gl2, abs=1e-6)
+
+
+def test_torch_layer_differentiates_through_a_power_cone() -> None:
+    """A PowCone3D term is differentiated on the structured torch route (its projection's
+    Jacobian), batched (the cones of the batch's elements concatenated), as on the cone
+    route."""
+    torch = pytest.importorskip("torch")
+    from cvxprox.torch import CvxproxLayer  # noqa: PLC0415
+
+    A = RNG.standard_normal((15, 6))
+    b = cp.Parameter(15)
+    x = cp.Variable(6)
+    power = cp.PowCone3D(x[:3] + 1, 1 - x[3:], 2 + x[:3] + x[3:], 0.4)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(A @ x - b) + 0.3 * cp.norm1(x)), [power])
+    b_value = RNG.standard_normal((2, 15))
+    b.value = b_value[0]
+    prob.solve(solver="CLARABEL", **TIGHT)
+    assert np.max(np.abs(power.dual_value)) > 1e-2  # the cone is active
+    results = []
+    for structure in ("always", "never"):
+        args = {"eps_abs": 1e-10, "eps_rel": 1e-10}
+        layer = CvxproxLayer(prob, [b], [x], structure=structure, solver_args=args)
+        bt = torch.tensor(b_value, requires_grad=True)
+        (out,) = layer(bt)
+        (out * torch.arange(6.0, dtype=torch.float64)).sum().backward()
+        assert layer.info["route"].startswith("structured" if structure == "always" else "cones")
+        results.append((out.detach().numpy(), bt.grad.numpy()))
+    (x1, g1), (x2, g2) = results
+    np.testing.assert_allclose(x1, x2, atol=1e-8)
+    np.testing.assert_allclose(g1, g2, atol=1e-6)
