@@ -48,3 +48,34 @@ def assign_parameter_value(param: Any, value: np.ndarray) -> None:
     batch, which it has already checked once for the whole batch.
     """
     param._value = value
+
+
+def pow_nd_to_3d(con: Any) -> tuple[Any, list]:
+    """A ``PowConeND`` constraint as one ``PowCone3D`` constraint (over the constraint's
+    arguments and auxiliary scalar variables), and no other constraints.
+
+    CVXPY converts n-dimensional power cones for solvers without them in
+    ``cvxpy.reductions.cone2cone.exact.PowNDConversion`` (a balanced binary tree of 3-D
+    cones), a class of that module with no public entry point; its ``canonicalize`` is
+    used here and the tree it records for the dual stays on the returned constraint
+    (``pow_nd_dual``).
+    """
+    from cvxpy.reductions.cone2cone.exact import PowNDConversion  # noqa: PLC0415
+
+    pow3d, _ = PowNDConversion.canonicalize(con, con.args)
+    return pow3d, []
+
+
+def pow_nd_dual(con: Any, pow3d: Any, dual: np.ndarray) -> np.ndarray:
+    """The dual of ``PowConeND`` constraint ``con`` (shape (n + 1, k): W's duals over
+    z's) from the dual of its ``pow_nd_to_3d`` constraint ``pow3d`` (the triples
+    (x_i, y_i, z_i) in order), by ``PowNDConversion.recover_dual`` and the tree it
+    reads."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from cvxpy.reductions.cone2cone.exact import PowNDConversion  # noqa: PLC0415
+
+    inverse = SimpleNamespace()
+    PowNDConversion.apply_hook(con, pow3d, [], inverse)
+    triples = np.reshape(dual, (3, -1), order="F")
+    return PowNDConversion.recover_dual(con, triples, inverse, None)

@@ -15,8 +15,10 @@ function with a cheap proximal operator (``cvxprox.functions.prox``) and A an op
 
 with nonnegative weights (scalars, or elementwise from ``multiply`` / ``w @``). Affine
 parts become the linear term c'x. Constraints: ``==`` becomes a ZeroCone term, ``<=`` and
-``>=`` NonnegCone terms, ``norm(u) <= r`` (p = 1, 2, inf) a ball indicator, ``SOC``,
-``ExpCone`` and PSD (``X >> 0``) constraints cone terms.
+``>=`` NonnegCone terms, ``norm(u) <= r`` (p = 1, 2, inf, u affine) a ball indicator,
+``SOC``, ``ExpCone``, ``PowCone3D`` and PSD (``X >> 0``) constraints cone terms, and a
+``PowConeND`` constraint the 3-D power cones of CVXPY's exact conversion (a balanced tree
+of them over auxiliary variables, ``cvxpy_compat.pow_nd_to_3d``).
 
 Elementwise bounds on variables are the program's ``l <= x <= u``, not terms: an affine
 inequality whose every entry is ``a x_j + d >= 0`` on distinct entries x_j of the stacked
@@ -45,7 +47,9 @@ reason, and takes CVXPY's cone canonicalization as a whole (``ProxOrCone`` in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from cvxpy.atoms.affine.add_expr import AddExpression
@@ -65,8 +69,9 @@ from cvxpy.atoms.norm_inf import norm_inf
 from cvxpy.atoms.pnorm import Pnorm
 from cvxpy.atoms.quad_form import QuadForm
 from cvxpy.atoms.quad_over_lin import quad_over_lin
-from cvxpy.constraints import PSD, SOC, Equality, Inequality, NonNeg, NonPos
+from cvxpy.constraints import PSD, SOC, Equality, Inequality, NonNeg, NonPos, PowConeND
 from cvxpy.constraints import ExpCone as ExpConstraint
+from cvxpy.constraints import PowCone3D as PowConstraint
 from cvxpy.constraints import Zero as ZeroConstraint
 from cvxpy.constraints.constraint import Constraint
 from cvxpy.expressions.expression import Expression
@@ -75,10 +80,12 @@ from cvxpy.problems.problem import Problem
 from cvxpy.reductions.dcp2cone.dcp2cone import Dcp2Cone
 
 from cvxprox.atoms import conv2d, fourier_sample
+from cvxprox.cvxpy_compat import pow_nd_dual, pow_nd_to_3d
 from cvxprox.functions.cones import (
     Cone,
     ExpCone,
     NonnegCone,
+    PowCone3D,
     PSDCone,
     SecondOrderCone,
     ZeroCone,
@@ -188,6 +195,9 @@ class ConstraintTerm:
     cone: bool = False
     #: A PSD constraint on an order-k matrix (k > 0): its dual is the matrix -svec^-1(y).
     psd: int = 0
+    #: A power cone constraint: its dual from -y (triples in the term's row order), in
+    #: the constraint's shape (3, ...) for a PowCone3D, (n + 1, k) for a PowConeND.
+    power: Callable[[np.ndarray], np.ndarray] | None = None
 
     def dual(self, y: np.ndarray) -> np.ndarray | float:
         """The constraint's dual_value from its term's y.
@@ -199,6 +209,8 @@ class ConstraintTerm:
             return float(np.linalg.norm(y, self.dual_norm)) if y.size else 0.0
         if self.psd:
             return -svec_to_mat(y, self.psd)
+        if self.power is not None:
+            return self.power(-y)
         if self.cone:
             return -y
         size = int(np.prod(self.shape)) if self.shape else 1
@@ -354,17 +366,25 @@ class StructureLowering:
         self.bounds = bounds
         # Canonical forms of the expanded parts, by id of the part (computed once: their
         # auxiliary variables stay the same on every lowering), and those variables.
+        # The constraints' canonical forms are known before lowering: their variables are
+        # in the layout from the start.
         self._canonical: dict[int, tuple[object, list[Constraint]]] = {}
         self._aux: list[object] = []
-        self.layout = VariableLayout(problem.variables())
+        self._variable_ids = {v.id for v in problem.variables()}
+        for con in problem.constraints:
+            if isinstance(con, PowConeND):
+                self._canonical_form(con, pow_nd_to_3d)
+            elif _expands(con):
+                self._canonical_form(con)
+        self.layout = VariableLayout([*problem.variables(), *self._aux])
         self.affine = AffineLowering(self.layout)
 
     def lower(self) -> Lowered:
         """The Program at the parameters' current values.
 
-        Expansions met for the first time bring auxiliary variables: the layout is
-        extended with them and the lowering starts over (once). Bounds that cross (at
-        these parameter values) are lowered as NonnegCone terms.
+        Expansions of the objective met for the first time bring auxiliary variables: the
+        layout is extended with them and the lowering starts over (once). Bounds that cross
+        (at these parameter values) are lowered as NonnegCone terms.
         """
         while True:
             try:
@@ -393,17 +413,15 @@ class StructureLowering:
             if ball is not None:
                 constraints.append(ConstraintTerm(con.id, con.shape, *ball))
                 continue
-            if isinstance(con, (SOC, ExpConstraint, PSD)):
-                term = self._cone(con, f"constraint {con.id} ({type(con).__name__})")
-                psd = con.args[0].shape[0] if isinstance(con, PSD) else 0
-                constraints.append(ConstraintTerm(con.id, con.shape, term, cone=True, psd=psd))
+            if isinstance(con, (SOC, ExpConstraint, PSD, PowConstraint, PowConeND)):
+                constraints.append(self._cone_constraint(con))
                 continue
             bound = self._bound(con)
             if bound is not None:
                 bound_constraints.append(bound)
                 continue
             affine, label = con, None
-            if not _is_affine(con):
+            if _expands(con):
                 affine, label = self._expand_constraint(con)
                 if affine is None:
                     continue
@@ -522,7 +540,8 @@ class StructureLowering:
             return self._norm1
         if isinstance(expr, norm_inf):
             return lambda e, w: self._norm(NormInf, e.args[0], w)
-        if isinstance(expr, Pnorm):
+        if isinstance(expr, Pnorm) and float(expr.p) >= 1:
+            # p < 1 (harmonic_mean, pnorm(., -1)) is concave: expanded.
             return self._pnorm
         if isinstance(expr, quad_over_lin):
             return self._quad_over_lin
@@ -730,25 +749,39 @@ class StructureLowering:
         return self._add_term(NonnegCone(part.size), part, label), rows
 
     def _canonicalize(
-        self, part: Expression | Constraint
+        self,
+        part: Expression | Constraint,
+        canonicalize: Callable[[object], tuple[object, list[Constraint]]] | None = None,
     ) -> tuple[object, list[Constraint]] | None:
-        """CVXPY's cone canonicalization of one part (``Dcp2Cone``), computed once per
-        part; None while it has variables the layout lacks (``_lower_all`` then starts
-        over with them, once for all the expansions it met)."""
-        key = id(part)
-        if key not in self._canonical:
-            self._canonical[key] = Dcp2Cone(quad_obj=False).canonicalize_tree(part, False)
-        canon, constraints = self._canonical[key]
-        known = set(self.layout.offsets)
-        seen = {a.id for a in self._aux}
-        for item in (canon, *constraints):
-            for var in item.variables():
-                if var.id not in seen and var.id not in known:
-                    self._aux.append(var)
-                    seen.add(var.id)
-        if any(a.id not in known for a in self._aux):
+        """CVXPY's cone canonicalization of one part (``Dcp2Cone``, or ``canonicalize``),
+        computed once per part; None while it has variables the layout lacks
+        (``_lower_all`` then starts over with them, once for all the expansions it met)."""
+        canon, constraints = self._canonical_form(part, canonicalize)
+        if any(a.id not in self.layout.offsets for a in self._aux):
             return None
         return canon, constraints
+
+    def _canonical_form(
+        self,
+        part: Expression | Constraint,
+        canonicalize: Callable[[object], tuple[object, list[Constraint]]] | None = None,
+    ) -> tuple[object, list[Constraint]]:
+        """The canonical form of ``part`` (computed on first use), its new variables
+        appended to ``self._aux``."""
+        key = id(part)
+        if key in self._canonical:
+            return self._canonical[key]
+        if canonicalize is None:
+            form = Dcp2Cone(quad_obj=False).canonicalize_tree(part, False)
+        else:
+            form = canonicalize(part)
+        self._canonical[key] = form
+        for item in (form[0], *form[1]):
+            for var in item.variables():
+                if var.id not in self._variable_ids:
+                    self._aux.append(var)
+                    self._variable_ids.add(var.id)
+        return form
 
     def _expand_objective(self, expr: Expression, weight: float | np.ndarray, why: str) -> None:
         """``weight * expr`` through its canonical form: an affine expression (the linear
@@ -779,18 +812,43 @@ class StructureLowering:
             self._auxiliary(aux, label)
         return canon, label
 
+    def _cone_constraint(self, con: Constraint) -> ConstraintTerm | None:
+        """The cone term of a SOC, ExpCone, PSD, PowCone3D or PowConeND constraint (a
+        PowConeND through its 3-D power cones: ``pow_nd_to_3d``), and where its dual is."""
+        label = f"constraint {con.id} ({type(con).__name__})"
+        if isinstance(con, PowConeND):
+            canonical = self._canonicalize(con, pow_nd_to_3d)
+            if canonical is None:
+                return None
+            pow3d = canonical[0]
+            term = self._cone(pow3d, label)
+            return ConstraintTerm(con.id, con.shape, term, power=partial(pow_nd_dual, con, pow3d))
+        term = self._cone(con, label)
+        if isinstance(con, PowConstraint):
+            shape = con.shape
+            return ConstraintTerm(
+                con.id, shape, term, power=partial(np.reshape, shape=shape, order="F")
+            )
+        psd = con.args[0].shape[0] if isinstance(con, PSD) else 0
+        return ConstraintTerm(con.id, con.shape, term, cone=True, psd=psd)
+
     def _auxiliary(self, con: Constraint, label: str) -> None:
         """A constraint of a canonical form (no dual is reported for it)."""
-        if isinstance(con, (SOC, ExpConstraint, PSD)):
+        if isinstance(con, PowConeND):
+            canonical = self._canonicalize(con, pow_nd_to_3d)
+            if canonical is not None:
+                self._cone(canonical[0], label)
+        elif isinstance(con, (SOC, ExpConstraint, PSD, PowConstraint)):
             self._cone(con, label)
         elif isinstance(con, (Equality, ZeroConstraint, Inequality, NonPos, NonNeg)):
             self._constraint(con, label)
         else:
             raise NotStructured(f"a canonical form with a {type(con).__name__} constraint")
 
-    def _cone(self, con: SOC | ExpConstraint | PSD, label: str) -> int:
-        """A second-order, exponential or PSD cone constraint as one cone term, its rows
-        in CVXPY's cone-form order: (t_i, X_i) per SOC, (x_i, y_i, z_i) per ExpCone, and
+    def _cone(self, con: SOC | ExpConstraint | PSD | PowConstraint, label: str) -> int:
+        """A second-order, exponential, 3-D power or PSD cone constraint as one cone term,
+        its rows in CVXPY's cone-form order: (t_i, X_i) per SOC, (x_i, y_i, z_i) per
+        ExpCone and PowCone3D, and
         svec((X + X')/2) for ``X >> 0`` (lower triangle column by column, off-diagonal
         entries times sqrt 2: ``cvxprox.functions.cones.svec_to_mat``)."""
         if isinstance(con, PSD):
@@ -800,11 +858,14 @@ class StructureLowering:
             factor = np.where(rows == cols, 0.5, 0.5 * np.sqrt(2.0))
             pair = add(gather(part, rows + k * cols), gather(part, cols + k * rows))
             return self._add_term(PSDCone([k]), elementwise(pair, factor), label)
-        if isinstance(con, ExpConstraint):
+        if isinstance(con, (ExpConstraint, PowConstraint)):
             k = con.num_cones()
             parts = [broadcast(self._lower(a), k) for a in con.args]
             order = (np.arange(3)[None, :] * k + np.arange(k)[:, None]).reshape(-1)
-            cone: Cone = ExpCone(k)
+            if isinstance(con, ExpConstraint):
+                cone: Cone = ExpCone(k)
+            else:
+                cone = PowCone3D(flat(con.alpha.value, k))
         else:
             t, X = con.args
             k, size = con.num_cones(), con._cone_size()
@@ -919,28 +980,32 @@ def _inequality_expr(con: Inequality | NonPos | NonNeg) -> Expression:
 
 
 def _is_ball(con: object) -> bool:
-    """Whether ``con`` has the form ``norm(u) <= r`` that ``_ball`` makes a ball term."""
+    """Whether ``con`` has the form ``norm(u) <= r``, u affine, that ``_ball`` makes a ball
+    term."""
     if not isinstance(con, Inequality):
         return False
     lhs, rhs = con.args
     if not rhs.is_constant() or rhs.size != 1 or lhs.size != 1:
         return False
     if isinstance(lhs, Pnorm):
-        return lhs.axis is None and float(lhs.p) == 2
-    return isinstance(lhs, (norm1, norm_inf))
+        return lhs.axis is None and float(lhs.p) == 2 and lhs.args[0].is_affine()
+    return isinstance(lhs, (norm1, norm_inf)) and lhs.args[0].is_affine()
 
 
-def _is_affine(con: object) -> bool:
-    """Whether ``con`` is an affine equality or inequality."""
-    if isinstance(con, (Equality, ZeroConstraint)):
-        return con.expr.is_affine()
-    return _inequality_expr(con).is_affine()
+def _expands(con: object) -> bool:
+    """Whether ``con`` is a nonlinear inequality (not a ball) that is expanded."""
+    if isinstance(con, (Equality, ZeroConstraint, SOC, ExpConstraint, PSD, PowConstraint)):
+        return False
+    if isinstance(con, PowConeND) or _is_ball(con):
+        return False
+    return not _inequality_expr(con).is_affine()
 
 
 def _check_constraint(con: object) -> None:
     """Raise NotStructured unless ``con`` is a ball, an affine equality, an inequality
-    (affine, or convex and then expanded), a SOC, ExpCone or PSD constraint."""
-    if _is_ball(con) or isinstance(con, (SOC, ExpConstraint, PSD, Inequality, NonPos, NonNeg)):
+    (affine, or convex and then expanded), a SOC, ExpCone, power cone or PSD constraint."""
+    kept = (SOC, ExpConstraint, PSD, PowConstraint, PowConeND, Inequality, NonPos, NonNeg)
+    if _is_ball(con) or isinstance(con, kept):
         return
     if isinstance(con, (Equality, ZeroConstraint)):
         if not con.expr.is_affine():

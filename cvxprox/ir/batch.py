@@ -482,11 +482,13 @@ def _block_pattern(
 #: Separable functions whose elementwise weights concatenate over a batch.
 _WEIGHTED = (Norm1, SumSquares, Pos, Huber)
 _INDICATORS = (ZeroCone, NonnegCone)
+#: Cones of several blocks, which concatenate over a batch block by block.
+_BLOCK_CONES = (SecondOrderCone, ExpCone, PSDCone, PowCone3D)
 
 
 def stackable(function: ProxFunction) -> bool:
     """Whether ``StackedStructuredProgram`` can merge a function over a batch."""
-    return isinstance(function, _WEIGHTED + _INDICATORS + (GroupL2, Norm2))
+    return isinstance(function, _WEIGHTED + _INDICATORS + _BLOCK_CONES + (GroupL2, Norm2))
 
 
 def weight_entries(function: ProxFunction) -> np.ndarray | None:
@@ -510,6 +512,14 @@ def _merge_functions(functions: list[ProxFunction]) -> ProxFunction:
     size = sum(f.size for f in functions)
     if isinstance(first, _INDICATORS):
         return type(first)(size)
+    if isinstance(first, SecondOrderCone):
+        return SecondOrderCone(np.concatenate([f.sizes for f in functions]))
+    if isinstance(first, PSDCone):
+        return PSDCone(np.concatenate([f.sizes for f in functions]))
+    if isinstance(first, ExpCone):
+        return ExpCone(sum(f.count for f in functions))
+    if isinstance(first, PowCone3D):
+        return PowCone3D(np.concatenate([f.alphas for f in functions]))
     weight = np.concatenate([weight_entries(f) for f in functions])
     if np.all(weight == weight[0]):
         weight = float(weight[0])

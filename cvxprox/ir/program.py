@@ -316,9 +316,11 @@ class AssembledProgram:
         Symmetric positive semidefinite; None means a linear objective.
     offset : float
         Constant added to the objective.
-    term_rows : list of slice or None
-        For each term of the Program, the rows that hold it one for one (a cone), or None
-        (a term written through epigraph variables); empty for a view built directly.
+    term_rows : list of slice, pair of slices, or None
+        For each term of the Program, where its y is read from the view's: the rows that
+        hold it one for one (a cone), y[plus] - y[minus] for a pair (plus, minus) (a norm
+        ball, whose rows hold +u and -u), or None (an objective term written through
+        epigraph variables); empty for a view built directly.
     bound_rows : slice or None
         The nonnegative-cone rows that hold the Program's variable bounds
         (``bound_rows(l, u, n)``: x_j - l_j >= 0, then u_j - x_j >= 0), or None.
@@ -333,7 +335,7 @@ class AssembledProgram:
     terms: list[RowTerm]
     P: sp.csc_array | None = None
     offset: float = 0.0
-    term_rows: list[slice | None] = field(default_factory=list)
+    term_rows: list[slice | tuple[slice, slice] | None] = field(default_factory=list)
     bound_rows: slice | None = None
     n_program: int = -1
     cone: ProductCone = field(init=False, repr=False)

@@ -616,7 +616,10 @@ class ScalarMultiple(LinOp):
         return None if d is None else self.scale * d
 
     def to_sparse(self) -> sp.csr_array:
-        return sp.csr_array(self.scale * self.op.to_sparse())
+        inner = self.op.to_sparse()
+        return sp.csr_array(
+            (self.scale * inner.data, inner.indices, inner.indptr), shape=self.shape
+        )
 
     def describe(self) -> str:
         return f"{self.scale:g}*{self.op.describe()}"
@@ -672,7 +675,7 @@ class Gather(LinOp):
 
     def to_sparse(self) -> sp.csr_array:
         m, n = self.shape
-        return sp.csr_array((np.ones(m), (np.arange(m), self.index)), shape=(m, n))
+        return sp.csr_array((np.ones(m), self.index, np.arange(m + 1)), shape=(m, n))
 
     def describe(self) -> str:
         return f"gather({self.shape[0]} of {self.shape[1]})"
@@ -736,7 +739,12 @@ class MatrixOp(LinOp):
         return np.asarray(self.matrix.power(2).sum(axis=0), dtype=np.float64).ravel()
 
     def to_sparse(self) -> sp.csr_array:
-        return sp.csr_array(self.matrix, copy=True)
+        if not isinstance(self.matrix, np.ndarray):
+            return sp.csr_array(self.matrix, copy=True)
+        # The nonzeros of a dense matrix row by row (np.nonzero's order).
+        rows, cols = np.nonzero(self.matrix)
+        indptr = np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=self.shape[0]))))
+        return sp.csr_array((self.matrix[rows, cols], cols, indptr), shape=self.shape)
 
     def describe(self) -> str:
         m, n = self.shape
@@ -881,6 +889,17 @@ class Compose(LinOp):
         return None if d_inner is None else d_outer * d_inner
 
     def to_sparse(self) -> sp.csr_array:
+        """outer's matrix times inner's; a gather as either factor picks rows of inner's
+        matrix or renames the columns of outer's (no sparse product)."""
+        if isinstance(self.outer, Gather):
+            return sp.csr_array(self.inner.to_sparse()[self.outer.index])
+        if isinstance(self.inner, Gather):
+            outer = self.outer.to_sparse()
+            columns = self.inner.index[outer.indices]
+            matrix = sp.csr_array((outer.data, columns, outer.indptr), shape=self.shape)
+            if not self.inner.unique:
+                matrix.sum_duplicates()
+            return matrix
         return sp.csr_array(self.outer.to_sparse() @ self.inner.to_sparse())
 
     def describe(self) -> str:
@@ -1023,7 +1042,15 @@ class VStack(LinOp):
         return total
 
     def to_sparse(self) -> sp.csr_array:
-        return sp.csr_array(sp.vstack([op.to_sparse() for op in self.ops], format="csr"))
+        """The blocks' CSR arrays, their entries and row pointers concatenated."""
+        blocks = [op.to_sparse() for op in self.ops]
+        starts = np.cumsum([0] + [block.nnz for block in blocks[:-1]])
+        indptr = np.concatenate(
+            [[0]] + [block.indptr[1:] + start for block, start in zip(blocks, starts, strict=True)]
+        )
+        data = np.concatenate([block.data for block in blocks])
+        indices = np.concatenate([block.indices for block in blocks])
+        return sp.csr_array((data, indices, indptr), shape=self.shape)
 
     def describe(self) -> str:
         return "vstack(" + ", ".join(op.describe() for op in self.ops) + ")"
