@@ -136,6 +136,27 @@ def test_infeasible_bounds_give_a_certificate() -> None:
     assert prob.solver_stats.extra_stats["algorithm"] == "dual_fista"
 
 
+def test_bounds_and_a_constraint_that_exclude_each_other_give_a_certificate() -> None:
+    """Bounds 0 <= x <= 1 are the program's l, u (clipped in x(y)); with sum(x) == 30 on
+    20 entries the certificate holds the equality's dual and the bounds' multipliers."""
+    rng = np.random.default_rng(6)
+    x = cp.Variable(20)
+    noisy = rng.standard_normal(20)
+    objective = cp.sum_squares(x - noisy) + 0.3 * cp.norm1(cp.diff(x))
+    prob = cp.Problem(cp.Minimize(objective), [x >= 0, x <= 1, cp.sum(x) == 30])
+    assert cvxprox.compile(prob).algorithm == "dual_fista"
+    prob.solve(solver="NABLAPROX", max_iters=20000)
+    assert prob.status == cp.INFEASIBLE
+    assert prob.solver_stats.extra_stats["algorithm"] == "dual_fista"
+    lower, upper, total = (c.dual_value for c in prob.constraints)
+    # Farkas, as Clarabel's certificate: with g(x) = (-x, x - 1, sum(x) - 30) and
+    # multipliers (lower, upper >= 0, total), the Lagrangian's linear part vanishes and its
+    # constant -sum(upper) - 30 total is positive (normalized to 1).
+    assert np.all(lower >= -1e-9) and np.all(upper >= -1e-9)
+    np.testing.assert_allclose(-lower + upper + total, 0.0, atol=1e-6)
+    assert float(-np.sum(upper) - 30 * total) == pytest.approx(1.0, rel=1e-6)
+
+
 def test_iteration_limit_is_reported() -> None:
     prob = _tv_isotropic(bounded=True)
     prob.solve(solver="NABLAPROX", max_iters=5)

@@ -17,8 +17,9 @@ and the method applies when every H_j > 0 (F is mu-strongly convex, mu = min H).
 other term (norms, group l2 / TV, Huber, cones, boxes, sums of squares of any other
 operator, ...) is a g_j: only its prox is used, through prox_{s g*}(v) (Moreau).
 
-Dual. With K, b the g-terms' operators and constants stacked, x(y) = argmin_x F(x) + y'Kx
-= -(q + K'y) / H, and the dual problem is
+Dual. With K, b the g-terms' operators and constants stacked and the variable bounds
+l <= x <= u of the program (infinite where it has none), x(y) = argmin_{l <= x <= u} F(x)
++ y'Kx = clip(-(q + K'y) / H, l, u) (F is separable), and the dual problem is
 
     maximize_y  phi(y) - sum_j g_j*(y_j),   phi(y) = F(x(y)) + y'(K x(y) - b),
 
@@ -33,26 +34,34 @@ combination of the stored K'y_k, K'y_{k-1}: no product),
 two products per iteration (K x~ and K'y+). The step rule is that of ``fista.py``
 (Scheinberg, Goldfarb & Bai 2014: the trial constant decreases by ``_DECREASE`` after each
 step, doubles until the descent test holds), started from a guaranteed bound on
-||K H^{-1/2}||^2 (``dual_lipschitz``). -phi is the quadratic 1/2 ||q + K'y||^2_{H^{-1}} + b'y +
-const, so the descent test is exact and needs no product: with d = y+ - y~,
+||K H^{-1/2}||^2 (``dual_lipschitz``; clipping does not raise it). -phi(y) = psi(q + K'y) +
+b'y with psi separable (a quadratic 1/2 ||w||^2_{H^{-1}} without bounds, Huber-like with
+them), so the descent test psi(w+) - psi(w~) - psi'(w~)'(w+ - w~) <= L/2 ||d||^2 is exact
+and needs no product: with d = y+ - y~, v = -w / H, x = clip(v, l, u), dx = x+ - x~,
 
-    ||K'd||^2_{H^{-1}} <= L ||d||^2.
+    sum_r H_r dx_r (dx_r / 2 + v+_r - x+_r) <= L/2 ||d||^2,
+
+which is ||K'd||^2_{H^{-1}} <= L ||d||^2 without bounds.
 
 Adaptive restart (O'Donoghue & Candes 2015, gradient scheme): when
 (y~ - y+)'(y+ - y_k) > 0 the momentum is reset. Nothing is tuned.
 
 Optimality. The answer is x = x(y+) (so the dual residual c + A'y = H x + q + K'y+ is
-zero up to round-off). The g-terms' pair is z_j = L (y~_j - y+_j) + K_j x~ - b_j, for which
-y+_j in dg_j(z_j) exactly (the prox's optimality condition); the quadratic terms have
-z_i = A_i x - b_i, y_i = grad f_i(z_i). ``StructuredChecker`` tests the primal residual
-K x - b - z, the dual residual and the duality gap on the unscaled problem, per row, as
-for every other method on a Program's terms.
+zero up to round-off where no bound is active, and on an active bound it is the bound's
+multiplier, H (x - v), of the bound's sign). The g-terms' pair is
+z_j = L (y~_j - y+_j) + K_j x~ - b_j, for which y+_j in dg_j(z_j) exactly (the prox's
+optimality condition); the quadratic terms have z_i = A_i x - b_i, y_i = grad f_i(z_i).
+``StructuredChecker`` tests the primal residual K x - b - z, the dual residual and the
+duality gap on the unscaled problem, per row, as for every other method on a Program's
+terms.
 
 Infeasibility. When the indicator terms cannot hold together, the dual objective is
 unbounded and the iterates diverge along a Farkas certificate: y - y_0 (y_0 the
 starting point) is tested (``FarkasTest``, as in split ADMM) every ``_CERTIFICATE_EVERY``
-checks. The other terms' duals stay bounded while the indicators' grow without bound,
-so the share of K'(y - y_0) that the test does not count vanishes relative to it.
+checks; with variable bounds on the program with its bound term (``with_bound_term``),
+whose y is the bound multiplier -(H x + q + K'y) = H (v - x). The other terms' duals
+stay bounded while the indicators' grow without bound, so the share of K'(y - y_0) that
+the test does not count vanishes relative to it.
 
 The iterations run on the arrays of the backend the options select (``cvxprox.backend``),
 with the terms' device versions; the scalars of the step rule are read back one at a
@@ -73,7 +82,7 @@ from cvxprox.backend import Backend
 from cvxprox.functions.prox import Quadratic, SumSquares
 from cvxprox.ir.program import Program, Term
 from cvxprox.operators.linops import Compose, Diagonal, VStack
-from cvxprox.solvers.admm.split import FarkasTest
+from cvxprox.solvers.admm.split import FarkasTest, with_bound_term
 from cvxprox.solvers.common.algorithm import Algorithm
 from cvxprox.solvers.common.log import IterationLog
 from cvxprox.solvers.common.result import BestIterate, SolveResult, finish
@@ -210,8 +219,6 @@ class DualFISTA(Algorithm):
         """Whether the dual method can solve the program, and why (or why not)."""
         if program.P is not None:
             return False, "the program has a quadratic part P"
-        if program.has_bounds:
-            return False, "the program has variable bounds l <= x <= u"
         quadratic, others = split_terms(program)
         if not quadratic:
             return False, (
@@ -246,8 +253,26 @@ class DualFISTA(Algorithm):
         L0 = L0 if L0 > 0 else 1.0
         L_min = _L_FLOOR * L0
         L = L0
-        H_inv, q = backend.asarray(1.0 / smooth.H), backend.asarray(smooth.q)
-        farkas = FarkasTest(prog, layout, prox_at, opts.eps_infeas)
+        H, H_inv = backend.asarray(smooth.H), backend.asarray(1.0 / smooth.H)
+        q = backend.asarray(smooth.q)
+        xp = backend.xp
+        if prog.has_bounds:
+            lower = backend.asarray(-np.inf if prog.l is None else prog.l)
+            upper = backend.asarray(np.inf if prog.u is None else prog.u)
+
+            def clip(v: Any) -> Any:
+                return xp.minimum(xp.maximum(v, lower), upper)
+
+            extended = with_bound_term(prog)
+            farkas = FarkasTest(
+                extended,
+                TermLayout(extended, backend),
+                [*prox_at, len(prog.terms)],
+                opts.eps_infeas,
+            )
+        else:
+            clip = None
+            farkas = FarkasTest(prog, layout, prox_at, opts.eps_infeas)
 
         y = K.backend.zeros(K.m)
         warm = self.warm_start or {}
@@ -256,7 +281,7 @@ class DualFISTA(Algorithm):
             y = backend.asarray(np.concatenate([y_all[layout.slices[k]] for k in prox_at]))
             L = max(float(warm.get("lipschitz", L)), L_min)
         Kty = K.rmatvec(y)
-        y_prev, Kty_prev, y_start = y, Kty, y
+        y_prev, Kty_prev, y_start, Kty_start = y, Kty, y, Kty
         t = 1.0
         setup_time = time.perf_counter() - t0
 
@@ -293,11 +318,21 @@ class DualFISTA(Algorithm):
                 y_t = y + beta * (y - y_prev)
                 Kty_t = Kty + beta * (Kty - Kty_prev)
                 x_t = -(q + Kty_t) * H_inv
+                if clip is not None:
+                    x_t = clip(x_t)
                 Kx_t = K.matvec(x_t)
                 y_new = K.prox_conj(y_t + (Kx_t - K.b) / L_try, 1.0 / L_try)
                 Kty_new = K.rmatvec(y_new)
-                d, Ktd = y_new - y_t, Kty_new - Kty_t
-                if scalar(Ktd @ (Ktd * H_inv)) <= L_try * scalar(d @ d):
+                d = y_new - y_t
+                if clip is None:
+                    Ktd = Kty_new - Kty_t
+                    descent = scalar(Ktd @ (Ktd * H_inv))
+                else:
+                    v_new = -(q + Kty_new) * H_inv
+                    x_new = clip(v_new)
+                    dx = x_new - x_t
+                    descent = 2.0 * scalar(H @ (dx * (0.5 * dx + v_new - x_new)))
+                if descent <= L_try * scalar(d @ d):
                     break
             if scalar(d @ (y_new - y)) < 0.0:
                 t_next = 1.0
@@ -306,7 +341,8 @@ class DualFISTA(Algorithm):
             t, L = t_next, L_try
 
             if it % opts.check_every == 0 or it == opts.max_iters:
-                x = -(q + Kty) * H_inv
+                v = -(q + Kty) * H_inv
+                x = v if clip is None else clip(v)
                 z_g = L * (y_t - y) + Kx_t - K.b
                 point, Ax_full, Aty = self._point(layout, K, prox_at, x, z_g, y)
                 err = checker.evaluate(*point, Ax=Ax_full, Aty=Aty)
@@ -320,9 +356,14 @@ class DualFISTA(Algorithm):
                 checks += 1
                 if checks % _CERTIFICATE_EVERY == 0:
                     dy = y - y_start
-                    cert = farkas.certificate([dy[r] for r in K.slices], x)
+                    blocks = [dy[r] for r in K.slices]
+                    if clip is not None:
+                        v_start = -(q + Kty_start) * H_inv
+                        blocks.append(H * ((v - x) - (v_start - clip(v_start))))
+                    cert = farkas.certificate(blocks, x)
                     if cert is not None:
                         status = s.INFEASIBLE
+                        cert = cert[: layout.m]
                         break
                 if time.perf_counter() - t0 > opts.time_limit:
                     break
