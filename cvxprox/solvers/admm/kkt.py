@@ -83,8 +83,9 @@ _AA_MEMORY = 30
 # problems get a shorter memory.
 _AA_STORAGE = 20_000_000
 _AA_SAFEGUARD = 1.0
-# Anderson steps after every this many-th iteration (plain steps in between).
-_AA_INTERVAL = 1
+# Anderson steps after every this many-th iteration, plain steps in between (SCS's
+# acceleration_interval): the memory spans 10 times more iterations.
+_AA_INTERVAL = 10
 # When the fixed-point residual ||T(w) - w|| stops changing (to this relative tolerance
 # over this many iterations) it has converged to a nonzero displacement: the problem
 # is infeasible or unbounded. Acceleration is then switched off, because the plain
