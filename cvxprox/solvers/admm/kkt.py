@@ -72,7 +72,7 @@ from cvxprox.solvers.common.termination import KKTError
 _SIGMA = 1e-6
 _EQ_RHO_FACTOR = 1e3
 _RHO_MIN, _RHO_MAX = 1e-6, 1e6
-_RHO_UPDATE_RATIO = math.sqrt(10.0)
+_RHO_UPDATE_RATIO = 2.0
 # Least number of iterations between penalty updates: frequent updates make the iterates
 # thrash.
 _RHO_ADAPT_EVERY = 100
