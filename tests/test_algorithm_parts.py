@@ -9,11 +9,12 @@ import scipy.sparse as sp
 import cvxprox  # noqa: F401
 from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import AssembledProgram
-from cvxprox.solvers.admm.kkt import ADMM, _balanced_rho
+from cvxprox.solvers.admm.kkt import ADMM, _PenaltyRule
 from cvxprox.solvers.common.anderson import AndersonAcceleration
 from cvxprox.solvers.common.kkt_checks import KKTChecker
 from cvxprox.solvers.common.polish import is_polishable, polish
 from cvxprox.solvers.common.scaling import RuizScaling
+from cvxprox.solvers.common.termination import KKTError
 
 
 def _program(prob: cp.Problem):
@@ -70,7 +71,7 @@ def _qp(seed: int = 0) -> tuple[cp.Problem, cp.Variable]:
 
 
 def test_polish_recovers_the_exact_solution_from_a_rough_iterate() -> None:
-    prob, _ = _qp()
+    prob, _ = _qp(2)  # a QP whose rough solve converges before a polishing attempt
     prob.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
     reference = prob.value
     program = _program(prob)
@@ -184,19 +185,22 @@ def test_termination_test_is_invariant_to_row_and_cost_scaling(
     assert np.all(np.abs(np.log(moved)) <= np.log(4.0))
 
 
-def test_balanced_rho_moves_towards_the_larger_relative_residual() -> None:
-    rng = np.random.default_rng(3)
-    Ax, z, Aty, c = (rng.standard_normal(20) for _ in range(4))
-    # Equal relative residuals: the penalty stays; a 100 times larger relative primal
-    # residual asks for a 10 times larger penalty, a smaller one for a smaller penalty.
-    scale_p = max(np.abs(Ax).max(), np.abs(z).max())
-    scale_d = max(np.abs(Aty).max(), np.abs(c).max())
-    r_dual = Aty + c
-    dual = np.abs(r_dual).max() / scale_d
-    r_prim = np.full(20, dual * scale_p)
-    assert _balanced_rho(0.1, r_prim, Ax, z, None, Aty, c) == pytest.approx(0.1, rel=1e-6)
-    assert _balanced_rho(0.1, 100 * r_prim, Ax, z, None, Aty, c) == pytest.approx(1.0, rel=1e-6)
-    assert _balanced_rho(0.1, r_prim / 100, Ax, z, None, Aty, c) == pytest.approx(0.01, rel=1e-6)
+def test_penalty_rule_moves_by_the_geometric_mean_of_the_residual_ratios() -> None:
+    def error(primal_ratio: float, dual_ratio: float) -> KKTError:
+        return KKTError(primal_ratio * 1e-4, dual_ratio * 1e-3, 0.0, 1e-4, 1e-3, 1.0, 0.0, 0.0)
+
+    # Before 100 iterations nothing moves; then the factor is sqrt of the geometric mean
+    # of p / d over the checks: p / d = 1000 and 10 give sqrt(100) = 10.
+    rule = _PenaltyRule()
+    rule.observe(error(1000.0, 1.0))
+    assert rule.proposal(0.1, 50) is None
+    rule.observe(error(100.0, 10.0))
+    assert rule.proposal(0.1, 100) == pytest.approx(1.0, rel=1e-12)
+    # The record restarts after a change; a factor within [1/2, 2] keeps the penalty.
+    rule.observe(error(1.0, 2.0))
+    assert rule.proposal(1.0, 250) is None
+    rule.observe(error(1.0, 1000.0))
+    assert rule.proposal(1.0, 260) == pytest.approx((0.5 * 0.001) ** 0.25, rel=1e-12)
 
 
 def test_adaptive_penalty_recovers_from_a_poor_initial_penalty() -> None:

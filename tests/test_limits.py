@@ -266,7 +266,7 @@ def test_zero_absolute_tolerance_on_zero_data() -> None:
 def test_lp_handed_to_pdhg_keeps_the_better_iterate_of_both_phases() -> None:
     """An LP that ADMM does not settle within its budget goes on with PDHG from a cold
     start; when the limit then stops PDHG early, ADMM's better iterate is returned."""
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(2)  # ADMM settles the seed-3 LP within its budget
     A = rng.standard_normal((80, 60))
     b = A @ rng.random(60) + rng.random(80)
     x = cp.Variable(60)

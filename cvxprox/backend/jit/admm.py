@@ -7,7 +7,9 @@ iteration w <- T(w) on the state w = (x, v), v = z + y / rho:
     [x~; nu] = K^{-1} [sigma x - c; b + z - y/rho]                       (LDL' solve)
     f       = T(w) = (alpha x~ + (1 - alpha) x,  z + alpha nu / rho + (1 - alpha) y/rho)
 
-then w <- AA(w, f) (or f): one projection per iteration. An extrapolated point
+then w <- AA(w, f) after every ``interval``-th iteration and w <- f after the others (as
+SCS's ``acceleration_interval``: the memory holds differences of points ``interval``
+iterations apart): one projection per iteration. An extrapolated point
 whose fixed-point residual ||f - w|| exceeds ``safeguard`` times that of the last accepted point is
 rejected: w falls back to the last plain image and the memory is reset.
 
@@ -50,12 +52,13 @@ def admm_iterations(
     of the last accepted point, ``istate[PENDING]`` set while an acceleration step is
     owed, ``istate[REJECTED]`` counting rejections; ``factor`` as in ``ldl_solve``;
     ``cone`` the ``ConeLayout`` arrays; ``memory`` as in ``anderson_step``;
-    ``controls = (alpha, sigma, safeguard, accelerate)``.
+    ``controls = (alpha, sigma, safeguard, interval)``, ``interval = 0`` for no
+    acceleration.
     """
     c, b, inv_rho = data
     w, z, f, f_plain, z_next, yr, rhs, sol, fstate, istate = state
     zero, nonneg, soc, psd, exp, pow3d = cone
-    alpha, sigma, safeguard, accelerate = controls
+    alpha, sigma, safeguard, interval = controls
     aa_state = memory[ISTATE]
     n = c.shape[0]
     m = b.shape[0]
@@ -64,8 +67,8 @@ def admm_iterations(
     while it < it_end:
         # Copies are loops here: a slice assignment would compile NumPy's shape check and
         # its error message, which costs more compile time than the rest of the kernel.
-        if advance:  # w <- AA(w, f), or w <- f when not accelerating
-            if accelerate:
+        if advance:  # w <- AA(w, f) every interval-th iteration, else w <- f
+            if interval > 0 and it % interval == 0:
                 anderson_step(memory, w, f, w)
             else:
                 aa_state[EXTRAPOLATED] = 0

@@ -14,10 +14,10 @@ a small proximal weight sigma on x:
 
 For a cone indicator the prox is the projection onto K, so z stays in K and y in the
 polar cone at every iteration. Equality rows get a 1e3 times larger penalty. The
-penalty is adapted from the ratio of the primal and dual residuals (refactoring with
-the same sparsity pattern). The differences y^{k+1} - y^k and x^{k+1} - x^k converge
-to infeasibility and unboundedness certificates when the problem has no solution
-(Banjac, Goulart, Stellato, Boyd 2019).
+penalty is adapted from the ratio of the primal and dual residuals of the termination
+test (``_PenaltyRule``; refactoring with the same sparsity pattern). The differences
+y^{k+1} - y^k and x^{k+1} - x^k converge to infeasibility and unboundedness certificates
+when the problem has no solution (Banjac, Goulart, Stellato, Boyd 2019).
 
 The iterations between two checks run in one of two loops with the same arithmetic:
 on NumPy the compiled ``cvxprox.backend.jit.admm.admm_iterations`` (LDL' solve, cone projection
@@ -55,7 +55,7 @@ import cvxpy.settings as s
 import numpy as np
 import scipy.sparse as sp
 
-from cvxprox.backend import Array, Backend, array_namespace
+from cvxprox.backend import Array, Backend
 from cvxprox.backend.jit.admm import G_ACCEPTED, PENDING, REJECTED, admm_iterations
 from cvxprox.backend.jit.cones import cone_layout
 from cvxprox.backend.jit.ldl import LDLFactor, kkt_upper
@@ -72,8 +72,9 @@ from cvxprox.solvers.common.termination import KKTError
 _SIGMA = 1e-6
 _EQ_RHO_FACTOR = 1e3
 _RHO_MIN, _RHO_MAX = 1e-6, 1e6
-_RHO_UPDATE_RATIO = 5.0
-# Iterations between penalty updates: frequent updates make the iterates thrash.
+_RHO_UPDATE_RATIO = 2.0
+# Least number of iterations between penalty updates: frequent updates make the iterates
+# thrash.
 _RHO_ADAPT_EVERY = 100
 # Anderson acceleration: memory, and the factor by which an extrapolated point may
 # increase the fixed-point residual before it is rejected.
@@ -82,6 +83,9 @@ _AA_MEMORY = 30
 # problems get a shorter memory.
 _AA_STORAGE = 20_000_000
 _AA_SAFEGUARD = 1.0
+# Anderson steps after every this many-th iteration, plain steps in between (SCS's
+# acceleration_interval): the memory spans 10 times more iterations.
+_AA_INTERVAL = 10
 # When the fixed-point residual ||T(w) - w|| stops changing (to this relative tolerance
 # over this many iterations) it has converged to a nonzero displacement: the problem
 # is infeasible or unbounded. Acceleration is then switched off, because the plain
@@ -181,11 +185,14 @@ class ADMM(Algorithm):
         plateau_ref = np.inf
         status, cert, err = None, None, None
         dx = dy = None
-        it = last_adapt = refactors = 0
+        rule = _PenaltyRule()
+        it = refactors = 0
         while it < opts.max_iters:
             it_end = min((it // opts.check_every + 1) * opts.check_every, opts.max_iters)
             run_start = time.perf_counter()
-            it, accepted = loop.run(it, it_end, (opts.alpha, _SIGMA, _AA_SAFEGUARD, accelerate))
+            it, accepted = loop.run(
+                it, it_end, (opts.alpha, _SIGMA, _AA_SAFEGUARD, _AA_INTERVAL if accelerate else 0)
+            )
             if deferring:
                 ADMM._plain_first_seconds += time.perf_counter() - run_start
             if not accepted:  # the check's iteration was a rejected extrapolation
@@ -219,13 +226,10 @@ class ADMM(Algorithm):
             if accelerate and it % _AA_PLATEAU_WINDOW == 0:
                 accelerate = abs(g_norm - plateau_ref) > _AA_PLATEAU_RTOL * g_norm
                 plateau_ref = g_norm
-            if opts.adaptive_rho and it - last_adapt >= _RHO_ADAPT_EVERY:
-                last_adapt = it
-                Ax_s, Px_s, Aty_s = checks.products(x, y_next)
-                new_rho = _balanced_rho(
-                    rho, Ax_s - checks.b - z_next, Ax_s, z_next, Px_s, Aty_s, checks.c
-                )
-                if new_rho > rho * _RHO_UPDATE_RATIO or new_rho < rho / _RHO_UPDATE_RATIO:
+            if opts.adaptive_rho:
+                rule.observe(err)
+                new_rho = rule.proposal(rho, it)
+                if new_rho is not None:
                     rho = new_rho
                     rho_vec = rho * rho_scale
                     inv_rho[:] = 1.0 / rho_vec
@@ -282,36 +286,42 @@ def _defer_compilation(size: int) -> bool:
     return load_index is not None and not load_index()
 
 
-def _balanced_rho(
-    rho: float,
-    r_prim: Array,
-    Ax: Array,
-    z: Array,
-    Px: Array | None,
-    Aty: Array,
-    c: Array,
-) -> float:
-    """OSQP's rule: scale rho by sqrt(relative primal residual / relative dual residual)
-    (host or device vectors; only their largest magnitudes are read)."""
-    eps = 1e-12
-    prim = _inf(r_prim) / (max(_inf(Ax), _inf(z)) + eps)
-    dual_vec = Aty + c if Px is None else Px + Aty + c
-    dual_scale = max(_inf(Aty), _inf(c), 0.0 if Px is None else _inf(Px)) + eps
-    dual = _inf(dual_vec) / dual_scale
-    new = rho * np.sqrt(prim / (dual + eps))
-    return float(np.clip(new, _RHO_MIN, _RHO_MAX))
+class _PenaltyRule:
+    """SCS 3's penalty ("scale") rule, on the residuals of the termination test.
 
+    At every check it records log(p / d), with p and d the primal and dual residuals
+    relative to their tolerances (``KKTError``: the worst row's |r_i| / tol_i, the worst
+    column's |d_j| / tol_j), so that the penalty balances what termination asks of each
+    side row by row (a global relative residual ||r|| / max(||Ax||, ||z||, ||b||) lets
+    one large right-hand side hide the residuals of the small rows). A larger penalty
+    drives p down faster, so once ``_RHO_ADAPT_EVERY`` iterations have passed since the
+    last change, the penalty is multiplied by f = sqrt(exp(mean of the recorded logs)),
+    the square root of the geometric mean of p / d over the checks since then, if f
+    lies outside [1 / ``_RHO_UPDATE_RATIO``, ``_RHO_UPDATE_RATIO``].
+    """
 
-def _inf(v: Array) -> float:
-    """max_i |v_i| (0 for an empty vector) of a host or device vector, as a float."""
-    if v.shape[0] == 0:
-        return 0.0
-    xp = array_namespace(v)
-    return float(xp.max(xp.abs(v)))
+    def __init__(self) -> None:
+        self._sum_log = 0.0
+        self._count = 0
+        self._last = 0
 
+    def observe(self, err: KKTError) -> None:
+        """Record log(p / d) of one check's KKT error."""
+        prim = err.primal / max(err.primal_tol, _TINY)
+        dual = err.dual / max(err.dual_tol, _TINY)
+        self._sum_log += math.log(max(prim, _TINY)) - math.log(max(dual, _TINY))
+        self._count += 1
 
-def _norm2(v: np.ndarray) -> float:
-    return float(np.linalg.norm(v))
+    def proposal(self, rho: float, it: int) -> float | None:
+        """The new penalty at iteration ``it``, or None to keep ``rho``."""
+        if it - self._last < _RHO_ADAPT_EVERY or self._count == 0:
+            return None
+        factor = math.sqrt(math.exp(self._sum_log / self._count))
+        new = float(np.clip(rho * factor, _RHO_MIN, _RHO_MAX))
+        if new == rho or (1.0 / _RHO_UPDATE_RATIO <= factor <= _RHO_UPDATE_RATIO):
+            return None
+        self._sum_log, self._count, self._last = 0.0, 0, it
+        return new
 
 
 def _flush_tiny(v: np.ndarray) -> None:
@@ -522,12 +532,12 @@ class _PlainLoop:
     def run(self, it: int, it_end: int, controls: tuple) -> tuple[int, bool]:
         """Iterations it + 1 .. it_end; returns (last iteration, accepted)."""
         xp, n, cone = self._xp, self._n, self.cone
-        alpha, sigma, safeguard, accelerate = controls
+        alpha, sigma, safeguard, interval = controls
         c, b, inv_rho = self._c, self._b, self._inv_rho
         advance, self._pending = self._pending, False
         while it < it_end:
             if advance:
-                if accelerate:
+                if interval > 0 and it % interval == 0:
                     self.w = self._accel.step(self.w, self.f)
                 else:
                     self._accel.extrapolated = False
