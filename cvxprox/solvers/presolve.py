@@ -189,16 +189,18 @@ class Presolved:
         (module docstring). ``x`` (n,) has every fixed value (None with
         ``certificate``)."""
         orig = self.original
+        A = sp.csc_array(orig.A)
+        P = None if certificate or orig.P is None else sp.csc_array(orig.P)
         for op in reversed(self.ops):
             if isinstance(op, _Merged):
                 if y[op.i] > 0.0:
                     y[op.k], y[op.i] = y[op.i] / op.alpha, 0.0
                 continue
-            g = float(orig.A[:, [op.j]].T @ y)
+            g = _column_dot(A, op.j, y)
             if not certificate:
                 g += orig.c[op.j]
-                if orig.P is not None:
-                    g += float(orig.P[:, [op.j]].T @ x)
+                if P is not None:
+                    g += _column_dot(P, op.j, x)
             _assign_bound_duals(
                 y,
                 np.array([op.j]),
@@ -211,6 +213,12 @@ class Presolved:
                 dense=False,
             )
         return y
+
+
+def _column_dot(M: sp.csc_array, j: int, v: np.ndarray) -> float:
+    """M[:, j]'v."""
+    lo, hi = M.indptr[j], M.indptr[j + 1]
+    return float(M.data[lo:hi] @ v[M.indices[lo:hi]])
 
 
 def _assign_bound_duals(
