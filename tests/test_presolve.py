@@ -157,8 +157,9 @@ def test_grow7_is_never_optimal_and_wrong(flag: bool) -> None:
 
 
 def test_dpp_resolve_presolves_the_new_values() -> None:
-    """Bounds from parameters: each solve presolves the evaluated program (the last
-    values fix x_6 = x_7 = 3, whose two bound duals share one multiplier)."""
+    """Bounds from parameters: each solve presolves the evaluated program, warm started
+    from the last solution (the last values fix x_6 = x_7 = 3, whose two bound duals
+    share one multiplier)."""
     rng = np.random.default_rng(5)
     A = rng.standard_normal((6, 8))
     low = cp.Parameter(8)
@@ -172,7 +173,7 @@ def test_dpp_resolve_presolves_the_new_values() -> None:
         prob.solve(solver="CLARABEL", **REFERENCE_OPTIONS)
         ref_x = x.value.copy()
         ref_y = [np.array(con.dual_value, copy=True) for con in prob.constraints]
-        prob.solve(solver="NABLAPROX", **TIGHT)
+        prob.solve(solver="NABLAPROX", warm_start=True, **TIGHT)
         assert prob.status == cp.OPTIMAL
         assert prob.solver_stats.extra_stats["presolve"].startswith("presolve: removed")
         y = [con.dual_value for con in prob.constraints]

@@ -149,12 +149,16 @@ class Presolved:
     provenance: tuple[np.ndarray, ...] = ()
 
     def reduce_warm_start(self, warm: dict | None) -> dict | None:
-        """An original-coordinates warm start (x (n,), y (m,)) on the reduced program."""
+        """An original-coordinates warm start (x (n,), y (m,)) on the reduced program: x on
+        its columns, y on its kept rows (0 on its bound rows), z = Pi_K(A x - b)."""
         if warm is None or self.program is None:
             return None
-        y = np.zeros(self.program.m)
+        reduced = self.program
+        x = warm["x"][self.cols]
+        y = np.zeros(reduced.m)
         y[: self.rows.size] = warm["y"][self.rows]
-        return {**warm, "x": warm["x"][self.cols], "y": y}
+        z = reduced.cone.project(reduced.A @ x - reduced.b)
+        return {**warm, "x": x, "y": y, "z": z}
 
     def postsolve(
         self, x_r: np.ndarray | None, y_r: np.ndarray | None, certificate: bool = False
