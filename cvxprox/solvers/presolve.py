@@ -150,13 +150,19 @@ class Presolved:
 
     def reduce_warm_start(self, warm: dict | None) -> dict | None:
         """An original-coordinates warm start (x (n,), y (m,)) on the reduced program: x on
-        its columns, y on its kept rows (0 on its bound rows), z = Pi_K(A x - b)."""
+        its columns, y on its kept rows, on a bound row the dual of its provenance row
+        (a y_i for a lower bound, -a y_i for an upper one, the inverse of ``postsolve``,
+        clipped to <= 0), z = Pi_K(A x - b)."""
         if warm is None or self.program is None:
             return None
         reduced = self.program
         x = warm["x"][self.cols]
+        k, lo, hi = self.rows.size, self.lo_cols, self.hi_cols
+        lo_row, lo_coef, hi_row, hi_coef = self.provenance
         y = np.zeros(reduced.m)
-        y[: self.rows.size] = warm["y"][self.rows]
+        y[:k] = warm["y"][self.rows]
+        y[k : k + lo.size] = np.minimum(lo_coef[lo] * warm["y"][lo_row[lo]], 0.0)
+        y[k + lo.size :] = np.minimum(-hi_coef[hi] * warm["y"][hi_row[hi]], 0.0)
         z = reduced.cone.project(reduced.A @ x - reduced.b)
         return {**warm, "x": x, "y": y, "z": z}
 
