@@ -161,7 +161,7 @@ class PdlpBoundsAsConstraints(PDLP):
 
 def _solver_argument(name: str) -> str | Solver:
     """What ``prob.solve(solver=...)`` takes for ``name`` (registers NABLAPROX)."""
-    if name == NABLAPROX:
+    if SOLVERS[name].cvxpy_solver == NABLAPROX:
         import cvxprox  # noqa: F401  (registers the solver with CVXPY)
     if name == "PDLP":
         return PdlpBoundsAsConstraints()

@@ -65,6 +65,10 @@ def _nablaprox(s: SolveSettings) -> dict[str, Any]:
     }
 
 
+def _nablaprox_no_presolve(s: SolveSettings) -> dict[str, Any]:
+    return {**_nablaprox(s), "presolve": False}
+
+
 def _scs(s: SolveSettings) -> dict[str, Any]:
     return {**_eps(s), "time_limit_secs": s.time_limit, "max_iters": UNCAPPED_ITERATIONS}
 
@@ -178,6 +182,15 @@ SOLVERS: dict[str, SolverSpec] = {
     for spec in (
         SolverSpec(NABLAPROX, _ALL, _nablaprox, "cvxprox", "eps_abs, eps_rel, time_limit"),
         SolverSpec(
+            "NABLAPROX_NOPRESOLVE",
+            _ALL,
+            _nablaprox_no_presolve,
+            "cvxprox",
+            "eps_abs, eps_rel, time_limit, presolve=False",
+            cvxpy_name=NABLAPROX,
+            default=False,
+        ),
+        SolverSpec(
             "GUROBI",
             frozenset({"LP", "QP", "SOCP"}),
             _gurobi,
@@ -279,7 +292,7 @@ def unavailable_reason(name: str) -> str | None:
             return f"the {spec.distribution} package is not installed"
         return None if cuda_device_count() > 0 else "no CUDA GPU"
     try:
-        if name == NABLAPROX:
+        if spec.cvxpy_solver == NABLAPROX:
             import cvxprox  # noqa: F401  (registers the solver with CVXPY)
     except Exception as exc:  # any import-time failure of the package under test
         return f"`import cvxprox` failed ({type(exc).__name__}: {exc})"

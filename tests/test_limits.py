@@ -170,8 +170,8 @@ def test_tiny_time_limit_gives_a_truthful_status(name: str) -> None:
 
 
 def test_user_limit_keeps_the_best_iterate_and_names_the_limit() -> None:
-    prob = _infeasible_lp()
-    prob.solve(solver="NABLAPROX", max_iters=1)
+    prob = _infeasible_lp()  # presolve would certify it (x <= 0 and x_0 + x_1 >= 1)
+    prob.solve(solver="NABLAPROX", max_iters=1, presolve=False)
     assert prob.status == s.USER_LIMIT
     assert prob.solver_stats.extra_stats["limit"] == "max_iters"
     assert prob.variables()[0].value is not None
@@ -183,7 +183,7 @@ def test_user_limit_keeps_the_best_iterate_and_names_the_limit() -> None:
 
 
 def test_verbose_footer_names_the_limit(capsys: pytest.CaptureFixture) -> None:
-    _infeasible_lp().solve(solver="NABLAPROX", max_iters=1, verbose=True)
+    _infeasible_lp().solve(solver="NABLAPROX", max_iters=1, verbose=True, presolve=False)
     assert "status: user_limit (max_iters reached)" in capsys.readouterr().out
 
 

@@ -130,6 +130,7 @@ def test_sdp() -> None:
 
 
 def test_infeasible_lp() -> None:
+    """PDHG's own certificate (presolve would find the crossing parallel rows)."""
     rng = np.random.default_rng(6)
     A = rng.standard_normal((40, 30))
     x = cp.Variable(30)
@@ -137,7 +138,7 @@ def test_infeasible_lp() -> None:
         cp.Minimize(rng.standard_normal(30) @ x),
         [A @ x <= rng.random(40), x >= 0, cp.sum(x) >= 1, cp.sum(x) <= 0.5],
     )
-    _pdhg(prob)
+    _pdhg(prob, presolve=False)
     assert prob.status == cp.INFEASIBLE
 
 
@@ -246,13 +247,16 @@ def _bounded_lp() -> tuple[cp.Problem, cp.Variable, list]:
 def test_one_entry_rows_are_bounds_projected_in_the_primal_step(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The 51 one-entry rows become bounds; x and every constraint's dual (the bound
-    multipliers from the reduced costs, on the tightest row) match Clarabel's."""
+    """Presolve turns the 51 one-entry rows into 40 bounds (the tightest per side); x and
+    every constraint's dual (the bound multipliers from the reduced costs, on the
+    tightest row) match Clarabel's."""
     prob, x, constraints = _bounded_lp()
     ref_value, ref_x = _reference(prob, x)
     ref_duals = [np.array(con.dual_value, copy=True) for con in constraints]
     _pdhg(prob, eps_abs=1e-8, eps_rel=1e-8, verbose=True)
-    assert "bounds: 51 one-entry nonnegative rows projected" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "51 singleton (to bounds)" in out
+    assert "bounds: 40 bound rows projected" in out
     assert prob.status == cp.OPTIMAL
     assert prob.value == pytest.approx(ref_value, rel=1e-7)
     np.testing.assert_allclose(x.value, ref_x, atol=1e-6)
@@ -276,17 +280,22 @@ def test_the_bounds_attribute_is_projected() -> None:
     np.testing.assert_allclose(con.dual_value, ref_dual, atol=1e-5)
 
 
+@pytest.mark.parametrize("presolve", [False, True])
 @pytest.mark.parametrize("crossing", [False, True])
-def test_infeasible_by_bounds(crossing: bool) -> None:
+def test_infeasible_by_bounds(crossing: bool, presolve: bool) -> None:
     """0 <= x <= 1 with sum(x) >= 25 > 20: the Farkas certificate takes the bound
-    multipliers; bounds that cross (x_0 >= 1, x_0 <= 0) are left as rows."""
+    multipliers, found by PDHG or by presolve (activity and crossing bounds)."""
     x = cp.Variable(20)
     if crossing:
         constraints = [x >= 0, x[0] >= 1, x[0] <= 0, cp.sum(x) <= 30]
     else:
         constraints = [x >= 0, x <= 1, cp.sum(x) >= 25]
     prob = cp.Problem(cp.Minimize(cp.sum(x)), constraints)
-    _pdhg(prob)
+    if presolve:
+        prob.solve(solver="NABLAPROX", **PDHG_OPTS)
+        assert prob.solver_stats.extra_stats["algorithm"] == "presolve"
+    else:
+        _pdhg(prob, presolve=False)
     assert prob.status == cp.INFEASIBLE
     y = [np.atleast_1d(con.dual_value) for con in constraints]
     assert all(np.all(v >= -1e-12) for v in y)

@@ -86,6 +86,11 @@ class SolverOptions:
         same problem that omits it keeps it, one with another value raises an error.
         ``cvxprox.NablaProx(structure=...)`` sets it for the solves that use that solver
         instance.
+    presolve : bool
+        Reduce a cone program's equality and inequality rows before the solve
+        (``cvxprox.solvers.presolve``: empty, one-entry, duplicate and free rows, fixed
+        and empty columns, infeasibility from the bounds) and map the solution, every
+        dual and any certificate back; ``verbose`` prints what it removed.
     """
 
     eps_abs: float = 1e-6
@@ -104,6 +109,7 @@ class SolverOptions:
     alpha: float = 1.6
     adaptive_rho: bool = True
     structure: str = "auto"
+    presolve: bool = True
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> SolverOptions:
@@ -147,6 +153,7 @@ class SolverOptions:
             raise ValueError(f"option 'alpha' must lie in (0, 2), got {self.alpha!r}")
         _check_bool("adaptive_rho", self.adaptive_rho)
         _check_choice("structure", self.structure, STRUCTURE_MODES)
+        _check_bool("presolve", self.presolve)
 
 
 def _check_real(

@@ -20,11 +20,11 @@ L_h <= sum_i L_i ||A_i||^2) and f_j all other terms, with per-term dual steps
 sigma_j = sigma / ||K_j||^2 (diagonal preconditioning by term: the blocks K_j / ||K_j||
 have norm <= 1, so the stacked scaled operator has ||K~||^2 <= J, the number of blocks).
 
-On a cone program the rows of the nonnegative cones with one nonzero are variable bounds
-l <= x <= u, taken into G as the indicator of the box (PDLP, cuPDLPx): the x-step below
+On a cone program the variable bounds l <= x <= u (the assembled view's ``bound_rows``)
+are taken into G as the indicator of the box (PDLP, cuPDLPx): the x-step below
 ends with the projection onto [l, u] (with a diagonal P, G's prox is the projection of
 its unconstrained minimizer, both being separable), and their duals are the bound
-multipliers read from the reduced cost (``_BoundRows``).
+multipliers read from the reduced cost (``_Bounds``).
 
 One step T: (x, y) -> (x+, y+) (Condat 2013, Vu 2013):
 
@@ -226,17 +226,18 @@ class _Check:
     certificate: np.ndarray | None = None
 
 
-class _BoundRows:
-    """The rows of a scaled cone program's nonnegative cones with one nonzero, taken as
-    variable bounds that the primal step projects onto (PDLP, cuPDLPx) instead of rows
-    whose duals are iterated.
+class _Bounds:
+    """The variable bounds l <= x <= u of a scaled cone program, which its assembled view
+    holds as the nonnegative rows ``bound_rows`` (``cvxprox.ir.program.bound_rows``): the
+    primal step projects onto them (PDLP, cuPDLPx) instead of iterating their duals.
+    Presolve (``cvxprox.solvers.presolve``) has turned the program's other one-entry
+    rows into such bounds.
 
-    A row ``a x_j - b >= 0`` is the bound x_j >= b / a (a > 0) or x_j <= b / a (a < 0);
-    among the rows on one variable and side the tightest is the bound. Then with the
-    reduced cost g = c + P x + A_K'y_K over the other rows K, the full dual is
+    A bound row ``a x_j - b >= 0`` is x_j >= b / a (a > 0) or x_j <= b / a (a < 0). With
+    the reduced cost g = c + P x + A_K'y_K over the other rows K, the full dual is
 
-        y_K on K,   -max(g_j, 0) / a on x_j's tightest lower row,
-        -max(-g_j, 0) / |a| on its tightest upper row,   0 on every looser row,
+        y_K on K,   -max(g_j, 0) / a on x_j's lower row,   -max(-g_j, 0) / |a| on its upper
+        row,
 
     (IR duals of a nonnegative cone are <= 0), so that the dual residual
     g + sum_rows a_r y_r e_j is the part of g the bounds cannot take: the distance of
@@ -245,7 +246,7 @@ class _BoundRows:
     Everything is tested on the full rows (``KKTChecker``), so the full point is what the
     checks, certificates and polishing see.
 
-    A program without such rows, or whose bounds cross (l_j > u_j: an infeasible
+    A program without bound rows, or whose bounds cross (l_j > u_j: an infeasible
     program, certified on the rows), keeps every row (``active`` False).
 
     Parameters
@@ -254,34 +255,33 @@ class _BoundRows:
         The scaled stacked operator.
     b : ndarray, shape (m,)
     terms : list of RowTerm
+    rows : slice or None
+        The bound rows of the assembled view.
     backend : Backend
     """
 
     def __init__(
-        self, A: sp.sparray, b: np.ndarray, terms: list[RowTerm], backend: Backend
+        self,
+        A: sp.sparray,
+        b: np.ndarray,
+        terms: list[RowTerm],
+        rows: slice | None,
+        backend: Backend,
     ) -> None:
         m, n = A.shape
         csr = sp.csr_array(A, copy=True)
         csr.eliminate_zeros()
-        nonneg = np.zeros(m, dtype=bool)
-        for term in terms:
-            if isinstance(term.function, NonnegCone):
-                nonneg[term.rows] = True
-        single = nonneg & (np.diff(csr.indptr) == 1)
+        single = np.zeros(m, dtype=bool)
+        if rows is not None:
+            single[rows] = True
         rows = np.flatnonzero(single)
         cols, vals = csr.indices[csr.indptr[rows]], csr.data[csr.indptr[rows]]
         beta = b[rows] / vals if rows.size else np.zeros(0)
         lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
         lo_row, hi_row = np.full(n, -1), np.full(n, -1)
         lower = vals > 0
-        # Assigned in increasing (decreasing) order of the bound, the tightest row of
-        # each variable is the one written last.
-        for side, bound, at, order in (
-            (lower, lo, lo_row, np.argsort(beta[lower], kind="stable")),
-            (~lower, hi, hi_row, np.argsort(-beta[~lower], kind="stable")),
-        ):
-            bound[cols[side][order]] = beta[side][order]
-            at[cols[side][order]] = rows[side][order]
+        lo[cols[lower]], lo_row[cols[lower]] = beta[lower], rows[lower]
+        hi[cols[~lower]], hi_row[cols[~lower]] = beta[~lower], rows[~lower]
         self.active = bool(rows.size) and not np.any(lo > hi)
         self.count = int(rows.size) if self.active else 0
         if not self.active:
@@ -334,8 +334,8 @@ class _BoundRows:
 class _ConeProblem:
     """A cone program, scaled, on the backend: the PDHG step T and its checks.
 
-    The rows of its nonnegative cones with one nonzero are bounds l <= x <= u
-    (``_BoundRows``): the primal step projects onto them,
+    Its bound rows are bounds l <= x <= u (``_Bounds``): the primal step projects onto
+    them,
     x+ = proj_[l, u](x - tau (c + A'y)), and A, b, y and the cone are those of the other
     rows; the checks see every row. A (m x n) and A' (n x m) are device CSR matrices
     (``Backend.csr``), c (n,) and b (m,) device vectors in the backend's dtype. A
@@ -354,7 +354,7 @@ class _ConeProblem:
         self.side = _CheckSide.of(backend, self.checker, scaling, program.b)
         self.polisher = PolishSchedule(program, self.checker, deadline=t0 + options.time_limit)
         self.eps_infeas, self.scaling_iters = options.eps_infeas, options.scaling_iters
-        self.bounds = _BoundRows(scaling.A, scaling.b, program.terms, backend)
+        self.bounds = _Bounds(scaling.A, scaling.b, program.terms, program.bound_rows, backend)
         if self.bounds.active:
             A, b, self.cone = self.bounds.A, self.bounds.b, self.bounds.cone
         else:
@@ -389,7 +389,7 @@ class _ConeProblem:
             f"scaling: Ruiz x{self.scaling_iters} + Pock-Chambolle (alpha=1), "
             f"cost scale {self.scaling.k:.2e}",
             f"||A|| ~ {self.norm_K:.3e} (power iteration), {quadratic}",
-            f"bounds: {self.bounds.count} one-entry nonnegative rows projected in the primal step",
+            f"bounds: {self.bounds.count} bound rows projected in the primal step",
         ]
 
     def initial(self, warm: dict | None) -> tuple[_Point, float]:
@@ -490,7 +490,7 @@ class _ConeProblem:
         return _Check(err, (xu, zu, yu), status, checker.to_host(cert))
 
     def _full_direction(self, Tz: _Point, base: _Point) -> Any:
-        """The dual move Tz.y - base.y on every row (``_BoundRows``: the bound rows take
+        """The dual move Tz.y - base.y on every row (``_Bounds``: the bound rows take
         the reduced cost A_K'dy of the move)."""
         dy = Tz.y - base.y
         if not self.bounds.active:

@@ -6,10 +6,12 @@ Each choice comes with the one-line reason that ``verbose`` and
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager
 from functools import cache
 
 import cvxpy.settings as s
+import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from cvxprox.interface.options import SolverOptions
@@ -19,11 +21,14 @@ from cvxprox.solvers.admm.kkt import ADMM
 from cvxprox.solvers.admm.split import HQS, StructuredADMM, project_bounds
 from cvxprox.solvers.common.algorithm import FACTORIZATION_NNZ_LIMIT
 from cvxprox.solvers.common.column_scaling import ColumnScaling
-from cvxprox.solvers.common.result import SolveResult
+from cvxprox.solvers.common.kkt_checks import KKTChecker
+from cvxprox.solvers.common.result import SolveResult, loose_factor
+from cvxprox.solvers.common.scaling import RuizScaling
 from cvxprox.solvers.dual_fista import DualFISTA
 from cvxprox.solvers.fista import FISTA
 from cvxprox.solvers.hybrid import ADMMThenPDHG
 from cvxprox.solvers.pdhg import PDHG
+from cvxprox.solvers.presolve import Presolved, presolve
 
 _STRUCTURED_ONLY = ("ladmm", "hqs", "fista", "dual_fista")
 
@@ -180,14 +185,79 @@ def solve_program(
         scaling = ColumnScaling(program)
         if scaling.needed:
             return _solve_column_scaled(program, scaling, options, warm_start)
-    return _run(program, options, warm_start)
+        return _run(program, options, warm_start)
+    if options.presolve:
+        return _solve_presolved(solved, options, warm_start)
+    return _run(solved, options, warm_start)
 
 
-def _run(program: Program, options: SolverOptions, warm_start: dict | None) -> SolveResult:
-    algorithm, reason = choose_algorithm(program, options)
-    solved = program.assemble() if program.solve_assembled else program
+def _run(
+    program: Program | AssembledProgram, options: SolverOptions, warm_start: dict | None
+) -> SolveResult:
+    """Run the chosen method on a structured Program or an assembled view."""
+    if isinstance(program, AssembledProgram):
+        algorithm, reason = choose_cone_algorithm(program, options)
+    else:
+        algorithm, reason = choose_structured_algorithm(program, options)
     with single_threaded_blas():
-        return algorithm(solved, options, warm_start).solve(reason)
+        return algorithm(program, options, warm_start).solve(reason)
+
+
+def _solve_presolved(
+    program: AssembledProgram, options: SolverOptions, warm_start: dict | None
+) -> SolveResult:
+    """Presolve (``cvxprox.solvers.presolve``), solve the reduced program, postsolve.
+
+    The postsolved point is tested on the original program: a reduced solve's
+    ``optimal`` stands only when the original's KKT test passes too, else it becomes
+    ``optimal_inaccurate`` (within ``loose_factor``) or ``user_limit``.
+    """
+    t0 = time.perf_counter()
+    presolved = presolve(program)
+    if options.verbose:
+        print(presolved.stats.describe())
+    reduced = presolved.program
+    if presolved.status is None and (presolved.stats.removed == 0 or reduced.n == 0):
+        return _run(program, options, warm_start)
+    presolve_time = time.perf_counter() - t0
+    if presolved.status is not None:
+        y = presolved.certificate if presolved.status == s.INFEASIBLE else None
+        x = presolved.certificate if presolved.status == s.UNBOUNDED else None
+        result = SolveResult(presolved.status, x, None, y, "presolve", 0, 0.0, presolve_time)
+    else:
+        result = _run(reduced, options, presolved.reduce_warm_start(warm_start))
+        result.setup_time += presolve_time
+        _postsolve(presolved, result, options)
+    result.info["presolve"] = presolved.stats.describe()
+    return result
+
+
+def _postsolve(presolved: Presolved, result: SolveResult, options: SolverOptions) -> None:
+    """The reduced program's result mapped to the original program, in place: x, y,
+    z = Pi_K(A x - b) and the KKT error there; certificates through the same maps."""
+    original = presolved.original
+    if result.status in (s.INFEASIBLE, s.INFEASIBLE_INACCURATE):
+        result.y = presolved.postsolve(None, result.y, certificate=True)[1]
+        return
+    if result.status in (s.UNBOUNDED, s.UNBOUNDED_INACCURATE):
+        direction = np.zeros(original.n)
+        direction[presolved.cols] = result.x
+        result.x = direction
+        return
+    if result.x is None or result.y is None:
+        return
+    x, y = presolved.postsolve(result.x, result.y)
+    z = original.cone.project(original.A @ x - original.b)
+    checker = KKTChecker(original, RuizScaling(original, options.scaling_iters), options)
+    kkt = checker.evaluate(x, z, y)
+    result.x, result.y, result.z, result.kkt = x, y, z, kkt
+    if result.status == s.OPTIMAL and not kkt.converged:
+        fits = kkt.normalized <= loose_factor(options)
+        result.status = s.OPTIMAL_INACCURATE if fits else s.USER_LIMIT
+        result.info["presolve_check"] = "the postsolved point fails the original KKT test"
+    warm = result.info.get("warm_start")
+    if warm is not None:
+        warm.update(x=x, y=y, z=z)
 
 
 def _solve_column_scaled(

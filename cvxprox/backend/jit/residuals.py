@@ -1,7 +1,7 @@
 """The termination test of an AssembledProgram, compiled.
 
 For  minimize 1/2 x'Px + c'x  s.t.  z = Ax - b in K  with dual y, one pass over the
-nonzeros of A (CSC) gives A x, |A||x|, A'y and |A|'|y| together, one over P gives P x
+nonzeros of A (CSC) gives A x, A'y and |A|'|y| together, one over P gives P x
 and |P||x|, and the worst entries of the primal and dual tests of
 ``cvxprox.solvers.common.termination`` follow without temporaries. ``KKTChecker.kkt_error``
 computes the same with NumPy/SciPy products and ``termination.worst_entry`` (the
@@ -34,7 +34,7 @@ def kkt_worst(
 ) -> tuple:
     """Return ((|r_i|, tol_i), (|d_j|, tol_j), x'Px, c'x, b'y) of the worst entries.
 
-    r = A x - b - z (m,), tol_i = eps_abs u_i + eps_rel max((|A||x|)_i, |z_i|, |b_i|);
+    r = A x - b - z (m,), tol_i = eps_abs u_i + eps_rel max(|(A x)_i|, |z_i|, |b_i|);
     d = P x + c + A'y (n,), tol_j = eps_abs v_j + eps_rel max(|c_j|, (|A|'|y|)_j,
     (|P||x|)_j). ``vectors`` = (c, b, x, z, y), ``units`` = (u, v). ``A = (indptr,
     indices, data)`` is m x n in CSC form, ``P`` likewise n x n (indptr empty when there
@@ -47,7 +47,6 @@ def kkt_worst(
     n = c.shape[0]
     m = b.shape[0]
     r = np.zeros(m)
-    abs_ax = np.zeros(m)
     dual = (0.0, 1.0, 0.0)
     xpx = 0.0
     cx = 0.0
@@ -59,7 +58,6 @@ def kkt_worst(
         for k in range(Ap[j], Ap[j + 1]):
             i = Ai[k]
             r[i] += Ax_[k] * xj
-            abs_ax[i] += abs(Ax_[k] * xj)
             aty += Ax_[k] * y[i]
             aaty += abs(Ax_[k] * y[i])
         px = 0.0
@@ -75,7 +73,7 @@ def kkt_worst(
     primal = (0.0, 1.0, 0.0)
     by = 0.0
     for i in range(m):
-        magnitude = max(abs_ax[i], abs(z[i]), abs(b[i]))
+        magnitude = max(abs(r[i]), abs(z[i]), abs(b[i]))
         residual = abs(r[i] - b[i] - z[i])
         primal = _worst(residual, eps_abs * row_unit[i] + eps_rel * magnitude, primal)
         by += b[i] * y[i]

@@ -7,7 +7,7 @@ the equilibration's units, at most 1 (u = min(1/E, 1), v = min(1/(k D), 1),
 w = min(1/k, 1), k = 1 / ``cost_norm``, the objective's largest magnitude on the
 column-scaled data, unclipped):
 
-    |A x - b - z|_i  <= eps_abs u_i + eps_rel max((|A||x|)_i, |z_i|, |b_i|)
+    |A x - b - z|_i  <= eps_abs u_i + eps_rel max(|(A x)_i|, |z_i|, |b_i|)
     |P x + c + A'y|_j <= eps_abs v_j + eps_rel max(|c_j|, (|A|'|y|)_j, (|P||x|)_j)
     |pobj - dobj|    <= eps_abs w   + eps_rel max(|pobj|, |dobj|, |c'x|, |b'y|, x'Px)
     pobj = 1/2 x'Px + c'x,  dobj = -1/2 x'Px - b'y
@@ -45,14 +45,13 @@ _SCALED_FACTOR = 100.0
 @dataclass
 class _CheckData:
     """A program's data where the iterates live (host NumPy or a backend's device, float64):
-    c (n,), b (m,), A, A' and their entrywise magnitudes |A|, |A|' (CSR on that side), P
+    c (n,), b (m,), A, A' and the entrywise magnitude |A|' (CSR on that side), P
     and |P| (None without P), the termination units (m,) and (n,), and Pi_K."""
 
     c: Any
     b: Any
     A: Any
     At: Any
-    abs_A: Any
     abs_At: Any
     P: Any
     abs_P: Any
@@ -139,7 +138,6 @@ class KKTChecker:
                 prog.b,
                 prog.A,
                 prog.A.T.tocsr(),
-                abs_A,
                 abs_A.T.tocsr(),
                 prog.P if has_P else None,
                 abs(prog.P).tocsr() if has_P else None,
@@ -152,7 +150,6 @@ class KKTChecker:
             bk.asarray(prog.b),
             bk.csr(prog.A),
             bk.csr(prog.A.T),
-            bk.csr(abs_A),
             bk.csr(abs_A.T),
             bk.csr(prog.P) if has_P else None,
             bk.csr(abs(prog.P)) if has_P else None,
@@ -188,7 +185,7 @@ class KKTChecker:
                 abs_Px = d.abs_P @ abs_x
         cx, by = float(d.c @ x), float(d.b @ y)
         return kkt_error(
-            (Ax - d.b - z, [d.abs_A @ abs_x, z, d.b], d.row_unit),
+            (Ax - d.b - z, [Ax, z, d.b], d.row_unit),
             (dual_vec, [d.c, d.abs_At @ xp.abs(y), abs_Px], d.col_unit),
             (0.5 * xPx + cx, -0.5 * xPx - by, [cx, by, xPx], self._gap_unit),
             self.opts.eps_abs,

@@ -13,12 +13,13 @@ and each entry is tested against its own tolerance, built from two kinds of scal
     |d_j| <= eps_abs v_j + eps_rel max(|c_j|, q_j, p_j)
     |g|   <= eps_abs w   + eps_rel max(|pobj|, |dobj|, |c'x|, |b'y|, x'Px)
 
-* the *magnitudes* of the terms that make up the entry at the current iterate: a_i is
-  (|A| |x|)_i, the sum of the absolute values of the products a_ij x_j (or |(Ax)_i| where
-  the operator has no entrywise absolute value), q_j likewise (|A|'|y|)_j or |(A'y)_j|,
-  p_j = (|P| |x|)_j. A row's tolerance is relative to that row only, so one large
-  right-hand side or one large row loosens nothing else, and the round-off of the row's
-  own sum (about n eps_mach a_i) is always below it;
+* the *magnitudes* of the entry at the current iterate: a_i is |(Ax)_i|, the row's
+  value, q_j is (|A|'|y|)_j, the sum of the absolute values of the products a_ij y_i (or
+  |(A'y)_j| where the operator has no entrywise absolute value), p_j = (|P| |x|)_j. A
+  row's tolerance is relative to that row only, so one large right-hand side or one
+  large row loosens nothing else. The row's value and not (|A| |x|)_i: with x ~ 1e6 in a
+  row whose data and value are O(1) (Netlib's GROW7) that sum is ~1e5, and a row
+  violated by 3e-2 would pass a relative test of 1e-6;
 * the *units* u (m,), v (n,), w > 0 of the data: the size a residual entry has when the
   problem is well scaled. With the diagonal equilibration of the program
   (``cvxprox.solvers.common.scaling``: A^ = E A D, c^ = k D c, P^ = k D P D, b^ = E b) the units are

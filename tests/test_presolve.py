@@ -1,0 +1,184 @@
+"""Presolve (cvxprox/solvers/presolve.py): each reduction against Clarabel at tight
+tolerance (the values and every constraint's dual, removed rows included), presolve on
+and off on the zoo and on Netlib, certificates of programs that presolve settles, and
+re-solves with new parameter values."""
+
+import cvxpy as cp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import cvxprox  # noqa: F401
+from compare.datasets import data_dir, load_netlib, netlib_problems
+from compare.solve import worst_violation
+from compare.suites.zoo import MODELS, REFERENCE_OPTIONS
+from cvxprox.functions.cones import NonnegCone, ZeroCone
+from cvxprox.ir.program import AssembledProgram, RowTerm
+from cvxprox.solvers.presolve import presolve
+
+TIGHT = {"eps_abs": 1e-9, "eps_rel": 1e-9}
+HAVE_NETLIB = (data_dir() / "netlib").is_dir()
+
+
+def _every_rule(quadratic: bool) -> tuple[cp.Problem, list[cp.Variable], dict[str, int]]:
+    """A model on which each reduction applies, and the count each must report."""
+    rng = np.random.default_rng(3)
+    n, m = 12, 8
+    A = rng.standard_normal((m, n))
+    x = cp.Variable(n)
+    w = cp.Variable(2)  # only in the objective: empty columns
+    Z = np.vstack([np.zeros(n), A[:2]])  # an empty row
+    constraints = [
+        A @ x <= A @ rng.random(n) + rng.random(m),
+        x >= -1,  # 12 singleton rows, 7 more below
+        x <= 2,  # 12 singleton rows
+        x[0] == 0.25,  # a fixed column (substituted)
+        3 * x[1] <= 1.5,  # tighter than x <= 2
+        x[2] >= -4,  # looser than x >= -1: no multiplier
+        Z @ x <= np.r_[1.0, 50.0, 60.0],  # empty row; duplicates of rows 0, 1 of A
+        A[3] @ x >= -0.5,  # with the next: the equality A[3] x = -0.5
+        -2 * A[3] @ x >= 1.0,
+        cp.sum(x[4:7]) >= -10,  # free: the bounds make it hold
+        w >= 0,
+        w <= 1,
+    ]
+    objective = rng.standard_normal(n) @ x + np.array([1.0, -2.0]) @ w
+    if quadratic:
+        objective += 0.5 * cp.sum_squares(x - rng.standard_normal(n))
+    # Rows 0, 1 and 3 of A come back (3 duplicates and the equality: 4).
+    counts = {"empty": 1, "singleton (to bounds)": 31, "duplicate": 4, "free": 1}
+    return cp.Problem(cp.Minimize(objective), constraints), [x, w], counts
+
+
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_every_rule_matches_clarabel(quadratic: bool) -> None:
+    prob, variables, counts = _every_rule(quadratic)
+    prob.solve(solver="CLARABEL", **REFERENCE_OPTIONS)
+    ref_value = prob.value
+    ref_x = [v.value.copy() for v in variables]
+    ref_y = [np.array(con.dual_value, copy=True) for con in prob.constraints]
+    prob.solve(solver="NABLAPROX", **TIGHT)
+    report = prob.solver_stats.extra_stats["presolve"]
+    if not quadratic:  # the QP's x - r rows add one singleton row and fixed column
+        for name, count in counts.items():
+            assert f"{count} {name}" in report
+        assert "1 fixed and 2 empty columns" in report
+    assert prob.status == cp.OPTIMAL
+    assert prob.value == pytest.approx(ref_value, rel=1e-7)
+    for v, ref in zip(variables, ref_x, strict=True):
+        np.testing.assert_allclose(v.value, ref, atol=1e-6)
+    y = [np.array(con.dual_value) for con in prob.constraints]
+    # The two rows of the equality A[3] x = -0.5 share one multiplier d_7 - 2 d_8 (any
+    # split is optimal); presolve puts it on one row.
+    assert y[7] - 2 * y[8] == pytest.approx(ref_y[7] - 2 * ref_y[8], abs=1e-5)
+    assert min(y[7], y[8]) == 0.0
+    for k, (con, ref) in enumerate(zip(prob.constraints, ref_y, strict=True)):
+        if k not in (7, 8):
+            np.testing.assert_allclose(y[k], ref, atol=1e-5, err_msg=str(con))
+
+
+def _farkas_ok(program: AssembledProgram, y: np.ndarray) -> None:
+    """y in K° (IR convention), A'y = 0 and b'y = -1."""
+    np.testing.assert_allclose(program.A.T @ y, 0.0, atol=1e-12)
+    assert program.b @ y == pytest.approx(-1.0)
+    np.testing.assert_allclose(program.cone.project_polar(y), y, atol=1e-12)
+
+
+def _program(A: np.ndarray, b: np.ndarray, zero: int) -> AssembledProgram:
+    m, n = A.shape
+    terms = [RowTerm(ZeroCone(zero), slice(0, zero)), RowTerm(NonnegCone(m - zero), slice(zero, m))]
+    return AssembledProgram(np.ones(n), sp.csc_array(A), b, terms)
+
+
+@pytest.mark.parametrize(
+    ("A", "b", "zero"),
+    [
+        # an empty equality row 0 = 1 after x_0 = 1 is substituted
+        (np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), np.array([1.0, 2.0, 0.0]), 1),
+        # crossing bounds x_0 >= 2, x_0 <= 1
+        (np.array([[1.0, 1.0], [1.0, 0.0], [-1.0, 0.0]]), np.array([0.0, 2.0, -1.0]), 0),
+        # activity: x in [0, 1]^2 and x_0 + x_1 >= 3
+        (np.array([[1, 0], [0, 1], [-1, 0], [0, -1], [1, 1.0]]), np.r_[0, 0, -1, -1, 3.0], 0),
+        # parallel rows that cross: x_0 + 2 x_1 >= 1 and -2 x_0 - 4 x_1 >= 0
+        (np.array([[1.0, 2.0], [-2.0, -4.0]]), np.array([1.0, 0.0]), 0),
+        # parallel equalities that disagree
+        (np.array([[1.0, 2.0], [3.0, 6.0]]), np.array([1.0, 2.0]), 2),
+    ],
+)
+def test_infeasible_by_presolve_has_a_farkas_certificate(
+    A: np.ndarray, b: np.ndarray, zero: int
+) -> None:
+    program = _program(A, b, zero)
+    presolved = presolve(program)
+    assert presolved.status == cp.INFEASIBLE
+    _farkas_ok(program, presolved.certificate)
+
+
+def test_unbounded_empty_column() -> None:
+    """x_1 only in the objective with no lower bound: unbounded along -e_1."""
+    x = cp.Variable(2)
+    prob = cp.Problem(cp.Minimize(x[0] + x[1]), [x[0] >= 0, x[1] <= 3])
+    prob.solve(solver="NABLAPROX")
+    assert prob.status == cp.UNBOUNDED
+    assert prob.solver_stats.extra_stats["algorithm"] == "presolve"
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_zoo_presolve_on_and_off_agree(name: str) -> None:
+    values = []
+    for flag in (True, False):
+        prob = MODELS[name](0)
+        prob.solve(solver="NABLAPROX", presolve=flag)
+        assert prob.status == cp.OPTIMAL
+        values.append(prob.value)
+    assert values[0] == pytest.approx(values[1], rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.skipif(not HAVE_NETLIB, reason="Netlib data not found (../shared/data)")
+@pytest.mark.parametrize("name", netlib_problems()[:6] if HAVE_NETLIB else [])
+def test_netlib_presolve_on_and_off_agree(name: str) -> None:
+    for flag in (True, False):
+        prob, known = load_netlib(name)
+        prob.solve(solver="NABLAPROX", presolve=flag)
+        assert prob.status == cp.OPTIMAL
+        assert abs(prob.value - known) <= 1e-4 * max(1.0, abs(known))
+
+
+@pytest.mark.skipif(not HAVE_NETLIB, reason="Netlib data not found (../shared/data)")
+@pytest.mark.parametrize(("algorithm", "flag"), [("auto", True), ("auto", False), ("pdhg", True)])
+def test_grow7_is_never_optimal_and_wrong(algorithm: str, flag: bool) -> None:
+    """GROW7 has x up to 1e6 in rows with O(1) data: PDHG's iterate with a 2.9e-2
+    violation passed a test relative to (|A||x|)_i ~ 1e5 and was returned as optimal;
+    the row test is relative to |(Ax)_i| now."""
+    prob, known = load_netlib("GROW7")
+    prob.solve(solver="NABLAPROX", algorithm=algorithm, presolve=flag, time_limit=60)
+    if prob.status == cp.OPTIMAL:
+        assert worst_violation(prob) <= 1e-4
+        assert abs(prob.value - known) <= 1e-4 * abs(known)
+
+
+def test_dpp_resolve_presolves_the_new_values() -> None:
+    """Bounds from parameters: each solve presolves the evaluated program, warm started
+    from the last solution (the last values fix x_6 = x_7 = 3, whose two bound duals
+    share one multiplier)."""
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((6, 8))
+    low = cp.Parameter(8)
+    x = cp.Variable(8)
+    prob = cp.Problem(
+        cp.Minimize(rng.standard_normal(8) @ x + cp.sum_squares(x)),
+        [A @ x <= 5.0, x >= low, x <= 3.0],
+    )
+    for value in (-np.ones(8), np.linspace(-0.5, 0.5, 8), np.r_[np.zeros(6), 3.0, 3.0]):
+        low.value = value
+        prob.solve(solver="CLARABEL", **REFERENCE_OPTIONS)
+        ref_x = x.value.copy()
+        ref_y = [np.array(con.dual_value, copy=True) for con in prob.constraints]
+        prob.solve(solver="NABLAPROX", warm_start=True, **TIGHT)
+        assert prob.status == cp.OPTIMAL
+        assert prob.solver_stats.extra_stats["presolve"].startswith("presolve: removed")
+        y = [con.dual_value for con in prob.constraints]
+        np.testing.assert_allclose(x.value, ref_x, atol=1e-6)
+        np.testing.assert_allclose(y[0], ref_y[0], atol=1e-5)
+        np.testing.assert_allclose(y[1] - y[2], ref_y[1] - ref_y[2], atol=1e-5)
+        np.testing.assert_allclose(np.minimum(y[1], y[2])[:6], 0.0, atol=1e-7)
