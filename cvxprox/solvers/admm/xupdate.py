@@ -32,7 +32,8 @@ sigma is zero unless H could be singular; then it is a small multiple of ||H||.
      (its envelope in the reverse Cuthill-McKee order) at most ``_FILL_LIMIT``.
 
 3. ``CGXUpdate``: preconditioned conjugate gradients on the matrix-free product
-   H p = sum_k s_k A_k'(w_k * A_k p) + sigma p, with the Jacobi preconditioner diag(H)
+   H p = sum_k s_k A_k'(w_k * A_k p) + sigma p, or on H assembled as one sparse matrix
+   when it is sparse but its factor would fill in, with the Jacobi preconditioner diag(H)
    when every operator provides ``gram_diagonal``, warm started at the previous x and
    stopped at a tolerance the caller tightens as the outer method converges (``set_tolerance``).
 
@@ -377,30 +378,56 @@ class SparseLDLXUpdate(XUpdate):
 
 
 class CGXUpdate(XUpdate):
-    """Preconditioned conjugate gradients on the matrix-free H, warm started at x0.
+    """Preconditioned conjugate gradients on H, warm started at x0.
 
-    A solve stops when ||H x - r||_inf <= max(min(1e-2 ||r||_inf, atol), 1e-14 ||r||_inf)
-    with ``atol`` from ``set_tolerance`` (inexact ADMM: the caller tightens it as its own
-    residuals decrease), or after ``_CG_MAX_ITERS`` iterations.
+    H is applied matrix-free, H p = sum_k s_k A_k'(w_k * A_k p) + sigma p, or, when the
+    assembled parts A_k' diag(w_k) A_k are given (H is sparse but its factor would fill
+    in), as one sparse matrix sigma I + sum_k s_k A_k' diag(w_k) A_k summed at each
+    (re)factorization: one product instead of two per part. The preconditioner is diag(H)
+    (Jacobi; exact for the assembled H). A solve stops when
+    ||H x - r||_inf <= max(min(1e-2 ||r||_inf, atol), 1e-14 ||r||_inf) with ``atol`` from
+    ``set_tolerance`` (inexact ADMM: the caller tightens it as its own residuals
+    decrease), or after ``_CG_MAX_ITERS`` iterations.
+
+    Parameters
+    ----------
+    normal : NormalOperator
+    reason : str
+        Why conjugate gradients (for the description).
+    backend : Backend, optional
+    parts : list of sparse arrays (n, n), optional
+        The assembled A_k' diag(w_k) A_k, in the order of ``normal.ops``.
     """
 
-    def __init__(self, normal: NormalOperator, reason: str, backend: Backend | None = None) -> None:
+    def __init__(
+        self,
+        normal: NormalOperator,
+        reason: str,
+        backend: Backend | None = None,
+        parts: list[sp.sparray] | None = None,
+    ) -> None:
         super().__init__(normal, "", backend)
         device = self.backend
+        self._parts = None if parts is None else [sp.csr_array(p) for p in parts]
         self._ops = [op.on(device) for op in normal.ops]
         self._weights = [w if np.ndim(w) == 0 else device.asarray(w) for w in normal.weights]
+        self._H: object | None = None
         self._factor()
         preconditioner = "Jacobi" if self._inv_diag is not None else "no"
+        form = ", H assembled sparse" if parts is not None else ""
         self.description = (
-            f"x-update: conjugate gradients with {preconditioner} preconditioner ({reason})"
+            f"x-update: conjugate gradients with {preconditioner} preconditioner{form} ({reason})"
         )
 
     def _matvec(self, x: Array) -> Array:
-        """H x on the backend (``NormalOperator.matvec`` with the device operators)."""
+        """H x on the backend (the assembled H, else ``NormalOperator.matvec`` with the
+        device operators)."""
+        if self._H is not None:
+            return self._H @ x
         normal = self.normal
         out = normal.sigma * x
         for op, w, s in zip(self._ops, self._weights, normal.scales, strict=True):
-            out = out + float(s) * op.rmatvec(w * op.matvec(x))
+            out += float(s) * op.rmatvec(w * op.matvec(x))
         return out
 
     def solve(self, rhs: Array, x0: Array) -> Array:
@@ -422,19 +449,28 @@ class CGXUpdate(XUpdate):
             if not pHp > 0:
                 break
             step = rz / pHp
-            x = x + step * p
-            r = r - step * Hp
+            x += step * p
+            r -= step * Hp
             if _inf_norm(r) <= tol:
                 break
             z = r if inv_diag is None else inv_diag * r
             rz_next = scalar(r @ z)
-            p = (rz_next / rz) * p + z
+            p *= rz_next / rz
+            p += z
             rz = rz_next
         self.iterations += k
         return x
 
     def _factor(self) -> None:
-        diag = self.normal.jacobi_diagonal()
+        normal = self.normal
+        if self._parts is not None:
+            H = normal.sigma * sp.eye_array(normal.n, format="csr")
+            for part, s in zip(self._parts, normal.scales, strict=True):
+                H = H + float(s) * part
+            self._H = self.backend.csr(H)
+            diag = H.diagonal()
+        else:
+            diag = normal.jacobi_diagonal()
         if diag is None:
             self._inv_diag = None
             return
@@ -490,7 +526,9 @@ def _select(normal: NormalOperator, nnz_limit: float, backend: Backend) -> XUpda
     parts = _normal_parts(normal)
     fill = _envelope_fill(parts, n)
     if fill > min(nnz_limit, _FILL_LIMIT):
-        return CGXUpdate(normal, f"a sparse factor of H could have {fill:.1e} nonzeros", backend)
+        return CGXUpdate(
+            normal, f"a sparse factor of H could have {fill:.1e} nonzeros", backend, parts
+        )
     return SparseLDLXUpdate(normal, parts, backend)
 
 
