@@ -233,8 +233,11 @@ class SplitSetup:
         """r = rhs0 + sum_S rho_i A_i'(b_i + z_i - u_i) + sigma x (u = None: u = 0)."""
         r = self.rhs0 + sigma * x if sigma > 0 else 1.0 * self.rhs0
         for pos, t in enumerate(self.terms):
-            w = t.b + z[pos] if u is None else t.b + z[pos] - u[pos]
-            r += float(rho[pos]) * t.op.rmatvec(w)
+            w = t.b + z[pos]
+            if u is not None:
+                w -= u[pos]
+            w *= float(rho[pos])
+            r += t.op.rmatvec(w)
         return r
 
     def point(
@@ -375,7 +378,11 @@ class StructuredADMM(Algorithm):
             x = xup.solve(setup.rhs(x, z, u, rho, sigma), x)
             for pos, t in enumerate(terms):
                 ax[pos] = t.op.matvec(x)
-                v = alpha * (ax[pos] - t.b) + (1.0 - alpha) * z[pos] + u[pos]
+                v = ax[pos] - t.b
+                if alpha != 1.0:
+                    v *= alpha
+                    v += (1.0 - alpha) * z[pos]
+                v += u[pos]
                 z[pos] = t.function.prox(v, 1.0 / float(rho[pos]))
                 u[pos] = v - z[pos]
             timed_out = time.perf_counter() - t0 > opts.time_limit
