@@ -42,7 +42,7 @@ rho_i -> rho_i / s^2, the same iterates). The penalties are adapted by residual 
 without it a cold start, where y is still near 0, makes d_i large, and the penalty then
 shrinks and keeps y small), every ``_ADAPT_EVERY`` iterations at most, and only once the
 iterations since the last change took five times the refactorization's time, when some
-ratio sqrt(p_i / d_i) leaves [1/3, 3]; u_i is rescaled by rho_old / rho_new.
+ratio sqrt(p_i / d_i) leaves [1/2.5, 2.5]; u_i is rescaled by rho_old / rho_new.
 
 The proximal term sigma > 0 is added only when H would be singular: a variable that
 appears in no term (with c nonzero there the problem is unbounded, which is reported with
@@ -122,7 +122,7 @@ _RHO_FACTOR = 10.0
 # differ by to be applied, the bound on one update's factor, and the range around the
 # starting penalty it keeps to.
 _ADAPT_EVERY = 50
-_ADAPT_TRIGGER = 3.0
+_ADAPT_TRIGGER = 2.5
 _ADAPT_STEP = 1e3
 _RHO_RANGE = 1e8
 # An adaptation waits until the iterations since the last one took this many times the
