@@ -41,8 +41,10 @@ rho_i -> rho_i / s^2, the same iterates). The penalties are adapted by residual 
 (the scales have the floor e of the stopping test's tolerances eps_abs + eps_rel scale:
 without it a cold start, where y is still near 0, makes d_i large, and the penalty then
 shrinks and keeps y small), every ``_ADAPT_EVERY`` iterations at most, and only once the
-iterations since the last change took five times the refactorization's time, when some
-ratio sqrt(p_i / d_i) leaves [1/2.5, 2.5]; u_i is rescaled by rho_old / rho_new.
+iterations since the last change number five times the refactorization's cost in
+x-update solves (``XUpdate.refactor_cost``, estimated from the sizes, so that a run does
+not depend on the machine's load), when some ratio sqrt(p_i / d_i) leaves [1/2.5, 2.5];
+u_i is rescaled by rho_old / rho_new.
 
 The proximal term sigma > 0 is added only when H would be singular: a variable that
 appears in no term (with c nonzero there the problem is unbounded, which is reported with
@@ -125,9 +127,9 @@ _ADAPT_EVERY = 50
 _ADAPT_TRIGGER = 2.5
 _ADAPT_STEP = 1e3
 _RHO_RANGE = 1e8
-# An adaptation waits until the iterations since the last one took this many times the
-# refactorization's time.
-_ADAPT_TIME_RATIO = 5.0
+# An adaptation waits until the iterations since the last one number this many times the
+# refactorization's cost in x-update solves.
+_ADAPT_COST_RATIO = 5.0
 # The Farkas test runs on every this many-th check; the radius test compares the
 # certificate with the iterate at this multiple of eps_infeas (as in ``base``).
 _CERTIFICATE_EVERY = 5
@@ -368,7 +370,6 @@ class StructuredADMM(Algorithm):
         ax = [backend.zeros(t.size) for t in terms]
         status, cert, kkt, last = None, None, None, None
         it = checks = last_adapt = rho_updates = 0
-        adapt_clock = time.perf_counter()
         cg_atol = math.inf
         while it < opts.max_iters:
             it += 1
@@ -409,12 +410,10 @@ class StructuredADMM(Algorithm):
                     break
             cg_atol = min(cg_atol, kkt.dual_tol * max(_CG_FRACTION * kkt.normalized, _CG_FLOOR))
             xup.set_tolerance(cg_atol)
-            elapsed = time.perf_counter() - adapt_clock
             if (
                 opts.adaptive_rho
                 and setup.split
-                and it - last_adapt >= _ADAPT_EVERY
-                and elapsed >= _ADAPT_TIME_RATIO * xup.factor_time
+                and it - last_adapt >= max(_ADAPT_EVERY, _ADAPT_COST_RATIO * xup.refactor_cost)
             ):
                 last_adapt = it
                 ratios = _balance_ratios(
@@ -432,7 +431,6 @@ class StructuredADMM(Algorithm):
                     rho = new_rho
                     xup.rescale(setup.scales(rho))
                     rho_updates += 1
-                    adapt_clock = time.perf_counter()
 
         info = {
             "x_update": xup.description,
