@@ -154,6 +154,15 @@ def test_deblurring_conjugate_gradients(monkeypatch: pytest.MonkeyPatch) -> None
     _assert_matches(result, reference)
 
 
+def test_deblurring_conjugate_gradients_on_assembled_h(monkeypatch: pytest.MonkeyPatch) -> None:
+    program, reference = _deblur_1d()
+    monkeypatch.setattr(xupdate, "_FILL_LIMIT", 0)
+    result = _solve(program)
+    assert "H assembled sparse" in result.info["x_update"]
+    assert result.info["cg_iterations"] > 0
+    _assert_matches(result, reference)
+
+
 def test_deblurring_sparse_ldl() -> None:
     program, reference = _deblur_1d()
     result = _solve(program)
@@ -268,7 +277,7 @@ def test_unused_variable() -> None:
 def _normal_parts(kind: str) -> tuple[int, list[LinOp], list[float | np.ndarray]]:
     """Operators and weights of a NormalOperator that the given solver handles."""
     rng = np.random.default_rng(8)
-    n = 300 if kind == "sparse" else 48
+    n = 300 if kind in ("sparse", "fill") else 48
     if kind == "diagonal":
         index = rng.integers(0, n, 70)
         return n, [Gather(index, n), Identity(n)], [rng.random(70), rng.random(n) + 0.1]
@@ -299,19 +308,26 @@ def _normal_parts(kind: str) -> tuple[int, list[LinOp], list[float | np.ndarray]
         ("dense", DenseCholeskyXUpdate, None),
         ("sparse", SparseLDLXUpdate, None),
         ("sparse", CGXUpdate, 0),
+        ("fill", CGXUpdate, None),
     ],
 )
-def test_xupdate_solvers(kind: str, cls: type, limit: float | None, backend: str) -> None:
+def test_xupdate_solvers(
+    kind: str, cls: type, limit: float | None, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each x-update solves H x = r on its backend's vectors (torch: the Gram solves by
     torch's FFT, the DCT by FFTs, the Cholesky factors on the device, CG in torch, the
-    sparse LDL' factor on the host), before and after a change of the scales."""
+    sparse LDL' factor on the host), before and after a change of the scales. "fill" is
+    the sparse case whose factor is refused: CG on the assembled H."""
     if backend == "torch":
         pytest.importorskip("torch")
+    if kind == "fill":
+        monkeypatch.setattr(xupdate, "_FILL_LIMIT", 0)
     device = get_backend(backend)
     n, ops, weights = _normal_parts(kind)
     normal = NormalOperator(n, ops, weights, np.array([1.0, 3.0]))
     solver = make_xupdate(normal, limit, device)
     assert isinstance(solver, cls)
+    assert ("H assembled sparse" in solver.description) == (kind == "fill")
     rhs = np.random.default_rng(9).standard_normal(n)
 
     def solve() -> np.ndarray:

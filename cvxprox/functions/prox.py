@@ -193,12 +193,13 @@ def _project_l1_ball(v: np.ndarray, radius: float) -> np.ndarray:
 
 
 def _group_norms(groups: Any) -> Any:
-    """Euclidean norms of the rows of a 2-D array (on NumPy by ``einsum``: a sum over a
-    short last axis is several times slower)."""
-    if type(groups) is np.ndarray:
-        return np.sqrt(np.einsum("ij,ij->i", groups, groups))
+    """Euclidean norms of the rows of a 2-D array (g, k): sqrt((groups * groups) 1_k).
+
+    The row sums are a product with the ones vector: NumPy's sum over the short axis of a
+    (g, 2) array (the gradient pairs of 2-D TV) costs about seven times as much."""
     xp = array_namespace(groups)
-    return xp.sqrt(xp.sum(groups * groups, axis=1))
+    ones = xp.ones(groups.shape[1], dtype=groups.dtype, device=groups.device)
+    return xp.sqrt((groups * groups) @ ones)
 
 
 def _newton_increasing(

@@ -687,6 +687,9 @@ class Gather(LinOp):
 class MatrixOp(LinOp):
     """x -> M x for a dense ndarray or scipy sparse matrix M (stored as a CSR array).
 
+    A sparse M's rmatvec multiplies by M' stored as a CSR array of its own, built on the
+    first call (SciPy's M.T @ y builds a CSC view of M at every call and scatters).
+
     norm_bound: ||M||_2 by an SVD when min(m, n) <= ``_EXACT_NORM_SIZE`` and
     m n <= ``_EXACT_NORM_ENTRIES``; otherwise ``estimate_norm`` capped by the guaranteed
     min(sqrt(||M||_1 ||M||_inf), ||M||_F). diag(A'A) = the squared column norms.
@@ -711,6 +714,7 @@ class MatrixOp(LinOp):
             raise ValueError(f"MatrixOp: M must be 2-D, got shape {matrix.shape}")
         if not np.all(np.isfinite(values)):
             raise ValueError("MatrixOp: M contains NaN or inf")
+        self._transpose: sp.csr_array | None = None
         self.matrix = matrix
         super().__init__(matrix.shape)
 
@@ -718,7 +722,12 @@ class MatrixOp(LinOp):
         return self.matrix @ x
 
     def _rmatvec(self, y: np.ndarray) -> np.ndarray:
-        return self.matrix.T @ y
+        matrix = self.matrix
+        if isinstance(matrix, np.ndarray):
+            return matrix.T @ y
+        if self._transpose is None:
+            self._transpose = sp.csr_array(matrix.T)
+        return self._transpose @ y
 
     def _norm_bound(self) -> float:
         m, n = self.shape
@@ -775,6 +784,7 @@ class MatrixRows(MatrixOp):
 
     def __init__(self, stacked: sp.sparray, rows: slice) -> None:
         LinOp.__init__(self, (rows.stop - rows.start, stacked.shape[1]))
+        self._transpose = None
         self._stacked = stacked
         self._rows = rows
         self._block: sp.csr_array | None = None

@@ -41,8 +41,10 @@ rho_i -> rho_i / s^2, the same iterates). The penalties are adapted by residual 
 (the scales have the floor e of the stopping test's tolerances eps_abs + eps_rel scale:
 without it a cold start, where y is still near 0, makes d_i large, and the penalty then
 shrinks and keeps y small), every ``_ADAPT_EVERY`` iterations at most, and only once the
-iterations since the last change took five times the refactorization's time, when some
-ratio sqrt(p_i / d_i) leaves [1/3, 3]; u_i is rescaled by rho_old / rho_new.
+iterations since the last change number five times the refactorization's cost in
+x-update solves (``XUpdate.refactor_cost``, estimated from the sizes, so that a run does
+not depend on the machine's load), when some ratio sqrt(p_i / d_i) leaves [1/2.5, 2.5];
+u_i is rescaled by rho_old / rho_new.
 
 The proximal term sigma > 0 is added only when H would be singular: a variable that
 appears in no term (with c nonzero there the problem is unbounded, which is reported with
@@ -127,12 +129,12 @@ _RHO_FACTOR = 10.0
 # differ by to be applied, the bound on one update's factor, and the range around the
 # starting penalty it keeps to.
 _ADAPT_EVERY = 50
-_ADAPT_TRIGGER = 3.0
+_ADAPT_TRIGGER = 2.5
 _ADAPT_STEP = 1e3
 _RHO_RANGE = 1e8
-# An adaptation waits until the iterations since the last one took this many times the
-# refactorization's time.
-_ADAPT_TIME_RATIO = 5.0
+# An adaptation waits until the iterations since the last one number this many times the
+# refactorization's cost in x-update solves.
+_ADAPT_COST_RATIO = 5.0
 # The Farkas test runs on every this many-th check; the radius test compares the
 # certificate with the iterate at this multiple of eps_infeas (as in ``base``).
 _CERTIFICATE_EVERY = 5
@@ -238,8 +240,11 @@ class SplitSetup:
         """r = rhs0 + sum_S rho_i A_i'(b_i + z_i - u_i) + sigma x (u = None: u = 0)."""
         r = self.rhs0 + sigma * x if sigma > 0 else 1.0 * self.rhs0
         for pos, t in enumerate(self.terms):
-            w = t.b + z[pos] if u is None else t.b + z[pos] - u[pos]
-            r += float(rho[pos]) * t.op.rmatvec(w)
+            w = t.b + z[pos]
+            if u is not None:
+                w -= u[pos]
+            w *= float(rho[pos])
+            r += t.op.rmatvec(w)
         return r
 
     def point(
@@ -370,7 +375,6 @@ class StructuredADMM(Algorithm):
         ax = [backend.zeros(t.size) for t in terms]
         status, cert, kkt, last = None, None, None, None
         it = checks = last_adapt = rho_updates = 0
-        adapt_clock = time.perf_counter()
         cg_atol = math.inf
         while it < opts.max_iters:
             it += 1
@@ -380,7 +384,11 @@ class StructuredADMM(Algorithm):
             x = xup.solve(setup.rhs(x, z, u, rho, sigma), x)
             for pos, t in enumerate(terms):
                 ax[pos] = t.op.matvec(x)
-                v = alpha * (ax[pos] - t.b) + (1.0 - alpha) * z[pos] + u[pos]
+                v = ax[pos] - t.b
+                if alpha != 1.0:
+                    v *= alpha
+                    v += (1.0 - alpha) * z[pos]
+                v += u[pos]
                 z[pos] = t.function.prox(v, 1.0 / float(rho[pos]))
                 u[pos] = v - z[pos]
             timed_out = time.perf_counter() - t0 > opts.time_limit
@@ -407,12 +415,10 @@ class StructuredADMM(Algorithm):
                     break
             cg_atol = min(cg_atol, kkt.dual_tol * max(_CG_FRACTION * kkt.normalized, _CG_FLOOR))
             xup.set_tolerance(cg_atol)
-            elapsed = time.perf_counter() - adapt_clock
             if (
                 opts.adaptive_rho
                 and setup.split
-                and it - last_adapt >= _ADAPT_EVERY
-                and elapsed >= _ADAPT_TIME_RATIO * xup.factor_time
+                and it - last_adapt >= max(_ADAPT_EVERY, _ADAPT_COST_RATIO * xup.refactor_cost)
             ):
                 last_adapt = it
                 ratios = _balance_ratios(
@@ -430,7 +436,6 @@ class StructuredADMM(Algorithm):
                     rho = new_rho
                     xup.rescale(setup.scales(rho))
                     rho_updates += 1
-                    adapt_clock = time.perf_counter()
 
         info = {
             "x_update": xup.description,

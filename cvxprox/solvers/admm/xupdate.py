@@ -32,7 +32,8 @@ sigma is zero unless H could be singular; then it is a small multiple of ||H||.
      (its envelope in the reverse Cuthill-McKee order) at most ``_FILL_LIMIT``.
 
 3. ``CGXUpdate``: preconditioned conjugate gradients on the matrix-free product
-   H p = sum_k s_k A_k'(w_k * A_k p) + sigma p, with the Jacobi preconditioner diag(H)
+   H p = sum_k s_k A_k'(w_k * A_k p) + sigma p, or on H assembled as one sparse matrix
+   when it is sparse but its factor would fill in, with the Jacobi preconditioner diag(H)
    when every operator provides ``gram_diagonal``, warm started at the previous x and
    stopped at a tolerance the caller tightens as the outer method converges (``set_tolerance``).
 
@@ -47,7 +48,6 @@ backend each solve copies r to the host and the solution back (two transfers of 
 from __future__ import annotations
 
 import math
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -185,8 +185,9 @@ class XUpdate(ABC):
         Inner iterations so far (conjugate gradients; 0 for the direct solvers).
     atol : float
         The tolerance ||H x - r||_inf an iterative solver stops at (``set_tolerance``).
-    factor_time : float
-        Seconds spent in the last (re)factorization.
+    refactor_cost : float
+        What the last refactorization (``rescale``) cost, in x-update solves, estimated
+        from the sizes (0 before the first): ``_refactor_cost``.
     """
 
     def __init__(
@@ -196,7 +197,7 @@ class XUpdate(ABC):
         self.description = description
         self.backend = backend or get_backend("numpy")
         self.iterations = 0
-        self.factor_time = 0.0
+        self.refactor_cost = 0.0
         self.atol = np.inf
 
     @abstractmethod
@@ -207,9 +208,8 @@ class XUpdate(ABC):
     def rescale(self, scales: np.ndarray) -> None:
         """Set new scales s_k (penalties) and refactor."""
         self.normal.scales[:] = scales
-        t0 = time.perf_counter()
         self._factor()
-        self.factor_time = time.perf_counter() - t0
+        self.refactor_cost = self._refactor_cost()
 
     def set_tolerance(self, atol: float) -> None:
         """Ask for ||H x - r||_inf <= atol (iterative solvers; direct ones are exact)."""
@@ -218,6 +218,11 @@ class XUpdate(ABC):
     @abstractmethod
     def _factor(self) -> None:
         """(Re)build the factorization for the current scales."""
+
+    def _refactor_cost(self) -> float:
+        """A refactorization's flops over a solve's: 1 here (a Gram's eigenvalues, CG's
+        diagonal or sparse sum cost about one solve)."""
+        return 1.0
 
 
 class GramXUpdate(XUpdate):
@@ -271,6 +276,10 @@ class DenseCholeskyXUpdate(XUpdate):
         for part, s in zip(self._parts, normal.scales, strict=True):
             _add_into(H, part, float(s))
         self._solve = self.backend.cho_solver(_cholesky(H)[0])
+
+    def _refactor_cost(self) -> float:
+        """n^3 / 3 flops of the factorization over the 2 n^2 of two triangular solves."""
+        return self.normal.n / 6.0
 
 
 class WoodburyXUpdate(XUpdate):
@@ -340,6 +349,14 @@ class WoodburyXUpdate(XUpdate):
         self._d_dev = self.backend.asarray(d)
         self._cho_solve = self.backend.cho_solver(_cholesky(K)[0])
 
+    def _refactor_cost(self) -> float:
+        """The m_j^3 / 3 flops of the Cholesky factor and m_j^2 (m_j^2 nnz(B) / m_j when
+        D is not a multiple of I) of K, over a solve's 2 nnz(B) + 2 m_j^2."""
+        m = len(self._rows)
+        nnz = self._B.nnz if sp.issparse(self._B) else self._B.size
+        product = m * m if self._constant_d else m * nnz
+        return (m**3 / 3.0 + product) / max(2.0 * nnz + 2.0 * m * m, 1.0)
+
 
 class SparseLDLXUpdate(XUpdate):
     """H assembled as a sparse matrix and factored by QDLDL (LDL' with AMD ordering)."""
@@ -371,36 +388,70 @@ class SparseLDLXUpdate(XUpdate):
             self._solver = qdldl.Solver(upper, upper=True)
         except (RuntimeError, ValueError) as err:
             raise SingularSystemError(str(err)) from err
-        pivots = self._solver.factors()[1]
+        L, pivots, _ = self._solver.factors()
         if not np.min(pivots, initial=np.inf) > _SINGULAR_RTOL * np.max(H.diagonal()):
             raise SingularSystemError("H is singular to working precision")
+        self._column_counts = np.diff(L.indptr).astype(np.float64)
+
+    def _refactor_cost(self) -> float:
+        """sum_j c_j^2 flops of the numeric factorization (c_j the nonzeros of column j
+        of L) over the 4 nnz(L) + n of a solve."""
+        counts = self._column_counts
+        return float(counts @ counts) / (4.0 * float(np.sum(counts)) + self.normal.n)
 
 
 class CGXUpdate(XUpdate):
-    """Preconditioned conjugate gradients on the matrix-free H, warm started at x0.
+    """Preconditioned conjugate gradients on H, warm started at x0.
 
-    A solve stops when ||H x - r||_inf <= max(min(1e-2 ||r||_inf, atol), 1e-14 ||r||_inf)
-    with ``atol`` from ``set_tolerance`` (inexact ADMM: the caller tightens it as its own
-    residuals decrease), or after ``_CG_MAX_ITERS`` iterations.
+    H is applied matrix-free, H p = sum_k s_k A_k'(w_k * A_k p) + sigma p, or, when the
+    assembled parts A_k' diag(w_k) A_k are given (H is sparse but its factor would fill
+    in), as one sparse matrix sigma I + sum_k s_k A_k' diag(w_k) A_k summed at each
+    (re)factorization: one product instead of two per part. The preconditioner is diag(H)
+    (Jacobi; exact for the assembled H). A solve stops when
+    ||H x - r||_inf <= max(min(1e-2 ||r||_inf, atol), 1e-14 ||r||_inf) with ``atol`` from
+    ``set_tolerance`` (inexact ADMM: the caller tightens it as its own residuals
+    decrease), or after ``_CG_MAX_ITERS`` iterations.
+
+    Parameters
+    ----------
+    normal : NormalOperator
+    reason : str
+        Why conjugate gradients (for the description).
+    backend : Backend, optional
+    parts : list of sparse arrays (n, n), optional
+        The assembled A_k' diag(w_k) A_k, in the order of ``normal.ops``.
     """
 
-    def __init__(self, normal: NormalOperator, reason: str, backend: Backend | None = None) -> None:
+    def __init__(
+        self,
+        normal: NormalOperator,
+        reason: str,
+        backend: Backend | None = None,
+        parts: list[sp.sparray] | None = None,
+    ) -> None:
         super().__init__(normal, "", backend)
         device = self.backend
-        self._ops = [op.on(device) for op in normal.ops]
-        self._weights = [w if np.ndim(w) == 0 else device.asarray(w) for w in normal.weights]
+        self._parts = None if parts is None else [sp.csr_array(p) for p in parts]
+        if parts is None:
+            self._ops = [op.on(device) for op in normal.ops]
+            self._weights = [w if np.ndim(w) == 0 else device.asarray(w) for w in normal.weights]
+        self._H: object | None = None
         self._factor()
         preconditioner = "Jacobi" if self._inv_diag is not None else "no"
+        form = ", H assembled sparse" if parts is not None else ""
         self.description = (
-            f"x-update: conjugate gradients with {preconditioner} preconditioner ({reason})"
+            f"x-update: conjugate gradients with {preconditioner} preconditioner{form} ({reason})"
         )
 
     def _matvec(self, x: Array) -> Array:
-        """H x on the backend (``NormalOperator.matvec`` with the device operators)."""
+        """H x on the backend (the assembled H, else ``NormalOperator.matvec`` with the
+        device operators)."""
+        if self._H is not None:
+            return self._H @ x
         normal = self.normal
         out = normal.sigma * x
         for op, w, s in zip(self._ops, self._weights, normal.scales, strict=True):
-            out = out + float(s) * op.rmatvec(w * op.matvec(x))
+            out += float(s) * op.rmatvec(w * op.matvec(x))
         return out
 
     def solve(self, rhs: Array, x0: Array) -> Array:
@@ -422,19 +473,28 @@ class CGXUpdate(XUpdate):
             if not pHp > 0:
                 break
             step = rz / pHp
-            x = x + step * p
-            r = r - step * Hp
+            x += step * p
+            r -= step * Hp
             if _inf_norm(r) <= tol:
                 break
             z = r if inv_diag is None else inv_diag * r
             rz_next = scalar(r @ z)
-            p = (rz_next / rz) * p + z
+            p *= rz_next / rz
+            p += z
             rz = rz_next
         self.iterations += k
         return x
 
     def _factor(self) -> None:
-        diag = self.normal.jacobi_diagonal()
+        normal = self.normal
+        if self._parts is not None:
+            H = normal.sigma * sp.eye_array(normal.n, format="csr")
+            for part, s in zip(self._parts, normal.scales, strict=True):
+                H = H + float(s) * part
+            self._H = self.backend.csr(H)
+            diag = H.diagonal()
+        else:
+            diag = normal.jacobi_diagonal()
         if diag is None:
             self._inv_diag = None
             return
@@ -490,7 +550,9 @@ def _select(normal: NormalOperator, nnz_limit: float, backend: Backend) -> XUpda
     parts = _normal_parts(normal)
     fill = _envelope_fill(parts, n)
     if fill > min(nnz_limit, _FILL_LIMIT):
-        return CGXUpdate(normal, f"a sparse factor of H could have {fill:.1e} nonzeros", backend)
+        return CGXUpdate(
+            normal, f"a sparse factor of H could have {fill:.1e} nonzeros", backend, parts
+        )
     return SparseLDLXUpdate(normal, parts, backend)
 
 

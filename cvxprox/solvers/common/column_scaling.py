@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from cvxprox.ir.program import Program, Term
 from cvxprox.operators.linops import Compose, Diagonal, MatrixOp
-from cvxprox.solvers.common.term_checks import SPARSE_KINDS, TerminationUnits
+from cvxprox.solvers.common.term_checks import SPARSE_KINDS, termination_units
 from cvxprox.solvers.common.terms import TermLayout
 
 
@@ -32,7 +32,7 @@ class ColumnScaling:
     SPREAD = 1e2
 
     def __init__(self, program: Program) -> None:
-        col = TerminationUnits(TermLayout(program)).columns
+        col = termination_units(TermLayout(program)).columns
         self.needed = bool(col.size) and float(np.max(col) / np.min(col)) > self.SPREAD
         self.E = 1.0 / col
 

@@ -42,6 +42,7 @@ residual and tolerance alike (up, the relative part keeps the pace).
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -122,6 +123,23 @@ class TerminationUnits:
         self.dual = np.minimum(w * col, 1.0)
 
 
+# The units of each live Program, by id() (a Program is not hashable): a Program's data do
+# not change once built (a new parameter value lowers to a new Program).
+_UNITS: dict[int, TerminationUnits] = {}
+
+
+def termination_units(layout: TermLayout) -> TerminationUnits:
+    """``TerminationUnits(layout)``, computed once per Program: the column scaling's test
+    and the solve's termination test ask for the same units (a few ms to tens of ms on a
+    large dense operator)."""
+    program = layout.program
+    key = id(program)
+    if key not in _UNITS:
+        _UNITS[key] = TerminationUnits(layout)
+        weakref.finalize(program, _UNITS.pop, key, None)
+    return _UNITS[key]
+
+
 def _column_norms_sq(op: LinOp) -> np.ndarray:
     """||A e_j||^2 for every column j: diag(A'A) when the operator has it, else the mean
     of (A'g)_j^2 over ``_PROBES`` Gaussian probes g (whose expectation it is; within a
@@ -152,7 +170,7 @@ class StructuredChecker:
     def __init__(self, layout: TermLayout, options: SolverOptions) -> None:
         self.layout = layout
         self.opts = options
-        self.units = TerminationUnits(layout)
+        self.units = termination_units(layout)
         backend = layout.backend
         self._c = backend.asarray(layout.program.c)
         self._primal_unit = backend.asarray(self.units.primal)
