@@ -104,8 +104,8 @@ def choose_structured_algorithm(program: Program, options: SolverOptions) -> tup
         if not fista_ok:
             raise ValueError(f"algorithm='fista' does not apply: {fista_reason}")
         return FISTA, "forced by algorithm='fista'"
-    dual_ok, dual_reason = DualFISTA.applies(program)
     if options.algorithm == "dual_fista":
+        dual_ok, dual_reason = DualFISTA.applies(program)
         if not dual_ok:
             raise ValueError(f"algorithm='dual_fista' does not apply: {dual_reason}")
         return DualFISTA, "forced by algorithm='dual_fista'"
@@ -114,6 +114,7 @@ def choose_structured_algorithm(program: Program, options: SolverOptions) -> tup
     gram = _exact_gram(program)
     if gram is not None:
         return StructuredADMM, f"auto: ADMM with an exact x-update ({gram} of the operators)"
+    dual_ok, dual_reason = DualFISTA.applies(program)
     if dual_ok:
         return DualFISTA, (
             f"auto: {dual_reason}; FISTA on the dual takes two products per iteration at "
