@@ -170,7 +170,8 @@ def test_iteration_limit() -> None:
 
 
 def test_warm_start_saves_iterations() -> None:
-    prob, x, b = _lp(seed=10)
+    # Large enough that the cold solve outlasts the first polish attempt (100 iterations).
+    prob, x, b = _lp(seed=10, m=60, n=40)
     _pdhg(prob, warm_start=True)
     b.value = b.value + 1e-3 * np.random.default_rng(11).standard_normal(b.size)
     _pdhg(prob, warm_start=True)
