@@ -3,6 +3,7 @@
 import cvxpy as cp
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import cvxprox  # noqa: F401  (registers NABLAPROX)
 from cvxprox.interface.options import SolverOptions
@@ -169,7 +170,8 @@ def test_iteration_limit() -> None:
 
 
 def test_warm_start_saves_iterations() -> None:
-    prob, x, b = _lp(seed=10)
+    # Large enough that the cold solve outlasts the first polish attempt (100 iterations).
+    prob, x, b = _lp(seed=10, m=60, n=40)
     _pdhg(prob, warm_start=True)
     b.value = b.value + 1e-3 * np.random.default_rng(11).standard_normal(b.size)
     _pdhg(prob, warm_start=True)
@@ -205,7 +207,8 @@ def test_step_sizes() -> None:
 
 
 def test_pock_chambolle_scaling() -> None:
-    """The extra stage gives ||A^||_2 <= 1, keeps cone blocks uniform and is off by default."""
+    """The extra stage gives ||A^_B||_2 <= 1 on the rows B that are not bounds, keeps cone
+    blocks uniform and is off by default."""
     rng = np.random.default_rng(13)
     x = cp.Variable(6)
     M = rng.standard_normal((8, 6)) * np.logspace(-2, 2, 6)
@@ -216,14 +219,36 @@ def test_pock_chambolle_scaling() -> None:
     blocks = program.cone.scaling_blocks()
     starts = np.cumsum([0, *blocks[:-1]])
     assert max(blocks) > 1
+    one_entry = np.diff(sp.csr_array(program.A).indptr) == 1
+    not_bound = ~(one_entry & (np.repeat(blocks, blocks) == 1))
+    assert not np.all(not_bound)
     for iters in (0, 15):
         pc = RuizScaling(program, iters, pock_chambolle=True)
-        assert np.linalg.norm(pc.A.toarray(), 2) <= 1.0 + 1e-12
+        assert np.linalg.norm(pc.A.toarray()[not_bound], 2) <= 1.0 + 1e-12
         for start, size in zip(starts, blocks, strict=True):
             assert np.ptp(pc.E[start : start + size]) == 0.0
         np.testing.assert_allclose(
             pc.A.toarray(), np.diag(pc.E) @ program.A.toarray() @ np.diag(pc.D), atol=1e-14
         )
+
+
+def test_pock_chambolle_column_scale_leaves_out_bound_rows() -> None:
+    """Bound rows (one entry, projected on by PDHG) do not change the Pock-Chambolle column
+    scale: without Ruiz passes D is that of the program without them, and with or without
+    passes the other rows have ||A^_B||_2 <= 1."""
+    rng = np.random.default_rng(5)
+    x = cp.Variable(6)
+    M = rng.standard_normal((4, 6)) * np.logspace(-2, 2, 6)
+    rows = [M @ x <= 1, cp.sum(x) == 1]
+    bounded = _program(cp.Problem(cp.Minimize(cp.sum(x)), [*rows, x >= -1, 100 * x <= 3]))
+    free = _program(cp.Problem(cp.Minimize(cp.sum(x)), rows))
+    other = np.flatnonzero(np.diff(sp.csr_array(bounded.A).indptr) > 1)
+    assert other.size == free.m < bounded.m
+    pc = RuizScaling(bounded, 0, pock_chambolle=True)
+    np.testing.assert_allclose(pc.D, RuizScaling(free, 0, pock_chambolle=True).D, rtol=1e-12)
+    for iters in (0, 15):
+        pc = RuizScaling(bounded, iters, pock_chambolle=True)
+        assert np.linalg.norm(pc.A.toarray()[other], 2) <= 1.0 + 1e-12
 
 
 def _bounded_lp() -> tuple[cp.Problem, cp.Variable, list]:

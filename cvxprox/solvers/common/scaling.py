@@ -15,10 +15,12 @@ blocks (a second-order cone, a PSD matrix, an exponential or power triple), so t
 scaling is reduced to one value per block (the block's largest row norm).
 
 An optional Pock–Chambolle stage (alpha = 1) follows the Ruiz passes: with the 1-norms
-r_i = ||A^_i,:||_1 of the rows and s_j = ||A^_:,j||_1 + ||P^_:,j||_1 of the columns of the
-KKT matrix, it rescales by E_pc = 1 / sqrt(r) (one value per block, from the block's
-largest r_i) and D_pc = 1 / sqrt(s). By Cauchy–Schwarz the rescaled A^ then has
-||A^||_2 <= 1 (up to the clipping of tiny and huge norms): the diagonal preconditioner of
+r_i = ||A^_i,:||_1 of the rows and s_j = ||A^_B,j||_1 + ||P^_:,j||_1 of the columns of the
+KKT matrix, B the rows that are not bounds (one-entry rows, each its own cone block: PDHG
+projects onto them instead of iterating their duals, as in Ruiz's passes they do not
+set the column scale), it rescales by E_pc = 1 / sqrt(r) (one value per block, from the block's
+largest r_i) and D_pc = 1 / sqrt(s). By Cauchy–Schwarz the rescaled A^_B then has
+||A^_B||_2 <= 1 (up to the clipping of tiny and huge norms): the diagonal preconditioner of
 Pock and Chambolle (2011) for primal-dual methods, applied as a rescaling.
 """
 
@@ -121,7 +123,7 @@ class RuizScaling(DiagonalScaling):
         )
         ruiz_passes(csc_arrays(A), csc_arrays(P), self._block_sizes, iters, D, E, singleton)
         if pock_chambolle and m:
-            col = A.col_sum() if P is None else A.col_sum() + P.col_sum()
+            col = A.col_sum(~singleton) if P is None else A.col_sum(~singleton) + P.col_sum()
             d = _safe_inverse_sqrt(col)
             e = _safe_inverse_sqrt(self._per_block(A.row_sum()))
             A.scale(e, d)
@@ -191,9 +193,13 @@ class _ScaledCSC:
             out[self._nonempty] = np.maximum.reduceat(np.abs(self.data), self._starts)
         return out
 
-    def col_sum(self) -> np.ndarray:
-        """1-norms of the columns."""
-        return np.bincount(self._cols, weights=np.abs(self.data), minlength=self.shape[1])
+    def col_sum(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """1-norms of the columns, over the rows where the mask ``rows`` (m,) is True
+        (all rows when None)."""
+        weights = np.abs(self.data)
+        if rows is not None:
+            weights = weights * rows[self.indices]
+        return np.bincount(self._cols, weights=weights, minlength=self.shape[1])
 
     def row_sum(self) -> np.ndarray:
         """1-norms of the rows."""
