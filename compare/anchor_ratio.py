@@ -1,57 +1,30 @@
-"""Median iteration ratio of one solver to an anchor over the cases both solved.
+"""NABLAPROX's iterations next to its method's anchor, from two runs' result CSVs.
 
     python -m compare.anchor_ratio ours.csv anchor.csv
 
-Both files are ``compare`` result CSVs (columns case, solver, status, success,
-iterations). A case counts when ours succeeded (its ``success``: the suite's own check)
-and the anchor reported ``optimal`` by its own criterion; with ``--strict`` the anchor must
-pass the suite's check too. Prints each case's ratio and their median.
+Both files are ``compare`` result CSVs: ours with NABLAPROX's records (e.g. Netlib at
+``--eps 1e-4 --nablaprox-option algorithm=pdhg``), the anchor's from a run of PDLP or SCS
+at the same accuracy, so that a stored anchor run need not be repeated. Prints the
+report's section "Iterations next to the anchors" (``compare.report.anchor_lines``) for
+the records of both.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import statistics
 from pathlib import Path
 
-
-def _rows(path: Path) -> dict[str, dict[str, str]]:
-    with path.open(newline="") as f:
-        return {row["case"]: row for row in csv.DictReader(f)}
-
-
-def _solved(row: dict[str, str], strict: bool) -> bool:
-    if strict:
-        return row.get("success") == "True"
-    return row.get("status") == "optimal"
-
-
-def ratios(ours: Path, anchor: Path, strict: bool = False) -> dict[str, float]:
-    """{case: ours' iterations / the anchor's} over the cases both solved."""
-    mine, theirs = _rows(ours), _rows(anchor)
-    out = {}
-    for case, row in mine.items():
-        other = theirs.get(case)
-        if other is None or row.get("success") != "True" or not _solved(other, strict):
-            continue
-        out[case] = float(row["iterations"]) / max(float(other["iterations"]), 1.0)
-    return out
+from compare.report import anchor_lines, read_csv
 
 
 def main() -> None:
+    """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ours", type=Path)
     parser.add_argument("anchor", type=Path)
-    parser.add_argument("--strict", action="store_true", help="the anchor passes the check too")
     args = parser.parse_args()
-    found = ratios(args.ours, args.anchor, args.strict)
-    for case, ratio in sorted(found.items(), key=lambda item: item[1]):
-        print(f"{case:12s} {ratio:8.3f}")
-    if found:
-        print(f"median over {len(found)} cases: {statistics.median(found.values()):.3f}")
-    else:
-        print("no case solved by both")
+    lines = anchor_lines(read_csv(args.ours) + read_csv(args.anchor))
+    print("\n".join(lines) if lines else "no case where NABLAPROX ran a method with an anchor")
 
 
 if __name__ == "__main__":

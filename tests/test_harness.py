@@ -7,6 +7,7 @@ the case builders they run are the module-level functions below.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import signal
@@ -248,12 +249,25 @@ def test_iterations_next_to_the_anchor_of_each_method() -> None:
         _record("d", "NABLAPROX", 1.0, True, iterations=5, algorithm="fista"),
         _record("d", "SCS", 1.0, True, iterations=5),
     ]
+    records[7] = dataclasses.replace(records[7], status="optimal")  # fails the check only
     rows = report.anchor_ratios(records)
     assert [(r.case, r.anchor) for r in rows] == [("a", "PDLP"), ("b", "SCS"), ("c", "PDLP")]
-    assert [r.ratio for r in rows[:2]] == [0.5, 3.0] and math.isnan(rows[2].ratio)
+    assert [r.strict for r in rows[:2]] == [0.5, 3.0] and math.isnan(rows[2].strict)
+    assert rows[2].own == 9.0
     text = "\n".join(report.anchor_lines(records))
-    assert "NABLAPROX pdhg / PDLP: **0.50** (over the 1 cases" in text
-    assert "NABLAPROX admm / SCS: **3.00** (over the 1 cases" in text
+    assert "NABLAPROX pdhg / PDLP, both pass the suite's check: **0.50** (over 1 cases)" in text
+    assert "NABLAPROX pdhg / PDLP, the anchor's own `optimal`: **4.75** (over 2 cases)" in text
+    assert "NABLAPROX admm / SCS, both pass the suite's check: **3.00** (over 1 cases)" in text
+    assert "| c | pdhg | 90 | PDLP | 10 | 9.00 * |" in text
+
+
+def test_records_round_trip_through_csv(tmp_path: Path) -> None:
+    records = [
+        _record("a", "NABLAPROX", 1.5, True, iterations=300, algorithm="pdhg"),
+        _record("b", "PDLP", 2.0, False, iterations=7),
+    ]
+    report.write_csv(tmp_path / "r.csv", records)
+    assert report.read_csv(tmp_path / "r.csv") == records
 
 
 def test_pdlp_reports_its_iterations() -> None:
