@@ -214,7 +214,8 @@ def _solve_presolved(
     ``optimal_inaccurate`` (within ``loose_factor``) or ``user_limit``.
     """
     t0 = time.perf_counter()
-    presolved = presolve(program)
+    method = choose_cone_algorithm(program, options)[0]
+    presolved = presolve(program, projects_bounds=method is not ADMM)
     if options.verbose:
         print(presolved.stats.describe())
     reduced = presolved.program
