@@ -264,6 +264,11 @@ class _State:
         A.sort_indices()
         self.A = A
         self.At = sp.csr_array(A.T)
+        # Sparsity patterns (ones where A has an entry), fixed while the rules run: the
+        # rules switch rows and columns off, they do not change A.
+        self.A_pattern = sp.csr_array((np.ones_like(A.data), A.indices, A.indptr), A.shape)
+        At = self.At
+        self.At_pattern = sp.csr_array((np.ones_like(At.data), At.indices, At.indptr), At.shape)
         self.kind = np.full(m, _OTHER, dtype=np.int8)
         for term in program.terms:
             if isinstance(term.function, ZeroCone):
@@ -280,6 +285,12 @@ class _State:
         self.c = program.c.astype(np.float64, copy=True)
         self.offset = program.offset
         self.P = None if program.P is None or program.P.nnz == 0 else sp.csc_array(program.P)
+        # Pattern of P' (= P): row j holds the columns i with P_ij != 0.
+        self.P_pattern = None
+        if self.P is not None:
+            P = sp.csr_array(self.P)
+            P.eliminate_zeros()
+            self.P_pattern = sp.csr_array((np.ones_like(P.data), P.indices, P.indptr), P.shape)
         self.l = np.full(n, -np.inf)
         self.u = np.full(n, np.inf)
         self.lo_row = np.full(n, -1)
@@ -293,10 +304,7 @@ class _State:
 
     def row_counts(self) -> np.ndarray:
         """Entries of each row among the remaining columns."""
-        pattern = sp.csr_array(
-            (np.ones_like(self.A.data), self.A.indices, self.A.indptr), self.A.shape
-        )
-        return pattern @ self.col_on.astype(np.float64)
+        return self.A_pattern @ self.col_on.astype(np.float64)
 
     def activity(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(min, max) of a_i'x over the box for the remaining columns of ``rows``
@@ -428,15 +436,10 @@ class _State:
         )
 
     def empty_columns(self) -> tuple[bool, np.ndarray | None]:
-        pattern = sp.csr_array(
-            (np.ones_like(self.At.data), self.At.indices, self.At.indptr), self.At.shape
-        )
-        counts = pattern @ self.row_on.astype(np.float64)
+        counts = self.At_pattern @ self.row_on.astype(np.float64)
         empty = self.col_on & ~self.locked & (counts == 0)
-        if self.P is not None:
-            on = sp.diags_array(self.col_on.astype(np.float64))
-            in_P = np.diff(sp.csc_array(abs(self.P) @ on).tocsr().indptr) > 0
-            empty &= ~in_P
+        if self.P_pattern is not None:
+            empty &= (self.P_pattern @ self.col_on.astype(np.float64)) == 0
         cols = np.flatnonzero(empty)
         for j in cols:
             cj, lj, uj = self.c[j], self.l[j], self.u[j]
