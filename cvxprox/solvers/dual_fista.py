@@ -85,7 +85,7 @@ from cvxprox.operators.linops import Compose, Diagonal, VStack
 from cvxprox.solvers.admm.split import FarkasTest, with_bound_term
 from cvxprox.solvers.common.algorithm import Algorithm
 from cvxprox.solvers.common.log import IterationLog
-from cvxprox.solvers.common.result import BestIterate, SolveResult, finish
+from cvxprox.solvers.common.result import BestIterate, SolveResult, finish, result_to_host
 from cvxprox.solvers.common.term_checks import SPARSE_KINDS, StructuredChecker
 from cvxprox.solvers.common.terms import StackedTerms, TermLayout
 
@@ -372,12 +372,7 @@ class DualFISTA(Algorithm):
             log.row(it, err, 1.0 / L)
         solve_time = time.perf_counter() - t0
         info = {"restarts": restarts, "backtracks": backtracks, "step": 1.0 / L, "lipschitz": L}
-        if point is not None:
-            point = tuple(backend.to_host(v) for v in point)
-        if best.point is not None:
-            best.point = tuple(backend.to_host(v) for v in best.point)
-        if cert is not None:
-            cert = backend.to_host(cert)
+        point, cert = result_to_host(backend, status, point, best, cert)
         return finish(
             status,
             cert,

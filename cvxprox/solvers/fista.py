@@ -65,7 +65,7 @@ from cvxprox.operators.linops import Gather, Identity
 from cvxprox.solvers.admm.xupdate import norm_estimate
 from cvxprox.solvers.common.algorithm import Algorithm
 from cvxprox.solvers.common.log import IterationLog
-from cvxprox.solvers.common.result import BestIterate, SolveResult, finish
+from cvxprox.solvers.common.result import BestIterate, SolveResult, finish, result_to_host
 from cvxprox.solvers.common.term_checks import StructuredChecker
 from cvxprox.solvers.common.terms import StackedTerms, TermLayout
 
@@ -306,10 +306,7 @@ class FISTA(Algorithm):
             log.row(it, err, 1.0 / L)
         solve_time = time.perf_counter() - t0
         info = {"restarts": restarts, "backtracks": backtracks, "step": 1.0 / L, "lipschitz": L}
-        if point is not None:
-            point = tuple(backend.to_host(v) for v in point)
-        if best.point is not None:
-            best.point = tuple(backend.to_host(v) for v in best.point)
+        point, _ = result_to_host(backend, status, point, best, None)
         return finish(
             status,
             None,

@@ -119,7 +119,7 @@ from cvxprox.solvers.admm.xupdate import (
 )
 from cvxprox.solvers.common.algorithm import Algorithm
 from cvxprox.solvers.common.log import IterationLog
-from cvxprox.solvers.common.result import BestIterate, SolveResult, finish
+from cvxprox.solvers.common.result import BestIterate, SolveResult, finish, result_to_host
 from cvxprox.solvers.common.term_checks import StructuredChecker
 from cvxprox.solvers.common.terms import TermLayout
 
@@ -445,7 +445,7 @@ class StructuredADMM(Algorithm):
             "sigma": sigma,
         }
         timing = (self.name, it, time.perf_counter() - t0, setup_time)
-        last, cert = _result_to_host(backend, status, last, best, cert)
+        last, cert = result_to_host(backend, status, last, best, cert)
         result = finish(
             status,
             cert,
@@ -541,7 +541,7 @@ class HQS(Algorithm):
             "stalled": stalled,
         }
         timing = (self.name, it, time.perf_counter() - t0, setup_time)
-        last, _ = _result_to_host(backend, status, last, best, None)
+        last, _ = result_to_host(backend, status, last, best, None)
         result = finish(
             status,
             None,
@@ -711,19 +711,6 @@ def _unused_variables(program: Program, weights: dict[int, object]) -> np.ndarra
             coverage += np.abs(t.op.rmatvec(w * rng.standard_normal(t.size)))
         used |= coverage > _UNUSED_RTOL * np.max(coverage, initial=0.0)
     return ~used
-
-
-def _result_to_host(
-    backend: Backend, status: str | None, last: tuple | None, best: BestIterate, cert: Array
-) -> tuple[tuple | None, np.ndarray | None]:
-    """What ``finish`` returns, copied to the host once: the last point (x, z, y) when the
-    run ended OPTIMAL, the best iterate (in ``best``) when a limit stopped it, and the
-    certificate (None stays None). Returns (last point, certificate)."""
-    if status == s.OPTIMAL:
-        last = tuple(backend.to_host(v) for v in last)
-    elif status is None and best.point is not None:
-        best.point = tuple(backend.to_host(v) for v in best.point)
-    return last, None if cert is None else backend.to_host(cert)
 
 
 def _geometric_mean(rho: np.ndarray) -> float:

@@ -19,6 +19,7 @@ from cvxprox.interface.options import SolverOptions
 from cvxprox.solvers.common.termination import KKTError
 
 if TYPE_CHECKING:
+    from cvxprox.backend import Array, Backend
     from cvxprox.solvers.common.log import IterationLog
     from cvxprox.solvers.common.polish import PolishSchedule
 
@@ -179,3 +180,16 @@ class BestIterate:
         if self.kkt is None or score < self._score:
             self.kkt, self._score = kkt, score
             self.point = (1.0 * x, 1.0 * z, 1.0 * y)
+
+
+def result_to_host(
+    backend: Backend, status: str | None, last: tuple | None, best: BestIterate, cert: Array
+) -> tuple[tuple | None, np.ndarray | None]:
+    """What ``finish`` returns, copied to the host once: the last point (x, z, y) when the
+    run ended OPTIMAL, the best iterate (in ``best``) when a limit stopped it, and the
+    certificate (None stays None). Returns (last point, certificate)."""
+    if status == s.OPTIMAL:
+        last = tuple(backend.to_host(v) for v in last)
+    elif status is None and best.point is not None:
+        best.point = tuple(backend.to_host(v) for v in best.point)
+    return last, None if cert is None else backend.to_host(cert)
