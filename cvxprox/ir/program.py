@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,6 +39,9 @@ import scipy.sparse as sp
 from cvxprox.functions.cones import Cone, NonnegCone, ProductCone, ZeroCone
 from cvxprox.functions.prox import ProxFunction
 from cvxprox.operators.linops import LinOp, MatrixRows
+
+if TYPE_CHECKING:
+    from cvxprox.solvers.common.term_checks import TerminationUnits
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,9 @@ class Program:
     u: np.ndarray | None = None
     solve_assembled: bool = False
     _assembled: AssembledProgram | None = field(default=None, repr=False, compare=False)
+    #: The termination units of the program's terms, computed once
+    #: (``cvxprox.solvers.common.term_checks.termination_units``).
+    _termination_units: TerminationUnits | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for term in self.terms:

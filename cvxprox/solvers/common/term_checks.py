@@ -42,7 +42,6 @@ residual and tolerance alike (up, the relative part keeps the pace).
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -123,21 +122,15 @@ class TerminationUnits:
         self.dual = np.minimum(w * col, 1.0)
 
 
-# The units of each live Program, by id() (a Program is not hashable): a Program's data do
-# not change once built (a new parameter value lowers to a new Program).
-_UNITS: dict[int, TerminationUnits] = {}
-
-
 def termination_units(layout: TermLayout) -> TerminationUnits:
-    """``TerminationUnits(layout)``, computed once per Program: the column scaling's test
-    and the solve's termination test ask for the same units (a few ms to tens of ms on a
-    large dense operator)."""
+    """``TerminationUnits(layout)``, computed once per Program and kept on it: the column
+    scaling's test and the solve's termination test ask for the same units (a few ms to
+    tens of ms on a large dense operator; a Program's data do not change once built, a
+    new parameter value lowers to a new Program)."""
     program = layout.program
-    key = id(program)
-    if key not in _UNITS:
-        _UNITS[key] = TerminationUnits(layout)
-        weakref.finalize(program, _UNITS.pop, key, None)
-    return _UNITS[key]
+    if program._termination_units is None:
+        program._termination_units = TerminationUnits(layout)
+    return program._termination_units
 
 
 def _column_norms_sq(op: LinOp) -> np.ndarray:
