@@ -263,12 +263,9 @@ class _State:
         A.eliminate_zeros()
         A.sort_indices()
         self.A = A
-        self.At = sp.csr_array(A.T)
-        # Sparsity patterns (ones where A has an entry), fixed while the rules run: the
-        # rules switch rows and columns off, they do not change A.
-        self.A_pattern = sp.csr_array((np.ones_like(A.data), A.indices, A.indptr), A.shape)
-        At = self.At
-        self.At_pattern = sp.csr_array((np.ones_like(At.data), At.indices, At.indptr), At.shape)
+        # The row of each entry of A (the rules switch rows and columns off, they do not
+        # change A): counts over the remaining rows or columns are bincounts over it.
+        self.entry_row = np.repeat(np.arange(m), np.diff(A.indptr))
         self.kind = np.full(m, _OTHER, dtype=np.int8)
         for term in program.terms:
             if isinstance(term.function, ZeroCone):
@@ -285,12 +282,12 @@ class _State:
         self.c = program.c.astype(np.float64, copy=True)
         self.offset = program.offset
         self.P = None if program.P is None or program.P.nnz == 0 else sp.csc_array(program.P)
-        # Pattern of P' (= P): row j holds the columns i with P_ij != 0.
-        self.P_pattern = None
+        # The entries (i, j) of P with P_ij != 0, as two index arrays.
+        self.P_entries = None
         if self.P is not None:
-            P = sp.csr_array(self.P)
-            P.eliminate_zeros()
-            self.P_pattern = sp.csr_array((np.ones_like(P.data), P.indices, P.indptr), P.shape)
+            P = sp.coo_array(self.P)
+            nonzero = P.data != 0.0
+            self.P_entries = (P.row[nonzero], P.col[nonzero])
         self.l = np.full(n, -np.inf)
         self.u = np.full(n, np.inf)
         self.lo_row = np.full(n, -1)
@@ -299,12 +296,17 @@ class _State:
         self.hi_coef = np.zeros(n)
         self.ops: list[_Fixed | _Merged] = []
         self.stats = PresolveStats()
+        # What the duplicate-row and free-row rules last saw: they find nothing new
+        # until columns are removed (duplicates) or the box changes (free rows).
+        self._dup_seen = -1
+        self._free_seen: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ helpers
 
     def row_counts(self) -> np.ndarray:
         """Entries of each row among the remaining columns."""
-        return self.A_pattern @ self.col_on.astype(np.float64)
+        m = self.A.shape[0]
+        return np.bincount(self.entry_row, weights=self.col_on[self.A.indices], minlength=m)
 
     def activity(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(min, max) of a_i'x over the box for the remaining columns of ``rows``
@@ -335,7 +337,7 @@ class _State:
         y = np.zeros(m)
         for i, v in y_rows.items():
             y[i] += v
-        g = self.At @ y
+        g = self.A.T @ y
         g[~self.col_on] = 0.0
         cols = np.flatnonzero(self.col_on)
         _assign_bound_duals(
@@ -370,19 +372,26 @@ class _State:
         rows = np.flatnonzero(self.row_on & (self.kind != _OTHER) & (counts == 1))
         if not rows.size:
             return False, None
-        A = self.A
-        for i in rows:
-            idx = A.indices[A.indptr[i] : A.indptr[i + 1]]
-            vals = A.data[A.indptr[i] : A.indptr[i + 1]]
-            at = np.flatnonzero(self.col_on[idx])[0]
-            j, a = int(idx[at]), float(vals[at])
-            beta = self.b[i] / a
-            lower = self.kind[i] == _ZERO or a > 0
-            upper = self.kind[i] == _ZERO or a < 0
-            if lower and beta > self.l[j]:
-                self.l[j], self.lo_row[j], self.lo_coef[j] = beta, i, a
-            if upper and beta < self.u[j]:
-                self.u[j], self.hi_row[j], self.hi_coef[j] = beta, i, a
+        M = self.A[rows]
+        at = np.flatnonzero(self.col_on[M.indices])  # one entry per row, in row order
+        j, a = M.indices[at], M.data[at]
+        beta = self.b[rows] / a
+        equality = self.kind[rows] == _ZERO
+        for side, (bound, prov_row, prov_coef), takes in (
+            (-1.0, (self.l, self.lo_row, self.lo_coef), equality | (a > 0)),
+            (1.0, (self.u, self.hi_row, self.hi_coef), equality | (a < 0)),
+        ):
+            jj, bb, rr, aa = j[takes], beta[takes], rows[takes], a[takes]
+            # Per column the tightest bound (the first row among equals) ...
+            order = np.lexsort((rr, side * bb, jj))
+            jj, bb, rr, aa = jj[order], bb[order], rr[order], aa[order]
+            first = np.ones(jj.size, dtype=bool)
+            first[1:] = jj[1:] != jj[:-1]
+            # ... replaces the column's bound when it is strictly tighter.
+            new = first.copy()
+            new[first] = side * bb[first] < side * bound[jj[first]]
+            jj = jj[new]
+            bound[jj], prov_row[jj], prov_coef[jj] = bb[new], rr[new], aa[new]
         self.row_on[rows] = False
         self.stats.singleton_rows += rows.size
         return True, self.crossing_bounds()
@@ -415,33 +424,39 @@ class _State:
 
     def fixed_columns(self) -> bool:
         cols = np.flatnonzero(self.col_on & ~self.locked & (self.l == self.u))
-        for j in cols:
-            self.fix(int(j), float(self.l[j]))
+        if cols.size:
+            self.fix(cols, self.l[cols])
         self.stats.fixed_columns += cols.size
         return bool(cols.size)
 
-    def fix(self, j: int, v: float) -> None:
-        """Substitute x_j = v (module docstring)."""
-        col = self.At[[j]]
-        self.b[col.indices] -= col.data * v
-        self.offset += self.c[j] * v
+    def fix(self, cols: np.ndarray, values: np.ndarray) -> None:
+        """Substitute x_j = v_j for j in ``cols`` (module docstring): with v the n-vector
+        of the values on ``cols`` and 0 elsewhere, b <- b - A v, offset gains
+        c_cols'v + 1/2 v'P v, then c <- c + P v."""
+        v = np.zeros(self.A.shape[1])
+        v[cols] = values
+        self.b -= self.A @ v
+        self.offset += float(self.c[cols] @ values)
         if self.P is not None:
-            pj = self.P[:, [j]].tocoo()
-            self.offset += 0.5 * v * v * float(self.P[j, j])
-            self.c[pj.row] += pj.data * v
-            self.c[j] -= float(self.P[j, j]) * v
-        self.col_on[j] = False
-        self.ops.append(
-            _Fixed(j, v, self.lo_row[j], self.lo_coef[j], self.hi_row[j], self.hi_coef[j])
+            Pv = self.P @ v
+            self.offset += 0.5 * float(v @ Pv)
+            self.c += Pv
+        self.col_on[cols] = False
+        self.ops.extend(
+            _Fixed(j, v[j], self.lo_row[j], self.lo_coef[j], self.hi_row[j], self.hi_coef[j])
+            for j in cols.tolist()
         )
 
     def empty_columns(self) -> tuple[bool, np.ndarray | None]:
-        counts = self.At_pattern @ self.row_on.astype(np.float64)
+        n = self.A.shape[1]
+        counts = np.bincount(self.A.indices, weights=self.row_on[self.entry_row], minlength=n)
         empty = self.col_on & ~self.locked & (counts == 0)
-        if self.P_pattern is not None:
-            empty &= (self.P_pattern @ self.col_on.astype(np.float64)) == 0
+        if self.P_entries is not None:
+            i, j = self.P_entries
+            empty &= np.bincount(i, weights=self.col_on[j], minlength=n) == 0
         cols = np.flatnonzero(empty)
-        for j in cols:
+        values = np.zeros(cols.size)
+        for k, j in enumerate(cols):
             cj, lj, uj = self.c[j], self.l[j], self.u[j]
             if cj > 0:
                 v = lj
@@ -453,26 +468,43 @@ class _State:
                 d = np.zeros(self.A.shape[1])
                 d[j] = -1.0 / cj
                 return True, d
-            self.fix(int(j), float(v))
+            values[k] = v
+        if cols.size:
+            self.fix(cols, values)
         self.stats.empty_columns += cols.size
         return bool(cols.size), None
 
     def duplicate_rows(self, counts: np.ndarray) -> tuple[bool, np.ndarray | None]:
+        cols_on = int(np.count_nonzero(self.col_on))
+        if cols_on == self._dup_seen:
+            return False, None
+        self._dup_seen = cols_on
         rows = np.flatnonzero(self.row_on & (self.kind != _OTHER) & (counts >= 2))
         if rows.size < 2:
             return False, None
-        on = sp.diags_array(self.col_on.astype(np.float64))
-        M = sp.csr_array(self.A[rows] @ on)
-        M.eliminate_zeros()
-        M.sort_indices()
-        first = M.data[M.indptr[:-1]]
-        N = sp.csr_array(sp.diags_array(1.0 / first) @ M)
+        # The selected rows restricted to the remaining columns, each divided by its first
+        # entry: entry e of row local[e] is (col[e], value[e]), rows contiguous.
+        A = self.A
+        selected = np.zeros(A.shape[0], dtype=bool)
+        selected[rows] = True
+        at = np.flatnonzero(selected[self.entry_row] & self.col_on[A.indices])
+        col, value = A.indices[at], A.data[at]
+        sizes = np.diff(np.searchsorted(self.entry_row[at], np.append(rows, A.shape[0])))
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        first = value[starts]
+        local = np.repeat(np.arange(rows.size), sizes)
+        value = value / first[local]
         rng = np.random.default_rng(0)
-        r1, r2 = rng.random(M.shape[1]), rng.random(M.shape[1])
-        pattern = sp.csr_array((np.ones_like(N.data), N.indices, N.indptr), N.shape)
-        keys = np.stack([np.round(N @ r1, 8), np.round(pattern @ r2, 8)])
+        r1, r2 = rng.random(A.shape[1]), rng.random(A.shape[1])
+        keys = np.stack(
+            [
+                np.round(np.bincount(local, weights=value * r1[col], minlength=rows.size), 8),
+                np.round(np.bincount(local, weights=r2[col], minlength=rows.size), 8),
+            ]
+        )
         order = np.lexsort(keys)
         same = np.all(keys[:, order[1:]] == keys[:, order[:-1]], axis=0)
+        normalized = (col, value, starts, starts + sizes)
         changed = False
         start = 0
         for pos in range(1, order.size + 1):
@@ -482,16 +514,23 @@ class _State:
             start = pos
             if group.size < 2:
                 continue
-            found, cert = self._merge_group(rows[group], N, group, first)
+            found, cert = self._merge_group(rows[group], normalized, group, first)
             if cert is not None:
                 return True, self.farkas_from_rows(cert)
             changed |= found
         return changed, None
 
     def _merge_group(
-        self, rows: np.ndarray, N: sp.csr_array, local: np.ndarray, first: np.ndarray
+        self, rows: np.ndarray, normalized: tuple, local: np.ndarray, first: np.ndarray
     ) -> tuple[bool, dict | None]:
-        """Merge the rows of one hash group that are truly parallel (module docstring)."""
+        """Merge the rows of one hash group that are truly parallel (module docstring).
+        ``normalized`` = (col, value, start, stop): local row r is col[start[r]:stop[r]]
+        with values value[start[r]:stop[r]], divided by its first entry ``first[r]``."""
+        col, value, begin, end = normalized
+
+        def row(r: int) -> tuple[np.ndarray, np.ndarray]:
+            return col[begin[r] : end[r]], value[begin[r] : end[r]]
+
         # Equalities first, so that they are the representatives.
         order = np.argsort(self.kind[rows], kind="stable")
         rows, local = rows[order], local[order]
@@ -500,15 +539,15 @@ class _State:
             i = int(rows[a])
             if not self.row_on[i]:
                 continue
-            ni = N[[local[a]]]
+            cols_i, values_i = row(local[a])
             for bpos in range(a + 1, rows.size):
                 k = int(rows[bpos])
                 if not self.row_on[k]:
                     continue
-                nk = N[[local[bpos]]]
+                cols_k, values_k = row(local[bpos])
                 if not (
-                    np.array_equal(ni.indices, nk.indices)
-                    and np.allclose(ni.data, nk.data, rtol=_PARALLEL_TOL, atol=0.0)
+                    np.array_equal(cols_i, cols_k)
+                    and np.allclose(values_i, values_k, rtol=_PARALLEL_TOL, atol=0.0)
                 ):
                     continue
                 alpha = float(first[local[bpos]] / first[local[a]])
@@ -560,6 +599,17 @@ class _State:
         return False, None
 
     def free_rows(self) -> tuple[bool, np.ndarray | None]:
+        l, u = np.where(self.col_on, self.l, np.nan), np.where(self.col_on, self.u, np.nan)
+        seen = self._free_seen
+        if (
+            seen is not None
+            and np.array_equal(seen[0], l, equal_nan=True)
+            and (np.array_equal(seen[1], u, equal_nan=True))
+        ):
+            return False, None
+        self._free_seen = (l, u)
+        if not (np.any(np.isfinite(l)) or np.any(np.isfinite(u))):
+            return False, None  # every row with a remaining column has infinite activity
         rows = np.flatnonzero(self.row_on & (self.kind != _OTHER))
         if not rows.size:
             return False, None
