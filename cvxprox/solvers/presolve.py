@@ -274,10 +274,8 @@ class _State:
                 self.kind[term.rows] = _NONNEG
         self.row_on = np.ones(m, dtype=bool)
         self.col_on = np.ones(n, dtype=bool)
-        other = np.flatnonzero(self.kind == _OTHER)
         self.locked = np.zeros(n, dtype=bool)
-        if other.size:
-            self.locked[np.unique(A[other].indices)] = True
+        self.locked[A.indices[self.kind[self.entry_row] == _OTHER]] = True
         self.b = program.b.astype(np.float64, copy=True)
         self.c = program.c.astype(np.float64, copy=True)
         self.offset = program.offset
