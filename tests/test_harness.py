@@ -620,3 +620,40 @@ def test_tv_scale_runs_one_solver(tmp_path: Path) -> None:
     (run,) = tv_scale.main(["--size", "8", "--solvers", "clarabel", "--out", str(out)])
     assert run.outcome.status == cp.OPTIMAL and run.peak_rss_mb > 10
     assert "| CLARABEL | optimal |" in out.read_text()
+
+
+def test_versions_times_two_checkouts_in_their_own_interpreters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from compare import versions
+
+    root = str(Path(versions.__file__).resolve().parent.parent)
+    python = sys.executable
+    argv = ["--base", root, "--cases", "eq_qp,lasso", "--rounds", "2", "--repeats", "1"]
+    versions.main([*argv, "--python", python, "--base-python", python])
+    out = capsys.readouterr().out
+    assert f"this: {Path(root) / 'cvxprox'}" in out
+    rows = [
+        line
+        for line in out.splitlines()
+        if line.startswith("| eq_qp") or line.startswith("| lasso")
+    ]
+    assert len(rows) == 2
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[1]) > 0 and float(cells[2]) > 0
+        assert cells[5] == "optimal / optimal"
+    assert "geometric mean of the ratios" in out
+    with pytest.raises(SystemExit):
+        versions.main(
+            [
+                "--base",
+                root,
+                "--cases",
+                "no_such_model",
+                "--python",
+                python,
+                "--base-python",
+                python,
+            ]
+        )
