@@ -264,7 +264,9 @@ def _measure(prob: cp.Problem, task: SolveTask, options: Mapping[str, Any]) -> O
         return outcome
     iterations = prob.solver_stats.num_iters
     outcome.iterations = math.nan if iterations is None else float(iterations)
-    outcome.algorithm = str((prob.solver_stats.extra_stats or {}).get("algorithm", ""))
+    extra = prob.solver_stats.extra_stats  # a dict for NABLAPROX; solver objects for others
+    if isinstance(extra, dict):
+        outcome.algorithm = str(extra.get("algorithm", ""))
     if prob.status in SOLVED and prob.value is not None:
         outcome.objective = float(prob.value)
         outcome.violation = worst_violation(prob)
