@@ -23,12 +23,15 @@ of them over auxiliary variables, ``cvxpy_compat.pow_nd_to_3d``).
 Elementwise bounds on variables are the program's ``l <= x <= u``, not terms: an affine
 inequality whose every entry is ``a x_j + d >= 0`` on distinct entries x_j of the stacked
 variable (``x >= 0``, ``x <= ub``, ``X[mask] >= lo``, ``2 * x[:3] <= p`` with constant or
-parameter right-hand sides) and the variable attributes ``nonneg``, ``nonpos`` and
-``bounds``; the tightest bound per entry and side is kept (the first of equal ones). Such a
-constraint's dual is its bound's multiplier, read from the reduced cost
-r = c + P x + sum_i A_i'y_i of the solution (``BoundConstraint``): r_j > 0 is the
-multiplier of x_j's lower bound, -r_j of its upper bound, divided by |a|, on the
-constraint that holds the tightest bound (0 on a looser one). Bounds that cross
+parameter right-hand sides), an equality whose every entry is ``a x_j + d == 0`` (both
+bounds at -d / a; entries ``0 == 0`` are vacuous: ``multiply(mask, X) == mask * data``)
+and the variable attributes ``nonneg``, ``nonpos`` and ``bounds``; the tightest bound per
+entry and side is kept (the first of equal ones). Such a constraint's dual is its bound's
+multiplier, read from the reduced cost r = c + P x + sum_i A_i'y_i of the solution
+(``BoundConstraint``): r_j > 0 is the multiplier of x_j's lower bound, -r_j of its upper
+bound, divided by |a|, on the constraint that holds the tightest bound (0 on a looser
+one); an equality's entry is -r_j / a (CVXPY's sign: the Lagrangian adds nu (a x_j + d)),
+from the sides it holds. Bounds that cross
 (l_j > u_j, ``ir.program.check_bounds``) are kept as NonnegCone terms instead, so that
 the method certifies the infeasibility in the constraints' duals.
 
@@ -232,6 +235,11 @@ class BoundConstraint:
     With lam_lo, lam_hi >= 0 the bound multipliers (``bound_multipliers``), CVXPY's dual
     of entry k is lam_j / |a_k| when the constraint holds x_j's tightest bound on its
     side (``owned[k]``), else 0.
+
+    An equality (``equality``) bounds x_j on both sides at beta_k: ``lower[k]`` is then
+    a_k > 0 still, ``owned_upper[k]`` says whether it holds the upper bound (``owned[k]``
+    the lower one), and the dual of entry k is -(lam_lo_j [owned] - lam_hi_j [owned
+    upper]) / a_k.
     """
 
     constraint_id: int
@@ -241,13 +249,22 @@ class BoundConstraint:
     scale: np.ndarray
     lower: np.ndarray
     owned: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    equality: bool = False
+    owned_upper: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def dual(self, lam_lo: np.ndarray, lam_hi: np.ndarray) -> np.ndarray | float:
         """The constraint's dual_value from the bound multipliers (n,) each."""
-        lam = np.where(self.lower, lam_lo[self.cols], lam_hi[self.cols])
+        if self.equality:
+            lo = np.where(self.owned, lam_lo[self.cols], 0.0)
+            hi = np.where(self.owned_upper, lam_hi[self.cols], 0.0)
+            a = np.where(self.lower, self.scale, -self.scale)
+            entry = -(lo - hi) / a
+        else:
+            lam = np.where(self.lower, lam_lo[self.cols], lam_hi[self.cols])
+            entry = np.where(self.owned, lam / self.scale, 0.0)
         size = int(np.prod(self.shape)) if self.shape else 1
         value = np.zeros(size)
-        value[self.entries] = np.where(self.owned, lam / self.scale, 0.0)
+        value[self.entries] = entry
         return value.reshape(self.shape, order="F") if self.shape else float(value[0])
 
 
@@ -287,9 +304,15 @@ class _Bounds:
             at[j[tighter]] = owner
 
     def owned(self, bound: BoundConstraint) -> np.ndarray:
-        """Whether ``bound`` holds the tightest bound of each of its entries."""
-        at = np.where(bound.lower, self.l_at[bound.cols], self.u_at[bound.cols])
+        """Whether ``bound`` holds the tightest bound of each of its entries (an
+        equality's: its lower bound)."""
+        lower = True if bound.equality else bound.lower
+        at = np.where(lower, self.l_at[bound.cols], self.u_at[bound.cols])
         return at == bound.constraint_id
+
+    def owned_upper(self, bound: BoundConstraint) -> np.ndarray:
+        """Whether the equality ``bound`` holds the upper bound of each of its entries."""
+        return self.u_at[bound.cols] == bound.constraint_id
 
     def program_bounds(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(l, u), None for a side without a finite entry."""
@@ -439,6 +462,8 @@ class StructureLowering:
             raise _CrossingBounds from None
         for bound in bound_constraints:
             bound.owned = self._bounds.owned(bound)
+            if bound.equality:
+                bound.owned_upper = self._bounds.owned_upper(bound)
         program = Program(c=self._c, terms=self._terms, offset=self._offset, l=l, u=u)
         program.check_finite()
         lowered = Lowered(program, self.layout, constraints, self._sources, self._arguments)
@@ -707,9 +732,14 @@ class StructureLowering:
 
     def _bound(self, con: object) -> BoundConstraint | None:
         """An affine inequality whose every entry is ``a x_j + d >= 0`` on distinct
-        entries x_j (a scalar a != 0), taken into the bounds; None for any other
+        entries x_j (a scalar a != 0), or an equality whose every entry is
+        ``a x_j + d == 0`` or ``0 == 0``, taken into the bounds; None for any other
         constraint, or when bounds are written as terms."""
-        if self._bounds is None or not isinstance(con, (Inequality, NonPos, NonNeg)):
+        if self._bounds is None:
+            return None
+        if isinstance(con, (Equality, ZeroConstraint)):
+            return self._equality_bound(con)
+        if not isinstance(con, (Inequality, NonPos, NonNeg)):
             return None
         if not _inequality_expr(con).is_affine():
             return None
@@ -726,6 +756,25 @@ class StructureLowering:
         cols, a, lower = cols[entries], a[entries], lower[entries]
         self._bounds.add(cols, beta[entries], lower, con.id)
         return BoundConstraint(con.id, con.shape, entries, cols, np.abs(a), lower)
+
+    def _equality_bound(self, con: Equality | ZeroConstraint) -> BoundConstraint | None:
+        """``a x_j + d == 0`` on distinct entries x_j as l_j = u_j = -d / a; entries with
+        a = 0 must read 0 == 0 (else the constraint stays a term, whose method
+        certifies the infeasibility)."""
+        part = self._lower(con.expr)
+        selection = None if part.op is None else _selection(part.op, allow_zero=True)
+        if selection is None:
+            return None
+        cols, a = selection
+        vacuous = a == 0
+        if np.any(part.const[vacuous] != 0):
+            return None
+        entries = np.flatnonzero(~vacuous)
+        cols, a = cols[entries], a[entries]
+        beta = -part.const[entries] / a
+        self._bounds.add(cols, beta, True, con.id)
+        self._bounds.add(cols, beta, False, con.id)
+        return BoundConstraint(con.id, con.shape, entries, cols, np.abs(a), a > 0, equality=True)
 
     def _constraint(self, con: object, label: str | None = None) -> tuple[int, np.ndarray | None]:
         """The term of an affine constraint: its index and the rows it keeps. ``label``
@@ -925,9 +974,10 @@ class _CrossingBounds(Exception):
     """Some bound l_j > u_j: the lowering writes the bounds as terms instead."""
 
 
-def _selection(op: LinOp) -> tuple[np.ndarray, np.ndarray] | None:
-    """(cols, a) when op x = a * x[cols] with cols distinct and every a_k != 0 (op a
-    gather or the identity, scaled or under a diagonal), else None."""
+def _selection(op: LinOp, allow_zero: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+    """(cols, a) when op x = a * x[cols] with cols distinct and every a_k != 0 (or any a_k
+    with ``allow_zero``; op a gather or the identity, scaled or under a diagonal), else
+    None."""
     a = np.ones(op.shape[0])
     while True:
         if isinstance(op, ScalarMultiple):
@@ -942,7 +992,7 @@ def _selection(op: LinOp) -> tuple[np.ndarray, np.ndarray] | None:
         cols = np.asarray(op.index)
     else:
         return None
-    if np.any(a == 0) or np.unique(cols).size != cols.size:
+    if (not allow_zero and np.any(a == 0)) or np.unique(cols).size != cols.size:
         return None
     return cols, a
 

@@ -251,3 +251,68 @@ def test_every_method_on_terms_projects_a_program_onto_its_bounds(algorithm: str
     soft = np.sign(t) * np.maximum(np.abs(t) - 0.05, 0.0)
     np.testing.assert_allclose(result.x, np.clip(soft, l, u), atol=100 * eps)
     assert result.y.shape == (10,) and result.z.shape == (10,)
+
+
+def _masked_equality() -> tuple[cp.Problem, np.ndarray]:
+    """multiply(m, x) == m * 0.4 with zeros in m (entries 0 == 0) and coefficients of
+    both signs: the other entries are fixed at 0.4."""
+    x = cp.Variable(12)
+    m = np.zeros(12)
+    m[[1, 4, 6]] = [1.0, -2.0, 0.5]
+    objective = cp.sum_squares(LASSO_A @ x - LASSO_B) + 0.3 * cp.norm1(x)
+    return cp.Problem(cp.Minimize(objective), [cp.multiply(m, x) == m * 0.4]), m
+
+
+def test_an_equality_on_entries_fixes_them_as_bounds() -> None:
+    prob, m = _masked_equality()
+    lowered = StructureLowering(prob).lower()
+    program = lowered.program
+    assert not program.terms[-1].function.is_indicator and not lowered.constraints
+    fixed = m != 0
+    np.testing.assert_array_equal(program.l[fixed], 0.4)
+    np.testing.assert_array_equal(program.u[fixed], 0.4)
+    assert np.all(np.isinf(program.l[~fixed])) and np.all(np.isinf(program.u[~fixed]))
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "pdhg", "admm"])
+def test_an_equality_held_as_bounds_matches_clarabel(algorithm: str) -> None:
+    """Values and the equality's dual (-r_j / a_j on the fixed entries, 0 on the vacuous
+    ones) as Clarabel's: unique here, the fixed entries are away from l1's kink."""
+    prob, _ = _masked_equality()
+    reference = _reference(prob)
+    prob.solve(solver="NABLAPROX", structure="always", algorithm=algorithm, **EPS)
+    _assert_matches(prob, reference)
+
+
+def test_an_equality_at_a_bound_shares_the_multiplier() -> None:
+    """x[0] == 1 and x <= 1: the equality (first) holds both of x_0's bounds, x <= 1 gets
+    0 there; Clarabel may split the multiplier between them, so the sum nu_0 + mu_0
+    (the stationarity of x_0: r_0 + nu_0 + mu_0 = 0) is compared, and the rest exactly."""
+    x = cp.Variable(12)
+    cons = [x[0] == 1, x <= 1]
+    objective = cp.sum_squares(LASSO_A @ x - LASSO_B) + 0.3 * cp.norm1(x)
+    prob = cp.Problem(cp.Minimize(objective), cons)
+    value, _, duals = _reference(prob)
+    prob.solve(solver="NABLAPROX", structure="always", **EPS)
+    assert prob.status == cp.OPTIMAL and prob.value == pytest.approx(value, rel=1e-7)
+    nu, mu = float(cons[0].dual_value), np.asarray(cons[1].dual_value)
+    assert mu[0] == 0.0
+    assert nu + mu[0] == pytest.approx(float(duals[0]) + duals[1][0], abs=1e-5)
+    np.testing.assert_allclose(mu[1:], duals[1][1:], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "constraints",
+    [
+        lambda x: [cp.multiply(np.r_[np.zeros(3), np.ones(9)], x) == 1.0],  # 0 == 1 entries
+        lambda x: [x[0] == 2, x <= 1],  # an equality across a bound
+    ],
+    ids=["vacuous_entry_nonzero", "crossing"],
+)
+def test_an_infeasible_equality_on_entries_is_certified(constraints) -> None:
+    """Kept as a term (0 == 1), or as rows (bounds that cross): ADMM certifies the
+    infeasibility, as Clarabel finds it."""
+    x = cp.Variable(12)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(LASSO_A @ x - LASSO_B)), constraints(x))
+    prob.solve(solver="NABLAPROX", structure="always", algorithm="admm")
+    assert prob.status == cp.INFEASIBLE
