@@ -19,9 +19,10 @@ and the data gradients follow from R's dependence on them:
 Nothing of the forward iterations enters, so memory does not depend on their number.
 ``ImplicitAdjoint`` solves J'u = rhs one of three ways (``method``):
 
-- ``"reduced"``: when every block's D is diagonal or l2-group (the zero and nonnegative
-  cones, ``DIFFERENTIABLE_FUNCTIONS``) and g_y = 0 (``ProxJacobian`` names hard rows,
-  D = 0; soft rows with curvature H = D^{-1} - I; flat rows, D = I). Then u_v = H A u_x on
+- ``"reduced"``: when every block's D is diagonal, l2-group or (I + H)^{-1} (the zero and
+  nonnegative cones, separable functions, l2 norms, quadratic forms:
+  ``cvxprox.diff.jacobian``) and g_y = 0 (``ProxJacobian`` names hard rows, D = 0; soft
+  rows with curvature H = D^{-1} - I; flat rows, D = I). Then u_v = H A u_x on
   the soft rows and 0 on the flat ones, hard rows force (A u_x)_j = 0 with u_v,j their
   multiplier, and eliminating u_v leaves the symmetric saddle-point system
 
@@ -132,8 +133,10 @@ class ImplicitAdjoint:
         self._prefer_reduced = self.reducible and isinstance(program, Program)
         if method == "reduced" and not self.reducible:
             raise ValueError(
-                "adjoint method 'reduced' needs every term's prox Jacobian to be diagonal or "
-                "l2-group; this program has a second-order, exponential, power or PSD cone"
+                "adjoint method 'reduced' needs every term's prox Jacobian to be diagonal, "
+                "l2-group or a quadratic form's; this program has a term without that "
+                "structure (a second-order, exponential, power or PSD cone, a ball, the "
+                "simplex, norm_inf or 1-D TV)"
             )
         self._JT: sp.csc_array | None = None
         self._lu = None
