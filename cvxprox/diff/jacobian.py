@@ -242,10 +242,8 @@ def prox_jacobian(function: ProxFunction, v: np.ndarray) -> ProxJacobian:
                 for f, vb in zip(function.functions, function.blocks(v), strict=True)
             ]
         )
-    if isinstance(function, ZeroCone):
-        return ProxJacobian.diagonal(np.zeros_like(v), None)
-    if isinstance(function, NonnegCone):
-        return ProxJacobian.diagonal((v > 0).astype(np.float64), None)
+    if isinstance(function, (ZeroCone, NonnegCone)):
+        return ProxJacobian.diagonal(function.project_derivative(v).diagonal(), None)
     if isinstance(function, Cone):
         return ProxJacobian(blocks=sp.csr_array(function.project_derivative(v)))
     if isinstance(function, (GroupL2, Norm2)):
