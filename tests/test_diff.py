@@ -412,3 +412,29 @@ def test_residual_map_of_a_structured_program_matches_its_jacobian():
         lambda p: residual(p[: residual.n], p[residual.n :]), point
     )
     np.testing.assert_allclose(J, expected, atol=1e-6)
+
+
+def test_reduced_and_lu_agree_with_a_quadratic_form_and_a_logistic_loss():
+    """D = (I + 2w Q)^{-1} is eliminated as a soft block with H = 2w Q (Quadratic), next
+    to a diagonal soft block (Logistic) and the hard rows of norm1's kinks."""
+    rng = np.random.default_rng(7)
+    m, n = 6, 5
+    F = rng.standard_normal((m, m))
+    program = Program(
+        c=rng.standard_normal(n),
+        terms=[
+            Term(Quadratic(F @ F.T, weight=0.5), MatrixOp(rng.standard_normal((m, n))), np.ones(m)),
+            Term(Logistic(m, weight=1.5), MatrixOp(rng.standard_normal((m, n))), np.zeros(m)),
+            Term(Norm1(n, weight=1.0), Identity(n), np.zeros(n)),
+        ],
+    )
+    result = _tight(program)
+    jacobians = ResidualMap.from_program(program).jacobians(result.z + result.y)
+    assert all(jac.structured for jac in jacobians) and jacobians[2].hard.size
+    g = rng.standard_normal(n)
+    solutions = [
+        ImplicitAdjoint(program, x=result.x, y=result.y, z=result.z, method=method).solve(g)
+        for method in ("reduced", "lu")
+    ]
+    np.testing.assert_allclose(solutions[0][0], solutions[1][0], atol=1e-9)
+    np.testing.assert_allclose(solutions[0][1], solutions[1][1], atol=1e-9)
