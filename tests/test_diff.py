@@ -159,15 +159,16 @@ def _more_functions(rng: np.random.Generator) -> list:
 
 
 #: Functions whose D is a projection onto a subspace not spanned by coordinates, at the
-#: points of the test below (a segment of TV, several clipped entries of norm_inf, ...).
-_GENERAL = (NormInf, TV1D, L1Ball, L2Ball, Simplex)
+#: points of the test below (a segment of TV, several clipped entries of norm_inf, ...):
+#: its null space has hard directions.
+_DIRECTIONS = (NormInf, TV1D, L1Ball, Simplex)
 
 
 @pytest.mark.parametrize("index", range(14))
 @pytest.mark.parametrize("seed", range(3))
 def test_more_prox_jacobians_match_finite_differences(index, seed):
     """D against central differences of the prox, symmetric with its spectrum in [0, 1],
-    and its hard/soft/flat structure where it has one."""
+    and its hard/soft/flat structure (all but the l2 ball's outside it)."""
     rng = np.random.default_rng(seed)
     function = _more_functions(rng)[index]
     v = 2.0 * rng.standard_normal(function.size)
@@ -179,13 +180,19 @@ def test_more_prox_jacobians_match_finite_differences(index, seed):
     np.testing.assert_array_equal(D, D.T)
     spectrum = np.linalg.eigvalsh(D)
     assert spectrum.min() >= -1e-12 and spectrum.max() <= 1.0 + 1e-12
-    if isinstance(function, _GENERAL) and seed == 0:
-        assert not jac.structured and np.count_nonzero(D - np.diag(np.diag(D)))
+    if isinstance(function, _DIRECTIONS) and seed == 0:
+        assert jac.directions.shape[0] and np.count_nonzero(D - np.diag(np.diag(D)))
+    assert jac.structured == (not isinstance(function, L2Ball) or np.linalg.norm(v) <= 1.5)
     if jac.structured:
+        # hard rows: D = 0; soft rows: D = (I + H)^{-1}; hard directions E: D E' = 0; the
+        # rest: D = I.
         rebuilt = np.eye(v.size)
         rebuilt[jac.hard] = 0.0
         H = jac.H.toarray() if sp.issparse(jac.H) else np.diag(jac.H)
         rebuilt[np.ix_(jac.soft, jac.soft)] = np.linalg.inv(np.eye(jac.soft.size) + H)
+        if jac.directions is not None:
+            E = jac.directions.toarray()
+            rebuilt -= E.T @ np.linalg.solve(E @ E.T, E)
         np.testing.assert_allclose(D, rebuilt, atol=1e-12)
 
 
@@ -438,3 +445,37 @@ def test_reduced_and_lu_agree_with_a_quadratic_form_and_a_logistic_loss():
     ]
     np.testing.assert_allclose(solutions[0][0], solutions[1][0], atol=1e-9)
     np.testing.assert_allclose(solutions[0][1], solutions[1][1], atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda n: TV1D(n, weight=2.0),
+        lambda n: NormInf(n, weight=6.0),
+        lambda n: L1Ball(n, 4.0),
+        lambda n: Simplex(n, 3.0),
+    ],
+    ids=["tv1d", "norm_inf", "l1_ball", "simplex"],
+)
+def test_reduced_and_lu_agree_with_hard_directions(make):
+    """The hard directions of 1-D TV, norm_inf, the l1 ball and the simplex (on x and on
+    A x) become rows E A of the saddle-point system; the reduced solve agrees with LU."""
+    rng = np.random.default_rng(8)
+    m, n = 12, 8
+    A = rng.standard_normal((m, n))
+    b = A @ np.repeat([1.0, -1.0], n // 2) + 0.1 * rng.standard_normal(m)
+    for op in (Identity(n), MatrixOp(rng.standard_normal((n, n)))):
+        program = Program(
+            c=0.1 * rng.standard_normal(n),
+            terms=[Term(SumSquares(m), MatrixOp(A), b), Term(make(n), op, np.zeros(n))],
+        )
+        result = _tight(program)
+        jac = ResidualMap.from_program(program).jacobians(result.z + result.y)[1]
+        assert jac.structured and jac.directions.shape[0]
+        g = rng.standard_normal(n)
+        solutions = [
+            ImplicitAdjoint(program, x=result.x, y=result.y, z=result.z, method=method).solve(g)
+            for method in ("reduced", "lu")
+        ]
+        np.testing.assert_allclose(solutions[0][0], solutions[1][0], atol=1e-8)
+        np.testing.assert_allclose(solutions[0][1], solutions[1][1], atol=1e-8)

@@ -9,19 +9,27 @@ differentiable (a kink of a norm, the boundary of a cone) an element of Clarke's
 generalized Jacobian is taken: D = 0 on the rows at a kink, unless a function's own
 docstring below says which other element.
 
-Besides D, the adjoint (``cvxprox.diff.adjoint``) uses its *structure* when D is diagonal
-(separable functions, the zero and nonnegative cones, boxes) or block diagonal over groups
-of the form s (I - uu') + uu' (l2 norms), or D = (I + H)^{-1} with H sparse (a quadratic
-form): rows where D has eigenvalue 0 are *hard*, rows where 0 < D < I carry the curvature
-H = D^{-1} - I on the range of D (*soft*), and rows with D = I are *flat*. The other D are
-general (``ProxJacobian.hard`` is None): the second-order, exponential, power and PSD
-cones, the l2 ball outside it, and the l1 ball, the simplex, norm_inf and 1-D TV, whose D
-is the projection onto a subspace not spanned by coordinates (for TV, the signals constant
-on each segment of the prox).
+Besides D, the adjoint (``cvxprox.diff.adjoint``) uses its *structure*: the space of v
+splits into D's null space (*hard*: coordinate rows where D has eigenvalue 0, and
+*hard directions* E, rows of a sparse matrix spanning the rest of the null space), rows
+where 0 < D < I with the curvature H = D^{-1} - I on the range of D (*soft*), and the
+rest, where D = I (*flat*). Every prox function here has one except the second-order,
+exponential, power and PSD cones and the l2 ball outside it (``ProxJacobian.hard`` is
+None):
+
+- diagonal D (separable functions, the zero and nonnegative cones, boxes): hard, soft
+  and flat rows;
+- l2 norms (groups): D_g = s (I - uu') + uu', soft with H_g = (1/s - 1)(I - uu');
+- a quadratic form: D = (I + H)^{-1} on every row;
+- 1-D TV, norm_inf, the l1 ball and the simplex: D is the orthogonal projection onto a
+  subspace that coordinates do not span (for TV, the signals constant on each segment of
+  the prox), hard coordinate rows and hard directions (for TV, the differences of
+  neighbours within a segment) span its complement.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -113,12 +121,18 @@ class ProxJacobian:
     ----------
     d : ndarray, shape (m,), or None
         The diagonal of D when D is diagonal.
-    blocks : csr_array, shape (m, m), or None
-        D when it is not diagonal (``D`` gives it either way).
+    blocks : csr_array, shape (m, m), or a function returning it, or None
+        D when it is not diagonal (``D`` gives it either way, calling the function once:
+        1-D TV's D has k^2 entries per segment of length k, which the reduced adjoint
+        never forms).
     hard : ndarray of int, or None
-        Rows where D has eigenvalue 0 (None when D has no separable or group structure).
+        Rows where D has eigenvalue 0 (None when D has no hard/soft/flat structure).
+    directions : csr_array, shape (k, m), or None
+        Hard directions: rows spanning the part of D's null space that ``hard`` does not
+        (None: none), orthogonal to the soft rows' range.
     soft : ndarray of int, or None
-        Rows on which D has eigenvalues in (0, 1); rows in neither set have D = I.
+        Rows on which D has eigenvalues in (0, 1); on the rest of the space (neither hard
+        rows, nor soft rows, nor spanned by ``directions``) D = I.
     H : ndarray, shape (len(soft),), or csr_array, shape (len(soft), len(soft)), or None
         The curvature D^{-1} - I on the soft rows: its diagonal, or a block-diagonal matrix.
     dw : ndarray, shape (m,), or None
@@ -130,8 +144,9 @@ class ProxJacobian:
     """
 
     d: np.ndarray | None = None
-    blocks: sp.csr_array | None = None
+    blocks: sp.csr_array | Callable[[], sp.csr_array] | None = None
     hard: np.ndarray | None = None
+    directions: sp.csr_array | None = None
     soft: np.ndarray | None = None
     H: np.ndarray | sp.csr_array | None = None
     dw: np.ndarray | None = None
@@ -143,11 +158,13 @@ class ProxJacobian:
         """D as a CSR array, shape (m, m)."""
         if self.blocks is None:
             return sp.csr_array(sp.diags_array(self.d))
+        if callable(self.blocks):
+            self.blocks = self.blocks()
         return self.blocks
 
     @property
     def structured(self) -> bool:
-        """Whether hard/soft rows and H are available (diagonal or l2-group D)."""
+        """Whether hard/soft rows and H are available (module docstring)."""
         return self.hard is not None
 
     @classmethod
@@ -165,19 +182,34 @@ class ProxJacobian:
         )
 
     @classmethod
-    def block_diagonal(cls, parts: list[ProxJacobian]) -> ProxJacobian:
-        """diag(D_1, ..., D_B) of the blocks of a ``BlockSum``: diagonal when every D_b is,
-        structured when every D_b is, the weights numbered block after block."""
-        sizes = [jac.D.shape[0] for jac in parts]
+    def block_diagonal(cls, parts: list[ProxJacobian], sizes: list[int]) -> ProxJacobian:
+        """diag(D_1, ..., D_B) of the blocks of a ``BlockSum`` (D_b of shape
+        (sizes[b], sizes[b])): diagonal when every D_b is, structured when every D_b is,
+        the weights numbered block after block."""
         starts = np.cumsum([0, *sizes])
         d = (
             np.concatenate([jac.d for jac in parts])
             if all(j.d is not None for j in parts)
             else None
         )
-        blocks = None if d is not None else sp.csr_array(sp.block_diag([j.D for j in parts]))
-        hard = soft = H = None
+        blocks = None
+        if d is None:
+
+            def blocks() -> sp.csr_array:
+                return sp.csr_array(sp.block_diag([jac.D for jac in parts], format="csr"))
+
+        hard = soft = H = directions = None
         if all(jac.structured for jac in parts):
+            if any(jac.directions is not None for jac in parts):
+                directions = sp.csr_array(
+                    sp.block_diag(
+                        [
+                            sp.csr_array((0, size)) if jac.directions is None else jac.directions
+                            for jac, size in zip(parts, sizes, strict=True)
+                        ],
+                        format="csr",
+                    )
+                )
             hard = np.concatenate([jac.hard + a for jac, a in zip(parts, starts, strict=False)])
             soft = np.concatenate([jac.soft + a for jac, a in zip(parts, starts, strict=False)])
             if all(not sp.issparse(jac.H) for jac in parts):
@@ -206,6 +238,7 @@ class ProxJacobian:
             d=d,
             blocks=blocks,
             hard=hard,
+            directions=directions,
             soft=soft,
             H=H,
             dw=dw,
@@ -236,11 +269,9 @@ def prox_jacobian(function: ProxFunction, v: np.ndarray) -> ProxJacobian:
     """
     v = np.asarray(v, dtype=np.float64)
     if isinstance(function, BlockSum):
+        parts = zip(function.functions, function.blocks(v), strict=True)
         return ProxJacobian.block_diagonal(
-            [
-                prox_jacobian(f, vb)
-                for f, vb in zip(function.functions, function.blocks(v), strict=True)
-            ]
+            [prox_jacobian(f, vb) for f, vb in parts], [f.size for f in function.functions]
         )
     if isinstance(function, (ZeroCone, NonnegCone)):
         return ProxJacobian.diagonal(function.project_derivative(v).diagonal(), None)
@@ -259,7 +290,15 @@ def prox_jacobian(function: ProxFunction, v: np.ndarray) -> ProxJacobian:
             return ProxJacobian.diagonal(np.ones_like(v), None)
         if np.count_nonzero(p) <= 1:  # D = 0
             return ProxJacobian.diagonal(np.zeros_like(v), None)
-        return ProxJacobian(blocks=_support_projection(np.sign(p)))
+        s = np.sign(p)
+        support = np.flatnonzero(s)
+        return _projection(
+            _support_projection(s),
+            hard=np.flatnonzero(s == 0),
+            directions=sp.csr_array(
+                (s[support], (np.zeros(support.size, dtype=np.int64), support)), shape=(1, v.size)
+            ),
+        )
     if isinstance(function, L2Ball):
         return _l2_ball_jacobian(v, function.radius)
     if isinstance(function, NormInf):
@@ -297,8 +336,34 @@ def prox_jacobian(function: ProxFunction, v: np.ndarray) -> ProxJacobian:
 
 def _scalar_weight(jac: ProxJacobian) -> ProxJacobian:
     """The Jacobian of a function with one weight for all its rows."""
-    size = jac.D.shape[0]
-    return replace(jac, weight_of_row=np.zeros(size, dtype=np.int64), weights=1)
+    return replace(jac, weight_of_row=np.zeros(jac.dw.size, dtype=np.int64), weights=1)
+
+
+def _projection(
+    D: sp.csr_array | Callable[[], sp.csr_array],
+    hard: np.ndarray,
+    directions: sp.csr_array | None,
+) -> ProxJacobian:
+    """A D that is an orthogonal projection (or a function forming it), whose null space
+    the coordinate rows ``hard`` and the rows of ``directions`` span."""
+    empty = np.zeros(0, dtype=np.int64)
+    return ProxJacobian(blocks=D, hard=hard, directions=directions, soft=empty, H=np.zeros(0))
+
+
+def _differences(
+    first: np.ndarray, second: np.ndarray, m: int, sign: np.ndarray | None = None
+) -> sp.csr_array:
+    """The rows e_i - e_j (i in first, j in second; with signs s, s_i e_i - s_j e_j),
+    shape (k, m)."""
+    k = first.size
+    rows = np.repeat(np.arange(k), 2)
+    cols = np.column_stack([first, second]).ravel()
+    values = (
+        np.tile([1.0, -1.0], k)
+        if sign is None
+        else np.column_stack([sign[first], -sign[second]]).ravel()
+    )
+    return sp.csr_array((values, (rows, cols)), shape=(k, m))
 
 
 def _support_projection(s: np.ndarray) -> sp.csr_array:
@@ -335,6 +400,7 @@ def _norm_inf_jacobian(function: NormInf, v: np.ndarray) -> ProxJacobian:
     +-theta), so D = I - DP is the identity off S and s s'/k on S (a rank-one block: the
     clipped entries move together), and dp/dw = -dP/dw = -s/k on S (theta falls by 1/k per
     unit of radius). At w = 0, p = v (D = I) and S holds the entries of largest |v_j|.
+    D's null space is spanned by the hard directions s_i e_i - s_j e_j of neighbours in S.
     """
     w = function.weight
     if np.sum(np.abs(v)) <= w:
@@ -348,8 +414,11 @@ def _norm_inf_jacobian(function: NormInf, v: np.ndarray) -> ProxJacobian:
     dw = -s / k
     if k == 1 or w == 0.0:  # the identity
         return _scalar_weight(ProxJacobian.diagonal(np.ones_like(v), dw))
-    D = sp.eye_array(v.size, format="csr") - _support_projection(s)
-    return _scalar_weight(ProxJacobian(blocks=sp.csr_array(D), dw=dw))
+    D = sp.csr_array(sp.eye_array(v.size, format="csr") - _support_projection(s))
+    support = np.flatnonzero(s)
+    directions = _differences(support[:-1], support[1:], v.size, s)
+    jac = _projection(D, np.zeros(0, dtype=np.int64), directions)
+    return _scalar_weight(replace(jac, dw=dw))
 
 
 def _tv1d_jacobian(p: np.ndarray) -> ProxJacobian:
@@ -363,7 +432,9 @@ def _tv1d_jacobian(p: np.ndarray) -> ProxJacobian:
     diagonal with a block 11'/k per segment of length k (the projection onto the signals
     constant on each segment), and dp_j/dw = (sign(p_{b+1} - p_b) - sign(p_a - p_{a-1}))/k
     (a missing neighbour at the signal's ends counting 0). Two segments at the same level
-    (a jump of zero, a kink) count as one: the Clarke element whose dual is inside.
+    (a jump of zero, a kink) count as one: the Clarke element whose dual is inside. D's
+    null space is spanned by the hard directions e_{i+1} - e_i of neighbours within a
+    segment.
     """
     m = p.size
     jumps = np.sign(np.diff(p))
@@ -377,8 +448,13 @@ def _tv1d_jacobian(p: np.ndarray) -> ProxJacobian:
     if np.all(length == 1.0):
         return _scalar_weight(ProxJacobian.diagonal(np.ones(m), dw))
     S = sp.csr_array((np.ones(m), (segment, np.arange(m))), shape=(starts.size, m))
-    D = S.T @ sp.diags_array(1.0 / length) @ S
-    return _scalar_weight(ProxJacobian(blocks=sp.csr_array(D), dw=dw))
+
+    def average() -> sp.csr_array:
+        return sp.csr_array(S.T @ sp.diags_array(1.0 / length) @ S)
+
+    inside = np.flatnonzero(~new[1:])  # neighbours i, i + 1 of one segment
+    jac = _projection(average, np.zeros(0, dtype=np.int64), _differences(inside + 1, inside, m))
+    return _scalar_weight(replace(jac, dw=dw))
 
 
 def _quadratic_jacobian(function: Quadratic, v: np.ndarray) -> ProxJacobian:
