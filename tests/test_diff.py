@@ -161,14 +161,14 @@ def _more_functions(rng: np.random.Generator) -> list:
 #: Functions whose D is a projection onto a subspace not spanned by coordinates, at the
 #: points of the test below (a segment of TV, several clipped entries of norm_inf, ...):
 #: its null space has hard directions.
-_DIRECTIONS = (NormInf, TV1D, L1Ball, Simplex)
+_DIRECTIONS = (NormInf, TV1D, L1Ball, Simplex, L2Ball)
 
 
 @pytest.mark.parametrize("index", range(14))
 @pytest.mark.parametrize("seed", range(3))
 def test_more_prox_jacobians_match_finite_differences(index, seed):
     """D against central differences of the prox, symmetric with its spectrum in [0, 1],
-    and its hard/soft/flat structure (all but the l2 ball's outside it)."""
+    and its hard/soft/flat structure."""
     rng = np.random.default_rng(seed)
     function = _more_functions(rng)[index]
     v = 2.0 * rng.standard_normal(function.size)
@@ -182,7 +182,7 @@ def test_more_prox_jacobians_match_finite_differences(index, seed):
     assert spectrum.min() >= -1e-12 and spectrum.max() <= 1.0 + 1e-12
     if isinstance(function, _DIRECTIONS) and seed == 0:
         assert jac.directions.shape[0] and np.count_nonzero(D - np.diag(np.diag(D)))
-    assert jac.structured == (not isinstance(function, L2Ball) or np.linalg.norm(v) <= 1.5)
+    assert jac.structured
     if jac.structured:
         # hard rows: D = 0; soft rows: D = (I + H)^{-1}; hard directions E: D E' = 0; the
         # rest: D = I.
@@ -454,12 +454,14 @@ def test_reduced_and_lu_agree_with_a_quadratic_form_and_a_logistic_loss():
         lambda n: NormInf(n, weight=6.0),
         lambda n: L1Ball(n, 4.0),
         lambda n: Simplex(n, 3.0),
+        lambda n: L2Ball(n, 1.0),
     ],
-    ids=["tv1d", "norm_inf", "l1_ball", "simplex"],
+    ids=["tv1d", "norm_inf", "l1_ball", "simplex", "l2_ball"],
 )
 def test_reduced_and_lu_agree_with_hard_directions(make):
-    """The hard directions of 1-D TV, norm_inf, the l1 ball and the simplex (on x and on
-    A x) become rows E A of the saddle-point system; the reduced solve agrees with LU."""
+    """The hard directions of 1-D TV, norm_inf, the l1 and l2 balls and the simplex (on x
+    and on A x) become rows E A of the saddle-point system; the reduced solve agrees with
+    LU."""
     rng = np.random.default_rng(8)
     m, n = 12, 8
     A = rng.standard_normal((m, n))

@@ -20,7 +20,7 @@ Nothing of the forward iterations enters, so memory does not depend on their num
 ``ImplicitAdjoint`` solves J'u = rhs one of three ways (``method``):
 
 - ``"reduced"``: when every block's D has hard, soft and flat parts (every prox function
-  but the second-order, exponential, power and PSD cones and the l2 ball:
+  but the second-order, exponential, power and PSD cones:
   ``cvxprox.diff.jacobian``) and g_y = 0 (``ProxJacobian`` names hard rows, D = 0, and
   hard directions E, D E' = 0; soft rows with curvature H = D^{-1} - I; the flat rest,
   D = I). Then u_v = H A u_x on the soft rows and 0 on the flat ones, hard rows force
@@ -136,7 +136,7 @@ class ImplicitAdjoint:
             raise ValueError(
                 "adjoint method 'reduced' needs every term's prox Jacobian to have hard, "
                 "soft and flat parts; this program has a term without them (a second-order, "
-                "exponential, power or PSD cone, or an l2 ball)"
+                "exponential, power or PSD cone)"
             )
         self._JT: sp.csc_array | None = None
         self._lu = None

@@ -14,13 +14,13 @@ splits into D's null space (*hard*: coordinate rows where D has eigenvalue 0, an
 *hard directions* E, rows of a sparse matrix spanning the rest of the null space), rows
 where 0 < D < I with the curvature H = D^{-1} - I on the range of D (*soft*), and the
 rest, where D = I (*flat*). Every prox function here has one except the second-order,
-exponential, power and PSD cones and the l2 ball outside it (``ProxJacobian.hard`` is
-None):
+exponential, power and PSD cones (``ProxJacobian.hard`` is None):
 
 - diagonal D (separable functions, the zero and nonnegative cones, boxes): hard, soft
   and flat rows;
 - l2 norms (groups): D_g = s (I - uu') + uu', soft with H_g = (1/s - 1)(I - uu');
-- a quadratic form: D = (I + H)^{-1} on every row;
+- a quadratic form: D = (I + H)^{-1} on every row; the l2 ball outside it: the same
+  on the tangent space, and the hard direction v;
 - 1-D TV, norm_inf, the l1 ball and the simplex: D is the orthogonal projection onto a
   subspace that coordinates do not span (for TV, the signals constant on each segment of
   the prox), hard coordinate rows and hard directions (for TV, the differences of
@@ -384,12 +384,22 @@ def _support_projection(s: np.ndarray) -> sp.csr_array:
 
 def _l2_ball_jacobian(v: np.ndarray, radius: float) -> ProxJacobian:
     """Projection onto {||u|| <= r}: D = I inside; outside, with u = v/||v||,
-    p = r u and D = (r/||v||)(I - uu')."""
+    p = r u and D = (r/||v||)(I - uu'): the hard direction u, every row soft with
+    H = (||v||/r - 1)(I - uu') (0 along u), D = 0 when r = 0."""
     norm = float(np.linalg.norm(v))
     if norm <= radius:
         return ProxJacobian.diagonal(np.ones_like(v), None)
+    if radius == 0.0:
+        return ProxJacobian.diagonal(np.zeros_like(v), None)
     u = v / norm
-    return ProxJacobian(blocks=sp.csr_array(radius / norm * (np.eye(v.size) - np.outer(u, u))))
+    tangent = np.eye(v.size) - np.outer(u, u)
+    return ProxJacobian(
+        blocks=sp.csr_array(radius / norm * tangent),
+        hard=np.zeros(0, dtype=np.int64),
+        directions=sp.csr_array(u[None, :]),
+        soft=np.arange(v.size),
+        H=sp.csr_array((norm / radius - 1.0) * tangent),
+    )
 
 
 def _norm_inf_jacobian(function: NormInf, v: np.ndarray) -> ProxJacobian:
