@@ -17,7 +17,26 @@ from cvxprox.functions.cones import (
     SecondOrderCone,
     ZeroCone,
 )
-from cvxprox.functions.prox import GroupL2, Huber, Norm1, Norm2, Pos, SumSquares
+from cvxprox.functions.prox import (
+    TV1D,
+    BlockSum,
+    Box,
+    GroupL2,
+    Huber,
+    KLDiv,
+    L1Ball,
+    L2Ball,
+    LinfBall,
+    Logistic,
+    NegEntropy,
+    Norm1,
+    Norm2,
+    NormInf,
+    Pos,
+    Quadratic,
+    Simplex,
+    SumSquares,
+)
 from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import Program, Term
 from cvxprox.operators.linops import Identity, MatrixOp
@@ -112,6 +131,118 @@ def test_weight_derivative_matches_finite_differences(index):
         step[k] = 1e-6
         expected.append((loss(weights + step) - loss(weights - step)) / 2e-6)
     loss(weights)
+    got = prox_jacobian(function, v).weight_gradient(r)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def _more_functions(rng: np.random.Generator) -> list:
+    """The functions whose D is general (not diagonal) or whose prox solves an equation."""
+    m = 8
+    w = rng.uniform(0.3, 2.0, m)
+    Q = rng.standard_normal((m, m))
+    return [
+        NormInf(m, weight=1.5),
+        TV1D(m, weight=0.6),
+        Logistic(m, weight=w),
+        NegEntropy(m, weight=w),
+        KLDiv(m, c=rng.uniform(0.5, 2.0, m), weight=w),
+        Quadratic(Q @ Q.T, weight=0.7),
+        Box(-0.5, np.linspace(0.0, 2.0, m)),
+        LinfBall(m, 1.0),
+        L1Ball(m, 2.0),
+        L2Ball(m, 1.5),
+        Simplex(m, 4.0),
+        BlockSum([TV1D(3, weight=0.3), TV1D(5, weight=0.8)]),
+        BlockSum([NormInf(4, weight=0.5), NormInf(4, weight=1.0)]),
+        BlockSum([Norm1(4, weight=w[4:]), Norm1(4, weight=w[:4])]),
+    ]
+
+
+#: Functions whose D is a projection onto a subspace not spanned by coordinates, at the
+#: points of the test below (a segment of TV, several clipped entries of norm_inf, ...):
+#: its null space has hard directions.
+_DIRECTIONS = (NormInf, TV1D, L1Ball, Simplex, L2Ball)
+
+
+@pytest.mark.parametrize("index", range(14))
+@pytest.mark.parametrize("seed", range(3))
+def test_more_prox_jacobians_match_finite_differences(index, seed):
+    """D against central differences of the prox, symmetric with its spectrum in [0, 1],
+    and its hard/soft/flat structure."""
+    rng = np.random.default_rng(seed)
+    function = _more_functions(rng)[index]
+    v = 2.0 * rng.standard_normal(function.size)
+    jac = prox_jacobian(function, v)
+    D = jac.D.toarray()
+    np.testing.assert_allclose(
+        D, _finite_difference_jacobian(lambda u: prox_map(function, u), v), atol=1e-6
+    )
+    np.testing.assert_array_equal(D, D.T)
+    spectrum = np.linalg.eigvalsh(D)
+    assert spectrum.min() >= -1e-12 and spectrum.max() <= 1.0 + 1e-12
+    if isinstance(function, _DIRECTIONS) and seed == 0:
+        assert jac.directions.shape[0] and np.count_nonzero(D - np.diag(np.diag(D)))
+    assert jac.structured
+    if jac.structured:
+        # hard rows: D = 0; soft rows: D = (I + H)^{-1}; hard directions E: D E' = 0; the
+        # rest: D = I.
+        rebuilt = np.eye(v.size)
+        rebuilt[jac.hard] = 0.0
+        H = jac.H.toarray() if sp.issparse(jac.H) else np.diag(jac.H)
+        rebuilt[np.ix_(jac.soft, jac.soft)] = np.linalg.inv(np.eye(jac.soft.size) + H)
+        if jac.directions is not None:
+            E = jac.directions.toarray()
+            rebuilt -= E.T @ np.linalg.solve(E @ E.T, E)
+        np.testing.assert_allclose(D, rebuilt, atol=1e-12)
+
+
+def test_tv1d_jacobian_averages_over_the_segments_of_the_prox():
+    """D = 11'/k on each run of k equal entries of p (Clarabel's prox as the reference)."""
+    v = np.array([0.0, 0.2, -0.1, 3.0, 3.3, 2.9, 3.1, -1.0, -1.2, 0.5])
+    p = prox_map(TV1D(v.size, weight=0.3), v)
+    u = cp.Variable(v.size)
+    objective = 0.5 * cp.sum_squares(u - v) + 0.3 * cp.norm1(cp.diff(u))
+    cp.Problem(cp.Minimize(objective)).solve(solver=cp.CLARABEL, **CLARABEL_CONES)
+    np.testing.assert_allclose(p, u.value, atol=1e-8)
+    D = prox_jacobian(TV1D(v.size, weight=0.3), v).D.toarray()
+    segments = [[0, 1, 2], [3, 4, 5, 6], [7, 8], [9]]
+    expected = np.zeros((v.size, v.size))
+    for seg in segments:
+        expected[np.ix_(seg, seg)] = 1.0 / len(seg)
+    np.testing.assert_allclose(D, expected, atol=1e-15)
+
+
+def _weight_setters(function) -> list:
+    """(get, set) of each weight of a function (of each block of a BlockSum)."""
+    parts = function.functions if isinstance(function, BlockSum) else [function]
+    out = []
+    for part in parts:
+        if np.ndim(part.weight) == 0:
+            out.append((part, None))
+        else:
+            out.extend((part, k) for k in range(part.weight.size))
+    return out
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3, 4, 5, 11, 12, 13])
+def test_more_weight_derivatives_match_finite_differences(index):
+    rng = np.random.default_rng(6)
+    function = _more_functions(rng)[index]
+    v = 2.0 * rng.standard_normal(function.size)
+    r = rng.standard_normal(function.size)
+    expected = []
+    for part, k in _weight_setters(function):
+        base = part.weight
+        values = []
+        for step in (1e-6, -1e-6):
+            if k is None:
+                part.weight = base + step
+            else:
+                part.weight = base.copy()
+                part.weight[k] += step
+            values.append(float(r @ prox_map(function, v)))
+        part.weight = base
+        expected.append((values[0] - values[1]) / 2e-6)
     got = prox_jacobian(function, v).weight_gradient(r)
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
@@ -288,3 +419,71 @@ def test_residual_map_of_a_structured_program_matches_its_jacobian():
         lambda p: residual(p[: residual.n], p[residual.n :]), point
     )
     np.testing.assert_allclose(J, expected, atol=1e-6)
+
+
+def test_reduced_and_lu_agree_with_a_quadratic_form_and_a_logistic_loss():
+    """D = (I + 2w Q)^{-1} is eliminated as a soft block with H = 2w Q (Quadratic), next
+    to a diagonal soft block (Logistic) and the hard rows of norm1's kinks."""
+    rng = np.random.default_rng(7)
+    m, n = 6, 5
+    F = rng.standard_normal((m, m))
+    program = Program(
+        c=rng.standard_normal(n),
+        terms=[
+            Term(Quadratic(F @ F.T, weight=0.5), MatrixOp(rng.standard_normal((m, n))), np.ones(m)),
+            Term(Logistic(m, weight=1.5), MatrixOp(rng.standard_normal((m, n))), np.zeros(m)),
+            Term(Norm1(n, weight=1.0), Identity(n), np.zeros(n)),
+        ],
+    )
+    result = _tight(program)
+    jacobians = ResidualMap.from_program(program).jacobians(result.z + result.y)
+    assert all(jac.structured for jac in jacobians) and jacobians[2].hard.size
+    g = rng.standard_normal(n)
+    solutions = [
+        ImplicitAdjoint(program, x=result.x, y=result.y, z=result.z, method=method).solve(g)
+        for method in ("reduced", "lu")
+    ]
+    np.testing.assert_allclose(solutions[0][0], solutions[1][0], atol=1e-9)
+    np.testing.assert_allclose(solutions[0][1], solutions[1][1], atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda n: TV1D(n, weight=2.0),
+        lambda n: NormInf(n, weight=6.0),
+        lambda n: L1Ball(n, 4.0),
+        lambda n: Simplex(n, 3.0),
+        lambda n: L2Ball(n, 1.0),
+    ],
+    ids=["tv1d", "norm_inf", "l1_ball", "simplex", "l2_ball"],
+)
+def test_reduced_and_lu_agree_with_hard_directions(make):
+    """The hard directions of 1-D TV, norm_inf, the l1 and l2 balls and the simplex (on x
+    and on A x) become rows E A of the saddle-point system; the reduced solve agrees with
+    LU."""
+    rng = np.random.default_rng(8)
+    m, n = 12, 8
+    A = rng.standard_normal((m, n))
+    b = A @ np.repeat([1.0, -1.0], n // 2) + 0.1 * rng.standard_normal(m)
+    for op in (Identity(n), MatrixOp(rng.standard_normal((n, n)))):
+        program = Program(
+            c=0.1 * rng.standard_normal(n),
+            terms=[Term(SumSquares(m), MatrixOp(A), b), Term(make(n), op, np.zeros(n))],
+        )
+        result = _tight(program)
+        jac = ResidualMap.from_program(program).jacobians(result.z + result.y)[1]
+        assert jac.structured and jac.directions.shape[0]
+        g = rng.standard_normal(n)
+        adjoints = [
+            ImplicitAdjoint(program, x=result.x, y=result.y, z=result.z, method=method)
+            for method in ("auto", "lu")
+        ]
+        solutions = [adjoint.solve(g) for adjoint in adjoints]
+        np.testing.assert_allclose(solutions[0][0], solutions[1][0], atol=1e-8)
+        np.testing.assert_allclose(solutions[0][1], solutions[1][1], atol=1e-8)
+        if isinstance(program.terms[1].function, TV1D):
+            # "auto" took the reduced system, which never formed TV's D (k^2 entries per
+            # segment of length k); LU did.
+            assert callable(adjoints[0].jacobians[1].blocks)
+            assert not callable(adjoints[1].jacobians[1].blocks)

@@ -8,8 +8,18 @@ import pytest
 import scipy.sparse as sp
 
 from cvxprox.functions.cones import NonnegCone, SecondOrderCone, ZeroCone
-from cvxprox.functions.prox import Norm1, ProxFunction
+from cvxprox.functions.prox import (
+    TV1D,
+    BlockSum,
+    KLDiv,
+    Logistic,
+    NegEntropy,
+    Norm1,
+    NormInf,
+    ProxFunction,
+)
 from cvxprox.interface.options import SolverOptions
+from cvxprox.ir.batch import StackedStructuredProgram, weight_entries
 from cvxprox.ir.program import AssembledProgram, Program, Term
 from cvxprox.operators.linops import Identity, MatrixOp
 from cvxprox.solvers.select import solve_program
@@ -175,3 +185,36 @@ def test_the_bounds_attribute_is_the_programs_bounds() -> None:
     assert problem.status == "optimal"
     np.testing.assert_allclose(x.value, [2.0, 0.0, -0.5], atol=1e-6)
     np.testing.assert_allclose(con.dual_value, 2.0, atol=1e-6)
+
+
+def test_a_batch_stacks_entrywise_weights_and_holds_other_functions_as_block_sums() -> None:
+    """Logistic, entropy and KL terms merge into one function of the concatenated
+    arguments (weights and KL's c concatenated); 1-D TV and norm_inf, which do not merge
+    entrywise, become a BlockSum of the elements' functions. Either way the merged prox is
+    the elements' proxes side by side, and the weights are one entry per weight."""
+    rng = np.random.default_rng(0)
+    n = 5
+
+    def element(scale: float) -> Program:
+        terms = [
+            Term(Logistic(n, weight=scale), Identity(n), np.zeros(n)),
+            Term(NegEntropy(n, weight=scale * np.ones(n)), Identity(n), np.zeros(n)),
+            Term(KLDiv(n, c=scale + np.arange(n), weight=1.0), Identity(n), np.zeros(n)),
+            Term(TV1D(n, weight=scale), Identity(n), np.zeros(n)),
+            Term(NormInf(n, weight=scale), MatrixOp(rng.standard_normal((n, n))), np.zeros(n)),
+        ]
+        return Program(c=np.zeros(n), terms=terms)
+
+    programs = [element(0.5), element(2.0)]
+    stack = StackedStructuredProgram(programs).program
+    kinds = [type(t.function) for t in stack.terms]
+    assert kinds == [Logistic, NegEntropy, KLDiv, BlockSum, BlockSum]
+    assert isinstance(stack.terms[3].op, Identity)
+    for k, term in enumerate(stack.terms):
+        v = rng.standard_normal(2 * n)
+        parts = [
+            p.terms[k].function.prox(v[b * n : (b + 1) * n], 0.7) for b, p in enumerate(programs)
+        ]
+        np.testing.assert_allclose(term.function.prox(v, 0.7), np.concatenate(parts), atol=1e-14)
+    assert weight_entries(stack.terms[3].function).tolist() == [0.5, 2.0]
+    assert weight_entries(stack.terms[0].function).shape == (2 * n,)

@@ -19,6 +19,7 @@ from scipy.special import expit
 from cvxprox.functions.cones import NonnegCone, ZeroCone
 from cvxprox.functions.prox import (
     TV1D,
+    BlockSum,
     Box,
     GroupL2,
     Huber,
@@ -112,6 +113,11 @@ CASES = [
         lambda u: (sum(GROUP_W[g] * cp.norm(u[2 * g : 2 * g + 2], 2) for g in range(4)), []),
     ),
     Case("tv1d", lambda: TV1D(M, 0.6), lambda u: (0.6 * cp.tv(u), [])),
+    Case(
+        "block_sum",
+        lambda: BlockSum([TV1D(3, 0.6), NormInf(5, 1.3)]),
+        lambda u: (0.6 * cp.tv(u[:3]) + 1.3 * cp.norm_inf(u[3:]), []),
+    ),
     Case("quad_form", lambda: Quadratic(Q_PSD, 0.8), lambda u: (0.8 * cp.quad_form(u, Q_PSD), [])),
     Case("logistic_w", lambda: Logistic(M, W_ARRAY), lambda u: (W_ARRAY @ cp.logistic(u), [])),
     Case(
@@ -165,6 +171,9 @@ def _violation(f: ProxFunction, v: np.ndarray, u: np.ndarray, t: float) -> float
     def add(*values: np.ndarray | float) -> None:
         gaps.extend(float(np.max(x, initial=0.0)) for x in values)
 
+    if isinstance(f, BlockSum):
+        parts = zip(f.functions, f.blocks(v), f.blocks(u), strict=True)
+        return max(_violation(g, vb, ub, t) for g, vb, ub in parts)
     if isinstance(f, ZeroCone):
         add(np.abs(u))
     elif isinstance(f, NonnegCone):
@@ -602,6 +611,8 @@ def test_describe_and_repr() -> None:
         lambda: TV1D(0),
         lambda: TV1D(M, -1.0),
         lambda: TV1D(M, np.ones(M)),
+        lambda: BlockSum([]),
+        lambda: BlockSum([Norm1(M), 1.0]),
     ],
 )
 def test_bad_parameters_raise(build: Callable[[], ProxFunction]) -> None:

@@ -100,8 +100,48 @@ def square_root_lasso(rng):
     return cp.Problem(cp.Minimize(objective)), [A, B, lam], [W], values
 
 
+def tv1d_denoising(rng):
+    """1-D TV of a piecewise constant signal: segments of the prox (TV1D)."""
+    y, lam, x = cp.Parameter(12), cp.Parameter(nonneg=True), cp.Variable(12)
+    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(x - y) + lam * cp.tv(x)))
+    signal = np.repeat([0.0, 2.0, -1.0], 4) + 0.3 * rng.standard_normal(12)
+    return prob, [y, lam], [x], [signal, 0.4]
+
+
+def norm_inf_regression(rng):
+    """Least squares with a norm_inf penalty that clips several entries of x together."""
+    m, n = 10, 6
+    A, b, lam = cp.Parameter((m, n)), cp.Parameter(m), cp.Parameter(nonneg=True)
+    x = cp.Variable(n)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(A @ x - b) + lam * cp.norm_inf(x)))
+    return prob, [A, b, lam], [x], [rng.standard_normal((m, n)), 3.0 * rng.standard_normal(m), 10.0]
+
+
+def logistic_regression(rng):
+    m, n = 20, 4
+    X, lam = cp.Parameter((m, n)), cp.Parameter(nonneg=True)
+    w = cp.Variable(n)
+    labels = np.where(rng.standard_normal(m) > 0, 1.0, -1.0)
+    loss = cp.sum(cp.logistic(-cp.multiply(labels, X @ w)))
+    prob = cp.Problem(cp.Minimize(loss + lam * cp.sum_squares(w)))
+    return prob, [X, lam], [w], [rng.standard_normal((m, n)) + 0.5 * labels[:, None], 0.3]
+
+
+def entropy_projection(rng):
+    """min c'x + ||x - y||^2 - sum(entr(x)) over the simplex (NegEntropy, an equality)."""
+    n = 6
+    c, y, x = cp.Parameter(n), cp.Parameter(n), cp.Variable(n)
+    objective = c @ x + cp.sum_squares(x - y) - cp.sum(cp.entr(x))
+    prob = cp.Problem(cp.Minimize(objective), [cp.sum(x) == 1])
+    return prob, [c, y], [x], [rng.standard_normal(n), rng.uniform(0.0, 0.5, n)]
+
+
 MODELS = [
     tv_denoising,
+    tv1d_denoising,
+    norm_inf_regression,
+    logistic_regression,
+    entropy_projection,
     square_root_lasso,
     lasso,
     huber_regression,
@@ -170,12 +210,13 @@ def test_auto_takes_the_structured_route_for_a_lasso_and_cones_otherwise():
     layer(*_tensors(values))
     assert layer.info["route"].startswith("structured")
     assert layer.info["algorithm"] == "fista"
-    # 1-D TV: an exact TV prox term, which has no Jacobian here yet.
+    # 1-D TV: an exact TV prox term (FISTA), whose prox Jacobian averages over segments.
     y, mu, z = cp.Parameter(12), cp.Parameter(nonneg=True), cp.Variable(12)
     tv1 = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(z - y) + mu * cp.tv(z)))
     layer = CvxproxLayer(tv1, [y, mu], [z])
     layer(torch.tensor(rng.standard_normal(12)), torch.tensor(0.2))
-    assert layer.info["route"].startswith("cones: no prox Jacobian"), layer.info["route"]
+    assert layer.info["route"].startswith("structured"), layer.info["route"]
+    assert layer.info["algorithm"] == "fista"
     # A parameter of 100 entries in a weight cannot be probed.
     W, x = cp.Parameter(100, nonneg=True), cp.Variable(100)
     weighted = cp.Problem(cp.Minimize(cp.sum_squares(x - 1) + cp.sum(cp.multiply(W, cp.abs(x)))))
@@ -314,3 +355,67 @@ def test_an_equality_fixing_a_coordinate_at_a_kink_takes_the_whole_multiplier():
     values = [np.array([0.2, 2.0, -3.0, 0.1]), 0.0]
     _, (_, da) = _gradients(prob, [t, a], x, values, "always", np.array([1.0, 0, 0, 0]))
     np.testing.assert_allclose(da, 1.0, atol=1e-8)
+
+
+def _clarabel(prob, params, values):
+    for param, value in zip(params, values, strict=True):
+        param.value = value
+    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-11, tol_gap_rel=1e-11, tol_feas=1e-11)
+    return [v.value for v in prob.variables()]
+
+
+def test_tv1d_gradient_is_the_average_over_the_segments_of_clarabels_solution():
+    """x = prox_{lam TV}(y), so dL/dy = D dL/dx with D = 11'/k on each run of k equal
+    entries of x, and dL/dlam = (dx/dlam)'dL/dx with dx/dlam = (s_right - s_left)/k on a
+    run (s the signs of the jumps to its neighbours), read off Clarabel's solution."""
+    rng = np.random.default_rng(12)
+    prob, params, variables, values = tv1d_denoising(rng)
+    (x_ref,) = _clarabel(prob, params, values)
+    cuts = np.flatnonzero(np.abs(np.diff(x_ref)) > 1e-6) + 1
+    segments = np.split(np.arange(x_ref.size), cuts)
+    assert max(len(seg) for seg in segments) > 1
+    layer = CvxproxLayer(prob, params, variables, solver_args=TIGHT)
+    y, lam = (torch.tensor(v, requires_grad=True) for v in values)
+    (x,) = layer(y, lam)
+    assert layer.info["route"].startswith("structured"), layer.info["route"]
+    np.testing.assert_allclose(x.detach().numpy(), x_ref, atol=1e-7)
+    weights = rng.standard_normal(x_ref.size)
+    (x * torch.tensor(weights)).sum().backward()
+    jumps = np.concatenate([[0.0], np.sign(np.diff(x_ref))[cuts - 1], [0.0]])
+    dy, dlam = np.zeros_like(weights), 0.0
+    for k, seg in enumerate(segments):
+        dy[seg] = weights[seg].mean()
+        dlam += (jumps[k + 1] - jumps[k]) * weights[seg].mean()
+    np.testing.assert_allclose(y.grad.numpy(), dy, atol=1e-7)
+    np.testing.assert_allclose(float(lam.grad), dlam, atol=1e-7)
+
+
+def test_norm_inf_regression_clips_several_entries_and_matches_clarabel():
+    """The solution has several entries at +-||x||_inf (norm_inf's prox Jacobian has a
+    rank-one block there); its gradient against central differences of Clarabel's
+    solution map."""
+    rng = np.random.default_rng(3)
+    prob, params, variables, values = norm_inf_regression(rng)
+    (x_ref,) = _clarabel(prob, params, values)
+    top = np.abs(x_ref).max()
+    assert np.count_nonzero(np.abs(x_ref) > top - 1e-7) > 1
+    layer = CvxproxLayer(prob, params, variables, solver_args=TIGHT)
+    tensors = [torch.tensor(np.asarray(v, dtype=np.float64), requires_grad=True) for v in values]
+    (x,) = layer(*tensors)
+    assert layer.info["route"].startswith("structured"), layer.info["route"]
+    np.testing.assert_allclose(x.detach().numpy(), x_ref, atol=1e-7)
+    weights = rng.standard_normal(x_ref.size)
+    (x * torch.tensor(weights)).sum().backward()
+    directions = [rng.standard_normal(np.shape(v)) for v in values]
+    analytic = sum(
+        float((t.grad.numpy() * d).sum()) for t, d in zip(tensors, directions, strict=True)
+    )
+    h = 1e-5
+    losses = [
+        weights
+        @ _clarabel(prob, params, [v + s * h * d for v, d in zip(values, directions, strict=True)])[
+            0
+        ]
+        for s in (1.0, -1.0)
+    ]
+    np.testing.assert_allclose(analytic, (losses[0] - losses[1]) / (2 * h), rtol=1e-5, atol=1e-6)

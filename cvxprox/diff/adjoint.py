@@ -19,14 +19,16 @@ and the data gradients follow from R's dependence on them:
 Nothing of the forward iterations enters, so memory does not depend on their number.
 ``ImplicitAdjoint`` solves J'u = rhs one of three ways (``method``):
 
-- ``"reduced"``: when every block's D is diagonal or l2-group (the zero and nonnegative
-  cones, ``DIFFERENTIABLE_FUNCTIONS``) and g_y = 0 (``ProxJacobian`` names hard rows,
-  D = 0; soft rows with curvature H = D^{-1} - I; flat rows, D = I). Then u_v = H A u_x on
-  the soft rows and 0 on the flat ones, hard rows force (A u_x)_j = 0 with u_v,j their
-  multiplier, and eliminating u_v leaves the symmetric saddle-point system
+- ``"reduced"``: when every block's D has hard, soft and flat parts (every prox function
+  but the second-order, exponential, power and PSD cones:
+  ``cvxprox.diff.jacobian``) and g_y = 0 (``ProxJacobian`` names hard rows, D = 0, and
+  hard directions E, D E' = 0; soft rows with curvature H = D^{-1} - I; the flat rest,
+  D = I). Then u_v = H A u_x on the soft rows and 0 on the flat ones, hard rows force
+  (A u_x)_j = 0 with u_v,j their multiplier, hard directions E A u_x = 0 with u_v = E'mu,
+  and eliminating u_v leaves the symmetric saddle-point system
 
       [ P + A_S' H A_S   C' ] [u_x]   [g]
-      [ C                0  ] [mu ] = [0],     C = the hard rows,
+      [ C                0  ] [mu ] = [0],     C = the hard rows and E A,
 
   whose hard rows that fix one coordinate (a norm or a bound on x itself) are eliminated
   first: for a lasso it is the Gram matrix of the active columns. Fast for small dense
@@ -132,8 +134,9 @@ class ImplicitAdjoint:
         self._prefer_reduced = self.reducible and isinstance(program, Program)
         if method == "reduced" and not self.reducible:
             raise ValueError(
-                "adjoint method 'reduced' needs every term's prox Jacobian to be diagonal or "
-                "l2-group; this program has a second-order, exponential, power or PSD cone"
+                "adjoint method 'reduced' needs every term's prox Jacobian to have hard, "
+                "soft and flat parts; this program has a term without them (a second-order, "
+                "exponential, power or PSD cone)"
             )
         self._JT: sp.csc_array | None = None
         self._lu = None
@@ -242,7 +245,7 @@ class ImplicitAdjoint:
         if residual.P is not None:
             P_free = sp.csr_array(residual.P)[free][:, free]
             M = M + (P_free.toarray() if dense else sp.csc_array(P_free))
-        generals = [_take(A, r.general, n) for A, r in zip(matrices, rows, strict=True)]
+        generals = [r.general_rows(A, n) for A, r in zip(matrices, rows, strict=True)]
         C = _stack(dense, [G[:, free] for G in generals])
         u_free, mu = _saddle_point(M, C, g[free])
         u_x = np.zeros(n)
@@ -254,22 +257,27 @@ class ImplicitAdjoint:
             left -= residual.P @ u_x
         u_v = np.zeros(residual.m)
         start = 0
-        for G, r, a in zip(generals, rows, residual.starts[:-1], strict=True):
-            mu_i = mu[start : start + r.general.size]
-            start += r.general.size
+        for G, r, a, e in zip(
+            generals, rows, residual.starts[:-1], residual.starts[1:], strict=True
+        ):
+            mu_i = mu[start : start + G.shape[0]]
+            start += G.shape[0]
             left -= G.T @ mu_i
-            u_v[a + r.general] = mu_i
+            u_v[a + r.general] = mu_i[: r.general.size]
+            if r.directions is not None:
+                u_v[a:e] += r.directions.T @ mu_i[r.general.size :]
         for A, r, a in zip(matrices, rows, residual.starts[:-1], strict=True):
-            u_v[a + r.soft] = _curve(r.H, _take(A, r.soft, n) @ u_x)
-            u_v[a + r.coord_rows] = r.coef * left[r.coord_cols] / squares[r.coord_cols]
+            u_v[a + r.soft] += _curve(r.H, _take(A, r.soft, n) @ u_x)
+            u_v[a + r.coord_rows] += r.coef * left[r.coord_cols] / squares[r.coord_cols]
         return u_x, u_v
 
 
 @dataclass
 class _Rows:
     """One block's rows sorted by its prox Jacobian: ``soft`` (curvature ``H``), hard rows
-    fixing one coordinate (``coord_rows``: a x_cols = 0 with a = ``coef``) and other hard
-    rows (``general``); the remaining rows are flat."""
+    fixing one coordinate (``coord_rows``: a x_cols = 0 with a = ``coef``), other hard
+    rows (``general``) and hard directions (E, ``directions``: E A x = 0); the rest of
+    the space is flat."""
 
     soft: np.ndarray
     H: np.ndarray | sp.csr_array
@@ -277,21 +285,35 @@ class _Rows:
     coord_cols: np.ndarray
     coef: np.ndarray
     general: np.ndarray
+    directions: sp.csr_array | None
 
     @classmethod
     def split(cls, A: Matrix, jac: ProxJacobian) -> _Rows:
-        hard, soft, H = jac.hard, jac.soft, jac.H
+        hard, soft, H, E = jac.hard, jac.soft, jac.H, jac.directions
         empty = np.zeros(0, dtype=np.int64)
         if A is None:
-            return cls(soft, H, hard, hard, np.ones(hard.size), empty)
+            return cls(soft, H, hard, hard, np.ones(hard.size), empty, E)
         if not sp.issparse(A) or hard.size == 0:
-            return cls(soft, H, empty, empty, np.zeros(0), hard)
+            return cls(soft, H, empty, empty, np.zeros(0), hard, E)
         counts = np.diff(A.indptr)[hard]
         single = hard[counts == 1]
         cols = A.indices[A.indptr[single]]
         coef = A.data[A.indptr[single]]
         nonzero = coef != 0
-        return cls(soft, H, single[nonzero], cols[nonzero], coef[nonzero], hard[counts != 1])
+        return cls(soft, H, single[nonzero], cols[nonzero], coef[nonzero], hard[counts != 1], E)
+
+    def general_rows(self, A: Matrix, n: int) -> np.ndarray | sp.csr_array:
+        """The constraint rows of the general hard rows, then of the hard directions:
+        A[general] and E A, shape (k, n)."""
+        rows = _take(A, self.general, n)
+        if self.directions is None or self.directions.shape[0] == 0:
+            return rows
+        EA = self.directions if A is None else self.directions @ A
+        if rows.shape[0] == 0:
+            return EA
+        if sp.issparse(rows) and sp.issparse(EA):
+            return sp.csr_array(sp.vstack([rows, EA]))
+        return np.vstack([r.toarray() if sp.issparse(r) else r for r in (rows, EA)])
 
 
 def _take(A: Matrix, rows: np.ndarray, n: int) -> np.ndarray | sp.csr_array:

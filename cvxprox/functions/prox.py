@@ -61,6 +61,7 @@ __all__ = [
     "Pos",
     "GroupL2",
     "TV1D",
+    "BlockSum",
     "Logistic",
     "NegEntropy",
     "KLDiv",
@@ -1004,6 +1005,66 @@ class TV1D(_ScalarWeighted):
 
     def describe(self) -> str:
         return _weighted_name("tv1d", self.weight)
+
+
+class BlockSum(ProxFunction):
+    """f(v) = sum_b f_b(v_b) over consecutive blocks v_b of v, one function f_b each.
+
+    The prox (and the prox of the conjugate) acts block by block; f is smooth or an
+    indicator when every f_b is. A batch of programs stacked into one
+    (``cvxprox.ir.batch``) holds a function that does not merge entrywise (1-D TV,
+    norm_inf, a ball, a quadratic form) as such a sum, one block per element.
+
+    Parameters
+    ----------
+    functions : list of ProxFunction
+        f_1, ..., f_B; v has length m = sum_b m_b.
+    """
+
+    def __init__(self, functions: list[ProxFunction]) -> None:
+        if not functions or not all(isinstance(f, ProxFunction) for f in functions):
+            raise ValueError("BlockSum needs a nonempty list of ProxFunctions")
+        self.functions = list(functions)
+        self.starts = np.cumsum([0] + [f.size for f in self.functions])
+        self.size = int(self.starts[-1])
+        self.smooth = all(f.smooth for f in self.functions)
+        self.is_indicator = all(f.is_indicator for f in self.functions)
+
+    def blocks(self, v: np.ndarray) -> list[np.ndarray]:
+        """v (m,) as its blocks v_b (m_b,)."""
+        return [v[a:e] for a, e in zip(self.starts[:-1], self.starts[1:], strict=True)]
+
+    def __call__(self, v: np.ndarray) -> float:
+        parts = self.blocks(self._vector(v))
+        return float(sum(f(vb) for f, vb in zip(self.functions, parts, strict=True)))
+
+    def prox(self, v: np.ndarray, t: float) -> np.ndarray:
+        parts = self.blocks(self._vector(v))
+        return np.concatenate([f.prox(vb, t) for f, vb in zip(self.functions, parts, strict=True)])
+
+    def prox_conj(self, v: np.ndarray, s: float) -> np.ndarray:
+        parts = self.blocks(self._vector(v))
+        return np.concatenate(
+            [f.prox_conj(vb, s) for f, vb in zip(self.functions, parts, strict=True)]
+        )
+
+    def grad(self, v: np.ndarray) -> np.ndarray:
+        parts = self.blocks(self._vector(v))
+        return np.concatenate([f.grad(vb) for f, vb in zip(self.functions, parts, strict=True)])
+
+    def lipschitz(self) -> float:
+        return max(f.lipschitz() for f in self.functions)
+
+    def support(self, y: Any) -> tuple[Any, float] | None:
+        """The blocks' supports summed (None when one of them is not known)."""
+        parts = [f.support(yb) for f, yb in zip(self.functions, self.blocks(y), strict=True)]
+        if any(part is None for part in parts):
+            return None
+        xp = array_namespace(y)
+        return xp.concat([part[0] for part in parts]), float(sum(part[1] for part in parts))
+
+    def describe(self) -> str:
+        return f"block_sum({len(self.functions)} x {self.functions[0].describe()})"
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ with the tensors T stored row-reduced to the sparsity pattern they produce. Here
   that the algorithms run one vectorized iteration over the whole batch;
 - ``StackedStructuredProgram`` does the same for B structured programs of one shape
   (``cvxprox.ir.program.Program``): term k of every element becomes one term on a
-  ``BlockDiagonal`` operator, with the elements' weights concatenated.
+  ``BlockDiagonal`` operator, with the elements' weights concatenated (a function that
+  does not merge entrywise, such as 1-D TV or norm_inf, as a ``BlockSum`` of the
+  elements' functions).
 
 The IR's convention (``cvxprox.ir.program``) is ``f_K(A x - b)`` with ``A = A_cvx``, ``b = -b_cvx``;
 finite variable bounds append nonnegative rows ``x - l >= 0``, ``u - x >= 0``.
@@ -43,12 +45,19 @@ from cvxprox.functions.cones import (
     cones_from_dims,
 )
 from cvxprox.functions.prox import (
+    TV1D,
+    BlockSum,
     GroupL2,
     Huber,
+    KLDiv,
+    Logistic,
+    NegEntropy,
     Norm1,
     Norm2,
+    NormInf,
     Pos,
     ProxFunction,
+    Quadratic,
     SumSquares,
 )
 from cvxprox.ir.program import Program, RowTerm, Term, bound_rows
@@ -480,26 +489,28 @@ def _block_pattern(
 
 
 #: Separable functions whose elementwise weights concatenate over a batch.
-_WEIGHTED = (Norm1, SumSquares, Pos, Huber)
+_WEIGHTED = (Norm1, SumSquares, Pos, Huber, Logistic, NegEntropy, KLDiv)
 _INDICATORS = (ZeroCone, NonnegCone)
 #: Cones of several blocks, which concatenate over a batch block by block.
 _BLOCK_CONES = (SecondOrderCone, ExpCone, PSDCone, PowCone3D)
-
-
-def stackable(function: ProxFunction) -> bool:
-    """Whether ``StackedStructuredProgram`` can merge a function over a batch."""
-    return isinstance(function, _WEIGHTED + _INDICATORS + _BLOCK_CONES + (GroupL2, Norm2))
+#: Functions with one weight for the whole vector.
+_SCALAR_WEIGHTED = (Norm2, NormInf, TV1D, Quadratic)
 
 
 def weight_entries(function: ProxFunction) -> np.ndarray | None:
-    """A function's weights, one entry per weight: per group (GroupL2), one (Norm2), per
-    entry (separable functions); None for indicators."""
+    """A function's weights, one entry per weight: per group (GroupL2), one (Norm2,
+    NormInf, TV1D, Quadratic), per entry (separable functions), the blocks' entries in
+    order (BlockSum); None for indicators."""
+    if isinstance(function, BlockSum):
+        parts = [weight_entries(f) for f in function.functions]
+        parts = [part for part in parts if part is not None]
+        return np.concatenate(parts) if parts else None
     weight = getattr(function, "weight", None)
     if weight is None:
         return None
     if isinstance(function, GroupL2):
         count = function.groups
-    elif isinstance(function, Norm2):
+    elif isinstance(function, _SCALAR_WEIGHTED):
         count = 1
     else:
         count = function.size
@@ -520,6 +531,8 @@ def _merge_functions(functions: list[ProxFunction]) -> ProxFunction:
         return ExpCone(sum(f.count for f in functions))
     if isinstance(first, PowCone3D):
         return PowCone3D(np.concatenate([f.alphas for f in functions]))
+    if not isinstance(first, _WEIGHTED + (GroupL2, Norm2)):
+        return BlockSum(functions)
     weight = np.concatenate([weight_entries(f) for f in functions])
     if np.all(weight == weight[0]):
         weight = float(weight[0])
@@ -533,6 +546,9 @@ def _merge_functions(functions: list[ProxFunction]) -> ProxFunction:
         if any(f.M != first.M for f in functions):
             raise ValueError("huber terms with different M cannot be stacked")
         return Huber(size, first.M, weight=weight)
+    if isinstance(first, KLDiv):
+        c = np.concatenate([np.broadcast_to(f.c, (f.size,)) for f in functions])
+        return KLDiv(size, c, weight=weight)
     return type(first)(size, weight=weight)
 
 
@@ -552,7 +568,7 @@ class StackedStructuredProgram:
     Parameters
     ----------
     programs : list of Program
-        With equal ``signature`` and functions that are ``stackable``.
+        With equal ``signature``.
     """
 
     def __init__(self, programs: list[Program]) -> None:

@@ -26,9 +26,7 @@ the parameters (DPP), so each parameter takes one of two exact ways:
   derivative of all data in the direction e_k.
 
 Problems where neither applies (a large parameter outside the terms' arguments), or whose
-terms have no prox Jacobian here (``DIFFERENTIABLE_FUNCTIONS``) or cannot be stacked over a
-batch (``cvxprox.ir.batch.stackable``: a second-order, exponential or PSD cone term), take
-the cone route.
+terms have no prox Jacobian here (``DIFFERENTIABLE_FUNCTIONS``), take the cone route.
 """
 
 from __future__ import annotations
@@ -50,7 +48,7 @@ from cvxpy.problems.objective import Minimize
 from cvxprox.cvxpy_compat import assign_parameter_value
 from cvxprox.diff import DIFFERENTIABLE_FUNCTIONS, ImplicitAdjoint
 from cvxprox.interface.options import SolverOptions
-from cvxprox.ir.batch import StackedStructuredProgram, signature, stackable, weight_entries
+from cvxprox.ir.batch import StackedStructuredProgram, signature, weight_entries
 from cvxprox.ir.program import Program
 from cvxprox.reductions.affine import NotStructured
 from cvxprox.reductions.structure import Lowered, StructureLowering
@@ -145,11 +143,6 @@ class StructuredRoute:
             if not isinstance(term.function, DIFFERENTIABLE_FUNCTIONS):
                 raise RouteUnavailable(
                     f"no prox Jacobian for the term {term.function.describe()} ({term.label})"
-                )
-            if not stackable(term.function):
-                raise RouteUnavailable(
-                    f"the term {term.function.describe()} ({term.label}) cannot be stacked "
-                    "over a batch"
                 )
         if not always and not lowered.keeps_structure:
             raise RouteUnavailable("the lowering keeps no structure worth differentiating")
