@@ -65,7 +65,11 @@ the test does not count vanishes relative to it.
 
 The iterations run on the arrays of the backend the options select (``cvxprox.backend``),
 with the terms' device versions; the scalars of the step rule are read back one at a
-time, and x, z, y are copied to the host once, at the end.
+time, and x, z, y are copied to the host once, at the end (``DualIterations``). On NumPy,
+when the prox terms are CVXPY's 2-D total variation (isotropic or anisotropic, b = 0), the
+iterations between two checks run as one compiled call (``cvxprox.backend.jit.dual_tv``:
+two passes over the image per iteration instead of some twenty NumPy temporaries, the
+same arithmetic; ``DualIterations`` is its reference).
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.backend import Backend
+from cvxprox.backend.jit.dual_tv import FusedTVIterations, tv_grid
 from cvxprox.functions.prox import Quadratic, SumSquares
 from cvxprox.ir.program import Program, Term
 from cvxprox.operators.linops import Compose, Diagonal, VStack
@@ -253,16 +258,7 @@ class DualFISTA(Algorithm):
         L0 = L0 if L0 > 0 else 1.0
         L_min = _L_FLOOR * L0
         L = L0
-        H, H_inv = backend.asarray(smooth.H), backend.asarray(1.0 / smooth.H)
-        q = backend.asarray(smooth.q)
-        xp = backend.xp
         if prog.has_bounds:
-            lower = backend.asarray(-np.inf if prog.l is None else prog.l)
-            upper = backend.asarray(np.inf if prog.u is None else prog.u)
-
-            def clip(v: Any) -> Any:
-                return xp.minimum(xp.maximum(v, lower), upper)
-
             extended = with_bound_term(prog)
             farkas = FarkasTest(
                 extended,
@@ -271,7 +267,6 @@ class DualFISTA(Algorithm):
                 opts.eps_infeas,
             )
         else:
-            clip = None
             farkas = FarkasTest(prog, layout, prox_at, opts.eps_infeas)
 
         y = K.backend.zeros(K.m)
@@ -280,9 +275,10 @@ class DualFISTA(Algorithm):
             y_all = np.asarray(warm["y"], dtype=np.float64)
             y = backend.asarray(np.concatenate([y_all[layout.slices[k]] for k in prox_at]))
             L = max(float(warm.get("lipschitz", L)), L_min)
-        Kty = K.rmatvec(y)
-        y_prev, Kty_prev, y_start, Kty_start = y, Kty, y, Kty
-        t = 1.0
+        bounds = (prog.l, prog.u) if prog.has_bounds else None
+        steps = self.iterations(prog, backend, K, smooth, prox_at, bounds, y, L, L_min)
+        y_start, Kty_start = steps.start
+        q, H, H_inv, clip = steps.q, steps.H, steps.H_inv, steps.clip
         setup_time = time.perf_counter() - t0
 
         log = IterationLog(opts.verbose)
@@ -305,73 +301,49 @@ class DualFISTA(Algorithm):
         best = BestIterate()
         status = cert = None
         err = point = None
-        restarts = backtracks = logged = it = checks = 0
-        scalar = backend.scalar
-        for it in range(1, opts.max_iters + 1):
-            L_try = max(_DECREASE * L, L_min)
-            for trial in range(_MAX_BACKTRACKS):
-                if trial:
-                    L_try *= _BACKTRACK
-                    backtracks += 1
-                t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * (L_try / L) * t * t))
-                beta = (t - 1.0) / t_next
-                y_t = y + beta * (y - y_prev)
-                Kty_t = Kty + beta * (Kty - Kty_prev)
-                x_t = -(q + Kty_t) * H_inv
-                if clip is not None:
-                    x_t = clip(x_t)
-                Kx_t = K.matvec(x_t)
-                y_new = K.prox_conj(y_t + (Kx_t - K.b) / L_try, 1.0 / L_try)
-                Kty_new = K.rmatvec(y_new)
-                d = y_new - y_t
-                if clip is None:
-                    Ktd = Kty_new - Kty_t
-                    descent = scalar(Ktd @ (Ktd * H_inv))
-                else:
-                    v_new = -(q + Kty_new) * H_inv
-                    x_new = clip(v_new)
-                    dx = x_new - x_t
-                    descent = 2.0 * scalar(H @ (dx * (0.5 * dx + v_new - x_new)))
-                if descent <= L_try * scalar(d @ d):
+        logged = it = checks = 0
+        while it < opts.max_iters:
+            count = min(opts.check_every - it % opts.check_every, opts.max_iters - it)
+            steps.run(count)
+            it += count
+            y, Kty, L = steps.y, steps.Kty, steps.L
+            v = -(q + Kty) * H_inv
+            x = clip(v)
+            point, Ax_full, Aty = self._point(layout, K, prox_at, x, steps.z, y)
+            err = checker.evaluate(*point, Ax=Ax_full, Aty=Aty)
+            best.offer(err, *point)
+            if err.converged:
+                status = s.OPTIMAL
+                break
+            if it % (opts.check_every * 10) == 0:
+                log.row(it, err, 1.0 / L)
+                logged = it
+            checks += 1
+            if checks % _CERTIFICATE_EVERY == 0:
+                dy = y - y_start
+                blocks = [dy[r] for r in K.slices]
+                if prog.has_bounds:
+                    v_start = -(q + Kty_start) * H_inv
+                    blocks.append(H * ((v - x) - (v_start - clip(v_start))))
+                cert = farkas.certificate(blocks, x)
+                if cert is not None:
+                    status = s.INFEASIBLE
+                    cert = cert[: layout.m]
                     break
-            if scalar(d @ (y_new - y)) < 0.0:
-                t_next = 1.0
-                restarts += 1
-            y_prev, Kty_prev, y, Kty = y, Kty, y_new, Kty_new
-            t, L = t_next, L_try
+            if time.perf_counter() - t0 > opts.time_limit:
+                break
 
-            if it % opts.check_every == 0 or it == opts.max_iters:
-                v = -(q + Kty) * H_inv
-                x = v if clip is None else clip(v)
-                z_g = L * (y_t - y) + Kx_t - K.b
-                point, Ax_full, Aty = self._point(layout, K, prox_at, x, z_g, y)
-                err = checker.evaluate(*point, Ax=Ax_full, Aty=Aty)
-                best.offer(err, *point)
-                if err.converged:
-                    status = s.OPTIMAL
-                    break
-                if it % (opts.check_every * 10) == 0:
-                    log.row(it, err, 1.0 / L)
-                    logged = it
-                checks += 1
-                if checks % _CERTIFICATE_EVERY == 0:
-                    dy = y - y_start
-                    blocks = [dy[r] for r in K.slices]
-                    if clip is not None:
-                        v_start = -(q + Kty_start) * H_inv
-                        blocks.append(H * ((v - x) - (v_start - clip(v_start))))
-                    cert = farkas.certificate(blocks, x)
-                    if cert is not None:
-                        status = s.INFEASIBLE
-                        cert = cert[: layout.m]
-                        break
-                if time.perf_counter() - t0 > opts.time_limit:
-                    break
-
+        L = steps.L
         if err is not None and logged != it:
             log.row(it, err, 1.0 / L)
         solve_time = time.perf_counter() - t0
-        info = {"restarts": restarts, "backtracks": backtracks, "step": 1.0 / L, "lipschitz": L}
+        info = {
+            "restarts": steps.restarts,
+            "backtracks": steps.backtracks,
+            "step": 1.0 / L,
+            "lipschitz": L,
+            "fused": isinstance(steps, FusedTVIterations),
+        }
         point, cert = result_to_host(backend, status, point, best, cert)
         return finish(
             status,
@@ -384,6 +356,37 @@ class DualFISTA(Algorithm):
             log,
             {"lipschitz": L},
         )
+
+    @staticmethod
+    def iterations(
+        program: Program,
+        backend: Backend,
+        K: ProxTerms,
+        smooth: DiagonalQuadratic,
+        prox_at: list[int],
+        bounds: tuple[np.ndarray | None, np.ndarray | None] | None,
+        y: Any,
+        L: float,
+        L_min: float,
+        fuse: bool = True,
+    ) -> DualIterations | FusedTVIterations:
+        """The iterations from y at the trial constant L: fused
+        (``cvxprox.backend.jit.dual_tv``) on NumPy when ``fuse`` and the prox terms are
+        2-D total variation in a form it knows, else ``DualIterations``, the reference."""
+        n = program.n
+        if bounds is not None:
+            lower, upper = (
+                np.full(n, fill) if bound is None else np.asarray(bound, dtype=np.float64)
+                for bound, fill in zip(bounds, (-np.inf, np.inf), strict=True)
+            )
+            bounds = (np.broadcast_to(lower, (n,)).copy(), np.broadcast_to(upper, (n,)).copy())
+        grid = None
+        if fuse and backend.name == "numpy":
+            grid = tv_grid([program.terms[k] for k in prox_at], n)
+        if grid is not None:
+            rule = (_DECREASE, _BACKTRACK, _MAX_BACKTRACKS)
+            return FusedTVIterations(grid, smooth.q, smooth.H, bounds, y, L, L_min, rule)
+        return DualIterations(K, smooth, bounds, backend, y, L, L_min)
 
     @staticmethod
     def _point(
@@ -404,3 +407,108 @@ class DualFISTA(Algorithm):
                 y[rows] = term.function.grad(z[rows])
             Aty = Aty + term.op.rmatvec(y[rows])
         return (x, z, y), Ax, Aty
+
+
+class DualIterations:
+    """The iterations of the method (module docstring) on the backend's arrays: the
+    reference that ``cvxprox.backend.jit.dual_tv`` fuses for 2-D TV.
+
+    Parameters
+    ----------
+    K : ProxTerms
+    smooth : DiagonalQuadratic
+    bounds : (ndarray (n,), ndarray (n,)) or None
+        l and u (infinite entries where a side is free).
+    backend : Backend
+    y : array (m,)
+        The starting point, on the backend.
+    L, L_min : float
+        The first trial constant and its floor.
+
+    Attributes
+    ----------
+    y, Kty : the current iterate and K'y.
+    start : (y, K'y) at the start.
+    z : the prox terms' argument L (y~ - y) + K x~ - b of the last iteration.
+    L : the last accepted constant.
+    restarts, backtracks : counts.
+    """
+
+    def __init__(
+        self,
+        K: ProxTerms,
+        smooth: DiagonalQuadratic,
+        bounds: tuple[np.ndarray, np.ndarray] | None,
+        backend: Backend,
+        y: Any,
+        L: float,
+        L_min: float,
+    ) -> None:
+        self.K, self.backend = K, backend
+        self.H, self.H_inv = backend.asarray(smooth.H), backend.asarray(1.0 / smooth.H)
+        self.q = backend.asarray(smooth.q)
+        self.bounds = None if bounds is None else tuple(backend.asarray(b) for b in bounds)
+        self.y = self.y_prev = y
+        self.Kty = self.Kty_prev = K.rmatvec(y)
+        self.start = (self.y, self.Kty)
+        self.z = None
+        self.t, self.L, self.L_min = 1.0, L, L_min
+        self.restarts = self.backtracks = 0
+
+    def clip(self, v: Any) -> Any:
+        """v clipped to the bounds (v itself without bounds)."""
+        if self.bounds is None:
+            return v
+        xp = self.backend.xp
+        return xp.minimum(xp.maximum(v, self.bounds[0]), self.bounds[1])
+
+    def run(self, count: int) -> None:
+        """``count`` iterations (module docstring)."""
+        K, q, H, H_inv, scalar = self.K, self.q, self.H, self.H_inv, self.backend.scalar
+        y, y_prev, Kty, Kty_prev, t, L = (
+            self.y,
+            self.y_prev,
+            self.Kty,
+            self.Kty_prev,
+            self.t,
+            self.L,
+        )
+        for _ in range(count):
+            L_try = max(_DECREASE * L, self.L_min)
+            for trial in range(_MAX_BACKTRACKS):
+                if trial:
+                    L_try *= _BACKTRACK
+                    self.backtracks += 1
+                t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * (L_try / L) * t * t))
+                beta = (t - 1.0) / t_next
+                y_t = y + beta * (y - y_prev)
+                Kty_t = Kty + beta * (Kty - Kty_prev)
+                x_t = self.clip(-(q + Kty_t) * H_inv)
+                Kx_t = K.matvec(x_t)
+                y_new = K.prox_conj(y_t + (Kx_t - K.b) / L_try, 1.0 / L_try)
+                Kty_new = K.rmatvec(y_new)
+                d = y_new - y_t
+                if self.bounds is None:
+                    Ktd = Kty_new - Kty_t
+                    descent = scalar(Ktd @ (Ktd * H_inv))
+                else:
+                    v_new = -(q + Kty_new) * H_inv
+                    x_new = self.clip(v_new)
+                    dx = x_new - x_t
+                    descent = 2.0 * scalar(H @ (dx * (0.5 * dx + v_new - x_new)))
+                if descent <= L_try * scalar(d @ d):
+                    break
+            if scalar(d @ (y_new - y)) < 0.0:
+                t_next = 1.0
+                self.restarts += 1
+            y_prev, Kty_prev, y, Kty = y, Kty, y_new, Kty_new
+            t, L = t_next, L_try
+        self.y, self.y_prev, self.Kty, self.Kty_prev, self.t, self.L = (
+            y,
+            y_prev,
+            Kty,
+            Kty_prev,
+            t,
+            L,
+        )
+        self.z = L * (y_t - y) + Kx_t - K.b
