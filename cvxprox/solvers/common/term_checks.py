@@ -207,10 +207,11 @@ class StructuredChecker:
         Ax = layout.matvec(x) if Ax is None else Ax
         Aty = layout.rmatvec(y) if Aty is None else Aty
         scalar, c = layout.backend.scalar, self._c
-        cx, yzb = scalar(c @ x), scalar(y @ (z + layout.b))
-        argument = Ax - layout.b
-        pobj = cx + self._function_sum(argument)
+        cx, yzb = scalar(c @ x), scalar(y @ z) + scalar(y @ layout.b)
+        residual = Ax - layout.b
+        pobj = cx + self._function_sum(residual)
         dobj = self._function_sum(z) - yzb
+        residual -= z  # A x - b - z, in the argument's place
         dual = c + Aty
         bound_term = 0.0
         if self._bounds is not None:
@@ -221,7 +222,7 @@ class StructuredChecker:
             dual = dual - lam_l + lam_u
             dobj += bound_term
         return kkt_error_of_worst(
-            self._worst(argument - z, [self._row_magnitude(Ax, z)], self._primal_unit),
+            self._worst(residual, [self._row_magnitude(Ax, z)], self._primal_unit),
             self._worst(dual, [c, Aty], self._dual_unit),
             (pobj, dobj, [cx, yzb, bound_term], units.objective),
             self.opts.eps_abs,
@@ -248,10 +249,18 @@ class StructuredChecker:
         on every row of any other term (the rows of one function's argument are one
         quantity, in one unit)."""
         layout, xp = self.layout, self.layout.backend.xp
-        magnitude = xp.maximum(xp.maximum(xp.abs(Ax), xp.abs(z)), xp.abs(layout.b))
+        magnitude = layout.backend.zeros(layout.m)
         for term, rows in zip(layout.terms, layout.slices, strict=True):
-            if not term.function.is_indicator and term.size:
-                magnitude[rows] = xp.max(magnitude[rows])
+            if not term.size:
+                continue
+            parts = (Ax[rows], z[rows], layout.b[rows])
+            if term.function.is_indicator:
+                magnitude[rows] = xp.maximum(
+                    xp.maximum(xp.abs(parts[0]), xp.abs(parts[1])), xp.abs(parts[2])
+                )
+            else:
+                # max |v| = max(max v, -min v): no |v| temporary.
+                magnitude[rows] = max(max(float(xp.max(v)), -float(xp.min(v))) for v in parts)
         return magnitude
 
     def _function_sum(self, v: np.ndarray) -> float:
