@@ -171,11 +171,18 @@ def dual_lipschitz(program: Program, positions: list[int], H: np.ndarray) -> flo
         return 0.0
     scale = 1.0 / np.sqrt(H)
     if all(isinstance(op, SPARSE_KINDS) for op in ops):
-        K = sp.vstack([sp.csr_array(op.to_sparse()) for op in ops], format="csr")
-        M = abs(sp.csr_array(K @ sp.diags_array(scale)))
-        one = float(np.max(M.sum(axis=0), initial=0.0))
-        inf = float(np.max(M.sum(axis=1), initial=0.0))
-        return min(one * inf, float(M.data @ M.data))
+        # With |K| (entrywise), column sums scale o |K|'1, row sums |K| scale, and
+        # ||M||_F^2 = (K o K)'1 . scale^2, one operator at a time: no stacked copy.
+        columns, inf, frobenius = np.zeros(len(scale)), 0.0, 0.0
+        for op in ops:
+            K = sp.csr_array(op.to_sparse())
+            magnitude = sp.csr_array((np.abs(K.data), K.indices, K.indptr), shape=K.shape)
+            columns += magnitude.T @ np.ones(K.shape[0])
+            inf = max(inf, float(np.max(magnitude @ scale, initial=0.0)))
+            magnitude.data *= magnitude.data
+            frobenius += float((magnitude.T @ np.ones(K.shape[0])) @ (scale * scale))
+        one = float(np.max(scale * columns, initial=0.0))
+        return min(one * inf, frobenius)
     return Compose(VStack(ops), Diagonal(scale)).norm_bound() ** 2
 
 
@@ -309,7 +316,8 @@ class DualFISTA(Algorithm):
             y, Kty, L = steps.y, steps.Kty, steps.L
             v = -(q + Kty) * H_inv
             x = clip(v)
-            point, Ax_full, Aty = self._point(layout, K, prox_at, x, steps.z, y)
+            point = None  # the last check's point, freed before this one is built
+            point, Ax_full, Aty = self._point(layout, K, prox_at, x, steps.z, y, Kty)
             err = checker.evaluate(*point, Ax=Ax_full, Aty=Aty)
             best.offer(err, *point)
             if err.converged:
@@ -390,13 +398,20 @@ class DualFISTA(Algorithm):
 
     @staticmethod
     def _point(
-        layout: TermLayout, K: ProxTerms, prox_at: list[int], x: Any, z_g: Any, y_g: Any
+        layout: TermLayout,
+        K: ProxTerms,
+        prox_at: list[int],
+        x: Any,
+        z_g: Any,
+        y_g: Any,
+        Kty_g: Any,
     ) -> tuple[tuple[Any, Any, Any], Any, Any]:
         """((x, z, y), A x, A'y) stacked in term order (module docstring), on the layout's
-        backend."""
+        backend; ``Kty_g`` = K'y_g, the prox terms' share of A'y, which the iterations
+        keep (no product, and no transposed matrix built for it)."""
         backend = layout.backend
         z, y, Ax = backend.zeros(layout.m), backend.zeros(layout.m), backend.zeros(layout.m)
-        Aty = backend.zeros(layout.n)
+        Aty = Kty_g
         prox_rows = dict(zip(prox_at, K.slices, strict=True))
         for k, (term, rows) in enumerate(zip(layout.terms, layout.slices, strict=True)):
             Ax[rows] = term.op.matvec(x)
@@ -405,7 +420,7 @@ class DualFISTA(Algorithm):
             else:
                 z[rows] = Ax[rows] - term.b
                 y[rows] = term.function.grad(z[rows])
-            Aty = Aty + term.op.rmatvec(y[rows])
+                Aty = Aty + term.op.rmatvec(y[rows])
         return (x, z, y), Ax, Aty
 
 
