@@ -16,9 +16,9 @@ and K one of the finite-difference operators CVXPY builds for total variation:
 
 One iteration of the method (the module docstring of ``dual_fista``: extrapolation, the
 dual step at the constant L, the exact descent test, backtracking, the gradient restart)
-is two passes here. The dual pass walks the rows of K: it forms
-x~ = clip(-(q + K'y~) / H, l, u) at the pixels a row reads (K'y~ = K'y + beta (K'y -
-K'y_prev), so x~ is never stored), y~ = y + beta (y - y_prev) and
+is two passes here. The dual pass walks the rows of K column by column: it forms
+x~ = clip(-(q + K'y~) / H, l, u) on the next column of the image (K'y~ = K'y + beta (K'y -
+K'y_prev), so x~ is never stored whole), y~ = y + beta (y - y_prev) and
 y+ = prox_{g*/L}(y~ + K x~ / L), and sums ||d||^2 and d'(y+ - y) (d = y+ - y~). The
 primal pass walks the pixels: it forms K'y+ and sums the descent test's left side. The
 arithmetic is that of the plain iteration, operation for operation (the sums are
@@ -52,31 +52,38 @@ def _x_at(q_p, kty_p, kty_prev_p, h_inv_p, beta):  # noqa: ANN001, ANN202
 
 
 @njit(cache=True)
+def _x_column(j, rows, q, h_inv, kty, kty_prev, lower, upper, bounded, beta, out):  # noqa: ANN001, ANN202, PLR0913
+    """x~ on column j of the image into ``out`` (rows,), each pixel's once per pass."""
+    for i in range(rows):
+        p = i + rows * j
+        v = _x_at(q[p], kty[p], kty_prev[p], h_inv[p], beta)
+        if bounded:
+            v = min(max(v, lower[p]), upper[p])
+        out[i] = v
+
+
+@njit(cache=True)
 def _dual_pass_iso(  # noqa: ANN202, PLR0913
     rows, cols, w, q, h_inv, lower, upper, bounded,
-    y, y_prev, y_new, kty, kty_prev, beta, L, z, last,
+    y, y_prev, y_new, kty, kty_prev, beta, L, z, last, columns,
 ):  # fmt: skip
     """y+ over the GroupL2 pairs; returns (||y+ - y~||^2, (y+ - y~)'(y+ - y)). When
-    ``last``, also z = L (y~ - y+) + K x~."""
+    ``last``, also z = L (y~ - y+) + K x~. ``columns`` (2, rows): x~ on the column and
+    on the next one."""
     dd = 0.0
     rd = 0.0
-    r = rows
     one_weight = w.shape[0] == 1
+    x_here, x_next = columns[0], columns[1]
+    _x_column(0, rows, q, h_inv, kty, kty_prev, lower, upper, bounded, beta, x_here)
     for j in range(cols - 1):
+        _x_column(j + 1, rows, q, h_inv, kty, kty_prev, lower, upper, bounded, beta, x_next)
         for i in range(rows - 1):
-            p = i + r * j
-            x_p = _x_at(q[p], kty[p], kty_prev[p], h_inv[p], beta)
-            x_r = _x_at(q[p + r], kty[p + r], kty_prev[p + r], h_inv[p + r], beta)
-            x_d = _x_at(q[p + 1], kty[p + 1], kty_prev[p + 1], h_inv[p + 1], beta)
-            if bounded:
-                x_p = min(max(x_p, lower[p]), upper[p])
-                x_r = min(max(x_r, lower[p + r]), upper[p + r])
-                x_d = min(max(x_d, lower[p + 1]), upper[p + 1])
+            x_p = x_here[i]
+            a0 = x_next[i] - x_p
+            a1 = x_here[i + 1] - x_p
             g = i + (rows - 1) * j
             k0 = 2 * g
             k1 = k0 + 1
-            a0 = x_r - x_p
-            a1 = x_d - x_p
             t0 = y[k0] + beta * (y[k0] - y_prev[k0])
             t1 = y[k1] + beta * (y[k1] - y_prev[k1])
             v0 = t0 + a0 / L
@@ -97,36 +104,33 @@ def _dual_pass_iso(  # noqa: ANN202, PLR0913
             if last:
                 z[k0] = L * (t0 - n0) + a0
                 z[k1] = L * (t1 - n1) + a1
+        x_here, x_next = x_next, x_here
     return dd, rd
 
 
 @njit(cache=True)
 def _dual_pass_aniso(  # noqa: ANN202, PLR0913
     rows, cols, offset0, offset1, w0, w1, q, h_inv, lower, upper, bounded,
-    y, y_prev, y_new, kty, kty_prev, beta, L, z, last,
+    y, y_prev, y_new, kty, kty_prev, beta, L, z, last, columns,
 ):  # fmt: skip
     """y+ over the rows of the two Norm1 terms (as ``_dual_pass_iso``)."""
     dd = 0.0
     rd = 0.0
-    r = rows
     one_w0 = w0.shape[0] == 1
     one_w1 = w1.shape[0] == 1
+    x_here, x_next = columns[0], columns[1]
+    _x_column(0, rows, q, h_inv, kty, kty_prev, lower, upper, bounded, beta, x_here)
     for j in range(cols):
+        right = j < cols - 1
+        if right:
+            _x_column(j + 1, rows, q, h_inv, kty, kty_prev, lower, upper, bounded, beta, x_next)
         for i in range(rows):
-            p = i + r * j
+            p = i + rows * j
             down = i < rows - 1
-            right = j < cols - 1
-            if not (down or right):
-                continue
-            x_p = _x_at(q[p], kty[p], kty_prev[p], h_inv[p], beta)
-            if bounded:
-                x_p = min(max(x_p, lower[p]), upper[p])
+            x_p = x_here[i]
             if down:
                 e = offset0 + i + (rows - 1) * j
-                x_d = _x_at(q[p + 1], kty[p + 1], kty_prev[p + 1], h_inv[p + 1], beta)
-                if bounded:
-                    x_d = min(max(x_d, lower[p + 1]), upper[p + 1])
-                a = x_d - x_p
+                a = x_here[i + 1] - x_p
                 t = y[e] + beta * (y[e] - y_prev[e])
                 w = w0[0] if one_w0 else w0[e - offset0]
                 n_e = min(max(t + a / L, -w), w)
@@ -138,10 +142,7 @@ def _dual_pass_aniso(  # noqa: ANN202, PLR0913
                     z[e] = L * (t - n_e) + a
             if right:
                 e = offset1 + p
-                x_r = _x_at(q[p + r], kty[p + r], kty_prev[p + r], h_inv[p + r], beta)
-                if bounded:
-                    x_r = min(max(x_r, lower[p + r]), upper[p + r])
-                a = x_r - x_p
+                a = x_next[i] - x_p
                 t = y[e] + beta * (y[e] - y_prev[e])
                 w = w1[0] if one_w1 else w1[p]
                 n_e = min(max(t + a / L, -w), w)
@@ -151,6 +152,7 @@ def _dual_pass_aniso(  # noqa: ANN202, PLR0913
                 rd += d * (n_e - y[e])
                 if last:
                     z[e] = L * (t - n_e) + a
+        x_here, x_next = x_next, x_here
     return dd, rd
 
 
@@ -242,6 +244,7 @@ def dual_tv_iterations(  # noqa: PLR0913
     ``step_rule`` = [decrease, backtrack] as in ``dual_fista``.
     """
     bounded = lower.shape[0] > 0
+    columns = np.empty((2, rows))
     decrease, backtrack = step_rule[0], step_rule[1]
     t, L, L_min = state[0], state[1], state[2]
     for k in range(iterations):
@@ -261,12 +264,12 @@ def dual_tv_iterations(  # noqa: PLR0913
             if iso:
                 dd, rd = _dual_pass_iso(
                     rows, cols, w0, q, h_inv, lower, upper, bounded,
-                    y, y_prev, y_new, kty, kty_prev, beta, L_try, z, last,
+                    y, y_prev, y_new, kty, kty_prev, beta, L_try, z, last, columns,
                 )  # fmt: skip
             else:
                 dd, rd = _dual_pass_aniso(
                     rows, cols, offsets[0], offsets[1], w0, w1, q, h_inv, lower, upper,
-                    bounded, y, y_prev, y_new, kty, kty_prev, beta, L_try, z, last,
+                    bounded, y, y_prev, y_new, kty, kty_prev, beta, L_try, z, last, columns,
                 )  # fmt: skip
             descent = _primal_pass(
                 rows, cols, iso, offsets[0], offsets[1], order, q, h, h_inv, lower, upper,
