@@ -309,6 +309,8 @@ class DualFISTA(Algorithm):
         status = cert = None
         err = point = None
         logged = it = checks = 0
+        # z, y and A x stacked over all terms, filled in place at every check.
+        stacked = tuple(backend.zeros(layout.m) for _ in range(3))
         while it < opts.max_iters:
             count = min(opts.check_every - it % opts.check_every, opts.max_iters - it)
             steps.run(count)
@@ -316,8 +318,7 @@ class DualFISTA(Algorithm):
             y, Kty, L = steps.y, steps.Kty, steps.L
             v = -(q + Kty) * H_inv
             x = clip(v)
-            point = None  # the last check's point, freed before this one is built
-            point, Ax_full, Aty = self._point(layout, K, prox_at, x, steps.z, y, Kty)
+            point, Ax_full, Aty = self._point(layout, K, prox_at, x, steps.z, y, Kty, stacked)
             err = checker.evaluate(*point, Ax=Ax_full, Aty=Aty)
             best.offer(err, *point)
             if err.converged:
@@ -405,12 +406,13 @@ class DualFISTA(Algorithm):
         z_g: Any,
         y_g: Any,
         Kty_g: Any,
+        stacked: tuple[Any, Any, Any],
     ) -> tuple[tuple[Any, Any, Any], Any, Any]:
         """((x, z, y), A x, A'y) stacked in term order (module docstring), on the layout's
-        backend; ``Kty_g`` = K'y_g, the prox terms' share of A'y, which the iterations
-        keep (no product, and no transposed matrix built for it)."""
-        backend = layout.backend
-        z, y, Ax = backend.zeros(layout.m), backend.zeros(layout.m), backend.zeros(layout.m)
+        backend, with z, y, A x written into ``stacked`` (three (m,) arrays); ``Kty_g`` =
+        K'y_g, the prox terms' share of A'y, which the iterations keep (no product, and
+        no transposed matrix built for it)."""
+        z, y, Ax = stacked
         Aty = Kty_g
         prox_rows = dict(zip(prox_at, K.slices, strict=True))
         for k, (term, rows) in enumerate(zip(layout.terms, layout.slices, strict=True)):

@@ -404,7 +404,9 @@ class FusedTVIterations:
         self.KTY = np.empty((3, n))
         self.KTY[0] = self._rmatvec(y)
         self.KTY[1] = self.KTY[0]
-        self.start = (self.Y[0].copy(), self.KTY[0].copy())
+        # (y, K'y) at the start; zeros as the scalar 0 (no copies of zero vectors).
+        fresh = not np.any(y)
+        self.start = (0.0, 0.0) if fresh else (self.Y[0].copy(), self.KTY[0].copy())
         self.slots = np.array([0, 1, 2], dtype=np.int64)
         self.state = np.array([1.0, L, L_min])
         self.counts = np.zeros(2, dtype=np.int64)
