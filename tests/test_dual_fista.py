@@ -13,7 +13,7 @@ from cvxprox.functions.prox import GroupL2, Norm1, Quadratic, SumSquares
 from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import Program, Term
 from cvxprox.operators.linops import Diagonal, Gather, Identity, MatrixOp
-from cvxprox.solvers.dual_fista import DualFISTA
+from cvxprox.solvers.dual_fista import DualFISTA, check_spacing
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 EPS = 1e-8
@@ -242,3 +242,10 @@ def test_warm_start_from_the_previous_solution() -> None:
     assert prob.status == cp.OPTIMAL
     assert prob.solver_stats.num_iters < cold / 5
     assert prob.value == pytest.approx(value, rel=1e-7)
+
+
+def test_checks_are_spaced_by_the_distance_to_the_tolerances() -> None:
+    """Every check_every iterations below a ratio of 4 (or when it is not a number), then
+    floor(log2 ratio) periods, at most four."""
+    ratios = [0.5, 3.99, 4.0, 7.9, 8.0, 15.9, 16.0, 1e6, float("inf"), float("nan")]
+    assert [check_spacing(r) for r in ratios] == [1, 1, 2, 2, 3, 3, 4, 4, 1, 1]

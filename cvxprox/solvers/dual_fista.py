@@ -55,13 +55,21 @@ optimality condition); the quadratic terms have z_i = A_i x - b_i, y_i = grad f_
 duality gap on the unscaled problem, per row, as for every other method on a Program's
 terms.
 
+Checks. The test runs every ``check_every`` iterations while the worst ratio of a
+residual to its tolerance (``KKTError.normalized``) is below 4; from a ratio r >= 4 the
+next check comes floor(log2 r) periods later, at most ``_SPACING_MAX`` (``check_spacing``):
+a test that fails by a factor of 4 or more seldom passes a few iterations later, and on a
+large image a check costs as much as several iterations. The test itself is the same at
+every check; a late check costs at most (``_SPACING_MAX`` - 1) ``check_every`` iterations.
+
 Infeasibility. When the indicator terms cannot hold together, the dual objective is
 unbounded and the iterates diverge along a Farkas certificate: y - y_0 (y_0 the
-starting point) is tested (``FarkasTest``, as in split ADMM) every ``_CERTIFICATE_EVERY``
-checks; with variable bounds on the program with its bound term (``with_bound_term``),
-whose y is the bound multiplier -(H x + q + K'y) = H (v - x). The other terms' duals
-stay bounded while the indicators' grow without bound, so the share of K'(y - y_0) that
-the test does not count vanishes relative to it.
+starting point) is tested (``FarkasTest``, as in split ADMM) at the first check after
+every ``_CERTIFICATE_EVERY`` periods of ``check_every`` iterations; with variable bounds
+on the program with its bound term (``with_bound_term``), whose y is the bound
+multiplier -(H x + q + K'y) = H (v - x). The other terms' duals stay bounded while the
+indicators' grow without bound, so the share of K'(y - y_0) that the test does not count
+vanishes relative to it.
 
 The iterations run on the arrays of the backend the options select (``cvxprox.backend``),
 with the terms' device versions; the scalars of the step rule are read back one at a
@@ -101,8 +109,19 @@ _BACKTRACK = 2.0
 _MAX_BACKTRACKS = 100
 # The constant is kept above _L_FLOOR times its first value.
 _L_FLOOR = 1e-12
-# Checks between two Farkas certificate tests.
+# Farkas certificate tests: one per this many times check_every iterations.
 _CERTIFICATE_EVERY = 10
+# The most check_every periods between two checks (``check_spacing``).
+_SPACING_MAX = 4
+
+
+def check_spacing(normalized: float) -> int:
+    """check_every periods until the next check after one whose worst residual over
+    tolerance ratio is ``normalized``: min(floor(log2 ratio), ``_SPACING_MAX``), at
+    least 1 (1 for a ratio that is not finite)."""
+    if not math.isfinite(normalized) or normalized < 4.0:
+        return 1
+    return min(int(math.log2(normalized)), _SPACING_MAX)
 
 
 class DiagonalQuadratic:
@@ -308,11 +327,14 @@ class DualFISTA(Algorithm):
         best = BestIterate()
         status = cert = None
         err = point = None
-        logged = it = checks = 0
+        logged = certified = it = 0
+        spacing = 1
+        log_every, certify_every = 10 * opts.check_every, _CERTIFICATE_EVERY * opts.check_every
         # z, y and A x stacked over all terms, filled in place at every check.
         stacked = tuple(backend.zeros(layout.m) for _ in range(3))
         while it < opts.max_iters:
-            count = min(opts.check_every - it % opts.check_every, opts.max_iters - it)
+            span = spacing * opts.check_every - it % opts.check_every
+            count = min(span, opts.max_iters - it)
             steps.run(count)
             it += count
             y, Kty, L = steps.y, steps.Kty, steps.L
@@ -324,11 +346,12 @@ class DualFISTA(Algorithm):
             if err.converged:
                 status = s.OPTIMAL
                 break
-            if it % (opts.check_every * 10) == 0:
+            if it // log_every > logged // log_every:
                 log.row(it, err, 1.0 / L)
                 logged = it
-            checks += 1
-            if checks % _CERTIFICATE_EVERY == 0:
+            spacing = check_spacing(err.normalized)
+            if it // certify_every > certified // certify_every:
+                certified = it
                 dy = y - y_start
                 blocks = [dy[r] for r in K.slices]
                 if prog.has_bounds:
