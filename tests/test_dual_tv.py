@@ -13,8 +13,10 @@ import cvxprox
 from cvxprox.backend import get_backend
 from cvxprox.backend.jit.dual_tv import FusedTVIterations, tv_grid
 from cvxprox.ir.program import Program
+from cvxprox.solvers import dual_fista
 from cvxprox.solvers.common.terms import TermLayout
 from cvxprox.solvers.dual_fista import (
+    FUSED_FROM,
     DiagonalQuadratic,
     DualFISTA,
     DualIterations,
@@ -94,10 +96,16 @@ def test_fused_iterations_match_the_plain_ones(form: str, bounded: bool) -> None
         assert x.max() == 1.0
 
 
-def test_fused_solve_matches_clarabel_with_bounds() -> None:
+def test_fused_solve_matches_clarabel_with_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images under ``FUSED_FROM`` pixels take the plain iterations; with the threshold
+    lowered, the fused solve reaches Clarabel's value."""
     prob = _problem("isotropic", bounded=True, rows=20, cols=24)
+    assert 20 * 24 < FUSED_FROM
+    prob.solve(solver="NABLAPROX", algorithm="dual_fista")
+    assert not prob.solver_stats.extra_stats["fused"]
     prob.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
     reference = prob.value
+    monkeypatch.setattr(dual_fista, "FUSED_FROM", 1)
     prob.solve(solver="NABLAPROX", algorithm="dual_fista", eps_abs=1e-8, eps_rel=1e-8)
     assert prob.status == cp.OPTIMAL
     assert prob.solver_stats.extra_stats["fused"]
