@@ -109,10 +109,11 @@ _BACKTRACK = 2.0
 _MAX_BACKTRACKS = 100
 # The constant is kept above _L_FLOOR times its first value.
 _L_FLOOR = 1e-12
-# Images of fewer pixels take the plain iterations: on a first solve loading the compiled
-# ones (and Numba) costs more than the plain iterations themselves (about 0.5 s against
-# 0.4 s at 128 x 128).
-FUSED_FROM = 128 * 128
+# Images of fewer pixels take the plain iterations: on a first solve, loading Numba and
+# the cached kernel costs more than they do (TV denoising at eps 1e-4 on a loaded 2-core
+# machine: 128 x 128 1.0 s fused against 0.7 s plain, a second solve 0.3 s against 0.7 s;
+# 192 x 192 1.7 s against 3.1 s).
+FUSED_FROM = 160 * 160
 # Farkas certificate tests: one per this many times check_every iterations.
 _CERTIFICATE_EVERY = 10
 # The most check_every periods between two checks (``check_spacing``).
