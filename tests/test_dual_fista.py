@@ -13,6 +13,7 @@ from cvxprox.functions.prox import GroupL2, Norm1, Quadratic, SumSquares
 from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import Program, Term
 from cvxprox.operators.linops import Diagonal, Gather, Identity, MatrixOp
+from cvxprox.solvers import dual_fista
 from cvxprox.solvers.dual_fista import DualFISTA, check_spacing
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
@@ -233,13 +234,21 @@ def test_program_with_group_l2_against_clarabel() -> None:
     assert result.kkt.primal_objective == pytest.approx(ref.value, rel=1e-7)
 
 
-def test_warm_start_from_the_previous_solution() -> None:
+@pytest.mark.parametrize("fused", [False, True])
+def test_warm_start_from_the_previous_solution(
+    fused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain and (this small image let through) compiled TV iterations."""
+    if fused:
+        monkeypatch.setattr(dual_fista, "FUSED_FROM", 1)
     prob = _tv_isotropic(bounded=True)
     prob.solve(solver="NABLAPROX", eps_abs=EPS, eps_rel=EPS)
+    assert prob.solver_stats.extra_stats["fused"] == fused
     cold = prob.solver_stats.num_iters
     value = prob.value
     prob.solve(solver="NABLAPROX", eps_abs=EPS, eps_rel=EPS, warm_start=True)
     assert prob.status == cp.OPTIMAL
+    assert prob.solver_stats.extra_stats["fused"] == fused
     assert prob.solver_stats.num_iters < cold / 5
     assert prob.value == pytest.approx(value, rel=1e-7)
 
