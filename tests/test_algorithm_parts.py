@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 import cvxprox  # noqa: F401
+from cvxprox.backend.jit.residuals import worst_ratio
 from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import AssembledProgram
 from cvxprox.solvers.admm.kkt import ADMM, _PenaltyRule
@@ -14,7 +15,7 @@ from cvxprox.solvers.common.anderson import AndersonAcceleration
 from cvxprox.solvers.common.kkt_checks import KKTChecker
 from cvxprox.solvers.common.polish import is_polishable, polish
 from cvxprox.solvers.common.scaling import RuizScaling
-from cvxprox.solvers.common.termination import KKTError
+from cvxprox.solvers.common.termination import KKTError, worst_entry
 
 
 def _program(prob: cp.Problem):
@@ -147,6 +148,40 @@ def test_compiled_termination_vectors_match_the_numpy_evaluation() -> None:
     reference = checker.kkt_error(x, z, y, program.A @ x, program.A.T @ y, program.P @ x)
     for name in ("primal", "dual", "gap", "primal_tol", "dual_tol", "gap_tol", "primal_objective"):
         assert getattr(compiled, name) == pytest.approx(getattr(reference, name), rel=1e-12)
+
+
+def test_compiled_worst_entry_matches_numpy() -> None:
+    """``worst_ratio`` against ``worst_entry``: one or two magnitudes, a scalar or a vector
+    unit, zero tolerances (ratio 0 or inf), ties, NaN and inf entries."""
+    rng = np.random.default_rng(11)
+    k = 500
+    residual, first, second = rng.standard_normal((3, k))
+    unit = rng.uniform(0.0, 1.0, k)
+    unit[:50] = 0.0
+    first[:60] = 0.0
+    second[:60] = 0.0
+    residual[10] = 0.0
+    cases = [(residual, [first], np.array([0.5])), (residual, [first, second], unit)]
+    tied = residual.copy()
+    tied[100:] = 0.0
+    cases.append((tied, [first, second], unit))
+    cases.append((np.ones(k), [np.ones(k)], np.array([1.0])))
+    for bad in (np.nan, np.inf):
+        spoiled = residual.copy()
+        spoiled[[300, 400]] = bad
+        cases.append((spoiled, [first, second], unit))
+        spoiled_scale = second.copy()
+        spoiled_scale[200] = bad
+        cases.append((residual, [first, spoiled_scale], unit))
+    for eps_abs, eps_rel in ((1e-4, 1e-4), (0.0, 1e-3), (1e-3, 0.0)):
+        for r, magnitudes, u in cases:
+            second = magnitudes[1] if len(magnitudes) > 1 else np.zeros(0)
+            scalar_or_vector = u if u.size > 1 else float(u[0])
+            with np.errstate(invalid="ignore"):  # inf * 0 where eps_rel = 0
+                reference = worst_entry(r, magnitudes, scalar_or_vector, eps_abs, eps_rel)
+            compiled = worst_ratio(r, magnitudes[0], second, u, eps_abs, eps_rel)
+            np.testing.assert_array_equal(compiled, reference)
+    assert worst_ratio(np.zeros(0), np.zeros(0), np.zeros(0), np.ones(1), 1e-4, 1e-4) == (0.0, 1.0)
 
 
 @pytest.mark.parametrize(("row_factor", "factor"), [(1e-8, 1.0), (1.0, 1e-8)])

@@ -13,7 +13,8 @@ from cvxprox.functions.prox import GroupL2, Norm1, Quadratic, SumSquares
 from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import Program, Term
 from cvxprox.operators.linops import Diagonal, Gather, Identity, MatrixOp
-from cvxprox.solvers.dual_fista import DualFISTA
+from cvxprox.solvers import dual_fista
+from cvxprox.solvers.dual_fista import DualFISTA, check_spacing
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 EPS = 1e-8
@@ -233,12 +234,27 @@ def test_program_with_group_l2_against_clarabel() -> None:
     assert result.kkt.primal_objective == pytest.approx(ref.value, rel=1e-7)
 
 
-def test_warm_start_from_the_previous_solution() -> None:
+@pytest.mark.parametrize("fused", [False, True])
+def test_warm_start_from_the_previous_solution(
+    fused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain and (this small image let through) compiled TV iterations."""
+    if fused:
+        monkeypatch.setattr(dual_fista, "FUSED_FROM", 1)
     prob = _tv_isotropic(bounded=True)
     prob.solve(solver="NABLAPROX", eps_abs=EPS, eps_rel=EPS)
+    assert prob.solver_stats.extra_stats["fused"] == fused
     cold = prob.solver_stats.num_iters
     value = prob.value
     prob.solve(solver="NABLAPROX", eps_abs=EPS, eps_rel=EPS, warm_start=True)
     assert prob.status == cp.OPTIMAL
+    assert prob.solver_stats.extra_stats["fused"] == fused
     assert prob.solver_stats.num_iters < cold / 5
     assert prob.value == pytest.approx(value, rel=1e-7)
+
+
+def test_checks_are_spaced_by_the_distance_to_the_tolerances() -> None:
+    """Every check_every iterations below a ratio of 4 (or when it is not a number), then
+    floor(log2 ratio) periods, at most four."""
+    ratios = [0.5, 3.99, 4.0, 7.9, 8.0, 15.9, 16.0, 1e6, float("inf"), float("nan")]
+    assert [check_spacing(r) for r in ratios] == [1, 1, 2, 2, 3, 3, 4, 4, 1, 1]

@@ -5,7 +5,8 @@ nonzeros of A (CSC) gives A x, A'y and |A|'|y| together, one over P gives P x
 and |P||x|, and the worst entries of the primal and dual tests of
 ``cvxprox.solvers.common.termination`` follow without temporaries. ``KKTChecker.kkt_error``
 computes the same with NumPy/SciPy products and ``termination.worst_entry`` (the
-reference the tests compare this kernel with).
+reference the tests compare this kernel with). ``worst_ratio`` is ``worst_entry`` alone,
+for the checks on a Program's terms (``StructuredChecker``).
 """
 
 from __future__ import annotations
@@ -78,3 +79,52 @@ def kkt_worst(
         primal = _worst(residual, eps_abs * row_unit[i] + eps_rel * magnitude, primal)
         by += b[i] * y[i]
     return (primal[0], primal[1]), (dual[0], dual[1]), xpx, cx, by
+
+
+@njit(cache=True, inline="always")
+def _maximum(a: float, b: float) -> float:
+    """np.maximum of two floats: NaN when either is NaN."""
+    if a != a:
+        return a
+    if b != b:
+        return b
+    return a if a >= b else b
+
+
+@njit(cache=True)
+def worst_ratio(
+    residual: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    unit: np.ndarray,
+    eps_abs: float,
+    eps_rel: float,
+) -> tuple[float, float]:
+    """``termination.worst_entry(residual, [first, second], unit, eps_abs, eps_rel)``
+    in one pass, without temporaries: (|r_i|, tol_i) of the entry with the largest
+    |r_i| / tol_i, tol_i = eps_abs unit_i + eps_rel max(|first_i|, |second_i|) (``second``
+    empty: ``first`` alone; ``unit`` of length 1: one unit for all); a tolerance that is
+    not positive gives the ratio inf where r_i > 0, else 0; the entry is the first NaN
+    ratio, else the first largest one (as NumPy's argmax). An empty residual gives
+    (0, 1)."""
+    k = residual.shape[0]
+    if k == 0:
+        return 0.0, 1.0
+    two = second.shape[0] > 0
+    one_unit = unit.shape[0] == 1
+    best_r, best_tol, best_ratio = 0.0, 1.0, -1.0
+    for i in range(k):
+        r = abs(residual[i])
+        scale = abs(first[i])
+        if two:
+            scale = _maximum(scale, abs(second[i]))
+        tol = eps_abs * (unit[0] if one_unit else unit[i]) + eps_rel * scale
+        if tol > 0:
+            ratio = r / tol
+        else:
+            ratio = np.inf if r > 0 else 0.0
+        if ratio != ratio:
+            return r, tol
+        if ratio > best_ratio:
+            best_r, best_tol, best_ratio = r, tol, ratio
+    return best_r, best_tol

@@ -176,10 +176,21 @@ class BestIterate:
         self._score = math.inf
 
     def offer(self, kkt: KKTError, x: np.ndarray, z: np.ndarray, y: np.ndarray) -> None:
+        """Keep a copy of (x, z, y) if its error is the smallest so far; the copy is
+        written over the one kept before when the shapes agree (no second copy held
+        while the new one is made)."""
         score = kkt.normalized if math.isfinite(kkt.normalized) else math.inf
         if self.kkt is None or score < self._score:
             self.kkt, self._score = kkt, score
-            self.point = (1.0 * x, 1.0 * z, 1.0 * y)
+            point = (x, z, y)
+            if self.point is not None and all(
+                kept.shape == new.shape and kept.dtype == new.dtype
+                for kept, new in zip(self.point, point, strict=True)
+            ):
+                for kept, new in zip(self.point, point, strict=True):
+                    kept[...] = new
+            else:
+                self.point = (1.0 * x, 1.0 * z, 1.0 * y)
 
 
 def result_to_host(

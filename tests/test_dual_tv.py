@@ -1,0 +1,133 @@
+"""The fused dual FISTA iterations for 2-D TV (``cvxprox/backend/jit/dual_tv.py``) against
+the plain ones (``DualIterations`` in ``cvxprox/solvers/dual_fista.py``), their reference:
+the same iterates after many iterations, with and without bounds, for both forms of TV,
+and the programs it does not take."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+import cvxprox
+from cvxprox.backend import get_backend
+from cvxprox.backend.jit.dual_tv import FusedTVIterations, tv_grid
+from cvxprox.ir.program import Program
+from cvxprox.solvers import dual_fista
+from cvxprox.solvers.common.terms import TermLayout
+from cvxprox.solvers.dual_fista import (
+    FUSED_FROM,
+    DiagonalQuadratic,
+    DualFISTA,
+    DualIterations,
+    ProxTerms,
+    dual_lipschitz,
+    split_terms,
+)
+
+ITERATIONS = 150
+
+
+def _image(rows: int, cols: int) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    image = np.zeros((rows, cols))
+    image[rows // 4 : 3 * rows // 4, cols // 3 :] = 1.0
+    return image + 0.3 * rng.standard_normal((rows, cols))
+
+
+def _anisotropic(X: cp.Variable, axes: tuple[int, int]) -> cp.Expression:
+    return sum(cp.sum(cp.abs(cp.diff(X, axis=axis))) for axis in axes)
+
+
+def _problem(form: str, bounded: bool, rows: int = 13, cols: int = 17) -> cp.Problem:
+    noisy = _image(rows, cols)
+    X = cp.Variable((rows, cols))
+    weights = np.linspace(0.5, 2.0, rows * cols).reshape((rows, cols), order="F")
+    fit = 0.5 * cp.sum_squares(cp.multiply(np.sqrt(weights), X - noisy))
+    tv = {
+        "isotropic": lambda: cp.tv(X),
+        "anisotropic": lambda: _anisotropic(X, (0, 1)),
+        "anisotropic_swapped": lambda: _anisotropic(X, (1, 0)),
+    }[form]()
+    constraints = [X >= 0, X <= 1] if bounded else []
+    return cp.Problem(cp.Minimize(fit + 0.15 * tv), constraints)
+
+
+def _program(prob: cp.Problem) -> Program:
+    return cvxprox.compile(prob, algorithm="dual_fista", structure="always").program
+
+
+def _iterations(program: Program, fuse: bool) -> DualIterations | FusedTVIterations:
+    backend = get_backend("numpy", "cpu", "float64")
+    layout = TermLayout(program, backend)
+    quadratic_at, prox_at = split_terms(program)
+    smooth = DiagonalQuadratic(program, quadratic_at)
+    K = ProxTerms([layout.terms[k] for k in prox_at], program.n, backend)
+    L = dual_lipschitz(program, prox_at, smooth.H)
+    bounds = (program.l, program.u) if program.has_bounds else None
+    y = np.zeros(K.m)
+    return DualFISTA.iterations(program, backend, K, smooth, prox_at, bounds, y, L, 1e-12 * L, fuse)
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+@pytest.mark.parametrize("form", ["isotropic", "anisotropic", "anisotropic_swapped"])
+def test_fused_iterations_match_the_plain_ones(form: str, bounded: bool) -> None:
+    program = _program(_problem(form, bounded))
+    plain, fused = _iterations(program, fuse=False), _iterations(program, fuse=True)
+    assert isinstance(plain, DualIterations)
+    assert isinstance(fused, FusedTVIterations)
+    # Two runs of different lengths: the state carries over between the checks.
+    for count in (ITERATIONS - 1, 1):
+        plain.run(count)
+        fused.run(count)
+    assert plain.backtracks > 0
+    assert plain.restarts > 0
+    assert (fused.restarts, fused.backtracks) == (plain.restarts, plain.backtracks)
+    assert fused.L == pytest.approx(plain.L, rel=1e-12)
+    for name in ("y", "Kty", "z"):
+        assert _relative(getattr(fused, name), getattr(plain, name)) <= 1e-10, name
+    x = fused.clip(-(fused.q + fused.Kty) * fused.H_inv)
+    if bounded:
+        assert x.min() == 0.0
+        assert x.max() == 1.0
+
+
+def test_fused_solve_matches_clarabel_with_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images under ``FUSED_FROM`` pixels take the plain iterations; with the threshold
+    lowered, the fused solve reaches Clarabel's value."""
+    prob = _problem("isotropic", bounded=True, rows=20, cols=24)
+    assert 20 * 24 < FUSED_FROM
+    prob.solve(solver="NABLAPROX", algorithm="dual_fista")
+    assert not prob.solver_stats.extra_stats["fused"]
+    prob.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    reference = prob.value
+    monkeypatch.setattr(dual_fista, "FUSED_FROM", 1)
+    prob.solve(solver="NABLAPROX", algorithm="dual_fista", eps_abs=1e-8, eps_rel=1e-8)
+    assert prob.status == cp.OPTIMAL
+    assert prob.solver_stats.extra_stats["fused"]
+    assert prob.value == pytest.approx(reference, rel=1e-6)
+
+
+def test_other_operators_take_the_plain_iterations() -> None:
+    """A TV of a shifted image (b != 0), a weighted difference matrix and a 1-D TV are not
+    the grids the kernel knows."""
+    rows, cols = 6, 5
+    noisy = _image(rows, cols)
+    X = cp.Variable((rows, cols))
+    fit = 0.5 * cp.sum_squares(X - noisy)
+    x = cp.Variable(12)
+    others = [
+        cp.Problem(cp.Minimize(fit + cp.tv(X - noisy))),
+        cp.Problem(cp.Minimize(fit + cp.tv(X, 2 * X))),
+        cp.Problem(cp.Minimize(fit + cp.sum(cp.abs(cp.diff(X, axis=0))))),
+        cp.Problem(cp.Minimize(cp.sum_squares(x - np.arange(12.0)) + cp.norm1(cp.diff(x)))),
+    ]
+    for prob in others:
+        program = _program(prob)
+        _, prox_at = split_terms(program)
+        assert tv_grid([program.terms[k] for k in prox_at], program.n) is None
+        assert isinstance(_iterations(program, fuse=True), DualIterations)
