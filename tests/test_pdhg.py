@@ -357,8 +357,8 @@ def test_feasibility_polishing_saves_iterations() -> None:
 
 
 def test_feasibility_polishing_never_passes_an_infeasible_lp() -> None:
-    """Polishing an infeasible LP's iterate runs its primal phase out of budget and
-    returns nothing, and the solve with polishing still ends with a certificate."""
+    """Polishing an infeasible LP's iterate spends iterations and returns nothing (no
+    point passes the test), and the solve with polishing still ends with a certificate."""
     rng = np.random.default_rng(6)
     A = rng.standard_normal((40, 30))
     x = cp.Variable(30)
@@ -377,7 +377,7 @@ def test_feasibility_polishing_never_passes_an_infeasible_lp() -> None:
     assert err.primal > err.primal_tol
     polished, spent = problem.feasibility.run(50, err, step.point, omega, best)
     assert polished is None
-    assert spent == problem.feasibility._budget(50)
+    assert 0 < spent <= problem.feasibility._budget(50)
     _pdhg(prob, presolve=False, feasibility_polishing=True)
     assert prob.status == cp.INFEASIBLE
 
