@@ -472,6 +472,13 @@ class _ConeProblem:
             f"cost scale {self.scaling.k:.2e}",
             f"||A|| ~ {self.norm_K:.3e} (power iteration), {quadratic}",
             f"bounds: {self.bounds.count} bound rows projected in the primal step",
+            "feasibility polishing: "
+            + (
+                f"from gap <= {_POLISH_GAP} tol, phases of <= {_POLISH_FRACTION} of the "
+                "iterations so far"
+                if self.feasibility is not None
+                else "off"
+            ),
         ]
 
     def initial(self, warm: dict | None) -> tuple[_Point, float]:
