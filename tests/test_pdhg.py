@@ -1,16 +1,21 @@
 """The restarted Halpern PDHG algorithm (``algorithm="pdhg"``) against CLARABEL."""
 
+import time
+
 import cvxpy as cp
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 import cvxprox  # noqa: F401  (registers NABLAPROX)
+from compare.datasets import data_dir, load_netlib
+from cvxprox.backend import get_backend
 from cvxprox.interface.options import SolverOptions
 from cvxprox.interface.solver import PROGRAM
 from cvxprox.ir.program import AssembledProgram
+from cvxprox.solvers.common.result import BestIterate
 from cvxprox.solvers.common.scaling import RuizScaling
-from cvxprox.solvers.pdhg import PDHG, _step_sizes
+from cvxprox.solvers.pdhg import PDHG, _ConeProblem, _step_sizes
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 # These tests are about the cone path's PDHG: structure-preserving lowering is off.
@@ -329,3 +334,54 @@ def test_infeasible_by_bounds(crossing: bool, presolve: bool) -> None:
         # y_1 - y_2 + y_3 1 = 0 and 0 - 1'y_2 + 25 y_3 > 0.
         np.testing.assert_allclose(y[0] - y[1] + y[2], 0.0, atol=1e-6 * np.max(y[2]))
         assert 25 * y[2][0] - np.sum(y[1]) > 0
+
+
+@pytest.mark.skipif(
+    not (data_dir() / "netlib").is_dir(), reason="Netlib data not found (../shared/data)"
+)
+def test_feasibility_polishing_saves_iterations() -> None:
+    """On SHARE1B the gap passes its test long before the primal residual does; the
+    polished point passes the test in fewer iterations, at Clarabel's optimum."""
+    prob, _ = load_netlib("SHARE1B")
+    prob.solve(solver="CLARABEL", tol_gap_abs=1e-9, tol_gap_rel=1e-9, tol_feas=1e-9)
+    assert prob.status == cp.OPTIMAL
+    reference = prob.value
+    iterations = {}
+    for polishing in (False, True):
+        _pdhg(prob, eps_abs=1e-4, eps_rel=1e-4, feasibility_polishing=polishing)
+        assert prob.status == cp.OPTIMAL
+        assert prob.value == pytest.approx(reference, rel=2e-4)
+        iterations[polishing] = prob.solver_stats.num_iters
+    assert prob.solver_stats.extra_stats["feasibility_polish_iterations"] > 0
+    assert iterations[True] < 0.8 * iterations[False]
+
+
+def test_feasibility_polishing_never_passes_an_infeasible_lp() -> None:
+    """Polishing an infeasible LP's iterate spends iterations and returns nothing (no
+    point passes the test), and the solve with polishing still ends with a certificate."""
+    rng = np.random.default_rng(6)
+    A = rng.standard_normal((40, 30))
+    x = cp.Variable(30)
+    prob = cp.Problem(
+        cp.Minimize(rng.standard_normal(30) @ x),
+        [A @ x <= rng.random(40), x >= 0, cp.sum(x) >= 1, cp.sum(x) <= 0.5],
+    )
+    opts = SolverOptions.from_kwargs({"eps_abs": 1e-6, "eps_rel": 1e-6})
+    problem = _ConeProblem(_program(prob), opts, get_backend(), time.perf_counter())
+    z, omega = problem.initial(None)
+    tau, sigma, _ = _step_sizes(omega, problem.norm_K, 0.0)
+    for _ in range(50):
+        z = problem.step(z, tau, sigma).point
+    step, best = problem.step(z, tau, sigma), BestIterate()
+    err = problem.check(50, step, z, z, best).err
+    assert err.primal > err.primal_tol
+    polished, spent = problem.feasibility.run(50, err, step.point, omega, best)
+    assert polished is None
+    assert 0 < spent <= problem.feasibility._budget(50)
+    _pdhg(prob, presolve=False, feasibility_polishing=True)
+    assert prob.status == cp.INFEASIBLE
+
+
+def test_feasibility_polishing_option_is_checked() -> None:
+    with pytest.raises(ValueError, match="option 'feasibility_polishing' must be True or False"):
+        SolverOptions.from_kwargs({"feasibility_polishing": "yes"})

@@ -91,6 +91,11 @@ class SolverOptions:
         (``cvxprox.solvers.presolve``: empty, one-entry, duplicate and free rows, fixed
         and empty columns, infeasibility from the bounds) and map the solution, every
         dual and any certificate back; ``verbose`` prints what it removed.
+    feasibility_polishing : bool
+        PDHG on an LP: once the duality gap passes its test, run PDHG on the primal and
+        dual feasibility problems from the iterate (PDLP's feasibility polishing,
+        ``cvxprox.solvers.pdhg._FeasibilityPolish``); the polished point is returned
+        only when it passes the termination test.
     """
 
     eps_abs: float = 1e-6
@@ -110,6 +115,7 @@ class SolverOptions:
     adaptive_rho: bool = True
     structure: str = "auto"
     presolve: bool = True
+    feasibility_polishing: bool = True
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> SolverOptions:
@@ -154,6 +160,7 @@ class SolverOptions:
         _check_bool("adaptive_rho", self.adaptive_rho)
         _check_choice("structure", self.structure, STRUCTURE_MODES)
         _check_bool("presolve", self.presolve)
+        _check_bool("feasibility_polishing", self.feasibility_polishing)
 
 
 def _check_real(

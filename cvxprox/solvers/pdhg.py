@@ -113,10 +113,16 @@ tests run on the device too (``StructuredChecker`` on the device terms) and read
 scalars only; its returned point is copied to the host once, at the end. So do a cone
 program's termination and certificate tests (``KKTChecker`` on the device, in float64);
 a vector comes back only when a polish attempt (a host factorization) is due.
+
+On an LP, once an iterate's gap passes its test while a residual lags, PDHG runs on the
+primal feasibility problem (c = 0) from its x and on the dual feasibility problem (b = 0,
+finite bounds at 0) from its y, and the combined point ends the run when it passes the
+termination test (PDLP's feasibility polishing, ``_FeasibilityPolish``).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -156,6 +162,12 @@ _TINY = 1e-12
 _POWER_ITERS = 200
 _POWER_TOL = 1e-6
 _POWER_SEED = 0
+# Feasibility polishing (_FeasibilityPolish): each phase's iteration budget, a fraction
+# of the run's iterations so far and at least a minimum; the gap that starts an attempt,
+# as a fraction of its tolerance.
+_POLISH_FRACTION = 0.25
+_POLISH_MIN_ITERS = 100
+_POLISH_GAP = 0.1
 
 
 @dataclass(frozen=True)
@@ -212,6 +224,53 @@ def _combination(*terms: tuple[float, _Point]) -> _Point:
         return out
 
     return _Point(lin("x"), lin("y"), lin("Kx"), lin("Kty"), lin("Hx"))
+
+
+class _Epoch:
+    """The iterate z^k of the current epoch, its anchor z^{n,0} and the restart test of
+    ``scheme`` (module docstring).
+
+    Attributes
+    ----------
+    anchor, z : _Point
+    k : int
+        Iterations into the epoch.
+    r0 : float
+        ||z - T(z)||_M at the anchor (set by the caller on the epoch's first step).
+    r_prev : float
+        The candidate's residual at the previous check of the epoch.
+    """
+
+    def __init__(self, scheme: Scheme, start: _Point) -> None:
+        self.scheme = scheme
+        self.restart(start)
+
+    def restart(self, point: _Point) -> None:
+        """A new epoch anchored at ``point``."""
+        self.anchor = self.z = point
+        self.k = 0
+        self.r0 = self.r_prev = math.inf
+
+    def restart_due(self, r: float, iterations: int) -> bool:
+        """Whether a candidate with residual r ends the epoch after ``iterations`` in
+        all: r <= sufficient r0, or r <= necessary r0 and rising, or k >= artificial
+        iterations; remembers r for the next check when it does not."""
+        scheme = self.scheme
+        due = self.k > 0 and (
+            r <= scheme.sufficient * self.r0
+            or (r <= scheme.necessary * self.r0 and r > self.r_prev)
+            or self.k >= scheme.artificial * iterations
+        )
+        if not due:
+            self.r_prev = r
+        return due
+
+    def advance(self, Tz: _Point, gamma: float) -> None:
+        """z <- w ((1 + gamma) T(z) - gamma z) + (1 - w) anchor, w = (k+1)/(k+2)
+        (Halpern) or 1 (KM)."""
+        w = (self.k + 1) / (self.k + 2) if self.scheme.halpern else 1.0
+        self.z = _combination((w * (1.0 + gamma), Tz), (-w * gamma, self.z), (1.0 - w, self.anchor))
+        self.k += 1
 
 
 @dataclass
@@ -330,6 +389,16 @@ class _Bounds:
         """proj_[l, u](x)."""
         return self.xp.minimum(self.xp.maximum(x, self.lo), self.hi)
 
+    def homogeneous(self) -> _Bounds:
+        """These bounds with their right-hand sides zeroed: l0 <= x <= u0, l0_j = 0 where
+        l_j is finite (-inf elsewhere), u0 likewise (the dual feasibility problem of
+        ``_FeasibilityPolish``)."""
+        out = copy.copy(self)
+        zero = self.xp.zeros_like(self.lo)
+        out.lo = self.xp.where(self.has_lo > 0, zero, self.lo)
+        out.hi = self.xp.where(self.has_hi > 0, zero, self.hi)
+        return out
+
     def full_y(self, y: Any, g: Any) -> tuple[Any, Any]:
         """(y on every row, the change of A'y) from y_K and the reduced cost g."""
         pos = 0.5 * (g + abs(g))  # max(g, 0), exactly
@@ -386,6 +455,9 @@ class _ConeProblem:
         self.norm_K = math.sqrt(_max_eigenvalue(backend, lambda v: self.At @ (self.A @ v), start))
         self.L_h = 0.0 if self.P is None else _max_eigenvalue(backend, lambda v: self.P @ v, start)
         self.dx = self.dy = self.x = None
+        self.feasibility = None
+        if options.feasibility_polishing and program.is_polyhedral and not program.has_quadratic:
+            self.feasibility = _FeasibilityPolish(self, options, t0 + options.time_limit)
 
     def describe(self) -> list[str]:
         """The verbose header's lines about the splitting."""
@@ -400,6 +472,13 @@ class _ConeProblem:
             f"cost scale {self.scaling.k:.2e}",
             f"||A|| ~ {self.norm_K:.3e} (power iteration), {quadratic}",
             f"bounds: {self.bounds.count} bound rows projected in the primal step",
+            "feasibility polishing: "
+            + (
+                f"from gap <= {_POLISH_GAP} tol, phases of <= {_POLISH_FRACTION} of the "
+                "iterations so far"
+                if self.feasibility is not None
+                else "off"
+            ),
         ]
 
     def initial(self, warm: dict | None) -> tuple[_Point, float]:
@@ -460,32 +539,18 @@ class _ConeProblem:
         unscaled and tested on the device in float64 (``KKTChecker``), and only scalars
         come back, until a certificate or a polish attempt needs a vector."""
         checker, side = self.checker, self.side
-        sc, b = side.scaling, side.b
+        sc = side.scaling
         Tz = step.point
         Px = self.p * Tz.x if self.p is not None else Tz.Hx
-        y, Kx, Kty = Tz.y, Tz.Kx, Tz.Kty
-        if self.bounds.active:
-            g = self.c + Kty if Px is None else self.c + Kty + Px
-            y, dKty = self.bounds.full_y(y, g)
-            Kx, Kty = self.bounds.full_Ax(Tz.x, Kx), Kty + dKty
-        xu = sc.unscale_x(side.f64(Tz.x))
-        yu = sc.unscale_y(side.f64(y))
-        Axu = sc.unscale_z(side.f64(Kx))
-        zu = self.program.cone.project(Axu - b)
+        xu, zu, Axu = self.primal_part(Tz.x, Tz.Kx)
+        yu, Atyu = self.dual_part(Tz.y, Tz.Kty, Px)
         err = checker.kkt_error(
-            xu,
-            zu,
-            yu,
-            Axu,
-            sc.unscale_gradient(side.f64(Kty)),
-            None if Px is None else sc.unscale_gradient(side.f64(Px)),
+            xu, zu, yu, Axu, Atyu, None if Px is None else sc.unscale_gradient(side.f64(Px))
         )
         best.offer(err, xu, zu, yu)
         settled = self.polisher.settle(it, (xu, zu, yu), err)
         if settled is not None:
-            if err.converged and self.polisher.enabled and not self.polisher.succeeded:
-                settled = self.polisher.attempt(it, zu, yu) or settled
-            return _Check(settled[1], settled[0], s.OPTIMAL)
+            return self.optimal(it, *settled)
         self.x = xu
         self.dx = sc.unscale_x(side.f64(Tz.x - base.x))
         self.dy = sc.unscale_y(side.f64(self._full_direction(Tz, base)))
@@ -498,6 +563,42 @@ class _ConeProblem:
                 xu,
             )
         return _Check(err, (xu, zu, yu), status, checker.to_host(cert))
+
+    def primal_part(self, x: Any, Kx: Any) -> tuple[Any, Any, Any]:
+        """The unscaled (x, z, A x) of a scaled x with its product K x, z = Pi_K(A x - b),
+        on every row (``_Bounds``), in float64 where the checks compute."""
+        side = self.side
+        if self.bounds.active:
+            Kx = self.bounds.full_Ax(x, Kx)
+        Axu = side.scaling.unscale_z(side.f64(Kx))
+        return side.scaling.unscale_x(side.f64(x)), self.program.cone.project(Axu - side.b), Axu
+
+    def dual_part(self, y: Any, Kty: Any, Px: Any | None) -> tuple[Any, Any]:
+        """The unscaled (y, A'y) of a scaled y with its product K'y on every row (the
+        bound rows take the reduced cost c + P x + K'y, ``_Bounds``)."""
+        side = self.side
+        if self.bounds.active:
+            g = self.c + Kty if Px is None else self.c + Kty + Px
+            y, dKty = self.bounds.full_y(y, g)
+            Kty = Kty + dKty
+        return side.scaling.unscale_y(side.f64(y)), side.scaling.unscale_gradient(side.f64(Kty))
+
+    def optimal(self, it: int, point: Point, err: KKTError) -> _Check:
+        """The OPTIMAL result of a point that passed the test, or its polished vertex
+        when the first factorization polish of a polishable program passes it too."""
+        if err.converged and self.polisher.enabled and not self.polisher.succeeded:
+            point, err = self.polisher.attempt(it, point[1], point[2]) or (point, err)
+        return _Check(err, point, s.OPTIMAL)
+
+    def polish_feasibility(
+        self, it: int, err: KKTError, point: _Point, omega: float, best: BestIterate
+    ) -> tuple[_Check | None, int]:
+        """Feasibility polishing from the candidate ``point`` when it is due
+        (``_FeasibilityPolish``): the OPTIMAL check of the polished point, or None, and
+        the iterations spent."""
+        if self.feasibility is None or not self.feasibility.due(it, err):
+            return None, 0
+        return self.feasibility.run(it, err, point, omega, best)
 
     def _full_direction(self, Tz: _Point, base: _Point) -> Any:
         """The dual move Tz.y - base.y on every row (``_Bounds``: the bound rows take
@@ -514,6 +615,177 @@ class _ConeProblem:
     def host_point(self, point: Point | None) -> Point | None:
         """The point on the host."""
         return None if point is None else tuple(self.checker.to_host(v) for v in point)
+
+
+class _FeasibilityPolish:
+    """PDLP's feasibility polishing (Applegate et al., "PDLP: a practical first-order
+    method for large-scale linear programming", arXiv:2501.07018) for an LP's scaled cone
+    program.
+
+    Late in a solve the gap of an LP's iterate has often passed its test while the primal
+    or the dual residual lags. Feasibility is a problem PDHG solves fast: on the primal
+    feasibility problem (the objective zeroed)
+
+        minimize 0   subject to   A x - b in K,   l <= x <= u,
+
+    PDHG from (x, 0) stays within the M-distance of its start from the feasible set (it
+    is Fejer monotone towards every fixed point), so it ends at a primal-feasible point
+    near x; on the dual feasibility problem (the right-hand sides zeroed: b = 0 and the
+    finite bounds moved to 0)
+
+        minimize c'x   subject to   A x in K,   l0 <= x <= u0,
+
+    whose dual's feasible set is that of the LP's dual with the objective 0, PDHG from
+    (0, y) ends at a dual-feasible y near y. The combined point keeps the gap of the
+    iterate approximately, since both moved little.
+
+    Rules (each measured on Netlib, ``compare``):
+
+    - due at a check of an unconverged iterate whose gap is within ``_POLISH_GAP`` of
+      its tolerance (the primal phase moves c'x, and a gap just under its tolerance
+      rarely survives), once the run has reached ``next`` iterations; ``next`` doubles
+      after every attempt, so polishing costs a bounded fraction of the run;
+    - each phase runs restarted reflected Halpern PDHG (``CONE_SCHEME``, the main run's
+      primal weight to start) for at most ``_POLISH_FRACTION`` of the iterations so far
+      (at least ``_POLISH_MIN_ITERS``), stopping at the first check where its part of
+      the test (primal or dual residual) passes, and giving up at the first where the
+      gap fails (neither phase aims at the gap, and it seldom comes back);
+    - the primal phase runs first and only when the iterate's primal residual fails its
+      test; the dual phase only when the primal part passes and the dual part fails;
+    - every check of a phase tests the combined point (the phase's iterate with the
+      other part's latest point) with the run's termination test (``KKTChecker``), so a
+      polished point is returned only when it passes that test; it is also offered as
+      the best iterate.
+
+    The iterations of both phases count in the run's iterations.
+
+    Measured on the 33 Netlib LPs that plain PDHG takes 1000 to 60000 iterations for
+    (eps 1e-4, at most 60000 iterations, success as in ``compare``: ``optimal`` and the
+    objective within 1e-4): 26 solved without polishing, 28 with it (SHELL's polished
+    point passes the test on the presolved program but only loosely on the original),
+    and the geometric mean of the iteration ratio over the cases both solve 0.89 (0.54
+    on SHARE1B, 0.60 on SHIP08S, 0.63 on FIT1D; at most 1.08 where attempts fail).
+    Variants: phases that go on while the gap fails, 0.90 (and up to 1.13); gap
+    fraction 1 instead of 0.1, 0.99, 0.3: 0.96, 0.03: 0.89 but 26 solved; budget
+    fraction 1/8 instead of 1/4, 0.90; no attempt before 1000 iterations, 0.89. The main
+    run's primal weight times 0.1 or 10 to start a phase changed nothing (the phases'
+    restarts adapt it).
+    """
+
+    def __init__(self, problem: _ConeProblem, options: Any, deadline: float) -> None:
+        self.problem = problem
+        self.check_every, self.max_iters = options.check_every, options.max_iters
+        self.deadline = deadline
+        self.next = 0
+        self.attempts = 0
+        backend = problem.backend
+        self.primal = copy.copy(problem)
+        self.primal.c = backend.zeros(problem.program.n)
+        self.dual = copy.copy(problem)
+        self.dual.b = backend.zeros(problem.m)
+        if problem.bounds.active:
+            self.dual.bounds = problem.bounds.homogeneous()
+
+    def due(self, it: int, err: KKTError) -> bool:
+        """Whether to polish at iteration ``it`` of a check with error ``err``."""
+        return (
+            it >= self.next
+            and it + 2 * self._budget(it) <= self.max_iters
+            and not err.converged
+            and err.gap <= _POLISH_GAP * err.gap_tol
+            and time.perf_counter() < self.deadline
+        )
+
+    def run(
+        self, it: int, err: KKTError, point: _Point, omega: float, best: BestIterate
+    ) -> tuple[_Check | None, int]:
+        """Polish the scaled iterate ``point`` (KKT error ``err``): the OPTIMAL check of
+        the polished point (None when it does not pass the test) and the iterations
+        spent."""
+        problem, backend = self.problem, self.problem.backend
+        self.next = 2 * it
+        self.attempts += 1
+        budget = self._budget(it)
+        primal = problem.primal_part(point.x, point.Kx)
+        dual = problem.dual_part(point.y, point.Kty, None)
+        spent = 0
+        if err.primal > err.primal_tol:
+            start = self.primal.point(point.x, backend.zeros(problem.m))
+            found, used = self._phase(
+                self.primal,
+                start,
+                omega,
+                budget,
+                lambda p: (problem.primal_part(p.x, p.Kx), dual),
+                "primal",
+                best,
+            )
+            spent += used
+            if found is None:
+                return None, spent
+            primal, dual, err = found
+        if err.dual > err.dual_tol:
+            start = self.dual.point(backend.zeros(problem.program.n), point.y)
+            found, used = self._phase(
+                self.dual,
+                start,
+                omega,
+                budget,
+                lambda p: (primal, problem.dual_part(p.y, p.Kty, None)),
+                "dual",
+                best,
+            )
+            spent += used
+            if found is None:
+                return None, spent
+            primal, dual, err = found
+        if not err.converged:
+            return None, spent
+        return problem.optimal(it + spent, (primal[0], primal[1], dual[0]), err), spent
+
+    def _budget(self, it: int) -> int:
+        """The iterations of one phase after ``it`` iterations of the run."""
+        return max(_POLISH_MIN_ITERS, int(_POLISH_FRACTION * it))
+
+    def _phase(
+        self,
+        sub: _ConeProblem,
+        start: _Point,
+        omega: float,
+        budget: int,
+        combine: Callable[[_Point], tuple[tuple, tuple]],
+        part: str,
+        best: BestIterate,
+    ) -> tuple[tuple[tuple, tuple, KKTError] | None, int]:
+        """Restarted PDHG on the feasibility problem ``sub`` from ``start``. At each
+        check, ``combine`` makes the unscaled primal part (x, z, A x) and dual part
+        (y, A'y) of a point from T(z); the phase ends when their KKT error passes the
+        ``part`` ("primal" or "dual") test: (the parts and their error, or None when
+        the budget or the deadline ran out first; iterations spent)."""
+        checker, scheme = self.problem.checker, CONE_SCHEME
+        tau, sigma, gamma = _step_sizes(omega, sub.norm_K, 0.0, scheme.relaxation)
+        epoch = _Epoch(scheme, start)
+        for j in range(1, budget + 1):
+            step = sub.step(epoch.z, tau, sigma)
+            if epoch.k == 0:
+                epoch.r0 = sub.residual(epoch.z, step.point, tau, sigma)
+            if j % self.check_every == 0:
+                (x, z, Ax), (y, Aty) = parts = combine(step.point)
+                err = checker.kkt_error(x, z, y, Ax, Aty, None)
+                best.offer(err, x, z, y)
+                if getattr(err, part) <= getattr(err, f"{part}_tol"):
+                    return (*parts, err), j
+                if err.gap > err.gap_tol or time.perf_counter() > self.deadline:
+                    return None, j
+                r = sub.residual(epoch.z, step.point, tau, sigma)
+                if epoch.restart_due(r, j):
+                    dx, dy = sub.norms(_combination((1.0, step.point), (-1.0, epoch.anchor)))
+                    omega = _updated_primal_weight(omega, dx, dy, _OMEGA_MIN)
+                    tau, sigma, gamma = _step_sizes(omega, sub.norm_K, 0.0, scheme.relaxation)
+                    epoch.restart(step.point)
+                    continue
+            epoch.advance(step.point, gamma)
+        return None, budget
 
 
 @dataclass
@@ -690,6 +962,12 @@ class _StructuredProblem:
         """Nothing beyond the best iterate when a limit stops the run."""
         return None
 
+    def polish_feasibility(
+        self, it: int, err: KKTError, point: _Point, omega: float, best: BestIterate
+    ) -> tuple[None, int]:
+        """A Program's terms are not polished (``_FeasibilityPolish`` is for LPs)."""
+        return None, 0
+
     def _dual_rows(self, y: np.ndarray) -> np.ndarray:
         """The dual blocks' rows of a y stacked in term order."""
         if not self.dual.terms:
@@ -723,11 +1001,12 @@ class PDHG(Algorithm):
         """The solve of ``problem`` (a _ConeProblem or _StructuredProblem), started at t0."""
         opts, scheme = self.opts, problem.scheme
         norm_K, L_h = problem.norm_K, problem.L_h
-        anchor, omega = problem.initial(self.warm_start)
+        start, omega = problem.initial(self.warm_start)
         omega_floor = _primal_weight_floor(norm_K, L_h)
         omega = max(omega, omega_floor)
         tau, sigma, gamma = _step_sizes(omega, norm_K, L_h, scheme.relaxation)
-        z = average = anchor
+        epoch = _Epoch(scheme, start)
+        average = start
         setup_time = time.perf_counter() - t0
 
         log = IterationLog(opts.verbose)
@@ -751,10 +1030,9 @@ class PDHG(Algorithm):
 
         best = BestIterate()
         last: _Check | None = None
-        k = 0  # iterations in the current epoch
-        r0 = r_prev = math.inf
-        restarts = logged = it = 0
+        restarts = logged = it = polish_iters = 0
         for it in range(1, opts.max_iters + 1):
+            z, k = epoch.z, epoch.k
             step = problem.step(z, tau, sigma)
             if scheme.average:
                 average = (
@@ -763,14 +1041,14 @@ class PDHG(Algorithm):
                     else _combination((k / (k + 1), average), (1.0 / (k + 1), step.point))
                 )
             if k == 0:
-                r0 = problem.residual(z, step.point, tau, sigma)
-            if it % opts.check_every == 0 or it == opts.max_iters:
+                epoch.r0 = problem.residual(z, step.point, tau, sigma)
+            if it % opts.check_every == 0 or it + polish_iters >= opts.max_iters:
                 candidates = [(z, step)]
                 if scheme.average and k > 0:
                     candidates.append((average, problem.step(average, tau, sigma)))
                 r = math.inf
                 for base, candidate in candidates:
-                    checked = problem.check(it, candidate, base, anchor, best)
+                    checked = problem.check(it, candidate, base, epoch.anchor, best)
                     r_cand = problem.residual(base, candidate.point, tau, sigma)
                     if checked.status is not None or r_cand < r:
                         r, last, restart_point = r_cand, checked, candidate.point
@@ -778,30 +1056,30 @@ class PDHG(Algorithm):
                         break
                 if last.status is not None:
                     break
-                if it % (opts.check_every * 10) == 0:
-                    log.row(it, last.err, tau)
-                    logged = it
-                if time.perf_counter() - t0 > opts.time_limit:
+                polished, spent = problem.polish_feasibility(
+                    it + polish_iters, last.err, restart_point, omega, best
+                )
+                polish_iters += spent
+                if polished is not None:
+                    last = polished
                     break
-                if k > 0 and (
-                    r <= scheme.sufficient * r0
-                    or (r <= scheme.necessary * r0 and r > r_prev)
-                    or k >= scheme.artificial * it
-                ):
-                    dx, dy = problem.norms(_combination((1.0, restart_point), (-1.0, anchor)))
+                if it % (opts.check_every * 10) == 0:
+                    log.row(it + polish_iters, last.err, tau)
+                    logged = it
+                out_of_time = time.perf_counter() - t0 > opts.time_limit
+                if out_of_time or it + polish_iters >= opts.max_iters:
+                    break
+                if epoch.restart_due(r, it):
+                    dx, dy = problem.norms(_combination((1.0, restart_point), (-1.0, epoch.anchor)))
                     omega = _updated_primal_weight(omega, dx, dy, omega_floor)
                     tau, sigma, gamma = _step_sizes(omega, norm_K, L_h, scheme.relaxation)
-                    anchor = z = restart_point
-                    k, r_prev = 0, math.inf
+                    epoch.restart(restart_point)
                     restarts += 1
                     continue
-                r_prev = r
-            w = (k + 1) / (k + 2) if scheme.halpern else 1.0
-            z = _combination((w * (1.0 + gamma), step.point), (-w * gamma, z), (1.0 - w, anchor))
-            k += 1
+            epoch.advance(step.point, gamma)
 
         if last is not None and logged != it:
-            log.row(it, last.err, tau)
+            log.row(it + polish_iters, last.err, tau)
         if last is not None and last.status is not None:
             last.point = problem.host_point(last.point)
         else:
@@ -814,6 +1092,7 @@ class PDHG(Algorithm):
             "sigma": sigma,
             "norm_A": norm_K,
             "lipschitz": L_h,
+            "feasibility_polish_iterations": polish_iters,
         }
         return finish(
             None if last is None else last.status,
@@ -821,7 +1100,7 @@ class PDHG(Algorithm):
             None if last is None else (last.point, last.err),
             best,
             opts,
-            (self.name, it, solve_time, setup_time),
+            (self.name, it + polish_iters, solve_time, setup_time),
             info,
             log,
             {"primal_weight": omega},
