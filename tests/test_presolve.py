@@ -157,6 +157,21 @@ def test_grow7_is_never_optimal_and_wrong(algorithm: str, flag: bool) -> None:
         assert abs(prob.value - known) <= 1e-4 * abs(known)
 
 
+@pytest.mark.skipif(not HAVE_NETLIB, reason="Netlib data not found (../shared/data)")
+@pytest.mark.parametrize("name", ["BEACONFD", "SHELL"])
+def test_a_postsolved_point_failing_the_original_test_resumes_tighter(name: str) -> None:
+    """PDHG at 1e-4 ends optimal on the reduced BEACONFD and SHELL with points whose
+    postsolved residuals fail the original per-row test (1.7e-3 and 1.07e-4); the
+    reduced run resumes with tighter tolerances until the original test passes."""
+    prob, known = load_netlib(name)
+    eps = {"eps_abs": 1e-4, "eps_rel": 1e-4}
+    prob.solve(solver="NABLAPROX", algorithm="pdhg", time_limit=60, **eps)
+    assert prob.status == cp.OPTIMAL
+    assert "presolve_check" not in prob.solver_stats.extra_stats
+    assert abs(prob.value - known) <= 1e-4 * abs(known)
+    assert worst_violation(prob) <= 1e-3
+
+
 def test_dpp_resolve_presolves_the_new_values() -> None:
     """Bounds from parameters: each solve presolves the evaluated program, warm started
     from the last solution. ADMM holds bound rows as rows, so one-entry rows alone leave

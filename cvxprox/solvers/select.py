@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from functools import cache
 
 import cvxpy.settings as s
@@ -31,6 +32,10 @@ from cvxprox.solvers.pdhg import PDHG
 from cvxprox.solvers.presolve import Presolved, presolve
 
 _STRUCTURED_ONLY = ("ladmm", "hqs", "fista", "dual_fista")
+# A presolved run whose postsolved point fails the original test resumes with tolerances
+# this many times tighter, at most this many times (``_postsolve_tightening``).
+_TIGHTEN = 0.1
+_TIGHTEN_TRIES = 2
 
 
 def choose_algorithm(program: Program, options: SolverOptions) -> tuple[type, str]:
@@ -228,9 +233,53 @@ def _solve_presolved(
         result = SolveResult(presolved.status, x, None, y, "presolve", 0, 0.0, presolve_time)
     else:
         result = _run(reduced, options, presolved.reduce_warm_start(warm_start))
+        result = _postsolve_tightening(presolved, reduced, result, options, t0)
         result.setup_time += presolve_time
-        _postsolve(presolved, result, options)
     result.info["presolve"] = presolved.stats.describe()
+    return result
+
+
+def _postsolve_tightening(
+    presolved: Presolved,
+    reduced: AssembledProgram,
+    result: SolveResult,
+    options: SolverOptions,
+    t0: float,
+) -> SolveResult:
+    """``_postsolve`` of the reduced result; while the reduced run ended optimal but the
+    postsolved point fails the original test (the maps back, bound rows to their
+    provenance rows, can turn a residual just inside the reduced tolerance into one just
+    outside the original's), the reduced program is solved again from where it stopped
+    with tolerances ``_TIGHTEN`` times tighter, at most ``_TIGHTEN_TRIES`` times and
+    within what is left of ``max_iters`` and ``time_limit``. Iterations and times add
+    up over the runs."""
+    for attempt in range(_TIGHTEN_TRIES + 1):
+        warm = result.info.get("warm_start")
+        warm = None if warm is None else dict(warm)
+        _postsolve(presolved, result, options)
+        iterations_left = options.max_iters - result.iterations
+        time_left = options.time_limit - (time.perf_counter() - t0)
+        if (
+            "presolve_check" not in result.info
+            or warm is None
+            or attempt == _TIGHTEN_TRIES
+            or iterations_left <= 0
+            or time_left <= 0
+        ):
+            return result
+        factor = _TIGHTEN ** (attempt + 1)
+        tighter = replace(
+            options,
+            eps_abs=options.eps_abs * factor,
+            eps_rel=options.eps_rel * factor,
+            max_iters=iterations_left,
+            time_limit=time_left,
+        )
+        again = _run(reduced, tighter, warm)
+        again.iterations += result.iterations
+        again.solve_time += result.solve_time
+        again.setup_time += result.setup_time
+        result = again
     return result
 
 
