@@ -75,6 +75,18 @@ def test_checkpoints_stop_at_the_first_budget_within_target() -> None:
     assert run.rel_error == pytest.approx(1 / 16)
 
 
+def test_checkpoints_stop_past_the_time_limit() -> None:
+    """A run past its time limit stops at the next iteration, judged there, short of
+    the target."""
+    x = cp.Variable()
+    toy = cp.Problem(cp.Minimize(cp.square(x)))
+    checkpoints = peers.Checkpoints(toy, 0.0, 1e-9, lambda k: np.array(1.0), 64, 0.0, -1.0)
+    peers.iterate(lambda: [checkpoints(k) for k in range(3, 65)], checkpoints)
+    run = checkpoints.run("toy", "toy", "")
+    assert run.iterations == 1 and not run.reached
+    assert run.rel_error == 1.0 and "time limit" in run.note
+
+
 def test_table_ratios() -> None:
     runs = [
         peers.Run(peers.NABLAPROX, "m", 0.5, 100, 1.0, 1e-5, 0.0),
