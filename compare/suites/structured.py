@@ -58,14 +58,25 @@ def phantom(n: int) -> np.ndarray:
     return image
 
 
+#: TV weights of the denoising and deconvolution models.
+TV_DENOISING_WEIGHT, DECONVOLUTION_WEIGHT = 0.1, 0.5
+
+
+def tv_denoising_data(seed: int = SEED, size: int | None = None) -> np.ndarray:
+    """The noisy image of :func:`build_tv_denoising`: the ``n x n`` phantom plus
+    N(0, 0.1^2) noise (n = ``size``, default 192)."""
+    n = size or SIZES["tv_denoising"]
+    rng = np.random.default_rng(seed)
+    return phantom(n) + 0.1 * rng.standard_normal((n, n))
+
+
 def build_tv_denoising(seed: int = SEED, size: int | None = None) -> cp.Problem:
     """ROF denoising of a 192 x 192 phantom with Gaussian noise (sigma 0.1):
     minimize 1/2 ||X - noisy||^2 + 0.1 tv(X) (isotropic TV)."""
-    n = size or SIZES["tv_denoising"]
-    rng = np.random.default_rng(seed)
-    noisy = phantom(n) + 0.1 * rng.standard_normal((n, n))
-    X = cp.Variable((n, n))
-    return cp.Problem(cp.Minimize(0.5 * cp.sum_squares(X - noisy) + 0.1 * cp.tv(X)))
+    noisy = tv_denoising_data(seed, size)
+    X = cp.Variable(noisy.shape)
+    objective = 0.5 * cp.sum_squares(X - noisy) + TV_DENOISING_WEIGHT * cp.tv(X)
+    return cp.Problem(cp.Minimize(objective))
 
 
 def gaussian_kernel(length: int = 31, sigma: float = 5.0) -> np.ndarray:
@@ -82,17 +93,26 @@ def piecewise_constant_signal(n: int, rng: np.random.Generator, pieces: int = 30
     return np.repeat(levels, np.diff(np.r_[0, jumps, n]))
 
 
-def build_deconvolution(seed: int = SEED, size: int | None = None) -> cp.Problem:
-    """1-D TV deconvolution, n = 6000: a piecewise-constant signal blurred by a Gaussian
-    kernel of length 31 (sigma 5) plus noise (sigma 0.05);
-    minimize ||k * x - y||^2 + 0.5 tv(x)."""
+def deconvolution_data(seed: int = SEED, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel ``k`` (length 31) and the observation ``y`` (length n + 30, the full
+    convolution of a piecewise-constant signal of length n = ``size``, default 6000,
+    plus N(0, 0.05^2) noise) of :func:`build_deconvolution`."""
     n = size or SIZES["deconvolution"]
     rng = np.random.default_rng(seed)
     k = gaussian_kernel()
     y = np.convolve(k, piecewise_constant_signal(n, rng))
     y += 0.05 * rng.standard_normal(y.size)
-    x = cp.Variable(n)
-    return cp.Problem(cp.Minimize(cp.sum_squares(cp.convolve(k, x) - y) + 0.5 * cp.tv(x)))
+    return k, y
+
+
+def build_deconvolution(seed: int = SEED, size: int | None = None) -> cp.Problem:
+    """1-D TV deconvolution, n = 6000: a piecewise-constant signal blurred by a Gaussian
+    kernel of length 31 (sigma 5) plus noise (sigma 0.05);
+    minimize ||k * x - y||^2 + 0.5 tv(x)."""
+    k, y = deconvolution_data(seed, size)
+    x = cp.Variable(y.size - k.size + 1)
+    objective = cp.sum_squares(cp.convolve(k, x) - y) + DECONVOLUTION_WEIGHT * cp.tv(x)
+    return cp.Problem(cp.Minimize(objective))
 
 
 def build_lasso(seed: int = SEED, size: int | None = None) -> cp.Problem:
