@@ -21,9 +21,12 @@ from cvxprox.solvers.admm.kkt import ADMM
 from cvxprox.solvers.admm.split import HQS, StructuredADMM, project_bounds
 from cvxprox.solvers.common.algorithm import FACTORIZATION_NNZ_LIMIT
 from cvxprox.solvers.common.column_scaling import ColumnScaling
+from cvxprox.solvers.common.fixed_columns import FixedColumns
 from cvxprox.solvers.common.kkt_checks import KKTChecker
 from cvxprox.solvers.common.result import SolveResult, loose_factor
 from cvxprox.solvers.common.scaling import RuizScaling
+from cvxprox.solvers.common.term_checks import StructuredChecker
+from cvxprox.solvers.common.terms import TermLayout
 from cvxprox.solvers.dual_fista import DualFISTA
 from cvxprox.solvers.fista import FISTA
 from cvxprox.solvers.hybrid import ADMMThenPDHG
@@ -171,7 +174,8 @@ def solve_program(
     ``n_program`` and ``term_rows`` locate the program's own). Otherwise a method on the
     terms runs; a program whose column norms spread over more than
     ``ColumnScaling.SPREAD`` is then solved in equilibrated variables x~ = x / E and
-    mapped back. A warm start of other shapes than the solved form's is ignored.
+    mapped back, and one with fixed variables (l_j = u_j) without them
+    (``FixedColumns``). A warm start of other shapes than the solved form's is ignored.
 
     The iterations are vector operations (dot products, axpys, matrix-vector products)
     for which a threaded BLAS only adds synchronization: BLAS runs single-threaded during
@@ -183,6 +187,9 @@ def solve_program(
     ):
         warm_start = None
     if not program.solve_assembled:
+        fixed = FixedColumns(program)
+        if fixed.applies:
+            return _solve_fixed_eliminated(program, fixed, options, warm_start)
         scaling = ColumnScaling(program)
         if scaling.needed:
             return _solve_column_scaled(program, scaling, options, warm_start)
@@ -283,4 +290,42 @@ def _solve_column_scaled(
     if warm is not None:
         warm["x"] = result.x
     result.info["column_scaling"] = True
+    return result
+
+
+def _solve_fixed_eliminated(
+    program: Program,
+    fixed: FixedColumns,
+    options: SolverOptions,
+    warm_start: dict | None,
+) -> SolveResult:
+    """Solve the program without its fixed variables (``FixedColumns``) and map x back.
+
+    z and y (or a Farkas certificate) are the program's own; an unboundedness direction
+    is zero on the fixed variables. The returned point is tested on the program itself
+    (its fixed variables' bound multipliers are then the reduced costs): a reduced solve's
+    ``optimal`` stands only when that test passes too, else it becomes
+    ``optimal_inaccurate`` (within ``loose_factor``) or ``user_limit``.
+    """
+    reduced = fixed.reduce_program(program)
+    result = solve_program(reduced, options, fixed.reduce_warm_start(warm_start))
+    result.info["fixed_columns"] = program.n - fixed.free.size
+    if result.x is None:
+        return result
+    if result.status in (s.UNBOUNDED, s.UNBOUNDED_INACCURATE):
+        result.x = fixed.expand(result.x, direction=True)
+        return result
+    result.x = fixed.expand(result.x)
+    warm = result.info.get("warm_start")
+    if warm is not None:
+        fixed.expand_warm_start(warm)
+    infeasible = result.status in (s.INFEASIBLE, s.INFEASIBLE_INACCURATE)
+    if result.z is None or result.y is None or infeasible:
+        return result
+    kkt = StructuredChecker(TermLayout(program), options).evaluate(result.x, result.z, result.y)
+    result.kkt = kkt
+    if result.status == s.OPTIMAL and not kkt.converged:
+        fits = kkt.normalized <= loose_factor(options)
+        result.status = s.OPTIMAL_INACCURATE if fits else s.USER_LIMIT
+        result.info["fixed_columns_check"] = "the expanded point fails the program's KKT test"
     return result
