@@ -361,4 +361,27 @@ def test_anderson_acceleration_cuts_the_iterations_of_tv_inpainting(
         assert prob.status == cp.OPTIMAL
         assert prob.value == pytest.approx(reference.value, rel=1e-5)
         iterations[storage] = prob.solver_stats.num_iters
+        memory = prob.solver_stats.extra_stats["anderson_memory"]
+        assert memory == (split._AA_MEMORY if storage else 0)  # noqa: SLF001
     assert iterations[default] < iterations[0] / 2
+
+
+def test_no_anderson_acceleration_with_conjugate_gradients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Conjugate gradients' inexact x-updates change the map from one iteration to the
+    next: ADMM then runs plain (L1-TV denoising, a factor's fill limit of 0 forcing CG),
+    and still reaches Clarabel's value."""
+    monkeypatch.setattr(xupdate, "_FILL_LIMIT", 0)
+    noisy = np.random.default_rng(5).random((12, 12))
+    X = cp.Variable((12, 12))
+    prob = cp.Problem(cp.Minimize(cp.norm1(X - noisy) + 0.5 * cp.tv(X)))
+    prob.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    value = prob.value
+    prob.solve(solver="NABLAPROX", eps_abs=1e-6, eps_rel=1e-6)
+    stats = prob.solver_stats.extra_stats
+    assert stats["algorithm"] == "admm"
+    assert "conjugate gradients" in stats["x_update"]
+    assert stats["anderson_memory"] == 0
+    assert prob.status == cp.OPTIMAL
+    assert prob.value == pytest.approx(value, rel=1e-5)
