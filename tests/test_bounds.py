@@ -328,6 +328,8 @@ def test_fixed_variables_leave_the_iterations() -> None:
     cons = [x[:4] == np.array([0.5, -0.2, 0.1, 0.3]), x >= -0.4, x <= 0.6]
     prob = cp.Problem(cp.Minimize(cp.norm2(A @ x - b) + 0.3 * cp.norm1(x)), cons)
     reference = _reference(prob)
+    compiled = cvxprox.compile(prob, structure="always")
+    assert "4 of 12 variables fixed (l_j = u_j) and eliminated" in compiled.reason
     prob.solve(solver="NABLAPROX", structure="always", eps_abs=1e-8, eps_rel=1e-8)
     assert prob.solver_stats.extra_stats["fixed_columns"] == 4
     _assert_matches(prob, reference, tol=1e-5)

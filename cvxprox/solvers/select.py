@@ -36,9 +36,14 @@ _STRUCTURED_ONLY = ("ladmm", "hqs", "fista", "dual_fista")
 
 def choose_algorithm(program: Program, options: SolverOptions) -> tuple[type, str]:
     """The algorithm class to run and a one-line reason: a cone method on the assembled
-    view when ``program.solve_assembled``, a method on the terms otherwise."""
+    view when ``program.solve_assembled``, a method on the terms otherwise (on the
+    program without its fixed variables when it has some, as ``solve_program`` runs it)."""
     if program.solve_assembled:
         return choose_cone_algorithm(program.assemble(), options)
+    fixed = FixedColumns(program)
+    if fixed.applies:
+        algorithm, reason = choose_structured_algorithm(fixed.reduce_program(program), options)
+        return algorithm, f"{reason}; {fixed.describe()}"
     return choose_structured_algorithm(program, options)
 
 
@@ -308,6 +313,8 @@ def _solve_fixed_eliminated(
     reduced rows'.
     """
     reduced = fixed.reduce_program(program)
+    if options.verbose:
+        print(fixed.describe())
     result = solve_program(reduced, options, fixed.reduce_warm_start(warm_start))
     result.info["fixed_columns"] = program.n - fixed.free.size
     if result.x is None:

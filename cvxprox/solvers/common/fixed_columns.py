@@ -56,6 +56,11 @@ class FixedColumns:
             and all(isinstance(t.op, SPARSE_KINDS) for t in program.terms)
         )
 
+    def describe(self) -> str:
+        """One line: how many variables were fixed and eliminated."""
+        fixed = self.n - self.free.size
+        return f"{fixed} of {self.n} variables fixed (l_j = u_j) and eliminated"
+
     def reduce_program(self, program: Program) -> Program:
         """The program in x_F (see the class docstring)."""
         free, x0 = self.free, self.x0
