@@ -341,12 +341,16 @@ def test_xupdate_solvers(
     assert np.allclose(H @ solve(), rhs, atol=1e-9)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_anderson_acceleration_cuts_the_iterations_of_tv_inpainting(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
     """TV inpainting (20 x 20, 60% missing, in [0, 1]) at eps 1e-6: ADMM with Anderson
     acceleration of its prox arguments takes less than half the plain iterations (with
-    no room for a memory, ``_AA_STORAGE`` = 0), and both reach Clarabel's value."""
+    no room for a memory, ``_AA_STORAGE`` = 0), and both reach Clarabel's value, on
+    NumPy and on torch (its steps on the device's arrays)."""
+    if backend == "torch":
+        pytest.importorskip("torch")
     from compare.suites.structured import build_tv_inpainting  # noqa: PLC0415
     from cvxprox.solvers.admm import split  # noqa: PLC0415
 
@@ -357,7 +361,7 @@ def test_anderson_acceleration_cuts_the_iterations_of_tv_inpainting(
     for storage in (default, 0):
         monkeypatch.setattr(split, "_AA_STORAGE", storage)
         prob = build_tv_inpainting(size=20)
-        prob.solve(solver="NABLAPROX", eps_abs=1e-6, eps_rel=1e-6)
+        prob.solve(solver="NABLAPROX", eps_abs=1e-6, eps_rel=1e-6, backend=backend)
         assert prob.status == cp.OPTIMAL
         assert prob.value == pytest.approx(reference.value, rel=1e-5)
         iterations[storage] = prob.solver_stats.num_iters
