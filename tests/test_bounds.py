@@ -316,3 +316,20 @@ def test_an_infeasible_equality_on_entries_is_certified(constraints) -> None:
     prob = cp.Problem(cp.Minimize(cp.sum_squares(LASSO_A @ x - LASSO_B)), constraints(x))
     prob.solve(solver="NABLAPROX", structure="always", algorithm="admm")
     assert prob.status == cp.INFEASIBLE
+
+
+def test_fixed_variables_leave_the_iterations() -> None:
+    """Entries fixed by an equality (bounds l_j = u_j) are eliminated before the method
+    runs (``FixedColumns``): x, the value and every dual, the equality's from the reduced
+    costs on the original program, match Clarabel's."""
+    rng = np.random.default_rng(3)
+    A, b = rng.standard_normal((30, 12)), rng.standard_normal(30)
+    x = cp.Variable(12)
+    cons = [x[:4] == np.array([0.5, -0.2, 0.1, 0.3]), x >= -0.4, x <= 0.6]
+    prob = cp.Problem(cp.Minimize(cp.norm2(A @ x - b) + 0.3 * cp.norm1(x)), cons)
+    reference = _reference(prob)
+    compiled = cvxprox.compile(prob, structure="always")
+    assert "4 of 12 variables fixed (l_j = u_j) and eliminated" in compiled.reason
+    prob.solve(solver="NABLAPROX", structure="always", eps_abs=1e-8, eps_rel=1e-8)
+    assert prob.solver_stats.extra_stats["fixed_columns"] == 4
+    _assert_matches(prob, reference, tol=1e-5)

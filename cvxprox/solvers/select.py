@@ -22,6 +22,7 @@ from cvxprox.solvers.admm.kkt import ADMM
 from cvxprox.solvers.admm.split import HQS, StructuredADMM, project_bounds
 from cvxprox.solvers.common.algorithm import FACTORIZATION_NNZ_LIMIT
 from cvxprox.solvers.common.column_scaling import ColumnScaling
+from cvxprox.solvers.common.fixed_columns import FixedColumns
 from cvxprox.solvers.common.kkt_checks import KKTChecker
 from cvxprox.solvers.common.result import SolveResult, loose_factor
 from cvxprox.solvers.common.scaling import RuizScaling
@@ -40,9 +41,14 @@ _TIGHTEN_TRIES = 2
 
 def choose_algorithm(program: Program, options: SolverOptions) -> tuple[type, str]:
     """The algorithm class to run and a one-line reason: a cone method on the assembled
-    view when ``program.solve_assembled``, a method on the terms otherwise."""
+    view when ``program.solve_assembled``, a method on the terms otherwise (on the
+    program without its fixed variables when it has some, as ``solve_program`` runs it)."""
     if program.solve_assembled:
         return choose_cone_algorithm(program.assemble(), options)
+    fixed = FixedColumns(program)
+    if fixed.applies:
+        algorithm, reason = choose_structured_algorithm(fixed.reduce_program(program), options)
+        return algorithm, f"{reason}; {fixed.describe()}"
     return choose_structured_algorithm(program, options)
 
 
@@ -176,7 +182,8 @@ def solve_program(
     ``n_program`` and ``term_rows`` locate the program's own). Otherwise a method on the
     terms runs; a program whose column norms spread over more than
     ``ColumnScaling.SPREAD`` is then solved in equilibrated variables x~ = x / E and
-    mapped back. A warm start of other shapes than the solved form's is ignored.
+    mapped back, and one with fixed variables (l_j = u_j) without them
+    (``FixedColumns``). A warm start of other shapes than the solved form's is ignored.
 
     The iterations are vector operations (dot products, axpys, matrix-vector products)
     for which a threaded BLAS only adds synchronization: BLAS runs single-threaded during
@@ -188,6 +195,9 @@ def solve_program(
     ):
         warm_start = None
     if not program.solve_assembled:
+        fixed = FixedColumns(program)
+        if fixed.applies:
+            return _solve_fixed_eliminated(program, fixed, options, warm_start)
         scaling = ColumnScaling(program)
         if scaling.needed:
             return _solve_column_scaled(program, scaling, options, warm_start)
@@ -332,4 +342,35 @@ def _solve_column_scaled(
     if warm is not None:
         warm["x"] = result.x
     result.info["column_scaling"] = True
+    return result
+
+
+def _solve_fixed_eliminated(
+    program: Program,
+    fixed: FixedColumns,
+    options: SolverOptions,
+    warm_start: dict | None,
+) -> SolveResult:
+    """Solve the program without its fixed variables (``FixedColumns``) and map x back.
+
+    z and y (or a Farkas certificate) are the program's own; an unboundedness direction
+    is zero on the fixed variables. The reduced program's test is the program's: the
+    same rows A x - b - z = A_F x_F - (b - A x_0) - z, the same gap (x_0'(c + A'y)
+    moves between the objective's constant and the bound term l'lam_l - u'lam_u), and
+    a fixed variable's dual residual is zero for any reduced cost (lam_l - lam_u = r_j
+    when l_j = u_j); only the rows' magnitudes in the relative tolerances are the
+    reduced rows'.
+    """
+    reduced = fixed.reduce_program(program)
+    if options.verbose:
+        print(fixed.describe())
+    result = solve_program(reduced, options, fixed.reduce_warm_start(warm_start))
+    result.info["fixed_columns"] = program.n - fixed.free.size
+    if result.x is None:
+        return result
+    unbounded = result.status in (s.UNBOUNDED, s.UNBOUNDED_INACCURATE)
+    result.x = fixed.expand(result.x, direction=unbounded)
+    warm = result.info.get("warm_start")
+    if warm is not None:
+        fixed.expand_warm_start(warm)
     return result

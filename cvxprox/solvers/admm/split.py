@@ -63,6 +63,31 @@ normalized to sum_i sigma_{C_i}(y_i) + b_i'y_i = -1 (for cones sigma_C = 0 on th
 cone, and this is b'y = -1), zero on the other terms. Only the indicator terms take part,
 so no condition on the other terms' dy is needed: their A_i'dy_i would show in A'y.
 
+Anderson acceleration (type II, ``cvxprox.solvers.common.anderson``'s ``PlainAnderson``,
+whose products are BLAS calls on NumPy) extrapolates the
+iteration as a fixed-point map v -> T(v) of the prox arguments v = (v_i): z_i =
+prox_{f_i / rho_i}(v_i) and u_i = v_i - z_i start the next iteration, so v alone (the
+split rows, half of (z, u)) is the state. The termination test, the penalty rule and
+the Farkas test read the plain iterate T(v); the next iteration starts from the
+extrapolated point, whose prox gives its z and u. As in SCS, an extrapolated point
+whose residual ||T(v) - v|| exceeds the last accepted one is rejected (the run goes on
+from the last accepted image, the memory reset), and the memory is reset when the
+penalties change. The steps begin after ``_AA_START`` iterations: far from the solution,
+with the penalties still moving, they gain nothing (TV inpainting at eps 1e-4 took 440
+iterations at 64 x 64 and 430 at 128 x 128 when accelerated from the start, 350 and 380
+from iteration 200). When the residual stops changing (``_AA_PLATEAU_RTOL`` over
+``_AA_PLATEAU_WINDOW`` iterations) it has converged to a nonzero displacement (no
+solution), and acceleration stops: the plain iteration's differences are what converge to
+the certificates. The memory is ``_AA_MEMORY``, shorter when the split rows are many
+(``_AA_STORAGE``). On the structured suite's TV inpainting at 64 x 64 (its known pixels
+eliminated) it cuts the iterations to the default tolerance 1e-6 from 8160 to 1490 (20 x
+20: 3880 to 820), at a cost per iteration of some 4 m M flops for m split rows. It runs
+only with a direct x-update (``XUpdate.exact``): conjugate gradients' solutions move
+with their tolerance, so the map changes from one iteration to the next (on 128 x 128
+L1-TV denoising, whose x-update is CG, acceleration took 15990 iterations to the
+default tolerance against 13900, with 3241 rejections; at 48 x 48, with a sparse LDL'
+x-update, 2230 against 3890).
+
 Variable bounds l <= x <= u are one more split term, Box(l, u) of the identity
 (``with_bound_term``): its z is the projection of x, its y the bounds' multipliers. The
 result's z and y are the program's own (the bound term's y is kept in the warm start).
@@ -118,6 +143,7 @@ from cvxprox.solvers.admm.xupdate import (
     norm_estimate,
 )
 from cvxprox.solvers.common.algorithm import Algorithm
+from cvxprox.solvers.common.anderson import PlainAnderson
 from cvxprox.solvers.common.log import IterationLog
 from cvxprox.solvers.common.result import BestIterate, SolveResult, finish, result_to_host
 from cvxprox.solvers.common.term_checks import StructuredChecker
@@ -156,6 +182,16 @@ _HQS_STALL = 0.5
 # variable the term does not use.
 _UNUSED_RTOL = 1e-13
 _TINY = 1e-300
+# Anderson acceleration: memory, the cap on the numbers its two (memory, rows) arrays
+# hold (a shorter memory for many rows, none below _AA_MIN_MEMORY), and the plateau
+# test that switches it off.
+_AA_MEMORY = 10
+# Anderson steps begin after this many iterations (see the module docstring).
+_AA_START = 200
+_AA_MIN_MEMORY = 3
+_AA_STORAGE = 20_000_000
+_AA_PLATEAU_WINDOW = 500
+_AA_PLATEAU_RTOL = 1e-5
 
 
 class SplitSetup:
@@ -351,7 +387,9 @@ class StructuredADMM(Algorithm):
 
     def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         """Run ADMM; the result's info holds "x_update", "cg_iterations", "rho" (per term,
-        NaN for absorbed terms), "rho_updates" and "sigma"."""
+        NaN for absorbed terms), "rho_updates", "sigma", "anderson_memory" (0 without
+        acceleration) and "anderson_rejected" (extrapolated points rejected by the
+        safeguard)."""
         prog, opts = with_bound_term(self.program), self.opts
         setup = SplitSetup(prog, opts, backend)
         direction = setup.unbounded_direction()
@@ -366,8 +404,13 @@ class StructuredADMM(Algorithm):
         farkas = FarkasTest(prog, setup.layout, setup.split, opts.eps_infeas)
         setup_time = time.perf_counter() - t0
 
+        accel = _Acceleration.make(terms, backend) if xup.exact else None
+        memory = 0 if accel is None else accel.memory
+        lines = setup.header_lines(xup, rho)
+        if accel is not None:
+            lines.append(f"Anderson acceleration of the prox arguments, memory {accel.memory}")
         log = IterationLog(opts.verbose)
-        log.header(prog, "ADMM", reason, setup.header_lines(xup, rho))
+        log.header(prog, "ADMM", reason, lines)
         alpha = opts.alpha
         scale_floor = opts.eps_abs / opts.eps_rel if opts.eps_rel > 0 else np.inf
         check_every = 1 if not setup.split else opts.check_every
@@ -376,9 +419,13 @@ class StructuredADMM(Algorithm):
         status, cert, kkt, last = None, None, None, None
         it = checks = last_adapt = rho_updates = 0
         cg_atol = math.inf
+        rejected = 0
         while it < opts.max_iters:
             it += 1
             check = it % check_every == 0 or it == opts.max_iters
+            active = accel is not None and it > _AA_START
+            if active:
+                accel.start(terms, z, u, rho)
             if check:
                 z_old, u_old = [1.0 * zi for zi in z], [1.0 * ui for ui in u]
             x = xup.solve(setup.rhs(x, z, u, rho, sigma), x)
@@ -389,8 +436,12 @@ class StructuredADMM(Algorithm):
                     v *= alpha
                     v += (1.0 - alpha) * z[pos]
                 v += u[pos]
+                if active:
+                    accel.image[accel.slices[pos]] = v
                 z[pos] = t.function.prox(v, 1.0 / float(rho[pos]))
                 u[pos] = v - z[pos]
+            if active and not accel.advance(it):
+                rejected, accel = accel.rejected, None
             timed_out = time.perf_counter() - t0 > opts.time_limit
             if not (check or timed_out):
                 continue
@@ -436,6 +487,8 @@ class StructuredADMM(Algorithm):
                     rho = new_rho
                     xup.rescale(setup.scales(rho))
                     rho_updates += 1
+                    if accel is not None:
+                        accel.reset()
 
         info = {
             "x_update": xup.description,
@@ -443,6 +496,8 @@ class StructuredADMM(Algorithm):
             "rho": setup.per_term_rho(rho),
             "rho_updates": rho_updates,
             "sigma": sigma,
+            "anderson_memory": memory,
+            "anderson_rejected": rejected if accel is None else accel.rejected,
         }
         timing = (self.name, it, time.perf_counter() - t0, setup_time)
         last, cert = result_to_host(backend, status, last, best, cert)
@@ -609,6 +664,88 @@ def _without_bound_term(program: Program, result: SolveResult) -> SolveResult:
     result.z = None if result.z is None else result.z[:m]
     result.y = None if result.y is None else result.y[:m]
     return result
+
+
+class _Acceleration:
+    """Anderson acceleration of ADMM's prox arguments v (see the module docstring).
+
+    ``start`` begins an iteration: when the last one extrapolated (or a rejection sends
+    the run back to the last accepted image), z_i and u_i are set from that point. The
+    iteration writes T(v) into ``image`` (one block per split term, ``slices``);
+    ``advance`` then accepts or rejects it and extrapolates the next point.
+
+    Parameters
+    ----------
+    terms : list
+        The split terms (device terms with ``size`` and ``function``).
+    memory : int
+    backend : Backend
+    """
+
+    def __init__(self, terms: list, memory: int, backend: Backend) -> None:
+        sizes = np.cumsum([0] + [t.size for t in terms])
+        dim = int(sizes[-1])
+        self.slices = [slice(int(a), int(b)) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        self._backend = backend
+        self.memory = memory
+        self._anderson = PlainAnderson(dim, memory, backend)
+        self.image = backend.zeros(dim)
+        self._point = self.image
+        self._accepted_image = self.image
+        self._next = None
+        self._accepted = 0.0
+        self._plateau = math.inf
+        self.rejected = 0
+
+    @classmethod
+    def make(cls, terms: list, backend: Backend) -> _Acceleration | None:
+        """The acceleration for these split terms, or None when their rows are too many
+        for a memory of ``_AA_MIN_MEMORY`` in ``_AA_STORAGE`` numbers (or there are none)."""
+        dim = sum(t.size for t in terms)
+        memory = min(_AA_MEMORY, _AA_STORAGE // max(2 * dim, 1))
+        return cls(terms, memory, backend) if dim and memory >= _AA_MIN_MEMORY else None
+
+    def start(self, terms: list, z: list[Array], u: list[Array], rho: np.ndarray) -> None:
+        """Set z, u (in place) from the pending point, and record the iteration's v."""
+        point = self._next
+        self._next = None
+        if point is None:
+            self._point = self._backend.zeros(self.image.shape[0])
+            for pos, rows in enumerate(self.slices):
+                self._point[rows] = z[pos] + u[pos]
+            return
+        self._point = point
+        for pos, (t, rows) in enumerate(zip(terms, self.slices, strict=True)):
+            v = point[rows]
+            z[pos] = t.function.prox(v, 1.0 / float(rho[pos]))
+            u[pos] = v - z[pos]
+
+    def advance(self, it: int) -> bool:
+        """Accept T(v) (and extrapolate) or reject it; False once the residual plateaus
+        (acceleration then stops)."""
+        image, point = self.image, self._point
+        diff = image - point
+        residual = math.sqrt(self._backend.scalar(diff @ diff))
+        if self._anderson.extrapolated and residual > self._accepted:
+            self._next = self._accepted_image
+            self._anderson.reset()
+            self.rejected += 1
+        else:
+            self._accepted, self._accepted_image = residual, image
+            self._next = self._anderson.step(point, image)
+            if not self._anderson.extrapolated:
+                self._next = None
+        self.image = self._backend.zeros(image.shape[0])
+        if it % _AA_PLATEAU_WINDOW == 0:
+            if abs(self._accepted - self._plateau) <= _AA_PLATEAU_RTOL * self._accepted:
+                return False
+            self._plateau = self._accepted
+        return True
+
+    def reset(self) -> None:
+        """Forget the memory and go on from the plain iterate (the penalties changed)."""
+        self._anderson.reset()
+        self._next = None
 
 
 class FarkasTest:

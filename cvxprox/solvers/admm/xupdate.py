@@ -188,7 +188,12 @@ class XUpdate(ABC):
     refactor_cost : float
         What the last refactorization (``rescale``) cost, in x-update solves, estimated
         from the sizes (0 before the first): ``_refactor_cost``.
+    exact : bool
+        Whether ``solve`` is exact up to round-off (a direct solver; False for conjugate
+        gradients, whose solutions move with their tolerance).
     """
+
+    exact = True
 
     def __init__(
         self, normal: NormalOperator, description: str, backend: Backend | None = None
@@ -421,6 +426,8 @@ class CGXUpdate(XUpdate):
     parts : list of sparse arrays (n, n), optional
         The assembled A_k' diag(w_k) A_k, in the order of ``normal.ops``.
     """
+
+    exact = False
 
     def __init__(
         self,

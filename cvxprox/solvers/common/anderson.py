@@ -115,4 +115,4 @@ class PlainAnderson:
         if not self._backend.scalar(valid):
             return f
         self.extrapolated = True
-        return f - gamma @ (self._S[:count] + self._Y[:count])
+        return f - gamma @ self._S[:count] - gamma @ self._Y[:count]
