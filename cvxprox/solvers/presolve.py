@@ -689,16 +689,31 @@ class _State:
         kept = np.concatenate(rows).astype(np.int64)
         l, u = self.l[cols], self.u[cols]
         B, d = bound_rows(l, u, cols.size)
-        A = sp.vstack([self.A[kept][:, cols], B], format="csc")
+        # A's entries on the kept rows and columns, renumbered, then B's below them: one
+        # sparse assembly instead of row and column selections and a stack.
+        m, n = self.A.shape
+        new_row, new_col = np.full(m, -1), np.full(n, -1)
+        new_row[kept], new_col[cols] = np.arange(kept.size), np.arange(cols.size)
+        entry_row, entry_col = new_row[self.entry_row], new_col[self.A.indices]
+        keep = (entry_row >= 0) & (entry_col >= 0)
+        B = sp.coo_array(B)
+        A = sp.csc_array(
+            (
+                np.concatenate([self.A.data[keep], B.data]),
+                (
+                    np.concatenate([entry_row[keep], B.row + kept.size]),
+                    np.concatenate([entry_col[keep], B.col]),
+                ),
+            ),
+            shape=(kept.size + d.size, cols.size),
+        )
         b = np.concatenate([self.b[kept], d])
         bounds = None
         if d.size:
             bounds = slice(kept.size, kept.size + d.size)
             terms.append(RowTerm(NonnegCone(d.size), bounds))
         P = None if self.P is None else sp.csc_array(self.P[cols][:, cols])
-        view = AssembledProgram(
-            self.c[cols].copy(), sp.csc_array(A), b, terms, P, self.offset, bound_rows=bounds
-        )
+        view = AssembledProgram(self.c[cols].copy(), A, b, terms, P, self.offset, bound_rows=bounds)
         lo_cols = cols[np.isfinite(l)]
         hi_cols = cols[np.isfinite(u)]
         return view, cols, kept, lo_cols, hi_cols
