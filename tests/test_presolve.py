@@ -52,12 +52,14 @@ def _every_rule(quadratic: bool) -> tuple[cp.Problem, list[cp.Variable], dict[st
 
 @pytest.mark.parametrize("quadratic", [False, True])
 def test_every_rule_matches_clarabel(quadratic: bool) -> None:
+    """The LP runs auto (ADMM then PDHG), the QP PDHG: presolve runs before both (not
+    before ADMM alone)."""
     prob, variables, counts = _every_rule(quadratic)
     prob.solve(solver="CLARABEL", **REFERENCE_OPTIONS)
     ref_value = prob.value
     ref_x = [v.value.copy() for v in variables]
     ref_y = [np.array(con.dual_value, copy=True) for con in prob.constraints]
-    prob.solve(solver="NABLAPROX", **TIGHT)
+    prob.solve(solver="NABLAPROX", algorithm="pdhg" if quadratic else "auto", **TIGHT)
     report = prob.solver_stats.extra_stats["presolve"]
     if not quadratic:  # the QP's x - r rows add one singleton row and fixed column
         for name, count in counts.items():
@@ -173,10 +175,10 @@ def test_a_postsolved_point_failing_the_original_test_resumes_tighter(name: str)
 
 
 def test_dpp_resolve_presolves_the_new_values() -> None:
-    """Bounds from parameters: each solve presolves the evaluated program, warm started
-    from the last solution. ADMM holds bound rows as rows, so one-entry rows alone leave
-    the program as it is; the last values fix x_6 = x_7 = 3 (two fixed columns removed,
-    whose two bound duals share one multiplier)."""
+    """Bounds from parameters: each solve presolves the evaluated program (PDHG: presolve
+    does not run before ADMM alone), warm started from the last solution; the last values
+    fix x_6 = x_7 = 3 (two fixed columns removed, whose two bound duals share one
+    multiplier)."""
     rng = np.random.default_rng(5)
     A = rng.standard_normal((6, 8))
     low = cp.Parameter(8)
@@ -190,7 +192,7 @@ def test_dpp_resolve_presolves_the_new_values() -> None:
         prob.solve(solver="CLARABEL", **REFERENCE_OPTIONS)
         ref_x = x.value.copy()
         ref_y = [np.array(con.dual_value, copy=True) for con in prob.constraints]
-        prob.solve(solver="NABLAPROX", warm_start=True, **TIGHT)
+        prob.solve(solver="NABLAPROX", algorithm="pdhg", warm_start=True, **TIGHT)
         assert prob.status == cp.OPTIMAL
         presolved = prob.solver_stats.extra_stats.get("presolve", "")
         assert ("2 fixed" in presolved) == (value[-1] == 3.0), presolved
@@ -199,3 +201,18 @@ def test_dpp_resolve_presolves_the_new_values() -> None:
         np.testing.assert_allclose(y[0], ref_y[0], atol=1e-5)
         np.testing.assert_allclose(y[1] - y[2], ref_y[1] - ref_y[2], atol=1e-5)
         np.testing.assert_allclose(np.minimum(y[1], y[2])[:6], 0.0, atol=1e-7)
+
+
+def test_admm_alone_solves_the_program_as_it_is() -> None:
+    """Before ADMM alone (a QP here) presolve does not run: its KKT factorization takes
+    bound rows, fixed columns and duplicate rows as they are; the answer is Clarabel's."""
+    prob, variables, _ = _every_rule(quadratic=True)
+    prob.solve(solver="CLARABEL", **REFERENCE_OPTIONS)
+    ref_value, ref_x = prob.value, [v.value.copy() for v in variables]
+    prob.solve(solver="NABLAPROX", **TIGHT)
+    assert prob.solver_stats.extra_stats["algorithm"] == "admm"
+    assert "presolve" not in prob.solver_stats.extra_stats
+    assert prob.status == cp.OPTIMAL
+    assert prob.value == pytest.approx(ref_value, rel=1e-7)
+    for v, ref in zip(variables, ref_x, strict=True):
+        np.testing.assert_allclose(v.value, ref, atol=1e-6)

@@ -719,20 +719,14 @@ class _State:
         return view, cols, kept, lo_cols, hi_cols
 
 
-def presolve(program: AssembledProgram, projects_bounds: bool = True) -> Presolved:
+def presolve(program: AssembledProgram) -> Presolved:
     """The reductions of the module docstring applied to ``program``.
 
     Returns a ``Presolved`` whose ``program`` is the reduced program (None when the
     reductions settled the status); ``stats.removed`` is 0 when nothing was reduced.
-    ``projects_bounds``: whether the method that follows projects bounds (PDHG) rather
-    than iterating on bound rows (ADMM's KKT system holds them as rows); when it does not
-    and the one-entry rows are all that was removed, the reduced program would be the
-    same rows reordered, and ``stats.removed`` is 0 (nothing to solve differently).
     """
     state = _State(program)
     status, cert = state.run()
-    if status is None and not projects_bounds and state.stats.removed == state.stats.singleton_rows:
-        return Presolved(program, PresolveStats(passes=state.stats.passes), ops=[])
     presolved = Presolved(program, state.stats, ops=state.ops)
     if status == s.INFEASIBLE:
         presolved.status = status

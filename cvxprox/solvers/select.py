@@ -227,10 +227,21 @@ def _solve_presolved(
     The postsolved point is tested on the original program: a reduced solve's
     ``optimal`` stands only when the original's KKT test passes too, else it becomes
     ``optimal_inaccurate`` (within ``loose_factor``) or ``user_limit``.
+
+    Before ADMM alone presolve does not run: its KKT factorization takes bound rows,
+    fixed columns and duplicate rows as they are. On Maros-Meszaros (eps 1e-3, 10 s,
+    both in one run) ADMM solves 106 of 137 problems with presolve and without (with it
+    QSHIP08L and QSHIP12L, without it QPCBOEI2 and QGROW22), in the same iterations
+    (geometric mean 1.00 over the 104 both solve), and presolve costs a small model
+    0.2-1 ms per solve. PDHG, which projects the bounds presolve makes, and ADMM then
+    PDHG (LPs) presolve.
     """
     t0 = time.perf_counter()
-    method = choose_cone_algorithm(program, options)[0]
-    presolved = presolve(program, projects_bounds=method is not ADMM)
+    if choose_cone_algorithm(program, options)[0] is ADMM:
+        if options.verbose:
+            print("presolve: skipped (ADMM's KKT factorization takes the rows as they are)")
+        return _run(program, options, warm_start)
+    presolved = presolve(program)
     if options.verbose:
         print(presolved.stats.describe())
     reduced = presolved.program
