@@ -7,6 +7,7 @@ Each choice comes with the one-line reason that ``verbose`` and
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from functools import cache
@@ -273,11 +274,16 @@ def _postsolve_tightening(
     outside the original's), the reduced program is solved again from where it stopped
     with tolerances ``_TIGHTEN`` times tighter, at most ``_TIGHTEN_TRIES`` times and
     within what is left of ``max_iters`` and ``time_limit``. Iterations and times add
-    up over the runs."""
+    up over the runs. The original's checker (its Ruiz scaling) is built once, on the
+    first point to test."""
+    original = presolved.original
+    checker = cache(
+        lambda: KKTChecker(original, RuizScaling(original, options.scaling_iters), options)
+    )
     for attempt in range(_TIGHTEN_TRIES + 1):
         warm = result.info.get("warm_start")
         warm = None if warm is None else dict(warm)
-        _postsolve(presolved, result, options)
+        _postsolve(presolved, result, options, checker)
         iterations_left = options.max_iters - result.iterations
         time_left = options.time_limit - (time.perf_counter() - t0)
         if (
@@ -304,9 +310,15 @@ def _postsolve_tightening(
     return result
 
 
-def _postsolve(presolved: Presolved, result: SolveResult, options: SolverOptions) -> None:
+def _postsolve(
+    presolved: Presolved,
+    result: SolveResult,
+    options: SolverOptions,
+    checker: Callable[[], KKTChecker],
+) -> None:
     """The reduced program's result mapped to the original program, in place: x, y,
-    z = Pi_K(A x - b) and the KKT error there; certificates through the same maps."""
+    z = Pi_K(A x - b) and the KKT error there (``checker()``: the original's); the
+    certificates through the same maps."""
     original = presolved.original
     if result.status in (s.INFEASIBLE, s.INFEASIBLE_INACCURATE):
         result.y = presolved.postsolve(None, result.y, certificate=True)[1]
@@ -320,8 +332,7 @@ def _postsolve(presolved: Presolved, result: SolveResult, options: SolverOptions
         return
     x, y = presolved.postsolve(result.x, result.y)
     z = original.cone.project(original.A @ x - original.b)
-    checker = KKTChecker(original, RuizScaling(original, options.scaling_iters), options)
-    kkt = checker.evaluate(x, z, y)
+    kkt = checker().evaluate(x, z, y)
     result.x, result.y, result.z, result.kkt = x, y, z, kkt
     if result.status == s.OPTIMAL and not kkt.converged:
         fits = kkt.normalized <= loose_factor(options)
