@@ -11,7 +11,8 @@ import pytest
 
 import cvxprox
 from cvxprox.backend import get_backend
-from cvxprox.backend.jit.dual_tv import FusedTVIterations, tv_grid
+from cvxprox.backend.jit import dual_tv
+from cvxprox.backend.jit.dual_tv import FusedTVIterations, column_blocks, tv_grid
 from cvxprox.ir.program import Program
 from cvxprox.solvers import dual_fista
 from cvxprox.solvers.common.terms import TermLayout
@@ -73,13 +74,20 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
 
 
+@pytest.mark.parametrize("blocks", [1, 3])
 @pytest.mark.parametrize("bounded", [False, True])
 @pytest.mark.parametrize("form", ["isotropic", "anisotropic", "anisotropic_swapped"])
-def test_fused_iterations_match_the_plain_ones(form: str, bounded: bool) -> None:
+def test_fused_iterations_match_the_plain_ones(
+    form: str, bounded: bool, blocks: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One pass over the image, or three column blocks swept in parallel (17 columns)."""
+    monkeypatch.setattr(dual_tv, "PARALLEL_FROM", 1 if blocks > 1 else dual_tv.PARALLEL_FROM)
+    monkeypatch.setattr(dual_tv, "_BLOCK_COLUMNS", 17 // blocks)
     program = _program(_problem(form, bounded))
     plain, fused = _iterations(program, fuse=False), _iterations(program, fuse=True)
     assert isinstance(plain, DualIterations)
     assert isinstance(fused, FusedTVIterations)
+    assert len(fused.starts) == blocks + 1
     # Two runs of different lengths: the state carries over between the checks.
     for count in (ITERATIONS - 1, 1):
         plain.run(count)
@@ -131,3 +139,35 @@ def test_other_operators_take_the_plain_iterations() -> None:
         _, prox_at = split_terms(program)
         assert tv_grid([program.terms[k] for k in prox_at], program.n) is None
         assert isinstance(_iterations(program, fuse=True), DualIterations)
+
+
+def test_parallel_blocks_give_the_same_iterates_on_any_number_of_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The column blocks are a function of the image, and their sums are added in block
+    order, so one thread and all of them give the same iterates, bit for bit."""
+    numba = pytest.importorskip("numba")
+    monkeypatch.setattr(dual_tv, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(dual_tv, "_BLOCK_COLUMNS", 4)
+    program = _program(_problem("isotropic", bounded=True, rows=30, cols=41))
+    runs = []
+    threads = numba.get_num_threads()
+    try:
+        for count in (1, threads):
+            numba.set_num_threads(count)
+            fused = _iterations(program, fuse=True)
+            assert len(fused.starts) == 11
+            fused.run(60)
+            runs.append((fused.y.copy(), fused.Kty.copy(), fused.z.copy()))
+    finally:
+        numba.set_num_threads(threads)
+    for one, many in zip(*runs, strict=True):
+        assert np.array_equal(one, many)
+
+
+def test_column_blocks() -> None:
+    assert column_blocks(100, 40, 3).tolist() == [0, 13, 27, 40]
+    assert column_blocks(100, 40).tolist() == [0, 40]
+    assert len(column_blocks(1024, 1024)) == dual_tv._BLOCKS_MAX + 1
+    with pytest.raises(ValueError, match="blocks must be in"):
+        column_blocks(10, 5, 6)

@@ -76,8 +76,9 @@ with the terms' device versions; the scalars of the step rule are read back one 
 time, and x, z, y are copied to the host once, at the end (``DualIterations``). On NumPy,
 when the prox terms are CVXPY's 2-D total variation (isotropic or anisotropic, b = 0), the
 iterations between two checks run as one compiled call (``cvxprox.backend.jit.dual_tv``:
-two passes over the image per iteration instead of some twenty NumPy temporaries, the
-same arithmetic; ``DualIterations`` is its reference).
+one pass over the image per iteration instead of some twenty NumPy temporaries, in
+column blocks on several threads for large images, the same arithmetic up to rounding;
+``DualIterations`` is its reference).
 """
 
 from __future__ import annotations
