@@ -14,7 +14,8 @@ from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import Program, Term
 from cvxprox.operators.linops import Diagonal, Gather, Identity, MatrixOp
 from cvxprox.solvers import dual_fista
-from cvxprox.solvers.dual_fista import DualFISTA, check_spacing
+from cvxprox.solvers.common.termination import check_spacing
+from cvxprox.solvers.dual_fista import DualFISTA
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 EPS = 1e-8

@@ -15,6 +15,7 @@ from cvxprox.interface.solver import PROGRAM
 from cvxprox.ir.program import AssembledProgram
 from cvxprox.solvers.common.result import BestIterate
 from cvxprox.solvers.common.scaling import RuizScaling
+from cvxprox.solvers import pdhg
 from cvxprox.solvers.pdhg import PDHG, _ConeProblem, _step_sizes
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
@@ -385,3 +386,26 @@ def test_feasibility_polishing_never_passes_an_infeasible_lp() -> None:
 def test_feasibility_polishing_option_is_checked() -> None:
     with pytest.raises(ValueError, match="option 'feasibility_polishing' must be True or False"):
         SolverOptions.from_kwargs({"feasibility_polishing": "yes"})
+
+
+def test_termination_tests_are_spaced_while_far_from_tolerance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With spacing (programs of ``SPACED_FROM`` variables and dual variables and more)
+    a test that fails by a factor r >= 4 is followed by the next one floor(log2 r)
+    periods later: fewer tests, the same answer, and the stop at most three periods
+    later than when every period is tested."""
+    prob, x, _ = _lp()
+    ref_value, ref_x = _reference(prob, x)
+    runs = {}
+    for spaced_from in (10**9, 0):
+        monkeypatch.setattr(pdhg, "SPACED_FROM", spaced_from)
+        _pdhg(prob, feasibility_polishing=False)
+        assert prob.status == cp.OPTIMAL
+        assert prob.value == pytest.approx(ref_value, rel=1e-5, abs=1e-5)
+        np.testing.assert_allclose(x.value, ref_x, atol=1e-4)
+        stats = prob.solver_stats
+        runs[spaced_from] = (stats.num_iters, stats.extra_stats["termination_tests"])
+    (every_iters, every_tests), (spaced_iters, spaced_tests) = runs[10**9], runs[0]
+    assert every_tests == every_iters // 10
+    assert spaced_tests < 0.8 * (spaced_iters // 10)

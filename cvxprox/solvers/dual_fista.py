@@ -57,10 +57,8 @@ terms.
 
 Checks. The test runs every ``check_every`` iterations while the worst ratio of a
 residual to its tolerance (``KKTError.normalized``) is below 4; from a ratio r >= 4 the
-next check comes floor(log2 r) periods later, at most ``_SPACING_MAX`` (``check_spacing``):
-a test that fails by a factor of 4 or more seldom passes a few iterations later, and on a
-large image a check costs as much as several iterations. The test itself is the same at
-every check; a late check costs at most (``_SPACING_MAX`` - 1) ``check_every`` iterations.
+next check comes floor(log2 r) periods later, at most 4
+(``cvxprox.solvers.common.termination.check_spacing``).
 
 Infeasibility. When the indicator terms cannot hold together, the dual objective is
 unbounded and the iterates diverge along a Farkas certificate: y - y_0 (y_0 the
@@ -101,6 +99,7 @@ from cvxprox.solvers.common.algorithm import Algorithm
 from cvxprox.solvers.common.log import IterationLog
 from cvxprox.solvers.common.result import BestIterate, SolveResult, finish, result_to_host
 from cvxprox.solvers.common.term_checks import SPARSE_KINDS, StructuredChecker
+from cvxprox.solvers.common.termination import check_spacing
 from cvxprox.solvers.common.terms import StackedTerms, TermLayout
 
 # Step rule (as in fista.py): the trial constant after an accepted step is _DECREASE L;
@@ -117,17 +116,6 @@ _L_FLOOR = 1e-12
 FUSED_FROM = 160 * 160
 # Farkas certificate tests: one per this many times check_every iterations.
 _CERTIFICATE_EVERY = 10
-# The most check_every periods between two checks (``check_spacing``).
-_SPACING_MAX = 4
-
-
-def check_spacing(normalized: float) -> int:
-    """check_every periods until the next check after one whose worst residual over
-    tolerance ratio is ``normalized``: min(floor(log2 ratio), ``_SPACING_MAX``), at
-    least 1 (1 for a ratio that is not finite)."""
-    if not math.isfinite(normalized) or normalized < 4.0:
-        return 1
-    return min(int(math.log2(normalized)), _SPACING_MAX)
 
 
 class DiagonalQuadratic:

@@ -43,6 +43,7 @@ exactly when it holds for the reported one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +84,24 @@ class KKTError:
             _ratio(self.dual, self.dual_tol),
             _ratio(self.gap, self.gap_tol),
         )
+
+
+#: The most ``check_every`` periods between two termination tests (``check_spacing``).
+SPACING_MAX = 4
+
+
+def check_spacing(normalized: float) -> int:
+    """``check_every`` periods until the next termination test after one whose worst
+    residual over tolerance ratio is ``normalized``: min(floor(log2 ratio),
+    ``SPACING_MAX``), at least 1 (1 for a ratio that is not finite).
+
+    A test that fails by a factor of 4 or more seldom passes a few iterations later, and
+    on a large program a test costs as much as several iterations. The test itself is
+    the same at every check; a late one costs at most (``SPACING_MAX`` - 1)
+    ``check_every`` iterations."""
+    if not math.isfinite(normalized) or normalized < 4.0:
+        return 1
+    return min(int(math.log2(normalized)), SPACING_MAX)
 
 
 def _ratio(residual: float, tol: float) -> float:
