@@ -227,6 +227,27 @@ def test_csr_products(options: Callable[[], dict[str, str]], dtype: str) -> None
     assert backend.scalar(backend.asarray(x) @ backend.asarray(x)) == pytest.approx(x @ x, tol)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "options",
+    [pytest.param(lambda: {"backend": "numpy"}, id="numpy"), *BACKENDS],
+)
+def test_combine(options: Callable[[], dict[str, str]], dtype: str) -> None:
+    """combine(a, v) = sum_i a_i v_i for one to four vectors, in the backend's dtype (the
+    NumPy backend's compiled passes for two and three)."""
+    backend = _backend(options(), dtype)
+    rng = np.random.default_rng(5)
+    vectors = [rng.standard_normal(33) for _ in range(4)]
+    coefficients = [0.5, -2.0, 3.0, 1e-3]
+    tol = 1e-13 if dtype == "float64" else 1e-5
+    for count in (1, 2, 3, 4):
+        a, vs = coefficients[:count], vectors[:count]
+        out = backend.combine(a, [backend.asarray(v) for v in vs])
+        assert out.dtype == backend.dtype
+        expected = sum(ai * v for ai, v in zip(a, vs, strict=True))
+        np.testing.assert_allclose(backend.to_host(out), expected, rtol=tol, atol=tol)
+
+
 # --------------------------------------------------------------------------------------------
 # Cone projections on the device
 # --------------------------------------------------------------------------------------------

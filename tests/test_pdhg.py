@@ -13,9 +13,9 @@ from cvxprox.backend import get_backend
 from cvxprox.interface.options import SolverOptions
 from cvxprox.interface.solver import PROGRAM
 from cvxprox.ir.program import AssembledProgram
+from cvxprox.solvers import pdhg
 from cvxprox.solvers.common.result import BestIterate
 from cvxprox.solvers.common.scaling import RuizScaling
-from cvxprox.solvers import pdhg
 from cvxprox.solvers.pdhg import PDHG, _ConeProblem, _step_sizes
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}

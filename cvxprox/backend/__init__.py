@@ -22,7 +22,7 @@ missing package or a missing GPU raises a ValueError that says what is missing.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import array_api_compat
@@ -87,6 +87,14 @@ class Backend:
     def scalar(self, a: Array) -> float:
         """A 0-d device array (or a Python/NumPy number) -> Python float."""
         return float(a)
+
+    def combine(self, coefficients: Sequence[float], vectors: Sequence[Array]) -> Array:
+        """sum_i a_i v_i for the coefficients a_i (floats) and vectors v_i (n,), a new
+        device array."""
+        out = coefficients[0] * vectors[0]
+        for a, v in zip(coefficients[1:], vectors[1:], strict=True):
+            out = out + a * v
+        return out
 
     def csr(self, a: sp.sparray | sp.spmatrix) -> Any:
         """Sparse host matrix (m, n) -> CSR matrix on the device: ``A @ x`` with a device

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import array_api_compat.numpy as xp_numpy
@@ -11,6 +11,7 @@ import scipy.linalg as la
 import scipy.sparse as sp
 
 from cvxprox.backend import Array, Backend
+from cvxprox.backend.jit.combine import combine2, combine3
 
 
 class NumPyBackend(Backend):
@@ -28,6 +29,13 @@ class NumPyBackend(Backend):
 
     def to_host(self, a: Array) -> np.ndarray:
         return np.asarray(a, dtype=np.float64)
+
+    def combine(self, coefficients: Sequence[float], vectors: Sequence[Array]) -> Array:
+        """One compiled pass for two or three 1-D vectors (``cvxprox.backend.jit.combine``)."""
+        if len(vectors) in (2, 3) and all(v.ndim == 1 for v in vectors):
+            args = [arg for pair in zip(coefficients, vectors, strict=True) for arg in pair]
+            return (combine2 if len(vectors) == 2 else combine3)(*args)
+        return super().combine(coefficients, vectors)
 
     def csr(self, a: sp.sparray | sp.spmatrix) -> Any:
         return sp.csr_matrix(a, dtype=self.dtype)

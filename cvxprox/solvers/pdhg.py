@@ -252,17 +252,13 @@ class _Point:
     Hx: Any | None
 
 
-def _combination(*terms: tuple[float, _Point]) -> _Point:
-    """sum_i a_i p_i over (a_i, p_i), products included."""
+def _combination(backend: Backend, *terms: tuple[float, _Point]) -> _Point:
+    """sum_i a_i p_i over (a_i, p_i), products included (``Backend.combine``)."""
+    coefficients = [a for a, _ in terms]
 
     def lin(field: str) -> Any:
         parts = [getattr(p, field) for _, p in terms]
-        if parts[0] is None:
-            return None
-        out = terms[0][0] * parts[0]
-        for (a, _), v in zip(terms[1:], parts[1:], strict=True):
-            out = out + a * v
-        return out
+        return None if parts[0] is None else backend.combine(coefficients, parts)
 
     return _Point(lin("x"), lin("y"), lin("Kx"), lin("Kty"), lin("Hx"))
 
@@ -282,8 +278,8 @@ class _Epoch:
         The candidate's residual at the previous check of the epoch.
     """
 
-    def __init__(self, scheme: Scheme, start: _Point) -> None:
-        self.scheme = scheme
+    def __init__(self, backend: Backend, scheme: Scheme, start: _Point) -> None:
+        self.backend, self.scheme = backend, scheme
         self.restart(start)
 
     def restart(self, point: _Point) -> None:
@@ -310,7 +306,9 @@ class _Epoch:
         """z <- w ((1 + gamma) T(z) - gamma z) + (1 - w) anchor, w = (k+1)/(k+2)
         (Halpern) or 1 (KM)."""
         w = (self.k + 1) / (self.k + 2) if self.scheme.halpern else 1.0
-        self.z = _combination((w * (1.0 + gamma), Tz), (-w * gamma, self.z), (1.0 - w, self.anchor))
+        self.z = _combination(
+            self.backend, (w * (1.0 + gamma), Tz), (-w * gamma, self.z), (1.0 - w, self.anchor)
+        )
         self.k += 1
 
 
@@ -805,7 +803,7 @@ class _FeasibilityPolish:
         the budget or the deadline ran out first; iterations spent)."""
         checker, scheme = self.problem.checker, CONE_SCHEME
         tau, sigma, gamma = _step_sizes(omega, sub.norm_K, 0.0, scheme.relaxation)
-        epoch = _Epoch(scheme, start)
+        epoch = _Epoch(sub.backend, scheme, start)
         for j in range(1, budget + 1):
             step = sub.step(epoch.z, tau, sigma)
             if epoch.k == 0:
@@ -820,7 +818,9 @@ class _FeasibilityPolish:
                     return None, j
                 r = sub.residual(epoch.z, step.point, tau, sigma)
                 if epoch.restart_due(r, j):
-                    dx, dy = sub.norms(_combination((1.0, step.point), (-1.0, epoch.anchor)))
+                    dx, dy = sub.norms(
+                        _combination(sub.backend, (1.0, step.point), (-1.0, epoch.anchor))
+                    )
                     omega = _updated_primal_weight(omega, dx, dy, _OMEGA_MIN, scheme.smoothing)
                     tau, sigma, gamma = _step_sizes(omega, sub.norm_K, 0.0, scheme.relaxation)
                     epoch.restart(step.point)
@@ -1046,7 +1046,7 @@ class PDHG(Algorithm):
         omega_floor = _primal_weight_floor(norm_K, L_h)
         omega = max(omega, omega_floor)
         tau, sigma, gamma = _step_sizes(omega, norm_K, L_h, scheme.relaxation)
-        epoch = _Epoch(scheme, start)
+        epoch = _Epoch(problem.backend, scheme, start)
         average = start
         setup_time = time.perf_counter() - t0
 
@@ -1081,7 +1081,9 @@ class PDHG(Algorithm):
                 average = (
                     step.point
                     if k == 0
-                    else _combination((k / (k + 1), average), (1.0 / (k + 1), step.point))
+                    else _combination(
+                        problem.backend, (k / (k + 1), average), (1.0 / (k + 1), step.point)
+                    )
                 )
             if k == 0:
                 epoch.r0 = problem.residual(z, step.point, tau, sigma)
@@ -1124,7 +1126,9 @@ class PDHG(Algorithm):
                 if out_of_time or it + polish_iters >= opts.max_iters:
                     break
                 if epoch.restart_due(r, it):
-                    dx, dy = problem.norms(_combination((1.0, restart_point), (-1.0, epoch.anchor)))
+                    dx, dy = problem.norms(
+                        _combination(problem.backend, (1.0, restart_point), (-1.0, epoch.anchor))
+                    )
                     omega = _updated_primal_weight(omega, dx, dy, omega_floor, scheme.smoothing)
                     tau, sigma, gamma = _step_sizes(omega, norm_K, L_h, scheme.relaxation)
                     epoch.restart(restart_point)
