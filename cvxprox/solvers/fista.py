@@ -54,12 +54,14 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import cvxpy.settings as s
 import numpy as np
 
 from cvxprox.backend import Backend
+from cvxprox.backend.jit.dual_tv import tv_grid
 from cvxprox.ir.program import Program, Term
 from cvxprox.operators.linops import Gather, Identity
 from cvxprox.solvers.admm.xupdate import norm_estimate
@@ -68,6 +70,7 @@ from cvxprox.solvers.common.log import IterationLog
 from cvxprox.solvers.common.result import BestIterate, SolveResult, finish, result_to_host
 from cvxprox.solvers.common.term_checks import StructuredChecker
 from cvxprox.solvers.common.terms import StackedTerms, TermLayout
+from cvxprox.solvers.dual_fista import DualFISTA, ProxTerms
 
 # The trial constant after an accepted step is _DECREASE L; a failed test multiplies it
 # by _BACKTRACK.
@@ -80,6 +83,23 @@ _RELIABLE = 100.0
 _EPS = float(np.finfo(np.float64).eps)
 # The constant is kept above _L_FLOOR times its first value.
 _L_FLOOR = 1e-12
+# TVProxTerm's inner iterations (its docstring): checked every _INNER_CHECK, at most
+# _INNER_MAX per prox; accuracy max(_INNER_TIGHTEST, _INNER_SHARE R), _INNER_START before
+# the first outer check. ||D||^2 <= 8 for 2-D forward differences.
+_INNER_CHECK = 5
+_INNER_MAX = 5000
+_INNER_TIGHTEST = 0.1
+_INNER_SHARE = 0.01
+_INNER_START = 100.0
+_TV_NORM_SQUARED = 8.0
+
+
+@dataclass
+class _Quadratic:
+    """F(x) = 1/2 x'Hx + q'x on the host (H (n,) diagonal), as ``DualIterations`` reads it."""
+
+    q: np.ndarray
+    H: np.ndarray
 
 
 class TermGroup(StackedTerms):
@@ -147,6 +167,9 @@ class PermutedTerm:
             return bool(np.array_equal(np.sort(index), np.arange(n)))
         return False
 
+    def follow(self, normalized: float) -> None:
+        """The prox is exact: nothing follows the outer error."""
+
     def prox(self, v: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x+, z, y): x+ = prox_{t g(P . - b)}(v), z = P x+ - b = prox_{t g}(w) with
         w = P v - b, and y = (w - z) / t, which lies in dg(z)."""
@@ -154,6 +177,96 @@ class PermutedTerm:
         w = term.op.matvec(v) - term.b
         z = term.function.prox(w, t)
         return term.op.rmatvec(z + term.b), z, (w - z) / t
+
+
+class TVProxTerm:
+    """A term g(D x) with g = w ||.||_{2,1} over pairs and D CVXPY's isotropic 2-D total
+    variation operator on x (``cp.tv``; ``cvxprox.backend.jit.dual_tv.tv_grid``).
+
+    Its prox in x, x+ = argmin_x 1/(2t) ||x - v||^2 + g(D x), is solved by FISTA on the
+    dual (``DualFISTA.iterations``: F(x) = 1/(2t) ||x - v||^2, so H = 1/t, q = -v/t, and
+    x+ = v - t D'y), warm-started from the dual of the previous call (the dual does not
+    depend on t), fused on NumPy at every image size (the inner iterations of a solve
+    outnumber those of a whole ``FUSED_FROM`` image). It returns
+    (x+, z, y) with y in dg(z) exactly (the inner method's pair) and x+ = v - t D'y, so
+    that D'y = (v - x+) / t, as for ``PermutedTerm``; the inexactness is D x+ - z, which
+    the outer test sees as this term's primal residual.
+
+    The inner iterations stop, checked every ``_INNER_CHECK`` of them, when every row
+    passes the outer per-row test of that residual, |(D x+ - z)_i| <= eps_abs u_i +
+    eps_rel max(|(D x+)_i|, |z_i|) (u the termination units), tightened by the factor
+    ``accuracy``: max(``_INNER_TIGHTEST``, ``_INNER_SHARE`` R) with R the outer normalized
+    KKT error at its last check (``follow``), so that early outer steps take rough proxes
+    and the last ones proxes ten times tighter than the test; at most ``_INNER_MAX``
+    inner iterations per call.
+
+    Parameters
+    ----------
+    program : Program
+        The program (on the host).
+    term : Term
+        The term on the backend (``TermLayout``), for which ``accepts`` holds.
+    position : int
+        Its position in the program.
+    units : array (m_g,)
+        The termination units of the term's rows.
+    options : SolverOptions
+    backend : Backend
+    """
+
+    def __init__(
+        self,
+        program: Program,
+        term: Term,
+        position: int,
+        units: Any,
+        options: Any,
+        backend: Backend,
+    ) -> None:
+        self.program, self.term, self.position = program, term, position
+        self.units, self.backend = units, backend
+        self.eps_abs, self.eps_rel = options.eps_abs, options.eps_rel
+        self.K = ProxTerms([term], term.op.shape[1], backend)
+        self.y = backend.zeros(term.op.shape[0])
+        self.accuracy = _INNER_START
+        self.inner_iterations = 0
+
+    @staticmethod
+    def accepts(term: Term, n: int) -> bool:
+        """Whether the term is one ``GroupL2(2)`` on ``cp.tv``'s operator of an image of
+        n pixels, with b = 0."""
+        grid = tv_grid([term], n)
+        return grid is not None and grid.iso
+
+    def follow(self, normalized: float) -> None:
+        """Set the inner accuracy from the outer normalized KKT error R (class docstring)."""
+        if math.isfinite(normalized):
+            self.accuracy = max(_INNER_TIGHTEST, _INNER_SHARE * normalized)
+
+    def prox(self, v: Any, t: float) -> tuple[Any, Any, Any]:
+        """(x+, z, y) for prox_{t g(D .)}(v) (class docstring)."""
+        backend, xp = self.backend, self.backend.xp
+        H = np.full(self.program.n, 1.0 / t)
+        q = -backend.to_host(v) / t
+        L = _TV_NORM_SQUARED * t
+        steps = DualFISTA.iterations(
+            self.program, backend, self.K, _Quadratic(q, H), [self.position], None, self.y,
+            L, _L_FLOOR * L, fuse=True,
+        )  # fmt: skip
+        done = 0
+        while True:
+            steps.run(_INNER_CHECK)
+            done += _INNER_CHECK
+            x = v - t * steps.Kty
+            Dx, z = self.term.op.matvec(x), steps.z
+            scale = xp.maximum(xp.abs(Dx), xp.abs(z))
+            tolerance = self.accuracy * (self.eps_abs * self.units + self.eps_rel * scale)
+            passed = backend.scalar(xp.max(xp.abs(Dx - z) - tolerance)) <= 0.0
+            if passed or done >= _INNER_MAX:
+                break
+        self.inner_iterations += done
+        self.y = backend.asarray(steps.y)
+        return x, z, self.y
 
 
 class FISTA(Algorithm):
@@ -190,12 +303,24 @@ class FISTA(Algorithm):
                 "plus the box does not give that term's dual"
             )
         kind = "constraint" if term.function.is_indicator else "nonsmooth term"
+        if TVProxTerm.accepts(term, program.n):
+            return True, (
+                f"smooth terms plus one nonsmooth term, {term.function.describe()} of a 2-D "
+                "TV, whose prox is FISTA on its dual, warm-started"
+            )
         if not PermutedTerm.accepts(term, program.n):
             return False, (
                 f"the {kind} {term.function.describe()} ({term.label}) acts through "
-                f"{term.op.describe()}, not the identity or a permutation of x"
+                f"{term.op.describe()}, not the identity, a permutation of x or a 2-D TV"
             )
         return True, f"smooth terms plus the prox of one {kind} ({term.function.describe()})"
+
+    @staticmethod
+    def inner_prox(program: Program) -> bool:
+        """Whether the program's nonsmooth term takes ``TVProxTerm``'s inner solver."""
+        return any(
+            not t.function.smooth and TVProxTerm.accepts(t, program.n) for t in program.terms
+        )
 
     def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         prog, opts = self.program, self.opts
@@ -204,11 +329,14 @@ class FISTA(Algorithm):
             raise ValueError(f"FISTA does not apply: {why}")
         layout = TermLayout(prog, backend)
         checker = StructuredChecker(layout, opts)
+        units = backend.asarray(checker.units.primal)
         smooth_at = [k for k, t in enumerate(prog.terms) if t.function.smooth]
         smooth = TermGroup([(k, layout.terms[k]) for k in smooth_at], prog.n, backend)
         prox = next(
             (
-                PermutedTerm(layout.terms[k], k)
+                TVProxTerm(prog, layout.terms[k], k, units[layout.slices[k]], opts, backend)
+                if TVProxTerm.accepts(t, prog.n)
+                else PermutedTerm(layout.terms[k], k)
                 for k, t in enumerate(prog.terms)
                 if not t.function.smooth
             ),
@@ -296,6 +424,8 @@ class FISTA(Algorithm):
                 if err.converged:
                     status = s.OPTIMAL
                     break
+                if prox is not None:
+                    prox.follow(err.normalized)
                 if it % (opts.check_every * 10) == 0:
                     log.row(it, err, 1.0 / L)
                     logged = it
@@ -306,6 +436,8 @@ class FISTA(Algorithm):
             log.row(it, err, 1.0 / L)
         solve_time = time.perf_counter() - t0
         info = {"restarts": restarts, "backtracks": backtracks, "step": 1.0 / L, "lipschitz": L}
+        if isinstance(prox, TVProxTerm):
+            info["inner_iterations"] = prox.inner_iterations
         point, _ = result_to_host(backend, status, point, best, None)
         return finish(
             status,
@@ -323,7 +455,7 @@ class FISTA(Algorithm):
     def _point(
         layout: TermLayout,
         smooth: TermGroup,
-        prox: PermutedTerm | None,
+        prox: PermutedTerm | TVProxTerm | None,
         x: Any,
         Ax: Any,
         z_g: Any | None,

@@ -86,7 +86,9 @@ def choose_structured_algorithm(program: Program, options: SolverOptions) -> tup
     """For a structured program.
 
     ``auto``: FISTA when the objective is smooth terms plus at most one prox term acting
-    on x itself (two products per iteration, no splitting); ADMM when its x-update is one
+    on x itself or through a 2-D TV (two products per iteration, no splitting; the TV's
+    prox by an inner solver, so FISTA on the dual comes first where it applies: there the
+    whole problem is that inner problem); ADMM when its x-update is one
     exact diagonal/FFT/DCT solve; FISTA on the dual when sums of squares on x make the
     objective strongly convex with a diagonal Hessian, the other terms entering through
     their conjugates' prox (two products per iteration at an accelerated rate, where an
@@ -121,7 +123,7 @@ def choose_structured_algorithm(program: Program, options: SolverOptions) -> tup
         if not dual_ok:
             raise ValueError(f"algorithm='dual_fista' does not apply: {dual_reason}")
         return DualFISTA, "forced by algorithm='dual_fista'"
-    if fista_ok:
+    if fista_ok and not (FISTA.inner_prox(program) and DualFISTA.applies(program)[0]):
         return FISTA, f"auto: {fista_reason}"
     gram = _exact_gram(program)
     if gram is not None:
