@@ -732,7 +732,7 @@ class _Acceleration:
             self.rejected += 1
         else:
             self._accepted, self._accepted_image = residual, image
-            self._next = self._anderson.step(point, image)
+            self._next = self._anderson.step(point, image, diff)
             if not self._anderson.extrapolated:
                 self._next = None
         self.image = self._backend.zeros(image.shape[0])

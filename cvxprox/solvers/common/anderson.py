@@ -91,11 +91,11 @@ class PlainAnderson:
         self._f_prev = None
         self.extrapolated = False
 
-    def step(self, w: Array, f: Array) -> Array:
+    def step(self, w: Array, f: Array, g: Array | None = None) -> Array:
         """The accelerated successor of w given f = T(w) (f itself when the step does not
-        extrapolate; ``extrapolated`` says which)."""
+        extrapolate; ``extrapolated`` says which); ``g`` is f - w when the caller has it."""
         xp = self._xp
-        g = f - w
+        g = f - w if g is None else g
         self.extrapolated = False
         if self._f_prev is None:
             self._f_prev, self._g_prev = f, g
