@@ -99,14 +99,16 @@ times (1690, 1350, 2840); the first penalty update after 20 iterations instead o
 2230) or at ratios beyond 1.5 (1550, 1710 at 64 and 128); alpha 1.0 (1740, 1780) or 1.8
 (1870, 1700); Anderson steps from iteration 0 (1780, 1870) or 50 (1850, 1880), memory 5
 (6100, 2580) or 20 (1620, 1560), type-I steps (4030, 3660), a step every second (2210,
-2250) or third iteration (3150, 2790), in the penalty-weighted metric sqrt(rho_i) v_i
-(2080, 1920, 2550) or v_i / sqrt(rho_i) (2480, 1660, 2870); a safeguard that accepts up
-to 1.5 or 3 times the accepted residual (1530, 1770; 1690, 1680); Halpern anchoring with
-restarts (alpha 1.99; restarts at 0.2, 0.8, 0.36 of the anchor's residual) instead of
-Anderson (15380, 10990). Without the bounds (the solution lies in [0, 1]) the 128 case
-takes 1720: splitting the box is not what makes it slow. The tail is a few rows: at
-iteration 1600 of the 128 case 2 of the 42058 split rows and 7 of the 9800 variables
-still fail the per-row test, whose residuals fall roughly as 1/k from iteration 300 on.
+2250) or third iteration (3150, 2790), with the differences stored in float32 (1700,
+1570, 2790; 0.33 ms a step against 0.48 at 128), in the penalty-weighted metric
+sqrt(rho_i) v_i (2080, 1920, 2550) or v_i / sqrt(rho_i) (2480, 1660, 2870); a safeguard
+that accepts up to 1.5 or 3 times the accepted residual (1530, 1770; 1690, 1680); Halpern
+anchoring with restarts (alpha 1.99; restarts at 0.2, 0.8, 0.36 of the anchor's
+residual) instead of Anderson (15380, 10990). Without the bounds (the solution lies in
+[0, 1]) the 128 case takes 1720: splitting the box is not what makes it slow. The tail
+is a few rows: at iteration 1600 of the 128 case 2 of the 42058 split rows and 7 of the
+9800 variables still fail the per-row test, whose residuals fall roughly as 1/k from
+iteration 300 on.
 
 Variable bounds l <= x <= u are one more split term, Box(l, u) of the identity
 (``with_bound_term``): its z is the projection of x, its y the bounds' multipliers. The
