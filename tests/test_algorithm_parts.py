@@ -7,11 +7,12 @@ import pytest
 import scipy.sparse as sp
 
 import cvxprox  # noqa: F401
+from cvxprox.backend import get_backend
 from cvxprox.backend.jit.residuals import worst_ratio
 from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import AssembledProgram
 from cvxprox.solvers.admm.kkt import ADMM, _PenaltyRule
-from cvxprox.solvers.common.anderson import AndersonAcceleration
+from cvxprox.solvers.common.anderson import AndersonAcceleration, PlainAnderson
 from cvxprox.solvers.common.kkt_checks import KKTChecker
 from cvxprox.solvers.common.polish import is_polishable, polish
 from cvxprox.solvers.common.scaling import RuizScaling
@@ -55,6 +56,25 @@ def test_anderson_reset_forgets_memory() -> None:
     out = aa.extrapolate(w, w + 1.0)
     assert not aa.extrapolated
     np.testing.assert_array_equal(out, w + 1.0)
+
+
+def test_plain_anderson_matches_the_compiled_step() -> None:
+    """PlainAnderson (image differences F = S + Y, fused products) takes the compiled
+    step's points, through the ring buffer's wrap-around (memory 4, 12 steps) and a reset."""
+    rng = np.random.default_rng(1)
+    Q, _ = np.linalg.qr(rng.standard_normal((30, 30)))
+    M = Q @ np.diag(np.linspace(0.3, 0.98, 30)) @ Q.T
+    q = rng.standard_normal(30)
+    compiled, plain = AndersonAcceleration(30, 4), PlainAnderson(30, 4, get_backend("numpy"))
+    w_c = w_p = np.zeros(30)
+    for k in range(12):
+        if k == 7:
+            compiled.reset()
+            plain.reset()
+        w_c = compiled.extrapolate(w_c, M @ w_c + q)
+        w_p = plain.step(w_p, M @ w_p + q)
+        assert plain.extrapolated == compiled.extrapolated
+        np.testing.assert_allclose(w_p, w_c, rtol=1e-9, atol=1e-12)
 
 
 def _qp(seed: int = 0) -> tuple[cp.Problem, cp.Variable]:

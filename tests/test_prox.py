@@ -455,6 +455,31 @@ def test_edge_cases_at_zero_and_far_out() -> None:
     np.testing.assert_array_equal(Huber(M, 1, w).prox(v, 5.0)[w == 0], v[w == 0])
 
 
+def test_group_l2_compiled_prox_matches_the_namespace_formula() -> None:
+    """GroupL2's compiled prox (NumPy float64) against the block soft thresholding
+    written with NumPy, groups of 1, 2 and 3 with one weight and per-group weights: a zero
+    group, one below, one at (per-group weights) and one above its threshold, and a
+    strided input."""
+    rng = np.random.default_rng(51)
+    for k in (1, 2, 3):
+        groups = rng.standard_normal((6, k))
+        groups[0] = 0.0
+        weight = rng.uniform(0.5, 1.5, 6)
+        norms = np.linalg.norm(groups, axis=1)
+        groups[1] *= 0.5 * weight[1] / norms[1]
+        groups[2] *= 0.8 * weight[2] / norms[2]
+        groups[3] *= 3.0 * weight[3] / norms[3]
+        v = groups.ravel()
+        for w in (weight, 0.9):
+            a = 0.8 * np.broadcast_to(w, (6,))
+            nrm = np.linalg.norm(groups, axis=1)
+            scale = np.where(nrm > a, 1.0 - a / np.where(nrm > a, nrm, 1.0), 0.0)
+            want = (groups * scale[:, None]).ravel()
+            np.testing.assert_allclose(GroupL2(6 * k, k, w).prox(v, 0.8), want, atol=1e-15)
+        strided = np.repeat(v, 2)[::2]
+        np.testing.assert_array_equal(GroupL2(6 * k, k, 0.9).prox(strided, 0.8), want)
+
+
 def test_large_vector_is_fast_and_matches_closed_forms() -> None:
     rng = np.random.default_rng(50)
     v = rng.standard_normal(200_000)

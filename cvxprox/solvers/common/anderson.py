@@ -60,59 +60,65 @@ class AndersonAcceleration:
 class PlainAnderson:
     """``anderson_step`` on a backend's vectors of length ``dim``, memory ``memory``.
 
-    S and Y are (memory, dim) device arrays used as a ring buffer, the Gram matrix Y Y'
-    a (memory, memory) device array updated one row per step; the small regularized
-    system is solved by ``xp.linalg.solve`` after scaling Y's rows to unit norm. Its
-    validity (positive Gram diagonal, finite weights) is read back as one scalar.
+    The same step in fewer passes over the memory: instead of S it stores the image
+    differences F = [f_{i+1} - f_i] = S + Y, so that the new point f_k - (S + Y)' gamma is
+    one product with F; the new Gram row Y Y_j and the right-hand side Y g_k are one
+    product of the two rows [Y_j; g_k] with Y'. Y and F are (memory, dim) device arrays
+    used as a ring buffer, the Gram matrix Y Y' a (memory, memory) device array updated one
+    row per step; the small regularized system is solved by ``xp.linalg.solve`` after
+    scaling Y's rows to unit norm. Its validity (positive Gram diagonal, finite weights)
+    is read back as one scalar. The caller must not modify w or f after passing them
+    (the last f and residual are kept by reference). On the structured suite's TV
+    inpainting (128 x 128, 42058 rows, memory 10) a step costs 0.48 ms against 0.83 ms with
+    S and Y stored and multiplied separately (CPU time; 4.7 ms against 6.7 ms at 95022 rows).
     """
 
     def __init__(self, dim: int, memory: int, backend: Backend) -> None:
         xp, like = backend.xp, {"dtype": backend.dtype, "device": backend.device}
         self._xp, self._backend = xp, backend
-        self._S = xp.zeros((memory, dim), **like)
+        self._F = xp.zeros((memory, dim), **like)
         self._Y = xp.zeros((memory, dim), **like)
         self._gram = xp.zeros((memory, memory), **like)
         self._eye = xp.eye(memory, **like)
         self._size = memory
-        self._w_prev: Any = None
+        self._f_prev: Any = None
         self._g_prev: Any = None
         self.reset()
 
     def reset(self) -> None:
         """Forget the stored differences."""
         self._count = self._head = 0
-        self._w_prev = None
+        self._f_prev = None
         self.extrapolated = False
 
-    def step(self, w: Array, f: Array) -> Array:
+    def step(self, w: Array, f: Array, g: Array | None = None) -> Array:
         """The accelerated successor of w given f = T(w) (f itself when the step does not
-        extrapolate; ``extrapolated`` says which)."""
+        extrapolate; ``extrapolated`` says which); ``g`` is f - w when the caller has it."""
         xp = self._xp
-        g = f - w
-        if self._w_prev is not None:
-            j = self._head
-            self._S[j, :] = w - self._w_prev
-            self._Y[j, :] = g - self._g_prev
-            self._count = min(self._count + 1, self._size)
-            row = self._Y[: self._count] @ self._Y[j]
-            self._gram[j, : self._count] = row
-            self._gram[: self._count, j] = row
-            self._head = (j + 1) % self._size
-        self._w_prev, self._g_prev = w, g
+        g = f - w if g is None else g
         self.extrapolated = False
-        count = self._count
-        if count == 0:
+        if self._f_prev is None:
+            self._f_prev, self._g_prev = f, g
             return f
+        j = self._head
+        self._F[j, :] = f - self._f_prev
+        self._Y[j, :] = g - self._g_prev
+        self._f_prev, self._g_prev = f, g
+        count = self._count = min(self._count + 1, self._size)
+        self._head = (j + 1) % self._size
+        products = xp.stack([self._Y[j], g]) @ self._Y[:count].T
+        row = products[0]
+        self._gram[j, :count] = row
+        self._gram[:count, j] = row
         gram = self._gram[:count, :count]
         diagonal = xp.linalg.diagonal(gram)
         scale = xp.sqrt(xp.where(diagonal > 0, diagonal, 1.0))
         normalized = (
             gram / (scale[:, None] * scale[None, :]) + REGULARIZATION * self._eye[:count, :count]
         )
-        rhs = (self._Y[:count] @ g) / scale
-        gamma = xp.linalg.solve(normalized, rhs) / scale
+        gamma = xp.linalg.solve(normalized, products[1] / scale) / scale
         valid = xp.all(diagonal > 0) & xp.all(xp.isfinite(gamma))
         if not self._backend.scalar(valid):
             return f
         self.extrapolated = True
-        return f - gamma @ self._S[:count] - gamma @ self._Y[:count]
+        return f - gamma @ self._F[:count]
