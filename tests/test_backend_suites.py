@@ -38,7 +38,13 @@ AGREE = 1e-7
 #: Small sizes of the structured models, and a looser EPS for TV inpainting (its ADMM
 #: needs about 6000 iterations at 1e-6, over 600000 at 1e-9; both backends run the same
 #: Gram x-update and proxes there, so their iterates agree to round-off at any EPS).
-STRUCTURED_SIZES = {"tv_denoising": 16, "deconvolution": 200, "lasso": 80, "tv_inpainting": 16}
+STRUCTURED_SIZES = {
+    "tv_denoising": 16,
+    "deconvolution": 200,
+    "lasso": 80,
+    "tv_inpainting": 16,
+    "tv_deblurring": 16,
+}
 STRUCTURED_EPS = {"tv_inpainting": 1e-6}
 
 CASES: dict[str, tuple[Callable[[], cp.Problem], float]] = {

@@ -492,6 +492,7 @@ def test_structured_suite_registers_with_its_settings() -> None:
         ("deconvolution", "SOCP", 6000),
         ("lasso", "QP", 8000),
         ("tv_inpainting", "SOCP", 128 * 128),
+        ("tv_deblurring", "SOCP", 128 * 128),
     ]
     assert suite.solvers == ("NABLAPROX", "SCS", "CLARABEL")
     assert (suite.eps_abs, suite.eps_rel, suite.tol, suite.timeout) == (1e-4, 1e-4, 1e-3, 1200.0)
@@ -524,6 +525,9 @@ def test_structured_model_data() -> None:
     assert 0.5 < 1 - mask.mean() < 0.7  # about 60% missing
     kernel = structured.gaussian_kernel()
     assert kernel.size == 31 and math.isclose(kernel.sum(), 1.0)
+    blur, observed = structured.tv_deblurring_data(0, size=40)
+    assert blur.shape == (7, 7) and math.isclose(blur.sum(), 1.0)
+    assert np.allclose(blur, blur.T) and observed.shape == (40, 40)
     assert structured.parse_sizes(["lasso=800"])["lasso"] == 800
     with pytest.raises(ValueError, match="MODEL=SIZE"):
         structured.parse_sizes(["lasso800"])

@@ -1,6 +1,6 @@
 """Structured models: total variation, convolution, lasso, at sizes where structure matters.
 
-Four models whose natural form is a few prox-friendly terms (norms, TV, a convolution)
+Five models whose natural form is a few prox-friendly terms (norms, TV, a convolution)
 that a cone-program solver sees only after CVXPY has expanded them into many cones and
 large sparse (or, for the lasso, dense) matrices. Each model is a function
 ``build_<name>(seed, size=None) -> cvxpy.Problem``; ``size`` overrides the benchmark size
@@ -23,16 +23,24 @@ from functools import partial
 
 import cvxpy as cp
 import numpy as np
+import scipy.signal
 
 from compare.harness import Case, PeerRatio, ReferenceSolver, Suite
 from compare.solvers import NABLAPROX
 from compare.suites.zoo import REFERENCE_OPTIONS
+from cvxprox.atoms import conv2d
 
 #: Seed of the models' data.
 SEED = 0
 
 #: Benchmark sizes: image side (TV models), signal length, lasso features (rows: 1/4).
-SIZES = {"tv_denoising": 192, "deconvolution": 6000, "lasso": 8000, "tv_inpainting": 128}
+SIZES = {
+    "tv_denoising": 192,
+    "deconvolution": 6000,
+    "lasso": 8000,
+    "tv_inpainting": 128,
+    "tv_deblurring": 128,
+}
 
 #: Accuracy asked of every solver, success tolerance, time limit (s).
 EPS, TOLERANCE, TIMEOUT = 1e-4, 1e-3, 1200.0
@@ -143,12 +151,39 @@ def build_tv_inpainting(seed: int = SEED, size: int | None = None) -> cp.Problem
     return cp.Problem(cp.Minimize(cp.tv(X)), constraints)
 
 
+def gaussian_kernel_2d(size: int = 7, sigma: float = 1.5) -> np.ndarray:
+    """A normalized ``size x size`` Gaussian blur kernel."""
+    g = np.exp(-0.5 * ((np.arange(size) - (size - 1) / 2) / sigma) ** 2)
+    kernel = np.outer(g, g)
+    return kernel / kernel.sum()
+
+
+def tv_deblurring_data(seed: int = SEED, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel, observed): the phantom (n = ``size``, default 128) blurred by a 7 x 7
+    Gaussian (sigma 1.5, ``"same"`` with zero boundary) plus N(0, 0.02^2) noise."""
+    n = size or SIZES["tv_deblurring"]
+    rng = np.random.default_rng(seed)
+    kernel = gaussian_kernel_2d()
+    blurred = scipy.signal.convolve2d(phantom(n), kernel, mode="same")
+    return kernel, blurred + 0.02 * rng.standard_normal((n, n))
+
+
+def build_tv_deblurring(seed: int = SEED, size: int | None = None) -> cp.Problem:
+    """TV deblurring: minimize 1/2 ||K * X - observed||^2 + 0.01 tv(X), K * X the
+    ``"same"`` 2-D convolution (``cvxprox.atoms.conv2d``)."""
+    kernel, observed = tv_deblurring_data(seed, size)
+    X = cp.Variable(observed.shape)
+    fit = 0.5 * cp.sum_squares(conv2d(kernel, X, mode="same") - observed)
+    return cp.Problem(cp.Minimize(fit + 0.01 * cp.tv(X)))
+
+
 #: Model name -> builder.
 MODELS: dict[str, Callable[..., cp.Problem]] = {
     "tv_denoising": build_tv_denoising,
     "deconvolution": build_deconvolution,
     "lasso": build_lasso,
     "tv_inpainting": build_tv_inpainting,
+    "tv_deblurring": build_tv_deblurring,
 }
 
 #: Model name -> problem class (the richest cone CVXPY's canonicalization needs).
@@ -157,6 +192,7 @@ MODEL_CLASSES = {
     "deconvolution": "SOCP",
     "lasso": "QP",
     "tv_inpainting": "SOCP",
+    "tv_deblurring": "SOCP",
 }
 
 
@@ -185,7 +221,9 @@ NOTES = (
     "noise), `deconvolution` (||k * x - y||^2 + 0.5 tv(x), Gaussian kernel of length 31), "
     "`lasso` (1/2 ||Ax - b||^2 + lam ||x||_1, dense Gaussian A with n/4 rows, lam = "
     "0.1 max|A'b|), `tv_inpainting` (tv(X) s.t. known pixels fixed, 0 <= X <= 1, 60% "
-    "missing); vars = scalar variables of the CVXPY model.",
+    "missing), `tv_deblurring` (1/2 ||K * X - observed||^2 + 0.01 tv(X), K a 7x7 "
+    "Gaussian, sigma 1.5, 'same' convolution by `cvxprox.atoms.conv2d`); vars = scalar "
+    "variables of the CVXPY model.",
     "Accuracy: the harness asks every solver of a run for the same eps; here 1e-4 for all "
     "three. For Clarabel that means tol_gap_abs = tol_gap_rel = tol_feas = 1e-4 instead "
     "of its defaults (1e-8): a few interior-point iterations fewer, so the Clarabel peer "
