@@ -127,10 +127,9 @@ and 6390, as the two methods they replace did.)
 The restart test runs every ``check_every`` iterations. Termination is tested on each
 candidate every ``check_every`` iterations while the worst ratio of a residual to its
 tolerance was below 4 at the last test, else floor(log2 ratio) periods later, at most 4
-(``check_spacing``), on programs of at least ``SPACED_FROM`` variables and dual variables
-(on the energy LP 8x144 a test costs as much as four iterations, and took a third of the
-time when it ran every period; on a small program the spacing would only blur when the
-run stops): on a cone program
+(``check_spacing``; a test costs as much as four iterations on the energy LP 8x144 and
+eight on Netlib's AGG, and took a third of the time when it ran every period): on a cone
+program
 unscaled by ``KKTChecker`` (with z = proj_K(Ax - b)), where the steps z - T(z) and the
 moves since the anchor are also tested as Farkas certificates and unbounded directions
 (they converge to the infimal displacement vector when there is no solution); on a
@@ -188,8 +187,6 @@ from cvxprox.solvers.fista import PermutedTerm, TermGroup
 # iteration estimate of ||A|| is a lower bound).
 _BETA = 1.0
 _STEP_SAFETY = 0.99
-# Programs with at least this many variables and dual variables space their tests.
-SPACED_FROM = 4096
 # Bounds on the primal weight.
 _OMEGA_MIN, _OMEGA_MAX = 1e-6, 1e6
 # With L_h > 0 the primal weight is kept >= _WEIGHT_FLOOR beta L_h / ||K~|| (see
@@ -1073,7 +1070,6 @@ class PDHG(Algorithm):
         last: _Check | None = None
         restarts = logged = it = polish_iters = next_test = tests = 0
         next_log = 10 * opts.check_every
-        spaced = start.x.shape[0] + start.y.shape[0] >= SPACED_FROM
         for it in range(1, opts.max_iters + 1):
             z, k = epoch.z, epoch.k
             step = problem.step(z, tau, sigma)
@@ -1116,8 +1112,7 @@ class PDHG(Algorithm):
                     if polished is not None:
                         last = polished
                         break
-                    spacing = check_spacing(last.err.normalized) if spaced else 1
-                    next_test = it + spacing * opts.check_every
+                    next_test = it + check_spacing(last.err.normalized) * opts.check_every
                 if it >= next_log and last is not None:
                     log.row(it + polish_iters, last.err, tau)
                     logged = it
