@@ -171,3 +171,26 @@ def test_column_blocks() -> None:
     assert len(column_blocks(1024, 1024)) == dual_tv._BLOCKS_MAX + 1
     with pytest.raises(ValueError, match="blocks must be in"):
         column_blocks(10, 5, 6)
+
+
+def test_the_threads_option_bounds_numba_threads_in_a_solve(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``threads`` caps Numba's threads inside the solve and restores them after; the
+    column blocks give the same answer on one thread and on all of them."""
+    numba = pytest.importorskip("numba")
+    backend = get_backend("numpy", "cpu", "float64")
+    before = numba.get_num_threads()
+    with backend.cpu_threads(1):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    monkeypatch.setattr(dual_tv, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(dual_fista, "FUSED_FROM", 1)
+    prob = _problem("isotropic", bounded=False, rows=30, cols=41)
+    values = []
+    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+        prob.solve(solver="NABLAPROX", algorithm="dual_fista", threads=threads, warm_start=False)
+        assert prob.status == cp.OPTIMAL
+        assert prob.solver_stats.extra_stats["fused"]
+        values.append(prob.value)
+    assert values[0] == values[1]

@@ -124,6 +124,7 @@ def test_integer_variables_rejected() -> None:
         ({"time_limit": 0}, "time_limit"),
         ({"alpha": 2.0}, "alpha"),
         ({"dtype": "float32", "algorithm": "admm"}, "float32"),
+        ({"threads": 0}, "threads"),
     ],
 )
 def test_bad_options(options: dict, match: str) -> None:

@@ -112,12 +112,13 @@ class Backend:
         raise NotImplementedError
 
     @contextlib.contextmanager
-    def serial(self) -> Iterator[None]:
-        """Run the library's CPU kernels on one thread inside the block.
+    def cpu_threads(self, count: int) -> Iterator[None]:
+        """Run the library's CPU kernels on at most ``count`` threads inside the block.
 
-        The iterations are vector operations and sparse products too small for threads to
-        pay off; on a loaded machine spinning threads make them many times slower (see
-        ``cvxprox.solvers.select.solve_program``, which does the same for BLAS).
+        Most iterations are vector operations and sparse products too small for threads
+        to pay off, and on a loaded machine spinning threads make them many times slower
+        (``cvxprox.solvers.select.solve_program`` keeps BLAS on one thread for the same
+        reason); the option ``threads`` (default 1) sets ``count``.
         """
         yield
 

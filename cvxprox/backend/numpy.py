@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import array_api_compat.numpy as xp_numpy
+import numba
 import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
@@ -29,6 +31,17 @@ class NumPyBackend(Backend):
 
     def to_host(self, a: Array) -> np.ndarray:
         return np.asarray(a, dtype=np.float64)
+
+    @contextlib.contextmanager
+    def cpu_threads(self, count: int) -> Iterator[None]:
+        """Numba's threads (the column blocks of ``cvxprox.backend.jit.dual_tv``) limited
+        to ``count`` inside the block."""
+        threads = numba.get_num_threads()
+        numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+        try:
+            yield
+        finally:
+            numba.set_num_threads(threads)
 
     def combine(self, coefficients: Sequence[float], vectors: Sequence[Array]) -> Array:
         """One compiled pass for two or three 1-D vectors (``cvxprox.backend.jit.combine``)."""

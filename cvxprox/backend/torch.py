@@ -68,12 +68,12 @@ class TorchBackend(Backend):
         return lambda rhs: torch.linalg.lu_solve(lu, pivots, rhs[:, None])[:, 0]
 
     @contextlib.contextmanager
-    def serial(self) -> Iterator[None]:
+    def cpu_threads(self, count: int) -> Iterator[None]:
         if self.device.type != "cpu":
             yield
             return
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        torch.set_num_threads(min(count, threads))
         try:
             yield
         finally:

@@ -96,6 +96,13 @@ class SolverOptions:
         dual feasibility problems from the iterate (PDLP's feasibility polishing,
         ``cvxprox.solvers.pdhg._FeasibilityPolish``); the polished point is returned
         only when it passes the termination test.
+    threads : int
+        CPU threads for the kernels that can use them: on NumPy the compiled 2-D TV
+        iterations of dual FISTA (images of 512 x 512 pixels and more, swept in column
+        blocks; the iterates do not depend on the count), on torch its intra-op threads.
+        Capped at the machine's (Numba's, torch's) thread count. The default 1 is the
+        fastest on a loaded machine (TV denoising 1024 x 1024 at 1e-4 on two shared
+        cores: 16.0 s on one thread, 25.3 s on two).
     """
 
     eps_abs: float = 1e-6
@@ -116,6 +123,7 @@ class SolverOptions:
     structure: str = "auto"
     presolve: bool = True
     feasibility_polishing: bool = True
+    threads: int = 1
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> SolverOptions:
@@ -153,6 +161,7 @@ class SolverOptions:
         _check_bool("verbose", self.verbose)
         _check_int(name="scaling_iters", value=self.scaling_iters, low=0)
         _check_int(name="check_every", value=self.check_every, low=1)
+        _check_int(name="threads", value=self.threads, low=1)
         _check_real("rho", self.rho, low=0.0, strict=True)
         _check_real("alpha", self.alpha, low=0.0, strict=True)
         if self.alpha >= 2:

@@ -42,7 +42,7 @@ class Algorithm:
         """Run the method; ``reason`` (why it was chosen) goes into the verbose header."""
         t0 = time.perf_counter()
         backend = get_backend(self.opts.backend, self.opts.device, self.opts.dtype)
-        with backend.serial():
+        with backend.cpu_threads(self.opts.threads):
             return self._solve(backend, t0, reason)
 
     def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
