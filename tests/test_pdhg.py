@@ -10,9 +10,11 @@ import scipy.sparse as sp
 import cvxprox  # noqa: F401  (registers NABLAPROX)
 from compare.datasets import data_dir, load_netlib
 from cvxprox.backend import get_backend
+from cvxprox.functions.cones import NonnegCone, ProductCone, SecondOrderCone, ZeroCone
 from cvxprox.interface.options import SolverOptions
 from cvxprox.interface.solver import PROGRAM
 from cvxprox.ir.program import AssembledProgram
+from cvxprox.solvers import pdhg
 from cvxprox.solvers.common.result import BestIterate
 from cvxprox.solvers.common.scaling import RuizScaling
 from cvxprox.solvers.pdhg import PDHG, _ConeProblem, _step_sizes
@@ -398,3 +400,33 @@ def test_termination_tests_are_spaced_while_far_from_tolerance() -> None:
     np.testing.assert_allclose(x.value, ref_x, atol=1e-4)
     stats = prob.solver_stats
     assert 0 < stats.extra_stats["termination_tests"] < 0.8 * (stats.num_iters // 10)
+
+
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_compiled_step_matches_the_array_step(
+    quadratic: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On NumPy in float64 an LP's (or a diagonal QP's) step runs as two compiled passes
+    (``cvxprox.backend.jit.pdhg``); the array-namespace step is its reference: the same
+    iterates, bit for bit, with bounds projected in the primal step."""
+    prob, x, _ = _lp()
+    if quadratic:
+        prob = cp.Problem(cp.Minimize(prob.objective.args[0] + cp.sum_squares(x)), prob.constraints)
+    runs = []
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(pdhg, "_polar_free_rows", lambda cone, backend: None)
+        _pdhg(prob, max_iters=300, feasibility_polishing=False)
+        runs.append((prob.status, prob.solver_stats.num_iters, np.array(x.value, copy=True)))
+    assert runs[0][:2] == runs[1][:2]
+    assert np.array_equal(runs[0][2], runs[1][2])
+
+
+def test_polar_free_rows() -> None:
+    backend = get_backend("numpy", "cpu", "float64")
+    cone = ProductCone([ZeroCone(2), NonnegCone(3), ZeroCone(1)])
+    assert pdhg._polar_free_rows(cone, backend).tolist() == [1, 1, 0, 0, 0, 1]
+    assert (
+        pdhg._polar_free_rows(ProductCone([NonnegCone(2), SecondOrderCone([3])]), backend) is None
+    )
+    assert pdhg._polar_free_rows(cone, get_backend("numpy", "cpu", "float32")) is None

@@ -170,7 +170,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.backend import Backend
-from cvxprox.functions.cones import NonnegCone, ProductCone
+from cvxprox.backend.jit.pdhg import dual_step, primal_step
+from cvxprox.functions.cones import NonnegCone, ProductCone, ZeroCone
 from cvxprox.ir.program import AssembledProgram, Program, RowTerm
 from cvxprox.solvers.common.algorithm import Algorithm
 from cvxprox.solvers.common.kkt_checks import KKTChecker
@@ -491,6 +492,8 @@ class _ConeProblem:
         self.norm_K = math.sqrt(_max_eigenvalue(backend, lambda v: self.At @ (self.A @ v), start))
         self.L_h = 0.0 if self.P is None else _max_eigenvalue(backend, lambda v: self.P @ v, start)
         self.dx = self.dy = self.x = None
+        self._polar_free = _polar_free_rows(self.cone, backend)
+        self._empty = np.zeros(0)
         self.feasibility = None
         if options.feasibility_polishing and program.is_polyhedral and not program.has_quadratic:
             self.feasibility = _FeasibilityPolish(self, options, t0 + options.time_limit)
@@ -539,7 +542,18 @@ class _ConeProblem:
         return _Point(x, y, self.A @ x, self.At @ y, None if self.P is None else self.P @ x)
 
     def step(self, z: _Point, tau: float, sigma: float) -> _Step:
-        """T(z) (module docstring), 1 product with each of A, A', P."""
+        """T(z) (module docstring), 1 product with each of A, A', P; in two compiled
+        passes where ``_polar_free`` allows (``cvxprox.backend.jit.pdhg``)."""
+        free = self._polar_free
+        if free is not None and self.P is None:
+            empty = self._empty
+            bounds = self.bounds
+            lower, upper = (bounds.lo, bounds.hi) if bounds.active else (empty, empty)
+            p = empty if self.p is None else self.p
+            x = primal_step(z.x, z.Kty, self.c, tau, p, lower, upper)
+            Ax = self.A @ x
+            y = dual_step(z.y, Ax, z.Kx, self.b, sigma, free)
+            return _Step(_Point(x, y, Ax, self.At @ y, None))
         if self.p is not None:
             x = (z.x - tau * (self.c + z.Kty)) / (1.0 + tau * self.p)
         elif self.P is not None:
@@ -1160,6 +1174,21 @@ class PDHG(Algorithm):
             {"primal_weight": omega},
             problem.limit(),
         )
+
+
+def _polar_free_rows(cone: ProductCone, backend: Backend) -> np.ndarray | None:
+    """The rows of zero cones (bool, (m,)) when every member of ``cone`` is a zero or a
+    nonnegative cone and the backend is NumPy in float64 (the compiled step applies),
+    else None."""
+    members = cone.cones if isinstance(cone, ProductCone) else [cone]
+    if backend.name != "numpy" or backend.dtype != np.float64:
+        return None
+    if not all(isinstance(member, (ZeroCone, NonnegCone)) for member in members):
+        return None
+    return np.concatenate(
+        [np.full(member.dim, isinstance(member, ZeroCone)) for member in members]
+        or [np.zeros(0, dtype=bool)]
+    )
 
 
 def _norm(backend: Backend, v: Any) -> float:
