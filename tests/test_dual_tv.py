@@ -147,6 +147,8 @@ def test_parallel_blocks_give_the_same_iterates_on_any_number_of_threads(
     """The column blocks are a function of the image, and their sums are added in block
     order, so one thread and all of them give the same iterates, bit for bit."""
     numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread here")
     monkeypatch.setattr(dual_tv, "PARALLEL_FROM", 1)
     monkeypatch.setattr(dual_tv, "_BLOCK_COLUMNS", 4)
     program = _program(_problem("isotropic", bounded=True, rows=30, cols=41))
@@ -179,6 +181,8 @@ def test_the_threads_option_bounds_numba_threads_in_a_solve(
     """``threads`` caps Numba's threads inside the solve and restores them after; the
     column blocks give the same answer on one thread and on all of them."""
     numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread here")
     backend = get_backend("numpy", "cpu", "float64")
     before = numba.get_num_threads()
     with backend.cpu_threads(1):

@@ -18,6 +18,7 @@ from cvxprox.solvers import pdhg
 from cvxprox.solvers.common.result import BestIterate
 from cvxprox.solvers.common.scaling import RuizScaling
 from cvxprox.solvers.pdhg import PDHG, _ConeProblem, _step_sizes
+from cvxprox.solvers.presolve import presolve
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 # These tests are about the cone path's PDHG: structure-preserving lowering is off.
@@ -403,23 +404,35 @@ def test_termination_tests_are_spaced_while_far_from_tolerance() -> None:
 
 
 @pytest.mark.parametrize("quadratic", [False, True])
-def test_compiled_step_matches_the_array_step(
-    quadratic: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_compiled_step_matches_the_array_step(quadratic: bool) -> None:
     """On NumPy in float64 an LP's (or a diagonal QP's) step runs as two compiled passes
-    (``cvxprox.backend.jit.pdhg``); the array-namespace step is its reference: the same
-    iterates, bit for bit, with bounds projected in the primal step."""
-    prob, x, _ = _lp()
-    if quadratic:
-        prob = cp.Problem(cp.Minimize(prob.objective.args[0] + cp.sum_squares(x)), prob.constraints)
-    runs = []
-    for compiled in (True, False):
-        if not compiled:
-            monkeypatch.setattr(pdhg, "_polar_free_rows", lambda cone, backend: None)
-        _pdhg(prob, max_iters=300, feasibility_polishing=False)
-        runs.append((prob.status, prob.solver_stats.num_iters, np.array(x.value, copy=True)))
-    assert runs[0][:2] == runs[1][:2]
-    assert np.array_equal(runs[0][2], runs[1][2])
+    (``cvxprox.backend.jit.pdhg``); the array-namespace step is its reference: from the
+    same points, with equality rows, inequality rows and bounds, the same x, y, A x and
+    A'y, bit for bit."""
+    rng = np.random.default_rng(8)
+    A, E = rng.standard_normal((12, 9)), rng.standard_normal((3, 9))
+    x = cp.Variable(9)
+    objective = rng.standard_normal(9) @ x + (cp.sum_squares(x) if quadratic else 0)
+    constraints = [A @ x <= rng.random(12), E @ x == E @ rng.random(9), x >= -1, x <= 2]
+    prob = cp.Problem(cp.Minimize(objective), constraints)
+    opts = SolverOptions.from_kwargs({"eps_abs": 1e-6, "eps_rel": 1e-6})
+    program = presolve(_program(prob)).program  # the one-entry rows become bound rows
+    problem = _ConeProblem(program, opts, get_backend(), time.perf_counter())
+    assert problem._polar_free is not None and problem._polar_free.any()
+    assert problem.bounds.active and (problem.p is not None) == quadratic
+    z, omega = problem.initial(None)
+    tau, sigma, _ = _step_sizes(omega, problem.norm_K, 0.0)
+    for k in range(30):
+        point = problem.point(rng.standard_normal(z.x.shape), rng.standard_normal(z.y.shape))
+        if k % 2:
+            point = z
+        compiled = problem.step(point, tau, sigma).point
+        free, problem._polar_free = problem._polar_free, None
+        plain = problem.step(point, tau, sigma).point
+        problem._polar_free = free
+        for name in ("x", "y", "Kx", "Kty"):
+            assert np.array_equal(getattr(compiled, name), getattr(plain, name)), name
+        z = compiled
 
 
 def test_polar_free_rows() -> None:

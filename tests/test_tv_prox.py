@@ -75,4 +75,3 @@ def test_a_starved_inner_solver_never_gives_a_wrong_optimal(
         assert prob.value == pytest.approx(value, rel=1e-5)
     else:
         assert prob.status in (cp.USER_LIMIT, cp.OPTIMAL_INACCURATE)
-    assert prob.solver_stats.extra_stats["inner_iterations"] <= 5 * prob.solver_stats.num_iters * 2

@@ -100,7 +100,8 @@ class SolverOptions:
         CPU threads for the kernels that can use them: on NumPy the compiled 2-D TV
         iterations of dual FISTA (images of 512 x 512 pixels and more, swept in column
         blocks; the iterates do not depend on the count), on torch its intra-op threads.
-        Capped at the machine's (Numba's, torch's) thread count. The default 1 is the
+        Capped at Numba's thread count (``NUMBA_NUM_THREADS``) and at torch's current
+        one. The default 1 is the
         fastest on a loaded machine (TV denoising 1024 x 1024 at 1e-4 on two shared
         cores: 16.0 s on one thread, 25.3 s on two).
     """

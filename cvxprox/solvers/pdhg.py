@@ -1102,7 +1102,8 @@ class PDHG(Algorithm):
                 candidates = [(z, step)]
                 if scheme.average and k > 0:
                     candidates.append((average, problem.step(average, tau, sigma)))
-                test = it >= next_test or final
+                out_of_time = time.perf_counter() - t0 > opts.time_limit
+                test = it >= next_test or final or out_of_time
                 tests += test
                 r = math.inf
                 for base, candidate in candidates:
@@ -1127,11 +1128,10 @@ class PDHG(Algorithm):
                         last = polished
                         break
                     next_test = it + check_spacing(last.err.normalized) * opts.check_every
-                if it >= next_log and last is not None:
+                if test and it >= next_log:
                     log.row(it + polish_iters, last.err, tau)
                     logged = it
                     next_log = it + 10 * opts.check_every
-                out_of_time = time.perf_counter() - t0 > opts.time_limit
                 if out_of_time or it + polish_iters >= opts.max_iters:
                     break
                 if epoch.restart_due(r, it):

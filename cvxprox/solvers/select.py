@@ -87,8 +87,8 @@ def choose_structured_algorithm(program: Program, options: SolverOptions) -> tup
 
     ``auto``: FISTA when the objective is smooth terms plus at most one prox term acting
     on x itself or through a 2-D TV (two products per iteration, no splitting; the TV's
-    prox by an inner solver, so FISTA on the dual comes first where it applies: there the
-    whole problem is that inner problem); ADMM when its x-update is one
+    prox by an inner solver, so FISTA is passed over where FISTA on the dual applies:
+    there the whole problem is that inner problem); ADMM when its x-update is one
     exact diagonal/FFT/DCT solve; FISTA on the dual when sums of squares on x make the
     objective strongly convex with a diagonal Hessian, the other terms entering through
     their conjugates' prox (two products per iteration at an accelerated rate, where an

@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
@@ -328,6 +329,19 @@ def _sweep(  # noqa: ANN202, PLR0913
     return dd, rd, descent
 
 
+@njit(**_JIT)
+def _rmatvec(  # noqa: ANN202, PLR0913
+    rows, cols, iso, offsets, order, q, h, h_inv, lower, upper, bounded, y, zero, out,
+):  # fmt: skip
+    """K'y into ``out`` (n,), y planar, column by column (``_primal_column`` at beta = 0
+    with y as y+; ``zero`` (n,) zeros stand for K'y and K'y_prev)."""
+    for j in range(cols):
+        _primal_column(
+            j, rows, cols, iso, offsets[0], offsets[1], order, q, h, h_inv, lower, upper,
+            bounded, y, zero, zero, out, 0.0,
+        )  # fmt: skip
+
+
 @njit(cache=True, parallel=True, fastmath=_FAST, error_model="numpy")
 def _parallel_step(  # noqa: ANN202, PLR0913
     starts, rows, cols, iso, offsets, order, w0, w1, q, h, h_inv, lower, upper, bounded,
@@ -352,9 +366,11 @@ def _trial_step(  # noqa: ANN202, PLR0913
     y, y_prev, y_new, kty, kty_prev, kty_new, beta, L, z, last, columns, partial,
 ):  # fmt: skip
     """One trial step over the whole image: the sweeps of the column blocks (in
-    parallel when there are several), then K'y+ on the first column of every block but
-    the first. Returns (||d||^2, d'(y+ - y), descent test's left side), each summed over
-    the blocks in their order (so the result does not depend on the threads).
+    parallel when there are several and Numba has more than one thread; one after the
+    other, without the threading layer, on one thread), then K'y+ on the first column of
+    every block but the first. Returns (||d||^2, d'(y+ - y), descent test's left side),
+    each summed over the blocks in their order (so the result does not depend on the
+    threads).
     ``partial`` (blocks, 3) and ``columns`` (blocks, 2, rows) are workspace."""
     blocks = starts.shape[0] - 1
     if blocks == 1:
@@ -363,11 +379,19 @@ def _trial_step(  # noqa: ANN202, PLR0913
             bounded, y, y_prev, y_new, kty, kty_prev, kty_new, beta, L, z, last, columns[0],
         )  # fmt: skip
     else:
-        _parallel_step(
-            starts, rows, cols, iso, offsets, order, w0, w1, q, h, h_inv, lower, upper,
-            bounded, y, y_prev, y_new, kty, kty_prev, kty_new, beta, L, z, last, columns,
-            partial,
-        )  # fmt: skip
+        if numba.get_num_threads() > 1:
+            _parallel_step(
+                starts, rows, cols, iso, offsets, order, w0, w1, q, h, h_inv, lower, upper,
+                bounded, y, y_prev, y_new, kty, kty_prev, kty_new, beta, L, z, last, columns,
+                partial,
+            )  # fmt: skip
+        else:
+            for c in range(blocks):
+                partial[c] = _sweep(
+                    starts[c], starts[c + 1], rows, cols, iso, offsets, order, w0, w1, q, h,
+                    h_inv, lower, upper, bounded, y, y_prev, y_new, kty, kty_prev, kty_new,
+                    beta, L, z, last, columns[c],
+                )  # fmt: skip
         dd = 0.0
         rd = 0.0
         descent = 0.0
@@ -617,17 +641,14 @@ class FusedTVIterations:
         return v.reshape(2, -1).T.ravel() if self.grid.iso else v
 
     def _rmatvec(self, y: np.ndarray) -> np.ndarray:
-        """K'y (y planar), column by column of the image (``_primal_column`` at beta = 0,
-        y as y+)."""
+        """K'y (y planar), by the compiled ``_rmatvec``."""
         n = self.q.shape[0]
         out, zero = np.zeros(n), np.zeros(n)
         g = self.grid
-        for j in range(g.cols):
-            _primal_column(
-                j, g.rows, g.cols, g.iso, g.offsets[0], g.offsets[1], g.order, self.q, self.H,
-                self.H_inv, self.lower, self.upper, self.lower.shape[0] > 0, y, zero, zero,
-                out, 0.0,
-            )  # fmt: skip
+        _rmatvec(
+            g.rows, g.cols, g.iso, g.offsets, g.order, self.q, self.H, self.H_inv, self.lower,
+            self.upper, self.lower.shape[0] > 0, y, zero, out,
+        )  # fmt: skip
         return out
 
     def run(self, count: int) -> None:
@@ -652,7 +673,7 @@ class FusedTVIterations:
 
     @property
     def Kty(self) -> np.ndarray:
-        """K'y (n,) (a view, as ``y``)."""
+        """K'y (n,) (a view of its slot, valid until the next ``run``)."""
         return self.KTY[self.slots[0]]
 
     @property

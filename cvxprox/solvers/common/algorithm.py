@@ -22,8 +22,8 @@ class Algorithm:
 
     Subclasses set ``name`` and implement ``_solve(backend, t0, reason)``: the run on the
     options' backend, started at ``time.perf_counter()`` value t0, inside the backend's
-    ``serial`` block (``solve`` sets both up). A method made of others (``hybrid.py``)
-    overrides ``solve`` itself.
+    ``cpu_threads(options.threads)`` block (``solve`` sets both up). A method made of
+    others (``hybrid.py``) overrides ``solve`` itself.
     """
 
     name = ""
