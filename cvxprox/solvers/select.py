@@ -209,14 +209,21 @@ def solve_program(
 
 
 def _run(
-    program: Program | AssembledProgram, options: SolverOptions, warm_start: dict | None
+    program: Program | AssembledProgram,
+    options: SolverOptions,
+    warm_start: dict | None,
+    original: AssembledProgram | None = None,
 ) -> SolveResult:
-    """Run the chosen method on a structured Program or an assembled view."""
+    """Run the chosen method on a structured Program or an assembled view; ``original``
+    is the program before presolve of a presolved one (``ADMMThenPDHG`` runs its
+    embedding phase on it)."""
     if isinstance(program, AssembledProgram):
         algorithm, reason = choose_cone_algorithm(program, options)
     else:
         algorithm, reason = choose_structured_algorithm(program, options)
     with single_threaded_blas():
+        if algorithm is ADMMThenPDHG:
+            return ADMMThenPDHG(program, options, warm_start, original).solve(reason)
         return algorithm(program, options, warm_start).solve(reason)
 
 
@@ -254,7 +261,7 @@ def _solve_presolved(
         x = presolved.certificate if presolved.status == s.UNBOUNDED else None
         result = SolveResult(presolved.status, x, None, y, "presolve", 0, 0.0, presolve_time)
     else:
-        result = _run(reduced, options, presolved.reduce_warm_start(warm_start))
+        result = _run(reduced, options, presolved.reduce_warm_start(warm_start), program)
         result = _postsolve_tightening(presolved, reduced, result, options, t0)
         result.setup_time += presolve_time
     result.info["presolve"] = presolved.stats.describe()
@@ -302,7 +309,7 @@ def _postsolve_tightening(
             max_iters=iterations_left,
             time_limit=time_left,
         )
-        again = _run(reduced, tighter, warm)
+        again = _run(reduced, tighter, warm, original)
         again.iterations += result.iterations
         again.solve_time += result.solve_time
         again.setup_time += result.setup_time
@@ -318,8 +325,11 @@ def _postsolve(
 ) -> None:
     """The reduced program's result mapped to the original program, in place: x, y,
     z = Pi_K(A x - b) and the KKT error there (``checker()``: the original's); the
-    certificates through the same maps."""
+    certificates through the same maps. A result of the original program itself
+    (``info["solved_original"]``, ``ADMMThenPDHG``'s embedding phase) stays as it is."""
     original = presolved.original
+    if result.info.get("solved_original"):
+        return
     if result.status in (s.INFEASIBLE, s.INFEASIBLE_INACCURATE):
         result.y = presolved.postsolve(None, result.y, certificate=True)[1]
         return
