@@ -24,7 +24,8 @@ one iteration is
 
 (the first iteration sets tau~ = u_tau = 1 and skips the normalization). The point read
 back is x = u_x / tau, z = s / tau, y = -u_y / tau; when tau tends to zero, u_x and -u_y
-themselves tend to an unboundedness direction or a Farkas certificate. Anderson
+themselves tend to an unboundedness direction or a Farkas certificate, and are tested as
+such (``KKTChecker.certificate``) at the points where u_tau = 0. Anderson
 acceleration extrapolates v after every ``interval``-th iteration, with the safeguard of
 ``cvxprox.solvers.admm.kkt``; the penalty rho follows ``_PenaltyRule``, and after a change
 v_y is moved by s (1 / r_y,new - 1 / r_y,old) so that (u, u~, s) stay the same (SCS's
@@ -125,6 +126,7 @@ class EmbeddingADMM(ADMM):
         loop = _EmbeddingLoop((c, b), kkt, prog.cone, rho_vec, memory, backend, start)
         status, cert, err = None, None, None
         dx = dy = xu = zu = yu = None
+        boundary = False
         rule = _PenaltyRule()
         it = refactors = 0
         while it < opts.max_iters:
@@ -148,7 +150,13 @@ class EmbeddingADMM(ADMM):
                 (xu, zu, yu), err = settled
                 status = s.OPTIMAL
                 break
-            if (it // opts.check_every) % _CERTIFICATE_EVERY == 0:
+            # Certificates only from a point with tau = 0 (its projection onto R_+): the
+            # fixed points of a feasible, bounded program all have tau > 0 (tau kappa = 0,
+            # and kappa > 0 needs a certificate), so one whose solution is merely large
+            # (a small tau) is not taken for infeasible, and the radius test of
+            # ``KKTChecker.primal_infeasibility`` is made against u_x.
+            boundary = tau == 0.0
+            if boundary and (it // opts.check_every) % _CERTIFICATE_EVERY == 0:
                 status, cert = checker.certificate(dx, dy, opts.eps_infeas, dx)
                 if status is not None:
                     break
@@ -181,7 +189,7 @@ class EmbeddingADMM(ADMM):
             info,
             log,
             {"rho": rho},
-            ConeLimit(polisher, dx, dy, dx),
+            ConeLimit(polisher, dx if boundary else None, dy if boundary else None, dx),
         )
 
 
