@@ -23,9 +23,15 @@ penalty the embedding stalls near 1e-4 on klein1 (its penalty rule follows x / t
 diverges as tau tends to 0); fixed penalties 1e2 .. 1e4 certify klein1 and klein3, 0.1
 and 1e-6 .. 1e-4 do not. Of the 92 feasible Netlib LPs three come that close (GANGES
 2.2e-3, BORE3D 4.6e-3, MAROS 7.5e-3; TUFF next at 2.8e-2), none of which ADMM then PDHG
-solved in 10 s. Infeasible LPs whose differences stay far from a certificate (pang 0.64,
-vol1, qual, gosh) are not helped: the embedding's own ratio after 1 s does not tell them
-from feasible ones either (1.7e-4 .. 2e-2 on 23 feasible LPs).
+solved in 10 s (BORE3D was, in 8.9 s, in one of two runs). An infeasible program's
+embedding iterates approach tau = 0: u_tau is exactly 0 at 94-100% of the checks on
+klein1, klein2, klein3, bgetam and bgindy, and the run certifies refinery (median u_tau
+7e-3) in 2550 iterations and cplex1 (2.4e-7) in 1150, where GANGES and MAROS keep u_tau
+near 1.2e-3 and BORE3D near 9.5e-4. So the phase ends after ``EMBEDDING_PROBE[0]``
+iterations at the first check with u_tau above ``EMBEDDING_PROBE[1]``, and PDHG gets
+nearly all of the time on those three. Infeasible LPs whose differences stay far from a
+certificate (pang 0.64, vol1, qual, gosh) are not helped: the embedding's own ratio after
+1 s does not tell them from feasible ones either (1.7e-4 .. 2e-2 on 23 feasible LPs).
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ ADMM_BUDGET = 2500
 SUSPECT_RATIO = 2e-2
 EMBEDDING_SHARE = 0.8
 EMBEDDING_RHO = 1e3
+# The embedding phase ends after EMBEDDING_PROBE[0] iterations at the first check whose
+# u_tau exceeds EMBEDDING_PROBE[1] (``EmbeddingADMM.probe``; module docstring).
+EMBEDDING_PROBE = (3000, 1e-6)
 
 _SETTLED = (s.OPTIMAL, s.INFEASIBLE, s.UNBOUNDED)
 
@@ -97,7 +106,9 @@ class ADMMThenPDHG(Algorithm):
                     rho=EMBEDDING_RHO,
                     adaptive_rho=False,
                 ),
-            ).solve(
+            )
+            embedding.probe = EMBEDDING_PROBE
+            embedding = embedding.solve(
                 f"ADMM's differences came within {first.info['farkas_ratio']:.1e} of a "
                 "Farkas certificate"
             )

@@ -73,7 +73,18 @@ _BC_NORM_MIN, _BC_NORM_MAX = 1e-4, 1e4
 
 class EmbeddingADMM(ADMM):
     """``ADMM`` on the homogeneous self-dual embedding (module docstring): same program,
-    options, warm start, checks, penalty rule and result as ``ADMM``."""
+    options, warm start, checks, penalty rule and result as ``ADMM``.
+
+    Attributes
+    ----------
+    probe : tuple of (int, float) or None
+        (k, t): after k iterations the run stops at the first check whose u_tau exceeds
+        t, reporting the limit it stopped at as ``time_limit`` (a run that looks for a
+        certificate only: away from tau = 0 none is forming). None (the default) runs to
+        the limits.
+    """
+
+    probe: tuple[int, float] | None = None
 
     def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         prog, opts = self.program, self.opts
@@ -161,6 +172,8 @@ class EmbeddingADMM(ADMM):
                 if status is not None:
                     break
             if time.perf_counter() - t0 > opts.time_limit:
+                break
+            if self.probe is not None and it >= self.probe[0] and tau > self.probe[1]:
                 break
             if opts.adaptive_rho and sigma * tau > _TAU_MIN:
                 rule.observe(err)
