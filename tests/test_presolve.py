@@ -216,3 +216,27 @@ def test_admm_alone_solves_the_program_as_it_is() -> None:
     assert prob.value == pytest.approx(ref_value, rel=1e-7)
     for v, ref in zip(variables, ref_x, strict=True):
         np.testing.assert_allclose(v.value, ref, atol=1e-6)
+
+
+def test_a_certificate_is_tested_on_the_original_program() -> None:
+    """Presolve's Farkas vector for crossing bounds (x_0 >= 2, x_0 <= 1) passes the
+    original program's test; with -t on the row x_0 + x_1 >= 0 (still in K°, b'y = -1
+    still, ||A'y|| = t) it passes only the loose test 1e-6 at t = 5e-7 (infeasible_inaccurate)
+    and neither at t = 1e-2 (solver_error)."""
+    import cvxpy.settings as s  # noqa: PLC0415
+
+    from cvxprox.interface.options import SolverOptions  # noqa: PLC0415
+    from cvxprox.solvers.common.result import SolveResult  # noqa: PLC0415
+    from cvxprox.solvers.select import _original_checker, _verify_certificate  # noqa: PLC0415
+
+    program = _program(np.array([[1.0, 1.0], [1.0, 0.0], [-1.0, 0.0]]), np.r_[0.0, 2.0, -1.0], 0)
+    y = presolve(program).certificate
+    options = SolverOptions()
+    checker = _original_checker(program, options)
+    statuses = []
+    for t in (0.0, 5e-7, 1e-2):
+        moved = y - t * np.array([1.0, 0.0, 0.0])
+        result = SolveResult(s.INFEASIBLE, None, None, moved, "presolve", 0, 0.0, 0.0)
+        _verify_certificate(result, checker, options)
+        statuses.append(result.status)
+    assert statuses == [s.INFEASIBLE, s.INFEASIBLE_INACCURATE, s.SOLVER_ERROR]

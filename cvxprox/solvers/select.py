@@ -25,7 +25,7 @@ from cvxprox.solvers.common.algorithm import FACTORIZATION_NNZ_LIMIT
 from cvxprox.solvers.common.column_scaling import ColumnScaling
 from cvxprox.solvers.common.fixed_columns import FixedColumns
 from cvxprox.solvers.common.kkt_checks import KKTChecker
-from cvxprox.solvers.common.result import SolveResult, loose_factor
+from cvxprox.solvers.common.result import LOOSE_CERTIFICATE, SolveResult, loose_factor
 from cvxprox.solvers.common.scaling import RuizScaling
 from cvxprox.solvers.dual_fista import DualFISTA
 from cvxprox.solvers.fista import FISTA
@@ -211,14 +211,21 @@ def solve_program(
 
 
 def _run(
-    program: Program | AssembledProgram, options: SolverOptions, warm_start: dict | None
+    program: Program | AssembledProgram,
+    options: SolverOptions,
+    warm_start: dict | None,
+    original: AssembledProgram | None = None,
 ) -> SolveResult:
-    """Run the chosen method on a structured Program or an assembled view."""
+    """Run the chosen method on a structured Program or an assembled view; ``original``
+    is the program before presolve of a presolved one (``ADMMThenPDHG`` runs its
+    embedding phase on it)."""
     if isinstance(program, AssembledProgram):
         algorithm, reason = choose_cone_algorithm(program, options)
     else:
         algorithm, reason = choose_structured_algorithm(program, options)
     with single_threaded_blas():
+        if algorithm is ADMMThenPDHG:
+            return ADMMThenPDHG(program, options, warm_start, original).solve(reason)
         return algorithm(program, options, warm_start).solve(reason)
 
 
@@ -229,7 +236,9 @@ def _solve_presolved(
 
     The postsolved point is tested on the original program: a reduced solve's
     ``optimal`` stands only when the original's KKT test passes too, else it becomes
-    ``optimal_inaccurate`` (within ``loose_factor``) or ``user_limit``.
+    ``optimal_inaccurate`` (within ``loose_factor``) or ``user_limit``. So is a
+    certificate, presolve's own or a postsolved one (``_verify_certificate``); presolve's
+    verdict is dropped when its certificate fails, and the program solved as it is.
 
     Before ADMM alone presolve does not run: its KKT factorization takes bound rows,
     fixed columns and duplicate rows as they are. On Maros-Meszaros (eps 1e-3, 10 s,
@@ -255,8 +264,14 @@ def _solve_presolved(
         y = presolved.certificate if presolved.status == s.INFEASIBLE else None
         x = presolved.certificate if presolved.status == s.UNBOUNDED else None
         result = SolveResult(presolved.status, x, None, y, "presolve", 0, 0.0, presolve_time)
+        checker = _original_checker(program, options)
+        _verify_certificate(result, checker, options)
+        if result.status == s.SOLVER_ERROR:
+            if options.verbose:
+                print(f"presolve: {result.info['certificate_check']}; solving without it")
+            return _run(program, options, warm_start)
     else:
-        result = _run(reduced, options, presolved.reduce_warm_start(warm_start))
+        result = _run(reduced, options, presolved.reduce_warm_start(warm_start), program)
         result = _postsolve_tightening(presolved, reduced, result, options, t0)
         result.setup_time += presolve_time
     result.info["presolve"] = presolved.stats.describe()
@@ -278,10 +293,7 @@ def _postsolve_tightening(
     within what is left of ``max_iters`` and ``time_limit``. Iterations and times add
     up over the runs. The original's checker (its Ruiz scaling) is built once, on the
     first point to test."""
-    original = presolved.original
-    checker = cache(
-        lambda: KKTChecker(original, RuizScaling(original, options.scaling_iters), options)
-    )
+    checker = _original_checker(presolved.original, options)
     for attempt in range(_TIGHTEN_TRIES + 1):
         warm = result.info.get("warm_start")
         warm = None if warm is None else dict(warm)
@@ -304,12 +316,48 @@ def _postsolve_tightening(
             max_iters=iterations_left,
             time_limit=time_left,
         )
-        again = _run(reduced, tighter, warm)
+        again = _run(reduced, tighter, warm, presolved.original)
         again.iterations += result.iterations
         again.solve_time += result.solve_time
         again.setup_time += result.setup_time
         result = again
     return result
+
+
+def _original_checker(
+    original: AssembledProgram, options: SolverOptions
+) -> Callable[[], KKTChecker]:
+    """The checker of the program before presolve (its Ruiz scaling), built on first use."""
+    return cache(
+        lambda: KKTChecker(original, RuizScaling(original, options.scaling_iters), options)
+    )
+
+
+def _verify_certificate(
+    result: SolveResult, checker: Callable[[], KKTChecker], options: SolverOptions
+) -> None:
+    """Test a certificate of the program before presolve (``result.y`` a Farkas vector,
+    ``result.x`` an unboundedness direction, as presolve or a postsolve made it) with that
+    program's tests (``KKTChecker.primal_infeasibility`` / ``dual_infeasibility``, no
+    radius test: there is no iterate), in place: an INFEASIBLE or UNBOUNDED certificate
+    that fails at ``eps_infeas`` but passes at ``LOOSE_CERTIFICATE`` becomes *_INACCURATE,
+    one that fails there too SOLVER_ERROR (``info["certificate_check"]`` says why)."""
+    infeasible = result.status in (s.INFEASIBLE, s.INFEASIBLE_INACCURATE)
+    original = checker()
+    test = original.primal_infeasibility if infeasible else original.dual_infeasibility
+    vector = result.y if infeasible else result.x
+    if (
+        result.status in (s.INFEASIBLE, s.UNBOUNDED)
+        and test(vector, options.eps_infeas) is not None
+    ):
+        return
+    if test(vector, LOOSE_CERTIFICATE) is not None:
+        result.status = s.INFEASIBLE_INACCURATE if infeasible else s.UNBOUNDED_INACCURATE
+        return
+    result.status = s.SOLVER_ERROR
+    result.x = result.y = None
+    kind = "Farkas certificate" if infeasible else "unboundedness direction"
+    result.info["certificate_check"] = f"the {kind} fails the original program's test"
 
 
 def _postsolve(
@@ -320,15 +368,21 @@ def _postsolve(
 ) -> None:
     """The reduced program's result mapped to the original program, in place: x, y,
     z = Pi_K(A x - b) and the KKT error there (``checker()``: the original's); the
-    certificates through the same maps."""
+    certificates through the same maps, then tested on the original
+    (``_verify_certificate``). A result of the original program itself
+    (``info["solved_original"]``, ``ADMMThenPDHG``'s embedding phase) stays as it is."""
     original = presolved.original
+    if result.info.get("solved_original"):
+        return
     if result.status in (s.INFEASIBLE, s.INFEASIBLE_INACCURATE):
         result.y = presolved.postsolve(None, result.y, certificate=True)[1]
+        _verify_certificate(result, checker, options)
         return
     if result.status in (s.UNBOUNDED, s.UNBOUNDED_INACCURATE):
         direction = np.zeros(original.n)
         direction[presolved.cols] = result.x
         result.x = direction
+        _verify_certificate(result, checker, options)
         return
     if result.x is None or result.y is None:
         return

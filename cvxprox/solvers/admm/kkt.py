@@ -188,6 +188,7 @@ class ADMM(Algorithm):
         plateau_ref = np.inf
         status, cert, err = None, None, None
         dx = dy = None
+        farkas_ratio = math.inf
         rule = _PenaltyRule()
         it = refactors = 0
         while it < opts.max_iters:
@@ -220,6 +221,7 @@ class ADMM(Algorithm):
                 status, cert = checker.certificate(dxu, dyu, opts.eps_infeas, xu)
                 if status is not None:
                     break
+                farkas_ratio = min(farkas_ratio, checker.farkas_ratio(dyu))
                 if accelerate and checker.suspects_infeasibility(dxu, dyu, opts.eps_infeas):
                     accelerate = False
             if time.perf_counter() - t0 > opts.time_limit:
@@ -254,6 +256,7 @@ class ADMM(Algorithm):
             "refactorizations": refactors,
             "rejected_accelerations": loop.rejected,
             "accelerated": accelerate,
+            "farkas_ratio": farkas_ratio,
         }
         return finish(
             status,

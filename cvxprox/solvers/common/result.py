@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # When an iteration or time limit stops a run: a certificate that passes at this looser
 # tolerance marks an *_inaccurate certificate status, and a best iterate within
 # loose_factor(options) of its tolerances marks optimal_inaccurate.
-_LOOSE_CERTIFICATE = 1e-6
+LOOSE_CERTIFICATE = 1e-6
 
 
 LOOSE_FACTOR = 1e3
@@ -76,7 +76,7 @@ class ConeLimit:
     """What a cone-route run tries when a limit stops it, before the inaccurate statuses.
 
     First a polished point from the best iterate (accepted only if it passes all three
-    tests), then a loose certificate (``_LOOSE_CERTIFICATE``) from the last primal and
+    tests), then a loose certificate (``LOOSE_CERTIFICATE``) from the last primal and
     dual directions ``dx``, ``dy``; ``x`` is the last primal iterate, for the radius test
     of the Farkas certificate.
     """
@@ -98,7 +98,7 @@ class ConeLimit:
             polished = polisher.attempt(iterations, best.point[1], best.point[2])
             if polished is not None:
                 return s.OPTIMAL, polished, None
-        status, cert = polisher.checker.certificate(self.dx, self.dy, _LOOSE_CERTIFICATE, self.x)
+        status, cert = polisher.checker.certificate(self.dx, self.dy, LOOSE_CERTIFICATE, self.x)
         if status is None:
             return None
         inaccurate = {s.INFEASIBLE: s.INFEASIBLE_INACCURATE, s.UNBOUNDED: s.UNBOUNDED_INACCURATE}

@@ -1,0 +1,363 @@
+"""ADMM on SCS's homogeneous self-dual embedding (O'Donoghue, Chu, Parikh, Boyd 2016;
+SCS 3: O'Donoghue 2021), with a quadratic objective.
+
+For  minimize 1/2 x'Px + c'x  subject to  Ax - b in K  the program is written in SCS's form
+A_s x + s = b_s, s in K, with A_s = -A, b_s = -b; its dual variable y_s lies in K* and
+ours is y = -y_s. The embedding's variable u = (x, y_s, tau), with its companion
+(r, s, kappa), is found by Douglas-Rachford splitting on the state v (n + m + 1,). With
+R = diag(r_x I, r_y, r_tau) (r_x = sigma, r_y = 1 / rho, 1 / (1e3 rho) on equality rows,
+r_tau = 10), h = (c, b_s) and
+
+    M = [[P + r_x I, A_s'], [A_s, -diag(r_y)]]                         (factored once)
+    g = M^{-1} (c, -b_s)
+
+one iteration is
+
+    v       <- sqrt(n + m + 1) v / ||v||                     (the embedding is homogeneous)
+    p       = M^{-1} (r_x v_x, -r_y v_y)
+    tau~    = the larger root of  a t^2 + b' t + c' = 0,  a = r_tau + g'Rg,
+              b' = v'Rg - 2 p'Rg - r_tau v_tau,  c' = p'Rp - p'Rv  (R over the first n + m)
+    u~      = (p - tau~ g, tau~)
+    u       = Pi_C(2 u~ - v),   C = R^n x K* x R_+,  Pi_K*(w) = w + Pi_K(-w)
+    s       = r_y (v_y + u_y - 2 u~_y) = r_y Pi_K(-(2 u~_y - v_y))   (in K)
+    v       <- v + alpha (u - u~)
+
+(the first iteration sets tau~ = u_tau = 1 and skips the normalization). The point read
+back is x = u_x / tau, z = s / tau, y = -u_y / tau; when tau tends to zero, u_x and -u_y
+themselves tend to an unboundedness direction or a Farkas certificate, and are tested as
+such (``KKTChecker.certificate``) at the points where u_tau = 0. Anderson
+acceleration extrapolates v after every ``interval``-th iteration, with the safeguard of
+``cvxprox.solvers.admm.kkt``; the penalty rho follows ``_PenaltyRule``, and after a change
+v_y is moved by s (1 / r_y,new - 1 / r_y,old) so that (u, u~, s) stay the same (SCS's
+update_scale).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import cvxpy.settings as s
+import numpy as np
+import scipy.sparse as sp
+
+from cvxprox.backend import Backend
+from cvxprox.functions.cones import ProductCone, ZeroCone
+from cvxprox.solvers.admm.kkt import (
+    _AA_INTERVAL,
+    _AA_MEMORY,
+    _AA_SAFEGUARD,
+    _AA_STORAGE,
+    _CERTIFICATE_EVERY,
+    _EQ_RHO_FACTOR,
+    _SIGMA,
+    _TINY,
+    ADMM,
+    _KKTSystem,
+    _PenaltyRule,
+)
+from cvxprox.solvers.common.anderson import PlainAnderson
+from cvxprox.solvers.common.kkt_checks import KKTChecker
+from cvxprox.solvers.common.log import IterationLog
+from cvxprox.solvers.common.polish import PolishSchedule
+from cvxprox.solvers.common.result import BestIterate, ConeLimit, SolveResult, finish
+from cvxprox.solvers.common.scaling import RuizScaling
+
+#: r_tau, SCS's TAU_FACTOR.
+_TAU_FACTOR = 10.0
+#: Below this tau the point read back does not steer the penalty.
+_TAU_MIN = 1e-12
+#: SCS's MIN_NORMALIZATION_FACTOR and MAX_NORMALIZATION_FACTOR.
+_BC_NORM_MIN, _BC_NORM_MAX = 1e-4, 1e4
+
+
+class EmbeddingADMM(ADMM):
+    """``ADMM`` on the homogeneous self-dual embedding (module docstring): same program,
+    options, warm start, checks, penalty rule and result as ``ADMM``.
+
+    Attributes
+    ----------
+    probe : tuple of (int, float) or None
+        (k, t): after k iterations the run stops at the first check whose u_tau exceeds
+        t, reporting the limit it stopped at as ``time_limit`` (a run that looks for a
+        certificate only: away from tau = 0 none is forming). None (the default) runs to
+        the limits.
+    """
+
+    probe: tuple[int, float] | None = None
+
+    def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
+        prog, opts = self.program, self.opts
+        n, m = prog.n, prog.m
+        scaling = RuizScaling(prog, opts.scaling_iters)
+        checker = KKTChecker(prog, scaling, opts)
+        sc = checker.scaling
+        # The embedding's data: P^ / k, sigma c^ / k, sigma b^ (module docstring).
+        P = None if scaling.P is None else scaling.P / scaling.k
+        c, b = scaling.c / scaling.k, scaling.b
+        sigma = _bc_scale(c, b)
+        c, b = sigma * c, sigma * b
+
+        eq_rows = np.zeros(m, dtype=bool)
+        for term in prog.terms:
+            if isinstance(term.function, ZeroCone):
+                eq_rows[term.rows] = True
+        rho_scale = np.where(eq_rows, _EQ_RHO_FACTOR, 1.0)
+
+        rho = opts.rho
+        start = None
+        if self.warm_start is not None:
+            rho = float(self.warm_start.get("rho", rho))
+            start = (
+                sigma * scaling.scale_x(self.warm_start["x"]),
+                sigma * scaling.scale_z(self.warm_start["z"]),
+                -sigma * scaling.scale_y(self.warm_start["y"]) / scaling.k,
+            )
+        rho_vec = rho * rho_scale
+        kkt = _KKTSystem(P, sp.csc_array(-scaling.A.T), _SIGMA, rho_vec)
+        setup_time = time.perf_counter() - t0
+
+        log = IterationLog(opts.verbose)
+        log.header(
+            prog,
+            "ADMM on the homogeneous self-dual embedding",
+            reason,
+            [
+                f"scaling: Ruiz x{opts.scaling_iters}, b and c scale {sigma:.2e}; "
+                f"KKT LDL' n+m={n + m}, nnz(L)={kkt.factor.nnz}",
+                f"eps_abs={opts.eps_abs:.1e} eps_rel={opts.eps_rel:.1e} "
+                f"eps_infeas={opts.eps_infeas:.1e} alpha={opts.alpha} rho={rho:.2e} "
+                f"max_iters={opts.max_iters} time_limit={opts.time_limit}",
+            ],
+        )
+
+        best = BestIterate()
+        polisher = PolishSchedule(prog, checker, deadline=t0 + opts.time_limit)
+        memory = int(np.clip(_AA_STORAGE // (2 * (n + m + 1)), 5, _AA_MEMORY))
+        loop = _EmbeddingLoop((c, b), kkt, prog.cone, rho_vec, memory, backend, start)
+        status, cert, err = None, None, None
+        dx = dy = xu = zu = yu = None
+        boundary = False
+        rule = _PenaltyRule()
+        it = refactors = 0
+        while it < opts.max_iters:
+            it_end = min((it // opts.check_every + 1) * opts.check_every, opts.max_iters)
+            it, accepted = loop.run(it, it_end, (opts.alpha, _AA_SAFEGUARD, _AA_INTERVAL))
+            if not accepted and it < opts.max_iters:
+                if time.perf_counter() - t0 <= opts.time_limit:
+                    continue
+            ux, uy, s_, tau = loop.host_point()
+            # x^ = u_x / (sigma tau), z^ = s / (sigma tau), y^ = -k u_y / (sigma tau); the
+            # numerators are the directions that tend to certificates as tau tends to 0.
+            dx, dy = sc.unscale_x(ux), sc.unscale_y(-scaling.k * uy)
+            t = max(sigma * tau, _TINY)
+            xu, zu, yu = dx / t, sc.unscale_z(s_ / t), dy / t
+            err = checker.evaluate(xu, zu, yu)
+            best.offer(err, xu, zu, yu)
+            if it % (opts.check_every * 10) == 0 or err.converged:
+                log.row(it, err, rho)
+            settled = polisher.settle(it, (xu, zu, yu), err)
+            if settled is not None:
+                (xu, zu, yu), err = settled
+                status = s.OPTIMAL
+                break
+            # Certificates only from a point with tau = 0 (its projection onto R_+): the
+            # fixed points of a feasible, bounded program all have tau > 0 (tau kappa = 0,
+            # and kappa > 0 needs a certificate), so one whose solution is merely large
+            # (a small tau) is not taken for infeasible, and the radius test of
+            # ``KKTChecker.primal_infeasibility`` is made against u_x.
+            boundary = tau == 0.0
+            if boundary and (it // opts.check_every) % _CERTIFICATE_EVERY == 0:
+                status, cert = checker.certificate(dx, dy, opts.eps_infeas, dx)
+                if status is not None:
+                    break
+            if time.perf_counter() - t0 > opts.time_limit:
+                break
+            if self.probe is not None and it >= self.probe[0] and tau > self.probe[1]:
+                break
+            if opts.adaptive_rho and sigma * tau > _TAU_MIN:
+                rule.observe(err)
+                new_rho = rule.proposal(rho, it)
+                if new_rho is not None:
+                    rho = new_rho
+                    rho_vec = rho * rho_scale
+                    kkt.update_rho(rho_vec)
+                    loop.rescale(rho_vec)
+                    refactors += 1
+
+        solve_time = time.perf_counter() - t0
+        info = {
+            "rho": rho,
+            "refactorizations": refactors,
+            "rejected_accelerations": loop.rejected,
+            "accelerated": True,
+        }
+        return finish(
+            status,
+            cert,
+            ((xu, zu, yu), err) if status == s.OPTIMAL else None,
+            best,
+            opts,
+            (self.name, it, solve_time, setup_time),
+            info,
+            log,
+            {"rho": rho},
+            ConeLimit(polisher, dx if boundary else None, dy if boundary else None, dx),
+        )
+
+
+def _bc_scale(c: np.ndarray, b: np.ndarray) -> float:
+    """SCS's scale of b and c: 1 / max(||c||_inf, ||b||_inf), the norm clipped to
+    [1e-4, 1e4] (1 when it is below 1e-4)."""
+    norm = max(float(np.max(np.abs(c), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
+    if norm < _BC_NORM_MIN:
+        return 1.0
+    return 1.0 / min(norm, _BC_NORM_MAX)
+
+
+class _EmbeddingLoop:
+    """The Douglas-Rachford iteration on the embedding (module docstring), on a backend's
+    arrays: the state v (n + m + 1,), the last iteration's u, u~, s, the Anderson memory."""
+
+    def __init__(
+        self,
+        data: tuple[np.ndarray, np.ndarray],
+        kkt: _KKTSystem,
+        cone: ProductCone,
+        rho: np.ndarray,
+        memory: int,
+        backend: Backend,
+        start: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    ) -> None:
+        c, b = data
+        n, m = len(c), len(b)
+        self._backend, self._xp, self._n, self._m = backend, backend.xp, n, m
+        self._kkt, self.cone = kkt, cone
+        self._h = np.concatenate([c, b])  # (c, -b_s)
+        self._set_penalty(rho)
+        v = np.zeros(n + m + 1)
+        v[-1] = 1.0
+        if start is not None:
+            x, z, y_s = start
+            v[:n], v[n : n + m] = x, y_s + z / self._r_y_host
+        self.w = backend.asarray(v)
+        self.f = 1.0 * self.w
+        self._f_plain = self.f
+        self._accel = PlainAnderson(n + m + 1, memory, backend)
+        self._g_accepted = 0.0
+        self._pending = False
+        self.rejected = 0
+        self.u = self.w
+        self.s = backend.zeros(m)
+
+    def _set_penalty(self, rho: np.ndarray) -> None:
+        """R_y = 1 / rho, the KKT solve and g = M^{-1} (c, b) for the current factor."""
+        bk, n = self._backend, self._n
+        self._r_y_host = 1.0 / rho
+        self._solve = self._kkt.solver(bk)
+        r = np.concatenate([np.full(n, _SIGMA), self._r_y_host])
+        self._r = bk.asarray(r)
+        self._r_y = bk.asarray(self._r_y_host)
+        self._r_x = _SIGMA
+        self._g = bk.asarray(self._kkt.factor.solve(self._h))
+        g = self._g
+        self._gRg = self._backend.scalar(g @ (self._r * g))
+
+    def run(self, it: int, it_end: int, controls: tuple) -> tuple[int, bool]:
+        """Iterations it + 1 .. it_end; returns (last iteration, accepted)."""
+        xp, n, m, cone, bk = self._xp, self._n, self._m, self.cone, self._backend
+        alpha, safeguard, interval = controls
+        r, r_y, g = self._r, self._r_y, self._g
+        nm = n + m
+        advance, self._pending = self._pending, False
+        while it < it_end:
+            if advance:
+                if interval > 0 and it % interval == 0:
+                    self.w = self._accel.step(self.w, self.f)
+                else:
+                    self._accel.extrapolated = False
+                    self.w = self.f
+            first = it == 0
+            it += 1
+            v = self.w
+            if not first:
+                norm = math.sqrt(bk.scalar(v @ v))
+                if norm > 0:
+                    v = v * (math.sqrt(nm + 1) / norm)
+                    self.w = v
+            vx, vy, vt = v[:n], v[n:nm], v[nm]
+            p = self._solve(xp.concat([self._r_x * vx, -r_y * vy]))
+            if first:
+                tau_t = 1.0
+            else:
+                rg, rp = r * g, r * p
+                a = _TAU_FACTOR + self._gRg
+                bq = bk.scalar(v[:nm] @ rg) - 2.0 * bk.scalar(p @ rg) - float(vt) * _TAU_FACTOR
+                cq = bk.scalar(p @ rp) - bk.scalar(v[:nm] @ rp)
+                tau_t = _root_plus(a, bq, cq)
+            ut = p - tau_t * g
+            wy = 2.0 * ut[n:] - vy
+            proj = cone.project(-wy)
+            uy = wy + proj
+            ux = 2.0 * ut[:n] - vx
+            u_tau = 1.0 if first else max(2.0 * tau_t - float(vt), 0.0)
+            f_tau = float(vt) + alpha * (u_tau - tau_t)
+            f = xp.concat(
+                [
+                    vx + alpha * (ux - ut[:n]),
+                    vy + alpha * (uy - ut[n:]),
+                    bk.asarray(np.array([f_tau])),
+                ]
+            )
+            self.f = f
+            self.u = (ux, uy, u_tau)
+            self.s = r_y * proj
+            gv = f - v
+            g_norm = math.sqrt(bk.scalar(gv @ gv))
+            if self._accel.extrapolated and g_norm > safeguard * self._g_accepted:
+                self.w = self._f_plain
+                self._accel.reset()
+                self.rejected += 1
+                advance = False
+                if it == it_end:
+                    return it, False
+                continue
+            self._g_accepted = g_norm
+            self._f_plain = f
+            if it == it_end:
+                self._pending = True
+                return it, True
+            advance = True
+        return it, False
+
+    def host_point(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """(u_x, u_y (SCS's sign), s, tau) of the last iteration, on the host."""
+        ux, uy, tau = self.u
+        to_host = self._backend.to_host
+        return to_host(ux), to_host(uy), to_host(self.s), float(tau)
+
+    def rescale(self, rho: np.ndarray) -> None:
+        """After a penalty change (KKT system refactored by the caller): new R_y and g,
+        v_y moved by s (1 / r_y,new - 1 / r_y,old) in the next state, memory reset."""
+        n, m = self._n, self._m
+        old = self._r_y_host
+        self._set_penalty(rho)
+        shift = self.s * self._backend.asarray(1.0 / self._r_y_host - 1.0 / old)
+        self.f = self._xp.concat([self.f[:n], self.f[n : n + m] + shift, self.f[n + m :]])
+        self._f_plain = self.f
+        self.w = self.f
+        self._pending = False
+        self._accel.reset()
+
+
+def _root_plus(a: float, b: float, c: float) -> float:
+    """The larger root of a t^2 + b t + c (a > 0), computed without cancellation; -b / 2a
+    when there is no real root."""
+    rad = b * b - 4.0 * a * c
+    if rad < 0.0:
+        return -b / (2.0 * a)
+    sq = math.sqrt(rad)
+    if b <= 0.0:
+        return (-b + sq) / (2.0 * a)
+    q = -0.5 * (b + sq)
+    return c / q if q != 0.0 else 0.0

@@ -1,0 +1,144 @@
+"""ADMM on the homogeneous self-dual embedding (``cvxprox.solvers.admm.hsde``): the
+iteration against SCS's own, the solver against Clarabel and on infeasible and unbounded
+programs."""
+
+import cvxpy as cp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import cvxprox  # noqa: F401
+from cvxprox.backend import get_backend
+from cvxprox.functions.cones import NonnegCone, ProductCone, ZeroCone
+from cvxprox.interface.options import SolverOptions
+from cvxprox.solvers.admm.hsde import EmbeddingADMM, _EmbeddingLoop
+from cvxprox.solvers.admm.kkt import _SIGMA, _KKTSystem
+
+
+def _program(prob: cp.Problem):
+    data, _, _ = prob.get_problem_data("NABLAPROX")
+    return data["prox_program"].assemble()
+
+
+def _scs_form(seed: int, quadratic: bool) -> tuple:
+    """A feasible, bounded program in SCS's form A_s x + s = b_s, s in {0}^3 x R_+^12."""
+    rng = np.random.default_rng(seed)
+    n, mz, ml = 8, 3, 12
+    A_s = sp.csc_array(rng.standard_normal((mz + ml, n)))
+    b_s = A_s @ rng.random(n) + np.concatenate([np.zeros(mz), rng.random(ml)])
+    c = -A_s.T @ np.concatenate([rng.standard_normal(mz), rng.random(ml)])
+    P = sp.csc_array(np.diag(rng.random(n))) if quadratic else None
+    return A_s, b_s, c, P, mz, ml
+
+
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_embedding_iterates_are_scs_iterates(quadratic: bool) -> None:
+    """Without acceleration, normalization of the data or penalty changes, the plain loop
+    and SCS (same rho_x, scale, alpha) produce the same x / tau, y / tau, s / tau after
+    k iterations."""
+    scs = pytest.importorskip("scs")
+    A_s, b_s, c, P, mz, ml = _scs_form(1, quadratic)
+    m = mz + ml
+    rho = 0.1 * np.where(np.arange(m) < mz, 1e3, 1.0)
+    backend = get_backend("numpy", "cpu", "float64")
+    cone = ProductCone([ZeroCone(mz), NonnegCone(ml)])
+    data = {"A": A_s, "b": b_s, "c": c} | ({"P": P} if quadratic else {})
+    for k in (1, 2, 5, 40):
+        solver = scs.SCS(
+            data,
+            {"z": mz, "l": ml},
+            normalize=False,
+            acceleration_lookback=0,
+            adaptive_scale=False,
+            alpha=1.5,
+            rho_x=_SIGMA,
+            scale=0.1,
+            max_iters=k,
+            eps_abs=1e-15,
+            eps_rel=1e-15,
+            verbose=False,
+        )
+        reference = solver.solve()
+        kkt = _KKTSystem(
+            None if P is None else sp.triu(P, format="csc"), sp.csc_array(A_s.T), _SIGMA, rho
+        )
+        # Our form: A x - b in K with A = -A_s, b = -b_s.
+        loop = _EmbeddingLoop((c, -b_s), kkt, cone, rho, 5, backend, None)
+        loop.run(0, k, (1.5, 1.0, 0))
+        x, y, s, tau = loop.host_point()
+        np.testing.assert_allclose(x / tau, reference["x"], rtol=1e-8, atol=1e-9)
+        np.testing.assert_allclose(y / tau, reference["y"], rtol=1e-8, atol=1e-9)
+        np.testing.assert_allclose(s / tau, reference["s"], rtol=1e-8, atol=1e-9)
+
+
+def test_penalty_change_keeps_the_point() -> None:
+    """After a penalty change the state is moved so that (u, s) are unchanged:
+    v_y' = s / r_y' + 2 u~_y - u_y. With the same penalty this is the identity, and the
+    iteration continues exactly as without the change."""
+    A_s, b_s, c, _, mz, ml = _scs_form(2, False)
+    m = mz + ml
+    rho = 0.1 * np.ones(m)
+    backend = get_backend("numpy", "cpu", "float64")
+    cone = ProductCone([ZeroCone(mz), NonnegCone(ml)])
+    points = []
+    for change in (False, True):
+        kkt = _KKTSystem(None, sp.csc_array(A_s.T), _SIGMA, rho)
+        loop = _EmbeddingLoop((c, -b_s), kkt, cone, rho, 5, backend, None)
+        loop.run(0, 20, (1.5, 1.0, 0))
+        if change:
+            kkt.update_rho(rho)
+            loop.rescale(rho)
+        loop.run(20, 30, (1.5, 1.0, 0))
+        points.append(loop.host_point())
+    for a, b in zip(points[0], points[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def _lp_and_qp(seed: int) -> list[cp.Problem]:
+    rng = np.random.default_rng(seed)
+    n, m = 20, 30
+    A = rng.standard_normal((m, n))
+    b = A @ rng.random(n) + rng.random(m)
+    c = rng.standard_normal(n)
+    F = rng.standard_normal((n, n))
+    x = cp.Variable(n)
+    constraints = [A @ x <= b, x >= -1, cp.sum(x) == 1]
+    return [
+        cp.Problem(cp.Minimize(c @ x), constraints),
+        cp.Problem(cp.Minimize(cp.sum_squares(F @ x) / 2 + c @ x), constraints),
+    ]
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_embedding_admm_solves_lp_and_qp(which: int) -> None:
+    prob = _lp_and_qp(3)[which]
+    prob.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    reference = prob.value
+    result = EmbeddingADMM(_program(prob), SolverOptions(eps_abs=1e-6, eps_rel=1e-6)).solve()
+    assert result.status == cp.OPTIMAL
+    assert result.kkt.primal_objective == pytest.approx(reference, rel=1e-4, abs=1e-5)
+
+
+def test_embedding_admm_certifies_infeasible_and_unbounded() -> None:
+    x = cp.Variable(3)
+    infeasible = cp.Problem(cp.Minimize(cp.sum(x)), [x >= 1, cp.sum(x) <= 1])
+    unbounded = cp.Problem(cp.Minimize(cp.sum(x)), [x <= 1])
+    assert EmbeddingADMM(_program(infeasible), SolverOptions()).solve().status == cp.INFEASIBLE
+    assert EmbeddingADMM(_program(unbounded), SolverOptions()).solve().status == cp.UNBOUNDED
+
+
+def test_probe_ends_a_run_whose_tau_stays_positive() -> None:
+    """On a feasible LP u_tau stays positive: with probe (20, 0) the run stops at the first
+    check after 20 iterations, unsettled; the infeasible program's run (u_tau = 0) is
+    certified with the same probe."""
+    program = _program(_lp_and_qp(3)[0])
+    method = EmbeddingADMM(program, SolverOptions(eps_abs=1e-9, eps_rel=1e-9))
+    method.probe = (20, 0.0)
+    result = method.solve()
+    assert result.iterations == 20
+    assert result.status not in (cp.OPTIMAL, cp.INFEASIBLE, cp.UNBOUNDED)
+    x = cp.Variable(3)
+    infeasible = cp.Problem(cp.Minimize(cp.sum(x)), [x >= 1, cp.sum(x) <= 1])
+    method = EmbeddingADMM(_program(infeasible), SolverOptions())
+    method.probe = (20, 0.0)
+    assert method.solve().status == cp.INFEASIBLE
