@@ -148,7 +148,11 @@ and the scalars they need are read back one at a time. A Program's termination
 tests run on the device too (``StructuredChecker`` on the device terms) and read back
 scalars only; its returned point is copied to the host once, at the end. So do a cone
 program's termination and certificate tests (``KKTChecker`` on the device, in float64);
-a vector comes back only when a polish attempt (a host factorization) is due.
+a vector comes back only when a polish attempt (a host factorization) is due. On NumPy in
+float64, the step of a cone program with zero and nonnegative cones and no P or a
+diagonal one (LPs, separable QPs) is two compiled passes around the products
+(``cvxprox.backend.jit.pdhg``), bit for bit the array step; combinations of points are
+``Backend.combine``, one compiled pass on NumPy.
 
 On an LP, once an iterate's gap passes its test while a residual lags, PDHG runs on the
 primal feasibility problem (c = 0) from its x and on the dual feasibility problem (b = 0,
