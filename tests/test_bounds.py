@@ -149,8 +149,14 @@ def test_tv_inpainting_in_a_box_matches_clarabel() -> None:
     no solution of TV inpainting from data inside [0, 1]) are compared."""
     prob = build_tv_inpainting(size=10)
     value, _, duals = _reference(prob)
-    prob.solve(solver="NABLAPROX", eps_abs=1e-6, eps_rel=1e-6)
-    assert prob.solver_stats.extra_stats["algorithm"] == "admm"
+    for algorithm in ("auto", "admm"):
+        prob.solve(solver="NABLAPROX", eps_abs=1e-6, eps_rel=1e-6, algorithm=algorithm)
+        expected = "pdhg" if algorithm == "auto" else "admm"
+        assert prob.solver_stats.extra_stats["algorithm"] == expected
+        _check_tv_inpainting(prob, value, duals)
+
+
+def _check_tv_inpainting(prob: cp.Problem, value: float, duals: list) -> None:
     assert prob.status == cp.OPTIMAL
     assert prob.value == pytest.approx(value, rel=1e-5)
     X = prob.variables()[0].value

@@ -443,3 +443,38 @@ def test_polar_free_rows() -> None:
         pdhg._polar_free_rows(ProductCone([NonnegCone(2), SecondOrderCone([3])]), backend) is None
     )
     assert pdhg._polar_free_rows(cone, get_backend("numpy", "cpu", "float32")) is None
+
+
+def test_tv_in_a_box_step_matches_the_array_step() -> None:
+    """TV inpainting (2-D TV, fixed pixels as l = u bounds, 0 <= X <= 1) takes PDHG on
+    its full grid; on NumPy its step is one compiled pass (``cvxprox.backend.jit.pdhg_tv``)
+    that agrees with the array step to rounding from the same points."""
+    from compare.suites.structured import build_tv_inpainting  # noqa: PLC0415
+    from cvxprox.solvers.pdhg import _StructuredProblem  # noqa: PLC0415
+
+    prob = build_tv_inpainting(size=13)
+    program = cvxprox.compile(prob).program
+    assert pdhg.tv_in_a_box(program) is not None
+    opts = SolverOptions.from_kwargs({})
+    problem = _StructuredProblem(program, opts, get_backend())
+    assert problem.tv is not None
+    rng = np.random.default_rng(3)
+    z, omega = problem.initial(None)
+    tau, sigma, _ = _step_sizes(omega, problem.norm_K, 0.0)
+    for k in range(20):
+        point = z if k % 2 else problem.point(rng.random(program.n), rng.standard_normal(z.y.shape))
+        fused = problem.step(point, tau, sigma)
+        grid, problem.tv = problem.tv, None
+        plain = problem.step(point, tau, sigma)
+        problem.tv = grid
+        for name in ("x", "y", "Kx", "Kty"):
+            a, b = getattr(fused.point, name), getattr(plain.point, name)
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(fused.z_dual, plain.z_dual, rtol=1e-10, atol=1e-10)
+        z = fused.point
+    prob.solve(solver="NABLAPROX")
+    assert prob.solver_stats.extra_stats["algorithm"] == "pdhg"
+    assert prob.status == cp.OPTIMAL
+    value = prob.value
+    prob.solve(solver="CLARABEL", **TIGHT)
+    assert value == pytest.approx(prob.value, rel=1e-5)

@@ -361,7 +361,9 @@ def test_anderson_acceleration_cuts_the_iterations_of_tv_inpainting(
     for storage in (default, 0):
         monkeypatch.setattr(split, "_AA_STORAGE", storage)
         prob = build_tv_inpainting(size=20)
-        prob.solve(solver="NABLAPROX", eps_abs=1e-6, eps_rel=1e-6, backend=backend)
+        prob.solve(
+            solver="NABLAPROX", eps_abs=1e-6, eps_rel=1e-6, backend=backend, algorithm="admm"
+        )
         assert prob.status == cp.OPTIMAL
         assert prob.value == pytest.approx(reference.value, rel=1e-5)
         iterations[storage] = prob.solver_stats.num_iters

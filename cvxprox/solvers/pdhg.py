@@ -174,7 +174,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.backend import Backend
+from cvxprox.backend.jit.dual_tv import TVGrid, tv_grid
 from cvxprox.backend.jit.pdhg import dual_step, primal_step
+from cvxprox.backend.jit.pdhg_tv import tv_pdhg_step
 from cvxprox.functions.cones import NonnegCone, ProductCone, ZeroCone
 from cvxprox.ir.program import AssembledProgram, Program, RowTerm
 from cvxprox.solvers.common.algorithm import Algorithm
@@ -913,6 +915,16 @@ class _StructuredProblem:
                 backend.asarray(np.full(n, fill) if bound is None else bound)
                 for bound, fill in ((program.l, -np.inf), (program.u, np.inf))
             )
+        self.tv = self._tv_grid(program, backend, smooth, dual)
+
+    def _tv_grid(
+        self, program: Program, backend: Backend, smooth: list[int], dual: list[int]
+    ) -> TVGrid | None:
+        """The grid of the one dual block when the step is ``tv_pdhg_step``'s
+        (``tv_in_a_box``), on NumPy in float64; else None."""
+        if backend.name != "numpy" or backend.dtype != np.float64 or smooth:
+            return None
+        return tv_in_a_box(program)
 
     def describe(self) -> list[str]:
         """The verbose header's lines about the splitting."""
@@ -951,8 +963,17 @@ class _StructuredProblem:
         return _Point(x, y, self.dual.matvec(x), self.dual.rmatvec(y), self.smooth.matvec(x))
 
     def step(self, p: _Point, tau: float, sigma: float) -> _Step:
-        """T(p) (module docstring): one product with every A_i and A_i'."""
+        """T(p) (module docstring): one product with every A_i and A_i'; one compiled
+        pass over the image when the program is 2-D TV in a box (``self.tv``,
+        ``cvxprox.backend.jit.pdhg_tv``)."""
         smooth, dual = self.smooth, self.dual
+        if self.tv is not None:
+            grid, s = self.tv, sigma * float(self.block_weight[0])
+            x, y, Kx, Kty, z_dual = tv_pdhg_step(
+                grid.rows, grid.cols, grid.w0, p.x, p.Kty, p.y, p.Kx, self.c, self.box[0],
+                self.box[1], tau, s,
+            )  # fmt: skip
+            return _Step(_Point(x, y, Kx, Kty, smooth.matvec(x)), z_dual, None, None)
         grad = self.c + smooth.rmatvec(smooth.gradient(p.Hx - smooth.b))
         v = p.x - tau * (grad + p.Kty)
         z_prox = y_prox = None
@@ -1178,6 +1199,17 @@ class PDHG(Algorithm):
             {"primal_weight": omega},
             problem.limit(),
         )
+
+
+def tv_in_a_box(program: Program) -> TVGrid | None:
+    """The grid of a program whose only term is CVXPY's isotropic 2-D TV with b = 0
+    (``tv_grid``) and which has variable bounds, such as TV inpainting: PDHG's step on
+    it is one compiled pass over the image on NumPy (``cvxprox.backend.jit.pdhg_tv``);
+    else None."""
+    if not program.has_bounds or len(program.terms) != 1:
+        return None
+    grid = tv_grid(program.terms, program.n)
+    return grid if grid is not None and grid.iso else None
 
 
 def _polar_free_rows(cone: ProductCone, backend: Backend) -> np.ndarray | None:

@@ -30,7 +30,7 @@ from cvxprox.solvers.common.scaling import RuizScaling
 from cvxprox.solvers.dual_fista import DualFISTA
 from cvxprox.solvers.fista import FISTA
 from cvxprox.solvers.hybrid import ADMMThenPDHG
-from cvxprox.solvers.pdhg import PDHG
+from cvxprox.solvers.pdhg import PDHG, tv_in_a_box
 from cvxprox.solvers.presolve import Presolved, presolve
 
 _STRUCTURED_ONLY = ("ladmm", "hqs", "fista", "dual_fista")
@@ -46,6 +46,8 @@ def choose_algorithm(program: Program, options: SolverOptions) -> tuple[type, st
     program without its fixed variables when it has some, as ``solve_program`` runs it)."""
     if program.solve_assembled:
         return choose_cone_algorithm(program.assemble(), options)
+    if _fused_tv_pdhg(program, options):
+        return choose_structured_algorithm(program, options)
     fixed = FixedColumns(program)
     if fixed.applies:
         algorithm, reason = choose_structured_algorithm(fixed.reduce_program(program), options)
@@ -113,6 +115,11 @@ def choose_structured_algorithm(program: Program, options: SolverOptions) -> tup
     }
     if options.algorithm in forced:
         return forced[options.algorithm], f"forced by algorithm={options.algorithm!r}"
+    if _fused_tv_pdhg(program, options):
+        return PDHG, (
+            "auto: 2-D TV in a box (as in TV inpainting): PDHG's step is one compiled pass "
+            "over the image, fixed pixels kept as bounds"
+        )
     fista_ok, fista_reason = FISTA.applies(program)
     if options.algorithm == "fista":
         if not fista_ok:
@@ -144,6 +151,16 @@ def choose_structured_algorithm(program: Program, options: SolverOptions) -> tup
     return StructuredADMM, (
         "auto: ADMM; x-update by a factorization, or conjugate gradients if it would fill in"
     )
+
+
+def _fused_tv_pdhg(program: Program, options: SolverOptions) -> bool:
+    """Whether ``auto`` runs PDHG on the program as it is, fixed variables included: 2-D
+    TV in a box (``tv_in_a_box``), where PDHG's step on NumPy is one compiled pass over
+    the image (the same choice on every backend). TV inpainting at default options,
+    PDHG so against split ADMM without the fixed pixels (seconds, iterations): 64x64
+    0.30 s, 2840 against 0.53 s, 1430; 128x128 1.76 s, 3910 against 2.1 s, 1670; 192x192
+    1.26 s, 1120 against 7.8 s, 2430."""
+    return options.algorithm == "auto" and tv_in_a_box(program) is not None
 
 
 def _exact_gram(program: Program) -> str | None:
@@ -198,6 +215,8 @@ def solve_program(
     ):
         warm_start = None
     if not program.solve_assembled:
+        if _fused_tv_pdhg(program, options):
+            return _run(program, options, warm_start)
         fixed = FixedColumns(program)
         if fixed.applies:
             return _solve_fixed_eliminated(program, fixed, options, warm_start)

@@ -1,0 +1,93 @@
+"""PDHG's step on a Program whose only term is CVXPY's isotropic 2-D total variation,
+w ||.||_{2,1} over the pairs (K x)_{2g}, (K x)_{2g+1} of ``cp.tv``'s operator (the layout
+of ``cvxprox.backend.jit.dual_tv``, b = 0), with the variable bounds l <= x <= u as G
+(``cvxprox.solvers.pdhg._StructuredProblem.step`` on NumPy in float64; its array step is
+the reference): in one pass over the image,
+
+    x+  = clip(x - tau (c + K'y), l, u),
+    w   = y + s (2 K x+ - K x),          s = sigma times the block's row weight,
+    y+  = w_g min(1, w_g / ||w_g||) per pair (the prox of the conjugate, the projection
+          onto the disc of radius w_g),   z = (w - y+) / s,
+    K'y+,
+
+column by column: x+ on column j + 1 ahead of the pairs of column j, and K'y+ on column
+j once the pairs of columns j - 1 and j are written. The arithmetic is the array step's,
+operation for operation, except the pair norms (``GroupL2``'s are NumPy's), so the two
+agree to rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# GroupL2.prox_conj divides by max(||v||, w, _TINY).
+_TINY = float(np.finfo(np.float64).tiny)
+
+
+@njit(cache=True)
+def tv_pdhg_step(  # noqa: PLR0913
+    rows: int,
+    cols: int,
+    weight: np.ndarray,
+    x: np.ndarray,
+    kty: np.ndarray,
+    y: np.ndarray,
+    kx: np.ndarray,
+    c: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    tau: float,
+    s: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x+, y+, K x+, K'y+, z) of the step (module docstring) on an image ``rows x
+    cols`` (x (n,) F-order, y, kx (m,) = (2 (rows-1)(cols-1),) in the term's order);
+    ``weight`` (1,) or (m / 2,)."""
+    n = rows * cols
+    m = y.shape[0]
+    x_new = np.empty(n)
+    y_new = np.empty(m)
+    kx_new = np.empty(m)
+    kty_new = np.empty(n)
+    z = np.empty(m)
+    one_weight = weight.shape[0] == 1
+    for p in range(rows):
+        v = x[p] - tau * (c[p] + kty[p])
+        x_new[p] = min(max(v, lower[p]), upper[p])
+    for j in range(cols):
+        if j < cols - 1:
+            for i in range(rows):
+                p = i + rows * (j + 1)
+                v = x[p] - tau * (c[p] + kty[p])
+                x_new[p] = min(max(v, lower[p]), upper[p])
+            for i in range(rows - 1):
+                p = i + rows * j
+                g = i + (rows - 1) * j
+                a0 = x_new[p + rows] - x_new[p]
+                a1 = x_new[p + 1] - x_new[p]
+                kx_new[2 * g] = a0
+                kx_new[2 * g + 1] = a1
+                w0 = y[2 * g] + s * (2.0 * a0 - kx[2 * g])
+                w1 = y[2 * g + 1] + s * (2.0 * a1 - kx[2 * g + 1])
+                w_g = weight[0] if one_weight else weight[g]
+                scale = w_g / max(max(math.sqrt(w0 * w0 + w1 * w1), w_g), _TINY)
+                y0 = w0 * scale
+                y1 = w1 * scale
+                y_new[2 * g] = y0
+                y_new[2 * g + 1] = y1
+                z[2 * g] = (w0 - y0) / s
+                z[2 * g + 1] = (w1 - y1) / s
+        for i in range(rows):
+            g = i + (rows - 1) * j
+            t = 0.0
+            if j > 0 and i < rows - 1:
+                t += y_new[2 * (g - (rows - 1))]
+            if i > 0 and j < cols - 1:
+                t += y_new[2 * (g - 1) + 1]
+            if i < rows - 1 and j < cols - 1:
+                t -= y_new[2 * g]
+                t -= y_new[2 * g + 1]
+            kty_new[i + rows * j] = t
+    return x_new, y_new, kx_new, kty_new, z
