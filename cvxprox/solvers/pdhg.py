@@ -309,10 +309,13 @@ class _Epoch:
     def advance(self, Tz: _Point, gamma: float) -> None:
         """z <- w ((1 + gamma) T(z) - gamma z) + (1 - w) anchor, w = (k+1)/(k+2)
         (Halpern) or 1 (KM)."""
-        w = (self.k + 1) / (self.k + 2) if self.scheme.halpern else 1.0
-        self.z = _combination(
-            self.backend, (w * (1.0 + gamma), Tz), (-w * gamma, self.z), (1.0 - w, self.anchor)
-        )
+        if not self.scheme.halpern:
+            self.z = _combination(self.backend, (1.0 + gamma, Tz), (-gamma, self.z))
+        else:
+            w = (self.k + 1) / (self.k + 2)
+            self.z = _combination(
+                self.backend, (w * (1.0 + gamma), Tz), (-w * gamma, self.z), (1.0 - w, self.anchor)
+            )
         self.k += 1
 
 
