@@ -363,7 +363,7 @@ def _parallel_step(  # noqa: ANN202, PLR0913
 @njit(**_JIT)
 def _trial_step(  # noqa: ANN202, PLR0913
     starts, rows, cols, iso, offsets, order, w0, w1, q, h, h_inv, lower, upper, bounded,
-    y, y_prev, y_new, kty, kty_prev, kty_new, beta, L, z, last, columns, partial,
+    y, y_prev, y_new, kty, kty_prev, kty_new, beta, L, z, last, columns, partial, threads,
 ):  # fmt: skip
     """One trial step over the whole image: the sweeps of the column blocks (in
     parallel when there are several and Numba has more than one thread; one after the
@@ -379,7 +379,7 @@ def _trial_step(  # noqa: ANN202, PLR0913
             bounded, y, y_prev, y_new, kty, kty_prev, kty_new, beta, L, z, last, columns[0],
         )  # fmt: skip
     else:
-        if numba.get_num_threads() > 1:
+        if threads > 1:
             _parallel_step(
                 starts, rows, cols, iso, offsets, order, w0, w1, q, h, h_inv, lower, upper,
                 bounded, y, y_prev, y_new, kty, kty_prev, kty_new, beta, L, z, last, columns,
@@ -431,6 +431,7 @@ def dual_tv_iterations(  # noqa: PLR0913
     step_rule: np.ndarray,
     max_backtracks: int,
     starts: np.ndarray,
+    threads: int,
 ) -> None:
     """Run ``iterations`` iterations of dual FISTA on the image ``rows x cols``.
 
@@ -443,7 +444,9 @@ def dual_tv_iterations(  # noqa: PLR0913
     the current, previous and trial slot (rotated in place). ``state`` = [t, L, L_min],
     updated in place; ``counts`` = [restarts, backtracks], added to. ``z`` (m,): the last
     iteration's z (planar). ``step_rule`` = [decrease, backtrack] as in ``dual_fista``.
-    ``starts`` (blocks + 1,) int64: the column blocks (``column_blocks``).
+    ``starts`` (blocks + 1,) int64: the column blocks (``column_blocks``), swept in
+    parallel when ``threads`` (Numba's thread count, read by the caller: a compiled read
+    would keep the function out of the disk cache) exceeds 1.
     """
     bounded = lower.shape[0] > 0
     blocks = starts.shape[0] - 1
@@ -468,7 +471,7 @@ def dual_tv_iterations(  # noqa: PLR0913
             dd, rd, descent = _trial_step(
                 starts, rows, cols, iso, offsets, order, w0, w1, q, h, h_inv, lower, upper,
                 bounded, y, y_prev, y_new, kty, kty_prev, kty_new, beta, L_try, z, last,
-                columns, partial,
+                columns, partial, threads,
             )  # fmt: skip
             if descent <= L_try * dd:
                 break
@@ -658,6 +661,7 @@ class FusedTVIterations:
             g.rows, g.cols, g.iso, g.offsets, g.order, g.w0, g.w1, self.q, self.H, self.H_inv,
             self.lower, self.upper, self.Y, self.KTY, self.slots, self.state, self.counts,
             count, self._z, self.step_rule, self.max_backtracks, self.starts,
+            numba.get_num_threads(),
         )  # fmt: skip
 
     @property
