@@ -56,7 +56,7 @@ from cvxprox.solvers.admm.kkt import (
     _KKTSystem,
     _PenaltyRule,
 )
-from cvxprox.solvers.common.anderson import PlainAnderson
+from cvxprox.solvers.common.anderson import SafeguardedLoop
 from cvxprox.solvers.common.kkt_checks import KKTChecker
 from cvxprox.solvers.common.log import IterationLog
 from cvxprox.solvers.common.polish import PolishSchedule
@@ -215,7 +215,7 @@ def _bc_scale(c: np.ndarray, b: np.ndarray) -> float:
     return 1.0 / min(norm, _BC_NORM_MAX)
 
 
-class _EmbeddingLoop:
+class _EmbeddingLoop(SafeguardedLoop):
     """The Douglas-Rachford iteration on the embedding (module docstring), on a backend's
     arrays: the state v (n + m + 1,), the last iteration's u, u~, s, the Anderson memory."""
 
@@ -240,13 +240,7 @@ class _EmbeddingLoop:
         if start is not None:
             x, z, y_s = start
             v[:n], v[n : n + m] = x, y_s + z / self._r_y_host
-        self.w = backend.asarray(v)
-        self.f = 1.0 * self.w
-        self._f_plain = self.f
-        self._accel = PlainAnderson(n + m + 1, memory, backend)
-        self._g_accepted = 0.0
-        self._pending = False
-        self.rejected = 0
+        self._start(backend.asarray(v), memory, backend)
         self.u = self.w
         self.s = backend.zeros(m)
 
@@ -272,11 +266,7 @@ class _EmbeddingLoop:
         advance, self._pending = self._pending, False
         while it < it_end:
             if advance:
-                if interval > 0 and it % interval == 0:
-                    self.w = self._accel.step(self.w, self.f)
-                else:
-                    self._accel.extrapolated = False
-                    self.w = self.f
+                self._advance(it, interval)
             first = it == 0
             it += 1
             v = self.w
@@ -313,17 +303,11 @@ class _EmbeddingLoop:
             self.u = (ux, uy, u_tau)
             self.s = r_y * proj
             gv = f - v
-            g_norm = math.sqrt(bk.scalar(gv @ gv))
-            if self._accel.extrapolated and g_norm > safeguard * self._g_accepted:
-                self.w = self._f_plain
-                self._accel.reset()
-                self.rejected += 1
+            if not self._safeguard(f, math.sqrt(bk.scalar(gv @ gv)), safeguard):
                 advance = False
                 if it == it_end:
                     return it, False
                 continue
-            self._g_accepted = g_norm
-            self._f_plain = f
             if it == it_end:
                 self._pending = True
                 return it, True

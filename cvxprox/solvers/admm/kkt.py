@@ -61,7 +61,7 @@ from cvxprox.backend.jit.cones import cone_layout
 from cvxprox.backend.jit.ldl import LDLFactor, kkt_upper
 from cvxprox.functions.cones import ProductCone, ZeroCone
 from cvxprox.solvers.common.algorithm import Algorithm
-from cvxprox.solvers.common.anderson import AndersonAcceleration, PlainAnderson
+from cvxprox.solvers.common.anderson import AndersonAcceleration, SafeguardedLoop
 from cvxprox.solvers.common.kkt_checks import KKTChecker
 from cvxprox.solvers.common.log import IterationLog
 from cvxprox.solvers.common.polish import PolishSchedule
@@ -496,7 +496,7 @@ class _FusedLoop:
         self._accel.reset()
 
 
-class _PlainLoop:
+class _PlainLoop(SafeguardedLoop):
     """The iteration of ``admm_iterations`` on a backend's arrays (module docstring).
 
     Same state and interface as ``_FusedLoop``: w, f (n + m,), z_next, y_over_rho (m,)
@@ -520,19 +520,8 @@ class _PlainLoop:
         self._c, self._b = backend.asarray(c), backend.asarray(b)
         self._inv_rho = backend.asarray(inv_rho)
         self._solve = kkt.solver(backend)
-        self.w = backend.asarray(np.concatenate([x, v]))
-        self.f = 1.0 * self.w
-        self._f_plain = 1.0 * self.w
+        self._start(backend.asarray(np.concatenate([x, v])), memory, backend)
         self.z_next, self.y_over_rho = backend.zeros(m), backend.zeros(m)
-        self._accel = PlainAnderson(n + m, memory, backend)
-        self._g_accepted = 0.0
-        self._pending = False
-        self.rejected = 0
-
-    @property
-    def residual_norm(self) -> float:
-        """||T(w) - w|| at the last accepted point."""
-        return self._g_accepted
 
     def run(self, it: int, it_end: int, controls: tuple) -> tuple[int, bool]:
         """Iterations it + 1 .. it_end; returns (last iteration, accepted)."""
@@ -542,11 +531,7 @@ class _PlainLoop:
         advance, self._pending = self._pending, False
         while it < it_end:
             if advance:
-                if interval > 0 and it % interval == 0:
-                    self.w = self._accel.step(self.w, self.f)
-                else:
-                    self._accel.extrapolated = False
-                    self.w = self.f
+                self._advance(it, interval)
             it += 1
             w = self.w
             z = cone.project(w[n:])
@@ -560,17 +545,11 @@ class _PlainLoop:
             )
             self.f, self.y_over_rho = f, yr
             g = f - w
-            g_norm = math.sqrt(self._backend.scalar(g @ g))
-            if self._accel.extrapolated and g_norm > safeguard * self._g_accepted:
-                self.w = self._f_plain
-                self._accel.reset()
-                self.rejected += 1
+            if not self._safeguard(f, math.sqrt(self._backend.scalar(g @ g)), safeguard):
                 advance = False
                 if it == it_end:
                     return it, False
                 continue
-            self._g_accepted = g_norm
-            self._f_plain = f
             if it == it_end:
                 self.z_next = cone.project(f[n:])
                 self._pending = True

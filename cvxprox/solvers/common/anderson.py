@@ -122,3 +122,54 @@ class PlainAnderson:
             return f
         self.extrapolated = True
         return f - gamma @ self._F[:count]
+
+
+class SafeguardedLoop:
+    """The outer loop of a fixed-point iteration w <- T(w) accelerated by
+    ``PlainAnderson`` with SCS's safeguard, shared by the plain loops of ADMM
+    (``cvxprox.solvers.admm.kkt``) and of the embedding (``cvxprox.solvers.admm.hsde``).
+
+    State: w, the point T is applied to, and f = T(w) of the last iteration (device
+    arrays). Before an iteration, ``advance`` sets w to the Anderson extrapolation of
+    (w, f) every ``interval`` iterations, else to f. After it, ``safeguard`` accepts
+    f unless w was an extrapolation whose residual ||f - w|| exceeds ``safeguard`` times
+    the last accepted one; a rejected step returns w to the last accepted plain f and
+    resets the memory. ``rejected`` counts the rejections; ``residual_norm`` is the last
+    accepted ||T(w) - w||.
+    """
+
+    def _start(self, w: Array, memory: int, backend: Backend) -> None:
+        """The state at w (f = w), an empty memory of ``memory`` differences."""
+        self.w = w
+        self.f = 1.0 * w
+        self._f_plain = self.f
+        self._accel = PlainAnderson(w.shape[0], memory, backend)
+        self._g_accepted = 0.0
+        self._pending = False
+        self.rejected = 0
+
+    @property
+    def residual_norm(self) -> float:
+        """||T(w) - w|| at the last accepted point."""
+        return self._g_accepted
+
+    def _advance(self, it: int, interval: int) -> None:
+        """w for iteration it + 1: extrapolated every ``interval`` iterations (0: never),
+        else f."""
+        if interval > 0 and it % interval == 0:
+            self.w = self._accel.step(self.w, self.f)
+        else:
+            self._accel.extrapolated = False
+            self.w = self.f
+
+    def _safeguard(self, f: Array, g_norm: float, safeguard: float) -> bool:
+        """Whether the iteration's f = T(w), with ||f - w|| = ``g_norm``, is accepted; a
+        rejected extrapolation puts w back to the last accepted f."""
+        if self._accel.extrapolated and g_norm > safeguard * self._g_accepted:
+            self.w = self._f_plain
+            self._accel.reset()
+            self.rejected += 1
+            return False
+        self._g_accepted = g_norm
+        self._f_plain = f
+        return True
