@@ -26,8 +26,8 @@ writes is read again while it is still in cache.
 
 The isotropic dual vectors are kept planar: the first components of all groups, then
 the second ones (row 2g + c of the term is entry c G + g, G the number of groups), so
-that every loop reads consecutive entries and runs in SIMD lanes; ``y`` and ``z`` are
-handed back in the term's order. The loops are compiled with reassociation
+that every loop reads consecutive entries; ``y`` and ``z`` are handed back in the
+term's order. The loops are compiled with reassociation
 (``fastmath``), so sums run in a different order than NumPy's: the iterates agree with
 the plain ones to rounding.
 
@@ -106,34 +106,19 @@ def _dual_column_iso(  # noqa: ANN202, PLR0913
 ):  # fmt: skip
     """y+ on group column j (groups g = i + (rows - 1) j) from x~ on image columns j
     (``x_here``) and j + 1 (``x_next``); (y0, y1), (p0, p1), (n0, n1), (z0, z1): the
-    halves of y, y_prev, y+ and z in the planar layout (module docstring; separate arrays,
-    so that the loop runs in SIMD lanes). Returns the column's shares of ||d||^2 and
-    d'(y+ - y), d = y+ - y~. When ``last``, also z = L (y~ - y+) + K x~."""
+    halves of y, y_prev, y+ and z in the planar layout (module docstring). Returns the
+    column's shares of ||d||^2 and d'(y+ - y), d = y+ - y~. When ``last``, also
+    z = L (y~ - y+) + K x~."""
     base = (rows - 1) * j
+    one_weight = w.shape[0] == 1
     dd = 0.0
     rd = 0.0
-    if w.shape[0] == 1:
-        w_g = w[0]
-        for i in range(rows - 1):
-            g = base + i
-            a0 = x_next[i] - x_here[i]
-            a1 = x_here[i + 1] - x_here[i]
-            m0, m1, t0, t1 = _disc_step(w_g, a0, a1, y0[g], y1[g], p0[g], p1[g], beta, L)
-            n0[g] = m0
-            n1[g] = m1
-            d0 = m0 - t0
-            d1 = m1 - t1
-            dd += d0 * d0 + d1 * d1
-            rd += d0 * (m0 - y0[g]) + d1 * (m1 - y1[g])
-            if last:
-                z0[g] = L * (t0 - m0) + a0
-                z1[g] = L * (t1 - m1) + a1
-        return dd, rd
     for i in range(rows - 1):
         g = base + i
         a0 = x_next[i] - x_here[i]
         a1 = x_here[i + 1] - x_here[i]
-        m0, m1, t0, t1 = _disc_step(w[g], a0, a1, y0[g], y1[g], p0[g], p1[g], beta, L)
+        w_g = w[0] if one_weight else w[g]
+        m0, m1, t0, t1 = _disc_step(w_g, a0, a1, y0[g], y1[g], p0[g], p1[g], beta, L)
         n0[g] = m0
         n1[g] = m1
         d0 = m0 - t0
