@@ -87,7 +87,9 @@ def choose_cone_algorithm(program: AssembledProgram, options: SolverOptions) -> 
 def choose_structured_algorithm(program: Program, options: SolverOptions) -> tuple[type, str]:
     """For a structured program.
 
-    ``auto``: FISTA when the objective is smooth terms plus at most one prox term acting
+    ``auto``: PDHG for 2-D TV in a box (``tv_in_a_box``, as TV inpainting: its step is
+    one compiled pass over the image; ``_fused_tv_pdhg``); FISTA when the objective is
+    smooth terms plus at most one prox term acting
     on x itself or through a 2-D TV (two products per iteration, no splitting; the TV's
     prox by an inner solver, so FISTA is passed over where FISTA on the dual applies:
     there the whole problem is that inner problem); ADMM when its x-update is one
