@@ -927,16 +927,9 @@ class _StructuredProblem:
                 backend.asarray(np.full(n, fill) if bound is None else bound)
                 for bound, fill in ((program.l, -np.inf), (program.u, np.inf))
             )
-        self.tv = self._tv_grid(program, backend, smooth, dual)
-
-    def _tv_grid(
-        self, program: Program, backend: Backend, smooth: list[int], dual: list[int]
-    ) -> TVGrid | None:
-        """The grid of the one dual block when the step is ``tv_pdhg_step``'s
-        (``tv_in_a_box``), on NumPy in float64; else None."""
-        if backend.name != "numpy" or backend.dtype != np.float64 or smooth:
-            return None
-        return tv_in_a_box(program)
+        # The grid when the step is ``tv_pdhg_step``'s (``tv_in_a_box``, NumPy, float64).
+        compiled = backend.name == "numpy" and backend.dtype == np.float64
+        self.tv = tv_in_a_box(program) if compiled else None
 
     def describe(self) -> list[str]:
         """The verbose header's lines about the splitting."""

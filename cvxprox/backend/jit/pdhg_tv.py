@@ -10,8 +10,8 @@ the reference): in one pass over the image,
           onto the disc of radius w_g),   z = (w - y+) / s,
     K'y+,
 
-column by column: x+ on column j + 1 ahead of the pairs of column j, and K'y+ on column
-j once the pairs of columns j - 1 and j are written. The arithmetic is the array step's,
+x+ in one pass, then column by column the pairs of column j and K'y+ on column j once
+the pairs of columns j - 1 and j are written. The arithmetic is the array step's,
 operation for operation, except the pair norms (``GroupL2``'s are NumPy's), so the two
 agree to rounding.
 """
@@ -53,15 +53,11 @@ def tv_pdhg_step(  # noqa: PLR0913
     kty_new = np.empty(n)
     z = np.empty(m)
     one_weight = weight.shape[0] == 1
-    for p in range(rows):
+    for p in range(n):
         v = x[p] - tau * (c[p] + kty[p])
         x_new[p] = min(max(v, lower[p]), upper[p])
     for j in range(cols):
         if j < cols - 1:
-            for i in range(rows):
-                p = i + rows * (j + 1)
-                v = x[p] - tau * (c[p] + kty[p])
-                x_new[p] = min(max(v, lower[p]), upper[p])
             for i in range(rows - 1):
                 p = i + rows * j
                 g = i + (rows - 1) * j
