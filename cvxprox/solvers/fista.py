@@ -213,8 +213,8 @@ class TVProxTerm:
         The term on the backend (``TermLayout``), for which ``accepts`` holds.
     position : int
         Its position in the program.
-    units : array (m_g,)
-        The termination units of the term's rows.
+    units : ndarray (m_g,)
+        The termination units of the term's rows (on the host).
     options : SolverOptions
     backend : Backend
     """
@@ -229,7 +229,7 @@ class TVProxTerm:
         backend: Backend,
     ) -> None:
         self.program, self.term, self.position = program, term, position
-        self.units, self.backend = units, backend
+        self.units, self.backend = backend.asarray(units), backend
         self.eps_abs, self.eps_rel = options.eps_abs, options.eps_rel
         self.K = ProxTerms([term], term.op.shape[1], backend)
         self.y = backend.zeros(term.op.shape[0])
@@ -334,12 +334,13 @@ class FISTA(Algorithm):
             raise ValueError(f"FISTA does not apply: {why}")
         layout = TermLayout(prog, backend)
         checker = StructuredChecker(layout, opts)
-        units = backend.asarray(checker.units.primal)
         smooth_at = [k for k, t in enumerate(prog.terms) if t.function.smooth]
         smooth = TermGroup([(k, layout.terms[k]) for k in smooth_at], prog.n, backend)
         prox = next(
             (
-                TVProxTerm(prog, layout.terms[k], k, units[layout.slices[k]], opts, backend)
+                TVProxTerm(
+                    prog, layout.terms[k], k, checker.units.primal[layout.slices[k]], opts, backend
+                )
                 if TVProxTerm.accepts(t, prog.n)
                 else PermutedTerm(layout.terms[k], k)
                 for k, t in enumerate(prog.terms)
