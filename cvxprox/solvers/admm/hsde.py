@@ -42,19 +42,18 @@ import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.backend import Backend
-from cvxprox.functions.cones import ProductCone, ZeroCone
+from cvxprox.functions.cones import ProductCone
 from cvxprox.solvers.admm.kkt import (
     _AA_INTERVAL,
-    _AA_MEMORY,
     _AA_SAFEGUARD,
-    _AA_STORAGE,
     _CERTIFICATE_EVERY,
-    _EQ_RHO_FACTOR,
     _SIGMA,
     _TINY,
     ADMM,
     _KKTSystem,
     _PenaltyRule,
+    anderson_memory,
+    penalty_scale,
 )
 from cvxprox.solvers.common.anderson import SafeguardedLoop
 from cvxprox.solvers.common.kkt_checks import KKTChecker
@@ -98,11 +97,7 @@ class EmbeddingADMM(ADMM):
         sigma = _bc_scale(c, b)
         c, b = sigma * c, sigma * b
 
-        eq_rows = np.zeros(m, dtype=bool)
-        for term in prog.terms:
-            if isinstance(term.function, ZeroCone):
-                eq_rows[term.rows] = True
-        rho_scale = np.where(eq_rows, _EQ_RHO_FACTOR, 1.0)
+        rho_scale = penalty_scale(prog)
 
         rho = opts.rho
         start = None
@@ -133,7 +128,7 @@ class EmbeddingADMM(ADMM):
 
         best = BestIterate()
         polisher = PolishSchedule(prog, checker, deadline=t0 + opts.time_limit)
-        memory = int(np.clip(_AA_STORAGE // (2 * (n + m + 1)), 5, _AA_MEMORY))
+        memory = anderson_memory(n + m + 1)
         loop = _EmbeddingLoop((c, b), kkt, prog.cone, rho_vec, memory, backend, start)
         status, cert, err = None, None, None
         dx = dy = xu = zu = yu = None

@@ -60,6 +60,7 @@ from cvxprox.backend.jit.admm import G_ACCEPTED, PENDING, REJECTED, admm_iterati
 from cvxprox.backend.jit.cones import cone_layout
 from cvxprox.backend.jit.ldl import LDLFactor, kkt_upper
 from cvxprox.functions.cones import ProductCone, ZeroCone
+from cvxprox.ir.program import AssembledProgram
 from cvxprox.solvers.common.algorithm import Algorithm
 from cvxprox.solvers.common.anderson import AndersonAcceleration, SafeguardedLoop
 from cvxprox.solvers.common.kkt_checks import KKTChecker
@@ -139,11 +140,7 @@ class ADMM(Algorithm):
         At = sp.csc_array(scaling.A.T)
         cone = prog.cone
 
-        eq_rows = np.zeros(m, dtype=bool)
-        for term in prog.terms:
-            if isinstance(term.function, ZeroCone):
-                eq_rows[term.rows] = True
-        rho_scale = np.where(eq_rows, _EQ_RHO_FACTOR, 1.0)
+        rho_scale = penalty_scale(prog)
 
         x, z, y = np.zeros(n), np.zeros(m), np.zeros(m)
         rho = opts.rho
@@ -172,7 +169,7 @@ class ADMM(Algorithm):
 
         best = BestIterate()
         polisher = PolishSchedule(prog, checker, deadline=t0 + opts.time_limit)
-        memory = int(np.clip(_AA_STORAGE // (2 * (n + m)), 5, _AA_MEMORY))
+        memory = anderson_memory(n + m)
         inv_rho = 1.0 / rho_vec
         start, data = (x, z + y / rho_vec), (c, b, inv_rho)
         fused = self.fused
@@ -275,6 +272,23 @@ class ADMM(Algorithm):
                 sc.unscale_x((checks.state(loop)[1] if w is None else w)[:n]),
             ),
         )
+
+
+def penalty_scale(program: AssembledProgram) -> np.ndarray:
+    """The per-row factor (m,) of the penalty: ``_EQ_RHO_FACTOR`` on the rows of zero
+    cones (equalities), 1 elsewhere."""
+    eq_rows = np.zeros(program.m, dtype=bool)
+    for term in program.terms:
+        if isinstance(term.function, ZeroCone):
+            eq_rows[term.rows] = True
+    return np.where(eq_rows, _EQ_RHO_FACTOR, 1.0)
+
+
+def anderson_memory(dim: int) -> int:
+    """Anderson acceleration's memory for iterates of ``dim`` entries: ``_AA_MEMORY``,
+    shorter where two dim x memory arrays would exceed ``_AA_STORAGE`` numbers, at
+    least 5."""
+    return int(np.clip(_AA_STORAGE // (2 * dim), 5, _AA_MEMORY))
 
 
 def _defer_compilation(size: int) -> bool:
