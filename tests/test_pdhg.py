@@ -138,15 +138,20 @@ def test_sdp() -> None:
     _compare(prob, X, obj_rtol=1e-5, x_atol=1e-4)
 
 
-def test_infeasible_lp() -> None:
-    """PDHG's own certificate (presolve would find the crossing parallel rows)."""
+def _infeasible_lp() -> cp.Problem:
+    """An LP with sum(x) >= 1 and sum(x) <= 0.5 among its rows."""
     rng = np.random.default_rng(6)
     A = rng.standard_normal((40, 30))
     x = cp.Variable(30)
-    prob = cp.Problem(
+    return cp.Problem(
         cp.Minimize(rng.standard_normal(30) @ x),
         [A @ x <= rng.random(40), x >= 0, cp.sum(x) >= 1, cp.sum(x) <= 0.5],
     )
+
+
+def test_infeasible_lp() -> None:
+    """PDHG's own certificate (presolve would find the crossing parallel rows)."""
+    prob = _infeasible_lp()
     _pdhg(prob, presolve=False)
     assert prob.status == cp.INFEASIBLE
 
@@ -362,13 +367,7 @@ def test_feasibility_polishing_saves_iterations() -> None:
 def test_feasibility_polishing_never_passes_an_infeasible_lp() -> None:
     """Polishing an infeasible LP's iterate spends iterations and returns nothing (no
     point passes the test), and the solve with polishing still ends with a certificate."""
-    rng = np.random.default_rng(6)
-    A = rng.standard_normal((40, 30))
-    x = cp.Variable(30)
-    prob = cp.Problem(
-        cp.Minimize(rng.standard_normal(30) @ x),
-        [A @ x <= rng.random(40), x >= 0, cp.sum(x) >= 1, cp.sum(x) <= 0.5],
-    )
+    prob = _infeasible_lp()
     opts = SolverOptions.from_kwargs({"eps_abs": 1e-6, "eps_rel": 1e-6})
     problem = _ConeProblem(_program(prob), opts, get_backend(), time.perf_counter())
     z, omega = problem.initial(None)
