@@ -96,6 +96,48 @@ class Backend:
             out = out + a * v
         return out
 
+    def asmask(self, a: np.ndarray) -> Array:
+        """Boolean host array -> boolean device array of the same shape."""
+        return self.xp.asarray(np.asarray(a, dtype=bool), device=self.device)
+
+    def pdhg_primal_step(
+        self,
+        x: Array,
+        kty: Array,
+        c: Array,
+        tau: float,
+        p: Array | None = None,
+        bounds: tuple[Array, Array] | None = None,
+    ) -> Array:
+        """PDHG's primal update of an LP or a diagonal QP (``cvxprox.solvers.pdhg``):
+
+            x+ = proj_[l, u]((x - tau (c + K'y)) / (1 + tau p)),
+
+        x, K'y = ``kty``, c, p (the diagonal of P; None for an LP) and l, u (``bounds``;
+        None without bounds) all (n,). This is the array-namespace reference; a backend
+        with a fused kernel for it overrides the method."""
+        xp = self.xp
+        v = x - tau * (c + kty)
+        if p is not None:
+            v = v / (1.0 + tau * p)
+        if bounds is not None:
+            v = xp.minimum(xp.maximum(v, bounds[0]), bounds[1])
+        return v
+
+    def pdhg_dual_step(
+        self, y: Array, ax: Array, kx: Array, b: Array, sigma: float, free: Array
+    ) -> Array:
+        """PDHG's dual update on zero and nonnegative cones (``cvxprox.solvers.pdhg``):
+
+            v = y + sigma (2 A x+ - K x - b),   y+ = v where ``free`` (zero-cone rows,
+            whose polar cone is all of R), min(v, 0) elsewhere (nonnegative rows),
+
+        y, A x+ = ``ax``, K x = ``kx``, b and the boolean mask ``free`` all (m,). The
+        array-namespace reference; a backend with a fused kernel overrides it."""
+        xp = self.xp
+        v = y + sigma * (2.0 * ax - kx - b)
+        return xp.where(free, v, xp.minimum(v, 0.0))
+
     def csr(self, a: sp.sparray | sp.spmatrix) -> Any:
         """Sparse host matrix (m, n) -> CSR matrix on the device: ``A @ x`` with a device
         vector x (n,) gives the device vector A x (m,) in the backend's dtype."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from cvxprox.backend import CUDA_MISSING, Array, Backend
+from cvxprox.backend import CUDA_MISSING, Array, Backend, cuda_kernels
+from cvxprox.backend.cuda_kernels import Elementwise
 
 try:
     import cupy
@@ -18,11 +20,19 @@ except ImportError as exc:
     raise ValueError(CUDA_MISSING) from exc
 
 
+@cache
+def _kernel(spec: Elementwise) -> Any:
+    """The compiled ``cupy.ElementwiseKernel`` of ``spec`` (compiled at its first call,
+    cached by CuPy on disk)."""
+    return cupy.ElementwiseKernel(spec.in_params, spec.out_params, spec.operation, spec.name)
+
+
 class CuPyBackend(Backend):
     """CuPy arrays of ``dtype`` on the current CUDA device.
 
     Sparse matrices are ``cupyx.scipy.sparse.csr_matrix``; ``A @ x`` is cuSPARSE's
-    matrix-vector product.
+    matrix-vector product. Combinations of vectors and PDHG's updates are one fused
+    elementwise kernel each (``cvxprox.backend.cuda_kernels``).
     """
 
     name = "cupy"
@@ -45,6 +55,42 @@ class CuPyBackend(Backend):
 
     def to_host(self, a: Array) -> np.ndarray:
         return cupy.asnumpy(a).astype(np.float64, copy=False)
+
+    def asmask(self, a: np.ndarray) -> Any:
+        return cupy.asarray(np.asarray(a, dtype=bool))
+
+    def combine(self, coefficients: Sequence[float], vectors: Sequence[Array]) -> Array:
+        """One kernel (``cuda_kernels.combine``) for up to four vectors of one shape."""
+        if not 1 <= len(vectors) <= 4 or len({v.shape for v in vectors}) != 1:
+            return super().combine(coefficients, vectors)
+        args = []
+        for a, v in zip(coefficients, vectors, strict=True):
+            args += [float(a), v]
+        return _kernel(cuda_kernels.combine(len(vectors)))(*args)
+
+    def pdhg_primal_step(
+        self,
+        x: Array,
+        kty: Array,
+        c: Array,
+        tau: float,
+        p: Array | None = None,
+        bounds: tuple[Array, Array] | None = None,
+    ) -> Array:
+        """One kernel (``cuda_kernels.pdhg_primal_step``)."""
+        kernel = _kernel(cuda_kernels.pdhg_primal_step(p is not None, bounds is not None))
+        args = [x, kty, c, float(tau)]
+        if p is not None:
+            args.append(p)
+        if bounds is not None:
+            args += list(bounds)
+        return kernel(*args)
+
+    def pdhg_dual_step(
+        self, y: Array, ax: Array, kx: Array, b: Array, sigma: float, free: Array
+    ) -> Array:
+        """One kernel (``cuda_kernels.PDHG_DUAL_STEP``)."""
+        return _kernel(cuda_kernels.PDHG_DUAL_STEP)(y, ax, kx, b, float(sigma), free)
 
     def csr(self, a: sp.sparray | sp.spmatrix) -> Any:
         a = sp.csr_matrix(a, dtype=self.dtype, copy=True)

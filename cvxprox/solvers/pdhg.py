@@ -148,11 +148,12 @@ and the scalars they need are read back one at a time. A Program's termination
 tests run on the device too (``StructuredChecker`` on the device terms) and read back
 scalars only; its returned point is copied to the host once, at the end. So do a cone
 program's termination and certificate tests (``KKTChecker`` on the device, in float64);
-a vector comes back only when a polish attempt (a host factorization) is due. On NumPy in
-float64, the step of a cone program with zero and nonnegative cones and no P or a
-diagonal one (LPs, separable QPs) is two compiled passes around the products
-(``cvxprox.backend.jit.pdhg``), bit for bit the array step; combinations of points are
-``Backend.combine``, one compiled pass on NumPy.
+a vector comes back only when a polish attempt (a host factorization) is due. The step
+of a cone program with zero and nonnegative cones and no P or a diagonal one (LPs,
+separable QPs) is the backend's two fused updates around the products
+(``Backend.pdhg_primal_step``, ``Backend.pdhg_dual_step``: compiled passes on NumPy in
+float64, bit for bit the array reference; elementwise kernels on CuPy); combinations of
+points are ``Backend.combine``, one pass on NumPy and CuPy.
 
 On an LP, once an iterate's gap passes its test while a residual lags, PDHG runs on the
 primal feasibility problem (c = 0) from its x and on the dual feasibility problem (b = 0,
@@ -175,7 +176,6 @@ import scipy.sparse as sp
 
 from cvxprox.backend import Backend
 from cvxprox.backend.jit.dual_tv import TVGrid, tv_grid
-from cvxprox.backend.jit.pdhg import dual_step, primal_step
 from cvxprox.backend.jit.pdhg_tv import tv_pdhg_step
 from cvxprox.functions.cones import NonnegCone, ProductCone, ZeroCone
 from cvxprox.ir.program import AssembledProgram, Program, RowTerm
@@ -503,8 +503,8 @@ class _ConeProblem:
         self.norm_K = math.sqrt(_max_eigenvalue(backend, lambda v: self.At @ (self.A @ v), start))
         self.L_h = 0.0 if self.P is None else _max_eigenvalue(backend, lambda v: self.P @ v, start)
         self.dx = self.dy = self.x = None
-        self._polar_free = _polar_free_rows(self.cone, backend)
-        self._empty = np.zeros(0)
+        free = _polar_free_rows(self.cone)
+        self._polar_free = None if free is None else backend.asmask(free)
         self.feasibility = None
         if options.feasibility_polishing and program.is_polyhedral and not program.has_quadratic:
             self.feasibility = _FeasibilityPolish(self, options, t0 + options.time_limit)
@@ -553,17 +553,15 @@ class _ConeProblem:
         return _Point(x, y, self.A @ x, self.At @ y, None if self.P is None else self.P @ x)
 
     def step(self, z: _Point, tau: float, sigma: float) -> _Step:
-        """T(z) (module docstring), 1 product with each of A, A', P; in two compiled
-        passes where ``_polar_free`` allows (``cvxprox.backend.jit.pdhg``)."""
-        free = self._polar_free
+        """T(z) (module docstring), 1 product with each of A, A', P; the backend's fused
+        primal and dual updates where ``_polar_free`` allows (zero and nonnegative cones,
+        no P or a diagonal one)."""
+        free, backend = self._polar_free, self.backend
         if free is not None and self.P is None:
-            empty = self._empty
-            bounds = self.bounds
-            lower, upper = (bounds.lo, bounds.hi) if bounds.active else (empty, empty)
-            p = empty if self.p is None else self.p
-            x = primal_step(z.x, z.Kty, self.c, tau, p, lower, upper)
+            bounds = (self.bounds.lo, self.bounds.hi) if self.bounds.active else None
+            x = backend.pdhg_primal_step(z.x, z.Kty, self.c, tau, self.p, bounds)
             Ax = self.A @ x
-            y = dual_step(z.y, Ax, z.Kx, self.b, sigma, free)
+            y = backend.pdhg_dual_step(z.y, Ax, z.Kx, self.b, sigma, free)
             return _Step(_Point(x, y, Ax, self.At @ y, None))
         if self.p is not None:
             x = (z.x - tau * (self.c + z.Kty)) / (1.0 + tau * self.p)
@@ -1217,13 +1215,11 @@ def tv_in_a_box(program: Program) -> TVGrid | None:
     return grid if grid is not None and grid.iso else None
 
 
-def _polar_free_rows(cone: ProductCone, backend: Backend) -> np.ndarray | None:
+def _polar_free_rows(cone: ProductCone) -> np.ndarray | None:
     """The rows of zero cones (bool, (m,)) when every member of ``cone`` is a zero or a
-    nonnegative cone and the backend is NumPy in float64 (the compiled step applies),
-    else None."""
+    nonnegative cone (the backend's fused step, ``Backend.pdhg_dual_step``, applies), else
+    None."""
     members = cone.cones if isinstance(cone, ProductCone) else [cone]
-    if backend.name != "numpy" or backend.dtype != np.float64:
-        return None
     if not all(isinstance(member, (ZeroCone, NonnegCone)) for member in members):
         return None
     return np.concatenate(

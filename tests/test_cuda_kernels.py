@@ -1,0 +1,155 @@
+"""The CuPy backend's fused kernels (``cvxprox.backend.cuda_kernels``) against their
+array-namespace references (``cvxprox.backend.Backend``).
+
+On the CPU each kernel's CUDA C source runs through ``cuda_emulator`` (the host's C++
+compiler; skipped without one) and equals, bit for bit, the reference computed in
+float64 on the same inputs and rounded to the inputs' dtype (the kernels compute in
+double and round once, in float32 too).
+The same comparisons on a GPU, through ``CuPyBackend``, are marked ``gpu``; a GPU may
+contract multiplies and adds into FMAs, so they allow 1e-15 relative in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cuda_emulator  # noqa: I001  (tests/ is on the path)
+import numpy as np
+import pytest
+from device_options import cupy_options
+
+from cvxprox.backend import Backend, cuda_kernels, get_backend
+
+requires_compiler = pytest.mark.skipif(
+    cuda_emulator.compiler() is None, reason="no C++ compiler for the kernel sources"
+)
+REFERENCE = get_backend("numpy", "cpu", "float64")
+N = 257
+
+
+def _vectors(rng: np.random.Generator, count: int, dtype: type) -> list[np.ndarray]:
+    """``count`` random vectors of length N with a NaN, infinities, zeros of both signs."""
+    out = []
+    for _ in range(count):
+        v = rng.standard_normal(N) * 10.0 ** rng.integers(-3, 4, N)
+        v[rng.integers(0, N, 3)] = [np.nan, np.inf, -0.0]
+        out.append(v.astype(dtype))
+    return out
+
+
+def _bounds(rng: np.random.Generator, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """l <= u with infinite sides, equal sides, and finite boxes."""
+    lower = rng.standard_normal(N)
+    upper = lower + rng.random(N) * 3.0
+    lower[::5], upper[::7], upper[::11] = -np.inf, np.inf, lower[::11]
+    return lower.astype(dtype), upper.astype(dtype)
+
+
+def _f64(args: list) -> list:
+    """The array arguments in float64 (bool masks as they are)."""
+    return [
+        a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype != bool else a for a in args
+    ]
+
+
+Case = Callable[[np.random.Generator, type], tuple[cuda_kernels.Elementwise, list, np.ndarray]]
+
+
+def _combine(count: int) -> Case:
+    def case(rng: np.random.Generator, dtype: type) -> tuple:
+        coefficients = [float(a) for a in rng.standard_normal(count)]
+        vectors = _vectors(rng, count, dtype)
+        args = [arg for pair in zip(coefficients, vectors, strict=True) for arg in pair]
+        reference = Backend.combine(REFERENCE, coefficients, _f64(vectors))
+        return cuda_kernels.combine(count), args, reference
+
+    return case
+
+
+def _primal(diagonal: bool, bounded: bool) -> Case:
+    def case(rng: np.random.Generator, dtype: type) -> tuple:
+        x, kty, c = _vectors(rng, 3, dtype)
+        tau = 0.37
+        p = (rng.random(N) * 4.0).astype(dtype) if diagonal else None
+        bounds = _bounds(rng, dtype) if bounded else None
+        args = [x, kty, c, tau] + ([p] if diagonal else []) + (list(bounds) if bounded else [])
+        x, kty, c, tau, *rest = _f64(args)
+        p = rest.pop(0) if diagonal else None
+        reference = Backend.pdhg_primal_step(REFERENCE, x, kty, c, tau, p, rest or None)
+        return cuda_kernels.pdhg_primal_step(diagonal, bounded), args, reference
+
+    return case
+
+
+def _dual(rng: np.random.Generator, dtype: type) -> tuple:
+    y, ax, kx, b = _vectors(rng, 4, dtype)
+    free = rng.random(N) < 0.3
+    args = [y, ax, kx, b, 1.7, free]
+    reference = Backend.pdhg_dual_step(REFERENCE, *_f64(args))
+    return cuda_kernels.PDHG_DUAL_STEP, args, reference
+
+
+CASES = {
+    **{f"combine{k}": _combine(k) for k in range(1, 5)},
+    **{f"primal_d{int(d)}_b{int(b)}": _primal(d, b) for d in (False, True) for b in (False, True)},
+    "dual": _dual,
+}
+
+
+@requires_compiler
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_kernel_source_matches_the_reference(name: str, dtype: type) -> None:
+    rng = np.random.default_rng(sum(map(ord, name)))
+    spec, args, reference = CASES[name](rng, dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        kernel = cuda_emulator.run(spec, *args)
+        assert kernel.dtype == dtype and reference.dtype == np.float64
+        np.testing.assert_array_equal(kernel, reference.astype(dtype))
+
+
+@requires_compiler
+def test_the_emulator_runs_what_the_source_says() -> None:
+    """A kernel whose answer is known by hand: the emulator is not a copy of the
+    reference, and a wrong source fails."""
+    spec = cuda_kernels.Elementwise("T x, float64 s, bool m", "T out", "out = m ? x * s : -x;", "k")
+    x = np.array([1.0, 2.0, -3.0])
+    out = cuda_emulator.run(spec, x, 2.0, np.array([True, False, True]))
+    np.testing.assert_array_equal(out, [2.0, -2.0, -6.0])
+    with pytest.raises(ValueError, match="one shape"):
+        cuda_emulator.run(spec, x, 2.0, np.array([True]))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cupy_backend_kernels_match_the_reference(dtype: type) -> None:
+    """``CuPyBackend.combine``, ``pdhg_primal_step`` and ``pdhg_dual_step`` run the
+    kernels above on the GPU and agree with the reference on the same data."""
+    cupy_options()
+    backend = get_backend("cupy", "cuda", np.dtype(dtype).name)
+    host = get_backend("numpy", "cpu", np.dtype(dtype).name)
+    rng = np.random.default_rng(5)
+    rtol = 1e-15 if dtype == np.float64 else 4 * np.finfo(dtype).eps
+    x, kty, c, p, y, ax, kx, b = _vectors(rng, 8, dtype)
+    p = np.abs(p)
+    bounds = _bounds(rng, dtype)
+    free = rng.random(N) < 0.3
+    dev = [backend.asarray(v) for v in (x, kty, c, p, y, ax, kx, b)]
+    dev_bounds = tuple(backend.asarray(v) for v in bounds)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for count in range(1, 5):
+            coefficients = [float(a) for a in rng.standard_normal(count)]
+            got = backend.combine(coefficients, dev[:count])
+            want = Backend.combine(host, coefficients, [x, kty, c, p][:count])
+            np.testing.assert_allclose(backend.to_host(got), want, rtol=rtol)
+        for diag in (None, dev[3]):
+            for bnd in (None, dev_bounds):
+                got = backend.pdhg_primal_step(dev[0], dev[1], dev[2], 0.37, diag, bnd)
+                want = Backend.pdhg_primal_step(
+                    host, x, kty, c, 0.37, None if diag is None else p,
+                    None if bnd is None else bounds,
+                )  # fmt: skip
+                np.testing.assert_allclose(backend.to_host(got), want, rtol=rtol)
+        got = backend.pdhg_dual_step(*dev[4:], 1.7, backend.asmask(free))
+        want = Backend.pdhg_dual_step(host, y, ax, kx, b, 1.7, free)
+        np.testing.assert_allclose(backend.to_host(got), want, rtol=rtol)
