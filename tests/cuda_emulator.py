@@ -76,6 +76,35 @@ def _library(source: str) -> ctypes.CDLL:
     return ctypes.CDLL(str(library))
 
 
+def kernel_source(spec: Elementwise, t: np.dtype, is_array: list[bool], cuda: bool) -> str:
+    """The function that runs ``spec`` over ``_n`` elements with ``T`` = ``t``: the input
+    parameters flagged in ``is_array`` read from arrays, the others scalars, every
+    argument behind a pointer in ``_args`` (inputs, then outputs). With ``cuda`` a
+    ``__global__`` kernel of one thread per element, else a C function with the loop."""
+    inputs, outputs = _params(spec.in_params), _params(spec.out_params)
+    lines = []
+    for k, ((kind, name), array) in enumerate(zip(inputs, is_array, strict=True)):
+        ctype = "T" if kind == "T" else _CTYPES[kind][0]
+        at = "[i]" if array else "[0]"
+        lines.append(f"const {ctype} {name} = ((const {ctype}*)_args[{k}]){at};")
+    for k, (kind, name) in enumerate(outputs, start=len(inputs)):
+        ctype = "T" if kind == "T" else _CTYPES[kind][0]
+        lines.append(f"{ctype} &{name} = (({ctype}*)_args[{k}])[i];")
+    body = "\n    ".join([*lines, spec.operation])
+    ctype = _CXX_TYPES[np.dtype(t)]
+    if cuda:
+        return (
+            f"namespace {spec.name}_{ctype} {{\ntypedef {ctype} T;\n"
+            f"__global__ void kernel(long long _n, void** _args) {{\n"
+            f"  ptrdiff_t i = (ptrdiff_t)blockIdx.x * blockDim.x + threadIdx.x;\n"
+            f"  if (i < _n) {{\n    {body}\n  }}\n}}\n}}\n"
+        )
+    return (
+        f'typedef {ctype} T;\nextern "C" void kernel(long long _n, void** _args) {{\n'
+        f"  for (ptrdiff_t i = 0; i < _n; ++i) {{\n    {body}\n  }}\n}}\n"
+    )
+
+
 def run(spec: Elementwise, *args: Any) -> np.ndarray | tuple[np.ndarray, ...]:
     """The kernel ``spec`` applied to ``args`` (NumPy arrays of one shape and Python
     scalars, in the order of ``spec.in_params``), as ``cupy.ElementwiseKernel(...)(*args)``
@@ -90,29 +119,34 @@ def run(spec: Elementwise, *args: Any) -> np.ndarray | tuple[np.ndarray, ...]:
     (shape,) = shapes
     typed = [a for (kind, _), a in zip(inputs, args, strict=True) if kind == "T"]
     t = next(a.dtype for a in typed if isinstance(a, np.ndarray))
-    lines, buffers = [], []
-    for k, ((kind, name), a) in enumerate(zip(inputs, args, strict=True)):
-        ctype, dtype = ("T", t) if kind == "T" else _CTYPES[kind]
+    buffers = []
+    for (kind, name), a in zip(inputs, args, strict=True):
+        dtype = t if kind == "T" else _CTYPES[kind][1]
         if isinstance(a, np.ndarray):
             if a.dtype != dtype:
                 raise TypeError(f"{spec.name}: {name} must be {np.dtype(dtype)}, got {a.dtype}")
             buffers.append(np.ascontiguousarray(a))
-            lines.append(f"const {ctype} {name} = ((const {ctype}*)_args[{k}])[i];")
         else:
             buffers.append(np.array([a], dtype=dtype))
-            lines.append(f"const {ctype} {name} = *((const {ctype}*)_args[{k}]);")
-    results = []
-    for kind, name in outputs:
-        ctype, dtype = ("T", t) if kind == "T" else _CTYPES[kind]
-        results.append(np.empty(shape, dtype=dtype))
-        lines.append(f"{ctype} &{name} = (({ctype}*)_args[{len(buffers)}])[i];")
-        buffers.append(results[-1])
-    body = "\n    ".join(lines)
-    source = (
-        f"{_PRELUDE}typedef {_CXX_TYPES[np.dtype(t)]} T;\n"
-        f'extern "C" void kernel(long long _n, void** _args) {{\n'
-        f"  for (ptrdiff_t i = 0; i < _n; ++i) {{\n    {body}\n    {spec.operation}\n  }}\n}}\n"
-    )
+    results = [np.empty(shape, dtype=t if kind == "T" else _CTYPES[kind][1]) for kind, _ in outputs]
+    is_array = [isinstance(a, np.ndarray) for a in args]
+    source = _PRELUDE + kernel_source(spec, t, is_array, cuda=False)
+    buffers += results
     pointers = (ctypes.c_void_p * len(buffers))(*(b.ctypes.data for b in buffers))
     _library(source).kernel(ctypes.c_longlong(int(np.prod(shape))), pointers)
     return results[0] if len(results) == 1 else tuple(results)
+
+
+def nvcc_compiles(specs: list[Elementwise], folder: Path) -> subprocess.CompletedProcess:
+    """``nvcc -c`` of every kernel in ``specs`` for float and double, as ``__global__``
+    kernels with their ``T`` parameters as arrays: CUDA's own compiler accepts the
+    sources (no GPU is needed to compile)."""
+    parts = ["#include <cstddef>\n"]
+    for spec in specs:
+        is_array = [kind == "T" for kind, _ in _params(spec.in_params)]
+        for t in (np.float32, np.float64):
+            parts.append(kernel_source(spec, np.dtype(t), is_array, cuda=True))
+    code = folder / "kernels.cu"
+    code.write_text("".join(parts))
+    command = [shutil.which("nvcc"), "-c", "-o", str(folder / "kernels.o"), str(code)]
+    return subprocess.run(command, capture_output=True, text=True, check=False)

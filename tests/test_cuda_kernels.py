@@ -11,7 +11,9 @@ contract multiplies and adds into FMAs, so they allow 1e-15 relative in float64.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import cuda_emulator  # noqa: I001  (tests/ is on the path)
 import numpy as np
@@ -118,6 +120,16 @@ def test_the_emulator_runs_what_the_source_says() -> None:
     np.testing.assert_array_equal(out, [2.0, -2.0, -6.0])
     with pytest.raises(ValueError, match="one shape"):
         cuda_emulator.run(spec, x, 2.0, np.array([True]))
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="no nvcc")
+def test_kernel_sources_compile_with_nvcc(tmp_path: Path) -> None:
+    """CUDA's compiler accepts every kernel in float and double (no GPU needed)."""
+    specs = [cuda_kernels.combine(k) for k in range(1, 5)]
+    specs += [cuda_kernels.pdhg_primal_step(d, b) for d in (False, True) for b in (False, True)]
+    specs.append(cuda_kernels.PDHG_DUAL_STEP)
+    done = cuda_emulator.nvcc_compiles(specs, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.mark.gpu
