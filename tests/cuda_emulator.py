@@ -7,10 +7,12 @@ What CuPy does for element ``i`` of an elementwise kernel, and this module too: 
 array input parameter ``T x`` is the value ``x[i]``, each scalar input its value, each
 output parameter ``T out`` a reference to ``out[i]``; ``T`` is the dtype of the first
 array passed for a ``T`` parameter; the outputs are allocated with their declared types.
-Only what the library's kernels use is supported: arrays of one shape (no broadcasting),
-no ``raw`` parameters. The compiler is told not to contract multiplies and adds into
-FMAs, so that float64 results are those of IEEE double arithmetic, operation by
-operation; a GPU may contract them (the ``gpu`` tests allow for it).
+A ``raw`` array parameter is a pointer the body indexes itself. Outputs may be passed
+after the inputs, as CuPy allows, and are then written in place. Only what the
+library's kernels use is supported: the non-raw arrays of one shape (no broadcasting).
+The compiler is told not to contract multiplies and adds into FMAs, so that float64
+results are those of IEEE double arithmetic, operation by operation; a GPU may contract
+them (the ``gpu`` tests allow for it).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ _CTYPES = {
 _CXX_TYPES = {np.dtype(np.float64): "double", np.dtype(np.float32): "float"}
 _PRELUDE = """#include <cmath>
 #include <cstddef>
+using std::sqrt;
 #define __device__
 #define __forceinline__ inline
 """
@@ -48,14 +51,16 @@ def compiler() -> str | None:
     return shutil.which("g++") or shutil.which("c++")
 
 
-def _params(text: str) -> list[tuple[str, str]]:
-    """CuPy's ``"T x, float64 tau"`` -> [("T", "x"), ("float64", "tau")]."""
+def _params(text: str) -> list[tuple[str, str, bool]]:
+    """CuPy's ``"T x, raw T y, float64 tau"`` -> [("T", "x", False), ("T", "y", True),
+    ("float64", "tau", False)]."""
     params = []
     for item in text.split(","):
         words = item.split()
-        if len(words) != 2:
+        raw = len(words) == 3 and words[0] == "raw"
+        if len(words) != 2 + raw:
             raise ValueError(f"unsupported kernel parameter {item.strip()!r}")
-        params.append((words[0], words[1]))
+        params.append((words[-2], words[-1], raw))
     return params
 
 
@@ -83,55 +88,68 @@ def kernel_source(spec: Elementwise, t: np.dtype, is_array: list[bool], cuda: bo
     ``__global__`` kernel of one thread per element, else a C function with the loop."""
     inputs, outputs = _params(spec.in_params), _params(spec.out_params)
     lines = []
-    for k, ((kind, name), array) in enumerate(zip(inputs, is_array, strict=True)):
+    for k, ((kind, name, raw), array) in enumerate(zip(inputs, is_array, strict=True)):
         ctype = "T" if kind == "T" else _CTYPES[kind][0]
-        at = "[i]" if array else "[0]"
-        lines.append(f"const {ctype} {name} = ((const {ctype}*)_args[{k}]){at};")
-    for k, (kind, name) in enumerate(outputs, start=len(inputs)):
+        if raw:
+            lines.append(f"const {ctype}* {name} = (const {ctype}*)_args[{k}];")
+        else:
+            at = "[i]" if array else "[0]"
+            lines.append(f"const {ctype} {name} = ((const {ctype}*)_args[{k}]){at};")
+    for k, (kind, name, raw) in enumerate(outputs, start=len(inputs)):
         ctype = "T" if kind == "T" else _CTYPES[kind][0]
-        lines.append(f"{ctype} &{name} = (({ctype}*)_args[{k}])[i];")
+        if raw:
+            lines.append(f"{ctype}* {name} = ({ctype}*)_args[{k}];")
+        else:
+            lines.append(f"{ctype} &{name} = (({ctype}*)_args[{k}])[i];")
     body = "\n    ".join([*lines, spec.operation])
     ctype = _CXX_TYPES[np.dtype(t)]
     if cuda:
         return (
-            f"namespace {spec.name}_{ctype} {{\ntypedef {ctype} T;\n"
+            f"namespace {spec.name}_{ctype} {{\n{spec.preamble}\ntypedef {ctype} T;\n"
             f"__global__ void kernel(long long _n, void** _args) {{\n"
             f"  ptrdiff_t i = (ptrdiff_t)blockIdx.x * blockDim.x + threadIdx.x;\n"
             f"  if (i < _n) {{\n    {body}\n  }}\n}}\n}}\n"
         )
     return (
-        f'typedef {ctype} T;\nextern "C" void kernel(long long _n, void** _args) {{\n'
+        f"{spec.preamble}\ntypedef {ctype} T;\n"
+        f'extern "C" void kernel(long long _n, void** _args) {{\n'
         f"  for (ptrdiff_t i = 0; i < _n; ++i) {{\n    {body}\n  }}\n}}\n"
     )
 
 
 def run(spec: Elementwise, *args: Any) -> np.ndarray | tuple[np.ndarray, ...]:
-    """The kernel ``spec`` applied to ``args`` (NumPy arrays of one shape and Python
-    scalars, in the order of ``spec.in_params``), as ``cupy.ElementwiseKernel(...)(*args)``
-    on NumPy arrays: the output, or the tuple of outputs."""
+    """The kernel ``spec`` applied to ``args`` (NumPy arrays and Python scalars in the
+    order of ``spec.in_params``, then optionally the outputs), as
+    ``cupy.ElementwiseKernel(...)(*args)`` on NumPy arrays: the output, or the tuple of
+    outputs."""
     inputs, outputs = _params(spec.in_params), _params(spec.out_params)
-    if len(args) != len(inputs):
+    if len(args) not in (len(inputs), len(inputs) + len(outputs)):
         raise TypeError(f"{spec.name} takes {len(inputs)} arguments, got {len(args)}")
-    arrays = [a for a in args if isinstance(a, np.ndarray)]
-    shapes = {a.shape for a in arrays}
+    given = list(args[len(inputs) :])
+    params = inputs + outputs[: len(given)]
+    arrays = [a for (_, _, raw), a in zip(params, args, strict=True) if not raw]
+    shapes = {a.shape for a in arrays if isinstance(a, np.ndarray)}
     if len(shapes) != 1:
-        raise ValueError(f"{spec.name}: arrays of one shape only, got {sorted(shapes)}")
+        raise ValueError(f"{spec.name}: non-raw arrays of one shape only, got {sorted(shapes)}")
     (shape,) = shapes
-    typed = [a for (kind, _), a in zip(inputs, args, strict=True) if kind == "T"]
+    typed = [a for (kind, _, _), a in zip(params, args, strict=True) if kind == "T"]
     t = next(a.dtype for a in typed if isinstance(a, np.ndarray))
     buffers = []
-    for (kind, name), a in zip(inputs, args, strict=True):
+    for (kind, name, _), a in zip(params, args, strict=True):
         dtype = t if kind == "T" else _CTYPES[kind][1]
         if isinstance(a, np.ndarray):
-            if a.dtype != dtype:
-                raise TypeError(f"{spec.name}: {name} must be {np.dtype(dtype)}, got {a.dtype}")
-            buffers.append(np.ascontiguousarray(a))
+            if a.dtype != dtype or not a.flags.c_contiguous:
+                raise TypeError(f"{spec.name}: {name} must be contiguous {np.dtype(dtype)}")
+            buffers.append(a)
         else:
             buffers.append(np.array([a], dtype=dtype))
-    results = [np.empty(shape, dtype=t if kind == "T" else _CTYPES[kind][1]) for kind, _ in outputs]
-    is_array = [isinstance(a, np.ndarray) for a in args]
+    results = given + [
+        np.empty(shape, dtype=t if kind == "T" else _CTYPES[kind][1])
+        for kind, _, _ in outputs[len(given) :]
+    ]
+    buffers += results[len(given) :]
+    is_array = [isinstance(a, np.ndarray) for a in args[: len(inputs)]]
     source = _PRELUDE + kernel_source(spec, t, is_array, cuda=False)
-    buffers += results
     pointers = (ctypes.c_void_p * len(buffers))(*(b.ctypes.data for b in buffers))
     _library(source).kernel(ctypes.c_longlong(int(np.prod(shape))), pointers)
     return results[0] if len(results) == 1 else tuple(results)
@@ -143,7 +161,7 @@ def nvcc_compiles(specs: list[Elementwise], folder: Path) -> subprocess.Complete
     sources (no GPU is needed to compile)."""
     parts = ["#include <cstddef>\n"]
     for spec in specs:
-        is_array = [kind == "T" for kind, _ in _params(spec.in_params)]
+        is_array = [kind == "T" for kind, _, _ in _params(spec.in_params)]
         for t in (np.float32, np.float64):
             parts.append(kernel_source(spec, np.dtype(t), is_array, cuda=True))
     code = folder / "kernels.cu"

@@ -19,8 +19,18 @@ import cuda_emulator  # noqa: I001  (tests/ is on the path)
 import numpy as np
 import pytest
 from device_options import cupy_options
+from test_dual_tv import ITERATIONS, _problem, _program
 
 from cvxprox.backend import Backend, cuda_kernels, get_backend
+from cvxprox.backend.jit.dual_tv import tv_grid
+from cvxprox.solvers.common.terms import TermLayout
+from cvxprox.solvers.dual_fista import (
+    DiagonalQuadratic,
+    DualIterations,
+    ProxTerms,
+    dual_lipschitz,
+    split_terms,
+)
 
 requires_compiler = pytest.mark.skipif(
     cuda_emulator.compiler() is None, reason="no C++ compiler for the kernel sources"
@@ -122,12 +132,52 @@ def test_the_emulator_runs_what_the_source_says() -> None:
         cuda_emulator.run(spec, x, 2.0, np.array([True]))
 
 
+@requires_compiler
+@pytest.mark.parametrize("bounded", [False, True])
+def test_fused_tv_trial_matches_the_array_iterations(bounded: bool) -> None:
+    """Dual FISTA on 2-D isotropic TV (weighted fit, 13 x 17 image) with the trial step
+    of the two TV kernels (``TVDualTrial``, emulated) against the array operations of
+    ``DualIterations``, its reference: the same step-rule decisions and the same
+    iterates to rounding after 150 iterations in two runs (float64: NumPy's terms keep
+    the program's float64 matrices, so a float32 run there is not one precision)."""
+    program = _program(_problem("isotropic", bounded))
+    backend = get_backend("numpy", "cpu", "float64")
+    layout = TermLayout(program, backend)
+    quadratic_at, prox_at = split_terms(program)
+    smooth = DiagonalQuadratic(program, quadratic_at)
+    K = ProxTerms([layout.terms[k] for k in prox_at], program.n, backend)
+    L = dual_lipschitz(program, prox_at, smooth.H)
+    bounds = (program.l, program.u) if bounded else None
+    grid = tv_grid([program.terms[k] for k in prox_at], program.n)
+    assert grid is not None and grid.iso
+    device_bounds = None if bounds is None else tuple(backend.asarray(b) for b in bounds)
+    trial = cuda_kernels.TVDualTrial(
+        cuda_emulator.run, np, grid.rows, grid.cols, backend.asarray(grid.w0),
+        backend.asarray(smooth.q), backend.asarray(smooth.H), device_bounds,
+    )  # fmt: skip
+    runs = [
+        DualIterations(K, smooth, bounds, backend, backend.zeros(K.m), L, 1e-12 * L, fused)
+        for fused in (None, trial)
+    ]
+    for count in (ITERATIONS - 1, 1):
+        for iterations in runs:
+            iterations.run(count)
+    plain, fused = runs
+    assert plain.backtracks > 0 and plain.restarts > 0
+    assert (fused.restarts, fused.backtracks) == (plain.restarts, plain.backtracks)
+    assert fused.L == pytest.approx(plain.L, rel=1e-12)
+    for name in ("y", "Kty", "z"):
+        a, b = getattr(fused, name), getattr(plain, name)
+        assert np.linalg.norm(a - b) <= 1e-10 * np.linalg.norm(b), name
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="no nvcc")
 def test_kernel_sources_compile_with_nvcc(tmp_path: Path) -> None:
     """CUDA's compiler accepts every kernel in float and double (no GPU needed)."""
     specs = [cuda_kernels.combine(k) for k in range(1, 5)]
     specs += [cuda_kernels.pdhg_primal_step(d, b) for d in (False, True) for b in (False, True)]
-    specs.append(cuda_kernels.PDHG_DUAL_STEP)
+    specs += [cuda_kernels.PDHG_DUAL_STEP, cuda_kernels.TV_DUAL_GROUPS]
+    specs.append(cuda_kernels.TV_PRIMAL_PIXELS)
     done = cuda_emulator.nvcc_compiles(specs, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
 

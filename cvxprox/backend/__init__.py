@@ -138,6 +138,18 @@ class Backend:
         v = y + sigma * (2.0 * ax - kx - b)
         return xp.where(free, v, xp.minimum(v, 0.0))
 
+    def dual_tv_trial(
+        self,
+        grid: Any,
+        q: np.ndarray,
+        H: np.ndarray,
+        bounds: tuple[np.ndarray, np.ndarray] | None,
+    ) -> Callable | None:
+        """The fused trial step of dual FISTA on 2-D TV (``DualIterations.trial``'s
+        signature) for the ``TVGrid`` ``grid``, F's q and diagonal H (n,) and the bounds,
+        or None where the backend has none (then the array operations run)."""
+        return None
+
     def csr(self, a: sp.sparray | sp.spmatrix) -> Any:
         """Sparse host matrix (m, n) -> CSR matrix on the device: ``A @ x`` with a device
         vector x (n,) gives the device vector A x (m,) in the backend's dtype."""

@@ -14,19 +14,24 @@ too (``tests/cuda_emulator.py``), where there is no GPU.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Elementwise:
     """One ``cupy.ElementwiseKernel``: ``in_params`` and ``out_params`` are CuPy's comma
-    separated ``type name`` lists, ``operation`` the CUDA C body for element ``i``."""
+    separated ``[raw] type name`` lists (a ``raw`` array is indexed by the body itself),
+    ``operation`` the CUDA C body for element ``i``, ``preamble`` device functions it
+    calls (in ``double``: ``T`` is not defined there)."""
 
     in_params: str
     out_params: str
     operation: str
     name: str
+    preamble: str = ""
 
 
 @cache
@@ -64,3 +69,167 @@ PDHG_DUAL_STEP = Elementwise(
 )
 """y+ = v on free rows, min(v, 0) elsewhere, v = y + sigma (2 A x+ - K x - b)
 (``Backend.pdhg_dual_step``)."""
+
+
+# Dual FISTA's trial step on 2-D isotropic TV (``cvxprox.solvers.dual_fista``,
+# ``DualIterations.trial``; the layout of ``cvxprox.backend.jit.dual_tv``): an r x c image
+# x in column-major order, pixel p = i + r j; group g = i + (r - 1) j (i < r - 1, j < c - 1)
+# with (K x)_{2g} = x_{p+r} - x_p and (K x)_{2g+1} = x_{p+1} - x_p, y in the term's order
+# (the pair of group g at 2g, 2g + 1).
+_TV_PREAMBLE = """
+__device__ double cvxprox_x_tilde(const double q, const double kty, const double kty_prev,
+                                  const double h_inv, const double beta) {
+    return -(q + (kty + beta * (kty - kty_prev))) * h_inv;
+}
+__device__ double cvxprox_clip(const double v, const double lower, const double upper) {
+    const double low = v < lower ? lower : v;
+    return low > upper ? upper : low;
+}
+"""
+
+TV_DUAL_GROUPS = Elementwise(
+    "raw T q, raw T kty, raw T kty_prev, raw T h_inv, raw T lower, raw T upper, raw T y, "
+    "raw T y_prev, raw T w, int64 rows, float64 beta, float64 L, bool bounded, "
+    "bool one_weight, bool last",
+    "raw T y_new, raw T z, T dd, T rd",
+    """
+    const long long r1 = rows - 1;
+    const long long p = i % r1 + rows * (i / r1);
+    double x0 = cvxprox_x_tilde(q[p], kty[p], kty_prev[p], h_inv[p], beta);
+    double x1 = cvxprox_x_tilde(q[p + 1], kty[p + 1], kty_prev[p + 1], h_inv[p + 1], beta);
+    double xr = cvxprox_x_tilde(q[p + rows], kty[p + rows], kty_prev[p + rows],
+                                h_inv[p + rows], beta);
+    if (bounded) {
+        x0 = cvxprox_clip(x0, lower[p], upper[p]);
+        x1 = cvxprox_clip(x1, lower[p + 1], upper[p + 1]);
+        xr = cvxprox_clip(xr, lower[p + rows], upper[p + rows]);
+    }
+    const double a0 = xr - x0;
+    const double a1 = x1 - x0;
+    const double w_g = one_weight ? (double)w[0] : (double)w[i];
+    const double y0 = y[2 * i], y1 = y[2 * i + 1];
+    const double t0 = y0 + beta * (y0 - (double)y_prev[2 * i]);
+    const double t1 = y1 + beta * (y1 - (double)y_prev[2 * i + 1]);
+    const double v0 = t0 + a0 / L;
+    const double v1 = t1 + a1 / L;
+    double norm = sqrt(v0 * v0 + v1 * v1);
+    norm = w_g > norm ? w_g : norm;
+    norm = 2.2250738585072014e-308 > norm ? 2.2250738585072014e-308 : norm;
+    const double scale = w_g / norm;
+    const double m0 = v0 * scale, m1 = v1 * scale;
+    y_new[2 * i] = m0;
+    y_new[2 * i + 1] = m1;
+    const double d0 = m0 - t0, d1 = m1 - t1;
+    dd = d0 * d0 + d1 * d1;
+    rd = d0 * (m0 - y0) + d1 * (m1 - y1);
+    if (last) {
+        z[2 * i] = L * (t0 - m0) + a0;
+        z[2 * i + 1] = L * (t1 - m1) + a1;
+    }
+    """,
+    "cvxprox_tv_dual_groups",
+    _TV_PREAMBLE,
+)
+"""Per group g: y+_g = the projection of y~_g + (K x~)_g / L onto the disc of radius w_g
+(x~ = clip(-(q + K'y~) / H, l, u) at the group's three pixels, y~ = y + beta (y -
+y_prev)); the group's shares of ||d||^2 and d'(y+ - y), d = y+ - y~; with ``last``,
+z_g = L (y~_g - y+_g) + (K x~)_g. Runs over the (r - 1)(c - 1) groups (the size of
+``dd``, ``rd``); ``lower``, ``upper`` are read only when ``bounded``."""
+
+TV_PRIMAL_PIXELS = Elementwise(
+    "raw T y_new, T q, T h, T h_inv, raw T lower, raw T upper, T kty, T kty_prev, "
+    "int64 rows, int64 cols, float64 beta, bool bounded",
+    "T kty_new, T descent",
+    """
+    const long long r1 = rows - 1;
+    const long long row = i % rows, col = i / rows;
+    const long long g = row + r1 * col;
+    double s = 0.0;
+    if (col > 0 && row < r1) s += y_new[2 * (g - r1)];
+    if (row > 0 && col < cols - 1) s += y_new[2 * (g - 1) + 1];
+    if (row < r1 && col < cols - 1) {
+        s -= y_new[2 * g];
+        s -= y_new[2 * g + 1];
+    }
+    kty_new = s;
+    const double kty_t = kty + beta * ((double)kty - kty_prev);
+    if (bounded) {
+        const double x_t = cvxprox_clip(-(q + kty_t) * h_inv, lower[i], upper[i]);
+        const double v_new = -(q + s) * h_inv;
+        const double x_new = cvxprox_clip(v_new, lower[i], upper[i]);
+        const double dx = x_new - x_t;
+        descent = 2.0 * h * (dx * (0.5 * dx + v_new - x_new));
+    } else {
+        const double ktd = s - kty_t;
+        descent = ktd * (ktd * h_inv);
+    }
+    """,
+    "cvxprox_tv_primal_pixels",
+    _TV_PREAMBLE,
+)
+"""Per pixel p: (K'y+)_p, and p's share of the descent test's left side at it
+(``DualIterations.trial``: ((K'(y+ - y~))_p)^2 / H_p, or with bounds
+2 H_p dx_p (dx_p / 2 + v+_p - x+_p)). Runs over the r c pixels."""
+
+
+class TVDualTrial:
+    """Dual FISTA's trial step on 2-D isotropic TV as two kernels and one read-back
+    (``DualIterations.trial``'s fused form): ``TV_DUAL_GROUPS`` over the groups,
+    ``TV_PRIMAL_PIXELS`` over the pixels, then the three sums come back together.
+
+    Parameters
+    ----------
+    launch : callable
+        ``launch(spec, *args)`` runs an :class:`Elementwise` (CuPy's compiled kernel on a
+        GPU; the tests' CPU emulator).
+    module : module
+        The arrays' NumPy-like module (``cupy``; ``numpy`` in the tests).
+    rows, cols : int
+        The image.
+    weight : array (1,) or ((rows - 1)(cols - 1),)
+        The discs' radii w_g.
+    q, H : arrays (rows cols,)
+        F's gradient at 0 and its diagonal Hessian, on the device.
+    bounds : (array (n,), array (n,)) or None
+        l and u on the device.
+    """
+
+    def __init__(
+        self,
+        launch: Callable[..., Any],
+        module: Any,
+        rows: int,
+        cols: int,
+        weight: Any,
+        q: Any,
+        H: Any,
+        bounds: tuple[Any, Any] | None,
+    ) -> None:
+        self.launch, self.module = launch, module
+        self.rows, self.cols, self.groups = rows, cols, (rows - 1) * (cols - 1)
+        self.weight, self.q, self.H, self.H_inv = weight, q, H, 1.0 / H
+        self.bounded = bounds is not None
+        unused = module.zeros(1, dtype=q.dtype)
+        self.lower, self.upper = bounds if bounds is not None else (unused, unused)
+        self.unused = unused
+
+    def __call__(
+        self, y: Any, y_prev: Any, Kty: Any, Kty_prev: Any, beta: float, L: float, last: bool
+    ) -> tuple[Any, Any, tuple[float, float, float], Any]:
+        """(y+, K'y+, (||d||^2, d'(y+ - y), the descent test's left side), z or None)."""
+        xp = self.module
+        y_new = xp.empty_like(y)
+        z = xp.empty_like(y) if last else self.unused
+        dd = xp.empty(self.groups, dtype=y.dtype)
+        rd = xp.empty(self.groups, dtype=y.dtype)
+        self.launch(
+            TV_DUAL_GROUPS, self.q, Kty, Kty_prev, self.H_inv, self.lower, self.upper, y,
+            y_prev, self.weight, self.rows, float(beta), float(L), self.bounded,
+            self.weight.shape[0] == 1, bool(last), y_new, z, dd, rd,
+        )  # fmt: skip
+        Kty_new, descent = self.launch(
+            TV_PRIMAL_PIXELS, y_new, self.q, self.H, self.H_inv, self.lower, self.upper,
+            Kty, Kty_prev, self.rows, self.cols, float(beta), self.bounded,
+        )  # fmt: skip
+        sums = xp.stack([dd.sum(), rd.sum(), descent.sum()]).tolist()
+        return y_new, Kty_new, (sums[0], sums[1], sums[2]), z if last else None

@@ -24,7 +24,9 @@ except ImportError as exc:
 def _kernel(spec: Elementwise) -> Any:
     """The compiled ``cupy.ElementwiseKernel`` of ``spec`` (compiled at its first call,
     cached by CuPy on disk)."""
-    return cupy.ElementwiseKernel(spec.in_params, spec.out_params, spec.operation, spec.name)
+    return cupy.ElementwiseKernel(
+        spec.in_params, spec.out_params, spec.operation, spec.name, preamble=spec.preamble
+    )
 
 
 class CuPyBackend(Backend):
@@ -91,6 +93,23 @@ class CuPyBackend(Backend):
     ) -> Array:
         """One kernel (``cuda_kernels.PDHG_DUAL_STEP``)."""
         return _kernel(cuda_kernels.PDHG_DUAL_STEP)(y, ax, kx, b, float(sigma), free)
+
+    def dual_tv_trial(
+        self,
+        grid: Any,
+        q: np.ndarray,
+        H: np.ndarray,
+        bounds: tuple[np.ndarray, np.ndarray] | None,
+    ) -> Callable | None:
+        """Two kernels and one read-back per trial on isotropic TV
+        (``cuda_kernels.TVDualTrial``); None on anisotropic TV."""
+        if not grid.iso:
+            return None
+        device_bounds = None if bounds is None else tuple(self.asarray(b) for b in bounds)
+        return cuda_kernels.TVDualTrial(
+            lambda spec, *args: _kernel(spec)(*args), cupy, grid.rows, grid.cols,
+            self.asarray(grid.w0), self.asarray(q), self.asarray(H), device_bounds,
+        )  # fmt: skip
 
     def csr(self, a: sp.sparray | sp.spmatrix) -> Any:
         a = sp.csr_matrix(a, dtype=self.dtype, copy=True)

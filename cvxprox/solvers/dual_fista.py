@@ -71,7 +71,10 @@ vanishes relative to it.
 
 The iterations run on the arrays of the backend the options select (``cvxprox.backend``),
 with the terms' device versions; the scalars of the step rule are read back one at a
-time, and x, z, y are copied to the host once, at the end (``DualIterations``). On NumPy,
+time, and x, z, y are copied to the host once, at the end (``DualIterations``). On CuPy,
+when the prox terms are CVXPY's isotropic 2-D total variation (b = 0), a trial step is
+two kernels and one read-back of three sums (``Backend.dual_tv_trial``,
+``cvxprox.backend.cuda_kernels.TVDualTrial``). On NumPy,
 when the prox terms are CVXPY's 2-D total variation (isotropic or anisotropic, b = 0), the
 iterations between two checks run as one compiled call (``cvxprox.backend.jit.dual_tv``:
 one pass over the image per iteration instead of some twenty NumPy temporaries, in
@@ -83,6 +86,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import cvxpy.settings as s
@@ -368,7 +372,7 @@ class DualFISTA(Algorithm):
             "backtracks": steps.backtracks,
             "step": 1.0 / L,
             "lipschitz": L,
-            "fused": isinstance(steps, FusedTVIterations),
+            "fused": isinstance(steps, FusedTVIterations) or steps.fused is not None,
         }
         point, cert = result_to_host(backend, status, point, best, cert)
         return finish(
@@ -396,10 +400,12 @@ class DualFISTA(Algorithm):
         L_min: float,
         fuse: bool | None = None,
     ) -> DualIterations | FusedTVIterations:
-        """The iterations from y at the trial constant L: fused
-        (``cvxprox.backend.jit.dual_tv``) on NumPy when the prox terms are 2-D total
-        variation in a form it knows and ``fuse`` is True, or None and the image has at
-        least ``FUSED_FROM`` pixels; else ``DualIterations``, the reference."""
+        """The iterations from y at the trial constant L. When the prox terms are 2-D
+        total variation in a form ``tv_grid`` knows and ``fuse`` is True (None: on NumPy
+        from ``FUSED_FROM`` pixels, on other backends always): on NumPy the whole loop
+        compiled (``cvxprox.backend.jit.dual_tv``), elsewhere ``DualIterations`` with the
+        backend's fused trial step (``Backend.dual_tv_trial``; None where it has none).
+        Else ``DualIterations``, the reference."""
         n = program.n
         if bounds is not None:
             lower, upper = (
@@ -407,15 +413,16 @@ class DualFISTA(Algorithm):
                 for bound, fill in zip(bounds, (-np.inf, np.inf), strict=True)
             )
             bounds = (np.broadcast_to(lower, (n,)).copy(), np.broadcast_to(upper, (n,)).copy())
-        grid = None
         if fuse is None:
-            fuse = n >= FUSED_FROM
-        if fuse and backend.name == "numpy":
-            grid = tv_grid([program.terms[k] for k in prox_at], n)
-        if grid is not None:
+            fuse = n >= FUSED_FROM or backend.name != "numpy"
+        grid = tv_grid([program.terms[k] for k in prox_at], n) if fuse else None
+        if grid is not None and backend.name == "numpy":
             rule = (_DECREASE, _BACKTRACK, _MAX_BACKTRACKS)
             return FusedTVIterations(grid, smooth.q, smooth.H, bounds, y, L, L_min, rule)
-        return DualIterations(K, smooth, bounds, backend, y, L, L_min)
+        trial = None
+        if grid is not None:
+            trial = backend.dual_tv_trial(grid, smooth.q, smooth.H, bounds)
+        return DualIterations(K, smooth, bounds, backend, y, L, L_min, trial)
 
     @staticmethod
     def _point(
@@ -480,8 +487,9 @@ class DualIterations:
         y: Any,
         L: float,
         L_min: float,
+        fused: Callable | None = None,
     ) -> None:
-        self.K, self.backend = K, backend
+        self.K, self.backend, self.fused = K, backend, fused
         self.H, self.H_inv = backend.asarray(smooth.H), backend.asarray(1.0 / smooth.H)
         self.q = backend.asarray(smooth.q)
         self.bounds = None if bounds is None else tuple(backend.asarray(b) for b in bounds)
@@ -500,52 +508,62 @@ class DualIterations:
         return xp.minimum(xp.maximum(v, self.bounds[0]), self.bounds[1])
 
     def run(self, count: int) -> None:
-        """``count`` iterations (module docstring)."""
-        K, q, H, H_inv, scalar = self.K, self.q, self.H, self.H_inv, self.backend.scalar
-        y, y_prev, Kty, Kty_prev, t, L = (
-            self.y,
-            self.y_prev,
-            self.Kty,
-            self.Kty_prev,
-            self.t,
-            self.L,
-        )
-        for _ in range(count):
+        """``count`` iterations (module docstring): the step rule around ``trial``."""
+        y, y_prev, Kty, Kty_prev = self.y, self.y_prev, self.Kty, self.Kty_prev
+        t, L = self.t, self.L
+        for k in range(count):
             L_try = max(_DECREASE * L, self.L_min)
-            for trial in range(_MAX_BACKTRACKS):
-                if trial:
+            for attempt in range(_MAX_BACKTRACKS):
+                if attempt:
                     L_try *= _BACKTRACK
                     self.backtracks += 1
                 t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * (L_try / L) * t * t))
                 beta = (t - 1.0) / t_next
-                y_t = y + beta * (y - y_prev)
-                Kty_t = Kty + beta * (Kty - Kty_prev)
-                x_t = self.clip(-(q + Kty_t) * H_inv)
-                Kx_t = K.matvec(x_t)
-                y_new = K.prox_conj(y_t + (Kx_t - K.b) / L_try, 1.0 / L_try)
-                Kty_new = K.rmatvec(y_new)
-                d = y_new - y_t
-                if self.bounds is None:
-                    Ktd = Kty_new - Kty_t
-                    descent = scalar(Ktd @ (Ktd * H_inv))
-                else:
-                    v_new = -(q + Kty_new) * H_inv
-                    x_new = self.clip(v_new)
-                    dx = x_new - x_t
-                    descent = 2.0 * scalar(H @ (dx * (0.5 * dx + v_new - x_new)))
-                if descent <= L_try * scalar(d @ d):
+                last = k == count - 1
+                y_new, Kty_new, dd, rd, descent = self.trial(
+                    y, y_prev, Kty, Kty_prev, beta, L_try, last
+                )
+                if descent <= L_try * dd:
                     break
-            if scalar(d @ (y_new - y)) < 0.0:
+            if rd < 0.0:
                 t_next = 1.0
                 self.restarts += 1
             y_prev, Kty_prev, y, Kty = y, Kty, y_new, Kty_new
             t, L = t_next, L_try
         self.y, self.y_prev, self.Kty, self.Kty_prev, self.t, self.L = (
-            y,
-            y_prev,
-            Kty,
-            Kty_prev,
-            t,
-            L,
-        )
-        self.z = L * (y_t - y) + Kx_t - K.b
+            y, y_prev, Kty, Kty_prev, t, L,
+        )  # fmt: skip
+
+    def trial(
+        self, y: Any, y_prev: Any, Kty: Any, Kty_prev: Any, beta: float, L: float, last: bool
+    ) -> tuple[Any, Any, float, float, float]:
+        """One trial step at the constant L from the extrapolation y~ = y + beta (y -
+        y_prev): (y+, K'y+, ||d||^2, d'(y+ - y), the descent test's left side), d = y+ -
+        y~; with ``last``, z of this trial into ``self.z``. The backend's fused trial
+        (``Backend.dual_tv_trial``) when it has one, else the array operations."""
+        if self.fused is not None:
+            y_new, Kty_new, sums, z = self.fused(y, y_prev, Kty, Kty_prev, beta, L, last)
+            if last:
+                self.z = z
+            return y_new, Kty_new, *sums
+        K, q, H, H_inv, scalar = self.K, self.q, self.H, self.H_inv, self.backend.scalar
+        y_t = y + beta * (y - y_prev)
+        Kty_t = Kty + beta * (Kty - Kty_prev)
+        x_t = self.clip(-(q + Kty_t) * H_inv)
+        Kx_t = K.matvec(x_t)
+        y_new = K.prox_conj(y_t + (Kx_t - K.b) / L, 1.0 / L)
+        Kty_new = K.rmatvec(y_new)
+        d = y_new - y_t
+        if self.bounds is None:
+            Ktd = Kty_new - Kty_t
+            descent = scalar(Ktd @ (Ktd * H_inv))
+        else:
+            v_new = -(q + Kty_new) * H_inv
+            x_new = self.clip(v_new)
+            dx = x_new - x_t
+            descent = 2.0 * scalar(H @ (dx * (0.5 * dx + v_new - x_new)))
+        dd = scalar(d @ d)
+        rd = scalar(d @ (y_new - y))
+        if last:
+            self.z = L * (y_t - y_new) + Kx_t - K.b
+        return y_new, Kty_new, dd, rd, descent
