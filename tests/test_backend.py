@@ -406,6 +406,20 @@ def test_structured_checks_read_back_scalars_only(monkeypatch: pytest.MonkeyPatc
     assert len(copies) == 6
 
 
+def test_inner_tv_prox_stays_on_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FISTA on TV deblurring takes the TV prox by an inner dual solver at every outer
+    step (``TVProxTerm``); on torch its data and iterates stay on the device: a solve
+    copies no vector to the host but the returned x, z, y."""
+    from compare.suites.structured import build_tv_deblurring  # noqa: PLC0415
+
+    copies = _count_copies(monkeypatch)
+    prob = build_tv_deblurring(size=16)
+    prob.solve(solver="NABLAPROX", algorithm="fista", backend="torch")
+    assert prob.status == cp.OPTIMAL and prob.solver_stats.num_iters > 10
+    assert prob.solver_stats.extra_stats["inner_iterations"] > prob.solver_stats.num_iters
+    assert len(copies) == 3
+
+
 @pytest.mark.parametrize("options", BACKENDS)
 def test_structured_host_prox(options: Callable[[], dict[str, str]]) -> None:
     """A term whose prox runs on NumPy arrays only (CVXPY's 1-D tv lowers to the tv1d

@@ -76,6 +76,11 @@ class Backend:
         """Dense host array (any shape) -> device array of the backend's dtype."""
         raise NotImplementedError
 
+    def to_device(self, a: Array) -> Array:
+        """A host (NumPy) array moved to the device (``asarray``); the backend's own
+        device array as it is."""
+        return self.asarray(a) if isinstance(a, np.ndarray) else a
+
     def zeros(self, n: int) -> Array:
         """The zero vector of length n on the device."""
         return self.xp.zeros(n, dtype=self.dtype, device=self.device)

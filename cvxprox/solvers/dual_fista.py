@@ -490,8 +490,8 @@ class DualIterations:
         fused: Callable | None = None,
     ) -> None:
         self.K, self.backend, self.fused = K, backend, fused
-        self.H, self.H_inv = backend.asarray(smooth.H), backend.asarray(1.0 / smooth.H)
-        self.q = backend.asarray(smooth.q)
+        self.H = backend.to_device(smooth.H)
+        self.H_inv, self.q = 1.0 / self.H, backend.to_device(smooth.q)
         self.bounds = None if bounds is None else tuple(backend.asarray(b) for b in bounds)
         self.y = self.y_prev = y
         self.Kty = self.Kty_prev = K.rmatvec(y)

@@ -96,10 +96,11 @@ _TV_NORM_SQUARED = 8.0
 
 @dataclass
 class _Quadratic:
-    """F(x) = 1/2 x'Hx + q'x on the host (H (n,) diagonal), as ``DualIterations`` reads it."""
+    """F(x) = 1/2 x'Hx + q'x (H (n,) diagonal), as ``DualIterations`` reads it; q and H
+    on the host or the backend's device."""
 
-    q: np.ndarray
-    H: np.ndarray
+    q: Any
+    H: Any
 
 
 class TermGroup(StackedTerms):
@@ -186,8 +187,8 @@ class TVProxTerm:
     Its prox in x, x+ = argmin_x 1/(2t) ||x - v||^2 + g(D x), is solved by FISTA on the
     dual (``DualFISTA.iterations``: F(x) = 1/(2t) ||x - v||^2, so H = 1/t, q = -v/t, and
     x+ = v - t D'y), warm-started from the dual of the previous call (the dual does not
-    depend on t), fused on NumPy at every image size (the inner iterations of a solve
-    outnumber those of a whole ``FUSED_FROM`` image). It returns
+    depend on t), fused at every image size (the inner iterations of a solve outnumber
+    those of a whole ``FUSED_FROM`` image); v, q = -v / t and H stay on the device. It returns
     (x+, z, y) with y in dg(z) exactly (the inner method's pair) and x+ = v - t D'y, so
     that D'y = (v - x+) / t, as for ``PermutedTerm``; the inexactness is D x+ - z, which
     the outer test sees as this term's primal residual.
@@ -251,8 +252,8 @@ class TVProxTerm:
     def prox(self, v: Any, t: float) -> tuple[Any, Any, Any]:
         """(x+, z, y) for prox_{t g(D .)}(v) (class docstring)."""
         backend, xp = self.backend, self.backend.xp
-        H = np.full(self.program.n, 1.0 / t)
-        q = -backend.to_host(v) / t
+        H = backend.zeros(self.program.n) + 1.0 / t
+        q = -v / t
         L = _TV_NORM_SQUARED * t
         steps = DualFISTA.iterations(
             self.program, backend, self.K, _Quadratic(q, H), [self.position], None, self.y,
@@ -270,7 +271,7 @@ class TVProxTerm:
             if passed or done >= _INNER_MAX:
                 break
         self.inner_iterations += done
-        self.y = backend.asarray(steps.y)
+        self.y = backend.to_device(steps.y)
         return x, z, self.y
 
 
