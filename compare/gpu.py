@@ -22,8 +22,10 @@ Sections, each a table of one row per run:
 - ``deblur``: 2-D TV deblurring (a 7x7 Gaussian blur, ``cvxprox.atoms.conv2d``), the
   same runs.
 - ``layer``: the batched lasso layer of ``compare.torch_layers`` (n = 100, m = 50,
-  B = ``--batch``), one forward and backward pass with the parameters as CUDA tensors
-  and as CPU tensors.
+  B = ``--batch``, one block-diagonal program), one forward and backward pass with the
+  parameters as CUDA tensors and as CPU tensors at the layer's defaults (the solve on the
+  CPU), and with CUDA tensors solved on the GPU (``solver_args`` device="cuda",
+  backend="torch").
 
 Times are the solver's ``solve_time`` for the LPs and the images (transfers, scaling and
 iterations; each problem is compiled by CVXPY once, and a small problem of each kind is
@@ -315,27 +317,37 @@ def image_section(
 def layer_section(args: argparse.Namespace) -> list[str]:
     import torch  # noqa: PLC0415
 
-    from compare.torch_layers import lasso_data, make_layer  # noqa: PLC0415
+    from compare.torch_layers import CVXPROX, lasso_data, make_layer  # noqa: PLC0415
 
     n, m = 100, 50
     data = lasso_data(n, m, args.batch)
-    layer = make_layer("cvxprox", n, m)
+    layer = make_layer(CVXPROX, n, m)
     lines = [f"## Batched lasso layer (n = {n}, m = {m}, B = {args.batch})", "",
-             "| tensors | forward s | backward s |", "| --- | ---: | ---: |"]  # fmt: skip
-    for device in ("cuda", "cpu"):
+             "| tensors | solve | status | forward s | backward s |",
+             "| --- | --- | --- | ---: | ---: |"]  # fmt: skip
+    plan = [("cuda", "cpu (default)", {}), ("cpu", "cpu (default)", {}),
+            ("cuda", "gpu (torch backend)", {"device": "cuda", "backend": "torch"})]  # fmt: skip
+    for device, solve, solver_args in plan:
         params = [
             torch.tensor(data[k], device=device, requires_grad=True) for k in ("A", "b", "lam")
         ]
         weight = torch.as_tensor(data["w"], device=device)
-        for _ in range(2):  # the first pass warms up
-            start = time.perf_counter()
-            (x,) = layer(*params)
-            mid = time.perf_counter()
-            (x * weight).sum().backward()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            end = time.perf_counter()
-        lines.append(f"| {device} | {mid - start:.3f} | {end - mid:.3f} |")
+        try:
+            for _ in range(2):  # the first pass warms up
+                for p in params:
+                    p.grad = None
+                start = time.perf_counter()
+                (x,) = layer(*params, solver_args=solver_args)
+                mid = time.perf_counter()
+                (x * weight).sum().backward()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                end = time.perf_counter()
+            status = layer.info.get("status", "?")
+            lines.append(f"| {device} | {solve} | {status} | {mid - start:.3f} | {end - mid:.3f} |")
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc(file=sys.stderr)
+            lines.append(f"| {device} | {solve} | error: {type(exc).__name__} | - | - |")
         print(lines[-1], flush=True)
     return lines
 
