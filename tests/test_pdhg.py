@@ -473,3 +473,44 @@ def test_tv_in_a_box_step_matches_the_array_step() -> None:
     value = prob.value
     prob.solve(solver="CLARABEL", **TIGHT)
     assert value == pytest.approx(prob.value, rel=1e-5)
+
+
+def test_tv_in_a_box_iteration_fuses_the_combinations() -> None:
+    """On TV in a box the step, the KM point and the running average are one compiled
+    pass (``_StructuredProblem.iterate``), bit for bit the step followed by the separate
+    combinations (``_plain_iteration``, ``_Epoch.advance``), at the epoch's first
+    iteration (no average yet) and later ones."""
+    from compare.suites.structured import build_tv_inpainting  # noqa: PLC0415
+    from cvxprox.solvers.pdhg import _Epoch, _plain_iteration, _StructuredProblem  # noqa: PLC0415
+
+    program = cvxprox.compile(build_tv_inpainting(size=11)).program
+    problem = _StructuredProblem(program, SolverOptions.from_kwargs({}), get_backend())
+    assert problem.tv is not None and not problem.scheme.halpern and problem.scheme.average
+    rng = np.random.default_rng(5)
+    start, omega = problem.initial(None)
+    tau, sigma, gamma = _step_sizes(omega, problem.norm_K, 0.0, problem.scheme.relaxation)
+    fused_epoch = _Epoch(problem.backend, problem.scheme, start)
+    plain_epoch = _Epoch(problem.backend, problem.scheme, start)
+    fused_average = plain_average = start
+    for k in range(6):
+        if k == 3:  # a point off the iteration's path, as after a restart
+            point = problem.point(rng.random(program.n), rng.standard_normal(start.y.shape))
+            fused_epoch.z = plain_epoch.z = point
+        step, fused_average, advanced = problem.iterate(
+            fused_epoch, fused_average, tau, sigma, gamma
+        )
+        assert advanced is not None
+        fused_epoch.advance(step.point, gamma, advanced)
+        plain, plain_average, none = _plain_iteration(
+            problem, plain_epoch, plain_average, tau, sigma
+        )
+        assert none is None
+        plain_epoch.advance(plain.point, gamma)
+        for name in ("x", "y", "Kx", "Kty"):
+            for a, b in (
+                (step.point, plain.point),
+                (fused_epoch.z, plain_epoch.z),
+                (fused_average, plain_average),
+            ):
+                assert np.array_equal(getattr(a, name), getattr(b, name)), (k, name)
+        assert np.array_equal(step.z_dual, plain.z_dual)

@@ -45,6 +45,46 @@ def tv_pdhg_step(  # noqa: PLR0913
     """(x+, y+, K x+, K'y+, z) of the step (module docstring) on an image ``rows x
     cols`` (x (n,) F-order, y, kx (m,) = (2 (rows-1)(cols-1),) in the term's order);
     ``weight`` (1,) or (m / 2,)."""
+    e = np.zeros(0)
+    out = tv_pdhg_iteration(
+        rows, cols, weight, x, kty, y, kx, c, lower, upper, tau, s, False, 0.0, 0.0,
+        False, e, e, e, e, 0.0, 0.0,
+    )  # fmt: skip
+    return out[0], out[1], out[2], out[3], out[4]
+
+
+@njit(cache=True)
+def tv_pdhg_iteration(  # noqa: PLR0913, PLR0912, PLR0915
+    rows: int,
+    cols: int,
+    weight: np.ndarray,
+    x: np.ndarray,
+    kty: np.ndarray,
+    y: np.ndarray,
+    kx: np.ndarray,
+    c: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    tau: float,
+    s: float,
+    combine: bool,
+    a_step: float,
+    a_point: float,
+    has_average: bool,
+    ax: np.ndarray,
+    ay: np.ndarray,
+    akx: np.ndarray,
+    akty: np.ndarray,
+    a_average: float,
+    a_new: float,
+) -> tuple:
+    """The step T of (x, y, K x, K'y) (``tv_pdhg_step``), and with ``combine`` in the
+    same pass the two combinations PDHG's KM iteration with a running average makes of
+    it: the next point a_step T + a_point (x, y, K x, K'y) and, with ``has_average``, the
+    next average a_average (ax, ay, akx, akty) + a_new T, each product as
+    ``Backend.combine`` forms it (so bit for bit the separate combinations). Returns
+    (x+, y+, K x+, K'y+, z, the next point's four fields, the next average's four
+    fields); the fields not formed are empty arrays."""
     n = rows * cols
     m = y.shape[0]
     x_new = np.empty(n)
@@ -52,10 +92,22 @@ def tv_pdhg_step(  # noqa: PLR0913
     kx_new = np.empty(m)
     kty_new = np.empty(n)
     z = np.empty(m)
+    nc = n if combine else 0
+    mc = m if combine else 0
+    na = n if combine and has_average else 0
+    ma = m if combine and has_average else 0
+    zx, zy, zkx, zkty = np.empty(nc), np.empty(mc), np.empty(mc), np.empty(nc)
+    vx, vy, vkx, vkty = np.empty(na), np.empty(ma), np.empty(ma), np.empty(na)
+    averaged = combine and has_average
     one_weight = weight.shape[0] == 1
     for p in range(n):
         v = x[p] - tau * (c[p] + kty[p])
-        x_new[p] = min(max(v, lower[p]), upper[p])
+        xn = min(max(v, lower[p]), upper[p])
+        x_new[p] = xn
+        if combine:
+            zx[p] = a_step * xn + a_point * x[p]
+        if averaged:
+            vx[p] = a_average * ax[p] + a_new * xn
     for j in range(cols):
         if j < cols - 1:
             for i in range(rows - 1):
@@ -75,6 +127,16 @@ def tv_pdhg_step(  # noqa: PLR0913
                 y_new[2 * g + 1] = y1
                 z[2 * g] = (w0 - y0) / s
                 z[2 * g + 1] = (w1 - y1) / s
+                if combine:
+                    zy[2 * g] = a_step * y0 + a_point * y[2 * g]
+                    zy[2 * g + 1] = a_step * y1 + a_point * y[2 * g + 1]
+                    zkx[2 * g] = a_step * a0 + a_point * kx[2 * g]
+                    zkx[2 * g + 1] = a_step * a1 + a_point * kx[2 * g + 1]
+                if averaged:
+                    vy[2 * g] = a_average * ay[2 * g] + a_new * y0
+                    vy[2 * g + 1] = a_average * ay[2 * g + 1] + a_new * y1
+                    vkx[2 * g] = a_average * akx[2 * g] + a_new * a0
+                    vkx[2 * g + 1] = a_average * akx[2 * g + 1] + a_new * a1
         for i in range(rows):
             g = i + (rows - 1) * j
             t = 0.0
@@ -85,5 +147,10 @@ def tv_pdhg_step(  # noqa: PLR0913
             if i < rows - 1 and j < cols - 1:
                 t -= y_new[2 * g]
                 t -= y_new[2 * g + 1]
-            kty_new[i + rows * j] = t
-    return x_new, y_new, kx_new, kty_new, z
+            p = i + rows * j
+            kty_new[p] = t
+            if combine:
+                zkty[p] = a_step * t + a_point * kty[p]
+            if averaged:
+                vkty[p] = a_average * akty[p] + a_new * t
+    return x_new, y_new, kx_new, kty_new, z, zx, zy, zkx, zkty, vx, vy, vkx, vkty
