@@ -1,13 +1,16 @@
 """NABLAPROX against the ∇-Prox reference implementation (dprox) and PyProximal.
 
-The shared models are two of the ``structured`` suite's, on its data
-(:func:`compare.suites.structured.tv_denoising_data`, :func:`deconvolution_data`):
+The shared models are three of the ``structured`` suite's, on its data
+(:func:`compare.suites.structured.tv_denoising_data`, :func:`deconvolution_data`,
+:func:`tv_deblurring_data`):
 
 - ``tv_denoising``: minimize 1/2 ||X - noisy||^2 + 0.1 tv(X), X of shape n x n, with
   CVXPY's isotropic ``tv``: the sum over i, j < n - 1 of
   ||(X[i+1, j] - X[i, j], X[i, j+1] - X[i, j])||_2;
 - ``deconvolution``: minimize ||k * x - y||^2 + 0.5 tv(x), x of length n, ``k * x`` the
-  full convolution (length n + 30), tv(x) = sum_{i < n-1} |x[i+1] - x[i]|.
+  full convolution (length n + 30), tv(x) = sum_{i < n-1} |x[i+1] - x[i]|;
+- ``tv_deblurring``: minimize 1/2 ||K * X - observed||^2 + 0.01 tv(X), K * X the
+  ``"same"`` 2-D convolution (zero boundary) with a 7 x 7 Gaussian.
 
 NABLAPROX solves the CVXPY model at default options except eps_abs = eps_rel = 1e-4
 (compile included, best of ``repeats`` solves). Each peer solves the same model in its
@@ -49,12 +52,14 @@ import numpy as np
 from compare.harness import RESULTS_DIR
 from compare.references import ReferenceCache, reference_key
 from compare.suites.structured import (
+    DEBLURRING_WEIGHT,
     DECONVOLUTION_WEIGHT,
     MODELS,
     SEED,
     SIZES,
     TV_DENOISING_WEIGHT,
     deconvolution_data,
+    tv_deblurring_data,
     tv_denoising_data,
     variables,
 )
@@ -64,11 +69,11 @@ from compare.suites.zoo import REFERENCE_OPTIONS
 NOTES = (
     "dprox works on images (B, C, H, W) with circular operators and float32 tensors; "
     "its `conv` and `grad` are circular and its TV is anisotropic (`norm1(grad(x))`), "
-    "it has no isotropic TV. The models are posed on its primitives plus three prox "
-    "functions written against its `ProxFn`/`LinOp` classes (its extension point): a "
-    "two-channel periodic forward difference whose Gram matrix is FFT-diagonal, an l2 "
-    "over channels (isotropic TV) and an l1 norm acting only on a mask of entries, and "
-    "the indicator of x = 0 off a mask.",
+    "it has no isotropic TV. The models are posed on its primitives plus an operator "
+    "and four prox functions written against its `LinOp`/`ProxFn` classes (its "
+    "extension point): a two-channel periodic forward difference whose Gram matrix is "
+    "FFT-diagonal; an l2 over channels (isotropic TV), an l1 norm and a sum of squares "
+    "acting only on a mask of entries, and the indicator of x = 0 off a mask.",
     "dprox TV denoising: `sum_squares(x, noisy) + 0.2 tv(x)` (twice the model's "
     "objective), tv the masked group norm of the periodic gradient, the mask keeping "
     "CVXPY's (n-1) x (n-1) pairs. Deconvolution: x padded to the full length N = n + 30 "
@@ -85,11 +90,21 @@ NOTES = (
     "`VStack([C, D])`, C the full convolution as a sparse matrix, D the (n-1) x n forward "
     "difference. Steps tau = s / L, mu = 1 / (s L), L^2 a bound on ||K||^2 (8 for the "
     "2-D gradient, ||k||_1^2 + 4 for the deconvolution's stacked operator).",
-    "Both peers start from the observation (TV denoising) or from zero (deconvolution).",
+    "TV deblurring (`0.5 ||K * X - observed||^2 + 0.01 tv(X)`, K * X the `same` 2-D "
+    "convolution with a 7 x 7 Gaussian and zero boundary). dprox: X padded to "
+    "(n + 6) x (n + 6) with the indicator of zero padding; its centred circular `conv` "
+    "there equals the `same` convolution on the n x n outputs, which a masked sum of "
+    "squares (a fourth prox function on its `ProxFn`) compares with the observation; "
+    "`masked_sum_squares + 0.02 tv` (twice the objective), every term split off by its "
+    "ADMM. PyProximal: f = 0, g = `VStack([L2(b=observed), L21(ndim=2, sigma=0.01)])` of "
+    "`VStack([C, Diagonal(mask) @ Gradient])`, C the `same` convolution as a sparse "
+    "matrix (``cvxprox.atoms.conv2d_matrix``), ||K||^2 <= ||k||_1^2 + 8.",
+    "Both peers start from the observation (TV denoising), from zero (deconvolution) "
+    "or from the observation (deblurring; padded with zeros for dprox).",
 )
 
 #: Models every peer can pose exactly.
-SHARED_MODELS = ("tv_denoising", "deconvolution")
+SHARED_MODELS = ("tv_denoising", "deconvolution", "tv_deblurring")
 
 #: NABLAPROX's accuracy (eps_abs = eps_rel); its other options are the defaults.
 EPS = 1e-4
@@ -322,6 +337,7 @@ def dprox_terms() -> types.SimpleNamespace:
     ``MaskedGroupNorm(linop, mask)``: sum over masked pixels of the l2 norm over the
     channel axis. ``MaskedNorm1(linop, mask)``: l1 norm of the masked entries.
     ``ZeroOutside(linop, mask)``: indicator of zero off the mask.
+    ``MaskedSumSquares(linop, observed, mask)``: sum of (v - observed)^2 over the mask.
     """
     dprox = import_dprox()
     import torch
@@ -367,6 +383,15 @@ def dprox_terms() -> types.SimpleNamespace:
             shrunk = torch.sign(v) * torch.clamp(torch.abs(v) - lam, min=0)
             return torch.where(self.mask.to(v.device), shrunk, v)
 
+    class MaskedSumSquares(dprox.ProxFn):
+        def __init__(self, linop: Any, observed: Any, mask: Any) -> None:
+            super().__init__(linop)
+            self.observed, self.mask = observed, mask
+
+        def _prox(self, v: Any, lam: Any) -> Any:
+            fitted = (v + 2 * lam * self.observed.to(v.device)) / (1 + 2 * lam)
+            return torch.where(self.mask.to(v.device), fitted, v)
+
     class ZeroOutside(dprox.ProxFn):
         def __init__(self, linop: Any, mask: Any) -> None:
             super().__init__(linop)
@@ -381,6 +406,7 @@ def dprox_terms() -> types.SimpleNamespace:
         PeriodicGradient2D=PeriodicGradient2D,
         MaskedGroupNorm=MaskedGroupNorm,
         MaskedNorm1=MaskedNorm1,
+        MaskedSumSquares=MaskedSumSquares,
         ZeroOutside=ZeroOutside,
     )
 
@@ -425,7 +451,35 @@ def dprox_deconvolution(size: int) -> tuple[Any, list[Any], Any, Callable[[Any],
     return fns, [tv, zero], x0, lambda state: state.detach().numpy().reshape(-1)[:n]
 
 
-DPROX_MODELS = {"tv_denoising": dprox_tv_denoising, "deconvolution": dprox_deconvolution}
+def dprox_tv_deblurring(size: int) -> tuple[Any, list[Any], Any, Callable[[Any], np.ndarray]]:
+    """dprox's form of TV deblurring: on the padded image of (n + 6) x (n + 6) pixels,
+    ``masked_sum_squares(conv(z, K), observed) + 0.02 tv(z)`` (twice the model's
+    objective) + indicator of z = 0 past the n x n image; the model's X is z[:n, :n]."""
+    t = dprox_terms()
+    kernel, observed = tv_deblurring_data(SEED, size)
+    n, pad = observed.shape[0], kernel.shape[0] - 1
+    big = n + pad
+    z = t.dprox.Variable()
+    conv = t.dprox.conv(z, kernel.reshape(*kernel.shape, 1).astype(np.float32))
+    padded = np.zeros((big, big), dtype=np.float32)
+    padded[:n, :n] = observed
+    image = t.torch.tensor(padded).reshape(1, 1, big, big)
+    inside = t.torch.zeros(1, 1, big, big, dtype=t.torch.bool)
+    inside[..., :n, :n] = True
+    pairs = t.torch.zeros(1, 2, big, big, dtype=t.torch.bool)
+    pairs[..., : n - 1, : n - 1] = True
+    data = t.MaskedSumSquares(conv, image, inside)
+    tv = 2 * DEBLURRING_WEIGHT * t.MaskedGroupNorm(t.PeriodicGradient2D(z), pairs)
+    zero = t.ZeroOutside(z, inside)
+    fns = [data, tv, zero]
+    return fns, fns, image, lambda state: state.detach().numpy().reshape(big, big)[:n, :n]
+
+
+DPROX_MODELS = {
+    "tv_denoising": dprox_tv_denoising,
+    "deconvolution": dprox_deconvolution,
+    "tv_deblurring": dprox_tv_deblurring,
+}
 
 
 def run_dprox(
@@ -522,9 +576,38 @@ def pyproximal_deconvolution(size: int) -> tuple[Any, Any, Any, float, np.ndarra
     return f, g, K, math.sqrt(np.sum(np.abs(k)) ** 2 + 4.0), np.zeros(n)
 
 
+def pyproximal_tv_deblurring(size: int) -> tuple[Any, Any, Any, float, np.ndarray]:
+    """PyProximal's form of TV deblurring: f = 0, g(Cx, Gx) = 1/2 ||Cx - observed||^2 +
+    0.01 ||Gx||_{2,1}, C the ``same`` convolution (a sparse n^2 x n^2 matrix; the kernel
+    is symmetric, so it acts on the C-order flattening as on CVXPY's), G the masked
+    forward-difference gradient; ||K||^2 <= ||k||_1^2 + 8."""
+    import pylops
+    import pyproximal
+
+    from cvxprox.atoms.conv2d import conv2d_matrix
+
+    kernel, observed = tv_deblurring_data(SEED, size)
+    n = observed.shape[0]
+    mask = np.zeros((2, n, n))
+    mask[:, : n - 1, : n - 1] = 1.0
+    gradient = pylops.Diagonal(mask.ravel()) @ pylops.Gradient(
+        dims=(n, n), kind="forward", edge=False
+    )
+    C = pylops.MatrixMult(conv2d_matrix(kernel, (n, n), "same"))
+    K = pylops.VStack([C, gradient])
+    g = pyproximal.VStack(
+        [pyproximal.L2(b=observed.ravel()), pyproximal.L21(ndim=2, sigma=DEBLURRING_WEIGHT)],
+        nn=[n * n, 2 * n * n],
+    )
+    f = pyproximal.Box(lower=-np.inf, upper=np.inf)
+    norm = math.sqrt(np.sum(np.abs(kernel)) ** 2 + 8.0)
+    return f, g, K, norm, observed.ravel().copy()
+
+
 PYPROXIMAL_MODELS = {
     "tv_denoising": pyproximal_tv_denoising,
     "deconvolution": pyproximal_deconvolution,
+    "tv_deblurring": pyproximal_tv_deblurring,
 }
 
 

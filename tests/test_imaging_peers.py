@@ -14,7 +14,7 @@ from compare import imaging_peers as peers
 from compare.suites import structured
 
 #: Tiny sizes: an image side, a signal length.
-SIZES = {"tv_denoising": 12, "deconvolution": 60}
+SIZES = {"tv_denoising": 12, "deconvolution": 60, "tv_deblurring": 12}
 
 #: How close a peer must come to the reference within CAP iterations.
 TARGET, CAP = 1e-4, 2048

@@ -67,7 +67,7 @@ def phantom(n: int) -> np.ndarray:
 
 
 #: TV weights of the denoising and deconvolution models.
-TV_DENOISING_WEIGHT, DECONVOLUTION_WEIGHT = 0.1, 0.5
+TV_DENOISING_WEIGHT, DECONVOLUTION_WEIGHT, DEBLURRING_WEIGHT = 0.1, 0.5, 0.01
 
 
 def tv_denoising_data(seed: int = SEED, size: int | None = None) -> np.ndarray:
@@ -174,7 +174,7 @@ def build_tv_deblurring(seed: int = SEED, size: int | None = None) -> cp.Problem
     kernel, observed = tv_deblurring_data(seed, size)
     X = cp.Variable(observed.shape)
     fit = 0.5 * cp.sum_squares(conv2d(kernel, X, mode="same") - observed)
-    return cp.Problem(cp.Minimize(fit + 0.01 * cp.tv(X)))
+    return cp.Problem(cp.Minimize(fit + DEBLURRING_WEIGHT * cp.tv(X)))
 
 
 #: Model name -> builder.
