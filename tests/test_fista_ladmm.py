@@ -6,6 +6,7 @@ import cvxpy as cp
 import numpy as np
 import pytest
 
+import cvxprox
 from cvxprox.functions.cones import NonnegCone, ZeroCone
 from cvxprox.functions.prox import Box, GroupL2, Huber, Logistic, Norm1, Norm2, SumSquares
 from cvxprox.interface.options import SolverOptions
@@ -286,6 +287,32 @@ def test_fista_limit_and_warm_start() -> None:
     warm = _solve(FISTA, perturbed, cold.info["warm_start"])
     assert warm.status == cp.OPTIMAL
     assert warm.iterations < again_cold.iterations
+
+
+def test_fista_follows_a_convolution_through_its_gram(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sum of squares of a 1-D convolution is followed through A'A x (``GramImages``:
+    one FFT pair per step, an exact descent test); the run takes the same steps as the
+    one through A x (``LinearImages``) and reaches Clarabel's objective."""
+    from compare.suites.structured import build_deconvolution  # noqa: PLC0415
+    from cvxprox.solvers import fista  # noqa: PLC0415
+
+    prob = build_deconvolution(size=400)
+    prob.solve(solver="NABLAPROX", algorithm="fista", eps_abs=1e-7, eps_rel=1e-7, warm_start=False)
+    assert prob.status == cp.OPTIMAL
+    gram_value, gram_x = prob.value, prob.variables()[0].value
+    gram_iterations = prob.solver_stats.num_iters
+    program = cvxprox.compile(prob, algorithm="fista").program
+    smooth = fista.TermGroup(
+        [(k, t) for k, t in enumerate(program.terms) if t.function.smooth], program.n
+    )
+    assert fista.GramImages.applies(smooth)
+    monkeypatch.setattr(fista.GramImages, "applies", staticmethod(lambda smooth: False))
+    prob.solve(solver="NABLAPROX", algorithm="fista", eps_abs=1e-7, eps_rel=1e-7, warm_start=False)
+    assert prob.status == cp.OPTIMAL
+    assert abs(prob.solver_stats.num_iters - gram_iterations) <= 0.1 * gram_iterations
+    np.testing.assert_allclose(prob.variables()[0].value, gram_x, atol=1e-5)
+    prob.solve(solver="CLARABEL", **TIGHT)
+    assert gram_value == pytest.approx(prob.value, rel=1e-6)
 
 
 def _perturbed(program: Program, k: int) -> Program:

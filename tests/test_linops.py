@@ -287,6 +287,21 @@ def test_convolve1d_matches_numpy(n: int, p: int) -> None:
     np.testing.assert_allclose(op.matvec(x), np.convolve(k, x), atol=1e-12)
 
 
+@pytest.mark.parametrize(("n", "p"), [(10, 3), (1, 4), (3, 6), (50, 7), (257, 31)])
+def test_gram_matvec(n: int, p: int) -> None:
+    """Convolve1D's A'A x in one FFT pair is the two products'; other operators take the
+    two products (a sparse matrix here)."""
+    op = Convolve1D(_random(p), n)
+    x = _random(n)
+    A = op.to_sparse()
+    assert op.fast_gram
+    np.testing.assert_allclose(op.gram_matvec(x), A.T @ (A @ x), rtol=1e-10, atol=1e-12)
+    other = FiniteDiff((n + 1,), 0, 1)
+    y = _random(n + 1)
+    assert not other.fast_gram
+    np.testing.assert_allclose(other.gram_matvec(y), other.rmatvec(other.matvec(y)))
+
+
 @pytest.mark.parametrize(
     ("shape", "axis", "k"),
     [((9,), 0, 1), ((9,), 0, 4), ((6, 5), 0, 1), ((6, 5), 1, 1), ((6, 5), 0, 2), ((4, 7), 1, 3)],

@@ -11,6 +11,7 @@ Besides its products every operator reports
 - ``norm_bound()``: an upper bound on ||A||_2 (cached),
 - ``gram()``: A'A as a ``Gram`` when it is diagonal in the standard, Fourier or cosine basis,
 - ``gram_diagonal()``: diag(A'A) when it is cheap to compute exactly,
+- ``gram_matvec(x)``: A'A x (``fast_gram`` when it costs about one product: ``Convolve1D``),
 - ``to_sparse()``: the assembled matrix (for tests and fallbacks),
 - ``describe()``: a short name such as ``"conv2d(5x5, 192x192, circular)"``.
 
@@ -40,7 +41,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.fft as sfft
@@ -419,6 +420,13 @@ class LinOp(ABC):
         """A'y, shape (n,), for y of shape (m,)."""
         return self._rmatvec(_vector(y, self.shape[0], self, "rmatvec"))
 
+    #: Whether ``gram_matvec`` costs about one product (not a product with A and A').
+    fast_gram: ClassVar[bool] = False
+
+    def gram_matvec(self, x: np.ndarray) -> np.ndarray:
+        """A'A x, shape (n,), for x of shape (n,)."""
+        return self.rmatvec(self.matvec(x))
+
     def on(self, backend: Any) -> LinOp | DeviceOp:
         """The operator with products on ``backend``'s arrays (``cvxprox.backend``): itself
         on NumPy, else a ``DeviceOp`` whose data were moved to the device once.
@@ -483,6 +491,12 @@ class DeviceOp:
     def __init__(self, op: LinOp, matvec: Products, rmatvec: Products) -> None:
         self.op, self.shape = op, op.shape
         self.matvec, self.rmatvec = matvec, rmatvec
+
+    fast_gram = False
+
+    def gram_matvec(self, x: Any) -> Any:
+        """A'A x: the two products."""
+        return self.rmatvec(self.matvec(x))
 
     def norm_bound(self) -> float:
         """The host operator's bound on ||A||_2."""
@@ -1192,6 +1206,8 @@ class Convolve1D(LinOp):
     kernel : ndarray, shape (p,)
     """
 
+    fast_gram = True
+
     def __init__(self, kernel: np.ndarray, n: int) -> None:
         kernel = _real_array(kernel, "Convolve1D kernel")
         if kernel.ndim != 1:
@@ -1202,7 +1218,16 @@ class Convolve1D(LinOp):
         self._length = sfft.next_fast_len(out, real=True)
         self._transform = sfft.rfft(kernel, self._length)
         self._adjoint_transform = np.conj(self._transform)
+        self._gram_transform = np.abs(self._transform) ** 2
         super().__init__((out, n))
+
+    def gram_matvec(self, x: np.ndarray) -> np.ndarray:
+        """A'A x in one pair of real FFTs of length L: A x has no wrap-around at L, and
+        A' reads it back without any either, so A'A is the L-circulant of |rfft(kernel)|^2
+        cut to its first n rows and columns."""
+        x = _vector(x, self.shape[1], self, "gram_matvec")
+        L = self._length
+        return sfft.irfft(self._gram_transform * sfft.rfft(x, L), L)[: self.shape[1]]
 
     def _matvec(self, x: np.ndarray) -> np.ndarray:
         L = self._length
