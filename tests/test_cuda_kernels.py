@@ -101,10 +101,49 @@ def _dual(rng: np.random.Generator, dtype: type) -> tuple:
     return cuda_kernels.PDHG_DUAL_STEP, args, reference
 
 
+def _primal_halpern(diagonal: bool, bounded: bool) -> Case:
+    def case(rng: np.random.Generator, dtype: type) -> tuple:
+        spec, args, _ = _primal(diagonal, bounded)(rng, dtype)
+        coefficients = (0.93, -0.41, 0.48)
+        anchor = _vectors(rng, 1, dtype)[0]
+        x, kty, c, tau, *rest = _f64(args)
+        p = rest.pop(0) if diagonal else None
+        step = Backend.pdhg_primal_step(REFERENCE, x, kty, c, tau, p, rest or None)
+        step = step.astype(dtype).astype(np.float64)  # the next point combines x+ as stored
+        after = Backend.combine(REFERENCE, coefficients, [step, x, anchor.astype(np.float64)])
+        reference = (step, after)
+        spec = cuda_kernels.pdhg_primal_step(diagonal, bounded, True)
+        return spec, [*args, *coefficients, anchor], reference
+
+    return case
+
+
+def _dual_halpern(rng: np.random.Generator, dtype: type) -> tuple:
+    _, args, _ = _dual(rng, dtype)
+    coefficients = (0.93, -0.41, 0.48)
+    anchors = _vectors(rng, 2, dtype)
+    y, ax, kx, b, sigma, free = _f64(args)
+    anchor_y, anchor_kx = _f64(anchors)
+    step = Backend.pdhg_dual_step(REFERENCE, y, ax, kx, b, sigma, free)
+    step = step.astype(dtype).astype(np.float64)  # the next point combines y+ as stored
+    reference = (
+        step,
+        Backend.combine(REFERENCE, coefficients, [step, y, anchor_y]),
+        Backend.combine(REFERENCE, coefficients, [ax, kx, anchor_kx]),
+    )
+    return cuda_kernels.PDHG_DUAL_HALPERN, [*args, *coefficients, *anchors], reference
+
+
 CASES = {
     **{f"combine{k}": _combine(k) for k in range(1, 5)},
     **{f"primal_d{int(d)}_b{int(b)}": _primal(d, b) for d in (False, True) for b in (False, True)},
     "dual": _dual,
+    **{
+        f"primal_halpern_d{int(d)}_b{int(b)}": _primal_halpern(d, b)
+        for d in (False, True)
+        for b in (False, True)
+    },
+    "dual_halpern": _dual_halpern,
 }
 
 
@@ -115,9 +154,13 @@ def test_kernel_source_matches_the_reference(name: str, dtype: type) -> None:
     rng = np.random.default_rng(sum(map(ord, name)))
     spec, args, reference = CASES[name](rng, dtype)
     with np.errstate(invalid="ignore", over="ignore"):
-        kernel = cuda_emulator.run(spec, *args)
-        assert kernel.dtype == dtype and reference.dtype == np.float64
-        np.testing.assert_array_equal(kernel, reference.astype(dtype))
+        kernels = cuda_emulator.run(spec, *args)
+        if isinstance(kernels, np.ndarray):
+            kernels, reference = (kernels,), (reference,)
+        assert len(kernels) == len(reference)
+        for kernel, expected in zip(kernels, reference, strict=True):
+            assert kernel.dtype == dtype and expected.dtype == np.float64
+            np.testing.assert_array_equal(kernel, expected.astype(dtype))
 
 
 @requires_compiler
@@ -175,7 +218,13 @@ def test_fused_tv_trial_matches_the_array_iterations(bounded: bool) -> None:
 def test_kernel_sources_compile_with_nvcc(tmp_path: Path) -> None:
     """CUDA's compiler accepts every kernel in float and double (no GPU needed)."""
     specs = [cuda_kernels.combine(k) for k in range(1, 5)]
-    specs += [cuda_kernels.pdhg_primal_step(d, b) for d in (False, True) for b in (False, True)]
+    specs += [
+        cuda_kernels.pdhg_primal_step(d, b, h)
+        for d in (False, True)
+        for b in (False, True)
+        for h in (False, True)
+    ]
+    specs.append(cuda_kernels.PDHG_DUAL_HALPERN)
     specs += [cuda_kernels.PDHG_DUAL_STEP, cuda_kernels.TV_DUAL_GROUPS]
     specs.append(cuda_kernels.TV_PRIMAL_PIXELS)
     done = cuda_emulator.nvcc_compiles(specs, tmp_path)
@@ -185,8 +234,9 @@ def test_kernel_sources_compile_with_nvcc(tmp_path: Path) -> None:
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_cupy_backend_kernels_match_the_reference(dtype: type) -> None:
-    """``CuPyBackend.combine``, ``pdhg_primal_step`` and ``pdhg_dual_step`` run the
-    kernels above on the GPU and agree with the reference on the same data."""
+    """``CuPyBackend.combine``, ``pdhg_primal_step``, ``pdhg_dual_step`` and their
+    Halpern forms run the kernels above on the GPU and agree with the reference on the
+    same data."""
     cupy_options()
     backend = get_backend("cupy", "cuda", np.dtype(dtype).name)
     host = get_backend("numpy", "cpu", np.dtype(dtype).name)
@@ -215,3 +265,16 @@ def test_cupy_backend_kernels_match_the_reference(dtype: type) -> None:
         got = backend.pdhg_dual_step(*dev[4:], 1.7, backend.asmask(free))
         want = Backend.pdhg_dual_step(host, y, ax, kx, b, 1.7, free)
         np.testing.assert_allclose(backend.to_host(got), want, rtol=rtol)
+        coefficients = (0.93, -0.41, 0.48)
+        got = backend.pdhg_primal_halpern(
+            dev[0], dev[1], dev[2], 0.37, dev[3], dev_bounds, coefficients, dev[4]
+        )
+        want = Backend.pdhg_primal_halpern(host, x, kty, c, 0.37, p, bounds, coefficients, y)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(backend.to_host(g), w, rtol=rtol)
+        got = backend.pdhg_dual_halpern(
+            *dev[4:], 1.7, backend.asmask(free), coefficients, dev[0], dev[1]
+        )
+        want = Backend.pdhg_dual_halpern(host, y, ax, kx, b, 1.7, free, coefficients, x, kty)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(backend.to_host(g), w, rtol=rtol)

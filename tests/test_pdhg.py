@@ -434,6 +434,45 @@ def test_compiled_step_matches_the_array_step(quadratic: bool) -> None:
         z = compiled
 
 
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_halpern_iteration_fuses_the_next_point(quadratic: bool) -> None:
+    """On an LP (or a diagonal QP) with reflected Halpern steps, the fused updates form
+    the next point's x, y and K x in their passes (``_ConeProblem.iterate``): bit for bit
+    the step followed by ``_Epoch.advance``'s combination, across a restart."""
+    from cvxprox.solvers.pdhg import _Epoch, _plain_iteration  # noqa: PLC0415
+
+    rng = np.random.default_rng(9)
+    A, E = rng.standard_normal((12, 9)), rng.standard_normal((3, 9))
+    x = cp.Variable(9)
+    objective = rng.standard_normal(9) @ x + (cp.sum_squares(x) if quadratic else 0)
+    constraints = [A @ x <= rng.random(12), E @ x == E @ rng.random(9), x >= -1, x <= 2]
+    prob = cp.Problem(cp.Minimize(objective), constraints)
+    opts = SolverOptions.from_kwargs({"eps_abs": 1e-6, "eps_rel": 1e-6})
+    program = presolve(_program(prob)).program
+    problem = _ConeProblem(program, opts, get_backend(), time.perf_counter())
+    assert problem.scheme.halpern and not problem.scheme.average
+    start, omega = problem.initial(None)
+    tau, sigma, gamma = _step_sizes(omega, problem.norm_K, 0.0, problem.scheme.relaxation)
+    fused = _Epoch(problem.backend, problem.scheme, start)
+    plain = _Epoch(problem.backend, problem.scheme, start)
+    for k in range(12):
+        if k == 6:
+            point = problem.point(
+                rng.standard_normal(start.x.shape), rng.standard_normal(start.y.shape)
+            )
+            fused.restart(point)
+            plain.restart(point)
+        step, _, advanced = problem.iterate(fused, start, tau, sigma, gamma)
+        assert advanced is not None
+        fused.advance(step.point, gamma, advanced)
+        reference, _, none = _plain_iteration(problem, plain, start, tau, sigma)
+        assert none is None
+        plain.advance(reference.point, gamma)
+        for name in ("x", "y", "Kx", "Kty"):
+            assert np.array_equal(getattr(step.point, name), getattr(reference.point, name))
+            assert np.array_equal(getattr(fused.z, name), getattr(plain.z, name)), (k, name)
+
+
 def test_polar_free_rows() -> None:
     cone = ProductCone([ZeroCone(2), NonnegCone(3), ZeroCone(1)])
     assert pdhg._polar_free_rows(cone).tolist() == [1, 1, 0, 0, 0, 1]

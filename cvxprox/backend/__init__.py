@@ -143,6 +143,45 @@ class Backend:
         v = y + sigma * (2.0 * ax - kx - b)
         return xp.where(free, v, xp.minimum(v, 0.0))
 
+    def pdhg_primal_halpern(
+        self,
+        x: Array,
+        kty: Array,
+        c: Array,
+        tau: float,
+        p: Array | None,
+        bounds: tuple[Array, Array] | None,
+        coefficients: tuple[float, float, float],
+        anchor: Array,
+    ) -> tuple[Array, Array]:
+        """(x+, the next Halpern point's x): ``pdhg_primal_step`` and, with coefficients
+        (a, b, e), ``combine([a, b, e], [x+, x, anchor])``. A backend with a fused kernel
+        forms both in one pass."""
+        step = self.pdhg_primal_step(x, kty, c, tau, p, bounds)
+        return step, self.combine(coefficients, [step, x, anchor])
+
+    def pdhg_dual_halpern(
+        self,
+        y: Array,
+        ax: Array,
+        kx: Array,
+        b: Array,
+        sigma: float,
+        free: Array,
+        coefficients: tuple[float, float, float],
+        anchor_y: Array,
+        anchor_kx: Array,
+    ) -> tuple[Array, Array, Array]:
+        """(y+, the next Halpern point's y and K x): ``pdhg_dual_step`` and, with
+        coefficients (a, b, e), ``combine([a, b, e], [y+, y, anchor_y])`` and
+        ``combine([a, b, e], [A x+, K x, anchor_kx])``."""
+        step = self.pdhg_dual_step(y, ax, kx, b, sigma, free)
+        return (
+            step,
+            self.combine(coefficients, [step, y, anchor_y]),
+            self.combine(coefficients, [ax, kx, anchor_kx]),
+        )
+
     def dual_tv_trial(
         self,
         grid: Any,

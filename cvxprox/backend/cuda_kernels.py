@@ -42,11 +42,15 @@ def combine(count: int) -> Elementwise:
     return Elementwise(params, "T out", f"out = {terms};", f"cvxprox_combine{count}")
 
 
+_HALPERN = "float64 a, float64 b_point, float64 e"
+
+
 @cache
-def pdhg_primal_step(diagonal: bool, bounded: bool) -> Elementwise:
+def pdhg_primal_step(diagonal: bool, bounded: bool, halpern: bool = False) -> Elementwise:
     """x+ = proj_[l, u]((x - tau (c + K'y)) / (1 + tau p)) (``Backend.pdhg_primal_step``),
     with the division only when ``diagonal`` (p given) and the projection only when
-    ``bounded`` (l, u given)."""
+    ``bounded`` (l, u given); with ``halpern`` also the next Halpern point's x,
+    (a x+ + b x) + e anchor (``Backend.pdhg_primal_halpern``)."""
     params = ["T x", "T kty", "T c", "float64 tau"]
     body = ["double v = x - tau * ((double)c + kty);"]
     if diagonal:
@@ -57,8 +61,16 @@ def pdhg_primal_step(diagonal: bool, bounded: bool) -> Elementwise:
         body.append("v = v < lower ? (double)lower : v;")
         body.append("v = v > upper ? (double)upper : v;")
     body.append("out = v;")
-    name = f"cvxprox_pdhg_primal{'_diagonal' if diagonal else ''}{'_bounded' if bounded else ''}"
-    return Elementwise(", ".join(params), "T out", "\n".join(body), name)
+    outputs = "T out"
+    if halpern:
+        params += [_HALPERN, "T anchor"]
+        body.append("after = (a * (double)(T)v + b_point * x) + e * anchor;")
+        outputs = "T out, T after"
+    name = (
+        f"cvxprox_pdhg_primal{'_diagonal' if diagonal else ''}{'_bounded' if bounded else ''}"
+        f"{'_halpern' if halpern else ''}"
+    )
+    return Elementwise(", ".join(params), outputs, "\n".join(body), name)
 
 
 PDHG_DUAL_STEP = Elementwise(
@@ -69,6 +81,20 @@ PDHG_DUAL_STEP = Elementwise(
 )
 """y+ = v on free rows, min(v, 0) elsewhere, v = y + sigma (2 A x+ - K x - b)
 (``Backend.pdhg_dual_step``)."""
+
+PDHG_DUAL_HALPERN = Elementwise(
+    f"T y, T ax, T kx, T b, float64 sigma, bool free, {_HALPERN}, T anchor_y, T anchor_kx",
+    "T out, T after, T after_kx",
+    """double v = y + sigma * (2.0 * ax - kx - b);
+    v = (free || !(v > 0.0)) ? v : 0.0;
+    out = v;
+    after = (a * (double)(T)v + b_point * y) + e * anchor_y;
+    after_kx = (a * ax + b_point * kx) + e * anchor_kx;""",
+    "cvxprox_pdhg_dual_halpern",
+)
+"""``PDHG_DUAL_STEP`` and the next Halpern point's y and K x,
+(a y+ + b y) + e anchor_y and (a A x+ + b K x) + e anchor_kx
+(``Backend.pdhg_dual_halpern``)."""
 
 
 # Dual FISTA's trial step on 2-D isotropic TV (``cvxprox.solvers.dual_fista``,

@@ -94,6 +94,44 @@ class CuPyBackend(Backend):
         """One kernel (``cuda_kernels.PDHG_DUAL_STEP``)."""
         return _kernel(cuda_kernels.PDHG_DUAL_STEP)(y, ax, kx, b, float(sigma), free)
 
+    def pdhg_primal_halpern(
+        self,
+        x: Array,
+        kty: Array,
+        c: Array,
+        tau: float,
+        p: Array | None,
+        bounds: tuple[Array, Array] | None,
+        coefficients: tuple[float, float, float],
+        anchor: Array,
+    ) -> tuple[Array, Array]:
+        """One kernel (``cuda_kernels.pdhg_primal_step`` with ``halpern``)."""
+        spec = cuda_kernels.pdhg_primal_step(p is not None, bounds is not None, True)
+        args = [x, kty, c, float(tau)]
+        if p is not None:
+            args.append(p)
+        if bounds is not None:
+            args += list(bounds)
+        return _kernel(spec)(*args, *(float(a) for a in coefficients), anchor)
+
+    def pdhg_dual_halpern(
+        self,
+        y: Array,
+        ax: Array,
+        kx: Array,
+        b: Array,
+        sigma: float,
+        free: Array,
+        coefficients: tuple[float, float, float],
+        anchor_y: Array,
+        anchor_kx: Array,
+    ) -> tuple[Array, Array, Array]:
+        """One kernel (``cuda_kernels.PDHG_DUAL_HALPERN``)."""
+        return _kernel(cuda_kernels.PDHG_DUAL_HALPERN)(
+            y, ax, kx, b, float(sigma), free, *(float(a) for a in coefficients),
+            anchor_y, anchor_kx,
+        )  # fmt: skip
+
     def dual_tv_trial(
         self,
         grid: Any,

@@ -14,7 +14,12 @@ import scipy.sparse as sp
 
 from cvxprox.backend import Array, Backend
 from cvxprox.backend.jit.combine import combine2, combine3
-from cvxprox.backend.jit.pdhg import dual_step, primal_step
+from cvxprox.backend.jit.pdhg import (
+    dual_step,
+    dual_step_halpern,
+    primal_step,
+    primal_step_halpern,
+)
 
 _EMPTY = np.zeros(0)
 
@@ -77,6 +82,45 @@ class NumPyBackend(Backend):
         if self.dtype != np.float64:
             return super().pdhg_dual_step(y, ax, kx, b, sigma, free)
         return dual_step(y, ax, kx, b, sigma, free)
+
+    def pdhg_primal_halpern(
+        self,
+        x: Array,
+        kty: Array,
+        c: Array,
+        tau: float,
+        p: Array | None,
+        bounds: tuple[Array, Array] | None,
+        coefficients: tuple[float, float, float],
+        anchor: Array,
+    ) -> tuple[Array, Array]:
+        """One compiled pass in float64 (``cvxprox.backend.jit.pdhg``), bit for bit the
+        reference."""
+        if self.dtype != np.float64:
+            return super().pdhg_primal_halpern(x, kty, c, tau, p, bounds, coefficients, anchor)
+        lower, upper = bounds if bounds is not None else (_EMPTY, _EMPTY)
+        p = _EMPTY if p is None else p
+        return primal_step_halpern(x, kty, c, tau, p, lower, upper, *coefficients, anchor)
+
+    def pdhg_dual_halpern(
+        self,
+        y: Array,
+        ax: Array,
+        kx: Array,
+        b: Array,
+        sigma: float,
+        free: Array,
+        coefficients: tuple[float, float, float],
+        anchor_y: Array,
+        anchor_kx: Array,
+    ) -> tuple[Array, Array, Array]:
+        """One compiled pass in float64 (``cvxprox.backend.jit.pdhg``), bit for bit the
+        reference."""
+        if self.dtype != np.float64:
+            return super().pdhg_dual_halpern(
+                y, ax, kx, b, sigma, free, coefficients, anchor_y, anchor_kx
+            )
+        return dual_step_halpern(y, ax, kx, b, sigma, free, *coefficients, anchor_y, anchor_kx)
 
     def csr(self, a: sp.sparray | sp.spmatrix) -> Any:
         return sp.csr_matrix(a, dtype=self.dtype)

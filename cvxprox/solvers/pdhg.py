@@ -340,11 +340,15 @@ class _Epoch:
         elif not self.scheme.halpern:
             self.z = _combination(self.backend, (1.0 + gamma, Tz), (-gamma, self.z))
         else:
-            w = (self.k + 1) / (self.k + 2)
-            self.z = _combination(
-                self.backend, (w * (1.0 + gamma), Tz), (-w * gamma, self.z), (1.0 - w, self.anchor)
-            )
+            a, b, e = self.halpern_coefficients(gamma)
+            self.z = _combination(self.backend, (a, Tz), (b, self.z), (e, self.anchor))
         self.k += 1
+
+    def halpern_coefficients(self, gamma: float) -> tuple[float, float, float]:
+        """(w (1 + gamma), -w gamma, 1 - w), w = (k+1)/(k+2): the weights of T(z), z and
+        the anchor in the next reflected Halpern point."""
+        w = (self.k + 1) / (self.k + 2)
+        return w * (1.0 + gamma), -w * gamma, 1.0 - w
 
 
 @dataclass
@@ -581,9 +585,29 @@ class _ConeProblem:
     def iterate(
         self, epoch: _Epoch, average: _Point, tau: float, sigma: float, gamma: float
     ) -> tuple[_Step, _Point, _Point | None]:
-        """T(z) of the epoch's z, the running average, and the epoch's next point or None
-        (``_plain_iteration``)."""
-        return _plain_iteration(self, epoch, average, tau, sigma)
+        """T(z) of the epoch's z, the running average, and the epoch's next point: where
+        the step is the backend's two fused updates (``_polar_free``, no P) and the scheme
+        reflected Halpern without the average, the updates also form the next point's x,
+        y and K x (``Backend.pdhg_primal_halpern``, ``pdhg_dual_halpern``; bit for bit
+        ``_Epoch.advance``), and K'y takes one ``Backend.combine``; else
+        ``_plain_iteration``."""
+        free, backend, scheme = self._polar_free, self.backend, self.scheme
+        if free is None or self.P is not None or not scheme.halpern or scheme.average:
+            return _plain_iteration(self, epoch, average, tau, sigma)
+        z, anchor = epoch.z, epoch.anchor
+        coefficients = epoch.halpern_coefficients(gamma)
+        bounds = (self.bounds.lo, self.bounds.hi) if self.bounds.active else None
+        x, x_next = backend.pdhg_primal_halpern(
+            z.x, z.Kty, self.c, tau, self.p, bounds, coefficients, anchor.x
+        )
+        Ax = self.A @ x
+        y, y_next, Kx_next = backend.pdhg_dual_halpern(
+            z.y, Ax, z.Kx, self.b, sigma, free, coefficients, anchor.y, anchor.Kx
+        )
+        Aty = self.At @ y
+        Kty_next = backend.combine(coefficients, [Aty, z.Kty, anchor.Kty])
+        step = _Step(_Point(x, y, Ax, Aty, None))
+        return step, average, _Point(x_next, y_next, Kx_next, Kty_next, None)
 
     def step(self, z: _Point, tau: float, sigma: float) -> _Step:
         """T(z) (module docstring), 1 product with each of A, A', P; the backend's fused

@@ -10,13 +10,34 @@ With z = (x, y) and the stored products K'y, K x:
 
 with the product A x+ between the two passes (SciPy). The arithmetic is the reference's,
 operation for operation, so the two agree bit for bit; the passes save the five
-temporaries and the member-by-member cone dispatch of the NumPy expression.
+temporaries and the member-by-member cone dispatch of the NumPy expression. The
+``_halpern`` forms also write, in the same pass, the next point of the reflected Halpern
+iteration, (a T(z) + b z) + e anchor, for x, y and K x (``NumPyBackend.pdhg_primal_halpern``,
+``pdhg_dual_halpern``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+
+@njit(cache=True, inline="always")
+def _primal_value(x_j, kty_j, c_j, tau, p, lower, upper, j, diagonal, bounded):  # noqa: ANN001, ANN202, PLR0913
+    """x+_j (module docstring)."""
+    v = x_j - tau * (c_j + kty_j)
+    if diagonal:
+        v = v / (1.0 + tau * p[j])
+    if bounded:
+        v = min(max(v, lower[j]), upper[j])
+    return v
+
+
+@njit(cache=True, inline="always")
+def _dual_value(y_i, ax_i, kx_i, b_i, sigma, free_i):  # noqa: ANN001, ANN202
+    """y+_i (module docstring)."""
+    v = y_i + sigma * (2.0 * ax_i - kx_i - b_i)
+    return v if free_i else min(v, 0.0)
 
 
 @njit(cache=True)
@@ -35,12 +56,7 @@ def primal_step(
     diagonal = p.shape[0] > 0
     bounded = lower.shape[0] > 0
     for j in range(x.shape[0]):
-        v = x[j] - tau * (c[j] + kty[j])
-        if diagonal:
-            v = v / (1.0 + tau * p[j])
-        if bounded:
-            v = min(max(v, lower[j]), upper[j])
-        out[j] = v
+        out[j] = _primal_value(x[j], kty[j], c[j], tau, p, lower, upper, j, diagonal, bounded)
     return out
 
 
@@ -51,6 +67,59 @@ def dual_step(
     """y+ (m,); ``free`` (m,) bool: the zero-cone rows, whose polar is all of R."""
     out = np.empty_like(y)
     for i in range(y.shape[0]):
-        v = y[i] + sigma * (2.0 * ax[i] - kx[i] - b[i])
-        out[i] = v if free[i] else min(v, 0.0)
+        out[i] = _dual_value(y[i], ax[i], kx[i], b[i], sigma, free[i])
     return out
+
+
+@njit(cache=True)
+def primal_step_halpern(  # noqa: PLR0913
+    x: np.ndarray,
+    kty: np.ndarray,
+    c: np.ndarray,
+    tau: float,
+    p: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    a: float,
+    b: float,
+    e: float,
+    anchor: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x+, the next point's x = (a x+ + b x) + e anchor), in one pass (the order of
+    ``cvxprox.backend.jit.combine.combine3``)."""
+    out = np.empty_like(x)
+    after = np.empty_like(x)
+    diagonal = p.shape[0] > 0
+    bounded = lower.shape[0] > 0
+    for j in range(x.shape[0]):
+        v = _primal_value(x[j], kty[j], c[j], tau, p, lower, upper, j, diagonal, bounded)
+        out[j] = v
+        after[j] = (a * v + b * x[j]) + e * anchor[j]
+    return out, after
+
+
+@njit(cache=True)
+def dual_step_halpern(  # noqa: PLR0913
+    y: np.ndarray,
+    ax: np.ndarray,
+    kx: np.ndarray,
+    bvec: np.ndarray,
+    sigma: float,
+    free: np.ndarray,
+    a: float,
+    b: float,
+    e: float,
+    anchor_y: np.ndarray,
+    anchor_kx: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y+, the next point's y = (a y+ + b y) + e anchor_y and its K x = (a A x+ + b K x)
+    + e anchor_kx), in one pass."""
+    out = np.empty_like(y)
+    after = np.empty_like(y)
+    after_kx = np.empty_like(y)
+    for i in range(y.shape[0]):
+        v = _dual_value(y[i], ax[i], kx[i], bvec[i], sigma, free[i])
+        out[i] = v
+        after[i] = (a * v + b * y[i]) + e * anchor_y[i]
+        after_kx[i] = (a * ax[i] + b * kx[i]) + e * anchor_kx[i]
+    return out, after, after_kx
