@@ -94,7 +94,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.backend import Backend
-from cvxprox.backend.jit.dual_tv import FusedTVIterations, tv_grid
+from cvxprox.backend.jit.dual_tv import FusedTVIterations, TVGrid, tv_grid
 from cvxprox.functions.prox import Quadratic, SumSquares
 from cvxprox.ir.program import Program, Term
 from cvxprox.operators.linops import Compose, Diagonal, VStack
@@ -399,13 +399,15 @@ class DualFISTA(Algorithm):
         L: float,
         L_min: float,
         fuse: bool | None = None,
+        grid: TVGrid | None = None,
     ) -> DualIterations | FusedTVIterations:
         """The iterations from y at the trial constant L. When the prox terms are 2-D
         total variation in a form ``tv_grid`` knows and ``fuse`` is True (None: on NumPy
         from ``FUSED_FROM`` pixels, on other backends always): on NumPy the whole loop
         compiled (``cvxprox.backend.jit.dual_tv``), elsewhere ``DualIterations`` with the
         backend's fused trial step (``Backend.dual_tv_trial``; None where it has none).
-        Else ``DualIterations``, the reference."""
+        Else ``DualIterations``, the reference. ``grid``: the prox terms' ``TVGrid``
+        when the caller knows it (a solver calling this at every step)."""
         n = program.n
         if bounds is not None:
             lower, upper = (
@@ -415,7 +417,9 @@ class DualFISTA(Algorithm):
             bounds = (np.broadcast_to(lower, (n,)).copy(), np.broadcast_to(upper, (n,)).copy())
         if fuse is None:
             fuse = n >= FUSED_FROM or backend.name != "numpy"
-        grid = tv_grid([program.terms[k] for k in prox_at], n) if fuse else None
+        if grid is None and fuse:
+            grid = tv_grid([program.terms[k] for k in prox_at], n)
+        grid = grid if fuse else None
         if grid is not None and backend.name == "numpy":
             rule = (_DECREASE, _BACKTRACK, _MAX_BACKTRACKS)
             return FusedTVIterations(grid, smooth.q, smooth.H, bounds, y, L, L_min, rule)

@@ -234,6 +234,7 @@ class TVProxTerm:
         self.units, self.backend = backend.asarray(units), backend
         self.eps_abs, self.eps_rel = options.eps_abs, options.eps_rel
         self.K = ProxTerms([term], term.op.shape[1], backend)
+        self.grid = tv_grid([program.terms[position]], program.n)
         self.y = backend.zeros(term.op.shape[0])
         self.accuracy = _INNER_START
         self.inner_iterations = 0
@@ -258,7 +259,7 @@ class TVProxTerm:
         L = _TV_NORM_SQUARED * t
         steps = DualFISTA.iterations(
             self.program, backend, self.K, _Quadratic(q, H), [self.position], None, self.y,
-            L, _L_FLOOR * L, fuse=True,
+            L, _L_FLOOR * L, fuse=True, grid=self.grid,
         )  # fmt: skip
         done = 0
         while True:
