@@ -54,3 +54,30 @@ def test_without_a_gpu_it_says_what_is_missing() -> None:
         gpu.main(["--sections", "lp"])
     with pytest.raises(SystemExit):
         gpu.main(["--sections", "nonsense"])
+
+
+def test_every_section_runs_with_the_cpu_standing_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole script on tiny sizes with the CPU in the GPU runs' place (no GPU here):
+    every section prints its table, a failing run becomes a row, and the report is
+    written; so that a GPU machine's minutes are not spent on the script's own errors."""
+    monkeypatch.setattr(gpu, "check_cuda", lambda: "CPU standing in")
+    monkeypatch.setattr(gpu, "peak_bandwidth", lambda override: (1e11, "test"))
+    monkeypatch.setattr(
+        gpu,
+        "gpu_runs",
+        lambda time_limit, extra: [("cpu as gpu", {"time_limit": time_limit, **extra})],
+    )
+    out = tmp_path / "gpu.md"
+    argv = ["--lp-sizes", "2x24", "--image-sizes", "16", "--batch", "3", "--threads", "1",
+            "--time-limit", "20", "--cpu-time-limit", "20", "--out", str(out)]  # fmt: skip
+    assert gpu.main(argv) == 0
+    text = out.read_text()
+    for title in ("Energy LP", "2-D TV denoising", "2-D TV deblurring", "Batched lasso layer"):
+        assert f"## {title}" in text
+    rows = [line for line in text.splitlines() if line.startswith("| energy 2x24")]
+    assert any("HiGHS" in row and "optimal" in row for row in rows)
+    assert any("cpu as gpu" in row and "optimal" in row for row in rows)
+    assert text.count("| 16x16 | cpu as gpu | optimal") == 2
+    assert "| cpu | cpu (default) | optimal" in text
