@@ -38,9 +38,10 @@ memory clock and bus width, else ``PEAK_GBS`` by its name, else ``--peak-gbs``).
 CUDA or CuPy the script exits at once with a message saying what is missing.
 
 On a GPU machine lent for a few minutes, the GPU tests and a run that fits in about
-eight minutes (cuPDLPx built from its source with CMake first)::
+eight minutes (cuPDLPx's command line built from its source first: its Makefile's
+``build`` target, which needs nvcc and zlib)::
 
-    cmake -S cuPDLPx -B cuPDLPx/build -DCMAKE_BUILD_TYPE=Release && cmake --build cuPDLPx/build -j
+    make -C cuPDLPx build CUDA_HOME=$(dirname $(dirname $(which nvcc)))
     python -m pytest -q -m gpu tests/
     python -m compare.gpu --time-limit 30 --cpu-time-limit 20 --cupdlpx cuPDLPx/build/cupdlpx
 """
