@@ -117,11 +117,13 @@ def kernel_source(spec: Elementwise, t: np.dtype, is_array: list[bool], cuda: bo
     )
 
 
-def run(spec: Elementwise, *args: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+def run(
+    spec: Elementwise, *args: Any, size: int | None = None
+) -> np.ndarray | tuple[np.ndarray, ...]:
     """The kernel ``spec`` applied to ``args`` (NumPy arrays and Python scalars in the
     order of ``spec.in_params``, then optionally the outputs), as
-    ``cupy.ElementwiseKernel(...)(*args)`` on NumPy arrays: the output, or the tuple of
-    outputs."""
+    ``cupy.ElementwiseKernel(...)(*args, size=size)`` on NumPy arrays: the output, or the
+    tuple of outputs. ``size``: the element count when every array is raw."""
     inputs, outputs = _params(spec.in_params), _params(spec.out_params)
     if len(args) not in (len(inputs), len(inputs) + len(outputs)):
         raise TypeError(f"{spec.name} takes {len(inputs)} arguments, got {len(args)}")
@@ -129,6 +131,8 @@ def run(spec: Elementwise, *args: Any) -> np.ndarray | tuple[np.ndarray, ...]:
     params = inputs + outputs[: len(given)]
     arrays = [a for (_, _, raw), a in zip(params, args, strict=True) if not raw]
     shapes = {a.shape for a in arrays if isinstance(a, np.ndarray)}
+    if size is not None:
+        shapes.add((size,))
     if len(shapes) != 1:
         raise ValueError(f"{spec.name}: non-raw arrays of one shape only, got {sorted(shapes)}")
     (shape,) = shapes

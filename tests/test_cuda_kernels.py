@@ -21,6 +21,7 @@ import pytest
 from device_options import cupy_options
 from test_dual_tv import ITERATIONS, _problem, _program
 
+import cvxprox
 from cvxprox.backend import Backend, cuda_kernels, get_backend
 from cvxprox.backend.jit.dual_tv import tv_grid
 from cvxprox.solvers.common.terms import TermLayout
@@ -214,6 +215,39 @@ def test_fused_tv_trial_matches_the_array_iterations(bounded: bool) -> None:
         assert np.linalg.norm(a - b) <= 1e-10 * np.linalg.norm(b), name
 
 
+@requires_compiler
+@pytest.mark.parametrize(("combine", "average"), [(False, False), (True, False), (True, True)])
+def test_tv_pdhg_kernels_match_the_compiled_step(combine: bool, average: bool) -> None:
+    """PDHG on 2-D TV in a box (TV inpainting, 11 x 11) by the three kernels
+    (``cuda_kernels.tv_pdhg_iteration``, emulated) against the compiled NumPy pass
+    (``NumPyBackend.tv_pdhg_iteration``): the step, the next KM point and the next running
+    average, bit for bit."""
+    from compare.suites.structured import build_tv_inpainting  # noqa: PLC0415
+    from cvxprox.solvers.pdhg import tv_in_a_box  # noqa: PLC0415
+
+    program = cvxprox.compile(build_tv_inpainting(size=11)).program
+    grid = tv_in_a_box(program)
+    assert grid is not None
+    rng = np.random.default_rng(4)
+    n, m = program.n, 2 * (grid.rows - 1) * (grid.cols - 1)
+    x, kty, c = (rng.standard_normal(n) for _ in range(3))
+    y, kx = rng.standard_normal(m), rng.standard_normal(m)
+    lower, upper = (
+        np.full(n, fill) if bound is None else np.broadcast_to(bound, (n,)).astype(np.float64)
+        for bound, fill in ((program.l, -np.inf), (program.u, np.inf))
+    )
+    mean = tuple(rng.standard_normal(k) for k in (n, m, m, n)) if average else None
+    combination = (1.9, -0.9, mean, 0.75, 0.25) if combine else None
+    weight = np.asarray(grid.w0, dtype=np.float64)
+    args = (grid, weight, x, kty, y, kx, c, lower, upper, 0.37, 1.3, combination)
+    compiled = REFERENCE.tv_pdhg_iteration(*args)
+    emulated = cuda_kernels.tv_pdhg_iteration(cuda_emulator.run, np, *args)
+    assert len(compiled) == len(emulated) == 13
+    for k, (a, b) in enumerate(zip(emulated, compiled, strict=True)):
+        assert a.shape == b.shape, k
+        np.testing.assert_array_equal(a, b, err_msg=str(k))
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="no nvcc")
 def test_kernel_sources_compile_with_nvcc(tmp_path: Path) -> None:
     """CUDA's compiler accepts every kernel in float and double (no GPU needed)."""
@@ -225,6 +259,15 @@ def test_kernel_sources_compile_with_nvcc(tmp_path: Path) -> None:
         for h in (False, True)
     ]
     specs.append(cuda_kernels.PDHG_DUAL_HALPERN)
+    specs += [
+        make(combine, average)
+        for make in (
+            cuda_kernels.tv_pdhg_pixels_x,
+            cuda_kernels.tv_pdhg_groups,
+            cuda_kernels.tv_pdhg_pixels_kty,
+        )
+        for combine, average in ((False, False), (True, False), (True, True))
+    ]
     specs += [cuda_kernels.PDHG_DUAL_STEP, cuda_kernels.TV_DUAL_GROUPS]
     specs.append(cuda_kernels.TV_PRIMAL_PIXELS)
     done = cuda_emulator.nvcc_compiles(specs, tmp_path)

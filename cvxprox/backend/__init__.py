@@ -182,6 +182,28 @@ class Backend:
             self.combine(coefficients, [ax, kx, anchor_kx]),
         )
 
+    def tv_pdhg_iteration(
+        self,
+        grid: Any,
+        weight: Array,
+        x: Array,
+        kty: Array,
+        y: Array,
+        kx: Array,
+        c: Array,
+        lower: Array,
+        upper: Array,
+        tau: float,
+        s: float,
+        combination: tuple | None = None,
+    ) -> tuple | None:
+        """PDHG's step on 2-D TV in a box (``cvxprox.backend.jit.pdhg_tv``) for the
+        ``TVGrid`` ``grid`` with the discs' radii ``weight`` on the device, and with
+        ``combination`` = (a_step, a_point, average or None, a_average, a_new) the next
+        KM point and running average in the same passes: ``tv_pdhg_iteration``'s
+        13-tuple. None where the backend has no fused form (the array step runs)."""
+        return None
+
     def dual_tv_trial(
         self,
         grid: Any,

@@ -259,3 +259,171 @@ class TVDualTrial:
         )  # fmt: skip
         sums = xp.stack([dd.sum(), rd.sum(), descent.sum()]).tolist()
         return y_new, Kty_new, (sums[0], sums[1], sums[2]), z if last else None
+
+
+# PDHG's iteration on 2-D TV in a box (``cvxprox.backend.jit.pdhg_tv.tv_pdhg_iteration``,
+# the same layout as the TV kernels above) as three kernels: x+ over the pixels, the pairs
+# over the groups, K'y+ over the pixels; with ``combine`` each also forms its fields of the
+# next KM point, a_step T + a_point z, and with ``average`` of the next running average,
+# a_average average + a_new T. Comparisons are written as Python's min and max decide, so
+# that the arithmetic is the compiled NumPy step's, operation for operation.
+_COMBINE = "float64 a_step, float64 a_point"
+_AVERAGE = "float64 a_average, float64 a_new"
+_TINY_LITERAL = "2.2250738585072014e-308"
+
+
+@cache
+def tv_pdhg_pixels_x(combine: bool, average: bool) -> Elementwise:
+    """x+ = clip(x - tau (c + K'y), l, u), and its combinations."""
+    params = ["T x", "T kty", "T c", "T lower", "T upper", "float64 tau"]
+    outputs = ["T x_new"]
+    body = [
+        "double v = x - tau * ((double)c + kty);",
+        "v = lower > v ? (double)lower : v;",
+        "v = upper < v ? (double)upper : v;",
+        "x_new = v;",
+    ]
+    if combine:
+        params.append(_COMBINE)
+        outputs.append("T x_next")
+        body.append("x_next = a_step * v + a_point * x;")
+    if average:
+        params += ["T x_average", _AVERAGE]
+        outputs.append("T x_mean")
+        body.append("x_mean = a_average * x_average + a_new * v;")
+    name = f"cvxprox_tv_pdhg_x{'_combine' if combine else ''}{'_average' if average else ''}"
+    return Elementwise(", ".join(params), ", ".join(outputs), "\n".join(body), name)
+
+
+@cache
+def tv_pdhg_groups(combine: bool, average: bool) -> Elementwise:
+    """Per group g: (K x+)_g, y+_g (the projection of y_g + s (2 K x+ - K x)_g onto the
+    disc of radius w_g), z_g = (w - y+_g) / s, and their combinations; all arrays raw
+    (pairs at 2g, 2g + 1), run over the groups (``size``)."""
+    params = ["raw T x_new", "raw T y", "raw T kx", "raw T w", "int64 rows", "float64 s",
+              "bool one_weight"]  # fmt: skip
+    outputs = ["raw T kx_new", "raw T y_new", "raw T z"]
+    body = [
+        "const long long r1 = rows - 1;",
+        "const long long p = i % r1 + rows * (i / r1);",
+        "const double a0 = (double)x_new[p + rows] - x_new[p];",
+        "const double a1 = (double)x_new[p + 1] - x_new[p];",
+        "kx_new[2 * i] = a0;",
+        "kx_new[2 * i + 1] = a1;",
+        "const double w0 = y[2 * i] + s * (2.0 * a0 - kx[2 * i]);",
+        "const double w1 = y[2 * i + 1] + s * (2.0 * a1 - kx[2 * i + 1]);",
+        "const double w_g = one_weight ? (double)w[0] : (double)w[i];",
+        "double norm = sqrt(w0 * w0 + w1 * w1);",
+        "norm = w_g > norm ? w_g : norm;",
+        f"norm = {_TINY_LITERAL} > norm ? {_TINY_LITERAL} : norm;",
+        "const double scale = w_g / norm;",
+        "const double y0 = w0 * scale, y1 = w1 * scale;",
+        "y_new[2 * i] = y0;",
+        "y_new[2 * i + 1] = y1;",
+        "z[2 * i] = (w0 - y0) / s;",
+        "z[2 * i + 1] = (w1 - y1) / s;",
+    ]
+    if combine:
+        params.append(_COMBINE)
+        outputs += ["raw T y_next", "raw T kx_next"]
+        body += [
+            "y_next[2 * i] = a_step * y0 + a_point * y[2 * i];",
+            "y_next[2 * i + 1] = a_step * y1 + a_point * y[2 * i + 1];",
+            "kx_next[2 * i] = a_step * a0 + a_point * kx[2 * i];",
+            "kx_next[2 * i + 1] = a_step * a1 + a_point * kx[2 * i + 1];",
+        ]
+    if average:
+        params += ["raw T y_average", "raw T kx_average", _AVERAGE]
+        outputs += ["raw T y_mean", "raw T kx_mean"]
+        body += [
+            "y_mean[2 * i] = a_average * y_average[2 * i] + a_new * y0;",
+            "y_mean[2 * i + 1] = a_average * y_average[2 * i + 1] + a_new * y1;",
+            "kx_mean[2 * i] = a_average * kx_average[2 * i] + a_new * a0;",
+            "kx_mean[2 * i + 1] = a_average * kx_average[2 * i + 1] + a_new * a1;",
+        ]
+    name = f"cvxprox_tv_pdhg_groups{'_combine' if combine else ''}{'_average' if average else ''}"
+    return Elementwise(", ".join(params), ", ".join(outputs), "\n".join(body), name)
+
+
+@cache
+def tv_pdhg_pixels_kty(combine: bool, average: bool) -> Elementwise:
+    """(K'y+)_p, and its combinations."""
+    params = ["raw T y_new", "T kty", "int64 rows", "int64 cols"]
+    outputs = ["T kty_new"]
+    body = [
+        "const long long r1 = rows - 1;",
+        "const long long row = i % rows, col = i / rows;",
+        "const long long g = row + r1 * col;",
+        "double t = 0.0;",
+        "if (col > 0 && row < r1) t += y_new[2 * (g - r1)];",
+        "if (row > 0 && col < cols - 1) t += y_new[2 * (g - 1) + 1];",
+        "if (row < r1 && col < cols - 1) {",
+        "    t -= y_new[2 * g];",
+        "    t -= y_new[2 * g + 1];",
+        "}",
+        "kty_new = t;",
+    ]
+    if combine:
+        params.append(_COMBINE)
+        outputs.append("T kty_next")
+        body.append("kty_next = a_step * t + a_point * kty;")
+    if average:
+        params += ["T kty_average", _AVERAGE]
+        outputs.append("T kty_mean")
+        body.append("kty_mean = a_average * kty_average + a_new * t;")
+    name = f"cvxprox_tv_pdhg_kty{'_combine' if combine else ''}{'_average' if average else ''}"
+    return Elementwise(", ".join(params), ", ".join(outputs), "\n".join(body), name)
+
+
+def tv_pdhg_iteration(
+    launch: Callable[..., Any],
+    module: Any,
+    grid: Any,
+    weight: Any,
+    x: Any,
+    kty: Any,
+    y: Any,
+    kx: Any,
+    c: Any,
+    lower: Any,
+    upper: Any,
+    tau: float,
+    s: float,
+    combination: tuple | None,
+) -> tuple:
+    """``cvxprox.backend.jit.pdhg_tv.tv_pdhg_iteration``'s result by the three kernels:
+    (x+, y+, K x+, K'y+, z, the next point's four fields, the next average's four
+    fields), the fields not formed empty. ``combination``: None, or (a_step, a_point,
+    average, a_average, a_new) with ``average`` the average's four fields or None.
+    ``launch(spec, *args, size=None)`` runs a kernel; ``module`` is the arrays' module."""
+    rows, cols, groups = grid.rows, grid.cols, (grid.rows - 1) * (grid.cols - 1)
+    empty = module.zeros(0, dtype=x.dtype)
+    combine = combination is not None
+    average = combination[2] if combine else None
+    mean = average is not None
+    x_args = [x, kty, c, lower, upper, float(tau)]
+    coefficients = []
+    if combine:
+        a_step, a_point, _, a_average, a_new = combination
+        coefficients = [float(a_step), float(a_point)]
+        x_args += coefficients
+    if mean:
+        x_args += [average[0], float(a_average), float(a_new)]
+    xs = launch(tv_pdhg_pixels_x(combine, mean), *x_args)
+    xs = (xs,) if not isinstance(xs, tuple) else xs
+    x_new = xs[0]
+    pair = [module.empty_like(y) for _ in range(3 + 2 * combine + 2 * mean)]
+    group_args = [x_new, y, kx, weight, rows, float(s), weight.shape[0] == 1, *coefficients]
+    if mean:
+        group_args += [average[1], average[2], float(a_average), float(a_new)]
+    launch(tv_pdhg_groups(combine, mean), *group_args, *pair, size=groups)
+    kty_args = [pair[1], kty, rows, cols, *coefficients]
+    if mean:
+        kty_args += [average[3], float(a_average), float(a_new)]
+    ktys = launch(tv_pdhg_pixels_kty(combine, mean), *kty_args)
+    ktys = (ktys,) if not isinstance(ktys, tuple) else ktys
+    kx_new, y_new, z = pair[:3]
+    step = (x_new, y_new, kx_new, ktys[0], z)
+    following = (xs[1], pair[3], pair[4], ktys[1]) if combine else (empty,) * 4
+    averaged = (xs[-1], pair[-2], pair[-1], ktys[-1]) if mean else (empty,) * 4
+    return (*step, *following, *averaged)

@@ -132,6 +132,27 @@ class CuPyBackend(Backend):
             anchor_y, anchor_kx,
         )  # fmt: skip
 
+    def tv_pdhg_iteration(
+        self,
+        grid: Any,
+        weight: Array,
+        x: Array,
+        kty: Array,
+        y: Array,
+        kx: Array,
+        c: Array,
+        lower: Array,
+        upper: Array,
+        tau: float,
+        s: float,
+        combination: tuple | None = None,
+    ) -> tuple | None:
+        """Three kernels (``cuda_kernels.tv_pdhg_iteration``)."""
+        return cuda_kernels.tv_pdhg_iteration(
+            lambda spec, *args, size=None: _kernel(spec)(*args, size=size),
+            cupy, grid, weight, x, kty, y, kx, c, lower, upper, tau, s, combination,
+        )  # fmt: skip
+
     def dual_tv_trial(
         self,
         grid: Any,

@@ -20,6 +20,7 @@ from cvxprox.backend.jit.pdhg import (
     primal_step,
     primal_step_halpern,
 )
+from cvxprox.backend.jit.pdhg_tv import tv_pdhg_iteration
 
 _EMPTY = np.zeros(0)
 
@@ -121,6 +122,35 @@ class NumPyBackend(Backend):
                 y, ax, kx, b, sigma, free, coefficients, anchor_y, anchor_kx
             )
         return dual_step_halpern(y, ax, kx, b, sigma, free, *coefficients, anchor_y, anchor_kx)
+
+    def tv_pdhg_iteration(
+        self,
+        grid: Any,
+        weight: Array,
+        x: Array,
+        kty: Array,
+        y: Array,
+        kx: Array,
+        c: Array,
+        lower: Array,
+        upper: Array,
+        tau: float,
+        s: float,
+        combination: tuple | None = None,
+    ) -> tuple | None:
+        """One compiled pass in float64 (``cvxprox.backend.jit.pdhg_tv``); None in
+        float32."""
+        if self.dtype != np.float64:
+            return None
+        if combination is None:
+            extra = (False, 0.0, 0.0, False, _EMPTY, _EMPTY, _EMPTY, _EMPTY, 0.0, 0.0)
+        else:
+            a_step, a_point, average, a_average, a_new = combination
+            fields = (_EMPTY,) * 4 if average is None else tuple(average)
+            extra = (True, a_step, a_point, average is not None, *fields, a_average, a_new)
+        return tv_pdhg_iteration(
+            grid.rows, grid.cols, weight, x, kty, y, kx, c, lower, upper, tau, s, *extra
+        )
 
     def csr(self, a: sp.sparray | sp.spmatrix) -> Any:
         return sp.csr_matrix(a, dtype=self.dtype)

@@ -177,7 +177,6 @@ import scipy.sparse as sp
 
 from cvxprox.backend import Backend
 from cvxprox.backend.jit.dual_tv import TVGrid, tv_grid
-from cvxprox.backend.jit.pdhg_tv import tv_pdhg_iteration, tv_pdhg_step
 from cvxprox.functions.cones import NonnegCone, ProductCone, ZeroCone
 from cvxprox.ir.program import AssembledProgram, Program, RowTerm
 from cvxprox.solvers.common.algorithm import Algorithm
@@ -980,11 +979,11 @@ class _StructuredProblem:
                 backend.asarray(np.full(n, fill) if bound is None else bound)
                 for bound, fill in ((program.l, -np.inf), (program.u, np.inf))
             )
-        # The grid when the step is ``tv_pdhg_step``'s (``tv_in_a_box``, NumPy, float64).
-        box_tv = tv_in_a_box(program)
-        self.scheme = STRUCTURED_SCHEME if box_tv is None else TV_BOX_SCHEME
-        compiled = backend.name == "numpy" and backend.dtype == np.float64
-        self.tv = box_tv if compiled else None
+        # The grid of 2-D TV in a box, whose step the backend may fuse
+        # (``Backend.tv_pdhg_iteration``), and its discs' radii on the device.
+        self.tv = tv_in_a_box(program)
+        self.scheme = STRUCTURED_SCHEME if self.tv is None else TV_BOX_SCHEME
+        self.tv_weight = None if self.tv is None else backend.asarray(self.tv.w0)
 
     def describe(self) -> list[str]:
         """The verbose header's lines about the splitting."""
@@ -1032,12 +1031,14 @@ class _StructuredProblem:
         ``_plain_iteration``."""
         if self.tv is None or self.scheme.halpern or not self.scheme.average:
             return _plain_iteration(self, epoch, average, tau, sigma)
-        grid, s, z, k = self.tv, sigma * float(self.block_weight[0]), epoch.z, epoch.k
-        fields = tv_pdhg_iteration(
-            grid.rows, grid.cols, grid.w0, z.x, z.Kty, z.y, z.Kx, self.c, self.box[0],
-            self.box[1], tau, s, True, 1.0 + gamma, -gamma, k > 0, average.x, average.y,
-            average.Kx, average.Kty, k / (k + 1), 1.0 / (k + 1),
+        s, z, k = sigma * float(self.block_weight[0]), epoch.z, epoch.k
+        mean = (average.x, average.y, average.Kx, average.Kty) if k > 0 else None
+        fields = self.backend.tv_pdhg_iteration(
+            self.tv, self.tv_weight, z.x, z.Kty, z.y, z.Kx, self.c, self.box[0], self.box[1],
+            tau, s, (1.0 + gamma, -gamma, mean, k / (k + 1), 1.0 / (k + 1)),
         )  # fmt: skip
+        if fields is None:
+            return _plain_iteration(self, epoch, average, tau, sigma)
         Hx = self.smooth.matvec(fields[0])
         step = _Step(_Point(*fields[:4], Hx), fields[4], None, None)
         advanced = _Point(*fields[5:9], self.smooth.matvec(fields[5]))
@@ -1048,16 +1049,19 @@ class _StructuredProblem:
         return step, average, advanced
 
     def step(self, p: _Point, tau: float, sigma: float) -> _Step:
-        """T(p) (module docstring): one product with every A_i and A_i'; one compiled
-        pass over the image when the program is 2-D TV in a box (``self.tv``,
-        ``cvxprox.backend.jit.pdhg_tv``)."""
+        """T(p) (module docstring): one product with every A_i and A_i'; the backend's
+        fused step when the program is 2-D TV in a box (``self.tv``,
+        ``Backend.tv_pdhg_iteration``: one compiled pass on NumPy, three kernels on
+        CuPy)."""
         smooth, dual = self.smooth, self.dual
+        fused = None
         if self.tv is not None:
-            grid, s = self.tv, sigma * float(self.block_weight[0])
-            x, y, Kx, Kty, z_dual = tv_pdhg_step(
-                grid.rows, grid.cols, grid.w0, p.x, p.Kty, p.y, p.Kx, self.c, self.box[0],
-                self.box[1], tau, s,
+            fused = self.backend.tv_pdhg_iteration(
+                self.tv, self.tv_weight, p.x, p.Kty, p.y, p.Kx, self.c, self.box[0],
+                self.box[1], tau, sigma * float(self.block_weight[0]),
             )  # fmt: skip
+        if fused is not None:
+            x, y, Kx, Kty, z_dual = fused[:5]
             return _Step(_Point(x, y, Kx, Kty, smooth.matvec(x)), z_dual, None, None)
         grad = self.c + smooth.rmatvec(smooth.gradient(p.Hx - smooth.b))
         v = p.x - tau * (grad + p.Kty)

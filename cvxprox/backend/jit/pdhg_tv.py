@@ -1,8 +1,8 @@
 """PDHG's step on a Program whose only term is CVXPY's isotropic 2-D total variation,
 w ||.||_{2,1} over the pairs (K x)_{2g}, (K x)_{2g+1} of ``cp.tv``'s operator (the layout
 of ``cvxprox.backend.jit.dual_tv``, b = 0), with the variable bounds l <= x <= u as G
-(``cvxprox.solvers.pdhg._StructuredProblem.step`` on NumPy in float64; its array step is
-the reference): in one pass over the image,
+(``NumPyBackend.tv_pdhg_iteration`` in float64, for ``cvxprox.solvers.pdhg``'s
+``_StructuredProblem``; its array step is the reference): in one pass over the image,
 
     x+  = clip(x - tau (c + K'y), l, u),
     w   = y + s (2 K x+ - K x),          s = sigma times the block's row weight,
@@ -25,32 +25,6 @@ from numba import njit
 
 # GroupL2.prox_conj divides by max(||v||, w, _TINY).
 _TINY = float(np.finfo(np.float64).tiny)
-
-
-@njit(cache=True)
-def tv_pdhg_step(  # noqa: PLR0913
-    rows: int,
-    cols: int,
-    weight: np.ndarray,
-    x: np.ndarray,
-    kty: np.ndarray,
-    y: np.ndarray,
-    kx: np.ndarray,
-    c: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    tau: float,
-    s: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x+, y+, K x+, K'y+, z) of the step (module docstring) on an image ``rows x
-    cols`` (x (n,) F-order, y, kx (m,) = (2 (rows-1)(cols-1),) in the term's order);
-    ``weight`` (1,) or (m / 2,)."""
-    e = np.zeros(0)
-    out = tv_pdhg_iteration(
-        rows, cols, weight, x, kty, y, kx, c, lower, upper, tau, s, False, 0.0, 0.0,
-        False, e, e, e, e, 0.0, 0.0,
-    )  # fmt: skip
-    return out[0], out[1], out[2], out[3], out[4]
 
 
 @njit(cache=True)
@@ -78,7 +52,9 @@ def tv_pdhg_iteration(  # noqa: PLR0913, PLR0912, PLR0915
     a_average: float,
     a_new: float,
 ) -> tuple:
-    """The step T of (x, y, K x, K'y) (``tv_pdhg_step``), and with ``combine`` in the
+    """The step T of (x, y, K x, K'y) (module docstring) on an image ``rows x cols`` (x
+    (n,) F-order, y, kx (m,) = (2 (rows-1)(cols-1),) in the term's order; ``weight`` (1,)
+    or (m / 2,)), and with ``combine`` in the
     same pass the two combinations PDHG's KM iteration with a running average makes of
     it: the next point a_step T + a_point (x, y, K x, K'y) and, with ``has_average``, the
     next average a_average (ax, ay, akx, akty) + a_new T, each product as
