@@ -14,24 +14,17 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cuda_emulator  # noqa: I001  (tests/ is on the path)
 import numpy as np
 import pytest
 from device_options import cupy_options
-from test_dual_tv import ITERATIONS, _problem, _program
+from test_dual_tv import ITERATIONS, _iterations, _problem, _program
 
 import cvxprox
 from cvxprox.backend import Backend, cuda_kernels, get_backend
-from cvxprox.backend.jit.dual_tv import tv_grid
-from cvxprox.solvers.common.terms import TermLayout
-from cvxprox.solvers.dual_fista import (
-    DiagonalQuadratic,
-    DualIterations,
-    ProxTerms,
-    dual_lipschitz,
-    split_terms,
-)
+from cvxprox.backend.numpy import NumPyBackend
 
 requires_compiler = pytest.mark.skipif(
     cuda_emulator.compiler() is None, reason="no C++ compiler for the kernel sources"
@@ -176,37 +169,35 @@ def test_the_emulator_runs_what_the_source_says() -> None:
         cuda_emulator.run(spec, x, 2.0, np.array([True]))
 
 
+class _EmulatedKernels(NumPyBackend):
+    """NumPy arrays with the CuPy backend's fused TV trial run by the kernel emulator:
+    ``DualFISTA.iterations`` takes the backend's trial as it does on CuPy."""
+
+    name = "emulated"
+
+    def dual_tv_trial(self, grid: Any, q: Any, H: Any, bounds: Any) -> Any:
+        device_bounds = None if bounds is None else tuple(self.asarray(b) for b in bounds)
+        return cuda_kernels.TVDualTrial(
+            cuda_emulator.run, np, grid.rows, grid.cols, self.asarray(grid.w0),
+            self.asarray(q), self.asarray(H), device_bounds,
+        )  # fmt: skip
+
+
 @requires_compiler
 @pytest.mark.parametrize("bounded", [False, True])
 def test_fused_tv_trial_matches_the_array_iterations(bounded: bool) -> None:
-    """Dual FISTA on 2-D isotropic TV (weighted fit, 13 x 17 image) with the trial step
-    of the two TV kernels (``TVDualTrial``, emulated) against the array operations of
-    ``DualIterations``, its reference: the same step-rule decisions and the same
-    iterates to rounding after 150 iterations in two runs (float64: NumPy's terms keep
-    the program's float64 matrices, so a float32 run there is not one precision)."""
+    """Dual FISTA on 2-D isotropic TV (weighted fit, 13 x 17 image) with the backend's
+    trial step (the two TV kernels, ``TVDualTrial``, emulated) against the array
+    operations of ``DualIterations``, its reference: the same step-rule decisions and
+    the same iterates to rounding after 150 iterations in two runs."""
     program = _program(_problem("isotropic", bounded))
-    backend = get_backend("numpy", "cpu", "float64")
-    layout = TermLayout(program, backend)
-    quadratic_at, prox_at = split_terms(program)
-    smooth = DiagonalQuadratic(program, quadratic_at)
-    K = ProxTerms([layout.terms[k] for k in prox_at], program.n, backend)
-    L = dual_lipschitz(program, prox_at, smooth.H)
-    bounds = (program.l, program.u) if bounded else None
-    grid = tv_grid([program.terms[k] for k in prox_at], program.n)
-    assert grid is not None and grid.iso
-    device_bounds = None if bounds is None else tuple(backend.asarray(b) for b in bounds)
-    trial = cuda_kernels.TVDualTrial(
-        cuda_emulator.run, np, grid.rows, grid.cols, backend.asarray(grid.w0),
-        backend.asarray(smooth.q), backend.asarray(smooth.H), device_bounds,
-    )  # fmt: skip
-    runs = [
-        DualIterations(K, smooth, bounds, backend, backend.zeros(K.m), L, 1e-12 * L, fused)
-        for fused in (None, trial)
-    ]
+    backend = _EmulatedKernels("float64")
+    plain = _iterations(program, False, backend)
+    fused = _iterations(program, True, backend)
+    assert plain.fused is None and fused.fused is not None
     for count in (ITERATIONS - 1, 1):
-        for iterations in runs:
-            iterations.run(count)
-    plain, fused = runs
+        plain.run(count)
+        fused.run(count)
     assert plain.backtracks > 0 and plain.restarts > 0
     assert (fused.restarts, fused.backtracks) == (plain.restarts, plain.backtracks)
     assert fused.L == pytest.approx(plain.L, rel=1e-12)

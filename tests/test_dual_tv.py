@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import cvxprox
-from cvxprox.backend import get_backend
+from cvxprox.backend import Backend, get_backend
 from cvxprox.backend.jit import dual_tv
 from cvxprox.backend.jit.dual_tv import FusedTVIterations, column_blocks, tv_grid
 from cvxprox.ir.program import Program
@@ -58,15 +58,19 @@ def _program(prob: cp.Problem) -> Program:
     return cvxprox.compile(prob, algorithm="dual_fista", structure="always").program
 
 
-def _iterations(program: Program, fuse: bool) -> DualIterations | FusedTVIterations:
-    backend = get_backend("numpy", "cpu", "float64")
+def _iterations(
+    program: Program, fuse: bool, backend: Backend | None = None
+) -> DualIterations | FusedTVIterations:
+    """The iterations ``DualFISTA.iterations`` picks, from y = 0, on ``backend`` (NumPy
+    in float64 by default)."""
+    backend = backend or get_backend("numpy", "cpu", "float64")
     layout = TermLayout(program, backend)
     quadratic_at, prox_at = split_terms(program)
     smooth = DiagonalQuadratic(program, quadratic_at)
     K = ProxTerms([layout.terms[k] for k in prox_at], program.n, backend)
     L = dual_lipschitz(program, prox_at, smooth.H)
     bounds = (program.l, program.u) if program.has_bounds else None
-    y = np.zeros(K.m)
+    y = backend.zeros(K.m)
     return DualFISTA.iterations(program, backend, K, smooth, prox_at, bounds, y, L, 1e-12 * L, fuse)
 
 
