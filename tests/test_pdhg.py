@@ -402,7 +402,7 @@ def test_termination_tests_are_spaced_while_far_from_tolerance() -> None:
     assert 0 < stats.extra_stats["termination_tests"] < 0.8 * (stats.num_iters // 10)
 
 
-def _bounded_lp(rng: np.random.Generator, quadratic: bool) -> _ConeProblem:
+def _random_step_problem(rng: np.random.Generator, quadratic: bool) -> _ConeProblem:
     """PDHG's problem of a random LP (or diagonal QP) with equality rows, inequality rows
     and bounds, presolved (its one-entry rows become bound rows)."""
     A, E = rng.standard_normal((12, 9)), rng.standard_normal((3, 9))
@@ -422,7 +422,7 @@ def test_compiled_step_matches_the_array_step(quadratic: bool) -> None:
     same points, with equality rows, inequality rows and bounds, the same x, y, A x and
     A'y, bit for bit."""
     rng = np.random.default_rng(8)
-    problem = _bounded_lp(rng, quadratic)
+    problem = _random_step_problem(rng, quadratic)
     assert problem._polar_free is not None and problem._polar_free.any()
     assert problem.bounds.active and (problem.p is not None) == quadratic
     z, omega = problem.initial(None)
@@ -448,7 +448,7 @@ def test_halpern_iteration_fuses_the_next_point(quadratic: bool) -> None:
     from cvxprox.solvers.pdhg import _Epoch, _plain_iteration  # noqa: PLC0415
 
     rng = np.random.default_rng(9)
-    problem = _bounded_lp(rng, quadratic)
+    problem = _random_step_problem(rng, quadratic)
     assert problem.scheme.halpern and not problem.scheme.average
     start, omega = problem.initial(None)
     tau, sigma, gamma = _step_sizes(omega, problem.norm_K, 0.0, problem.scheme.relaxation)
