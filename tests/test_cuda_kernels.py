@@ -265,50 +265,143 @@ def test_kernel_sources_compile_with_nvcc(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+def _assert_gpu_close(got: np.ndarray, want: np.ndarray, dtype: type, scale: float) -> None:
+    """A GPU result against the float64 reference on the same inputs: float32 within one
+    rounding of the reference rounded to float32 (the kernels compute in double and round
+    once), float64 within a few roundings of the terms' size (the GPU may fuse multiplies
+    and adds)."""
+    assert got.dtype == np.dtype(dtype)
+    if dtype == np.float32:
+        np.testing.assert_allclose(got, want.astype(dtype), rtol=2.0**-23, atol=0.0)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-14 * scale)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_cupy_backend_kernels_match_the_reference(dtype: type) -> None:
-    """``CuPyBackend.combine``, ``pdhg_primal_step``, ``pdhg_dual_step`` and their
-    Halpern forms run the kernels above on the GPU and agree with the reference on the
-    same data."""
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_kernel_on_the_gpu_matches_the_reference(name: str, dtype: type) -> None:
+    """Each kernel of ``test_kernel_source_matches_the_reference`` compiled by CuPy and
+    run on the GPU."""
+    cupy_options()
+    import cupy  # noqa: PLC0415
+
+    from cvxprox.backend.cupy import _launch  # noqa: PLC0415
+
+    rng = np.random.default_rng(sum(map(ord, name)))
+    spec, args, reference = CASES[name](rng, dtype)
+    device = [cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+    outputs = _launch(spec, *device)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    reference = reference if isinstance(reference, tuple) else (reference,)
+    scale = max(
+        float(np.max(np.abs(a[np.isfinite(a)])))
+        for a in args
+        if isinstance(a, np.ndarray) and a.dtype != bool
+    )
+    with np.errstate(invalid="ignore", over="ignore"):
+        for got, want in zip(outputs, reference, strict=True):
+            _assert_gpu_close(cupy.asnumpy(got), want, dtype, scale)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cupy_backend_methods_run_the_kernels(dtype: type) -> None:
+    """``CuPyBackend``'s fused methods (the glue around the kernels: argument order,
+    optional parameters, outputs) on the GPU against the float64 reference."""
     cupy_options()
     backend = get_backend("cupy", "cuda", np.dtype(dtype).name)
-    host = get_backend("numpy", "cpu", np.dtype(dtype).name)
     rng = np.random.default_rng(5)
-    rtol = 1e-15 if dtype == np.float64 else 4 * np.finfo(dtype).eps
     x, kty, c, p, y, ax, kx, b = _vectors(rng, 8, dtype)
     p = np.abs(p)
     bounds = _bounds(rng, dtype)
     free = rng.random(N) < 0.3
+    host = _f64([x, kty, c, p, y, ax, kx, b])
+    host_bounds = tuple(_f64(list(bounds)))
+    scale = 10.0 * max(float(np.max(np.abs(v[np.isfinite(v)]))) for v in host)
     dev = [backend.asarray(v) for v in (x, kty, c, p, y, ax, kx, b)]
     dev_bounds = tuple(backend.asarray(v) for v in bounds)
+
+    def check(got: Any, want: Any) -> None:
+        got = got if isinstance(got, tuple) else (got,)
+        want = want if isinstance(want, tuple) else (want,)
+        for g, w in zip(got, want, strict=True):
+            _assert_gpu_close(backend.to_host(g).astype(dtype), w, dtype, scale)
+
     with np.errstate(invalid="ignore", over="ignore"):
         for count in range(1, 5):
             coefficients = [float(a) for a in rng.standard_normal(count)]
-            got = backend.combine(coefficients, dev[:count])
-            want = Backend.combine(host, coefficients, [x, kty, c, p][:count])
-            np.testing.assert_allclose(backend.to_host(got), want, rtol=rtol)
-        for diag in (None, dev[3]):
-            for bnd in (None, dev_bounds):
-                got = backend.pdhg_primal_step(dev[0], dev[1], dev[2], 0.37, diag, bnd)
-                want = Backend.pdhg_primal_step(
-                    host, x, kty, c, 0.37, None if diag is None else p,
-                    None if bnd is None else bounds,
+            check(
+                backend.combine(coefficients, dev[:count]),
+                Backend.combine(REFERENCE, coefficients, host[:count]),
+            )
+        for diag in (False, True):
+            for bounded in (False, True):
+                check(
+                    backend.pdhg_primal_step(
+                        *dev[:3], 0.37, dev[3] if diag else None, dev_bounds if bounded else None
+                    ),
+                    Backend.pdhg_primal_step(
+                        REFERENCE, *host[:3], 0.37, host[3] if diag else None,
+                        host_bounds if bounded else None,
+                    ),
                 )  # fmt: skip
-                np.testing.assert_allclose(backend.to_host(got), want, rtol=rtol)
-        got = backend.pdhg_dual_step(*dev[4:], 1.7, backend.asmask(free))
-        want = Backend.pdhg_dual_step(host, y, ax, kx, b, 1.7, free)
-        np.testing.assert_allclose(backend.to_host(got), want, rtol=rtol)
+        check(
+            backend.pdhg_dual_step(*dev[4:], 1.7, backend.asmask(free)),
+            Backend.pdhg_dual_step(REFERENCE, *host[4:], 1.7, free),
+        )
         coefficients = (0.93, -0.41, 0.48)
-        got = backend.pdhg_primal_halpern(
-            dev[0], dev[1], dev[2], 0.37, dev[3], dev_bounds, coefficients, dev[4]
+        step = Backend.pdhg_primal_step(REFERENCE, *host[:3], 0.37, host[3], host_bounds)
+        step = step.astype(dtype).astype(np.float64)  # the next point combines x+ as stored
+        check(
+            backend.pdhg_primal_halpern(*dev[:3], 0.37, dev[3], dev_bounds, coefficients, dev[4]),
+            (step, Backend.combine(REFERENCE, coefficients, [step, host[0], host[4]])),
         )
-        want = Backend.pdhg_primal_halpern(host, x, kty, c, 0.37, p, bounds, coefficients, y)
-        for g, w in zip(got, want, strict=True):
-            np.testing.assert_allclose(backend.to_host(g), w, rtol=rtol)
-        got = backend.pdhg_dual_halpern(
-            *dev[4:], 1.7, backend.asmask(free), coefficients, dev[0], dev[1]
+        step = Backend.pdhg_dual_step(REFERENCE, *host[4:], 1.7, free)
+        step = step.astype(dtype).astype(np.float64)
+        check(
+            backend.pdhg_dual_halpern(
+                *dev[4:], 1.7, backend.asmask(free), coefficients, dev[0], dev[1]
+            ),
+            (
+                step,
+                Backend.combine(REFERENCE, coefficients, [step, host[4], host[0]]),
+                Backend.combine(REFERENCE, coefficients, [host[5], host[6], host[1]]),
+            ),
         )
-        want = Backend.pdhg_dual_halpern(host, y, ax, kx, b, 1.7, free, coefficients, x, kty)
-        for g, w in zip(got, want, strict=True):
-            np.testing.assert_allclose(backend.to_host(g), w, rtol=rtol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("combine", "average"), [(False, False), (True, False), (True, True)])
+def test_cupy_tv_pdhg_iteration_matches_the_compiled_step(combine: bool, average: bool) -> None:
+    """``CuPyBackend.tv_pdhg_iteration`` (three kernels, one of them sized by its groups)
+    on the GPU against the compiled NumPy pass, float64."""
+    cupy_options()
+    import cupy  # noqa: PLC0415
+
+    from compare.suites.structured import build_tv_inpainting  # noqa: PLC0415
+    from cvxprox.solvers.pdhg import tv_in_a_box  # noqa: PLC0415
+
+    program = cvxprox.compile(build_tv_inpainting(size=11)).program
+    grid = tv_in_a_box(program)
+    rng = np.random.default_rng(4)
+    n, m = program.n, 2 * (grid.rows - 1) * (grid.cols - 1)
+    x, kty, c = (rng.standard_normal(n) for _ in range(3))
+    y, kx = rng.standard_normal(m), rng.standard_normal(m)
+    lower, upper = np.zeros(n), np.ones(n)
+    mean = tuple(rng.standard_normal(k) for k in (n, m, m, n)) if average else None
+    combination = (1.9, -0.9, mean, 0.75, 0.25) if combine else None
+    weight = np.asarray(grid.w0, dtype=np.float64)
+    compiled = REFERENCE.tv_pdhg_iteration(
+        grid, weight, x, kty, y, kx, c, lower, upper, 0.37, 1.3, combination
+    )
+    backend = get_backend("cupy", "cuda", "float64")
+    on = cupy.asarray
+    device_mean = None if mean is None else tuple(on(v) for v in mean)
+    device_combination = None if not combine else (*combination[:2], device_mean, *combination[3:])
+    fields = backend.tv_pdhg_iteration(
+        grid, on(weight), on(x), on(kty), on(y), on(kx), on(c), on(lower), on(upper), 0.37,
+        1.3, device_combination,
+    )  # fmt: skip
+    for got, want in zip(fields, compiled, strict=True):
+        np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=1e-13, atol=1e-13)

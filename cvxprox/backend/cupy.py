@@ -20,6 +20,14 @@ except ImportError as exc:
     raise ValueError(CUDA_MISSING) from exc
 
 
+def _launch(spec: Elementwise, *args: Any, size: int | None = None) -> Any:
+    """Run the kernel of ``spec`` on ``args``; ``size`` (the element count, for a kernel
+    whose arrays are all raw) is passed only when given: CuPy reads an absent size as
+    none, and refuses None."""
+    kernel = _kernel(spec)
+    return kernel(*args) if size is None else kernel(*args, size=size)
+
+
 @cache
 def _kernel(spec: Elementwise) -> Any:
     """The compiled ``cupy.ElementwiseKernel`` of ``spec`` (compiled at its first call,
@@ -149,8 +157,7 @@ class CuPyBackend(Backend):
     ) -> tuple | None:
         """Three kernels (``cuda_kernels.tv_pdhg_iteration``)."""
         return cuda_kernels.tv_pdhg_iteration(
-            lambda spec, *args, size=None: _kernel(spec)(*args, size=size),
-            cupy, grid, weight, x, kty, y, kx, c, lower, upper, tau, s, combination,
+            _launch, cupy, grid, weight, x, kty, y, kx, c, lower, upper, tau, s, combination,
         )  # fmt: skip
 
     def dual_tv_trial(
@@ -166,7 +173,7 @@ class CuPyBackend(Backend):
             return None
         device_bounds = None if bounds is None else tuple(self.asarray(b) for b in bounds)
         return cuda_kernels.TVDualTrial(
-            lambda spec, *args: _kernel(spec)(*args), cupy, grid.rows, grid.cols,
+            _launch, cupy, grid.rows, grid.cols,
             self.asarray(grid.w0), self.asarray(q), self.asarray(H), device_bounds,
         )  # fmt: skip
 
