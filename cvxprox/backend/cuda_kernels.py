@@ -34,6 +34,47 @@ class Elementwise:
     preamble: str = ""
 
 
+# The device functions every kernel may call (each kernel's ``preamble``); comparisons are
+# written as Python's min and max decide, so that NaN propagates as in the compiled NumPy
+# steps, and the disc's denominator is GroupL2.prox_conj's max(||v||, w, tiny).
+_TINY_LITERAL = "2.2250738585072014e-308"
+PREAMBLE = f"""
+__device__ double cvxprox_clip(const double v, const double lower, const double upper) {{
+    const double low = v < lower ? lower : v;
+    return low > upper ? upper : low;
+}}
+__device__ double cvxprox_x_tilde(const double q, const double kty, const double kty_prev,
+                                  const double h_inv, const double beta) {{
+    return -(q + (kty + beta * (kty - kty_prev))) * h_inv;
+}}
+__device__ double cvxprox_disc_scale(const double v0, const double v1, const double w) {{
+    double norm = sqrt(v0 * v0 + v1 * v1);
+    norm = w > norm ? w : norm;
+    norm = {_TINY_LITERAL} > norm ? {_TINY_LITERAL} : norm;
+    return w / norm;
+}}
+template <typename Pairs>
+__device__ double cvxprox_tv_adjoint(const Pairs& y, const long long p, const long long rows,
+                                     const long long cols) {{
+    const long long r1 = rows - 1;
+    const long long row = p % rows, col = p / rows;
+    const long long g = row + r1 * col;
+    double t = 0.0;
+    if (col > 0 && row < r1) t += y[2 * (g - r1)];
+    if (row > 0 && col < cols - 1) t += y[2 * (g - 1) + 1];
+    if (row < r1 && col < cols - 1) {{
+        t -= y[2 * g];
+        t -= y[2 * g + 1];
+    }}
+    return t;
+}}
+"""
+"""``cvxprox_clip(v, l, u)``; ``cvxprox_x_tilde``: -(q + K'y~) / H at a pixel;
+``cvxprox_disc_scale(v0, v1, w)``: the factor projecting (v0, v1) onto the disc of radius
+w; ``cvxprox_tv_adjoint(y, p, rows, cols)``: (K'y)_p of 2-D isotropic TV, y the pairs in
+the term's order (the layout of the TV kernels below)."""
+
+
 @cache
 def combine(count: int) -> Elementwise:
     """out = sum_{k < count} a_k v_k (``Backend.combine``), count >= 1."""
@@ -58,8 +99,7 @@ def pdhg_primal_step(diagonal: bool, bounded: bool, halpern: bool = False) -> El
         body.append("v = v / (1.0 + tau * p);")
     if bounded:
         params += ["T lower", "T upper"]
-        body.append("v = v < lower ? (double)lower : v;")
-        body.append("v = v > upper ? (double)upper : v;")
+        body.append("v = cvxprox_clip(v, lower, upper);")
     body.append("out = v;")
     outputs = "T out"
     if halpern:
@@ -70,7 +110,7 @@ def pdhg_primal_step(diagonal: bool, bounded: bool, halpern: bool = False) -> El
         f"cvxprox_pdhg_primal{'_diagonal' if diagonal else ''}{'_bounded' if bounded else ''}"
         f"{'_halpern' if halpern else ''}"
     )
-    return Elementwise(", ".join(params), outputs, "\n".join(body), name)
+    return Elementwise(", ".join(params), outputs, "\n".join(body), name, PREAMBLE)
 
 
 PDHG_DUAL_STEP = Elementwise(
@@ -102,16 +142,6 @@ PDHG_DUAL_HALPERN = Elementwise(
 # x in column-major order, pixel p = i + r j; group g = i + (r - 1) j (i < r - 1, j < c - 1)
 # with (K x)_{2g} = x_{p+r} - x_p and (K x)_{2g+1} = x_{p+1} - x_p, y in the term's order
 # (the pair of group g at 2g, 2g + 1).
-_TV_PREAMBLE = """
-__device__ double cvxprox_x_tilde(const double q, const double kty, const double kty_prev,
-                                  const double h_inv, const double beta) {
-    return -(q + (kty + beta * (kty - kty_prev))) * h_inv;
-}
-__device__ double cvxprox_clip(const double v, const double lower, const double upper) {
-    const double low = v < lower ? lower : v;
-    return low > upper ? upper : low;
-}
-"""
 
 TV_DUAL_GROUPS = Elementwise(
     "raw T q, raw T kty, raw T kty_prev, raw T h_inv, raw T lower, raw T upper, raw T y, "
@@ -138,10 +168,7 @@ TV_DUAL_GROUPS = Elementwise(
     const double t1 = y1 + beta * (y1 - (double)y_prev[2 * i + 1]);
     const double v0 = t0 + a0 / L;
     const double v1 = t1 + a1 / L;
-    double norm = sqrt(v0 * v0 + v1 * v1);
-    norm = w_g > norm ? w_g : norm;
-    norm = 2.2250738585072014e-308 > norm ? 2.2250738585072014e-308 : norm;
-    const double scale = w_g / norm;
+    const double scale = cvxprox_disc_scale(v0, v1, w_g);
     const double m0 = v0 * scale, m1 = v1 * scale;
     y_new[2 * i] = m0;
     y_new[2 * i + 1] = m1;
@@ -154,7 +181,7 @@ TV_DUAL_GROUPS = Elementwise(
     }
     """,
     "cvxprox_tv_dual_groups",
-    _TV_PREAMBLE,
+    PREAMBLE,
 )
 """Per group g: y+_g = the projection of y~_g + (K x~)_g / L onto the disc of radius w_g
 (x~ = clip(-(q + K'y~) / H, l, u) at the group's three pixels, y~ = y + beta (y -
@@ -167,16 +194,7 @@ TV_PRIMAL_PIXELS = Elementwise(
     "int64 rows, int64 cols, float64 beta, bool bounded",
     "T kty_new, T descent",
     """
-    const long long r1 = rows - 1;
-    const long long row = i % rows, col = i / rows;
-    const long long g = row + r1 * col;
-    double s = 0.0;
-    if (col > 0 && row < r1) s += y_new[2 * (g - r1)];
-    if (row > 0 && col < cols - 1) s += y_new[2 * (g - 1) + 1];
-    if (row < r1 && col < cols - 1) {
-        s -= y_new[2 * g];
-        s -= y_new[2 * g + 1];
-    }
+    const double s = cvxprox_tv_adjoint(y_new, i, rows, cols);
     kty_new = s;
     const double kty_t = kty + beta * ((double)kty - kty_prev);
     if (bounded) {
@@ -191,7 +209,7 @@ TV_PRIMAL_PIXELS = Elementwise(
     }
     """,
     "cvxprox_tv_primal_pixels",
-    _TV_PREAMBLE,
+    PREAMBLE,
 )
 """Per pixel p: (K'y+)_p, and p's share of the descent test's left side at it
 (``DualIterations.trial``: ((K'(y+ - y~))_p)^2 / H_p, or with bounds
@@ -266,10 +284,9 @@ class TVDualTrial:
 # over the groups, K'y+ over the pixels; with ``combine`` each also forms its fields of the
 # next KM point, a_step T + a_point z, and with ``average`` of the next running average,
 # a_average average + a_new T. Comparisons are written as Python's min and max decide, so
-# that the arithmetic is the compiled NumPy step's, operation for operation.
+# that the arithmetic is the compiled NumPy step's, operation for operation (``PREAMBLE``).
 _COMBINE = "float64 a_step, float64 a_point"
 _AVERAGE = "float64 a_average, float64 a_new"
-_TINY_LITERAL = "2.2250738585072014e-308"
 
 
 @cache
@@ -278,9 +295,7 @@ def tv_pdhg_pixels_x(combine: bool, average: bool) -> Elementwise:
     params = ["T x", "T kty", "T c", "T lower", "T upper", "float64 tau"]
     outputs = ["T x_new"]
     body = [
-        "double v = x - tau * ((double)c + kty);",
-        "v = lower > v ? (double)lower : v;",
-        "v = upper < v ? (double)upper : v;",
+        "const double v = cvxprox_clip(x - tau * ((double)c + kty), lower, upper);",
         "x_new = v;",
     ]
     if combine:
@@ -292,7 +307,7 @@ def tv_pdhg_pixels_x(combine: bool, average: bool) -> Elementwise:
         outputs.append("T x_mean")
         body.append("x_mean = a_average * x_average + a_new * v;")
     name = f"cvxprox_tv_pdhg_x{'_combine' if combine else ''}{'_average' if average else ''}"
-    return Elementwise(", ".join(params), ", ".join(outputs), "\n".join(body), name)
+    return Elementwise(", ".join(params), ", ".join(outputs), "\n".join(body), name, PREAMBLE)
 
 
 @cache
@@ -313,10 +328,7 @@ def tv_pdhg_groups(combine: bool, average: bool) -> Elementwise:
         "const double w0 = y[2 * i] + s * (2.0 * a0 - kx[2 * i]);",
         "const double w1 = y[2 * i + 1] + s * (2.0 * a1 - kx[2 * i + 1]);",
         "const double w_g = one_weight ? (double)w[0] : (double)w[i];",
-        "double norm = sqrt(w0 * w0 + w1 * w1);",
-        "norm = w_g > norm ? w_g : norm;",
-        f"norm = {_TINY_LITERAL} > norm ? {_TINY_LITERAL} : norm;",
-        "const double scale = w_g / norm;",
+        "const double scale = cvxprox_disc_scale(w0, w1, w_g);",
         "const double y0 = w0 * scale, y1 = w1 * scale;",
         "y_new[2 * i] = y0;",
         "y_new[2 * i + 1] = y1;",
@@ -342,7 +354,7 @@ def tv_pdhg_groups(combine: bool, average: bool) -> Elementwise:
             "kx_mean[2 * i + 1] = a_average * kx_average[2 * i + 1] + a_new * a1;",
         ]
     name = f"cvxprox_tv_pdhg_groups{'_combine' if combine else ''}{'_average' if average else ''}"
-    return Elementwise(", ".join(params), ", ".join(outputs), "\n".join(body), name)
+    return Elementwise(", ".join(params), ", ".join(outputs), "\n".join(body), name, PREAMBLE)
 
 
 @cache
@@ -351,16 +363,7 @@ def tv_pdhg_pixels_kty(combine: bool, average: bool) -> Elementwise:
     params = ["raw T y_new", "T kty", "int64 rows", "int64 cols"]
     outputs = ["T kty_new"]
     body = [
-        "const long long r1 = rows - 1;",
-        "const long long row = i % rows, col = i / rows;",
-        "const long long g = row + r1 * col;",
-        "double t = 0.0;",
-        "if (col > 0 && row < r1) t += y_new[2 * (g - r1)];",
-        "if (row > 0 && col < cols - 1) t += y_new[2 * (g - 1) + 1];",
-        "if (row < r1 && col < cols - 1) {",
-        "    t -= y_new[2 * g];",
-        "    t -= y_new[2 * g + 1];",
-        "}",
+        "const double t = cvxprox_tv_adjoint(y_new, i, rows, cols);",
         "kty_new = t;",
     ]
     if combine:
@@ -372,7 +375,7 @@ def tv_pdhg_pixels_kty(combine: bool, average: bool) -> Elementwise:
         outputs.append("T kty_mean")
         body.append("kty_mean = a_average * kty_average + a_new * t;")
     name = f"cvxprox_tv_pdhg_kty{'_combine' if combine else ''}{'_average' if average else ''}"
-    return Elementwise(", ".join(params), ", ".join(outputs), "\n".join(body), name)
+    return Elementwise(", ".join(params), ", ".join(outputs), "\n".join(body), name, PREAMBLE)
 
 
 def tv_pdhg_iteration(
