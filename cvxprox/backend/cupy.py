@@ -28,6 +28,19 @@ def _launch(spec: Elementwise, *args: Any, size: int | None = None) -> Any:
     return kernel(*args) if size is None else kernel(*args, size=size)
 
 
+def _primal_args(
+    x: Array, kty: Array, c: Array, tau: float, p: Array | None, bounds: tuple | None
+) -> list:
+    """The arguments of ``cuda_kernels.pdhg_primal_step``'s kernels, p and the bounds
+    only when given (they select the kernel)."""
+    args = [x, kty, c, float(tau)]
+    if p is not None:
+        args.append(p)
+    if bounds is not None:
+        args += list(bounds)
+    return args
+
+
 @cache
 def _kernel(spec: Elementwise) -> Any:
     """The compiled ``cupy.ElementwiseKernel`` of ``spec`` (compiled at its first call,
@@ -76,7 +89,7 @@ class CuPyBackend(Backend):
         args = []
         for a, v in zip(coefficients, vectors, strict=True):
             args += [float(a), v]
-        return _kernel(cuda_kernels.combine(len(vectors)))(*args)
+        return _launch(cuda_kernels.combine(len(vectors)), *args)
 
     def pdhg_primal_step(
         self,
@@ -88,19 +101,14 @@ class CuPyBackend(Backend):
         bounds: tuple[Array, Array] | None = None,
     ) -> Array:
         """One kernel (``cuda_kernels.pdhg_primal_step``)."""
-        kernel = _kernel(cuda_kernels.pdhg_primal_step(p is not None, bounds is not None))
-        args = [x, kty, c, float(tau)]
-        if p is not None:
-            args.append(p)
-        if bounds is not None:
-            args += list(bounds)
-        return kernel(*args)
+        spec = cuda_kernels.pdhg_primal_step(p is not None, bounds is not None)
+        return _launch(spec, *_primal_args(x, kty, c, tau, p, bounds))
 
     def pdhg_dual_step(
         self, y: Array, ax: Array, kx: Array, b: Array, sigma: float, free: Array
     ) -> Array:
         """One kernel (``cuda_kernels.PDHG_DUAL_STEP``)."""
-        return _kernel(cuda_kernels.PDHG_DUAL_STEP)(y, ax, kx, b, float(sigma), free)
+        return _launch(cuda_kernels.PDHG_DUAL_STEP, y, ax, kx, b, float(sigma), free)
 
     def pdhg_primal_halpern(
         self,
@@ -115,12 +123,8 @@ class CuPyBackend(Backend):
     ) -> tuple[Array, Array]:
         """One kernel (``cuda_kernels.pdhg_primal_step`` with ``halpern``)."""
         spec = cuda_kernels.pdhg_primal_step(p is not None, bounds is not None, True)
-        args = [x, kty, c, float(tau)]
-        if p is not None:
-            args.append(p)
-        if bounds is not None:
-            args += list(bounds)
-        return _kernel(spec)(*args, *(float(a) for a in coefficients), anchor)
+        args = _primal_args(x, kty, c, tau, p, bounds)
+        return _launch(spec, *args, *(float(a) for a in coefficients), anchor)
 
     def pdhg_dual_halpern(
         self,
@@ -135,9 +139,9 @@ class CuPyBackend(Backend):
         anchor_kx: Array,
     ) -> tuple[Array, Array, Array]:
         """One kernel (``cuda_kernels.PDHG_DUAL_HALPERN``)."""
-        return _kernel(cuda_kernels.PDHG_DUAL_HALPERN)(
-            y, ax, kx, b, float(sigma), free, *(float(a) for a in coefficients),
-            anchor_y, anchor_kx,
+        return _launch(
+            cuda_kernels.PDHG_DUAL_HALPERN, y, ax, kx, b, float(sigma), free,
+            *(float(a) for a in coefficients), anchor_y, anchor_kx,
         )  # fmt: skip
 
     def tv_pdhg_iteration(

@@ -25,6 +25,13 @@ from cvxprox.backend.jit.pdhg_tv import tv_pdhg_iteration
 _EMPTY = np.zeros(0)
 
 
+def _optional(p: Array | None, bounds: tuple | None) -> tuple[Array, Array, Array]:
+    """(p, lower, upper) for ``cvxprox.backend.jit.pdhg``'s steps: empty arrays for the
+    absent ones."""
+    lower, upper = bounds if bounds is not None else (_EMPTY, _EMPTY)
+    return (_EMPTY if p is None else p), lower, upper
+
+
 class NumPyBackend(Backend):
     """NumPy arrays of ``dtype`` on the CPU; sparse products by SciPy's CSR matvec."""
 
@@ -72,8 +79,7 @@ class NumPyBackend(Backend):
         reference; the reference in float32."""
         if self.dtype != np.float64:
             return super().pdhg_primal_step(x, kty, c, tau, p, bounds)
-        lower, upper = bounds if bounds is not None else (_EMPTY, _EMPTY)
-        return primal_step(x, kty, c, tau, _EMPTY if p is None else p, lower, upper)
+        return primal_step(x, kty, c, tau, *_optional(p, bounds))
 
     def pdhg_dual_step(
         self, y: Array, ax: Array, kx: Array, b: Array, sigma: float, free: Array
@@ -99,9 +105,7 @@ class NumPyBackend(Backend):
         reference."""
         if self.dtype != np.float64:
             return super().pdhg_primal_halpern(x, kty, c, tau, p, bounds, coefficients, anchor)
-        lower, upper = bounds if bounds is not None else (_EMPTY, _EMPTY)
-        p = _EMPTY if p is None else p
-        return primal_step_halpern(x, kty, c, tau, p, lower, upper, *coefficients, anchor)
+        return primal_step_halpern(x, kty, c, tau, *_optional(p, bounds), *coefficients, anchor)
 
     def pdhg_dual_halpern(
         self,
