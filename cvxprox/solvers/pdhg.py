@@ -152,9 +152,10 @@ program's termination and certificate tests (``KKTChecker`` on the device, in fl
 a vector comes back only when a polish attempt (a host factorization) is due. The step
 of a cone program with zero and nonnegative cones and no P or a diagonal one (LPs,
 separable QPs) is the backend's two fused updates around the products
-(``Backend.pdhg_primal_step``, ``Backend.pdhg_dual_step``: compiled passes on NumPy in
-float64, bit for bit the array reference; elementwise kernels on CuPy); combinations of
-points are ``Backend.combine``, one pass on NumPy and CuPy.
+(``Backend.pdhg_primal_step``, ``Backend.pdhg_dual_step``, and their Halpern forms, which
+also form the next point: compiled passes on NumPy in float64, bit for bit the array
+reference; elementwise kernels on CuPy); combinations of points are ``Backend.combine``,
+one pass on NumPy and CuPy.
 
 On an LP, once an iterate's gap passes its test while a residual lags, PDHG runs on the
 primal feasibility problem (c = 0) from its x and on the dual feasibility problem (b = 0,
@@ -462,6 +463,12 @@ class _Bounds:
         self.U = backend.csr(sp.csr_array((1.0 / a_hi, (hi_row[j_hi], j_hi)), shape=(m, n)))
         self.B = backend.csr(sp.csr_array((vals, (rows, cols)), shape=(m, n)))
 
+    @property
+    def box(self) -> tuple[Any, Any] | None:
+        """(l, u) on the device when the bounds are projected, else None (the fused
+        steps' ``bounds``)."""
+        return (self.lo, self.hi) if self.active else None
+
     def project(self, x: Any) -> Any:
         """proj_[l, u](x)."""
         return self.xp.minimum(self.xp.maximum(x, self.lo), self.hi)
@@ -595,9 +602,8 @@ class _ConeProblem:
             return _plain_iteration(self, epoch, average, tau, sigma)
         z, anchor = epoch.z, epoch.anchor
         coefficients = epoch.halpern_coefficients(gamma)
-        bounds = (self.bounds.lo, self.bounds.hi) if self.bounds.active else None
         x, x_next = backend.pdhg_primal_halpern(
-            z.x, z.Kty, self.c, tau, self.p, bounds, coefficients, anchor.x
+            z.x, z.Kty, self.c, tau, self.p, self.bounds.box, coefficients, anchor.x
         )
         Ax = self.A @ x
         y, y_next, Kx_next = backend.pdhg_dual_halpern(
@@ -614,8 +620,7 @@ class _ConeProblem:
         no P or a diagonal one)."""
         free, backend = self._polar_free, self.backend
         if free is not None and self.P is None:
-            bounds = (self.bounds.lo, self.bounds.hi) if self.bounds.active else None
-            x = backend.pdhg_primal_step(z.x, z.Kty, self.c, tau, self.p, bounds)
+            x = backend.pdhg_primal_step(z.x, z.Kty, self.c, tau, self.p, self.bounds.box)
             Ax = self.A @ x
             y = backend.pdhg_dual_step(z.y, Ax, z.Kx, self.b, sigma, free)
             return _Step(_Point(x, y, Ax, self.At @ y, None))
@@ -1031,12 +1036,11 @@ class _StructuredProblem:
         ``_plain_iteration``."""
         if self.tv is None or self.scheme.halpern or not self.scheme.average:
             return _plain_iteration(self, epoch, average, tau, sigma)
-        s, z, k = sigma * float(self.block_weight[0]), epoch.z, epoch.k
+        k = epoch.k
         mean = (average.x, average.y, average.Kx, average.Kty) if k > 0 else None
-        fields = self.backend.tv_pdhg_iteration(
-            self.tv, self.tv_weight, z.x, z.Kty, z.y, z.Kx, self.c, self.box[0], self.box[1],
-            tau, s, (1.0 + gamma, -gamma, mean, k / (k + 1), 1.0 / (k + 1)),
-        )  # fmt: skip
+        fields = self._tv_iteration(
+            epoch.z, tau, sigma, (1.0 + gamma, -gamma, mean, k / (k + 1), 1.0 / (k + 1))
+        )
         if fields is None:
             return _plain_iteration(self, epoch, average, tau, sigma)
         Hx = self.smooth.matvec(fields[0])
@@ -1048,18 +1052,23 @@ class _StructuredProblem:
             average = step.point
         return step, average, advanced
 
+    def _tv_iteration(
+        self, p: _Point, tau: float, sigma: float, combination: tuple | None = None
+    ) -> tuple | None:
+        """``Backend.tv_pdhg_iteration`` at the point p (the TV block's dual step is
+        sigma times its row weight), or None where the backend has no fused form."""
+        return self.backend.tv_pdhg_iteration(
+            self.tv, self.tv_weight, p.x, p.Kty, p.y, p.Kx, self.c, self.box[0], self.box[1],
+            tau, sigma * float(self.block_weight[0]), combination,
+        )  # fmt: skip
+
     def step(self, p: _Point, tau: float, sigma: float) -> _Step:
         """T(p) (module docstring): one product with every A_i and A_i'; the backend's
         fused step when the program is 2-D TV in a box (``self.tv``,
         ``Backend.tv_pdhg_iteration``: one compiled pass on NumPy, three kernels on
         CuPy)."""
         smooth, dual = self.smooth, self.dual
-        fused = None
-        if self.tv is not None:
-            fused = self.backend.tv_pdhg_iteration(
-                self.tv, self.tv_weight, p.x, p.Kty, p.y, p.Kx, self.c, self.box[0],
-                self.box[1], tau, sigma * float(self.block_weight[0]),
-            )  # fmt: skip
+        fused = None if self.tv is None else self._tv_iteration(p, tau, sigma)
         if fused is not None:
             x, y, Kx, Kty, z_dual = fused[:5]
             return _Step(_Point(x, y, Kx, Kty, smooth.matvec(x)), z_dual, None, None)
