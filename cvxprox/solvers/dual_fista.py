@@ -494,6 +494,7 @@ class DualIterations:
         fused: Callable | None = None,
     ) -> None:
         self.K, self.backend, self.fused = K, backend, fused
+        self._restart: Any = None  # the last trial's restart test (``restart_product``)
         self.H = backend.to_device(smooth.H)
         self.H_inv, self.q = 1.0 / self.H, backend.to_device(smooth.q)
         self.bounds = None if bounds is None else tuple(backend.asarray(b) for b in bounds)
@@ -517,19 +518,19 @@ class DualIterations:
         t, L = self.t, self.L
         for k in range(count):
             L_try = max(_DECREASE * L, self.L_min)
+            last = k == count - 1
             for attempt in range(_MAX_BACKTRACKS):
                 if attempt:
                     L_try *= _BACKTRACK
                     self.backtracks += 1
                 t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * (L_try / L) * t * t))
                 beta = (t - 1.0) / t_next
-                last = k == count - 1
-                y_new, Kty_new, dd, rd, descent = self.trial(
+                y_new, Kty_new, dd, descent = self.trial(
                     y, y_prev, Kty, Kty_prev, beta, L_try, last
                 )
                 if descent <= L_try * dd:
                     break
-            if rd < 0.0:
+            if self.restart_product() < 0.0:
                 t_next = 1.0
                 self.restarts += 1
             y_prev, Kty_prev, y, Kty = y, Kty, y_new, Kty_new
@@ -540,16 +541,19 @@ class DualIterations:
 
     def trial(
         self, y: Any, y_prev: Any, Kty: Any, Kty_prev: Any, beta: float, L: float, last: bool
-    ) -> tuple[Any, Any, float, float, float]:
+    ) -> tuple[Any, Any, float, float]:
         """One trial step at the constant L from the extrapolation y~ = y + beta (y -
-        y_prev): (y+, K'y+, ||d||^2, d'(y+ - y), the descent test's left side), d = y+ -
-        y~; with ``last``, z of this trial into ``self.z``. The backend's fused trial
+        y_prev): (y+, K'y+, ||d||^2, the descent test's left side), d = y+ - y~; with
+        ``last``, z of this trial into ``self.z``. The backend's fused trial
         (``Backend.dual_tv_trial``) when it has one, else the array operations."""
         if self.fused is not None:
-            y_new, Kty_new, sums, z = self.fused(y, y_prev, Kty, Kty_prev, beta, L, last)
+            y_new, Kty_new, (dd, rd, descent), z = self.fused(
+                y, y_prev, Kty, Kty_prev, beta, L, last
+            )
+            self._restart = rd
             if last:
                 self.z = z
-            return y_new, Kty_new, *sums
+            return y_new, Kty_new, dd, descent
         K, q, H, H_inv, scalar = self.K, self.q, self.H, self.H_inv, self.backend.scalar
         y_t = y + beta * (y - y_prev)
         Kty_t = Kty + beta * (Kty - Kty_prev)
@@ -566,8 +570,15 @@ class DualIterations:
             x_new = self.clip(v_new)
             dx = x_new - x_t
             descent = 2.0 * scalar(H @ (dx * (0.5 * dx + v_new - x_new)))
-        dd = scalar(d @ d)
-        rd = scalar(d @ (y_new - y))
+        self._restart = (d, y_new, y)
         if last:
             self.z = L * (y_t - y_new) + Kx_t - K.b
-        return y_new, Kty_new, dd, rd, descent
+        return y_new, Kty_new, scalar(d @ d), descent
+
+    def restart_product(self) -> float:
+        """d'(y+ - y) of the last trial, the gradient restart's test: the fused trial's
+        sum, or on the array path read back only now, once per iteration."""
+        if isinstance(self._restart, tuple):
+            d, y_new, y = self._restart
+            return self.backend.scalar(d @ (y_new - y))
+        return self._restart
