@@ -54,6 +54,7 @@ from cvxprox.solvers.admm.kkt import (
     _PenaltyRule,
     anderson_memory,
     penalty_scale,
+    settings_line,
 )
 from cvxprox.solvers.common.anderson import SafeguardedLoop
 from cvxprox.solvers.common.kkt_checks import KKTChecker
@@ -120,9 +121,7 @@ class EmbeddingADMM(ADMM):
             [
                 f"scaling: Ruiz x{opts.scaling_iters}, b and c scale {sigma:.2e}; "
                 f"KKT LDL' n+m={n + m}, nnz(L)={kkt.factor.nnz}",
-                f"eps_abs={opts.eps_abs:.1e} eps_rel={opts.eps_rel:.1e} "
-                f"eps_infeas={opts.eps_infeas:.1e} alpha={opts.alpha} rho={rho:.2e} "
-                f"max_iters={opts.max_iters} time_limit={opts.time_limit}",
+                settings_line(opts, rho),
             ],
         )
 

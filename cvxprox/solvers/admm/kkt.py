@@ -60,6 +60,7 @@ from cvxprox.backend.jit.admm import G_ACCEPTED, PENDING, REJECTED, admm_iterati
 from cvxprox.backend.jit.cones import cone_layout
 from cvxprox.backend.jit.ldl import LDLFactor, kkt_upper
 from cvxprox.functions.cones import ProductCone, ZeroCone
+from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import AssembledProgram
 from cvxprox.solvers.common.algorithm import Algorithm
 from cvxprox.solvers.common.anderson import AndersonAcceleration, SafeguardedLoop
@@ -161,9 +162,7 @@ class ADMM(Algorithm):
             [
                 f"scaling: Ruiz x{opts.scaling_iters}, cost scale {scaling.k:.2e}; "
                 f"KKT LDL' n+m={n + m}, nnz(L)={kkt.factor.nnz}",
-                f"eps_abs={opts.eps_abs:.1e} eps_rel={opts.eps_rel:.1e} "
-                f"eps_infeas={opts.eps_infeas:.1e} alpha={opts.alpha} rho={rho:.2e} "
-                f"max_iters={opts.max_iters} time_limit={opts.time_limit}",
+                settings_line(opts, rho),
             ],
         )
 
@@ -282,6 +281,15 @@ def penalty_scale(program: AssembledProgram) -> np.ndarray:
         if isinstance(term.function, ZeroCone):
             eq_rows[term.rows] = True
     return np.where(eq_rows, _EQ_RHO_FACTOR, 1.0)
+
+
+def settings_line(options: SolverOptions, rho: float) -> str:
+    """The log header's line of an ADMM run's tolerances, relaxation, penalty and limits."""
+    return (
+        f"eps_abs={options.eps_abs:.1e} eps_rel={options.eps_rel:.1e} "
+        f"eps_infeas={options.eps_infeas:.1e} alpha={options.alpha} rho={rho:.2e} "
+        f"max_iters={options.max_iters} time_limit={options.time_limit}"
+    )
 
 
 def anderson_memory(dim: int) -> int:
