@@ -11,8 +11,17 @@ import cvxprox  # noqa: F401
 from cvxprox.backend import get_backend
 from cvxprox.functions.cones import NonnegCone, ProductCone, ZeroCone
 from cvxprox.interface.options import SolverOptions
-from cvxprox.solvers.admm.hsde import EmbeddingADMM, _EmbeddingLoop
+from cvxprox.solvers.admm.hsde import EmbeddingADMM, _EmbeddingLoop, _FusedEmbeddingLoop
 from cvxprox.solvers.admm.kkt import _SIGMA, _KKTSystem
+
+LOOPS = ["plain", "compiled"]
+
+
+def _loop(kind: str, data: tuple, kkt: _KKTSystem, cone: ProductCone, rho: np.ndarray, memory: int):
+    """The embedding's plain loop on NumPy arrays or its compiled version."""
+    if kind == "plain":
+        return _EmbeddingLoop(data, kkt, cone, rho, memory, get_backend("numpy"), None)
+    return _FusedEmbeddingLoop(data, kkt, cone, rho, memory, None)
 
 
 def _program(prob: cp.Problem):
@@ -31,16 +40,16 @@ def _scs_form(seed: int, quadratic: bool) -> tuple:
     return A_s, b_s, c, P, mz, ml
 
 
+@pytest.mark.parametrize("kind", LOOPS)
 @pytest.mark.parametrize("quadratic", [False, True])
-def test_embedding_iterates_are_scs_iterates(quadratic: bool) -> None:
-    """Without acceleration, normalization of the data or penalty changes, the plain loop
+def test_embedding_iterates_are_scs_iterates(quadratic: bool, kind: str) -> None:
+    """Without acceleration, normalization of the data or penalty changes, both loops
     and SCS (same rho_x, scale, alpha) produce the same x / tau, y / tau, s / tau after
     k iterations."""
     scs = pytest.importorskip("scs")
     A_s, b_s, c, P, mz, ml = _scs_form(1, quadratic)
     m = mz + ml
     rho = 0.1 * np.where(np.arange(m) < mz, 1e3, 1.0)
-    backend = get_backend("numpy", "cpu", "float64")
     cone = ProductCone([ZeroCone(mz), NonnegCone(ml)])
     data = {"A": A_s, "b": b_s, "c": c} | ({"P": P} if quadratic else {})
     for k in (1, 2, 5, 40):
@@ -63,7 +72,7 @@ def test_embedding_iterates_are_scs_iterates(quadratic: bool) -> None:
             None if P is None else sp.triu(P, format="csc"), sp.csc_array(A_s.T), _SIGMA, rho
         )
         # Our form: A x - b in K with A = -A_s, b = -b_s.
-        loop = _EmbeddingLoop((c, -b_s), kkt, cone, rho, 5, backend, None)
+        loop = _loop(kind, (c, -b_s), kkt, cone, rho, 5)
         loop.run(0, k, (1.5, 1.0, 0))
         x, y, s, tau = loop.host_point()
         np.testing.assert_allclose(x / tau, reference["x"], rtol=1e-8, atol=1e-9)
@@ -71,19 +80,19 @@ def test_embedding_iterates_are_scs_iterates(quadratic: bool) -> None:
         np.testing.assert_allclose(s / tau, reference["s"], rtol=1e-8, atol=1e-9)
 
 
-def test_penalty_change_keeps_the_point() -> None:
+@pytest.mark.parametrize("kind", LOOPS)
+def test_penalty_change_keeps_the_point(kind: str) -> None:
     """After a penalty change the state is moved so that (u, s) are unchanged:
     v_y' = s / r_y' + 2 u~_y - u_y. With the same penalty this is the identity, and the
     iteration continues exactly as without the change."""
     A_s, b_s, c, _, mz, ml = _scs_form(2, False)
     m = mz + ml
     rho = 0.1 * np.ones(m)
-    backend = get_backend("numpy", "cpu", "float64")
     cone = ProductCone([ZeroCone(mz), NonnegCone(ml)])
     points = []
     for change in (False, True):
         kkt = _KKTSystem(None, sp.csc_array(A_s.T), _SIGMA, rho)
-        loop = _EmbeddingLoop((c, -b_s), kkt, cone, rho, 5, backend, None)
+        loop = _loop(kind, (c, -b_s), kkt, cone, rho, 5)
         loop.run(0, 20, (1.5, 1.0, 0))
         if change:
             kkt.update_rho(rho)
@@ -92,6 +101,37 @@ def test_penalty_change_keeps_the_point() -> None:
         points.append(loop.host_point())
     for a, b in zip(points[0], points[1], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_compiled_loop_follows_the_plain_loop(quadratic: bool) -> None:
+    """The compiled loop against its reference, Anderson acceleration and a change of the
+    row penalties included: the same accepted and rejected steps, the same points up to
+    rounding (different summation orders) over 200 iterations."""
+    A_s, b_s, c, P, mz, ml = _scs_form(4, quadratic)
+    m = mz + ml
+    rho = 0.1 * np.where(np.arange(m) < mz, 1e3, 1.0)
+    cone = ProductCone([ZeroCone(mz), NonnegCone(ml)])
+    upper = None if P is None else sp.triu(P, format="csc")
+    kkts = [_KKTSystem(upper, sp.csc_array(A_s.T), _SIGMA, rho) for _ in LOOPS]
+    loops = [
+        _loop(kind, (c, -b_s), kkt, cone, rho, 5) for kind, kkt in zip(LOOPS, kkts, strict=True)
+    ]
+    its = [0, 0]
+    for period in range(20):
+        if period == 12:
+            new = rho * np.geomspace(0.2, 5.0, m)
+            for kkt, loop in zip(kkts, loops, strict=True):
+                kkt.update_rho(new)
+                loop.rescale(new)
+        for k, loop in enumerate(loops):
+            its[k], accepted = loop.run(its[k], its[k] + 10, (1.6, 1.0, 5))
+        plain, compiled = (loop.host_point() for loop in loops)
+        for a, b in zip(plain, compiled, strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-9)
+        assert loops[0].rejected == loops[1].rejected
+        assert loops[0].residual_norm == pytest.approx(loops[1].residual_norm, abs=1e-9)
+    assert loops[0].rejected > 0
 
 
 def _lp_and_qp(seed: int) -> list[cp.Problem]:

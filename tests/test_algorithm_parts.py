@@ -9,9 +9,11 @@ import scipy.sparse as sp
 import cvxprox  # noqa: F401
 from cvxprox.backend import get_backend
 from cvxprox.backend.jit.residuals import worst_ratio
+from cvxprox.functions.cones import NonnegCone, SecondOrderCone, ZeroCone
 from cvxprox.interface.options import SolverOptions
-from cvxprox.ir.program import AssembledProgram
-from cvxprox.solvers.admm.kkt import ADMM, _PenaltyRule
+from cvxprox.ir.program import AssembledProgram, Program
+from cvxprox.solvers.admm.kkt import ADMM
+from cvxprox.solvers.admm.penalty import Penalty, RowMultipliers
 from cvxprox.solvers.common.anderson import AndersonAcceleration, PlainAnderson
 from cvxprox.solvers.common.kkt_checks import KKTChecker
 from cvxprox.solvers.common.polish import is_polishable, polish
@@ -240,22 +242,65 @@ def test_termination_test_is_invariant_to_row_and_cost_scaling(
     assert np.all(np.abs(np.log(moved)) <= np.log(4.0))
 
 
-def test_penalty_rule_moves_by_the_geometric_mean_of_the_residual_ratios() -> None:
+def test_penalty_moves_by_the_geometric_mean_of_the_residual_ratios() -> None:
     def error(primal_ratio: float, dual_ratio: float) -> KKTError:
         return KKTError(primal_ratio * 1e-4, dual_ratio * 1e-3, 0.0, 1e-4, 1e-3, 1.0, 0.0, 0.0)
 
+    program = Program.from_rows(
+        np.zeros(2), sp.csr_array(np.eye(3, 2)), np.zeros(3), [ZeroCone(1), NonnegCone(2)]
+    ).assemble()
     # Before 100 iterations nothing moves; then the factor is sqrt of the geometric mean
     # of p / d over the checks: p / d = 1000 and 10 give sqrt(100) = 10.
-    rule = _PenaltyRule()
-    rule.observe(error(1000.0, 1.0))
-    assert rule.proposal(0.1, 50) is None
-    rule.observe(error(100.0, 10.0))
-    assert rule.proposal(0.1, 100) == pytest.approx(1.0, rel=1e-12)
+    penalty = Penalty(program, 0.1)
+    penalty.observe(error(1000.0, 1.0))
+    assert not penalty.update(50)
+    penalty.observe(error(100.0, 10.0))
+    assert penalty.update(100)
+    assert penalty.rho == pytest.approx(1.0, rel=1e-12)
+    # Equality rows carry the factor 1e3; the multipliers stay 1 without rows=True.
+    np.testing.assert_allclose(penalty.vector, [1e3, 1.0, 1.0], rtol=1e-12)
     # The record restarts after a change; a factor within [1/2, 2] keeps the penalty.
-    rule.observe(error(1.0, 2.0))
-    assert rule.proposal(1.0, 250) is None
-    rule.observe(error(1.0, 1000.0))
-    assert rule.proposal(1.0, 260) == pytest.approx((0.5 * 0.001) ** 0.25, rel=1e-12)
+    penalty.observe(error(1.0, 2.0))
+    assert not penalty.update(250)
+    penalty.observe(error(1.0, 1000.0))
+    assert penalty.update(260)
+    assert penalty.rho == pytest.approx((0.5 * 0.001) ** 0.25, rel=1e-12)
+    assert penalty.changes == 2
+
+
+def test_row_multipliers_follow_the_rows_relative_primal_residuals() -> None:
+    """Rows whose residual lags the others (relative to their size) get a larger penalty;
+    the step has mean zero, is damped, is constant on a second-order cone block, and the
+    denominator of a row with b_i = 0 is floored at the block's scale."""
+    A = sp.csr_array(np.eye(5, 2))
+    program = Program.from_rows(
+        np.zeros(2), A, np.zeros(5), [NonnegCone(2), SecondOrderCone(3)]
+    ).assemble()
+    balanced = KKTError(1e-4, 1e-3, 0.0, 1e-4, 1e-3, 1.0, 0.0, 0.0)
+    penalty = Penalty(program, 1.0, rows=True)
+    Ax = np.array([1.0, 1.0, 2.0, 1.0, 1.0])
+    b = np.array([1.0, 1.0, 1.0, 1.0, 0.0])
+    # q = |Ax - b - z| / max(|Ax|, |z|, |b|): row 0 lags row 1 by 10^4.
+    z = Ax - b - np.array([1e-2, 1e-6, 1e-3, 1e-5, 1e-4])
+    for _ in range(3):
+        penalty.observe(balanced, (Ax, z, b))
+    assert penalty.update(100)
+    assert penalty.rho == 1.0
+    log_m = np.log(penalty.multipliers)
+    q = np.abs(Ax - b - z) / np.maximum.reduce([np.abs(Ax), np.abs(z), np.abs(b)])
+    step = 0.25 * (np.log(q) - np.log(q).mean())
+    np.testing.assert_allclose(log_m[:2], step[:2], rtol=1e-12)
+    np.testing.assert_allclose(log_m[2:], step[2:].mean(), rtol=1e-12)
+    assert log_m[0] - log_m[1] == pytest.approx(0.25 * np.log(1e4), rel=1e-12)
+    assert abs(log_m.sum()) < 1e-12
+    # A row whose every term vanishes divides by the floor 1e-3 x rms of its block.
+    rule = RowMultipliers(program)
+    rule.observe(
+        np.array([0.0, 1.0, 1.0, 1.0, 1.0]), np.array([-1e-9, 0.5, 1.0, 1.0, 1.0]), np.zeros(5)
+    )
+    profile = rule.step() / 0.25
+    floor = 1e-3 * np.sqrt((1e-18 + 1.0) / 2.0)
+    assert profile[0] - profile[1] == pytest.approx(np.log(1e-9 / floor) - np.log(0.5))
 
 
 def test_adaptive_penalty_recovers_from_a_poor_initial_penalty() -> None:

@@ -203,15 +203,18 @@ def test_dpp_resolve_presolves_the_new_values() -> None:
         np.testing.assert_allclose(np.minimum(y[1], y[2])[:6], 0.0, atol=1e-7)
 
 
-def test_admm_alone_solves_the_program_as_it_is() -> None:
-    """Before ADMM alone (a QP here) presolve does not run: its KKT factorization takes
-    bound rows, fixed columns and duplicate rows as they are; the answer is Clarabel's."""
+@pytest.mark.parametrize(("algorithm", "presolved"), [("admm", False), ("auto", True)])
+def test_admm_alone_solves_the_program_as_it_is(algorithm: str, presolved: bool) -> None:
+    """Before ADMM alone (``algorithm='admm'``) presolve does not run: its KKT
+    factorization takes bound rows, fixed columns and duplicate rows as they are. ``auto``
+    takes the embedding for a QP, after presolve. Both answers are Clarabel's."""
     prob, variables, _ = _every_rule(quadratic=True)
     prob.solve(solver="CLARABEL", **REFERENCE_OPTIONS)
     ref_value, ref_x = prob.value, [v.value.copy() for v in variables]
-    prob.solve(solver="NABLAPROX", **TIGHT)
-    assert prob.solver_stats.extra_stats["algorithm"] == "admm"
-    assert "presolve" not in prob.solver_stats.extra_stats
+    prob.solve(solver="NABLAPROX", algorithm=algorithm, **TIGHT)
+    stats = prob.solver_stats.extra_stats
+    assert stats["algorithm"] == ("hsde" if presolved else "admm")
+    assert ("presolve" in stats) == presolved
     assert prob.status == cp.OPTIMAL
     assert prob.value == pytest.approx(ref_value, rel=1e-7)
     for v, ref in zip(variables, ref_x, strict=True):

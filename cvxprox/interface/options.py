@@ -14,7 +14,7 @@ import numpy as np
 
 from cvxprox.backend import BACKENDS, DEVICES, resolve_backend
 
-ALGORITHMS = ("auto", "admm", "pdhg", "ladmm", "hqs", "fista", "dual_fista")
+ALGORITHMS = ("auto", "admm", "hsde", "pdhg", "ladmm", "hqs", "fista", "dual_fista")
 DTYPES = ("float64", "float32")
 STRUCTURE_MODES = ("auto", "always", "never")
 
@@ -50,8 +50,9 @@ class SolverOptions:
         times the tolerances, but no looser than tolerances of 1e-3), and CVXPY's
         ``user_limit`` otherwise; the best iterate is the solution returned.
         ``solver_stats.extra_stats["limit"]`` names the limit.
-    algorithm : {"auto", "admm", "pdhg", "ladmm", "hqs", "fista", "dual_fista"}
-        ``auto`` picks from the problem's structure. Cone programs run ADMM or PDHG;
+    algorithm : {"auto", "admm", "hsde", "pdhg", "ladmm", "hqs", "fista", "dual_fista"}
+        ``auto`` picks from the problem's structure. Cone programs run ADMM, ADMM on
+        the homogeneous self-dual embedding (``hsde``, SCS's method) or PDHG;
         structured programs (``cvxprox.reductions.structure``) run ADMM, PDHG
         (``pdhg``, i.e. linearized ADMM; ``ladmm`` means the same), half-quadratic splitting
         (``hqs``), FISTA (``fista``, when the objective is smooth plus one prox term) or

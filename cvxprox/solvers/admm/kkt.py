@@ -13,11 +13,12 @@ a small proximal weight sigma on x:
     y^{k+1} = y^k + R (z^ - z^{k+1})
 
 For a cone indicator the prox is the projection onto K, so z stays in K and y in the
-polar cone at every iteration. Equality rows get a 1e3 times larger penalty. The
-penalty is adapted from the ratio of the primal and dual residuals of the termination
-test (``_PenaltyRule``; refactoring with the same sparsity pattern). The differences
-y^{k+1} - y^k and x^{k+1} - x^k converge to infeasibility and unboundedness certificates
-when the problem has no solution (Banjac, Goulart, Stellato, Boyd 2019).
+polar cone at every iteration. The penalty (``cvxprox.solvers.admm.penalty``: a scalar
+adapted from the ratio of the primal and dual residuals of the termination test, 1e3
+times larger on equality rows) changes by refactoring with the same sparsity pattern.
+The differences y^{k+1} - y^k and x^{k+1} - x^k converge to infeasibility and
+unboundedness certificates when the problem has no solution (Banjac, Goulart, Stellato,
+Boyd 2019).
 
 The iterations between two checks run in one of two loops with the same arithmetic:
 on NumPy the compiled ``cvxprox.backend.jit.admm.admm_iterations`` (LDL' solve, cone projection
@@ -59,9 +60,9 @@ from cvxprox.backend import Array, Backend
 from cvxprox.backend.jit.admm import G_ACCEPTED, PENDING, REJECTED, admm_iterations
 from cvxprox.backend.jit.cones import cone_layout
 from cvxprox.backend.jit.ldl import LDLFactor, kkt_upper
-from cvxprox.functions.cones import ProductCone, ZeroCone
+from cvxprox.functions.cones import ProductCone
 from cvxprox.interface.options import SolverOptions
-from cvxprox.ir.program import AssembledProgram
+from cvxprox.solvers.admm.penalty import Penalty
 from cvxprox.solvers.common.algorithm import Algorithm
 from cvxprox.solvers.common.anderson import AndersonAcceleration, SafeguardedLoop
 from cvxprox.solvers.common.kkt_checks import KKTChecker
@@ -72,12 +73,6 @@ from cvxprox.solvers.common.scaling import DiagonalScaling, RuizScaling
 from cvxprox.solvers.common.termination import KKTError
 
 _SIGMA = 1e-6
-_EQ_RHO_FACTOR = 1e3
-_RHO_MIN, _RHO_MAX = 1e-6, 1e6
-_RHO_UPDATE_RATIO = 2.0
-# Least number of iterations between penalty updates: frequent updates make the iterates
-# thrash.
-_RHO_ADAPT_EVERY = 100
 # Anderson acceleration: memory, and the factor by which an extrapolated point may
 # increase the fixed-point residual before it is rejected.
 _AA_MEMORY = 30
@@ -141,8 +136,6 @@ class ADMM(Algorithm):
         At = sp.csc_array(scaling.A.T)
         cone = prog.cone
 
-        rho_scale = penalty_scale(prog)
-
         x, z, y = np.zeros(n), np.zeros(m), np.zeros(m)
         rho = opts.rho
         if self.warm_start is not None:
@@ -150,7 +143,8 @@ class ADMM(Algorithm):
             z = scaling.scale_z(self.warm_start["z"])
             y = scaling.scale_y(self.warm_start["y"])
             rho = float(self.warm_start.get("rho", rho))
-        rho_vec = rho * rho_scale
+        penalty = Penalty(prog, rho)
+        rho_vec = penalty.vector
         kkt = _KKTSystem(P, At, _SIGMA, rho_vec)
         setup_time = time.perf_counter() - t0
 
@@ -172,7 +166,9 @@ class ADMM(Algorithm):
         inv_rho = 1.0 / rho_vec
         start, data = (x, z + y / rho_vec), (c, b, inv_rho)
         fused = self.fused
-        deferring = fused is None and backend.name == "numpy" and _defer_compilation(n + m)
+        deferring = (
+            fused is None and backend.name == "numpy" and _defer_compilation(n + m, admm_iterations)
+        )
         if backend.name == "numpy" and fused is not False and not deferring:
             loop = _FusedLoop(start, data, kkt, (cone, checker.project), memory)
         else:
@@ -185,8 +181,7 @@ class ADMM(Algorithm):
         status, cert, err = None, None, None
         dx = dy = None
         farkas_ratio = math.inf
-        rule = _PenaltyRule()
-        it = refactors = 0
+        it = 0
         while it < opts.max_iters:
             it_end = min((it // opts.check_every + 1) * opts.check_every, opts.max_iters)
             run_start = time.perf_counter()
@@ -206,7 +201,7 @@ class ADMM(Algorithm):
             err = checks.evaluate(x, y_next, (xu, zu, yu))
             best.offer(err, xu, zu, yu)
             if it % (opts.check_every * 10) == 0 or err.converged:
-                log.row(it, err, rho)
+                log.row(it, err, penalty.rho)
             settled = polisher.settle(it, (xu, zu, yu), err)
             if settled is not None:
                 (xu, zu, yu), err = settled
@@ -227,15 +222,12 @@ class ADMM(Algorithm):
                 accelerate = abs(g_norm - plateau_ref) > _AA_PLATEAU_RTOL * g_norm
                 plateau_ref = g_norm
             if opts.adaptive_rho:
-                rule.observe(err)
-                new_rho = rule.proposal(rho, it)
-                if new_rho is not None:
-                    rho = new_rho
-                    rho_vec = rho * rho_scale
+                penalty.observe(err)
+                if penalty.update(it):
+                    rho_vec = penalty.vector
                     inv_rho[:] = 1.0 / rho_vec
                     kkt.update_rho(rho_vec)
                     rho_side = checks.put(rho_vec)
-                    refactors += 1
                     # Same (x, z, y), new penalty: restart the fixed-point iteration.
                     loop.restart(z_next + y_next / rho_side, inv_rho)
 
@@ -248,8 +240,8 @@ class ADMM(Algorithm):
             best.point = tuple(checker.to_host(u) for u in best.point)
         cert = checker.to_host(cert)
         info = {
-            "rho": rho,
-            "refactorizations": refactors,
+            "rho": penalty.rho,
+            "refactorizations": penalty.changes,
             "rejected_accelerations": loop.rejected,
             "accelerated": accelerate,
             "farkas_ratio": farkas_ratio,
@@ -263,7 +255,7 @@ class ADMM(Algorithm):
             (self.name, it, solve_time, setup_time),
             info,
             log,
-            {"rho": rho},
+            {"rho": penalty.rho},
             ConeLimit(
                 polisher,
                 sc.unscale_x(dx) if dx is not None else None,
@@ -271,16 +263,6 @@ class ADMM(Algorithm):
                 sc.unscale_x((checks.state(loop)[1] if w is None else w)[:n]),
             ),
         )
-
-
-def penalty_scale(program: AssembledProgram) -> np.ndarray:
-    """The per-row factor (m,) of the penalty: ``_EQ_RHO_FACTOR`` on the rows of zero
-    cones (equalities), 1 elsewhere."""
-    eq_rows = np.zeros(program.m, dtype=bool)
-    for term in program.terms:
-        if isinstance(term.function, ZeroCone):
-            eq_rows[term.rows] = True
-    return np.where(eq_rows, _EQ_RHO_FACTOR, 1.0)
 
 
 def settings_line(options: SolverOptions, rho: float) -> str:
@@ -299,56 +281,18 @@ def anderson_memory(dim: int) -> int:
     return int(np.clip(_AA_STORAGE // (2 * dim), 5, _AA_MEMORY))
 
 
-def _defer_compilation(size: int) -> bool:
+def _defer_compilation(size: int, kernel: Callable) -> bool:
     """Whether a NumPy solve of n + m = ``size`` runs the plain loop in place of the compiled
-    one: a small problem, a compiled loop with no version in this process nor in Numba's
+    ``kernel``: a small problem, a kernel with no version in this process nor in Numba's
     disk cache (any version: a cached one for other cone kinds counts), and less than
     ``PLAIN_FIRST_BUDGET`` seconds in such plain loops in the process so far."""
     if size > PLAIN_FIRST_MAX or ADMM._plain_first_seconds >= PLAIN_FIRST_BUDGET:  # noqa: SLF001
         return False
-    if admm_iterations.signatures:
+    if kernel.signatures:
         return False
-    cache = getattr(admm_iterations, "_cache", None)
+    cache = getattr(kernel, "_cache", None)
     load_index = getattr(getattr(cache, "_cache_file", None), "_load_index", None)
     return load_index is not None and not load_index()
-
-
-class _PenaltyRule:
-    """SCS 3's penalty ("scale") rule, on the residuals of the termination test.
-
-    At every check it records log(p / d), with p and d the primal and dual residuals
-    relative to their tolerances (``KKTError``: the worst row's |r_i| / tol_i, the worst
-    column's |d_j| / tol_j), so that the penalty balances what termination asks of each
-    side row by row (a global relative residual ||r|| / max(||Ax||, ||z||, ||b||) lets
-    one large right-hand side hide the residuals of the small rows). A larger penalty
-    drives p down faster, so once ``_RHO_ADAPT_EVERY`` iterations have passed since the
-    last change, the penalty is multiplied by f = sqrt(exp(mean of the recorded logs)),
-    the square root of the geometric mean of p / d over the checks since then, if f
-    lies outside [1 / ``_RHO_UPDATE_RATIO``, ``_RHO_UPDATE_RATIO``].
-    """
-
-    def __init__(self) -> None:
-        self._sum_log = 0.0
-        self._count = 0
-        self._last = 0
-
-    def observe(self, err: KKTError) -> None:
-        """Record log(p / d) of one check's KKT error."""
-        prim = err.primal / max(err.primal_tol, _TINY)
-        dual = err.dual / max(err.dual_tol, _TINY)
-        self._sum_log += math.log(max(prim, _TINY)) - math.log(max(dual, _TINY))
-        self._count += 1
-
-    def proposal(self, rho: float, it: int) -> float | None:
-        """The new penalty at iteration ``it``, or None to keep ``rho``."""
-        if it - self._last < _RHO_ADAPT_EVERY or self._count == 0:
-            return None
-        factor = math.sqrt(math.exp(self._sum_log / self._count))
-        new = float(np.clip(rho * factor, _RHO_MIN, _RHO_MAX))
-        if new == rho or (1.0 / _RHO_UPDATE_RATIO <= factor <= _RHO_UPDATE_RATIO):
-            return None
-        self._sum_log, self._count, self._last = 0.0, 0, it
-        return new
 
 
 def _flush_tiny(v: np.ndarray) -> None:
