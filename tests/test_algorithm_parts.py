@@ -13,7 +13,7 @@ from cvxprox.functions.cones import NonnegCone, SecondOrderCone, ZeroCone
 from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import AssembledProgram, Program
 from cvxprox.solvers.admm.kkt import ADMM
-from cvxprox.solvers.admm.penalty import Penalty, RowMultipliers
+from cvxprox.solvers.admm.penalty import ROW_DAMPING, Penalty, RowMultipliers
 from cvxprox.solvers.common.anderson import AndersonAcceleration, PlainAnderson
 from cvxprox.solvers.common.kkt_checks import KKTChecker
 from cvxprox.solvers.common.polish import is_polishable, polish
@@ -288,17 +288,17 @@ def test_row_multipliers_follow_the_rows_relative_primal_residuals() -> None:
     assert penalty.rho == 1.0
     log_m = np.log(penalty.multipliers)
     q = np.abs(Ax - b - z) / np.maximum.reduce([np.abs(Ax), np.abs(z), np.abs(b)])
-    step = 0.25 * (np.log(q) - np.log(q).mean())
+    step = ROW_DAMPING * (np.log(q) - np.log(q).mean())
     np.testing.assert_allclose(log_m[:2], step[:2], rtol=1e-12)
     np.testing.assert_allclose(log_m[2:], step[2:].mean(), rtol=1e-12)
-    assert log_m[0] - log_m[1] == pytest.approx(0.25 * np.log(1e4), rel=1e-12)
+    assert log_m[0] - log_m[1] == pytest.approx(ROW_DAMPING * np.log(1e4), rel=1e-12)
     assert abs(log_m.sum()) < 1e-12
     # A row whose every term vanishes divides by the floor 1e-3 x rms of its block.
     rule = RowMultipliers(program)
     rule.observe(
         np.array([0.0, 1.0, 1.0, 1.0, 1.0]), np.array([-1e-9, 0.5, 1.0, 1.0, 1.0]), np.zeros(5)
     )
-    profile = rule.step() / 0.25
+    profile = rule.step() / ROW_DAMPING
     floor = 1e-3 * np.sqrt((1e-18 + 1.0) / 2.0)
     assert profile[0] - profile[1] == pytest.approx(np.log(1e-9 / floor) - np.log(0.5))
 
