@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cvxprox.torch import CvxproxLayer  # noqa: E402
+from cvxprox.torch.layer import solve_options  # noqa: E402
 
 TIGHT = {"eps_abs": 1e-10, "eps_rel": 1e-10}
 
@@ -449,3 +450,47 @@ def test_learn_tv_weight_example_lowers_the_loss(monkeypatch, capsys):
     losses = [float(line.split()[2]) for line in out.splitlines() if line[:4].strip().isdigit()]
     assert len(losses) == 4 and losses[-1] < losses[0]
     assert "learned" in out and "grid best" in out
+
+
+def test_parameters_on_a_gpu_move_the_solve_there(monkeypatch):
+    """A CUDA tensor among the parameters puts the solve on the GPU (CuPy when installed,
+    else torch) unless the options name a device or the NumPy backend."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    on_gpu = (torch.zeros(2), SimpleNamespace(device=SimpleNamespace(type="cuda")))
+    on_cpu = (torch.zeros(2),)
+    assert solve_options({"eps_abs": 1e-6}, on_cpu) == {"eps_abs": 1e-6}
+    for cupy_spec, backend in ((object(), "cupy"), (None, "torch")):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, spec=cupy_spec: spec)
+        assert solve_options({"eps_abs": 1e-6}, on_gpu) == {
+            "eps_abs": 1e-6,
+            "device": "cuda",
+            "backend": backend,
+        }
+    assert solve_options({"backend": "torch"}, on_gpu) == {"backend": "torch", "device": "cuda"}
+    for kept in ({"device": "cpu"}, {"backend": "numpy"}):
+        assert solve_options(kept, on_gpu) == kept
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("make", [lp, qp], ids=lambda f: f.__name__)
+def test_gradients_on_cuda_tensors_match_the_cpu(make):
+    """CUDA parameter tensors: the solve runs on the GPU by default, and the solution and
+    the gradients equal the CPU's (float64, to 1e-6)."""
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA device")
+    rng = np.random.default_rng(5)
+    prob, params, variables, values = make(rng)
+    layer = CvxproxLayer(prob, params, variables, solver_args=TIGHT)
+    results = []
+    for device in ("cpu", "cuda"):
+        tensors = [t.to(device).detach().requires_grad_() for t in _tensors(values)]
+        outputs = layer(*tensors)
+        assert layer.info["device"] == device
+        assert all(o.device.type == device for o in outputs)
+        sum(o.sum() for o in outputs).backward()
+        results.append(([o.detach().cpu() for o in outputs], [t.grad.cpu() for t in tensors]))
+    for cpu, gpu in zip(*results, strict=True):
+        for a, b in zip(cpu, gpu, strict=True):
+            np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-6, atol=1e-6)

@@ -23,6 +23,7 @@ route a call took and why.
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from typing import Any
 
@@ -77,9 +78,11 @@ class CvxproxLayer(torch.nn.Module):
     ``(B, *param.shape)`` for a batch; unbatched tensors are shared by the batch) returns a
     tuple with one tensor per variable, of shape ``var.shape`` or ``(B, *var.shape)``.
     ``warm_start=True`` starts the solve from the previous call's solution (same batch
-    size). Tensors may live on any device; the solve runs on the CPU and the results are
-    moved to the parameters' device. After each call, ``info`` holds the status, the
-    iteration count and the solve time of the batch.
+    size). Tensors may live on any device. With parameters on a CUDA device and no
+    ``device`` among the solver options, the solve runs on that GPU (``solve_options``:
+    on CuPy where it is installed, else on torch); otherwise on the CPU. The results are
+    returned on the parameters' device. After each call, ``info`` holds the status, the
+    iteration count, the solve time and the device of the batch.
     """
 
     def __init__(
@@ -157,6 +160,7 @@ class CvxproxLayer(torch.nn.Module):
             from cvxprox.torch.unrolled import unrolled_solve  # noqa: PLC0415
 
             return unrolled_solve(self, params, batch, batched, args)
+        args = solve_options(args, params)
         outputs = _ImplicitSolve.apply(self, (args, warm_start), batch, batched, *params)
         return tuple(outputs)
 
@@ -172,7 +176,7 @@ class CvxproxLayer(torch.nn.Module):
         result = solve_program(program, options, warm)
         if result.info.get("warm_start") is not None:
             self._warm[batch] = result.info["warm_start"]
-        self._record(result, batch)
+        self._record(result, batch, options.device)
         return stack, program, result
 
     def structured_route(
@@ -202,11 +206,12 @@ class CvxproxLayer(torch.nn.Module):
         warm_start: bool,
     ) -> tuple[Any, Any]:
         """Solve a batch by the structured route; (stack, result)."""
-        stack, result = route.solve(values, SolverOptions.from_kwargs(args), warm_start)
-        self._record(result, stack.batch)
+        options = SolverOptions.from_kwargs(args)
+        stack, result = route.solve(values, options, warm_start)
+        self._record(result, stack.batch, options.device)
         return stack, result
 
-    def _record(self, result: Any, batch: int) -> None:
+    def _record(self, result: Any, batch: int, device: str) -> None:
         """Fill ``info``; raise when there is no solution, warn when it is inaccurate."""
         self.info = {
             "status": result.status,
@@ -215,6 +220,7 @@ class CvxproxLayer(torch.nn.Module):
             "setup_time": result.setup_time,
             "algorithm": result.algorithm,
             "route": self._route_reason,
+            "device": device,
         }
         if result.status not in s.SOLUTION_PRESENT:
             raise SolverError(
@@ -327,6 +333,21 @@ def _variables_adjoint(
             start = layout.offsets[var.id]
             dx[:, start : start + var.size] += g.reshape(batch, -1, order="F")
     return dx
+
+
+def solve_options(args: dict[str, Any], params: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+    """The NABLAPROX options of a call: ``args`` as given, and when a parameter tensor is
+    on a CUDA device and ``args`` name neither a ``device`` nor ``backend="numpy"``,
+    ``device="cuda"`` with the backend that can run there: ``args``' own, else CuPy when
+    it is installed, else torch (whose CUDA build the tensors show)."""
+    backend = args.get("backend", "auto")
+    if "device" in args or backend == "numpy":
+        return args
+    if not any(getattr(getattr(t, "device", None), "type", None) == "cuda" for t in params):
+        return args
+    if backend == "auto":
+        backend = "cupy" if importlib.util.find_spec("cupy") is not None else "torch"
+    return {**args, "device": "cuda", "backend": backend}
 
 
 def _output_dtype_device(params: tuple[torch.Tensor, ...]) -> tuple[torch.dtype, torch.device]:
