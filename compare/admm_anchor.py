@@ -1,10 +1,11 @@
-"""NABLAPROX's ADMM (``algorithm="admm"``) next to SCS, iteration by iteration.
+"""NABLAPROX's ADMM (``algorithm="admm"``, or ``"hsde"``: on the homogeneous self-dual
+embedding, as SCS) next to SCS, iteration by iteration.
 
 Usage (from the repository root)::
 
     CVXPROX_DATA=/work/shared/data python -m compare.admm_anchor [--max-nnz 5000]
         [--suites netlib,maros-meszaros,zoo] [--cases A,B] [--max-iters 20000]
-        [--time-limit 30] [--out results.csv] [--scs-from earlier.csv]
+        [--time-limit 30] [--algorithm admm] [--out results.csv] [--scs-from earlier.csv]
 
 The set: every Netlib LP (feasible and infeasible) and Maros-Meszaros QP with at most
 ``--max-nnz`` nonzeros in its constraint matrix (and P), and the zoo's LP and QP models.
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         config = RunConfig(eps_abs, eps_rel, timeout=args.time_limit)
         reference = _reference(suite, case)
         common = {"eps_abs": eps_abs, "eps_rel": eps_rel}
-        ours = {**common, "algorithm": "admm", "max_iters": args.max_iters}
+        ours = {**common, "algorithm": args.algorithm, "max_iters": args.max_iters}
         ours["time_limit"] = args.time_limit
         scs = {**common, "max_iters": args.max_iters, "time_limit_secs": args.time_limit}
         a, a_ok, a_note = _solve(case, "NABLAPROX", ours, reference, config)
@@ -214,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", default="", help="comma-separated case names")
     parser.add_argument("--max-iters", type=int, default=20_000)
     parser.add_argument("--time-limit", type=float, default=30.0)
+    parser.add_argument("--algorithm", choices=("admm", "hsde"), default="admm")
     parser.add_argument("--out", type=Path, default=None, help="CSV of the rows")
     parser.add_argument("--scs-from", type=Path, default=None, help="CSV of an earlier run")
     args = parser.parse_args(argv)

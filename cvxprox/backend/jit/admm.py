@@ -24,13 +24,9 @@ import math
 
 from numba import njit
 
-from cvxprox.backend.jit.anderson import EXTRAPOLATED, ISTATE, anderson_reset, anderson_step
+from cvxprox.backend.jit.anderson import PENDING, anderson_advance, anderson_safeguard
 from cvxprox.backend.jit.cones import project_cones
 from cvxprox.backend.jit.ldl import ldl_solve
-
-# Indices into the state's float and integer vectors.
-G_ACCEPTED = 0
-PENDING, REJECTED = 0, 1
 
 
 @njit(cache=True, error_model="numpy")
@@ -59,7 +55,6 @@ def admm_iterations(
     w, z, f, f_plain, z_next, yr, rhs, sol, fstate, istate = state
     zero, nonneg, soc, psd, exp, pow3d = cone
     alpha, sigma, safeguard, interval = controls
-    aa_state = memory[ISTATE]
     n = c.shape[0]
     m = b.shape[0]
     advance = istate[PENDING] == 1
@@ -68,12 +63,7 @@ def admm_iterations(
         # Copies are loops here: a slice assignment would compile NumPy's shape check and
         # its error message, which costs more compile time than the rest of the kernel.
         if advance:  # w <- AA(w, f) every interval-th iteration, else w <- f
-            if interval > 0 and it % interval == 0:
-                anderson_step(memory, w, f, w)
-            else:
-                aa_state[EXTRAPOLATED] = 0
-                for i in range(n + m):
-                    w[i] = f[i]
+            anderson_advance(memory, w, f, it, interval)
         it += 1
         project_cones(w[n:], z, zero, nonneg, soc, psd, exp, pow3d)
         for i in range(m):
@@ -91,18 +81,11 @@ def admm_iterations(
             f[n + i] = z[i] + alpha * sol[n + i] * inv_rho[i] + (1.0 - alpha) * yr[i]
             g_norm += (f[n + i] - w[n + i]) ** 2
         g_norm = math.sqrt(g_norm)
-        if aa_state[EXTRAPOLATED] and g_norm > safeguard * fstate[G_ACCEPTED]:
-            for i in range(n + m):
-                w[i] = f_plain[i]
-            anderson_reset(aa_state)
-            istate[REJECTED] += 1
+        if not anderson_safeguard(memory, w, f, f_plain, g_norm, safeguard, fstate, istate):
             advance = False
             if it == it_end:
                 return it, False
             continue
-        fstate[G_ACCEPTED] = g_norm
-        for i in range(n + m):
-            f_plain[i] = f[i]
         if it == it_end:
             project_cones(f[n:], z_next, zero, nonneg, soc, psd, exp, pow3d)
             istate[PENDING] = 1

@@ -21,6 +21,11 @@ from numba import njit
 ISTATE = 5
 COUNT, HEAD, HAS_PREV, EXTRAPOLATED = 0, 1, 2, 3
 REGULARIZATION = 1e-10
+# Indices into the float and integer state vectors of a safeguarded loop
+# (``anderson_advance``, ``anderson_safeguard``): the residual of the last accepted
+# point; an acceleration step owed by the next call, the count of rejected steps.
+G_ACCEPTED = 0
+PENDING, REJECTED = 0, 1
 
 
 @njit(cache=True, error_model="numpy")
@@ -115,4 +120,46 @@ def anderson_step(memory: tuple, w: np.ndarray, f: np.ndarray, out: np.ndarray) 
         for i in range(dim):
             out[i] -= gk * (S[k, i] + Y[k, i])
     istate[EXTRAPOLATED] = 1
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def anderson_advance(memory: tuple, w: np.ndarray, f: np.ndarray, it: int, interval: int) -> None:
+    """w for iteration it + 1, in place: the extrapolation of (w, f = T(w)) every
+    ``interval`` iterations (0: never), else f (``SafeguardedLoop._advance``, compiled)."""
+    if interval > 0 and it % interval == 0:
+        anderson_step(memory, w, f, w)
+    else:
+        memory[ISTATE][EXTRAPOLATED] = 0
+        # A loop: a slice assignment would compile NumPy's shape check and its message.
+        for i in range(w.shape[0]):
+            w[i] = f[i]
+
+
+@njit(cache=True, error_model="numpy")
+def anderson_safeguard(
+    memory: tuple,
+    w: np.ndarray,
+    f: np.ndarray,
+    f_plain: np.ndarray,
+    g_norm: float,
+    safeguard: float,
+    fstate: np.ndarray,
+    istate: np.ndarray,
+) -> bool:
+    """Whether the iteration's f = T(w), ||f - w|| = ``g_norm``, is accepted
+    (``SafeguardedLoop._safeguard``, compiled): an extrapolated w whose residual exceeds
+    ``safeguard`` times the last accepted one is rejected (w back to the last accepted
+    image ``f_plain``, the memory reset, ``istate[REJECTED]`` counted); an accepted f
+    becomes ``f_plain`` and its residual ``fstate[G_ACCEPTED]``."""
+    aa_state = memory[ISTATE]
+    if aa_state[EXTRAPOLATED] and g_norm > safeguard * fstate[G_ACCEPTED]:
+        for i in range(w.shape[0]):
+            w[i] = f_plain[i]
+        anderson_reset(aa_state)
+        istate[REJECTED] += 1
+        return False
+    fstate[G_ACCEPTED] = g_norm
+    for i in range(f.shape[0]):
+        f_plain[i] = f[i]
     return True

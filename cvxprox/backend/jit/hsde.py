@@ -31,13 +31,13 @@ import math
 
 from numba import njit
 
-from cvxprox.backend.jit.anderson import EXTRAPOLATED, ISTATE, anderson_reset, anderson_step
+from cvxprox.backend.jit.anderson import PENDING, anderson_advance, anderson_safeguard
 from cvxprox.backend.jit.cones import project_cones
 from cvxprox.backend.jit.ldl import ldl_solve
 
-# Indices into the state's float and integer vectors.
-G_ACCEPTED, U_TAU = 0, 1
-PENDING, REJECTED = 0, 1
+# u_tau's place in the state's float vector, after the safeguard's
+# (``cvxprox.backend.jit.anderson.G_ACCEPTED``).
+U_TAU = 1
 
 
 @njit(cache=True, error_model="numpy")
@@ -70,17 +70,17 @@ def embedding_iterations(
     ``data = (r, g, scalars)``: r, g (n + m,), ``scalars = [r_x, r_tau, g'Rg]``;
     ``state = (w, f, f_plain, rhs, p, ut, wy, proj, u, s, fstate, istate)`` with w, f,
     f_plain (n + m + 1,), rhs, p, ut, u (n + m,) (u = (u_x, u_y)), wy, proj, s (m,),
-    ``fstate = [||f - w|| of the last accepted point, u_tau]``, ``istate = [an
-    acceleration step owed, rejections]``; ``factor`` as in ``ldl_solve``; ``cone`` the
-    ``ConeLayout`` arrays; ``memory`` as in ``anderson_step``; ``controls = (alpha,
-    safeguard, interval)``, ``interval = 0`` for no acceleration.
+    ``fstate = [||f - w|| of the last accepted point, u_tau]``, ``istate`` the
+    safeguard's (``cvxprox.backend.jit.anderson.anderson_safeguard``); ``factor`` as
+    in ``ldl_solve``; ``cone`` the ``ConeLayout`` arrays; ``memory`` as in
+    ``anderson_step``; ``controls = (alpha, safeguard, interval)``, ``interval = 0`` for
+    no acceleration.
     """
     r, g, scalars = data
     w, f, f_plain, rhs, p, ut, wy, proj, u, s, fstate, istate = state
     zero, nonneg, soc, psd, exp, pow3d = cone
     alpha, safeguard, interval = controls
     r_x, r_tau, gRg = scalars[0], scalars[1], scalars[2]
-    aa_state = memory[ISTATE]
     nm = r.shape[0]
     m = s.shape[0]
     n = nm - m
@@ -88,12 +88,7 @@ def embedding_iterations(
     istate[PENDING] = 0
     while it < it_end:
         if advance:
-            if interval > 0 and it % interval == 0:
-                anderson_step(memory, w, f, w)
-            else:
-                aa_state[EXTRAPOLATED] = 0
-                for i in range(nm + 1):
-                    w[i] = f[i]
+            anderson_advance(memory, w, f, it, interval)
         first = it == 0
         it += 1
         if not first:
@@ -145,18 +140,11 @@ def embedding_iterations(
         f[nm] = v_tau + alpha * (u_tau - tau_t)
         g_norm = math.sqrt(g_norm + (f[nm] - v_tau) ** 2)
         fstate[U_TAU] = u_tau
-        if aa_state[EXTRAPOLATED] and g_norm > safeguard * fstate[G_ACCEPTED]:
-            for i in range(nm + 1):
-                w[i] = f_plain[i]
-            anderson_reset(aa_state)
-            istate[REJECTED] += 1
+        if not anderson_safeguard(memory, w, f, f_plain, g_norm, safeguard, fstate, istate):
             advance = False
             if it == it_end:
                 return it, False
             continue
-        fstate[G_ACCEPTED] = g_norm
-        for i in range(nm + 1):
-            f_plain[i] = f[i]
         if it == it_end:
             istate[PENDING] = 1
             return it, True

@@ -48,15 +48,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.backend import Backend
+from cvxprox.backend.jit.anderson import PENDING
 from cvxprox.backend.jit.cones import cone_layout
-from cvxprox.backend.jit.hsde import (
-    G_ACCEPTED,
-    PENDING,
-    REJECTED,
-    U_TAU,
-    embedding_iterations,
-    root_plus,
-)
+from cvxprox.backend.jit.hsde import U_TAU, embedding_iterations, root_plus
 from cvxprox.functions.cones import ProductCone
 from cvxprox.solvers.admm.kkt import (
     _AA_INTERVAL,
@@ -65,6 +59,7 @@ from cvxprox.solvers.admm.kkt import (
     _SIGMA,
     _TINY,
     ADMM,
+    CompiledLoop,
     _defer_compilation,
     _KKTSystem,
     anderson_memory,
@@ -233,6 +228,19 @@ def _bc_scale(c: np.ndarray, b: np.ndarray) -> float:
     return 1.0 / min(norm, _BC_NORM_MAX)
 
 
+def _starting_state(
+    n: int, r_y: np.ndarray, start: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+) -> np.ndarray:
+    """The state v (n + m + 1,) the iteration starts from: (0, 0, 1), or from a warm
+    start (x, z, y_s), (x, y_s + z / r_y, 1)."""
+    v = np.zeros(n + r_y.shape[0] + 1)
+    v[-1] = 1.0
+    if start is not None:
+        x, z, y_s = start
+        v[:n], v[n:-1] = x, y_s + z / r_y
+    return v
+
+
 class _EmbeddingLoop(SafeguardedLoop):
     """The Douglas-Rachford iteration on the embedding (module docstring), on a backend's
     arrays: the state v (n + m + 1,), the last iteration's u, u~, s, the Anderson memory."""
@@ -253,11 +261,7 @@ class _EmbeddingLoop(SafeguardedLoop):
         self._kkt, self.cone = kkt, cone
         self._h = np.concatenate([c, b])  # (c, -b_s)
         self._set_penalty(rho)
-        v = np.zeros(n + m + 1)
-        v[-1] = 1.0
-        if start is not None:
-            x, z, y_s = start
-            v[:n], v[n : n + m] = x, y_s + z / self._r_y_host
+        v = _starting_state(n, self._r_y_host, start)
         self._start(backend.asarray(v), memory, backend)
         self.u = self.w
         self.s = backend.zeros(m)
@@ -352,7 +356,7 @@ class _EmbeddingLoop(SafeguardedLoop):
         self._accel.reset()
 
 
-class _FusedEmbeddingLoop:
+class _FusedEmbeddingLoop(CompiledLoop):
     """The compiled iteration (``cvxprox.backend.jit.hsde.embedding_iterations``) on
     NumPy arrays, with ``_EmbeddingLoop``'s interface (its reference)."""
 
@@ -373,11 +377,7 @@ class _FusedEmbeddingLoop:
         self._scalars = np.array([_SIGMA, _TAU_FACTOR, 0.0])
         self._set_penalty(rho)
         nm = n + m
-        self.w = np.zeros(nm + 1)
-        self.w[-1] = 1.0
-        if start is not None:
-            x, z, y_s = start
-            self.w[:n], self.w[n:nm] = x, y_s + z / self._r[n:]
+        self.w = _starting_state(n, self._r[n:], start)
         self.f = self.w.copy()
         self._u = np.zeros(nm)
         self._s = np.zeros(m)
@@ -405,14 +405,6 @@ class _FusedEmbeddingLoop:
         self._r = np.concatenate([np.full(self._n, _SIGMA), 1.0 / rho])
         self._g = self._kkt.factor.solve(self._h)
         self._scalars[2] = float(self._g @ (self._r * self._g))
-
-    @property
-    def residual_norm(self) -> float:
-        return float(self._fstate[G_ACCEPTED])
-
-    @property
-    def rejected(self) -> int:
-        return int(self._istate[REJECTED])
 
     def run(self, it: int, it_end: int, controls: tuple) -> tuple[int, bool]:
         """Iterations it + 1 .. it_end; returns (last iteration, accepted)."""

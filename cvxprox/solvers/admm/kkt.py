@@ -57,7 +57,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.backend import Array, Backend
-from cvxprox.backend.jit.admm import G_ACCEPTED, PENDING, REJECTED, admm_iterations
+from cvxprox.backend.jit.admm import admm_iterations
+from cvxprox.backend.jit.anderson import G_ACCEPTED, PENDING, REJECTED
 from cvxprox.backend.jit.cones import cone_layout
 from cvxprox.backend.jit.ldl import LDLFactor, kkt_upper
 from cvxprox.functions.cones import ProductCone
@@ -372,7 +373,26 @@ class _DeviceChecks:
         )
 
 
-class _FusedLoop:
+class CompiledLoop:
+    """What the compiled loops (``_FusedLoop``, the embedding's) share: the safeguard's
+    state vectors ``_fstate`` and ``_istate``
+    (``cvxprox.backend.jit.anderson.anderson_safeguard``) and what the solver reads of them."""
+
+    _fstate: np.ndarray
+    _istate: np.ndarray
+
+    @property
+    def residual_norm(self) -> float:
+        """||T(w) - w|| at the last accepted point."""
+        return float(self._fstate[G_ACCEPTED])
+
+    @property
+    def rejected(self) -> int:
+        """How many extrapolated points were rejected."""
+        return int(self._istate[REJECTED])
+
+
+class _FusedLoop(CompiledLoop):
     """The compiled iteration (``cvxprox.backend.jit.admm.admm_iterations``) and its arrays.
 
     Starts from the scaled point ``start`` = (x, v), v = z + y / rho; ``data`` = (c, b,
@@ -414,16 +434,6 @@ class _FusedLoop:
         self._cone = cone_layout(cone[0]).arrays
         self._project = cone[1]
         self._accel = AndersonAcceleration(n + m, memory)
-
-    @property
-    def residual_norm(self) -> float:
-        """||T(w) - w|| at the last accepted point."""
-        return float(self._fstate[G_ACCEPTED])
-
-    @property
-    def rejected(self) -> int:
-        """How many extrapolated points were rejected."""
-        return int(self._istate[REJECTED])
 
     def run(self, it: int, it_end: int, controls: tuple) -> tuple[int, bool]:
         """Iterations it + 1 .. it_end; returns (last iteration, accepted)."""
