@@ -289,25 +289,33 @@ _COMBINE = "float64 a_step, float64 a_point"
 _AVERAGE = "float64 a_average, float64 a_new"
 
 
+def _pixel_kernel(
+    params: list[str], body: list[str], stem: str, value: str, combine: bool, average: bool
+) -> Elementwise:
+    """A per-pixel kernel of PDHG on 2-D TV in a box whose ``body`` computes ``value``,
+    the new ``stem`` (written to ``{stem}_new``); with ``combine`` also the next KM
+    point ``{stem}_next`` = a_step value + a_point ``stem``, with ``average`` the running
+    average ``{stem}_mean`` = a_average ``{stem}_average`` + a_new value."""
+    params, outputs = list(params), [f"T {stem}_new"]
+    body = [*body, f"{stem}_new = {value};"]
+    if combine:
+        params.append(_COMBINE)
+        outputs.append(f"T {stem}_next")
+        body.append(f"{stem}_next = a_step * {value} + a_point * {stem};")
+    if average:
+        params += [f"T {stem}_average", _AVERAGE]
+        outputs.append(f"T {stem}_mean")
+        body.append(f"{stem}_mean = a_average * {stem}_average + a_new * {value};")
+    name = f"cvxprox_tv_pdhg_{stem}{'_combine' if combine else ''}{'_average' if average else ''}"
+    return Elementwise(", ".join(params), ", ".join(outputs), "\n".join(body), name, PREAMBLE)
+
+
 @cache
 def tv_pdhg_pixels_x(combine: bool, average: bool) -> Elementwise:
     """x+ = clip(x - tau (c + K'y), l, u), and its combinations."""
     params = ["T x", "T kty", "T c", "T lower", "T upper", "float64 tau"]
-    outputs = ["T x_new"]
-    body = [
-        "const double v = cvxprox_clip(x - tau * ((double)c + kty), lower, upper);",
-        "x_new = v;",
-    ]
-    if combine:
-        params.append(_COMBINE)
-        outputs.append("T x_next")
-        body.append("x_next = a_step * v + a_point * x;")
-    if average:
-        params += ["T x_average", _AVERAGE]
-        outputs.append("T x_mean")
-        body.append("x_mean = a_average * x_average + a_new * v;")
-    name = f"cvxprox_tv_pdhg_x{'_combine' if combine else ''}{'_average' if average else ''}"
-    return Elementwise(", ".join(params), ", ".join(outputs), "\n".join(body), name, PREAMBLE)
+    body = ["const double v = cvxprox_clip(x - tau * ((double)c + kty), lower, upper);"]
+    return _pixel_kernel(params, body, "x", "v", combine, average)
 
 
 @cache
@@ -361,21 +369,8 @@ def tv_pdhg_groups(combine: bool, average: bool) -> Elementwise:
 def tv_pdhg_pixels_kty(combine: bool, average: bool) -> Elementwise:
     """(K'y+)_p, and its combinations."""
     params = ["raw T y_new", "T kty", "int64 rows", "int64 cols"]
-    outputs = ["T kty_new"]
-    body = [
-        "const double t = cvxprox_tv_adjoint(y_new, i, rows, cols);",
-        "kty_new = t;",
-    ]
-    if combine:
-        params.append(_COMBINE)
-        outputs.append("T kty_next")
-        body.append("kty_next = a_step * t + a_point * kty;")
-    if average:
-        params += ["T kty_average", _AVERAGE]
-        outputs.append("T kty_mean")
-        body.append("kty_mean = a_average * kty_average + a_new * t;")
-    name = f"cvxprox_tv_pdhg_kty{'_combine' if combine else ''}{'_average' if average else ''}"
-    return Elementwise(", ".join(params), ", ".join(outputs), "\n".join(body), name, PREAMBLE)
+    body = ["const double t = cvxprox_tv_adjoint(y_new, i, rows, cols);"]
+    return _pixel_kernel(params, body, "kty", "t", combine, average)
 
 
 def tv_pdhg_iteration(
