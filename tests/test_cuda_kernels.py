@@ -201,8 +201,9 @@ def test_fused_tv_trial_matches_the_array_iterations(bounded: bool) -> None:
     assert plain.backtracks > 0 and plain.restarts > 0
     assert (fused.restarts, fused.backtracks) == (plain.restarts, plain.backtracks)
     assert fused.L == pytest.approx(plain.L, rel=1e-12)
-    for name in ("y", "Kty", "z"):
-        a, b = getattr(fused, name), getattr(plain, name)
+    pairs = [("y", fused.y, plain.y), ("Kty", fused.Kty, plain.Kty)]
+    pairs += list(zip(("y'", "z'", "K'y'"), fused.probe(), plain.probe(), strict=True))
+    for name, a, b in pairs:
         assert np.linalg.norm(a - b) <= 1e-10 * np.linalg.norm(b), name
 
 

@@ -40,10 +40,16 @@ def _anisotropic(X: cp.Variable, axes: tuple[int, int]) -> cp.Expression:
     return sum(cp.sum(cp.abs(cp.diff(X, axis=axis))) for axis in axes)
 
 
-def _problem(form: str, bounded: bool, rows: int = 13, cols: int = 17) -> cp.Problem:
+def _problem(
+    form: str, bounded: bool, rows: int = 13, cols: int = 17, weighted: bool = True
+) -> cp.Problem:
+    """TV denoising; ``weighted``: a different weight on every pixel's square (a
+    diagonal H that is not uniform)."""
     noisy = _image(rows, cols)
     X = cp.Variable((rows, cols))
     weights = np.linspace(0.5, 2.0, rows * cols).reshape((rows, cols), order="F")
+    if not weighted:
+        weights = np.full((rows, cols), 1.5)
     fit = 0.5 * cp.sum_squares(cp.multiply(np.sqrt(weights), X - noisy))
     tv = {
         "isotropic": lambda: cp.tv(X),
@@ -78,20 +84,23 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
 
 
+@pytest.mark.parametrize("weighted", [True, False])
 @pytest.mark.parametrize("blocks", [1, 3])
 @pytest.mark.parametrize("bounded", [False, True])
 @pytest.mark.parametrize("form", ["isotropic", "anisotropic", "anisotropic_swapped"])
 def test_fused_iterations_match_the_plain_ones(
-    form: str, bounded: bool, blocks: int, monkeypatch: pytest.MonkeyPatch
+    form: str, bounded: bool, blocks: int, weighted: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One pass over the image, or three column blocks swept in parallel (17 columns)."""
+    """One pass over the image, or three column blocks swept in parallel (17 columns);
+    a uniform H is read as one number."""
     monkeypatch.setattr(dual_tv, "PARALLEL_FROM", 1 if blocks > 1 else dual_tv.PARALLEL_FROM)
     monkeypatch.setattr(dual_tv, "_BLOCK_COLUMNS", 17 // blocks)
-    program = _program(_problem(form, bounded))
+    program = _program(_problem(form, bounded, weighted=weighted))
     plain, fused = _iterations(program, fuse=False), _iterations(program, fuse=True)
     assert isinstance(plain, DualIterations)
     assert isinstance(fused, FusedTVIterations)
     assert len(fused.starts) == blocks + 1
+    assert fused._h_inv.shape == ((program.n,) if weighted else (1,))
     # Two runs of different lengths: the state carries over between the checks.
     for count in (ITERATIONS - 1, 1):
         plain.run(count)
@@ -100,9 +109,11 @@ def test_fused_iterations_match_the_plain_ones(
     assert plain.restarts > 0
     assert (fused.restarts, fused.backtracks) == (plain.restarts, plain.backtracks)
     assert fused.L == pytest.approx(plain.L, rel=1e-12)
-    for name in ("y", "Kty", "z"):
-        assert _relative(getattr(fused, name), getattr(plain, name)) <= 1e-10, name
-    x = fused.clip(-(fused.q + fused.Kty) * fused.H_inv)
+    assert _relative(fused.y, plain.y) <= 1e-10
+    fused_probe, plain_probe = fused.probe(), plain.probe()
+    for name, a, b in zip(("y'", "z'", "K'y'"), fused_probe, plain_probe, strict=True):
+        assert _relative(a, b) <= 1e-10, name
+    x = fused.clip(-(fused.q + fused_probe[2]) * fused.H_inv)
     if bounded:
         assert x.min() == 0.0
         assert x.max() == 1.0
@@ -164,7 +175,7 @@ def test_parallel_blocks_give_the_same_iterates_on_any_number_of_threads(
             fused = _iterations(program, fuse=True)
             assert len(fused.starts) == 11
             fused.run(60)
-            runs.append((fused.y.copy(), fused.Kty.copy(), fused.z.copy()))
+            runs.append((fused.y.copy(), *fused.probe()))
     finally:
         numba.set_num_threads(threads)
     for one, many in zip(*runs, strict=True):

@@ -212,8 +212,9 @@ class Backend:
         bounds: tuple[np.ndarray, np.ndarray] | None,
     ) -> Callable | None:
         """The fused trial step of dual FISTA on 2-D TV (``DualIterations.trial``'s
-        signature) for the ``TVGrid`` ``grid``, F's q and diagonal H (n,) and the bounds,
-        or None where the backend has none (then the array operations run)."""
+        arguments; it returns (y+, K'y+, (||d||^2, d'(y+ - y), descent), z or None)) for
+        the ``TVGrid`` ``grid``, F's q and diagonal H (n,) and the bounds, or None where
+        the backend has none (then the array operations run)."""
         return None
 
     def csr(self, a: sp.sparray | sp.spmatrix) -> Any:

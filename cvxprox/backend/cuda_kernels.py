@@ -258,25 +258,25 @@ class TVDualTrial:
         self.unused = unused
 
     def __call__(
-        self, y: Any, y_prev: Any, Kty: Any, Kty_prev: Any, beta: float, L: float, last: bool
+        self, y: Any, y_prev: Any, Kty: Any, Kty_prev: Any, beta: float, L: float, with_z: bool
     ) -> tuple[Any, Any, tuple[float, float, float], Any]:
         """(y+, K'y+, (||d||^2, d'(y+ - y), the descent test's left side), z or None)."""
         xp = self.module
         y_new = xp.empty_like(y)
-        z = xp.empty_like(y) if last else self.unused
+        z = xp.empty_like(y) if with_z else self.unused
         dd = xp.empty(self.groups, dtype=y.dtype)
         rd = xp.empty(self.groups, dtype=y.dtype)
         self.launch(
             TV_DUAL_GROUPS, self.q, Kty, Kty_prev, self.H_inv, self.lower, self.upper, y,
             y_prev, self.weight, self.rows, float(beta), float(L), self.bounded,
-            self.weight.shape[0] == 1, bool(last), y_new, z, dd, rd,
+            self.weight.shape[0] == 1, bool(with_z), y_new, z, dd, rd,
         )  # fmt: skip
         Kty_new, descent = self.launch(
             TV_PRIMAL_PIXELS, y_new, self.q, self.H, self.H_inv, self.lower, self.upper,
             Kty, Kty_prev, self.rows, self.cols, float(beta), self.bounded,
         )  # fmt: skip
         sums = xp.stack([dd.sum(), rd.sum(), descent.sum()]).tolist()
-        return y_new, Kty_new, (sums[0], sums[1], sums[2]), z if last else None
+        return y_new, Kty_new, (sums[0], sums[1], sums[2]), z if with_z else None
 
 
 # PDHG's iteration on 2-D TV in a box (``cvxprox.backend.jit.pdhg_tv.tv_pdhg_iteration``,

@@ -190,7 +190,8 @@ class TVProxTerm:
     x+ = v - t D'y), warm-started from the dual of the previous call (the dual does not
     depend on t), fused at every image size (the inner iterations of a solve outnumber
     those of a whole ``FUSED_FROM`` image); v, q = -v / t and H stay on the device. It returns
-    (x+, z, y) with y in dg(z) exactly (the inner method's pair) and x+ = v - t D'y, so
+    (x+, z, y) with y in dg(z) exactly (the inner method's candidate,
+    ``DualIterations.probe``) and x+ = v - t D'y, so
     that D'y = (v - x+) / t, as for ``PermutedTerm``; the inexactness is D x+ - z, which
     the outer test sees as this term's primal residual.
 
@@ -265,15 +266,16 @@ class TVProxTerm:
         while True:
             steps.run(_INNER_CHECK)
             done += _INNER_CHECK
-            x = v - t * steps.Kty
-            Dx, z = self.term.op.matvec(x), steps.z
+            y, z, Kty = steps.probe()
+            x = v - t * Kty
+            Dx = self.term.op.matvec(x)
             scale = xp.maximum(xp.abs(Dx), xp.abs(z))
             tolerance = self.accuracy * (self.eps_abs * self.units + self.eps_rel * scale)
             passed = backend.scalar(xp.max(xp.abs(Dx - z) - tolerance)) <= 0.0
             if passed or done >= _INNER_MAX:
                 break
         self.inner_iterations += done
-        self.y = backend.to_device(steps.y)
+        self.y = backend.to_device(y)
         return x, z, self.y
 
 

@@ -90,18 +90,29 @@ class KKTError:
 SPACING_MAX = 4
 
 
-def check_spacing(normalized: float) -> int:
-    """``check_every`` periods until the next termination test after one whose worst
-    residual over tolerance ratio is ``normalized``: min(floor(log2 ratio),
-    ``SPACING_MAX``), at least 1 (1 for a ratio that is not finite).
+def check_spacing(
+    normalized: float, check_cost: float = 0.0, iteration: int = 0, period: int = 1
+) -> int:
+    """``check_every`` periods (of ``period`` iterations) until the next termination test
+    after one at ``iteration`` whose worst residual over tolerance ratio is
+    ``normalized``: the larger of two rules, at least 1.
 
-    A test that fails by a factor of 4 or more seldom passes a few iterations later, and
-    on a large program a test costs as much as several iterations. The test itself is
-    the same at every check; a late one costs at most (``SPACING_MAX`` - 1)
-    ``check_every`` iterations."""
-    if not math.isfinite(normalized) or normalized < 4.0:
-        return 1
-    return min(int(math.log2(normalized)), SPACING_MAX)
+    * Distance: min(floor(log2 ratio), ``SPACING_MAX``) (1 for a ratio under 4 or not
+      finite). A test that fails by a factor of 4 or more seldom passes a few iterations
+      later; a late one costs at most (``SPACING_MAX`` - 1) periods.
+    * Cost: when a test costs as much as ``check_cost`` iterations, tests s iterations
+      apart cost about N check_cost / s over a run of N iterations, and the run goes on
+      past convergence by s / 2 on average: s = sqrt(2 check_cost N) balances the two.
+      N is not known; the iterations done are a lower bound, so the spacing is
+      sqrt(2 check_cost ``iteration``) iterations, in whole periods (rounded down).
+
+    The test itself is the same at every check; only how often it runs changes."""
+    spacing = 1
+    if math.isfinite(normalized) and normalized >= 4.0:
+        spacing = min(int(math.log2(normalized)), SPACING_MAX)
+    if check_cost > 0.0 and iteration > 0:
+        spacing = max(spacing, int(math.sqrt(2.0 * check_cost * iteration) // period))
+    return spacing
 
 
 def _ratio(residual: float, tol: float) -> float:
