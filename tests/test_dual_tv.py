@@ -203,13 +203,28 @@ def test_the_threads_option_bounds_numba_threads_in_a_solve(
     with backend.cpu_threads(1):
         assert numba.get_num_threads() == 1
     assert numba.get_num_threads() == before
+    with backend.cpu_threads(None):
+        assert numba.get_num_threads() == before
     monkeypatch.setattr(dual_tv, "PARALLEL_FROM", 1)
     monkeypatch.setattr(dual_fista, "FUSED_FROM", 1)
     prob = _problem("isotropic", bounded=False, rows=30, cols=41)
     values = []
-    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+    for threads in (1, numba.config.NUMBA_NUM_THREADS, None):
         prob.solve(solver="NABLAPROX", algorithm="dual_fista", threads=threads, warm_start=False)
         assert prob.status == cp.OPTIMAL
         assert prob.solver_stats.extra_stats["fused"]
         values.append(prob.value)
-    assert values[0] == values[1]
+    assert values[0] == values[1] == values[2]
+
+
+def test_torch_runs_on_one_thread_unless_told() -> None:
+    """On torch the default (``threads=None``) is one intra-op thread inside the block;
+    a count caps torch's threads; both are restored after."""
+    torch = pytest.importorskip("torch")
+    backend = get_backend("torch", "cpu", "float64")
+    before = torch.get_num_threads()
+    with backend.cpu_threads(None):
+        assert torch.get_num_threads() == 1
+    with backend.cpu_threads(2):
+        assert torch.get_num_threads() == min(2, before)
+    assert torch.get_num_threads() == before

@@ -233,13 +233,14 @@ class Backend:
         raise NotImplementedError
 
     @contextlib.contextmanager
-    def cpu_threads(self, count: int) -> Iterator[None]:
-        """Run the library's CPU kernels on at most ``count`` threads inside the block.
+    def cpu_threads(self, count: int | None) -> Iterator[None]:
+        """Run the library's CPU kernels on at most ``count`` threads inside the block
+        (the option ``threads``; None: each backend's default for its kernels).
 
         Most iterations are vector operations and sparse products too small for threads
         to pay off, and on a loaded machine spinning threads make them many times slower
         (``cvxprox.solvers.select.solve_program`` keeps BLAS on one thread for the same
-        reason); the option ``threads`` (default 1) sets ``count``.
+        reason); the compiled passes over a large image are the exception.
         """
         yield
 

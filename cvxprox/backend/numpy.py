@@ -49,9 +49,12 @@ class NumPyBackend(Backend):
         return np.asarray(a, dtype=np.float64)
 
     @contextlib.contextmanager
-    def cpu_threads(self, count: int) -> Iterator[None]:
+    def cpu_threads(self, count: int | None) -> Iterator[None]:
         """Numba's threads (the column blocks of ``cvxprox.backend.jit.dual_tv``) limited
-        to ``count`` inside the block."""
+        to ``count`` inside the block; None leaves Numba's current count."""
+        if count is None:
+            yield
+            return
         threads = numba.get_num_threads()
         numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
         try:

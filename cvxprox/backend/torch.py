@@ -68,12 +68,13 @@ class TorchBackend(Backend):
         return lambda rhs: torch.linalg.lu_solve(lu, pivots, rhs[:, None])[:, 0]
 
     @contextlib.contextmanager
-    def cpu_threads(self, count: int) -> Iterator[None]:
+    def cpu_threads(self, count: int | None) -> Iterator[None]:
+        """torch's intra-op threads limited to ``count`` (None: one) on the CPU."""
         if self.device.type != "cpu":
             yield
             return
         threads = torch.get_num_threads()
-        torch.set_num_threads(min(count, threads))
+        torch.set_num_threads(min(count or 1, threads))
         try:
             yield
         finally:
