@@ -370,6 +370,18 @@ def rmatvec(rows: int, cols: int, iso: bool, offsets: np.ndarray, y: np.ndarray)
     return out
 
 
+@njit(**_JIT)
+def interleave(v: np.ndarray) -> np.ndarray:
+    """The planar isotropic layout (first components, then second ones) -> the term's
+    (pairs): out[2g + c] = v[c G + g]."""
+    groups = v.shape[0] // 2
+    out = np.empty_like(v)
+    for g in range(groups):
+        out[2 * g] = v[g]
+        out[2 * g + 1] = v[groups + g]
+    return out
+
+
 @njit(cache=True, parallel=True, fastmath=_FAST, error_model="numpy")
 def _parallel_step(  # noqa: ANN202, PLR0913
     starts, rows, cols, iso, offsets, w0, w1, q, h, h_inv, lower, upper,
@@ -658,8 +670,9 @@ class FusedTVIterations:
         return v.reshape(-1, 2).T.ravel() if self.grid.iso else v
 
     def _interleaved(self, v: np.ndarray) -> np.ndarray:
-        """The inverse of ``_planar``."""
-        return v.reshape(2, -1).T.ravel() if self.grid.iso else v
+        """The inverse of ``_planar`` (compiled: a transposed copy of a 2M-vector
+        takes 20 ms, two sequential streams 3 ms)."""
+        return interleave(v) if self.grid.iso else v
 
     def run(self, count: int) -> None:
         """``count`` iterations."""

@@ -176,6 +176,10 @@ class StructuredChecker:
         self._c = backend.asarray(layout.program.c)
         self._primal_unit = backend.asarray(self.units.primal)
         self._dual_unit = backend.asarray(self.units.dual)
+        # The m-vectors of a check, kept from one check to the next: a fresh one per
+        # check costs its page faults again (TV denoising 1024 x 1024: 60 ms a check).
+        self._magnitude = backend.zeros(layout.m)
+        self._residual = backend.zeros(layout.m)
         self._bounds = None
         if layout.program.has_bounds:
             n = layout.program.n
@@ -208,7 +212,9 @@ class StructuredChecker:
         Aty = layout.rmatvec(y) if Aty is None else Aty
         scalar, c = layout.backend.scalar, self._c
         cx, yzb = scalar(c @ x), scalar(y @ z) + scalar(y @ layout.b)
-        residual = Ax - layout.b
+        residual = self._residual
+        residual[:] = Ax
+        residual -= layout.b
         pobj = cx + self._function_sum(residual)
         dobj = self._function_sum(z) - yzb
         residual -= z  # A x - b - z, in the argument's place
@@ -249,7 +255,7 @@ class StructuredChecker:
         on every row of any other term (the rows of one function's argument are one
         quantity, in one unit)."""
         layout, xp = self.layout, self.layout.backend.xp
-        magnitude = layout.backend.zeros(layout.m)
+        magnitude = self._magnitude
         for term, rows in zip(layout.terms, layout.slices, strict=True):
             if not term.size:
                 continue
