@@ -9,22 +9,13 @@ import numpy as np
 import pytest
 
 import cvxprox
-from cvxprox.backend import get_backend
 from cvxprox.functions.prox import GroupL2, Norm1, Quadratic, SumSquares
 from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import Program, Term
 from cvxprox.operators.linops import Diagonal, Gather, Identity, MatrixOp
 from cvxprox.solvers import dual_fista
 from cvxprox.solvers.common.termination import check_spacing
-from cvxprox.solvers.common.terms import TermLayout
-from cvxprox.solvers.dual_fista import (
-    DiagonalQuadratic,
-    DualFISTA,
-    DualIterations,
-    ProxTerms,
-    dual_lipschitz,
-    split_terms,
-)
+from cvxprox.solvers.dual_fista import DualFISTA
 
 TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 EPS = 1e-8
@@ -278,39 +269,3 @@ def test_costly_checks_are_spaced_by_their_cost() -> None:
     assert check_spacing(0.5, check_cost=10.0, iteration=4, period=10) == 1
     assert check_spacing(1e6, check_cost=1.0, iteration=50, period=10) == 4
     assert check_spacing(0.5, check_cost=0.0, iteration=10**6, period=10) == 1
-
-
-def test_the_checks_test_the_step_without_extrapolation() -> None:
-    """The candidate the checks test (``probe``) pairs y' = prox(y + K x(y) / L) with
-    z' = L (y - y') + K x(y): y' is in the subdifferential of g at z' exactly, and the
-    iterations' state does not move."""
-    rows, cols = 9, 11
-    noisy = np.random.default_rng(3).standard_normal((rows, cols))
-    X = cp.Variable((rows, cols))
-    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(X - noisy) + 0.3 * cp.tv(X)))
-    program = cvxprox.compile(prob, algorithm="dual_fista", structure="always").program
-    backend = get_backend("numpy", "cpu", "float64")
-    layout = TermLayout(program, backend)
-    quadratic_at, prox_at = split_terms(program)
-    smooth = DiagonalQuadratic(program, quadratic_at)
-    K = ProxTerms([layout.terms[k] for k in prox_at], program.n, backend)
-    L = dual_lipschitz(program, prox_at, smooth.H)
-    steps = DualIterations(K, smooth, None, backend, backend.zeros(K.m), L, 1e-12 * L)
-    steps.run(25)
-    y, L = steps.y.copy(), steps.L
-    y_probe, z_probe, Kty_probe = steps.probe()
-    assert np.array_equal(steps.y, y)
-    x = -(smooth.q + K.rmatvec(y)) / smooth.H
-    z = L * (y - y_probe) + K.matvec(x) - K.b
-    np.testing.assert_allclose(z_probe, z, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(Kty_probe, K.rmatvec(y_probe), rtol=1e-12, atol=1e-12)
-    # y' = z'-direction on the groups where the disc is active: ||y'_g|| = 0.3 there.
-    pairs, z_pairs = y_probe.reshape(-1, 2), z_probe.reshape(-1, 2)
-    active = np.linalg.norm(z_pairs, axis=1) > 1e-9
-    assert active.any()
-    np.testing.assert_allclose(np.linalg.norm(pairs[active], axis=1), 0.3, rtol=1e-12)
-    cosine = np.sum(pairs[active] * z_pairs[active], axis=1) / (
-        0.3 * np.linalg.norm(z_pairs[active], axis=1)
-    )
-    np.testing.assert_allclose(cosine, 1.0, rtol=1e-10)
-    assert np.all(np.linalg.norm(pairs[~active], axis=1) <= 0.3 + 1e-12)

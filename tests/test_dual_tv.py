@@ -228,3 +228,34 @@ def test_torch_runs_on_one_thread_unless_told() -> None:
     with backend.cpu_threads(2):
         assert torch.get_num_threads() == min(2, before)
     assert torch.get_num_threads() == before
+
+
+def test_the_checks_test_the_step_without_extrapolation() -> None:
+    """The candidate the checks test (``probe``) pairs y' = prox(y + K x(y) / L) with
+    z' = L (y - y') + K x(y): y' is in the subdifferential of g at z' exactly, and the
+    iterations' state does not move."""
+    rows, cols = 9, 11
+    noisy = np.random.default_rng(3).standard_normal((rows, cols))
+    X = cp.Variable((rows, cols))
+    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(X - noisy) + 0.3 * cp.tv(X)))
+    steps = _iterations(_program(prob), fuse=False)
+    assert isinstance(steps, DualIterations)
+    K = steps.K
+    steps.run(25)
+    y, L = steps.y.copy(), steps.L
+    y_probe, z_probe, Kty_probe = steps.probe()
+    assert np.array_equal(steps.y, y)
+    x = -(steps.q + K.rmatvec(y)) / steps.H
+    z = L * (y - y_probe) + K.matvec(x) - K.b
+    np.testing.assert_allclose(z_probe, z, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(Kty_probe, K.rmatvec(y_probe), rtol=1e-12, atol=1e-12)
+    # y' along z' on the groups where the disc is active (||y'_g|| = 0.3 there).
+    pairs, z_pairs = y_probe.reshape(-1, 2), z_probe.reshape(-1, 2)
+    active = np.linalg.norm(z_pairs, axis=1) > 1e-9
+    assert active.any()
+    np.testing.assert_allclose(np.linalg.norm(pairs[active], axis=1), 0.3, rtol=1e-12)
+    cosine = np.sum(pairs[active] * z_pairs[active], axis=1) / (
+        0.3 * np.linalg.norm(z_pairs[active], axis=1)
+    )
+    np.testing.assert_allclose(cosine, 1.0, rtol=1e-10)
+    assert np.all(np.linalg.norm(pairs[~active], axis=1) <= 0.3 + 1e-12)
