@@ -469,6 +469,9 @@ class StructureLowering:
         lowered = Lowered(program, self.layout, constraints, self._sources, self._arguments)
         lowered.bound_constraints = bound_constraints
         lowered.expanded = self._expanded
+        # The intermediate maps were needed to name the terms' arguments only; the
+        # lowering lives as long as the problem (DPP re-lowers with it), so they go now.
+        self._lowered = {}
         return lowered
 
     # -- objective -------------------------------------------------------------------
