@@ -117,14 +117,10 @@ from cvxprox.solvers.common.term_checks import SPARSE_KINDS, StructuredChecker
 from cvxprox.solvers.common.termination import check_spacing
 from cvxprox.solvers.common.terms import StackedTerms, TermLayout
 
-# Step rule (fista.py's, with its own factors): the trial constant after an accepted step
-# is _DECREASE L; a failed descent test multiplies it by _BACKTRACK. Every trial is a pass
-# over the data, so the measure is iterations plus backtracks; TV denoising at nine
-# (size, eps) pairs from 128 x 128 at 1e-6 to 1024 x 1024 at 1e-4: (0.95, 1.5) 0.92 of
-# (0.9, 2) in geometric mean (better on 7, 1.46x on one: 768 x 768 at 1e-5), (0.95, 2)
-# 0.94, (0.98, 1.25) and (0.9, 1.5) about 1, (0.8, 2) 1.2 on the first four.
-_DECREASE = 0.95
-_BACKTRACK = 1.5
+# Step rule (as in fista.py): the trial constant after an accepted step is _DECREASE L;
+# a failed descent test multiplies it by _BACKTRACK.
+_DECREASE = 0.9
+_BACKTRACK = 2.0
 _MAX_BACKTRACKS = 100
 # The constant is kept above _L_FLOOR times its first value.
 _L_FLOOR = 1e-12
