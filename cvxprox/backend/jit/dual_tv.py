@@ -521,14 +521,13 @@ def column_blocks(rows: int, cols: int, blocks: int | None = None) -> np.ndarray
 @dataclass
 class TVGrid:
     """The prox terms as ``dual_tv_iterations`` reads them (its docstring): the image
-    ``rows x cols``, the form, the offsets of the axis-0 and axis-1 rows and the terms'
-    order (anisotropic), the weights."""
+    ``rows x cols``, the form, the offsets of the axis-0 and axis-1 rows (anisotropic),
+    the weights."""
 
     rows: int
     cols: int
     iso: bool
     offsets: np.ndarray
-    order: int
     w0: np.ndarray
     w1: np.ndarray
 
@@ -574,7 +573,7 @@ def _isotropic(term: Term, n: int) -> TVGrid | None:
     ):
         return None
     weight = np.atleast_1d(np.asarray(function.weight, dtype=np.float64))
-    return TVGrid(rows, cols, True, np.zeros(2, dtype=np.int64), 0, weight, weight)
+    return TVGrid(rows, cols, True, np.zeros(2, dtype=np.int64), weight, weight)
 
 
 def _anisotropic(terms: list[Term], n: int) -> TVGrid | None:
@@ -594,7 +593,7 @@ def _anisotropic(terms: list[Term], n: int) -> TVGrid | None:
     offsets[ops[1].axis] = ops[0].shape[0]
     weights = [np.atleast_1d(np.asarray(t.function.weight, dtype=np.float64)) for t in terms]
     w0, w1 = (weights[0], weights[1]) if order == 0 else (weights[1], weights[0])
-    return TVGrid(int(shape[0]), int(shape[1]), False, offsets, order, w0, w1)
+    return TVGrid(int(shape[0]), int(shape[1]), False, offsets, w0, w1)
 
 
 class FusedTVIterations:
