@@ -228,6 +228,16 @@ def _bc_scale(c: np.ndarray, b: np.ndarray) -> float:
     return 1.0 / min(norm, _BC_NORM_MAX)
 
 
+def _penalty_terms(
+    n: int, rho: np.ndarray, kkt: _KKTSystem, h: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """On the host, for the KKT system's current factor: R = (r_x, 1 / rho) (n + m,),
+    g = M^{-1} h with h = (c, b), and g'Rg (both loops' penalty-dependent data)."""
+    r = np.concatenate([np.full(n, _SIGMA), 1.0 / rho])
+    g = kkt.factor.solve(h)
+    return r, g, float(g @ (r * g))
+
+
 def _starting_state(
     n: int, r_y: np.ndarray, start: tuple[np.ndarray, np.ndarray, np.ndarray] | None
 ) -> np.ndarray:
@@ -269,15 +279,11 @@ class _EmbeddingLoop(SafeguardedLoop):
     def _set_penalty(self, rho: np.ndarray) -> None:
         """R_y = 1 / rho, the KKT solve and g = M^{-1} (c, b) for the current factor."""
         bk, n = self._backend, self._n
-        self._r_y_host = 1.0 / rho
+        r, g, self._gRg = _penalty_terms(n, rho, self._kkt, self._h)
+        self._r_y_host = r[n:]
         self._solve = self._kkt.solver(bk)
-        r = np.concatenate([np.full(n, _SIGMA), self._r_y_host])
-        self._r = bk.asarray(r)
-        self._r_y = bk.asarray(self._r_y_host)
+        self._r, self._r_y, self._g = bk.asarray(r), bk.asarray(r[n:]), bk.asarray(g)
         self._r_x = _SIGMA
-        self._g = bk.asarray(self._kkt.factor.solve(self._h))
-        g = self._g
-        self._gRg = self._backend.scalar(g @ (self._r * g))
 
     def run(self, it: int, it_end: int, controls: tuple) -> tuple[int, bool]:
         """Iterations it + 1 .. it_end; returns (last iteration, accepted)."""
@@ -402,9 +408,7 @@ class _FusedEmbeddingLoop(CompiledLoop):
 
     def _set_penalty(self, rho: np.ndarray) -> None:
         """R = (r_x, 1 / rho), g = M^{-1} (c, b) and g'Rg for the current factor."""
-        self._r = np.concatenate([np.full(self._n, _SIGMA), 1.0 / rho])
-        self._g = self._kkt.factor.solve(self._h)
-        self._scalars[2] = float(self._g @ (self._r * self._g))
+        self._r, self._g, self._scalars[2] = _penalty_terms(self._n, rho, self._kkt, self._h)
 
     def run(self, it: int, it_end: int, controls: tuple) -> tuple[int, bool]:
         """Iterations it + 1 .. it_end; returns (last iteration, accepted)."""
