@@ -13,7 +13,13 @@ from cvxprox.functions.cones import NonnegCone, SecondOrderCone, ZeroCone
 from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import AssembledProgram, Program
 from cvxprox.solvers.admm.kkt import ADMM
-from cvxprox.solvers.admm.penalty import ROW_DAMPING, Penalty, RowMultipliers
+from cvxprox.solvers.admm.penalty import (
+    PROFILE_FLOOR,
+    ROW_DAMPING,
+    ROW_RANGE,
+    Penalty,
+    RowMultipliers,
+)
 from cvxprox.solvers.common.anderson import AndersonAcceleration, PlainAnderson
 from cvxprox.solvers.common.kkt_checks import KKTChecker
 from cvxprox.solvers.common.polish import is_polishable, polish
@@ -301,6 +307,21 @@ def test_row_multipliers_follow_the_rows_relative_primal_residuals() -> None:
     profile = rule.step() / ROW_DAMPING
     floor = 1e-3 * np.sqrt((1e-18 + 1.0) / 2.0)
     assert profile[0] - profile[1] == pytest.approx(np.log(1e-9 / floor) - np.log(0.5))
+
+
+def test_rows_with_a_vanishing_residual_do_not_push_the_others_to_the_range() -> None:
+    """A row whose residual is zero enters the profile at PROFILE_FLOOR times the geometric
+    mean of the others, so that it does not drag the mean down and every other row's
+    multiplier up to the top of the range."""
+    program = Program.from_rows(
+        np.zeros(2), sp.csr_array(np.eye(4, 2)), np.zeros(4), [NonnegCone(4)]
+    ).assemble()
+    rule = RowMultipliers(program)
+    Ax, b = np.ones(4), np.zeros(4)
+    rule.observe(Ax, Ax - np.array([1e-3, 1e-3, 1e-3, 0.0]), b)
+    profile = np.log([1e-3, 1e-3, 1e-3, PROFILE_FLOOR * 1e-3])
+    np.testing.assert_allclose(rule.step(), ROW_DAMPING * (profile - profile.mean()), rtol=1e-12)
+    assert np.all(np.abs(rule.step()) < np.log(ROW_RANGE))
 
 
 def test_adaptive_penalty_recovers_from_a_poor_initial_penalty() -> None:

@@ -68,14 +68,16 @@ def choose_cone_algorithm(program: AssembledProgram, options: SolverOptions) -> 
 
     QPs: on Maros-Meszaros (qpbenchmark's low accuracy, 10 s, ``python -m compare
     --suite maros-meszaros --solvers NABLAPROX --timeout 10``) ADMM solved 105 of 137,
-    the embedding with the row multipliers of ``cvxprox.solvers.admm.penalty`` 119. It
-    gains QBORE3D, QGFRDXPN, QSCFXM1, QSCFXM2, QSCFXM3, QSEBA, QFFFFF80, QSIERRA, QGROW15,
-    YAO, STADAT3, QSHIP08L, QSHIP12L, POWELL20, CONT-100 and CVXQP2_L, and loses QSTAIR
-    (ADMM 15300 iterations, the embedding not in 10 s) and HUESTIS (objective 3.5e11: a
-    duality gap of 9.8e-4, round-off at that size, passes the test's 1e-3 and fails
-    qpbenchmark's, which reads 2.4e-3). On the zoo's small QPs the embedding takes a few
-    more iterations than ADMM (markowitz 90 against 50, svm 290 against 180, mpc 90
-    against 70; trend_filter 280 against 400), milliseconds each (``python -m
+    the embedding with the row multipliers of ``cvxprox.solvers.admm.penalty`` 123 (SCS
+    3.3.1 122 in the same conditions). Of the embedding's 14 failures, 12 are time limits
+    on problems whose KKT factor or iteration count is large (CVXQP1_L and CVXQP3_L
+    factor to 4e6 nonzeros; CONT-200, CONT-201, CONT-300, BOYD1, BOYD2; QCAPRI, QGFRDXPN,
+    QSHELL, QPILOTNO and STADAT1 stall), and POWELL20 and HUESTIS pass its own gap test
+    and fail qpbenchmark's: their x'Px is 1e11 and 7e11, where 1e-3 is 65 and 8 units in
+    the last place, and qpbenchmark's sum reads 5.6e-3 and 2.0e-3. On the zoo's small
+    QPs the embedding takes a few more iterations than ADMM (markowitz 90 against 50, svm
+    290 against 180, mpc 90 against 70; trend_filter 280 against 400), milliseconds each
+    (``python -m
     compare.versions``: geometric mean of the zoo's time ratios 1.02).
     """
     if options.algorithm in _STRUCTURED_ONLY:

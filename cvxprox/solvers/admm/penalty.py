@@ -13,11 +13,12 @@ Row multipliers. At every check each row's relative primal residual
 
     q_i = |(A x - b - z)_i| / max(|(A x)_i|, |z_i|, |b_i|, f_B)
 
-is recorded. f_B is ``DENOMINATOR_FLOOR`` times the root mean square over the row's cone
-block B of d_i = max(|(A x)_i|, |z_i|, |b_i|): a row with b_i = 0 would otherwise divide
-by two numbers that vanish as the iterates converge, and its q_i would grow while the
-row converges. q_i is invariant under the row and column scaling of the data. With p_i
-the mean of log q_i over the checks since the last change, an update moves
+is recorded, floored at ``PROFILE_FLOOR`` g, g the geometric mean of the check's nonzero
+q_i. f_B is ``DENOMINATOR_FLOOR`` times the root mean square over the row's cone block B
+of d_i = max(|(A x)_i|, |z_i|, |b_i|): a row with b_i = 0 would otherwise divide by two
+numbers that vanish as the iterates converge, and its q_i would grow while the row
+converges. q_i is invariant under the row and column scaling of the data. With p_i the
+mean of log q_i over the checks since the last change, an update moves
 
     log m_i  +=  ``ROW_DAMPING`` (p_i - mean_j p_j),
 
@@ -28,19 +29,34 @@ residual lags the others, each measured against its own size, gets a larger pena
 which drives its residual down faster; the step has mean zero, so the balance of the
 primal and dual residuals stays rho's. This is the row half of Ruiz equilibration driven
 by the residuals the iterations produce rather than by the matrix norms, the idea of
-SCS 3.3's ``adaptive_diag_scale`` (cvxgrp/scs#401).
+SCS 3.3's ``adaptive_diag_scale`` (cvxgrp/scs#401), with its damping and range.
+
+The floor. A row whose residual vanishes (an inactive inequality, where the projection
+puts z on A x - b to round-off) has log q_i near log 0; a few such rows drag the mean
+down and every other row's step up to the top of the range, at every update. On QFORPLAN
+without the floor 500 of the 574 multipliers sat at the ends of the range and the
+penalty changed at every chance (1389 refactorizations in 139000 iterations, not solved
+in 10 s); with it, solved in 8160 iterations. A row 1e-4 ahead of the others is far
+enough ahead for its step to reach the end of the range in one update anyway.
 
 Measured on Maros-Meszaros (qpbenchmark's low accuracy, 10 s, ``python -m compare
 --suite maros-meszaros --solvers NABLAPROX --timeout 10``), ``EmbeddingADMM``: with the
 multipliers SCS 3.3 solves QBORE3D in 1175 iterations, without them (its
-``adaptive_diag_scale=0``) not in 100000, nor does either ADMM here without them. With
-them the suite went from 105 to 119 of 137 (``cvxprox.solvers.select``). The damping
-and the range, on 13 problems (QETAMACR, QFORPLAN, QSCFXM2, QGROW22, QSCFXM3, Q25FV47,
-YAO, QSTAIR, QGROW15, QSEBA, QSIERRA, QBORE3D, LISWET9), solved: range 1e3 and damping
-0.25, 4; 1e3 and 0.5, 6; 1e2 and 0.25, 6; 30 and 0.25, 8; 1e2 and 0.5, 8 (the suite:
-116 with 1e3 and 0.25, 119 with 1e2 and 0.5). A wide range lets a row's penalty reach
-rho 1e3 x 1e3 and more, where the KKT factor loses accuracy and the iterates drift
-(LISWET9's objective rose from 25 to 200 at rho 2e4).
+``adaptive_diag_scale=0``) not in 100000, nor does either ADMM here without them. The
+suite: 105 of 137 without the multipliers, 123 with them (``cvxprox.solvers.select``).
+The damping and the range, with the floor, on 20 problems (QETAMACR, QFORPLAN, QSCFXM2,
+QGROW22, QSCFXM3, Q25FV47, YAO, QSTAIR, QGROW15, QSEBA, QSIERRA, QBORE3D, LISWET9,
+QGFRDXPN, QCAPRI, CONT-101, POWELL20, QSCFXM1, QSHIP08L, STADAT3), solved in 10 s:
+damping 0.25 and range 1e3, 18; 0.5 and 1e2, 16 (on the 15 both solved, the
+first took 0.76 of the second's iterations in geometric mean). Variants, 16 each: at
+0.25 and 1e3, the floor replaced by a clip of log q_i to within log(``ROW_RANGE``) /
+``ROW_DAMPING`` of the check's mean, or a change only when a multiplier would move by
+sqrt(10) instead of ``UPDATE_RATIO``; at 0.5 and 1e2, the zero-cone rows left at
+m_i = 1. The floor
+at 1e-2, 1e-3 or 1e-4 of g, at 0.5 and 1e2, on QFORPLAN, QGROW22, Q25FV47, QETAMACR,
+QSTAIR, CONT-101 and CVXQP3_L: 4, 4 and 5 solved. (Without the floor, 0.5 and 1e2 were
+the best pair, 119 of 137: the wider range let the thrashing reach penalties where the
+KKT factor loses accuracy.)
 
 Updates. Once ``ADAPT_EVERY`` iterations have passed since the last change, the scalar
 factor f (``ScalarRule``) and the multipliers' step are formed; the penalty changes when f
@@ -67,10 +83,12 @@ RHO_MIN, RHO_MAX = 1e-6, 1e6
 UPDATE_RATIO = 2.0
 #: Least number of iterations between two changes.
 ADAPT_EVERY = 100
-#: The row multipliers' damping, range and denominator floor (module docstring).
-ROW_DAMPING = 0.5
-ROW_RANGE = 1e2
+#: The row multipliers' damping, range, denominator floor and profile floor (module
+#: docstring).
+ROW_DAMPING = 0.25
+ROW_RANGE = 1e3
 DENOMINATOR_FLOOR = 1e-3
+PROFILE_FLOOR = 1e-4
 _TINY = 1e-280
 
 
@@ -136,7 +154,9 @@ class RowMultipliers:
             floor = DENOMINATOR_FLOOR * math.sqrt(float(block @ block) / block.size)
             np.maximum(block, floor, out=block)
         q = np.abs(Ax - b - z) / np.maximum(denominator, _TINY)
-        self._sum_log += np.log(np.maximum(q, _TINY))
+        positive = q[q > 0]
+        center = math.exp(float(np.mean(np.log(positive)))) if positive.size else 1.0
+        self._sum_log += np.log(np.maximum(q, PROFILE_FLOOR * center))
         self._count += 1
 
     def step(self) -> np.ndarray | None:
