@@ -18,12 +18,12 @@ import cvxpy as cp
 import numpy as np
 
 import cvxprox  # noqa: F401
-from cvxprox.solvers.admm.kkt import ADMM
-from cvxprox.backend.jit import admm, cones, equilibrate, residuals
+from cvxprox.solvers.admm.hsde import EmbeddingADMM
+from cvxprox.backend.jit import cones, equilibrate, hsde, residuals
 
-# The compiled ADMM loop, not the plain one that small problems run while it is neither
-# compiled nor cached (test_small_first_solve_skips_the_admm_kernel).
-ADMM.fused = True
+# The compiled loop of the embedding, not the plain one that small problems run while it
+# is neither compiled nor cached (test_small_first_solve_skips_the_compiled_loop).
+EmbeddingADMM.fused = True
 
 rng = np.random.default_rng(0)
 A = rng.standard_normal((15, 20))
@@ -41,7 +41,7 @@ qp = cp.Problem(cp.Minimize(cp.sum_squares(F @ x - 1) + x[0]), [cp.sum(x) == 1, 
 qp.solve(solver="NABLAPROX")
 statuses.append(qp.status)
 counts = {
-    "admm_iterations": len(admm.admm_iterations.signatures),
+    "embedding_iterations": len(hsde.embedding_iterations.signatures),
     "project_cones": len(cones.project_cones.signatures),
     "ruiz_passes": len(equilibrate.ruiz_passes.signatures),
     "kkt_worst": len(residuals.kkt_worst.signatures),
@@ -74,7 +74,7 @@ def test_lp_compiles_no_psd_exp_or_power_kernel_and_one_signature_each(tmp_path:
     ):
         assert after_lp[kernel] == 0, f"an LP compiled {kernel}"
     assert result["counts"] == {
-        "admm_iterations": 1,
+        "embedding_iterations": 1,
         "project_cones": 1,
         "ruiz_passes": 1,
         "kkt_worst": 1,
@@ -86,7 +86,7 @@ import json
 
 import cvxprox  # noqa: F401
 from compare.first_solve import _lp
-from cvxprox.backend.jit import admm
+from cvxprox.backend.jit import hsde
 
 iterations = []
 for _ in range(2):
@@ -94,21 +94,21 @@ for _ in range(2):
     lp.solve(solver="NABLAPROX")
     iterations.append(lp.solver_stats.num_iters)
 print(json.dumps({"status": lp.status, "iterations": iterations,
-                  "compiled": len(admm.admm_iterations.signatures)}))
+                  "compiled": len(hsde.embedding_iterations.signatures)}))
 """
 
 
-def test_small_first_solve_skips_the_admm_kernel(tmp_path: Path) -> None:
-    """With an empty kernel cache a small LP runs ADMM's plain loop (the compiled loop is
-    not compiled: the first solve after installation skips its compilation) and takes the
-    compiled loop's iterations (290, as with a warm cache)."""
+def test_small_first_solve_skips_the_compiled_loop(tmp_path: Path) -> None:
+    """With an empty kernel cache a small LP runs the embedding's plain loop (the compiled
+    loop is not compiled: the first solve after installation skips its compilation) and
+    takes the compiled loop's iterations (200, as with a warm cache)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     proc = subprocess.run(
         [sys.executable, "-c", FIRST], env=env, capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result == {"status": "optimal", "iterations": [290, 290], "compiled": 0}
+    assert result == {"status": "optimal", "iterations": [200, 200], "compiled": 0}
 
 
 def test_first_solve_script_measures_a_model(capsys) -> None:  # noqa: ANN001

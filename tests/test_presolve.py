@@ -52,7 +52,7 @@ def _every_rule(quadratic: bool) -> tuple[cp.Problem, list[cp.Variable], dict[st
 
 @pytest.mark.parametrize("quadratic", [False, True])
 def test_every_rule_matches_clarabel(quadratic: bool) -> None:
-    """The LP runs auto (ADMM then PDHG), the QP PDHG: presolve runs before both (not
+    """The LP runs auto (the embedding then PDHG), the QP PDHG: presolve runs before both (not
     before ADMM alone)."""
     prob, variables, counts = _every_rule(quadratic)
     prob.solve(solver="CLARABEL", **REFERENCE_OPTIONS)

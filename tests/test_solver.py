@@ -98,7 +98,7 @@ def test_solver_stats() -> None:
     assert stats.num_iters > 0
     assert stats.solve_time > 0 and stats.setup_time >= 0
     extra = stats.extra_stats
-    assert extra["algorithm"] in ("admm", "pdhg", "admm+pdhg")
+    assert extra["algorithm"] in ("hsde", "pdhg", "hsde+pdhg")
     for key in ("primal_residual", "dual_residual", "duality_gap"):
         assert extra[key] >= 0
 
@@ -233,8 +233,8 @@ def test_tiny_iteration_limits(max_iters: int, algorithm: str) -> None:
     assert w.value is not None
 
 
-def test_lp_continues_with_pdhg_after_the_admm_budget() -> None:
-    """An LP that ADMM does not settle within its budget is finished by PDHG."""
+def test_lp_continues_with_pdhg_after_the_embedding_budget() -> None:
+    """An LP that the embedding does not settle within its budget is finished by PDHG."""
     prob, x = _lp(3, m=80, n=60)
     prob.solve(solver="CLARABEL", **TIGHT)
     ref = prob.value
@@ -242,8 +242,8 @@ def test_lp_continues_with_pdhg_after_the_admm_budget() -> None:
     stats = prob.solver_stats
     assert prob.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
     assert prob.value == pytest.approx(ref, rel=1e-6)
-    if stats.extra_stats["algorithm"] == "admm+pdhg":
-        assert stats.num_iters > stats.extra_stats["admm_iterations"]
+    if stats.extra_stats["algorithm"] == "hsde+pdhg":
+        assert stats.num_iters > stats.extra_stats["embedding_iterations"]
 
 
 def test_time_limit_is_a_user_limit() -> None:

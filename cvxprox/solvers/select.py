@@ -30,7 +30,7 @@ from cvxprox.solvers.common.result import LOOSE_CERTIFICATE, SolveResult, loose_
 from cvxprox.solvers.common.scaling import RuizScaling
 from cvxprox.solvers.dual_fista import DualFISTA
 from cvxprox.solvers.fista import FISTA
-from cvxprox.solvers.hybrid import ADMMThenPDHG
+from cvxprox.solvers.hybrid import EmbeddingThenPDHG
 from cvxprox.solvers.pdhg import PDHG, tv_in_a_box
 from cvxprox.solvers.presolve import Presolved, presolve
 
@@ -60,11 +60,12 @@ def choose_cone_algorithm(program: AssembledProgram, options: SolverOptions) -> 
     """For a cone program.
 
     The choice is the same on every backend (NumPy, torch, CuPy). ``auto`` takes ADMM
-    then PDHG for linear programs (ADMM is fastest on easy LPs, restarted PDHG most
-    robust on degenerate ones; see ``solvers/hybrid.py``), PDHG for float32 and for
-    problems too large to factor, ADMM on the homogeneous self-dual embedding with
-    adaptive row penalties for QPs, and ADMM with its cached factorization for the
-    non-polyhedral cones (where it needs far fewer iterations than PDHG).
+    on the homogeneous self-dual embedding with adaptive row penalties for QPs, and for
+    linear programs the same then PDHG (the embedding is fastest on most LPs and
+    certifies infeasibility, restarted PDHG most robust on degenerate ones; see
+    ``solvers/hybrid.py``), PDHG for float32 and for problems too large to factor, and
+    ADMM with its cached factorization for the non-polyhedral cones (where it needs far
+    fewer iterations than PDHG).
 
     QPs: on Maros-Meszaros (qpbenchmark's low accuracy, 10 s, ``python -m compare
     --suite maros-meszaros --solvers NABLAPROX --timeout 10``) ADMM solved 105 of 137,
@@ -98,7 +99,7 @@ def choose_cone_algorithm(program: AssembledProgram, options: SolverOptions) -> 
     if options.dtype == "float32":
         return PDHG, "auto: float32 iterations (ADMM factors in float64)"
     if program.is_polyhedral and not program.has_quadratic:
-        return ADMMThenPDHG, "auto: a linear program"
+        return EmbeddingThenPDHG, "auto: a linear program"
     if program.is_polyhedral:
         return EmbeddingADMM, (
             f"auto: a QP, KKT matrix with {nnz} nonzeros factored once; the embedding's "
@@ -261,21 +262,14 @@ def solve_program(
 
 
 def _run(
-    program: Program | AssembledProgram,
-    options: SolverOptions,
-    warm_start: dict | None,
-    original: AssembledProgram | None = None,
+    program: Program | AssembledProgram, options: SolverOptions, warm_start: dict | None
 ) -> SolveResult:
-    """Run the chosen method on a structured Program or an assembled view; ``original``
-    is the program before presolve of a presolved one (``ADMMThenPDHG`` runs its
-    embedding phase on it)."""
+    """Run the chosen method on a structured Program or an assembled view."""
     if isinstance(program, AssembledProgram):
         algorithm, reason = choose_cone_algorithm(program, options)
     else:
         algorithm, reason = choose_structured_algorithm(program, options)
     with single_threaded_blas():
-        if algorithm is ADMMThenPDHG:
-            return ADMMThenPDHG(program, options, warm_start, original).solve(reason)
         return algorithm(program, options, warm_start).solve(reason)
 
 
@@ -295,8 +289,8 @@ def _solve_presolved(
     both in one run) ADMM solves 106 of 137 problems with presolve and without (with it
     QSHIP08L and QSHIP12L, without it QPCBOEI2 and QGROW22), in the same iterations
     (geometric mean 1.00 over the 104 both solve), and presolve costs a small model
-    0.2-1 ms per solve. PDHG, which projects the bounds presolve makes, ADMM then PDHG
-    (LPs) and the embedding (QPs; Maros-Meszaros measured with presolve) presolve.
+    0.2-1 ms per solve. PDHG, which projects the bounds presolve makes, the embedding then
+    PDHG (LPs) and the embedding (QPs; Maros-Meszaros measured with presolve) presolve.
     """
     t0 = time.perf_counter()
     if choose_cone_algorithm(program, options)[0] is ADMM:
@@ -321,7 +315,7 @@ def _solve_presolved(
                 print(f"presolve: {result.info['certificate_check']}; solving without it")
             return _run(program, options, warm_start)
     else:
-        result = _run(reduced, options, presolved.reduce_warm_start(warm_start), program)
+        result = _run(reduced, options, presolved.reduce_warm_start(warm_start))
         result = _postsolve_tightening(presolved, reduced, result, options, t0)
         result.setup_time += presolve_time
     result.info["presolve"] = presolved.stats.describe()
@@ -366,7 +360,7 @@ def _postsolve_tightening(
             max_iters=iterations_left,
             time_limit=time_left,
         )
-        again = _run(reduced, tighter, warm, presolved.original)
+        again = _run(reduced, tighter, warm)
         again.iterations += result.iterations
         again.solve_time += result.solve_time
         again.setup_time += result.setup_time
@@ -419,11 +413,8 @@ def _postsolve(
     """The reduced program's result mapped to the original program, in place: x, y,
     z = Pi_K(A x - b) and the KKT error there (``checker()``: the original's); the
     certificates through the same maps, then tested on the original
-    (``_verify_certificate``). A result of the original program itself
-    (``info["solved_original"]``, ``ADMMThenPDHG``'s embedding phase) stays as it is."""
+    (``_verify_certificate``)."""
     original = presolved.original
-    if result.info.get("solved_original"):
-        return
     if result.status in (s.INFEASIBLE, s.INFEASIBLE_INACCURATE):
         result.y = presolved.postsolve(None, result.y, certificate=True)[1]
         _verify_certificate(result, checker, options)

@@ -89,9 +89,9 @@ class EmbeddingADMM(ADMM):
     ----------
     probe : tuple of (int, float) or None
         (k, t): after k iterations the run stops at the first check whose u_tau exceeds
-        t, reporting the limit it stopped at as ``time_limit`` (a run that looks for a
-        certificate only: away from tau = 0 none is forming). None (the default) runs to
-        the limits.
+        t, reporting the limit it stopped at as ``time_limit`` (a run that is given up
+        unless it is heading for a certificate, which keeps u_tau at 0:
+        ``cvxprox.solvers.hybrid``). None (the default) runs to the limits.
     """
 
     name = "hsde"

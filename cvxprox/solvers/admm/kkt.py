@@ -181,7 +181,6 @@ class ADMM(Algorithm):
         plateau_ref = np.inf
         status, cert, err = None, None, None
         dx = dy = None
-        farkas_ratio = math.inf
         it = 0
         while it < opts.max_iters:
             it_end = min((it // opts.check_every + 1) * opts.check_every, opts.max_iters)
@@ -213,7 +212,6 @@ class ADMM(Algorithm):
                 status, cert = checker.certificate(dxu, dyu, opts.eps_infeas, xu)
                 if status is not None:
                     break
-                farkas_ratio = min(farkas_ratio, checker.farkas_ratio(dyu))
                 if accelerate and checker.suspects_infeasibility(dxu, dyu, opts.eps_infeas):
                     accelerate = False
             if time.perf_counter() - t0 > opts.time_limit:
@@ -245,7 +243,6 @@ class ADMM(Algorithm):
             "refactorizations": penalty.changes,
             "rejected_accelerations": loop.rejected,
             "accelerated": accelerate,
-            "farkas_ratio": farkas_ratio,
         }
         return finish(
             status,

@@ -21,7 +21,6 @@ Infeasibility certificates (Farkas vectors, as in SCS and in Banjac et al. 2019)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -41,8 +40,6 @@ from cvxprox.solvers.common.termination import KKTError, kkt_error, kkt_error_of
 
 # The certificate tests on the equilibrated data use this multiple of eps_infeas.
 _SCALED_FACTOR = 100.0
-# Below this a norm is zero (a vector of zeros has no direction).
-_TINY = 1e-300
 
 
 @dataclass
@@ -280,22 +277,6 @@ class KKTChecker:
             if cert is not None:
                 return s.UNBOUNDED, cert
         return None, None
-
-    def farkas_ratio(self, dy: Any) -> float:
-        """How far the dual direction dy is from a Farkas certificate: with y its part in
-        K° (dy - Pi_K(dy)) normalized to b'y = -1, the larger of ||A'y||_inf and
-        ||A^'y^||_inf / ||y^||_inf, which ``primal_infeasibility`` bounds by eps and
-        100 eps; inf when b'y >= 0 (host or device arrays, a float back)."""
-        d = self._data(dy)
-        y = dy - d.project(dy)
-        by = float(d.b @ y)
-        if not by < 0:
-            return math.inf
-        y = y / -by
-        sc = self._scaled(y)
-        y_scaled = sc.scaling.scale_y(y)
-        scaled = _inf_norm(sc.At @ y_scaled) / max(_inf_norm(y_scaled), _TINY)
-        return max(_inf_norm(d.At @ y), scaled)
 
     def suspects_infeasibility(self, dx: Any, dy: Any, eps: float) -> bool:
         """Whether the directions pass the tests on the original data (a certificate is
