@@ -78,8 +78,7 @@ def choose_cone_algorithm(program: AssembledProgram, options: SolverOptions) -> 
     the last place, and qpbenchmark's sum reads 5.6e-3 and 2.0e-3. On the zoo's small
     QPs the embedding takes a few more iterations than ADMM (markowitz 90 against 50, svm
     290 against 180, mpc 90 against 70; trend_filter 280 against 400), milliseconds each
-    (``python -m
-    compare.versions``: geometric mean of the zoo's time ratios 1.02).
+    (``python -m compare.versions``: geometric mean of the zoo's time ratios 1.02).
     """
     if options.algorithm in _STRUCTURED_ONLY:
         raise ValueError(

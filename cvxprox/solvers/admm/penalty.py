@@ -52,11 +52,10 @@ first took 0.76 of the second's iterations in geometric mean). Variants, 16 each
 0.25 and 1e3, the floor replaced by a clip of log q_i to within log(``ROW_RANGE``) /
 ``ROW_DAMPING`` of the check's mean, or a change only when a multiplier would move by
 sqrt(10) instead of ``UPDATE_RATIO``; at 0.5 and 1e2, the zero-cone rows left at
-m_i = 1. The floor
-at 1e-2, 1e-3 or 1e-4 of g, at 0.5 and 1e2, on QFORPLAN, QGROW22, Q25FV47, QETAMACR,
-QSTAIR, CONT-101 and CVXQP3_L: 4, 4 and 5 solved. (Without the floor, 0.5 and 1e2 were
-the best pair, 119 of 137: the wider range let the thrashing reach penalties where the
-KKT factor loses accuracy.)
+m_i = 1. The floor at 1e-2, 1e-3 or 1e-4 of g, at 0.5 and 1e2, on QFORPLAN, QGROW22,
+Q25FV47, QETAMACR, QSTAIR, CONT-101 and CVXQP3_L: 4, 4 and 5 solved. (Without the
+floor, 0.5 and 1e2 were the best pair, 119 of 137: the wider range let the thrashing
+reach penalties where the KKT factor loses accuracy.)
 
 Updates. Once ``ADAPT_EVERY`` iterations have passed since the last change, the scalar
 factor f (``ScalarRule``) and the multipliers' step are formed; the penalty changes when f
