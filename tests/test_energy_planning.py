@@ -14,6 +14,7 @@ import pytest
 import scipy.sparse as sp
 
 import cvxprox  # noqa: F401
+from cvxprox.solvers import hybrid
 
 _PATH = Path(__file__).resolve().parents[1] / "examples" / "energy_planning.py"
 _spec = importlib.util.spec_from_file_location("energy_planning", _PATH)
@@ -79,6 +80,26 @@ def test_nablaprox_matches_highs_and_balances_power(small) -> None:
     assert _relative_gap(prob.value, reference) <= 1e-4
     residual = ep.balance_residual(system, variables)
     assert np.abs(residual).max() <= 1e-4 * system.demand.max()
+
+
+@needs_highs
+def test_pdhg_takes_over_from_the_embeddings_point(small, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedding does not settle this LP within its budget but ends near the optimal
+    face: PDHG starts from its best iterate and still matches HiGHS."""
+    _, prob, _, reference = small
+    starts = []
+
+    class RecordingPDHG(hybrid.PDHG):
+        def __init__(self, program, options, warm_start=None) -> None:  # noqa: ANN001
+            starts.append(warm_start)
+            super().__init__(program, options, warm_start)
+
+    monkeypatch.setattr(hybrid, "PDHG", RecordingPDHG)
+    prob.solve(solver="NABLAPROX", warm_start=False)
+    assert prob.solver_stats.extra_stats["embedding_iterations"] == hybrid.EMBEDDING_BUDGET
+    assert len(starts) == 1 and set(starts[0]) == {"x", "z", "y"}
+    assert prob.status == cp.OPTIMAL
+    assert _relative_gap(prob.value, reference) <= 1e-4
 
 
 @needs_highs

@@ -28,6 +28,8 @@ import cvxprox
 from cvxprox.interface.solver import PROGRAM
 from cvxprox.ir.program import Program
 from cvxprox.solvers import hybrid
+from cvxprox.solvers.common.result import SolveResult
+from cvxprox.solvers.common.termination import KKTError
 
 # CVXPY warns on every inaccurate status (user_limit included), which these tests expect.
 pytestmark = pytest.mark.filterwarnings("ignore:Solution may be inaccurate:UserWarning")
@@ -267,8 +269,8 @@ def test_lp_handed_to_pdhg_keeps_the_better_iterate_of_both_phases(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An LP that the embedding does not settle within its budget (here 40 iterations)
-    goes on with PDHG from a cold start; when the limit then stops PDHG early, the
-    embedding's better iterate is returned."""
+    goes on with PDHG; when the limit then stops PDHG early, the embedding's better
+    iterate is returned."""
     budget = 40
     monkeypatch.setattr(hybrid, "EMBEDDING_BUDGET", budget)
     rng = np.random.default_rng(2)
@@ -284,6 +286,28 @@ def test_lp_handed_to_pdhg_keeps_the_better_iterate_of_both_phases(
     assert both["algorithm"] == "hsde+pdhg" and both["embedding_iterations"] == budget
     assert both["kkt_error"] <= embedding["kkt_error"]
     assert prob.status in (s.OPTIMAL_INACCURATE, s.USER_LIMIT)
+
+
+def _embedding_result(gap: float, pobj: float, dobj: float) -> SolveResult:
+    """An embedding run stopped by its budget, with a best iterate of the given gap."""
+    kkt = KKTError(1.0, 1.0, gap, 1e-6, 1e-6, 1e-6, pobj, dobj)
+    point = {"x": np.ones(2), "z": np.zeros(3), "y": -np.ones(3), "rho": 0.1}
+    return SolveResult(
+        s.USER_LIMIT, None, None, None, "hsde", 40, 0.0, 0.0, kkt, {"warm_start": point}
+    )
+
+
+def test_pdhg_starts_from_the_embeddings_point_only_near_the_optimal_face() -> None:
+    """PDHG starts from the embedding's best iterate (x, z, y only) when its duality gap
+    is within WARM_GAP of the objective, else from the caller's warm start."""
+    caller = {"x": np.zeros(2), "y": np.zeros(3)}
+    near = _embedding_result(gap=0.5 * hybrid.WARM_GAP * 200.0, pobj=200.0, dobj=-150.0)
+    start, origin = hybrid._pdhg_start(near, caller)
+    assert set(start) == {"x", "z", "y"} and "embedding" in origin
+    np.testing.assert_array_equal(start["y"], -np.ones(3))
+    far = _embedding_result(gap=2.0 * hybrid.WARM_GAP * 200.0, pobj=200.0, dobj=-150.0)
+    assert hybrid._pdhg_start(far, caller) == (caller, "the caller's warm start")
+    assert hybrid._pdhg_start(far, None) == (None, "a cold start")
 
 
 @pytest.mark.parametrize("algorithm", ["admm", "pdhg"])
