@@ -28,6 +28,7 @@ import cvxprox
 from cvxprox.interface.solver import PROGRAM
 from cvxprox.ir.program import Program
 from cvxprox.solvers import hybrid
+from cvxprox.solvers.admm import hsde
 from cvxprox.solvers.common.result import SolveResult
 from cvxprox.solvers.common.termination import KKTError
 
@@ -308,6 +309,35 @@ def test_pdhg_starts_from_the_embeddings_point_only_near_the_optimal_face() -> N
     far = _embedding_result(gap=2.0 * hybrid.WARM_GAP * 200.0, pobj=200.0, dobj=-150.0)
     assert hybrid._pdhg_start(far, caller) == (caller, "the caller's warm start")
     assert hybrid._pdhg_start(far, None) == (None, "a cold start")
+
+
+def test_probe_gives_no_budget_to_an_embedding_whose_iterations_are_dear() -> None:
+    """An iteration costs (2 nnz(L) + 2 nnz(A) + n + m) / (2 nnz(A) + n + m) of PDHG's;
+    above the limit the probe's budget is 0."""
+    assert hsde.work_ratio(nnz_L=0, nnz_A=5, n=3, m=7) == 1.0
+    assert hsde.work_ratio(nnz_L=90, nnz_A=5, n=3, m=7) == pytest.approx(200.0 / 20.0)
+    probe = hsde.Probe(2500, 1e-6, work_ratio_limit=10.0)
+    assert probe.budget(10.0) == 2500 and probe.budget(10.5) == 0
+    assert hsde.Probe(2500, 1e-6).budget(1e6) == 2500
+
+
+def test_lp_with_a_dear_factor_goes_to_pdhg_at_the_first_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When an iteration of the embedding costs more than MAX_WORK_RATIO products with A
+    and A', PDHG takes over at the embedding's first check and solves the LP."""
+    monkeypatch.setattr(hybrid, "MAX_WORK_RATIO", 1.0)
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((30, 20))
+    x = cp.Variable(20)
+    prob = cp.Problem(cp.Minimize(rng.random(20) @ x), [A @ x <= 1 + rng.random(30), x >= -1])
+    prob.solve(solver="NABLAPROX", check_every=10, warm_start=False)
+    stats = prob.solver_stats.extra_stats
+    assert stats["algorithm"] == "hsde+pdhg" and stats["embedding_iterations"] == 10
+    assert prob.status == s.OPTIMAL
+    reference = prob.value
+    prob.solve(solver="CLARABEL")
+    assert abs(prob.value - reference) <= 1e-5 * max(1.0, abs(reference))
 
 
 @pytest.mark.parametrize("algorithm", ["admm", "pdhg"])

@@ -13,6 +13,19 @@ iteration and time budget. It starts from the embedding's best iterate when that
 duality gap is within ``WARM_GAP`` (1e-3) of its objective, and from the caller's warm
 start otherwise (``_pdhg_start``).
 
+The budget is 0 (PDHG takes over at the first check with u_tau above ``TAU_FEASIBLE``)
+when an iteration of the embedding costs more than ``MAX_WORK_RATIO`` (10) products with
+A and A' (``cvxprox.solvers.admm.hsde.work_ratio``: the KKT factor has more than about
+4.5 times the nonzeros of A). On Netlib that ratio has median 2.6 and quartiles 2.2 and
+3.4; the infeasible LPs are at most 4.7 and the energy LPs 3.1 (8 x 144) and 5.8 (16 x
+768); above 10 are MAROS-R7 (11.5), QAP8 (24.5), DFL001 (27.8), QAP12 (57) and QAP15
+(91), on which 10 s of the embedding ran 720, 270 (solved), 590, 150 and no iterations
+(QAP15's factorization alone outlasts the limit). With the rule (``python -m compare
+--suite netlib --solvers NABLAPROX``, alone on the machine): 74/92 and 24/28, time sgm
+1.89 s; MAROS-R7 solved in 5.1 s (6870 iterations), QAP8 in 440 iterations (0.24 s,
+against 270 and 0.41 s), QAP12 optimal_inaccurate at the limit (2040 iterations), DFL001
+not solved; nothing else changes.
+
 The start of PDHG, Netlib at default tolerances, 10 s (``python -m compare --suite netlib
 --solvers NABLAPROX``, the two runs side by side): from the caller's warm start, 73/92
 feasible, 24/28 infeasible, time sgm 2.11 s; from the embedding's best iterate always,
@@ -63,7 +76,7 @@ from dataclasses import replace
 
 import cvxpy.settings as s
 
-from cvxprox.solvers.admm.hsde import EmbeddingADMM
+from cvxprox.solvers.admm.hsde import EmbeddingADMM, Probe
 from cvxprox.solvers.common.algorithm import Algorithm
 from cvxprox.solvers.common.result import SolveResult
 from cvxprox.solvers.pdhg import PDHG
@@ -72,6 +85,9 @@ from cvxprox.solvers.pdhg import PDHG
 EMBEDDING_BUDGET = 2500
 #: u_tau above which a check counts as heading for a solution, not a certificate.
 TAU_FEASIBLE = 1e-6
+#: The most products with A and A' an iteration of the embedding may cost and still get
+#: its budget (``cvxprox.solvers.admm.hsde.work_ratio``; module docstring).
+MAX_WORK_RATIO = 10.0
 #: The largest |pobj - dobj| / max(|pobj|, |dobj|) of the embedding's best iterate from
 #: which PDHG starts (module docstring).
 WARM_GAP = 1e-3
@@ -89,9 +105,10 @@ class EmbeddingThenPDHG(Algorithm):
         opts = self.opts
         budget = min(opts.max_iters, EMBEDDING_BUDGET)
         embedding = EmbeddingADMM(self.program, opts, self.warm_start)
-        embedding.probe = (budget, TAU_FEASIBLE)
+        embedding.probe = Probe(budget, TAU_FEASIBLE, MAX_WORK_RATIO)
         first = embedding.solve(
-            f"{reason}; the embedding, then PDHG after {budget} iterations unless u_tau is 0"
+            f"{reason}; the embedding, then PDHG after {budget} iterations unless u_tau is 0 "
+            f"(at once when an iteration costs more than {MAX_WORK_RATIO:g} products)"
         )
         time_left = opts.time_limit - first.solve_time
         if first.status in _SETTLED or opts.max_iters <= first.iterations or time_left <= 0:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import cvxpy.settings as s
 import numpy as np
@@ -81,21 +82,43 @@ _TAU_MIN = 1e-12
 _BC_NORM_MIN, _BC_NORM_MAX = 1e-4, 1e4
 
 
+@dataclass(frozen=True)
+class Probe:
+    """When a run of the embedding is given up unless it is heading for a certificate
+    (which keeps u_tau at 0; ``cvxprox.solvers.hybrid``): after ``iterations``
+    iterations, at the first check whose u_tau exceeds ``tau_feasible``; after none when
+    one iteration costs more than ``work_ratio_limit`` products with A and A'
+    (``work_ratio``)."""
+
+    iterations: int
+    tau_feasible: float
+    work_ratio_limit: float = math.inf
+
+    def budget(self, work_ratio: float) -> int:
+        """The iterations after which the run may be given up."""
+        return 0 if work_ratio > self.work_ratio_limit else self.iterations
+
+
+def work_ratio(nnz_L: int, nnz_A: int, n: int, m: int) -> float:
+    """What one iteration costs against one of PDHG (two products with A, A' and vector
+    operations): (2 nnz(L) + 2 nnz(A) + n + m) / (2 nnz(A) + n + m), the two triangular
+    solves with the KKT factor added."""
+    return (2.0 * nnz_L + 2.0 * nnz_A + n + m) / (2.0 * nnz_A + n + m)
+
+
 class EmbeddingADMM(ADMM):
     """``ADMM`` on the homogeneous self-dual embedding (module docstring): same program,
     options, warm start, checks, penalty rule and result as ``ADMM``.
 
     Attributes
     ----------
-    probe : tuple of (int, float) or None
-        (k, t): after k iterations the run stops at the first check whose u_tau exceeds
-        t, reporting the limit it stopped at as ``time_limit`` (a run that is given up
-        unless it is heading for a certificate, which keeps u_tau at 0:
-        ``cvxprox.solvers.hybrid``). None (the default) runs to the limits.
+    probe : Probe or None
+        When the run is given up (``Probe``); it then reports the limit it stopped at as
+        ``time_limit``. None (the default) runs to the limits.
     """
 
     name = "hsde"
-    probe: tuple[int, float] | None = None
+    probe: Probe | None = None
 
     def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         prog, opts = self.program, self.opts
@@ -122,6 +145,8 @@ class EmbeddingADMM(ADMM):
         penalty = Penalty(prog, rho, rows=True, multipliers=multipliers)
         rho_vec = penalty.vector
         kkt = _KKTSystem(P, sp.csc_array(-scaling.A.T), _SIGMA, rho_vec)
+        ratio = work_ratio(kkt.factor.nnz, prog.A.nnz, n, m)
+        budget = None if self.probe is None else self.probe.budget(ratio)
         setup_time = time.perf_counter() - t0
 
         log = IterationLog(opts.verbose)
@@ -131,7 +156,8 @@ class EmbeddingADMM(ADMM):
             reason,
             [
                 f"scaling: Ruiz x{opts.scaling_iters}, b and c scale {sigma:.2e}; "
-                f"KKT LDL' n+m={n + m}, nnz(L)={kkt.factor.nnz}",
+                f"KKT LDL' n+m={n + m}, nnz(L)={kkt.factor.nnz}, an iteration costs "
+                f"{ratio:.1f} products with A and A'",
                 settings_line(opts, rho),
             ],
         )
@@ -189,7 +215,7 @@ class EmbeddingADMM(ADMM):
                     break
             if time.perf_counter() - t0 > opts.time_limit:
                 break
-            if self.probe is not None and it >= self.probe[0] and tau > self.probe[1]:
+            if budget is not None and it >= budget and tau > self.probe.tau_feasible:
                 break
             if opts.adaptive_rho and sigma * tau > _TAU_MIN:
                 penalty.observe(err, (prog.A @ xu, zu, prog.b))
