@@ -13,19 +13,6 @@ iteration and time budget. It starts from the embedding's best iterate when that
 duality gap is within ``WARM_GAP`` (1e-3) of its objective, and from the caller's warm
 start otherwise (``_pdhg_start``).
 
-The budget is 0 (PDHG takes over at the first check with u_tau above ``TAU_FEASIBLE``)
-when an iteration of the embedding costs more than ``MAX_WORK_RATIO`` (10) products with
-A and A' (``cvxprox.solvers.admm.hsde.work_ratio``: the KKT factor has more than about
-4.5 times the nonzeros of A). On Netlib that ratio has median 2.6 and quartiles 2.2 and
-3.4; the infeasible LPs are at most 4.7 and the energy LPs 3.1 (8 x 144) and 5.8 (16 x
-768); above 10 are MAROS-R7 (11.5), QAP8 (24.5), DFL001 (27.8), QAP12 (57) and QAP15
-(91), on which 10 s of the embedding ran 720, 270 (solved), 590, 150 and no iterations
-(QAP15's factorization alone outlasts the limit). With the rule (``python -m compare
---suite netlib --solvers NABLAPROX``, alone on the machine): 74/92 and 24/28, time sgm
-1.89 s; MAROS-R7 solved in 5.1 s (6870 iterations), QAP8 in 440 iterations (0.24 s,
-against 270 and 0.41 s), QAP12 optimal_inaccurate at the limit (2040 iterations), DFL001
-not solved; nothing else changes.
-
 The start of PDHG, Netlib at default tolerances, 10 s (``python -m compare --suite netlib
 --solvers NABLAPROX``, the two runs side by side): from the caller's warm start, 73/92
 feasible, 24/28 infeasible, time sgm 2.11 s; from the embedding's best iterate always,
@@ -41,6 +28,19 @@ hours) and 2.5e-6 (8 x 144): 28350 and 23490 iterations from a cold start, 9520 
 15720 from the embedding's point. With ``WARM_GAP`` (kept), in the same conditions: 73/92,
 24/28, time sgm 1.89 s; no case lost, iterations 0.81 of the first's in geometric mean,
 a third or less on SHARE1B, ETAMACRO, AGG2, STAIR, SCFXM3, 25FV47 and FIT2P.
+
+The budget is 0 (PDHG takes over at the first check with u_tau above ``TAU_FEASIBLE``)
+when an iteration of the embedding costs more than ``MAX_WORK_RATIO`` (10) products with
+A and A' (``cvxprox.solvers.admm.hsde.work_ratio``: the KKT factor has more than about
+4.5 times the nonzeros of A). On Netlib that ratio has median 2.6 and quartiles 2.2 and
+3.4; the infeasible LPs are at most 4.7 and the energy LPs 3.1 (8 x 144) and 5.8 (16 x
+768); above 10 are MAROS-R7 (11.5), QAP8 (24.5), DFL001 (27.8), QAP12 (57) and QAP15
+(91), on which 10 s of the embedding ran 720, 270 (solved), 590, 150 and no iterations
+(QAP15's factorization alone outlasts the limit). With the rule (``python -m compare
+--suite netlib --solvers NABLAPROX``, alone on the machine): 74/92 and 24/28, time sgm
+1.89 s; MAROS-R7 solved in 5.1 s (6870 iterations), QAP8 in 440 iterations (0.24 s,
+against 270 and 0.41 s), QAP12 optimal_inaccurate at the limit (2040 iterations), DFL001
+not solved; nothing else changes.
 
 Netlib, auto, default tolerances, 10 s (``python -m compare --suite netlib --solvers
 NABLAPROX``, one run each on this machine, the first six two at a time, the last alone):
