@@ -20,9 +20,10 @@ from cvxprox.solvers.admm.penalty import (
     Penalty,
     RowMultipliers,
 )
+from cvxprox.solvers.common import polish as polish_module
 from cvxprox.solvers.common.anderson import AndersonAcceleration, PlainAnderson
 from cvxprox.solvers.common.kkt_checks import KKTChecker
-from cvxprox.solvers.common.polish import is_polishable, polish
+from cvxprox.solvers.common.polish import POLISH_SHARE, PolishSchedule, is_polishable, polish
 from cvxprox.solvers.common.scaling import RuizScaling
 from cvxprox.solvers.common.termination import KKTError, worst_entry
 
@@ -117,6 +118,38 @@ def test_polish_recovers_the_exact_solution_from_a_rough_iterate() -> None:
     err = checker.kkt_error(x, z, y, program.A @ x, program.A.T @ y, program.P @ x)
     assert err.converged
     assert err.primal_objective == pytest.approx(reference, rel=1e-8)
+
+
+def test_polishing_takes_at_most_its_share_of_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attempt that costs 2 s (a factorization that fills in) postpones the next one,
+    due by the doubling schedule, until the run has lasted 2 / ``POLISH_SHARE`` s."""
+
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            return self.now
+
+    clock = Clock()
+
+    def dear_polish(*args: object) -> None:
+        clock.now += 2.0
+
+    monkeypatch.setattr(polish_module, "time", clock)
+    monkeypatch.setattr(polish_module, "polish", dear_polish)
+    prob, _ = _qp(0)
+    program = _program(prob)
+    scaling = RuizScaling(program, SolverOptions().scaling_iters)
+    schedule = PolishSchedule(program, KKTChecker(program, scaling, SolverOptions()))
+    clock.now = 0.01
+    assert schedule.due(100)
+    assert schedule.attempt(100, np.zeros(program.m), np.zeros(program.m)) is None
+    assert schedule.next == 200 and not schedule.due(200)
+    clock.now = 2.0 / POLISH_SHARE - 0.01
+    assert not schedule.due(200) and not schedule.within_share()
+    clock.now = 2.0 / POLISH_SHARE
+    assert schedule.due(200)
+    assert not schedule.due(199)
 
 
 def test_polished_solve_is_reported() -> None:

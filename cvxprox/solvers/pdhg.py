@@ -705,9 +705,16 @@ class _ConeProblem:
 
     def optimal(self, it: int, point: Point, err: KKTError) -> _Check:
         """The OPTIMAL result of a point that passed the test, or its polished vertex
-        when the first factorization polish of a polishable program passes it too."""
-        if err.converged and self.polisher.enabled and not self.polisher.succeeded:
-            point, err = self.polisher.attempt(it, point[1], point[2]) or (point, err)
+        when the first factorization polish of a polishable program passes it too (an
+        attempt within the polisher's share of the run's time)."""
+        polisher = self.polisher
+        if (
+            err.converged
+            and polisher.enabled
+            and not polisher.succeeded
+            and polisher.within_share()
+        ):
+            point, err = polisher.attempt(it, point[1], point[2]) or (point, err)
         return _Check(err, point, s.OPTIMAL)
 
     def polish_feasibility(

@@ -32,6 +32,9 @@ from cvxprox.solvers.common.termination import KKTError
 
 _DELTA = 1e-6
 _REFINE_STEPS = 5
+#: The largest share of a run's time that the attempts so far may have taken for another
+#: to be due (``PolishSchedule``).
+POLISH_SHARE = 0.25
 
 
 def is_polishable(program: AssembledProgram) -> bool:
@@ -87,7 +90,10 @@ class PolishSchedule:
     wrong active set costs one factorization and nothing else. No attempt starts when
     the previous one took longer than the time left before ``deadline`` (a
     ``time.perf_counter()`` value; the run's time limit), so that polishing a large
-    problem never carries a run far past its ``time_limit``.
+    problem never carries a run far past its ``time_limit``, nor while the attempts so
+    far took more than ``POLISH_SHARE`` of the time since the schedule began
+    (``within_share``), so that a program whose factorization fills in (Netlib's QAP12:
+    2 s an attempt against 0.14 ms a PDHG iteration) spends its time iterating.
     """
 
     def __init__(
@@ -105,9 +111,16 @@ class PolishSchedule:
         self.attempts = 0
         self.succeeded = False
         self._last_seconds = 0.0
+        self._spent = 0.0
+        self._started = time.perf_counter()
 
     def due(self, iteration: int) -> bool:
-        return self.enabled and iteration >= self.next and self.affordable()
+        return self.enabled and iteration >= self.next and self.affordable() and self.within_share()
+
+    def within_share(self) -> bool:
+        """Whether the attempts so far took at most ``POLISH_SHARE`` of the time since the
+        schedule began."""
+        return self._spent <= POLISH_SHARE * (time.perf_counter() - self._started)
 
     def affordable(self) -> bool:
         """Whether an attempt as long as the previous one ends before the deadline."""
@@ -138,6 +151,7 @@ class PolishSchedule:
         z, y = self.checker.to_host(z), self.checker.to_host(y)
         point = polish(self.program, self.checker.scaling, z, y)
         self._last_seconds = time.perf_counter() - start
+        self._spent += self._last_seconds
         if point is None:
             return None
         x, z_new, y_new = point
