@@ -1,5 +1,6 @@
 """The restarted Halpern PDHG algorithm (``algorithm="pdhg"``) against CLARABEL."""
 
+import math
 import time
 
 import cvxpy as cp
@@ -470,6 +471,69 @@ def test_halpern_iteration_fuses_the_next_point(quadratic: bool) -> None:
         for name in ("x", "y", "Kx", "Kty"):
             assert np.array_equal(getattr(step.point, name), getattr(reference.point, name))
             assert np.array_equal(getattr(fused.z, name), getattr(plain.z, name)), (k, name)
+
+
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_compiled_loop_matches_the_fused_iterations(
+    quadratic: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The iterations between two checks as one compiled call
+    (``_ConeProblem.advance``, ``cvxprox.backend.jit.pdhg.halpern_iterations``): bit for
+    bit the same number of ``iterate`` and ``_Epoch.advance`` steps, from inside an
+    epoch, with equality rows, inequality rows, bounds and (for a QP) a diagonal P."""
+    from cvxprox.solvers.pdhg import _Epoch  # noqa: PLC0415
+
+    monkeypatch.setattr(pdhg, "_FUSE_AFTER", 0.0)
+    rng = np.random.default_rng(10)
+    problem = _random_step_problem(rng, quadratic)
+    start, omega = problem.initial(None)
+    tau, sigma, gamma = _step_sizes(omega, problem.norm_K, 0.0, problem.scheme.relaxation)
+    anchor = problem.point(rng.standard_normal(start.x.shape), rng.standard_normal(start.y.shape))
+    looped = _Epoch(problem.backend, problem.scheme, anchor)
+    stepped = _Epoch(problem.backend, problem.scheme, anchor)
+    for epoch in (looped, stepped):
+        step, _, advanced = problem.iterate(epoch, anchor, tau, sigma, gamma)
+        epoch.advance(step.point, gamma, advanced)
+    for count in (1, 9, 25):
+        assert problem.advance(looped, tau, sigma, gamma, count)
+        for _ in range(count):
+            step, _, advanced = problem.iterate(stepped, anchor, tau, sigma, gamma)
+            stepped.advance(step.point, gamma, advanced)
+        assert looped.k == stepped.k
+        for name in ("x", "y", "Kx", "Kty"):
+            assert np.array_equal(getattr(looped.z, name), getattr(stepped.z, name)), name
+    for name in ("x", "y", "Kx", "Kty"):
+        assert not np.array_equal(getattr(looped.z, name), getattr(anchor, name)), name
+
+
+def test_a_solve_with_the_compiled_loop_is_the_solve_without_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PDHG on a Netlib LP with bounds, from its start with the compiled loop between
+    the checks and without it: the same iterations and the same point, bit for bit."""
+    from cvxprox.backend.numpy import NumPyBackend  # noqa: PLC0415
+
+    if not (data_dir() / "netlib").is_dir():
+        pytest.skip("Netlib data not found")
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(pdhg, "_FUSE_AFTER", 0.0 if fused else math.inf)
+        calls = []
+        loop = NumPyBackend.pdhg_halpern_iterations
+
+        def counted(self: NumPyBackend, *args: object, _loop=loop, _calls=calls) -> tuple:  # noqa: ANN001
+            _calls.append(args[0])
+            return _loop(self, *args)
+
+        monkeypatch.setattr(NumPyBackend, "pdhg_halpern_iterations", counted)
+        prob, _ = load_netlib("SC50A")
+        prob.solve(solver="NABLAPROX", algorithm="pdhg")
+        assert prob.status == cp.OPTIMAL
+        assert (sum(calls) > prob.solver_stats.num_iters // 2) == fused
+        results.append((prob.solver_stats.num_iters, [v.value for v in prob.variables()]))
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        assert np.array_equal(a, b)
 
 
 def test_polar_free_rows() -> None:

@@ -182,6 +182,25 @@ class Backend:
             self.combine(coefficients, [ax, kx, anchor_kx]),
         )
 
+    def pdhg_halpern_iterations(
+        self,
+        count: int,
+        k: int,
+        steps: tuple[float, float, float],
+        data: tuple[Array, Array | None, tuple[Array, Array] | None, Array, Array],
+        operators: tuple[Any, Any],
+        point: tuple[Array, Array, Array, Array],
+        anchor: tuple[Array, Array, Array, Array],
+    ) -> tuple[Array, Array, Array, Array] | None:
+        """``count`` reflected Halpern iterations of a PDHG epoch on a program with zero
+        and nonnegative cones and no P (``cvxprox.backend.jit.pdhg.halpern_iterations``),
+        from its k-th point: the next point (x, y, K x, K'y). ``steps`` = (gamma, tau,
+        sigma), ``data`` = (c, p or None, bounds or None, b, free) as for
+        ``pdhg_primal_step`` and ``pdhg_dual_step``, ``operators`` = (A, A') as
+        ``csr`` made them, ``point`` and ``anchor`` = (x, y, K x, K'y). None where the
+        backend has no fused form (the caller steps one iteration at a time)."""
+        return None
+
     def tv_pdhg_iteration(
         self,
         grid: Any,

@@ -17,6 +17,7 @@ from cvxprox.backend.jit.combine import combine2, combine3
 from cvxprox.backend.jit.pdhg import (
     dual_step,
     dual_step_halpern,
+    halpern_iterations,
     primal_step,
     primal_step_halpern,
 )
@@ -129,6 +130,34 @@ class NumPyBackend(Backend):
                 y, ax, kx, b, sigma, free, coefficients, anchor_y, anchor_kx
             )
         return dual_step_halpern(y, ax, kx, b, sigma, free, *coefficients, anchor_y, anchor_kx)
+
+    def pdhg_halpern_iterations(
+        self,
+        count: int,
+        k: int,
+        steps: tuple[float, float, float],
+        data: tuple[Array, Array | None, tuple[Array, Array] | None, Array, Array],
+        operators: tuple[Any, Any],
+        point: tuple[Array, Array, Array, Array],
+        anchor: tuple[Array, Array, Array, Array],
+    ) -> tuple[Array, Array, Array, Array] | None:
+        """One compiled call in float64 (``cvxprox.backend.jit.pdhg.halpern_iterations``),
+        bit for bit ``count`` steps of the fused passes with SciPy's products; None in
+        float32."""
+        if self.dtype != np.float64:
+            return None
+        c, p, bounds, b, free = data
+        A, At = operators
+        return halpern_iterations(
+            count,
+            k,
+            steps,
+            (c, *_optional(p, bounds), b, free),
+            (A.indptr, A.indices, A.data),
+            (At.indptr, At.indices, At.data),
+            point,
+            anchor,
+        )
 
     def tv_pdhg_iteration(
         self,
