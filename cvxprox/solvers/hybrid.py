@@ -39,8 +39,9 @@ A and A' (``cvxprox.solvers.admm.hsde.work_ratio``: the KKT factor has more than
 (QAP15's factorization alone outlasts the limit). With the rule (``python -m compare
 --suite netlib --solvers NABLAPROX``, alone on the machine): 74/92 and 24/28, time sgm
 1.89 s; MAROS-R7 solved in 5.1 s (6870 iterations), QAP8 in 440 iterations (0.24 s,
-against 270 and 0.41 s), QAP12 optimal_inaccurate at the limit (2040 iterations), DFL001
-not solved; nothing else changes.
+against 270 and 0.41 s), QAP12 optimal_inaccurate at the limit (2040 iterations; solved in
+4.9 s once polishing kept to a quarter of a run, ``PolishSchedule``), DFL001 not solved;
+nothing else changes.
 
 Netlib, auto, default tolerances, 10 s (``python -m compare --suite netlib --solvers
 NABLAPROX``, one run each on this machine, the first six two at a time, the last alone):
