@@ -23,7 +23,13 @@ from cvxprox.solvers.admm.penalty import (
 from cvxprox.solvers.common import polish as polish_module
 from cvxprox.solvers.common.anderson import AndersonAcceleration, PlainAnderson
 from cvxprox.solvers.common.kkt_checks import KKTChecker
-from cvxprox.solvers.common.polish import POLISH_SHARE, PolishSchedule, is_polishable, polish
+from cvxprox.solvers.common.polish import (
+    POLISH_ALLOWANCE,
+    POLISH_SHARE,
+    PolishSchedule,
+    is_polishable,
+    polish,
+)
 from cvxprox.solvers.common.scaling import RuizScaling
 from cvxprox.solvers.common.termination import KKTError, worst_entry
 
@@ -150,6 +156,36 @@ def test_polishing_takes_at_most_its_share_of_the_run(monkeypatch: pytest.Monkey
     clock.now = 2.0 / POLISH_SHARE
     assert schedule.due(200)
     assert not schedule.due(199)
+
+
+def test_cheap_polishing_is_never_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attempts that take more than ``POLISH_SHARE`` of a short run but less than
+    ``POLISH_ALLOWANCE`` in all are due by the doubling schedule alone, so a small
+    program's iterates do not depend on the machine's speed; past the allowance the share
+    rules again."""
+
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            return self.now
+
+    clock = Clock()
+    cost = 0.3 * POLISH_ALLOWANCE
+
+    def polish_at_cost(*args: object) -> None:
+        clock.now += cost
+
+    monkeypatch.setattr(polish_module, "time", clock)
+    monkeypatch.setattr(polish_module, "polish", polish_at_cost)
+    prob, _ = _qp(0)
+    program = _program(prob)
+    scaling = RuizScaling(program, SolverOptions().scaling_iters)
+    schedule = PolishSchedule(program, KKTChecker(program, scaling, SolverOptions()))
+    for iteration in (100, 200, 400, 800):
+        assert schedule.due(iteration), iteration
+        schedule.attempt(iteration, np.zeros(program.m), np.zeros(program.m))
+    assert not schedule.due(1600)  # 1.2 allowances spent, all of the run's time
 
 
 def test_polished_solve_is_reported() -> None:

@@ -35,6 +35,10 @@ _REFINE_STEPS = 5
 #: The largest share of a run's time that the attempts so far may have taken for another
 #: to be due (``PolishSchedule``).
 POLISH_SHARE = 0.25
+#: Seconds of attempts that the share always allows: a small program's attempts (about a
+#: millisecond each) are never skipped, so that its iterates do not depend on the speed
+#: of the machine.
+POLISH_ALLOWANCE = 0.1
 
 
 def is_polishable(program: AssembledProgram) -> bool:
@@ -91,9 +95,10 @@ class PolishSchedule:
     the previous one took longer than the time left before ``deadline`` (a
     ``time.perf_counter()`` value; the run's time limit), so that polishing a large
     problem never carries a run far past its ``time_limit``, nor while the attempts so
-    far took more than ``POLISH_SHARE`` of the time since the schedule began
-    (``within_share``), so that a program whose factorization fills in (Netlib's QAP12:
-    2 s an attempt against 0.14 ms a PDHG iteration) spends its time iterating.
+    far took more than ``POLISH_SHARE`` of the time since the schedule began and more
+    than ``POLISH_ALLOWANCE`` seconds (``within_share``), so that a program whose
+    factorization fills in (Netlib's QAP12: 2 s an attempt against 0.14 ms a PDHG
+    iteration) spends its time iterating.
     """
 
     def __init__(
@@ -119,8 +124,9 @@ class PolishSchedule:
 
     def within_share(self) -> bool:
         """Whether the attempts so far took at most ``POLISH_SHARE`` of the time since the
-        schedule began."""
-        return self._spent <= POLISH_SHARE * (time.perf_counter() - self._started)
+        schedule began, or at most ``POLISH_ALLOWANCE`` seconds."""
+        elapsed = time.perf_counter() - self._started
+        return self._spent <= max(POLISH_ALLOWANCE, POLISH_SHARE * elapsed)
 
     def affordable(self) -> bool:
         """Whether an attempt as long as the previous one ends before the deadline."""
