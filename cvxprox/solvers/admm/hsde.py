@@ -114,7 +114,7 @@ class EmbeddingADMM(ADMM):
     ----------
     probe : Probe or None
         When the run is given up (``Probe``); it then reports the limit it stopped at as
-        ``time_limit``. None (the default) runs to the limits.
+        ``"hand-over budget"``. None (the default) runs to the limits.
     """
 
     name = "hsde"
@@ -175,7 +175,7 @@ class EmbeddingADMM(ADMM):
             loop = _FusedEmbeddingLoop((c, b), kkt, prog.cone, rho_vec, memory, start)
         else:
             loop = _EmbeddingLoop((c, b), kkt, prog.cone, rho_vec, memory, backend, start)
-        status, cert, err = None, None, None
+        status, cert, err, stop = None, None, None, None
         dx = dy = xu = zu = yu = None
         boundary = False
         it = 0
@@ -216,6 +216,7 @@ class EmbeddingADMM(ADMM):
             if time.perf_counter() - t0 > opts.time_limit:
                 break
             if budget is not None and it >= budget and tau > self.probe.tau_feasible:
+                stop = "hand-over budget" if it < opts.max_iters else None
                 break
             if opts.adaptive_rho and sigma * tau > _TAU_MIN:
                 penalty.observe(err, (prog.A @ xu, zu, prog.b))
@@ -242,6 +243,7 @@ class EmbeddingADMM(ADMM):
             log,
             {"rho": penalty.rho, "row_multipliers": penalty.multipliers},
             ConeLimit(polisher, dx if boundary else None, dy if boundary else None, dx),
+            stop,
         )
 
 

@@ -120,6 +120,7 @@ def finish(
     log: IterationLog,
     warm_extra: dict | None = None,
     cone_limit: ConeLimit | None = None,
+    stop: str | None = None,
 ) -> SolveResult:
     """The SolveResult of a run of any algorithm, and the verbose footer.
 
@@ -134,14 +135,16 @@ def finish(
         user_limit           otherwise
 
     and the best iterate is the returned point. ``info["limit"]`` names the limit that
-    stopped the run ("max_iters", "time_limit"), None when its own tests stopped it.
+    stopped the run ("max_iters", "time_limit", or ``stop`` when the caller names
+    another, such as the embedding's hand-over budget), None when its own tests stopped
+    it.
     ``timing`` = (algorithm, iterations, solve time, setup time); ``warm_extra`` joins
     x, z, y in ``info["warm_start"]`` whenever a point is returned.
     """
     name, iterations, solve_time, setup_time = timing
     limit = None
     if status is None:
-        limit = "max_iters" if iterations >= options.max_iters else "time_limit"
+        limit = stop or ("max_iters" if iterations >= options.max_iters else "time_limit")
         settled = None if cone_limit is None else cone_limit.settle(best, iterations, limit)
         if settled is not None:
             status, last, certificate = settled
