@@ -616,3 +616,26 @@ def test_tv_in_a_box_iteration_fuses_the_combinations() -> None:
             ):
                 assert np.array_equal(getattr(a, name), getattr(b, name)), (k, name)
         assert np.array_equal(step.z_dual, plain.z_dual)
+
+
+def test_termination_tests_are_spaced_by_their_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``_CHECK_COST`` = c, tests come at least sqrt(2 c k) iterations after one at
+    iteration k: a run of K iterations makes about sqrt(K / (2 c)) of them (a few more
+    while the ratio to the tolerance is above 4), where a test every period makes many
+    more; both runs end optimal at the same point to the tolerance."""
+    if not (data_dir() / "netlib").is_dir():
+        pytest.skip("Netlib data not found")
+    runs = {}
+    spaced = pdhg._CHECK_COST
+    for cost in (spaced, 0.0):
+        monkeypatch.setattr(pdhg, "_CHECK_COST", cost)
+        prob, known = load_netlib("ADLITTLE")
+        prob.solve(solver="NABLAPROX", algorithm="pdhg", eps_abs=1e-8, eps_rel=1e-8)
+        assert prob.status == cp.OPTIMAL
+        assert prob.value == pytest.approx(known, rel=1e-6)
+        stats = prob.solver_stats
+        runs[cost] = (stats.num_iters, stats.extra_stats["termination_tests"])
+    (iters, tests), (iters_every, tests_every) = runs[spaced], runs[0.0]
+    assert tests <= 2 * math.sqrt(iters / (2 * spaced)) + 10
+    assert tests_every > 2 * tests
+    assert iters >= iters_every
