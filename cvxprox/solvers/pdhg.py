@@ -138,7 +138,9 @@ compare --suite netlib --solvers NABLAPROX``, default tolerances, 10 s, one run 
 77/92 feasible instead of 75/92 (AGG and MAROS finish within the limit, the tests having
 taken more than a quarter of their time), 24/28 infeasible as before; the cases PDHG
 finishes take about 5% more iterations (the test comes later) and 0.94 of the time in
-geometric mean. The tests are then: on a cone program
+geometric mean. The energy LP at default tolerances (``python -m compare --suite energy``):
+8x144 the same 15720 iterations in 3.57 s against 3.88 s, 16x768 62930 iterations against
+48710 (169 s against 162 s). The tests are then: on a cone program
 unscaled by ``KKTChecker`` (with z = proj_K(Ax - b)), where the steps z - T(z) and the
 moves since the anchor are also tested as Farkas certificates and unbounded directions
 (they converge to the infimal displacement vector when there is no solution); on a
