@@ -126,30 +126,39 @@ def test_polish_recovers_the_exact_solution_from_a_rough_iterate() -> None:
     assert err.primal_objective == pytest.approx(reference, rel=1e-8)
 
 
+class _Clock:
+    """A ``time`` module whose ``perf_counter`` reads ``now``."""
+
+    now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def _timed_schedule(
+    monkeypatch: pytest.MonkeyPatch, cost: float
+) -> tuple[PolishSchedule, _Clock, int]:
+    """A polishing schedule on a small QP whose every attempt advances a fake clock by
+    ``cost`` seconds (and finds nothing); returns it, the clock and the QP's m."""
+    clock = _Clock()
+
+    def polish_at_cost(*args: object) -> None:
+        clock.now += cost
+
+    monkeypatch.setattr(polish_module, "time", clock)
+    monkeypatch.setattr(polish_module, "polish", polish_at_cost)
+    program = _program(_qp(0)[0])
+    scaling = RuizScaling(program, SolverOptions().scaling_iters)
+    return PolishSchedule(program, KKTChecker(program, scaling, SolverOptions())), clock, program.m
+
+
 def test_polishing_takes_at_most_its_share_of_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """An attempt that costs 2 s (a factorization that fills in) postpones the next one,
     due by the doubling schedule, until the run has lasted 2 / ``POLISH_SHARE`` s."""
-
-    class Clock:
-        now = 0.0
-
-        def perf_counter(self) -> float:
-            return self.now
-
-    clock = Clock()
-
-    def dear_polish(*args: object) -> None:
-        clock.now += 2.0
-
-    monkeypatch.setattr(polish_module, "time", clock)
-    monkeypatch.setattr(polish_module, "polish", dear_polish)
-    prob, _ = _qp(0)
-    program = _program(prob)
-    scaling = RuizScaling(program, SolverOptions().scaling_iters)
-    schedule = PolishSchedule(program, KKTChecker(program, scaling, SolverOptions()))
+    schedule, clock, m = _timed_schedule(monkeypatch, 2.0)
     clock.now = 0.01
     assert schedule.due(100)
-    assert schedule.attempt(100, np.zeros(program.m), np.zeros(program.m)) is None
+    assert schedule.attempt(100, np.zeros(m), np.zeros(m)) is None
     assert schedule.next == 200 and not schedule.due(200)
     clock.now = 2.0 / POLISH_SHARE - 0.01
     assert not schedule.due(200) and not schedule.within_share()
@@ -163,28 +172,10 @@ def test_cheap_polishing_is_never_skipped(monkeypatch: pytest.MonkeyPatch) -> No
     ``POLISH_ALLOWANCE`` in all are due by the doubling schedule alone, so a small
     program's iterates do not depend on the machine's speed; past the allowance the share
     rules again."""
-
-    class Clock:
-        now = 0.0
-
-        def perf_counter(self) -> float:
-            return self.now
-
-    clock = Clock()
-    cost = 0.3 * POLISH_ALLOWANCE
-
-    def polish_at_cost(*args: object) -> None:
-        clock.now += cost
-
-    monkeypatch.setattr(polish_module, "time", clock)
-    monkeypatch.setattr(polish_module, "polish", polish_at_cost)
-    prob, _ = _qp(0)
-    program = _program(prob)
-    scaling = RuizScaling(program, SolverOptions().scaling_iters)
-    schedule = PolishSchedule(program, KKTChecker(program, scaling, SolverOptions()))
+    schedule, _, m = _timed_schedule(monkeypatch, 0.3 * POLISH_ALLOWANCE)
     for iteration in (100, 200, 400, 800):
         assert schedule.due(iteration), iteration
-        schedule.attempt(iteration, np.zeros(program.m), np.zeros(program.m))
+        schedule.attempt(iteration, np.zeros(m), np.zeros(m))
     assert not schedule.due(1600)  # 1.2 allowances spent, all of the run's time
 
 
