@@ -169,7 +169,7 @@ def test_embedding_admm_certifies_infeasible_and_unbounded() -> None:
 
 def test_probe_ends_a_run_whose_tau_stays_positive() -> None:
     """On a feasible LP u_tau stays positive: with Probe(20, 0) the run stops at the first
-    check after 20 iterations, unsettled, and names the hand-over budget as its limit; the
+    check after 20 iterations, unsettled, and names the embedding's budget as its limit; the
     infeasible program's run (u_tau = 0) is certified with the same probe."""
     program = _program(_lp_and_qp(3)[0])
     method = EmbeddingADMM(program, SolverOptions(eps_abs=1e-9, eps_rel=1e-9))
@@ -177,7 +177,7 @@ def test_probe_ends_a_run_whose_tau_stays_positive() -> None:
     result = method.solve()
     assert result.iterations == 20
     assert result.status not in (cp.OPTIMAL, cp.INFEASIBLE, cp.UNBOUNDED)
-    assert result.info["limit"] == "hand-over budget"
+    assert result.info["limit"] == "embedding_budget"
     x = cp.Variable(3)
     infeasible = cp.Problem(cp.Minimize(cp.sum(x)), [x >= 1, cp.sum(x) <= 1])
     method = EmbeddingADMM(_program(infeasible), SolverOptions())

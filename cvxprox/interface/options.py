@@ -70,7 +70,9 @@ class SolverOptions:
     scaling_iters : int
         Ruiz equilibration passes (0 disables scaling).
     check_every : int
-        Iterations between residual checks.
+        Iterations between residual checks (PDHG's restart test); a termination test
+        that failed by a factor of 4 or more, or that costs many iterations (PDHG, dual
+        FISTA), comes whole periods later.
     rho : float
         ADMM penalty (initial value, adapted during the solve when ``adaptive_rho``).
     alpha : float

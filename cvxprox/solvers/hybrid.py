@@ -112,7 +112,10 @@ class EmbeddingThenPDHG(Algorithm):
             f"(at once when an iteration costs more than {MAX_WORK_RATIO:g} products)"
         )
         time_left = opts.time_limit - first.solve_time
-        if first.status in _SETTLED or opts.max_iters <= first.iterations or time_left <= 0:
+        if first.status in _SETTLED or opts.max_iters <= first.iterations:
+            return first
+        if time_left <= 0:  # the budget stopped the embedding, but the user's limit is out
+            first.info["limit"] = "time_limit"
             return first
         rest = replace(opts, max_iters=opts.max_iters - first.iterations, time_limit=time_left)
         start, origin = _pdhg_start(first, self.warm_start)

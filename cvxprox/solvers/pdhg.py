@@ -133,20 +133,23 @@ the tests cost against the iterations run past convergence. A test costs as much
 step-by-step iterations on Netlib's AGG (0.39 ms against 0.05 ms) and 14 on the energy LP
 8x144 (2.4 ms against 0.17 ms; 30 of the compiled loop's, ``_ConeProblem.advance``);
 ``_CHECK_COST`` is the smaller, a constant so that the iterates do not depend on the
-machine's speed. Against tests every period while the ratio is below 4 (``python -m
-compare --suite netlib --solvers NABLAPROX``, default tolerances, 10 s, one run each):
-77/92 feasible instead of 75/92 (AGG and MAROS finish within the limit, the tests having
-taken more than a quarter of their time), 24/28 infeasible as before; the cases PDHG
-finishes take about 5% more iterations (the test comes later) and 0.94 of the time in
-geometric mean. The energy LP at default tolerances (``python -m compare --suite energy``):
-8x144 the same 15720 iterations in 3.57 s against 3.88 s, 16x768 62930 iterations against
-48710 (169 s against 162 s). The tests are then: on a cone program
+machine's speed (measured on NumPy LPs; structured programs and the GPU backends take it
+as it is). Against tests every period while the ratio is below 4 (``python -m compare
+--suite netlib --solvers NABLAPROX``, default tolerances, 10 s, one run each): 77/92
+feasible instead of 75/92 (AGG and MAROS finish within the limit, the tests having taken
+more than a quarter of their time), 24/28 infeasible as before; the cases PDHG finishes
+take about 5% more iterations (the test comes later) and 0.94 of the time in geometric
+mean. The energy LP at default tolerances with ``auto`` (the embedding, then PDHG;
+``python -m compare --suite energy``): 8x144 the same 15720 iterations in 3.57 s against
+3.88 s, 16x768 62930 iterations against 48710 (169 s against 162 s): more than the later
+tests account for (under 1000 iterations at that length), so the run took another path,
+feasibility polishing being tried only at a test. The tests are then: on a cone program
 unscaled by ``KKTChecker`` (with z = proj_K(Ax - b)), where the steps z - T(z) and the
 moves since the anchor are also tested as Farkas certificates and unbounded directions
-(they converge to the infimal displacement vector when there is no solution); on a
-Program by ``StructuredChecker`` with y_i in df_i(z_i) for every term (smooth
-terms: z_i = A_i x - b_i, y_i = grad f_i(z_i); G: z_G = prox_{tau g}(w), w = P v - b_G,
-y_G = (w - z_G) / tau; dual blocks: y_j+ and z_j by Moreau).
+(they converge to the infimal displacement vector when there is no solution); on a Program
+by ``StructuredChecker`` with y_i in df_i(z_i) for every term (smooth terms: z_i = A_i x -
+b_i, y_i = grad f_i(z_i); G: z_G = prox_{tau g}(w), w = P v - b_G, y_G = (w - z_G) / tau;
+dual blocks: y_j+ and z_j by Moreau).
 
 Both kinds iterate on the arrays of the backend the options select (``cvxprox.backend``:
 NumPy, torch or CuPy, on the CPU or a GPU): data are moved to the device once, the steps,

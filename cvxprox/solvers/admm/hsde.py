@@ -114,7 +114,7 @@ class EmbeddingADMM(ADMM):
     ----------
     probe : Probe or None
         When the run is given up (``Probe``); it then reports the limit it stopped at as
-        ``"hand-over budget"``. None (the default) runs to the limits.
+        ``"embedding_budget"``. None (the default) runs to the limits.
     """
 
     name = "hsde"
@@ -216,7 +216,7 @@ class EmbeddingADMM(ADMM):
             if time.perf_counter() - t0 > opts.time_limit:
                 break
             if budget is not None and it >= budget and tau > self.probe.tau_feasible:
-                stop = "hand-over budget" if it < opts.max_iters else None
+                stop = "embedding_budget" if it < opts.max_iters else None
                 break
             if opts.adaptive_rho and sigma * tau > _TAU_MIN:
                 penalty.observe(err, (prog.A @ xu, zu, prog.b))

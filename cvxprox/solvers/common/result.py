@@ -91,8 +91,9 @@ class ConeLimit:
     ) -> tuple[str, tuple[Point, KKTError] | None, np.ndarray | None] | None:
         """(OPTIMAL, polished point, None), (*_INACCURATE, None, certificate) or None.
 
-        ``limit`` is the limit that stopped the run: after ``time_limit`` no polishing
-        (it would run past the user's limit)."""
+        ``limit`` is the limit that stopped the run: only at ``max_iters`` is the best
+        iterate polished (after ``time_limit`` it would run past the user's limit; after
+        the embedding's budget PDHG takes over)."""
         polisher = self.polisher
         if polisher.enabled and limit == "max_iters":
             polished = polisher.attempt(iterations, best.point[1], best.point[2])
@@ -126,18 +127,18 @@ def finish(
 
     ``status`` is what the run's own tests settled: OPTIMAL with ``last`` = (point, KKT
     error) passing all three tests, INFEASIBLE with ``certificate`` the Farkas vector y,
-    UNBOUNDED with ``certificate`` the direction x; or None when ``max_iters`` or
-    ``time_limit`` stopped the run. Then (after ``cone_limit``, on the cone route) the
-    status is the status of the best iterate seen (``best``, which every run offers at
-    least its last check):
+    UNBOUNDED with ``certificate`` the direction x; or None when ``max_iters``,
+    ``time_limit`` or the caller's ``stop`` stopped the run. Then (after ``cone_limit``,
+    on the cone route) the status is the status of the best iterate seen (``best``,
+    which every run offers at least its last check):
 
         optimal_inaccurate   best.kkt.normalized <= loose_factor(options)
         user_limit           otherwise
 
     and the best iterate is the returned point. ``info["limit"]`` names the limit that
     stopped the run ("max_iters", "time_limit", or ``stop`` when the caller names
-    another, such as the embedding's hand-over budget), None when its own tests stopped
-    it.
+    another, such as "embedding_budget" for the hybrid's hand-over), None when its own
+    tests stopped it.
     ``timing`` = (algorithm, iterations, solve time, setup time); ``warm_extra`` joins
     x, z, y in ``info["warm_start"]`` whenever a point is returned.
     """

@@ -86,7 +86,8 @@ class KKTError:
         )
 
 
-#: The most ``check_every`` periods between two termination tests (``check_spacing``).
+#: The most ``check_every`` periods that the distance rule of ``check_spacing`` puts
+#: between two termination tests (its cost rule may put more).
 SPACING_MAX = 4
 
 
