@@ -340,6 +340,32 @@ def test_lp_with_a_dear_factor_goes_to_pdhg_at_the_first_check(
     assert abs(prob.value - reference) <= 1e-5 * max(1.0, abs(reference))
 
 
+def test_an_embedding_stopped_by_its_budget_past_the_time_limit_names_the_time_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The embedding's run ends by its budget ("embedding_budget"); when that run has
+    used up the user's time, the hybrid returns it as it is, and the limit it names is
+    the user's: time_limit."""
+    run = hsde.EmbeddingADMM.solve
+
+    def slow(self: hsde.EmbeddingADMM, reason: str = "") -> SolveResult:
+        result = run(self, reason)
+        assert result.info["limit"] == "embedding_budget"
+        result.solve_time = self.opts.time_limit + 1.0
+        return result
+
+    monkeypatch.setattr(hsde.EmbeddingADMM, "solve", slow)
+    monkeypatch.setattr(hybrid, "EMBEDDING_BUDGET", 20)
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((30, 20))
+    x = cp.Variable(20)
+    prob = cp.Problem(cp.Minimize(rng.random(20) @ x), [A @ x <= 1 + rng.random(30), x >= -1])
+    prob.solve(solver="NABLAPROX", time_limit=100.0, eps_abs=1e-12, eps_rel=1e-12)
+    stats = prob.solver_stats.extra_stats
+    assert prob.solver_stats.num_iters == 20
+    assert stats["limit"] == "time_limit"
+
+
 @pytest.mark.parametrize("algorithm", ["admm", "pdhg"])
 def test_a_time_limit_is_not_extended_by_polishing(algorithm: str) -> None:
     """At max_iters the best iterate of an LP is polished once more; at time_limit it is
