@@ -141,15 +141,16 @@ more than a quarter of their time), 24/28 infeasible as before; the cases PDHG f
 take about 5% more iterations (the test comes later) and 0.94 of the time in geometric
 mean. The energy LP at default tolerances with ``auto`` (the embedding, then PDHG;
 ``python -m compare --suite energy``): 8x144 the same 15720 iterations in 3.57 s against
-3.88 s, 16x768 62930 iterations against 48710 (169 s against 162 s): more than the later
-tests account for (under 1000 iterations at that length), so the run took another path,
-feasibility polishing being tried only at a test. The tests are then: on a cone program
-unscaled by ``KKTChecker`` (with z = proj_K(Ax - b)), where the steps z - T(z) and the
-moves since the anchor are also tested as Farkas certificates and unbounded directions
-(they converge to the infimal displacement vector when there is no solution); on a Program
-by ``StructuredChecker`` with y_i in df_i(z_i) for every term (smooth terms: z_i = A_i x -
-b_i, y_i = grad f_i(z_i); G: z_G = prox_{tau g}(w), w = P v - b_G, y_G = (w - z_G) / tau;
-dual blocks: y_j+ and z_j by Moreau).
+3.88 s, 16x768 62930 iterations against 48710 (169 s against 162 s; run side by side, 161
+s with 124 tests against 164 s with 1142): more than the later tests account for (under
+1000 iterations at that length), so the run took another path, feasibility polishing being
+tried only at a test. The tests are then: on a cone program unscaled by ``KKTChecker``
+(with z = proj_K(Ax - b)), where the steps z - T(z) and the moves since the anchor are
+also tested as Farkas certificates and unbounded directions (they converge to the infimal
+displacement vector when there is no solution); on a Program by ``StructuredChecker`` with
+y_i in df_i(z_i) for every term (smooth terms: z_i = A_i x - b_i, y_i = grad f_i(z_i); G:
+z_G = prox_{tau g}(w), w = P v - b_G, y_G = (w - z_G) / tau; dual blocks: y_j+ and z_j by
+Moreau).
 
 Both kinds iterate on the arrays of the backend the options select (``cvxprox.backend``:
 NumPy, torch or CuPy, on the CPU or a GPU): data are moved to the device once, the steps,
