@@ -2,6 +2,8 @@
 iteration against SCS's own, the solver against Clarabel and on infeasible and unbounded
 programs."""
 
+import time
+
 import cvxpy as cp
 import numpy as np
 import pytest
@@ -11,8 +13,9 @@ import cvxprox  # noqa: F401
 from cvxprox.backend import get_backend
 from cvxprox.functions.cones import NonnegCone, ProductCone, ZeroCone
 from cvxprox.interface.options import SolverOptions
-from cvxprox.solvers.admm.hsde import EmbeddingADMM, Probe, _EmbeddingLoop, _FusedEmbeddingLoop
+from cvxprox.solvers.admm.hsde import EmbeddingADMM, _EmbeddingLoop, _FusedEmbeddingLoop
 from cvxprox.solvers.admm.kkt import _SIGMA, _KKTSystem
+from cvxprox.solvers.common.algorithm import run_to_end
 
 LOOPS = ["plain", "compiled"]
 
@@ -167,19 +170,25 @@ def test_embedding_admm_certifies_infeasible_and_unbounded() -> None:
     assert EmbeddingADMM(_program(unbounded), SolverOptions()).solve().status == cp.UNBOUNDED
 
 
-def test_probe_ends_a_run_whose_tau_stays_positive() -> None:
-    """On a feasible LP u_tau stays positive: with Probe(20, 0) the run stops at the first
-    check after 20 iterations, unsettled, and names the embedding's budget as its limit; the
-    infeasible program's run (u_tau = 0) is certified with the same probe."""
+def test_embedding_run_is_driven_check_by_check() -> None:
+    """The run yields a Progress at every check: its iterations, u_tau (positive on a
+    feasible LP), an iteration's cost in products with A and A' and the best iterate; a
+    limit's name sent at a check ends the run there, unsettled, under that name. Left to
+    itself, the run of an infeasible program ends with its certificate."""
     program = _program(_lp_and_qp(3)[0])
-    method = EmbeddingADMM(program, SolverOptions(eps_abs=1e-9, eps_rel=1e-9))
-    method.probe = Probe(20, 0.0)
-    result = method.solve()
-    assert result.iterations == 20
+    options = SolverOptions(eps_abs=1e-9, eps_rel=1e-9)
+    backend = get_backend(options.backend, options.device, options.dtype)
+    steps = EmbeddingADMM(program, options).steps(backend, time.perf_counter(), "")
+    first, second = next(steps), next(steps)
+    assert 0 < first.iterations < second.iterations
+    assert second.tau > 0.0 and second.cost >= 1.0 and second.best.kkt is not None
+    with pytest.raises(StopIteration) as end:
+        steps.send("time_limit")
+    result = end.value.value
+    assert result.iterations == second.iterations
     assert result.status not in (cp.OPTIMAL, cp.INFEASIBLE, cp.UNBOUNDED)
-    assert result.info["limit"] == "embedding_budget"
+    assert result.info["limit"] == "time_limit"
     x = cp.Variable(3)
     infeasible = cp.Problem(cp.Minimize(cp.sum(x)), [x >= 1, cp.sum(x) <= 1])
-    method = EmbeddingADMM(_program(infeasible), SolverOptions())
-    method.probe = Probe(20, 0.0)
-    assert method.solve().status == cp.INFEASIBLE
+    steps = EmbeddingADMM(_program(infeasible), options).steps(backend, time.perf_counter(), "")
+    assert run_to_end(steps).status == cp.INFEASIBLE

@@ -29,7 +29,8 @@ from cvxprox.interface.solver import PROGRAM
 from cvxprox.ir.program import Program
 from cvxprox.solvers import hybrid
 from cvxprox.solvers.admm import hsde
-from cvxprox.solvers.common.result import SolveResult
+from cvxprox.solvers.common.algorithm import Progress, Steps
+from cvxprox.solvers.common.result import BestIterate, SolveResult
 from cvxprox.solvers.common.termination import KKTError
 
 # CVXPY warns on every inaccurate status (user_limit included), which these tests expect.
@@ -284,41 +285,117 @@ def test_lp_handed_to_pdhg_keeps_the_better_iterate_of_both_phases(
     embedding = prob.solver_stats.extra_stats
     prob.solve(solver="NABLAPROX", max_iters=budget + 20, **tight)
     both = prob.solver_stats.extra_stats
-    assert both["algorithm"] == "hsde+pdhg" and both["embedding_iterations"] == budget
+    assert both["algorithm"] == "hsde+pdhg" and both["handover_iteration"] == budget
     assert both["kkt_error"] <= embedding["kkt_error"]
     assert prob.status in (s.OPTIMAL_INACCURATE, s.USER_LIMIT)
 
 
-def _embedding_result(gap: float, pobj: float, dobj: float) -> SolveResult:
-    """An embedding run stopped by its budget, with a best iterate of the given gap."""
+def _embedding_best(gap: float, pobj: float, dobj: float) -> BestIterate:
+    """An embedding's best iterate of the given gap."""
+    best = BestIterate()
     kkt = KKTError(1.0, 1.0, gap, 1e-6, 1e-6, 1e-6, pobj, dobj)
-    point = {"x": np.ones(2), "z": np.zeros(3), "y": -np.ones(3), "rho": 0.1}
-    return SolveResult(
-        s.USER_LIMIT, None, None, None, "hsde", 40, 0.0, 0.0, kkt, {"warm_start": point}
-    )
+    best.offer(kkt, np.ones(2), np.zeros(3), -np.ones(3))
+    return best
 
 
 def test_pdhg_starts_from_the_embeddings_point_only_near_the_optimal_face() -> None:
-    """PDHG starts from the embedding's best iterate (x, z, y only) when its duality gap
-    is within WARM_GAP of the objective, else from the caller's warm start."""
+    """PDHG starts from a copy of the embedding's best iterate (x, z, y) when its duality
+    gap is within WARM_GAP of the objective, else from the caller's warm start."""
     caller = {"x": np.zeros(2), "y": np.zeros(3)}
-    near = _embedding_result(gap=0.5 * hybrid.WARM_GAP * 200.0, pobj=200.0, dobj=-150.0)
+    near = _embedding_best(gap=0.5 * hybrid.WARM_GAP * 200.0, pobj=200.0, dobj=-150.0)
     start, origin = hybrid._pdhg_start(near, caller)
     assert set(start) == {"x", "z", "y"} and "embedding" in origin
     np.testing.assert_array_equal(start["y"], -np.ones(3))
-    far = _embedding_result(gap=2.0 * hybrid.WARM_GAP * 200.0, pobj=200.0, dobj=-150.0)
+    assert start["y"] is not near.point[2]
+    far = _embedding_best(gap=2.0 * hybrid.WARM_GAP * 200.0, pobj=200.0, dobj=-150.0)
     assert hybrid._pdhg_start(far, caller) == (caller, "the caller's warm start")
     assert hybrid._pdhg_start(far, None) == (None, "a cold start")
 
 
-def test_probe_gives_no_budget_to_an_embedding_whose_iterations_are_dear() -> None:
-    """An iteration costs (2 nnz(L) + 2 nnz(A) + n + m) / (2 nnz(A) + n + m) of PDHG's;
-    above the limit the probe's budget is 0."""
-    assert hsde.work_ratio(nnz_L=0, nnz_A=5, n=3, m=7) == 1.0
-    assert hsde.work_ratio(nnz_L=90, nnz_A=5, n=3, m=7) == pytest.approx(200.0 / 20.0)
-    probe = hsde.Probe(2500, 1e-6, work_ratio_limit=10.0)
-    assert probe.budget(10.0) == 2500 and probe.budget(10.5) == 0
-    assert hsde.Probe(2500, 1e-6).budget(1e6) == 2500
+def test_the_embedding_hands_over_past_its_budget_unless_heading_for_a_certificate() -> None:
+    """An iteration costs (2 nnz(L) + 3 nnz(A) + 10 (n + m)) / (2 nnz(A) + n + m) of PDHG's. The
+    embedding hands over at a check past its budget with u_tau above TAU_FEASIBLE, at its
+    first such check when an iteration costs more than MAX_WORK_RATIO of PDHG's."""
+    assert hsde.work_ratio(nnz_L=0, nnz_A=0, n=3, m=7) == 10.0
+    assert hsde.work_ratio(nnz_L=90, nnz_A=5, n=3, m=7) == pytest.approx(295.0 / 20.0)
+
+    def check(iterations: int, cost: float, tau: float) -> Progress:
+        return Progress(iterations, None, cost, BestIterate(), tau)
+
+    assert not hybrid._hands_over(check(2490, 3.0, 1.0), 2500)
+    assert hybrid._hands_over(check(2500, 3.0, 1.0), 2500)
+    assert not hybrid._hands_over(check(9000, 3.0, 0.0), 2500)
+    assert hybrid._hands_over(check(10, hybrid.MAX_WORK_RATIO + 0.5, 1.0), 2500)
+    assert not hybrid._hands_over(check(10, hybrid.MAX_WORK_RATIO, 1.0), 2500)
+
+
+def _run(
+    name: str, cost: float, checks: int, final: SolveResult, trace: list[tuple[str, int]]
+) -> Steps:
+    """A fake run: a check every 10 iterations of the given cost, ``final`` at the end (or
+    when a limit's name is sent, which it then records)."""
+    for k in range(1, checks + 1):
+        trace.append((name, 10 * k))
+        stop = yield Progress(10 * k, None, cost, BestIterate())
+        if stop is not None:
+            final.info["limit"], final.iterations = stop, 10 * k
+            return final
+    final.iterations = 10 * (checks + 1)
+    return final
+
+
+def _result(status: str, normalized: float = 1.0) -> SolveResult:
+    kkt = KKTError(normalized, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0)
+    return SolveResult(status, None, None, None, "fake", 0, 0.0, 0.1, kkt, {})
+
+
+def _race(
+    embedding: tuple[float, int, SolveResult],
+    pdhg: tuple[float, int, SolveResult],
+    max_iters: int = 10**6,
+) -> tuple[SolveResult, list[tuple[str, int]], hybrid._Race]:
+    trace: list[tuple[str, int]] = []
+    runs = _run("hsde", *embedding, trace), _run("pdhg", *pdhg, trace)
+    handed = next(runs[0])
+    race = hybrid._Race(runs[0], handed, runs[1], max_iters)
+    return race.run(), trace, race
+
+
+def test_the_race_gives_the_next_check_to_the_run_that_has_done_less_work() -> None:
+    """The embedding (3 products an iteration, 10 iterations at the hand-over) and PDHG (1
+    product): PDHG runs alone until it has done the embedding's 30 products, then the
+    two keep level; PDHG settles first, and the embedding's run is dropped."""
+    result, trace, race = _race((3.0, 100, _result(s.USER_LIMIT)), (1.0, 5, _result(s.OPTIMAL)))
+    order = ["hsde", "pdhg", "pdhg", "pdhg", "hsde", "pdhg", "pdhg"]
+    assert [name for name, _ in trace] == order
+    assert result.status == s.OPTIMAL and result.algorithm == "fake"
+    assert (race.iterations_of(0), race.iterations_of(1)) == (20, 60)
+
+
+def test_the_race_returns_the_first_run_to_settle() -> None:
+    """The embedding settles while PDHG is still running."""
+    infeasible = _result(s.INFEASIBLE)
+    result, _, race = _race((1.0, 2, infeasible), (1.0, 100, _result(s.USER_LIMIT)))
+    assert result is infeasible
+    assert race.iterations_of(0) == 30
+
+
+def test_the_race_stops_both_runs_at_max_iters_together() -> None:
+    """The two runs' iterations together stay within max_iters: both are stopped, under
+    that limit, and the better point (the smaller normalized KKT error) is returned."""
+    embedding, pdhg = _result(s.USER_LIMIT, 5.0), _result(s.USER_LIMIT, 50.0)
+    result, _, race = _race((1.0, 100, embedding), (1.0, 100, pdhg), max_iters=60)
+    assert race.iterations == 60
+    assert embedding.info["limit"] == pdhg.info["limit"] == "max_iters"
+    assert result is embedding and result.setup_time == pytest.approx(0.2)
+
+
+def test_the_race_prefers_an_inaccurate_status_to_a_user_limit() -> None:
+    """Both runs end by their own limits: an optimal_inaccurate point is returned before a
+    user-limit point with a smaller error."""
+    inaccurate = _result(s.OPTIMAL_INACCURATE, 100.0)
+    result, _, _ = _race((1.0, 3, _result(s.USER_LIMIT, 2.0)), (1.0, 3, inaccurate))
+    assert result is inaccurate
 
 
 def test_lp_with_a_dear_factor_goes_to_pdhg_at_the_first_check(
@@ -333,37 +410,12 @@ def test_lp_with_a_dear_factor_goes_to_pdhg_at_the_first_check(
     prob = cp.Problem(cp.Minimize(rng.random(20) @ x), [A @ x <= 1 + rng.random(30), x >= -1])
     prob.solve(solver="NABLAPROX", check_every=10, warm_start=False)
     stats = prob.solver_stats.extra_stats
-    assert stats["algorithm"] == "hsde+pdhg" and stats["embedding_iterations"] == 10
+    assert stats["algorithm"] == "hsde+pdhg" and stats["handover_iteration"] == 10
+    assert stats["pdhg_iterations"] > 0
     assert prob.status == s.OPTIMAL
     reference = prob.value
     prob.solve(solver="CLARABEL")
     assert abs(prob.value - reference) <= 1e-5 * max(1.0, abs(reference))
-
-
-def test_an_embedding_stopped_by_its_budget_past_the_time_limit_names_the_time_limit(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The embedding's run ends by its budget ("embedding_budget"); when that run has
-    used up the user's time, the hybrid returns it as it is, and the limit it names is
-    the user's: time_limit."""
-    run = hsde.EmbeddingADMM.solve
-
-    def slow(self: hsde.EmbeddingADMM, reason: str = "") -> SolveResult:
-        result = run(self, reason)
-        assert result.info["limit"] == "embedding_budget"
-        result.solve_time = self.opts.time_limit + 1.0
-        return result
-
-    monkeypatch.setattr(hsde.EmbeddingADMM, "solve", slow)
-    monkeypatch.setattr(hybrid, "EMBEDDING_BUDGET", 20)
-    rng = np.random.default_rng(4)
-    A = rng.standard_normal((30, 20))
-    x = cp.Variable(20)
-    prob = cp.Problem(cp.Minimize(rng.random(20) @ x), [A @ x <= 1 + rng.random(30), x >= -1])
-    prob.solve(solver="NABLAPROX", time_limit=100.0, eps_abs=1e-12, eps_rel=1e-12)
-    stats = prob.solver_stats.extra_stats
-    assert prob.solver_stats.num_iters == 20
-    assert stats["limit"] == "time_limit"
 
 
 @pytest.mark.parametrize("algorithm", ["admm", "pdhg"])

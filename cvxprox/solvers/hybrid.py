@@ -1,17 +1,24 @@
-"""The embedding then PDHG, the automatic choice for linear programs.
+"""The embedding, then the embedding and PDHG side by side: the automatic choice for LPs.
 
 ADMM on the homogeneous self-dual embedding (``EmbeddingADMM``, with its adaptive scalar
 and row penalties) runs first. It finishes most LPs in a few thousand iterations, far
 fewer than PDHG, and reaches infeasibility certificates as a fixed point of its own
 iteration (tau = 0) where PDHG and plain ADMM reach them only as the limit of their
 iterate differences. On degenerate LPs it can stall where restarted PDHG keeps making
-progress, so a run that has not settled after ``EMBEDDING_BUDGET`` iterations hands over
-to PDHG at its first check with u_tau above ``TAU_FEASIBLE`` (``EmbeddingADMM.probe``):
-an iteration heading for a certificate keeps u_tau at 0 (at 94-100% of the checks on
-klein1, klein2, klein3, bgetam and bgindy) and goes on to it. PDHG gets the remaining
-iteration and time budget. It starts from the embedding's best iterate when that point's
-duality gap is within ``WARM_GAP`` (1e-3) of its objective, and from the caller's warm
-start otherwise (``_pdhg_start``).
+progress, and on others it needs ten times its budget and gets there long before PDHG.
+So a run that has not settled after ``EMBEDDING_BUDGET`` iterations is joined by PDHG at
+its first check with u_tau above ``TAU_FEASIBLE`` (``_hands_over``): an iteration heading
+for a certificate keeps u_tau at 0 (at 94-100% of the checks on klein1, klein2, klein3,
+bgetam and bgindy) and goes on to it alone. From then on the two runs take turns, one
+check at a time, the one that has done less work first (``_Race``): work is iterations
+times their cost in iterations of PDHG (``cvxprox.solvers.admm.hsde.work_ratio`` for
+the embedding), so PDHG runs alone until it has done the embedding's work so
+far and the two keep level after that. Whichever settles first is returned; neither
+takes much more than twice the work it would take alone. The turns are decided by
+counts, not clocks, so a run's iterates do not depend on the machine's speed. PDHG
+starts from the embedding's best iterate when that point's duality gap is within
+``WARM_GAP`` (1e-3) of its objective, and from the caller's warm start otherwise
+(``_pdhg_start``).
 
 The start of PDHG, Netlib at default tolerances, 10 s (``python -m compare --suite netlib
 --solvers NABLAPROX``, the two runs side by side): from the caller's warm start, 73/92
@@ -29,19 +36,22 @@ hours) and 2.5e-6 (8 x 144): 28350 and 23490 iterations from a cold start, 9520 
 24/28, time sgm 1.89 s; no case lost, iterations 0.81 of the first's in geometric mean,
 a third or less on SHARE1B, ETAMACRO, AGG2, STAIR, SCFXM3, 25FV47 and FIT2P.
 
-The budget is 0 (PDHG takes over at the first check with u_tau above ``TAU_FEASIBLE``)
-when an iteration of the embedding costs more than ``MAX_WORK_RATIO`` (10) products with
-A and A' (``cvxprox.solvers.admm.hsde.work_ratio``: the KKT factor has more than about
-4.5 times the nonzeros of A). On Netlib that ratio has median 2.6 and quartiles 2.2 and
-3.4; the infeasible LPs are at most 4.7 and the energy LPs 3.1 (8 x 144) and 5.8 (16 x
-768); above 10 are MAROS-R7 (11.5), QAP8 (24.5), DFL001 (27.8), QAP12 (57) and QAP15
-(91), on which 10 s of the embedding ran 720, 270 (solved), 590, 150 and no iterations
-(QAP15's factorization alone outlasts the limit). With the rule (``python -m compare
+The budget is 0 (PDHG joins at the first check with u_tau above ``TAU_FEASIBLE``) and
+the embedding gets no more turns when an iteration of it costs more than
+``MAX_WORK_RATIO`` (10) of PDHG's (``cvxprox.solvers.admm.hsde.work_ratio``). On Netlib
+that ratio has median 5.0 and quartiles 4.5 and 5.5; the infeasible LPs are at most 7.1
+(bgetam) and the energy LPs 5.8 (8 x 144) and 8.5 (16 x 768); above 10 are MAROS-R7
+(12.6), QAP8 (26.6), DFL001 (30.3), QAP12 (59) and QAP15 (93), on which 10 s of the
+embedding ran 720, 270 (solved), 590, 150 and no iterations (QAP15's factorization alone
+outlasts the limit). With the rule, when PDHG took over alone (``python -m compare
 --suite netlib --solvers NABLAPROX``, alone on the machine): 74/92 and 24/28, time sgm
 1.89 s; MAROS-R7 solved in 5.1 s (6870 iterations), QAP8 in 440 iterations (0.24 s,
 against 270 and 0.41 s), QAP12 optimal_inaccurate at the limit (2040 iterations; solved in
 4.9 s once polishing kept to a quarter of a run, ``PolishSchedule``), DFL001 not solved;
-nothing else changes.
+nothing else changed.
+
+The table below chose the budget when PDHG took over alone after it (the embedding's
+run ended at the hand-over).
 
 Netlib, auto, default tolerances, 10 s (``python -m compare --suite netlib --solvers
 NABLAPROX``, one run each on this machine, the first six two at a time, the last alone):
@@ -73,87 +83,208 @@ PDHG misses GFRD-PNC, SIERRA, PILOTNOV, CYCLE, 80BAU3B and FIT2P, which PDHG fin
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import replace
 
 import cvxpy.settings as s
 
-from cvxprox.solvers.admm.hsde import EmbeddingADMM, Probe
-from cvxprox.solvers.common.algorithm import Algorithm
-from cvxprox.solvers.common.result import SolveResult
+from cvxprox.backend import Backend
+from cvxprox.solvers.admm.hsde import EmbeddingADMM
+from cvxprox.solvers.common.algorithm import Algorithm, Progress, Steps, run_to_end
+from cvxprox.solvers.common.result import BestIterate, SolveResult
 from cvxprox.solvers.pdhg import PDHG
 
-#: Iterations after which the embedding hands over to PDHG (module docstring).
+#: Iterations after which PDHG joins the embedding (module docstring).
 EMBEDDING_BUDGET = 2500
 #: u_tau above which a check counts as heading for a solution, not a certificate.
 TAU_FEASIBLE = 1e-6
-#: The most products with A and A' an iteration of the embedding may cost and still get
-#: its budget (``cvxprox.solvers.admm.hsde.work_ratio``; module docstring).
+#: The most an iteration of the embedding may cost, in iterations of PDHG, and still get
+#: its budget and its turns (``cvxprox.solvers.admm.hsde.work_ratio``; module docstring).
 MAX_WORK_RATIO = 10.0
 #: The largest |pobj - dobj| / max(|pobj|, |dobj|) of the embedding's best iterate from
 #: which PDHG starts (module docstring).
 WARM_GAP = 1e-3
 
 _SETTLED = (s.OPTIMAL, s.INFEASIBLE, s.UNBOUNDED)
+_NAMES = ("embedding", "PDHG")
 
 
 class EmbeddingThenPDHG(Algorithm):
-    """The embedding, then PDHG when the embedding has not settled within its budget and
-    is not heading for a certificate (module docstring)."""
+    """The embedding, then the embedding and PDHG side by side when the embedding has not
+    settled within its budget and is not heading for a certificate (module docstring)."""
 
     name = "hsde+pdhg"
 
-    def solve(self, reason: str = "") -> SolveResult:
+    def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         opts = self.opts
         budget = min(opts.max_iters, EMBEDDING_BUDGET)
-        embedding = EmbeddingADMM(self.program, opts, self.warm_start)
-        embedding.probe = Probe(budget, TAU_FEASIBLE, MAX_WORK_RATIO)
-        first = embedding.solve(
-            f"{reason}; the embedding, then PDHG after {budget} iterations unless u_tau is 0 "
-            f"(at once when an iteration costs more than {MAX_WORK_RATIO:g} products)"
+        method = EmbeddingADMM(self.program, opts, self.warm_start)
+        method.log_tag = "hsde" if opts.verbose else ""
+        embedding = method.steps(
+            backend,
+            t0,
+            f"{reason}; the embedding, then PDHG beside it after {budget} iterations unless "
+            f"u_tau is 0 (at once, and alone, when an iteration costs more than "
+            f"{MAX_WORK_RATIO:g} of PDHG's)",
         )
-        time_left = opts.time_limit - first.solve_time
-        if first.status in _SETTLED or opts.max_iters <= first.iterations:
-            return first
-        if time_left <= 0:  # the budget stopped the embedding, but the user's limit is out
-            first.info["limit"] = "time_limit"
-            return first
-        rest = replace(opts, max_iters=opts.max_iters - first.iterations, time_limit=time_left)
-        start, origin = _pdhg_start(first, self.warm_start)
-        second = PDHG(self.program, rest, start).solve(
-            f"taking over after {first.iterations} iterations of the embedding, from {origin}"
+        progress = None
+        while progress is None or not _hands_over(progress, budget):
+            try:
+                progress = next(embedding)
+            except StopIteration as end:
+                return end.value
+        handed = progress.iterations
+        if handed >= opts.max_iters:
+            return run_to_end(embedding)
+        t1 = time.perf_counter()
+        rest = replace(
+            opts, max_iters=opts.max_iters - handed, time_limit=opts.time_limit - (t1 - t0)
         )
-        _keep_the_better_point(first, second)
-        second.algorithm = self.name
-        second.info["embedding_iterations"] = first.iterations
-        second.iterations += first.iterations
-        second.solve_time += first.solve_time
-        second.setup_time += first.setup_time
-        return second
+        start, origin = _pdhg_start(progress.best, self.warm_start)
+        method = PDHG(self.program, rest, start)
+        method.log_tag = "pdhg" if opts.verbose else ""
+        pdhg = method.steps(
+            backend,
+            t1,
+            f"beside the embedding after its {handed} iterations, from {origin}; the run "
+            "that has done less work goes next",
+        )
+        race = _Race(embedding, progress, pdhg, opts.max_iters)
+        result = race.run()
+        embedding_iterations, pdhg_iterations = race.iterations_of(0), race.iterations_of(1)
+        result.algorithm = self.name
+        result.iterations = embedding_iterations + pdhg_iterations
+        result.solve_time = time.perf_counter() - t0
+        result.info["handover_iteration"] = handed
+        result.info["embedding_iterations"] = embedding_iterations
+        result.info["pdhg_iterations"] = pdhg_iterations
+        if opts.verbose:
+            print(
+                f"hsde+pdhg: {result.status} from the {race.winner}'s run; iterations: "
+                f"{embedding_iterations} of the embedding, {pdhg_iterations} of PDHG"
+            )
+        return result
 
 
-def _pdhg_start(first: SolveResult, warm_start: dict | None) -> tuple[dict | None, str]:
+def _hands_over(progress: Progress, budget: int) -> bool:
+    """Whether the embedding's check ``progress`` ends its run alone: past its budget (0
+    when an iteration costs more than ``MAX_WORK_RATIO`` of PDHG's) with u_tau above
+    ``TAU_FEASIBLE``."""
+    if progress.cost > MAX_WORK_RATIO:
+        budget = 0
+    return progress.iterations >= budget and progress.tau > TAU_FEASIBLE
+
+
+class _Race:
+    """The embedding (from its check at the hand-over) and PDHG, advanced one check at a
+    time, the run that has done less work first: work is iterations times their cost in
+    iterations of PDHG (``Progress.cost``), the embedding's counted from its start, so
+    PDHG runs alone until it has done the embedding's work so far and the two keep level
+    after that. Neither needs more than about twice its own work alone. The first run to
+    settle wins and the other is dropped; a run stopped by a limit leaves the other to go
+    on alone; when both are stopped, the better point is returned. The two runs'
+    iterations together stay within ``max_iters``."""
+
+    def __init__(
+        self,
+        embedding: Steps,
+        handed: Progress,
+        pdhg: Steps,
+        max_iters: int,
+    ) -> None:
+        self._runs = [embedding, pdhg]
+        self._progress: list[Progress | None] = [handed, None]
+        self._results: list[SolveResult | None] = [None, None]
+        self._max_iters = max_iters
+        self.winner = ""
+
+    @property
+    def iterations(self) -> int:
+        """The iterations of both runs."""
+        return self.iterations_of(0) + self.iterations_of(1)
+
+    def run(self) -> SolveResult:
+        while True:
+            alive = [i for i in (0, 1) if self._results[i] is None]
+            if not alive:
+                return self._better()
+            i = alive[0] if len(alive) == 1 else self._turn()
+            self._advance(i)
+            result = self._results[i]
+            if result is not None and result.status in _SETTLED:
+                self.winner = _NAMES[i]
+                other = 1 - i
+                if self._results[other] is None:
+                    self._runs[other].close()
+                result.setup_time += self._other_setup(other)
+                return result
+            if self.iterations >= self._max_iters:
+                for j in (0, 1):
+                    if self._results[j] is None:
+                        self._stop(j, "max_iters")
+
+    def _turn(self) -> int:
+        """0 (the embedding) or 1 (PDHG): the run that has done less work; PDHG while an
+        iteration of the embedding costs more than ``MAX_WORK_RATIO`` of PDHG's."""
+        if self._progress[0].cost > MAX_WORK_RATIO:
+            return 1
+        return 0 if self._work(0) <= self._work(1) else 1
+
+    def _advance(self, i: int) -> None:
+        try:
+            self._progress[i] = next(self._runs[i])
+        except StopIteration as end:
+            self._results[i] = end.value
+
+    def _stop(self, i: int, limit: str) -> None:
+        try:
+            self._runs[i].send(limit)
+        except StopIteration as end:
+            self._results[i] = end.value
+
+    def iterations_of(self, i: int) -> int:
+        """The iterations of the embedding (0) or PDHG (1)."""
+        result, progress = self._results[i], self._progress[i]
+        if result is not None:
+            return result.iterations
+        return 0 if progress is None else progress.iterations
+
+    def _work(self, i: int) -> float:
+        progress = self._progress[i]
+        if progress is None:
+            return 0.0
+        return progress.iterations * progress.cost
+
+    def _other_setup(self, other: int) -> float:
+        result = self._results[other]
+        return 0.0 if result is None else result.setup_time
+
+    def _better(self) -> SolveResult:
+        """Both runs stopped by a limit: an inaccurate status before a user limit, then the
+        smaller normalized KKT error; PDHG's on a tie."""
+        first, second = self._results
+        better = min((second, first), key=_rank)
+        self.winner = _NAMES[0 if better is first else 1]
+        better.setup_time = first.setup_time + second.setup_time
+        return better
+
+
+def _rank(result: SolveResult) -> tuple[bool, float]:
+    """A stopped run's place: user limits last, then by normalized KKT error."""
+    error = math.inf if result.kkt is None else result.kkt.normalized
+    return result.status == s.USER_LIMIT, error if math.isfinite(error) else math.inf
+
+
+def _pdhg_start(best: BestIterate, warm_start: dict | None) -> tuple[dict | None, str]:
     """PDHG's warm start and its origin in words: the embedding's best iterate (x, z, y)
     when its duality gap is within ``WARM_GAP`` of its objective, else ``warm_start``
     (the caller's, None for a cold start)."""
-    kkt, point = first.kkt, first.info.get("warm_start")
+    kkt, point = best.kkt, best.point
     if kkt is not None and point is not None:
         scale = max(abs(kkt.primal_objective), abs(kkt.dual_objective))
         if kkt.gap <= WARM_GAP * scale:
-            return {key: point[key] for key in ("x", "z", "y")}, "the embedding's best iterate"
+            x, z, y = (1.0 * v for v in point)  # the embedding goes on writing its own
+            return {"x": x, "z": z, "y": y}, "the embedding's best iterate"
     origin = "the caller's warm start" if warm_start is not None else "a cold start"
     return warm_start, origin
-
-
-def _keep_the_better_point(first: SolveResult, second: SolveResult) -> None:
-    """When a limit stopped both phases without a certificate, the returned point is the
-    best iterate of both (smaller normalized KKT error), with the status ``finish`` gave
-    it; copied into ``second``."""
-    unsettled = (s.OPTIMAL_INACCURATE, s.USER_LIMIT)
-    if (
-        first.status in unsettled
-        and second.status in unsettled
-        and first.kkt.normalized < second.kkt.normalized
-    ):
-        second.status, second.kkt = first.status, first.kkt
-        second.x, second.z, second.y = first.x, first.z, first.y
-        second.info["warm_start"] = first.info["warm_start"]

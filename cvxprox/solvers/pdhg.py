@@ -194,11 +194,11 @@ from cvxprox.backend import Backend
 from cvxprox.backend.jit.dual_tv import TVGrid, tv_grid
 from cvxprox.functions.cones import NonnegCone, ProductCone, ZeroCone
 from cvxprox.ir.program import AssembledProgram, Program, RowTerm
-from cvxprox.solvers.common.algorithm import Algorithm
+from cvxprox.solvers.common.algorithm import Progress, SteppedAlgorithm, Steps
 from cvxprox.solvers.common.kkt_checks import KKTChecker
 from cvxprox.solvers.common.log import IterationLog
 from cvxprox.solvers.common.polish import PolishSchedule
-from cvxprox.solvers.common.result import BestIterate, ConeLimit, Point, SolveResult, finish
+from cvxprox.solvers.common.result import BestIterate, ConeLimit, Point, finish
 from cvxprox.solvers.common.scaling import DiagonalScaling, RuizScaling
 from cvxprox.solvers.common.term_checks import StructuredChecker
 from cvxprox.solvers.common.termination import KKTError, check_spacing
@@ -1224,7 +1224,7 @@ class _StructuredProblem:
         return np.concatenate([y[self.layout.slices[k]] for k in self.dual.positions])
 
 
-class PDHG(Algorithm):
+class PDHG(SteppedAlgorithm):
     """Restarted PDHG for an AssembledProgram whose terms are cone indicators or a
     Program (module docstring).
 
@@ -1239,15 +1239,17 @@ class PDHG(Algorithm):
 
     name = "pdhg"
 
-    def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
+    def steps(self, backend: Backend, t0: float, reason: str) -> Steps:
+        """The run as a generator (``cvxprox.solvers.common.algorithm.Steps``)."""
         if isinstance(self.program, Program):
             problem = _StructuredProblem(self.program, self.opts, backend)
         else:
             problem = _ConeProblem(self.program, self.opts, backend, t0)
-        return self._run(problem, backend.name, t0, reason)
+        return (yield from self._run(problem, backend.name, t0, reason))
 
-    def _run(self, problem: Any, backend: str, t0: float, reason: str) -> SolveResult:
-        """The solve of ``problem`` (a _ConeProblem or _StructuredProblem), started at t0."""
+    def _run(self, problem: Any, backend: str, t0: float, reason: str) -> Steps:
+        """The solve of ``problem`` (a _ConeProblem or _StructuredProblem), started at t0:
+        a ``Progress`` at every check."""
         opts, scheme = self.opts, problem.scheme
         norm_K, L_h = problem.norm_K, problem.L_h
         start, omega = problem.initial(self.warm_start)
@@ -1258,7 +1260,7 @@ class PDHG(Algorithm):
         average = start
         setup_time = time.perf_counter() - t0
 
-        log = IterationLog(opts.verbose)
+        log = IterationLog(opts.verbose, self.log_tag)
         log.header(
             self.program,
             "PDHG",
@@ -1278,6 +1280,7 @@ class PDHG(Algorithm):
         )
 
         best = BestIterate()
+        stop = None
         last: _Check | None = None
         restarts = logged = it = polish_iters = next_test = tests = 0
         next_log = 10 * opts.check_every
@@ -1330,6 +1333,10 @@ class PDHG(Algorithm):
                     next_log = it + 10 * opts.check_every
                 if out_of_time or it + polish_iters >= opts.max_iters:
                     break
+                err = None if last is None else last.err
+                stop = yield Progress(it + polish_iters, err, 1.0, best)
+                if stop is not None:
+                    break
                 if epoch.restart_due(r, it):
                     dx, dy = problem.norms(
                         _combination(problem.backend, (1.0, restart_point), (-1.0, epoch.anchor))
@@ -1369,6 +1376,7 @@ class PDHG(Algorithm):
             log,
             {"primal_weight": omega},
             problem.limit(),
+            stop,
         )
 
 

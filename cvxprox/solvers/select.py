@@ -61,11 +61,11 @@ def choose_cone_algorithm(program: AssembledProgram, options: SolverOptions) -> 
 
     The choice is the same on every backend (NumPy, torch, CuPy). ``auto`` takes ADMM
     on the homogeneous self-dual embedding with adaptive row penalties for QPs, and for
-    linear programs the same then PDHG (the embedding is fastest on most LPs and
-    certifies infeasibility, restarted PDHG most robust on degenerate ones; see
-    ``solvers/hybrid.py``), PDHG for float32 and for problems too large to factor, and
-    ADMM with its cached factorization for the non-polyhedral cones (where it needs far
-    fewer iterations than PDHG).
+    linear programs the same joined by PDHG after a budget (the embedding is fastest on
+    most LPs and certifies infeasibility, restarted PDHG most robust on degenerate ones;
+    the two take turns until one settles; see ``solvers/hybrid.py``), PDHG for float32
+    and for problems too large to factor, and ADMM with its cached factorization for the
+    non-polyhedral cones (where it needs far fewer iterations than PDHG).
 
     QPs: on Maros-Meszaros (qpbenchmark's low accuracy, 10 s, ``python -m compare
     --suite maros-meszaros --solvers NABLAPROX --timeout 10``) ADMM solved 105 of 137,

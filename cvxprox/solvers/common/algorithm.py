@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cvxprox.backend import Backend, get_backend
@@ -10,7 +12,8 @@ from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import AssembledProgram, Program
 
 if TYPE_CHECKING:
-    from cvxprox.solvers.common.result import SolveResult
+    from cvxprox.solvers.common.result import BestIterate, SolveResult
+    from cvxprox.solvers.common.termination import KKTError
 
 # Above this many nonzeros in the KKT matrix a sparse factorization is likely to be
 # slow or to run out of memory: the matvec-only PDHG is preferred, and no polishing.
@@ -27,6 +30,8 @@ class Algorithm:
     """
 
     name = ""
+    #: What starts each row of the verbose table ("" for none; ``IterationLog``).
+    log_tag = ""
 
     def __init__(
         self,
@@ -47,3 +52,48 @@ class Algorithm:
 
     def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a run reports at one of its checks, to the method driving it
+    (``SteppedAlgorithm.steps``).
+
+    ``iterations`` done so far; ``err`` the KKT error of the last termination test (None
+    before the first); ``cost`` what one iteration costs, in iterations of PDHG (1 for
+    PDHG); ``best`` the run's best iterate so far; ``tau`` the embedding's u_tau (None
+    for a run without one).
+    """
+
+    iterations: int
+    err: KKTError | None
+    cost: float
+    best: BestIterate
+    tau: float | None = None
+
+
+#: A run as a generator: it yields a ``Progress`` at each check and returns its
+#: ``SolveResult``. Sending a limit's name at a check ends the run there, with that name as
+#: ``info["limit"]`` (``cvxprox.solvers.common.result.finish``); closing it drops the run.
+Steps = Generator[Progress, "str | None", "SolveResult"]
+
+
+class SteppedAlgorithm(Algorithm):
+    """An algorithm whose run can be driven check by check (``steps``): ``solve`` runs it
+    to its end; a method made of others (``cvxprox.solvers.hybrid``) interleaves them."""
+
+    def steps(self, backend: Backend, t0: float, reason: str) -> Steps:
+        """The run on ``backend``, started at ``time.perf_counter()`` value t0."""
+        raise NotImplementedError
+
+    def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
+        return run_to_end(self.steps(backend, t0, reason))
+
+
+def run_to_end(steps: Steps) -> SolveResult:
+    """The result of a run left to its own tests and limits."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            return end.value

@@ -13,11 +13,15 @@ if TYPE_CHECKING:
 
 
 class IterationLog:
-    """The verbose header, iteration table and footer, in the style of OSQP and SCS."""
+    """The verbose header, iteration table and footer, in the style of OSQP and SCS.
 
-    def __init__(self, verbose: bool) -> None:
+    ``tag`` (short, such as "hsde") starts every row of the table, for runs whose rows
+    interleave (``cvxprox.solvers.hybrid``)."""
+
+    def __init__(self, verbose: bool, tag: str = "") -> None:
         self.verbose = verbose
         self._start = time.perf_counter()
+        self._prefix = f"{tag:<5}" if tag else ""
 
     def header(
         self, program: AssembledProgram, algorithm: str, reason: str, lines: list[str]
@@ -33,15 +37,15 @@ class IterationLog:
             print(line)
         print(bar)
         print(
-            f"{'iter':>7} {'pri res':>10} {'dua res':>10} {'gap':>10} {'obj':>12} "
-            f"{'step':>9} {'time(s)':>9}"
+            f"{' ' * len(self._prefix)}{'iter':>7} {'pri res':>10} {'dua res':>10} "
+            f"{'gap':>10} {'obj':>12} {'step':>9} {'time(s)':>9}"
         )
 
     def row(self, it: int, kkt: KKTError, step: float) -> None:
         if not self.verbose:
             return
         print(
-            f"{it:7d} {kkt.primal:10.2e} {kkt.dual:10.2e} {kkt.gap:10.2e} "
+            f"{self._prefix}{it:7d} {kkt.primal:10.2e} {kkt.dual:10.2e} {kkt.gap:10.2e} "
             f"{kkt.primal_objective:12.4e} {step:9.2e} {time.perf_counter() - self._start:9.2e}"
         )
 

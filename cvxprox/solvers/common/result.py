@@ -92,8 +92,7 @@ class ConeLimit:
         """(OPTIMAL, polished point, None), (*_INACCURATE, None, certificate) or None.
 
         ``limit`` is the limit that stopped the run: only at ``max_iters`` is the best
-        iterate polished (after ``time_limit`` it would run past the user's limit; after
-        the embedding's budget PDHG takes over)."""
+        iterate polished (after ``time_limit`` it would run past the user's limit)."""
         polisher = self.polisher
         if polisher.enabled and limit == "max_iters":
             polished = polisher.attempt(iterations, best.point[1], best.point[2])
@@ -136,9 +135,9 @@ def finish(
         user_limit           otherwise
 
     and the best iterate is the returned point. ``info["limit"]`` names the limit that
-    stopped the run ("max_iters", "time_limit", or ``stop`` when the caller names
-    another, such as "embedding_budget" for the hybrid's hand-over), None when its own
-    tests stopped it.
+    stopped the run ("max_iters", "time_limit", or ``stop``, the limit a method driving
+    the run sent it: ``cvxprox.solvers.common.algorithm.Steps``), None when its own tests
+    stopped it.
     ``timing`` = (algorithm, iterations, solve time, setup time); ``warm_extra`` joins
     x, z, y in ``info["warm_start"]`` whenever a point is returned.
     """
