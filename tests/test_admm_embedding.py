@@ -172,7 +172,7 @@ def test_embedding_admm_certifies_infeasible_and_unbounded() -> None:
 
 def test_embedding_run_is_driven_check_by_check() -> None:
     """The run yields a Progress at every check: its iterations, u_tau (positive on a
-    feasible LP), an iteration's cost in products with A and A' and the best iterate; a
+    feasible LP), an iteration's cost in iterations of PDHG and the best iterate; a
     limit's name sent at a check ends the run there, unsettled, under that name. Left to
     itself, the run of an infeasible program ends with its certificate."""
     program = _program(_lp_and_qp(3)[0])

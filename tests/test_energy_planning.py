@@ -96,7 +96,9 @@ def test_pdhg_takes_over_from_the_embeddings_point(small, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(hybrid, "PDHG", RecordingPDHG)
     prob.solve(solver="NABLAPROX", warm_start=False)
-    assert prob.solver_stats.extra_stats["handover_iteration"] == hybrid.EMBEDDING_BUDGET
+    stats = prob.solver_stats.extra_stats
+    assert stats["handover_iteration"] == hybrid.EMBEDDING_BUDGET
+    assert stats["pdhg_iterations"] > 0
     assert len(starts) == 1 and set(starts[0]) == {"x", "z", "y"}
     assert prob.status == cp.OPTIMAL
     assert _relative_gap(prob.value, reference) <= 1e-4

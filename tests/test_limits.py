@@ -314,13 +314,13 @@ def test_pdhg_starts_from_the_embeddings_point_only_near_the_optimal_face() -> N
 
 def test_the_embedding_hands_over_past_its_budget_unless_heading_for_a_certificate() -> None:
     """An iteration costs (2 nnz(L) + 3 nnz(A) + 10 (n + m)) / (2 nnz(A) + n + m) of PDHG's. The
-    embedding hands over at a check past its budget with u_tau above TAU_FEASIBLE, at its
+    embedding is joined by PDHG at a check past its budget with u_tau above TAU_FEASIBLE, at its
     first such check when an iteration costs more than MAX_WORK_RATIO of PDHG's."""
     assert hsde.work_ratio(nnz_L=0, nnz_A=0, n=3, m=7) == 10.0
     assert hsde.work_ratio(nnz_L=90, nnz_A=5, n=3, m=7) == pytest.approx(295.0 / 20.0)
 
     def check(iterations: int, cost: float, tau: float) -> Progress:
-        return Progress(iterations, None, cost, BestIterate(), tau)
+        return Progress(iterations, None, cost, BestIterate(), tau=tau)
 
     assert not hybrid._hands_over(check(2490, 3.0, 1.0), 2500)
     assert hybrid._hands_over(check(2500, 3.0, 1.0), 2500)
@@ -353,11 +353,12 @@ def _race(
     embedding: tuple[float, int, SolveResult],
     pdhg: tuple[float, int, SolveResult],
     max_iters: int = 10**6,
+    turns: bool = True,
 ) -> tuple[SolveResult, list[tuple[str, int]], hybrid._Race]:
     trace: list[tuple[str, int]] = []
     runs = _run("hsde", *embedding, trace), _run("pdhg", *pdhg, trace)
     handed = next(runs[0])
-    race = hybrid._Race(runs[0], handed, runs[1], max_iters)
+    race = hybrid._Race(runs[0], handed, runs[1], max_iters, turns)
     return race.run(), trace, race
 
 
@@ -390,6 +391,37 @@ def test_the_race_stops_both_runs_at_max_iters_together() -> None:
     assert result is embedding and result.setup_time == pytest.approx(0.2)
 
 
+def test_a_run_stopped_by_the_time_limit_stops_the_other() -> None:
+    """PDHG ends by the time limit; the embedding is stopped where it stands, under the
+    same name, and the better point is returned under it."""
+    out_of_time = _result(s.USER_LIMIT, 50.0)
+    out_of_time.info["limit"] = "time_limit"
+    embedding = _result(s.USER_LIMIT, 5.0)
+    result, trace, race = _race((1.0, 100, embedding), (1.0, 1, out_of_time))
+    assert embedding.info["limit"] == "time_limit"
+    assert result is embedding and result.info["limit"] == "time_limit"
+    assert trace == [("hsde", 10), ("pdhg", 10), ("hsde", 20)]
+    assert race.iterations_of(0) == 20
+
+
+def test_without_turns_the_embedding_ends_at_the_hand_over() -> None:
+    """A dear embedding (or a backend other than NumPy): its run is stopped at the
+    hand-over and PDHG runs alone to its end."""
+    embedding, pdhg = _result(s.USER_LIMIT, 5.0), _result(s.OPTIMAL)
+    result, trace, race = _race((20.0, 100, embedding), (1.0, 8, pdhg), turns=False)
+    assert embedding.info["limit"] == "embedding_budget"
+    assert result is pdhg and [name for name, _ in trace].count("hsde") == 1
+    assert (race.iterations_of(0), race.iterations_of(1)) == (10, 90)
+
+
+def test_a_run_polished_at_max_iters_is_returned_as_settled() -> None:
+    """Both runs stopped at max_iters: one whose stop ends optimal (its polishing passed)
+    is returned as it is."""
+    polished = _result(s.OPTIMAL, 0.5)
+    result, _, _ = _race((1.0, 100, polished), (1.0, 100, _result(s.USER_LIMIT, 0.1)), 40)
+    assert result is polished and result.info["limit"] == "max_iters"
+
+
 def test_the_race_prefers_an_inaccurate_status_to_a_user_limit() -> None:
     """Both runs end by their own limits: an optimal_inaccurate point is returned before a
     user-limit point with a smaller error."""
@@ -401,8 +433,8 @@ def test_the_race_prefers_an_inaccurate_status_to_a_user_limit() -> None:
 def test_lp_with_a_dear_factor_goes_to_pdhg_at_the_first_check(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """When an iteration of the embedding costs more than MAX_WORK_RATIO products with A
-    and A', PDHG takes over at the embedding's first check and solves the LP."""
+    """When an iteration of the embedding costs more than MAX_WORK_RATIO of PDHG's, the
+    embedding's run ends at its first check and PDHG alone solves the LP."""
     monkeypatch.setattr(hybrid, "MAX_WORK_RATIO", 1.0)
     rng = np.random.default_rng(4)
     A = rng.standard_normal((30, 20))
@@ -411,7 +443,7 @@ def test_lp_with_a_dear_factor_goes_to_pdhg_at_the_first_check(
     prob.solve(solver="NABLAPROX", check_every=10, warm_start=False)
     stats = prob.solver_stats.extra_stats
     assert stats["algorithm"] == "hsde+pdhg" and stats["handover_iteration"] == 10
-    assert stats["pdhg_iterations"] > 0
+    assert stats["embedding_iterations"] == 10 and stats["pdhg_iterations"] > 0
     assert prob.status == s.OPTIMAL
     reference = prob.value
     prob.solve(solver="CLARABEL")

@@ -1334,7 +1334,7 @@ class PDHG(SteppedAlgorithm):
                 if out_of_time or it + polish_iters >= opts.max_iters:
                     break
                 err = None if last is None else last.err
-                stop = yield Progress(it + polish_iters, err, 1.0, best)
+                stop = yield Progress(it + polish_iters, err, 1.0, best, setup_time)
                 if stop is not None:
                     break
                 if epoch.restart_due(r, it):

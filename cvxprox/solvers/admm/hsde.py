@@ -207,7 +207,7 @@ class EmbeddingADMM(ADMM):
                     break
             if time.perf_counter() - t0 > opts.time_limit:
                 break
-            stop = yield Progress(it, err, ratio, best, tau)
+            stop = yield Progress(it, err, ratio, best, setup_time, tau)
             if stop is not None:
                 break
             if opts.adaptive_rho and sigma * tau > _TAU_MIN:

@@ -26,7 +26,7 @@ class Algorithm:
     Subclasses set ``name`` and implement ``_solve(backend, t0, reason)``: the run on the
     options' backend, started at ``time.perf_counter()`` value t0, inside the backend's
     ``cpu_threads(options.threads)`` block (``solve`` sets both up). A method made of
-    others (``hybrid.py``) overrides ``solve`` itself.
+    others (``hybrid.py``) drives theirs (``SteppedAlgorithm.steps``).
     """
 
     name = ""
@@ -61,14 +61,15 @@ class Progress:
 
     ``iterations`` done so far; ``err`` the KKT error of the last termination test (None
     before the first); ``cost`` what one iteration costs, in iterations of PDHG (1 for
-    PDHG); ``best`` the run's best iterate so far; ``tau`` the embedding's u_tau (None
-    for a run without one).
+    PDHG); ``best`` the run's best iterate so far; ``setup_time`` its setup's seconds;
+    ``tau`` the embedding's u_tau (None for a run without one).
     """
 
     iterations: int
     err: KKTError | None
     cost: float
     best: BestIterate
+    setup_time: float = 0.0
     tau: float | None = None
 
 
