@@ -15,7 +15,7 @@ from cvxprox.functions.cones import NonnegCone, ProductCone, ZeroCone
 from cvxprox.interface.options import SolverOptions
 from cvxprox.solvers.admm.hsde import EmbeddingADMM, _EmbeddingLoop, _FusedEmbeddingLoop
 from cvxprox.solvers.admm.kkt import _SIGMA, _KKTSystem
-from cvxprox.solvers.common.algorithm import run_to_end
+from cvxprox.solvers.common.algorithm import run_to_end, stop_run
 
 LOOPS = ["plain", "compiled"]
 
@@ -182,9 +182,7 @@ def test_embedding_run_is_driven_check_by_check() -> None:
     first, second = next(steps), next(steps)
     assert 0 < first.iterations < second.iterations
     assert second.tau > 0.0 and second.cost >= 1.0 and second.best.kkt is not None
-    with pytest.raises(StopIteration) as end:
-        steps.send("time_limit")
-    result = end.value.value
+    result = stop_run(steps, "time_limit")
     assert result.iterations == second.iterations
     assert result.status not in (cp.OPTIMAL, cp.INFEASIBLE, cp.UNBOUNDED)
     assert result.info["limit"] == "time_limit"

@@ -320,7 +320,7 @@ def test_the_embedding_hands_over_past_its_budget_unless_heading_for_a_certifica
     assert hsde.work_ratio(nnz_L=90, nnz_A=5, n=3, m=7) == pytest.approx(295.0 / 20.0)
 
     def check(iterations: int, cost: float, tau: float) -> Progress:
-        return Progress(iterations, None, cost, BestIterate(), tau=tau)
+        return Progress(iterations, cost, BestIterate(), tau=tau)
 
     assert not hybrid._hands_over(check(2490, 3.0, 1.0), 2500)
     assert hybrid._hands_over(check(2500, 3.0, 1.0), 2500)
@@ -336,7 +336,7 @@ def _run(
     when a limit's name is sent, which it then records)."""
     for k in range(1, checks + 1):
         trace.append((name, 10 * k))
-        stop = yield Progress(10 * k, None, cost, BestIterate())
+        stop = yield Progress(10 * k, cost, BestIterate())
         if stop is not None:
             final.info["limit"], final.iterations = stop, 10 * k
             return final

@@ -113,7 +113,7 @@ import cvxpy.settings as s
 
 from cvxprox.backend import Backend
 from cvxprox.solvers.admm.hsde import EmbeddingADMM
-from cvxprox.solvers.common.algorithm import Algorithm, Progress, Steps, run_to_end
+from cvxprox.solvers.common.algorithm import Algorithm, Progress, Steps, run_to_end, stop_run
 from cvxprox.solvers.common.result import BestIterate, SolveResult
 from cvxprox.solvers.pdhg import PDHG
 
@@ -142,7 +142,7 @@ class EmbeddingThenPDHG(Algorithm):
         opts = self.opts
         budget = min(opts.max_iters, EMBEDDING_BUDGET)
         method = EmbeddingADMM(self.program, opts, self.warm_start)
-        method.log_tag = "hsde" if opts.verbose else ""
+        method.log_tag = "hsde"
         embedding = method.steps(
             backend,
             t0,
@@ -161,14 +161,14 @@ class EmbeddingThenPDHG(Algorithm):
             return run_to_end(embedding)
         t1 = time.perf_counter()
         if t1 - t0 >= opts.time_limit:
-            return _ended(embedding, "time_limit")
+            return stop_run(embedding, "time_limit")
         rest = replace(
             opts, max_iters=opts.max_iters - handed, time_limit=opts.time_limit - (t1 - t0)
         )
         start, origin = _pdhg_start(progress.best, self.warm_start)
         turns = progress.cost <= MAX_WORK_RATIO and backend.name == "numpy"
         method = PDHG(self.program, rest, start)
-        method.log_tag = "pdhg" if opts.verbose else ""
+        method.log_tag = "pdhg"
         pdhg = method.steps(
             backend,
             t1,
@@ -294,7 +294,7 @@ class _Race:
             self._end(i, end.value)
 
     def _stop(self, i: int, limit: str) -> None:
-        self._end(i, _ended(self._runs[i], limit))
+        self._end(i, stop_run(self._runs[i], limit))
 
     def _end(self, i: int, result: SolveResult) -> None:
         self._results[i] = result
@@ -329,15 +329,6 @@ def _rank(result: SolveResult) -> tuple[int, float]:
     order = {s.OPTIMAL_INACCURATE: 0, s.INFEASIBLE_INACCURATE: 1, s.UNBOUNDED_INACCURATE: 1}
     error = math.inf if result.kkt is None else result.kkt.normalized
     return order.get(result.status, 2), error if math.isfinite(error) else math.inf
-
-
-def _ended(steps: Steps, limit: str) -> SolveResult:
-    """The result of a run stopped at its current check under ``limit``."""
-    try:
-        steps.send(limit)
-    except StopIteration as end:
-        return end.value
-    raise RuntimeError("a run went on after it was stopped")
 
 
 def _pdhg_start(best: BestIterate, warm_start: dict | None) -> tuple[dict | None, str]:

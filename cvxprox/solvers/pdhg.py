@@ -1333,8 +1333,7 @@ class PDHG(SteppedAlgorithm):
                     next_log = it + 10 * opts.check_every
                 if out_of_time or it + polish_iters >= opts.max_iters:
                     break
-                err = None if last is None else last.err
-                stop = yield Progress(it + polish_iters, err, 1.0, best, setup_time)
+                stop = yield Progress(it + polish_iters, 1.0, best, setup_time)
                 if stop is not None:
                     break
                 if epoch.restart_due(r, it):

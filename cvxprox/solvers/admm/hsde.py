@@ -66,12 +66,12 @@ from cvxprox.solvers.admm.kkt import (
     settings_line,
 )
 from cvxprox.solvers.admm.penalty import Penalty
-from cvxprox.solvers.common.algorithm import Progress, Steps, run_to_end
+from cvxprox.solvers.common.algorithm import Progress, SteppedAlgorithm, Steps
 from cvxprox.solvers.common.anderson import AndersonAcceleration, SafeguardedLoop
 from cvxprox.solvers.common.kkt_checks import KKTChecker
 from cvxprox.solvers.common.log import IterationLog
 from cvxprox.solvers.common.polish import PolishSchedule
-from cvxprox.solvers.common.result import BestIterate, ConeLimit, SolveResult, finish
+from cvxprox.solvers.common.result import BestIterate, ConeLimit, finish
 from cvxprox.solvers.common.scaling import RuizScaling
 
 #: r_tau, SCS's TAU_FACTOR.
@@ -102,15 +102,12 @@ def work_ratio(nnz_L: int, nnz_A: int, n: int, m: int) -> float:
     return (2.0 * nnz_L + 3.0 * nnz_A + 10.0 * (n + m)) / (2.0 * nnz_A + n + m)
 
 
-class EmbeddingADMM(ADMM):
+class EmbeddingADMM(SteppedAlgorithm, ADMM):
     """``ADMM`` on the homogeneous self-dual embedding (module docstring): same program,
     options, warm start, checks, penalty rule and result as ``ADMM``. Its run can be
     driven check by check (``steps``; each ``Progress`` carries u_tau)."""
 
     name = "hsde"
-
-    def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
-        return run_to_end(self.steps(backend, t0, reason))
 
     def steps(self, backend: Backend, t0: float, reason: str) -> Steps:
         """The run as a generator (``cvxprox.solvers.common.algorithm.Steps``)."""
@@ -207,7 +204,7 @@ class EmbeddingADMM(ADMM):
                     break
             if time.perf_counter() - t0 > opts.time_limit:
                 break
-            stop = yield Progress(it, err, ratio, best, setup_time, tau)
+            stop = yield Progress(it, ratio, best, setup_time, tau)
             if stop is not None:
                 break
             if opts.adaptive_rho and sigma * tau > _TAU_MIN:

@@ -13,7 +13,6 @@ from cvxprox.ir.program import AssembledProgram, Program
 
 if TYPE_CHECKING:
     from cvxprox.solvers.common.result import BestIterate, SolveResult
-    from cvxprox.solvers.common.termination import KKTError
 
 # Above this many nonzeros in the KKT matrix a sparse factorization is likely to be
 # slow or to run out of memory: the matvec-only PDHG is preferred, and no polishing.
@@ -59,14 +58,13 @@ class Progress:
     """What a run reports at one of its checks, to the method driving it
     (``SteppedAlgorithm.steps``).
 
-    ``iterations`` done so far; ``err`` the KKT error of the last termination test (None
-    before the first); ``cost`` what one iteration costs, in iterations of PDHG (1 for
-    PDHG); ``best`` the run's best iterate so far; ``setup_time`` its setup's seconds;
-    ``tau`` the embedding's u_tau (None for a run without one).
+    ``iterations`` done so far; ``cost`` what one iteration costs, in iterations of PDHG
+    (1 for PDHG); ``best`` the run's best iterate so far (its KKT error in
+    ``best.kkt``); ``setup_time`` its setup's seconds; ``tau`` the embedding's u_tau
+    (None for a run without one).
     """
 
     iterations: int
-    err: KKTError | None
     cost: float
     best: BestIterate
     setup_time: float = 0.0
@@ -98,3 +96,12 @@ def run_to_end(steps: Steps) -> SolveResult:
             next(steps)
         except StopIteration as end:
             return end.value
+
+
+def stop_run(steps: Steps, limit: str) -> SolveResult:
+    """The result of a run stopped at its current check under ``limit``."""
+    try:
+        steps.send(limit)
+    except StopIteration as end:
+        return end.value
+    raise RuntimeError("a run went on after it was stopped")
