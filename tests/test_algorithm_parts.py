@@ -27,6 +27,7 @@ from cvxprox.solvers.common.polish import (
     POLISH_ALLOWANCE,
     POLISH_SHARE,
     PolishSchedule,
+    active_rows,
     is_polishable,
     polish,
 )
@@ -117,7 +118,7 @@ def test_polish_recovers_the_exact_solution_from_a_rough_iterate() -> None:
     assert rough.status == cp.OPTIMAL and not rough.info["polished"]
     assert abs(rough.kkt.primal_objective - reference) > 1e-9 * abs(reference)
     scaling = RuizScaling(program, SolverOptions().scaling_iters)
-    point = polish(program, scaling, rough.z, rough.y)
+    point = polish(program, scaling, active_rows(program, rough.z, rough.y))
     assert point is not None
     x, z, y = point
     checker = KKTChecker(program, scaling, SolverOptions(eps_abs=1e-9, eps_rel=1e-9))
@@ -177,6 +178,25 @@ def test_cheap_polishing_is_never_skipped(monkeypatch: pytest.MonkeyPatch) -> No
         assert schedule.due(iteration), iteration
         schedule.attempt(iteration, np.zeros(m), np.zeros(m))
     assert not schedule.due(1600)  # 1.2 allowances spent, all of the run's time
+
+
+def test_an_attempt_priced_over_its_share_is_not_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attempt is priced before it is made (its factorization's predicted flops): one
+    dearer than the share allows is skipped, counted as no attempt, and the doubling
+    schedule moves on; the same attempt at the measured price is made."""
+    program = _program(_qp(0)[0])
+    scaling = RuizScaling(program, SolverOptions().scaling_iters)
+    checker = KKTChecker(program, scaling, SolverOptions())
+    rough = ADMM(program, SolverOptions(eps_abs=1e-3, eps_rel=1e-3)).solve()
+    monkeypatch.setattr(polish_module, "FACTOR_FLOP_SECONDS", 1.0)
+    schedule = PolishSchedule(program, checker)
+    assert schedule.due(100)
+    assert schedule.attempt(100, rough.z, rough.y) is None
+    assert schedule.attempts == 0 and schedule.next == 200
+    monkeypatch.undo()
+    schedule = PolishSchedule(program, checker)
+    assert schedule.attempt(100, rough.z, rough.y) is not None
+    assert schedule.attempts == 1 and schedule.succeeded
 
 
 def test_polished_solve_is_reported() -> None:

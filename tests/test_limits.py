@@ -22,6 +22,7 @@ import cvxpy.settings as s
 import cvxpy.tests.solver_test_helpers as helpers
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from cvxpy.error import ParameterError
 
 import cvxprox
@@ -433,9 +434,11 @@ def test_the_race_prefers_an_inaccurate_status_to_a_user_limit() -> None:
 def test_lp_with_a_dear_factor_goes_to_pdhg_at_the_first_check(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """When an iteration of the embedding costs more than MAX_WORK_RATIO of PDHG's, the
-    embedding's run ends at its first check and PDHG alone solves the LP."""
+    """When an iteration of the embedding costs more than MAX_WORK_RATIO of PDHG's (here
+    where the prediction before factoring did not say so), the embedding's run ends at
+    its first check and PDHG alone solves the LP."""
     monkeypatch.setattr(hybrid, "MAX_WORK_RATIO", 1.0)
+    monkeypatch.setattr(hybrid, "dear_factor", lambda program: None)
     rng = np.random.default_rng(4)
     A = rng.standard_normal((30, 20))
     x = cp.Variable(20)
@@ -447,6 +450,27 @@ def test_lp_with_a_dear_factor_goes_to_pdhg_at_the_first_check(
     assert prob.status == s.OPTIMAL
     reference = prob.value
     prob.solve(solver="CLARABEL")
+    assert abs(prob.value - reference) <= 1e-5 * max(1.0, abs(reference))
+
+
+def test_lp_whose_factor_is_predicted_dear_is_not_factored() -> None:
+    """An LP whose KKT factor fills in (a sparse expander, as Netlib's QAPs: nnz(L) 14
+    times its nnz(A)) runs PDHG alone from the start: the embedding never factors."""
+    rng = np.random.default_rng(5)
+    m, n = 600, 800
+    rows = rng.integers(0, m, size=(n, 3)).ravel()
+    A = sp.csr_array((rng.random(rows.size) + 0.5, (rows, np.repeat(np.arange(n), 3))), (m, n))
+    A.sum_duplicates()
+    x = cp.Variable(n)
+    b = A @ rng.random(n)
+    prob = cp.Problem(cp.Minimize(rng.random(n) @ x), [A @ x == b, x >= 0])
+    prob.solve(solver="NABLAPROX", eps_abs=1e-7, eps_rel=1e-7, warm_start=False)
+    stats = prob.solver_stats.extra_stats
+    assert stats["algorithm"] == "hsde+pdhg" and stats["handover_iteration"] == 0
+    assert stats["embedding_iterations"] == 0 and stats["pdhg_iterations"] > 0
+    assert prob.status == s.OPTIMAL
+    reference = prob.value
+    prob.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
     assert abs(prob.value - reference) <= 1e-5 * max(1.0, abs(reference))
 
 

@@ -58,19 +58,28 @@ hours) and 2.5e-6 (8 x 144): 28350 and 23490 iterations from a cold start, 9520 
 24/28, time sgm 1.89 s; no case lost, iterations 0.81 of the first's in geometric mean,
 a third or less on SHARE1B, ETAMACRO, AGG2, STAIR, SCFXM3, 25FV47 and FIT2P.
 
-The budget is 0 (PDHG joins at the first check with u_tau above ``TAU_FEASIBLE``) and
-the embedding gets no more turns when an iteration of it costs more than
-``MAX_WORK_RATIO`` (10) of PDHG's (``cvxprox.solvers.admm.hsde.work_ratio``). On Netlib
-that ratio has median 5.0 and quartiles 4.5 and 5.5; the infeasible LPs are at most 7.1
-(bgetam) and the energy LPs 5.8 (8 x 144) and 8.5 (16 x 768); above 10 are MAROS-R7
-(12.6), QAP8 (26.6), DFL001 (30.3), QAP12 (59) and QAP15 (93), on which 10 s of the
-embedding ran 720, 270 (solved), 590, 150 and no iterations (QAP15's factorization alone
-outlasts the limit). With the rule, when PDHG took over alone (``python -m compare
---suite netlib --solvers NABLAPROX``, alone on the machine): 74/92 and 24/28, time sgm
-1.89 s; MAROS-R7 solved in 5.1 s (6870 iterations), QAP8 in 440 iterations (0.24 s,
-against 270 and 0.41 s), QAP12 optimal_inaccurate at the limit (2040 iterations; solved in
-4.9 s once polishing kept to a quarter of a run, ``PolishSchedule``), DFL001 not solved;
-nothing else changed.
+PDHG runs alone from the start, and the embedding never factors, when its KKT factor
+predicted from the pattern (``dear_factor``: minimum-degree elimination,
+``cvxprox.backend.jit.fill``, within 0.91-1.23 of qdldl's nnz(L) on Netlib) makes an
+iteration of it cost more than ``MAX_WORK_RATIO`` (10) of PDHG's
+(``cvxprox.solvers.admm.hsde.work_ratio``). Netlib at eps 1e-4, 10 s (``python -m
+compare --suite netlib --solvers NABLAPROX --eps 1e-4``, against the committed run
+before the rule): QAP15, whose factorization (32 s) outlasted the limit and had the
+process killed at 30 s, is solved in 1.0 s (2020 iterations); QAP12 in 0.41 s (was 4.6
+s), QAP8 0.11 s (0.25), MAROS-R7 0.89 s (1.36), DFL001 6.2 s (7.6), in the same
+iterations; 83/92 and 25/28, nothing else changed (iterations 1.01 of the first's in
+geometric mean). The same rule applies when the measured factor says so and the
+prediction did not: the budget is 0 (PDHG joins at the first check with u_tau above
+``TAU_FEASIBLE``) and the embedding gets no more turns. On Netlib that ratio has median
+5.0 and quartiles 4.5 and 5.5; the infeasible LPs are at most 7.1 (bgetam) and the
+energy LPs 5.8 (8 x 144) and 8.5 (16 x 768); above 10 are MAROS-R7 (12.6), QAP8 (26.6),
+DFL001 (30.3), QAP12 (59) and QAP15 (93), on which 10 s of the embedding ran 720, 270
+(solved), 590, 150 and no iterations (QAP15's factorization alone outlasts the limit).
+With the rule, when PDHG took over alone (``python -m compare --suite netlib --solvers
+NABLAPROX``, alone on the machine): 74/92 and 24/28, time sgm 1.89 s; MAROS-R7 solved in
+5.1 s (6870 iterations), QAP8 in 440 iterations (0.24 s, against 270 and 0.41 s), QAP12
+optimal_inaccurate at the limit (2040 iterations; solved in 4.9 s once polishing kept to
+a quarter of a run, ``PolishSchedule``), DFL001 not solved; nothing else changed.
 
 The table below chose the budget when PDHG took over alone after it (the embedding's
 run ended at the hand-over).
@@ -110,9 +119,12 @@ import time
 from dataclasses import replace
 
 import cvxpy.settings as s
+import scipy.sparse as sp
 
 from cvxprox.backend import Backend
-from cvxprox.solvers.admm.hsde import EmbeddingADMM
+from cvxprox.backend.jit.fill import predict_fill
+from cvxprox.ir.program import AssembledProgram
+from cvxprox.solvers.admm.hsde import EmbeddingADMM, factor_nnz_at
 from cvxprox.solvers.common.algorithm import Algorithm, Progress, Steps, run_to_end, stop_run
 from cvxprox.solvers.common.result import BestIterate, SolveResult
 from cvxprox.solvers.pdhg import PDHG
@@ -132,6 +144,25 @@ _SETTLED = (s.OPTIMAL, s.INFEASIBLE, s.UNBOUNDED)
 _NAMES = ("embedding", "PDHG")
 
 
+def dear_factor(program: AssembledProgram) -> str | None:
+    """Why the embedding should not run on an LP, or None: its KKT factor, predicted
+    before factoring (``cvxprox.backend.jit.fill.predict_fill``), makes an iteration cost
+    more than ``MAX_WORK_RATIO`` of PDHG's, so that the embedding would end at its first
+    check and the factorization (32 s on Netlib's QAP15, which PDHG solves in 1 s) would
+    be spent for nothing."""
+    n, m, A = program.n, program.m, program.A
+    limit = factor_nnz_at(MAX_WORK_RATIO, A.nnz, n, m)
+    pattern = sp.block_array([[sp.csr_array((n, n)), A.T], [A, None]], format="csr")
+    estimate = predict_fill(pattern, limit)
+    if estimate.complete:
+        return None
+    return (
+        f"its KKT factor would have more than {limit} nonzeros "
+        f"(minimum-degree elimination of its pattern), making an iteration of the "
+        f"embedding cost more than {MAX_WORK_RATIO:g} of PDHG's"
+    )
+
+
 class EmbeddingThenPDHG(Algorithm):
     """The embedding, then the embedding and PDHG side by side when the embedding has not
     settled within its budget and is not heading for a certificate (module docstring)."""
@@ -140,6 +171,11 @@ class EmbeddingThenPDHG(Algorithm):
 
     def _solve(self, backend: Backend, t0: float, reason: str) -> SolveResult:
         opts = self.opts
+        dear = dear_factor(self.program)
+        if dear is not None:
+            method = PDHG(self.program, opts, self.warm_start)
+            result = run_to_end(method.steps(backend, t0, f"{reason}; {dear}: PDHG alone"))
+            return self._finish(result, t0, 0, 0, result.iterations, "PDHG")
         budget = min(opts.max_iters, EMBEDDING_BUDGET)
         method = EmbeddingADMM(self.program, opts, self.warm_start)
         method.log_tag = "hsde"
@@ -179,17 +215,31 @@ class EmbeddingThenPDHG(Algorithm):
         )
         race = _Race(embedding, progress, pdhg, opts.max_iters, turns)
         result = race.run()
-        embedding_iterations, pdhg_iterations = race.iterations_of(0), race.iterations_of(1)
+        return self._finish(
+            result, t0, handed, race.iterations_of(0), race.iterations_of(1), race.winner
+        )
+
+    def _finish(
+        self,
+        result: SolveResult,
+        t0: float,
+        handed: int,
+        embedding: int,
+        pdhg: int,
+        winner: str,
+    ) -> SolveResult:
+        """``result`` with the iterations of both runs, the solve time from t0 and the
+        hybrid's statistics."""
         result.algorithm = self.name
-        result.iterations = embedding_iterations + pdhg_iterations
+        result.iterations = embedding + pdhg
         result.solve_time = time.perf_counter() - t0
         result.info["handover_iteration"] = handed
-        result.info["embedding_iterations"] = embedding_iterations
-        result.info["pdhg_iterations"] = pdhg_iterations
-        if opts.verbose:
+        result.info["embedding_iterations"] = embedding
+        result.info["pdhg_iterations"] = pdhg
+        if self.opts.verbose:
             print(
-                f"hsde+pdhg: {result.status} from the {race.winner}'s run; iterations: "
-                f"{embedding_iterations} of the embedding, {pdhg_iterations} of PDHG"
+                f"hsde+pdhg: {result.status} from the {winner}'s run; iterations: "
+                f"{embedding} of the embedding, {pdhg} of PDHG"
             )
         return result
 

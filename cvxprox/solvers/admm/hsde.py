@@ -102,6 +102,11 @@ def work_ratio(nnz_L: int, nnz_A: int, n: int, m: int) -> float:
     return (2.0 * nnz_L + 3.0 * nnz_A + 10.0 * (n + m)) / (2.0 * nnz_A + n + m)
 
 
+def factor_nnz_at(ratio: float, nnz_A: int, n: int, m: int) -> int:
+    """The nnz(L) at which ``work_ratio`` reaches ``ratio`` (its inverse in nnz(L))."""
+    return max(0, int((ratio * (2.0 * nnz_A + n + m) - 3.0 * nnz_A - 10.0 * (n + m)) / 2.0))
+
+
 class EmbeddingADMM(SteppedAlgorithm, ADMM):
     """``ADMM`` on the homogeneous self-dual embedding (module docstring): same program,
     options, warm start, checks, penalty rule and result as ``ADMM``. Its run can be

@@ -23,6 +23,7 @@ import numpy as np
 import qdldl
 import scipy.sparse as sp
 
+from cvxprox.backend.jit.fill import predict_fill
 from cvxprox.functions.cones import ZeroCone
 from cvxprox.ir.program import AssembledProgram
 from cvxprox.solvers.common.algorithm import FACTORIZATION_NNZ_LIMIT
@@ -39,6 +40,10 @@ POLISH_SHARE = 0.25
 #: millisecond each) are never skipped, so that its iterates do not depend on the speed
 #: of the machine.
 POLISH_ALLOWANCE = 0.1
+#: Seconds a flop of the factorization takes: qdldl on Netlib's KKT matrices on a 2-core
+#: machine, 0.4 to 0.55 ns (``cvxprox.backend.jit.fill``). It prices an attempt before
+#: it is made.
+FACTOR_FLOP_SECONDS = 0.5e-9
 
 
 def is_polishable(program: AssembledProgram) -> bool:
@@ -47,27 +52,41 @@ def is_polishable(program: AssembledProgram) -> bool:
     return program.is_polyhedral and nnz <= FACTORIZATION_NNZ_LIMIT
 
 
-def polish(
-    program: AssembledProgram, scaling: RuizScaling, z: np.ndarray, y: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """A polished (x, z, y) from the active set that (z, y) suggest, or None on failure.
-
-    ``z`` and ``y`` are the unscaled slack and dual of an iterate; the reduced system is
-    solved on the equilibrated data (``scaling``), where it is far better conditioned,
-    and the result is returned unscaled.
-    """
-    n, m = program.n, program.m
-    active = np.zeros(m, dtype=bool)
+def active_rows(program: AssembledProgram, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The active set (m,) bool that the unscaled slack ``z`` and dual ``y`` of an iterate
+    suggest: every equality row, and every inequality row whose slack is smaller than
+    its multiplier."""
+    active = np.zeros(program.m, dtype=bool)
     for term in program.terms:
         rows = term.rows
         if isinstance(term.function, ZeroCone):
             active[rows] = True
         else:
             active[rows] = z[rows] < -y[rows]
-    A_act = sp.csc_array(scaling.A[active])
-    k = A_act.shape[0]
-    P = scaling.P if scaling.P is not None else sp.csc_array((n, n))
-    K = sp.block_array([[P, A_act.T], [A_act, None]], format="csc") if k else sp.csc_array(P)
+    return active
+
+
+def reduced_kkt(P: sp.csc_array | None, A: sp.sparray, active: np.ndarray) -> sp.csc_array:
+    """[[P, A_act'], [A_act, 0]] (n + k square, CSC) for the rows ``active`` of A."""
+    n = A.shape[1]
+    A_act = sp.csc_array(A[active])
+    P = P if P is not None else sp.csc_array((n, n))
+    if not A_act.shape[0]:
+        return sp.csc_array(P)
+    return sp.block_array([[P, A_act.T], [A_act, None]], format="csc")
+
+
+def polish(
+    program: AssembledProgram, scaling: RuizScaling, active: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A polished (x, z, y) on the rows ``active`` (``active_rows``), or None on failure.
+
+    The reduced system is solved on the equilibrated data (``scaling``), where it is far
+    better conditioned, and the result is returned unscaled.
+    """
+    n, m = program.n, program.m
+    K = reduced_kkt(scaling.P, scaling.A, active)
+    k = K.shape[0] - n
     regularization = sp.diags_array(np.concatenate([np.full(n, _DELTA), np.full(k, -_DELTA)]))
     rhs = np.concatenate([-scaling.c, scaling.b[active]])
     try:
@@ -91,7 +110,9 @@ class PolishSchedule:
     """When to try polishing: at checks on a doubling schedule, and once at a limit.
 
     A polished point is accepted only if it satisfies the termination criteria, so a
-    wrong active set costs one factorization and nothing else. No attempt starts when
+    wrong active set costs one factorization and nothing else. Each attempt is priced
+    before it is made (``priced_within``: the predicted flops of its factorization) and
+    skipped when dearer than the share and the deadline allow. No attempt starts when
     the previous one took longer than the time left before ``deadline`` (a
     ``time.perf_counter()`` value; the run's time limit), so that polishing a large
     problem never carries a run far past its ``time_limit``, nor while the attempts so
@@ -128,6 +149,19 @@ class PolishSchedule:
         elapsed = time.perf_counter() - self._started
         return self._spent <= max(POLISH_ALLOWANCE, POLISH_SHARE * elapsed)
 
+    def priced_within(self, active: np.ndarray, now: float) -> bool:
+        """Whether an attempt on the rows ``active``, priced before it is made (the flops
+        of its factorization predicted by ``predict_fill``, times ``FACTOR_FLOP_SECONDS``),
+        fits in what ``within_share`` allows and ends before the deadline. A factor that
+        fills in (Netlib's QAP15: 32 s) is not attempted at the first check of a run that
+        needs one second."""
+        allowed = max(POLISH_ALLOWANCE, POLISH_SHARE * (now - self._started)) - self._spent
+        budget = min(allowed, self.deadline - now)
+        if budget <= 0:
+            return False
+        K = reduced_kkt(self.program.P, self.program.A, active)
+        return predict_fill(K, K.shape[0] ** 2, budget / FACTOR_FLOP_SECONDS).complete
+
     def affordable(self) -> bool:
         """Whether an attempt as long as the previous one ends before the deadline."""
         return time.perf_counter() + self._last_seconds < self.deadline
@@ -152,10 +186,13 @@ class PolishSchedule:
         """The polished point and its KKT error if it is converged, else None (z and y
         may be device arrays: polishing factors on the host)."""
         self.next = 2 * max(iteration, self.next)
-        self.attempts += 1
         start = time.perf_counter()
         z, y = self.checker.to_host(z), self.checker.to_host(y)
-        point = polish(self.program, self.checker.scaling, z, y)
+        active = active_rows(self.program, z, y)
+        point = None
+        if self.priced_within(active, start):
+            self.attempts += 1
+            point = polish(self.program, self.checker.scaling, active)
         self._last_seconds = time.perf_counter() - start
         self._spent += self._last_seconds
         if point is None:
