@@ -33,14 +33,15 @@ the two runs taking turns     82/92, 25/28, sgm 1.38 s    76/92, 25/28, sgm 1.65
 
 At 1e-4 the turns gain BNL1 (1.1 s), PEROLD (6.3 s), GREENBEA (4.8 s), GREENBEB (4.3 s)
 and the infeasible vol1 (5.4 s), all settled by the embedding, and lose AGG, which PDHG
-settled alone in 6.0 s (808750 iterations) and not in 10 s with the embedding beside it;
-D2Q06C, which the embedding settles alone in 7.4 s, is still out of reach. On the 102
-cases both rules solve the time is 1.04 of the first's in geometric mean: AGG3 (1.8
-times), PILOTNOV (1.7), GFRD-PNC (1.4), TUFF, CYCLE and 80BAU3B (1.2-1.3) pay for the
-embedding's turns; LOTFI (0.59), MODSZK1 (0.71), MAROS and FFFFF800 (0.90) are settled by
-the embedding sooner than PDHG settled them. At default tolerances the turns lose AGG
-(PDHG alone: optimal_inaccurate at max_iters, 7.4 s) and gain vol1; the median time
-ratio to SCS over the cases both solve is 1.66 (was 1.93).
+settled alone in 6.0 s (808750 iterations) and not in 10 s with the embedding beside it
+(settled in 2.1 s, 100080 iterations, since PDHG's primal weight may fall below 1e-6:
+``cvxprox.solvers.pdhg``); D2Q06C, which the embedding settles alone in 7.4 s, is still
+out of reach. On the 102 cases both rules solve the time is 1.04 of the first's in
+geometric mean: AGG3 (1.8 times), PILOTNOV (1.7), GFRD-PNC (1.4), TUFF, CYCLE and
+80BAU3B (1.2-1.3) pay for the embedding's turns; LOTFI (0.59), MODSZK1 (0.71), MAROS and
+FFFFF800 (0.90) are settled by the embedding sooner than PDHG settled them. At default
+tolerances the turns lose AGG (PDHG alone: optimal_inaccurate at max_iters, 7.4 s) and
+gain vol1; the median time ratio to SCS over the cases both solve is 1.66 (was 1.93).
 
 The start of PDHG, Netlib at default tolerances, 10 s (``python -m compare --suite netlib
 --solvers NABLAPROX``, the two runs side by side): from the caller's warm start, 73/92
