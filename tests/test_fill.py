@@ -43,7 +43,7 @@ def _qdldl_nnz(K: sp.csc_array) -> int:
 )
 def test_predicted_fill_is_close_to_qdldls(K: sp.csc_array) -> None:
     estimate = predict_fill(K, 10**9)
-    assert estimate.complete
+    assert estimate.complete and not estimate.capped
     assert 0.8 <= estimate.nnz / _qdldl_nnz(K) <= 1.25
 
 
@@ -76,12 +76,15 @@ def test_more_dense_rows_than_tracked_still_count() -> None:
     assert estimate.nnz == (N - d) * d + d * (d - 1) // 2
 
 
-def test_the_elimination_stops_at_its_caps() -> None:
+def test_the_elimination_stops_at_its_caps_and_gives_up_at_its_work_limit() -> None:
     clique = sp.csr_array(np.ones((50, 50)))
     capped = predict_fill(clique, 100)
-    assert not capped.complete and capped.nnz > 100
-    assert not predict_fill(clique, 10**6, max_flops=1000.0).complete
-    assert predict_fill(clique, 1225).complete
+    assert capped.capped and not capped.complete and capped.nnz > 100
+    assert predict_fill(clique, 10**6, max_flops=1000.0).capped
+    full = predict_fill(clique, 1225)
+    assert full.complete and not full.capped and full.work > 0
+    gave_up = predict_fill(clique, 1225, max_work=full.work / 2)
+    assert not gave_up.complete and not gave_up.capped and gave_up.nnz < 1225
 
 
 def test_bad_patterns_and_caps_are_refused() -> None:

@@ -153,10 +153,11 @@ def dear_factor(program: AssembledProgram) -> str | None:
     be spent for nothing."""
     n, m, A = program.n, program.m, program.A
     limit = factor_nnz_at(MAX_WORK_RATIO, A.nnz, n, m)
+    if (n + m) * (n + m - 1) // 2 <= limit:
+        return None  # not even a dense factor would be dear
     pattern = sp.block_array([[sp.csr_array((n, n)), A.T], [A, None]], format="csr")
-    estimate = predict_fill(pattern, limit)
-    if estimate.complete:
-        return None
+    if not predict_fill(pattern, limit).capped:
+        return None  # cheap, or the prediction gave up: the measured rule decides
     return (
         f"its KKT factor would have more than {limit} nonzeros "
         f"(minimum-degree elimination of its pattern), making an iteration of the "

@@ -137,6 +137,7 @@ class PolishSchedule:
         self.attempts = 0
         self.succeeded = False
         self._last_seconds = 0.0
+        self._attempt_seconds: float | None = None
         self._spent = 0.0
         self._started = time.perf_counter()
 
@@ -150,17 +151,25 @@ class PolishSchedule:
         return self._spent <= max(POLISH_ALLOWANCE, POLISH_SHARE * elapsed)
 
     def priced_within(self, active: np.ndarray, now: float) -> bool:
-        """Whether an attempt on the rows ``active``, priced before it is made (the flops
-        of its factorization predicted by ``predict_fill``, times ``FACTOR_FLOP_SECONDS``),
-        fits in what ``within_share`` allows and ends before the deadline. A factor that
-        fills in (Netlib's QAP15: 32 s) is not attempted at the first check of a run that
-        needs one second."""
-        allowed = max(POLISH_ALLOWANCE, POLISH_SHARE * (now - self._started)) - self._spent
-        budget = min(allowed, self.deadline - now)
+        """Whether an attempt on the rows ``active``, priced before it is made (the last
+        attempt's time; before any, the flops of its factorization predicted by
+        ``predict_fill``, times ``FACTOR_FLOP_SECONDS``), takes at most the share
+        ``within_share`` gives all attempts and ends before the deadline (an attempt whose
+        prediction gave up is made). A factor that fills in (Netlib's QAP15: 32 s) is not
+        attempted at the first check of a run that needs one second."""
+        budget = min(
+            max(POLISH_ALLOWANCE, POLISH_SHARE * (now - self._started)), self.deadline - now
+        )
         if budget <= 0:
             return False
+        if self._attempt_seconds is not None:
+            return self._attempt_seconds <= budget
+        flops = budget / FACTOR_FLOP_SECONDS
+        N = self.program.n + int(np.count_nonzero(active))
+        if N**3 / 3.0 <= flops:
+            return True  # not even a dense factor would overrun
         K = reduced_kkt(self.program.P, self.program.A, active)
-        return predict_fill(K, K.shape[0] ** 2, budget / FACTOR_FLOP_SECONDS).complete
+        return not predict_fill(K, K.shape[0] ** 2, flops).capped
 
     def affordable(self) -> bool:
         """Whether an attempt as long as the previous one ends before the deadline."""
@@ -192,7 +201,9 @@ class PolishSchedule:
         point = None
         if self.priced_within(active, start):
             self.attempts += 1
+            begun = time.perf_counter()
             point = polish(self.program, self.checker.scaling, active)
+            self._attempt_seconds = time.perf_counter() - begun
         self._last_seconds = time.perf_counter() - start
         self._spent += self._last_seconds
         if point is None:
