@@ -63,8 +63,9 @@ def choose_cone_algorithm(program: AssembledProgram, options: SolverOptions) -> 
     on the homogeneous self-dual embedding with adaptive row penalties for QPs, and for
     linear programs the same joined by PDHG after a budget (the embedding is fastest on
     most LPs and certifies infeasibility, restarted PDHG most robust on degenerate ones;
-    the two take turns until one settles; see ``solvers/hybrid.py``), PDHG for float32
-    and for problems too large to factor, and ADMM with its cached factorization for the
+    the two take turns until one settles; PDHG alone when the KKT factor is predicted
+    dear; see ``solvers/hybrid.py``), PDHG for float32 and for problems too large to
+    factor, and ADMM with its cached factorization for the
     non-polyhedral cones (where it needs far fewer iterations than PDHG).
 
     QPs: on Maros-Meszaros (qpbenchmark's low accuracy, 10 s, ``python -m compare
