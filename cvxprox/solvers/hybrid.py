@@ -61,7 +61,7 @@ a third or less on SHARE1B, ETAMACRO, AGG2, STAIR, SCFXM3, 25FV47 and FIT2P.
 
 PDHG runs alone from the start, and the embedding never factors, when its KKT factor
 predicted from the pattern (``dear_factor``: minimum-degree elimination,
-``cvxprox.backend.jit.fill``, within 0.91-1.23 of qdldl's nnz(L) on Netlib) makes an
+``cvxprox.backend.jit.fill``, within 0.91-1.62 of qdldl's nnz(L) on Netlib) makes an
 iteration of it cost more than ``MAX_WORK_RATIO`` (10) of PDHG's
 (``cvxprox.solvers.admm.hsde.work_ratio``). Netlib at eps 1e-4, 10 s (``python -m
 compare --suite netlib --solvers NABLAPROX --eps 1e-4``, against the committed run

@@ -20,11 +20,12 @@ its supervariables and mass elimination. As in AMD, up to ``DENSE_MAX`` dense ro
 set of dense rows it reaches (a bit mask, joined as elements form), so column p of L has
 |L_p| + |dense rows reached by p| entries, and the dense rows end in a clique.
 
-On Netlib's KKT matrices (``cvxprox.solvers.admm.kkt``) the counts are 0.91 to 1.23 of
-qdldl's (AMD's ordering), and the flops 0.4 to 0.55 ns each of qdldl's time on this
-machine (DFL001, MAROS-R7, PILOT87, QAP12: 0.35 to 2.3 s; QAP15: 1.25e7 against 1.28e7
-nonzeros, 4.0e10 flops, 32 s). An estimate, to tell a cheap factor from one hundreds of
-times dearer, never to order a factorization.
+On Netlib's KKT matrices (``cvxprox.solvers.admm.kkt``) the counts of the whole
+elimination (no work limit) are 0.91 to 1.23 of qdldl's (AMD's ordering), FIT2D's 1.62
+(its dense row, counted in every column that reaches it), and the flops 0.4 to 0.55 ns
+each of qdldl's time on this machine (DFL001, MAROS-R7, PILOT87, QAP12: 0.35 to 2.3 s;
+QAP15: 1.25e7 against 1.28e7 nonzeros, 4.0e10 flops, 32 s). An estimate, to tell a cheap
+factor from one hundreds of times dearer, never to order a factorization.
 """
 
 from __future__ import annotations
