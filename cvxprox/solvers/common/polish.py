@@ -111,8 +111,9 @@ class PolishSchedule:
 
     A polished point is accepted only if it satisfies the termination criteria, so a
     wrong active set costs one factorization and nothing else. Each attempt is priced
-    before it is made (``priced_within``: the predicted flops of its factorization) and
-    skipped when dearer than the share and the deadline allow. No attempt starts when
+    before it is made (``priced_within``: the first by the predicted flops of its
+    factorization, later ones by the last attempt's time) and skipped when dearer than
+    the share and the deadline allow. No attempt starts when
     the previous one took longer than the time left before ``deadline`` (a
     ``time.perf_counter()`` value; the run's time limit), so that polishing a large
     problem never carries a run far past its ``time_limit``, nor while the attempts so
