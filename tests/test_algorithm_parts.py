@@ -16,7 +16,6 @@ from cvxprox.solvers.admm.kkt import ADMM
 from cvxprox.solvers.admm.penalty import (
     PROFILE_FLOOR,
     ROW_DAMPING,
-    ROW_RANGE,
     Penalty,
     RowMultipliers,
 )
@@ -389,19 +388,35 @@ def test_row_multipliers_follow_the_rows_relative_primal_residuals() -> None:
     assert profile[0] - profile[1] == pytest.approx(np.log(1e-9 / floor) - np.log(0.5))
 
 
-def test_rows_with_a_vanishing_residual_do_not_push_the_others_to_the_range() -> None:
+def test_rows_with_a_vanishing_residual_do_not_move_the_others() -> None:
     """A row whose residual is zero enters the profile at PROFILE_FLOOR times the geometric
-    mean of the others, so that it does not drag the mean down and every other row's
-    multiplier up to the top of the range."""
-    program = Program.from_rows(
-        np.zeros(2), sp.csr_array(np.eye(4, 2)), np.zeros(4), [NonnegCone(4)]
-    ).assemble()
-    rule = RowMultipliers(program)
-    Ax, b = np.ones(4), np.zeros(4)
-    rule.observe(Ax, Ax - np.array([1e-3, 1e-3, 1e-3, 0.0]), b)
-    profile = np.log([1e-3, 1e-3, 1e-3, PROFILE_FLOOR * 1e-3])
+    mean of the others, and its multiplier moves down; the step's mean is taken over the
+    rows that rose above the floor, so the others move as they would without it."""
+
+    def program(rows: int) -> AssembledProgram:
+        A = sp.csr_array(np.eye(rows, 2))
+        return Program.from_rows(np.zeros(2), A, np.zeros(rows), [NonnegCone(rows)]).assemble()
+
+    residual = np.array([1e-3, 1e-2, 1e-3, 0.0])
+    rule, live_only = RowMultipliers(program(4)), RowMultipliers(program(3))
+    rule.observe(np.ones(4), np.ones(4) - residual, np.zeros(4))
+    live_only.observe(np.ones(3), np.ones(3) - residual[:3], np.zeros(3))
+    profile = np.log(residual[:3])
+    center = profile.mean()
+    np.testing.assert_allclose(rule.step()[:3], ROW_DAMPING * (profile - center), rtol=1e-12)
+    np.testing.assert_allclose(rule.step()[:3], live_only.step(), rtol=1e-12)
+    assert rule.step()[3] == pytest.approx(ROW_DAMPING * np.log(PROFILE_FLOOR), rel=1e-12)
+    # A row above the floor at one check of the record counts in the mean.
+    rule.observe(np.ones(4), np.ones(4) - np.array([1e-3, 1e-2, 1e-3, 1e-3]), np.zeros(4))
+    profile = (
+        np.log([1e-3, 1e-2, 1e-3, PROFILE_FLOOR * np.exp(center)])
+        + np.log([1e-3, 1e-2, 1e-3, 1e-3])
+    ) / 2
     np.testing.assert_allclose(rule.step(), ROW_DAMPING * (profile - profile.mean()), rtol=1e-12)
-    assert np.all(np.abs(rule.step()) < np.log(ROW_RANGE))
+    # After a change the record starts again: a row at the floor throughout is left out.
+    rule.reset()
+    rule.observe(np.ones(4), np.ones(4) - residual, np.zeros(4))
+    np.testing.assert_allclose(rule.step()[:3], live_only.step(), rtol=1e-12)
 
 
 def test_adaptive_penalty_recovers_from_a_poor_initial_penalty() -> None:
