@@ -490,3 +490,33 @@ def test_a_time_limit_is_not_extended_by_polishing(algorithm: str) -> None:
     stats = prob.solver_stats.extra_stats
     assert stats["limit"] in ("max_iters", None)
     assert stats["polish_attempts"] >= 1
+
+
+def test_a_gap_tolerance_below_rounding_is_met_at_the_rounding_level() -> None:
+    """A gap within its rounding level passes the test, but the point is not reported as
+    verified to a tolerance below that level."""
+    kkt = KKTError(0.0, 0.0, 5e-4, 1.0, 1.0, 1e-6, 0.0, 0.0, gap_floor=1e-3)
+    assert kkt.converged and not kkt.gap_verified
+    assert kkt.normalized == pytest.approx(0.5)
+    assert KKTError(0.0, 0.0, 5e-7, 1.0, 1.0, 1e-6, 0.0, 0.0, gap_floor=1e-9).gap_verified
+
+
+def test_an_absolute_gap_below_rounding_gives_optimal_inaccurate() -> None:
+    """With eps_rel = 0 and an objective of 2.5e8, eps_abs = 1e-7 asks the gap for less
+    than its rounding level (2.5e-6): the solve ends there, optimal_inaccurate, and says
+    why; eps_abs = 1e-3 lies above that level and the same LP is optimal."""
+    rng = np.random.default_rng(3)
+    A = rng.random((10, 20))
+    lower = 1e7 * (1.0 + rng.random(20))
+    x = cp.Variable(20)
+    constraints = [A @ x <= A @ (lower + 5e6), x >= lower, x <= lower + 1e7]
+    prob = cp.Problem(cp.Minimize(rng.standard_normal(20) @ x), constraints)
+    prob.solve(solver="CLARABEL", **TIGHT)
+    reference = prob.value
+    prob.solve(solver="NABLAPROX", eps_abs=1e-7, eps_rel=0.0)
+    assert prob.status == s.OPTIMAL_INACCURATE
+    assert "rounding level" in prob.solver_stats.extra_stats["inaccurate"]
+    assert prob.value == pytest.approx(reference, rel=1e-8)
+    prob.solve(solver="NABLAPROX", eps_abs=1e-3, eps_rel=0.0)
+    assert prob.status == s.OPTIMAL
+    assert "inaccurate" not in prob.solver_stats.extra_stats

@@ -28,6 +28,7 @@ from cvxprox.solvers.common.fixed_columns import FixedColumns
 from cvxprox.solvers.common.kkt_checks import KKTChecker
 from cvxprox.solvers.common.result import LOOSE_CERTIFICATE, SolveResult, loose_factor
 from cvxprox.solvers.common.scaling import RuizScaling
+from cvxprox.solvers.common.termination import GAP_ROUNDING
 from cvxprox.solvers.dual_fista import DualFISTA
 from cvxprox.solvers.fista import FISTA
 from cvxprox.solvers.hybrid import EmbeddingThenPDHG
@@ -241,6 +242,11 @@ def solve_program(
     for which a threaded BLAS only adds synchronization: BLAS runs single-threaded during
     the solve (``single_threaded_blas``).
     """
+    return _within_rounding(_solve(program, options, warm_start), options)
+
+
+def _solve(program: Program, options: SolverOptions, warm_start: dict | None) -> SolveResult:
+    """``solve_program`` before the accuracy report (``_within_rounding``)."""
     solved = program.assemble() if program.solve_assembled else program
     if warm_start is not None and (
         warm_start["x"].shape != (solved.n,) or warm_start["y"].shape != (solved.m,)
@@ -259,6 +265,24 @@ def solve_program(
     if options.presolve:
         return _solve_presolved(solved, options, warm_start)
     return _run(solved, options, warm_start)
+
+
+def _within_rounding(result: SolveResult, options: SolverOptions) -> SolveResult:
+    """An optimal result whose gap tolerance lies below the rounding level of the
+    computed gap (``KKTError.gap_verified``) becomes optimal_inaccurate: its gap was
+    checked to that level, not to the one asked (``info["inaccurate"]`` says so)."""
+    kkt = result.kkt
+    if result.status == s.OPTIMAL and kkt is not None and not kkt.gap_verified:
+        result.status = s.OPTIMAL_INACCURATE
+        result.info["inaccurate"] = (
+            f"the gap tolerance {kkt.gap_tol:.1e} is below the rounding level "
+            f"{kkt.gap_floor:.1e} of the computed gap (objective terms up to "
+            f"{kkt.gap_floor / GAP_ROUNDING:.1e}); the gap {kkt.gap:.1e} was checked to that "
+            "level: raise eps_rel or eps_abs"
+        )
+        if options.verbose:
+            print(f"status: optimal_inaccurate: {result.info['inaccurate']}")
+    return result
 
 
 def _run(
