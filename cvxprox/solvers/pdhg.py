@@ -87,7 +87,13 @@ cuPDLPx's PID primal weight (k_p = 0.99, k_i = 0.01, integral decay 0.3) 1.60, s
 initial weight (||c||+1)/(||b||+1) (what cuPDLPx's bound and objective rescaling amounts
 to: a uniform scaling of x and y is a change of the primal weight) 1.49, smoothing 0.2
 1.58 and 0.8 1.41 (10 of 20 cases better, 10 worse; 0.8 is the default by the
-measurements below), Ruiz x10 instead of x15 1.50. The others were not kept.
+measurements below), Ruiz x10 instead of x15 1.50. The others were not kept. The weight
+can move by a factor 77 at one restart (STANDMPS, 33.8 to 2610 at iteration 1790); a cap
+on that move, a factor 10 or 3 per restart, on all of Netlib at eps 1e-4 (``python -m
+compare --suite netlib --solvers NABLAPROX --eps 1e-4 --nablaprox-option
+algorithm=pdhg``): iterations 1.07 and 1.25 times (geometric mean over the cases both
+solve), the median ratio to PDLP over the cases both pass 0.95 and 0.97 against 0.76;
+not kept.
 
 The primal weight and the step rule were measured on the energy LP 8x144 at eps 1e-4
 (``compare.suites.energy``; OR-Tools PDLP takes 6208 iterations) and on the first 40
