@@ -373,6 +373,14 @@ class AssembledProgram:
         return self.A.shape[0]
 
     @property
+    def equality_rows(self) -> np.ndarray:
+        """(m,) bool: the rows of zero cones (equalities)."""
+        rows = np.zeros(self.m, dtype=bool)
+        for term in self.terms:
+            rows[term.rows] = isinstance(term.function, ZeroCone)
+        return rows
+
+    @property
     def is_polyhedral(self) -> bool:
         """Whether every term is a zero or nonnegative cone (an LP or QP)."""
         return all(isinstance(t.function, (ZeroCone, NonnegCone)) for t in self.terms)

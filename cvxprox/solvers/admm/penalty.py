@@ -233,11 +233,7 @@ class Penalty:
         rows: bool = False,
         multipliers: np.ndarray | None = None,
     ) -> None:
-        eq_rows = np.zeros(program.m, dtype=bool)
-        for term in program.terms:
-            if isinstance(term.function, ZeroCone):
-                eq_rows[term.rows] = True
-        self._equality = np.where(eq_rows, EQUALITY_FACTOR, 1.0)
+        self._equality = np.where(program.equality_rows, EQUALITY_FACTOR, 1.0)
         self.rho = float(rho)
         self._log_m = np.zeros(program.m)
         if multipliers is not None and np.shape(multipliers) == (program.m,):

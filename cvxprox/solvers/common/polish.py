@@ -24,7 +24,6 @@ import qdldl
 import scipy.sparse as sp
 
 from cvxprox.backend.jit.fill import predict_fill
-from cvxprox.functions.cones import ZeroCone
 from cvxprox.ir.program import AssembledProgram
 from cvxprox.solvers.common.algorithm import FACTORIZATION_NNZ_LIMIT
 from cvxprox.solvers.common.kkt_checks import KKTChecker
@@ -56,14 +55,7 @@ def active_rows(program: AssembledProgram, z: np.ndarray, y: np.ndarray) -> np.n
     """The active set (m,) bool that the unscaled slack ``z`` and dual ``y`` of an iterate
     suggest: every equality row, and every inequality row whose slack is smaller than
     its multiplier."""
-    active = np.zeros(program.m, dtype=bool)
-    for term in program.terms:
-        rows = term.rows
-        if isinstance(term.function, ZeroCone):
-            active[rows] = True
-        else:
-            active[rows] = z[rows] < -y[rows]
-    return active
+    return program.equality_rows | (z < -y)
 
 
 def reduced_kkt(P: sp.csc_array | None, A: sp.sparray, active: np.ndarray) -> sp.csc_array:
