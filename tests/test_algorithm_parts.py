@@ -431,3 +431,45 @@ def test_adaptive_penalty_recovers_from_a_poor_initial_penalty() -> None:
     assert adaptive.info["refactorizations"] >= 1 and adaptive.info["rho"] > 1e-3
     assert adaptive.iterations < fixed.iterations / 3
     assert adaptive.kkt.primal_objective == pytest.approx(fixed.kkt.primal_objective, rel=1e-5)
+
+
+def _farkas_vector(program: AssembledProgram) -> np.ndarray:
+    """A Farkas certificate of an infeasible LP: y in the polar cone, A'y = 0, b'y = -1
+    (a basic solution of that system, by HiGHS)."""
+    from scipy.optimize import linprog
+
+    free = np.zeros(program.m, dtype=bool)
+    for term in program.terms:
+        free[term.rows] = isinstance(term.function, ZeroCone)
+    bounds = [(None, None) if f else (None, 0.0) for f in free]
+    A_eq = sp.vstack([program.A.T, sp.csr_array(program.b[np.newaxis, :])])
+    rhs = np.zeros(program.n + 1)
+    rhs[-1] = -1.0
+    found = linprog(np.zeros(program.m), A_eq=A_eq, b_eq=rhs, bounds=bounds, method="highs")
+    assert found.status == 0
+    return found.x
+
+
+def test_a_stalled_farkas_candidate_is_refined_into_a_certificate() -> None:
+    """A certificate perturbed by 1e-5 fails SCS's test at eps_infeas 1e-7; its refinement
+    (projections onto A'y = 0, b'y = -1 and onto the polar cone) passes every test. On a
+    feasible LP no direction becomes a certificate."""
+    x = cp.Variable(4)
+    infeasible = _program(cp.Problem(cp.Minimize(cp.sum(x)), [x >= 1, cp.sum(x) <= 3, x <= 5]))
+    checker = KKTChecker(infeasible, RuizScaling(infeasible, 15), SolverOptions())
+    y = _farkas_vector(infeasible)
+    rng = np.random.default_rng(2)
+    stalled = y + 1e-5 * rng.standard_normal(y.size)
+    assert checker.certificate(None, stalled, 1e-7) == (None, None)
+    refined = checker.refine_farkas(stalled, 1e-7)
+    status, certificate = checker.certificate(None, refined, 1e-7)
+    assert status == "infeasible"
+    assert np.linalg.norm(infeasible.A.T @ certificate, np.inf) <= 1e-7
+    assert infeasible.b @ certificate == pytest.approx(-1.0)
+    assert checker.refine_farkas(y + 1.0 * rng.standard_normal(y.size), 1e-7) is None
+
+    feasible = _program(cp.Problem(cp.Minimize(cp.sum(x)), [x >= 1, cp.sum(x) <= 5, x <= 5]))
+    checker = KKTChecker(feasible, RuizScaling(feasible, 15), SolverOptions())
+    direction = -np.abs(rng.standard_normal(feasible.m))
+    refined = checker.refine_farkas(direction, 1e-7)
+    assert checker.certificate(None, direction if refined is None else refined, 1e-7)[0] is None
