@@ -14,6 +14,7 @@ from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import AssembledProgram, Program
 from cvxprox.solvers.admm.kkt import ADMM
 from cvxprox.solvers.admm.penalty import (
+    ADAPT_EVERY,
     PROFILE_FLOOR,
     ROW_DAMPING,
     Penalty,
@@ -473,3 +474,17 @@ def test_a_stalled_farkas_candidate_is_refined_into_a_certificate() -> None:
     direction = -np.abs(rng.standard_normal(feasible.m))
     refined = checker.refine_farkas(direction, 1e-7)
     assert checker.certificate(None, direction if refined is None else refined, 1e-7)[0] is None
+
+
+def test_a_check_without_a_point_moves_only_the_row_multipliers() -> None:
+    """Where u_tau = 0 the embedding records the rows' homogeneous residuals and no KKT
+    error: the multipliers step, the scalar penalty stays."""
+    A = sp.csr_array(np.eye(3, 2))
+    program = Program.from_rows(np.zeros(2), A, np.zeros(3), [NonnegCone(3)]).assemble()
+    penalty = Penalty(program, rho=0.1, rows=True)
+    for _ in range(3):
+        residual = np.array([1e-1, 1e-4, 1e-4])
+        penalty.observe(None, (np.ones(3), np.ones(3) - residual, np.zeros(3)))
+    assert penalty.update(ADAPT_EVERY)
+    assert penalty.rho == 0.1
+    assert penalty.multipliers[0] > 1.0 > penalty.multipliers[1]

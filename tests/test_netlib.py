@@ -69,3 +69,13 @@ def test_klein2_certified_through_the_embedding() -> None:
         )
     assert values[0] > 0.5
     assert abs(values[1] - values[0]) <= 1e-7 * x.size * values[0]
+
+
+@pytest.mark.parametrize("name", ["klein1", "pang"])
+def test_certified_with_the_row_multipliers_moving_at_tau_zero(name: str) -> None:
+    """klein1 and pang reach u_tau = 0 early; with the row multipliers held there the
+    embedding did not certify them (klein1 in 1e6 iterations, pang in 800000 at eps
+    1e-4). Moving on the homogeneous residuals, it does within 5000 (1350 and 1850)."""
+    prob, _ = load_netlib(name, infeasible=True)
+    prob.solve(solver="NABLAPROX", algorithm="hsde", eps_abs=1e-4, eps_rel=1e-4, max_iters=5000)
+    assert prob.status == cp.INFEASIBLE

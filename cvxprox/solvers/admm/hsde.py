@@ -32,6 +32,13 @@ acceleration extrapolates v after every ``interval``-th iteration, with the safe
 ``cvxprox.solvers.admm.kkt``. The penalty rho (m,) adapts its scalar and its row
 multipliers (``cvxprox.solvers.admm.penalty``), and after a change v_y is moved by
 s (1 / r_y,new - 1 / r_y,old) so that (u, u~, s) stay the same (SCS's update_scale).
+Where u_tau = 0 the point read back does not exist, and the scalar rule, which balances
+its residuals, stays; the multipliers keep moving on the rows' homogeneous residuals
+A u_x - s relative to their sizes, which the directions tending to a certificate make
+(SCS 3.3 keeps its diagonal scale moving there too: without it, it certifies Netlib's
+klein1 in 63175 iterations instead of 975). Held at u_tau = 0, the multipliers left
+klein1 uncertified in 1e6 iterations and pang in 800000 at eps 1e-4; moving, klein1 is
+certified in 1350 iterations and pang in 1850.
 
 On NumPy the iterations between two checks are one compiled call
 (``cvxprox.backend.jit.hsde.embedding_iterations``; QSCAGR7 10.7 us per iteration against
@@ -225,8 +232,12 @@ class EmbeddingADMM(SteppedAlgorithm, ADMM):
             stop = yield Progress(it, ratio, best, setup_time, tau)
             if stop is not None:
                 break
-            if opts.adaptive_rho and sigma * tau > _TAU_MIN:
-                penalty.observe(err, (prog.A @ xu, zu, prog.b))
+            if opts.adaptive_rho and (sigma * tau > _TAU_MIN or boundary):
+                if boundary:
+                    direction = (prog.A @ dx, sc.unscale_z(s_), np.zeros(prog.m))
+                    penalty.observe(None, direction if penalty.adapts_rows else None)
+                else:
+                    penalty.observe(err, (prog.A @ xu, zu, prog.b))
                 if penalty.update(it):
                     rho_vec = penalty.vector
                     kkt.update_rho(rho_vec)

@@ -257,10 +257,11 @@ class Penalty:
         """Whether the row multipliers move (``observe`` then wants A x, z and b)."""
         return self._rows is not None
 
-    def observe(self, err: KKTError, rows: tuple[np.ndarray, ...] | None = None) -> None:
-        """Record one check: its KKT error and, when the multipliers move, (A x, z, b)
-        (m,) on the host, scaled or not."""
-        self._scalar.observe(err)
+    def observe(self, err: KKTError | None, rows: tuple[np.ndarray, ...] | None = None) -> None:
+        """Record one check: its KKT error (None: the scalar records nothing) and, when
+        the multipliers move, (A x, z, b) (m,) on the host, scaled or not."""
+        if err is not None:
+            self._scalar.observe(err)
         if self._rows is not None and rows is not None:
             self._rows.observe(*rows)
 
