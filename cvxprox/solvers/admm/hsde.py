@@ -234,8 +234,7 @@ class EmbeddingADMM(SteppedAlgorithm, ADMM):
                 break
             if opts.adaptive_rho and (sigma * tau > _TAU_MIN or boundary):
                 if boundary:
-                    direction = (prog.A @ dx, sc.unscale_z(s_), np.zeros(prog.m))
-                    penalty.observe(None, direction if penalty.adapts_rows else None)
+                    penalty.observe(None, (prog.A @ dx, sc.unscale_z(s_), np.zeros(prog.m)))
                 else:
                     penalty.observe(err, (prog.A @ xu, zu, prog.b))
                 if penalty.update(it):
