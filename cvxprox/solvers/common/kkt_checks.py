@@ -268,11 +268,11 @@ class KKTChecker:
         if not by < 0.0:
             return None
         y = y / -by
-        free = prog.equality_rows
-        At = prog.A.T.tocsr()
+        At = self._host_data.At
         if _inf_norm(At @ y) > _REFINE_WINDOW * eps:
             return None
-        M = sp.vstack([At, sp.csr_array(prog.b[np.newaxis, :])]).tocsc()
+        free = prog.equality_rows
+        M = self._farkas_system
         target = np.zeros(M.shape[0])
         target[-1] = -1.0
         for _ in range(_REFINE_ROUNDS):
@@ -288,6 +288,12 @@ class KKTChecker:
             if by < 0.0 and _inf_norm(At @ y) <= eps * -by:
                 break
         return y
+
+    @cached_property
+    def _farkas_system(self) -> sp.csc_array:
+        """[A'; b'] ((n + 1) x m, CSC): a Farkas certificate solves [A'; b'] y = (0, -1)."""
+        prog = self.program
+        return sp.vstack([self._host_data.At, sp.csr_array(prog.b[np.newaxis, :])]).tocsc()
 
     def dual_infeasibility(self, dx: Any, eps: float) -> Any | None:
         """An unboundedness direction built from dx, normalized to c'd = -1 (host or
