@@ -121,3 +121,30 @@ def test_first_solve_script_measures_a_model(capsys) -> None:  # noqa: ANN001
     cells = [cell.strip() for cell in rows[-1].strip("|").split("|")]
     assert cells[1] == "fista" and cells[-2] == "optimal" and cells[-1] == "0: none"
     assert all(float(cell) > 0 for cell in cells[2:7])
+
+
+def test_cached_kernels_are_dropped_when_a_source_of_the_package_changes(tmp_path: Path) -> None:
+    """A kernel inlines the kernels it calls from other files, which Numba's own check (the
+    time stamp of the kernel's file) does not see: the package's cached kernels are kept
+    while every one of its files is unchanged and removed as soon as one changes."""
+    from cvxprox.backend.jit import SOURCES_STAMP, drop_stale_kernels
+
+    (tmp_path / "cones.py").write_text("x = 1\n")
+    (tmp_path / "hsde.py").write_text("y = 2\n")
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+
+    def cached() -> list[str]:
+        return sorted(p.name for p in cache.iterdir() if p.name != SOURCES_STAMP)
+
+    (cache / "hsde.loop-12.py311.nbi").write_text("index")
+    (cache / "hsde.loop-12.py311.1.nbc").write_text("code")
+    (cache / "hsde.cpython-311.pyc").write_text("bytecode")
+    assert drop_stale_kernels(tmp_path)  # no record of the sources: nothing is trusted
+    assert cached() == ["hsde.cpython-311.pyc"]
+    (cache / "hsde.loop-12.py311.nbi").write_text("index")
+    assert not drop_stale_kernels(tmp_path)  # the same sources: the kernel stays
+    assert cached() == ["hsde.cpython-311.pyc", "hsde.loop-12.py311.nbi"]
+    (tmp_path / "cones.py").write_text("x = 3\n")  # another file than the kernel's
+    assert drop_stale_kernels(tmp_path)
+    assert cached() == ["hsde.cpython-311.pyc"]

@@ -16,13 +16,53 @@ solve (assembling the KKT matrix) is NumPy; arguments come with fixed types (int
 indices from :func:`csc_arrays`, C-contiguous float64 vectors) so that one compilation
 serves every problem; and copies are loops, since a slice assignment compiles NumPy's
 shape check and its error message.
+
+Numba tells a cached kernel stale by the time stamp of its own file only, while a kernel
+compiles the kernels it calls from the other files of this package into itself: after
+an edit of ``cones.py`` the cached ADMM loops of ``hsde.py`` would still project with the
+old code. So the package keeps its cached kernels only while all its files are as they
+were (:func:`drop_stale_kernels`, on import).
 """
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+#: The file in ``__pycache__`` that holds the digest of the sources its kernels were
+#: compiled from.
+SOURCES_STAMP = "kernel-sources.sha256"
+
+
+def drop_stale_kernels(package: Path = Path(__file__).parent) -> bool:
+    """Remove the cached kernels (``__pycache__/*.nbi``, ``*.nbc``) of ``package`` unless
+    its ``*.py`` files are those they were compiled from (the digest in
+    ``SOURCES_STAMP``), and record the current digest. Returns whether any were removed.
+    A package whose ``__pycache__`` cannot be written (a read-only installation, where
+    Numba caches elsewhere and the sources do not change) is left as it is."""
+    digest = hashlib.sha256()
+    for source in sorted(package.glob("*.py")):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    cache = package / "__pycache__"
+    stamp = cache / SOURCES_STAMP
+    if stamp.is_file() and stamp.read_text() == digest.hexdigest():
+        return False
+    try:
+        cache.mkdir(exist_ok=True)
+        stale = [*cache.glob("*.nbi"), *cache.glob("*.nbc")]
+        for kernel in stale:
+            kernel.unlink(missing_ok=True)
+        stamp.write_text(digest.hexdigest())
+    except OSError:
+        return False
+    return bool(stale)
+
+
+drop_stale_kernels()
 
 
 def csc_arrays(M: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
