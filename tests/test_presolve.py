@@ -3,6 +3,8 @@ tolerance (the values and every constraint's dual, removed rows included), preso
 and off on the zoo and on Netlib, certificates of programs that presolve settles, and
 re-solves with new parameter values."""
 
+from dataclasses import replace
+
 import cvxpy as cp
 import numpy as np
 import pytest
@@ -13,8 +15,12 @@ from compare.datasets import data_dir, load_netlib, netlib_problems
 from compare.solve import worst_violation
 from compare.suites.zoo import MODELS, REFERENCE_OPTIONS
 from cvxprox.functions.cones import NonnegCone, ZeroCone
+from cvxprox.interface.options import SolverOptions
 from cvxprox.ir.program import AssembledProgram, RowTerm
-from cvxprox.solvers.presolve import presolve
+from cvxprox.solvers import select
+from cvxprox.solvers.common.kkt_checks import KKTChecker, KKTUnits
+from cvxprox.solvers.common.scaling import RuizScaling
+from cvxprox.solvers.presolve import Presolved, presolve
 
 TIGHT = {"eps_abs": 1e-9, "eps_rel": 1e-9}
 HAVE_NETLIB = (data_dir() / "netlib").is_dir()
@@ -160,14 +166,33 @@ def test_grow7_is_never_optimal_and_wrong(algorithm: str, flag: bool) -> None:
 
 
 @pytest.mark.skipif(not HAVE_NETLIB, reason="Netlib data not found (../shared/data)")
-@pytest.mark.parametrize("name", ["BEACONFD", "SHELL"])
-def test_a_postsolved_point_failing_the_original_test_resumes_tighter(name: str) -> None:
-    """PDHG at 1e-4 ends optimal on the reduced BEACONFD and SHELL with points whose
-    postsolved residuals fail the original per-row test (1.7e-3 and 1.07e-4); the
-    reduced run resumes with tighter tolerances until the original test passes."""
+@pytest.mark.parametrize("name", ["SHELL", "SCFXM1"])
+def test_a_postsolved_point_failing_the_original_test_resumes_tighter(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the reduced program's units 100 times looser than the original's, PDHG at
+    1e-4 ends optimal on the reduced SHELL and SCFXM1 with points whose postsolved
+    residuals fail the original test; the reduced run resumes with tighter tolerances
+    (twice) until the original test passes."""
+    reduced_units = Presolved.reduced_units
+
+    def looser(self: Presolved, units: KKTUnits) -> KKTUnits:
+        own = reduced_units(self, units)
+        return replace(own, row=100.0 * own.row, col=100.0 * own.col)
+
+    runs = []
+    run = select._run
+
+    def counted(*args: object) -> object:
+        runs.append(args[1].eps_abs)
+        return run(*args)
+
+    monkeypatch.setattr(Presolved, "reduced_units", looser)
+    monkeypatch.setattr(select, "_run", counted)
     prob, known = load_netlib(name)
     eps = {"eps_abs": 1e-4, "eps_rel": 1e-4}
     prob.solve(solver="NABLAPROX", algorithm="pdhg", time_limit=60, **eps)
+    assert runs == pytest.approx([1e-4, 1e-5, 1e-6])
     assert prob.status == cp.OPTIMAL
     assert "presolve_check" not in prob.solver_stats.extra_stats
     assert abs(prob.value - known) <= 1e-4 * abs(known)
@@ -243,3 +268,72 @@ def test_a_certificate_is_tested_on_the_original_program() -> None:
         _verify_certificate(result, checker, options)
         statuses.append(result.status)
     assert statuses == [s.INFEASIBLE, s.INFEASIBLE_INACCURATE, s.SOLVER_ERROR]
+
+
+def _shifted_program() -> AssembledProgram:
+    """An LP whose fixed column x_0 = 2 (from 4 x_0 = 8) carries most of three rows and of
+    the objective, with bounds from singleton rows of coefficients 3, -0.5, 2 and 1."""
+    rng = np.random.default_rng(5)
+    n, m = 5, 3
+    A_in = rng.standard_normal((m, n))
+    A_in[:, 0] = [50.0, -80.0, 30.0]
+    eye = np.eye(n)
+    bounds = np.vstack([3.0 * eye[1], -0.5 * eye[2], 2.0 * eye[2], 2.0 * eye[3], eye[4]])
+    rows = np.vstack([4.0 * eye[0], A_in, bounds])
+    b = np.concatenate(
+        [[8.0], A_in @ np.r_[2.0, 0.5, 0.5, 0.5, 0.5] - 1.0, [0.3, -2.0, -1.0, -1.0, 0.0]]
+    )
+    k = rows.shape[0] - 1
+    terms = [RowTerm(ZeroCone(1), slice(0, 1)), RowTerm(NonnegCone(k), slice(1, k + 1))]
+    c = np.r_[40.0, rng.random(n - 1)]
+    return AssembledProgram(c, sp.csc_array(rows), b, terms, offset=1.5)
+
+
+def test_the_reduced_program_is_tested_as_the_original() -> None:
+    """A presolved program carries the original's termination units and magnitudes
+    (``Presolved.reduced_units``): at any point, its worst primal and dual ratios are the
+    original's at the postsolved point (each bound row stands for its provenance row, the
+    fixed column's share of each row counts in the row's magnitude), and at the optimum
+    so is the gap's tolerance (the fixed column's share of the objective counts too)."""
+    original = _shifted_program()
+    presolved = presolve(original)
+    reduced = presolved.program
+    assert "1 fixed" in presolved.stats.describe() and reduced.n == original.n - 1
+    options = SolverOptions(eps_abs=1e-6, eps_rel=1e-6)
+    checker = KKTChecker(original, RuizScaling(original, options.scaling_iters), options)
+    reduced.units = presolved.reduced_units(checker.units)
+    own = KKTChecker(reduced, RuizScaling(reduced, options.scaling_iters), options)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x_r = rng.standard_normal(reduced.n)
+        y_r = reduced.cone.project_polar(rng.standard_normal(reduced.m))
+        z_r = reduced.cone.project(reduced.A @ x_r - reduced.b)
+        x, y = presolved.postsolve(x_r, y_r)
+        z = original.cone.project(original.A @ x - original.b)
+        mine, theirs = own.evaluate(x_r, z_r, y_r), checker.evaluate(x, z, y)
+        assert mine.primal / mine.primal_tol == pytest.approx(
+            theirs.primal / theirs.primal_tol, rel=1e-12
+        )
+        assert mine.dual / mine.dual_tol == pytest.approx(theirs.dual / theirs.dual_tol, rel=1e-12)
+        assert mine.primal_objective == pytest.approx(theirs.primal_objective, rel=1e-12)
+    prob_x = cp.Variable(original.n)
+    lp = cp.Problem(
+        cp.Minimize(original.c @ prob_x + original.offset),
+        [original.A[:1] @ prob_x == original.b[:1], original.A[1:] @ prob_x >= original.b[1:]],
+    )
+    lp.solve(solver="CLARABEL", **REFERENCE_OPTIONS)
+    x = prob_x.value
+    y = np.concatenate([lp.constraints[0].dual_value, -lp.constraints[1].dual_value])
+    x_r = x[presolved.cols]
+    lo_row, lo_coef, hi_row, hi_coef = presolved.provenance
+    y_r = np.concatenate(
+        [
+            y[presolved.rows],
+            lo_coef[presolved.lo_cols] * y[lo_row[presolved.lo_cols]],
+            -hi_coef[presolved.hi_cols] * y[hi_row[presolved.hi_cols]],
+        ]
+    )
+    z_r = reduced.cone.project(reduced.A @ x_r - reduced.b)
+    mine = own.evaluate(x_r, z_r, y_r)
+    theirs = checker.evaluate(x, original.cone.project(original.A @ x - original.b), y)
+    assert mine.gap_tol == pytest.approx(theirs.gap_tol, rel=1e-6)

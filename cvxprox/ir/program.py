@@ -41,6 +41,7 @@ from cvxprox.functions.prox import ProxFunction
 from cvxprox.operators.linops import LinOp, MatrixRows
 
 if TYPE_CHECKING:
+    from cvxprox.solvers.common.kkt_checks import KKTUnits
     from cvxprox.solvers.common.term_checks import TerminationUnits
 
 
@@ -334,6 +335,10 @@ class AssembledProgram:
     n_program : int
         The Program's number of variables: x is the first ``n_program`` entries, the
         epigraph variables follow.
+    units : KKTUnits or None
+        The termination test's units when the view stands for another program (a
+        presolved one carries the original's, ``Presolved.reduced_units``), so that it is
+        tested as that program will be; None: the units of its own equilibration.
     """
 
     c: np.ndarray
@@ -345,6 +350,7 @@ class AssembledProgram:
     term_rows: list[slice | tuple[slice, slice] | None] = field(default_factory=list)
     bound_rows: slice | None = None
     n_program: int = -1
+    units: KKTUnits | None = field(default=None, repr=False)
     cone: ProductCone = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -52,6 +52,15 @@ provenance row takes -max(g_j, 0), its upper one -max(-g_j, 0), so its stationar
 holds exactly (l_j = u_j, both bounds active). The same map with c = 0, P = 0 turns
 the reduced program's Farkas vector into the original's: b'y is unchanged because
 b_reduced = b - A_fixed v. An unboundedness direction is zero on the fixed columns.
+
+The reduced program is tested as the original will be (``Presolved.reduced_units``): it
+takes the original's termination units (``KKTUnits``), a bound row its provenance row's
+over |a|, and the magnitudes of its rows and objective count the fixed columns' share.
+With its own equilibration's units and magnitudes, PDHG at eps 1e-4 stopped on reduced
+programs whose postsolved points failed the original test (Netlib's SCFXM1: a row's
+unit 0.15 in the original against 1 in the reduced program; FINNIS: a row b_i = 0 whose
+reduced right-hand side, A_F v, made its relative tolerance 6 times looser), and the
+tighter re-solve of ``cvxprox.solvers.select`` took 6750 and 14580 more iterations.
 """
 
 from __future__ import annotations
@@ -64,6 +73,7 @@ import scipy.sparse as sp
 
 from cvxprox.functions.cones import NonnegCone, ZeroCone
 from cvxprox.ir.program import AssembledProgram, RowTerm, bound_rows
+from cvxprox.solvers.common.kkt_checks import KKTUnits
 
 _MAX_PASSES = 20
 # Relative tolerance of the feasibility decisions (crossing bounds, empty rows, activity).
@@ -134,6 +144,8 @@ class Presolved:
 
     ``program`` is None when the reductions settled the problem (``status`` INFEASIBLE
     with the Farkas vector ``certificate`` (m,), or UNBOUNDED with the direction (n,)).
+    ``row_shift`` (m,) is b minus the reduced right-hand sides: A_F v, the part of each
+    original row that the fixed columns took.
     """
 
     original: AssembledProgram
@@ -147,6 +159,7 @@ class Presolved:
     hi_cols: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     ops: list[_Fixed | _Merged] = field(default_factory=list)
     provenance: tuple[np.ndarray, ...] = ()
+    row_shift: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def reduce_warm_start(self, warm: dict | None) -> dict | None:
         """An original-coordinates warm start (x (n,), y (m,)) on the reduced program: x on
@@ -165,6 +178,34 @@ class Presolved:
         y[k + lo.size :] = np.minimum(-hi_coef[hi] * warm["y"][hi_row[hi]], 0.0)
         z = reduced.cone.project(reduced.A @ x - reduced.b)
         return {**warm, "x": x, "y": y, "z": z}
+
+    def reduced_units(self, units: KKTUnits) -> KKTUnits:
+        """The original program's termination units (``KKTChecker.units``) on the reduced
+        program's rows and columns: a kept row or column keeps its unit, and a bound row
+        x_j - b_i / a >= 0 (or b_i / a - x_j >= 0) that stands for its provenance row
+        a x_j - b_i >= 0 takes that row's unit over |a|, its residual being the row's over
+        |a|. So the reduced program passes its test where the postsolved point passes the
+        original's, up to the rows' magnitudes in the relative tolerances."""
+        lo_row, lo_coef, hi_row, hi_coef = self.provenance
+        lo, hi = self.lo_cols, self.hi_cols
+        row = np.concatenate(
+            [
+                units.row[self.rows],
+                units.row[lo_row[lo]] / np.abs(lo_coef[lo]),
+                units.row[hi_row[hi]] / np.abs(hi_coef[hi]),
+            ]
+        )
+        # The fixed columns' part f of each row (KKTUnits.row_offset): a kept row's own; a
+        # bound row s x_j - s l_j (s = 1 for a lower bound, -1 for an upper one) is its
+        # provenance row a x_j + f - b over a / s.
+        f = self.row_shift
+        offset = None
+        if np.any(f != 0.0):
+            offset = np.concatenate(
+                [f[self.rows], f[lo_row[lo]] / lo_coef[lo], -f[hi_row[hi]] / hi_coef[hi]]
+            )
+        delta = self.program.offset - self.original.offset
+        return KKTUnits(row, units.col[self.cols], units.gap, offset, delta)
 
     def postsolve(
         self, x_r: np.ndarray | None, y_r: np.ndarray | None, certificate: bool = False
@@ -740,4 +781,5 @@ def presolve(program: AssembledProgram) -> Presolved:
     presolved.cols, presolved.rows = cols, kept
     presolved.lo_cols, presolved.hi_cols = lo_cols, hi_cols
     presolved.provenance = (state.lo_row, state.lo_coef, state.hi_row, state.hi_coef)
+    presolved.row_shift = program.b - state.b
     return presolved

@@ -339,8 +339,11 @@ def _solve_presolved(
                 print(f"presolve: {result.info['certificate_check']}; solving without it")
             return _run(program, options, warm_start)
     else:
+        # The reduced program is tested as the original will be.
+        checker = _original_checker(program, options)
+        reduced.units = presolved.reduced_units(checker().units)
         result = _run(reduced, options, presolved.reduce_warm_start(warm_start))
-        result = _postsolve_tightening(presolved, reduced, result, options, t0)
+        result = _postsolve_tightening(presolved, reduced, result, options, t0, checker)
         result.setup_time += presolve_time
     result.info["presolve"] = presolved.stats.describe()
     return result
@@ -352,16 +355,16 @@ def _postsolve_tightening(
     result: SolveResult,
     options: SolverOptions,
     t0: float,
+    checker: Callable[[], KKTChecker],
 ) -> SolveResult:
     """``_postsolve`` of the reduced result; while the reduced run ended optimal but the
-    postsolved point fails the original test (the maps back, bound rows to their
-    provenance rows, can turn a residual just inside the reduced tolerance into one just
-    outside the original's), the reduced program is solved again from where it stopped
+    postsolved point fails the original test (the reduced program is tested with the
+    original's units and magnitudes, ``Presolved.reduced_units``, but the rows presolve
+    removed are not tested, nor are the rows' magnitudes of the relative tolerances quite
+    the same), the reduced program is solved again from where it stopped
     with tolerances ``_TIGHTEN`` times tighter, at most ``_TIGHTEN_TRIES`` times and
     within what is left of ``max_iters`` and ``time_limit``. Iterations and times add
-    up over the runs. The original's checker (its Ruiz scaling) is built once, on the
-    first point to test."""
-    checker = _original_checker(presolved.original, options)
+    up over the runs. ``checker`` is the original's (``_original_checker``)."""
     for attempt in range(_TIGHTEN_TRIES + 1):
         warm = result.info.get("warm_start")
         warm = None if warm is None else dict(warm)

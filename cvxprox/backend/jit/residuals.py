@@ -35,14 +35,15 @@ def kkt_worst(
 ) -> tuple:
     """Return ((|r_i|, tol_i), (|d_j|, tol_j), x'Px, c'x, b'y) of the worst entries.
 
-    r = A x - b - z (m,), tol_i = eps_abs u_i + eps_rel max(|(A x)_i|, |z_i|, |b_i|);
-    d = P x + c + A'y (n,), tol_j = eps_abs v_j + eps_rel max(|c_j|, (|A|'|y|)_j,
-    (|P||x|)_j). ``vectors`` = (c, b, x, z, y), ``units`` = (u, v). ``A = (indptr,
+    r = A x - b - z (m,), tol_i = eps_abs u_i + eps_rel max(|(A x)_i + f_i|, |z_i|,
+    |b_i + f_i|); d = P x + c + A'y (n,), tol_j = eps_abs v_j + eps_rel max(|c_j|,
+    (|A|'|y|)_j, (|P||x|)_j). ``vectors`` = (c, b, x, z, y), ``units`` = (u, v, f), f the
+    rows' offsets (``KKTUnits.row_offset``; empty: none). ``A = (indptr,
     indices, data)`` is m x n in CSC form, ``P`` likewise n x n (indptr empty when there
     is no P).
     """
     c, b, x, z, y = vectors
-    row_unit, col_unit = units
+    row_unit, col_unit, row_offset = units
     Ap, Ai, Ax_ = A
     Pp, Pi, Px_ = P
     n = c.shape[0]
@@ -73,8 +74,10 @@ def kkt_worst(
         cx += c[j] * xj
     primal = (0.0, 1.0, 0.0)
     by = 0.0
+    offset = row_offset.shape[0] == m
     for i in range(m):
-        magnitude = max(abs(r[i]), abs(z[i]), abs(b[i]))
+        f = row_offset[i] if offset else 0.0
+        magnitude = max(abs(r[i] + f), abs(z[i]), abs(b[i] + f))
         residual = abs(r[i] - b[i] - z[i])
         primal = _worst(residual, eps_abs * row_unit[i] + eps_rel * magnitude, primal)
         by += b[i] * y[i]

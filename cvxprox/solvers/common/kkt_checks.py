@@ -49,6 +49,32 @@ _REFINE_ROUNDS = 5
 _REFINE_LSQR_ITERS = 500
 
 
+@dataclass(frozen=True)
+class KKTUnits:
+    """The units of the termination test (module docstring): rows u (m,), columns v (n,)
+    and the gap's w, each at most 1 where they come from an equilibration
+    (``of_scaling``); and what the program leaves out of another one that it stands for
+    (a presolved program's fixed columns x_F = v), so that its magnitudes are that
+    program's: ``row_offset`` f (m,) or None, each row's part A_F v (moved into b; the
+    row's magnitudes are |(A x)_i + f_i| and |b_i + f_i|), and ``objective_offset`` delta,
+    the objective's part c_F'v + 1/2 v'P_FF v (moved into the offset; the gap's
+    magnitudes are those of pobj + delta, dobj + delta, c'x + delta and b'y - delta)."""
+
+    row: np.ndarray
+    col: np.ndarray
+    gap: float
+    row_offset: np.ndarray | None = None
+    objective_offset: float = 0.0
+
+    @classmethod
+    def of_scaling(cls, scaling: RuizScaling) -> KKTUnits:
+        """u = min(1/E, 1), v = min(1/(k D), 1), w = min(1/k, 1) with k = 1 / cost_norm."""
+        cost = scaling.cost_norm
+        return cls(
+            np.minimum(1.0 / scaling.E, 1.0), np.minimum(cost / scaling.D, 1.0), min(cost, 1.0)
+        )
+
+
 @dataclass
 class _CheckData:
     """A program's data where the iterates live (host NumPy or a backend's device, float64):
@@ -64,6 +90,7 @@ class _CheckData:
     abs_P: Any
     row_unit: Any
     col_unit: Any
+    row_offset: Any
     project: Callable[[Any], Any]
 
 
@@ -91,11 +118,13 @@ class KKTChecker:
         self.program = program
         self.scaling = scaling
         self.opts = options
-        # The termination test's units.
-        cost = scaling.cost_norm
-        self._row_unit = np.minimum(1.0 / scaling.E, 1.0)
-        self._col_unit = np.minimum(cost / scaling.D, 1.0)
-        self._gap_unit = min(cost, 1.0)
+        # The termination test's units: the program's own where it stands for another
+        # one (a presolved program), else its equilibration's.
+        self.units = program.units if program.units is not None else KKTUnits.of_scaling(scaling)
+        self._row_unit, self._col_unit = self.units.row, self.units.col
+        self._gap_unit = self.units.gap
+        offset = self.units.row_offset
+        self._row_offset = np.zeros(0) if offset is None else offset
         # The certificate tests project onto K on every check: compiled, with their own
         # warm starts (separate from the iteration's).
         self._layout = cone_layout(program.cone)
@@ -150,6 +179,7 @@ class KKTChecker:
                 abs(prog.P).tocsr() if has_P else None,
                 self._row_unit,
                 self._col_unit,
+                self.units.row_offset,
                 self.project,
             )
         return _CheckData(
@@ -162,6 +192,7 @@ class KKTChecker:
             bk.csr(abs(prog.P)) if has_P else None,
             bk.asarray(self._row_unit),
             bk.asarray(self._col_unit),
+            None if self.units.row_offset is None else bk.asarray(self.units.row_offset),
             prog.cone.project,
         )
 
@@ -192,13 +223,30 @@ class KKTChecker:
                 abs_Px = d.abs_P @ abs_x
         cx, by = float(d.c @ x), float(d.b @ y)
         return kkt_error(
-            (Ax - d.b - z, [Ax, z, d.b], d.row_unit),
+            (Ax - d.b - z, self._row_magnitudes(d, Ax, z), d.row_unit),
             (dual_vec, [d.c, d.abs_At @ xp.abs(y), abs_Px], d.col_unit),
-            (0.5 * xPx + cx, -0.5 * xPx - by, [cx, by, xPx], self._gap_unit),
-            self.opts.eps_abs,
-            self.opts.eps_rel,
-            self.program.offset,
+            *self._objectives(xPx, cx, by),
         )
+
+    def _objectives(self, xPx: float, cx: float, by: float) -> tuple:
+        """The arguments of ``kkt_error_of_worst`` after the worst entries: the objectives
+        and the gap's magnitudes (shifted by ``KKTUnits.objective_offset``), the
+        tolerances and the offset that completes the objectives."""
+        delta = self.units.objective_offset
+        objectives = (
+            0.5 * xPx + cx + delta,
+            -0.5 * xPx - by + delta,
+            [cx + delta, by - delta, xPx],
+            self._gap_unit,
+        )
+        return objectives, self.opts.eps_abs, self.opts.eps_rel, self.program.offset - delta
+
+    @staticmethod
+    def _row_magnitudes(d: _CheckData, Ax: Any, z: Any) -> list[Any]:
+        """The vectors whose largest magnitude per row scales its relative tolerance."""
+        if d.row_offset is None:
+            return [Ax, z, d.b]
+        return [Ax + d.row_offset, z, d.b + d.row_offset]
 
     def evaluate(self, x: np.ndarray, z: np.ndarray, y: np.ndarray) -> KKTError:
         """KKT error of the unscaled float64 NumPy iterate (products and worst entries
@@ -208,17 +256,14 @@ class KKTChecker:
             self._A,
             self._P,
             (prog.c, prog.b, x, z, y),
-            (self._row_unit, self._col_unit),
+            (self._row_unit, self._col_unit, self._row_offset),
             self.opts.eps_abs,
             self.opts.eps_rel,
         )
         return kkt_error_of_worst(
             primal,
             dual,
-            (0.5 * xPx + cx, -0.5 * xPx - by, [cx, by, xPx], self._gap_unit),
-            self.opts.eps_abs,
-            self.opts.eps_rel,
-            prog.offset,
+            *self._objectives(xPx, cx, by),
         )
 
     def primal_infeasibility(self, dy: Any, eps: float, x: Any | None = None) -> Any | None:
