@@ -127,6 +127,36 @@ def test_polish_recovers_the_exact_solution_from_a_rough_iterate() -> None:
     assert err.primal_objective == pytest.approx(reference, rel=1e-8)
 
 
+def test_an_lp_is_polished_only_on_a_basis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An LP's reduced KKT system is singular unless n rows are active: an attempt on
+    fewer or more waits, at no cost and without moving the doubling schedule, for a check
+    whose active set is a basis; a QP's attempts are made on any active set."""
+    rng = np.random.default_rng(4)
+    n = 4
+    x = cp.Variable(n)
+    lp = cp.Problem(cp.Minimize(rng.random(n) @ x), [rng.standard_normal((6, n)) @ x <= 1])
+    program = _program(lp)
+    assert program.m == 6 and not program.has_quadratic
+    attempts = []
+    monkeypatch.setattr(polish_module, "polish", lambda *args: attempts.append(args[2]))
+    scaling = RuizScaling(program, SolverOptions().scaling_iters)
+    schedule = PolishSchedule(program, KKTChecker(program, scaling, SolverOptions()))
+    y = -np.ones(program.m)
+    for active in (3, 5, 6):  # rows with z < -y are active
+        z = np.r_[np.zeros(active), 2.0 * np.ones(program.m - active)]
+        assert schedule.attempt(100, z, y) is None
+    assert attempts == [] and schedule.next == 100 and schedule.attempts == 0
+    z = np.r_[np.zeros(n), 2.0 * np.ones(program.m - n)]
+    assert schedule.attempt(100, z, y) is None
+    assert len(attempts) == 1 and np.count_nonzero(attempts[0]) == n
+    assert schedule.next == 200 and schedule.attempts == 1
+    qp = _program(_qp(0)[0])
+    scaling = RuizScaling(qp, SolverOptions().scaling_iters)
+    schedule = PolishSchedule(qp, KKTChecker(qp, scaling, SolverOptions()))
+    assert schedule.attempt(100, np.ones(qp.m), -np.ones(qp.m)) is None  # none active
+    assert len(attempts) == 2
+
+
 class _Clock:
     """A ``time`` module whose ``perf_counter`` reads ``now``."""
 

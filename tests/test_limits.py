@@ -476,12 +476,14 @@ def test_lp_whose_factor_is_predicted_dear_is_not_factored() -> None:
 
 @pytest.mark.parametrize("algorithm", ["admm", "pdhg"])
 def test_a_time_limit_is_not_extended_by_polishing(algorithm: str) -> None:
-    """At max_iters the best iterate of an LP is polished once more; at time_limit it is
-    not (the factorization could take longer than the limit itself)."""
+    """At max_iters the best iterate of a QP is polished once more; at time_limit it is
+    not (the factorization could take longer than the limit itself). (A QP: an LP's
+    polish waits for an active set of n rows, which three iterations do not give.)"""
     rng = np.random.default_rng(3)
     A = rng.standard_normal((40, 60))
     x = cp.Variable(60)
-    prob = cp.Problem(cp.Minimize(rng.random(60) @ x), [A @ x <= 1 + rng.random(40), x >= -1])
+    objective = rng.random(60) @ x + 0.1 * cp.sum_squares(x)
+    prob = cp.Problem(cp.Minimize(objective), [A @ x <= 1 + rng.random(40), x >= -1])
     prob.solve(solver="NABLAPROX", algorithm=algorithm, time_limit=1e-9, warm_start=False)
     stats = prob.solver_stats.extra_stats
     assert stats["limit"] == "time_limit"

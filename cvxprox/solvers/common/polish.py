@@ -11,19 +11,22 @@ multiplier |y_i|. On that set the optimality conditions are linear,
 solved once with a regularized LDL' factorization and refined iteratively against the
 unregularized system, on the equilibrated data. The polished point is x, y_act = nu,
 y = 0 elsewhere (projected onto the polar cone), and the caller keeps it only if its
-KKT error is acceptable.
+KKT error is acceptable. With P = 0 the system is singular unless exactly n rows are
+active (a basis), and an LP is polished only then (``PolishSchedule.determined``).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import numpy as np
 import qdldl
 import scipy.sparse as sp
 
 from cvxprox.backend.jit.fill import predict_fill
+from cvxprox.functions.cones import ZeroCone
 from cvxprox.ir.program import AssembledProgram
 from cvxprox.solvers.common.algorithm import FACTORIZATION_NNZ_LIMIT
 from cvxprox.solvers.common.kkt_checks import KKTChecker
@@ -124,6 +127,8 @@ class PolishSchedule:
     ) -> None:
         self.enabled = is_polishable(program)
         self.program = program
+        self._equalities = int(np.count_nonzero(program.equality_rows))
+        self._inequalities = [t.rows for t in program.terms if not isinstance(t.function, ZeroCone)]
         self.checker = checker
         self.next = first
         self.deadline = deadline
@@ -164,6 +169,21 @@ class PolishSchedule:
         K = reduced_kkt(self.program.P, self.program.A, active)
         return not predict_fill(K, K.shape[0] ** 2, flops).capped
 
+    def determined(self, z: Any, y: Any) -> bool:
+        """Whether the reduced system on the active rows of (z, y) (``active_rows``; host
+        or device arrays, counted where they are) can have one solution: always with P,
+        while for an LP (P = 0) [[0, A_act'], [A_act, 0]] is singular unless A_act is
+        square, so exactly n rows must be active. The regularized solve of a singular
+        system gives a point far from optimal: on the 60 smallest Netlib LPs at default
+        tolerances, 365 attempts at the doubling schedule's checks, 6 of them on n active
+        rows, and the only one that passed among them."""
+        if self.program.has_quadratic:
+            return True
+        active = self._equalities
+        for rows in self._inequalities:
+            active += int((z[rows] < -y[rows]).sum())
+        return active == self.program.n
+
     def affordable(self) -> bool:
         """Whether an attempt as long as the previous one ends before the deadline."""
         return time.perf_counter() + self._last_seconds < self.deadline
@@ -186,7 +206,10 @@ class PolishSchedule:
         self, iteration: int, z: np.ndarray, y: np.ndarray
     ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], KKTError] | None:
         """The polished point and its KKT error if it is converged, else None (z and y
-        may be device arrays: polishing factors on the host)."""
+        may be device arrays: polishing factors on the host). An LP's attempt waits, at
+        no cost, for a check whose active set is a basis (``determined``)."""
+        if not self.determined(z, y):
+            return None
         self.next = 2 * max(iteration, self.next)
         start = time.perf_counter()
         z, y = self.checker.to_host(z), self.checker.to_host(y)
