@@ -184,8 +184,9 @@ class Presolved:
         program's rows and columns: a kept row or column keeps its unit, and a bound row
         x_j - b_i / a >= 0 (or b_i / a - x_j >= 0) that stands for its provenance row
         a x_j - b_i >= 0 takes that row's unit over |a|, its residual being the row's over
-        |a|. So the reduced program passes its test where the postsolved point passes the
-        original's, up to the rows' magnitudes in the relative tolerances."""
+        |a|; the fixed columns' shares of the rows and of the objective count in their
+        magnitudes (``KKTUnits``). So the reduced program passes its test where the
+        postsolved point passes the original's, but for the rows presolve removed."""
         lo_row, lo_coef, hi_row, hi_coef = self.provenance
         lo, hi = self.lo_cols, self.hi_cols
         row = np.concatenate(
