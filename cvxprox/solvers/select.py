@@ -7,7 +7,6 @@ Each choice comes with the one-line reason that ``verbose`` and
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from functools import cache
@@ -341,7 +340,7 @@ def _solve_presolved(
     else:
         # The reduced program is tested as the original will be.
         checker = _original_checker(program, options)
-        reduced.units = presolved.reduced_units(checker().units)
+        reduced.units = presolved.reduced_units(checker.units)
         result = _run(reduced, options, presolved.reduce_warm_start(warm_start))
         result = _postsolve_tightening(presolved, reduced, result, options, t0, checker)
         result.setup_time += presolve_time
@@ -355,16 +354,17 @@ def _postsolve_tightening(
     result: SolveResult,
     options: SolverOptions,
     t0: float,
-    checker: Callable[[], KKTChecker],
+    checker: KKTChecker,
 ) -> SolveResult:
     """``_postsolve`` of the reduced result; while the reduced run ended optimal but the
     postsolved point fails the original test (the reduced program is tested with the
     original's units and magnitudes, ``Presolved.reduced_units``, but the rows presolve
-    removed are not tested, nor are the rows' magnitudes of the relative tolerances quite
-    the same), the reduced program is solved again from where it stopped
-    with tolerances ``_TIGHTEN`` times tighter, at most ``_TIGHTEN_TRIES`` times and
-    within what is left of ``max_iters`` and ``time_limit``. Iterations and times add
-    up over the runs. ``checker`` is the original's (``_original_checker``)."""
+    removed are not tested, and the gap's magnitudes c'x and b'y are the reduced
+    program's shifted by the fixed columns' objective, not the original's sums), the
+    reduced program is solved again from where it stopped with tolerances ``_TIGHTEN``
+    times tighter, at most ``_TIGHTEN_TRIES`` times and within what is left of
+    ``max_iters`` and ``time_limit``. Iterations and times add up over the runs.
+    ``checker`` is the original's (``_original_checker``)."""
     for attempt in range(_TIGHTEN_TRIES + 1):
         warm = result.info.get("warm_start")
         warm = None if warm is None else dict(warm)
@@ -395,18 +395,12 @@ def _postsolve_tightening(
     return result
 
 
-def _original_checker(
-    original: AssembledProgram, options: SolverOptions
-) -> Callable[[], KKTChecker]:
-    """The checker of the program before presolve (its Ruiz scaling), built on first use."""
-    return cache(
-        lambda: KKTChecker(original, RuizScaling(original, options.scaling_iters), options)
-    )
+def _original_checker(original: AssembledProgram, options: SolverOptions) -> KKTChecker:
+    """The checker of the program before presolve (its Ruiz scaling)."""
+    return KKTChecker(original, RuizScaling(original, options.scaling_iters), options)
 
 
-def _verify_certificate(
-    result: SolveResult, checker: Callable[[], KKTChecker], options: SolverOptions
-) -> None:
+def _verify_certificate(result: SolveResult, checker: KKTChecker, options: SolverOptions) -> None:
     """Test a certificate of the program before presolve (``result.y`` a Farkas vector,
     ``result.x`` an unboundedness direction, as presolve or a postsolve made it) with that
     program's tests (``KKTChecker.primal_infeasibility`` / ``dual_infeasibility``, no
@@ -414,8 +408,7 @@ def _verify_certificate(
     that fails at ``eps_infeas`` but passes at ``LOOSE_CERTIFICATE`` becomes *_INACCURATE,
     one that fails there too SOLVER_ERROR (``info["certificate_check"]`` says why)."""
     infeasible = result.status in (s.INFEASIBLE, s.INFEASIBLE_INACCURATE)
-    original = checker()
-    test = original.primal_infeasibility if infeasible else original.dual_infeasibility
+    test = checker.primal_infeasibility if infeasible else checker.dual_infeasibility
     vector = result.y if infeasible else result.x
     if (
         result.status in (s.INFEASIBLE, s.UNBOUNDED)
@@ -435,10 +428,10 @@ def _postsolve(
     presolved: Presolved,
     result: SolveResult,
     options: SolverOptions,
-    checker: Callable[[], KKTChecker],
+    checker: KKTChecker,
 ) -> None:
     """The reduced program's result mapped to the original program, in place: x, y,
-    z = Pi_K(A x - b) and the KKT error there (``checker()``: the original's); the
+    z = Pi_K(A x - b) and the KKT error there (``checker``: the original's); the
     certificates through the same maps, then tested on the original
     (``_verify_certificate``)."""
     original = presolved.original
@@ -456,7 +449,7 @@ def _postsolve(
         return
     x, y = presolved.postsolve(result.x, result.y)
     z = original.cone.project(original.A @ x - original.b)
-    kkt = checker().evaluate(x, z, y)
+    kkt = checker.evaluate(x, z, y)
     result.x, result.y, result.z, result.kkt = x, y, z, kkt
     if result.status == s.OPTIMAL and not kkt.converged:
         fits = kkt.normalized <= loose_factor(options)

@@ -121,9 +121,8 @@ class KKTChecker:
         # The termination test's units: the program's own where it stands for another
         # one (a presolved program), else its equilibration's.
         self.units = program.units if program.units is not None else KKTUnits.of_scaling(scaling)
-        self._row_unit, self._col_unit = self.units.row, self.units.col
-        self._gap_unit = self.units.gap
         offset = self.units.row_offset
+        # The compiled test's form of the offsets: an empty array for none.
         self._row_offset = np.zeros(0) if offset is None else offset
         # The certificate tests project onto K on every check: compiled, with their own
         # warm starts (separate from the iteration's).
@@ -177,8 +176,8 @@ class KKTChecker:
                 abs_A.T.tocsr(),
                 prog.P if has_P else None,
                 abs(prog.P).tocsr() if has_P else None,
-                self._row_unit,
-                self._col_unit,
+                self.units.row,
+                self.units.col,
                 self.units.row_offset,
                 self.project,
             )
@@ -190,8 +189,8 @@ class KKTChecker:
             bk.csr(abs_A.T),
             bk.csr(prog.P) if has_P else None,
             bk.csr(abs(prog.P)) if has_P else None,
-            bk.asarray(self._row_unit),
-            bk.asarray(self._col_unit),
+            bk.asarray(self.units.row),
+            bk.asarray(self.units.col),
             None if self.units.row_offset is None else bk.asarray(self.units.row_offset),
             prog.cone.project,
         )
@@ -237,7 +236,7 @@ class KKTChecker:
             0.5 * xPx + cx + delta,
             -0.5 * xPx - by + delta,
             [cx + delta, by - delta, xPx],
-            self._gap_unit,
+            self.units.gap,
         )
         return objectives, self.opts.eps_abs, self.opts.eps_rel, self.program.offset - delta
 
@@ -256,7 +255,7 @@ class KKTChecker:
             self._A,
             self._P,
             (prog.c, prog.b, x, z, y),
-            (self._row_unit, self._col_unit, self._row_offset),
+            (self.units.row, self.units.col, self._row_offset),
             self.opts.eps_abs,
             self.opts.eps_rel,
         )
