@@ -324,16 +324,7 @@ def test_the_reduced_program_is_tested_as_the_original() -> None:
     lp.solve(solver="CLARABEL", **REFERENCE_OPTIONS)
     x = prob_x.value
     y = np.concatenate([lp.constraints[0].dual_value, -lp.constraints[1].dual_value])
-    x_r = x[presolved.cols]
-    lo_row, lo_coef, hi_row, hi_coef = presolved.provenance
-    y_r = np.concatenate(
-        [
-            y[presolved.rows],
-            lo_coef[presolved.lo_cols] * y[lo_row[presolved.lo_cols]],
-            -hi_coef[presolved.hi_cols] * y[hi_row[presolved.hi_cols]],
-        ]
-    )
-    z_r = reduced.cone.project(reduced.A @ x_r - reduced.b)
-    mine = own.evaluate(x_r, z_r, y_r)
+    warm = presolved.reduce_warm_start({"x": x, "y": y})
+    mine = own.evaluate(warm["x"], warm["z"], warm["y"])
     theirs = checker.evaluate(x, original.cone.project(original.A @ x - original.b), y)
     assert mine.gap_tol == pytest.approx(theirs.gap_tol, rel=1e-6)
