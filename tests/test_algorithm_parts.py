@@ -120,11 +120,69 @@ def test_polish_recovers_the_exact_solution_from_a_rough_iterate() -> None:
     scaling = RuizScaling(program, SolverOptions().scaling_iters)
     point = polish(program, scaling, active_rows(program, rough.z, rough.y))
     assert point is not None
-    x, z, y = point
+    x, z, y = point.point
     checker = KKTChecker(program, scaling, SolverOptions(eps_abs=1e-9, eps_rel=1e-9))
     err = checker.kkt_error(x, z, y, program.A @ x, program.A.T @ y, program.P @ x)
     assert err.converged
     assert err.primal_objective == pytest.approx(reference, rel=1e-8)
+
+
+def _degenerate_qp() -> AssembledProgram:
+    """minimize 1/2 ||x - (3, 2)||^2 subject to x1 <= 1, x2 <= 1, x1 + x2 <= 2 and
+    x2 - x1 <= 0: at the solution (1, 1) all four rows are active on two variables, and
+    the multipliers (l1 + l3 - l4, l2 + l3 + l4) = (2, 1), l >= 0, are not unique."""
+    x = cp.Variable(2)
+    prob = cp.Problem(
+        cp.Minimize(cp.sum_squares(x - np.array([3.0, 2.0])) / 2),
+        [x[0] <= 1, x[1] <= 1, x[0] + x[1] <= 2, x[1] - x[0] <= 0],
+    )
+    return _program(prob)
+
+
+def test_polish_from_the_iterate_keeps_the_signs_of_degenerate_multipliers() -> None:
+    """On more active rows than variables the reduced system's multipliers are not
+    unique: solved from zero, the smallest ones give x2 - x1 <= 0 a multiplier of the
+    wrong sign, whose projection leaves a dual residual; refined from the iterate, they
+    are the solution nearest to it, which keeps its signs."""
+    program = _degenerate_qp()
+    rough = ADMM(program, SolverOptions(eps_abs=1e-3, eps_rel=1e-3)).solve()
+    scaling = RuizScaling(program, SolverOptions().scaling_iters)
+    checker = KKTChecker(program, scaling, SolverOptions(eps_abs=1e-9, eps_rel=1e-9))
+    active = active_rows(program, np.zeros(program.m), -np.ones(program.m))
+    assert np.count_nonzero(active) == program.m and program.m - program.n == 2
+
+    def error(polished: polish_module.Polished) -> KKTError:
+        x, z, y = polished.point
+        return checker.kkt_error(x, z, y, program.A @ x, program.A.T @ y, program.P @ x)
+
+    from_zero = polish(program, scaling, active)
+    assert from_zero is not None and not error(from_zero).converged
+    assert error(from_zero).dual > 0.1
+    from_iterate = polish(program, scaling, active, (rough.x, rough.y))
+    assert from_iterate is not None and error(from_iterate).converged
+    np.testing.assert_allclose(program.A @ from_iterate.x - program.b, 0.0, atol=1e-9)
+
+
+def test_a_polishing_attempt_moves_its_active_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attempt whose first solve fails the test solves again on the set its point
+    suggests (the row with a multiplier of the wrong sign dropped), and stops there."""
+    program = _degenerate_qp()
+    scaling = RuizScaling(program, SolverOptions().scaling_iters)
+    checker = KKTChecker(program, scaling, SolverOptions(eps_abs=1e-9, eps_rel=1e-9))
+    schedule = PolishSchedule(program, checker)
+    solved = []
+
+    def counted(*args: object) -> polish_module.Polished | None:
+        solved.append(np.count_nonzero(args[2]))
+        return polish(*args)
+
+    monkeypatch.setattr(polish_module, "polish", counted)
+    found = schedule.attempt(100, np.zeros(program.m), -np.ones(program.m))
+    assert found is not None and found[1].converged
+    assert solved == [program.m, program.m - 1]
+    assert schedule.attempts == 1 and schedule.succeeded
+    x, _, y = found[0]
+    assert np.all(program.A @ x - program.b >= -1e-9) and np.all(y[2:] <= 0.0)
 
 
 def test_an_lp_is_polished_only_on_a_basis(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -789,7 +789,7 @@ class _ConeProblem:
             and not polisher.succeeded
             and polisher.within_share()
         ):
-            point, err = polisher.attempt(it, point[1], point[2]) or (point, err)
+            point, err = polisher.attempt(it, point[1], point[2], point[0]) or (point, err)
         return _Check(err, point, s.OPTIMAL)
 
     def polish_feasibility(

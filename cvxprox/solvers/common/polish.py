@@ -8,17 +8,20 @@ multiplier |y_i|. On that set the optimality conditions are linear,
     [P + delta I   A_act'  ] [x ]   [-c    ]
     [A_act       -delta I  ] [nu] = [b_act ],
 
-solved once with a regularized LDL' factorization and refined iteratively against the
-unregularized system, on the equilibrated data. The polished point is x, y_act = nu,
-y = 0 elsewhere (projected onto the polar cone), and the caller keeps it only if its
-KKT error is acceptable. With P = 0 the system is singular unless exactly n rows are
-active (a basis), and an LP is polished only then (``PolishSchedule.determined``).
+solved with a regularized LDL' factorization by refinement steps against the
+unregularized system from the iterate, on the equilibrated data. The polished point is
+x, y_act = nu, y = 0 elsewhere (projected onto the polar cone), and the caller keeps it
+only if its KKT error is acceptable; if not, the signs of nu and the rows x violates
+give the next active set (a primal-dual active-set step), for a few solves. With P = 0
+the system is singular unless exactly n rows are active (a basis), and an LP is
+polished only then (``PolishSchedule.determined``).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,8 @@ from cvxprox.solvers.common.termination import KKTError
 
 _DELTA = 1e-6
 _REFINE_STEPS = 5
+#: The most reduced systems an attempt solves (``PolishSchedule.attempt``).
+ACTIVE_SET_ROUNDS = 4
 #: The largest share of a run's time that the attempts so far may have taken for another
 #: to be due (``PolishSchedule``).
 POLISH_SHARE = 0.25
@@ -71,23 +76,50 @@ def reduced_kkt(P: sp.csc_array | None, A: sp.sparray, active: np.ndarray) -> sp
     return sp.block_array([[P, A_act.T], [A_act, None]], format="csc")
 
 
+@dataclass
+class Polished:
+    """A polished point (x, z, y), z and y projected onto the cone and its polar, and the
+    active set that its unprojected slack A x - b and multipliers suggest next."""
+
+    x: np.ndarray
+    z: np.ndarray
+    y: np.ndarray
+    next_active: np.ndarray
+
+    @property
+    def point(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.x, self.z, self.y
+
+
 def polish(
-    program: AssembledProgram, scaling: RuizScaling, active: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """A polished (x, z, y) on the rows ``active`` (``active_rows``), or None on failure.
+    program: AssembledProgram,
+    scaling: RuizScaling,
+    active: np.ndarray,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Polished | None:
+    """The point polished on the rows ``active`` (``active_rows``), or None on failure.
 
     The reduced system is solved on the equilibrated data (``scaling``), where it is far
-    better conditioned, and the result is returned unscaled.
+    better conditioned, and the result is returned unscaled. The regularized factor's
+    refinement steps are proximal-point steps on the reduced system: from ``start``
+    (the iterate's x and y, unscaled) they converge to the solution nearest to it. Where
+    more than n rows are active (a degenerate vertex) the multipliers are not unique,
+    and those nearest the iterate's keep its signs, where the solve from zero gives some
+    the wrong sign (Maros-Meszaros' QFORPLAN and QGFRDXPN: 429 rows active on 418
+    variables, 1244 on 1066).
     """
     n, m = program.n, program.m
     K = reduced_kkt(scaling.P, scaling.A, active)
     k = K.shape[0] - n
     regularization = sp.diags_array(np.concatenate([np.full(n, _DELTA), np.full(k, -_DELTA)]))
     rhs = np.concatenate([-scaling.c, scaling.b[active]])
+    sol = np.zeros(n + k)
+    if start is not None:
+        sol[:n] = scaling.scale_x(start[0])
+        sol[n:] = scaling.scale_y(start[1])[active]
     try:
         factor = qdldl.Solver(sp.csc_array(K + regularization))
-        sol = factor.solve(rhs)
-        for _ in range(_REFINE_STEPS):
+        for _ in range(_REFINE_STEPS + 1):
             sol = sol + factor.solve(rhs - K @ sol)
     except (ValueError, RuntimeError):
         return None
@@ -96,9 +128,14 @@ def polish(
     x = scaling.unscale_x(sol[:n])
     y_scaled = np.zeros(m)
     y_scaled[active] = sol[n:]
-    y_new = program.cone.project_polar(scaling.unscale_y(y_scaled))
-    z_new = program.cone.project(program.A @ x - program.b)
-    return x, z_new, y_new
+    y = scaling.unscale_y(y_scaled)
+    slack = program.A @ x - program.b
+    return Polished(
+        x,
+        program.cone.project(slack),
+        program.cone.project_polar(y),
+        active_rows(program, slack, y),
+    )
 
 
 class PolishSchedule:
@@ -199,34 +236,65 @@ class PolishSchedule:
         if kkt.converged:
             return point, kkt
         if self.due(iteration):
-            return self.attempt(iteration, point[1], point[2])
+            return self.attempt(iteration, point[1], point[2], point[0])
         return None
 
     def attempt(
-        self, iteration: int, z: np.ndarray, y: np.ndarray
+        self, iteration: int, z: np.ndarray, y: np.ndarray, x: np.ndarray | None = None
     ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], KKTError] | None:
-        """The polished point and its KKT error if it is converged, else None (z and y
+        """The polished point and its KKT error if it is converged, else None (x, z and y
         may be device arrays: polishing factors on the host). An LP's attempt waits, at
-        no cost, for a check whose active set is a basis (``determined``)."""
+        no cost, for a check whose active set is a basis (``determined``).
+
+        An attempt is a primal-dual active-set method (Hintermueller, Ito & Kunisch
+        2002) started from the iterate's active set: a point that fails the test gives
+        the next set, its rows with a multiplier of the wrong sign dropped and those
+        its x violates added (``Polished.next_active``), for at most
+        ``ACTIVE_SET_ROUNDS`` solves, while the set changes, an LP's stays a basis
+        and the time allows another solve as long as the last."""
         if not self.determined(z, y):
             return None
         self.next = 2 * max(iteration, self.next)
         start = time.perf_counter()
         z, y = self.checker.to_host(z), self.checker.to_host(y)
         active = active_rows(self.program, z, y)
-        point = None
-        if self.priced_within(active, start):
-            self.attempts += 1
+        if not self.priced_within(active, start):
+            self._last_seconds = time.perf_counter() - start
+            self._spent += self._last_seconds
+            return None
+        self.attempts += 1
+        iterate = None if x is None else (self.checker.to_host(x), y)
+        found = None
+        for _ in range(ACTIVE_SET_ROUNDS):
             begun = time.perf_counter()
-            point = polish(self.program, self.checker.scaling, active)
+            polished = polish(self.program, self.checker.scaling, active, iterate)
             self._attempt_seconds = time.perf_counter() - begun
+            if polished is None:
+                break
+            err = self._kkt_error(polished)
+            if err.converged:
+                found = (polished.point, err)
+                break
+            if np.array_equal(polished.next_active, active) or not self._another_round(start):
+                break
+            active, iterate = polished.next_active, (polished.x, polished.y)
+            if not self.program.has_quadratic and np.count_nonzero(active) != self.program.n:
+                break
         self._last_seconds = time.perf_counter() - start
         self._spent += self._last_seconds
-        if point is None:
-            return None
-        x, z_new, y_new = point
+        self.succeeded = found is not None
+        return found
+
+    def _kkt_error(self, polished: Polished) -> KKTError:
+        x, z, y = polished.point
         prog = self.program
         Px = None if prog.P is None else prog.P @ x
-        err = self.checker.kkt_error(x, z_new, y_new, prog.A @ x, prog.A.T @ y_new, Px)
-        self.succeeded = err.converged
-        return (point, err) if err.converged else None
+        return self.checker.kkt_error(x, z, y, prog.A @ x, prog.A.T @ y, Px)
+
+    def _another_round(self, started: float) -> bool:
+        """Whether a solve as long as the last one still fits the attempts' share of the
+        run and ends before the deadline (the attempt began at ``started``)."""
+        now = time.perf_counter()
+        spent = self._spent + (now - started) + self._attempt_seconds
+        share = max(POLISH_ALLOWANCE, POLISH_SHARE * (now - self._started))
+        return spent <= share and now + self._attempt_seconds < self.deadline

@@ -95,7 +95,7 @@ class ConeLimit:
         iterate polished (after ``time_limit`` it would run past the user's limit)."""
         polisher = self.polisher
         if polisher.enabled and limit == "max_iters":
-            polished = polisher.attempt(iterations, best.point[1], best.point[2])
+            polished = polisher.attempt(iterations, best.point[1], best.point[2], best.point[0])
             if polished is not None:
                 return s.OPTIMAL, polished, None
         status, cert = polisher.checker.certificate(self.dx, self.dy, LOOSE_CERTIFICATE, self.x)
