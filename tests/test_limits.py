@@ -14,8 +14,10 @@ names the parameters that have no value.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import cvxpy as cp
 import cvxpy.settings as s
@@ -32,7 +34,7 @@ from cvxprox.solvers import hybrid
 from cvxprox.solvers.admm import hsde
 from cvxprox.solvers.common.algorithm import Progress, Steps
 from cvxprox.solvers.common.result import BestIterate, SolveResult
-from cvxprox.solvers.common.termination import KKTError
+from cvxprox.solvers.common.termination import KKTError, exact_gap
 
 # CVXPY warns on every inaccurate status (user_limit included), which these tests expect.
 pytestmark = pytest.mark.filterwarnings("ignore:Solution may be inaccurate:UserWarning")
@@ -522,3 +524,41 @@ def test_an_absolute_gap_below_rounding_gives_optimal_inaccurate() -> None:
     prob.solve(solver="NABLAPROX", eps_abs=1e-3, eps_rel=0.0)
     assert prob.status == s.OPTIMAL
     assert "inaccurate" not in prob.solver_stats.extra_stats
+    # 1e-6 lies below the computed gap's rounding level too, but the gap of the point
+    # computed without rounding, with a unit roundoff on every entry, is within it.
+    prob.solve(solver="NABLAPROX", eps_abs=1e-6, eps_rel=0.0)
+    assert prob.status == s.OPTIMAL
+    assert prob.solver_stats.extra_stats["exact_gap"] < 1e-6
+    assert prob.value == pytest.approx(reference, rel=1e-8)
+
+
+def test_the_exact_gap_is_the_correctly_rounded_gap() -> None:
+    """``exact_gap`` against rational arithmetic, on a point whose gap cancels terms of
+    1e10 down to about 1e-3 (the floating-point sums are off by far more), and its
+    spread against the change of the gap when x and y move by a unit roundoff."""
+    rng = np.random.default_rng(5)
+    n, m = 300, 200
+    c, b = rng.standard_normal(n) * 1e4, rng.standard_normal(m) * 1e4
+    x, y = rng.standard_normal(n) * 1e6, rng.standard_normal(m) * 1e6
+    P = sp.random_array((n, n), density=0.05, random_state=6, format="csc")
+    P = (P + P.T) * 1e-2
+    y[0] = 0.0
+    partial = _exact(c, b, P, x, y)
+    y[0] = float(-partial / Fraction(b[0]))  # the gap nearly cancels
+    exact = abs(_exact(c, b, P, x, y))
+    gap, spread = exact_gap(c, b, P, x, y)
+    assert gap == float(exact) and 0.0 < gap < 1e-1
+    assert abs(float(x @ (P @ x) + c @ x + b @ y) - gap) > 10 * gap
+    moved = _exact(c, b, P, x * (1 + 2.0**-52), y * (1 - 2.0**-52))
+    assert abs(float(moved) - gap) <= spread
+    assert math.isnan(exact_gap(c, b, P, x * 1e300, y)[0])
+
+
+def _exact(c, b, P, x, y) -> Fraction:  # noqa: ANN001
+    """x'Px + c'x + b'y in rational arithmetic."""
+    P = sp.coo_array(P)
+    total = sum(Fraction(ci) * Fraction(xi) for ci, xi in zip(c, x, strict=True))
+    total += sum(Fraction(bi) * Fraction(yi) for bi, yi in zip(b, y, strict=True))
+    for v, i, j in zip(P.data, P.row, P.col, strict=True):
+        total += Fraction(v) * Fraction(x[i]) * Fraction(x[j])
+    return total

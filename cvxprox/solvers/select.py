@@ -6,6 +6,7 @@ Each choice comes with the one-line reason that ``verbose`` and
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -27,7 +28,7 @@ from cvxprox.solvers.common.fixed_columns import FixedColumns
 from cvxprox.solvers.common.kkt_checks import KKTChecker
 from cvxprox.solvers.common.result import LOOSE_CERTIFICATE, SolveResult, loose_factor
 from cvxprox.solvers.common.scaling import RuizScaling
-from cvxprox.solvers.common.termination import GAP_ROUNDING
+from cvxprox.solvers.common.termination import GAP_ROUNDING, exact_gap
 from cvxprox.solvers.dual_fista import DualFISTA
 from cvxprox.solvers.fista import FISTA
 from cvxprox.solvers.hybrid import EmbeddingThenPDHG
@@ -241,7 +242,7 @@ def solve_program(
     for which a threaded BLAS only adds synchronization: BLAS runs single-threaded during
     the solve (``single_threaded_blas``).
     """
-    return _within_rounding(_solve(program, options, warm_start), options)
+    return _within_rounding(_solve(program, options, warm_start), options, program)
 
 
 def _solve(program: Program, options: SolverOptions, warm_start: dict | None) -> SolveResult:
@@ -266,22 +267,44 @@ def _solve(program: Program, options: SolverOptions, warm_start: dict | None) ->
     return _run(solved, options, warm_start)
 
 
-def _within_rounding(result: SolveResult, options: SolverOptions) -> SolveResult:
+def _within_rounding(result: SolveResult, options: SolverOptions, program: Program) -> SolveResult:
     """An optimal result whose gap tolerance lies below the rounding level of the
-    computed gap (``KKTError.gap_verified``) becomes optimal_inaccurate: its gap was
+    computed gap (``KKTError.gap_verified``) stays optimal when its gap, computed without
+    rounding on the cone program (``exact_gap``), is within the tolerance with room for a
+    unit roundoff in every entry; otherwise it becomes optimal_inaccurate: its gap was
     checked to that level, not to the one asked (``info["inaccurate"]`` says so)."""
     kkt = result.kkt
-    if result.status == s.OPTIMAL and kkt is not None and not kkt.gap_verified:
-        result.status = s.OPTIMAL_INACCURATE
-        result.info["inaccurate"] = (
-            f"the gap tolerance {kkt.gap_tol:.1e} is below the rounding level "
-            f"{kkt.gap_floor:.1e} of the computed gap (objective terms up to "
-            f"{kkt.gap_floor / GAP_ROUNDING:.1e}); the gap {kkt.gap:.1e} was checked to that "
-            "level: raise eps_rel or eps_abs"
-        )
+    if result.status != s.OPTIMAL or kkt is None or kkt.gap_verified:
+        return result
+    gap, spread = _exact_gap(result, program)
+    if gap + spread <= kkt.gap_tol:
+        result.info["exact_gap"] = gap
         if options.verbose:
-            print(f"status: optimal_inaccurate: {result.info['inaccurate']}")
+            print(f"gap {gap:.2e} computed without rounding (spread {spread:.1e}): verified")
+        return result
+    result.status = s.OPTIMAL_INACCURATE
+    result.info["inaccurate"] = (
+        f"the gap tolerance {kkt.gap_tol:.1e} is below the rounding level "
+        f"{kkt.gap_floor:.1e} of the computed gap (objective terms up to "
+        f"{kkt.gap_floor / GAP_ROUNDING:.1e}); the gap {kkt.gap:.1e} was checked to that "
+        "level: raise eps_rel or eps_abs"
+    )
+    if options.verbose:
+        print(f"status: optimal_inaccurate: {result.info['inaccurate']}")
     return result
+
+
+def _exact_gap(result: SolveResult, program: Program) -> tuple[float, float]:
+    """``exact_gap`` of the result's point on the cone program it solves (NaN for a
+    method on the terms, whose gap is not a cone program's)."""
+    if not program.solve_assembled:
+        return math.nan, math.nan
+    cone = program.assemble()
+    if result.x is None or result.y is None or result.x.shape != (cone.n,):
+        return math.nan, math.nan
+    if result.y.shape != (cone.m,):
+        return math.nan, math.nan
+    return exact_gap(cone.c, cone.b, cone.P, result.x, result.y)
 
 
 def _run(
