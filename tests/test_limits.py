@@ -28,6 +28,13 @@ import scipy.sparse as sp
 from cvxpy.error import ParameterError
 
 import cvxprox
+from compare.datasets import (
+    data_dir,
+    maros_meszaros_blocks,
+    maros_meszaros_problem,
+    read_maros_meszaros,
+)
+from compare.suites.maros_meszaros import qpbenchmark_residuals
 from cvxprox.interface.solver import PROGRAM
 from cvxprox.ir.program import Program
 from cvxprox.solvers import hybrid
@@ -562,3 +569,26 @@ def _exact(c, b, P, x, y) -> Fraction:  # noqa: ANN001
     for v, i, j in zip(P.data, P.row, P.col, strict=True):
         total += Fraction(v) * Fraction(x[i]) * Fraction(x[j])
     return total
+
+
+HAVE_MAROS_MESZAROS = (data_dir() / "maros_meszaros").is_dir()
+
+
+@pytest.mark.skipif(not HAVE_MAROS_MESZAROS, reason="Maros-Meszaros data not found")
+@pytest.mark.parametrize("name", ["QFORPLAN", "QCAPRI", "HUESTIS"])
+def test_polished_maros_meszaros_points_meet_an_absolute_gap_tolerance(name: str) -> None:
+    """eps_abs = 1e-3, eps_rel = 0 on objectives of 7.5e9, 6.7e7 and 3.5e11: the
+    iterations stall far above that gap, and only a polished point meets it. QFORPLAN's
+    vertex is degenerate (the multipliers are refined from the iterate's), QCAPRI's
+    first active set is wrong (the rounds move it), and HUESTIS' gap tolerance lies below
+    the computed gap's rounding level (refined in extended precision, its gap computed
+    without rounding). qpbenchmark's own residuals at the point are all below 1e-3."""
+    data = read_maros_meszaros(name)
+    prob = maros_meszaros_problem(data)
+    prob.solve(solver="NABLAPROX", eps_abs=1e-3, eps_rel=0.0, time_limit=60)
+    assert prob.status == s.OPTIMAL
+    assert prob.solver_stats.extra_stats["polished"]
+    x = prob.variables()[0].value
+    duals = [c.dual_value for c in prob.constraints]
+    residuals = qpbenchmark_residuals(data, maros_meszaros_blocks(data), x, duals)
+    assert max(residuals) < 1e-3

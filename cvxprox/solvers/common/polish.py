@@ -106,26 +106,31 @@ def polish(
     more than n rows are active (a degenerate vertex) the multipliers are not unique,
     and those nearest the iterate's keep its signs, where the solve from zero gives some
     the wrong sign (Maros-Meszaros' QFORPLAN and QGFRDXPN: 429 rows active on 418
-    variables, 1244 on 1066).
+    variables, 1244 on 1066). The residuals of the refinement are computed in extended
+    precision (``np.longdouble``: 64 bits of mantissa on x86, float64 where the platform
+    has nothing longer), so that the point is exact to its own rounding, not to the
+    residual's: HUESTIS' exact gap 1.6e-5 against 6.8e-3 with float64 residuals (its
+    terms 7e11, the tolerance 1e-3).
     """
     n, m = program.n, program.m
     K = reduced_kkt(scaling.P, scaling.A, active)
     k = K.shape[0] - n
     regularization = sp.diags_array(np.concatenate([np.full(n, _DELTA), np.full(k, -_DELTA)]))
     rhs = np.concatenate([-scaling.c, scaling.b[active]])
-    sol = np.zeros(n + k)
+    sol = np.zeros(n + k, dtype=np.longdouble)
     if start is not None:
         sol[:n] = scaling.scale_x(start[0])
         sol[n:] = scaling.scale_y(start[1])[active]
+    K_long, rhs_long = K.astype(np.longdouble), rhs.astype(np.longdouble)
     try:
         factor = qdldl.Solver(sp.csc_array(K + regularization))
         for _ in range(_REFINE_STEPS + 1):
-            sol = sol + factor.solve(rhs - K @ sol)
+            sol = sol + factor.solve((rhs_long - K_long @ sol).astype(np.float64))
     except (ValueError, RuntimeError):
         return None
     if not np.all(np.isfinite(sol)):
         return None
-    x = scaling.unscale_x(sol[:n])
+    x = scaling.unscale_x(sol[:n].astype(np.float64))
     y_scaled = np.zeros(m)
     y_scaled[active] = sol[n:]
     y = scaling.unscale_y(y_scaled)
