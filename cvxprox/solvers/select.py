@@ -270,9 +270,10 @@ def _solve(program: Program, options: SolverOptions, warm_start: dict | None) ->
 def _within_rounding(result: SolveResult, options: SolverOptions, program: Program) -> SolveResult:
     """An optimal result whose gap tolerance lies below the rounding level of the
     computed gap (``KKTError.gap_verified``) stays optimal when its gap, computed without
-    rounding on the cone program (``exact_gap``), is within the tolerance with room for a
-    unit roundoff in every entry; otherwise it becomes optimal_inaccurate: its gap was
-    checked to that level, not to the one asked (``info["inaccurate"]`` says so)."""
+    rounding on the cone program (``exact_gap``), is within the tolerance with room for
+    the maps to the user's values (``_exact_gap``); otherwise it becomes
+    optimal_inaccurate: its gap was checked to that level, not to the one asked
+    (``info["inaccurate"]`` says so)."""
     kkt = result.kkt
     if result.status != s.OPTIMAL or kkt is None or kkt.gap_verified:
         return result
@@ -296,7 +297,10 @@ def _within_rounding(result: SolveResult, options: SolverOptions, program: Progr
 
 def _exact_gap(result: SolveResult, program: Program) -> tuple[float, float]:
     """``exact_gap`` of the result's point on the cone program it solves (NaN for a
-    method on the terms, whose gap is not a cone program's)."""
+    method on the terms, whose gap is not a cone program's), and the room to leave for
+    the maps that carry the point to the user's values: none for an LP or QP, whose
+    variable values and constraint duals are entries of x and -y (``cone2prox``), else
+    ``exact_gap``'s spread (a PSD cone's duals are rescaled)."""
     if not program.solve_assembled:
         return math.nan, math.nan
     cone = program.assemble()
@@ -304,7 +308,8 @@ def _exact_gap(result: SolveResult, program: Program) -> tuple[float, float]:
         return math.nan, math.nan
     if result.y.shape != (cone.m,):
         return math.nan, math.nan
-    return exact_gap(cone.c, cone.b, cone.P, result.x, result.y)
+    gap, spread = exact_gap(cone.c, cone.b, cone.P, result.x, result.y)
+    return gap, 0.0 if cone.is_polyhedral and math.isfinite(gap) else spread
 
 
 def _run(

@@ -47,11 +47,12 @@ of the point handed back (the same point through the postsolve and CVXPY's maps,
 rational arithmetic) 1.3e-3 and 2.0e-3, and the one qpbenchmark computes in floating
 point 5.6e-3 and 2.1e-3. Before such a point is reported, the gap of a cone program's
 point is computed again without rounding (``exact_gap``: every product split into two
-floats that hold it exactly, their sum correctly rounded); when that gap plus what a unit
-roundoff on every entry of x and y can move it by (the maps that carry the point to the
-user's variables copy, negate or scale entries) is within the tolerance, the status is
-``optimal``, else ``optimal_inaccurate``. QGFRDXPN's polished point: gap 4.5e-5 and
-spread 1.3e-4 against eps_abs = 1e-3, where the rounding level is 2.0e-3.
+floats that hold it exactly, their sum correctly rounded); when that gap is within the
+tolerance, with room for what a unit roundoff on every entry of x and y can move it by
+where the maps that carry the point to the user's values scale entries (not for LPs and
+QPs, whose maps copy and negate them), the status is ``optimal``, else
+``optimal_inaccurate``. QGFRDXPN's polished point: gap 4.5e-5 against eps_abs = 1e-3,
+where the rounding level is 2.0e-3.
 
 Every function takes the arrays of any array-API namespace (NumPy, torch, CuPy) and
 returns Python floats. The worst entry of each test is reported (``KKTError``): its
