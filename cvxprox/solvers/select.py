@@ -288,7 +288,14 @@ def _within_rounding(result: SolveResult, options: SolverOptions, program: Progr
         f"the gap tolerance {kkt.gap_tol:.1e} is below the rounding level "
         f"{kkt.gap_floor:.1e} of the computed gap (objective terms up to "
         f"{kkt.gap_floor / GAP_ROUNDING:.1e}); the gap {kkt.gap:.1e} was checked to that "
-        "level: raise eps_rel or eps_abs"
+        "level"
+        + (
+            f", and computed without rounding it is {gap:.1e} (with {spread:.1e} of room for "
+            "the maps to the user's values)"
+            if math.isfinite(gap)
+            else ""
+        )
+        + ": raise eps_rel or eps_abs"
     )
     if options.verbose:
         print(f"status: optimal_inaccurate: {result.info['inaccurate']}")
