@@ -582,8 +582,9 @@ def test_admm_checks_read_back_scalars_only(monkeypatch: pytest.MonkeyPatch) -> 
     """Cone-route ADMM on torch checks every iteration on the device (termination,
     certificates, best iterate, penalty update) and solves the KKT system by a dense LU
     there: a solve copies no vector to the host but the returned x, z, y; an LP copies
-    z and y besides for each polishing attempt. The SOCP starts from a poor penalty, so
-    that the penalty is updated (and the KKT matrix refactored) on the way."""
+    x, z and y besides for each polishing attempt (refined from the iterate). The SOCP
+    starts from a poor penalty, so that the penalty is updated (and the KKT matrix
+    refactored) on the way."""
     copies = _count_copies(monkeypatch)
     options = {"algorithm": "admm", "structure": "never", "backend": "torch"}
     prob = _socp()
@@ -602,7 +603,7 @@ def test_admm_checks_read_back_scalars_only(monkeypatch: pytest.MonkeyPatch) -> 
     lp.solve(solver="NABLAPROX", **options, eps_abs=1e-7, eps_rel=1e-7)
     extra = lp.solver_stats.extra_stats
     assert lp.status == cp.OPTIMAL and extra["polish_attempts"] > 0
-    assert len(copies) == 2 * extra["polish_attempts"] + (0 if extra["polished"] else 3)
+    assert len(copies) == 3 * extra["polish_attempts"] + (0 if extra["polished"] else 3)
     reference = _random_lp()
     reference.solve(solver="CLARABEL", **TIGHT)
     assert lp.value == pytest.approx(reference.value, rel=1e-5)

@@ -41,7 +41,7 @@ run where the iterates live (``_HostChecks``, ``_DeviceChecks``): on NumPy on th
 with the compiled ``KKTChecker.evaluate``; on torch and CuPy on the device in float64
 (``KKTChecker.kkt_error`` and ``KKTChecker.certificate`` on device arrays, the products
 with the scaled data as device CSR matrices), reading back scalars only. Vectors come back
-to the host only for a due polishing attempt (``PolishSchedule.attempt``: z and y), for
+to the host only for a due polishing attempt (``PolishSchedule.attempt``: x, z, y), for
 the returned point or certificate, once at the end, and for the host LDL' solves above
 ``DENSE_KKT_MAX``.
 """
