@@ -576,15 +576,16 @@ HAVE_MAROS_MESZAROS = (data_dir() / "maros_meszaros").is_dir()
 
 
 @pytest.mark.skipif(not HAVE_MAROS_MESZAROS, reason="Maros-Meszaros data not found")
-@pytest.mark.parametrize("name", ["QFORPLAN", "QCAPRI", "HUESTIS", "QSHELL"])
+@pytest.mark.parametrize("name", ["QFORPLAN", "QCAPRI", "HUESTIS", "QSHELL", "POWELL20"])
 def test_polished_maros_meszaros_points_meet_an_absolute_gap_tolerance(name: str) -> None:
-    """eps_abs = 1e-3, eps_rel = 0 on objectives of 7.5e9, 6.7e7, 3.5e11 and 1.6e12:
-    the iterations stall far above that gap, and only a polished point meets it.
+    """eps_abs = 1e-3, eps_rel = 0 on objectives of 7.5e9, 6.7e7, 3.5e11, 1.6e12 and
+    5.2e10: the iterations stall far above that gap, and only a polished point meets it.
     QFORPLAN's vertex is degenerate (the multipliers are refined from the iterate's),
-    QCAPRI's first active set is wrong (the rounds move it), and HUESTIS' and QSHELL's
-    gap tolerances lie below the computed gap's rounding level (refined in extended
-    precision, their gaps computed without rounding). qpbenchmark's own residuals at the
-    point are all below 1e-3."""
+    QCAPRI's first active set is wrong (the rounds move it), HUESTIS' and QSHELL's gap
+    tolerances lie below the computed gap's rounding level (refined in extended
+    precision, their gaps computed without rounding), and POWELL20's iterations end with
+    a gap that passes at the rounding level but not without rounding (its point is
+    polished then). qpbenchmark's own residuals at the point are all below 1e-3."""
     data = read_maros_meszaros(name)
     prob = maros_meszaros_problem(data)
     prob.solve(solver="NABLAPROX", eps_abs=1e-3, eps_rel=0.0, time_limit=60)

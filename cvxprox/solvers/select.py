@@ -26,6 +26,7 @@ from cvxprox.solvers.common.algorithm import FACTORIZATION_NNZ_LIMIT
 from cvxprox.solvers.common.column_scaling import ColumnScaling
 from cvxprox.solvers.common.fixed_columns import FixedColumns
 from cvxprox.solvers.common.kkt_checks import KKTChecker
+from cvxprox.solvers.common.polish import PolishSchedule, is_polishable
 from cvxprox.solvers.common.result import LOOSE_CERTIFICATE, SolveResult, loose_factor
 from cvxprox.solvers.common.scaling import RuizScaling
 from cvxprox.solvers.common.termination import GAP_ROUNDING, exact_gap
@@ -283,6 +284,9 @@ def _within_rounding(result: SolveResult, options: SolverOptions, program: Progr
         if options.verbose:
             print(f"gap {gap:.2e} computed without rounding (spread {spread:.1e}): verified")
         return result
+    polished = _polished_for_the_gap(result, options, program)
+    if polished is not None:
+        return polished
     result.status = s.OPTIMAL_INACCURATE
     result.info["inaccurate"] = (
         f"the gap tolerance {kkt.gap_tol:.1e} is below the rounding level "
@@ -299,6 +303,47 @@ def _within_rounding(result: SolveResult, options: SolverOptions, program: Progr
     )
     if options.verbose:
         print(f"status: optimal_inaccurate: {result.info['inaccurate']}")
+    return result
+
+
+def _polished_for_the_gap(
+    result: SolveResult, options: SolverOptions, program: Program
+) -> SolveResult | None:
+    """The result with its point polished on the LP or QP it solves (``PolishSchedule``,
+    from its x, z and y, within the run's time limit and a quarter of its time), when the
+    polished point passes the termination test and its gap, computed without rounding,
+    is within the tolerance; else None. The iterations' point stalls at a gap far above
+    the rounding of the one computed without it (Maros-Meszaros' POWELL20 at eps_abs =
+    1e-3, eps_rel = 0: 1.8e-3 on an objective of 5.2e10), a polished point is exact to
+    its own rounding (1.6e-4)."""
+    cone = program.assemble()
+    if not is_polishable(cone) or result.x is None or result.z is None or result.y is None:
+        return None
+    if (result.x.shape, result.y.shape) != ((cone.n,), (cone.m,)):
+        return None
+    elapsed = result.setup_time + result.solve_time
+    now = time.perf_counter()
+    scaling = RuizScaling(cone, options.scaling_iters)
+    schedule = PolishSchedule(
+        cone,
+        KKTChecker(cone, scaling, options),
+        deadline=now + options.time_limit - elapsed,
+        started=now - elapsed,
+    )
+    found = schedule.attempt(result.iterations, result.z, result.y, result.x)
+    result.solve_time += time.perf_counter() - now
+    result.info["polish_attempts"] = result.info.get("polish_attempts", 0) + schedule.attempts
+    if found is None:
+        return None
+    (x, z, y), err = found
+    gap, _ = exact_gap(cone.c, cone.b, cone.P, x, y)
+    if not gap <= err.gap_tol:
+        return None
+    result.x, result.z, result.y, result.kkt = x, z, y, err
+    result.info["polished"] = True
+    result.info["exact_gap"] = gap
+    if options.verbose:
+        print(f"polished: gap {gap:.2e} computed without rounding: verified")
     return result
 
 

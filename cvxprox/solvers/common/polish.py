@@ -157,7 +157,8 @@ class PolishSchedule:
     far took more than ``POLISH_SHARE`` of the time since the schedule began and more
     than ``POLISH_ALLOWANCE`` seconds (``within_share``), so that a program whose
     factorization fills in (Netlib's QAP12: 2 s an attempt against 0.14 ms a PDHG
-    iteration) spends its time iterating.
+    iteration) spends its time iterating. The run began at ``started`` (a
+    ``time.perf_counter()`` value; by default now).
     """
 
     def __init__(
@@ -166,6 +167,7 @@ class PolishSchedule:
         checker: KKTChecker,
         first: int = 100,
         deadline: float = math.inf,
+        started: float | None = None,
     ) -> None:
         self.enabled = is_polishable(program)
         self.program = program
@@ -179,7 +181,7 @@ class PolishSchedule:
         self._last_seconds = 0.0
         self._attempt_seconds: float | None = None
         self._spent = 0.0
-        self._started = time.perf_counter()
+        self._started = time.perf_counter() if started is None else started
 
     def due(self, iteration: int) -> bool:
         return self.enabled and iteration >= self.next and self.affordable() and self.within_share()
