@@ -1,6 +1,8 @@
 """Unit tests of the pieces the algorithms are built from: Anderson acceleration,
 polishing, equilibration."""
 
+import math
+
 import cvxpy as cp
 import numpy as np
 import pytest
@@ -24,6 +26,7 @@ from cvxprox.solvers.common import polish as polish_module
 from cvxprox.solvers.common.anderson import AndersonAcceleration, PlainAnderson
 from cvxprox.solvers.common.kkt_checks import KKTChecker
 from cvxprox.solvers.common.polish import (
+    ACTIVE_SET_ROUNDS,
     POLISH_ALLOWANCE,
     POLISH_SHARE,
     PolishSchedule,
@@ -239,6 +242,39 @@ def _timed_schedule(
     program = _program(_qp(0)[0])
     scaling = RuizScaling(program, SolverOptions().scaling_iters)
     return PolishSchedule(program, KKTChecker(program, scaling, SolverOptions())), clock, program.m
+
+
+@pytest.mark.parametrize(
+    "cost, deadline, solves",
+    [(0.01, math.inf, ACTIVE_SET_ROUNDS), (0.15, math.inf, 1), (0.01, 1.015, 1)],
+)
+def test_active_set_rounds_stop_at_the_share_and_the_deadline(
+    monkeypatch: pytest.MonkeyPatch, cost: float, deadline: float, solves: int
+) -> None:
+    """An attempt whose solves fail and move the active set solves again while another
+    solve as long as the last fits the polishing share of a run that has lasted 1 s
+    (0.25 s) and ends before the deadline: a 0.01 s solve goes on to the last round, a
+    0.15 s one stops after the first (0.3 s would pass the share), and so does a 0.01 s
+    one 0.015 s before the deadline."""
+    clock = _Clock()
+    program = _program(_qp(0)[0])
+    solved = []
+
+    def failing_solve(program: AssembledProgram, scaling, active, start=None):  # noqa: ANN001, ANN202
+        clock.now += cost
+        solved.append(active.copy())
+        zero = np.zeros(program.m)
+        return polish_module.Polished(np.zeros(program.n), zero, zero, ~active)
+
+    monkeypatch.setattr(polish_module, "time", clock)
+    monkeypatch.setattr(polish_module, "polish", failing_solve)
+    scaling = RuizScaling(program, SolverOptions().scaling_iters)
+    checker = KKTChecker(program, scaling, SolverOptions())
+    clock.now = 1.0
+    schedule = PolishSchedule(program, checker, deadline=deadline, started=0.0)
+    assert schedule.attempt(100, np.zeros(program.m), -np.ones(program.m)) is None
+    assert len(solved) == solves and schedule.attempts == 1
+    assert all(np.array_equal(b, ~a) for a, b in zip(solved[:-1], solved[1:], strict=True))
 
 
 def test_polishing_takes_at_most_its_share_of_the_run(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -540,6 +540,28 @@ def test_an_absolute_gap_below_rounding_gives_optimal_inaccurate() -> None:
     assert "exact_gap" not in prob.solver_stats.extra_stats
 
 
+def test_a_structured_program_below_rounding_is_not_assembled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lasso solved on its terms (FISTA) with eps_rel = 0 and an objective of 9e12: its
+    gap tolerance lies below the rounding level, and its gap is not a cone program's, so
+    the point is optimal_inaccurate without the cone form being built (a term without
+    one would raise) or polished."""
+
+    def no_cone_form(self: Program) -> None:
+        raise AssertionError("assembled")
+
+    monkeypatch.setattr(Program, "assemble", no_cone_form)
+    rng = np.random.default_rng(0)
+    A, b = rng.standard_normal((40, 20)), 1e6 * rng.standard_normal(40)
+    x = cp.Variable(20)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(A @ x - b) + cp.norm1(x)))
+    prob.solve(solver="NABLAPROX", eps_abs=1e-3, eps_rel=0.0)
+    assert prob.status == s.OPTIMAL_INACCURATE
+    assert prob.solver_stats.extra_stats["algorithm"] == "fista"
+    assert "rounding level" in prob.solver_stats.extra_stats["inaccurate"]
+
+
 def test_the_exact_gap_is_the_correctly_rounded_gap() -> None:
     """``exact_gap`` against rational arithmetic, on a point whose gap cancels terms of
     1e10 down to about 1e-3 (the floating-point sums are off by far more), and its

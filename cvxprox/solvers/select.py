@@ -272,21 +272,26 @@ def _within_rounding(result: SolveResult, options: SolverOptions, program: Progr
     """An optimal result whose gap tolerance lies below the rounding level of the
     computed gap (``KKTError.gap_verified``) stays optimal when its gap, computed without
     rounding on the cone program (``exact_gap``), is within the tolerance with room for
-    the maps to the user's values (``_exact_gap``); otherwise it becomes
-    optimal_inaccurate: its gap was checked to that level, not to the one asked
-    (``info["inaccurate"]`` says so)."""
+    the maps to the user's values (``_exact_gap``), or, for an LP or QP, when a point
+    polished from it passes the test with such a gap (``_polished_for_the_gap``);
+    otherwise it becomes optimal_inaccurate: its gap was checked to that level, not to
+    the one asked (``info["inaccurate"]`` says so). The time this takes counts in the
+    solve time."""
     kkt = result.kkt
     if result.status != s.OPTIMAL or kkt is None or kkt.gap_verified:
         return result
+    started = time.perf_counter()
     gap, spread = _exact_gap(result, program)
     if gap + spread <= kkt.gap_tol:
         result.info["exact_gap"] = gap
+        result.solve_time += time.perf_counter() - started
         if options.verbose:
             print(f"gap {gap:.2e} computed without rounding (spread {spread:.1e}): verified")
         return result
-    polished = _polished_for_the_gap(result, options, program)
-    if polished is not None:
-        return polished
+    polished = _polished_for_the_gap(result, options, program, started)
+    result.solve_time += time.perf_counter() - started
+    if polished:
+        return result
     result.status = s.OPTIMAL_INACCURATE
     result.info["inaccurate"] = (
         f"the gap tolerance {kkt.gap_tol:.1e} is below the rounding level "
@@ -307,44 +312,56 @@ def _within_rounding(result: SolveResult, options: SolverOptions, program: Progr
 
 
 def _polished_for_the_gap(
-    result: SolveResult, options: SolverOptions, program: Program
-) -> SolveResult | None:
-    """The result with its point polished on the LP or QP it solves (``PolishSchedule``,
-    from its x, z and y, within the run's time limit and a quarter of its time), when the
-    polished point passes the termination test and its gap, computed without rounding,
-    is within the tolerance; else None. The iterations' point stalls at a gap far above
-    the rounding of the one computed without it (Maros-Meszaros' POWELL20 at eps_abs =
-    1e-3, eps_rel = 0: 1.8e-3 on an objective of 5.2e10), a polished point is exact to
-    its own rounding (1.6e-4)."""
+    result: SolveResult, options: SolverOptions, program: Program, started: float
+) -> bool:
+    """Whether the result's point, polished on the LP or QP it solves (``PolishSchedule``
+    from its x, z and y; ``started`` is when this check began), passes the termination
+    test with its gap, computed without rounding, within the tolerance; the result then
+    holds the polished point (and its warm start). The iterations' point can stall at a
+    gap far above the rounding of the one computed without it (Maros-Meszaros' POWELL20
+    at eps_abs = 1e-3, eps_rel = 0: 1.8e-3 on an objective of 5.2e10), while a polished
+    point is exact to its own rounding (1.6e-4).
+
+    The attempt has its own budget: it ends before the run's time limit and takes at
+    most a quarter of the run's time so far (or ``POLISH_ALLOWANCE``). The polished point
+    must pass the test in the units of both equilibrations the methods take theirs from
+    (Ruiz, as ADMM, the embedding and presolve's original test; Ruiz with Pock-Chambolle,
+    as PDHG), so that it is never tested more loosely than the run's own point was."""
+    if not program.solve_assembled:
+        return False
     cone = program.assemble()
     if not is_polishable(cone) or result.x is None or result.z is None or result.y is None:
-        return None
+        return False
     if (result.x.shape, result.y.shape) != ((cone.n,), (cone.m,)):
-        return None
-    elapsed = result.setup_time + result.solve_time
+        return False
+    elapsed = result.setup_time + result.solve_time + (time.perf_counter() - started)
     now = time.perf_counter()
-    scaling = RuizScaling(cone, options.scaling_iters)
     schedule = PolishSchedule(
         cone,
-        KKTChecker(cone, scaling, options),
+        KKTChecker(cone, RuizScaling(cone, options.scaling_iters), options),
         deadline=now + options.time_limit - elapsed,
         started=now - elapsed,
     )
     found = schedule.attempt(result.iterations, result.z, result.y, result.x)
-    result.solve_time += time.perf_counter() - now
     result.info["polish_attempts"] = result.info.get("polish_attempts", 0) + schedule.attempts
     if found is None:
-        return None
+        return False
     (x, z, y), err = found
+    pdhg_units = RuizScaling(cone, options.scaling_iters, pock_chambolle=True)
+    Px = None if cone.P is None else cone.P @ x
+    also = KKTChecker(cone, pdhg_units, options).kkt_error(x, z, y, cone.A @ x, cone.A.T @ y, Px)
     gap, _ = exact_gap(cone.c, cone.b, cone.P, x, y)
-    if not gap <= err.gap_tol:
-        return None
+    if not (also.converged and gap <= min(err.gap_tol, also.gap_tol)):
+        return False
     result.x, result.z, result.y, result.kkt = x, z, y, err
     result.info["polished"] = True
     result.info["exact_gap"] = gap
+    warm = result.info.get("warm_start")
+    if warm is not None and warm["x"].shape == x.shape and warm["y"].shape == y.shape:
+        result.info["warm_start"] = {**warm, "x": x, "z": z, "y": y}
     if options.verbose:
         print(f"polished: gap {gap:.2e} computed without rounding: verified")
-    return result
+    return True
 
 
 def _exact_gap(result: SolveResult, program: Program) -> tuple[float, float]:

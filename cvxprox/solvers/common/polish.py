@@ -107,10 +107,11 @@ def polish(
     and those nearest the iterate's keep its signs, where the solve from zero gives some
     the wrong sign (Maros-Meszaros' QFORPLAN and QGFRDXPN: 429 rows active on 418
     variables, 1244 on 1066). The residuals of the refinement are computed in extended
-    precision (``np.longdouble``: 64 bits of mantissa on x86, float64 where the platform
-    has nothing longer), so that the point is exact to its own rounding, not to the
-    residual's: HUESTIS' exact gap 1.6e-5 against 6.8e-3 with float64 residuals (its
-    terms 7e11, the tolerance 1e-3).
+    precision (``np.longdouble``: 64 bits of mantissa on x86, a software quadruple on
+    aarch64 Linux, float64 where the platform has nothing longer; six products with the
+    reduced matrix, against a factorization), so that the point is exact to its own
+    rounding, not to the residual's: HUESTIS' exact gap 1.6e-5 against 6.8e-3 with
+    float64 residuals (its terms 7e11, the tolerance 1e-3).
     """
     n, m = program.n, program.m
     K = reduced_kkt(scaling.P, scaling.A, active)
@@ -149,7 +150,7 @@ class PolishSchedule:
     A polished point is accepted only if it satisfies the termination criteria, so a
     wrong active set costs one factorization and nothing else. Each attempt is priced
     before it is made (``priced_within``: the first by the predicted flops of its
-    factorization, later ones by the last attempt's time) and skipped when dearer than
+    factorization, later ones by the time of the last solve) and skipped when dearer than
     the share and the deadline allow. No attempt starts when
     the previous one took longer than the time left before ``deadline`` (a
     ``time.perf_counter()`` value; the run's time limit), so that polishing a large
@@ -193,9 +194,9 @@ class PolishSchedule:
         return self._spent <= max(POLISH_ALLOWANCE, POLISH_SHARE * elapsed)
 
     def priced_within(self, active: np.ndarray, now: float) -> bool:
-        """Whether an attempt on the rows ``active``, priced before it is made (the last
-        attempt's time; before any, the flops of its factorization predicted by
-        ``predict_fill``, times ``FACTOR_FLOP_SECONDS``), takes at most the share
+        """Whether an attempt's first solve on the rows ``active``, priced before it is
+        made (the last solve's time; before any, the flops of its factorization predicted
+        by ``predict_fill``, times ``FACTOR_FLOP_SECONDS``), takes at most the share
         ``within_share`` gives all attempts and ends before the deadline (an attempt whose
         prediction gave up is made). A factor that fills in (Netlib's QAP15: 32 s) is not
         attempted at the first check of a run that needs one second."""

@@ -50,14 +50,16 @@ point is computed again without rounding (``exact_gap``: every product split int
 floats that hold it exactly, their sum correctly rounded); when that gap is within the
 tolerance, with room for what a unit roundoff on every entry of x and y can move it by
 where the maps that carry the point to the user's values scale entries (not for LPs and
-QPs, whose maps copy and negate them), the status is ``optimal``, else
-``optimal_inaccurate``. QGFRDXPN's polished point: gap 4.5e-5 against eps_abs = 1e-3,
-where the rounding level is 2.0e-3.
+QPs, whose maps copy and negate them), the status is ``optimal``; else an LP or QP is
+polished from the point once more, and a polished point that passes the test with its
+gap so verified is ``optimal``; otherwise the status is ``optimal_inaccurate``
+(``cvxprox.solvers.select``). QGFRDXPN's polished point: gap 4.5e-5 against eps_abs =
+1e-3, where the rounding level is 2.0e-3.
 
-Every function takes the arrays of any array-API namespace (NumPy, torch, CuPy) and
-returns Python floats. The worst entry of each test is reported (``KKTError``): its
-residual and its tolerance, so that ``residual <= tolerance`` holds for every entry
-exactly when it holds for the reported one.
+Every function but ``exact_gap`` (host NumPy arrays) takes the arrays of any array-API
+namespace (NumPy, torch, CuPy) and returns Python floats. The worst entry of each test
+is reported (``KKTError``): its residual and its tolerance, so that ``residual <=
+tolerance`` holds for every entry exactly when it holds for the reported one.
 """
 
 from __future__ import annotations
@@ -108,8 +110,8 @@ class KKTError:
     @property
     def gap_verified(self) -> bool:
         """Whether the gap's tolerance is above its rounding level, so that passing the
-        test means what was asked (else a converged point is only as accurate as the
-        arithmetic allows: ``optimal_inaccurate``)."""
+        test means what was asked (else a converged point is verified without rounding,
+        module docstring, before it may be called ``optimal``)."""
         return self.gap_tol >= self.gap_floor
 
     @property
