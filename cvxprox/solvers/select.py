@@ -327,18 +327,14 @@ def _polished_for_the_gap(
     must pass the test in the units of both equilibrations the methods take theirs from
     (Ruiz, as ADMM, the embedding and presolve's original test; Ruiz with Pock-Chambolle,
     as PDHG), so that it is never tested more loosely than the run's own point was."""
-    if not program.solve_assembled:
-        return False
-    cone = program.assemble()
-    if not is_polishable(cone) or result.x is None or result.z is None or result.y is None:
-        return False
-    if (result.x.shape, result.y.shape) != ((cone.n,), (cone.m,)):
+    cone = _cone_of_point(result, program)
+    if cone is None or not is_polishable(cone) or result.z is None:
         return False
     elapsed = result.setup_time + result.solve_time + (time.perf_counter() - started)
     now = time.perf_counter()
     schedule = PolishSchedule(
         cone,
-        KKTChecker(cone, RuizScaling(cone, options.scaling_iters), options),
+        _original_checker(cone, options),
         deadline=now + options.time_limit - elapsed,
         started=now - elapsed,
     )
@@ -348,8 +344,7 @@ def _polished_for_the_gap(
         return False
     (x, z, y), err = found
     pdhg_units = RuizScaling(cone, options.scaling_iters, pock_chambolle=True)
-    Px = None if cone.P is None else cone.P @ x
-    also = KKTChecker(cone, pdhg_units, options).kkt_error(x, z, y, cone.A @ x, cone.A.T @ y, Px)
+    also = KKTChecker(cone, pdhg_units, options).evaluate(x, z, y)
     gap, _ = exact_gap(cone.c, cone.b, cone.P, x, y)
     if not (also.converged and gap <= min(err.gap_tol, also.gap_tol)):
         return False
@@ -370,15 +365,22 @@ def _exact_gap(result: SolveResult, program: Program) -> tuple[float, float]:
     the maps that carry the point to the user's values: none for an LP or QP, whose
     variable values and constraint duals are entries of x and -y (``cone2prox``), else
     ``exact_gap``'s spread (a PSD cone's duals are rescaled)."""
-    if not program.solve_assembled:
-        return math.nan, math.nan
-    cone = program.assemble()
-    if result.x is None or result.y is None or result.x.shape != (cone.n,):
-        return math.nan, math.nan
-    if result.y.shape != (cone.m,):
+    cone = _cone_of_point(result, program)
+    if cone is None:
         return math.nan, math.nan
     gap, spread = exact_gap(cone.c, cone.b, cone.P, result.x, result.y)
     return gap, 0.0 if cone.is_polyhedral and math.isfinite(gap) else spread
+
+
+def _cone_of_point(result: SolveResult, program: Program) -> AssembledProgram | None:
+    """The cone program whose variables and rows the result's x and y are, or None (a
+    method on the terms, or no point)."""
+    if not program.solve_assembled or result.x is None or result.y is None:
+        return None
+    cone = program.assemble()
+    if (result.x.shape, result.y.shape) != ((cone.n,), (cone.m,)):
+        return None
+    return cone
 
 
 def _run(

@@ -222,12 +222,15 @@ class PolishSchedule:
         system gives a point far from optimal: on the 60 smallest Netlib LPs at default
         tolerances, 365 attempts at the doubling schedule's checks, 6 of them on n active
         rows, and the only one that passed among them."""
-        if self.program.has_quadratic:
-            return True
         active = self._equalities
         for rows in self._inequalities:
             active += int((z[rows] < -y[rows]).sum())
-        return active == self.program.n
+        return self._solvable(active)
+
+    def _solvable(self, active: int) -> bool:
+        """Whether a reduced system on ``active`` rows can have one solution: any with P,
+        exactly n for an LP (``determined``)."""
+        return self.program.has_quadratic or active == self.program.n
 
     def affordable(self) -> bool:
         """Whether an attempt as long as the previous one ends before the deadline."""
@@ -279,25 +282,19 @@ class PolishSchedule:
             self._attempt_seconds = time.perf_counter() - begun
             if polished is None:
                 break
-            err = self._kkt_error(polished)
+            err = self.checker.evaluate(*polished.point)
             if err.converged:
                 found = (polished.point, err)
                 break
             if np.array_equal(polished.next_active, active) or not self._another_round(start):
                 break
             active, iterate = polished.next_active, (polished.x, polished.y)
-            if not self.program.has_quadratic and np.count_nonzero(active) != self.program.n:
+            if not self._solvable(int(np.count_nonzero(active))):
                 break
         self._last_seconds = time.perf_counter() - start
         self._spent += self._last_seconds
         self.succeeded = found is not None
         return found
-
-    def _kkt_error(self, polished: Polished) -> KKTError:
-        x, z, y = polished.point
-        prog = self.program
-        Px = None if prog.P is None else prog.P @ x
-        return self.checker.kkt_error(x, z, y, prog.A @ x, prog.A.T @ y, Px)
 
     def _another_round(self, started: float) -> bool:
         """Whether a solve as long as the last one still fits the attempts' share of the
