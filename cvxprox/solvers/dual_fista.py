@@ -71,6 +71,12 @@ least sqrt(2 cost k) iterations after one at iteration k, which balances the che
 cost against the iterations run past convergence
 (``cvxprox.solvers.common.termination.check_spacing``).
 
+Windows. On the fused iterations, a check that fails on a few rows of the image is
+followed by a round of block-coordinate descent on the dual over small windows around
+them, every other row held fixed (``cvxprox.solvers.dual_windows``: when, how far, and
+what it measured), and by a check at once; its work counts in the iterations as image
+passes (TV denoising 1024 x 1024 at eps 1e-6: 1631 iterations against 5230).
+
 Infeasibility. When the indicator terms cannot hold together, the dual objective is
 unbounded and the iterates diverge along a Farkas certificate: y - y_0 (y_0 the
 starting point) is tested (``FarkasTest``, as in split ADMM) at the first check after
@@ -116,6 +122,7 @@ from cvxprox.solvers.common.result import BestIterate, SolveResult, finish, resu
 from cvxprox.solvers.common.term_checks import SPARSE_KINDS, StructuredChecker
 from cvxprox.solvers.common.termination import check_spacing
 from cvxprox.solvers.common.terms import StackedTerms, TermLayout
+from cvxprox.solvers.dual_windows import MARGIN, SHARE, WindowRefinement
 
 # Step rule (as in fista.py): the trial constant after an accepted step is _DECREASE L;
 # a failed descent test multiplies it by _BACKTRACK.
@@ -321,6 +328,7 @@ class DualFISTA(Algorithm):
         q, H, H_inv, clip = steps.q, steps.H, steps.H_inv, steps.clip
         fused = isinstance(steps, FusedTVIterations) or steps.fused is not None
         check_cost = _CHECK_COST_FUSED if fused else _CHECK_COST
+        windows = WindowRefinement(steps) if isinstance(steps, FusedTVIterations) else None
         setup_time = time.perf_counter() - t0
 
         log = IterationLog(opts.verbose)
@@ -334,7 +342,13 @@ class DualFISTA(Algorithm):
                 f"prox terms on the dual: {len(prox_at)} ({K.m} dual variables)",
                 f"L = ||K H^-1/2||^2 <= {L0:.3e}, first step 1/L = {1.0 / L:.3e}; "
                 f"backtracking x{_BACKTRACK:g}, decrease x{_DECREASE:g} per step",
-                "adaptive restart (gradient scheme, O'Donoghue-Candes)",
+                "adaptive restart (gradient scheme, O'Donoghue-Candes)"
+                + (
+                    f"; block rounds on windows around the failing rows (<= {SHARE:g} of "
+                    f"the image, margin {MARGIN})"
+                    if windows is not None
+                    else ""
+                ),
                 f"eps_abs={opts.eps_abs:.1e} eps_rel={opts.eps_rel:.1e} "
                 f"max_iters={opts.max_iters} time_limit={opts.time_limit}",
             ],
@@ -348,10 +362,16 @@ class DualFISTA(Algorithm):
         log_every, certify_every = 10 * opts.check_every, _CERTIFICATE_EVERY * opts.check_every
         # z, y and A x stacked over all terms, filled in place at every check.
         stacked = tuple(backend.zeros(layout.m) for _ in range(3))
+        # A window round is tested at once (``dual_windows``): no iterations before the
+        # next check, and no round at it.
+        retest = False
         while it < opts.max_iters:
-            span = spacing * opts.check_every - it % opts.check_every
-            count = min(span, opts.max_iters - it)
-            steps.run(count)
+            if retest:
+                count = 0
+            else:
+                span = spacing * opts.check_every - it % opts.check_every
+                count = min(span, opts.max_iters - it)
+                steps.run(count)
             it += count
             y, z_g, Kty = steps.probe()
             L = steps.L
@@ -367,6 +387,15 @@ class DualFISTA(Algorithm):
                 log.row(it, err, 1.0 / L)
                 logged = it
             spacing = check_spacing(err.normalized, check_cost, it, opts.check_every)
+            if windows is not None and err.primal > err.primal_tol and not retest:
+                deadline = t0 + opts.time_limit
+                passes = self._window_round(
+                    windows, checker, layout, prox_at, point, Ax_full, it, deadline
+                )
+                it += passes
+                retest = passes > 0
+            else:
+                retest = False
             if it // certify_every > certified // certify_every:
                 certified = it
                 dy = y - y_start
@@ -393,6 +422,9 @@ class DualFISTA(Algorithm):
             "lipschitz": L,
             "fused": fused,
         }
+        if windows is not None:
+            info["window_rounds"] = windows.rounds
+            info["window_passes"] = windows.work
         point, cert = result_to_host(backend, status, point, best, cert)
         return finish(
             status,
@@ -446,6 +478,30 @@ class DualFISTA(Algorithm):
         if grid is not None:
             trial = backend.dual_tv_trial(grid, smooth.q, smooth.H, bounds)
         return DualIterations(K, smooth, bounds, backend, y, L, L_min, trial)
+
+    @staticmethod
+    def _window_round(
+        windows: WindowRefinement,
+        checker: StructuredChecker,
+        layout: TermLayout,
+        prox_at: list[int],
+        point: tuple[Any, Any, Any],
+        Ax: Any,
+        it: int,
+        deadline: float,
+    ) -> int:
+        """A round of ``WindowRefinement`` when one is due for the checked point (its TV
+        rows' residuals over their tolerances), until ``deadline``; the iterations it
+        counts (its image passes, rounded up; 0 when none is due)."""
+        tests = [
+            checker.row_test(k, Ax[layout.slices[k]], point[1][layout.slices[k]]) for k in prox_at
+        ]
+        residual = np.concatenate([t[0] for t in tests])
+        tol = np.concatenate([np.broadcast_to(t[1], t[0].shape) for t in tests])
+        boxes = windows.boxes(residual / tol)
+        if boxes is None:
+            return 0
+        return math.ceil(windows.round(boxes, float(np.min(tol)), deadline, it))
 
     @staticmethod
     def _point(

@@ -358,6 +358,32 @@ def _first_column_descent(  # noqa: ANN202, PLR0913
 
 
 @njit(**_JIT)
+def matvec(rows: int, cols: int, iso: bool, offsets: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """K x in the kernel's layout (planar when isotropic): the differences
+    x_{p+r} - x_p and x_{p+1} - x_p of the module docstring, the adjoint of ``rmatvec``."""
+    if iso:
+        groups = (rows - 1) * (cols - 1)
+        out = np.empty(2 * groups)
+        for j in range(cols - 1):
+            for i in range(rows - 1):
+                p = i + rows * j
+                g = i + (rows - 1) * j
+                out[g] = x[p + rows] - x[p]
+                out[groups + g] = x[p + 1] - x[p]
+        return out
+    out = np.empty((rows - 1) * cols + rows * (cols - 1))
+    for j in range(cols):
+        for i in range(rows - 1):
+            p = i + rows * j
+            out[offsets[0] + i + (rows - 1) * j] = x[p + 1] - x[p]
+    for j in range(cols - 1):
+        for i in range(rows):
+            p = i + rows * j
+            out[offsets[1] + p] = x[p + rows] - x[p]
+    return out
+
+
+@njit(**_JIT)
 def rmatvec(rows: int, cols: int, iso: bool, offsets: np.ndarray, y: np.ndarray) -> np.ndarray:
     """K'y (n,) for y in the kernel's layout (planar when isotropic)."""
     out = np.empty(rows * cols)

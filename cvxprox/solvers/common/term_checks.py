@@ -254,20 +254,31 @@ class StructuredChecker:
         """max(|(A x)_i|, |z_i|, |b_i|) per row of a constraint; a term's largest of these
         on every row of any other term (the rows of one function's argument are one
         quantity, in one unit)."""
-        layout, xp = self.layout, self.layout.backend.xp
         magnitude = self._magnitude
-        for term, rows in zip(layout.terms, layout.slices, strict=True):
-            if not term.size:
-                continue
-            parts = (Ax[rows], z[rows], layout.b[rows])
-            if term.function.is_indicator:
-                magnitude[rows] = xp.maximum(
-                    xp.maximum(xp.abs(parts[0]), xp.abs(parts[1])), xp.abs(parts[2])
-                )
-            else:
-                # max |v| = max(max v, -min v): no |v| temporary.
-                magnitude[rows] = max(max(float(xp.max(v)), -float(xp.min(v))) for v in parts)
+        for k, rows in enumerate(self.layout.slices):
+            if self.layout.terms[k].size:
+                magnitude[rows] = self._term_magnitude(k, Ax[rows], z[rows])
         return magnitude
+
+    def _term_magnitude(self, k: int, Ax: Any, z: Any) -> Any:
+        """``_row_magnitude`` on term k's rows, from its A_k x and z_k: a vector for a
+        constraint, one number for any other term."""
+        xp = self.layout.backend.xp
+        parts = (Ax, z, self.layout.b[self.layout.slices[k]])
+        if self.layout.terms[k].function.is_indicator:
+            return xp.maximum(xp.maximum(xp.abs(parts[0]), xp.abs(parts[1])), xp.abs(parts[2]))
+        # max |v| = max(max v, -min v): no |v| temporary.
+        return max(max(float(xp.max(v)), -float(xp.min(v))) for v in parts)
+
+    def row_test(self, k: int, Ax: Any, z: Any) -> tuple[Any, Any]:
+        """(|A_k x - b_k - z_k|, tol) on term k's rows (each (m_k,)), from its A_k x and
+        z_k: the primal test's residual and tolerance per row, which ``evaluate`` takes
+        the worst ratio of."""
+        rows = self.layout.slices[k]
+        residual = abs(Ax - self.layout.b[rows] - z)
+        magnitude = self._term_magnitude(k, Ax, z)
+        tol = self.opts.eps_abs * self._primal_unit[rows] + self.opts.eps_rel * magnitude
+        return residual, tol
 
     def _function_sum(self, v: np.ndarray) -> float:
         """sum_i f_i(v_i) over the terms that are not indicators (v stacked like z).

@@ -1,0 +1,272 @@
+"""Block-coordinate rounds of dual FISTA on windows of a 2-D TV image.
+
+Dual FISTA on TV denoising (``cvxprox.solvers.dual_fista``, fused on NumPy by
+``cvxprox.backend.jit.dual_tv``) brings most of the image's rows in long before the last
+ones: on the structured suite's 1024 x 1024 phantom at eps 1e-6, after 3000 iterations
+325 of the 1.05 million groups fail the per-row test, in 90 clusters of at most 36
+groups, and the plain iterations take 2230 more to bring them in. A round solves the
+dual on small windows around the failing rows instead, every other row held fixed.
+
+The dual (``dual_fista``'s module docstring) is minimize_y psi(y) = 1/2 ||q + K'y||^2_{H^-1}
++ g*(y) (with bounds, psi's smooth part is Huber-like in q + K'y). Split y into a
+window's rows y_W, those of TV whose pixels all lie in a rectangle P of pixels (whole
+groups when isotropic), and the rest y_R: K'y = K_W'y_W + K_R'y_R, and K_W'y_W is
+supported on P. With y_R fixed, psi in y_W is the same dual on the sub-image P with
+q_W = (q + K'y - K_W'y_W)|_P and H, the bounds and the weights restricted to P: the
+fused iterations solve it as they solve the whole image, and the sub-image's x(y) is
+the whole image's on P. A round is block-coordinate descent on psi, one window after the
+other (each from the K'y the ones before it left); the run's own test on the whole
+image follows it.
+
+Rules (measured at eps 1e-6 on the phantom, ``compare.suites.structured``'s
+``build_tv_denoising``, seeds 0-2 at 512 x 512 and 0-1 at 1024 x 1024, and on the
+two-level test image of ``tests/test_dual_windows.py`` at 64 x 80, 128 x 128 and 200 x
+240, fused iterations forced, at eps 1e-6 and 1e-7):
+
+- a round is due at a check whose primal test fails (the method's dual residual is zero
+  by construction) when the windows cover at most ``SHARE`` of the pixels: the failing
+  rows' pixels dilated by ``MARGIN`` (8-connected), the bounding box of each connected
+  part with one more row and column (the far pixels of its rows), boxes that share
+  pixels merged into their bounding box until none do (``window_boxes``);
+- each window runs from the current y until its worst residual, at its own candidate
+  (``FusedTVIterations.probe``, as the run's checks), is at most ``TARGET`` times the
+  test's tolerance: chunks of ``CHUNK`` iterations, doubling, within the round's budget,
+  ``BUDGET`` times the iterations since the last round in image passes, shared by the
+  windows in proportion to their pixels (a window at a degenerate spot, a multiplier on
+  its disc's edge where the image is flat, converges at the sublinear rate and may take
+  thousands of iterations on a hundred pixels);
+- after a round the momentum restarts (the previous iterate is the current one), and the
+  next check comes at once, with no round at it.
+
+Rows at a window's edge share pixels with rows outside it, so a round can leave rows
+just outside its windows failing by a few times the tolerance; the iterations that
+follow bring these in. Iterations to pass (window work included), against the run
+without rounds: the phantom 512 x 512 1620, 1631, 1641 against 4050, 3780, 5230;
+1024 x 1024 1631, 1631 against 5230, 7300; the test image at 1e-6 1072, 1320, 1300
+against 1140, 1450, 1620, and at 1e-7 4260, 3792, 3280 against 4920, 6570, 5550.
+Variants measured and not kept: margin 8 (1811 on each of the four phantom runs it
+was tried on), share 0.3 (within 10% either way, with three times the window work);
+windows stopped at 500 iterations (at 1e-7 every round ends at that cap on the test
+image and the runs take 5650, 6710, 5790); the momentum restarted on the windows' rows
+only (phantom 2171 to 3061); no check at once after a round (1024 x 1024: 2200).
+
+The work of a round is counted in the run's iterations as image passes: the sum over
+windows of iterations times pixels, over the image's pixels.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.ndimage as ndi
+
+from cvxprox.backend.jit.dual_tv import (
+    FusedTVIterations,
+    TVGrid,
+    interleave,
+    matvec,
+    rmatvec,
+)
+
+# A round is taken when its windows cover at most this share of the image's pixels.
+SHARE = 0.1
+# The failing rows' pixels are dilated by this many pixels (8-connected) into windows.
+MARGIN = 4
+# A window runs in chunks of CHUNK iterations, doubling, until its worst residual is at
+# most TARGET times the test's tolerance or the round's budget is spent: BUDGET times
+# the run's iterations since the last round, in image passes.
+CHUNK = 50
+TARGET = 0.25
+BUDGET = 0.1
+
+
+@dataclass
+class Window:
+    """The rectangle of pixels [i0, i1] x [j0, j1] (inclusive) of an r x c image: the
+    sub-image's grid, the global indices (kernel layout) of its rows in the sub-grid's
+    own layout order, and its pixels (F order)."""
+
+    grid: TVGrid
+    rows: np.ndarray
+    pixels: np.ndarray
+
+
+def window(grid: TVGrid, i0: int, i1: int, j0: int, j1: int) -> Window:
+    """The window of the pixel rectangle [i0, i1] x [j0, j1] of ``grid``'s image: the rows
+    of TV whose pixels all lie in it (``cvxprox.backend.jit.dual_tv``'s layouts, planar
+    when isotropic)."""
+    r = grid.rows
+    rs, cs = i1 - i0 + 1, j1 - j0 + 1
+    ii, jj = np.arange(i0, i1 + 1), np.arange(j0, j1 + 1)
+    pixels = (ii[:, None] + r * jj[None, :]).ravel(order="F")
+    if grid.iso:
+        groups = (r - 1) * (grid.cols - 1)
+        g = (ii[:-1, None] + (r - 1) * jj[None, :-1]).ravel(order="F")
+        rows = np.concatenate([g, groups + g])
+        w0 = grid.w0 if grid.w0.shape[0] == 1 else grid.w0[g]
+        sub = TVGrid(rs, cs, True, np.zeros(2, dtype=np.int64), w0, w0)
+        return Window(sub, rows, pixels)
+    # Axis-0 (vertical) rows i + (r-1) j of every column, axis-1 rows i + r j of every
+    # column but the last; the sub-grid stacks them in the image's order.
+    v = (ii[:-1, None] + (r - 1) * jj[None, :]).ravel(order="F")
+    h = (ii[:, None] + r * jj[None, :-1]).ravel(order="F")
+    first = 0 if grid.offsets[0] == 0 else 1
+    offsets = np.zeros(2, dtype=np.int64)
+    offsets[1 - first] = (rs - 1) * cs if first == 0 else rs * (cs - 1)
+    w0 = grid.w0 if grid.w0.shape[0] == 1 else grid.w0[v]
+    w1 = grid.w1 if grid.w1.shape[0] == 1 else grid.w1[h]
+    parts = [grid.offsets[0] + v, grid.offsets[1] + h]
+    rows = np.concatenate(parts if first == 0 else parts[::-1])
+    return Window(TVGrid(rs, cs, False, offsets, w0, w1), rows, pixels)
+
+
+def row_pixels(grid: TVGrid) -> np.ndarray:
+    """The pixel (F order) at which each row of TV starts, in the terms' order (m,):
+    the pixel p of the differences x_{p+r} - x_p and x_{p+1} - x_p."""
+    r, c = grid.rows, grid.cols
+    if grid.iso:
+        g = np.arange((r - 1) * (c - 1))
+        return np.repeat(g % (r - 1) + r * (g // (r - 1)), 2)
+    v = np.arange((r - 1) * c)
+    h = np.arange(r * (c - 1))
+    parts = {0: v % (r - 1) + r * (v // (r - 1)), 1: h}
+    first = 0 if grid.offsets[0] == 0 else 1
+    return np.concatenate([parts[first], parts[1 - first]])
+
+
+def window_boxes(failing: np.ndarray, margin: int) -> list[tuple[int, int, int, int]]:
+    """Pixel rectangles (i0, i1, j0, j1), inclusive, that do not overlap and cover the
+    pixels of ``failing`` (bool, r x c) dilated by ``margin`` (8-connected), each part's
+    bounding box with one more row and column (the far pixels of its last rows), clipped
+    to the image; rectangles that share pixels are merged into their bounding box."""
+    eight = np.ones((3, 3), dtype=bool)
+    mask = ndi.binary_dilation(failing, structure=eight, iterations=margin)
+    r, c = mask.shape
+    boxes = []
+    for part in ndi.find_objects(ndi.label(mask, structure=eight)[0]):
+        i1, j1 = min(part[0].stop, r - 1), min(part[1].stop, c - 1)
+        boxes.append((min(part[0].start, i1 - 1), i1, min(part[1].start, j1 - 1), j1))
+    while True:
+        union = np.zeros_like(mask)
+        for i0, i1, j0, j1 in boxes:
+            union[i0 : i1 + 1, j0 : j1 + 1] = True
+        merged = [
+            (part[0].start, part[0].stop - 1, part[1].start, part[1].stop - 1)
+            for part in ndi.find_objects(ndi.label(union)[0])
+        ]
+        if len(merged) == len(boxes):
+            return merged
+        boxes = merged
+
+
+class WindowRefinement:
+    """The rounds of the module docstring on fused iterations.
+
+    Parameters
+    ----------
+    steps : FusedTVIterations
+        The run's iterations: their y is updated in place, their momentum restarted.
+    """
+
+    def __init__(self, steps: FusedTVIterations) -> None:
+        self.steps = steps
+        self.grid = steps.grid
+        self.pixels = row_pixels(self.grid)
+        self.rounds = 0
+        self.work = 0.0
+        self.last = 0.0
+
+    def failing_pixels(self, ratios: np.ndarray) -> np.ndarray:
+        """The r x c mask of the pixels whose rows fail (``ratios``: each TV row's
+        residual over its tolerance, in the terms' order)."""
+        g = self.grid
+        mask = np.zeros(g.rows * g.cols, dtype=bool)
+        mask[self.pixels[ratios > 1.0]] = True
+        return mask.reshape((g.rows, g.cols), order="F")
+
+    def boxes(self, ratios: np.ndarray) -> list[tuple[int, int, int, int]] | None:
+        """The windows of a round for the rows' ratios, or None when no row fails or the
+        windows would cover more than ``SHARE`` of the pixels."""
+        failing = self.failing_pixels(ratios)
+        count = int(np.count_nonzero(failing))
+        n = self.grid.rows * self.grid.cols
+        # The windows hold the failing pixels: too many of them rule a round out cheaply.
+        if count == 0 or count > SHARE * n:
+            return None
+        boxes = window_boxes(failing, MARGIN)
+        covered = sum((i1 - i0 + 1) * (j1 - j0 + 1) for i0, i1, j0, j1 in boxes)
+        return boxes if covered <= SHARE * n else None
+
+    def round(
+        self,
+        boxes: list[tuple[int, int, int, int]],
+        tol: float,
+        deadline: float,
+        iteration: int,
+    ) -> float:
+        """Solve the dual on each window (module docstring) to ``TARGET`` times the
+        residual tolerance ``tol``, until ``deadline`` (``time.perf_counter``); restart
+        the momentum. Returns the round's work in image passes (the run's ``iteration``
+        plus these is where the next round's budget starts)."""
+        steps, g = self.steps, self.grid
+        Y = steps.Y[steps.slots[0]]
+        Kty = rmatvec(g.rows, g.cols, g.iso, g.offsets, Y)
+        H = steps.H
+        work = 0
+        n = g.rows * g.cols
+        covered = sum((i1 - i0 + 1) * (j1 - j0 + 1) for i0, i1, j0, j1 in boxes)
+        # Each window's iterations: the round's budget shared by pixels.
+        cap = max(CHUNK, int(BUDGET * (iteration - self.last) * n / covered))
+        for i0, i1, j0, j1 in boxes:
+            if time.perf_counter() > deadline:
+                break
+            w = window(g, i0, i1, j0, j1)
+            sub, p = w.grid, w.pixels
+            y = Y[w.rows]
+            Kty_w = rmatvec(sub.rows, sub.cols, sub.iso, sub.offsets, y)
+            q = steps.q[p] + Kty[p] - Kty_w
+            bounds = None if steps.lower.shape[0] == 0 else (steps.lower[p], steps.upper[p])
+            inner = FusedTVIterations(
+                sub,
+                q,
+                H[p],
+                bounds,
+                interleave(y) if sub.iso else y,
+                steps.L,
+                steps.state[2],
+                (steps.step_rule[0], steps.step_rule[1], steps.max_backtracks),
+                blocks=1,
+            )
+            done, chunk = 0, CHUNK
+            while done < cap:
+                count = min(chunk, cap - done)
+                inner.run(count)
+                done += count
+                chunk *= 2
+                worst = _worst_residual(inner)
+                if worst <= TARGET * tol:
+                    break
+            work += done * p.shape[0]
+            y_new = inner.Y[inner.slots[0]]
+            Y[w.rows] = y_new
+            Kty[p] += rmatvec(sub.rows, sub.cols, sub.iso, sub.offsets, y_new) - Kty_w
+        steps.Y[steps.slots[1]] = Y
+        steps.state[0] = 1.0
+        self.rounds += 1
+        passes = work / (g.rows * g.cols)
+        self.work += passes
+        self.last = iteration + passes
+        return passes
+
+
+def _worst_residual(steps: FusedTVIterations) -> float:
+    """max_i |K x - z'|_i at the candidate the checks test (``FusedTVIterations.probe``:
+    z' and y' of a step from the current y, x = x(y'))."""
+    _, z, Kty = steps.probe()
+    g = steps.grid
+    x = steps.clip(-(steps.q + Kty) * steps.H_inv)
+    Kx = matvec(g.rows, g.cols, g.iso, g.offsets, x)
+    residual = (interleave(Kx) if g.iso else Kx) - z
+    return float(np.max(np.abs(residual))) if residual.shape[0] else 0.0

@@ -1,0 +1,238 @@
+"""Block-coordinate rounds on windows of a TV image (``cvxprox/solvers/dual_windows.py``):
+the windows' rows and pixels against the whole image's operator, the boxes, a round's
+descent, and solves that take rounds against Clarabel."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+from cvxprox.backend.jit import dual_tv
+from cvxprox.backend.jit.dual_tv import FusedTVIterations, TVGrid, interleave
+from cvxprox.solvers import dual_fista, dual_windows
+from cvxprox.solvers.dual_windows import WindowRefinement, row_pixels, window, window_boxes
+
+FORMS = {
+    "isotropic": (True, (0, 0)),
+    "anisotropic": (False, (0, 1)),
+    "anisotropic_swapped": (False, (1, 0)),
+}
+
+
+def _grid(form: str, rows: int, cols: int, weights: bool = False) -> TVGrid:
+    """A TVGrid of an image; ``weights``: a different weight on every row."""
+    iso, order = FORMS[form]
+    rng = np.random.default_rng(3)
+    if iso:
+        w = rng.uniform(0.5, 1.5, (rows - 1) * (cols - 1)) if weights else np.array([0.2])
+        return TVGrid(rows, cols, True, np.zeros(2, dtype=np.int64), w, w)
+    vertical, horizontal = (rows - 1) * cols, rows * (cols - 1)
+    offsets = np.array([0, vertical] if order == (0, 1) else [horizontal, 0], dtype=np.int64)
+    w0 = rng.uniform(0.5, 1.5, vertical) if weights else np.array([0.2])
+    w1 = rng.uniform(0.5, 1.5, horizontal) if weights else np.array([0.3])
+    return TVGrid(rows, cols, False, offsets, w0, w1)
+
+
+def _K(grid: TVGrid) -> np.ndarray:
+    """K (kernel layout) as a dense matrix, column by column from ``matvec``."""
+    n = grid.rows * grid.cols
+    eye = np.eye(n)
+    return np.stack(
+        [dual_tv.matvec(grid.rows, grid.cols, grid.iso, grid.offsets, eye[j]) for j in range(n)],
+        axis=1,
+    )
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_matvec_is_the_adjoint_of_rmatvec(form: str) -> None:
+    g = _grid(form, 7, 9)
+    K = _K(g)
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal(K.shape[0])
+    assert np.allclose(K.T @ y, dual_tv.rmatvec(g.rows, g.cols, g.iso, g.offsets, y))
+    # Every row is a difference x_a - x_p of two pixels.
+    assert np.all(np.sort(K, axis=1)[:, [0, -1]] == [-1.0, 1.0])
+    assert np.all(np.count_nonzero(K, axis=1) == 2)
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_row_pixels_are_where_each_row_starts(form: str) -> None:
+    g = _grid(form, 6, 8)
+    K = _K(g)
+    starts = np.argmin(K, axis=1)  # the pixel p of x_a - x_p
+    terms_order = interleave(starts.astype(np.float64)).astype(int) if g.iso else starts
+    assert np.array_equal(row_pixels(g), terms_order)
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("box", [(2, 5, 3, 7), (0, 6, 0, 8), (4, 6, 0, 2)])
+def test_a_window_is_the_rows_whose_pixels_lie_in_it(
+    form: str, box: tuple[int, int, int, int]
+) -> None:
+    """The window's rows are exactly the rows of K supported on its rectangle, in the
+    sub-grid's order: K_W x_P = (K x)[rows], with the weights that go with them."""
+    g = _grid(form, 7, 9, weights=True)
+    K = _K(g)
+    i0, i1, j0, j1 = box
+    w = window(g, i0, i1, j0, j1)
+    inside = np.zeros((g.rows, g.cols), dtype=bool)
+    inside[i0 : i1 + 1, j0 : j1 + 1] = True
+    inside = inside.ravel(order="F")
+    supported = np.all((K == 0) | inside[None, :], axis=1)
+    if g.iso:  # a group's two rows go together (the prox couples them)
+        groups = supported.shape[0] // 2
+        supported = np.tile(supported[:groups] & supported[groups:], 2)
+    supported = np.flatnonzero(supported)
+    assert np.array_equal(np.sort(w.rows), supported)
+    assert np.array_equal(w.pixels, np.flatnonzero(inside))
+    x = np.random.default_rng(1).standard_normal(K.shape[1])
+    sub = w.grid
+    Kx_sub = dual_tv.matvec(sub.rows, sub.cols, sub.iso, sub.offsets, x[w.pixels])
+    assert np.allclose(Kx_sub, (K @ x)[w.rows])
+    # The weights follow the rows: the global weight of each row, in the sub-grid's order.
+    weights = np.concatenate([g.w0, g.w0] if g.iso else _stacked_weights(g))
+    sub_weights = np.concatenate([sub.w0, sub.w0] if sub.iso else _stacked_weights(sub))
+    assert np.array_equal(sub_weights, weights[w.rows])
+
+
+def _stacked_weights(g: TVGrid) -> list[np.ndarray]:
+    """An anisotropic grid's weights per row of its kernel layout."""
+    return [g.w0, g.w1] if g.offsets[0] == 0 else [g.w1, g.w0]
+
+
+def test_window_boxes_cover_the_dilated_pixels_without_overlap() -> None:
+    failing = np.zeros((40, 60), dtype=bool)
+    failing[5, 5] = failing[6, 9] = True  # one part once dilated
+    failing[39, 59] = True  # at the image's corner
+    failing[5:16, 25] = failing[15, 25:36] = True  # an L whose box holds another part
+    failing[7, 33] = True
+    failing[30, 10] = failing[30, 16] = True  # two parts whose boxes touch
+    boxes = window_boxes(failing, 2)
+    cover = np.zeros(failing.shape, dtype=int)
+    for i0, i1, j0, j1 in boxes:
+        assert 0 <= i0 < i1 <= 39 and 0 <= j0 < j1 <= 59
+        cover[i0 : i1 + 1, j0 : j1 + 1] += 1
+    assert cover.max() == 1
+    dilated = np.zeros_like(failing)
+    for i, j in zip(*np.nonzero(failing), strict=True):
+        dilated[max(i - 2, 0) : i + 3, max(j - 2, 0) : j + 3] = True
+    assert np.all(cover[dilated] == 1)
+    assert sorted(boxes) == [
+        (3, 9, 3, 12),  # the first part's box, one more row and column
+        (3, 18, 23, 38),  # the L's box took the part inside it
+        (28, 33, 8, 19),  # the two boxes that touch, merged
+        (37, 39, 57, 59),  # clipped to the image
+    ]
+
+
+def _denoising_iterations(form: str, rows: int, cols: int, bounded: bool) -> FusedTVIterations:
+    g = _grid(form, rows, cols, weights=True)
+    rng = np.random.default_rng(5)
+    image = np.zeros((rows, cols))
+    image[rows // 4 : 3 * rows // 4, cols // 3 :] = 1.0
+    noisy = (image + 0.3 * rng.standard_normal((rows, cols))).ravel(order="F")
+    H = np.linspace(0.5, 2.0, rows * cols)
+    bounds = (np.zeros(rows * cols), np.ones(rows * cols)) if bounded else None
+    m = (_K(g)).shape[0]
+    rule = (dual_fista._DECREASE, dual_fista._BACKTRACK, dual_fista._MAX_BACKTRACKS)
+    return FusedTVIterations(g, -H * noisy, H, bounds, np.zeros(m), 8.0 / 0.5, 1e-9, rule)
+
+
+def _dual_objective(steps: FusedTVIterations) -> float:
+    """psi(y) = 1/2 ||q + K'y||^2_{H^-1} + g*(y) (with bounds, the value of the smooth
+    part at the clipped x); g* is 0 on the dual's feasible set (every y of the
+    iterations lies in it)."""
+    g = steps.grid
+    y = steps.Y[steps.slots[0]]
+    w = -(steps.q + dual_tv.rmatvec(g.rows, g.cols, g.iso, g.offsets, y))
+    v = w / steps.H
+    x = steps.clip(v)
+    # -phi(y) = -(F(x(y)) + y'K x(y)) with F = 1/2 x'Hx + q'x: max over the box of w'x - F.
+    return float(w @ x - 0.5 * x @ (steps.H * x))
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("bounded", [False, True], ids=["free", "box"])
+def test_a_round_lowers_the_dual_and_meets_its_target_in_the_windows(
+    form: str, bounded: bool
+) -> None:
+    steps = _denoising_iterations(form, 30, 36, bounded)
+    steps.run(100)
+    before = _dual_objective(steps)
+    windows = WindowRefinement(steps)
+    boxes = [(2, 12, 3, 14), (20, 29, 20, 35)]
+    tol = 1e-5
+    assert _worst_inside(steps, boxes) > tol
+    # As after 5000 iterations: each window may take BUDGET * 5000 * n / covered.
+    passes = windows.round(boxes, tol, deadline=np.inf, iteration=5000)
+    assert _dual_objective(steps) < before
+    assert windows.rounds == 1 and passes == windows.work > 0
+    assert passes <= dual_windows.BUDGET * 5000 and windows.last == 5000 + passes
+    # The momentum restarted: the previous iterate is the current one.
+    assert np.array_equal(steps.Y[steps.slots[0]], steps.Y[steps.slots[1]])
+    assert steps.state[0] == 1.0
+    # The windows met TARGET * tol at their own candidate (their own step constant);
+    # the run's candidate, at the run's constant, meets the test.
+    assert _worst_inside(steps, boxes) <= tol
+
+
+def _worst_inside(steps: FusedTVIterations, boxes: list[tuple[int, int, int, int]]) -> float:
+    """The worst residual |K x - z'| at the candidate the checks test, over the rows of
+    the windows whose pixels are not on a window's edge (the candidate's step moves the
+    rows outside, which share the edge pixels)."""
+    _, z, Kty = steps.probe()
+    g = steps.grid
+    x = steps.clip(-(steps.q + Kty) / steps.H)
+    Kx = dual_tv.matvec(g.rows, g.cols, g.iso, g.offsets, x)
+    residual = np.abs((interleave(Kx) if g.iso else Kx) - z)
+    inner = np.zeros((g.rows, g.cols), dtype=bool)
+    for i0, i1, j0, j1 in boxes:
+        inner[i0 + 1 : i1 - 1, j0 + 1 : j1 - 1] = True
+    return float(residual[inner.ravel(order="F")[row_pixels(g)]].max())
+
+
+def test_no_round_when_the_failing_rows_cover_too_much() -> None:
+    steps = _denoising_iterations("isotropic", 30, 36, False)
+    windows = WindowRefinement(steps)
+    m = steps.Y.shape[1]
+    assert windows.boxes(np.zeros(m)) is None
+    assert windows.boxes(np.full(m, 2.0)) is None
+    one = np.zeros(m)
+    one[0] = 2.0
+    edge = dual_windows.MARGIN + 1
+    assert windows.boxes(one) == [(0, edge, 0, edge)]
+
+
+def _denoising(rows: int, cols: int, bounded: bool) -> tuple[cp.Problem, cp.Variable]:
+    rng = np.random.default_rng(11)
+    image = np.zeros((rows, cols))
+    image[rows // 5 : 3 * rows // 5, cols // 4 : 3 * cols // 4] = 1.0
+    image[2 * rows // 3 :, : cols // 2] = 0.5
+    noisy = image + 0.1 * rng.standard_normal((rows, cols))
+    X = cp.Variable((rows, cols))
+    objective = cp.Minimize(0.5 * cp.sum_squares(X - noisy) + 0.1 * cp.tv(X))
+    return cp.Problem(objective, [X >= 0, X <= 1] if bounded else []), X
+
+
+@pytest.mark.parametrize("bounded", [False, True], ids=["free", "box"])
+def test_solves_with_rounds_match_clarabel(bounded: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TV denoising at eps 1e-7 takes rounds (fused iterations forced on a small image)
+    and ends optimal at Clarabel's point, in fewer iterations than without them."""
+    monkeypatch.setattr(dual_fista, "FUSED_FROM", 1)
+    prob, X = _denoising(64, 80, bounded)
+    prob.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    reference, value = X.value.copy(), prob.value
+    options = {"solver": "NABLAPROX", "eps_abs": 1e-7, "eps_rel": 1e-7, "algorithm": "dual_fista"}
+    prob.solve(**options)
+    stats = prob.solver_stats.extra_stats
+    assert prob.status == "optimal"
+    assert stats["window_rounds"] >= 1 and stats["window_passes"] > 0
+    assert abs(prob.value - value) <= 1e-6 * abs(value)
+    assert np.max(np.abs(X.value - reference)) <= 1e-4
+    with_rounds = prob.solver_stats.num_iters
+    monkeypatch.setattr(dual_windows, "SHARE", 0.0)
+    prob = _denoising(64, 80, bounded)[0]  # no warm start from the solve before
+    prob.solve(**options)
+    assert prob.status == "optimal" and prob.solver_stats.extra_stats["window_rounds"] == 0
+    assert with_rounds < prob.solver_stats.num_iters
