@@ -496,12 +496,12 @@ class DualFISTA(Algorithm):
         tests = [
             checker.row_test(k, Ax[layout.slices[k]], point[1][layout.slices[k]]) for k in prox_at
         ]
-        residual = np.concatenate([t[0] for t in tests])
-        tol = np.concatenate([np.broadcast_to(t[1], t[0].shape) for t in tests])
-        boxes = windows.boxes(residual / tol)
+        ratios = [residual / tol for residual, tol in tests]
+        boxes = windows.boxes(ratios[0] if len(ratios) == 1 else np.concatenate(ratios))
         if boxes is None:
             return 0
-        return math.ceil(windows.round(boxes, float(np.min(tol)), deadline, it))
+        tol = min(float(np.min(t[1])) for t in tests)
+        return math.ceil(windows.round(boxes, tol, deadline, it))
 
     @staticmethod
     def _point(

@@ -122,18 +122,27 @@ def window(grid: TVGrid, i0: int, i1: int, j0: int, j1: int) -> Window:
     return Window(TVGrid(rs, cs, False, offsets, w0, w1), rows, pixels)
 
 
-def row_pixels(grid: TVGrid) -> np.ndarray:
-    """The pixel (F order) at which each row of TV starts, in the terms' order (m,):
-    the pixel p of the differences x_{p+r} - x_p and x_{p+1} - x_p."""
+def row_pixels(grid: TVGrid, rows: np.ndarray | None = None) -> np.ndarray:
+    """The pixel (F order) at which each of ``rows`` of TV starts (indices in the terms'
+    order; all of them when None): the pixel p of the differences x_{p+r} - x_p and
+    x_{p+1} - x_p."""
     r, c = grid.rows, grid.cols
+    k = np.arange(grid_rows(grid)) if rows is None else np.asarray(rows)
     if grid.iso:
-        g = np.arange((r - 1) * (c - 1))
-        return np.repeat(g % (r - 1) + r * (g // (r - 1)), 2)
-    v = np.arange((r - 1) * c)
-    h = np.arange(r * (c - 1))
-    parts = {0: v % (r - 1) + r * (v // (r - 1)), 1: h}
-    first = 0 if grid.offsets[0] == 0 else 1
-    return np.concatenate([parts[first], parts[1 - first]])
+        g = k // 2  # the terms' order interleaves each group's two rows
+        return g % (r - 1) + r * (g // (r - 1))
+    vertical = (r - 1) * c
+    if grid.offsets[0] == 0:  # the axis-0 rows first
+        v, h, is_v = k, k - vertical, k < vertical
+    else:
+        h, v, is_v = k, k - r * (c - 1), k >= r * (c - 1)
+    return np.where(is_v, v % (r - 1) + r * (v // (r - 1)), h)
+
+
+def grid_rows(grid: TVGrid) -> int:
+    """The number of rows of TV on ``grid``'s image."""
+    r, c = grid.rows, grid.cols
+    return 2 * (r - 1) * (c - 1) if grid.iso else (r - 1) * c + r * (c - 1)
 
 
 def window_boxes(failing: np.ndarray, margin: int) -> list[tuple[int, int, int, int]]:
@@ -173,7 +182,6 @@ class WindowRefinement:
     def __init__(self, steps: FusedTVIterations) -> None:
         self.steps = steps
         self.grid = steps.grid
-        self.pixels = row_pixels(self.grid)
         self.rounds = 0
         self.work = 0.0
         self.last = 0.0
@@ -183,7 +191,7 @@ class WindowRefinement:
         residual over its tolerance, in the terms' order)."""
         g = self.grid
         mask = np.zeros(g.rows * g.cols, dtype=bool)
-        mask[self.pixels[ratios > 1.0]] = True
+        mask[row_pixels(g, np.flatnonzero(ratios > 1.0))] = True
         return mask.reshape((g.rows, g.cols), order="F")
 
     def boxes(self, ratios: np.ndarray) -> list[tuple[int, int, int, int]] | None:
