@@ -4,6 +4,8 @@ descent, and solves that take rounds against Clarabel."""
 
 from __future__ import annotations
 
+import math
+
 import cvxpy as cp
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from cvxprox.backend.jit import dual_tv
 from cvxprox.backend.jit.dual_tv import FusedTVIterations, TVGrid, interleave
 from cvxprox.solvers import dual_fista, dual_windows
+from cvxprox.solvers.common.term_checks import StructuredChecker
 from cvxprox.solvers.dual_windows import WindowRefinement, row_pixels, window, window_boxes
 
 FORMS = {
@@ -236,3 +239,81 @@ def test_solves_with_rounds_match_clarabel(bounded: bool, monkeypatch: pytest.Mo
     prob.solve(**options)
     assert prob.status == "optimal" and prob.solver_stats.extra_stats["window_rounds"] == 0
     assert with_rounds < prob.solver_stats.num_iters
+
+
+def test_windows_over_the_share_are_no_round() -> None:
+    """Three failing rows far apart: their windows cover more than ``SHARE`` of a small
+    image although the failing pixels do not."""
+    steps = _denoising_iterations("isotropic", 30, 36, False)
+    windows = WindowRefinement(steps)
+    ratios = np.zeros(steps.Y.shape[1])
+    ratios[[0, 2 * (29 * 17 + 14), 2 * (29 * 34 + 27)]] = 2.0
+    assert windows.failing_pixels(ratios).sum() == 3
+    assert windows.boxes(ratios) is None
+
+
+def test_a_round_without_a_window_at_its_target_holds_the_next_back() -> None:
+    steps = _denoising_iterations("isotropic", 30, 36, False)
+    steps.run(100)
+    windows = WindowRefinement(steps)
+    assert windows.due(0)
+    # An unreachable target: every window stops at its budget.
+    windows.round([(2, 12, 3, 14)], 0.0, deadline=np.inf, iteration=1000)
+    assert windows.wait == 2000.0
+    last = math.ceil(windows.last)
+    assert not windows.due(last + 1998) and windows.due(last + 2000)
+    windows.round([(2, 12, 3, 14)], 1.0, deadline=np.inf, iteration=4000)
+    assert windows.wait == 0.0
+
+
+def _record_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """The run's iterations, checks and rounds, in order, with the iterations they add."""
+    events: list[tuple[str, int]] = []
+    run, evaluate = FusedTVIterations.run, StructuredChecker.evaluate
+    round_ = WindowRefinement.round
+
+    def record_run(self: FusedTVIterations, count: int) -> None:
+        if self.grid.rows * self.grid.cols > 1000:  # the run's, not a window's
+            events.append(("run", count))
+        run(self, count)
+
+    def record_check(self: StructuredChecker, *args: object, **kwargs: object) -> object:
+        events.append(("check", 0))
+        return evaluate(self, *args, **kwargs)
+
+    def record_round(self: WindowRefinement, *args: object, **kwargs: object) -> float:
+        passes = round_(self, *args, **kwargs)
+        events.append(("round", passes))
+        return passes
+
+    monkeypatch.setattr(FusedTVIterations, "run", record_run)
+    monkeypatch.setattr(StructuredChecker, "evaluate", record_check)
+    monkeypatch.setattr(WindowRefinement, "round", record_round)
+    return events
+
+
+def test_a_round_is_checked_at_once_and_within_max_iters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a round the next check comes with no iterations between (and no round at
+    it); a round near the end of ``max_iters`` takes no more than the run has left, so
+    the iterations counted never pass it."""
+    monkeypatch.setattr(dual_fista, "FUSED_FROM", 1)
+    events = _record_events(monkeypatch)
+    options = {"solver": "NABLAPROX", "eps_abs": 1e-7, "eps_rel": 1e-7, "algorithm": "dual_fista"}
+    prob = _denoising(64, 80, False)[0]
+    prob.solve(**options)
+    rounds = [k for k, (kind, passes) in enumerate(events) if kind == "round" and passes > 0]
+    assert rounds
+    for k in rounds:
+        assert events[k + 1][0] == "check"
+        assert events[k + 2][0] == "run"  # no second round at the retest
+    # A run cut by max_iters just after its first round's check.
+    first = sum(count for kind, count in events[: rounds[0]] if kind == "run")
+    events.clear()
+    prob = _denoising(64, 80, False)[0]
+    prob.solve(**options, max_iters=first + 5)
+    assert prob.solver_stats.num_iters <= first + 5
+    k = next(k for k, (kind, passes) in enumerate(events) if kind == "round" and passes > 0)
+    assert events[k + 1][0] == "check"
+    assert sum(count for kind, count in events if kind != "check") <= first + 5

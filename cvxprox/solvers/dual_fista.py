@@ -75,7 +75,7 @@ Windows. On the fused iterations, a check that fails on a few rows of the image 
 followed by a round of block-coordinate descent on the dual over small windows around
 them, every other row held fixed (``cvxprox.solvers.dual_windows``: when, how far, and
 what it measured), and by a check at once; its work counts in the iterations as image
-passes (TV denoising 1024 x 1024 at eps 1e-6: 1631 iterations against 5230).
+passes (TV denoising 1024 x 1024 at eps 1e-6: 1671 iterations against 5230).
 
 Infeasibility. When the indicator terms cannot hold together, the dual objective is
 unbounded and the iterates diverge along a Farkas certificate: y - y_0 (y_0 the
@@ -365,7 +365,7 @@ class DualFISTA(Algorithm):
         # A window round is tested at once (``dual_windows``): no iterations before the
         # next check, and no round at it.
         retest = False
-        while it < opts.max_iters:
+        while it < opts.max_iters or retest:
             if retest:
                 count = 0
             else:
@@ -390,7 +390,7 @@ class DualFISTA(Algorithm):
             if windows is not None and err.primal > err.primal_tol and not retest:
                 deadline = t0 + opts.time_limit
                 passes = self._window_round(
-                    windows, checker, layout, prox_at, point, Ax_full, it, deadline
+                    windows, checker, layout, prox_at, point, Ax_full, it, opts.max_iters, deadline
                 )
                 it += passes
                 retest = passes > 0
@@ -408,7 +408,7 @@ class DualFISTA(Algorithm):
                     status = s.INFEASIBLE
                     cert = cert[: layout.m]
                     break
-            if time.perf_counter() - t0 > opts.time_limit:
+            if time.perf_counter() - t0 > opts.time_limit and not retest:
                 break
 
         L = steps.L
@@ -488,11 +488,14 @@ class DualFISTA(Algorithm):
         point: tuple[Any, Any, Any],
         Ax: Any,
         it: int,
+        max_iters: int,
         deadline: float,
     ) -> int:
         """A round of ``WindowRefinement`` when one is due for the checked point (its TV
         rows' residuals over their tolerances), until ``deadline``; the iterations it
         counts (its image passes, rounded up; 0 when none is due)."""
+        if not windows.due(it):
+            return 0
         tests = [
             checker.row_test(k, Ax[layout.slices[k]], point[1][layout.slices[k]]) for k in prox_at
         ]
@@ -501,7 +504,7 @@ class DualFISTA(Algorithm):
         if boxes is None:
             return 0
         tol = min(float(np.min(t[1])) for t in tests)
-        return math.ceil(windows.round(boxes, tol, deadline, it))
+        return math.ceil(windows.round(boxes, tol, deadline, it, max_iters - it - 1))
 
     @staticmethod
     def _point(
