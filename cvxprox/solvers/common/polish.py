@@ -188,10 +188,13 @@ class PolishSchedule:
         return self.enabled and iteration >= self.next and self.affordable() and self.within_share()
 
     def within_share(self) -> bool:
-        """Whether the attempts so far took at most ``POLISH_SHARE`` of the time since the
-        schedule began, or at most ``POLISH_ALLOWANCE`` seconds."""
-        elapsed = time.perf_counter() - self._started
-        return self._spent <= max(POLISH_ALLOWANCE, POLISH_SHARE * elapsed)
+        """Whether the attempts so far took at most their share (``_share``)."""
+        return self._spent <= self._share(time.perf_counter())
+
+    def _share(self, now: float) -> float:
+        """The seconds all attempts may take at ``now``: ``POLISH_SHARE`` of the time
+        since the schedule began, or ``POLISH_ALLOWANCE`` if more."""
+        return max(POLISH_ALLOWANCE, POLISH_SHARE * (now - self._started))
 
     def priced_within(self, active: np.ndarray, now: float) -> bool:
         """Whether an attempt's first solve on the rows ``active``, priced before it is
@@ -200,9 +203,7 @@ class PolishSchedule:
         ``within_share`` gives all attempts and ends before the deadline (an attempt whose
         prediction gave up is made). A factor that fills in (Netlib's QAP15: 32 s) is not
         attempted at the first check of a run that needs one second."""
-        budget = min(
-            max(POLISH_ALLOWANCE, POLISH_SHARE * (now - self._started)), self.deadline - now
-        )
+        budget = min(self._share(now), self.deadline - now)
         if budget <= 0:
             return False
         if self._attempt_seconds is not None:
@@ -301,5 +302,4 @@ class PolishSchedule:
         run and ends before the deadline (the attempt began at ``started``)."""
         now = time.perf_counter()
         spent = self._spent + (now - started) + self._attempt_seconds
-        share = max(POLISH_ALLOWANCE, POLISH_SHARE * (now - self._started))
-        return spent <= share and now + self._attempt_seconds < self.deadline
+        return spent <= self._share(now) and now + self._attempt_seconds < self.deadline
