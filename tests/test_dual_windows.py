@@ -38,25 +38,86 @@ def _grid(form: str, rows: int, cols: int, weights: bool = False) -> TVGrid:
 
 
 def _K(grid: TVGrid) -> np.ndarray:
-    """K (kernel layout) as a dense matrix, column by column from ``matvec``."""
-    n = grid.rows * grid.cols
-    eye = np.eye(n)
+    """K (kernel layout) as a dense matrix, row by row: row i is K'e_i (``rmatvec``)."""
+    m = dual_windows.grid_rows(grid)
+    eye = np.eye(m)
     return np.stack(
-        [dual_tv.matvec(grid.rows, grid.cols, grid.iso, grid.offsets, eye[j]) for j in range(n)],
-        axis=1,
+        [dual_tv.rmatvec(grid.rows, grid.cols, grid.iso, grid.offsets, eye[i]) for i in range(m)]
     )
 
 
 @pytest.mark.parametrize("form", list(FORMS))
-def test_matvec_is_the_adjoint_of_rmatvec(form: str) -> None:
-    g = _grid(form, 7, 9)
-    K = _K(g)
-    rng = np.random.default_rng(0)
-    y = rng.standard_normal(K.shape[0])
-    assert np.allclose(K.T @ y, dual_tv.rmatvec(g.rows, g.cols, g.iso, g.offsets, y))
-    # Every row is a difference x_a - x_p of two pixels.
+def test_every_row_of_K_is_a_difference_of_two_pixels(form: str) -> None:
+    K = _K(_grid(form, 7, 9))
     assert np.all(np.sort(K, axis=1)[:, [0, -1]] == [-1.0, 1.0])
     assert np.all(np.count_nonzero(K, axis=1) == 2)
+
+
+def _term_rows(grid: TVGrid) -> list[np.ndarray]:
+    """The kernel-layout rows of ``term_sums``' two rows: the isotropic term (and none),
+    or the vertical and the horizontal rows."""
+    m = dual_windows.grid_rows(grid)
+    if grid.iso:
+        return [np.arange(m), np.arange(0)]
+    vertical = (grid.rows - 1) * grid.cols
+    start = grid.offsets[0]
+    v = np.arange(start, start + vertical)
+    return [v, np.setdiff1d(np.arange(m), v)]
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("weights", [False, True], ids=["one_weight", "weights"])
+def test_term_sums_against_the_dense_operator(form: str, weights: bool) -> None:
+    """max |K x - z|, max(|K x|, |z|), g(K x), g(z) and y'z per term, K x formed on the
+    fly, against the dense K and the terms' functions."""
+    g = _grid(form, 7, 9, weights)
+    K = _K(g)
+    rng = np.random.default_rng(2)
+    x, y, z = rng.standard_normal(K.shape[1]), *rng.standard_normal((2, K.shape[0]))
+    table = dual_tv.term_sums(g.rows, g.cols, g.iso, g.offsets, g.w0, g.w1, x, y, z)
+    Kx = K @ x
+    if g.iso:
+        groups = K.shape[0] // 2
+        weight = np.tile(np.broadcast_to(g.w0, (groups,)), 2)
+    else:
+        vertical, horizontal = (g.rows - 1) * g.cols, g.rows * (g.cols - 1)
+        parts = [np.broadcast_to(g.w0, (vertical,)), np.broadcast_to(g.w1, (horizontal,))]
+        weight = np.concatenate(parts if g.offsets[0] == 0 else parts[::-1])
+    for t, rows in enumerate(_term_rows(g)):
+        if rows.shape[0] == 0:
+            assert np.all(table[t] == 0.0)
+            continue
+        a, b, w = Kx[rows], z[rows], weight[rows]
+        if g.iso:  # the planar layout: group gr's rows gr and G + gr
+            half = rows.shape[0] // 2
+            w, norm_a, norm_b = w[:half], np.hypot(a[:half], a[half:]), np.hypot(b[:half], b[half:])
+        else:
+            norm_a, norm_b = np.abs(a), np.abs(b)
+        expected = [
+            np.max(np.abs(a - b)),
+            max(np.max(np.abs(a)), np.max(np.abs(b))),
+            w @ norm_a,
+            w @ norm_b,
+            y[rows] @ b,
+        ]
+        np.testing.assert_allclose(table[t], expected, rtol=1e-13)
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_failing_pixels_are_where_the_failing_rows_start(form: str) -> None:
+    g = _grid(form, 6, 8)
+    K = _K(g)
+    rng = np.random.default_rng(4)
+    x, z = rng.standard_normal(K.shape[1]), rng.standard_normal(K.shape[0])
+    tol = np.array([1.5, 0.7])
+    residual = np.abs(K @ x - z)
+    expected = np.zeros(g.rows * g.cols, dtype=bool)
+    for t, rows in enumerate(_term_rows(g)):
+        failing = rows[residual[rows] > tol[t]]
+        expected[np.argmin(K[failing], axis=1)] = True  # the pixel p of x_a - x_p
+    mask = dual_tv.failing_pixels(g.rows, g.cols, g.iso, g.offsets, x, z, tol).T
+    assert 0 < mask.sum() < mask.size
+    assert np.array_equal(mask, expected.reshape((g.rows, g.cols), order="F"))
 
 
 @pytest.mark.parametrize("form", list(FORMS))
@@ -91,8 +152,7 @@ def test_a_window_is_the_rows_whose_pixels_lie_in_it(
     assert np.array_equal(w.pixels, np.flatnonzero(inside))
     x = np.random.default_rng(1).standard_normal(K.shape[1])
     sub = w.grid
-    Kx_sub = dual_tv.matvec(sub.rows, sub.cols, sub.iso, sub.offsets, x[w.pixels])
-    assert np.allclose(Kx_sub, (K @ x)[w.rows])
+    assert np.allclose(_K(sub) @ x[w.pixels], (K @ x)[w.rows])
     # The weights follow the rows: the global weight of each row, in the sub-grid's order.
     weights = np.concatenate([g.w0, g.w0] if g.iso else _stacked_weights(g))
     sub_weights = np.concatenate([sub.w0, sub.w0] if sub.iso else _stacked_weights(sub))
@@ -187,7 +247,7 @@ def _worst_inside(steps: FusedTVIterations, boxes: list[tuple[int, int, int, int
     _, z, Kty = steps.probe()
     g = steps.grid
     x = steps.clip(-(steps.q + Kty) / steps.H)
-    Kx = dual_tv.matvec(g.rows, g.cols, g.iso, g.offsets, x)
+    Kx = _K(g) @ x
     residual = np.abs((interleave(Kx) if g.iso else Kx) - z)
     inner = np.zeros((g.rows, g.cols), dtype=bool)
     for i0, i1, j0, j1 in boxes:
@@ -198,13 +258,12 @@ def _worst_inside(steps: FusedTVIterations, boxes: list[tuple[int, int, int, int
 def test_no_round_when_the_failing_rows_cover_too_much() -> None:
     steps = _denoising_iterations("isotropic", 30, 36, False)
     windows = WindowRefinement(steps)
-    m = steps.Y.shape[1]
-    assert windows.boxes(np.zeros(m)) is None
-    assert windows.boxes(np.full(m, 2.0)) is None
-    one = np.zeros(m)
-    one[0] = 2.0
+    failing = np.zeros((30, 36), dtype=bool)
+    assert windows.boxes(failing) is None
+    assert windows.boxes(~failing) is None
+    failing[0, 0] = True
     edge = dual_windows.MARGIN + 1
-    assert windows.boxes(one) == [(0, edge, 0, edge)]
+    assert windows.boxes(failing) == [(0, edge, 0, edge)]
 
 
 def _denoising(rows: int, cols: int, bounded: bool) -> tuple[cp.Problem, cp.Variable]:
@@ -242,14 +301,13 @@ def test_solves_with_rounds_match_clarabel(bounded: bool, monkeypatch: pytest.Mo
 
 
 def test_windows_over_the_share_are_no_round() -> None:
-    """Three failing rows far apart: their windows cover more than ``SHARE`` of a small
+    """Three failing pixels far apart: their windows cover more than ``SHARE`` of a small
     image although the failing pixels do not."""
     steps = _denoising_iterations("isotropic", 30, 36, False)
     windows = WindowRefinement(steps)
-    ratios = np.zeros(steps.Y.shape[1])
-    ratios[[0, 2 * (29 * 17 + 14), 2 * (29 * 34 + 27)]] = 2.0
-    assert windows.failing_pixels(ratios).sum() == 3
-    assert windows.boxes(ratios) is None
+    failing = np.zeros((30, 36), dtype=bool)
+    failing[0, 0] = failing[14, 17] = failing[27, 34] = True
+    assert windows.boxes(failing) is None
 
 
 def test_a_round_without_a_window_at_its_target_holds_the_next_back() -> None:

@@ -119,7 +119,7 @@ from cvxprox.solvers.admm.split import FarkasTest, with_bound_term
 from cvxprox.solvers.common.algorithm import Algorithm
 from cvxprox.solvers.common.log import IterationLog
 from cvxprox.solvers.common.result import BestIterate, SolveResult, finish, result_to_host
-from cvxprox.solvers.common.term_checks import SPARSE_KINDS, StructuredChecker
+from cvxprox.solvers.common.term_checks import SPARSE_KINDS, StructuredChecker, TermSums
 from cvxprox.solvers.common.termination import check_spacing
 from cvxprox.solvers.common.terms import StackedTerms, TermLayout
 from cvxprox.solvers.dual_windows import MARGIN, SHARE, WindowRefinement
@@ -360,8 +360,11 @@ class DualFISTA(Algorithm):
         logged = certified = it = 0
         spacing = 1
         log_every, certify_every = 10 * opts.check_every, _CERTIFICATE_EVERY * opts.check_every
-        # z, y and A x stacked over all terms, filled in place at every check.
-        stacked = tuple(backend.zeros(layout.m) for _ in range(3))
+        # z, y and A x stacked over all terms, filled in place at every check; two pairs
+        # of (z, y): the best iterate keeps the one it took (no copy), the next check
+        # fills the other.
+        Ax_stacked = backend.zeros(layout.m)
+        pairs = [tuple(backend.zeros(layout.m) for _ in range(2)) for _ in range(2)]
         # A window round is tested at once (``dual_windows``): no iterations before the
         # next check, and no round at it.
         retest = False
@@ -377,9 +380,13 @@ class DualFISTA(Algorithm):
             L = steps.L
             v = -(q + Kty) * H_inv
             x = clip(v)
-            point, Ax_full, Aty = self._point(layout, K, prox_at, x, z_g, y, Kty, stacked)
-            err = checker.evaluate(*point, Ax=Ax_full, Aty=Aty)
-            best.offer(err, *point)
+            table = None if windows is None else steps.term_sums(x)
+            sums = None if table is None else tv_term_sums(steps.grid, table, prox_at)
+            stacked = (*pairs[0], Ax_stacked)
+            point, Ax_full, Aty = self._point(layout, K, prox_at, x, z_g, y, Kty, stacked, sums)
+            err = checker.evaluate(*point, Ax=Ax_full, Aty=Aty, sums=sums)
+            if best.offer(err, *point, take=True):
+                pairs.reverse()
             if err.converged:
                 status = s.OPTIMAL
                 break
@@ -388,10 +395,9 @@ class DualFISTA(Algorithm):
                 logged = it
             spacing = check_spacing(err.normalized, check_cost, it, opts.check_every)
             if windows is not None and err.primal > err.primal_tol and not retest:
-                deadline = t0 + opts.time_limit
-                passes = self._window_round(
-                    windows, checker, layout, prox_at, point, Ax_full, it, opts.max_iters, deadline
-                )
+                tol = opts.eps_abs + opts.eps_rel * table[:, 1]
+                most = opts.max_iters - it - 1
+                passes = windows.refine(x, tol, it, most, t0 + opts.time_limit)
                 it += passes
                 retest = passes > 0
             else:
@@ -480,33 +486,6 @@ class DualFISTA(Algorithm):
         return DualIterations(K, smooth, bounds, backend, y, L, L_min, trial)
 
     @staticmethod
-    def _window_round(
-        windows: WindowRefinement,
-        checker: StructuredChecker,
-        layout: TermLayout,
-        prox_at: list[int],
-        point: tuple[Any, Any, Any],
-        Ax: Any,
-        it: int,
-        max_iters: int,
-        deadline: float,
-    ) -> int:
-        """A round of ``WindowRefinement`` when one is due for the checked point (its TV
-        rows' residuals over their tolerances), until ``deadline``; the iterations it
-        counts (its image passes, rounded up; 0 when none is due)."""
-        if not windows.due(it):
-            return 0
-        tests = [
-            checker.row_test(k, Ax[layout.slices[k]], point[1][layout.slices[k]]) for k in prox_at
-        ]
-        ratios = [residual / tol for residual, tol in tests]
-        boxes = windows.boxes(ratios[0] if len(ratios) == 1 else np.concatenate(ratios))
-        if boxes is None:
-            return 0
-        tol = min(float(np.min(t[1])) for t in tests)
-        return math.ceil(windows.round(boxes, tol, deadline, it, max_iters - it - 1))
-
-    @staticmethod
     def _point(
         layout: TermLayout,
         K: ProxTerms,
@@ -516,16 +495,19 @@ class DualFISTA(Algorithm):
         y_g: Any,
         Kty_g: Any,
         stacked: tuple[Any, Any, Any],
+        sums: dict[int, TermSums] | None = None,
     ) -> tuple[tuple[Any, Any, Any], Any, Any]:
         """((x, z, y), A x, A'y) stacked in term order (module docstring), on the layout's
         backend, with z, y, A x written into ``stacked`` (three (m,) arrays); ``Kty_g`` =
         K'y_g, the prox terms' share of A'y, which the iterations keep (no product, and
-        no transposed matrix built for it)."""
+        no transposed matrix built for it). A x is not formed on the rows of the terms
+        in ``sums`` (the check does not read it there)."""
         z, y, Ax = stacked
         Aty = Kty_g
         prox_rows = dict(zip(prox_at, K.slices, strict=True))
         for k, (term, rows) in enumerate(zip(layout.terms, layout.slices, strict=True)):
-            Ax[rows] = term.op.matvec(x)
+            if sums is None or k not in sums:
+                Ax[rows] = term.op.matvec(x)
             if k in prox_rows:
                 z[rows], y[rows] = z_g[prox_rows[k]], y_g[prox_rows[k]]
             else:
@@ -533,6 +515,17 @@ class DualFISTA(Algorithm):
                 y[rows] = term.function.grad(z[rows])
                 Aty = Aty + term.op.rmatvec(y[rows])
         return (x, z, y), Ax, Aty
+
+
+def tv_term_sums(grid: TVGrid, table: np.ndarray, prox_at: list[int]) -> dict[int, TermSums]:
+    """The TV terms' ``TermSums`` by term index from ``FusedTVIterations.term_sums``'
+    table (the grid's b is 0, so y'(z + b) = y'z). Anisotropic: the term whose rows
+    come first in the prox terms' stack has the offset 0."""
+    if grid.iso:
+        order = [0]
+    else:
+        order = [0, 1] if grid.offsets[0] == 0 else [1, 0]
+    return {k: TermSums(*(float(v) for v in table[t])) for k, t in zip(prox_at, order, strict=True)}
 
 
 class DualIterations:

@@ -82,7 +82,6 @@ from cvxprox.backend.jit.dual_tv import (
     FusedTVIterations,
     TVGrid,
     interleave,
-    matvec,
     rmatvec,
 )
 
@@ -211,18 +210,25 @@ class WindowRefinement:
         self.last = 0.0
         self.wait = 0.0
 
-    def failing_pixels(self, ratios: np.ndarray) -> np.ndarray:
-        """The r x c mask of the pixels whose rows fail (``ratios``: each TV row's
-        residual over its tolerance, in the terms' order)."""
-        g = self.grid
-        mask = np.zeros(g.rows * g.cols, dtype=bool)
-        mask[row_pixels(g, np.flatnonzero(ratios > 1.0))] = True
-        return mask.reshape((g.rows, g.cols), order="F")
+    def refine(
+        self, x: np.ndarray, tol: np.ndarray, iteration: int, most: float, deadline: float
+    ) -> int:
+        """After a check whose primal test failed at the image x and the steps' last
+        probe: a round when one is due and the failing pixels (each TV term's rows
+        against its tolerance, ``tol`` (2,) as ``term_sums``' rows) give windows
+        (``boxes``), within ``most`` image passes and until ``deadline``. Returns the
+        iterations it counts (its passes, rounded up; 0 when none was taken)."""
+        if not self.due(iteration):
+            return 0
+        boxes = self.boxes(self.steps.failing_pixels(x, tol))
+        if boxes is None:
+            return 0
+        target = float(tol[0] if self.grid.iso else min(tol))
+        return math.ceil(self.round(boxes, target, deadline, iteration, most))
 
-    def boxes(self, ratios: np.ndarray) -> list[tuple[int, int, int, int]] | None:
-        """The windows of a round for the rows' ratios, or None when no row fails or the
-        windows would cover more than ``SHARE`` of the pixels."""
-        failing = self.failing_pixels(ratios)
+    def boxes(self, failing: np.ndarray) -> list[tuple[int, int, int, int]] | None:
+        """The windows of a round around the ``failing`` pixels (bool, rows x cols), or
+        None when none fails or the windows would cover more than ``SHARE`` of them."""
         count = int(np.count_nonzero(failing))
         n = self.grid.rows * self.grid.cols
         # The windows hold the failing pixels: too many of them rule a round out cheaply.
@@ -319,9 +325,6 @@ def _cost(rows: int, cols: int) -> float:
 def _worst_residual(steps: FusedTVIterations) -> float:
     """max_i |K x - z'|_i at the candidate the checks test (``FusedTVIterations.probe``:
     z' and y' of a step from the current y, x = x(y'))."""
-    _, z, Kty = steps.probe()
-    g = steps.grid
+    _, _, Kty = steps.probe()
     x = steps.clip(-(steps.q + Kty) * steps.H_inv)
-    Kx = matvec(g.rows, g.cols, g.iso, g.offsets, x)
-    residual = (interleave(Kx) if g.iso else Kx) - z
-    return float(np.max(np.abs(residual))) if residual.shape[0] else 0.0
+    return float(np.max(steps.term_sums(x)[:, 0]))

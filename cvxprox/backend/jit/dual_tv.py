@@ -358,34 +358,9 @@ def _first_column_descent(  # noqa: ANN202, PLR0913
 
 
 @njit(**_JIT)
-def matvec(rows: int, cols: int, iso: bool, offsets: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """K x in the kernel's layout (planar when isotropic): the differences
-    x_{p+r} - x_p and x_{p+1} - x_p of the module docstring, the adjoint of ``rmatvec``."""
-    if iso:
-        groups = (rows - 1) * (cols - 1)
-        out = np.empty(2 * groups)
-        for j in range(cols - 1):
-            for i in range(rows - 1):
-                p = i + rows * j
-                g = i + (rows - 1) * j
-                out[g] = x[p + rows] - x[p]
-                out[groups + g] = x[p + 1] - x[p]
-        return out
-    out = np.empty((rows - 1) * cols + rows * (cols - 1))
-    for j in range(cols):
-        for i in range(rows - 1):
-            p = i + rows * j
-            out[offsets[0] + i + (rows - 1) * j] = x[p + 1] - x[p]
-    for j in range(cols - 1):
-        for i in range(rows):
-            p = i + rows * j
-            out[offsets[1] + p] = x[p + rows] - x[p]
-    return out
-
-
-@njit(**_JIT)
 def rmatvec(rows: int, cols: int, iso: bool, offsets: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """K'y (n,) for y in the kernel's layout (planar when isotropic)."""
+    """K'y (n,) for y in the kernel's layout (planar when isotropic): row i of K is
+    K'e_i."""
     out = np.empty(rows * cols)
     left = np.zeros((2, rows))
     here = np.empty((2, rows))
@@ -393,6 +368,119 @@ def rmatvec(rows: int, cols: int, iso: bool, offsets: np.ndarray, y: np.ndarray)
         _load(j, rows, cols, iso, offsets, y, here)
         _kty_column(rows, left, here, out[rows * j : rows * (j + 1)])
         left, here = here, left
+    return out
+
+
+# ``term_sums``' entries per term: max |K x - z|, max(|K x|, |z|), g(K x), g(z), y'z.
+SUMS = 5
+
+
+@njit(cache=True, parallel=True, fastmath=_FAST, error_model="numpy")
+def term_sums(  # noqa: PLR0913
+    rows: int,
+    cols: int,
+    iso: bool,
+    offsets: np.ndarray,
+    w0: np.ndarray,
+    w1: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+) -> np.ndarray:
+    """What a check needs of the TV rows at the image x (n,) and the dual pair y, z
+    (kernel layout), K x formed on the fly: (2, ``SUMS``), row 0 the isotropic term or
+    the vertical (axis-0) one, row 1 the horizontal (axis-1) one (zeros when
+    isotropic), each [max_i |K x - z|_i, max_i max(|(K x)_i|, |z_i|), g(K x), g(z), y'z]
+    with g the term's function (sum_g w_g ||v_g|| or sum_e w_e |v_e|). Column sums
+    added in column order: the same on any number of threads."""
+    partial = np.zeros((cols, 2, SUMS))
+    r1 = rows - 1
+    groups = r1 * (cols - 1)
+    for j in prange(cols):
+        out = partial[j]
+        if iso:
+            if j == cols - 1:
+                continue
+            one = w0.shape[0] == 1
+            for i in range(r1):
+                p = i + rows * j
+                g = i + r1 * j
+                a0 = x[p + rows] - x[p]
+                a1 = x[p + 1] - x[p]
+                z0, z1 = z[g], z[groups + g]
+                w = w0[0] if one else w0[g]
+                out[0, 0] = max(out[0, 0], max(abs(a0 - z0), abs(a1 - z1)))
+                out[0, 1] = max(out[0, 1], max(max(abs(a0), abs(a1)), max(abs(z0), abs(z1))))
+                out[0, 2] += w * math.sqrt(a0 * a0 + a1 * a1)
+                out[0, 3] += w * math.sqrt(z0 * z0 + z1 * z1)
+                out[0, 4] += y[g] * z0 + y[groups + g] * z1
+            continue
+        one = w0.shape[0] == 1
+        for i in range(r1):
+            p = i + rows * j
+            e = offsets[0] + i + r1 * j
+            a = x[p + 1] - x[p]
+            _add_row(out[0], a, z[e], y[e], w0[0] if one else w0[i + r1 * j])
+        if j < cols - 1:
+            one = w1.shape[0] == 1
+            for i in range(rows):
+                p = i + rows * j
+                e = offsets[1] + p
+                a = x[p + rows] - x[p]
+                _add_row(out[1], a, z[e], y[e], w1[0] if one else w1[p])
+    total = np.zeros((2, SUMS))
+    for j in range(cols):
+        for t in range(2):
+            total[t, 0] = max(total[t, 0], partial[j, t, 0])
+            total[t, 1] = max(total[t, 1], partial[j, t, 1])
+            for s in range(2, SUMS):
+                total[t, s] += partial[j, t, s]
+    return total
+
+
+@njit(**_JIT)
+def _add_row(out, a, z, y, w):  # noqa: ANN001, ANN202
+    """One anisotropic row's share of ``term_sums``: (K x)_e = a, z_e, y_e, weight w."""
+    out[0] = max(out[0], abs(a - z))
+    out[1] = max(out[1], max(abs(a), abs(z)))
+    out[2] += w * abs(a)
+    out[3] += w * abs(z)
+    out[4] += y * z
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def failing_pixels(  # noqa: PLR0913
+    rows: int,
+    cols: int,
+    iso: bool,
+    offsets: np.ndarray,
+    x: np.ndarray,
+    z: np.ndarray,
+    tol: np.ndarray,
+) -> np.ndarray:
+    """The pixels at which a row of TV starts (p of x_{p+r} - x_p and x_{p+1} - x_p)
+    whose residual |K x - z| exceeds its term's tolerance ``tol`` (2,) (as
+    ``term_sums``' rows): a bool (cols, rows) array, [j, i] for pixel (i, j)."""
+    out = np.zeros((cols, rows), dtype=np.bool_)
+    r1 = rows - 1
+    groups = r1 * (cols - 1)
+    for j in prange(cols):
+        for i in range(rows):
+            p = i + rows * j
+            fail = False
+            if iso:
+                if i < r1 and j < cols - 1:
+                    g = i + r1 * j
+                    fail = (
+                        abs(x[p + rows] - x[p] - z[g]) > tol[0]
+                        or abs(x[p + 1] - x[p] - z[groups + g]) > tol[0]
+                    )
+            else:
+                if i < r1:
+                    fail = abs(x[p + 1] - x[p] - z[offsets[0] + i + r1 * j]) > tol[0]
+                if j < cols - 1:
+                    fail = fail or abs(x[p + rows] - x[p] - z[offsets[1] + p]) > tol[1]
+            out[j, i] = fail
     return out
 
 
@@ -676,6 +764,8 @@ class FusedTVIterations:
             else (np.array(y, copy=True), rmatvec(g.rows, g.cols, g.iso, g.offsets, self.Y[0]))
         )
         self.slots = np.array([0, 1, 2], dtype=np.int64)
+        # The last probe's (y', z'), kernel layout.
+        self.candidate: tuple[np.ndarray, np.ndarray] | None = None
         self.state = np.array([1.0, L, L_min])
         self.counts = np.zeros(2, dtype=np.int64)
         self.step_rule = np.array(step_rule[:2], dtype=np.float64)
@@ -722,7 +812,21 @@ class FusedTVIterations:
             self._work, self._partial, numba.get_num_threads(),
         )  # fmt: skip
         Kty = rmatvec(g.rows, g.cols, g.iso, g.offsets, y_new)
+        self.candidate = (y_new, z)
         return self._interleaved(y_new), self._interleaved(z), Kty
+
+    def term_sums(self, x: np.ndarray) -> np.ndarray:
+        """``term_sums`` (2, ``SUMS``) at the image x and the last ``probe``'s y', z'."""
+        g = self.grid
+        y, z = self.candidate
+        return term_sums(g.rows, g.cols, g.iso, g.offsets, g.w0, g.w1, x, y, z)
+
+    def failing_pixels(self, x: np.ndarray, tol: np.ndarray) -> np.ndarray:
+        """The rows x cols mask of the pixels whose rows fail at the image x and the last
+        ``probe``'s z' (``failing_pixels``; ``tol`` (2,) as ``term_sums``' rows)."""
+        g = self.grid
+        mask = failing_pixels(g.rows, g.cols, g.iso, g.offsets, x, self.candidate[1], tol)
+        return mask.T
 
     @property
     def y(self) -> np.ndarray:

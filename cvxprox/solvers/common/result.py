@@ -178,22 +178,29 @@ class BestIterate:
         self.point: Point | None = None
         self._score = math.inf
 
-    def offer(self, kkt: KKTError, x: np.ndarray, z: np.ndarray, y: np.ndarray) -> None:
-        """Keep a copy of (x, z, y) if its error is the smallest so far; the copy is
-        written over the one kept before when the shapes agree (no second copy held
-        while the new one is made)."""
+    def offer(
+        self, kkt: KKTError, x: np.ndarray, z: np.ndarray, y: np.ndarray, take: bool = False
+    ) -> bool:
+        """Keep (x, z, y) if its error is the smallest so far; returns whether it was
+        kept. A copy, written over the one kept before when the shapes agree (no second
+        copy held while the new one is made); with ``take``, the arrays themselves (the
+        caller writes no more into them once kept)."""
         score = kkt.normalized if math.isfinite(kkt.normalized) else math.inf
-        if self.kkt is None or score < self._score:
-            self.kkt, self._score = kkt, score
-            point = (x, z, y)
-            if self.point is not None and all(
-                kept.shape == new.shape and kept.dtype == new.dtype
-                for kept, new in zip(self.point, point, strict=True)
-            ):
-                for kept, new in zip(self.point, point, strict=True):
-                    kept[...] = new
-            else:
-                self.point = (1.0 * x, 1.0 * z, 1.0 * y)
+        if self.kkt is not None and score >= self._score:
+            return False
+        self.kkt, self._score = kkt, score
+        point = (x, z, y)
+        if take:
+            self.point = point
+        elif self.point is not None and all(
+            kept.shape == new.shape and kept.dtype == new.dtype
+            for kept, new in zip(self.point, point, strict=True)
+        ):
+            for kept, new in zip(self.point, point, strict=True):
+                kept[...] = new
+        else:
+            self.point = (1.0 * x, 1.0 * z, 1.0 * y)
+        return True
 
 
 def result_to_host(

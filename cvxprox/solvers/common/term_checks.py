@@ -42,6 +42,8 @@ residual and tolerance alike (up, the relative part keeps the pace).
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -78,6 +80,47 @@ COMPILED_WORST_FROM = 1 << 16
 
 # Random probes per operator for column norms that diag(A'A) does not give.
 _PROBES = 16
+
+
+@dataclass(frozen=True)
+class TermSums:
+    """One term's share of a check (``StructuredChecker.evaluate``) at (x, z, y), for a
+    term f_k that is not an indicator, with v = A_k x - b_k:
+
+    residual    max_i |v - z_k|_i, its largest primal residual;
+    magnitude   max_i max(|(A_k x)_i|, |z_i|, |b_i|) (its rows' tolerances are
+                eps_abs + eps_rel magnitude: one quantity, unit 1);
+    value       f_k(v): the terms sum to the primal objective less c'x (indicators hold
+                only up to the primal tolerance at an approximate solution, so they count
+                0 and the value is the objective the user's expression has at x);
+    value_at_z  f_k(z_k), and
+    yzb         y_k'(z_k + b_k): the dual objective is the sum of value_at_z - yzb,
+                -sum_k (f_k*(y_k) + b_k'y_k) for y_k in df_k(z_k) (Fenchel-Young; an
+                indicator's f_k(z_k) = 0, z_k being in its set).
+
+    An indicator's share has NaN for the first two (its rows are tested one by one)."""
+
+    residual: float
+    magnitude: float
+    value: float
+    value_at_z: float
+    yzb: float
+
+
+def _worse(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """Of two (|r|, tol), the one with the larger ratio |r| / tol (``worst_entry``'s
+    rules: a tolerance that is not positive gives inf where r > 0, else 0; NaN is worst;
+    a tie keeps ``a``)."""
+
+    def ratio(e: tuple[float, float]) -> float:
+        r, tol = e
+        if math.isnan(r) or math.isnan(tol):
+            return math.inf
+        return r / tol if tol > 0 else (math.inf if r > 0 else 0.0)
+
+    if math.isnan(a[0]) or math.isnan(a[1]):
+        return a
+    return b if ratio(b) > ratio(a) else a
 
 
 class TerminationUnits:
@@ -176,9 +219,7 @@ class StructuredChecker:
         self._c = backend.asarray(layout.program.c)
         self._primal_unit = backend.asarray(self.units.primal)
         self._dual_unit = backend.asarray(self.units.dual)
-        # The m-vectors of a check, kept from one check to the next: a fresh one per
-        # check costs its page faults again (TV denoising 1024 x 1024: 60 ms a check).
-        self._magnitude = backend.zeros(layout.m)
+        # The primal residual, kept from one check to the next (``_term_sums``).
         self._residual = backend.zeros(layout.m)
         self._bounds = None
         if layout.program.has_bounds:
@@ -205,19 +246,40 @@ class StructuredChecker:
         y: np.ndarray,
         Ax: np.ndarray | None = None,
         Aty: np.ndarray | None = None,
+        sums: dict[int, TermSums] | None = None,
     ) -> KKTError:
-        """KKT error at (x, z, y); pass the products A x and A'y when already computed."""
+        """KKT error at (x, z, y); pass the products A x and A'y when already computed.
+
+        ``sums`` gives the shares of some terms that are not indicators (``TermSums``),
+        computed by their holder in its own layout: their rows of z, y and A x are not
+        read."""
         layout, program, units = self.layout, self.layout.program, self.units
+        sums = sums or {}
         Ax = layout.matvec(x) if Ax is None else Ax
         Aty = layout.rmatvec(y) if Aty is None else Aty
         scalar, c = layout.backend.scalar, self._c
-        cx, yzb = scalar(c @ x), scalar(y @ z) + scalar(y @ layout.b)
-        residual = self._residual
-        residual[:] = Ax
-        residual -= layout.b
-        pobj = cx + self._function_sum(residual)
-        dobj = self._function_sum(z) - yzb
-        residual -= z  # A x - b - z, in the argument's place
+        cx = scalar(c @ x)
+        value = value_at_z = yzb = 0.0
+        primal = (0.0, 1.0)
+        for k, rows in enumerate(layout.slices):
+            if not layout.terms[k].size:
+                continue
+            if k in sums:
+                share = sums[k]
+                if layout.terms[k].function.is_indicator:
+                    raise ValueError(f"evaluate: term {k} is an indicator; its rows have no sums")
+                worst = (
+                    share.residual,
+                    self.opts.eps_abs + self.opts.eps_rel * share.magnitude,
+                )
+            else:
+                share, worst = self._term_sums(k, Ax[rows], z[rows], y[rows])
+            value += share.value
+            value_at_z += share.value_at_z
+            yzb += share.yzb
+            primal = _worse(primal, worst)
+        pobj = cx + value
+        dobj = value_at_z - yzb
         dual = c + Aty
         bound_term = 0.0
         if self._bounds is not None:
@@ -228,13 +290,37 @@ class StructuredChecker:
             dual = dual - lam_l + lam_u
             dobj += bound_term
         return kkt_error_of_worst(
-            self._worst(residual, [self._row_magnitude(Ax, z)], self._primal_unit),
+            primal,
             self._worst(dual, [c, Aty], self._dual_unit),
             (pobj, dobj, [cx, yzb, bound_term], units.objective),
             self.opts.eps_abs,
             self.opts.eps_rel,
             program.offset,
         )
+
+    def _term_sums(self, k: int, Ax: Any, z: Any, y: Any) -> tuple[TermSums, tuple[float, float]]:
+        """Term k's ``TermSums`` and its worst row (|r_i|, tol_i) from its A_k x, z_k, y_k:
+        the residual A_k x - b_k - z_k in the check's kept m-vector (a fresh one per check
+        costs its page faults again: TV denoising 1024 x 1024, 60 ms a check)."""
+        layout, scalar = self.layout, self.layout.backend.scalar
+        rows, function = layout.slices[k], layout.terms[k].function
+        b = layout.b[rows]
+        residual = self._residual[rows]
+        residual[:] = Ax
+        residual -= b
+        indicator = function.is_indicator
+        value = 0.0 if indicator else function(residual)
+        value_at_z = 0.0 if indicator else function(z)
+        residual -= z
+        magnitude = self._term_magnitude(k, Ax, z)
+        yzb = scalar(y @ z) + scalar(y @ b)
+        if indicator:
+            worst = self._worst(residual, [magnitude], self._primal_unit[rows])
+            return TermSums(math.nan, math.nan, value, value_at_z, yzb), worst
+        xp = layout.backend.xp
+        largest = max(float(xp.max(residual)), -float(xp.min(residual)))
+        share = TermSums(largest, magnitude, value, value_at_z, yzb)
+        return share, (largest, self.opts.eps_abs + self.opts.eps_rel * magnitude)
 
     def _worst(self, residual: Any, magnitudes: list[Any], unit: Any) -> tuple[float, float]:
         """``termination.worst_entry``; for a long float64 NumPy residual its one-pass
@@ -250,47 +336,13 @@ class StructuredChecker:
         unit = np.atleast_1d(np.asarray(unit, dtype=np.float64))
         return worst_ratio(residual, magnitudes[0], second, unit, eps_abs, eps_rel)
 
-    def _row_magnitude(self, Ax: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """max(|(A x)_i|, |z_i|, |b_i|) per row of a constraint; a term's largest of these
-        on every row of any other term (the rows of one function's argument are one
-        quantity, in one unit)."""
-        magnitude = self._magnitude
-        for k, rows in enumerate(self.layout.slices):
-            if self.layout.terms[k].size:
-                magnitude[rows] = self._term_magnitude(k, Ax[rows], z[rows])
-        return magnitude
-
     def _term_magnitude(self, k: int, Ax: Any, z: Any) -> Any:
-        """``_row_magnitude`` on term k's rows, from its A_k x and z_k: a vector for a
-        constraint, one number for any other term."""
+        """max(|(A x)_i|, |z_i|, |b_i|) per row of term k, from its A_k x and z_k, for a
+        constraint; for any other term the largest of these over its rows, one number
+        (the rows of one function's argument are one quantity, in one unit)."""
         xp = self.layout.backend.xp
         parts = (Ax, z, self.layout.b[self.layout.slices[k]])
         if self.layout.terms[k].function.is_indicator:
             return xp.maximum(xp.maximum(xp.abs(parts[0]), xp.abs(parts[1])), xp.abs(parts[2]))
         # max |v| = max(max v, -min v): no |v| temporary.
         return max(max(float(xp.max(v)), -float(xp.min(v))) for v in parts)
-
-    def row_test(self, k: int, Ax: Any, z: Any) -> tuple[Any, Any]:
-        """(|A_k x - b_k - z_k|, tol) on term k's rows (each (m_k,)), from its A_k x and
-        z_k: the primal test's residual and tolerance per row, which ``evaluate`` takes
-        the worst ratio of."""
-        rows = self.layout.slices[k]
-        residual = abs(Ax - self.layout.b[rows] - z)
-        magnitude = self._term_magnitude(k, Ax, z)
-        tol = self.opts.eps_abs * self._primal_unit[rows] + self.opts.eps_rel * magnitude
-        return residual, tol
-
-    def _function_sum(self, v: np.ndarray) -> float:
-        """sum_i f_i(v_i) over the terms that are not indicators (v stacked like z).
-
-        With v = A x - b it is the primal objective less c'x: indicators hold only up to
-        the primal tolerance at an approximate solution, so they count 0 and the value is
-        the objective the user's expression has at x. With v = z it gives the dual
-        objective -sum_i (f_i*(y_i) + b_i'y_i) = sum_i (f_i(z_i) - y_i'(z_i + b_i)) for
-        y_i in df_i(z_i) (Fenchel-Young; an indicator's f_i(z_i) = 0, z_i being in its set).
-        """
-        value = 0.0
-        for term, rows in zip(self.layout.terms, self.layout.slices, strict=True):
-            if not term.function.is_indicator:
-                value += term.function(v[rows])
-        return value
