@@ -114,6 +114,7 @@ def test_fused_iterations_match_the_plain_ones(
         fused.run(1)
         assert (fused.restarts, fused.backtracks) == (plain.restarts, plain.backtracks)
         assert fused.L == pytest.approx(plain.L, rel=1e-12)
+        assert fused.state[0] == pytest.approx(plain.t, rel=1e-12)
         assert _relative(fused.y, plain.y) <= 1e-12
     assert plain.backtracks > 0
     assert plain.restarts > 0
@@ -128,7 +129,9 @@ def test_fused_iterations_match_the_plain_ones(
 
 @pytest.mark.parametrize("form", ["isotropic", "anisotropic"])
 def test_fused_state_carries_over_between_runs(form: str) -> None:
-    """Runs of 149 and 1 iterations end where one run of 150 does, bit for bit."""
+    """Runs of ITERATIONS - 1 and 1 iterations end where one run of ITERATIONS does, bit
+    for bit; over the first 60, run on their own, the fused iterations follow the plain
+    ones (the same decisions, the iterates within rounding's growth)."""
     program = _program(_problem(form, bounded=True))
     split, whole = _iterations(program, fuse=True), _iterations(program, fuse=True)
     split.run(ITERATIONS - 1)
@@ -138,6 +141,12 @@ def test_fused_state_carries_over_between_runs(form: str) -> None:
     counts = (split.restarts, split.backtracks, split.L)
     assert counts == (whole.restarts, whole.backtracks, whole.L)
     assert whole.backtracks > 0
+    plain, fused = _iterations(program, fuse=False), _iterations(program, fuse=True)
+    plain.run(60)
+    fused.run(60)
+    assert plain.backtracks > 0
+    assert (fused.restarts, fused.backtracks) == (plain.restarts, plain.backtracks)
+    assert _relative(fused.y, plain.y) <= 1e-10
 
 
 def test_fused_solve_matches_clarabel_with_bounds(monkeypatch: pytest.MonkeyPatch) -> None:

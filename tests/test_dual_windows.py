@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from cvxprox.backend.jit import dual_tv
-from cvxprox.backend.jit.dual_tv import FusedTVIterations, TVGrid, interleave
+from cvxprox.backend.jit.dual_tv import FusedTVIterations, TVGrid
 from cvxprox.solvers import dual_fista, dual_windows
 from cvxprox.solvers.common.term_checks import StructuredChecker
-from cvxprox.solvers.dual_windows import WindowRefinement, row_pixels, window, window_boxes
+from cvxprox.solvers.dual_windows import WindowRefinement, window, window_boxes
 
 FORMS = {
     "isotropic": (True, (0, 0)),
@@ -37,9 +37,15 @@ def _grid(form: str, rows: int, cols: int, weights: bool = False) -> TVGrid:
     return TVGrid(rows, cols, False, offsets, w0, w1)
 
 
+def _rows(grid: TVGrid) -> int:
+    """The number of rows of TV on ``grid``'s image."""
+    r, c = grid.rows, grid.cols
+    return 2 * (r - 1) * (c - 1) if grid.iso else (r - 1) * c + r * (c - 1)
+
+
 def _K(grid: TVGrid) -> np.ndarray:
     """K (kernel layout) as a dense matrix, row by row: row i is K'e_i (``rmatvec``)."""
-    m = dual_windows.grid_rows(grid)
+    m = _rows(grid)
     eye = np.eye(m)
     return np.stack(
         [dual_tv.rmatvec(grid.rows, grid.cols, grid.iso, grid.offsets, eye[i]) for i in range(m)]
@@ -56,7 +62,7 @@ def test_every_row_of_K_is_a_difference_of_two_pixels(form: str) -> None:
 def _term_rows(grid: TVGrid) -> list[np.ndarray]:
     """The kernel-layout rows of ``term_sums``' two rows: the isotropic term (and none),
     or the vertical and the horizontal rows."""
-    m = dual_windows.grid_rows(grid)
+    m = _rows(grid)
     if grid.iso:
         return [np.arange(m), np.arange(0)]
     vertical = (grid.rows - 1) * grid.cols
@@ -118,15 +124,6 @@ def test_failing_pixels_are_where_the_failing_rows_start(form: str) -> None:
     mask = dual_tv.failing_pixels(g.rows, g.cols, g.iso, g.offsets, x, z, tol).T
     assert 0 < mask.sum() < mask.size
     assert np.array_equal(mask, expected.reshape((g.rows, g.cols), order="F"))
-
-
-@pytest.mark.parametrize("form", list(FORMS))
-def test_row_pixels_are_where_each_row_starts(form: str) -> None:
-    g = _grid(form, 6, 8)
-    K = _K(g)
-    starts = np.argmin(K, axis=1)  # the pixel p of x_a - x_p
-    terms_order = interleave(starts.astype(np.float64)).astype(int) if g.iso else starts
-    assert np.array_equal(row_pixels(g), terms_order)
 
 
 @pytest.mark.parametrize("form", list(FORMS))
@@ -244,15 +241,17 @@ def _worst_inside(steps: FusedTVIterations, boxes: list[tuple[int, int, int, int
     """The worst residual |K x - z'| at the candidate the checks test, over the rows of
     the windows whose pixels are not on a window's edge (the candidate's step moves the
     rows outside, which share the edge pixels)."""
-    _, z, Kty = steps.probe()
+    _, _, Kty = steps.probe()
+    z = steps.candidate[1]  # the kernel's layout, as K's rows
     g = steps.grid
     x = steps.clip(-(steps.q + Kty) / steps.H)
-    Kx = _K(g) @ x
-    residual = np.abs((interleave(Kx) if g.iso else Kx) - z)
+    K = _K(g)
+    residual = np.abs(K @ x - z)
     inner = np.zeros((g.rows, g.cols), dtype=bool)
     for i0, i1, j0, j1 in boxes:
         inner[i0 + 1 : i1 - 1, j0 + 1 : j1 - 1] = True
-    return float(residual[inner.ravel(order="F")[row_pixels(g)]].max())
+    starts = np.argmin(K, axis=1)  # the pixel p of each row x_a - x_p
+    return float(residual[inner.ravel(order="F")[starts]].max())
 
 
 def test_no_round_when_the_failing_rows_cover_too_much() -> None:

@@ -75,7 +75,7 @@ Windows. On the fused iterations, a check that fails on a few rows of the image 
 followed by a round of block-coordinate descent on the dual over small windows around
 them, every other row held fixed (``cvxprox.solvers.dual_windows``: when, how far, and
 what it measured), and by a check at once; its work counts in the iterations as image
-passes (TV denoising 1024 x 1024 at eps 1e-6: 1671 iterations against 5230).
+passes (TV denoising 1024 x 1024 at eps 1e-6: 1711 iterations against 6570).
 
 Infeasibility. When the indicator terms cannot hold together, the dual objective is
 unbounded and the iterates diverge along a Farkas certificate: y - y_0 (y_0 the
@@ -124,14 +124,15 @@ from cvxprox.solvers.common.termination import check_spacing
 from cvxprox.solvers.common.terms import StackedTerms, TermLayout
 from cvxprox.solvers.dual_windows import MARGIN, SHARE, WindowRefinement
 
-# Step rule (as in fista.py): the trial constant after an accepted step is _DECREASE L;
-# a failed descent test multiplies it by _BACKTRACK. Passes (iterations and failed
-# trials) with 0.97 against 0.9: TV denoising at defaults (``build_tv_denoising``) 512 x
-# 512 seeds 0-2 1771, 1782, 1751 against 1906, 1925, 1751, 1024 x 1024 1782 against
-# 1917, 192 x 192 1583 against 1740; the twelve runs of the test image of
-# ``tests/test_dual_windows.py`` (three sizes, free and in [0, 1], eps 1e-6 and 1e-7,
-# fused) 44289 against 52154 in all, one 1% more. 0.95: 1024 x 1024 1992; a backtrack
-# of 1.5: 2101.
+# Step rule (fista.py's): the trial constant after an accepted step is _DECREASE L
+# (``DualFISTA.iterations``' default); a failed descent test multiplies it by
+# _BACKTRACK. Passes (iterations and failed trials) with 0.97 against 0.9: TV denoising
+# at defaults (``build_tv_denoising``) 512 x 512 seeds 0-2 1771, 1782, 1751 against
+# 1906, 1925, 1751, 1024 x 1024 1782 against 1917, 192 x 192 1583 against 1740; the
+# twelve runs of the test image of ``tests/test_dual_windows.py`` (three sizes, free and
+# in [0, 1], eps 1e-6 and 1e-7, fused) 44289 against 52154 in all, one run 1% more than
+# with 0.9. 0.95: 1024 x 1024 1992 passes; a backtrack of 1.5: 2101. FISTA's inner TV
+# prox (``fista.TVProxTerm``: short warm-started runs) keeps 0.9.
 _DECREASE = 0.97
 _BACKTRACK = 2.0
 _MAX_BACKTRACKS = 100
@@ -142,9 +143,12 @@ _L_FLOOR = 1e-12
 # machine: 128 x 128 1.0 s fused against 0.7 s plain, a second solve 0.3 s against 0.7 s;
 # 192 x 192 1.7 s against 3.1 s).
 FUSED_FROM = 160 * 160
-# What a termination test costs, in iterations (``check_spacing``): a test makes about
-# twenty passes over the image and its dual, as many as one plain iteration does and
-# some ten of the fused ones (TV denoising 1024 x 1024: 115 ms against 10 ms).
+# What a termination test costs, in iterations (``check_spacing``): about as much as one
+# plain iteration, and some ten to fifteen of the fused ones (TV denoising 1024 x 1024
+# on two threads: 50 ms, the TV terms' share in one compiled pass, against 3.3 ms a
+# pass). 15 in the spacing (phantom 512 x 512 seeds 0-2, 1024 x 1024, 192 x 192 at
+# defaults): 1800, 1811, 1631, 1801, 1620 iterations against 1700, 1711, 1681, 1711,
+# 1520 with 10, in the same times.
 _CHECK_COST = 1.0
 _CHECK_COST_FUSED = 10.0
 # Farkas certificate tests: one per this many times check_every iterations.
@@ -401,7 +405,7 @@ class DualFISTA(Algorithm):
                 logged = it
             spacing = check_spacing(err.normalized, check_cost, it, opts.check_every)
             if windows is not None and err.primal > err.primal_tol and not retest:
-                tol = opts.eps_abs + opts.eps_rel * table[:, 1]
+                tol = np.array([checker.tolerance(v) for v in table[:, 1]])
                 most = opts.max_iters - it - 1
                 passes = windows.refine(x, tol, it, most, t0 + opts.time_limit)
                 it += passes
@@ -463,6 +467,7 @@ class DualFISTA(Algorithm):
         L_min: float,
         fuse: bool | None = None,
         grid: TVGrid | None = None,
+        decrease: float = _DECREASE,
     ) -> DualIterations | FusedTVIterations:
         """The iterations from y at the trial constant L. When the prox terms are 2-D
         total variation in a form ``tv_grid`` knows and ``fuse`` is True (None: on NumPy
@@ -484,12 +489,12 @@ class DualFISTA(Algorithm):
             grid = tv_grid([program.terms[k] for k in prox_at], n)
         grid = grid if fuse else None
         if grid is not None and backend.name == "numpy":
-            rule = (_DECREASE, _BACKTRACK, _MAX_BACKTRACKS)
+            rule = (decrease, _BACKTRACK, _MAX_BACKTRACKS)
             return FusedTVIterations(grid, smooth.q, smooth.H, bounds, y, L, L_min, rule)
         trial = None
         if grid is not None:
             trial = backend.dual_tv_trial(grid, smooth.q, smooth.H, bounds)
-        return DualIterations(K, smooth, bounds, backend, y, L, L_min, trial)
+        return DualIterations(K, smooth, bounds, backend, y, L, L_min, trial, decrease)
 
     @staticmethod
     def _point(
@@ -549,6 +554,10 @@ class DualIterations:
         The starting point, on the backend.
     L, L_min : float
         The first trial constant and its floor.
+    fused : callable, optional
+        The backend's fused trial step (``Backend.dual_tv_trial``).
+    decrease : float
+        The step rule's decrease of the trial constant after an accepted step.
 
     Attributes
     ----------
@@ -568,8 +577,9 @@ class DualIterations:
         L: float,
         L_min: float,
         fused: Callable | None = None,
+        decrease: float = _DECREASE,
     ) -> None:
-        self.K, self.backend, self.fused = K, backend, fused
+        self.K, self.backend, self.fused, self.decrease = K, backend, fused, decrease
         self.H = backend.to_device(smooth.H)
         self.H_inv, self.q = 1.0 / self.H, backend.to_device(smooth.q)
         self.bounds = None if bounds is None else tuple(backend.asarray(b) for b in bounds)
@@ -591,7 +601,7 @@ class DualIterations:
         y, y_prev, Kty, Kty_prev = self.y, self.y_prev, self.Kty, self.Kty_prev
         t, L = self.t, self.L
         for _ in range(count):
-            L_try = max(_DECREASE * L, self.L_min)
+            L_try = max(self.decrease * L, self.L_min)
             for attempt in range(_MAX_BACKTRACKS):
                 if attempt:
                     L_try *= _BACKTRACK

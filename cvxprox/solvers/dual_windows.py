@@ -143,29 +143,6 @@ def window(grid: TVGrid, i0: int, i1: int, j0: int, j1: int) -> Window:
     return Window(TVGrid(rs, cs, False, offsets, w0, w1), rows, pixels)
 
 
-def row_pixels(grid: TVGrid, rows: np.ndarray | None = None) -> np.ndarray:
-    """The pixel (F order) at which each of ``rows`` of TV starts (indices in the terms'
-    order; all of them when None): the pixel p of the differences x_{p+r} - x_p and
-    x_{p+1} - x_p."""
-    r, c = grid.rows, grid.cols
-    k = np.arange(grid_rows(grid)) if rows is None else np.asarray(rows)
-    if grid.iso:
-        g = k // 2  # the terms' order interleaves each group's two rows
-        return g % (r - 1) + r * (g // (r - 1))
-    vertical = (r - 1) * c
-    if grid.offsets[0] == 0:  # the axis-0 rows first
-        v, h, is_v = k, k - vertical, k < vertical
-    else:
-        h, v, is_v = k, k - r * (c - 1), k >= r * (c - 1)
-    return np.where(is_v, v % (r - 1) + r * (v // (r - 1)), h)
-
-
-def grid_rows(grid: TVGrid) -> int:
-    """The number of rows of TV on ``grid``'s image."""
-    r, c = grid.rows, grid.cols
-    return 2 * (r - 1) * (c - 1) if grid.iso else (r - 1) * c + r * (c - 1)
-
-
 def window_boxes(failing: np.ndarray, margin: int) -> list[tuple[int, int, int, int]]:
     """Pixel rectangles (i0, i1, j0, j1), inclusive, that do not overlap and cover the
     pixels of ``failing`` (bool, r x c) dilated by ``margin`` (8-connected), each part's
@@ -229,7 +206,8 @@ class WindowRefinement:
 
     def boxes(self, failing: np.ndarray) -> list[tuple[int, int, int, int]] | None:
         """The windows of a round around the ``failing`` pixels (bool, rows x cols), or
-        None when none fails or the windows would cover more than ``SHARE`` of them."""
+        None when none fails or the windows would cover more than ``SHARE`` of the
+        image's pixels."""
         count = int(np.count_nonzero(failing))
         n = self.grid.rows * self.grid.cols
         # The windows hold the failing pixels: too many of them rule a round out cheaply.

@@ -391,8 +391,9 @@ def term_sums(  # noqa: PLR0913
     (kernel layout), K x formed on the fly: (2, ``SUMS``), row 0 the isotropic term or
     the vertical (axis-0) one, row 1 the horizontal (axis-1) one (zeros when
     isotropic), each [max_i |K x - z|_i, max_i max(|(K x)_i|, |z_i|), g(K x), g(z), y'z]
-    with g the term's function (sum_g w_g ||v_g|| or sum_e w_e |v_e|). Column sums
-    added in column order: the same on any number of threads."""
+    with g the term's function (sum_g w_g ||v_g|| or sum_e w_e |v_e|); a NaN in a
+    maximum stays (``_max``). Column sums added in column order: the same on any number
+    of threads."""
     partial = np.zeros((cols, 2, SUMS))
     r1 = rows - 1
     groups = r1 * (cols - 1)
@@ -409,8 +410,8 @@ def term_sums(  # noqa: PLR0913
                 a1 = x[p + 1] - x[p]
                 z0, z1 = z[g], z[groups + g]
                 w = w0[0] if one else w0[g]
-                out[0, 0] = max(out[0, 0], max(abs(a0 - z0), abs(a1 - z1)))
-                out[0, 1] = max(out[0, 1], max(max(abs(a0), abs(a1)), max(abs(z0), abs(z1))))
+                out[0, 0] = _max(out[0, 0], _max(abs(a0 - z0), abs(a1 - z1)))
+                out[0, 1] = _max(out[0, 1], _max(_max(abs(a0), abs(a1)), _max(abs(z0), abs(z1))))
                 out[0, 2] += w * math.sqrt(a0 * a0 + a1 * a1)
                 out[0, 3] += w * math.sqrt(z0 * z0 + z1 * z1)
                 out[0, 4] += y[g] * z0 + y[groups + g] * z1
@@ -431,18 +432,24 @@ def term_sums(  # noqa: PLR0913
     total = np.zeros((2, SUMS))
     for j in range(cols):
         for t in range(2):
-            total[t, 0] = max(total[t, 0], partial[j, t, 0])
-            total[t, 1] = max(total[t, 1], partial[j, t, 1])
+            total[t, 0] = _max(total[t, 0], partial[j, t, 0])
+            total[t, 1] = _max(total[t, 1], partial[j, t, 1])
             for s in range(2, SUMS):
                 total[t, s] += partial[j, t, s]
     return total
 
 
 @njit(**_JIT)
+def _max(a, b):  # noqa: ANN001, ANN202
+    """max(a, b), NaN if either is (Python's max drops a NaN that comes second)."""
+    return a if (a >= b or a != a) else b
+
+
+@njit(**_JIT)
 def _add_row(out, a, z, y, w):  # noqa: ANN001, ANN202
     """One anisotropic row's share of ``term_sums``: (K x)_e = a, z_e, y_e, weight w."""
-    out[0] = max(out[0], abs(a - z))
-    out[1] = max(out[1], max(abs(a), abs(z)))
+    out[0] = _max(out[0], abs(a - z))
+    out[1] = _max(out[1], _max(abs(a), abs(z)))
     out[2] += w * abs(a)
     out[3] += w * abs(z)
     out[4] += y * z
@@ -459,8 +466,8 @@ def failing_pixels(  # noqa: PLR0913
     tol: np.ndarray,
 ) -> np.ndarray:
     """The pixels at which a row of TV starts (p of x_{p+r} - x_p and x_{p+1} - x_p)
-    whose residual |K x - z| exceeds its term's tolerance ``tol`` (2,) (as
-    ``term_sums``' rows): a bool (cols, rows) array, [j, i] for pixel (i, j)."""
+    whose residual |K x - z| is not within its term's tolerance ``tol`` (2,) (as
+    ``term_sums``' rows; NaN fails): a bool (cols, rows) array, [j, i] for pixel (i, j)."""
     out = np.zeros((cols, rows), dtype=np.bool_)
     r1 = rows - 1
     groups = r1 * (cols - 1)
@@ -471,15 +478,15 @@ def failing_pixels(  # noqa: PLR0913
             if iso:
                 if i < r1 and j < cols - 1:
                     g = i + r1 * j
-                    fail = (
-                        abs(x[p + rows] - x[p] - z[g]) > tol[0]
-                        or abs(x[p + 1] - x[p] - z[groups + g]) > tol[0]
+                    fail = not (
+                        abs(x[p + rows] - x[p] - z[g]) <= tol[0]
+                        and abs(x[p + 1] - x[p] - z[groups + g]) <= tol[0]
                     )
             else:
                 if i < r1:
-                    fail = abs(x[p + 1] - x[p] - z[offsets[0] + i + r1 * j]) > tol[0]
+                    fail = not (abs(x[p + 1] - x[p] - z[offsets[0] + i + r1 * j]) <= tol[0])
                 if j < cols - 1:
-                    fail = fail or abs(x[p + rows] - x[p] - z[offsets[1] + p]) > tol[1]
+                    fail = fail or not (abs(x[p + rows] - x[p] - z[offsets[1] + p]) <= tol[1])
             out[j, i] = fail
     return out
 

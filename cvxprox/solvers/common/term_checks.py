@@ -109,17 +109,16 @@ class TermSums:
 
 def _worse(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
     """Of two (|r|, tol), the one with the larger ratio |r| / tol (``worst_entry``'s
-    rules: a tolerance that is not positive gives inf where r > 0, else 0; NaN is worst;
-    a tie keeps ``a``)."""
+    rules: a tolerance that is not positive gives inf where r > 0, else 0; a NaN is
+    worst, the first one kept; a tie keeps ``a``)."""
 
     def ratio(e: tuple[float, float]) -> float:
         r, tol = e
-        if math.isnan(r) or math.isnan(tol):
-            return math.inf
         return r / tol if tol > 0 else (math.inf if r > 0 else 0.0)
 
-    if math.isnan(a[0]) or math.isnan(a[1]):
-        return a
+    for e in (a, b):
+        if math.isnan(e[0]) or math.isnan(e[1]):
+            return e
     return b if ratio(b) > ratio(a) else a
 
 
@@ -260,7 +259,7 @@ class StructuredChecker:
         scalar, c = layout.backend.scalar, self._c
         cx = scalar(c @ x)
         value = value_at_z = yzb = 0.0
-        primal = (0.0, 1.0)
+        primal = None
         for k, rows in enumerate(layout.slices):
             if not layout.terms[k].size:
                 continue
@@ -268,16 +267,13 @@ class StructuredChecker:
                 share = sums[k]
                 if layout.terms[k].function.is_indicator:
                     raise ValueError(f"evaluate: term {k} is an indicator; its rows have no sums")
-                worst = (
-                    share.residual,
-                    self.opts.eps_abs + self.opts.eps_rel * share.magnitude,
-                )
+                worst = (share.residual, self.tolerance(share.magnitude))
             else:
                 share, worst = self._term_sums(k, Ax[rows], z[rows], y[rows])
             value += share.value
             value_at_z += share.value_at_z
             yzb += share.yzb
-            primal = _worse(primal, worst)
+            primal = worst if primal is None else _worse(primal, worst)
         pobj = cx + value
         dobj = value_at_z - yzb
         dual = c + Aty
@@ -290,7 +286,7 @@ class StructuredChecker:
             dual = dual - lam_l + lam_u
             dobj += bound_term
         return kkt_error_of_worst(
-            primal,
+            (0.0, 1.0) if primal is None else primal,
             self._worst(dual, [c, Aty], self._dual_unit),
             (pobj, dobj, [cx, yzb, bound_term], units.objective),
             self.opts.eps_abs,
@@ -301,7 +297,7 @@ class StructuredChecker:
     def _term_sums(self, k: int, Ax: Any, z: Any, y: Any) -> tuple[TermSums, tuple[float, float]]:
         """Term k's ``TermSums`` and its worst row (|r_i|, tol_i) from its A_k x, z_k, y_k:
         the residual A_k x - b_k - z_k in the check's kept m-vector (a fresh one per check
-        costs its page faults again: TV denoising 1024 x 1024, 60 ms a check)."""
+        would cost its page faults again)."""
         layout, scalar = self.layout, self.layout.backend.scalar
         rows, function = layout.slices[k], layout.terms[k].function
         b = layout.b[rows]
@@ -320,7 +316,12 @@ class StructuredChecker:
         xp = layout.backend.xp
         largest = max(float(xp.max(residual)), -float(xp.min(residual)))
         share = TermSums(largest, magnitude, value, value_at_z, yzb)
-        return share, (largest, self.opts.eps_abs + self.opts.eps_rel * magnitude)
+        return share, (largest, self.tolerance(magnitude))
+
+    def tolerance(self, magnitude: float) -> float:
+        """The primal tolerance of every row of a term that is not an indicator, whose
+        rows' largest magnitude is ``magnitude`` (``TermSums``; unit 1)."""
+        return self.opts.eps_abs + self.opts.eps_rel * magnitude
 
     def _worst(self, residual: Any, magnitudes: list[Any], unit: Any) -> tuple[float, float]:
         """``termination.worst_entry``; for a long float64 NumPy residual its one-pass
