@@ -289,9 +289,15 @@ class AffineLowering:
         for var in self.layout.variables:
             if var.ndim not in (1, 2) or var.size < 2:
                 continue
+            # A difference along an axis has one entry fewer per line of it.
+            axes = [
+                a for a in range(var.ndim) if plus.index.size == var.size - var.size // var.shape[a]
+            ]
+            if not axes:
+                continue
             start = self.layout.offsets[var.id]
             codes = start + np.arange(var.size).reshape(var.shape, order="F")
-            for axis in range(var.ndim):
+            for axis in axes:
                 ahead = np.delete(codes, 0, axis=axis).flatten(order="F")
                 behind = np.delete(codes, -1, axis=axis).flatten(order="F")
                 if np.array_equal(plus.index, ahead) and np.array_equal(minus.op.index, behind):

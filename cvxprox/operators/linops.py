@@ -667,7 +667,7 @@ class Gather(LinOp):
             raise ValueError(f"Gather: index must be 1-D, got shape {index.shape}")
         if index.size and not np.issubdtype(index.dtype, np.integer):
             raise ValueError(f"Gather: index must hold integers, got dtype {index.dtype}")
-        index = index.astype(np.intp)
+        index = np.asarray(index, dtype=np.intp)  # no copy when it is one already
         if index.size and (index.min() < 0 or index.max() >= n):
             raise ValueError(f"Gather: index entries must lie in [0, {n})")
         self.index = index
