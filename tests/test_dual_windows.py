@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import cvxpy as cp
+import numba
 import numpy as np
 import pytest
 
@@ -235,6 +236,25 @@ def test_a_round_lowers_the_dual_and_meets_its_target_in_the_windows(
     # The windows met TARGET * tol at their own candidate (their own step constant);
     # the run's candidate, at the run's constant, meets the test.
     assert _worst_inside(steps, boxes) <= tol
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one thread only")
+def test_a_round_is_the_same_on_any_number_of_threads() -> None:
+    """The windows run on a pool of threads; what a round writes does not depend on it."""
+    boxes = [(2, 12, 3, 14), (20, 29, 20, 35), (0, 8, 20, 33)]
+    results = []
+    threads = numba.get_num_threads()
+    try:
+        for count in (1, 2):
+            numba.set_num_threads(count)
+            steps = _denoising_iterations("isotropic", 30, 36, True)
+            steps.run(100)
+            passes = WindowRefinement(steps).round(boxes, 1e-6, deadline=np.inf, iteration=5000)
+            results.append((passes, steps.Y[steps.slots[0]].copy()))
+    finally:
+        numba.set_num_threads(threads)
+    assert results[0][0] == results[1][0] > 0
+    assert np.array_equal(results[0][1], results[1][1])
 
 
 def _worst_inside(steps: FusedTVIterations, boxes: list[tuple[int, int, int, int]]) -> float:

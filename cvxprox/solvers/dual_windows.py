@@ -66,16 +66,20 @@ round before (box at 1e-7: 7550, 6720); no check at once after a round (1024 x 1
 
 The work of a round is counted in the run's iterations as image passes: the sum over
 windows of iterations times a window's cost (``_cost``: its pixels, and ``_COLUMN_COST``
-more per column), over the image's. The windows run on one thread, one after the
-other.
+more per column), over the image's. The windows of a round run on Numba's threads (a
+pool of Python threads: the compiled iterations release the GIL); each reads the y and
+K'y the round started from, and their results are written back in the boxes' order, so
+a round's result does not depend on the threads.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.ndimage as ndi
 
@@ -244,38 +248,21 @@ class WindowRefinement:
         cap = max(cap, CHUNK if math.isinf(most) else min(CHUNK, int(most * image / covered)))
         if cap <= 0:
             return 0.0
+        solve = _WindowSolve(steps, Kty, cap, tol, deadline)
+        threads = numba.get_num_threads()
+        if threads > 1 and len(boxes) > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                results = list(pool.map(solve, boxes))
+        else:
+            results = [solve(box) for box in boxes]
         work = 0.0
         any_met = False
-        for i0, i1, j0, j1 in boxes:
-            if time.perf_counter() > deadline:
-                break
-            w = window(g, i0, i1, j0, j1)
-            sub, p = w.grid, w.pixels
-            y = Y[w.rows]
-            q = steps.q[p] + Kty[p] - rmatvec(sub.rows, sub.cols, sub.iso, sub.offsets, y)
-            bounds = None if steps.lower.shape[0] == 0 else (steps.lower[p], steps.upper[p])
-            inner = FusedTVIterations(
-                sub,
-                q,
-                steps.H[p],
-                bounds,
-                interleave(y) if sub.iso else y,
-                steps.L,
-                steps.state[2],
-                (steps.step_rule[0], steps.step_rule[1], steps.max_backtracks),
-                blocks=1,
-            )
-            done, chunk, met = 0, CHUNK, False
-            while done < cap and not met:
-                count = min(chunk, cap - done)
-                inner.run(count)
-                done += count
-                chunk *= 2
-                met = _worst_residual(inner) <= TARGET * tol
-                if time.perf_counter() > deadline:
-                    break
-            work += done * _cost(sub.rows, sub.cols)
-            Y[w.rows] = inner.Y[inner.slots[0]]
+        for result in results:
+            if result is None:
+                continue
+            cost, met, rows, y = result
+            work += cost
+            Y[rows] = y
             any_met = any_met or met
         if work == 0.0:
             return 0.0
@@ -293,6 +280,55 @@ class WindowRefinement:
     def due(self, iteration: int) -> bool:
         """Whether a round may come at ``iteration`` (module docstring)."""
         return iteration - self.last >= self.wait
+
+
+class _WindowSolve:
+    """One window of a round (``WindowRefinement.round``), a function of its box: the
+    dual on the sub-image from the round's y, in chunks of ``CHUNK`` iterations, doubling,
+    until its worst residual is at most ``TARGET`` tol, ``cap`` iterations are done or
+    ``deadline`` passes (tested between chunks). Returns (its work in pixels, whether it
+    met its target, its rows, their new y), or None when the deadline had passed before
+    it started. Reads the round's y and K'y, writes nothing of the run's: the windows of
+    a round run on threads of their own (the compiled iterations release the GIL), and
+    their results are written back in the boxes' order."""
+
+    def __init__(
+        self, steps: FusedTVIterations, Kty: np.ndarray, cap: int, tol: float, deadline: float
+    ) -> None:
+        self.steps, self.Kty, self.cap, self.tol, self.deadline = steps, Kty, cap, tol, deadline
+
+    def __call__(
+        self, box: tuple[int, int, int, int]
+    ) -> tuple[float, bool, np.ndarray, np.ndarray] | None:
+        if time.perf_counter() > self.deadline:
+            return None
+        steps = self.steps
+        w = window(steps.grid, *box)
+        sub, p = w.grid, w.pixels
+        y = steps.Y[steps.slots[0]][w.rows]
+        q = steps.q[p] + self.Kty[p] - rmatvec(sub.rows, sub.cols, sub.iso, sub.offsets, y)
+        bounds = None if steps.lower.shape[0] == 0 else (steps.lower[p], steps.upper[p])
+        inner = FusedTVIterations(
+            sub,
+            q,
+            steps.H[p],
+            bounds,
+            interleave(y) if sub.iso else y,
+            steps.L,
+            steps.state[2],
+            (steps.step_rule[0], steps.step_rule[1], steps.max_backtracks),
+            blocks=1,
+        )
+        done, chunk, met = 0, CHUNK, False
+        while done < self.cap and not met:
+            count = min(chunk, self.cap - done)
+            inner.run(count)
+            done += count
+            chunk *= 2
+            met = _worst_residual(inner) <= TARGET * self.tol
+            if time.perf_counter() > self.deadline:
+                break
+        return done * _cost(sub.rows, sub.cols), met, w.rows, inner.Y[inner.slots[0]]
 
 
 def _cost(rows: int, cols: int) -> float:

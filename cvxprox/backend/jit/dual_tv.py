@@ -72,7 +72,7 @@ _BLOCKS_MAX = 32
 # Reassociation lets the sums of a column run in SIMD lanes; with NumPy's error model a
 # division by zero is IEEE's, not an exception (no check in the loops).
 _FAST = {"reassoc", "contract", "arcp", "nsz"}
-_JIT = {"cache": True, "fastmath": _FAST, "error_model": "numpy"}
+_JIT = {"cache": True, "fastmath": _FAST, "error_model": "numpy", "nogil": True}
 
 
 @njit(**_JIT)
@@ -375,7 +375,74 @@ def rmatvec(rows: int, cols: int, iso: bool, offsets: np.ndarray, y: np.ndarray)
 SUMS = 5
 
 
-@njit(cache=True, parallel=True, fastmath=_FAST, error_model="numpy")
+@njit(**_JIT)
+def _max(a, b):  # noqa: ANN001, ANN202
+    """max(a, b), NaN if either is (Python's max drops a NaN that comes second)."""
+    return a if (a >= b or a != a) else b
+
+
+@njit(**_JIT)
+def _add_row(out, a, z, y, w):  # noqa: ANN001, ANN202
+    """One anisotropic row's share of ``term_sums``: (K x)_e = a, z_e, y_e, weight w."""
+    out[0] = _max(out[0], abs(a - z))
+    out[1] = _max(out[1], _max(abs(a), abs(z)))
+    out[2] += w * abs(a)
+    out[3] += w * abs(z)
+    out[4] += y * z
+
+
+@njit(**_JIT)
+def _column_sums(j, rows, cols, iso, offsets, w0, w1, x, y, z, out):  # noqa: ANN001, ANN202, PLR0913
+    """Image column j's share of ``term_sums`` into ``out`` (2, ``SUMS``): the rows that
+    start on it."""
+    r1 = rows - 1
+    if iso:
+        if j == cols - 1:
+            return
+        groups = r1 * (cols - 1)
+        one = w0.shape[0] == 1
+        for i in range(r1):
+            p = i + rows * j
+            g = i + r1 * j
+            a0 = x[p + rows] - x[p]
+            a1 = x[p + 1] - x[p]
+            z0, z1 = z[g], z[groups + g]
+            w = w0[0] if one else w0[g]
+            out[0, 0] = _max(out[0, 0], _max(abs(a0 - z0), abs(a1 - z1)))
+            out[0, 1] = _max(out[0, 1], _max(_max(abs(a0), abs(a1)), _max(abs(z0), abs(z1))))
+            out[0, 2] += w * math.sqrt(a0 * a0 + a1 * a1)
+            out[0, 3] += w * math.sqrt(z0 * z0 + z1 * z1)
+            out[0, 4] += y[g] * z0 + y[groups + g] * z1
+        return
+    one = w0.shape[0] == 1
+    for i in range(r1):
+        p = i + rows * j
+        e = offsets[0] + i + r1 * j
+        a = x[p + 1] - x[p]
+        _add_row(out[0], a, z[e], y[e], w0[0] if one else w0[i + r1 * j])
+    if j < cols - 1:
+        one = w1.shape[0] == 1
+        for i in range(rows):
+            p = i + rows * j
+            e = offsets[1] + p
+            a = x[p + rows] - x[p]
+            _add_row(out[1], a, z[e], y[e], w1[0] if one else w1[p])
+
+
+@njit(**_JIT)
+def _total(partial):  # noqa: ANN001, ANN202
+    """The columns' shares (cols, 2, ``SUMS``) added in column order."""
+    total = np.zeros((2, SUMS))
+    for j in range(partial.shape[0]):
+        for t in range(2):
+            total[t, 0] = _max(total[t, 0], partial[j, t, 0])
+            total[t, 1] = _max(total[t, 1], partial[j, t, 1])
+            for s in range(2, SUMS):
+                total[t, s] += partial[j, t, s]
+    return total
+
+
+@njit(cache=True, parallel=True, fastmath=_FAST, error_model="numpy", nogil=True)
 def term_sums(  # noqa: PLR0913
     rows: int,
     cols: int,
@@ -392,67 +459,32 @@ def term_sums(  # noqa: PLR0913
     the vertical (axis-0) one, row 1 the horizontal (axis-1) one (zeros when
     isotropic), each [max_i |K x - z|_i, max_i max(|(K x)_i|, |z_i|), g(K x), g(z), y'z]
     with g the term's function (sum_g w_g ||v_g|| or sum_e w_e |v_e|); a NaN in a
-    maximum stays (``_max``). Column sums added in column order: the same on any number
-    of threads."""
+    maximum stays (``_max``). The columns on Numba's threads, their sums added in column
+    order: the same on any number of threads (``term_sums_serial``: on the caller's)."""
     partial = np.zeros((cols, 2, SUMS))
-    r1 = rows - 1
-    groups = r1 * (cols - 1)
     for j in prange(cols):
-        out = partial[j]
-        if iso:
-            if j == cols - 1:
-                continue
-            one = w0.shape[0] == 1
-            for i in range(r1):
-                p = i + rows * j
-                g = i + r1 * j
-                a0 = x[p + rows] - x[p]
-                a1 = x[p + 1] - x[p]
-                z0, z1 = z[g], z[groups + g]
-                w = w0[0] if one else w0[g]
-                out[0, 0] = _max(out[0, 0], _max(abs(a0 - z0), abs(a1 - z1)))
-                out[0, 1] = _max(out[0, 1], _max(_max(abs(a0), abs(a1)), _max(abs(z0), abs(z1))))
-                out[0, 2] += w * math.sqrt(a0 * a0 + a1 * a1)
-                out[0, 3] += w * math.sqrt(z0 * z0 + z1 * z1)
-                out[0, 4] += y[g] * z0 + y[groups + g] * z1
-            continue
-        one = w0.shape[0] == 1
-        for i in range(r1):
-            p = i + rows * j
-            e = offsets[0] + i + r1 * j
-            a = x[p + 1] - x[p]
-            _add_row(out[0], a, z[e], y[e], w0[0] if one else w0[i + r1 * j])
-        if j < cols - 1:
-            one = w1.shape[0] == 1
-            for i in range(rows):
-                p = i + rows * j
-                e = offsets[1] + p
-                a = x[p + rows] - x[p]
-                _add_row(out[1], a, z[e], y[e], w1[0] if one else w1[p])
-    total = np.zeros((2, SUMS))
+        _column_sums(j, rows, cols, iso, offsets, w0, w1, x, y, z, partial[j])
+    return _total(partial)
+
+
+@njit(**_JIT)
+def term_sums_serial(  # noqa: PLR0913
+    rows: int,
+    cols: int,
+    iso: bool,
+    offsets: np.ndarray,
+    w0: np.ndarray,
+    w1: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+) -> np.ndarray:
+    """``term_sums`` on the calling thread (no threading layer: a caller that runs on
+    threads of its own)."""
+    partial = np.zeros((cols, 2, SUMS))
     for j in range(cols):
-        for t in range(2):
-            total[t, 0] = _max(total[t, 0], partial[j, t, 0])
-            total[t, 1] = _max(total[t, 1], partial[j, t, 1])
-            for s in range(2, SUMS):
-                total[t, s] += partial[j, t, s]
-    return total
-
-
-@njit(**_JIT)
-def _max(a, b):  # noqa: ANN001, ANN202
-    """max(a, b), NaN if either is (Python's max drops a NaN that comes second)."""
-    return a if (a >= b or a != a) else b
-
-
-@njit(**_JIT)
-def _add_row(out, a, z, y, w):  # noqa: ANN001, ANN202
-    """One anisotropic row's share of ``term_sums``: (K x)_e = a, z_e, y_e, weight w."""
-    out[0] = _max(out[0], abs(a - z))
-    out[1] = _max(out[1], _max(abs(a), abs(z)))
-    out[2] += w * abs(a)
-    out[3] += w * abs(z)
-    out[4] += y * z
+        _column_sums(j, rows, cols, iso, offsets, w0, w1, x, y, z, partial[j])
+    return _total(partial)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -823,10 +855,13 @@ class FusedTVIterations:
         return self._interleaved(y_new), self._interleaved(z), Kty
 
     def term_sums(self, x: np.ndarray) -> np.ndarray:
-        """``term_sums`` (2, ``SUMS``) at the image x and the last ``probe``'s y', z'."""
+        """``term_sums`` (2, ``SUMS``) at the image x and the last ``probe``'s y', z' (on
+        the calling thread when the iterations have one column block)."""
         g = self.grid
         y, z = self.candidate
-        return term_sums(g.rows, g.cols, g.iso, g.offsets, g.w0, g.w1, x, y, z)
+        # One column block: these iterations run on the caller's thread, and so do these.
+        sums = term_sums if self.starts.shape[0] > 2 else term_sums_serial
+        return sums(g.rows, g.cols, g.iso, g.offsets, g.w0, g.w1, x, y, z)
 
     def failing_pixels(self, x: np.ndarray, tol: np.ndarray) -> np.ndarray:
         """The rows x cols mask of the pixels whose rows fail at the image x and the last
