@@ -405,7 +405,7 @@ class DualFISTA(Algorithm):
                 logged = it
             spacing = check_spacing(err.normalized, check_cost, it, opts.check_every)
             if windows is not None and err.primal > err.primal_tol and not retest:
-                tol = np.array([checker.tolerance(v) for v in table[:, 1]])
+                tol = np.array([checker.tolerance(m) for m in table[:, 1]])
                 most = opts.max_iters - it - 1
                 passes = windows.refine(x, tol, it, most, t0 + opts.time_limit)
                 it += passes

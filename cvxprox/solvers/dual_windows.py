@@ -269,7 +269,7 @@ class WindowRefinement:
         steps.Y[steps.slots[1]] = Y
         steps.state[0] = 1.0
         self.rounds += 1
-        passes = work / _cost(g.rows, g.cols)
+        passes = work / image
         self.work += passes
         # A round none of whose windows met its target holds the next one back for
         # twice the iterations that preceded it.
@@ -339,7 +339,8 @@ def _cost(rows: int, cols: int) -> float:
 
 def _worst_residual(steps: FusedTVIterations) -> float:
     """max_i |K x - z'|_i at the candidate the checks test (``FusedTVIterations.probe``:
-    z' and y' of a step from the current y, x = x(y'))."""
-    _, _, Kty = steps.probe()
+    z' and y' of a step from the current y, x = x(y'); ``step_candidate``, the probe
+    without its copies in the terms' order)."""
+    Kty = steps.step_candidate()
     x = steps.clip(-(steps.q + Kty) * steps.H_inv)
     return float(np.max(steps.term_sums(x)[:, 0]))

@@ -784,7 +784,7 @@ class FusedTVIterations:
             else (np.array(y, copy=True), rmatvec(g.rows, g.cols, g.iso, g.offsets, self.Y[0]))
         )
         self.slots = np.array([0, 1, 2], dtype=np.int64)
-        # The last probe's (y', z'), kernel layout.
+        # The last candidate's (y', z'), kernel layout (``step_candidate``).
         self.candidate: tuple[np.ndarray, np.ndarray] | None = None
         self.state = np.array([1.0, L, L_min])
         self.counts = np.zeros(2, dtype=np.int64)
@@ -820,9 +820,16 @@ class FusedTVIterations:
         )  # fmt: skip
 
     def probe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(y', z', K'y') of ``DualIterations.probe``: one trial step from the current y
-        without extrapolation (beta = 0) at the last accepted constant, and K'y' in one
-        more pass; y' and z' in the terms' order."""
+        """(y', z', K'y') of ``DualIterations.probe``, y' and z' in the terms' order
+        (``step_candidate``, interleaved when isotropic)."""
+        Kty = self.step_candidate()
+        y_new, z = self.candidate
+        return self._interleaved(y_new), self._interleaved(z), Kty
+
+    def step_candidate(self) -> np.ndarray:
+        """The candidate the checks test: one trial step from the current y without
+        extrapolation (beta = 0) at the last accepted constant, kept as ``candidate``
+        (y', z') in the kernel's layout; returns K'y', in one more pass."""
         g = self.grid
         y = self.Y[self.slots[0]]
         y_new, z = np.empty_like(y), np.empty_like(y)
@@ -831,19 +838,18 @@ class FusedTVIterations:
             self._h_inv, self.lower, self.upper, y, y, y_new, 0.0, self.L, z, True,
             self._work, self._partial, numba.get_num_threads(),
         )  # fmt: skip
-        Kty = rmatvec(g.rows, g.cols, g.iso, g.offsets, y_new)
         self.candidate = (y_new, z)
-        return self._interleaved(y_new), self._interleaved(z), Kty
+        return rmatvec(g.rows, g.cols, g.iso, g.offsets, y_new)
 
     def term_sums(self, x: np.ndarray) -> np.ndarray:
-        """``term_sums`` (2, ``SUMS``) at the image x and the last ``probe``'s y', z'."""
+        """``term_sums`` (2, ``SUMS``) at the image x and the last candidate's y', z'."""
         g = self.grid
         y, z = self.candidate
         return term_sums(g.rows, g.cols, g.iso, g.offsets, g.w0, g.w1, x, y, z)
 
     def failing_pixels(self, x: np.ndarray, tol: np.ndarray) -> np.ndarray:
         """The rows x cols mask of the pixels whose rows fail at the image x and the last
-        ``probe``'s z' (``failing_pixels``; ``tol`` (2,) as ``term_sums``' rows)."""
+        candidate's z' (``failing_pixels``; ``tol`` (2,) as ``term_sums``' rows)."""
         g = self.grid
         mask = failing_pixels(g.rows, g.cols, g.iso, g.offsets, x, self.candidate[1], tol)
         return mask.T
