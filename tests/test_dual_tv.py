@@ -65,10 +65,10 @@ def _program(prob: cp.Problem) -> Program:
 
 
 def _iterations(
-    program: Program, fuse: bool, backend: Backend | None = None
+    program: Program, fuse: bool, backend: Backend | None = None, single: bool = False
 ) -> DualIterations | FusedTVIterations:
     """The iterations ``DualFISTA.iterations`` picks, from y = 0, on ``backend`` (NumPy
-    in float64 by default)."""
+    in float64 by default); ``single``: fused ones start in single precision."""
     backend = backend or get_backend("numpy", "cpu", "float64")
     layout = TermLayout(program, backend)
     quadratic_at, prox_at = split_terms(program)
@@ -77,7 +77,9 @@ def _iterations(
     L = dual_lipschitz(program, prox_at, smooth.H)
     bounds = (program.l, program.u) if program.has_bounds else None
     y = backend.zeros(K.m)
-    return DualFISTA.iterations(program, backend, K, smooth, prox_at, bounds, y, L, 1e-12 * L, fuse)
+    return DualFISTA.iterations(
+        program, backend, K, smooth, prox_at, bounds, y, L, 1e-12 * L, fuse, single=single
+    )
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:
@@ -147,6 +149,81 @@ def test_fused_state_carries_over_between_runs(form: str) -> None:
     assert plain.backtracks > 0
     assert (fused.restarts, fused.backtracks) == (plain.restarts, plain.backtracks)
     assert _relative(fused.y, plain.y) <= 1e-10
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+@pytest.mark.parametrize("form", ["isotropic", "anisotropic"])
+def test_single_precision_steps_follow_the_double_ones(form: str, bounded: bool) -> None:
+    """From the same state (rounded to float32), a single-precision step lands within
+    float32's rounding of the double-precision one; the candidate the checks test is
+    computed in double precision from the current y, the same in both; ``promote``
+    carries y over exactly and the run goes on in double precision."""
+    program = _program(_problem(form, bounded))
+    single = _iterations(program, fuse=True, single=True)
+    double = _iterations(program, fuse=True)
+    assert single.single
+    assert not double.single
+    assert single.Y.dtype == np.float32
+    double.run(40)
+    for _ in range(20):
+        rounded = double.Y.astype(np.float32)
+        single.Y[:] = rounded
+        double.Y[:] = rounded
+        single.slots[:], single.state[:] = double.slots, double.state
+        assert _relative(single.probe()[0], double.probe()[0]) <= 1e-14
+        single.run(1)
+        double.run(1)
+        assert single.y.dtype == np.float64
+        assert _relative(single.y, double.y) <= 1e-6
+        assert single.L == double.L
+    assert single.single_iterations == 20
+    y = single.y.copy()
+    single.promote()
+    assert not single.single
+    assert single.Y.dtype == np.float64
+    assert np.array_equal(single.y, y)
+    single.promote()
+    single.run(5)
+    assert single.single_iterations == 20
+    single.Y[:] = double.Y
+    single.slots[:], single.state[:] = double.slots, double.state
+    single.run(3)
+    double.run(3)
+    assert np.array_equal(single.y, double.y)
+
+
+def test_data_out_of_single_range_keeps_double_precision() -> None:
+    """A q beyond ``SINGLE_RANGE`` keeps the iterations in double precision."""
+    program = _program(_problem("isotropic", bounded=False))
+    steps = _iterations(program, fuse=True, single=True)
+    assert steps.single
+    huge = FusedTVIterations(
+        steps.grid, steps.q * 1e20, steps.H, None, np.zeros(steps.Y.shape[1]), 8.0, 1e-12,
+        (0.97, 2.0, 100), single=True,
+    )  # fmt: skip
+    assert not huge.single
+    assert huge.Y.dtype == np.float64
+
+
+def test_single_precision_solve_matches_clarabel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the default tolerances the fused iterations start in single precision and the
+    checks, in double precision, still give Clarabel's solution; at eps 1e-7 they never
+    leave double precision."""
+    monkeypatch.setattr(dual_fista, "FUSED_FROM", 1)
+    prob = _problem("isotropic", bounded=False, rows=40, cols=48)
+    X = prob.variables()[0]
+    prob.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    reference, X_ref = prob.value, X.value.copy()
+    prob.solve(solver="NABLAPROX", algorithm="dual_fista")
+    assert prob.status == cp.OPTIMAL
+    stats = prob.solver_stats.extra_stats
+    assert stats["fused"]
+    assert 0 < stats["single_iterations"] < prob.solver_stats.num_iters
+    assert prob.value == pytest.approx(reference, rel=1e-6)
+    assert np.max(np.abs(X.value - X_ref)) <= 1e-4
+    prob.solve(solver="NABLAPROX", algorithm="dual_fista", eps_abs=1e-7, eps_rel=1e-7)
+    assert prob.status == cp.OPTIMAL
+    assert prob.solver_stats.extra_stats["single_iterations"] == 0
 
 
 def test_fused_solve_matches_clarabel_with_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
