@@ -83,12 +83,16 @@ twice the work of float64 ones: TV denoising 1024 x 1024 on two threads, 2.1 ms 
 against 3.3 ms). The checks stay exact: each one's candidate is computed in double
 precision from the current y (a float32 vector is a valid dual point), so a check never
 passes on single precision's rounding. The iterations go on in double precision
-(``FusedTVIterations.promote``) from the first check whose worst ratio of a residual to
-its tolerance is at most ``_PROMOTE_RATIO``, whose TV rows' tolerance is under
-``_SINGLE_FLOOR`` max |x| (rounding some 6e-8 of |x| per operation would then be a fair
-share of it), or at the first window round (rounds run in double precision). On the
-phantom at defaults the switch comes at the first round, after 1450 of some 1730
-iterations.
+(``FusedTVIterations.promote``, ``Promotion``) from the first check whose worst ratio of
+a residual to its tolerance is at most ``_PROMOTE_RATIO``, whose TV rows' tolerance is
+under ``_SINGLE_FLOOR`` max |x| (rounding some 6e-8 of |x| per operation would then be a
+fair share of it), or that is the ``_STALL_CHECKS``-th in a row without a smaller worst
+ratio. Window rounds solve their windows in double precision from the rounded y and
+write theirs back rounded. On the phantom at defaults the switch comes after 1620 of
+1732 iterations at 1024 x 1024. Switching at the first window round instead (after
+1450) gave the same iterations on the phantom (512 x 512 seeds 0-2 and 1024 x 1024
+seeds 0-1) and about 0.4 s more at 1024 x 1024; the test image's twelve runs of
+``dual_windows``' docstring 43582 passes against 43639.
 
 Infeasibility. When the indicator terms cannot hold together, the dual objective is
 unbounded and the iterates diverge along a Farkas certificate: y - y_0 (y_0 the
@@ -165,12 +169,13 @@ FUSED_FROM = 160 * 160
 _CHECK_COST = 1.0
 _CHECK_COST_FUSED = 10.0
 # The fused iterations run in single precision until a check's worst ratio of a residual
-# to its tolerance is at most _PROMOTE_RATIO, the first window round, or a check whose
-# TV rows' tolerance is under _SINGLE_FLOOR times max |x| (single precision's rounding,
-# some 6e-8 of |x| per operation, would then be a fair share of it): module docstring,
-# Precision.
-_PROMOTE_RATIO = 10.0
+# to its tolerance is at most _PROMOTE_RATIO, a check whose TV rows' tolerance is under
+# _SINGLE_FLOOR times max |x| (single precision's rounding, some 6e-8 of |x| per
+# operation, would then be a fair share of it), or _STALL_CHECKS checks in a row without
+# a smaller worst ratio: module docstring, Precision.
+_PROMOTE_RATIO = 3.0
 _SINGLE_FLOOR = 1e-6
+_STALL_CHECKS = 4
 # They start in single precision only when eps_abs and eps_rel are at least this.
 _SINGLE_EPS = 1e-6
 # Window rounds taken at consecutive checks, with no iterations between them, at most.
@@ -389,8 +394,9 @@ class DualFISTA(Algorithm):
                 *(
                     [
                         f"single precision until a check's worst ratio <= {_PROMOTE_RATIO:g}"
-                        ", a window round, or a TV tolerance under "
-                        f"{_SINGLE_FLOOR:g} max|x|; checks in double precision"
+                        f", a TV tolerance under {_SINGLE_FLOOR:g} max|x|, or "
+                        f"{_STALL_CHECKS} checks without progress; checks in double "
+                        "precision"
                     ]
                     if windows is not None and steps.single
                     else []
@@ -415,6 +421,8 @@ class DualFISTA(Algorithm):
         # next check; ``streak`` rounds have been taken at checks with none between.
         retest = False
         streak = 0
+        promotion = Promotion()
+        terms = steps.grid.terms if windows is not None else 0
         while it < opts.max_iters or retest:
             if retest:
                 count = 0
@@ -443,7 +451,7 @@ class DualFISTA(Algorithm):
                 logged = it
             spacing = check_spacing(err.normalized, check_cost, it, opts.check_every)
             tol = None if table is None else np.array([checker.tolerance(m) for m in table[:, 1]])
-            if windows is not None and steps.single and promote(err, tol[: steps.grid.terms], x):
+            if windows is not None and steps.single and promotion.due(err, tol[:terms], x):
                 steps.promote()
             if windows is not None and err.primal > err.primal_tol and streak < _ROUNDS_IN_A_ROW:
                 most = opts.max_iters - it - 1
@@ -574,13 +582,30 @@ class DualFISTA(Algorithm):
         return (x, z, y), Ax, Aty
 
 
-def promote(err: Any, tol: np.ndarray, x: np.ndarray) -> bool:
-    """Whether single-precision iterations should go on in double precision after a
-    check (module docstring, Precision): its worst ratio ``err.normalized`` is at most
-    ``_PROMOTE_RATIO``, or a TV term's row tolerance (``tol``, one per term) is under
-    ``_SINGLE_FLOOR`` max |x|."""
-    floor = _SINGLE_FLOOR * float(np.max(np.abs(x), initial=0.0))
-    return err.normalized <= _PROMOTE_RATIO or float(np.min(tol)) < floor
+class Promotion:
+    """When single-precision iterations go on in double precision (module docstring,
+    Precision), decided check by check."""
+
+    def __init__(self) -> None:
+        self.best = math.inf
+        self.stalled = 0
+
+    def due(self, err: Any, tol: np.ndarray, x: np.ndarray) -> bool:
+        """After a check with worst ratio ``err.normalized`` at the image x, ``tol`` the TV
+        terms' row tolerances (one per term): whether the ratio is at most
+        ``_PROMOTE_RATIO``, a tolerance is under ``_SINGLE_FLOOR`` max |x|, or this is the
+        ``_STALL_CHECKS``-th check in a row without a smaller ratio than the best
+        before."""
+        if err.normalized < self.best:
+            self.best, self.stalled = err.normalized, 0
+        else:
+            self.stalled += 1
+        floor = _SINGLE_FLOOR * float(np.max(np.abs(x), initial=0.0))
+        return (
+            err.normalized <= _PROMOTE_RATIO
+            or float(np.min(tol)) < floor
+            or self.stalled >= _STALL_CHECKS
+        )
 
 
 def tv_term_sums(grid: TVGrid, table: np.ndarray, prox_at: list[int]) -> dict[int, TermSums]:

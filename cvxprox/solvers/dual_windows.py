@@ -58,8 +58,8 @@ against 5550, 5880, 4050, and in the box 6820, 7760, 4800 against 7300, 4920, 43
 bring in fast, and the rounds' restarts of the momentum cost more than they bring (not
 solved here). The second round: with one round at a time, the phantom gives 1700, 1711,
 1681 and 1711, 1701, the test image's twelve runs 44289 passes against 43616; but with
-the iterations in single precision until the first round (``dual_fista``'s Precision),
-1024 x 1024 takes 2080 and 1881 iterations against 1732 and 1722 (the last check before
+the iterations in single precision until the first round (and in double precision
+after it), 1024 x 1024 takes 2080 and 1881 iterations against 1732 and 1722 (the last check before
 the first round's successor failed on a few more rows, and the round then left its
 edges failing), and so does a run in double precision whose y is rounded to single
 precision once at iteration 640 (2081). Variants measured and not kept (with the
@@ -245,10 +245,9 @@ class WindowRefinement:
         passes), stopping at ``deadline`` (``time.perf_counter``, tested between chunks);
         restart the momentum. Returns the round's work in image passes (the run's
         ``iteration`` plus these is where the next round's budget starts); 0 when no
-        window ran (nothing changed). The run's iterations go on in double precision
-        from here (``FusedTVIterations.promote``): the windows write their y into it."""
+        window ran (nothing changed). On single-precision iterations the windows start
+        from the rounded y and their y is rounded when written back."""
         steps, g = self.steps, self.grid
-        steps.promote()
         Y = steps.Y[steps.slots[0]]
         # The windows share no pixel and K_W'y_W lives on the window's pixels: each
         # window's q comes from K'y as it is before the round.
