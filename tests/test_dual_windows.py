@@ -10,12 +10,13 @@ import cvxpy as cp
 import numba
 import numpy as np
 import pytest
+import scipy.ndimage as ndi
 
 from cvxprox.backend.jit import dual_tv
 from cvxprox.backend.jit.dual_tv import FusedTVIterations, TVGrid
 from cvxprox.solvers import dual_fista, dual_windows
 from cvxprox.solvers.common.term_checks import StructuredChecker
-from cvxprox.solvers.dual_windows import WindowRefinement, window, window_boxes
+from cvxprox.solvers.dual_windows import WindowRefinement, merge_boxes, window, window_boxes
 
 FORMS = {
     "isotropic": (True, (0, 0)),
@@ -185,6 +186,41 @@ def test_window_boxes_cover_the_dilated_pixels_without_overlap() -> None:
         (28, 33, 8, 19),  # the two boxes that touch, merged
         (37, 39, 57, 59),  # clipped to the image
     ]
+
+
+def _merged_on_the_image(boxes: list[tuple[int, int, int, int]], shape: tuple[int, int]) -> list:
+    """``merge_boxes`` by labelling the union of the boxes on the image, again until no
+    two parts merge: the reference."""
+    while True:
+        union = np.zeros(shape, dtype=bool)
+        for i0, i1, j0, j1 in boxes:
+            union[i0 : i1 + 1, j0 : j1 + 1] = True
+        merged = [
+            (part[0].start, part[0].stop - 1, part[1].start, part[1].stop - 1)
+            for part in ndi.find_objects(ndi.label(union)[0])
+        ]
+        if len(merged) == len(boxes):
+            return merged
+        boxes = merged
+
+
+def test_merge_boxes_matches_labelling_the_image() -> None:
+    """On random rectangles (overlapping, touching along an edge, touching at a corner
+    only, nested), the list merge gives the labelling's boxes in the same order."""
+    rng = np.random.default_rng(3)
+    shape = (60, 70)
+    for trial in range(200):
+        count = int(rng.integers(1, 25))
+        i0 = rng.integers(0, shape[0] - 1, count)
+        j0 = rng.integers(0, shape[1] - 1, count)
+        i1 = np.minimum(i0 + rng.integers(1, 8, count), shape[0] - 1)
+        j1 = np.minimum(j0 + rng.integers(1, 8, count), shape[1] - 1)
+        boxes = [tuple(int(v) for v in b) for b in zip(i0, i1, j0, j1, strict=True)]
+        assert merge_boxes(boxes) == _merged_on_the_image(boxes, shape), trial
+    corner = [(0, 1, 0, 1), (2, 3, 2, 3)]
+    assert merge_boxes(corner) == corner
+    assert merge_boxes([(0, 1, 0, 1), (2, 3, 1, 3)]) == [(0, 3, 0, 3)]
+    assert merge_boxes([]) == []
 
 
 def _denoising_iterations(form: str, rows: int, cols: int, bounded: bool) -> FusedTVIterations:

@@ -93,6 +93,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import scipy.ndimage as ndi
+import scipy.sparse as sp
+from scipy.sparse import csgraph
 
 from cvxprox.backend.jit.dual_tv import (
     FusedTVIterations,
@@ -173,17 +175,38 @@ def window_boxes(failing: np.ndarray, margin: int) -> list[tuple[int, int, int, 
     for part in ndi.find_objects(ndi.label(mask, structure=eight)[0]):
         i1, j1 = min(part[0].stop, r - 1), min(part[1].stop, c - 1)
         boxes.append((min(part[0].start, i1 - 1), i1, min(part[1].start, j1 - 1), j1))
+    return merge_boxes(boxes)
+
+
+def merge_boxes(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Rectangles (i0, i1, j0, j1), inclusive, merged until none share a pixel or an edge:
+    the bounding boxes of the 4-connected parts of their union, again until none do, in
+    the order of their first pixel (by row, then column), on the list alone (no
+    image: a labelling pass over 1024 x 1024 pixels costs 5 ms). Two rectangles' union is
+    4-connected when their rows overlap and their columns overlap or are adjacent, or the
+    other way round."""
+    if not boxes:
+        return []
+    b = np.array(boxes, dtype=np.int64)
     while True:
-        union = np.zeros_like(mask)
-        for i0, i1, j0, j1 in boxes:
-            union[i0 : i1 + 1, j0 : j1 + 1] = True
-        merged = [
-            (part[0].start, part[0].stop - 1, part[1].start, part[1].stop - 1)
-            for part in ndi.find_objects(ndi.label(union)[0])
-        ]
-        if len(merged) == len(boxes):
-            return merged
-        boxes = merged
+        i0, i1, j0, j1 = (b[:, k : k + 1] for k in range(4))
+        rows_meet = (i0 <= i1.T) & (i0.T <= i1)
+        cols_meet = (j0 <= j1.T) & (j0.T <= j1)
+        rows_touch = (i0 <= i1.T + 1) & (i0.T <= i1 + 1)
+        cols_touch = (j0 <= j1.T + 1) & (j0.T <= j1 + 1)
+        linked = (rows_meet & cols_touch) | (rows_touch & cols_meet)
+        count, part = csgraph.connected_components(sp.csr_array(linked), directed=False)
+        merged = np.empty((count, 4), dtype=np.int64)
+        merged[:, 0] = merged[:, 2] = np.iinfo(np.int64).max
+        merged[:, 1] = merged[:, 3] = np.iinfo(np.int64).min
+        np.minimum.at(merged[:, 0], part, b[:, 0])
+        np.maximum.at(merged[:, 1], part, b[:, 1])
+        np.minimum.at(merged[:, 2], part, b[:, 2])
+        np.maximum.at(merged[:, 3], part, b[:, 3])
+        if count == b.shape[0]:
+            order = np.lexsort((merged[:, 2], merged[:, 0]))
+            return [tuple(int(v) for v in box) for box in merged[order]]
+        b = merged
 
 
 class WindowRefinement:
