@@ -8,12 +8,14 @@ from __future__ import annotations
 import cvxpy as cp
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import cvxprox
 from cvxprox.backend import Backend, get_backend
 from cvxprox.backend.jit import dual_tv
 from cvxprox.backend.jit.dual_tv import FusedTVIterations, column_blocks, tv_grid
-from cvxprox.ir.program import Program
+from cvxprox.ir.program import Program, Term
+from cvxprox.operators.linops import MatrixOp
 from cvxprox.solvers import dual_fista
 from cvxprox.solvers.common.terms import TermLayout
 from cvxprox.solvers.dual_fista import (
@@ -123,6 +125,11 @@ def test_fused_iterations_match_the_plain_ones(
     fused_probe, plain_probe = fused.probe(), plain.probe()
     for name, a, b in zip(("y'", "z'", "K'y'"), fused_probe, plain_probe, strict=True):
         assert _relative(a, b) <= 1e-12, name
+    shape = fused_probe[0].shape
+    out = (np.full(shape, np.nan), np.full(shape, np.nan))
+    into = fused.probe(out=out)
+    assert into[0] is out[0] and into[1] is out[1]
+    assert np.array_equal(out[0], fused_probe[0]) and np.array_equal(out[1], fused_probe[1])
     x = fused.clip(-(fused.q + fused_probe[2]) * fused.H_inv)
     if bounded:
         assert x.min() == 0.0
@@ -178,7 +185,9 @@ def test_single_precision_steps_follow_the_double_ones(form: str, bounded: bool)
         assert single.L == double.L
     assert single.single_iterations == 20
     y = single.y.copy()
+    single.probe()
     single.promote()
+    assert single.candidate is None
     assert not single.single
     assert single.Y.dtype == np.float64
     assert np.array_equal(single.y, y)
@@ -190,6 +199,44 @@ def test_single_precision_steps_follow_the_double_ones(form: str, bounded: bool)
     single.run(3)
     double.run(3)
     assert np.array_equal(single.y, double.y)
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+def test_the_grid_gives_the_sparse_lipschitz_bound(
+    weighted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dual_lipschitz`` on ``cp.tv``'s matrix takes the bound from the grid
+    (``tv_lipschitz``): the one it takes from the sparse matrix."""
+    program = _program(_problem("isotropic", bounded=False, weighted=weighted))
+    quadratic_at, prox_at = split_terms(program)
+    H = DiagonalQuadratic(program, quadratic_at).H
+    from_grid = dual_lipschitz(program, prox_at, H)
+    monkeypatch.setattr(dual_fista, "tv_grid", lambda terms, n: None)
+    assert from_grid == pytest.approx(dual_lipschitz(program, prox_at, H), rel=1e-14)
+
+
+def test_tv_grid_reads_the_matrix_in_any_sparse_form() -> None:
+    """``cp.tv``'s matrix is recognized given as CSC, or as COO with an entry split in
+    two (``MatrixOp`` keeps canonical CSR); with one entry changed it is not."""
+    program = _program(_problem("isotropic", bounded=False))
+    _, prox_at = split_terms(program)
+    term = program.terms[prox_at[0]]
+    grid = tv_grid([term], program.n)
+    assert grid is not None and (grid.rows, grid.cols) == (13, 17)
+    M = sp.coo_array(term.op.matrix)
+    split = sp.coo_array(
+        (
+            np.concatenate([M.data, [0.5]]),
+            (np.concatenate([M.row, [M.row[0]]]), np.concatenate([M.col, [M.col[0]]])),
+        ),
+        shape=M.shape,
+    )
+    split.data[0] -= 0.5
+    changed = sp.csr_array(M)
+    changed.data[5] = 2.0
+    for matrix, known in ((sp.csc_array(M), True), (split, True), (changed, False)):
+        other = Term(term.function, MatrixOp(matrix), term.b)
+        assert (tv_grid([other], program.n) is not None) == known
 
 
 def test_promotion_rules() -> None:

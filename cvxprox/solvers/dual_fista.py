@@ -128,7 +128,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cvxprox.backend import Backend
-from cvxprox.backend.jit.dual_tv import FusedTVIterations, TVGrid, tv_grid
+from cvxprox.backend.jit.dual_tv import FusedTVIterations, TVGrid, tv_grid, tv_lipschitz
 from cvxprox.functions.prox import Quadratic, SumSquares
 from cvxprox.ir.program import Program, Term
 from cvxprox.operators.linops import Compose, Diagonal, VStack
@@ -244,10 +244,15 @@ def dual_lipschitz(program: Program, positions: list[int], H: np.ndarray) -> flo
     min(||M||_1 ||M||_inf, ||M||_F^2) of M = K H^{-1/2} (8 / mu for 2-D forward
     differences, a bound of the spectral norm that is tight there); else ||K||^2 / min H
     from the operators' ``norm_bound``. The step rule lowers a loose constant by
-    ``_DECREASE`` per step."""
+    ``_DECREASE`` per step. On ``cp.tv``'s matrix the same bound from the grid
+    (``tv_lipschitz``: no sparse products on the 2M x 1M matrix of a 1024 x 1024
+    image)."""
     ops = [program.terms[k].op for k in positions]
     if not ops:
         return 0.0
+    grid = tv_grid([program.terms[k] for k in positions], program.n)
+    if grid is not None and grid.iso:
+        return tv_lipschitz(grid, H)
     scale = 1.0 / np.sqrt(H)
     if all(isinstance(op, SPARSE_KINDS) for op in ops):
         # With |K| (entrywise), column sums scale o |K|'1, row sums |K| scale, and
@@ -423,6 +428,7 @@ class DualFISTA(Algorithm):
         streak = 0
         promotion = Promotion()
         terms = steps.grid.terms if windows is not None else 0
+        block = prox_block(layout, prox_at) if isinstance(steps, FusedTVIterations) else None
         while it < opts.max_iters or retest:
             if retest:
                 count = 0
@@ -432,14 +438,21 @@ class DualFISTA(Algorithm):
                 steps.run(count)
                 streak = 0
             it += count
-            y, z_g, Kty = steps.probe()
+            if block is not None:
+                # The candidate's (y', z') straight into the stacked pair the check fills.
+                z_stacked, y_stacked = pairs[0]
+                y, z_g, Kty = steps.probe(out=(y_stacked[block], z_stacked[block]))
+            else:
+                y, z_g, Kty = steps.probe()
             L = steps.L
             v = -(q + Kty) * H_inv
             x = clip(v)
             table = None if windows is None else steps.term_sums(x)
             sums = None if table is None else tv_term_sums(steps.grid, table, prox_at)
             stacked = (*pairs[0], Ax_stacked)
-            point, Ax_full, Aty = self._point(layout, K, prox_at, x, z_g, y, Kty, stacked, sums)
+            point, Ax_full, Aty = self._point(
+                layout, K, prox_at, x, z_g, y, Kty, stacked, sums, written=block is not None
+            )
             err = checker.evaluate(*point, Ax=Ax_full, Aty=Aty, sums=sums)
             if best.offer(err, *point, take=True):
                 pairs.reverse()
@@ -451,8 +464,7 @@ class DualFISTA(Algorithm):
                 logged = it
             spacing = check_spacing(err.normalized, check_cost, it, opts.check_every)
             tol = None if table is None else np.array([checker.tolerance(m) for m in table[:, 1]])
-            if windows is not None and steps.single and promotion.due(err, tol[:terms], x):
-                steps.promote()
+            promote = windows is not None and steps.single and promotion.due(err, tol[:terms], x)
             if windows is not None and err.primal > err.primal_tol and streak < _ROUNDS_IN_A_ROW:
                 most = opts.max_iters - it - 1
                 passes = windows.refine(x, tol, it, most, t0 + opts.time_limit)
@@ -461,6 +473,8 @@ class DualFISTA(Algorithm):
                 streak += retest
             else:
                 retest = False
+            if promote:
+                steps.promote()
             if it // certify_every > certified // certify_every:
                 certified = it
                 dy = y - y_start
@@ -561,12 +575,14 @@ class DualFISTA(Algorithm):
         Kty_g: Any,
         stacked: tuple[Any, Any, Any],
         sums: dict[int, TermSums] | None = None,
+        written: bool = False,
     ) -> tuple[tuple[Any, Any, Any], Any, Any]:
         """((x, z, y), A x, A'y) stacked in term order (module docstring), on the layout's
         backend, with z, y, A x written into ``stacked`` (three (m,) arrays); ``Kty_g`` =
         K'y_g, the prox terms' share of A'y, which the iterations keep (no product, and
         no transposed matrix built for it). A x is not formed on the rows of the terms
-        in ``sums`` (the check does not read it there)."""
+        in ``sums`` (the check does not read it there). ``written``: z_g and y_g are
+        already the prox terms' rows of ``stacked`` (``prox_block``)."""
         z, y, Ax = stacked
         Aty = Kty_g
         prox_rows = dict(zip(prox_at, K.slices, strict=True))
@@ -574,7 +590,8 @@ class DualFISTA(Algorithm):
             if sums is None or k not in sums:
                 Ax[rows] = term.op.matvec(x)
             if k in prox_rows:
-                z[rows], y[rows] = z_g[prox_rows[k]], y_g[prox_rows[k]]
+                if not written:
+                    z[rows], y[rows] = z_g[prox_rows[k]], y_g[prox_rows[k]]
             else:
                 z[rows] = Ax[rows] - term.b
                 y[rows] = term.function.grad(z[rows])
@@ -606,6 +623,15 @@ class Promotion:
             or float(np.min(tol)) < floor
             or self.stalled >= _STALL_CHECKS
         )
+
+
+def prox_block(layout: TermLayout, prox_at: list[int]) -> slice | None:
+    """The stacked rows of the prox terms when they follow one another in ``prox_at``'s
+    order (the prox terms' own stack is then a block of the stacked vectors), else None."""
+    slices = [layout.slices[k] for k in prox_at]
+    if not slices or any(a.stop != b.start for a, b in zip(slices, slices[1:], strict=False)):
+        return None
+    return slice(slices[0].start, slices[-1].stop)
 
 
 def tv_term_sums(grid: TVGrid, table: np.ndarray, prox_at: list[int]) -> dict[int, TermSums]:

@@ -348,7 +348,7 @@ class _WindowSolve:
             q,
             steps.H[p],
             bounds,
-            interleave(y) if sub.iso else y,
+            interleave(y, np.empty_like(y)) if sub.iso else y,
             steps.L,
             steps.state[2],
             (steps.step_rule[0], steps.step_rule[1], steps.max_backtracks),

@@ -519,11 +519,10 @@ def failing_pixels(  # noqa: PLR0913
 
 
 @njit(**_JIT)
-def interleave(v: np.ndarray) -> np.ndarray:
+def interleave(v: np.ndarray, out: np.ndarray) -> np.ndarray:
     """The planar isotropic layout (first components, then second ones) -> the term's
-    (pairs): out[2g + c] = v[c G + g]."""
+    (pairs) into ``out``, returned: out[2g + c] = v[c G + g]."""
     groups = v.shape[0] // 2
-    out = np.empty_like(v)
     for g in range(groups):
         out[2 * g] = v[g]
         out[2 * g + 1] = v[groups + g]
@@ -687,6 +686,25 @@ class TVGrid:
         return 1 if self.iso else 2
 
 
+def tv_lipschitz(grid: TVGrid, H: np.ndarray) -> float:
+    """min(||M||_1 ||M||_inf, ||M||_F^2) for M = K H^{-1/2}, K the isotropic grid's matrix
+    (the bound ``dual_fista.dual_lipschitz`` takes from a sparse matrix), from the image:
+    with s = H^{-1/2} and c_p the number of rows of K on pixel p (each row is -1 and 1 on
+    two pixels), ||M||_1 = max c_p s_p, ||M||_inf = max over rows of s_a + s_b, ||M||_F^2 =
+    sum c_p s_p^2."""
+    if not grid.iso:
+        raise ValueError("tv_lipschitz: the grid must be isotropic (cp.tv's matrix)")
+    r, c = grid.rows, grid.cols
+    S = (1.0 / np.sqrt(np.broadcast_to(H, (r * c,)))).reshape((r, c), order="F")
+    count = np.zeros((r, c))
+    count[:-1, :-1] += 2.0
+    count[:-1, 1:] += 1.0
+    count[1:, :-1] += 1.0
+    one = float(np.max(count * S))
+    inf = max(float(np.max(S[:-1, :-1] + S[:-1, 1:])), float(np.max(S[:-1, :-1] + S[1:, :-1])))
+    return min(one * inf, float(np.sum(count * S * S)))
+
+
 def tv_grid(terms: list[Term], n: int) -> TVGrid | None:
     """The grid of the prox terms when they are one of the two forms of the module
     docstring (with b = 0) on an image of n pixels, else None."""
@@ -707,9 +725,6 @@ def _isotropic(term: Term, n: int) -> TVGrid | None:
     if not isinstance(op, MatrixOp) or op.shape[1] != n or op.shape[0] < 2:
         return None
     M = sp.csr_array(op.matrix)
-    if not M.has_canonical_format:
-        M = M.copy()
-        M.sum_duplicates()
     if M.nnz < 2 or M.indptr[1] != 2:
         return None
     rows = int(M.indices[1])
@@ -717,18 +732,42 @@ def _isotropic(term: Term, n: int) -> TVGrid | None:
     groups = (rows - 1) * (cols - 1)
     if rows < 2 or cols < 2 or rows * cols != n or op.shape[0] != 2 * groups:
         return None
-    g = np.arange(groups, dtype=np.int64)
-    p = g % (rows - 1) + rows * (g // (rows - 1))
-    indices = np.stack([p, p + rows, p, p + 1], axis=1).ravel()
-    data = np.tile([-1.0, 1.0], 2 * groups)
-    if not (
-        np.array_equal(M.indptr, 2 * np.arange(2 * groups + 1))
-        and np.array_equal(M.indices, indices)
-        and np.array_equal(M.data, data)
-    ):
+    # MatrixOp keeps its sparse matrix in canonical CSR form, as the pattern is.
+    if not _is_isotropic_tv(M.indptr, M.indices, M.data, rows, cols):
         return None
     weight = np.atleast_1d(np.asarray(function.weight, dtype=np.float64))
     return TVGrid(rows, cols, True, np.zeros(2, dtype=np.int64), weight, weight)
+
+
+@njit(**_JIT)
+def _is_isotropic_tv(  # noqa: ANN202
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, rows: int, cols: int
+):
+    """Whether the CSR arrays are exactly ``cp.tv``'s matrix on a rows x cols image
+    (module docstring): row 2g holds -1 at p and 1 at p + rows, row 2g + 1 -1 at p and 1
+    at p + 1, p = i + rows j for the group g = i + (rows - 1) j, in one pass."""
+    groups = (rows - 1) * (cols - 1)
+    if indptr.shape[0] != 2 * groups + 1 or indices.shape[0] != 4 * groups:
+        return False
+    if data.shape[0] != 4 * groups:
+        return False
+    for r in range(2 * groups + 1):
+        if indptr[r] != 2 * r:
+            return False
+    for j in range(cols - 1):
+        for i in range(rows - 1):
+            g = i + (rows - 1) * j
+            p = i + rows * j
+            k = 4 * g
+            if indices[k] != p or indices[k + 1] != p + rows:
+                return False
+            if indices[k + 2] != p or indices[k + 3] != p + 1:
+                return False
+            if data[k] != -1.0 or data[k + 1] != 1.0 or data[k + 2] != -1.0:
+                return False
+            if data[k + 3] != 1.0:
+                return False
+    return True
 
 
 def _anisotropic(terms: list[Term], n: int) -> TVGrid | None:
@@ -818,6 +857,7 @@ class FusedTVIterations:
         self.slots = np.array([0, 1, 2], dtype=np.int64)
         # The last candidate's (y', z'), kernel layout (``step_candidate``).
         self.candidate: tuple[np.ndarray, np.ndarray] | None = None
+        self._buffers: np.ndarray | None = None
         self.state = np.array([1.0, L, L_min])
         self.counts = np.zeros(2, dtype=np.int64)
         self.step_rule = np.array(step_rule[:2], dtype=np.float64)
@@ -856,9 +896,14 @@ class FusedTVIterations:
 
     def promote(self) -> None:
         """Run the iterations in double precision from now on (y and the previous y
-        rounded to single precision once, then carried in double)."""
+        rounded to single precision once, then carried in double). The last candidate
+        is dropped: its buffers, Y's size, become Y (a fresh 48 MB at 1024 x 1024 took
+        0.12 s of page faults in a run)."""
         if self.single:
-            self.Y = self.Y.astype(np.float64)
+            fresh = self._buffers is None or self._buffers.shape[0] != 3
+            Y = np.empty(self.Y.shape) if fresh else self._buffers
+            Y[:] = self.Y
+            self.Y, self._buffers, self.candidate = Y, None, None
             self._data = self._kernel_data(self.Y.dtype)
 
     def clip(self, v: np.ndarray) -> np.ndarray:
@@ -871,10 +916,14 @@ class FusedTVIterations:
         """v (m,) in the terms' order -> the kernel's planar layout (module docstring)."""
         return v.reshape(-1, 2).T.ravel() if self.grid.iso else v
 
-    def _interleaved(self, v: np.ndarray) -> np.ndarray:
-        """The inverse of ``_planar`` (compiled: a transposed copy of a 2M-vector
-        takes 20 ms, two sequential streams 3 ms)."""
-        return interleave(v) if self.grid.iso else v
+    def _interleaved(self, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The inverse of ``_planar``, into ``out`` (a new array when None; compiled: a
+        transposed copy of a 2M-vector takes 20 ms, two sequential streams 3 ms)."""
+        out = np.empty_like(v) if out is None else out
+        if self.grid.iso:
+            return interleave(v, out)
+        out[:] = v
+        return out
 
     def run(self, count: int) -> None:
         """``count`` iterations."""
@@ -887,20 +936,31 @@ class FusedTVIterations:
             self.starts, work, self._partial, numba.get_num_threads(),
         )  # fmt: skip
 
-    def probe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def probe(
+        self, out: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(y', z', K'y') of ``DualIterations.probe``, y' and z' in the terms' order
-        (``step_candidate``, interleaved when isotropic)."""
+        (``step_candidate``), written into ``out`` = (y', z') when given (a caller's
+        stacked vectors: no copy in between), else into new arrays."""
         Kty = self.step_candidate()
         y_new, z = self.candidate
-        return self._interleaved(y_new), self._interleaved(z), Kty
+        out = (None, None) if out is None else out
+        return self._interleaved(y_new, out[0]), self._interleaved(z, out[1]), Kty
 
     def step_candidate(self) -> np.ndarray:
         """The candidate the checks test: one trial step from the current y without
         extrapolation (beta = 0) at the last accepted constant, kept as ``candidate``
-        (y', z') in the kernel's layout; returns K'y', in one more pass."""
+        (y', z') in the kernel's layout, in buffers that the next call reuses (fresh
+        ones cost their page faults again in the threads' writes: 10.6 ms a pass at 1024
+        x 1024 against 4.9 ms); returns K'y', in one more pass."""
         g = self.grid
-        y = self.Y[self.slots[0]].astype(np.float64, copy=False)
-        y_new, z = np.empty_like(y), np.empty_like(y)
+        if self._buffers is None:
+            self._buffers = np.empty((3 if self.single else 2, self.Y.shape[1]))
+        y_new, z = self._buffers[0], self._buffers[1]
+        y = self.Y[self.slots[0]]
+        if y.dtype != np.float64:
+            self._buffers[2] = y
+            y = self._buffers[2]
         _trial_step(
             self.starts, g.rows, g.cols, g.iso, g.offsets, g.w0, g.w1, self.q, self._h,
             self._h_inv, self.lower, self.upper, y, y, y_new, 0.0, self.L, z, True,
@@ -926,7 +986,8 @@ class FusedTVIterations:
     def y(self) -> np.ndarray:
         """The current y (m,) in the terms' order, in double precision (anisotropic in
         double precision: a view of its slot, valid until the next ``run``)."""
-        return self._interleaved(self.Y[self.slots[0]].astype(np.float64, copy=False))
+        y = self.Y[self.slots[0]].astype(np.float64, copy=False)
+        return interleave(y, np.empty_like(y)) if self.grid.iso else y
 
     @property
     def L(self) -> float:
