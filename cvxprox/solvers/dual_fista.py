@@ -79,8 +79,8 @@ passes (TV denoising 1024 x 1024 at eps 1e-6: 1732 iterations against 6570).
 
 Precision. On NumPy, the fused iterations start in single precision when eps_abs and
 eps_rel are at least ``_SINGLE_EPS`` (the pass is compute-bound, and float32 lanes do
-twice the work of float64 ones: TV denoising 1024 x 1024 on two threads, 2.1 ms a pass
-against 3.3 ms). The checks stay exact: each one's candidate is computed in double
+twice the work of float64 ones: TV denoising 1024 x 1024 on two threads, 1.7 ms a pass
+against 3.1 ms). The checks stay exact: each one's candidate is computed in double
 precision from the current y (a float32 vector is a valid dual point), so a check never
 passes on single precision's rounding. The iterations go on in double precision
 (``FusedTVIterations.promote``, ``Promotion``) from the first check whose worst ratio of

@@ -49,10 +49,12 @@ the dual vector rotate: the current one, the previous one, and the one a trial w
 
 The loops are written once for both precisions: with the slots, the data and the
 workspace in float32 (``FusedTVIterations(single=True)``), a trial's arithmetic is in
-float32 (the step's scalars are cast to it) and only the step rule's sums accumulate in
-float64. The pass is bound by arithmetic, not memory traffic (float32 slots with float64
-arithmetic: 2.9 ms a pass at 1024 x 1024 on two threads against 3.0 ms), so the float32
-lanes bring it from 3.3 ms to 2.1 ms (on one thread 6.4 ms to 4.0 ms).
+float32 (the step's scalars are cast to it); a column's sums of the step rule accumulate
+in the arrays' precision, and the columns' sums in float64 (each term converted to
+float64 cost a fifth of the pass: 2.1 ms against 1.7 ms). The pass is bound by
+arithmetic, not memory traffic (float32 slots with float64 arithmetic: 2.9 ms a pass at
+1024 x 1024 on two threads against 3.0 ms), so the float32 lanes bring it from 3.1 ms to
+1.7 ms.
 """
 
 from __future__ import annotations
@@ -209,8 +211,8 @@ def _dual_column(  # noqa: ANN202, PLR0913
     [-w1, w1] (rows i + rows j), v to [-w0, w0] (rows i + (rows - 1) j)."""
     new[0, :] = 0.0
     new[1, :] = 0.0
-    dd = 0.0
-    rd = 0.0
+    dd = new.dtype.type(0.0)
+    rd = new.dtype.type(0.0)
     if iso:
         if j == cols - 1:
             return dd, rd
@@ -273,7 +275,7 @@ def _descent_column(j, rows, q, h, h_inv, lower, upper, kt_tilde, kt_new):  # no
     (halved: the caller doubles it)."""
     base = rows * j
     uniform = h_inv.shape[0] == 1
-    descent = 0.0
+    descent = kt_new.dtype.type(0.0)
     if lower.shape[0] == 0:
         if uniform:
             for i in range(rows):
@@ -810,7 +812,7 @@ class FusedTVIterations:
         Column blocks swept in parallel (``column_blocks``' default when None).
     single : bool
         Run the iterations in single precision until ``promote`` (the y slots, the
-        data and the arithmetic in float32, the sums of the step rule in float64); the
+        data and the arithmetic in float32, the columns' sums added in float64); the
         candidate the checks test (``step_candidate``) is always computed in double
         precision from the current y. Data outside float32's comfortable range (a
         nonzero entry of q, H, 1/H, a weight or a finite bound under ``SINGLE_RANGE[0]``
