@@ -99,7 +99,6 @@ from scipy.sparse import csgraph
 from cvxprox.backend.jit.dual_tv import (
     FusedTVIterations,
     TVGrid,
-    interleave,
     rmatvec,
 )
 
@@ -348,7 +347,7 @@ class _WindowSolve:
             q,
             steps.H[p],
             bounds,
-            interleave(y, np.empty_like(y)) if sub.iso else y,
+            y.reshape(2, -1).T.ravel() if sub.iso else y,
             steps.L,
             steps.state[2],
             (steps.step_rule[0], steps.step_rule[1], steps.max_backtracks),

@@ -520,14 +520,18 @@ def failing_pixels(  # noqa: PLR0913
     return out
 
 
-@njit(**_JIT)
+@njit(cache=True, parallel=True, error_model="numpy")
 def interleave(v: np.ndarray, out: np.ndarray) -> np.ndarray:
     """The planar isotropic layout (first components, then second ones) -> the term's
-    (pairs) into ``out``, returned: out[2g + c] = v[c G + g]."""
+    (pairs) into ``out``, returned: out[2g + c] = v[c G + g]. In blocks on Numba's
+    threads (2M entries: about 1 ms against 2 ms on one), so one Python thread at a time
+    may call it (the windows' threads do not)."""
     groups = v.shape[0] // 2
-    for g in range(groups):
-        out[2 * g] = v[g]
-        out[2 * g + 1] = v[groups + g]
+    blocks = 64
+    for b in prange(blocks):
+        for g in range(b * groups // blocks, (b + 1) * groups // blocks):
+            out[2 * g] = v[g]
+            out[2 * g + 1] = v[groups + g]
     return out
 
 
