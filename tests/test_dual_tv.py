@@ -129,6 +129,8 @@ def test_fused_iterations_match_the_plain_ones(
     out = (np.full(shape, np.nan), np.full(shape, np.nan))
     into = fused.probe(out=out)
     assert into[0] is out[0] and into[1] is out[1]
+    # Without ``out`` the pair is the caller's own, not the reused candidate buffers.
+    assert not any(np.shares_memory(a, fused._buffers) for a in fused.probe()[:2])
     assert np.array_equal(out[0], fused_probe[0]) and np.array_equal(out[1], fused_probe[1])
     x = fused.clip(-(fused.q + fused_probe[2]) * fused.H_inv)
     if bounded:

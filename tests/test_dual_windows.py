@@ -204,9 +204,11 @@ def _merged_on_the_image(boxes: list[tuple[int, int, int, int]], shape: tuple[in
         boxes = merged
 
 
-def test_merge_boxes_matches_labelling_the_image() -> None:
+def test_merge_boxes_matches_labelling_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
     """On random rectangles (overlapping, touching along an edge, touching at a corner
-    only, nested), the list merge gives the labelling's boxes in the same order."""
+    only, nested), the list merge gives the labelling's boxes in the same order, with
+    the links formed a few rectangles at a time."""
+    monkeypatch.setattr(dual_windows, "_LINK_BLOCK", 3)
     rng = np.random.default_rng(3)
     shape = (60, 70)
     for trial in range(200):
@@ -217,13 +219,20 @@ def test_merge_boxes_matches_labelling_the_image() -> None:
         j1 = np.minimum(j0 + rng.integers(1, 8, count), shape[1] - 1)
         boxes = [tuple(int(v) for v in b) for b in zip(i0, i1, j0, j1, strict=True)]
         assert merge_boxes(boxes) == _merged_on_the_image(boxes, shape), trial
+    failing = np.zeros(shape, dtype=bool)
+    failing[10, 10] = failing[40, 50] = True
+    assert len(window_boxes(failing, 2)) == 2
+    assert window_boxes(failing, 2, most=2 * 25 - 1) is None
+    assert len(window_boxes(failing, 2, most=2 * 25)) == 2
     corner = [(0, 1, 0, 1), (2, 3, 2, 3)]
     assert merge_boxes(corner) == corner
     assert merge_boxes([(0, 1, 0, 1), (2, 3, 1, 3)]) == [(0, 3, 0, 3)]
     assert merge_boxes([]) == []
 
 
-def _denoising_iterations(form: str, rows: int, cols: int, bounded: bool) -> FusedTVIterations:
+def _denoising_iterations(
+    form: str, rows: int, cols: int, bounded: bool, single: bool = False
+) -> FusedTVIterations:
     g = _grid(form, rows, cols, weights=True)
     rng = np.random.default_rng(5)
     image = np.zeros((rows, cols))
@@ -233,7 +242,9 @@ def _denoising_iterations(form: str, rows: int, cols: int, bounded: bool) -> Fus
     bounds = (np.zeros(rows * cols), np.ones(rows * cols)) if bounded else None
     m = (_K(g)).shape[0]
     rule = (dual_fista._DECREASE, dual_fista._BACKTRACK, dual_fista._MAX_BACKTRACKS)
-    return FusedTVIterations(g, -H * noisy, H, bounds, np.zeros(m), 8.0 / 0.5, 1e-9, rule)
+    return FusedTVIterations(
+        g, -H * noisy, H, bounds, np.zeros(m), 8.0 / 0.5, 1e-9, rule, single=single
+    )
 
 
 def _dual_objective(steps: FusedTVIterations) -> float:
@@ -249,12 +260,15 @@ def _dual_objective(steps: FusedTVIterations) -> float:
     return float(w @ x - 0.5 * x @ (steps.H * x))
 
 
+@pytest.mark.parametrize("single", [False, True], ids=["double", "single"])
 @pytest.mark.parametrize("form", list(FORMS))
 @pytest.mark.parametrize("bounded", [False, True], ids=["free", "box"])
 def test_a_round_lowers_the_dual_and_meets_its_target_in_the_windows(
-    form: str, bounded: bool
+    form: str, bounded: bool, single: bool
 ) -> None:
-    steps = _denoising_iterations(form, 30, 36, bounded)
+    """Also on single-precision iterations: the windows start from the rounded y and
+    their y is rounded back, the slots staying in single precision."""
+    steps = _denoising_iterations(form, 30, 36, bounded, single)
     steps.run(100)
     before = _dual_objective(steps)
     windows = WindowRefinement(steps)
@@ -272,6 +286,7 @@ def test_a_round_lowers_the_dual_and_meets_its_target_in_the_windows(
     # The windows met TARGET * tol at their own candidate (their own step constant);
     # the run's candidate, at the run's constant, meets the test.
     assert _worst_inside(steps, boxes) <= tol
+    assert steps.single == single
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one thread only")

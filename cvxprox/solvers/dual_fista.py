@@ -86,9 +86,10 @@ passes on single precision's rounding. The iterations go on in double precision
 (``FusedTVIterations.promote``, ``Promotion``) from the first check whose worst ratio of
 a residual to its tolerance is at most ``_PROMOTE_RATIO``, whose TV rows' tolerance is
 under ``_SINGLE_FLOOR`` max |x| (rounding some 6e-8 of |x| per operation would then be a
-fair share of it), or that is the ``_STALL_CHECKS``-th in a row without a smaller worst
-ratio. Window rounds solve their windows in double precision from the rounded y and
-write theirs back rounded. On the phantom at defaults the switch comes after 1620 of
+fair share of it), or that is the ``_STALL_CHECKS``-th in a row without a worst ratio
+under ``_PROGRESS`` times the smallest before; it takes effect after the check's window
+round, if any. Window rounds solve their windows in double precision from the rounded y
+and write theirs back rounded. On the phantom at defaults the switch comes after 1620 of
 1732 iterations at 1024 x 1024. Switching at the first window round instead (after
 1450) gave the same iterations on the phantom (512 x 512 seeds 0-2 and 1024 x 1024
 seeds 0-1) and about 0.4 s more at 1024 x 1024; the test image's twelve runs of
@@ -161,21 +162,25 @@ _L_FLOOR = 1e-12
 # 192 x 192 1.7 s against 3.1 s).
 FUSED_FROM = 160 * 160
 # What a termination test costs, in iterations (``check_spacing``): about as much as one
-# plain iteration, and some ten to fifteen of the fused ones (TV denoising 1024 x 1024
-# on two threads: 50 ms, the TV terms' share in one compiled pass, against 3.3 ms a
-# pass). 15 in the spacing (phantom 512 x 512 seeds 0-2, 1024 x 1024, 192 x 192 at
+# plain iteration, and some ten to twenty of the fused ones (TV denoising 1024 x 1024
+# on two threads: about 40 ms, the TV terms' share in one compiled pass, against 3.1 ms
+# a pass in double precision and 1.7 ms in single). 15 in the spacing, with double
+# precision throughout (phantom 512 x 512 seeds 0-2, 1024 x 1024, 192 x 192 at
 # defaults): 1800, 1811, 1631, 1801, 1620 iterations against 1700, 1711, 1681, 1711,
-# 1520 with 10, in the same times.
+# 1520 with 10, in the same times; 20 with the single-precision passes (1024 x 1024
+# seeds 0-1): 1772 and 1792 against 1732 and 1721, within the machine's noise in time.
 _CHECK_COST = 1.0
 _CHECK_COST_FUSED = 10.0
 # The fused iterations run in single precision until a check's worst ratio of a residual
 # to its tolerance is at most _PROMOTE_RATIO, a check whose TV rows' tolerance is under
 # _SINGLE_FLOOR times max |x| (single precision's rounding, some 6e-8 of |x| per
-# operation, would then be a fair share of it), or _STALL_CHECKS checks in a row without
-# a smaller worst ratio: module docstring, Precision.
+# operation, would then be a fair share of it), or _STALL_CHECKS checks in a row whose
+# worst ratio is not below _PROGRESS times the smallest before: module docstring,
+# Precision.
 _PROMOTE_RATIO = 3.0
 _SINGLE_FLOOR = 1e-6
 _STALL_CHECKS = 4
+_PROGRESS = 0.95
 # They start in single precision only when eps_abs and eps_rel are at least this.
 _SINGLE_EPS = 1e-6
 # Window rounds taken at consecutive checks, with no iterations between them, at most.
@@ -611,9 +616,9 @@ class Promotion:
         """After a check with worst ratio ``err.normalized`` at the image x, ``tol`` the TV
         terms' row tolerances (one per term): whether the ratio is at most
         ``_PROMOTE_RATIO``, a tolerance is under ``_SINGLE_FLOOR`` max |x|, or this is the
-        ``_STALL_CHECKS``-th check in a row without a smaller ratio than the best
-        before."""
-        if err.normalized < self.best:
+        ``_STALL_CHECKS``-th check in a row whose ratio is not below ``_PROGRESS``
+        times the smallest before."""
+        if err.normalized < _PROGRESS * self.best:
             self.best, self.stalled = err.normalized, 0
         else:
             self.stalled += 1

@@ -117,6 +117,8 @@ BUDGET = 0.1
 # much as this many pixels. Window work is counted in this cost, so that small windows
 # are not counted cheaper than they run.
 _COLUMN_COST = 70
+# ``merge_boxes`` compares this many rectangles with all the others at a time.
+_LINK_BLOCK = 256
 
 
 @dataclass
@@ -159,22 +161,47 @@ def window(grid: TVGrid, i0: int, i1: int, j0: int, j1: int) -> Window:
     return Window(TVGrid(rs, cs, False, offsets, w0, w1), rows, pixels)
 
 
-def window_boxes(failing: np.ndarray, margin: int) -> list[tuple[int, int, int, int]]:
+def window_boxes(
+    failing: np.ndarray, margin: int, most: float = math.inf
+) -> list[tuple[int, int, int, int]] | None:
     """Pixel rectangles (i0, i1, j0, j1), inclusive, that do not overlap and cover the
     pixels of ``failing`` (bool, r x c) dilated by ``margin`` (8-connected), each part's
     bounding box with one more row and column (the far pixels of its last rows), clipped
     to the image; rectangles that share pixels or touch (4-connected) are merged into
-    their bounding box."""
+    their bounding box. None when the dilated pixels alone number more than ``most`` (the
+    rectangles would cover more: ruled out before any is formed)."""
     eight = np.ones((3, 3), dtype=bool)
     # Dilation by the 8-connected unit disc ``margin`` times is a max filter over the
     # (2 margin + 1)^2 square (separable: two passes).
     mask = ndi.maximum_filter(failing, size=2 * margin + 1, mode="constant", cval=False)
+    if np.count_nonzero(mask) > most:
+        return None
     r, c = mask.shape
     boxes = []
     for part in ndi.find_objects(ndi.label(mask, structure=eight)[0]):
         i1, j1 = min(part[0].stop, r - 1), min(part[1].stop, c - 1)
         boxes.append((min(part[0].start, i1 - 1), i1, min(part[1].start, j1 - 1), j1))
     return merge_boxes(boxes)
+
+
+def _links(b: np.ndarray) -> sp.coo_array:
+    """Which of the rectangles b (k, 4) share a pixel or an edge (``merge_boxes``), as a
+    (k, k) sparse adjacency, formed ``_LINK_BLOCK`` rectangles against all at a time
+    (memory linear in k)."""
+    k = b.shape[0]
+    I0, I1, J0, J1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    heads, tails = [], []
+    for start in range(0, k, _LINK_BLOCK):
+        i0, i1, j0, j1 = (b[start : start + _LINK_BLOCK, c : c + 1] for c in range(4))
+        rows_meet = (i0 <= I1) & (I0 <= i1)
+        cols_meet = (j0 <= J1) & (J0 <= j1)
+        rows_touch = (i0 <= I1 + 1) & (I0 <= i1 + 1)
+        cols_touch = (j0 <= J1 + 1) & (J0 <= j1 + 1)
+        head, tail = np.nonzero((rows_meet & cols_touch) | (rows_touch & cols_meet))
+        heads.append(head + start)
+        tails.append(tail)
+    head, tail = np.concatenate(heads), np.concatenate(tails)
+    return sp.coo_array((np.ones(head.size), (head, tail)), shape=(k, k))
 
 
 def merge_boxes(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
@@ -188,13 +215,7 @@ def merge_boxes(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, 
         return []
     b = np.array(boxes, dtype=np.int64)
     while True:
-        i0, i1, j0, j1 = (b[:, k : k + 1] for k in range(4))
-        rows_meet = (i0 <= i1.T) & (i0.T <= i1)
-        cols_meet = (j0 <= j1.T) & (j0.T <= j1)
-        rows_touch = (i0 <= i1.T + 1) & (i0.T <= i1 + 1)
-        cols_touch = (j0 <= j1.T + 1) & (j0.T <= j1 + 1)
-        linked = (rows_meet & cols_touch) | (rows_touch & cols_meet)
-        count, part = csgraph.connected_components(sp.csr_array(linked), directed=False)
+        count, part = csgraph.connected_components(_links(b), directed=False)
         merged = np.empty((count, 4), dtype=np.int64)
         merged[:, 0] = merged[:, 2] = np.iinfo(np.int64).max
         merged[:, 1] = merged[:, 3] = np.iinfo(np.int64).min
@@ -250,7 +271,9 @@ class WindowRefinement:
         # The windows hold the failing pixels: too many of them rule a round out cheaply.
         if count == 0 or count > SHARE * n:
             return None
-        boxes = window_boxes(failing, MARGIN)
+        boxes = window_boxes(failing, MARGIN, SHARE * n)
+        if boxes is None:
+            return None
         covered = sum((i1 - i0 + 1) * (j1 - j0 + 1) for i0, i1, j0, j1 in boxes)
         return boxes if covered <= SHARE * n else None
 

@@ -205,8 +205,8 @@ def _dual_column(  # noqa: ANN202, PLR0913
     """y+ = prox_{g*/L}(y~ + K x~ / L) on dual column j into ``new`` (2, rows) from y
     (``here``) and y~ (``tilde``) on it and x~ on image columns j (``x_here``) and j + 1
     (``x_next``), ``inv_L`` = 1 / L; with ``last``, z = L (y~ - y+) + K x~ into ``z`` (2,
-    rows). Returns the
-    column's ||d||^2 and d'(y+ - y), d = y+ - y~. Isotropic: each pair (h, v) projected
+    rows). Returns the column's ||d||^2 and d'(y+ - y), d = y+ - y~, summed in the
+    arrays' precision. Isotropic: each pair (h, v) projected
     onto the disc of radius w0_g, g = i + (rows - 1) j; anisotropic: h clipped to
     [-w1, w1] (rows i + rows j), v to [-w0, w0] (rows i + (rows - 1) j)."""
     new[0, :] = 0.0
@@ -272,7 +272,7 @@ def _descent_column(j, rows, q, h, h_inv, lower, upper, kt_tilde, kt_new):  # no
     """Image column j's share of the descent test's left side (module docstring of
     ``dual_fista``) from K'y~ (``kt_tilde``) and K'y+ (``kt_new``) on it:
     sum_p (K'(y+ - y~))_p^2 / H_p, or with bounds sum_p H_p dx_p (dx_p / 2 + v+_p - x+_p)
-    (halved: the caller doubles it)."""
+    (halved: the caller doubles it), summed in the arrays' precision."""
     base = rows * j
     uniform = h_inv.shape[0] == 1
     descent = kt_new.dtype.type(0.0)
@@ -286,6 +286,7 @@ def _descent_column(j, rows, q, h, h_inv, lower, upper, kt_tilde, kt_new):  # no
             d = kt_new[i] - kt_tilde[i]
             descent += d * (d * h_inv[base + i])
         return descent
+    half = kt_new.dtype.type(0.5)
     for i in range(rows):
         p = base + i
         k = 0 if uniform else p
@@ -293,7 +294,7 @@ def _descent_column(j, rows, q, h, h_inv, lower, upper, kt_tilde, kt_new):  # no
         v_new = -(q[p] + kt_new[i]) * h_inv[k]
         x_new = min(max(v_new, lower[p]), upper[p])
         dx = x_new - x_t
-        descent += h[k] * (dx * (0.5 * dx + v_new - x_new))
+        descent += h[k] * (dx * (half * dx + v_new - x_new))
     return descent
 
 
