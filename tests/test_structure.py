@@ -316,3 +316,43 @@ def test_maximize_concave_entropy_structured() -> None:
     value = prob.value
     prob.solve(solver="CLARABEL")
     assert value == pytest.approx(prob.value, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("build", "direct"),
+    [
+        (lambda X, noisy: cp.tv(X), True),
+        (lambda X, noisy: cp.tv(2 * X - noisy), True),
+        (lambda X, noisy: cp.tv(X[1:, 2:]), True),
+        (lambda X, noisy: cp.tv(X.T), True),
+        (lambda X, noisy: cp.tv(X[:2, :2]), True),
+        (lambda X, noisy: cp.tv(X, X - noisy), False),
+    ],
+    ids=["image", "affine", "slice", "transpose", "2x2", "two images"],
+)
+def test_tv_stack_lowers_to_the_matrix_built_directly(
+    build: object, direct: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cp.tv``'s stack of differences of one image lowers to ``tv_matrix`` applied to
+    the image, the same map as the generic selections (two images take those)."""
+    from cvxprox.operators.linops import tv_matrix
+    from cvxprox.reductions import affine
+
+    rng = np.random.default_rng(0)
+    X = cp.Variable((7, 9))
+    noisy = rng.random((7, 9))
+    stack = build(X, noisy).args[0].args[0]
+    lowering = AffineLowering(VariableLayout([X]))
+    assert (lowering._tv_differences(stack) is not None) == direct
+    fast = lowering.lower(stack)
+    monkeypatch.setattr(affine.AffineLowering, "_tv_differences", lambda self, expr: None)
+    generic = lowering.lower(stack)
+    for _ in range(3):
+        x = rng.standard_normal(X.size)
+        assert np.allclose(fast.evaluate(x), generic.evaluate(x), rtol=0, atol=1e-12)
+    image = rng.standard_normal((3, 4))
+    ahead = [image[:-1, 1:] - image[:-1, :-1], image[1:, :-1] - image[:-1, :-1]]
+    interleaved = np.stack([d.ravel(order="F") for d in ahead]).ravel(order="F")
+    assert np.array_equal(tv_matrix(3, 4) @ image.ravel(order="F"), interleaved)
+    with pytest.raises(ValueError, match="at least 2 x 2"):
+        tv_matrix(1, 4)

@@ -1624,6 +1624,30 @@ class FiniteDiff(LinOp):
 # --------------------------------------------------------------------------------------------
 
 
+def tv_matrix(rows: int, cols: int) -> sp.csr_array:
+    """The matrix of ``cp.tv``'s stacked differences of a rows x cols image X (x its
+    column-major flattening, X[i, j] = x[i + rows j]): for the group g = i + (rows - 1) j
+    (i < rows - 1, j < cols - 1, p = i + rows j), row 2g is x[p + rows] - x[p] and row
+    2g + 1 is x[p + 1] - x[p]; shape (2 (rows - 1)(cols - 1), rows cols), in canonical
+    CSR form, built directly (no products of the selections CVXPY writes it with)."""
+    if rows < 2 or cols < 2:
+        raise ValueError(f"tv_matrix: the image must be at least 2 x 2, got {rows} x {cols}")
+    groups = (rows - 1) * (cols - 1)
+    g = np.arange(groups, dtype=np.int64)
+    p = g % (rows - 1) + rows * (g // (rows - 1))
+    indices = np.empty((groups, 4), dtype=np.int64)
+    indices[:, 0] = p
+    indices[:, 1] = p + rows
+    indices[:, 2] = p
+    indices[:, 3] = p + 1
+    data = np.empty((groups, 4))
+    data[:, 0::2] = -1.0
+    data[:, 1::2] = 1.0
+    indptr = 2 * np.arange(2 * groups + 1, dtype=np.int64)
+    shape = (2 * groups, rows * cols)
+    return sp.csr_array((data.ravel(), indices.ravel(), indptr), shape=shape)
+
+
 def walk(op: LinOp) -> Iterator[LinOp]:
     """``op`` and every operator inside it (Compose, Sum, VStack, BlockDiagonal,
     ScalarMultiple), depth first."""
