@@ -110,8 +110,13 @@ def test_the_fused_sums_give_the_checker_s_error(form: str, bounded: bool) -> No
     prox_at = split_terms(program)[1]
     K = ProxTerms([layout.terms[k] for k in prox_at], program.n, layout.backend)
     stacked = tuple(np.zeros(layout.m) for _ in range(3))
-    point, Ax, Aty = DualFISTA._point(layout, K, prox_at, x, z_g, y_g, Kty, stacked)
+    point, Ax, Aty, quadratic = DualFISTA._point(layout, K, prox_at, x, z_g, y_g, Kty, stacked)
     whole = checker.evaluate(*point, Ax=Ax.copy(), Aty=Aty)
+    # The quadratic terms' shares from ``_point`` give the same error on their own.
+    assert set(quadratic).isdisjoint(prox_at) and quadratic
+    alone = checker.evaluate(*point, Ax=Ax.copy(), Aty=Aty, sums=quadratic)
+    for name in ("primal", "primal_tol", "primal_objective", "dual_objective", "gap_tol"):
+        assert getattr(alone, name) == pytest.approx(getattr(whole, name), rel=1e-12), name
     sums = tv_term_sums(steps.grid, steps.term_sums(x), prox_at)
     assert set(sums) == set(prox_at)
     Ax[:] = math.nan  # the summed terms' rows are not read
