@@ -125,6 +125,10 @@ def test_fused_iterations_match_the_plain_ones(
     fused_probe, plain_probe = fused.probe(), plain.probe()
     for name, a, b in zip(("y'", "z'", "K'y'"), fused_probe, plain_probe, strict=True):
         assert _relative(a, b) <= 1e-12, name
+    # K'y' comes from the candidate's own pass, column by column: rmatvec's, bit for bit.
+    g = fused.grid
+    Kty = dual_tv.rmatvec(g.rows, g.cols, g.iso, g.offsets, fused.candidate[0])
+    assert np.array_equal(fused_probe[2], Kty)
     shape = fused_probe[0].shape
     out = (np.full(shape, np.nan), np.full(shape, np.nan))
     into = fused.probe(out=out)

@@ -306,13 +306,14 @@ _WORK_ROWS = 21
 @njit(**_JIT)
 def _sweep(  # noqa: ANN202, PLR0913
     j0, j1, rows, cols, iso, offsets, w0, w1, q, h, h_inv, lower, upper,
-    y, y_prev, y_new, beta, L, z, last, work,
+    y, y_prev, y_new, beta, L, z, kty, last, work,
 ):  # fmt: skip
     """One trial step on the image columns j0 <= j < j1 in one pass (module docstring):
     for each column j, y~ on dual column j + 1, K'y~ and x~ on image column j + 1, y+ (and
     z) on dual column j, then K'y+ and the descent share on image column j (on column j0
-    only when j0 = 0: it needs y+ of column j0 - 1, another sweep's). Returns (||d||^2,
-    d'(y+ - y), descent) over these columns. ``work`` (``_WORK_ROWS``, rows)."""
+    only when j0 = 0: it needs y+ of column j0 - 1, another sweep's). With ``last``, z
+    and K'y+ (``kty`` (n,)) are written. Returns (||d||^2, d'(y+ - y), descent) over
+    these columns. ``work`` (``_WORK_ROWS``, rows)."""
     t_left, t_here, t_next = work[0:2], work[2:4], work[4:6]
     y_here, y_next = work[6:8], work[8:10]
     n_left, n_here, z_col = work[10:12], work[12:14], work[14:16]
@@ -348,6 +349,8 @@ def _sweep(  # noqa: ANN202, PLR0913
         if j > j0 or j0 == 0:
             _kty_column(rows, n_left, n_here, kt_new)
             descent += _descent_column(j, rows, q, h, h_inv, lower, upper, kt_here, kt_new)
+            if last:
+                kty[rows * j : rows * (j + 1)] = kt_new
         t_left, t_here, t_next = t_here, t_next, t_left
         y_here, y_next = y_next, y_here
         n_left, n_here = n_here, n_left
@@ -358,10 +361,12 @@ def _sweep(  # noqa: ANN202, PLR0913
 
 @njit(**_JIT)
 def _first_column_descent(  # noqa: ANN202, PLR0913
-    j, rows, cols, iso, offsets, q, h, h_inv, lower, upper, y, y_prev, y_new, beta, work,
+    j, rows, cols, iso, offsets, q, h, h_inv, lower, upper, y, y_prev, y_new, beta, kty, last,
+    work,
 ):  # fmt: skip
     """The descent share of image column j > 0 that ``_sweep`` leaves to the caller,
-    once y+ is complete on dual columns j - 1 and j."""
+    once y+ is complete on dual columns j - 1 and j (with ``last``, K'y+ on the column
+    into ``kty``)."""
     left, here, scratch = work[0:2], work[2:4], work[4:6]
     kt_tilde, kt_new = work[16], work[17]
     beta = work.dtype.type(beta)
@@ -371,6 +376,8 @@ def _first_column_descent(  # noqa: ANN202, PLR0913
     _load(j - 1, rows, cols, iso, offsets, y_new, left)
     _load(j, rows, cols, iso, offsets, y_new, here)
     _kty_column(rows, left, here, kt_new)
+    if last:
+        kty[rows * j : rows * (j + 1)] = kt_new
     return _descent_column(j, rows, q, h, h_inv, lower, upper, kt_tilde, kt_new)
 
 
@@ -539,14 +546,14 @@ def interleave(v: np.ndarray, out: np.ndarray) -> np.ndarray:
 @njit(cache=True, parallel=True, fastmath=_FAST, error_model="numpy")
 def _parallel_step(  # noqa: ANN202, PLR0913
     starts, rows, cols, iso, offsets, w0, w1, q, h, h_inv, lower, upper,
-    y, y_prev, y_new, beta, L, z, last, work, partial,
+    y, y_prev, y_new, beta, L, z, kty, last, work, partial,
 ):  # fmt: skip
     """The sweeps of the column blocks [starts[c], starts[c+1]) in parallel, each
     block's sums into ``partial[c]`` (blocks, 3)."""
     for c in prange(starts.shape[0] - 1):
         dd, rd, descent = _sweep(
             starts[c], starts[c + 1], rows, cols, iso, offsets, w0, w1, q, h, h_inv, lower,
-            upper, y, y_prev, y_new, beta, L, z, last, work[c],
+            upper, y, y_prev, y_new, beta, L, z, kty, last, work[c],
         )  # fmt: skip
         partial[c, 0] = dd
         partial[c, 1] = rd
@@ -556,26 +563,27 @@ def _parallel_step(  # noqa: ANN202, PLR0913
 @njit(**_JIT)
 def _trial_step(  # noqa: ANN202, PLR0913
     starts, rows, cols, iso, offsets, w0, w1, q, h, h_inv, lower, upper,
-    y, y_prev, y_new, beta, L, z, last, work, partial, threads,
+    y, y_prev, y_new, beta, L, z, kty, last, work, partial, threads,
 ):  # fmt: skip
     """One trial step over the whole image: the sweeps of the column blocks (in
     parallel when there are several and Numba has more than one thread; one after the
     other, without the threading layer, on one thread), then the descent share of the
     first column of every block but the first. Returns (||d||^2, d'(y+ - y), the descent
     test's left side), each summed over the blocks in their order (so the result does
-    not depend on the threads). ``work`` (blocks, ``_WORK_ROWS``, rows) and ``partial``
-    (blocks, 3) are workspace."""
+    not depend on the threads). With ``last``, z and K'y+ (``kty`` (n,)) are written
+    (the descent test forms K'y+ column by column); without, neither is touched.
+    ``work`` (blocks, ``_WORK_ROWS``, rows) and ``partial`` (blocks, 3) are workspace."""
     blocks = starts.shape[0] - 1
     if blocks > 1 and threads > 1:
         _parallel_step(
             starts, rows, cols, iso, offsets, w0, w1, q, h, h_inv, lower, upper, y, y_prev,
-            y_new, beta, L, z, last, work, partial,
+            y_new, beta, L, z, kty, last, work, partial,
         )  # fmt: skip
     else:
         for c in range(blocks):
             partial[c] = _sweep(
                 starts[c], starts[c + 1], rows, cols, iso, offsets, w0, w1, q, h, h_inv,
-                lower, upper, y, y_prev, y_new, beta, L, z, last, work[c],
+                lower, upper, y, y_prev, y_new, beta, L, z, kty, last, work[c],
             )  # fmt: skip
     dd = 0.0
     rd = 0.0
@@ -587,7 +595,7 @@ def _trial_step(  # noqa: ANN202, PLR0913
         if c > 0:
             descent += _first_column_descent(
                 starts[c], rows, cols, iso, offsets, q, h, h_inv, lower, upper, y, y_prev,
-                y_new, beta, work[0],
+                y_new, beta, kty, last, work[0],
             )  # fmt: skip
     return dd, rd, (2.0 * descent if lower.shape[0] > 0 else descent)
 
@@ -649,7 +657,8 @@ def dual_tv_iterations(  # noqa: PLR0913
             beta = (t - 1.0) / t_next
             dd, rd, descent = _trial_step(
                 starts, rows, cols, iso, offsets, w0, w1, q, h, h_inv, lower, upper,
-                Y[cur], Y[prev], Y[new], beta, L_try, Y[new], False, work, partial, threads,
+                Y[cur], Y[prev], Y[new], beta, L_try, Y[new], Y[new], False, work, partial,
+                threads,
             )  # fmt: skip
             if descent <= L_try * dd:
                 break
@@ -865,6 +874,7 @@ class FusedTVIterations:
         # The last candidate's (y', z'), kernel layout (``step_candidate``).
         self.candidate: tuple[np.ndarray, np.ndarray] | None = None
         self._buffers: np.ndarray | None = None
+        self._kty: np.ndarray | None = None
         self.state = np.array([1.0, L, L_min])
         self.counts = np.zeros(2, dtype=np.int64)
         self.step_rule = np.array(step_rule[:2], dtype=np.float64)
@@ -948,7 +958,8 @@ class FusedTVIterations:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(y', z', K'y') of ``DualIterations.probe``, y' and z' in the terms' order
         (``step_candidate``), written into ``out`` = (y', z') when given (a caller's
-        stacked vectors: no copy in between), else into new arrays."""
+        stacked vectors: no copy in between), else into new arrays; K'y' is valid until
+        the next call."""
         Kty = self.step_candidate()
         y_new, z = self.candidate
         out = (None, None) if out is None else out
@@ -959,7 +970,8 @@ class FusedTVIterations:
         extrapolation (beta = 0) at the last accepted constant, kept as ``candidate``
         (y', z') in the kernel's layout, in buffers that the next call reuses (fresh
         ones cost their page faults again in the threads' writes: 10.6 ms a pass at 1024
-        x 1024 against 4.9 ms); returns K'y', in one more pass."""
+        x 1024 against 4.9 ms); returns K'y', formed in the same pass (also in a reused
+        buffer: valid until the next call)."""
         g = self.grid
         if self._buffers is None:
             self._buffers = np.empty((3 if self.single else 2, self.Y.shape[1]))
@@ -968,13 +980,16 @@ class FusedTVIterations:
         if y.dtype != np.float64:
             self._buffers[2] = y
             y = self._buffers[2]
+        if self._kty is None:
+            self._kty = np.empty(g.rows * g.cols)
+        kty = self._kty
         _trial_step(
             self.starts, g.rows, g.cols, g.iso, g.offsets, g.w0, g.w1, self.q, self._h,
-            self._h_inv, self.lower, self.upper, y, y, y_new, 0.0, self.L, z, True,
+            self._h_inv, self.lower, self.upper, y, y, y_new, 0.0, self.L, z, kty, True,
             self._work, self._partial, numba.get_num_threads(),
         )  # fmt: skip
         self.candidate = (y_new, z)
-        return rmatvec(g.rows, g.cols, g.iso, g.offsets, y_new)
+        return kty
 
     def term_sums(self, x: np.ndarray) -> np.ndarray:
         """``term_sums`` (2, ``SUMS``) at the image x and the last candidate's y', z'."""
