@@ -80,6 +80,27 @@ def test_evaluate_is_the_per_row_test() -> None:
     assert err.dual / err.dual_tol == pytest.approx(np.max(dual / dual_tol), rel=1e-13)
 
 
+def test_fitted_sums_take_a_term_whose_z_is_its_argument() -> None:
+    """At z = A x - b, ``fitted_sums`` is the share ``evaluate`` computes from the rows
+    (residual 0, f once); an indicator has no such share."""
+    program = _mixed_program()
+    checker = _checker(program)
+    layout = checker.layout
+    x = np.random.default_rng(2).standard_normal(program.n)
+    Ax = layout.matvec(x)
+    z = Ax - layout.b
+    y = np.random.default_rng(3).standard_normal(layout.m)
+    for k, term in enumerate(layout.terms):
+        rows = layout.slices[k]
+        if term.function.is_indicator:
+            with pytest.raises(ValueError, match=f"term {k} is an indicator"):
+                checker.fitted_sums(k, Ax[rows], z[rows], y[rows])
+            continue
+        fitted = checker.fitted_sums(k, Ax[rows], z[rows], y[rows])
+        share, _ = checker._term_sums(k, Ax[rows], z[rows], y[rows])
+        assert fitted == share
+
+
 def test_a_nan_fails_the_test() -> None:
     """A NaN in any term's rows is the worst entry, whichever term holds it."""
     program = _mixed_program()
@@ -110,10 +131,15 @@ def test_the_fused_sums_give_the_checker_s_error(form: str, bounded: bool) -> No
     prox_at = split_terms(program)[1]
     K = ProxTerms([layout.terms[k] for k in prox_at], program.n, layout.backend)
     stacked = tuple(np.zeros(layout.m) for _ in range(3))
-    point, Ax, Aty, quadratic = DualFISTA._point(layout, K, prox_at, x, z_g, y_g, Kty, stacked)
+    point, Ax, Aty = DualFISTA._point(layout, K, prox_at, x, z_g, y_g, Kty, stacked)
     whole = checker.evaluate(*point, Ax=Ax.copy(), Aty=Aty)
-    # The quadratic terms' shares from ``_point`` give the same error on their own.
-    assert set(quadratic).isdisjoint(prox_at) and quadratic
+    # The quadratic terms' shares at z = A x - b (``fitted_sums``) give the same error.
+    quadratic = {
+        k: checker.fitted_sums(k, Ax[r], point[1][r], point[2][r])
+        for k, r in enumerate(layout.slices)
+        if k not in prox_at and program.terms[k].size
+    }
+    assert quadratic
     alone = checker.evaluate(*point, Ax=Ax.copy(), Aty=Aty, sums=quadratic)
     for name in ("primal", "primal_tol", "primal_objective", "dual_objective", "gap_tol"):
         assert getattr(alone, name) == pytest.approx(getattr(whole, name), rel=1e-12), name

@@ -436,6 +436,7 @@ class DualFISTA(Algorithm):
         promotion = Promotion()
         terms = steps.grid.terms if windows is not None else 0
         block = prox_block(layout, prox_at) if isinstance(steps, FusedTVIterations) else None
+        fitted = [k for k in quadratic_at if layout.terms[k].size]
         while it < opts.max_iters or retest:
             if retest:
                 count = 0
@@ -457,9 +458,14 @@ class DualFISTA(Algorithm):
             table = None if windows is None else steps.term_sums(x)
             sums = None if table is None else tv_term_sums(steps.grid, table, prox_at)
             stacked = (*pairs[0], Ax_stacked)
-            point, Ax_full, Aty, sums = self._point(
+            point, Ax_full, Aty = self._point(
                 layout, K, prox_at, x, z_g, y, Kty, stacked, sums, written=block is not None
             )
+            # The quadratic terms' shares from the point itself: their z is A x - b.
+            sums = dict(sums or {})
+            for k in fitted:
+                rows = layout.slices[k]
+                sums[k] = checker.fitted_sums(k, Ax_full[rows], point[1][rows], point[2][rows])
             err = checker.evaluate(*point, Ax=Ax_full, Aty=Aty, sums=sums)
             if best.offer(err, *point, take=True):
                 pairs.reverse()
@@ -583,33 +589,28 @@ class DualFISTA(Algorithm):
         stacked: tuple[Any, Any, Any],
         sums: dict[int, TermSums] | None = None,
         written: bool = False,
-    ) -> tuple[tuple[Any, Any, Any], Any, Any, dict[int, TermSums]]:
-        """((x, z, y), A x, A'y, shares) stacked in term order (module docstring), on the
-        layout's backend, with z, y, A x written into ``stacked`` (three (m,) arrays);
-        ``Kty_g`` = K'y_g, the prox terms' share of A'y, which the iterations keep (no
-        product, and no transposed matrix built for it). A x is not formed on the rows
-        of the terms in ``sums`` (the check does not read it there). ``shares``:
-        ``sums`` and the quadratic terms' ``TermSums``, whose z = A x - b makes the
-        residual 0 and f(A x - b) = f(z), one evaluation (``StructuredChecker.evaluate``
-        then reads none of their rows). ``written``: z_g and y_g are already the prox
-        terms' rows of ``stacked`` (``prox_block``)."""
+    ) -> tuple[tuple[Any, Any, Any], Any, Any]:
+        """((x, z, y), A x, A'y) stacked in term order (module docstring), on the layout's
+        backend, with z, y, A x written into ``stacked`` (three (m,) arrays); ``Kty_g`` =
+        K'y_g, the prox terms' share of A'y, which the iterations keep (no product, and
+        no transposed matrix built for it). A x is not formed on the rows of the terms
+        in ``sums`` (the check does not read it there). The quadratic terms' z is A x - b
+        exactly (``StructuredChecker.fitted_sums``). ``written``: z_g and y_g are already
+        the prox terms' rows of ``stacked`` (``prox_block``)."""
         z, y, Ax = stacked
         Aty = Kty_g
-        shares = dict(sums or {})
         prox_rows = dict(zip(prox_at, K.slices, strict=True))
         for k, (term, rows) in enumerate(zip(layout.terms, layout.slices, strict=True)):
-            if k not in shares:
+            if sums is None or k not in sums:
                 Ax[rows] = term.op.matvec(x)
             if k in prox_rows:
                 if not written:
                     z[rows], y[rows] = z_g[prox_rows[k]], y_g[prox_rows[k]]
-                continue
-            z[rows] = Ax[rows] - term.b
-            y[rows] = term.function.grad(z[rows])
-            Aty = Aty + term.op.rmatvec(y[rows])
-            if term.size:
-                shares[k] = _quadratic_share(layout, k, Ax[rows], z[rows], y[rows])
-        return (x, z, y), Ax, Aty, shares
+            else:
+                z[rows] = Ax[rows] - term.b
+                y[rows] = term.function.grad(z[rows])
+                Aty = Aty + term.op.rmatvec(y[rows])
+        return (x, z, y), Ax, Aty
 
 
 class Promotion:
@@ -636,17 +637,6 @@ class Promotion:
             or float(np.min(tol)) < floor
             or self.stalled >= _STALL_CHECKS
         )
-
-
-def _quadratic_share(layout: TermLayout, k: int, Ax: Any, z: Any, y: Any) -> TermSums:
-    """Quadratic term k's ``TermSums`` at z = A x - b (exactly as ``_point`` forms it, so
-    the residual is 0), y = grad f(z): f(z) once for the value at A x - b and at z,
-    max(|A x|, |z|, |b|) and y'(z + b)."""
-    xp, scalar = layout.backend.xp, layout.backend.scalar
-    term, b = layout.terms[k], layout.b[layout.slices[k]]
-    magnitude = max(max(float(xp.max(v)), -float(xp.min(v))) for v in (Ax, z, b))
-    value = float(term.function(z))
-    return TermSums(0.0, magnitude, value, value, scalar(y @ z) + scalar(y @ b))
 
 
 def prox_block(layout: TermLayout, prox_at: list[int]) -> slice | None:

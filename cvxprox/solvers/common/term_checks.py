@@ -318,6 +318,18 @@ class StructuredChecker:
         share = TermSums(largest, magnitude, value, value_at_z, yzb)
         return share, (largest, self.tolerance(magnitude))
 
+    def fitted_sums(self, k: int, Ax: Any, z: Any, y: Any) -> TermSums:
+        """Term k's ``TermSums`` when z_k is exactly A_k x - b_k (formed as
+        ``_term_sums`` forms the residual, so it is 0): f_k evaluated once, for the value
+        at A_k x - b_k and at z_k, from its A_k x, z_k, y_k; for a term that is not an
+        indicator."""
+        if self.layout.terms[k].function.is_indicator:
+            raise ValueError(f"fitted_sums: term {k} is an indicator; its rows have no sums")
+        scalar, b = self.layout.backend.scalar, self.layout.b[self.layout.slices[k]]
+        value = float(self.layout.terms[k].function(z))
+        magnitude = self._term_magnitude(k, Ax, z)
+        return TermSums(0.0, magnitude, value, value, scalar(y @ z) + scalar(y @ b))
+
     def tolerance(self, magnitude: float) -> float:
         """The primal tolerance of every row of a term that is not an indicator, whose
         rows' largest magnitude is ``magnitude`` (``TermSums``; unit 1)."""
