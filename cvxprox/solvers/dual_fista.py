@@ -245,19 +245,21 @@ def split_terms(program: Program) -> tuple[list[int], list[int]]:
     return quadratic, others
 
 
-def dual_lipschitz(program: Program, positions: list[int], H: np.ndarray) -> float:
+def dual_lipschitz(
+    program: Program, positions: list[int], H: np.ndarray, grid: TVGrid | None = None
+) -> float:
     """An upper bound on L = ||K H^{-1/2}||^2 for the stacked operators K of the terms at
     ``positions``, without products: when every operator is a sparse kind, the guaranteed
     min(||M||_1 ||M||_inf, ||M||_F^2) of M = K H^{-1/2} (8 / mu for 2-D forward
     differences, a bound of the spectral norm that is tight there); else ||K||^2 / min H
     from the operators' ``norm_bound``. The step rule lowers a loose constant by
-    ``_DECREASE`` per step. On ``cp.tv``'s matrix the same bound from the grid
+    ``_DECREASE`` per step. ``grid``: the terms' ``TVGrid`` (``tv_grid``) when they are
+    2-D TV; on ``cp.tv``'s matrix the same bound then comes from the grid
     (``tv_lipschitz``: no sparse products on the 2M x 1M matrix of a 1024 x 1024
     image)."""
     ops = [program.terms[k].op for k in positions]
     if not ops:
         return 0.0
-    grid = tv_grid([program.terms[k] for k in positions], program.n)
     if grid is not None and grid.iso:
         return tv_lipschitz(grid, H)
     scale = 1.0 / np.sqrt(H)
@@ -352,7 +354,8 @@ class DualFISTA(Algorithm):
         quadratic_at, prox_at = split_terms(prog)
         smooth = DiagonalQuadratic(prog, quadratic_at)
         K = ProxTerms([layout.terms[k] for k in prox_at], prog.n, backend)
-        L0 = dual_lipschitz(prog, prox_at, smooth.H)
+        grid = tv_grid([prog.terms[k] for k in prox_at], prog.n)
+        L0 = dual_lipschitz(prog, prox_at, smooth.H, grid)
         L0 = L0 if L0 > 0 else 1.0
         L_min = _L_FLOOR * L0
         L = L0
@@ -376,7 +379,7 @@ class DualFISTA(Algorithm):
         bounds = (prog.l, prog.u) if prog.has_bounds else None
         single = min(opts.eps_abs, opts.eps_rel) >= _SINGLE_EPS
         steps = self.iterations(
-            prog, backend, K, smooth, prox_at, bounds, y, L, L_min, single=single
+            prog, backend, K, smooth, prox_at, bounds, y, L, L_min, grid=grid, single=single
         )
         y_start, Kty_start = steps.start
         q, H, H_inv, clip = steps.q, steps.H, steps.H_inv, steps.clip
