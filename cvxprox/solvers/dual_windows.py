@@ -112,10 +112,13 @@ MARGIN = 4
 CHUNK = 50
 TARGET = 0.25
 BUDGET = 0.1
-# A pass of the fused iterations costs about 0.35 us per column and 5 ns per pixel on
-# one thread (10 x 10 to 512 x 512 images, one column block): a column's loops cost as
-# much as this many pixels. Window work is counted in this cost, so that small windows
-# are not counted cheaper than they run.
+# Window work is counted as if a column's loops cost as much as this many pixels more,
+# so that small windows are not counted cheaper than they run. A pass of the fused
+# iterations costs about 0.1 us per column and 5 ns per pixel on one thread (10 x 10 to
+# 512 x 512 images, one column block: about 20 pixels a column); 70 is the cost the
+# rounds' budget was measured with, when a column cost 0.35 us (at 20 the 1024 x 1024
+# phantom takes 1851 iterations against 1732, the windows' larger budget spent in the
+# first round).
 _COLUMN_COST = 70
 # ``merge_boxes`` compares this many rectangles with all the others at a time.
 _LINK_BLOCK = 256
