@@ -248,23 +248,19 @@ def test_promotion_rules() -> None:
     """Double precision from a worst ratio of at most ``_PROMOTE_RATIO``, a tolerance
     under ``_SINGLE_FLOOR`` max |x|, or ``_STALL_CHECKS`` checks without a new best."""
 
-    class Err:
-        def __init__(self, normalized: float) -> None:
-            self.normalized = normalized
-
     x, tol = np.array([0.5, -2.0]), np.array([1e-5])
     ratio = dual_fista._PROMOTE_RATIO
-    assert not dual_fista.Promotion().due(Err(4 * ratio), tol, x)
-    assert dual_fista.Promotion().due(Err(ratio), tol, x)
+    assert not dual_fista.Promotion().due(4 * ratio, tol, x)
+    assert dual_fista.Promotion().due(ratio, tol, x)
     floor = dual_fista._SINGLE_FLOOR * 2.0
-    assert dual_fista.Promotion().due(Err(4 * ratio), np.array([0.9 * floor]), x)
-    assert not dual_fista.Promotion().due(Err(4 * ratio), np.array([1.1 * floor]), x)
+    assert dual_fista.Promotion().due(4 * ratio, np.array([0.9 * floor]), x)
+    assert not dual_fista.Promotion().due(4 * ratio, np.array([1.1 * floor]), x)
     promotion = dual_fista.Promotion()
-    assert not promotion.due(Err(100.0), tol, x)
-    decisions = [promotion.due(Err(100.0 + k), tol, x) for k in range(dual_fista._STALL_CHECKS)]
+    assert not promotion.due(100.0, tol, x)
+    decisions = [promotion.due(100.0 + k, tol, x) for k in range(dual_fista._STALL_CHECKS)]
     assert decisions == [False] * (dual_fista._STALL_CHECKS - 1) + [True]
     promotion = dual_fista.Promotion()
-    assert not any(promotion.due(Err(100.0 / (k + 1)), tol, x) for k in range(10))
+    assert not any(promotion.due(100.0 / (k + 1), tol, x) for k in range(10))
 
 
 def test_data_out_of_single_range_keeps_double_precision() -> None:

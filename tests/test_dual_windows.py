@@ -397,7 +397,7 @@ def test_a_round_without_a_window_at_its_target_holds_the_next_back() -> None:
 def _record_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """The run's iterations, checks and rounds, in order, with the iterations they add."""
     events: list[tuple[str, int]] = []
-    run, evaluate = FusedTVIterations.run, StructuredChecker.evaluate
+    run, candidate = FusedTVIterations.run, FusedTVIterations.step_candidate
     round_ = WindowRefinement.round
 
     def record_run(self: FusedTVIterations, count: int) -> None:
@@ -405,9 +405,11 @@ def _record_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
             events.append(("run", count))
         run(self, count)
 
-    def record_check(self: StructuredChecker, *args: object, **kwargs: object) -> object:
-        events.append(("check", 0))
-        return evaluate(self, *args, **kwargs)
+    def record_check(self: FusedTVIterations) -> np.ndarray:
+        # Every check of the run starts from its candidate (the TV rows' test first).
+        if self.grid.rows * self.grid.cols > 1000:
+            events.append(("check", 0))
+        return candidate(self)
 
     def record_round(self: WindowRefinement, *args: object, **kwargs: object) -> float:
         passes = round_(self, *args, **kwargs)
@@ -415,7 +417,7 @@ def _record_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
         return passes
 
     monkeypatch.setattr(FusedTVIterations, "run", record_run)
-    monkeypatch.setattr(StructuredChecker, "evaluate", record_check)
+    monkeypatch.setattr(FusedTVIterations, "step_candidate", record_check)
     monkeypatch.setattr(WindowRefinement, "round", record_round)
     return events
 
@@ -445,3 +447,38 @@ def test_a_round_is_checked_at_once_and_within_max_iters(
     k = next(k for k, (kind, passes) in enumerate(events) if kind == "round" and passes > 0)
     assert events[k + 1][0] == "check"
     assert sum(count for kind, count in events if kind != "check") <= first + 5
+
+
+@pytest.mark.parametrize("max_iters", [40, 150, 400])
+def test_the_tv_rows_screen_is_a_lower_bound_of_the_full_check(
+    max_iters: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check whose TV rows fail stops there (no point formed, no full test); a run
+    stopped by ``max_iters`` ends at a full one. There, the TV rows' ratio the screen
+    takes from ``term_sums`` is at most the full check's worst ratio, so a check the
+    screen stops could not have passed; and the run returns that full check's point."""
+    monkeypatch.setattr(dual_fista, "FUSED_FROM", 1)
+    tables: list[np.ndarray] = []
+    errors: list[object] = []
+    term_sums, evaluate = FusedTVIterations.term_sums, StructuredChecker.evaluate
+
+    def record_sums(self: FusedTVIterations, x: np.ndarray) -> np.ndarray:
+        table = term_sums(self, x)
+        if self.grid.rows * self.grid.cols > 1000:
+            tables.append(table)
+        return table
+
+    def record_check(self: StructuredChecker, *args: object, **kwargs: object) -> object:
+        errors.append(err := evaluate(self, *args, **kwargs))
+        return err
+
+    monkeypatch.setattr(FusedTVIterations, "term_sums", record_sums)
+    monkeypatch.setattr(StructuredChecker, "evaluate", record_check)
+    eps = 1e-7
+    prob, X = _denoising(64, 80, False)
+    prob.solve(solver="NABLAPROX", eps_abs=eps, eps_rel=eps, max_iters=max_iters)
+    assert len(errors) == 1 and len(tables) > 1
+    screen = float(np.max(tables[-1][:1, 0] / (eps + eps * tables[-1][:1, 1])))
+    assert screen <= errors[0].normalized * (1 + 1e-12)
+    assert prob.status in ("user_limit", "optimal_inaccurate") and X.value is not None
+    assert prob.solver_stats.extra_stats["primal_residual"] == pytest.approx(errors[0].primal)

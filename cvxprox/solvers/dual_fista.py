@@ -69,7 +69,17 @@ fused ones). The test runs every ``check_every`` iterations, or further apart: f
 r) periods after a worst ratio r >= 4 of a residual to its tolerance, at most 4, and at
 least sqrt(2 cost k) iterations after one at iteration k, which balances the checks'
 cost against the iterations run past convergence
-(``cvxprox.solvers.common.termination.check_spacing``).
+(``cvxprox.solvers.common.termination.check_spacing``). On the fused iterations a check
+tests the TV rows first, from the candidate and ``term_sums`` alone: their residual is
+the largest |K x - z'| over the term's rows against the tolerance of its largest
+magnitude, exactly the share the full test takes for them, so when it fails so does the
+full test, and the check stops there (no stacked point, no dual residual or gap; the
+verbose row shows the primal residual only). The spacing, the precision and the window
+rounds then go by that ratio. The full test runs when the TV rows pass, at the run's
+last check (a limit reached: the run returns a fully tested point), and for a
+certificate test on a program with bounds. TV denoising 1024 x 1024 at defaults: one full
+test in 22 checks, and about 1 s less for the same 1732 iterations (three runs of each,
+alternating: 4.7-5.1 s against 5.7-6.4 s).
 
 Windows. On the fused iterations, a check that fails on a few rows of the image is
 followed by a round of block-coordinate descent on the dual over small windows around
@@ -449,39 +459,60 @@ class DualFISTA(Algorithm):
                 steps.run(count)
                 streak = 0
             it += count
-            if block is not None:
-                # The candidate's (y', z') straight into the stacked pair the check fills.
-                z_stacked, y_stacked = pairs[0]
-                y, z_g, Kty = steps.probe(out=(y_stacked[block], z_stacked[block]))
+            certify = it // certify_every > certified // certify_every
+            screened = None
+            if windows is not None:
+                # The TV rows' test first, on the candidate alone (module docstring).
+                Kty = steps.step_candidate()
+                v = -(q + Kty) * H_inv
+                x = clip(v)
+                table = steps.term_sums(x)
+                tol = np.array([checker.tolerance(m) for m in table[:, 1]])
+                ratio = float(np.max(table[:terms, 0] / tol[:terms]))
+                last = it >= opts.max_iters or time.perf_counter() - t0 > opts.time_limit
+                if ratio > 1.0 and not last and not (certify and prog.has_bounds):
+                    screened = (ratio, float(np.max(table[:terms, 0])))
+                elif block is not None:
+                    # The candidate's (y', z') straight into the stacked pair the check fills.
+                    z_stacked, y_stacked = pairs[0]
+                    y, z_g = steps.candidate_terms(out=(y_stacked[block], z_stacked[block]))
+                else:
+                    y, z_g = steps.candidate_terms()
             else:
                 y, z_g, Kty = steps.probe()
+                v = -(q + Kty) * H_inv
+                x = clip(v)
+                table = None
             L = steps.L
-            v = -(q + Kty) * H_inv
-            x = clip(v)
-            table = None if windows is None else steps.term_sums(x)
-            sums = None if table is None else tv_term_sums(steps.grid, table, prox_at)
-            stacked = (*pairs[0], Ax_stacked)
-            point, Ax_full, Aty = self._point(
-                layout, K, prox_at, x, z_g, y, Kty, stacked, sums, written=block is not None
-            )
-            # The quadratic terms' shares from the point itself: their z is A x - b.
-            sums = dict(sums or {})
-            for k in fitted:
-                rows = layout.slices[k]
-                sums[k] = checker.fitted_sums(k, Ax_full[rows], point[1][rows], point[2][rows])
-            err = checker.evaluate(*point, Ax=Ax_full, Aty=Aty, sums=sums)
-            if best.offer(err, *point, take=True):
-                pairs.reverse()
-            if err.converged:
-                status = s.OPTIMAL
-                break
+            if screened is None:
+                sums = None if table is None else tv_term_sums(steps.grid, table, prox_at)
+                stacked = (*pairs[0], Ax_stacked)
+                point, Ax_full, Aty = self._point(
+                    layout, K, prox_at, x, z_g, y, Kty, stacked, sums, written=block is not None
+                )
+                # The quadratic terms' shares from the point itself: their z is A x - b.
+                sums = dict(sums or {})
+                for k in fitted:
+                    rows = layout.slices[k]
+                    sums[k] = checker.fitted_sums(k, Ax_full[rows], point[1][rows], point[2][rows])
+                err = checker.evaluate(*point, Ax=Ax_full, Aty=Aty, sums=sums)
+                if best.offer(err, *point, take=True):
+                    pairs.reverse()
+                if err.converged:
+                    status = s.OPTIMAL
+                    break
+                ratio, failing = err.normalized, err.primal > err.primal_tol
+            else:
+                ratio, failing = screened[0], True
             if it // log_every > logged // log_every:
-                log.row(it, err, 1.0 / L)
+                if screened is None:
+                    log.row(it, err, 1.0 / L)
+                else:
+                    log.primal_row(it, screened[1], 1.0 / L)
                 logged = it
-            spacing = check_spacing(err.normalized, check_cost, it, opts.check_every)
-            tol = None if table is None else np.array([checker.tolerance(m) for m in table[:, 1]])
-            promote = windows is not None and steps.single and promotion.due(err, tol[:terms], x)
-            if windows is not None and err.primal > err.primal_tol and streak < _ROUNDS_IN_A_ROW:
+            spacing = check_spacing(ratio, check_cost, it, opts.check_every)
+            promote = windows is not None and steps.single and promotion.due(ratio, tol[:terms], x)
+            if windows is not None and failing and streak < _ROUNDS_IN_A_ROW:
                 most = opts.max_iters - it - 1
                 passes = windows.refine(x, tol, it, most, t0 + opts.time_limit)
                 it += passes
@@ -491,7 +522,7 @@ class DualFISTA(Algorithm):
                 retest = False
             if promote:
                 steps.promote()
-            if it // certify_every > certified // certify_every:
+            if certify and screened is None:
                 certified = it
                 dy = y - y_start
                 blocks = [dy[r] for r in K.slices]
@@ -504,7 +535,10 @@ class DualFISTA(Algorithm):
                     cert = cert[: layout.m]
                     break
             if time.perf_counter() - t0 > opts.time_limit and not retest:
-                break
+                if screened is None:
+                    break
+                # The run stops at a full check: one more, without iterations before it.
+                retest = True
 
         L = steps.L
         if err is not None and logged != it:
@@ -624,21 +658,19 @@ class Promotion:
         self.best = math.inf
         self.stalled = 0
 
-    def due(self, err: Any, tol: np.ndarray, x: np.ndarray) -> bool:
-        """After a check with worst ratio ``err.normalized`` at the image x, ``tol`` the TV
-        terms' row tolerances (one per term): whether the ratio is at most
-        ``_PROMOTE_RATIO``, a tolerance is under ``_SINGLE_FLOOR`` max |x|, or this is the
-        ``_STALL_CHECKS``-th check in a row whose ratio is not below ``_PROGRESS``
-        times the smallest before."""
-        if err.normalized < _PROGRESS * self.best:
-            self.best, self.stalled = err.normalized, 0
+    def due(self, ratio: float, tol: np.ndarray, x: np.ndarray) -> bool:
+        """After a check with worst ratio ``ratio`` (of a residual to its tolerance) at
+        the image x, ``tol`` the TV terms' row tolerances (one per term): whether the
+        ratio is at most ``_PROMOTE_RATIO``, a tolerance is under ``_SINGLE_FLOOR`` max
+        |x|, or this is the ``_STALL_CHECKS``-th check in a row whose ratio is not below
+        ``_PROGRESS`` times the smallest before."""
+        if ratio < _PROGRESS * self.best:
+            self.best, self.stalled = ratio, 0
         else:
             self.stalled += 1
         floor = _SINGLE_FLOOR * float(np.max(np.abs(x), initial=0.0))
         return (
-            err.normalized <= _PROMOTE_RATIO
-            or float(np.min(tol)) < floor
-            or self.stalled >= _STALL_CHECKS
+            ratio <= _PROMOTE_RATIO or float(np.min(tol)) < floor or self.stalled >= _STALL_CHECKS
         )
 
 

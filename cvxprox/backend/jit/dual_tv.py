@@ -969,9 +969,16 @@ class FusedTVIterations:
         stacked vectors: no copy in between), else into new arrays; K'y' is valid until
         the next call."""
         Kty = self.step_candidate()
+        return (*self.candidate_terms(out), Kty)
+
+    def candidate_terms(
+        self, out: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The last candidate's (y', z') (``step_candidate``) in the terms' order, written
+        into ``out`` when given, else into new arrays."""
         y_new, z = self.candidate
         out = (None, None) if out is None else out
-        return self._interleaved(y_new, out[0]), self._interleaved(z, out[1]), Kty
+        return self._interleaved(y_new, out[0]), self._interleaved(z, out[1])
 
     def step_candidate(self) -> np.ndarray:
         """The candidate the checks test: one trial step from the current y without

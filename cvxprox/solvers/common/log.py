@@ -49,6 +49,17 @@ class IterationLog:
             f"{kkt.primal_objective:12.4e} {step:9.2e} {time.perf_counter() - self._start:9.2e}"
         )
 
+    def primal_row(self, it: int, primal: float, step: float) -> None:
+        """A row of a check that stopped at its primal test (no dual residual, gap or
+        objective formed)."""
+        if not self.verbose:
+            return
+        dash = "-"
+        print(
+            f"{self._prefix}{it:7d} {primal:10.2e} {dash:>10} {dash:>10} {dash:>12} "
+            f"{step:9.2e} {time.perf_counter() - self._start:9.2e}"
+        )
+
     def footer(self, result: SolveResult) -> None:
         if not self.verbose:
             return
