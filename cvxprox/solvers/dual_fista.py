@@ -668,7 +668,8 @@ class Promotion:
             self.best, self.stalled = ratio, 0
         else:
             self.stalled += 1
-        floor = _SINGLE_FLOOR * float(np.max(np.abs(x), initial=0.0))
+        largest = max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0
+        floor = _SINGLE_FLOOR * largest
         return (
             ratio <= _PROMOTE_RATIO or float(np.min(tol)) < floor or self.stalled >= _STALL_CHECKS
         )
