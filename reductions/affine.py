@@ -56,8 +56,8 @@ from cvxprox.operators.linops import (
     LinOp,
     MatrixOp,
     ScalarMultiple,
+    TVDifferences,
     VStack,
-    tv_matrix,
     walk,
 )
 from cvxprox.operators.linops import (
@@ -240,8 +240,10 @@ class AffineLowering:
     def _tv_differences(self, expr: Vstack) -> Affine | None:
         """``cp.tv(X)``'s stack of X's differences (``vstack([reshape(X[:-1, 1:] -
         X[:-1, :-1], (1, L), 'F'), reshape(X[1:, :-1] - X[:-1, :-1], (1, L), 'F')])``, one
-        image) as ``tv_matrix`` applied to X, built directly: the generic selections
-        of a 1024 x 1024 image cost some 0.25 s. None for any other stack."""
+        image) as the operator ``TVDifferences`` applied to X: the generic selections
+        of a 1024 x 1024 image cost some 0.25 s, and its matrix is not built at all
+        (``to_sparse`` builds it where a method needs one). None for any other
+        stack."""
         if len(expr.args) != 2:
             return None
         pairs = []
@@ -273,7 +275,7 @@ class AffineLowering:
         ]
         if keys != expected:
             return None
-        return compose(MatrixOp(tv_matrix(r, c)), self.lower(image))
+        return compose(TVDifferences(r, c), self.lower(image))
 
     def _selection(self, expr: AffAtom) -> Affine:
         """Entries picked from the arguments: evaluate the atom on the entries' indices."""
@@ -353,7 +355,7 @@ class AffineLowering:
 # Operators that are cheap sparse matrices (a few nonzeros per row): a tree made only of
 # these is assembled into one sparse matrix, whose products cost one pass over its
 # nonzeros instead of one NumPy call per node.
-_SPARSE_LEAVES = (Identity, Diagonal, Gather, FiniteDiff)
+_SPARSE_LEAVES = (Identity, Diagonal, Gather, FiniteDiff, TVDifferences)
 _SPARSE_NODES = (ScalarMultiple, Compose, SumOp, VStack)
 
 
@@ -371,9 +373,7 @@ def assemble(op: LinOp) -> LinOp:
     """``op`` with every subtree of gathers, diagonals, differences and sparse matrices
     assembled into one sparse MatrixOp; single leaves and FFT operators are kept as they
     are (their Gram structure is what exact x-updates use)."""
-    if isinstance(op, (Identity, Diagonal, Gather, FiniteDiff)) or not isinstance(
-        op, _SPARSE_NODES
-    ):
+    if isinstance(op, _SPARSE_LEAVES) or not isinstance(op, _SPARSE_NODES):
         return op
     if all(_is_sparse_part(o) for o in walk(op)):
         if _keeps_gram(op):

@@ -15,7 +15,7 @@ from cvxprox.backend import Backend, get_backend
 from cvxprox.backend.jit import dual_tv
 from cvxprox.backend.jit.dual_tv import FusedTVIterations, column_blocks, tv_grid
 from cvxprox.ir.program import Program, Term
-from cvxprox.operators.linops import MatrixOp
+from cvxprox.operators.linops import MatrixOp, TVDifferences
 from cvxprox.solvers import dual_fista
 from cvxprox.solvers.common.terms import TermLayout
 from cvxprox.solvers.dual_fista import (
@@ -221,14 +221,18 @@ def test_the_grid_gives_the_sparse_lipschitz_bound(weighted: bool) -> None:
 
 
 def test_tv_grid_reads_the_matrix_in_any_sparse_form() -> None:
-    """``cp.tv``'s matrix is recognized given as CSC, or as COO with an entry split in
-    two (``MatrixOp`` keeps canonical CSR); with one entry changed it is not."""
+    """``cp.tv`` lowers to the operator ``TVDifferences``; its matrix is recognized
+    too, given as CSC, or as COO with an entry split in two (``MatrixOp`` keeps
+    canonical CSR); with one entry changed it is not."""
     program = _program(_problem("isotropic", bounded=False))
     _, prox_at = split_terms(program)
     term = program.terms[prox_at[0]]
+    assert isinstance(term.op, TVDifferences)
     grid = tv_grid([term], program.n)
     assert grid is not None and (grid.rows, grid.cols) == (13, 17)
-    M = sp.coo_array(term.op.matrix)
+    M = sp.coo_array(term.op.to_sparse())
+    same = tv_grid([Term(term.function, MatrixOp(M), term.b)], program.n)
+    assert same is not None and (same.rows, same.cols, same.iso) == (13, 17, True)
     split = sp.coo_array(
         (
             np.concatenate([M.data, [0.5]]),

@@ -28,8 +28,10 @@ from cvxprox.operators.linops import (
     MatrixOp,
     ScalarMultiple,
     Sum,
+    TVDifferences,
     VStack,
     estimate_norm,
+    tv_matrix,
 )
 
 RNG = np.random.default_rng(20240611)
@@ -112,6 +114,9 @@ def _cases() -> list[tuple[str, LinOp, bool]]:
         ("diff_6x5_axis1_k2", FiniteDiff((6, 5), 1, 2), True),
         ("diff_6x5_axis0_k4", FiniteDiff((6, 5), 0, 4), True),
         ("diff_4x7_axis_neg1", FiniteDiff((4, 7), -1, 2), True),
+        ("tv_2x2", TVDifferences(2, 2), True),
+        ("tv_6x5", TVDifferences(6, 5), True),
+        ("tv_30x25", TVDifferences(30, 25), True),
         (
             "blockdiag_dense_3x(4x5)",
             BlockDiagonal([MatrixOp(_random(4, 5)) for _ in range(3)]),
@@ -577,3 +582,18 @@ def test_constructors_validate(build, message: str) -> None:
 def test_compose_rejects_non_operators() -> None:
     with pytest.raises(TypeError, match="LinOp"):
         Compose(np.eye(3), Identity(3))
+
+
+@pytest.mark.parametrize(("rows", "cols"), [(2, 2), (3, 5), (9, 4), (40, 31)])
+def test_tv_differences_are_cp_tv_matrix(rows: int, cols: int) -> None:
+    """``TVDifferences`` is ``tv_matrix`` as an operator: the same products (matvec
+    exactly), column norms and norm bound as the matrix's ``MatrixOp``."""
+    op, matrix = TVDifferences(rows, cols), MatrixOp(tv_matrix(rows, cols))
+    assert (op.to_sparse() != matrix.matrix).nnz == 0 and op.shape == matrix.shape
+    x, y = _random(op.shape[1]), _random(op.shape[0])
+    assert np.array_equal(op.matvec(x), matrix.matvec(x))
+    assert np.allclose(op.rmatvec(y), matrix.rmatvec(y), rtol=0, atol=1e-13)
+    assert np.array_equal(op.gram_diagonal(), matrix.gram_diagonal())
+    assert op.norm_bound() == pytest.approx(matrix.norm_bound(), rel=1e-12)
+    with pytest.raises(ValueError, match="at least 2 x 2"):
+        TVDifferences(1, cols)

@@ -19,7 +19,8 @@ How ``norm_bound`` is obtained:
 
 - exact: ``Identity``, ``Diagonal``, ``ScalarMultiple`` (|a| times the operator's bound),
   ``Gather``, ``FourierSample``, circular ``Conv2D``, ``FiniteDiff`` with k = 1, a
-  ``MatrixOp`` with at most ``_EXACT_NORM_SIZE`` rows or columns (by an SVD), and every
+  ``MatrixOp`` or ``TVDifferences`` with at most ``_EXACT_NORM_SIZE`` rows or columns
+  (by an SVD), and every
   ``Compose``, ``Sum`` and ``VStack`` whose Gram is known (square root of its largest
   eigenvalue);
 - guaranteed upper bounds: full and same convolutions (the operator is a block of the
@@ -27,8 +28,9 @@ How ``norm_bound`` is obtained:
   ||A|| <= ||A||_F), ``FiniteDiff`` with k >= 2 (product of the first differences' norms),
   and otherwise ``Compose`` (product of the bounds), ``Sum`` (sum) and ``VStack`` (root sum
   of squares);
-- an estimate: a larger ``MatrixOp`` gets ``estimate_norm`` (a converged power iteration
-  times a safety factor), capped by the guaranteed min(sqrt(||A||_1 ||A||_inf), ||A||_F).
+- an estimate: a larger ``MatrixOp`` or ``TVDifferences`` gets ``estimate_norm`` (a
+  converged power iteration times a safety factor), capped by the guaranteed
+  min(sqrt(||A||_1 ||A||_inf), ||A||_F).
 
 A ``Gram`` is a symmetric positive semidefinite H = Q' diag(eig) Q, with Q the identity
 (``DiagonalGram``), the unitary n-D DFT (``FourierGram``) or the orthonormal n-D DCT-II
@@ -1615,6 +1617,80 @@ class FiniteDiff(LinOp):
     def describe(self) -> str:
         dims = "x".join(map(str, self.array_shape))
         return f"diff({dims}, axis={self.axis}, k={self.k})"
+
+    def _device(self, backend: Any) -> tuple[Products, Products]:
+        return _csr_products(self.to_sparse(), backend)
+
+
+class TVDifferences(LinOp):
+    """``cp.tv``'s stacked differences of a rows x cols image X (x its column-major
+    flattening, X[i, j] = x[i + rows j]): for the group g = i + (rows - 1) j (i < rows - 1,
+    j < cols - 1), row 2g is X[i, j+1] - X[i, j] and row 2g + 1 is X[i+1, j] - X[i, j];
+    shape (2 (rows - 1)(cols - 1), rows cols), the matrix ``tv_matrix`` (``to_sparse``)
+    kept as the operator it is, so that no 4-entry-per-group matrix is built for an image
+    (at 1024 x 1024: 64 MB and some 0.2 s with its column norms).
+
+    diag(A'A) counts the rows on each pixel (2 on its own group's, 1 on its left and upper
+    neighbours'). ||A||_2 is bounded as its matrix's would be (``MatrixOp``): exactly when
+    small, else by sqrt(||A||_1 ||A||_inf), ||A||_F and the power iteration's estimate.
+
+    Attributes
+    ----------
+    rows, cols : int
+    """
+
+    def __init__(self, rows: int, cols: int) -> None:
+        rows = _positive_int(rows, "TVDifferences rows")
+        cols = _positive_int(cols, "TVDifferences cols")
+        if rows < 2 or cols < 2:
+            raise ValueError(
+                f"TVDifferences: the image must be at least 2 x 2, got {rows} x {cols}"
+            )
+        self.rows, self.cols = rows, cols
+        super().__init__((2 * (rows - 1) * (cols - 1), rows * cols))
+
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        X = x.reshape((self.rows, self.cols), order="F")
+        out = np.empty((2, self.rows - 1, self.cols - 1), order="F", dtype=np.result_type(x))
+        np.subtract(X[:-1, 1:], X[:-1, :-1], out=out[0])
+        np.subtract(X[1:, :-1], X[:-1, :-1], out=out[1])
+        return out.ravel(order="F")
+
+    def _rmatvec(self, y: np.ndarray) -> np.ndarray:
+        pairs = y.reshape((2, self.rows - 1, self.cols - 1), order="F")
+        h, v = pairs[0], pairs[1]
+        X = np.zeros((self.rows, self.cols), order="F", dtype=np.result_type(y))
+        X[:-1, :-1] -= h
+        X[:-1, 1:] += h
+        X[:-1, :-1] -= v
+        X[1:, :-1] += v
+        return X.ravel(order="F")
+
+    def _counts(self) -> np.ndarray:
+        """The number of rows on each pixel, (rows, cols)."""
+        count = np.zeros((self.rows, self.cols))
+        count[:-1, :-1] += 2.0
+        count[:-1, 1:] += 1.0
+        count[1:, :-1] += 1.0
+        return count
+
+    def _norm_bound(self) -> float:
+        m, n = self.shape
+        if min(m, n) <= _EXACT_NORM_SIZE and m * n <= _EXACT_NORM_ENTRIES:
+            return float(np.linalg.norm(self.to_sparse().toarray(), 2))
+        # Every row is -1 and 1 (||A||_inf = 2, ||A||_F^2 = 2 m); ||A||_1 the most rows
+        # on a pixel.
+        one = float(np.max(self._counts()))
+        return min(math.sqrt(2.0 * one), math.sqrt(2.0 * m), estimate_norm(self))
+
+    def gram_diagonal(self) -> np.ndarray:
+        return self._counts().ravel(order="F")
+
+    def to_sparse(self) -> sp.csr_array:
+        return tv_matrix(self.rows, self.cols)
+
+    def describe(self) -> str:
+        return f"tv({self.rows}x{self.cols})"
 
     def _device(self, backend: Any) -> tuple[Products, Products]:
         return _csr_products(self.to_sparse(), backend)

@@ -75,6 +75,7 @@ from cvxprox.operators.linops import (
     MatrixOp,
     ScalarMultiple,
     Sum,
+    TVDifferences,
     VStack,
 )
 from cvxprox.reductions.affine import NotStructured
@@ -226,7 +227,7 @@ def torch_maps(op: LinOp, dtype: torch.dtype, device: torch.device) -> tuple[Map
     if isinstance(op, MatrixOp) and isinstance(op.matrix, np.ndarray):
         M = torch.as_tensor(op.matrix, dtype=dtype, device=device)
         return (lambda x: x @ M.T), (lambda y: y @ M)
-    if isinstance(op, (MatrixOp, FiniteDiff)):
+    if isinstance(op, (MatrixOp, FiniteDiff, TVDifferences)):
         return _sparse_maps(op.to_sparse(), dtype, device)
     if isinstance(op, Conv2D):
         return _conv2d_maps(op, dtype, device)

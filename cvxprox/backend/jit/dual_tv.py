@@ -69,7 +69,7 @@ from numba import njit, prange
 
 from cvxprox.functions.prox import GroupL2, Norm1
 from cvxprox.ir.program import Term
-from cvxprox.operators.linops import FiniteDiff, MatrixOp
+from cvxprox.operators.linops import FiniteDiff, MatrixOp, TVDifferences
 
 # Images of at least PARALLEL_FROM pixels are swept in column blocks on Numba's threads,
 # one block per _BLOCK_COLUMNS columns, at most _BLOCKS_MAX; smaller ones in one pass.
@@ -742,23 +742,29 @@ def tv_grid(terms: list[Term], n: int) -> TVGrid | None:
 
 
 def _isotropic(term: Term, n: int) -> TVGrid | None:
-    """The grid of one GroupL2(2) term whose matrix is ``cp.tv``'s (module docstring)."""
+    """The grid of one GroupL2(2) term on ``cp.tv``'s differences (module docstring): the
+    operator ``TVDifferences`` or its matrix."""
     function, op = term.function, term.op
     if not (isinstance(function, GroupL2) and function.group_size == 2):
         return None
-    if not isinstance(op, MatrixOp) or op.shape[1] != n or op.shape[0] < 2:
+    if op.shape[1] != n:
         return None
-    M = sp.csr_array(op.matrix)
-    if M.nnz < 2 or M.indptr[1] != 2:
+    if isinstance(op, TVDifferences):
+        rows, cols = op.rows, op.cols
+    elif not isinstance(op, MatrixOp) or op.shape[0] < 2:
         return None
-    rows = int(M.indices[1])
-    cols = n // rows if rows > 1 else 0
-    groups = (rows - 1) * (cols - 1)
-    if rows < 2 or cols < 2 or rows * cols != n or op.shape[0] != 2 * groups:
-        return None
-    # MatrixOp keeps its sparse matrix in canonical CSR form, as the pattern is.
-    if not _is_isotropic_tv(M.indptr, M.indices, M.data, rows, cols):
-        return None
+    else:
+        M = sp.csr_array(op.matrix)
+        if M.nnz < 2 or M.indptr[1] != 2:
+            return None
+        rows = int(M.indices[1])
+        cols = n // rows if rows > 1 else 0
+        groups = (rows - 1) * (cols - 1)
+        if rows < 2 or cols < 2 or rows * cols != n or op.shape[0] != 2 * groups:
+            return None
+        # MatrixOp keeps its sparse matrix in canonical CSR form, as the pattern is.
+        if not _is_isotropic_tv(M.indptr, M.indices, M.data, rows, cols):
+            return None
     weight = np.atleast_1d(np.asarray(function.weight, dtype=np.float64))
     return TVGrid(rows, cols, True, np.zeros(2, dtype=np.int64), weight, weight)
 

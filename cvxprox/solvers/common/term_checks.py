@@ -58,6 +58,7 @@ from cvxprox.operators.linops import (
     LinOp,
     MatrixOp,
     ScalarMultiple,
+    TVDifferences,
 )
 from cvxprox.solvers.admm.xupdate import norm_estimate
 from cvxprox.solvers.common.termination import KKTError, kkt_error_of_worst, worst_entry
@@ -68,7 +69,7 @@ if TYPE_CHECKING:
 
 # Operators whose assembled matrix has as many nonzeros as the operator stores: their
 # exact row norms are cheap.
-SPARSE_KINDS = (Diagonal, Gather, Identity, MatrixOp, ScalarMultiple)
+SPARSE_KINDS = (Diagonal, Gather, Identity, MatrixOp, ScalarMultiple, TVDifferences)
 
 
 # The second magnitude of ``worst_ratio`` when there is none.
