@@ -202,6 +202,27 @@ def test_applies_accepts_diagonal_hessians_only() -> None:
         assert not ok and "no term is a sum of squares" in reason
 
 
+def test_diagonal_quadratic_matches_its_matrices() -> None:
+    """H = sum_i A_i'diag(kappa_i)A_i and q = c - sum_i A_i'diag(kappa_i) b_i, formed
+    without matrices for identity and diagonal operators, equal the sparse products."""
+    n = 6
+    rng = np.random.default_rng(3)
+    terms = [
+        Term(SumSquares(n, 0.5), Diagonal(rng.standard_normal(n)), rng.standard_normal(n)),
+        Term(SumSquares(n, 2.0), Identity(n), rng.standard_normal(n)),
+        Term(Quadratic(np.diag([1.0, 2.0, 3.0])), Gather(np.array([0, 5, 5]), n), np.ones(3)),
+    ]
+    program = _program(terms, n)
+    F = dual_fista.DiagonalQuadratic(program, [0, 1, 2])
+    H, q = np.zeros(n), np.array(program.c, dtype=float)
+    for term in terms:
+        kappa = dual_fista.DiagonalQuadratic.curvature(term)
+        M = term.op.to_sparse()
+        H += (M.T @ (kappa[:, None] * M.toarray())).diagonal()
+        q -= M.T @ (kappa * term.b)
+    assert np.allclose(F.H, H, rtol=1e-14, atol=0) and np.allclose(F.q, q, rtol=1e-14, atol=1e-15)
+
+
 def test_program_with_group_l2_against_clarabel() -> None:
     """A hand-built program: 1/2 ||x - a||^2_W (weights W) + group l2 of a difference,
     with Quadratic and SumSquares terms on a gather and a diagonal."""
