@@ -133,9 +133,59 @@ def test_infeasible_bounds_give_a_certificate() -> None:
     prob = cp.Problem(
         cp.Minimize(cp.sum_squares(x - noisy) + 0.3 * cp.norm1(cp.diff(x))), [x >= 1, x <= 0]
     )
+    # Presolve finds the crossing rows at once; without it dual FISTA's own test does.
     prob.solve(solver="NABLAPROX", algorithm="dual_fista", max_iters=20000)
     assert prob.status == cp.INFEASIBLE
+    assert prob.solver_stats.extra_stats["algorithm"] == "presolve"
+    prob.solve(solver="NABLAPROX", algorithm="dual_fista", max_iters=20000, presolve=False)
+    assert prob.status == cp.INFEASIBLE
     assert prob.solver_stats.extra_stats["algorithm"] == "dual_fista"
+
+
+def test_crossing_one_entry_constraints_are_infeasible_before_any_iteration() -> None:
+    """X >= lo, X <= 0.5 with lo above 0.5 at two pixels: presolve reads the two terms'
+    rows as bounds and returns the Farkas vector on the pixel that crosses by the most,
+    as CVXPY duals: lower, upper >= 0, the Lagrangian's linear part -lower + upper zero
+    and its constant lo'lower - 0.5 sum(upper) normalized to 1."""
+    n = 12
+    rng = np.random.default_rng(0)
+    X = cp.Variable((n, n))
+    lo = np.zeros((n, n))
+    lo[5, 5], lo[2, 3] = 1.0, 0.7
+    objective = 0.5 * cp.sum_squares(X - rng.random((n, n))) + 0.1 * cp.tv(X)
+    prob = cp.Problem(cp.Minimize(objective), [X >= lo, X <= 0.5])
+    prob.solve(solver="NABLAPROX")
+    assert prob.status == cp.INFEASIBLE and prob.solver_stats.num_iters == 0
+    assert prob.solver_stats.extra_stats["algorithm"] == "presolve"
+    lower, upper = (c.dual_value for c in prob.constraints)
+    assert np.all(lower >= 0) and np.all(upper >= 0) and lower[5, 5] > 0
+    np.testing.assert_allclose(-lower + upper, 0.0, atol=1e-12)
+    assert float(np.sum(lower * lo) - 0.5 * np.sum(upper)) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_crossing_singletons_on_equalities_and_scaled_rows() -> None:
+    """An equality 2 x_0 = 4 against -3 x_0 + 3 >= 0 (x_0 <= 1): the vector is in the
+    polar cone (<= 0 on the nonnegative row), A'y = 0 and b'y = -1; rows that do not
+    cross give None."""
+    from cvxprox.functions.cones import NonnegCone, ZeroCone
+    from cvxprox.solvers.presolve import crossing_singletons
+
+    n = 3
+    equality = Term(ZeroCone(1), MatrixOp(np.array([[2.0, 0.0, 0.0]])), np.array([4.0]))
+    upper = Term(
+        NonnegCone(2),
+        MatrixOp(np.array([[-3.0, 0.0, 0.0], [0.0, 1.0, 1.0]])),
+        np.array([-3.0, 0.0]),
+    )
+    program = _program([equality, upper], n)
+    y = crossing_singletons(program)
+    A = np.vstack([equality.op.to_sparse().toarray(), upper.op.to_sparse().toarray()])
+    b = np.concatenate([equality.b, upper.b])
+    assert y is not None and y[1] <= 0 and y[2] == 0
+    np.testing.assert_allclose(A.T @ y, 0.0, atol=1e-15)
+    assert float(b @ y) == pytest.approx(-1.0, rel=1e-14)
+    loose = Term(NonnegCone(2), upper.op, np.array([-6.0, 0.0]))  # x_0 <= 2: no crossing
+    assert crossing_singletons(_program([equality, loose], n)) is None
 
 
 def test_bounds_and_a_constraint_that_exclude_each_other_give_a_certificate() -> None:

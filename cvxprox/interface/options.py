@@ -93,7 +93,9 @@ class SolverOptions:
         Reduce a cone program's equality and inequality rows before the solve
         (``cvxprox.solvers.presolve``: empty, one-entry, duplicate and free rows, fixed
         and empty columns, infeasibility from the bounds) and map the solution, every
-        dual and any certificate back; ``verbose`` prints what it removed.
+        dual and any certificate back; ``verbose`` prints what it removed. A Program
+        solved on its terms is not reduced, but two one-entry constraint rows that
+        cross make it infeasible before any iteration (``crossing_singletons``).
     feasibility_polishing : bool
         PDHG on an LP: once the duality gap passes its test, run PDHG on the primal and
         dual feasibility problems from the iterate (PDLP's feasibility polishing,

@@ -34,7 +34,7 @@ from cvxprox.solvers.dual_fista import DualFISTA
 from cvxprox.solvers.fista import FISTA
 from cvxprox.solvers.hybrid import EmbeddingThenPDHG
 from cvxprox.solvers.pdhg import PDHG, tv_in_a_box
-from cvxprox.solvers.presolve import Presolved, presolve
+from cvxprox.solvers.presolve import Presolved, crossing_singletons, presolve
 
 _STRUCTURED_ONLY = ("ladmm", "hqs", "fista", "dual_fista")
 # A presolved run whose postsolved point fails the original test resumes with tolerances
@@ -254,6 +254,14 @@ def _solve(program: Program, options: SolverOptions, warm_start: dict | None) ->
     ):
         warm_start = None
     if not program.solve_assembled:
+        certificate = crossing_singletons(program) if options.presolve else None
+        if certificate is not None:
+            if options.verbose:
+                print("presolve: two one-entry constraint rows cross: infeasible")
+            info = {"reason": "two one-entry constraint rows cross (presolve)"}
+            return SolveResult(
+                s.INFEASIBLE, None, None, certificate, "presolve", 0, 0.0, 0.0, info=info
+            )
         if _fused_tv_pdhg(program, options):
             return _run(program, options, warm_start)
         fixed = FixedColumns(program)
