@@ -186,6 +186,13 @@ def test_crossing_singletons_on_equalities_and_scaled_rows() -> None:
     assert float(b @ y) == pytest.approx(-1.0, rel=1e-14)
     loose = Term(NonnegCone(2), upper.op, np.array([-6.0, 0.0]))  # x_0 <= 2: no crossing
     assert crossing_singletons(_program([equality, loose], n)) is None
+    # 0.1 x_2 >= 0.03 and 0.3 x_2 <= 0.03 * 3 meet at 0.3; b / a crosses by rounding.
+    low = Term(NonnegCone(1), MatrixOp(np.array([[0.0, 0.0, 0.1]])), np.array([0.03]))
+    high = Term(
+        NonnegCone(1), MatrixOp(np.array([[0.0, 0.0, -0.1 * 3.0]])), np.array([-0.03 * 3.0])
+    )
+    assert 0.03 / 0.1 > (0.03 * 3.0) / (0.1 * 3.0)
+    assert crossing_singletons(_program([low, high], n)) is None
 
 
 def test_bounds_and_a_constraint_that_exclude_each_other_give_a_certificate() -> None:

@@ -799,7 +799,8 @@ def crossing_singletons(program: Program) -> np.ndarray | None:
     Each one-entry row of a zero or nonnegative term, a x_j - b in K, is a bound on x_j:
     x_j >= b / a when a x_j - b >= 0 with a > 0 (or, for an equality, either sign),
     x_j <= b / a otherwise. When the largest lower bound L of some x_j exceeds its
-    smallest upper bound U, from the rows lo and up, the vector with y_lo = -s / a_lo,
+    smallest upper bound U by more than ``_FEAS_TOL`` max(1, |L|, |U|) (rounding in b / a
+    crosses no two equal bounds), from the rows lo and up, the vector with y_lo = -s / a_lo,
     y_up = s / a_up, s = 1 / (L - U), and 0 elsewhere has A'y = 0, b'y = -1, and lies in
     the polar cone (y <= 0 on a nonnegative row: a_lo > 0 > a_up there); the column
     with the largest L - U gives it. (TV denoising of 200 x 200 with X >= lo, X <= 0.5
@@ -842,9 +843,11 @@ def crossing_singletons(program: Program) -> np.ndarray | None:
     np.minimum.at(U, cols[~lower], bounds[~lower])
     with np.errstate(invalid="ignore"):
         spread = L - U
-    if not np.any(spread > 0):
+        # As the assembled presolve decides a crossing: by more than _FEAS_TOL relative.
+        crossing = spread > _FEAS_TOL * np.maximum(1.0, np.maximum(np.abs(L), np.abs(U)))
+    if not np.any(crossing):
         return None
-    j = int(np.nanargmax(np.where(spread > 0, spread, -np.inf)))
+    j = int(np.argmax(np.where(crossing, spread, -np.inf)))
     lo = np.flatnonzero(lower & (cols == j) & (bounds == L[j]))[0]
     up = np.flatnonzero(~lower & (cols == j) & (bounds == U[j]))[0]
     scale = 1.0 / float(spread[j])
