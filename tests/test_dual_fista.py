@@ -7,6 +7,7 @@ from __future__ import annotations
 import cvxpy as cp
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import cvxprox
 from cvxprox.functions.prox import GroupL2, Norm1, Quadratic, SumSquares
@@ -171,10 +172,12 @@ def test_crossing_singletons_on_equalities_and_scaled_rows() -> None:
     from cvxprox.solvers.presolve import crossing_singletons
 
     n = 3
-    equality = Term(ZeroCone(1), MatrixOp(np.array([[2.0, 0.0, 0.0]])), np.array([4.0]))
+    equality = Term(
+        ZeroCone(1), MatrixOp(sp.csr_array(np.array([[2.0, 0.0, 0.0]]))), np.array([4.0])
+    )
     upper = Term(
         NonnegCone(2),
-        MatrixOp(np.array([[-3.0, 0.0, 0.0], [0.0, 1.0, 1.0]])),
+        MatrixOp(sp.csr_array(np.array([[-3.0, 0.0, 0.0], [0.0, 1.0, 1.0]]))),
         np.array([-3.0, 0.0]),
     )
     program = _program([equality, upper], n)
@@ -187,12 +190,24 @@ def test_crossing_singletons_on_equalities_and_scaled_rows() -> None:
     loose = Term(NonnegCone(2), upper.op, np.array([-6.0, 0.0]))  # x_0 <= 2: no crossing
     assert crossing_singletons(_program([equality, loose], n)) is None
     # 0.1 x_2 >= 0.03 and 0.3 x_2 <= 0.03 * 3 meet at 0.3; b / a crosses by rounding.
-    low = Term(NonnegCone(1), MatrixOp(np.array([[0.0, 0.0, 0.1]])), np.array([0.03]))
+    low = Term(NonnegCone(1), MatrixOp(sp.csr_array(np.array([[0.0, 0.0, 0.1]]))), np.array([0.03]))
     high = Term(
-        NonnegCone(1), MatrixOp(np.array([[0.0, 0.0, -0.1 * 3.0]])), np.array([-0.03 * 3.0])
+        NonnegCone(1),
+        MatrixOp(sp.csr_array(np.array([[0.0, 0.0, -0.1 * 3.0]]))),
+        np.array([-0.03 * 3.0]),
     )
     assert 0.03 / 0.1 > (0.03 * 3.0) / (0.1 * 3.0)
     assert crossing_singletons(_program([low, high], n)) is None
+    # Bounds whose spread overflows, and dense operators, are left to the method.
+    huge = Term(
+        NonnegCone(1), MatrixOp(sp.csr_array(np.array([[0.0, 1.0, 0.0]]))), np.array([1e308])
+    )
+    tiny = Term(
+        NonnegCone(1), MatrixOp(sp.csr_array(np.array([[0.0, -1.0, 0.0]]))), np.array([1e308])
+    )
+    assert crossing_singletons(_program([huge, tiny], n)) is None
+    dense = Term(ZeroCone(1), MatrixOp(np.array([[2.0, 0.0, 0.0]])), np.array([4.0]))
+    assert crossing_singletons(_program([dense, upper], n)) is None
 
 
 def test_bounds_and_a_constraint_that_exclude_each_other_give_a_certificate() -> None:

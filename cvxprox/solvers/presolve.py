@@ -839,12 +839,15 @@ def crossing_singletons(program: Program) -> np.ndarray | None:
     cols, bounds = np.concatenate(cols), np.concatenate(bounds)
     coefs, rows, lower = np.concatenate(coefs), np.concatenate(rows), np.concatenate(lower)
     L, U = np.full(n, -np.inf), np.full(n, np.inf)
-    np.maximum.at(L, cols[lower], bounds[lower])
-    np.minimum.at(U, cols[~lower], bounds[~lower])
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.maximum.at(L, cols[lower], bounds[lower])
+        np.minimum.at(U, cols[~lower], bounds[~lower])
         spread = L - U
-        # As the assembled presolve decides a crossing: by more than _FEAS_TOL relative.
-        crossing = spread > _FEAS_TOL * np.maximum(1.0, np.maximum(np.abs(L), np.abs(U)))
+        # As the assembled presolve decides a crossing: by more than _FEAS_TOL relative
+        # (a spread that overflows is left to the method's own test).
+        crossing = np.isfinite(spread) & (
+            spread > _FEAS_TOL * np.maximum(1.0, np.maximum(np.abs(L), np.abs(U)))
+        )
     if not np.any(crossing):
         return None
     j = int(np.argmax(np.where(crossing, spread, -np.inf)))
@@ -858,8 +861,11 @@ def crossing_singletons(program: Program) -> np.ndarray | None:
 
 
 def _entrywise(op: LinOp) -> bool:
-    """Whether ``op`` is a matrix, a selection or a diagonal (a multiple of one), whose
-    assembled rows cost no more than its entries."""
+    """Whether ``op`` is a sparse matrix, a selection or a diagonal (a multiple of one),
+    whose assembled rows cost no more than its entries (a dense matrix's would cost
+    several times its memory)."""
     while isinstance(op, ScalarMultiple):
         op = op.op
-    return isinstance(op, (Identity, Diagonal, Gather, MatrixOp))
+    if isinstance(op, MatrixOp):
+        return not isinstance(op.matrix, np.ndarray)
+    return isinstance(op, (Identity, Diagonal, Gather))
