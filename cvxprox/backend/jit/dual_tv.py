@@ -714,16 +714,13 @@ def tv_lipschitz(grid: TVGrid, H: np.ndarray) -> float:
     """min(||M||_1 ||M||_inf, ||M||_F^2) for M = K H^{-1/2}, K the isotropic grid's matrix
     (the bound ``dual_fista.dual_lipschitz`` takes from a sparse matrix), from the image:
     with s = H^{-1/2} and c_p the number of rows of K on pixel p (each row is -1 and 1 on
-    two pixels), ||M||_1 = max c_p s_p, ||M||_inf = max over rows of s_a + s_b, ||M||_F^2 =
-    sum c_p s_p^2."""
+    two pixels; ``TVDifferences.gram_diagonal``), ||M||_1 = max c_p s_p, ||M||_inf = max over
+    rows of s_a + s_b, ||M||_F^2 = sum c_p s_p^2."""
     if not grid.iso:
         raise ValueError("tv_lipschitz: the grid must be isotropic (cp.tv's matrix)")
     r, c = grid.rows, grid.cols
     S = (1.0 / np.sqrt(np.broadcast_to(H, (r * c,)))).reshape((r, c), order="F")
-    count = np.zeros((r, c))
-    count[:-1, :-1] += 2.0
-    count[:-1, 1:] += 1.0
-    count[1:, :-1] += 1.0
+    count = TVDifferences(r, c).gram_diagonal().reshape((r, c), order="F")
     one = float(np.max(count * S))
     inf = max(float(np.max(S[:-1, :-1] + S[:-1, 1:])), float(np.max(S[:-1, :-1] + S[1:, :-1])))
     return min(one * inf, float(np.sum(count * S * S)))
