@@ -468,12 +468,15 @@ class DualFISTA(Algorithm):
                 streak = 0
             it += count
             certify = it // certify_every > certified // certify_every
-            screened = None
+            screened = table = None
+            if windows is not None:
+                Kty = steps.step_candidate()
+            else:
+                y, z_g, Kty = steps.probe()
+            v = -(q + Kty) * H_inv
+            x = clip(v)
             if windows is not None:
                 # The TV rows' test first, on the candidate alone (module docstring).
-                Kty = steps.step_candidate()
-                v = -(q + Kty) * H_inv
-                x = clip(v)
                 table = steps.term_sums(x)
                 tol = np.array([checker.tolerance(m) for m in table[:, 1]])
                 ratio = float(np.max(table[:terms, 0] / tol[:terms]))
@@ -486,11 +489,6 @@ class DualFISTA(Algorithm):
                     y, z_g = steps.candidate_terms(out=(y_stacked[block], z_stacked[block]))
                 else:
                     y, z_g = steps.candidate_terms()
-            else:
-                y, z_g, Kty = steps.probe()
-                v = -(q + Kty) * H_inv
-                x = clip(v)
-                table = None
             L = steps.L
             if screened is None:
                 sums = None if table is None else tv_term_sums(steps.grid, table, prox_at)
