@@ -330,11 +330,12 @@ def test_maximize_concave_entropy_structured() -> None:
     ],
     ids=["image", "affine", "slice", "transpose", "2x2", "two images"],
 )
-def test_tv_stack_lowers_to_the_matrix_built_directly(
+def test_tv_stack_lowers_to_the_tv_operator(
     build: object, direct: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``cp.tv``'s stack of differences of one image lowers to ``tv_matrix`` applied to
-    the image, the same map as the generic selections (two images take those)."""
+    """``cp.tv``'s stack of differences of one image lowers to ``TVDifferences`` (its
+    matrix ``tv_matrix``) applied to the image, the same map as the generic selections
+    (two images take those)."""
     from cvxprox.operators.linops import tv_matrix
     from cvxprox.reductions import affine
 
