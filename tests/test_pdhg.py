@@ -481,10 +481,11 @@ def test_halpern_iteration_fuses_the_next_point(quadratic: bool) -> None:
 def test_compiled_loop_matches_the_fused_iterations(
     quadratic: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The iterations between two checks as one compiled call
-    (``_ConeProblem.advance``, ``cvxprox.backend.jit.pdhg.halpern_iterations``): bit for
-    bit the same number of ``iterate`` and ``_Epoch.advance`` steps, from inside an
-    epoch, with equality rows, inequality rows, bounds and (for a QP) a diagonal P."""
+    """The iterations up to a check as one compiled call (``_ConeProblem.advance``,
+    ``cvxprox.backend.jit.pdhg.halpern_iterations``): bit for bit count - 1 ``iterate``
+    and ``_Epoch.advance`` steps and the check's ``iterate`` (its T(z), its next point
+    and the epoch at its z), from inside an epoch, with equality rows, inequality rows,
+    bounds and (for a QP) a diagonal P."""
     from cvxprox.solvers.pdhg import _Epoch  # noqa: PLC0415
 
     monkeypatch.setattr(pdhg, "_FUSE_AFTER", 0.0)
@@ -499,13 +500,18 @@ def test_compiled_loop_matches_the_fused_iterations(
         step, _, advanced = problem.iterate(epoch, anchor, tau, sigma, gamma)
         epoch.advance(step.point, gamma, advanced)
     for count in (1, 9, 25):
-        assert problem.advance(looped, tau, sigma, gamma, count)
-        for _ in range(count):
+        looped_step, looped_next = problem.advance(looped, tau, sigma, gamma, count)
+        for _ in range(count - 1):
             step, _, advanced = problem.iterate(stepped, anchor, tau, sigma, gamma)
             stepped.advance(step.point, gamma, advanced)
+        step, _, advanced = problem.iterate(stepped, anchor, tau, sigma, gamma)
         assert looped.k == stepped.k
         for name in ("x", "y", "Kx", "Kty"):
             assert np.array_equal(getattr(looped.z, name), getattr(stepped.z, name)), name
+            assert np.array_equal(getattr(looped_step.point, name), getattr(step.point, name)), name
+            assert np.array_equal(getattr(looped_next, name), getattr(advanced, name)), name
+        looped.advance(looped_step.point, gamma, looped_next)
+        stepped.advance(step.point, gamma, advanced)
     for name in ("x", "y", "Kx", "Kty"):
         assert not np.array_equal(getattr(looped.z, name), getattr(anchor, name)), name
 

@@ -191,10 +191,11 @@ class Backend:
         operators: tuple[Any, Any],
         point: tuple[Array, Array, Array, Array],
         anchor: tuple[Array, Array, Array, Array],
-    ) -> tuple[Array, Array, Array, Array] | None:
-        """``count`` reflected Halpern iterations of a PDHG epoch on a program with zero
-        and nonnegative cones and no P (``cvxprox.backend.jit.pdhg.halpern_iterations``),
-        from its k-th point: the next point (x, y, K x, K'y). ``steps`` = (gamma, tau,
+    ) -> tuple[tuple, tuple, tuple] | None:
+        """``count`` >= 1 reflected Halpern iterations of a PDHG epoch on a program with
+        zero and nonnegative cones and no P (``cvxprox.backend.jit.pdhg.halpern_iterations``),
+        from its k-th point: the next point, the last iteration's step T(z) and the point z
+        it was taken from, each (x, y, K x, K'y). ``steps`` = (gamma, tau,
         sigma), ``data`` = (c, p or None, bounds or None, b, free) as for
         ``pdhg_primal_step`` and ``pdhg_dual_step``, ``operators`` = (A, A') as
         ``csr`` made them, ``point`` and ``anchor`` = (x, y, K x, K'y). None where the

@@ -140,7 +140,7 @@ class NumPyBackend(Backend):
         operators: tuple[Any, Any],
         point: tuple[Array, Array, Array, Array],
         anchor: tuple[Array, Array, Array, Array],
-    ) -> tuple[Array, Array, Array, Array] | None:
+    ) -> tuple[tuple, tuple, tuple] | None:
         """One compiled call in float64 (``cvxprox.backend.jit.pdhg.halpern_iterations``),
         bit for bit ``count`` steps of the fused passes with SciPy's products; None in
         float32."""

@@ -13,9 +13,9 @@ operation for operation, so the two agree bit for bit; the passes save the five
 temporaries and the member-by-member cone dispatch of the NumPy expression. The
 ``_halpern`` forms also write, in the same pass, the next point of the reflected Halpern
 iteration, (a T(z) + b z) + e anchor, for x, y and K x (``NumPyBackend.pdhg_primal_halpern``,
-``pdhg_dual_halpern``). ``halpern_iterations`` runs the iterations between two checks
-of such an epoch in one call, its products with A and A' in the loop, so that an
-iteration costs no Python calls (``_ConeProblem.advance``).
+``pdhg_dual_halpern``). ``halpern_iterations`` runs the iterations up to a check of
+such an epoch, the check's own step included, in one call, its products with A and A'
+in the loop, so that an iteration costs no Python calls (``_ConeProblem.advance``).
 """
 
 from __future__ import annotations
@@ -153,9 +153,10 @@ def halpern_iterations(  # noqa: PLR0913
     At: tuple,
     point: tuple,
     anchor: tuple,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``count`` reflected Halpern iterations of an epoch from its k-th point, in one call:
-    the next point (x, y, K x, K'y) after them.
+) -> tuple[tuple, tuple, tuple]:
+    """``count`` >= 1 reflected Halpern iterations of an epoch from its k-th point, in one
+    call: the next point after them, the last iteration's step T(z) and the point z it
+    was taken from, each (x, y, K x, K'y).
 
     ``steps`` = (gamma, tau, sigma); ``data`` = (c, p, lower, upper, b, free) as for
     ``primal_step`` and ``dual_step``; ``A`` and ``At`` = (indptr, indices, data) of A and
@@ -168,7 +169,10 @@ def halpern_iterations(  # noqa: PLR0913
     x, y, kx, kty = point
     anchor_x, anchor_y, anchor_kx, anchor_kty = anchor
     n, m = x.shape[0], y.shape[0]
+    before = point
+    step = point
     for _ in range(count):
+        before = (x, y, kx, kty)
         w = (k + 1) / (k + 2)
         a, bw, e = w * (1.0 + gamma), -w * gamma, 1.0 - w
         x_step, x = primal_step_halpern(x, kty, c, tau, p, lower, upper, a, bw, e, anchor_x)
@@ -176,5 +180,6 @@ def halpern_iterations(  # noqa: PLR0913
         y_step, y, kx = dual_step_halpern(y, ax, kx, b, sigma, free, a, bw, e, anchor_y, anchor_kx)
         aty = _csr_product(At[0], At[1], At[2], y_step, n)
         kty = combine3(a, aty, bw, kty, e, anchor_kty)
+        step = (x_step, y_step, ax, aty)
         k += 1
-    return x, y, kx, kty
+    return (x, y, kx, kty), step, before
