@@ -519,8 +519,9 @@ def test_compiled_loop_matches_the_fused_iterations(
 def test_a_solve_with_the_compiled_loop_is_the_solve_without_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """PDHG on a Netlib LP with bounds, from its start with the compiled loop between
-    the checks and without it: the same iterations and the same point, bit for bit."""
+    """PDHG on a Netlib LP with bounds, from its start with the compiled loop (the
+    iterations up to each check, its own step included) and without it: the same
+    iterations and the same point, bit for bit."""
     from cvxprox.backend.numpy import NumPyBackend  # noqa: PLC0415
 
     if not (data_dir() / "netlib").is_dir():

@@ -63,13 +63,13 @@ rule log omega <- theta log(|dy~| / |dx|) + (1 - theta) log omega (theta = ``smo
 0.8 on cone programs, PDLP's 0.5 on Programs, 0.9 on 2-D TV in a box,
 ``TV_BOX_SCHEME``), kept above 0.3 beta L_h / ||K~|| when L_h > 0
 (``_primal_weight_floor``), with (dx, dy~) (dy~_j = ||K_j|| dy_j) read from the restart
-point q (``weight_from_step``):
+candidate T(q) (``weight_from_step``):
 
-- on cone programs, its last step T(q) - q. Without L_h its M-norm is
+- on cone programs, the step T(q) - q that made it. Without L_h its M-norm is
   omega |dx|^2 / eta + |dy|^2 / (eta omega) - 2 dy'K dx, whose two diagonal parts are
   balanced, and their sum least, at omega = |dy| / |dx|: the weight that would have made
   the step's primal and dual parts count alike in the residual the restarts test;
-- on Programs, its move from the anchor, PDLP's rule: the weight that balances the
+- on Programs, its move T(q) - anchor, PDLP's rule: the weight that balances the
   distances travelled.
 
 Against the move from the anchor on cone programs (PDHG forced; iterations, which
@@ -287,8 +287,8 @@ class Scheme:
     smoothing : float
         theta of the primal weight update (``_updated_primal_weight``).
     weight_from_step : bool
-        Whether the update reads the restart point's last step T(q) - q, else its move
-        from the anchor (module docstring).
+        Whether the update reads the restart candidate's step T(q) - q, else its move
+        T(q) - anchor (module docstring).
     """
 
     halpern: bool
@@ -1518,7 +1518,8 @@ def _updated_primal_weight(
     omega: float, dx_norm: float, dy_norm: float, floor: float, theta: float
 ) -> float:
     """PDLP's smoothed update log omega <- theta log(|dy| / |dx|) + (1 - theta) log omega,
-    clipped to [floor, _OMEGA_MAX]; omega unchanged when either move is ~0."""
+    clipped to [floor, _OMEGA_MAX]; omega unchanged when either part of the move or
+    step is ~0."""
     if dx_norm <= _TINY or dy_norm <= _TINY:
         return omega
     log_omega = theta * math.log(dy_norm / dx_norm) + (1.0 - theta) * math.log(omega)
