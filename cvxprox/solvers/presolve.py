@@ -301,6 +301,12 @@ def _assign_bound_duals(
         np.add.at(y, r[has], sign * v[has] / a[has])
 
 
+def _crosses(lower: float | np.ndarray, upper: float | np.ndarray) -> bool | np.ndarray:
+    """Whether bounds l > u cross beyond rounding: l - u > ``_FEAS_TOL`` max(1, |l|, |u|)
+    (floats or arrays, elementwise)."""
+    return lower - upper > _FEAS_TOL * np.maximum(1.0, np.maximum(np.abs(lower), np.abs(upper)))
+
+
 class _State:
     """The working copy of the program during the reductions (module docstring)."""
 
@@ -448,8 +454,7 @@ class _State:
         gap = self.l - self.u
         cross = np.flatnonzero(self.col_on & (gap > 0))
         for j in cross:
-            scale = max(1.0, abs(self.l[j]), abs(self.u[j]))
-            if gap[j] > _FEAS_TOL * scale:
+            if _crosses(self.l[j], self.u[j]):
                 # y_lo = -t, y_hi = -t on the bound rows: A'y = 0, b'y = -t (l - u).
                 t = 1.0 / gap[j]
                 y = np.zeros(self.A.shape[0])
@@ -843,20 +848,19 @@ def crossing_singletons(program: Program) -> np.ndarray | None:
         np.maximum.at(L, cols[lower], bounds[lower])
         np.minimum.at(U, cols[~lower], bounds[~lower])
         spread = L - U
-        # As the assembled presolve decides a crossing: by more than _FEAS_TOL relative
-        # (a spread that overflows is left to the method's own test).
-        crossing = np.isfinite(spread) & (
-            spread > _FEAS_TOL * np.maximum(1.0, np.maximum(np.abs(L), np.abs(U)))
-        )
+        # As the assembled presolve decides a crossing (a spread that overflows is left
+        # to the method's own test).
+        crossing = np.isfinite(spread) & _crosses(L, U)
     if not np.any(crossing):
         return None
     j = int(np.argmax(np.where(crossing, spread, -np.inf)))
-    lo = np.flatnonzero(lower & (cols == j) & (bounds == L[j]))[0]
-    up = np.flatnonzero(~lower & (cols == j) & (bounds == U[j]))[0]
-    scale = 1.0 / float(spread[j])
+    lo = np.flatnonzero(lower & (cols == j) & (bounds == L[j]))[:1]
+    up = np.flatnonzero(~lower & (cols == j) & (bounds == U[j]))[:1]
+    t = np.array([-1.0 / float(spread[j])])
     y = np.zeros(start)
-    y[rows[lo]] += -scale / coefs[lo]
-    y[rows[up]] += scale / coefs[up]
+    _assign_bound_duals(
+        y, np.array([j]), t, t, rows[lo], coefs[lo], rows[up], coefs[up], dense=False
+    )
     return y
 
 
