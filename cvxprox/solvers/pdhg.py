@@ -1024,11 +1024,7 @@ class _FeasibilityPolish:
                     return None, j
                 r = sub.residual(epoch.z, step.point, tau, sigma)
                 if epoch.restart_due(r, j):
-                    reference = epoch.z if scheme.weight_from_step else epoch.anchor
-                    dx, dy = sub.norms(
-                        _combination(sub.backend, (1.0, step.point), (-1.0, reference))
-                    )
-                    omega = _updated_primal_weight(omega, dx, dy, _OMEGA_MIN, scheme.smoothing)
+                    omega = _restart_weight(sub, epoch, step.point, epoch.z, omega, _OMEGA_MIN)
                     tau, sigma, gamma = _step_sizes(omega, sub.norm_K, 0.0, scheme.relaxation)
                     epoch.restart(step.point)
                     continue
@@ -1394,11 +1390,9 @@ class PDHG(SteppedAlgorithm):
                 if stop is not None:
                     break
                 if epoch.restart_due(r, it):
-                    reference = restart_base if scheme.weight_from_step else epoch.anchor
-                    dx, dy = problem.norms(
-                        _combination(problem.backend, (1.0, restart_point), (-1.0, reference))
+                    omega = _restart_weight(
+                        problem, epoch, restart_point, restart_base, omega, omega_floor
                     )
-                    omega = _updated_primal_weight(omega, dx, dy, omega_floor, scheme.smoothing)
                     tau, sigma, gamma = _step_sizes(omega, norm_K, L_h, scheme.relaxation)
                     epoch.restart(restart_point)
                     restarts += 1
@@ -1512,6 +1506,18 @@ def _primal_weight_floor(norm_K: float, L_h: float) -> float:
     if L_h <= 0.0 or norm_K <= 0.0:
         return _OMEGA_MIN
     return _clip(_WEIGHT_FLOOR * _BETA * L_h / norm_K, _OMEGA_MIN, _OMEGA_MAX)
+
+
+def _restart_weight(
+    problem: Any, epoch: _Epoch, point: _Point, base: _Point, omega: float, floor: float
+) -> float:
+    """The primal weight for ``epoch`` restarting at ``point`` = T(``base``): PDLP's
+    update (``_updated_primal_weight``) from the parts of the step T(q) - q where the
+    epoch's scheme has ``weight_from_step``, else of the move from its anchor (module
+    docstring)."""
+    reference = base if epoch.scheme.weight_from_step else epoch.anchor
+    dx, dy = problem.norms(_combination(problem.backend, (1.0, point), (-1.0, reference)))
+    return _updated_primal_weight(omega, dx, dy, floor, epoch.scheme.smoothing)
 
 
 def _updated_primal_weight(
